@@ -1,0 +1,126 @@
+"""Errors netatlas raises, drawn as a hierarchy:
+
+    NetatlasError
+    ├── KqlError                 a problem with query text; points at a span of it
+    │   ├── KqlSyntaxError       code KQL_SYNTAX
+    │   └── KqlSemanticError     KQL_UNKNOWN_TABLE, KQL_UNKNOWN_COLUMN, KQL_UNKNOWN_FUNCTION,
+    │                            KQL_UNKNOWN_OPERATOR, KQL_TYPE, KQL_ARGUMENTS, KQL_UNSUPPORTED
+    ├── QueryLimitError          the query ran past its time limit (KQL_TIMEOUT)
+    ├── QueryExecutionError      the store refused a query that compiled (KQL_RUNTIME)
+    └── IngestError              a record does not fit its table (INGEST_*)
+
+Every error has a machine-readable ``code`` and a human message; ``KqlError`` also carries the
+span of the offending text and renders it with a caret line.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Iterable
+
+
+class NetatlasError(Exception):
+    code = "NETATLAS"
+
+    def to_json(self) -> dict:
+        return {"code": self.code, "message": str(self)}
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    start: int
+    end: int
+
+    def __add__(self, other: "Span") -> "Span":
+        return Span(min(self.start, other.start), max(self.end, other.end))
+
+
+def line_col(text: str, offset: int) -> tuple[int, int]:
+    """1-based line and column of an offset into text."""
+    line = text.count("\n", 0, offset) + 1
+    col = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    return line, col
+
+
+class KqlError(NetatlasError):
+    code = "KQL"
+
+    def __init__(self, message: str, span: Span | None = None, *, code: str | None = None,
+                 hint: str | None = None, text: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.span = span
+        self.hint = hint
+        self.text = text
+        if code:
+            self.code = code
+
+    def attach(self, text: str) -> "KqlError":
+        if self.text is None:
+            self.text = text
+        return self
+
+    @property
+    def line(self) -> int | None:
+        return line_col(self.text, self.span.start)[0] if self.text is not None and self.span else None
+
+    @property
+    def column(self) -> int | None:
+        return line_col(self.text, self.span.start)[1] if self.text is not None and self.span else None
+
+    def __str__(self) -> str:
+        out = [f"{self.code}: {self.message}"]
+        if self.text is not None and self.span is not None:
+            line, col = line_col(self.text, self.span.start)
+            src = self.text.splitlines()[line - 1] if self.text.splitlines() else ""
+            width = max(1, min(self.span.end, self.span.start + len(src) - col + 1) - self.span.start)
+            out[0] = f"{self.code} at line {line}, column {col}: {self.message}"
+            out.append(f"  {src}")
+            out.append("  " + " " * (col - 1) + "^" * width)
+        if self.hint:
+            out.append(f"hint: {self.hint}")
+        return "\n".join(out)
+
+    def to_json(self) -> dict:
+        return {"code": self.code, "message": self.message, "line": self.line,
+                "column": self.column, "hint": self.hint, "display": str(self)}
+
+
+class KqlSyntaxError(KqlError):
+    code = "KQL_SYNTAX"
+
+
+class KqlSemanticError(KqlError):
+    code = "KQL_SEMANTIC"
+
+
+class QueryLimitError(NetatlasError):
+    code = "KQL_TIMEOUT"
+
+
+class QueryExecutionError(NetatlasError):
+    code = "KQL_RUNTIME"
+
+
+class IngestError(NetatlasError):
+    code = "INGEST"
+
+    def __init__(self, message: str, *, code: str = "INGEST", record: int | None = None,
+                 field: str | None = None):
+        super().__init__(message)
+        self.code = code
+        self.record = record
+        self.field = field
+
+    def to_json(self) -> dict:
+        return {"code": self.code, "message": str(self), "record": self.record, "field": self.field}
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
+    """A hint naming the closest candidate, case-insensitively, or None."""
+    cands = list(candidates)
+    lowered = {c.lower(): c for c in cands}
+    if name.lower() in lowered:
+        return f"did you mean '{lowered[name.lower()]}'? (names are case-sensitive)"
+    close = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
+    return f"did you mean '{lowered[close[0]]}'?" if close else None

@@ -1,0 +1,255 @@
+"""The aggregate function table, used by summarize, make-series and top-nested.
+
+Each entry names its default output prefix (``sum(X)`` -> ``sum_X``), its arity, and a builder
+from typed arguments to one or more output columns. Multi-column aggregates (arg_max with
+several columns, percentiles) return several (name, sql, type) triples.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from sqlglot import exp
+
+from ..errors import KqlSemanticError
+from . import types as T
+from .scalars import to_bool, to_dynamic, to_real, type_error
+from .typed import Typed, cast, fn
+
+N = exp.Literal.number
+
+
+@dataclass(slots=True)
+class Aggregate:
+    name: str
+    prefix: str
+    min_args: int
+    max_args: int | None
+    build: Callable            # (args: list[Typed]) -> Typed  (single column)
+    multi: bool = False        # builder returns a list of (name, Typed) instead
+
+    def default_name(self, args: list[Typed]) -> str:
+        if self.name in ("count",) and not args:
+            return "count_"
+        first = args[0].name if args and args[0].name else ""
+        return f"{self.prefix}_{first}"
+
+
+AGGREGATES: dict[str, Aggregate] = {}
+
+
+def aggregate(name, prefix, min_args, max_args, *aliases, multi=False):
+    def deco(build):
+        a = Aggregate(name, prefix, min_args, max_args, build, multi)
+        for n in (name, *aliases):
+            AGGREGATES[n] = a
+        return build
+    return deco
+
+
+def _when(pred: Typed, value: exp.Expression) -> exp.Expression:
+    return exp.Case(ifs=[exp.If(this=to_bool(pred, "the predicate").sql, true=value)], default=exp.null())
+
+
+def _sum_type(t: str) -> str:
+    return T.LONG if t in T.INTEGER else t
+
+
+def _sum(x: Typed) -> Typed:
+    if x.type not in T.NUMERIC and x.type != T.TIMESPAN:
+        if x.type == T.DYNAMIC:
+            return Typed(fn("sum", to_real(x).sql), T.REAL)
+        type_error(f"sum() needs a number, not {x.type}", x.span)
+    rtype = _sum_type(x.type)
+    e = exp.Sum(this=x.sql)
+    return Typed(cast(e, rtype) if rtype in (T.LONG, T.TIMESPAN) else e, rtype)
+
+
+@aggregate("count", "count", 0, 1)
+def count(x=None):
+    if x is None:
+        return Typed(exp.Count(this=exp.Star()), T.LONG)
+    return Typed(exp.Count(this=x.sql), T.LONG)
+
+
+@aggregate("countif", "countif", 1, 1)
+def countif(p):
+    return Typed(exp.Count(this=_when(p, N(1))), T.LONG)
+
+
+@aggregate("dcount", "dcount", 1, 2)
+def dcount(x, accuracy=None):
+    return Typed(exp.Count(this=exp.Distinct(expressions=[x.sql])), T.LONG)
+
+
+@aggregate("dcountif", "dcountif", 2, 3)
+def dcountif(x, p, accuracy=None):
+    return Typed(exp.Count(this=exp.Distinct(expressions=[_when(p, x.sql)])), T.LONG)
+
+
+@aggregate("sum", "sum", 1, 1)
+def sum_(x):
+    return _sum(x)
+
+
+@aggregate("sumif", "sumif", 2, 2)
+def sumif(x, p):
+    s = _sum(x)
+    inner = s.sql.this if isinstance(s.sql, exp.Cast) else s.sql
+    e = exp.Sum(this=_when(p, inner.this))
+    return Typed(cast(e, s.type) if s.type in (T.LONG, T.TIMESPAN) else e, s.type)
+
+
+@aggregate("avg", "avg", 1, 1)
+def avg(x):
+    if x.type == T.TIMESPAN:
+        return Typed(cast(fn("round", exp.Avg(this=x.sql)), T.LONG), T.TIMESPAN)
+    return Typed(exp.Avg(this=to_real(x).sql), T.REAL)
+
+
+@aggregate("avgif", "avgif", 2, 2)
+def avgif(x, p):
+    return Typed(exp.Avg(this=_when(p, to_real(x).sql)), T.REAL)
+
+
+def _minmax(cls):
+    def build(x):
+        return Typed(cls(this=x.sql), x.type)
+    return build
+
+
+aggregate("min", "min", 1, 1)(_minmax(exp.Min))
+aggregate("max", "max", 1, 1)(_minmax(exp.Max))
+
+
+@aggregate("minif", "minif", 2, 2)
+def minif(x, p):
+    return Typed(exp.Min(this=_when(p, x.sql)), x.type)
+
+
+@aggregate("maxif", "maxif", 2, 2)
+def maxif(x, p):
+    return Typed(exp.Max(this=_when(p, x.sql)), x.type)
+
+
+def _json_list(values: exp.Expression, distinct: bool, limit: Typed | None = None,
+               where: exp.Expression | None = None) -> exp.Expression:
+    inner = exp.Distinct(expressions=[values]) if distinct else values
+    agg = fn("list", inner)
+    cond = exp.Not(this=exp.Is(this=values, expression=exp.null()))
+    if where is not None:
+        cond = exp.And(this=cond, expression=where)
+    agg = exp.Filter(this=agg, expression=exp.Where(this=cond))
+    if limit is not None:
+        agg = fn("list_slice", agg, N(1), limit.sql)
+    return exp.Coalesce(this=cast(fn("to_json", agg), T.DYNAMIC), expressions=[cast(exp.Literal.string("[]"), T.DYNAMIC)])
+
+
+def _element(x: Typed) -> exp.Expression:
+    """Values as they go into a dynamic array."""
+    if x.type in (T.DATETIME, T.TIMESPAN, T.GUID):
+        from .scalars import to_string
+        return to_string(x).sql
+    return x.sql
+
+
+@aggregate("make_list", "list", 1, 2, "makelist")
+def make_list(x, limit=None):
+    return Typed(_json_list(_element(x), False, limit), T.DYNAMIC)
+
+
+@aggregate("make_list_if", "list", 2, 3, "makelist_if")
+def make_list_if(x, p, limit=None):
+    return Typed(_json_list(_element(x), False, limit, to_bool(p).sql), T.DYNAMIC)
+
+
+def _set_values(x: Typed) -> exp.Expression:
+    # a dynamic array's elements are added one by one (make_set flattens arrays)
+    if x.type == T.DYNAMIC:
+        return fn("unnest", fn("netatlas_set_elements", x.sql))
+    return _element(x)
+
+
+@aggregate("make_set", "set", 1, 2, "makeset")
+def make_set(x, limit=None):
+    if x.type == T.DYNAMIC:
+        return Typed(fn("netatlas_make_set_dynamic", fn("list", x.sql)), T.DYNAMIC)
+    return Typed(_json_list(_element(x), True, limit), T.DYNAMIC)
+
+
+@aggregate("make_set_if", "set", 2, 3, "makeset_if")
+def make_set_if(x, p, limit=None):
+    if x.type == T.DYNAMIC:
+        return Typed(fn("netatlas_make_set_dynamic", exp.Filter(this=fn("list", x.sql), expression=exp.Where(this=to_bool(p).sql))), T.DYNAMIC)
+    return Typed(_json_list(_element(x), True, limit, to_bool(p).sql), T.DYNAMIC)
+
+
+@aggregate("make_bag", "bag", 1, 2, "make_dictionary")
+def make_bag(x, limit=None):
+    return Typed(fn("netatlas_make_bag", fn("list", to_dynamic(x).sql)), T.DYNAMIC)
+
+
+@aggregate("take_any", "any", 1, None, "any")
+def take_any(*xs):
+    if len(xs) != 1:
+        raise KqlSemanticError("take_any() with several arguments must be the only expression; name each column",
+                               xs[0].span, code="KQL_UNSUPPORTED")
+    return Typed(fn("any_value", xs[0].sql), xs[0].type)
+
+
+@aggregate("stdev", "stdev", 1, 1)
+def stdev(x):
+    return Typed(fn("stddev_samp", to_real(x).sql), T.REAL)
+
+
+@aggregate("stdevp", "stdevp", 1, 1)
+def stdevp(x):
+    return Typed(fn("stddev_pop", to_real(x).sql), T.REAL)
+
+
+@aggregate("variance", "variance", 1, 1)
+def variance(x):
+    return Typed(fn("var_samp", to_real(x).sql), T.REAL)
+
+
+@aggregate("variancep", "variancep", 1, 1)
+def variancep(x):
+    return Typed(fn("var_pop", to_real(x).sql), T.REAL)
+
+
+def _pct_value(p: Typed) -> float:
+    if not p.is_const or p.const is None:
+        type_error("percentile needs a constant percentage", p.span)
+    return float(p.const)
+
+
+def _pct_name(v: float) -> str:
+    return str(int(v)) if v == int(v) else str(v).replace(".", "_")
+
+
+def _percentile(x: Typed, v: float) -> Typed:
+    # nearest-rank percentile, as Kusto computes it
+    e = exp.Anonymous(this="quantile_disc", expressions=[x.sql, exp.Literal.number(v / 100.0)])
+    rtype = x.type if x.type != T.INT else T.INT
+    return Typed(e, rtype)
+
+
+@aggregate("percentile", "percentile", 2, 2, multi=True)
+def percentile(x, p):
+    v = _pct_value(p)
+    return [(f"percentile_{x.name or ''}_{_pct_name(v)}", _percentile(x, v))]
+
+
+@aggregate("percentiles", "percentile", 2, None, multi=True)
+def percentiles(x, *ps):
+    return [(f"percentile_{x.name or ''}_{_pct_name(_pct_value(p))}", _percentile(x, _pct_value(p))) for p in ps]
+
+
+@aggregate("percentiles_array", "percentiles", 2, None)
+def percentiles_array(x, *ps):
+    items = [_percentile(x, _pct_value(p)).sql for p in ps]
+    return Typed(fn("json_array", *items), T.DYNAMIC)
+
+
+# arg_max / arg_min are planned by the summarize operator itself (they need the whole row).
+ARG_EXTREMES = {"arg_max": "max_by", "arg_min": "min_by"}

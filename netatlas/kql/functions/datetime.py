@@ -1,0 +1,260 @@
+"""Date and time functions. Datetimes are TIMESTAMP (UTC); timespans are BIGINT ticks."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlglot import exp
+
+from ...errors import KqlSemanticError
+from .. import types as T
+from ..scalars import arithmetic, type_error
+from ..typed import Typed, cast, const, fn
+from . import scalar
+
+L, N = exp.Literal.string, exp.Literal.number
+TICKS_PER_DAY = 864_000_000_000
+KUSTO_EPOCH_US = 62135596800000000   # microseconds from 0001-01-01 to 1970-01-01
+
+
+@scalar("now", "t?", T.DATETIME, ctx=True)
+def now(ctx, offset=None):
+    t = const(ctx.now, T.DATETIME)
+    if offset is not None:
+        return arithmetic("+", t, offset, offset.span)
+    return t
+
+
+@scalar("ago", "t", T.DATETIME, ctx=True)
+def ago(ctx, span):
+    if span.is_const and span.const is not None:
+        return const(ctx.now - timedelta(microseconds=span.const // 10), T.DATETIME)
+    return arithmetic("-", const(ctx.now, T.DATETIME), span, span.span)
+
+
+def _bin(value: Typed, size: Typed, origin: Typed | None = None):
+    if value.type == T.DATETIME:
+        if size.type != T.TIMESPAN:
+            type_error("bin() of a datetime needs a timespan size, e.g. bin(TimeGenerated, 1h)", size.span)
+        if size.is_const and size.const and not origin:
+            us = size.const // 10
+            interval = exp.Interval(this=L(str(us)), unit=exp.var("MICROSECOND"))
+            args = [interval, value.sql]
+            if TICKS_PER_DAY % size.const:
+                args.append(cast(L("0001-01-01 00:00:00"), T.DATETIME))
+            return Typed(fn("time_bucket", *args), T.DATETIME, name=value.name)
+        # general form: floor((ticks - origin) / size) * size + origin
+        base = origin.sql if origin is not None else cast(L("0001-01-01 00:00:00"), T.DATETIME)
+        diff = exp.Sub(this=fn("epoch_us", value.sql), expression=fn("epoch_us", base))
+        step = exp.IntDiv(this=size.sql, expression=N(10))
+        floored = exp.Mul(this=fn("floor", exp.Div(this=diff, expression=step, typed=False, safe=False)), expression=step)
+        return Typed(exp.Add(this=base, expression=fn("to_microseconds", cast(floored, T.LONG))), T.DATETIME, name=value.name)
+    if value.type == T.TIMESPAN:
+        e = exp.Mul(this=fn("floor", exp.Div(this=value.sql, expression=size.sql, typed=False, safe=False)), expression=size.sql)
+        return Typed(cast(e, T.LONG), T.TIMESPAN, name=value.name)
+    if value.type in T.NUMERIC:
+        off = origin.sql if origin is not None else None
+        v = exp.Sub(this=value.sql, expression=off) if off is not None else value.sql
+        e = exp.Mul(this=fn("floor", exp.Div(this=v, expression=size.sql, typed=False, safe=False)), expression=size.sql)
+        if off is not None:
+            e = exp.Add(this=e, expression=off)
+        rtype = T.REAL if T.REAL in (value.type, size.type) else value.type
+        if rtype in T.INTEGER:
+            e = cast(e, rtype)
+        return Typed(e, rtype, name=value.name)
+    type_error(f"bin() cannot round a {value.type}", value.span)
+
+
+@scalar("bin", "aa", T.DATETIME, "floor", keeps_name=True)
+def bin_(value, size):
+    if value.type in T.NUMERIC and size.type not in T.NUMERIC:
+        type_error("bin() of a number needs a number size", size.span)
+    return _bin(value, size)
+
+
+@scalar("bin_at", "aaa", T.DATETIME, keeps_name=True)
+def bin_at(value, size, origin):
+    return _bin(value, size, origin)
+
+
+def _trunc(part):
+    def build(d, offset=None):
+        e = fn("date_trunc", L(part), d.sql)
+        if offset is not None:
+            e = exp.Add(this=e, expression=exp.Interval(this=offset.sql, unit=exp.var(part.upper())))
+        return e
+    return build
+
+
+def _endof(part):
+    def build(d, offset=None):
+        start = _trunc(part)(d, offset)
+        nxt = exp.Add(this=start, expression=exp.Interval(this=N(1), unit=exp.var(part.upper())))
+        return exp.Sub(this=nxt, expression=exp.Interval(this=N(1), unit=exp.var("MICROSECOND")))
+    return build
+
+
+for _part in ("day", "month", "year"):
+    scalar(f"startof{_part}", "di?", T.DATETIME)(_trunc(_part))
+    scalar(f"endof{_part}", "di?", T.DATETIME)(_endof(_part))
+
+
+@scalar("startofweek", "di?", T.DATETIME)
+def startofweek(d, offset=None):   # weeks start on Sunday
+    day = fn("date_trunc", L("day"), d.sql)
+    e = exp.Sub(this=day, expression=fn("to_days", cast(fn("dayofweek", d.sql), T.INT)))
+    if offset is not None:
+        e = exp.Add(this=e, expression=fn("to_days", cast(exp.Mul(this=offset.sql, expression=N(7)), T.INT)))
+    return e
+
+
+@scalar("endofweek", "di?", T.DATETIME)
+def endofweek(d, offset=None):
+    start = startofweek(d, offset)
+    return exp.Sub(this=exp.Add(this=start, expression=fn("to_days", N(7))),
+                   expression=exp.Interval(this=N(1), unit=exp.var("MICROSECOND")))
+
+
+@scalar("dayofweek", "d", T.TIMESPAN)
+def dayofweek(d):
+    return exp.Mul(this=cast(fn("dayofweek", d.sql), T.LONG), expression=N(TICKS_PER_DAY))
+
+
+def _part(name, typ=T.INT):
+    def build(d):
+        return cast(fn(name, d.sql), typ)
+    return build
+
+
+scalar("dayofmonth", "d", T.INT)(_part("day"))
+scalar("dayofyear", "d", T.INT)(_part("dayofyear"))
+scalar("getmonth", "d", T.INT, "monthofyear")(_part("month"))
+scalar("getyear", "d", T.INT)(_part("year"))
+scalar("hourofday", "d", T.INT)(_part("hour"))
+scalar("week_of_year", "d", T.INT, "weekofyear")(_part("weekofyear"))
+
+# datetime_part / datetime_add / datetime_diff parts -> DuckDB parts
+PARTS = {"year": "year", "quarter": "quarter", "month": "month", "week_of_year": "week", "week": "week",
+         "day": "day", "dayofyear": "dayofyear", "hour": "hour", "minute": "minute", "second": "second",
+         "millisecond": "millisecond", "microsecond": "microsecond", "nanosecond": "nanosecond"}
+
+
+def _part_name(p: Typed, fname: str) -> str:
+    if not p.is_const or str(p.const).lower() not in PARTS:
+        raise KqlSemanticError(f"{fname}() needs a constant part: one of {', '.join(PARTS)}", p.span,
+                               code="KQL_ARGUMENTS")
+    return PARTS[str(p.const).lower()]
+
+
+@scalar("datetime_part", "sd", T.INT, "datepart")
+def datetime_part(p, d):
+    part = _part_name(p, "datetime_part")
+    if part == "millisecond":
+        return cast(exp.Mod(this=fn("millisecond", d.sql), expression=N(1000)), T.INT)
+    if part == "microsecond":
+        return cast(exp.Mod(this=fn("microsecond", d.sql), expression=N(1000000)), T.INT)
+    if part == "nanosecond":
+        return cast(exp.Mul(this=exp.Mod(this=fn("microsecond", d.sql), expression=N(1000000)), expression=N(1000)), T.INT)
+    return cast(fn("date_part", L(part), d.sql), T.INT)
+
+
+@scalar("datetime_add", "sid", T.DATETIME)
+def datetime_add(p, amount, d):
+    part = _part_name(p, "datetime_add")
+    if part == "nanosecond":
+        return exp.Add(this=d.sql, expression=fn("to_microseconds", exp.IntDiv(this=amount.sql, expression=N(1000))))
+    if part == "week":
+        return exp.Add(this=d.sql, expression=fn("to_days", cast(exp.Mul(this=amount.sql, expression=N(7)), T.INT)))
+    return exp.Add(this=d.sql, expression=exp.Interval(this=amount.sql, unit=exp.var(part.upper())))
+
+
+@scalar("datetime_diff", "sdd", T.LONG)
+def datetime_diff(p, d1, d2):
+    part = _part_name(p, "datetime_diff")
+    if part == "nanosecond":
+        return exp.Mul(this=fn("date_diff", L("microsecond"), d2.sql, d1.sql), expression=N(1000))
+    return cast(fn("date_diff", L(part), d2.sql, d1.sql), T.LONG)
+
+
+# Kusto format specifiers -> strftime (longest first)
+_FMT = [("yyyy", "%Y"), ("yy", "%y"), ("MM", "%m"), ("dd", "%d"), ("HH", "%H"), ("hh", "%I"), ("mm", "%M"),
+        ("ss", "%S"), ("fffffff", "%f0"), ("ffffff", "%f"), ("fff", "%g"), ("tt", "%p"), ("M", "%-m"),
+        ("d", "%-d"), ("H", "%-H"), ("h", "%-I"), ("m", "%-M"), ("s", "%-S")]
+
+
+def kusto_to_strftime(f: str) -> str:
+    out, i = [], 0
+    while i < len(f):
+        for k, v in _FMT:
+            if f.startswith(k, i):
+                out.append(v)
+                i += len(k)
+                break
+        else:
+            out.append(f[i].replace("%", "%%"))
+            i += 1
+    return "".join(out)
+
+
+@scalar("format_datetime", "ds", T.STRING)
+def format_datetime(d, f):
+    if not f.is_const:
+        type_error("format_datetime() needs a constant format", f.span)
+    return exp.Coalesce(this=fn("strftime", d.sql, L(kusto_to_strftime(f.const))), expressions=[L("")])
+
+
+@scalar("format_timespan", "ts", T.STRING)
+def format_timespan(t, f):
+    if not f.is_const:
+        type_error("format_timespan() needs a constant format", f.span)
+    return fn("netatlas_format_timespan", t.sql, L(f.const))
+
+
+@scalar("unixtime_seconds_todatetime", "n", T.DATETIME)
+def unix_s(n):
+    return fn("make_timestamp", cast(fn("round", exp.Mul(this=n.sql, expression=N(1000000))), T.LONG))
+
+
+@scalar("unixtime_milliseconds_todatetime", "n", T.DATETIME)
+def unix_ms(n):
+    return fn("make_timestamp", cast(fn("round", exp.Mul(this=n.sql, expression=N(1000))), T.LONG))
+
+
+@scalar("unixtime_microseconds_todatetime", "n", T.DATETIME)
+def unix_us(n):
+    return fn("make_timestamp", cast(n.sql, T.LONG))
+
+
+@scalar("unixtime_nanoseconds_todatetime", "n", T.DATETIME)
+def unix_ns(n):
+    return fn("make_timestamp", cast(exp.IntDiv(this=cast(n.sql, T.LONG), expression=N(1000)), T.LONG))
+
+
+@scalar("make_datetime", "iii?i?i?r?", T.DATETIME)
+def make_datetime(y, m, d, h=None, mi=None, s=None):
+    z = N(0)
+    return fn("make_timestamp", y.sql, m.sql, d.sql, h.sql if h else z, mi.sql if mi else z,
+              cast(s.sql, T.REAL) if s else cast(z, T.REAL))
+
+
+@scalar("make_timespan", "iii?i?", T.TIMESPAN)
+def make_timespan(a, b, c=None, d=None):
+    parts = [x.sql for x in (a, b, c, d) if x is not None]
+    if len(parts) == 2:
+        h, m = parts
+        return exp.Paren(this=exp.Add(this=exp.Mul(this=cast(h, T.LONG), expression=N(36_000_000_000)),
+                                      expression=exp.Mul(this=m, expression=N(600_000_000))))
+    if len(parts) == 3:
+        h, m, s_ = parts
+        days = N(0)
+    else:
+        days, h, m, s_ = parts
+    tot = exp.Add(this=exp.Mul(this=cast(days, T.LONG), expression=N(TICKS_PER_DAY)),
+                  expression=exp.Add(this=exp.Mul(this=cast(h, T.LONG), expression=N(36_000_000_000)),
+                                     expression=exp.Add(this=exp.Mul(this=m, expression=N(600_000_000)),
+                                                        expression=exp.Mul(this=s_, expression=N(10_000_000)))))
+    return exp.Paren(this=tot)
+
+
+@scalar("totimestamp_seconds", "d", T.LONG, "tounixtime")
+def unix_seconds(d):
+    return cast(fn("epoch", d.sql), T.LONG)

@@ -1,0 +1,135 @@
+"""Dynamic (JSON) functions: arrays and property bags."""
+from __future__ import annotations
+
+from sqlglot import exp
+
+from .. import types as T
+from ..scalars import to_dynamic
+from ..typed import Typed, cast, fn
+from . import scalar
+
+L, N = exp.Literal.string, exp.Literal.number
+
+
+def _list(y: Typed):
+    """A dynamic array as a DuckDB JSON[] list (null if not an array)."""
+    return fn("netatlas_json_list", y.sql)
+
+
+def _json(list_sql):
+    return cast(fn("to_json", list_sql), T.DYNAMIC)
+
+
+@scalar("array_length", "y", T.LONG)
+def array_length(y):
+    return exp.Case(ifs=[exp.If(this=exp.EQ(this=fn("json_type", y.sql), expression=L("ARRAY")),
+                                true=cast(fn("json_array_length", y.sql), T.LONG))], default=exp.null())
+
+
+@scalar("array_concat", "yy*", T.DYNAMIC)
+def array_concat(*arrays):
+    out = _list(arrays[0])
+    for a in arrays[1:]:
+        out = fn("list_concat", out, _list(a))
+    return _json(out)
+
+
+@scalar("array_slice", "yii", T.DYNAMIC)
+def array_slice(y, start, end):
+    return fn("netatlas_array_slice", y.sql, start.sql, end.sql)
+
+
+@scalar("array_index_of", "ya", T.LONG)
+def array_index_of(y, v):
+    needle = to_dynamic(v).sql
+    return cast(fn("coalesce", exp.Sub(this=fn("list_position", fn("list_transform", _list(y), exp.Lambda(
+        this=cast(exp.column("_e"), T.STRING), expressions=[exp.to_identifier("_e")])), cast(needle, T.STRING)),
+        expression=N(1)), N(-1)), T.LONG)
+
+
+@scalar("array_reverse", "y", T.DYNAMIC)
+def array_reverse(y):
+    return _json(fn("list_reverse", _list(y)))
+
+
+@scalar("array_sort_asc", "y", T.DYNAMIC)
+def array_sort_asc(y):
+    return fn("netatlas_array_sort", y.sql, L("ASC"))
+
+
+@scalar("array_sort_desc", "y", T.DYNAMIC)
+def array_sort_desc(y):
+    return fn("netatlas_array_sort", y.sql, L("DESC"))
+
+
+@scalar("array_sum", "y", T.REAL)
+def array_sum(y):
+    return fn("list_sum", fn("list_transform", _list(y), exp.Lambda(
+        this=exp.TryCast(this=exp.column("_e"), to=T.storage(T.REAL)), expressions=[exp.to_identifier("_e")])))
+
+
+@scalar("bag_keys", "y", T.DYNAMIC)
+def bag_keys(y):
+    return exp.Case(ifs=[exp.If(this=exp.EQ(this=fn("json_type", y.sql), expression=L("OBJECT")),
+                                true=_json(fn("json_keys", y.sql)))], default=exp.null())
+
+
+@scalar("bag_merge", "yy*", T.DYNAMIC)
+def bag_merge(*bags):
+    # the first bag wins on conflicts: patch in reverse order
+    out = bags[-1].sql
+    for b in reversed(bags[:-1]):
+        out = fn("json_merge_patch", out, b.sql)
+    return out
+
+
+@scalar("bag_has_key", "ys", T.BOOL)
+def bag_has_key(y, k):
+    return fn("json_exists", y.sql, exp.DPipe(this=L("$."), expression=fn("to_json", k.sql)))
+
+
+@scalar("pack", "aa*", T.DYNAMIC, "bag_pack", "pack_dictionary")
+def pack(*args):
+    from ..scalars import to_string
+    items = []
+    for i in range(0, len(args) - 1, 2):
+        items += [to_string(args[i]).sql, to_dynamic(args[i + 1]).sql]
+    return fn("json_object", *items)
+
+
+@scalar("pack_array", "aa*", T.DYNAMIC, "make_array")
+def pack_array(*args):
+    return fn("json_array", *[to_dynamic(a).sql for a in args])
+
+
+def _set_op(name):
+    def build(*arrays):
+        return fn("netatlas_" + name, *[a.sql for a in arrays])
+    return build
+
+
+scalar("set_union", "yy*", T.DYNAMIC)(lambda *a: fn("netatlas_set_union", *[_list(x) for x in a]))
+scalar("set_intersect", "yy*", T.DYNAMIC)(lambda *a: fn("netatlas_set_intersect", *[_list(x) for x in a]))
+scalar("set_difference", "yy*", T.DYNAMIC)(lambda *a: fn("netatlas_set_difference", *[_list(x) for x in a]))
+
+
+@scalar("set_has_element", "ya", T.BOOL)
+def set_has_element(y, v):
+    return exp.GTE(this=array_index_of(y, v), expression=N(0))
+
+
+@scalar("zip", "yy*", T.DYNAMIC)
+def zip_(*arrays):
+    return _json(fn("list_transform", fn("list_zip", *[_list(a) for a in arrays]), exp.Lambda(
+        this=fn("to_json", fn("json_array", *[fn("struct_extract", exp.column("_z"), N(i + 1)) for i in range(len(arrays))])),
+        expressions=[exp.to_identifier("_z")])))
+
+
+@scalar("range", "aaa?", T.DYNAMIC)
+def range_(start, stop, step=None):
+    st = step.sql if step is not None else N(1)
+    if start.type in T.NUMERIC:
+        return _json(fn("generate_series", start.sql, stop.sql, st))
+    from ..scalars import to_string
+    return _json(fn("list_transform", fn("generate_series", start.sql, stop.sql, fn("to_microseconds", exp.IntDiv(this=st, expression=N(10)))),
+                    exp.Lambda(this=fn("netatlas_datetime_str", exp.column("_d")), expressions=[exp.to_identifier("_d")])))

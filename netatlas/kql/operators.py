@@ -1,0 +1,983 @@
+"""Plan stage, tabular half: one function per KQL operator, found through OPERATORS.
+
+Each takes the planner, the input ``Rel`` and the operator node, and returns a new ``Rel``
+whose SQL selects from the input's.
+"""
+from __future__ import annotations
+
+import fnmatch
+import re
+
+from sqlglot import exp
+
+from ..errors import KqlSemanticError, Span, did_you_mean
+from . import syntax as s
+from . import types as T
+from .aggregates import AGGREGATES, ARG_EXTREMES
+from .planner import Planner, Rel
+from .scalars import Scope, binary, to_bool, to_string, unify
+from .typed import Typed, cast, col, const, fn, ident, null, sql_literal
+
+N = exp.Literal.number
+L = exp.Literal.string
+
+
+def scope_of(rel: Rel, table: str | None = None) -> Scope:
+    return Scope(dict(rel.cols), table, rel.order)
+
+
+def select_all(rel: Rel, table: str | None = None) -> list[exp.Expression]:
+    return [col(c, table) for c, _ in rel.cols]
+
+
+def aliased(e: exp.Expression, name: str) -> exp.Expression:
+    if isinstance(e, exp.Column) and e.name == name and not e.table:
+        return e
+    return exp.Alias(this=e, alias=ident(name))
+
+
+def next_column_name(taken) -> str:
+    i = 1
+    while f"Column{i}" in taken:
+        i += 1
+    return f"Column{i}"
+
+
+def order_survives(order, cols: dict[str, str], changed: set[str] = frozenset()):
+    """Keep the row order only while every column it sorts on is still there, unchanged."""
+    if not order:
+        return order
+    for o in order:
+        for c in o.find_all(exp.Column):
+            if c.name not in cols or c.name in changed:
+                return None
+    return order
+
+
+def unknown_column(name: str, span: Span, rel: Rel):
+    raise KqlSemanticError(f"unknown column '{name}'", span, code="KQL_UNKNOWN_COLUMN",
+                           hint=did_you_mean(name, rel.names()) or f"available columns: {', '.join(rel.names()[:12])}")
+
+
+# ---- where, project, extend -----------------------------------------------------------------
+
+def op_where(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
+    pred = to_bool(pl.scalar(op.args["predicate"], scope_of(rel)), "the where condition")
+    return Rel(pl.wrap(rel, select_all(rel), where=pred.sql), rel.cols, rel.order, rel.name, rel.serialized)
+
+
+def named_items(pl: Planner, rel: Rel, items: list[s.Assign], taken: set[str], scope: Scope | None = None,
+                agg: bool = False) -> list[tuple[str, Typed]]:
+    out = []
+    scope = scope or scope_of(rel)
+    for it in items:
+        if it.names and len(it.names) > 1:
+            raise KqlSemanticError("tuple assignment is not supported here", it.span, code="KQL_UNSUPPORTED")
+        t = pl.scalar(it.expr, scope, agg)
+        name = it.names[0] if it.names else (t.name or next_column_name(taken | {n for n, _ in out}))
+        out.append((name, t))
+    return out
+
+
+def op_project(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
+    items = named_items(pl, rel, op.args["items"], set())
+    seen = set()
+    for (name, t), it in zip(items, op.args["items"]):
+        if name in seen:
+            raise KqlSemanticError(f"column '{name}' appears twice in project", it.span, code="KQL_ARGUMENTS",
+                                   hint="give one of them another name: NewName = ...")
+        seen.add(name)
+    cols = [(n, t.type) for n, t in items]
+    changed = {n for n, t in items if not (isinstance(t.sql, exp.Column) and t.sql.name == n)}
+    select = [aliased(t.sql, n) for n, t in items]
+    return Rel(pl.wrap(rel, select), cols, order_survives(rel.order, dict(cols), changed), None, rel.serialized)
+
+
+def op_extend(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
+    items = named_items(pl, rel, op.args["items"], set(rel.names()))
+    new = dict(items)
+    select, cols = [], []
+    for c, typ in rel.cols:
+        if c in new:
+            select.append(aliased(new[c].sql, c))
+            cols.append((c, new[c].type))
+        else:
+            select.append(col(c))
+            cols.append((c, typ))
+    existing = set(rel.names())
+    for n, t in items:
+        if n not in existing:
+            select.append(aliased(t.sql, n))
+            cols.append((n, t.type))
+            existing.add(n)
+    return Rel(pl.wrap(rel, select), cols, order_survives(rel.order, dict(cols), set(new) & set(rel.names())),
+               rel.name, rel.serialized)
+
+
+def match_names(rel: Rel, pattern: str, span: Span, must: bool = True) -> list[str]:
+    if "*" in pattern:
+        return [c for c in rel.names() if fnmatch.fnmatchcase(c, pattern)]
+    if pattern not in rel.types:
+        if must:
+            unknown_column(pattern, span, rel)
+        return []
+    return [pattern]
+
+
+def op_project_away(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
+    drop = set()
+    for pat, span in op.args["names"]:
+        drop.update(match_names(rel, pat, span))
+    cols = [(c, t) for c, t in rel.cols if c not in drop]
+    return Rel(pl.wrap(rel, [col(c) for c, _ in cols]), cols, order_survives(rel.order, dict(cols)), rel.name,
+               rel.serialized)
+
+
+def op_project_keep(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
+    keep = set()
+    for pat, span in op.args["names"]:
+        keep.update(match_names(rel, pat, span))
+    cols = [(c, t) for c, t in rel.cols if c in keep]
+    return Rel(pl.wrap(rel, [col(c) for c, _ in cols]), cols, order_survives(rel.order, dict(cols)), rel.name,
+               rel.serialized)
+
+
+def op_project_rename(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
+    renames = {}
+    for new, old, span in op.args["pairs"]:
+        if old not in rel.types:
+            unknown_column(old, span, rel)
+        renames[old] = new
+    cols = [(renames.get(c, c), t) for c, t in rel.cols]
+    select = [aliased(col(c), renames.get(c, c)) for c, _ in rel.cols]
+    return Rel(pl.wrap(rel, select), cols, order_survives(rel.order, dict(cols), set(renames)), rel.name,
+               rel.serialized)
+
+
+def op_project_reorder(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
+    first = []
+    for (pat, span), order in op.args["names"]:
+        hits = [c for c in match_names(rel, pat, span) if c not in first]
+        if order in ("asc", "granny-asc"):
+            hits.sort()
+        elif order in ("desc", "granny-desc"):
+            hits.sort(reverse=True)
+        first.extend(hits)
+    rest = [c for c in rel.names() if c not in first]
+    types = rel.types
+    cols = [(c, types[c]) for c in first + rest]
+    return Rel(pl.wrap(rel, [col(c) for c, _ in cols]), cols, rel.order, rel.name, rel.serialized)
+
+
+# ---- summarize ------------------------------------------------------------------------------
+
+def op_summarize(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
+    scope = scope_of(rel)
+    by = named_items(pl, rel, op.args["by"], set())
+    by_names = [n for n, _ in by]
+    select = [aliased(t.sql, n) for n, t in by]
+    cols = [(n, t.type) for n, t in by]
+    group = [t.sql for _, t in by]
+    post: list[tuple[str, str, exp.Expression]] = []   # struct expansions for arg_max/arg_min
+    taken = set(by_names)
+    for it in op.args["aggs"]:
+        e = it.expr
+        if isinstance(e, s.Call) and e.name in ARG_EXTREMES:
+            for name, typ, sql in arg_extreme(pl, rel, e, it, by_names, taken, scope):
+                select.append(aliased(sql, name))
+                cols.append((name, typ))
+                taken.add(name)
+            continue
+        if isinstance(e, s.Call) and e.name in AGGREGATES and AGGREGATES[e.name].multi:
+            a = AGGREGATES[e.name]
+            args = [pl.scalar(x, scope) for x in e.args]
+            pl.check_agg_arity(a, e, args)
+            outs = a.build(*args)
+            names = it.names or []
+            for i, (default, t) in enumerate(outs):
+                name = names[i] if i < len(names) else default
+                select.append(aliased(t.sql, name))
+                cols.append((name, t.type))
+                taken.add(name)
+            continue
+        t = pl.scalar(e, scope, agg=True)
+        if not contains_aggregate(t.sql):
+            raise KqlSemanticError("summarize needs an aggregation here, such as count() or sum(x)", it.expr.span,
+                                   code="KQL_ARGUMENTS", hint="put plain expressions after 'by'")
+        name = it.names[0] if it.names else (t.name or next_column_name(taken))
+        if name in taken:
+            name = _dedupe(name, taken)
+        taken.add(name)
+        select.append(aliased(t.sql, name))
+        cols.append((name, t.type))
+    if not op.args["aggs"] and not by:
+        raise KqlSemanticError("summarize needs an aggregation or a 'by' clause", op.span, code="KQL_SYNTAX")
+    sql = pl.wrap(rel, select, group=group or None)
+    out = Rel(sql, cols, None, None)
+    if any(isinstance(x, exp.Alias) and x.alias.startswith("__am") for x in select):
+        out = expand_structs(pl, out)
+    return out
+
+
+def _dedupe(name: str, taken: set[str]) -> str:
+    i = 1
+    while f"{name}{i}" in taken:
+        i += 1
+    return f"{name}{i}"
+
+
+def contains_aggregate(e: exp.Expression) -> bool:
+    if isinstance(e, exp.AggFunc):
+        return True
+    aggs = {"list", "any_value", "stddev_samp", "stddev_pop", "var_samp", "var_pop", "quantile_disc",
+            "max_by", "min_by", "netatlas_make_set_dynamic", "netatlas_make_bag", "count_if"}
+    for node in e.walk():
+        if isinstance(node, exp.AggFunc) or (isinstance(node, exp.Anonymous) and node.name.lower() in aggs):
+            return True
+    return False
+
+
+def arg_extreme(pl: Planner, rel: Rel, call: s.Call, item: s.Assign, by_names, taken, scope):
+    """arg_max(Expr, *) / arg_max(Expr, Col1, Col2): the row where Expr is largest."""
+    if not call.args:
+        raise KqlSemanticError(f"{call.name}() needs the expression to maximize", call.span, code="KQL_ARGUMENTS")
+    target = pl.scalar(call.args[0], scope)
+    prefix = "max" if call.name == "arg_max" else "min"
+    tname = target.name or f"{prefix}_"
+    fields: list[tuple[str, Typed]] = [(tname, target)]
+    rest = call.args[1:]
+    if len(rest) == 1 and isinstance(rest[0], s.Star):
+        for c, typ in rel.cols:
+            if c not in by_names and c != tname:
+                fields.append((c, Typed(col(c), typ, name=c)))
+    else:
+        for x in rest:
+            if isinstance(x, s.Assign):
+                fields.append((x.names[0], pl.scalar(x.expr, scope)))
+            else:
+                t = pl.scalar(x, scope)
+                fields.append((t.name or next_column_name(taken), t))
+    if item.names:
+        fields[0] = (item.names[0], fields[0][1])
+    alias = pl.fresh("__am")
+    struct = exp.Struct(expressions=[exp.PropertyEQ(this=ident(f"f{i}"), expression=t.sql) for i, (_, t) in enumerate(fields)])
+    agg = fn(ARG_EXTREMES[call.name], struct, target.sql)
+    out = []
+    names_here = set()
+    for i, (n, t) in enumerate(fields):
+        name = n
+        if name in taken or name in names_here:
+            name = _dedupe(name, taken | names_here)
+        names_here.add(name)
+        out.append((name, t.type, i))
+    # one struct column, expanded by expand_structs()
+    return [(f"{alias}", "__struct__", agg)] + [(f"{alias}.{i}.{name}", typ, None) for name, typ, i in out]
+
+
+def expand_structs(pl: Planner, rel: Rel) -> Rel:
+    """Replace the __am struct columns of arg_max/arg_min by their fields."""
+    sel: exp.Select = rel.sql
+    keep_select, cols, outer = [], [], []
+    for e, (name, typ) in zip(list(sel.expressions), rel.cols):
+        if typ == "__struct__":
+            keep_select.append(e)
+            continue
+        if name.startswith("__am") and "." in name:
+            alias, idx, real = name.split(".", 2)
+            outer.append(aliased(fn("struct_extract", col(alias), L(f"f{idx}")), real))
+            cols.append((real, typ))
+            continue
+        keep_select.append(e)
+        outer.append(col(name))
+        cols.append((name, typ))
+    sel.set("expressions", keep_select)
+    inner = Rel(sel, [], None)
+    return Rel(pl.wrap(inner, outer), cols, None, None)
+
+
+# ---- order, top, take, distinct, count ---------------------------------------------------------
+
+def sort_keys(pl: Planner, rel: Rel, keys: list[s.SortKey]) -> list[exp.Ordered]:
+    scope = scope_of(rel)
+    out = []
+    for k in keys:
+        t = pl.scalar(k.expr, scope)
+        if t.type == T.DYNAMIC:
+            t = to_string(t)
+        nulls_first = k.nulls_first if k.nulls_first is not None else (not k.desc)
+        out.append(exp.Ordered(this=t.sql, desc=k.desc, nulls_first=nulls_first))
+    return out
+
+
+def op_order(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
+    keys = sort_keys(pl, rel, op.args["keys"])
+    return Rel(rel.sql, rel.cols, keys, rel.name, True)
+
+
+def limit_value(pl: Planner, node: s.Node) -> exp.Expression:
+    t = pl.scalar(node, Scope())
+    if t.type not in T.INTEGER and not (t.is_const and isinstance(t.const, (int, float))):
+        raise KqlSemanticError(f"the row count must be a number, not {t.type}", node.span, code="KQL_TYPE")
+    if t.is_const and t.const is not None:
+        return N(max(0, int(t.const)))
+    return t.sql
+
+
+def op_top(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
+    keys = sort_keys(pl, rel, op.args["keys"])
+    sql = pl.wrap(rel, select_all(rel), order=keys, limit=limit_value(pl, op.args["count"]))
+    return Rel(sql, rel.cols, keys, rel.name, True)
+
+
+def op_take(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
+    sql = pl.wrap(rel, select_all(rel), order=rel.order, limit=limit_value(pl, op.args["count"]))
+    return Rel(sql, rel.cols, rel.order, rel.name, rel.serialized)
+
+
+def op_distinct(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
+    items = op.args["items"]
+    if items is None:
+        return Rel(pl.wrap(rel, select_all(rel), distinct=True), rel.cols, None, rel.name)
+    named = named_items(pl, rel, items, set())
+    sql = pl.wrap(rel, [aliased(t.sql, n) for n, t in named], distinct=True)
+    return Rel(sql, [(n, t.type) for n, t in named], None, None)
+
+
+def op_count(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
+    return Rel(pl.wrap(rel, [aliased(exp.Count(this=exp.Star()), "Count")]), [("Count", T.LONG)], None, None)
+
+
+def op_sample(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
+    n = limit_value(pl, op.args["count"])
+    sql = pl.wrap(rel, select_all(rel), order=[exp.Ordered(this=fn("random"))], limit=n)
+    return Rel(sql, rel.cols, None, rel.name)
+
+
+# ---- join, lookup ---------------------------------------------------------------------------
+
+def join_keys(pl: Planner, left: Rel, right: Rel, on: list[s.Node]) -> list[tuple[Typed, Typed, str, str]]:
+    """(left key, right key, left name, right name) for each `on` clause."""
+    keys = []
+    ls, rs = scope_of(left, "_l"), scope_of(right, "_r")
+
+    def side(node: s.Node):
+        if isinstance(node, s.Member) and isinstance(node.target, s.Name) and node.target.name in ("$left", "$right"):
+            return node.target.name, s.Name(node.span, node.name)
+        return None, node
+
+    for cond in on:
+        if isinstance(cond, s.Name):
+            for rel, which in ((left, "left"), (right, "right")):
+                if cond.name not in rel.types:
+                    raise KqlSemanticError(f"join key '{cond.name}' is not a column of the {which} side", cond.span,
+                                           code="KQL_UNKNOWN_COLUMN", hint=did_you_mean(cond.name, rel.names()))
+            lk, rk = pl.scalar(cond, ls), pl.scalar(cond, rs)
+            keys.append((lk, rk, cond.name, cond.name))
+            continue
+        if isinstance(cond, s.Binary) and cond.op == "==":
+            a_side, a = side(cond.left)
+            b_side, b = side(cond.right)
+            if a_side == "$right" or b_side == "$left":
+                a_side, a, b_side, b = b_side, b, a_side, a
+            if a_side in ("$left", None) and b_side in ("$right", None) and (a_side or b_side):
+                lk, rk = pl.scalar(a, ls), pl.scalar(b, rs)
+                keys.append((lk, rk, getattr(a, "name", None), getattr(b, "name", None)))
+                continue
+        raise KqlSemanticError("join condition must be a column name or $left.Col == $right.Col", cond.span,
+                               code="KQL_SYNTAX")
+    out = []
+    for lk, rk, ln, rn in keys:
+        lk2, rk2, _ = unify(lk, rk, lk.span, "join on")
+        out.append((lk2, rk2, ln, rn))
+    return out
+
+
+def _on(keys) -> exp.Expression:
+    cond = None
+    for lk, rk, _, _ in keys:
+        c = exp.EQ(this=lk.sql, expression=rk.sql)
+        cond = c if cond is None else exp.And(this=cond, expression=c)
+    return cond
+
+
+def _right_names(left: Rel, right: Rel, drop: set[str] = frozenset()) -> list[tuple[str, str, str]]:
+    taken = set(left.names())
+    out = []
+    for c, typ in right.cols:
+        if c in drop:
+            continue
+        name = c
+        if name in taken:
+            i = 1
+            while f"{c}{i}" in taken:
+                i += 1
+            name = f"{c}{i}"
+        taken.add(name)
+        out.append((c, name, typ))
+    return out
+
+
+def _nz(e: exp.Expression, typ: str) -> exp.Expression:
+    return exp.Coalesce(this=e, expressions=[L("")]) if typ == T.STRING else e
+
+
+JOIN_SQL = {"inner": "INNER", "innerunique": "INNER", "leftouter": "LEFT", "rightouter": "RIGHT",
+            "fullouter": "FULL"}
+
+
+def op_join(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
+    kind = op.args["kind"]
+    kind = {"anti": "leftanti", "leftantisemi": "leftanti", "rightantisemi": "rightanti"}.get(kind, kind)
+    right = pl.tab(op.args["right"])
+    keys = join_keys(pl, rel, right, op.args["on"])
+    left = rel
+    if kind == "innerunique":
+        parts = [exp.Column(this=ident(n)) if n else lk.sql for lk, _, n, _ in keys]
+        part_exprs = [k[0].sql.copy().transform(lambda n: exp.Column(this=n.this) if isinstance(n, exp.Column) else n)
+                      for k in keys]
+        qual = exp.EQ(this=exp.Window(this=exp.RowNumber(), partition_by=part_exprs), expression=N(1))
+        left = Rel(pl.wrap(rel, select_all(rel), qualify=qual), rel.cols, None, rel.name)
+    if kind in ("leftsemi", "leftanti", "rightsemi", "rightanti"):
+        keep, other = (left, right) if kind.startswith("left") else (right, left)
+        keep_alias, other_alias = ("_l", "_r") if kind.startswith("left") else ("_r", "_l")
+        sub = exp.Select(expressions=[N(1)]).from_(other.sql.subquery(other_alias, copy=False), copy=False).where(_on(keys), copy=False)
+        cond = exp.Exists(this=sub)
+        if kind.endswith("anti"):
+            cond = exp.Not(this=cond)
+        sql = exp.Select(expressions=select_all(keep, keep_alias)).from_(keep.sql.subquery(keep_alias, copy=False), copy=False).where(cond, copy=False)
+        return Rel(sql, keep.cols, None, keep.name)
+    rnames = _right_names(left, right)
+    lnull = kind in ("rightouter", "fullouter")
+    rnull = kind in ("leftouter", "fullouter")
+    select = [aliased(_nz(col(c, "_l"), t) if lnull else col(c, "_l"), c) for c, t in left.cols]
+    select += [aliased(_nz(col(c, "_r"), t) if rnull else col(c, "_r"), n) for c, n, t in rnames]
+    j = exp.Join(this=right.sql.subquery("_r", copy=False), on=_on(keys), side=None, kind=None)
+    jsql = JOIN_SQL[kind]
+    if jsql == "INNER":
+        j.set("kind", "INNER")
+    else:
+        j.set("side", jsql)
+        j.set("kind", "OUTER")
+    sql = exp.Select(expressions=select).from_(left.sql.subquery("_l", copy=False), copy=False)
+    sql.set("joins", [j])
+    cols = list(left.cols) + [(n, t) for _, n, t in rnames]
+    return Rel(sql, cols, None, None)
+
+
+def op_lookup(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
+    right = pl.tab(op.args["right"])
+    keys = join_keys(pl, rel, right, op.args["on"])
+    rkeys = {rn for _, _, _, rn in keys if rn}
+    rnames = _right_names(rel, right, drop=rkeys)
+    outer = op.args["kind"] == "leftouter"
+    select = [col(c, "_l") for c, _ in rel.cols]
+    select += [aliased(_nz(col(c, "_r"), t) if outer else col(c, "_r"), n) for c, n, t in rnames]
+    j = exp.Join(this=right.sql.subquery("_r", copy=False), on=_on(keys))
+    if outer:
+        j.set("side", "LEFT")
+        j.set("kind", "OUTER")
+    else:
+        j.set("kind", "INNER")
+    sql = exp.Select(expressions=select).from_(rel.sql.subquery("_l", copy=False), copy=False)
+    sql.set("joins", [j])
+    return Rel(sql, list(rel.cols) + [(n, t) for _, n, t in rnames], None, None)
+
+
+# ---- union ----------------------------------------------------------------------------------
+
+def union_rels(pl: Planner, rels: list[Rel], params: dict, span: Span) -> Rel:
+    kind = params.get("kind", ("outer", None))[0]
+    source = params.get("withsource", params.get("WithSource", (None, None)))[0]
+    types_by_name: dict[str, list[str]] = {}
+    for r in rels:
+        for c, t in r.cols:
+            types_by_name.setdefault(c, [])
+            if t not in types_by_name[c]:
+                types_by_name[c].append(t)
+    if kind == "inner":
+        common = [c for c, _ in rels[0].cols if all(c in r.types for r in rels)]
+        names = [(c, c, types_by_name[c][0]) for c in common]
+    else:
+        names = []
+        for c, ts in types_by_name.items():
+            if len(ts) == 1:
+                names.append((c, c, ts[0]))
+            else:
+                names.extend((c, f"{c}_{t}", t) for t in ts)
+    branches = []
+    for i, r in enumerate(rels):
+        types = r.types
+        sel = []
+        if source:
+            sel.append(aliased(L(r.name or f"union_arg{i}"), source))
+        for orig, out, t in names:
+            if types.get(orig) == t:
+                sel.append(aliased(col(orig), out))
+            else:
+                sel.append(aliased(L("") if t == T.STRING else cast(exp.null(), t), out))
+        branches.append(exp.Select(expressions=sel).from_(pl.finish(r).subquery(pl.fresh(), copy=False), copy=False))
+    sql = branches[0]
+    for b in branches[1:]:
+        sql = exp.Union(this=sql, expression=b, distinct=False)
+    if len(branches) > 1:
+        sql = exp.Select(expressions=[exp.Star()]).from_(sql.subquery(pl.fresh(), copy=False), copy=False)
+    cols = ([(source, T.STRING)] if source else []) + [(out, t) for _, out, t in names]
+    return Rel(sql, cols, None, None)
+
+
+def union_inputs(pl: Planner, tables: list[s.Node]) -> list[Rel]:
+    rels = []
+    for t in tables:
+        if isinstance(t, s.Name) and "*" in t.name:
+            hits = [n for n in pl.catalogue.names() if fnmatch.fnmatchcase(n, t.name)]
+            hits += [k for k, b in pl.env.items() if b.kind == "table" and fnmatch.fnmatchcase(k, t.name)]
+            rels.extend(pl.table_ref(s.Name(t.span, n)) for n in hits)
+        else:
+            rels.append(pl.tab(t))
+    return rels
+
+
+def op_union(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
+    return union_rels(pl, [rel] + union_inputs(pl, op.args["tables"]), op.args["params"], op.span)
+
+
+def src_union(pl: Planner, node: s.UnionSource) -> Rel:
+    rels = union_inputs(pl, node.tables)
+    if not rels:
+        raise KqlSemanticError("union matched no tables", node.span, code="KQL_UNKNOWN_TABLE")
+    return union_rels(pl, rels, node.params, node.span)
+
+
+# ---- mv-expand ------------------------------------------------------------------------------
+
+def op_mv_expand(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
+    scope = scope_of(rel)
+    params = op.args["params"]
+    bagexp = params.get("bagexpansion", ("bag", None))[0]
+    itemindex = params.get("with_itemindex", (None, None))[0]
+    expanded = []
+    for a, to in op.args["items"]:
+        t = pl.scalar(a.expr, scope)
+        name = a.names[0] if a.names else t.name
+        if name is None:
+            raise KqlSemanticError("name the expanded expression: mv-expand Name = expr", a.span, code="KQL_ARGUMENTS")
+        if t.type != T.DYNAMIC:
+            raise KqlSemanticError(f"mv-expand needs a dynamic array or bag, but '{name}' is {t.type}", a.span,
+                                   code="KQL_TYPE")
+        expanded.append((name, t, to or T.DYNAMIC))
+    # Stage 1: turn each column into a list (arrays as is, bags as {key: value} entries, scalars as one item)
+    pre_cols = [col(c) for c, _ in rel.cols if c not in {n for n, _, _ in expanded}]
+    lists = []
+    for i, (name, t, to) in enumerate(expanded):
+        lists.append(aliased(fn("netatlas_mv_list", t.sql, L(bagexp)), f"__mv{i}"))
+    pre = Rel(pl.wrap(rel, pre_cols + lists), [], None)
+    # Stage 2: unnest them side by side (the longest decides the row count; shorter ones pad with null)
+    limit = op.args["limit"]
+    sel, cols = [], []
+    newcols = {n: (i, to) for i, (n, _, to) in enumerate(expanded)}
+    for c, typ in rel.cols:
+        if c in newcols:
+            i, to = newcols[c]
+            sel.append(aliased(mv_cast(col(f"__mv{i}"), to), c))
+            cols.append((c, to))
+        else:
+            sel.append(col(c))
+            cols.append((c, typ))
+    for n, (i, to) in newcols.items():
+        if n not in rel.types:
+            sel.append(aliased(mv_cast(col(f"__mv{i}"), to), n))
+            cols.append((n, to))
+    unn = [aliased(fn("unnest", col(f"__mv{i}")), f"__mv{i}") for i in range(len(expanded))]
+    keep = [col(c) for c, _ in rel.cols if c not in newcols]
+    if itemindex:
+        unn.append(aliased(exp.Sub(this=fn("generate_subscripts", col("__mv0"), N(1)), expression=N(1)), "__idx"))
+    inner = Rel(pl.wrap(pre, keep + unn), [], None)
+    if itemindex:
+        sel.append(aliased(cast(col("__idx"), T.LONG), itemindex))
+        cols.append((itemindex, T.LONG))
+    where = None
+    if limit is not None:
+        if not itemindex:
+            raise KqlSemanticError("mv-expand limit is supported together with with_itemindex", limit.span,
+                                   code="KQL_UNSUPPORTED")
+        where = exp.LT(this=col("__idx"), expression=limit_value(pl, limit))
+    return Rel(pl.wrap(inner, sel, where=where), cols, None, rel.name)
+
+
+def mv_cast(e: exp.Expression, to: str) -> exp.Expression:
+    if to == T.DYNAMIC:
+        return e
+    if to == T.STRING:
+        return exp.Coalesce(this=fn("netatlas_dynamic_str", e), expressions=[L("")])
+    if to in (T.DATETIME, T.BOOL, T.GUID):
+        return exp.TryCast(this=fn("json_extract_string", e, L("$")), to=T.storage(to))
+    if to == T.TIMESPAN:
+        return fn("netatlas_totimespan", fn("json_extract_string", e, L("$")))
+    return exp.TryCast(this=e, to=T.storage(to))
+
+
+# ---- search ---------------------------------------------------------------------------------
+
+def search_predicate(pl: Planner, node: s.Node, rel: Rel) -> Typed:
+    scope = scope_of(rel)
+    if isinstance(node, s.Literal) and node.type == T.STRING:
+        return term_anywhere(rel, node.value, node.span)
+    if isinstance(node, s.Binary) and node.op == ":":
+        name = node.left.name
+        if name not in rel.types:
+            return Typed(exp.false(), T.BOOL)
+        v = pl.scalar(node.right, scope)
+        return term_match(Typed(col(name), rel.types[name]), v.const if v.is_const else "", node.span)
+    if isinstance(node, s.Binary) and node.op in ("and", "or"):
+        a = search_predicate(pl, node.left, rel)
+        b = search_predicate(pl, node.right, rel)
+        return binary(node.op, a, b, node.span)
+    if isinstance(node, s.Call) and node.name == "not" and len(node.args) == 1:
+        a = search_predicate(pl, node.args[0], rel)
+        return Typed(exp.Not(this=exp.Paren(this=a.sql)), T.BOOL, node.span)
+    if isinstance(node, s.Binary) and isinstance(node.left, s.Star):
+        if isinstance(node.right, s.Literal):
+            parts = []
+            for c, typ in rel.cols:
+                parts.append(binary(node.op, Typed(col(c), typ), const(node.right.value, node.right.type), node.span).sql
+                             if typ == T.STRING else exp.false())
+            return _any(parts)
+    return to_bool(pl.scalar(node, scope), "the search condition")
+
+
+def _any(parts: list[exp.Expression]) -> Typed:
+    e = parts[0] if parts else exp.false()
+    for p in parts[1:]:
+        e = exp.Or(this=e, expression=p)
+    return Typed(exp.Paren(this=e), T.BOOL)
+
+
+def term_match(t: Typed, term: str, span: Span) -> Typed:
+    """Kusto search semantics for one column: has, or contains/prefix/suffix with wildcards."""
+    term = str(term)
+    op = "has"
+    if term.startswith("*") and term.endswith("*") and len(term) > 1:
+        op, term = "contains", term[1:-1]
+    elif term.endswith("*"):
+        op, term = "hasprefix", term[:-1]
+    elif term.startswith("*"):
+        op, term = "hassuffix", term[1:]
+    if "*" in term:
+        regex = ".*".join(re.escape(p) for p in term.split("*"))
+        return Typed(fn("regexp_matches", exp.Lower(this=to_string(t).sql), L(regex.lower())), T.BOOL)
+    return binary(op, t, const(term, T.STRING), span)
+
+
+def term_anywhere(rel: Rel, term: str, span: Span) -> Typed:
+    parts = []
+    numeric_term = bool(re.fullmatch(r"-?\d+(\.\d+)?", term))
+    for c, typ in rel.cols:
+        if typ in (T.STRING, T.DYNAMIC, T.GUID) or (numeric_term and typ in T.NUMERIC):
+            parts.append(term_match(Typed(col(c), typ), term, span).sql)
+    return _any(parts)
+
+
+def search_rel(pl: Planner, rel: Rel, predicate: s.Node, table_name: str | None) -> Rel:
+    pred = search_predicate(pl, predicate, rel)
+    sel = [aliased(L(table_name or rel.name or ""), "$table")] + select_all(rel)
+    return Rel(pl.wrap(rel, sel, where=pred.sql), [("$table", T.STRING)] + list(rel.cols), rel.order, None)
+
+
+def op_search(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
+    return search_rel(pl, rel, op.args["predicate"], rel.name)
+
+
+def src_search(pl: Planner, node: s.SearchSource) -> Rel:
+    names = []
+    if node.tables is None:
+        names = pl.catalogue.names()
+    else:
+        for t in node.tables:
+            if "*" in t.name:
+                names.extend(n for n in pl.catalogue.names() if fnmatch.fnmatchcase(n, t.name))
+            else:
+                names.append(t.name)
+    rels = [search_rel(pl, pl.table_ref(s.Name(node.span, n)), node.predicate, n) for n in names]
+    if len(rels) == 1:
+        return rels[0]
+    out = union_rels(pl, rels, {}, node.span)
+    return out
+
+
+# ---- parse ----------------------------------------------------------------------------------
+
+CAPTURE = {T.LONG: r"(-?\d+)", T.INT: r"(-?\d+)", T.REAL: r"(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)",
+           T.DECIMAL: r"(-?\d+(?:\.\d+)?)", T.BOOL: r"(true|false|True|False|TRUE|FALSE)",
+           T.GUID: r"([0-9a-fA-F-]{36})"}
+
+
+def parse_regex(pattern, kind: str) -> tuple[str, list[tuple[str, str]]]:
+    parts, cols = ["^"], []
+    n = len(pattern)
+    for i, (what, value, span) in enumerate(pattern):
+        last = i == n - 1
+        if what == "*":
+            parts.append(".*?" if not last else ".*")
+        elif what == "lit":
+            parts.append(value if kind == "regex" else re.escape(value))
+        else:
+            name, typ = value
+            typ = typ or T.STRING
+            cols.append((name, typ))
+            if typ in CAPTURE:
+                parts.append(CAPTURE[typ])
+            else:
+                parts.append("(.*)" if last else "(.*?)")
+    if pattern[-1][0] == "col":
+        parts.append("$")
+    return "".join(parts), cols
+
+
+def _parse_rel(pl: Planner, rel: Rel, op: s.Operator, filter_matches: bool) -> Rel:
+    kind = op.args["params"].get("kind", ("simple", None))[0]
+    src = to_string(pl.scalar(op.args["source"], scope_of(rel)))
+    flags = op.args["params"].get("flags", ("", None))[0]
+    regex, cols = parse_regex(op.args["pattern"], kind)
+    if flags:
+        regex = f"(?{flags})" + regex
+    matched = fn("regexp_matches", src.sql, L(regex))
+    new = {}
+    for i, (name, typ) in enumerate(cols, start=1):
+        raw = fn("regexp_extract", src.sql, L(regex), N(i))
+        if typ == T.STRING:
+            v = raw
+        elif typ == T.DATETIME:
+            v = fn("netatlas_todatetime", raw)
+        elif typ == T.TIMESPAN:
+            v = fn("netatlas_totimespan", raw)
+        elif typ == T.DYNAMIC:
+            v = fn("netatlas_parse_json", raw)
+        else:
+            v = exp.TryCast(this=raw, to=T.storage(typ))
+        default = L("") if typ == T.STRING else cast(exp.null(), typ)
+        new[name] = (exp.Case(ifs=[exp.If(this=matched, true=v)], default=default), typ)
+    select, out = [], []
+    for c, t in rel.cols:
+        if c in new:
+            select.append(aliased(new[c][0], c))
+            out.append((c, new[c][1]))
+        else:
+            select.append(col(c))
+            out.append((c, t))
+    for name, (e, typ) in new.items():
+        if name not in rel.types:
+            select.append(aliased(e, name))
+            out.append((name, typ))
+    return Rel(pl.wrap(rel, select, where=matched if filter_matches else None), out,
+               order_survives(rel.order, dict(out), set(new)), rel.name, rel.serialized)
+
+
+def op_parse(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
+    return _parse_rel(pl, rel, op, False)
+
+
+def op_parse_where(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
+    return _parse_rel(pl, rel, op, True)
+
+
+# ---- as, serialize, getschema, render, evaluate, invoke ----------------------------------------
+
+def op_as(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
+    from .planner import Binding
+    name = op.args["name"]
+    pl.env[name] = Binding("table", Rel(rel.sql.copy(), list(rel.cols), rel.order, name, rel.serialized))
+    return Rel(rel.sql, rel.cols, rel.order, name, rel.serialized)
+
+
+def op_serialize(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
+    rel = Rel(rel.sql, rel.cols, rel.order, rel.name, True)
+    if op.args["items"]:
+        return op_extend(pl, rel, s.Operator(op.span, "extend", {"items": op.args["items"]}))
+    return rel
+
+
+def row_window(pl: Planner, node: s.Call, scope: Scope) -> Typed:
+    order = [o.copy() for o in scope.order] if scope.order else None
+    over = exp.Window(this=None, order=exp.Order(expressions=order) if order else None)
+    args = [pl.scalar(a, scope) for a in node.args]
+    name = node.name
+    if name == "row_number":
+        start = args[0].sql if args else N(1)
+        w = exp.Window(this=exp.RowNumber(), order=over.args.get("order"))
+        if len(args) > 1:
+            raise KqlSemanticError("row_number() with a restart condition is not supported yet", node.span,
+                                   code="KQL_UNSUPPORTED")
+        return Typed(cast(exp.Add(this=exp.Sub(this=w, expression=N(1)), expression=start), T.LONG), T.LONG, node.span)
+    if name in ("prev", "next"):
+        if not args:
+            raise KqlSemanticError(f"{name}() needs a column", node.span, code="KQL_ARGUMENTS")
+        offset = args[1].sql if len(args) > 1 else N(1)
+        f = "lag" if name == "prev" else "lead"
+        call_args = [args[0].sql, offset]
+        if len(args) > 2:
+            d, _, _ = unify(args[2], args[0], node.span, name)
+            call_args.append(cast(d.sql, args[0].type) if args[0].type != T.DYNAMIC else d.sql)
+        w = exp.Window(this=fn(f, *call_args), order=over.args.get("order"))
+        e = w
+        if args[0].type == T.STRING:
+            e = exp.Coalesce(this=w, expressions=[L("")])
+        return Typed(e, args[0].type, node.span)
+    if name == "row_cumsum":
+        w = exp.Window(this=exp.Sum(this=args[0].sql), order=over.args.get("order"),
+                       spec=exp.WindowSpec(kind="ROWS", start="UNBOUNDED", start_side="PRECEDING", end="CURRENT ROW"))
+        rtype = T.LONG if args[0].type in T.INTEGER else args[0].type
+        return Typed(cast(w, rtype), rtype, node.span)
+    if name in ("row_rank_dense", "row_rank_min"):
+        f = exp.Anonymous(this="dense_rank" if name == "row_rank_dense" else "rank", expressions=[])
+        order_e = [exp.Ordered(this=args[0].sql)]
+        return Typed(cast(exp.Window(this=f, order=exp.Order(expressions=order_e)), T.LONG), T.LONG, node.span)
+    raise KqlSemanticError(f"unknown window function {name}()", node.span, code="KQL_UNKNOWN_FUNCTION")
+
+
+def op_getschema(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
+    rows = []
+    for i, (c, t) in enumerate(rel.cols):
+        rows.append(exp.Tuple(expressions=[L(c), cast(N(i), T.INT), L(T.DOTNET[t]), L(t)]))
+    cols = [("ColumnName", T.STRING), ("ColumnOrdinal", T.INT), ("DataType", T.STRING), ("ColumnType", T.STRING)]
+    return values_rel(pl, rows, cols)
+
+
+def values_rel(pl: Planner, rows: list[exp.Tuple], cols: list[tuple[str, str]]) -> Rel:
+    if not rows:
+        sel = exp.Select(expressions=[aliased(cast(exp.null(), t), c) for c, t in cols]).where(exp.false())
+        return Rel(sel, cols, None)
+    alias = pl.fresh("_v")
+    values = exp.Values(expressions=rows, alias=exp.TableAlias(this=ident(alias), columns=[ident(c) for c, _ in cols]))
+    sel = exp.Select(expressions=[col(c) for c, _ in cols]).from_(values, copy=False)
+    return Rel(sel, cols, None)
+
+
+RENDER_KINDS = {"table", "timechart", "barchart", "columnchart", "piechart", "scatterchart", "areachart",
+                "linechart", "stackedareachart", "anomalychart", "card", "pivotchart", "ladderchart",
+                "timepivot", "treemap", "3Dchart"}
+
+
+def op_render(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
+    viz = op.args["visualization"]
+    if viz not in RENDER_KINDS:
+        raise KqlSemanticError(f"unknown visualization '{viz}'", op.args["viz_span"], code="KQL_ARGUMENTS",
+                               hint=did_you_mean(viz, RENDER_KINDS) or f"one of {', '.join(sorted(RENDER_KINDS))}")
+    pl.render = {"visualization": viz, **op.args["props"]}
+    return rel
+
+
+def op_evaluate(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
+    from .plugins import PLUGINS
+    call: s.Call = op.args["plugin"]
+    plugin = PLUGINS.get(call.name)
+    if plugin is None:
+        raise KqlSemanticError(f"unknown plugin '{call.name}'", call.name_span, code="KQL_UNKNOWN_FUNCTION",
+                               hint=did_you_mean(call.name, PLUGINS) or f"plugins: {', '.join(sorted(PLUGINS))}")
+    return plugin(pl, rel, call)
+
+
+def op_invoke(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
+    from .planner import Binding
+    call: s.Call = op.args["call"]
+    b = pl.env.get(call.name)
+    if b is None or b.kind != "function" or not b.value.params or b.value.params[0].type is not None:
+        raise KqlSemanticError(f"'{call.name}' is not a function taking a table as its first parameter",
+                               call.name_span, code="KQL_UNKNOWN_FUNCTION")
+    tmp = pl.fresh("__invoke")
+    pl.env[tmp] = Binding("table", rel)
+    new_call = s.Call(call.span, call.name, [s.Name(call.span, tmp)] + call.args, call.name_span)
+    return pl.call_function(new_call, b, Scope(), tabular=True)
+
+
+# ---- make-series, top-nested ------------------------------------------------------------------
+
+def op_make_series(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
+    from .makeseries import make_series
+    return make_series(pl, rel, op)
+
+
+def op_top_nested(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
+    from .makeseries import top_nested
+    return top_nested(pl, rel, op)
+
+
+# ---- sources --------------------------------------------------------------------------------
+
+def src_datatable(pl: Planner, node: s.Datatable) -> Rel:
+    ncols = len(node.columns)
+    rows = []
+    for r in range(0, len(node.values), ncols):
+        row = []
+        for (c, typ), v in zip(node.columns, node.values[r:r + ncols]):
+            t = pl.scalar(v, Scope())
+            if not t.is_const:
+                raise KqlSemanticError("datatable values must be literals", v.span, code="KQL_SYNTAX")
+            row.append(datatable_value(t, typ, v.span).sql)
+        rows.append(exp.Tuple(expressions=row))
+    return values_rel(pl, rows, list(node.columns))
+
+
+def datatable_value(t: Typed, typ: str, span: Span) -> Typed:
+    v = t.const
+    if v is None:
+        return const("", T.STRING) if typ == T.STRING else Typed(cast(exp.null(), typ), typ)
+    if t.type == typ:
+        return Typed(cast(t.sql, typ) if typ in (T.LONG, T.TIMESPAN) else t.sql, typ)
+    if typ in T.NUMERIC and t.type in T.NUMERIC:
+        return const(int(v) if typ in T.INTEGER else v, typ)
+    if typ == T.DYNAMIC:
+        return const(v if t.type in (T.STRING, T.LONG, T.REAL, T.BOOL, T.INT) else str(v), T.DYNAMIC)
+    if typ == T.STRING:
+        return const(str(v), T.STRING)
+    if typ == T.GUID and t.type == T.STRING:
+        return const(v, T.GUID)
+    raise KqlSemanticError(f"a {t.type} value cannot go in a {typ} column", span, code="KQL_TYPE")
+
+
+def src_range(pl: Planner, node: s.RangeSource) -> Rel:
+    start = pl.scalar(node.start, Scope())
+    stop = pl.scalar(node.stop, Scope())
+    step = pl.scalar(node.step, Scope())
+    if start.type == T.DATETIME:
+        if step.type != T.TIMESPAN:
+            raise KqlSemanticError("a datetime range needs a timespan step", node.step.span, code="KQL_TYPE")
+        stop2 = stop if stop.type == T.DATETIME else binary("+", start, stop, node.stop.span)
+        interval = fn("to_microseconds", exp.IntDiv(this=step.sql, expression=N(10)))
+        series = fn("generate_series", start.sql, stop2.sql, interval)
+        typ = T.DATETIME
+    else:
+        typ = T.promote(start.type, stop.type) or start.type
+        if typ not in T.NUMERIC:
+            raise KqlSemanticError(f"range needs numbers or datetimes, not {start.type}", node.start.span, code="KQL_TYPE")
+        typ = T.promote(typ, step.type) or typ
+        if typ == T.INT:
+            typ = T.LONG
+        series = fn("generate_series", cast(start.sql, typ), cast(stop.sql, typ), cast(step.sql, typ))
+    sel = exp.Select(expressions=[aliased(fn("unnest", series), node.column)])
+    return Rel(sel, [(node.column, typ)], [exp.Ordered(this=col(node.column), desc=False, nulls_first=True)], None, True)
+
+
+def src_print(pl: Planner, node: s.PrintSource) -> Rel:
+    sel, cols = [], []
+    for i, it in enumerate(node.items):
+        t = pl.scalar(it.expr, Scope())
+        name = it.names[0] if it.names else f"print_{i}"
+        sel.append(aliased(t.sql, name))
+        cols.append((name, t.type))
+    return Rel(exp.Select(expressions=sel), cols, None)
+
+
+OPERATORS = {
+    "where": op_where, "project": op_project, "extend": op_extend, "project-away": op_project_away,
+    "project-keep": op_project_keep, "project-rename": op_project_rename,
+    "project-reorder": op_project_reorder, "summarize": op_summarize, "order": op_order,
+    "top": op_top, "take": op_take, "distinct": op_distinct, "count": op_count, "join": op_join,
+    "lookup": op_lookup, "union": op_union, "mv-expand": op_mv_expand, "search": op_search,
+    "parse": op_parse, "parse-where": op_parse_where, "as": op_as, "serialize": op_serialize,
+    "make-series": op_make_series, "top-nested": op_top_nested, "getschema": op_getschema,
+    "render": op_render, "evaluate": op_evaluate, "invoke": op_invoke, "sample": op_sample,
+}
+SOURCES = {
+    s.Datatable: src_datatable, s.RangeSource: src_range, s.PrintSource: src_print,
+    s.UnionSource: src_union, s.SearchSource: src_search,
+}

@@ -1,0 +1,601 @@
+"""Stage 3, plan: Query syntax tree + Catalogue -> Plan.
+
+The planner resolves every name against the catalogue and the `let` scope, checks types, and
+builds each tabular operator as a sqlglot SELECT over the previous one (``Rel``). Tabular
+operators are a table (OPERATORS, in operators.py); scalar expressions are compiled by the
+methods below with the tables in scalars.py, functions/ and aggregates.py.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from sqlglot import exp
+
+from ..catalogue import Catalogue
+from ..errors import KqlError, KqlSemanticError, Span, did_you_mean
+from . import syntax as s
+from . import types as T
+from .aggregates import AGGREGATES
+from .functions import FUNCTIONS
+from .scalars import Scope, binary, dynamic_to, to_bool, to_dynamic, to_string, type_error, unify
+from .typed import Typed, cast, col, const, fn, ident, null
+
+
+@dataclass
+class Rel:
+    """A planned tabular expression: a SELECT and the KQL schema of its output."""
+    sql: exp.Expression
+    cols: list[tuple[str, str]]
+    order: list[exp.Ordered] | None = None
+    name: str | None = None           # a table's name, for union withsource and search $table
+    serialized: bool = False
+
+    @property
+    def types(self) -> dict[str, str]:
+        return dict(self.cols)
+
+    def names(self) -> list[str]:
+        return [c for c, _ in self.cols]
+
+    def copy(self) -> "Rel":
+        return Rel(self.sql.copy(), list(self.cols), [o.copy() for o in self.order] if self.order else self.order,
+                   self.name, self.serialized)
+
+
+@dataclass
+class Plan:
+    rel: Rel
+    ctes: list[tuple[str, exp.Expression, bool]]
+    render: dict | None
+
+
+@dataclass
+class Binding:
+    kind: str                 # scalar, table, function, cte
+    value: object
+    env: dict | None = None   # closure of a function
+
+
+class Planner:
+    def __init__(self, catalogue: Catalogue, *, now: datetime | None = None, params: dict | None = None,
+                 executor=None):
+        self.catalogue = catalogue
+        now = now or datetime.now(timezone.utc)
+        self.now = now.astimezone(timezone.utc).replace(tzinfo=None) if now.tzinfo else now
+        self.params = params or {}
+        self.executor = executor
+        self.env: dict[str, Binding] = {}
+        self.ctes: list[tuple[str, exp.Expression, bool]] = []
+        self.render: dict | None = None
+        self._ids = itertools.count(1)
+
+    # ---- entry ------------------------------------------------------------------------------
+    def plan(self, query: s.Query) -> Plan:
+        result = None
+        for stmt in query.statements:
+            if isinstance(stmt, s.Let):
+                self.let(stmt)
+            elif isinstance(stmt, s.DeclareParams):
+                self.declare(stmt)
+            elif isinstance(stmt, s.Set):
+                continue
+            else:
+                if result is not None:
+                    raise KqlSemanticError("a query can return only one result; only the last statement "
+                                           "may be a tabular expression", stmt.span, code="KQL_SYNTAX")
+                result = self.tabular_or_print(stmt.expr)
+        if result is None:
+            raise KqlSemanticError("the query has no tabular expression to return (only let statements)",
+                                   query.span, code="KQL_SYNTAX",
+                                   hint="end the query with a tabular expression, e.g. a table name")
+        return Plan(result, self.ctes, self.render)
+
+    def tabular_or_print(self, node: s.Node) -> Rel:
+        if self.is_tabular(node):
+            return self.tab(node)
+        raise KqlSemanticError("this statement is a scalar expression, not a table", node.span,
+                               code="KQL_SYNTAX", hint="use 'print' to show a scalar value")
+
+    def fresh(self, prefix: str = "_q") -> str:
+        return f"{prefix}{next(self._ids)}"
+
+    # ---- statements ---------------------------------------------------------------------------
+    def let(self, stmt: s.Let) -> None:
+        v = stmt.value
+        if isinstance(v, s.FunctionDef):
+            self.env[stmt.name] = Binding("function", v, dict(self.env))
+        elif isinstance(v, s.Call) and v.name == "materialize":
+            rel = self.materialize(v)
+            self.env[stmt.name] = Binding("table", self._named(rel, stmt.name))
+        elif self.is_tabular(v):
+            self.env[stmt.name] = Binding("table", self._named(self.tab(v), stmt.name))
+        else:
+            self.env[stmt.name] = Binding("scalar", self.scalar(v, Scope()))
+
+    @staticmethod
+    def _named(rel: Rel, name: str) -> Rel:
+        rel.name = name
+        return rel
+
+    def declare(self, stmt: s.DeclareParams) -> None:
+        for p in stmt.params:
+            if p.type is None:
+                raise KqlSemanticError("tabular query parameters are not supported", p.span, code="KQL_UNSUPPORTED")
+            if p.name in self.params:
+                v = self.params[p.name]
+                self.env[p.name] = Binding("scalar", self.param_value(p, v))
+            elif p.default is not None:
+                self.env[p.name] = Binding("scalar", self.coerce(self.scalar(p.default, Scope()), p.type, p.default.span))
+            else:
+                raise KqlSemanticError(f"query parameter '{p.name}' has no value and no default", p.span,
+                                       code="KQL_ARGUMENTS", hint=f"pass params={{'{p.name}': ...}}")
+
+    def param_value(self, p: s.Param, v) -> Typed:
+        from .values import python_to_kql
+        try:
+            return const(python_to_kql(v, p.type), p.type, p.span)
+        except (TypeError, ValueError) as e:
+            raise KqlSemanticError(f"query parameter '{p.name}' must be {p.type}: {e}", p.span, code="KQL_TYPE") from None
+
+    def coerce(self, t: Typed, typ: str, span: Span) -> Typed:
+        if t.type == typ or (t.is_const and t.const is None):
+            return t if t.type == typ else null(typ)
+        if T.promote(t.type, typ) == typ:
+            return Typed(cast(t.sql, typ), typ, t.span, t.const, t.name)
+        if t.type == T.DYNAMIC:
+            return dynamic_to(t, typ)
+        if typ == T.DYNAMIC:
+            return to_dynamic(t)
+        if typ == T.STRING:
+            return to_string(t)
+        type_error(f"expected {typ}, got {t.type}", span)
+
+    # ---- classification ----------------------------------------------------------------------
+    def is_tabular(self, node: s.Node, scope: Scope | None = None) -> bool:
+        if isinstance(node, (s.Pipe, s.Datatable, s.RangeSource, s.PrintSource, s.UnionSource, s.SearchSource)):
+            return True
+        if isinstance(node, s.Name):
+            if scope is not None and node.name in scope.columns:
+                return False
+            b = self.env.get(node.name)
+            if b is not None:
+                return b.kind == "table" or (b.kind == "function" and not b.value.params and self._fn_is_tabular(b))
+            return node.name in self.catalogue or "*" in node.name
+        if isinstance(node, s.Call):
+            if node.name in ("materialize", "view", "table", "cluster", "database"):
+                return True
+            b = self.env.get(node.name)
+            return b is not None and b.kind == "function" and self._fn_is_tabular(b)
+        return False
+
+    def _fn_is_tabular(self, b: Binding) -> bool:
+        body = b.value.body
+        last = body[-1] if body else None
+        if isinstance(last, s.ExprStatement):
+            saved = self.env
+            self.env = dict(b.env)
+            for p in b.value.params:
+                self.env[p.name] = Binding("table" if p.type is None else "scalar", None)
+            try:
+                for st in body[:-1]:
+                    if isinstance(st, s.Let):
+                        self.env[st.name] = Binding("table" if self.is_tabular(st.value) else "scalar", None)
+                return self.is_tabular(last.expr)
+            finally:
+                self.env = saved
+        return False
+
+    # ---- tabular expressions ------------------------------------------------------------------
+    def tab(self, node: s.Node) -> Rel:
+        from .operators import OPERATORS, SOURCES
+        if isinstance(node, s.Pipe):
+            rel = self.tab(node.source)
+            return OPERATORS[node.op.name](self, rel, node.op)
+        handler = SOURCES.get(type(node))
+        if handler:
+            return handler(self, node)
+        if isinstance(node, s.Name):
+            return self.table_ref(node)
+        if isinstance(node, s.Call):
+            if node.name == "materialize":
+                return self.materialize(node)
+            if node.name in ("view", "table"):
+                if node.args and isinstance(node.args[0], s.Literal) and isinstance(node.args[0].value, str):
+                    return self.table_ref(s.Name(node.args[0].span, node.args[0].value))
+            b = self.env.get(node.name)
+            if b and b.kind == "function":
+                return self.call_function(node, b, Scope(), tabular=True)
+        raise KqlSemanticError("expected a table or a tabular expression here", node.span, code="KQL_TYPE")
+
+    def table_ref(self, node: s.Name) -> Rel:
+        b = self.env.get(node.name)
+        if b is not None:
+            if b.kind == "table":
+                return b.value.copy()
+            if b.kind == "function" and not b.value.params:
+                return self.call_function(s.Call(node.span, node.name, [], node.span), b, Scope(), tabular=True)
+            raise KqlSemanticError(f"'{node.name}' is a scalar, not a table", node.span, code="KQL_TYPE")
+        table = self.catalogue.get(node.name)
+        if table is None:
+            names = list(self.catalogue.names()) + [k for k, v in self.env.items() if v.kind == "table"]
+            raise KqlSemanticError(f"unknown table '{node.name}'", node.span, code="KQL_UNKNOWN_TABLE",
+                                   hint=did_you_mean(node.name, names) or f"tables: {', '.join(self.catalogue.names())}")
+        sel = exp.Select(expressions=[col(c) for c, _ in table.columns]).from_(
+            exp.Table(this=ident(table.name)), copy=False)
+        return Rel(sel, list(table.columns), None, table.name)
+
+    def materialize(self, call: s.Call) -> Rel:
+        if len(call.args) != 1:
+            raise KqlSemanticError("materialize() takes one tabular expression", call.span, code="KQL_ARGUMENTS")
+        rel = self.tab(call.args[0])
+        name = self.fresh("_m")
+        self.ctes.append((name, self.finish(rel), True))
+        sel = exp.Select(expressions=[col(c) for c, _ in rel.cols]).from_(exp.Table(this=ident(name)), copy=False)
+        return Rel(sel, list(rel.cols), None, rel.name)
+
+    def finish(self, rel: Rel) -> exp.Expression:
+        """The rel as a standalone query, with its order applied."""
+        if rel.order:
+            return self.wrap(rel, [col(c) for c, _ in rel.cols], order=rel.order)
+        return rel.sql
+
+    def wrap(self, rel: Rel, select: list[exp.Expression], *, where: exp.Expression | None = None,
+             group: list[exp.Expression] | None = None, order: list[exp.Ordered] | None = None,
+             limit: exp.Expression | None = None, distinct: bool = False, qualify=None) -> exp.Select:
+        sel = exp.Select(expressions=select).from_(rel.sql.subquery(self.fresh(), copy=False), copy=False)
+        if where is not None:
+            sel = sel.where(where, copy=False)
+        if group:
+            sel = sel.group_by(*group, copy=False)
+        if qualify is not None:
+            sel.set("qualify", exp.Qualify(this=qualify))
+        if order:
+            sel = sel.order_by(*order, copy=False)
+        if limit is not None:
+            sel = sel.limit(limit, copy=False)
+        if distinct:
+            sel.set("distinct", exp.Distinct())
+        return sel
+
+    def run(self, tree: exp.Expression) -> list[tuple]:
+        """Run a helper query at plan time (schema discovery, e.g. bag_unpack's keys)."""
+        for name, body, materialized in self.ctes:
+            tree = tree.with_(ident(name), as_=body.copy(), materialized=materialized, copy=False)
+        return self.executor(tree.sql(dialect="duckdb"))
+
+    # ---- user functions -----------------------------------------------------------------------
+    def call_function(self, call: s.Call, b: Binding, scope: Scope, tabular: bool):
+        fdef: s.FunctionDef = b.value
+        if len(call.args) > len(fdef.params):
+            raise KqlSemanticError(f"{call.name}() takes {len(fdef.params)} arguments, got {len(call.args)}",
+                                   call.span, code="KQL_ARGUMENTS")
+        bound = {}
+        for i, p in enumerate(fdef.params):
+            if i < len(call.args):
+                arg = call.args[i]
+                if p.type is None:
+                    bound[p.name] = Binding("table", self.tab(arg))
+                else:
+                    bound[p.name] = Binding("scalar", self.coerce(self.scalar(arg, scope), p.type, arg.span))
+            elif p.default is not None:
+                bound[p.name] = Binding("scalar", self.coerce(self.scalar(p.default, Scope()), p.type, p.default.span))
+            else:
+                raise KqlSemanticError(f"{call.name}() is missing argument '{p.name}'", call.span, code="KQL_ARGUMENTS")
+        saved = self.env
+        self.env = {**b.env, **bound}
+        try:
+            result = None
+            for st in fdef.body:
+                if isinstance(st, s.Let):
+                    self.let(st)
+                elif isinstance(st, s.ExprStatement):
+                    result = st.expr
+            if result is None:
+                raise KqlSemanticError(f"function {call.name}() has no result expression", fdef.span, code="KQL_SYNTAX")
+            if tabular:
+                return self.tab(result)
+            return self.scalar(result, scope)
+        finally:
+            self.env = saved
+
+    # ---- scalar expressions -------------------------------------------------------------------
+    def scalar(self, node: s.Node, scope: Scope, agg: bool = False) -> Typed:
+        handler = SCALAR_NODES.get(type(node))
+        if handler is None:
+            if self.is_tabular(node, scope):
+                raise KqlSemanticError("a tabular expression cannot be used as a scalar value", node.span,
+                                       code="KQL_TYPE", hint="wrap it in toscalar(...)")
+            raise KqlSemanticError("this is not a scalar expression", node.span, code="KQL_SYNTAX")
+        t = handler(self, node, scope, agg)
+        if t.span is None:
+            t.span = node.span
+        return t
+
+    def sc_literal(self, node: s.Literal, scope, agg) -> Typed:
+        return const(node.value, node.type, node.span)
+
+    def sc_name(self, node: s.Name, scope: Scope, agg) -> Typed:
+        typ = scope.columns.get(node.name)
+        if typ is not None:
+            return Typed(scope.ref(node.name), typ, node.span, name=node.name)
+        b = self.env.get(node.name)
+        if b is not None:
+            if b.kind == "scalar":
+                v: Typed = b.value
+                return Typed(v.sql.copy(), v.type, node.span, v.const, None)
+            if b.kind == "function" and not b.value.params:
+                return self.call_function(s.Call(node.span, node.name, [], node.span), b, scope, tabular=False)
+            raise KqlSemanticError(f"'{node.name}' is a table; it cannot be used as a value here", node.span,
+                                   code="KQL_TYPE", hint=f"use toscalar({node.name}) or 'in ({node.name})'")
+        if node.name in self.catalogue:
+            raise KqlSemanticError(f"'{node.name}' is a table; it cannot be used as a value here", node.span,
+                                   code="KQL_TYPE")
+        cands = list(scope.columns) + [k for k, v in self.env.items() if v.kind == "scalar"]
+        hint = did_you_mean(node.name, cands)
+        if hint is None and scope.columns:
+            shown = ", ".join(list(scope.columns)[:12]) + (", ..." if len(scope.columns) > 12 else "")
+            hint = f"available columns: {shown}"
+        raise KqlSemanticError(f"unknown column or variable '{node.name}'", node.span, code="KQL_UNKNOWN_COLUMN",
+                               hint=hint)
+
+    def sc_member(self, node: s.Member, scope, agg) -> Typed:
+        target = self.scalar(node.target, scope, agg)
+        if target.type != T.DYNAMIC:
+            raise KqlSemanticError(f"'.{node.name}' needs a dynamic value, but this is {target.type}", node.span,
+                                   code="KQL_TYPE", hint="convert it with todynamic() / parse_json()")
+        path = '$."' + node.name.replace('"', '\\"') + '"'
+        name = f"{target.name}_{node.name}" if target.name else node.name
+        return Typed(fn("json_extract", target.sql, exp.Literal.string(path)), T.DYNAMIC, node.span, name=name)
+
+    def sc_index(self, node: s.Index, scope, agg) -> Typed:
+        target = self.scalar(node.target, scope, agg)
+        idx = self.scalar(node.index, scope, agg)
+        if target.type != T.DYNAMIC:
+            raise KqlSemanticError(f"indexing needs a dynamic value, but this is {target.type}", node.span, code="KQL_TYPE")
+        if idx.is_const and isinstance(idx.const, str):
+            path = exp.Literal.string('$."' + idx.const.replace('"', '\\"') + '"')
+            name = f"{target.name}_{idx.const}" if target.name else idx.const
+            return Typed(fn("json_extract", target.sql, path), T.DYNAMIC, node.span, name=name)
+        if idx.is_const and isinstance(idx.const, int):
+            i = idx.const
+            path = exp.Literal.string(f"$[{i}]" if i >= 0 else f"$[#{i}]")
+            return Typed(fn("json_extract", target.sql, path), T.DYNAMIC, node.span)
+        if idx.type in T.INTEGER:
+            path = exp.DPipe(this=exp.DPipe(this=exp.Literal.string("$["), expression=cast(idx.sql, T.STRING)),
+                             expression=exp.Literal.string("]"))
+        else:
+            path = exp.DPipe(this=exp.Literal.string("$."), expression=fn("to_json", to_string(idx).sql))
+        return Typed(fn("json_extract", target.sql, path), T.DYNAMIC, node.span)
+
+    def sc_unary(self, node: s.Unary, scope, agg) -> Typed:
+        v = self.scalar(node.operand, scope, agg)
+        if v.type not in T.NUMERIC and v.type != T.TIMESPAN:
+            type_error(f"cannot negate a {v.type}", node.span)
+        return Typed(exp.Neg(this=exp.Paren(this=v.sql)), v.type, node.span)
+
+    def sc_binary(self, node: s.Binary, scope, agg) -> Typed:
+        if node.op == ":":
+            raise KqlSemanticError("'Column:value' is only valid in search", node.op_span, code="KQL_SYNTAX")
+        a = self.scalar(node.left, scope, agg)
+        b = self.scalar(node.right, scope, agg)
+        t = binary(node.op, a, b, node.op_span)
+        t.span = node.span
+        folded = fold(node.op, a, b)
+        if folded is not None:
+            return folded
+        return t
+
+    def sc_between(self, node: s.Between, scope, agg) -> Typed:
+        v = self.scalar(node.left, scope, agg)
+        lo = self.scalar(node.low, scope, agg)
+        hi = self.scalar(node.high, scope, agg)
+        if v.type == T.DATETIME and hi.type == T.TIMESPAN:
+            hi = binary("+", lo, hi, node.span)
+        v1, lo, _ = unify(v, lo, node.span, "compare (between)")
+        v2, hi, _ = unify(v, hi, node.span, "compare (between)")
+        e = exp.Between(this=v1.sql, low=lo.sql, high=hi.sql)
+        if node.negated:
+            e = exp.Not(this=exp.Paren(this=e))
+        return Typed(exp.Paren(this=e), T.BOOL, node.span)
+
+    def sc_in(self, node: s.InList, scope, agg) -> Typed:
+        left = self.scalar(node.left, scope, agg)
+        op = node.op
+        ci = op in ("in~", "!in~")
+        negated = op.startswith("!")
+        if op in ("has_any", "has_all"):
+            return self.has_any_all(node, left, scope, agg)
+        if len(node.items) == 1 and self.is_tabular(node.items[0], scope):
+            rel = self.tab(node.items[0])
+            sub_col, sub_type = rel.cols[0]
+            sub = self.finish(rel)
+            first = exp.Select(expressions=[col(sub_col)]).from_(sub.subquery(self.fresh(), copy=False), copy=False)
+            lhs = left
+            if sub_type != left.type:
+                lhs, _, _ = unify(left, Typed(exp.null(), sub_type), node.span, "compare (in)")
+                if lhs.type != sub_type and sub_type == T.DYNAMIC:
+                    first = exp.Select(expressions=[to_string(Typed(col(sub_col), T.DYNAMIC)).sql]).from_(
+                        sub.subquery(self.fresh(), copy=False), copy=False)
+            lsql = exp.Lower(this=to_string(lhs).sql) if ci else lhs.sql
+            if ci:
+                first = exp.Select(expressions=[exp.Lower(this=col(sub_col))]).from_(sub.subquery(self.fresh(), copy=False), copy=False)
+            e = exp.In(this=lsql, query=exp.Subquery(this=first))
+        else:
+            items = []
+            for it in node.items:
+                v = self.scalar(it, scope, agg)
+                if v.type == T.DYNAMIC and v.is_const and isinstance(v.const, list):
+                    items.extend(const(x, left.type if left.type != T.DYNAMIC else T.DYNAMIC, v.span)
+                                 if not isinstance(x, (dict, list)) else const(x, T.DYNAMIC, v.span) for x in v.const)
+                else:
+                    items.append(v)
+            conv = []
+            for v in items:
+                a, bb, _ = unify(left, v, v.span, f"compare ({op})")
+                left_sql = a.sql
+                conv.append(bb)
+            lhs, _, _ = unify(left, items[0], node.span, f"compare ({op})") if items else (left, None, None)
+            if ci:
+                lsql = exp.Lower(this=to_string(lhs).sql)
+                vals = [exp.Lower(this=to_string(v).sql) for v in conv]
+            else:
+                lsql = lhs.sql
+                vals = [v.sql for v in conv]
+            e = exp.In(this=lsql, expressions=vals) if vals else exp.false()
+        if negated:
+            e = exp.Not(this=exp.Paren(this=e))
+        return Typed(exp.Paren(this=e), T.BOOL, node.span)
+
+    def has_any_all(self, node: s.InList, left: Typed, scope, agg) -> Typed:
+        terms = []
+        for it in node.items:
+            v = self.scalar(it, scope, agg)
+            if v.type == T.DYNAMIC and v.is_const and isinstance(v.const, list):
+                terms.extend(const(str(x), T.STRING, v.span) for x in v.const)
+            else:
+                terms.append(to_string(v))
+        parts = [binary("has", left, t, node.span).sql for t in terms]
+        if not parts:
+            return Typed(exp.false(), T.BOOL, node.span)
+        cls = exp.Or if node.op == "has_any" else exp.And
+        e = parts[0]
+        for p in parts[1:]:
+            e = cls(this=e, expression=p)
+        return Typed(exp.Paren(this=e), T.BOOL, node.span)
+
+    def sc_call(self, node: s.Call, scope: Scope, agg: bool) -> Typed:
+        name = node.name
+        special = SPECIAL_CALLS.get(name)
+        if special:
+            return special(self, node, scope, agg)
+        b = self.env.get(name)
+        if b is not None and b.kind == "function":
+            return self.call_function(node, b, scope, tabular=False)
+        if name in AGGREGATES and name not in FUNCTIONS:
+            if not agg:
+                raise KqlSemanticError(f"{name}() is an aggregation; use it in summarize", node.name_span,
+                                       code="KQL_UNKNOWN_FUNCTION",
+                                       hint=f"e.g. | summarize {name}(...) by ...")
+            return self.aggregate_call(node, scope)
+        f = FUNCTIONS.get(name)
+        if f is None:
+            cands = list(FUNCTIONS) + list(AGGREGATES) + [k for k, v in self.env.items() if v.kind == "function"]
+            raise KqlSemanticError(f"unknown function '{name}'", node.name_span, code="KQL_UNKNOWN_FUNCTION",
+                                   hint=did_you_mean(name, cands))
+        args = []
+        for a in node.args:
+            if isinstance(a, s.Name) and name in TYPE_ARG_FUNCTIONS and a.name in TYPE_NAMES:
+                args.append(Typed(exp.null(), TYPE_NAMES[a.name], a.span))
+                continue
+            args.append(self.scalar(a, scope, agg))
+        out = f.call(self, args, node.span, node.name_span)
+        if all(a.is_const for a in args) and args and name in FOLDABLE:
+            return fold_call(self, out)
+        return out
+
+    def aggregate_call(self, node: s.Call, scope: Scope) -> Typed:
+        a = AGGREGATES[node.name]
+        if a.multi or node.name in ("arg_max", "arg_min"):
+            raise KqlSemanticError(f"{node.name}() must be a top-level aggregation of summarize", node.span,
+                                   code="KQL_UNSUPPORTED")
+        args = [self.scalar(x, scope, False) for x in node.args]
+        self.check_agg_arity(a, node, args)
+        out = a.build(*args)
+        out.span = node.span
+        out.name = a.default_name(args)
+        return out
+
+    @staticmethod
+    def check_agg_arity(a, node: s.Call, args: list) -> None:
+        n = len(args)
+        if n < a.min_args or (a.max_args is not None and n > a.max_args):
+            raise KqlSemanticError(f"{node.name}() takes {a.min_args}"
+                                   f"{'' if a.max_args == a.min_args else ' to ' + str(a.max_args) if a.max_args else ' or more'}"
+                                   f" arguments, got {n}", node.span, code="KQL_ARGUMENTS")
+
+    def sc_star(self, node, scope, agg) -> Typed:
+        raise KqlSemanticError("'*' is not a value here", node.span, code="KQL_SYNTAX")
+
+    def sc_typeof(self, node, scope, agg):
+        raise KqlSemanticError("typeof() is only valid in mv-expand ... to typeof()", node.span, code="KQL_SYNTAX")
+
+    # ---- special scalar forms -----------------------------------------------------------------
+    def call_toscalar(self, node: s.Call, scope, agg) -> Typed:
+        if len(node.args) != 1:
+            raise KqlSemanticError("toscalar() takes one tabular expression", node.span, code="KQL_ARGUMENTS")
+        arg = node.args[0]
+        if not self.is_tabular(arg, scope):
+            return self.scalar(arg, scope, agg)
+        rel = self.tab(arg)
+        cname, ctype = rel.cols[0]
+        sub = self.finish(rel)
+        q = exp.Select(expressions=[col(cname)]).from_(sub.subquery(self.fresh(), copy=False), copy=False).limit(1)
+        return Typed(exp.Subquery(this=q), ctype, node.span)
+
+    def call_typeof(self, node, scope, agg):
+        raise KqlSemanticError("typeof() is only valid in mv-expand ... to typeof()", node.span, code="KQL_SYNTAX")
+
+    def call_row_window(self, node: s.Call, scope, agg) -> Typed:
+        from .operators import row_window
+        return row_window(self, node, scope)
+
+
+def fold(op: str, a: Typed, b: Typed) -> Typed | None:
+    """Fold arithmetic on constant datetimes and timespans (ago(1d) - 1h, now() + 2h) to literals."""
+    if not (a.is_const and b.is_const) or a.const is None or b.const is None:
+        return None
+    from datetime import timedelta
+    ta, tb = a.type, b.type
+    if ta == T.DATETIME and tb == T.TIMESPAN and op in "+-":
+        d = timedelta(microseconds=b.const // 10)
+        return const(a.const + d if op == "+" else a.const - d, T.DATETIME, a.span)
+    if ta == T.TIMESPAN and tb == T.TIMESPAN and op in "+-":
+        return const(a.const + b.const if op == "+" else a.const - b.const, T.TIMESPAN, a.span)
+    if ta == T.DATETIME and tb == T.DATETIME and op == "-":
+        delta = a.const - b.const
+        return const((delta.days * 86400 + delta.seconds) * 10_000_000 + delta.microseconds * 10, T.TIMESPAN, a.span)
+    if ta == T.TIMESPAN and tb in T.INTEGER and op == "*":
+        return const(a.const * b.const, T.TIMESPAN, a.span)
+    if ta in T.INTEGER and tb == T.TIMESPAN and op == "*":
+        return const(a.const * b.const, T.TIMESPAN, a.span)
+    if ta in T.INTEGER and tb in T.INTEGER and op in "+-*":
+        v = {"+": a.const + b.const, "-": a.const - b.const, "*": a.const * b.const}[op]
+        if -2**63 <= v < 2**63:
+            return const(v, T.promote(ta, tb), a.span)
+    return None
+
+
+FOLDABLE: set[str] = set()
+
+
+def fold_call(planner, out: Typed) -> Typed:
+    return out
+
+
+TYPE_NAMES = {"string": T.STRING, "long": T.LONG, "int": T.INT, "real": T.REAL, "double": T.REAL,
+              "bool": T.BOOL, "datetime": T.DATETIME, "timespan": T.TIMESPAN, "dynamic": T.DYNAMIC,
+              "guid": T.GUID, "decimal": T.DECIMAL}
+TYPE_ARG_FUNCTIONS = {"extract"}
+
+SCALAR_NODES = {
+    s.Literal: Planner.sc_literal, s.Name: Planner.sc_name, s.Member: Planner.sc_member,
+    s.Index: Planner.sc_index, s.Unary: Planner.sc_unary, s.Binary: Planner.sc_binary,
+    s.Between: Planner.sc_between, s.InList: Planner.sc_in, s.Call: Planner.sc_call,
+    s.Star: Planner.sc_star, s.TypeOf: Planner.sc_typeof,
+}
+SPECIAL_CALLS = {
+    "toscalar": Planner.call_toscalar, "typeof": Planner.call_typeof,
+    "row_number": Planner.call_row_window, "prev": Planner.call_row_window,
+    "next": Planner.call_row_window, "row_cumsum": Planner.call_row_window,
+    "row_rank_dense": Planner.call_row_window, "row_rank_min": Planner.call_row_window,
+}
+
+
+def plan(query: s.Query, catalogue: Catalogue | None = None, **kw) -> Plan:
+    """Resolve a Query against the catalogue into a Plan."""
+    return Planner(catalogue or Catalogue.load(), **kw).plan(query)
+
+
+__all__ = ["Planner", "Plan", "Rel", "plan", "KqlError"]

@@ -1,0 +1,54 @@
+"""evaluate plugins: name -> planner function (planner, input Rel, call) -> Rel."""
+from __future__ import annotations
+
+from sqlglot import exp
+
+from ..errors import KqlSemanticError
+from . import syntax as s
+from . import types as T
+from .planner import Planner, Rel
+from .typed import col, fn
+
+
+def bag_unpack(pl: Planner, rel: Rel, call: s.Call) -> Rel:
+    """evaluate bag_unpack(Column [, OutputColumnPrefix]): one column per key of the bags."""
+    from .operators import aliased, scope_of
+    if not call.args:
+        raise KqlSemanticError("bag_unpack() needs the dynamic column to unpack", call.span, code="KQL_ARGUMENTS")
+    bag = pl.scalar(call.args[0], scope_of(rel))
+    if bag.type != T.DYNAMIC:
+        raise KqlSemanticError(f"bag_unpack() needs a dynamic column, not {bag.type}", call.args[0].span, code="KQL_TYPE")
+    prefix = ""
+    if len(call.args) > 1:
+        p = pl.scalar(call.args[1], scope_of(rel))
+        prefix = p.const if p.is_const and isinstance(p.const, str) else ""
+    if pl.executor is None:
+        raise KqlSemanticError("bag_unpack() needs a workspace to discover the bag's keys", call.span,
+                               code="KQL_UNSUPPORTED")
+    keys_sql = exp.Select(expressions=[exp.Distinct(expressions=[fn("unnest", fn("json_keys", bag.sql))])]).from_(
+        pl.finish(rel).subquery(pl.fresh(), copy=False), copy=False)
+    keys = sorted(k for (k,) in pl.run(keys_sql) if k is not None)
+    drop = bag.name if isinstance(call.args[0], s.Name) else None
+    sel, cols = [], []
+    for c, t in rel.cols:
+        if c != drop:
+            sel.append(col(c))
+            cols.append((c, t))
+    taken = {c for c, _ in cols}
+    for k in keys:
+        name = prefix + k
+        if name in taken:
+            raise KqlSemanticError(f"bag_unpack(): key '{k}' clashes with an existing column", call.span,
+                                   code="KQL_ARGUMENTS", hint="pass an OutputColumnPrefix")
+        path = exp.Literal.string('$."' + k.replace('"', '\\"') + '"')
+        sel.append(aliased(fn("json_extract", bag.sql, path), name))
+        cols.append((name, T.DYNAMIC))
+    return Rel(pl.wrap(rel, sel), cols, None, rel.name)
+
+
+PLUGINS = {"bag_unpack": bag_unpack}
+
+
+def register(name: str, plugin) -> None:
+    """Add an evaluate plugin (analytics modules register autocluster and basket here)."""
+    PLUGINS[name] = plugin

@@ -1,0 +1,195 @@
+"""Execute stage support: the helper SQL macros and functions generated SQL may call.
+
+Installed once per DuckDB connection by ``install(connection)``. Simple conversions are SQL
+macros (inlined by DuckDB, so they cost nothing); rare, intricate ones (IPv6, timespan
+formats, datetime text parsing) are Python functions registered with DuckDB.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+
+import duckdb
+
+from .literals import format_timespan, parse_datetime, parse_timespan
+
+MACROS = {
+    "netatlas_datetime_str": (
+        "(ts) AS CASE WHEN ts IS NULL THEN NULL WHEN microsecond(ts) % 1000000 = 0 "
+        "THEN strftime(ts, '%Y-%m-%dT%H:%M:%SZ') "
+        "ELSE strftime(ts, '%Y-%m-%dT%H:%M:%S.%f') || '0Z' END"),
+    "netatlas_timespan_str": (
+        "(t) AS CASE WHEN t IS NULL THEN NULL ELSE "
+        "(CASE WHEN t < 0 THEN '-' ELSE '' END) || "
+        "(CASE WHEN abs(t) >= 864000000000 THEN CAST(abs(t) // 864000000000 AS VARCHAR) || '.' ELSE '' END) || "
+        "lpad(CAST((abs(t) // 36000000000) % 24 AS VARCHAR), 2, '0') || ':' || "
+        "lpad(CAST((abs(t) // 600000000) % 60 AS VARCHAR), 2, '0') || ':' || "
+        "lpad(CAST((abs(t) // 10000000) % 60 AS VARCHAR), 2, '0') || "
+        "(CASE WHEN abs(t) % 10000000 <> 0 THEN '.' || lpad(CAST(abs(t) % 10000000 AS VARCHAR), 7, '0') ELSE '' END) END"),
+    "netatlas_real_str": (
+        "(x) AS CASE WHEN x IS NULL THEN NULL WHEN isnan(x) THEN 'NaN' "
+        "WHEN isinf(x) THEN (CASE WHEN x > 0 THEN 'Infinity' ELSE '-Infinity' END) "
+        "WHEN x = trunc(x) AND abs(x) < 1e15 THEN CAST(CAST(x AS BIGINT) AS VARCHAR) "
+        "ELSE CAST(x AS VARCHAR) END"),
+    "netatlas_dynamic_str": (
+        "(j) AS CASE WHEN j IS NULL THEN NULL WHEN json_type(j) = 'VARCHAR' THEN json_extract_string(j, '$') "
+        "WHEN json_type(j) = 'NULL' THEN '' ELSE CAST(j AS VARCHAR) END"),
+    "netatlas_json_list": (
+        "(j) AS CASE WHEN json_type(j) = 'ARRAY' THEN CAST(j AS JSON[]) ELSE NULL END"),
+    "netatlas_parse_json": (
+        "(s) AS CASE WHEN json_valid(s) THEN CAST(s AS JSON) ELSE to_json(s) END"),
+    "netatlas_gettype": (
+        "(j) AS CASE json_type(j) WHEN 'ARRAY' THEN 'array' WHEN 'OBJECT' THEN 'dictionary' "
+        "WHEN 'VARCHAR' THEN 'string' WHEN 'BIGINT' THEN 'long' WHEN 'UBIGINT' THEN 'long' "
+        "WHEN 'DOUBLE' THEN 'real' WHEN 'BOOLEAN' THEN 'bool' WHEN 'NULL' THEN 'null' ELSE 'null' END"),
+    "netatlas_array_slice": (
+        "(j, s, e) AS CASE WHEN json_type(j) <> 'ARRAY' THEN NULL ELSE to_json(list_slice(CAST(j AS JSON[]), "
+        "(CASE WHEN s < 0 THEN json_array_length(j) + s ELSE s END) + 1, "
+        "CASE WHEN e < 0 THEN json_array_length(j) + e + 1 ELSE e + 1 END))::JSON END"),
+    "netatlas_array_sort": (
+        "(j, dir) AS CASE WHEN json_type(j) <> 'ARRAY' THEN NULL ELSE to_json(list_sort(CAST(j AS JSON[]), dir))::JSON END"),
+    "netatlas_set_union": "(a, b) AS to_json(list_distinct(list_concat(a, b)))::JSON",
+    "netatlas_set_intersect": "(a, b) AS to_json(list_distinct(list_filter(a, lambda x: list_contains(b, x))))::JSON",
+    "netatlas_set_difference": "(a, b) AS to_json(list_distinct(list_filter(a, lambda x: NOT list_contains(b, x))))::JSON",
+    "netatlas_ipv4_masked": (
+        "(v, bits) AS CASE WHEN bits >= 32 THEN v WHEN bits <= 0 THEN 0 "
+        "ELSE (v // (1::BIGINT << (32 - bits))) * (1::BIGINT << (32 - bits)) END"),
+    "netatlas_parse_ipv4": (
+        "(s) AS CASE WHEN regexp_full_match(s, '(\\d{1,3})\\.(\\d{1,3})\\.(\\d{1,3})\\.(\\d{1,3})(/\\d{1,2})?') "
+        "AND CAST(regexp_extract(s, '^(\\d+)', 1) AS BIGINT) < 256 "
+        "AND CAST(regexp_extract(s, '^\\d+\\.(\\d+)', 1) AS BIGINT) < 256 "
+        "AND CAST(regexp_extract(s, '^\\d+\\.\\d+\\.(\\d+)', 1) AS BIGINT) < 256 "
+        "AND CAST(regexp_extract(s, '^\\d+\\.\\d+\\.\\d+\\.(\\d+)', 1) AS BIGINT) < 256 THEN "
+        "netatlas_ipv4_masked("
+        "CAST(regexp_extract(s, '^(\\d+)', 1) AS BIGINT) * 16777216 + "
+        "CAST(regexp_extract(s, '^\\d+\\.(\\d+)', 1) AS BIGINT) * 65536 + "
+        "CAST(regexp_extract(s, '^\\d+\\.\\d+\\.(\\d+)', 1) AS BIGINT) * 256 + "
+        "CAST(regexp_extract(s, '^\\d+\\.\\d+\\.\\d+\\.(\\d+)', 1) AS BIGINT), "
+        "coalesce(TRY_CAST(regexp_extract(s, '/(\\d+)$', 1) AS BIGINT), 32)) END"),
+    "netatlas_format_ipv4": (
+        "(v) AS CASE WHEN v IS NULL OR v < 0 OR v > 4294967295 THEN NULL ELSE "
+        "CAST(v // 16777216 AS VARCHAR) || '.' || CAST((v // 65536) % 256 AS VARCHAR) || '.' || "
+        "CAST((v // 256) % 256 AS VARCHAR) || '.' || CAST(v % 256 AS VARCHAR) END"),
+    "netatlas_ipv4_in_range": (
+        "(ip, rng) AS netatlas_ipv4_masked(netatlas_parse_ipv4(ip), "
+        "coalesce(TRY_CAST(regexp_extract(rng, '/(\\d+)$', 1) AS BIGINT), 32)) = "
+        "netatlas_parse_ipv4(rng)"),
+    "netatlas_ipv4_compare": (
+        "(a, b, bits) AS sign(netatlas_ipv4_masked(netatlas_parse_ipv4(a), least(bits, "
+        "coalesce(TRY_CAST(regexp_extract(a, '/(\\d+)$', 1) AS BIGINT), 32), "
+        "coalesce(TRY_CAST(regexp_extract(b, '/(\\d+)$', 1) AS BIGINT), 32))) - "
+        "netatlas_ipv4_masked(netatlas_parse_ipv4(b), least(bits, "
+        "coalesce(TRY_CAST(regexp_extract(a, '/(\\d+)$', 1) AS BIGINT), 32), "
+        "coalesce(TRY_CAST(regexp_extract(b, '/(\\d+)$', 1) AS BIGINT), 32))))::INTEGER"),
+    "netatlas_make_set_dynamic": (
+        "(l) AS coalesce(to_json(list_distinct(flatten(list_transform(l, lambda x: CASE WHEN json_type(x) = 'ARRAY' "
+        "THEN CAST(x AS JSON[]) ELSE [x] END)))), '[]')::JSON"),
+    "netatlas_make_bag": (
+        "(l) AS list_reduce(list_prepend('{}'::JSON, list_filter(l, lambda x: json_type(x) = 'OBJECT')), "
+        "lambda a, b: json_merge_patch(a, b))"),
+    "netatlas_mv_list": (
+        "(j, bagexp) AS CASE WHEN j IS NULL THEN [NULL::JSON] WHEN json_type(j) = 'ARRAY' THEN CAST(j AS JSON[]) "
+        "WHEN json_type(j) = 'OBJECT' THEN list_transform(json_keys(j), lambda k: CASE WHEN bagexp = 'array' "
+        "THEN json_array(k, json_extract(j, '$.\"' || replace(k, '\"', '\\\"') || '\"')) "
+        "ELSE json_object(k, json_extract(j, '$.\"' || replace(k, '\"', '\\\"') || '\"')) END) "
+        "ELSE [j] END"),
+    "netatlas_ipv4_is_private": (
+        "(ip) AS netatlas_ipv4_in_range(ip, '10.0.0.0/8') OR netatlas_ipv4_in_range(ip, '172.16.0.0/12') "
+        "OR netatlas_ipv4_in_range(ip, '192.168.0.0/16')"),
+}
+
+
+def _todatetime(s: str | None):
+    return None if s is None else parse_datetime(s)
+
+
+def _totimespan(s: str | None):
+    return None if s is None else parse_timespan(s)
+
+
+def _ipv6_compare(a: str | None, b: str | None, bits: int | None):
+    try:
+        na = ipaddress.ip_network(_v6(a), strict=False)
+        nb = ipaddress.ip_network(_v6(b), strict=False)
+    except (ValueError, TypeError):
+        return None
+    p = min(bits if bits is not None else 128, na.prefixlen, nb.prefixlen)
+    va = int(na.network_address) >> (128 - p) if p else 0
+    vb = int(nb.network_address) >> (128 - p) if p else 0
+    return (va > vb) - (va < vb)
+
+
+def _v6(s: str) -> str:
+    addr, _, bits = s.partition("/")
+    ip = ipaddress.ip_address(addr)
+    if ip.version == 4:
+        ip = ipaddress.IPv6Address("::ffff:" + addr)
+        bits = str(96 + int(bits)) if bits else ""
+    return f"{ip}/{bits}" if bits else str(ip)
+
+
+def _format_timespan(ticks: int | None, fmt: str):
+    if ticks is None:
+        return ""
+    neg, t = ticks < 0, abs(ticks)
+    parts = {"d": t // 864_000_000_000, "h": (t // 36_000_000_000) % 24, "m": (t // 600_000_000) % 60,
+             "s": (t // 10_000_000) % 60, "f": t % 10_000_000}
+    out, i = [], 0
+    while i < len(fmt):
+        c = fmt[i]
+        j = i
+        while j < len(fmt) and fmt[j] == c:
+            j += 1
+        run = j - i
+        if c in "dhHms":
+            v = parts["h" if c == "H" else c]
+            out.append(str(v).zfill(run))
+        elif c in "fF":
+            digits = f"{parts['f']:07d}"[:run]
+            out.append(digits.rstrip("0") if c == "F" else digits)
+        elif c in "'\"":
+            end = fmt.find(c, i + 1)
+            out.append(fmt[i + 1:end if end > 0 else len(fmt)])
+            j = end + 1 if end > 0 else len(fmt)
+        elif c == "\\" and i + 1 < len(fmt):
+            out.append(fmt[i + 1])
+            j = i + 2
+        else:
+            out.append(fmt[i:j])
+        i = j
+    return ("-" if neg else "") + "".join(out)
+
+
+def _parse_url(s: str | None):
+    from urllib.parse import parse_qsl, urlsplit
+    if not s:
+        return json.dumps({})
+    try:
+        u = urlsplit(s)
+        return json.dumps({"Scheme": u.scheme, "Host": u.hostname or "", "Port": str(u.port or ""),
+                           "Path": u.path, "Username": u.username or "", "Password": u.password or "",
+                           "Query Parameters": dict(parse_qsl(u.query)), "Fragment": u.fragment})
+    except ValueError:
+        return json.dumps({})
+
+
+UDFS = [
+    ("netatlas_todatetime", _todatetime, ["VARCHAR"], "TIMESTAMP"),
+    ("netatlas_totimespan", _totimespan, ["VARCHAR"], "BIGINT"),
+    ("netatlas_ipv6_compare", _ipv6_compare, ["VARCHAR", "VARCHAR", "BIGINT"], "INTEGER"),
+    ("netatlas_format_timespan", _format_timespan, ["BIGINT", "VARCHAR"], "VARCHAR"),
+    ("netatlas_parse_url", _parse_url, ["VARCHAR"], "JSON"),
+]
+
+
+def install(con: duckdb.DuckDBPyConnection) -> None:
+    for name, body in MACROS.items():
+        con.execute(f"CREATE OR REPLACE TEMP MACRO {name}{body}")
+    for name, func, args, ret in UDFS:
+        try:
+            con.create_function(name, func, args, ret, null_handling="special", side_effects=False)
+        except duckdb.CatalogException:
+            pass
+
+
+__all__ = ["install", "format_timespan"]

@@ -1,0 +1,298 @@
+"""Plan stage, scalar half: syntax-tree expressions -> Typed SQL fragments.
+
+Operators are tables: ARITHMETIC by (op, left type, right type), STRING_OPS by operator name.
+Type errors are raised here, pointing at the operator or operand.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from sqlglot import exp
+
+from ..errors import KqlSemanticError, Span, did_you_mean
+from . import syntax as s
+from . import types as T
+from .typed import NOCONST, Typed, cast, col, const, fn, null, sql_literal
+
+
+@dataclass
+class Scope:
+    """The row a scalar expression sees: its columns and their types."""
+    columns: dict[str, str] = field(default_factory=dict)
+    table: str | None = None        # qualifier for column references (joins)
+    order: list | None = None       # the row order, for row_number(), prev(), next()
+
+    def ref(self, name: str) -> exp.Expression:
+        return col(name, self.table)
+
+
+def type_error(message: str, span: Span | None, hint: str | None = None):
+    raise KqlSemanticError(message, span, code="KQL_TYPE", hint=hint)
+
+
+# ---- conversions ---------------------------------------------------------------------------
+
+def to_string(t: Typed) -> Typed:
+    """Kusto's tostring(): never null, empty for null."""
+    if t.type == T.STRING:
+        return t
+    if t.is_const and t.const is None:
+        return Typed(exp.Literal.string(""), T.STRING, t.span, "")
+    e = t.sql
+    conv = {
+        T.LONG: lambda: cast(e, T.STRING), T.INT: lambda: cast(e, T.STRING),
+        T.REAL: lambda: fn("netatlas_real_str", e),
+        T.DECIMAL: lambda: cast(e, T.STRING),
+        T.BOOL: lambda: exp.If(this=e, true=exp.Literal.string("true"), false=exp.Literal.string("false")),
+        T.DATETIME: lambda: fn("netatlas_datetime_str", e),
+        T.TIMESPAN: lambda: fn("netatlas_timespan_str", e),
+        T.GUID: lambda: cast(e, T.STRING),
+        T.DYNAMIC: lambda: fn("netatlas_dynamic_str", e),
+    }[t.type]()
+    return Typed(exp.Coalesce(this=conv, expressions=[exp.Literal.string("")]), T.STRING, t.span)
+
+
+def dynamic_to(t: Typed, typ: str) -> Typed:
+    """A dynamic value read as a scalar type (null when it does not convert)."""
+    if typ == T.STRING:
+        return to_string(t)
+    if typ == T.DYNAMIC:
+        return t
+    if typ == T.BOOL:
+        return t.with_sql(exp.TryCast(this=fn("json_extract_string", t.sql, exp.Literal.string("$")),
+                                      to=T.storage(T.BOOL)), typ)
+    if typ == T.DATETIME:
+        return t.with_sql(exp.TryCast(this=fn("json_extract_string", t.sql, exp.Literal.string("$")),
+                                      to=T.storage(T.DATETIME)), typ)
+    return t.with_sql(exp.TryCast(this=t.sql, to=T.storage(typ)), typ)
+
+
+def to_dynamic(t: Typed) -> Typed:
+    if t.type == T.DYNAMIC:
+        return t
+    if t.is_const:
+        return const(t.const if t.type not in (T.DATETIME, T.TIMESPAN, T.GUID) else str(t.const), T.DYNAMIC, t.span)
+    if t.type == T.STRING:
+        return t.with_sql(fn("to_json", t.sql), T.DYNAMIC)
+    if t.type in (T.DATETIME, T.TIMESPAN, T.GUID):
+        return t.with_sql(fn("to_json", to_string(t).sql), T.DYNAMIC)
+    return t.with_sql(fn("to_json", t.sql), T.DYNAMIC)
+
+
+def to_real(t: Typed) -> Typed:
+    if t.type == T.REAL:
+        return t
+    if t.type == T.DYNAMIC:
+        return dynamic_to(t, T.REAL)
+    return t.with_sql(cast(t.sql, T.REAL), T.REAL)
+
+
+def to_bool(t: Typed, what: str = "a condition") -> Typed:
+    if t.type == T.BOOL:
+        return t
+    if t.type == T.DYNAMIC:
+        return dynamic_to(t, T.BOOL)
+    type_error(f"{what} must be bool, but this expression is {t.type}", t.span,
+               hint="compare it with ==, or use isnotempty() / isnotnull()")
+
+
+def unify(a: Typed, b: Typed, span: Span | None, what: str) -> tuple[Typed, Typed, str]:
+    """Bring two operands to a common type for comparison or coalescing."""
+    if a.type == b.type:
+        return a, b, a.type
+    if (p := T.promote(a.type, b.type)):
+        return a, b, p
+    # a typed null literal adopts the other side's type
+    if a.is_const and a.const is None:
+        return null(b.type), b, b.type
+    if b.is_const and b.const is None:
+        return a, null(a.type), a.type
+    if a.type == T.DYNAMIC:
+        return dynamic_to(a, b.type), b, b.type
+    if b.type == T.DYNAMIC:
+        return a, dynamic_to(b, a.type), a.type
+    if {a.type, b.type} == {T.GUID, T.STRING}:
+        return (a if a.type == T.STRING else to_string(a)), (b if b.type == T.STRING else to_string(b)), T.STRING
+    type_error(f"cannot {what} {a.type} and {b.type}", span,
+               hint=f"convert one side, e.g. to{b.type if b.type != 'real' else 'real'}(...)")
+
+
+# ---- arithmetic ----------------------------------------------------------------------------
+
+def _epoch_ticks(e):  # datetime -> ticks since 1970
+    return exp.Mul(this=fn("epoch_us", e), expression=exp.Literal.number(10))
+
+
+def _add_span(dt, ticks, sign=1):
+    interval = fn("to_microseconds", exp.IntDiv(this=ticks, expression=exp.Literal.number(10)))
+    return exp.Add(this=dt, expression=interval) if sign > 0 else exp.Sub(this=dt, expression=interval)
+
+
+def _num(op):
+    def build(a: Typed, b: Typed, rtype: str):
+        if op == "/" and rtype in T.INTEGER:
+            return exp.IntDiv(this=a.sql, expression=b.sql)
+        if op == "/" and rtype == T.REAL:
+            return exp.Div(this=to_real(a).sql, expression=b.sql, typed=False, safe=False)
+        cls = {"+": exp.Add, "-": exp.Sub, "*": exp.Mul, "/": exp.Div, "%": exp.Mod}[op]
+        return cls(this=a.sql, expression=b.sql)
+    return build
+
+
+_TS_ARITH = {
+    ("-", T.DATETIME, T.DATETIME): (T.TIMESPAN, lambda a, b: exp.Sub(this=_epoch_ticks(a.sql), expression=_epoch_ticks(b.sql))),
+    ("+", T.DATETIME, T.TIMESPAN): (T.DATETIME, lambda a, b: _add_span(a.sql, b.sql)),
+    ("-", T.DATETIME, T.TIMESPAN): (T.DATETIME, lambda a, b: _add_span(a.sql, b.sql, -1)),
+    ("+", T.TIMESPAN, T.DATETIME): (T.DATETIME, lambda a, b: _add_span(b.sql, a.sql)),
+    ("+", T.TIMESPAN, T.TIMESPAN): (T.TIMESPAN, lambda a, b: exp.Add(this=a.sql, expression=b.sql)),
+    ("-", T.TIMESPAN, T.TIMESPAN): (T.TIMESPAN, lambda a, b: exp.Sub(this=a.sql, expression=b.sql)),
+    ("%", T.TIMESPAN, T.TIMESPAN): (T.TIMESPAN, lambda a, b: exp.Mod(this=a.sql, expression=b.sql)),
+    ("/", T.TIMESPAN, T.TIMESPAN): (T.REAL, lambda a, b: exp.Div(this=cast(a.sql, T.REAL), expression=b.sql, typed=False, safe=False)),
+}
+for _n in T.NUMERIC:
+    _TS_ARITH[("*", T.TIMESPAN, _n)] = (T.TIMESPAN, lambda a, b: cast(fn("round", exp.Mul(this=a.sql, expression=b.sql)), T.LONG))
+    _TS_ARITH[("*", _n, T.TIMESPAN)] = (T.TIMESPAN, lambda a, b: cast(fn("round", exp.Mul(this=a.sql, expression=b.sql)), T.LONG))
+    _TS_ARITH[("/", T.TIMESPAN, _n)] = (T.TIMESPAN, lambda a, b: cast(fn("round", exp.Div(this=cast(a.sql, T.REAL), expression=b.sql, typed=False, safe=False)), T.LONG))
+
+
+def arithmetic(op: str, a: Typed, b: Typed, span: Span) -> Typed:
+    if a.type == T.DYNAMIC:
+        a = dynamic_to(a, T.REAL if b.type not in T.INTEGER else T.LONG)
+    if b.type == T.DYNAMIC:
+        b = dynamic_to(b, T.REAL if a.type not in T.INTEGER else T.LONG)
+    if (p := T.promote(a.type, b.type)):
+        return Typed(exp.Paren(this=_num(op)(a, b, p)), p, span)
+    hit = _TS_ARITH.get((op, a.type, b.type))
+    if hit:
+        rtype, build = hit
+        return Typed(exp.Paren(this=build(a, b)), rtype, span)
+    if a.is_const and a.const is None:
+        return null(b.type if b.type != T.DATETIME or op != "-" else T.TIMESPAN)
+    if b.is_const and b.const is None:
+        return null(a.type)
+    hint = "use strcat() to join strings" if op == "+" and T.STRING in (a.type, b.type) else None
+    type_error(f"operator '{op}' cannot be applied to {a.type} and {b.type}", span, hint)
+
+
+# ---- string operators ----------------------------------------------------------------------
+
+def _lower(e):
+    return exp.Lower(this=e)
+
+
+def _like_escape(s_: str) -> str:
+    return s_.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _term_regex(term: str) -> str:
+    body = re.escape(term)
+    pre = r"(^|[^[:alnum:]])" if term[:1].isalnum() else ""
+    post = r"($|[^[:alnum:]])" if term[-1:].isalnum() else ""
+    return pre + body + post
+
+
+def _has(a: Typed, b: Typed, cs: bool, kind: str) -> exp.Expression:
+    """has / hasprefix / hassuffix: term matching."""
+    if b.is_const and isinstance(b.const, str):
+        term = b.const if cs else b.const.lower()
+        if term == "":
+            return exp.true()
+        if kind == "has":
+            pat = _term_regex(term)
+        elif kind == "hasprefix":
+            pat = (r"(^|[^[:alnum:]])" if term[:1].isalnum() else "") + re.escape(term)
+        else:
+            pat = re.escape(term) + (r"($|[^[:alnum:]])" if term[-1:].isalnum() else "")
+        lhs = a.sql if cs else _lower(a.sql)
+        pre = fn("contains", lhs, exp.Literal.string(term))
+        return exp.And(this=pre, expression=fn("regexp_matches", lhs, exp.Literal.string(pat)))
+    # non-constant term: build the pattern in SQL
+    term = b.sql if cs else _lower(b.sql)
+    esc = fn("regexp_escape", term)
+    alnum = r"(^|[^[:alnum:]])", r"($|[^[:alnum:]])"
+    pieces = {"has": (alnum[0], alnum[1]), "hasprefix": (alnum[0], ""), "hassuffix": ("", alnum[1])}[kind]
+    pat = exp.DPipe(this=exp.DPipe(this=exp.Literal.string(pieces[0]), expression=esc), expression=exp.Literal.string(pieces[1]))
+    return fn("regexp_matches", a.sql if cs else _lower(a.sql), pat)
+
+
+def _contains(a, b, cs):
+    return fn("contains", a.sql if cs else _lower(a.sql), b.sql if cs else _lower(b.sql))
+
+
+def _starts(a, b, cs):
+    return fn("starts_with", a.sql if cs else _lower(a.sql), b.sql if cs else _lower(b.sql))
+
+
+def _ends(a, b, cs):
+    return fn("suffix", a.sql if cs else _lower(a.sql), b.sql if cs else _lower(b.sql))
+
+
+def _eq_ci(a, b, cs):
+    return exp.EQ(this=_lower(a.sql), expression=_lower(b.sql))
+
+
+def _like(a, b, cs):
+    return exp.Like(this=a.sql, expression=b.sql)
+
+
+# name -> (builder(a, b, case_sensitive), case_sensitive)
+STRING_OPS = {
+    "contains": (_contains, False), "contains_cs": (_contains, True),
+    "has": (lambda a, b, cs: _has(a, b, cs, "has"), False),
+    "has_cs": (lambda a, b, cs: _has(a, b, cs, "has"), True),
+    "hasprefix": (lambda a, b, cs: _has(a, b, cs, "hasprefix"), False),
+    "hasprefix_cs": (lambda a, b, cs: _has(a, b, cs, "hasprefix"), True),
+    "hassuffix": (lambda a, b, cs: _has(a, b, cs, "hassuffix"), False),
+    "hassuffix_cs": (lambda a, b, cs: _has(a, b, cs, "hassuffix"), True),
+    "startswith": (_starts, False), "startswith_cs": (_starts, True),
+    "endswith": (_ends, False), "endswith_cs": (_ends, True),
+    "=~": (_eq_ci, False), "like": (_like, True),
+}
+
+
+def string_op(op: str, a: Typed, b: Typed, span: Span) -> Typed:
+    negated = op.startswith("!") and op not in ("!=",)
+    name = op[1:] if negated else op
+    if op == "!~":
+        negated, name = True, "=~"
+    build, cs = STRING_OPS[name]
+    a, b = to_string(a), to_string(b)
+    e = build(a, b, cs)
+    if negated:
+        e = exp.Not(this=exp.Paren(this=e))
+    return Typed(exp.Paren(this=e), T.BOOL, span)
+
+
+COMPARISONS = {"==": exp.EQ, "!=": exp.NEQ, "<": exp.LT, "<=": exp.LTE, ">": exp.GT, ">=": exp.GTE}
+
+
+def comparison(op: str, a: Typed, b: Typed, span: Span) -> Typed:
+    a2, b2, _ = unify(a, b, span, f"compare ({op})")
+    return Typed(COMPARISONS[op](this=a2.sql, expression=b2.sql), T.BOOL, span)
+
+
+def logical(op: str, a: Typed, b: Typed, span: Span) -> Typed:
+    a, b = to_bool(a, f"the left side of '{op}'"), to_bool(b, f"the right side of '{op}'")
+    cls = exp.And if op == "and" else exp.Or
+    return Typed(exp.Paren(this=cls(this=a.sql, expression=b.sql)), T.BOOL, span)
+
+
+def regex_match(a: Typed, b: Typed, span: Span) -> Typed:
+    return Typed(fn("regexp_matches", to_string(a).sql, to_string(b).sql), T.BOOL, span)
+
+
+def binary(op: str, a: Typed, b: Typed, span: Span) -> Typed:
+    if op in ("+", "-", "*", "/", "%"):
+        return arithmetic(op, a, b, span)
+    if op in COMPARISONS:
+        return comparison(op, a, b, span)
+    if op in ("and", "or"):
+        return logical(op, a, b, span)
+    if op == "matches regex":
+        return regex_match(a, b, span)
+    return string_op(op, a, b, span)
+
+
+__all__ = ["Scope", "binary", "to_string", "to_bool", "to_real", "to_dynamic", "dynamic_to",
+           "unify", "type_error", "NOCONST", "sql_literal", "did_you_mean", "s"]

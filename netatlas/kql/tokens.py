@@ -1,0 +1,226 @@
+"""Stage 1, lex: KQL text -> Tokens.
+
+A hand-written scanner. Every token keeps its span so that later stages can point into the
+query text. Typed literals whose bodies are not KQL tokens (``datetime(2024-01-01 10:00)``,
+``dynamic({"a": 1})``, ``guid(...)``, ``time(1.02:00:00)``) are captured whole as RAW tokens.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ..errors import KqlSyntaxError, Span
+
+IDENT, STRING, INT, REAL, TIMESPAN, RAW, OP, EOF = (
+    "identifier", "string", "int", "real", "timespan", "literal", "operator", "end of query")
+
+# Literal types whose body is captured raw: name -> the RAW token's kind.
+RAW_LITERALS = {"datetime", "date", "time", "timespan", "dynamic", "guid", "uuid", "uniqueid"}
+
+# Hyphenated operator names that lex as one identifier.
+COMPOUND_NAMES = {
+    "project-away", "project-rename", "project-reorder", "project-keep", "project-smart",
+    "mv-expand", "mv-apply", "parse-where", "parse-kv", "top-nested", "top-hitters",
+    "make-series", "make-graph", "order-by", "sort-by",
+}
+
+# Words that may follow "!" to make a negated operator.
+NEGATABLE = {
+    "contains", "contains_cs", "has", "has_cs", "hasprefix", "hasprefix_cs", "hassuffix",
+    "hassuffix_cs", "startswith", "startswith_cs", "endswith", "endswith_cs", "in", "between",
+    "has_any", "has_all", "matches",
+}
+
+PUNCT = sorted([
+    "==", "!=", "<>", "<=", ">=", "=~", "!~", "..", "=>", "|", "(", ")", "[", "]", "{", "}", ",",
+    ";", ".", "=", "<", ">", "+", "-", "*", "/", "%", ":", "!", "~", "?",
+], key=len, reverse=True)
+
+# Timespan suffixes -> ticks (100 ns) per unit.
+TICKS = {"d": 864_000_000_000, "day": 864_000_000_000, "days": 864_000_000_000,
+         "h": 36_000_000_000, "hr": 36_000_000_000, "hrs": 36_000_000_000,
+         "hour": 36_000_000_000, "hours": 36_000_000_000,
+         "m": 600_000_000, "min": 600_000_000, "minute": 600_000_000, "minutes": 600_000_000,
+         "s": 10_000_000, "sec": 10_000_000, "second": 10_000_000, "seconds": 10_000_000,
+         "ms": 10_000, "milli": 10_000, "millis": 10_000, "millisecond": 10_000,
+         "milliseconds": 10_000, "microsecond": 10, "microseconds": 10,
+         "tick": 1, "ticks": 1}
+
+_NUMBER = re.compile(r"(0[xX][0-9a-fA-F]+|\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)([A-Za-z_]*)")
+_IDENT = re.compile(r"[A-Za-z_$][A-Za-z0-9_]*")
+_SPACE = re.compile(r"(?:\s+|//[^\n]*)+")
+
+
+@dataclass(slots=True)
+class Token:
+    kind: str
+    value: object
+    span: Span
+    text: str  # the source text of the token
+    space_before: bool = False
+
+    def is_op(self, *ops: str) -> bool:
+        return self.kind == OP and self.value in ops
+
+    def is_word(self, *words: str) -> bool:
+        return self.kind == IDENT and self.value in words
+
+    def describe(self) -> str:
+        return "end of query" if self.kind == EOF else f"'{self.text}'"
+
+
+Tokens = list[Token]
+
+
+def tokenize(text: str) -> Tokens:
+    """Scan KQL text into tokens; raises KqlSyntaxError at the first character it cannot read."""
+    out: Tokens = []
+    i, n = 0, len(text)
+    while True:
+        m = _SPACE.match(text, i)
+        spaced = bool(m)
+        if m:
+            i = m.end()
+        if i >= n:
+            out.append(Token(EOF, None, Span(n, n), "", spaced))
+            return out
+        c = text[i]
+        if c in "\"'" or (c in "@hH" and i + 1 < n and text[i + 1] in "\"'") or (
+                c in "hH" and text[i + 1:i + 2] == "@" and text[i + 2:i + 3] in "\"'"):
+            tok, i = _string(text, i)
+        elif c.isdigit() or (c == "." and i + 1 < n and text[i + 1].isdigit()):
+            tok, i = _number(text, i)
+        elif c == "`" and text.startswith("```", i):
+            end = text.find("```", i + 3)
+            if end < 0:
+                raise KqlSyntaxError("unterminated ``` string", Span(i, n), text=text)
+            tok, i = Token(STRING, text[i + 3:end], Span(i, end + 3), text[i:end + 3]), end + 3
+        elif c == "[" and text[i + 1:i + 2] in ("'", '"'):
+            tok, i = _bracket_ident(text, i)
+        elif c.isalpha() or c in "_$":
+            tok, i = _word(text, i)
+        elif c == "!" and i + 1 < n and (text[i + 1].isalpha()):
+            m2 = _IDENT.match(text, i + 1)
+            word = m2.group(0)
+            if word in NEGATABLE:
+                j = m2.end()
+                val = "!" + word
+                if word == "in" and text[j:j + 1] == "~":
+                    j, val = j + 1, "!in~"
+                tok, i = Token(OP, val, Span(i, j), text[i:j]), j
+            else:
+                tok, i = Token(OP, "!", Span(i, i + 1), "!"), i + 1
+        else:
+            for p in PUNCT:
+                if text.startswith(p, i):
+                    tok, i = Token(OP, p, Span(i, i + len(p)), p), i + len(p)
+                    break
+            else:
+                raise KqlSyntaxError(f"unexpected character {c!r}", Span(i, i + 1), text=text,
+                                     hint="KQL strings are quoted with \" or '")
+        tok.space_before = spaced
+        out.append(tok)
+
+
+def _word(text: str, i: int) -> tuple[Token, int]:
+    m = _IDENT.match(text, i)
+    word, j = m.group(0), m.end()
+    # hyphenated operator names: project-away, mv-expand, ...
+    if text[j:j + 1] == "-":
+        m2 = _IDENT.match(text, j + 1)
+        if m2 and f"{word}-{m2.group(0)}" in COMPOUND_NAMES:
+            word, j = f"{word}-{m2.group(0)}", m2.end()
+    if word == "in" and text[j:j + 1] == "~":
+        return Token(OP, "in~", Span(i, j + 1), "in~"), j + 1
+    k = j
+    while k < len(text) and text[k] in " \t":
+        k += 1
+    if word.lower() in RAW_LITERALS and text[k:k + 1] == "(":
+        end = _balanced(text, k)
+        body = text[k + 1:end - 1].strip()
+        return Token(RAW, (word.lower(), body), Span(i, end), text[i:end]), end
+    return Token(IDENT, word, Span(i, j), word), j
+
+
+def _balanced(text: str, k: int) -> int:
+    depth, q = 0, None
+    for j in range(k, len(text)):
+        ch = text[j]
+        if q:
+            if ch == "\\":
+                continue
+            if ch == q:
+                q = None
+        elif ch in "\"'":
+            q = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+            if depth == 0:
+                return j + 1
+    raise KqlSyntaxError("unclosed '(' in literal", Span(k, len(text)), text=text)
+
+
+def _bracket_ident(text: str, i: int) -> tuple[Token, int]:
+    tok, j = _string(text, i + 1)
+    if text[j:j + 1] != "]":
+        raise KqlSyntaxError("expected ']' after quoted name", Span(j, j + 1), text=text)
+    return Token(IDENT, tok.value, Span(i, j + 1), text[i:j + 1]), j + 1
+
+
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"', "0": "\0"}
+
+
+def _string(text: str, i: int) -> tuple[Token, int]:
+    start = i
+    if text[i] in "hH":
+        i += 1
+    verbatim = text[i] == "@"
+    if verbatim:
+        i += 1
+    q = text[i]
+    j = i + 1
+    buf = []
+    n = len(text)
+    while j < n:
+        ch = text[j]
+        if ch == q:
+            if verbatim and text[j + 1:j + 2] == q:
+                buf.append(q)
+                j += 2
+                continue
+            return Token(STRING, "".join(buf), Span(start, j + 1), text[start:j + 1]), j + 1
+        if ch == "\\" and not verbatim:
+            nxt = text[j + 1:j + 2]
+            if nxt == "u" and re.fullmatch(r"[0-9a-fA-F]{4}", text[j + 2:j + 6] or ""):
+                buf.append(chr(int(text[j + 2:j + 6], 16)))
+                j += 6
+                continue
+            buf.append(_ESCAPES.get(nxt, "\\" + nxt))
+            j += 2
+            continue
+        if ch == "\n":
+            break
+        buf.append(ch)
+        j += 1
+    raise KqlSyntaxError("unterminated string literal", Span(start, j), text=text,
+                         hint=f"close it with {q}")
+
+
+def _number(text: str, i: int) -> tuple[Token, int]:
+    m = _NUMBER.match(text, i)
+    num, suffix = m.group(1), m.group(2)
+    j = m.end()
+    if suffix:
+        unit = suffix.lower()
+        if unit not in TICKS or num.lower().startswith("0x"):
+            raise KqlSyntaxError(f"unknown number suffix {suffix!r}", Span(i, j), text=text,
+                                 hint="timespan units are d, h, m/min, s, ms, microsecond, tick")
+        ticks = round(float(num) * TICKS[unit])
+        return Token(TIMESPAN, ticks, Span(i, j), text[i:j]), j
+    if num.lower().startswith("0x"):
+        return Token(INT, int(num, 16), Span(i, j), num), j
+    if any(ch in num for ch in ".eE"):
+        return Token(REAL, float(num), Span(i, j), num), j
+    return Token(INT, int(num), Span(i, j), num), j

@@ -1,0 +1,96 @@
+"""Typed SQL fragments: the scalar half of a Plan.
+
+A ``Typed`` is a sqlglot expression together with its KQL type, the span of the KQL text it
+came from, its compile-time value when known (``const``) and the column name it would get in
+a projection when it is a plain column reference or a name-keeping function such as bin().
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from sqlglot import exp
+
+from ..errors import Span
+from . import types as T
+
+NOCONST = object()
+
+
+@dataclass(slots=True)
+class Typed:
+    sql: exp.Expression
+    type: str
+    span: Span | None = None
+    const: object = NOCONST
+    name: str | None = None
+
+    @property
+    def is_const(self) -> bool:
+        return self.const is not NOCONST
+
+    def with_sql(self, sql: exp.Expression, type: str | None = None) -> "Typed":
+        return Typed(sql, type or self.type, self.span, NOCONST, self.name)
+
+
+def ident(name: str) -> exp.Identifier:
+    return exp.to_identifier(name, quoted=True)
+
+
+def col(name: str, table: str | None = None) -> exp.Column:
+    return exp.Column(this=ident(name), table=ident(table) if table else None)
+
+
+def cast(e: exp.Expression, kql_type: str) -> exp.Expression:
+    return exp.Cast(this=e, to=T.storage(kql_type))
+
+
+def fn(name: str, *args: exp.Expression) -> exp.Expression:
+    """A store function called by name (rendered as written)."""
+    return exp.Anonymous(this=name, expressions=list(args))
+
+
+def sql_literal(value, typ: str) -> exp.Expression:
+    """The SQL for a KQL literal value (already validated)."""
+    if value is None:
+        return cast(exp.null(), typ)
+    if typ == T.STRING:
+        return exp.Literal.string(value)
+    if typ in (T.LONG, T.TIMESPAN):
+        v = int(value)
+        lit = exp.Literal.number(abs(v))
+        out = exp.Neg(this=lit) if v < 0 else lit
+        return out if -2**31 <= v < 2**31 else cast(out, T.LONG)
+    if typ == T.INT:
+        v = int(value)
+        return cast(exp.Neg(this=exp.Literal.number(-v)) if v < 0 else exp.Literal.number(v), T.INT)
+    if typ == T.REAL:
+        v = float(value)
+        if v != v or v in (float("inf"), float("-inf")):
+            return cast(exp.Literal.string({True: "nan"}.get(v != v, "inf" if v > 0 else "-inf")), T.REAL)
+        text = repr(abs(v))
+        lit = exp.Literal.number(text)
+        return cast(exp.Neg(this=lit) if v < 0 or (v == 0 and str(v).startswith("-")) else lit, T.REAL)
+    if typ == T.DECIMAL:
+        return cast(exp.Literal.string(str(Decimal(value))), T.DECIMAL)
+    if typ == T.BOOL:
+        return exp.true() if value else exp.false()
+    if typ == T.DATETIME:
+        d: datetime = value
+        return cast(exp.Literal.string(d.strftime("%Y-%m-%d %H:%M:%S.%f")), T.DATETIME)
+    if typ == T.DYNAMIC:
+        return cast(exp.Literal.string(json.dumps(value, default=str, separators=(",", ":"))), T.DYNAMIC)
+    if typ == T.GUID:
+        return cast(exp.Literal.string(str(uuid.UUID(str(value)))), T.GUID)
+    raise ValueError(typ)
+
+
+def const(value, typ: str, span: Span | None = None) -> Typed:
+    return Typed(sql_literal(value, typ), typ, span, value)
+
+
+def null(typ: str) -> Typed:
+    return Typed(cast(exp.null(), typ), typ, None, None)

@@ -1,0 +1,189 @@
+"""Python values <-> KQL values, for records coming in and results going out.
+
+``python_to_kql(value, type)`` checks and normalises one incoming value (raising ValueError or
+TypeError with a readable reason); ``OUTPUT`` converts what DuckDB returns into the Python
+types the Result promises.
+"""
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+
+from . import types as T
+from .literals import parse_datetime, parse_timespan, ticks_to_timedelta
+
+
+def _to_datetime(v):
+    if isinstance(v, datetime):
+        return v.astimezone(timezone.utc).replace(tzinfo=None) if v.tzinfo else v
+    if isinstance(v, date):
+        return datetime(v.year, v.month, v.day)
+    if isinstance(v, str):
+        d = parse_datetime(v)
+        if d is None:
+            raise ValueError(f"{v!r} is not a datetime (use ISO 8601, e.g. 2024-01-31T10:00:00Z)")
+        return d
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        raise TypeError("datetimes are ISO 8601 strings, not numbers")
+    raise TypeError(f"expected a datetime, got {type(v).__name__}")
+
+
+def _to_timespan(v):
+    if isinstance(v, timedelta):
+        return (v.days * 86400 + v.seconds) * 10_000_000 + v.microseconds * 10
+    if isinstance(v, str):
+        t = parse_timespan(v)
+        if t is None:
+            raise ValueError(f"{v!r} is not a timespan (e.g. '01:30:00' or '1.02:00:00')")
+        return t
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v
+    raise TypeError(f"expected a timespan, got {type(v).__name__}")
+
+
+def _to_long(v, bits=64):
+    if isinstance(v, bool):
+        raise TypeError("expected an integer, got bool")
+    if isinstance(v, int):
+        pass
+    elif isinstance(v, float) and v.is_integer():
+        v = int(v)
+    elif isinstance(v, str) and v.strip().lstrip("-").isdigit():
+        v = int(v)
+    else:
+        raise TypeError(f"expected an integer, got {type(v).__name__} {v!r}")
+    if not -(2 ** (bits - 1)) <= v < 2 ** (bits - 1):
+        raise ValueError(f"{v} does not fit in {bits} bits")
+    return v
+
+
+def _to_real(v):
+    if isinstance(v, bool):
+        raise TypeError("expected a number, got bool")
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, Decimal):
+        return float(v)
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            pass
+    raise TypeError(f"expected a number, got {type(v).__name__} {v!r}")
+
+
+def _to_bool(v):
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.lower() in ("true", "false"):
+        return v.lower() == "true"
+    if isinstance(v, int) and v in (0, 1):
+        return bool(v)
+    raise TypeError(f"expected a bool, got {type(v).__name__} {v!r}")
+
+
+def _to_string(v):
+    if isinstance(v, str):
+        return v
+    raise TypeError(f"expected a string, got {type(v).__name__}")
+
+
+def _to_dynamic(v):
+    json.dumps(v)   # must be JSON-representable
+    return v
+
+
+def _to_guid(v):
+    return uuid.UUID(str(v))
+
+
+def _to_decimal(v):
+    if isinstance(v, bool):
+        raise TypeError("expected a decimal, got bool")
+    return Decimal(str(v))
+
+
+INPUT = {
+    T.STRING: _to_string, T.LONG: _to_long, T.INT: lambda v: _to_long(v, 32), T.REAL: _to_real,
+    T.DECIMAL: _to_decimal, T.BOOL: _to_bool, T.DATETIME: _to_datetime, T.TIMESPAN: _to_timespan,
+    T.DYNAMIC: _to_dynamic, T.GUID: _to_guid,
+}
+
+
+def python_to_kql(v, typ: str):
+    if v is None:
+        return None
+    return INPUT[typ](v)
+
+
+def _out_datetime(v):
+    if v is None:
+        return None
+    if isinstance(v, datetime):
+        return v.replace(tzinfo=timezone.utc) if v.tzinfo is None else v.astimezone(timezone.utc)
+    return v
+
+
+def _out_dynamic(v):
+    if v is None:
+        return None
+    if isinstance(v, str):
+        try:
+            return json.loads(v)
+        except ValueError:
+            return v
+    return v
+
+
+def _out_real(v):
+    if v is None:
+        return None
+    return float(v)
+
+
+def _out_timespan(v):
+    return None if v is None else ticks_to_timedelta(int(v))
+
+
+def _out_guid(v):
+    if v is None or isinstance(v, uuid.UUID):
+        return v
+    return uuid.UUID(str(v))
+
+
+def _out_string(v):
+    return "" if v is None else v
+
+
+def _out_int(v):
+    return None if v is None else int(v)
+
+
+OUTPUT = {
+    T.STRING: _out_string, T.LONG: _out_int, T.INT: _out_int, T.REAL: _out_real,
+    T.DECIMAL: lambda v: v, T.BOOL: lambda v: None if v is None else bool(v), T.DATETIME: _out_datetime,
+    T.TIMESPAN: _out_timespan, T.DYNAMIC: _out_dynamic, T.GUID: _out_guid,
+}
+
+
+def to_json_value(v, typ: str):
+    """A Result value as plain JSON (the HTTP API and golden files)."""
+    from .literals import format_datetime_iso, format_timespan
+    if v is None:
+        return None
+    if typ == T.DATETIME:
+        return format_datetime_iso(v)
+    if typ == T.TIMESPAN:
+        td: timedelta = v
+        ticks = (td.days * 86400 + td.seconds) * 10_000_000 + td.microseconds * 10
+        return format_timespan(ticks)
+    if typ == T.GUID:
+        return str(v)
+    if typ == T.DECIMAL:
+        return str(v)
+    if typ == T.REAL and (math.isnan(v) or math.isinf(v)):
+        return "NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity")
+    return v

@@ -1,0 +1,1 @@
+SELECT "bag_D" FROM (SELECT NETATLAS_MAKE_BAG(LIST("D")) AS "bag_D" FROM (SELECT "D" FROM (VALUES (CAST('{"x":1}' AS JSON)), (CAST('{"y":2}' AS JSON))) AS "_v1"("D")) AS _q2) AS _result LIMIT 500001

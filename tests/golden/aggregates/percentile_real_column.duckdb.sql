@@ -1,0 +1,1 @@
+SELECT "percentile_v_75", "percentile_v_0" FROM (SELECT QUANTILE_DISC("v", 0.75) AS "percentile_v_75", QUANTILE_DISC("v", 0.0) AS "percentile_v_0" FROM (SELECT "v" FROM (VALUES (CAST(4.0 AS DOUBLE)), (CAST(1.0 AS DOUBLE)), (CAST(3.0 AS DOUBLE)), (CAST(2.0 AS DOUBLE))) AS "_v1"("v")) AS _q2) AS _result LIMIT 500001

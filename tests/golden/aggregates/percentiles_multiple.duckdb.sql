@@ -1,0 +1,1 @@
+SELECT "percentile_x_25", "percentile_x_50", "percentile_x_90" FROM (SELECT QUANTILE_DISC("x", 0.25) AS "percentile_x_25", QUANTILE_DISC("x", 0.5) AS "percentile_x_50", QUANTILE_DISC("x", 0.9) AS "percentile_x_90" FROM (SELECT UNNEST(GENERATE_SERIES(CAST(1 AS BIGINT), CAST(10 AS BIGINT), CAST(1 AS BIGINT))) AS "x") AS _q1) AS _result LIMIT 500001

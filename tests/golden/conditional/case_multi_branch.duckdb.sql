@@ -1,0 +1,1 @@
+SELECT "n", "bucket" FROM (SELECT "n", CASE WHEN "n" < 0 THEN 'negative' WHEN "n" = 0 THEN 'zero' WHEN "n" < 10 THEN 'small' ELSE 'large' END AS "bucket" FROM (SELECT "n" FROM (VALUES (CAST(-3 AS BIGINT)), (CAST(0 AS BIGINT)), (CAST(4 AS BIGINT)), (CAST(100 AS BIGINT))) AS "_v1"("n")) AS _q2) AS _result LIMIT 500001

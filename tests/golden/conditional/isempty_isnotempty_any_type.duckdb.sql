@@ -1,0 +1,1 @@
+SELECT "a", "b", "c", "d", "e", "f" FROM (SELECT ('' IS NULL OR '' = '') AS "a", CAST(NULL AS BIGINT) IS NULL AS "b", 0 IS NULL AS "c", NOT (COALESCE(NETATLAS_DYNAMIC_STR(CAST('[]' AS JSON)), '') = '') AS "d", COALESCE(NETATLAS_DYNAMIC_STR(CAST('""' AS JSON)), '') = '' AS "e", NOT (('x' IS NULL OR 'x' = '')) AS "f") AS _result LIMIT 500001

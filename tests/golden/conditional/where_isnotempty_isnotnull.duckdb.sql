@@ -1,0 +1,1 @@
+SELECT "Name", "Age" FROM (SELECT "Name", "Age" FROM (SELECT "Name", "Age" FROM (VALUES ('a', CAST(1 AS BIGINT)), ('', CAST(2 AS BIGINT)), ('c', CAST(NULL AS BIGINT))) AS "_v1"("Name", "Age")) AS _q2 WHERE (NOT (("Name" IS NULL OR "Name" = '')) AND NOT "Age" IS NULL)) AS _result LIMIT 500001

@@ -1,0 +1,1 @@
+SELECT "a", "b", "c", "d", "e", "f", "g", "h" FROM (SELECT 'int' AS "a", 'long' AS "b", 'real' AS "c", 'real' AS "d", 'string' AS "e", 'bool' AS "f", 'datetime' AS "g", 'timespan' AS "h") AS _result LIMIT 500001

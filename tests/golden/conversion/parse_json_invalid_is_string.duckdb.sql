@@ -1,0 +1,1 @@
+SELECT "a", "b", "c", "d" FROM (SELECT CAST('"not json"' AS JSON) AS "a", NETATLAS_GETTYPE(CAST('"not json"' AS JSON)) AS "b", NETATLAS_GETTYPE(CAST('[1]' AS JSON)) AS "c", NETATLAS_GETTYPE(CAST('{"x":1}' AS JSON)) AS "d") AS _result LIMIT 500001

@@ -1,0 +1,1 @@
+SELECT "a", "b", "c", "d", "e" FROM (SELECT CAST('{"a":[1,2],"b":"x"}' AS JSON) AS "a", CAST('[1,2,3]' AS JSON) AS "b", CAST('42' AS JSON) AS "c", CAST('"s"' AS JSON) AS "d", CAST('{"k":null}' AS JSON) AS "e") AS _result LIMIT 500001

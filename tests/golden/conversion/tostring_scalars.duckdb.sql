@@ -1,0 +1,1 @@
+SELECT "a", "b", "c", "d", "e", "f" FROM (SELECT COALESCE(CAST(123 AS TEXT), '') AS "a", COALESCE(NETATLAS_REAL_STR(CAST(-4.5 AS DOUBLE)), '') AS "b", '' AS "c", 's' AS "d", COALESCE(CASE WHEN TRUE THEN 'true' ELSE 'false' END, '') AS "e", COALESCE(CASE WHEN FALSE THEN 'true' ELSE 'false' END, '') AS "f") AS _result LIMIT 500001

@@ -1,0 +1,1 @@
+SELECT "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k" FROM (SELECT 'string' AS "a", 'long' AS "b", 'real' AS "c", 'bool' AS "d", 'timespan' AS "e", 'datetime' AS "f", NETATLAS_GETTYPE(CAST('[1]' AS JSON)) AS "g", NETATLAS_GETTYPE(CAST('{"a":1}' AS JSON)) AS "h", 'guid' AS "i", 'int' AS "j", 'decimal' AS "k") AS _result LIMIT 500001

@@ -1,0 +1,1 @@
+SELECT "a", "b", "c" FROM (SELECT JSON_OBJECT('k', CAST('1' AS JSON), 's', CAST('"v"' AS JSON)) AS "a", JSON_OBJECT('n', CAST('2.5' AS JSON), 'flag', CAST('true' AS JSON)) AS "b", JSON_ARRAY(CAST('1' AS JSON), CAST('"two"' AS JSON), CAST('3.5' AS JSON)) AS "c") AS _result LIMIT 500001

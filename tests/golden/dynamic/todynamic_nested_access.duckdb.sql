@@ -1,0 +1,1 @@
+SELECT "a", "b", "c" FROM (SELECT JSON_EXTRACT(JSON_EXTRACT(JSON_EXTRACT(CAST('{"x":[1,{"y":2}]}' AS JSON), '$."x"'), '$[1]'), '$."y"') AS "a", JSON_EXTRACT(CAST('[true,false]' AS JSON), '$[0]') AS "b", NETATLAS_GETTYPE(CAST('"txt"' AS JSON)) AS "c") AS _result LIMIT 500001

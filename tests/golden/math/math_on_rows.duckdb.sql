@@ -1,0 +1,1 @@
+SELECT "x", "s", "p", "f" FROM (SELECT "x", SQRT("x") AS "s", POW("x", CAST(2 AS DOUBLE)) AS "p", FLOOR("x" / 1) * 1 AS "f" FROM (SELECT "x" FROM (VALUES (CAST(1.44 AS DOUBLE)), (CAST(4.0 AS DOUBLE)), (CAST(20.25 AS DOUBLE))) AS "_v1"("x")) AS _q2) AS _result LIMIT 500001

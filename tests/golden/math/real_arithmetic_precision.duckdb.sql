@@ -1,0 +1,1 @@
+SELECT "a", "b", "c", "d" FROM (SELECT (CAST(0.1 AS DOUBLE) + CAST(0.2 AS DOUBLE)) AS "a", (CAST(1.0 AS DOUBLE) / 3) AS "b", (CAST(2.5 AS DOUBLE) * 4) AS "c", (CAST(1000.0 AS DOUBLE) + 1) AS "d") AS _result LIMIT 500001

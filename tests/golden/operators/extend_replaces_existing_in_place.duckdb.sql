@@ -1,0 +1,1 @@
+SELECT "a", "b", "c", "d" FROM (SELECT ("a" * 100) AS "a", "b", "c", ("c" + 1) AS "d" FROM (SELECT "a", "b", "c" FROM (VALUES (CAST(1 AS BIGINT), 'x', CAST(5 AS BIGINT)), (CAST(2 AS BIGINT), 'y', CAST(6 AS BIGINT))) AS "_v1"("a", "b", "c")) AS _q2) AS _result LIMIT 500001

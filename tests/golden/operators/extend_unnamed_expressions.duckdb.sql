@@ -1,0 +1,1 @@
+SELECT "a", "b", "Column1", "c", "Column2" FROM (SELECT "a", "b", ("a" * "b") AS "Column1", ("a" + "b") AS "c", ("b" - "a") AS "Column2" FROM (SELECT "a", "b" FROM (VALUES (CAST(1 AS BIGINT), CAST(10 AS BIGINT)), (CAST(2 AS BIGINT), CAST(20 AS BIGINT)), (CAST(3 AS BIGINT), CAST(30 AS BIGINT))) AS "_v1"("a", "b")) AS _q2) AS _result LIMIT 500001

@@ -1,0 +1,1 @@
+SELECT "Id", "Vals" FROM (SELECT "Id", TRY_CAST("__mv0" AS BIGINT) AS "Vals" FROM (SELECT "Id", UNNEST("__mv0") AS "__mv0" FROM (SELECT "Id", NETATLAS_MV_LIST("Vals", 'bag') AS "__mv0" FROM (SELECT "Id", "Vals" FROM (VALUES (CAST(1 AS BIGINT), CAST('[1,2]' AS JSON)), (CAST(2 AS BIGINT), CAST('[3]' AS JSON))) AS "_v1"("Id", "Vals")) AS _q2) AS _q3) AS _q4) AS _result LIMIT 500001

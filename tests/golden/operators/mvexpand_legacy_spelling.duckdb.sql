@@ -1,0 +1,1 @@
+SELECT "Id", "Letters" FROM (SELECT "Id", "__mv0" AS "Letters" FROM (SELECT "Id", UNNEST("__mv0") AS "__mv0" FROM (SELECT "Id", NETATLAS_MV_LIST("Letters", 'bag') AS "__mv0" FROM (SELECT "Id", "Letters" FROM (VALUES (CAST(1 AS BIGINT), CAST('["p","q"]' AS JSON)), (CAST(2 AS BIGINT), CAST('["r"]' AS JSON))) AS "_v1"("Id", "Letters")) AS _q2) AS _q3) AS _q4) AS _result LIMIT 500001

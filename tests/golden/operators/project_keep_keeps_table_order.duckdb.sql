@@ -1,0 +1,1 @@
+SELECT "Id", "Score1", "Score2" FROM (SELECT "Id", "Score1", "Score2" FROM (SELECT "Id", "Name", "Score1", "Score2", "Note" FROM (VALUES (CAST(1 AS BIGINT), 'ann', CAST(10 AS BIGINT), CAST(20 AS BIGINT), 'n1'), (CAST(2 AS BIGINT), 'bob', CAST(30 AS BIGINT), CAST(40 AS BIGINT), 'n2')) AS "_v1"("Id", "Name", "Score1", "Score2", "Note")) AS _q2) AS _result LIMIT 500001

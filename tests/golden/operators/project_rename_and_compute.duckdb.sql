@@ -1,0 +1,1 @@
+SELECT "Surname", "Salary", "Bonus", "Column1" FROM (SELECT "Last" AS "Surname", "Salary", ("Salary" // 10) AS "Bonus", ("Salary" * 2) AS "Column1" FROM (SELECT "First", "Last", "Salary" FROM (VALUES ('Ann', 'Lee', CAST(1000 AS BIGINT)), ('Bob', 'Ray', CAST(2500 AS BIGINT)), ('Cid', 'Orr', CAST(1800 AS BIGINT))) AS "_v1"("First", "Last", "Salary")) AS _q2) AS _result LIMIT 500001

@@ -1,0 +1,1 @@
+SELECT "Alpha", "b", "Gamma" FROM (SELECT "a" AS "Alpha", "b", "c" AS "Gamma" FROM (SELECT "a", "b", "c" FROM (VALUES (CAST(1 AS BIGINT), 'x', CAST(0.5 AS DOUBLE)), (CAST(2 AS BIGINT), 'y', CAST(1.5 AS DOUBLE))) AS "_v1"("a", "b", "c")) AS _q2) AS _result LIMIT 500001

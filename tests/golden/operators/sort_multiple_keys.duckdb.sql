@@ -1,0 +1,1 @@
+SELECT "Dept", "Name", "Age" FROM (SELECT "Dept", "Name", "Age" FROM (VALUES ('ops', 'zed', CAST(30 AS BIGINT)), ('dev', 'amy', CAST(25 AS BIGINT)), ('ops', 'bea', CAST(30 AS BIGINT)), ('dev', 'cal', CAST(41 AS BIGINT)), ('ops', 'dan', CAST(22 AS BIGINT))) AS "_v1"("Dept", "Name", "Age")) AS _result ORDER BY "Dept" ASC NULLS FIRST, "Age" DESC, "Name" ASC NULLS FIRST LIMIT 500001

@@ -1,0 +1,1 @@
+SELECT "count_", "sum_x", "avg_x", "dcount_x" FROM (SELECT COUNT(*) AS "count_", CAST(SUM("x") AS BIGINT) AS "sum_x", AVG(CAST("x" AS DOUBLE)) AS "avg_x", COUNT(DISTINCT "x") AS "dcount_x" FROM (SELECT "x" FROM (VALUES (CAST(4 AS BIGINT)), (CAST(NULL AS BIGINT)), (CAST(8 AS BIGINT)), (CAST(NULL AS BIGINT)), (CAST(8 AS BIGINT))) AS "_v1"("x")) AS _q2) AS _result LIMIT 500001

@@ -1,0 +1,1 @@
+SELECT "Cpu", "Host" FROM (SELECT STRUCT_EXTRACT("__am2", 'f0') AS "Cpu", STRUCT_EXTRACT("__am2", 'f1') AS "Host" FROM (SELECT MAX_BY({'f0': "Cpu", 'f1': "Host"}, "Cpu") AS "__am2" FROM (SELECT "Host", "Cpu" FROM (VALUES ('h1', CAST(30 AS BIGINT)), ('h2', CAST(90 AS BIGINT)), ('h3', CAST(60 AS BIGINT))) AS "_v1"("Host", "Cpu")) AS _q3) AS _q4) AS _result LIMIT 500001

@@ -1,0 +1,1 @@
+SELECT "Dept", "Level" FROM (SELECT "Dept", "Level" FROM (SELECT "Dept", "Level", "Name" FROM (VALUES ('ops', CAST(1 AS BIGINT), 'a'), ('ops', CAST(1 AS BIGINT), 'b'), ('ops', CAST(2 AS BIGINT), 'c'), ('dev', CAST(1 AS BIGINT), 'd'), ('dev', CAST(1 AS BIGINT), 'e')) AS "_v1"("Dept", "Level", "Name")) AS _q2 GROUP BY "Dept", "Level") AS _result LIMIT 500001

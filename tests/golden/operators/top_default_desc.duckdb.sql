@@ -1,0 +1,1 @@
+SELECT "Name", "Score" FROM (SELECT "Name", "Score" FROM (SELECT "Name", "Score" FROM (VALUES ('a', CAST(3 AS BIGINT)), ('b', CAST(NULL AS BIGINT)), ('c', CAST(10 AS BIGINT)), ('d', CAST(7 AS BIGINT))) AS "_v1"("Name", "Score")) AS _q2 ORDER BY "Score" DESC LIMIT 2) AS _result ORDER BY "Score" DESC LIMIT 500001

@@ -1,0 +1,1 @@
+SELECT "Id" FROM (SELECT * FROM (SELECT "Id" FROM (SELECT "Id", "Name" FROM (VALUES (CAST(1 AS BIGINT), 'a'), (CAST(2 AS BIGINT), 'b')) AS "_v1"("Id", "Name")) AS _q3 UNION ALL SELECT "Id" FROM (SELECT "Id", "Score" FROM (VALUES (CAST(3 AS BIGINT), CAST(1.5 AS DOUBLE))) AS "_v2"("Id", "Score")) AS _q4) AS _q5) AS _result LIMIT 500001

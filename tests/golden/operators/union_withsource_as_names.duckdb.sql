@@ -1,0 +1,1 @@
+SELECT "SourceTable", "v" FROM (SELECT * FROM (SELECT 'First' AS "SourceTable", "v" FROM (SELECT "v" FROM (VALUES (CAST(1 AS BIGINT)), (CAST(2 AS BIGINT))) AS "_v1"("v")) AS _q3 UNION ALL SELECT 'Second' AS "SourceTable", "v" FROM (SELECT "v" FROM (VALUES (CAST(3 AS BIGINT))) AS "_v2"("v")) AS _q4) AS _q5) AS _result LIMIT 500001

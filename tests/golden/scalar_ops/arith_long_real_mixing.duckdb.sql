@@ -1,0 +1,1 @@
+SELECT "a", "b", "c", "d", "e", "f" FROM (SELECT (3 * CAST(0.5 AS DOUBLE)) AS "a", (1 + CAST(2.5 AS DOUBLE)) AS "b", (10 // 4) AS "c", (CAST(10 AS DOUBLE) / CAST(4.0 AS DOUBLE)) AS "d", (CAST(2.0 AS DOUBLE) * 3) AS "e", (5 - CAST(0.25 AS DOUBLE)) AS "f") AS _result LIMIT 500001

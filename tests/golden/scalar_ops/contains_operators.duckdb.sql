@@ -1,0 +1,1 @@
+SELECT "a", "b", "c", "d", "e", "f" FROM (SELECT (CONTAINS(LOWER('NetAtlas'), LOWER('atl'))) AS "a", (CONTAINS('NetAtlas', 'atl')) AS "b", (CONTAINS('NetAtlas', 'Atl')) AS "c", (NOT (CONTAINS(LOWER('NetAtlas'), LOWER('xyz')))) AS "d", (NOT (CONTAINS('NetAtlas', 'ATL'))) AS "e", (NOT (CONTAINS(LOWER('NetAtlas'), LOWER('ATL')))) AS "f") AS _result LIMIT 500001

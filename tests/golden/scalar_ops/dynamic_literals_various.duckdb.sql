@@ -1,0 +1,1 @@
+SELECT "a", "b", "c", "d", "e" FROM (SELECT CAST('[1,"two",3.5,true,null]' AS JSON) AS "a", CAST('{}' AS JSON) AS "b", CAST('[]' AS JSON) AS "c", CAST(NULL AS JSON) AS "d", CAST('{"k":[1,{"x":"y"}]}' AS JSON) AS "e") AS _result LIMIT 500001

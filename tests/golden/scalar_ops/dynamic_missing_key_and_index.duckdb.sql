@@ -1,0 +1,1 @@
+SELECT "a", "b", "c", "e", "f" FROM (SELECT JSON_EXTRACT(CAST('{"a":1}' AS JSON), '$."b"') AS "a", JSON_EXTRACT(CAST('[10,20]' AS JSON), '$[5]') AS "b", JSON_EXTRACT(CAST('{"a":1}' AS JSON), '$."b"') IS NULL AS "c", JSON_EXTRACT(CAST('[10,20]' AS JSON), '$[1]') IS NULL AS "e", JSON_EXTRACT(CAST('[10,20]' AS JSON), '$[0]') AS "f") AS _result LIMIT 500001

@@ -1,0 +1,1 @@
+SELECT "a", "b", "q", "r", "x" FROM (SELECT "a", "b", ("a" // "b") AS "q", ("a" % "b") AS "r", (("a" * CAST(1.0 AS DOUBLE)) / "b") AS "x" FROM (SELECT "a", "b" FROM (VALUES (CAST(7 AS BIGINT), CAST(2 AS BIGINT)), (CAST(-7 AS BIGINT), CAST(2 AS BIGINT)), (CAST(9 AS BIGINT), CAST(4 AS BIGINT))) AS "_v1"("a", "b")) AS _q2) AS _result LIMIT 500001

@@ -1,0 +1,1 @@
+SELECT "a", "b", "c", "d", "e" FROM (SELECT ('b' IN ('a', 'b', 'c')) AS "a", ('B' IN ('a', 'b')) AS "b", (3 IN (1, 2, 3)) AS "c", (NOT (4 IN (1, 2, 3))) AS "d", (NOT ('x' IN ('x', 'y'))) AS "e") AS _result LIMIT 500001

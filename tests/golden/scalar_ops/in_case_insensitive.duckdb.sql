@@ -1,0 +1,1 @@
+SELECT "a", "b", "c", "d" FROM (SELECT (LOWER('B') IN (LOWER('a'), LOWER('b'))) AS "a", (NOT (LOWER('Q') IN (LOWER('a'), LOWER('b')))) AS "b", (NOT (LOWER('A') IN (LOWER('a')))) AS "c", (LOWER('ABC') IN (LOWER('abc'), LOWER('def'))) AS "d") AS _result LIMIT 500001

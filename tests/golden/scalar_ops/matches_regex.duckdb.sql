@@ -1,0 +1,1 @@
+SELECT "a", "b", "c", "d", "e" FROM (SELECT REGEXP_MATCHES('order-1234', '\d{4}') AS "a", REGEXP_MATCHES('order-12', '\d{4}') AS "b", REGEXP_MATCHES('Order', '^ord') AS "c", REGEXP_MATCHES('Order', '^Ord') AS "d", REGEXP_MATCHES('a.b', '^a\.b$') AS "e") AS _result LIMIT 500001

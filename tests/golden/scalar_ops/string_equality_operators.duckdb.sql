@@ -1,0 +1,1 @@
+SELECT "a", "b", "c", "d", "e", "f" FROM (SELECT 'aBc' = 'aBc' AS "a", 'abc' = 'ABC' AS "b", (LOWER('abc') = LOWER('ABC')) AS "c", 'abc' <> 'ABC' AS "d", (NOT (LOWER('abc') = LOWER('ABC'))) AS "e", (NOT (LOWER('abc') = LOWER('xyz'))) AS "f") AS _result LIMIT 500001

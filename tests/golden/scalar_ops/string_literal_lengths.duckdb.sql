@@ -1,0 +1,2 @@
+SELECT "a", "b", "c", "d" FROM (SELECT CAST(LENGTH('a\b') AS BIGINT) AS "a", CAST(LENGTH('a\\b') AS BIGINT) AS "b", CAST(LENGTH('
+') AS BIGINT) AS "c", CAST(LENGTH('\n') AS BIGINT) AS "d") AS _result LIMIT 500001

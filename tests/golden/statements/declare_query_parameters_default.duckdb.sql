@@ -1,0 +1,1 @@
+SELECT "Name", "Age", "Team" FROM (SELECT "Name", "Age", "Team" FROM (SELECT "Name", "Age", "Team" FROM (VALUES ('a', CAST(25 AS BIGINT), 'ops'), ('b', CAST(35 AS BIGINT), 'ops'), ('c', CAST(40 AS BIGINT), 'dev')) AS "_v1"("Name", "Age", "Team")) AS _q2 WHERE ("Age" >= 30 AND "Team" = 'ops')) AS _result LIMIT 500001

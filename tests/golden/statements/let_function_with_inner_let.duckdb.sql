@@ -1,0 +1,1 @@
+SELECT "r" FROM (SELECT 20 AS "r") AS _result LIMIT 500001

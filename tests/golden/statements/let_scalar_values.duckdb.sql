@@ -1,0 +1,1 @@
+SELECT "v", "Tag" FROM (SELECT "v", 'big' AS "Tag" FROM (SELECT "v" FROM (SELECT "v" FROM (VALUES (CAST(10 AS BIGINT)), (CAST(25 AS BIGINT)), (CAST(30 AS BIGINT))) AS "_v1"("v")) AS _q2 WHERE "v" > 20) AS _q3) AS _result LIMIT 500001

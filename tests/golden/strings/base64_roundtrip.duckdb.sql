@@ -1,0 +1,1 @@
+SELECT "a", "b", "c", "d" FROM (SELECT TO_BASE64(ENCODE('netatlas!')) AS "a", COALESCE(TRY(DECODE(FROM_BASE64('S1FMIHJvY2tz'))), '') AS "b", TO_BASE64(ENCODE('')) AS "c", COALESCE(TRY(DECODE(FROM_BASE64(TO_BASE64(ENCODE('round trip'))))), '') AS "d") AS _result LIMIT 500001

@@ -1,0 +1,1 @@
+SELECT "a", "b", "c" FROM (SELECT COALESCE(REGEXP_REPLACE('2024-03-05', '(\d+)-(\d+)-(\d+)', '\3/\2/\1', 'g'), '') AS "a", COALESCE(REGEXP_REPLACE('a1b22c333', '\d+', '#', 'g'), '') AS "b", COALESCE(REGEXP_REPLACE('aaa', 'b', 'x', 'g'), '') AS "c") AS _result LIMIT 500001

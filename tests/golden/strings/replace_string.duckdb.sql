@@ -1,0 +1,1 @@
+SELECT "a", "b", "c", "d" FROM (SELECT COALESCE(REPLACE('a.b.c', '.', '-'), '') AS "a", COALESCE(REPLACE('aaa', 'a', 'bb'), '') AS "b", COALESCE(REPLACE('Hello', 'l', ''), '') AS "c", COALESCE(REPLACE('abc', 'ABC', 'x'), '') AS "d") AS _result LIMIT 500001

@@ -1,0 +1,1 @@
+SELECT "a", "b", "c", "d" FROM (SELECT CAST(LENGTH('hello') AS BIGINT) AS "a", CAST(LENGTH('') AS BIGINT) AS "b", CAST(LENGTH('héllo') AS BIGINT) AS "c", CAST(LENGTH('a b') AS BIGINT) AS "d") AS _result LIMIT 500001

@@ -1,0 +1,1 @@
+SELECT "a", "b", "c" FROM (SELECT REPEAT('ab', 3) AS "a", ARRAY_TO_STRING(LIST_TRANSFORM(RANGE(3), LAMBDA _x : 'x'), '-') AS "b", ARRAY_TO_STRING(LIST_TRANSFORM(RANGE(1), LAMBDA _x : 'ab'), ',') AS "c") AS _result LIMIT 500001

@@ -1,0 +1,1 @@
+SELECT "a", "b", "c", "d" FROM (SELECT COALESCE(SUBSTRING('netatlas', GREATEST(3, 0) + 1), '') AS "a", COALESCE(SUBSTRING('netatlas', GREATEST(0, 0) + 1, GREATEST(3, 0)), '') AS "b", COALESCE(SUBSTRING('netatlas', GREATEST(3, 0) + 1, GREATEST(2, 0)), '') AS "c", COALESCE(SUBSTRING('netatlas', GREATEST(6, 0) + 1, GREATEST(10, 0)), '') AS "d") AS _result LIMIT 500001

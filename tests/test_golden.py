@@ -1,0 +1,63 @@
+"""Golden files: every tests/golden/<family>/<name>.kql against its hand-checked result and SQL snapshot."""
+from __future__ import annotations
+
+import json
+import pathlib
+from datetime import datetime, timezone
+
+import pytest
+
+import netatlas
+from netatlas.errors import KqlError
+from compare import assert_matches
+
+GOLDEN = pathlib.Path(__file__).parent / "golden"
+CASES = sorted(GOLDEN.glob("*/*.kql"))
+NOW = datetime(2024, 5, 2, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def ws():
+    w = netatlas.connect()
+    yield w
+    w.close()
+
+
+def directives(text: str) -> dict:
+    out = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line.startswith("//"):
+            break
+        body = line[2:].strip()
+        if body == "ordered":
+            out["ordered"] = True
+        elif body.startswith("error:"):
+            out["error"] = body.split(":", 1)[1].strip()
+    return out
+
+
+@pytest.mark.parametrize("path", CASES, ids=[f"{p.parent.name}/{p.stem}" for p in CASES])
+def test_golden(path: pathlib.Path, ws, update_golden):
+    text = path.read_text()
+    expected = json.loads(path.with_suffix(".expected.json").read_text())
+    d = directives(text)
+    if "error" in expected or "error" in d:
+        with pytest.raises(KqlError) as info:
+            ws.query(text, now=NOW)
+        err = info.value
+        assert err.code == expected["error"], f"code {err.code}, expected {expected['error']}: {err}"
+        if "message_contains" in expected:
+            assert expected["message_contains"].lower() in str(err).lower(), str(err)
+        if "line" in expected:
+            assert (err.line, err.column) == (expected["line"], expected["column"]), str(err)
+        assert "^" in str(err), "the error must show a caret under the offending text"
+        return
+    res = ws.query(text, now=NOW)
+    assert_matches(res, expected, d.get("ordered", False), where=str(path.relative_to(GOLDEN)))
+    snap = path.with_suffix(".duckdb.sql")
+    sql = ws.compile(text, now=NOW).sql
+    if update_golden or not snap.exists():
+        snap.write_text(sql + "\n")
+    else:
+        assert snap.read_text().strip() == sql.strip(), f"generated SQL changed; review and run pytest --update-golden"
