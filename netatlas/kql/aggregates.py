@@ -32,6 +32,8 @@ class Aggregate:
         if self.name in ("count",) and not args:
             return "count_"
         first = args[0].name if args and args[0].name else ""
+        if not self.prefix:          # take_any(Col) keeps the column's own name
+            return first or None
         return f"{self.prefix}_{first}"
 
 
@@ -189,7 +191,12 @@ def make_bag(x, limit=None):
     return Typed(fn("netatlas_make_bag", fn("list", to_dynamic(x).sql)), T.DYNAMIC)
 
 
-@aggregate("take_any", "any", 1, None, "any")
+@aggregate("any", "any", 1, None)
+def any_(*xs):   # deprecated alias: adds the any_ prefix
+    return take_any(*xs)
+
+
+@aggregate("take_any", "", 1, None)
 def take_any(*xs):
     if len(xs) != 1:
         raise KqlSemanticError("take_any() with several arguments must be the only expression; name each column",

@@ -21,7 +21,27 @@ def build(plan: Plan, *, max_rows: int | None = None) -> exp.Expression:
     return sel
 
 
+def parenthesize(tree: exp.Expression) -> exp.Expression:
+    """Make operator nesting explicit: sqlglot prints the tree as built, without precedence parens."""
+    for node in list(tree.walk()):
+        parent = node.parent
+        if isinstance(node, (exp.Binary, exp.Neg, exp.Not, exp.Between, exp.In, exp.Is)) and \
+                isinstance(parent, (exp.Binary, exp.Neg, exp.Not, exp.Cast, exp.TryCast, exp.Between)) and \
+                not isinstance(node, exp.Paren):
+            paren = exp.Paren()
+            node.replace(paren)
+            paren.set("this", node)
+    return tree
+
+
+def render(tree: exp.Expression, dialect: str = "duckdb") -> str:
+    """Any SQL tree (plan-time helper queries too) as text for a dialect."""
+    d = DIALECTS[dialect]
+    return parenthesize(d.rewrite(tree.copy())).sql(dialect=d.sqlglot)
+
+
 def generate(plan: Plan, dialect: str = "duckdb", *, max_rows: int | None = None, pretty: bool = False) -> str:
     d = DIALECTS[dialect]
-    tree = d.rewrite(build(plan, max_rows=max_rows))
+    # copy() also un-shares nodes a builder used twice, so each has one parent
+    tree = parenthesize(d.rewrite(build(plan, max_rows=max_rows).copy()))
     return tree.sql(dialect=d.sqlglot, pretty=pretty)

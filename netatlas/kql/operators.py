@@ -94,7 +94,13 @@ def op_project(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
 
 
 def op_extend(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
-    items = named_items(pl, rel, op.args["items"], set(rel.names()))
+    # later items may use columns defined by earlier ones: compile them with those inlined
+    scope = scope_of(rel)
+    items = []
+    for it in op.args["items"]:
+        (name, t), = named_items(pl, rel, [it], set(rel.names()) | {n for n, _ in items}, scope)
+        items.append((name, t))
+        scope.inline[name] = t
     new = dict(items)
     select, cols = [], []
     for c, typ in rel.cols:

@@ -27,6 +27,8 @@ SCALAR_TYPES = {"string", "long", "int", "real", "double", "bool", "boolean", "d
                 "timespan", "time", "dynamic", "guid", "uuid", "uniqueid", "decimal", "int64", "int32"}
 TYPE_ALIASES = {"double": "real", "boolean": "bool", "date": "datetime", "time": "timespan",
                 "uuid": "guid", "uniqueid": "guid", "int64": "long", "int32": "int"}
+OPERATOR_PARAMS = {"kind", "withsource", "WithSource", "isfuzzy", "bagexpansion", "with_itemindex", "flags",
+                   "hint", "decodeblocks", "bin_legacy", "withsource_dynamic"}
 JOIN_KINDS = {"innerunique", "inner", "leftouter", "rightouter", "fullouter", "leftanti",
               "rightanti", "leftsemi", "rightsemi", "anti", "leftantisemi", "rightantisemi"}
 
@@ -79,7 +81,18 @@ class Parser:
             self.error(f"expected '{word}', found {self.tok.describe()}")
         return self.advance()
 
+    def bracket_name(self) -> Token | None:
+        """['quoted name'] in a name position, as one identifier token."""
+        if self.tok.is_op("[") and self.peek().kind == STRING and self.peek(2).is_op("]"):
+            start = self.advance()
+            name = self.advance()
+            end = self.advance()
+            return Token(IDENT, name.value, Span(start.span.start, end.span.end), self.text[start.span.start:end.span.end])
+        return None
+
     def ident(self, what: str = "a name") -> Token:
+        if (b := self.bracket_name()) is not None:
+            return b
         if self.tok.kind != IDENT:
             self.error(f"expected {what}, found {self.tok.describe()}")
         return self.advance()
@@ -115,6 +128,8 @@ class Parser:
             self.advance()
             name = self.ident("a name after 'let'")
             self.expect_op("=", "after the let name")
+            if self.tok.is_word("view") and self.peek().is_op("("):
+                self.advance()
             if self.tok.is_op("(") and self._looks_like_params():
                 value = self.function_def()
             else:
@@ -242,6 +257,9 @@ class Parser:
         start = self.tok.span
         parts = []
         while True:
+            if (b := self.bracket_name()) is not None:
+                parts.append(b.value)
+                break
             if self.tok.kind == IDENT:
                 parts.append(self.advance().value)
             elif self.tok.is_op("*"):
@@ -309,7 +327,8 @@ class Parser:
     def op_params(self) -> dict:
         """name=value parameters before an operator's body (kind=inner, withsource=T, hint.x=y)."""
         params = {}
-        while self.tok.kind == IDENT and (self.peek().is_op("=") or self.peek().is_op(".")) and not self.peek().is_op("=="):
+        while self.tok.kind == IDENT and (self.tok.value in OPERATOR_PARAMS or self.tok.value.startswith("hint")) \
+                and (self.peek().is_op("=") or self.peek().is_op(".")):
             if self.peek().is_op("."):   # hint.strategy=...
                 j = self.i
                 name = self.advance().value
@@ -561,6 +580,11 @@ class Parser:
 
     def assign(self) -> s.Assign:
         t = self.tok
+        if t.is_op("[") and self.peek().kind == STRING and self.peek(2).is_op("]") and self.peek(3).is_op("="):
+            b = self.bracket_name()
+            self.advance()
+            e = self.expr()
+            return s.Assign(self.span_from(b.span), [b.value], e)
         if t.kind == IDENT and self.peek().is_op("="):
             self.advance(), self.advance()
             e = self.expr()
@@ -700,6 +724,8 @@ class Parser:
         if t.is_op("*"):
             self.advance()
             return s.Star(t.span)
+        if (b := self.bracket_name()) is not None:
+            return s.Name(b.span, b.value)
         if k == IDENT:
             word = t.value
             source = SOURCES.get(word)

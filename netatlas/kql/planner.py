@@ -215,7 +215,8 @@ class Planner:
             if b.kind == "table":
                 return b.value.copy()
             if b.kind == "function" and not b.value.params:
-                return self.call_function(s.Call(node.span, node.name, [], node.span), b, Scope(), tabular=True)
+                rel = self.call_function(s.Call(node.span, node.name, [], node.span), b, Scope(), tabular=True)
+                return self._named(rel, node.name)
             raise KqlSemanticError(f"'{node.name}' is a scalar, not a table", node.span, code="KQL_TYPE")
         table = self.catalogue.get(node.name)
         if table is None:
@@ -263,7 +264,8 @@ class Planner:
         """Run a helper query at plan time (schema discovery, e.g. bag_unpack's keys)."""
         for name, body, materialized in self.ctes:
             tree = tree.with_(ident(name), as_=body.copy(), materialized=materialized, copy=False)
-        return self.executor(tree.sql(dialect="duckdb"))
+        from .generator import render
+        return self.executor(render(tree))
 
     # ---- user functions -----------------------------------------------------------------------
     def call_function(self, call: s.Call, b: Binding, scope: Scope, tabular: bool):
@@ -272,9 +274,16 @@ class Planner:
             raise KqlSemanticError(f"{call.name}() takes {len(fdef.params)} arguments, got {len(call.args)}",
                                    call.span, code="KQL_ARGUMENTS")
         bound = {}
+        positional = [a for a in call.args if not isinstance(a, s.Assign)]
+        named = {a.names[0]: a.expr for a in call.args if isinstance(a, s.Assign)}
+        known = {p.name for p in fdef.params}
+        for n, e in named.items():
+            if n not in known:
+                raise KqlSemanticError(f"{call.name}() has no parameter '{n}'", e.span, code="KQL_ARGUMENTS",
+                                       hint=did_you_mean(n, known))
         for i, p in enumerate(fdef.params):
-            if i < len(call.args):
-                arg = call.args[i]
+            arg = positional[i] if i < len(positional) else named.get(p.name)
+            if arg is not None:
                 if p.type is None:
                     bound[p.name] = Binding("table", self.tab(arg))
                 else:
@@ -317,6 +326,9 @@ class Planner:
         return const(node.value, node.type, node.span)
 
     def sc_name(self, node: s.Name, scope: Scope, agg) -> Typed:
+        if node.name in scope.inline:
+            v: Typed = scope.inline[node.name]
+            return Typed(v.sql.copy(), v.type, node.span, v.const, node.name)
         typ = scope.columns.get(node.name)
         if typ is not None:
             return Typed(scope.ref(node.name), typ, node.span, name=node.name)
@@ -380,8 +392,7 @@ class Planner:
             raise KqlSemanticError("'Column:value' is only valid in search", node.op_span, code="KQL_SYNTAX")
         a = self.scalar(node.left, scope, agg)
         b = self.scalar(node.right, scope, agg)
-        t = binary(node.op, a, b, node.op_span)
-        t.span = node.span
+        t = binary(node.op, a, b, node.span)
         folded = fold(node.op, a, b)
         if folded is not None:
             return folded

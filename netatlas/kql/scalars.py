@@ -22,6 +22,7 @@ class Scope:
     columns: dict[str, str] = field(default_factory=dict)
     table: str | None = None        # qualifier for column references (joins)
     order: list | None = None       # the row order, for row_number(), prev(), next()
+    inline: dict = field(default_factory=dict)   # columns defined earlier in the same extend: name -> Typed
 
     def ref(self, name: str) -> exp.Expression:
         return col(name, self.table)
@@ -264,12 +265,14 @@ def string_op(op: str, a: Typed, b: Typed, span: Span) -> Typed:
     return Typed(exp.Paren(this=e), T.BOOL, span)
 
 
-COMPARISONS = {"==": exp.EQ, "!=": exp.NEQ, "<": exp.LT, "<=": exp.LTE, ">": exp.GT, ">=": exp.GTE}
+# Kusto: null != 5 is true (and null == 5 false), hence IS DISTINCT FROM for !=
+COMPARISONS = {"==": exp.EQ, "!=": exp.NullSafeNEQ, "<": exp.LT, "<=": exp.LTE, ">": exp.GT, ">=": exp.GTE}
 
 
 def comparison(op: str, a: Typed, b: Typed, span: Span) -> Typed:
-    a2, b2, _ = unify(a, b, span, f"compare ({op})")
-    return Typed(COMPARISONS[op](this=a2.sql, expression=b2.sql), T.BOOL, span)
+    a2, b2, typ = unify(a, b, span, f"compare ({op})")
+    cls = exp.NEQ if op == "!=" and typ == T.STRING else COMPARISONS[op]   # strings are never null
+    return Typed(cls(this=a2.sql, expression=b2.sql), T.BOOL, span)
 
 
 def logical(op: str, a: Typed, b: Typed, span: Span) -> Typed:

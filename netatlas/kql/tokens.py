@@ -95,8 +95,6 @@ def tokenize(text: str) -> Tokens:
             if end < 0:
                 raise KqlSyntaxError("unterminated ``` string", Span(i, n), text=text)
             tok, i = Token(STRING, text[i + 3:end], Span(i, end + 3), text[i:end + 3]), end + 3
-        elif c == "[" and text[i + 1:i + 2] in ("'", '"'):
-            tok, i = _bracket_ident(text, i)
         elif c.isalpha() or c in "_$":
             tok, i = _word(text, i)
         elif c == "!" and i + 1 < n and (text[i + 1].isalpha()):
@@ -160,13 +158,6 @@ def _balanced(text: str, k: int) -> int:
             if depth == 0:
                 return j + 1
     raise KqlSyntaxError("unclosed '(' in literal", Span(k, len(text)), text=text)
-
-
-def _bracket_ident(text: str, i: int) -> tuple[Token, int]:
-    tok, j = _string(text, i + 1)
-    if text[j:j + 1] != "]":
-        raise KqlSyntaxError("expected ']' after quoted name", Span(j, j + 1), text=text)
-    return Token(IDENT, tok.value, Span(i, j + 1), text[i:j + 1]), j + 1
 
 
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"', "0": "\0"}

@@ -158,13 +158,21 @@ def _out_string(v):
     return "" if v is None else v
 
 
+def _out_decimal(v):
+    """Kusto shows decimals without trailing zeros: 1.500000000000000000 -> 1.5."""
+    if v is None:
+        return None
+    v = Decimal(v) if not isinstance(v, Decimal) else v
+    return Decimal(format(v.normalize(), "f")) if v.is_finite() else v
+
+
 def _out_int(v):
     return None if v is None else int(v)
 
 
 OUTPUT = {
     T.STRING: _out_string, T.LONG: _out_int, T.INT: _out_int, T.REAL: _out_real,
-    T.DECIMAL: lambda v: v, T.BOOL: lambda v: None if v is None else bool(v), T.DATETIME: _out_datetime,
+    T.DECIMAL: _out_decimal, T.BOOL: lambda v: None if v is None else bool(v), T.DATETIME: _out_datetime,
     T.TIMESPAN: _out_timespan, T.DYNAMIC: _out_dynamic, T.GUID: _out_guid,
 }
 
@@ -183,7 +191,7 @@ def to_json_value(v, typ: str):
     if typ == T.GUID:
         return str(v)
     if typ == T.DECIMAL:
-        return str(v)
+        return format(v, "f")
     if typ == T.REAL and (math.isnan(v) or math.isinf(v)):
         return "NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity")
     return v

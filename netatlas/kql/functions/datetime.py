@@ -172,6 +172,9 @@ def datetime_diff(p, d1, d2):
     part = _part_name(p, "datetime_diff")
     if part == "nanosecond":
         return exp.Mul(this=fn("date_diff", L("microsecond"), d2.sql, d1.sql), expression=N(1000))
+    if part == "week":   # Sunday boundaries crossed, like startofweek()
+        days = fn("date_diff", L("day"), startofweek(d2), startofweek(d1))
+        return cast(exp.IntDiv(this=days, expression=N(7)), T.LONG)
     return cast(fn("date_diff", L(part), d2.sql, d1.sql), T.LONG)
 
 
@@ -209,14 +212,16 @@ def format_timespan(t, f):
     return fn("netatlas_format_timespan", t.sql, L(f.const))
 
 
-@scalar("unixtime_seconds_todatetime", "n", T.DATETIME)
-def unix_s(n):
-    return fn("make_timestamp", cast(fn("round", exp.Mul(this=n.sql, expression=N(1000000))), T.LONG))
+def _from_unix(per_second: int):
+    """unixtime_*_todatetime: a number of units since 1970 -> datetime (microsecond store)."""
+    def build(n):
+        us = exp.Mul(this=cast(n.sql, T.REAL), expression=N(1_000_000 / per_second))
+        return fn("make_timestamp", cast(fn("round", us), T.LONG))
+    return build
 
 
-@scalar("unixtime_milliseconds_todatetime", "n", T.DATETIME)
-def unix_ms(n):
-    return fn("make_timestamp", cast(fn("round", exp.Mul(this=n.sql, expression=N(1000))), T.LONG))
+scalar("unixtime_seconds_todatetime", "n", T.DATETIME)(_from_unix(1))
+scalar("unixtime_milliseconds_todatetime", "n", T.DATETIME)(_from_unix(1_000))
 
 
 @scalar("unixtime_microseconds_todatetime", "n", T.DATETIME)
@@ -229,29 +234,32 @@ def unix_ns(n):
     return fn("make_timestamp", cast(exp.IntDiv(this=cast(n.sql, T.LONG), expression=N(1000)), T.LONG))
 
 
-@scalar("make_datetime", "iii?i?i?r?", T.DATETIME)
+@scalar("make_datetime", "iiii?i?r?", T.DATETIME)
 def make_datetime(y, m, d, h=None, mi=None, s=None):
+    # an invalid date (2023-02-29) is null, not an error
     z = N(0)
-    return fn("make_timestamp", y.sql, m.sql, d.sql, h.sql if h else z, mi.sql if mi else z,
-              cast(s.sql, T.REAL) if s else cast(z, T.REAL))
+    return fn("try", fn("make_timestamp", cast(y.sql, T.LONG), cast(m.sql, T.LONG), cast(d.sql, T.LONG),
+                        cast(h.sql, T.LONG) if h else z, cast(mi.sql, T.LONG) if mi else z,
+                        cast(s.sql if s else z, T.REAL)))
 
 
-@scalar("make_timespan", "iii?i?", T.TIMESPAN)
-def make_timespan(a, b, c=None, d=None):
-    parts = [x.sql for x in (a, b, c, d) if x is not None]
-    if len(parts) == 2:
-        h, m = parts
-        return exp.Paren(this=exp.Add(this=exp.Mul(this=cast(h, T.LONG), expression=N(36_000_000_000)),
-                                      expression=exp.Mul(this=m, expression=N(600_000_000))))
-    if len(parts) == 3:
-        h, m, s_ = parts
-        days = N(0)
-    else:
-        days, h, m, s_ = parts
-    tot = exp.Add(this=exp.Mul(this=cast(days, T.LONG), expression=N(TICKS_PER_DAY)),
-                  expression=exp.Add(this=exp.Mul(this=cast(h, T.LONG), expression=N(36_000_000_000)),
-                                     expression=exp.Add(this=exp.Mul(this=m, expression=N(600_000_000)),
-                                                        expression=exp.Mul(this=s_, expression=N(10_000_000)))))
+# make_timespan's arguments by arity: (hour, minute), (hour, minute, second), (day, hour, minute, second)
+_SPAN_ARGS = {2: ("h", "m"), 3: ("h", "m", "s"), 4: ("d", "h", "m", "s")}
+_SPAN_TICKS = {"d": TICKS_PER_DAY, "h": 36_000_000_000, "m": 600_000_000}
+
+
+@scalar("make_timespan", "iir?r?", T.TIMESPAN)
+def make_timespan(*args):
+    args = [a for a in args if a is not None]
+    terms = []
+    for unit, a in zip(_SPAN_ARGS[len(args)], args):
+        if unit == "s":    # seconds may have a fraction: round to ticks
+            terms.append(cast(fn("round", exp.Mul(this=a.sql, expression=N(10_000_000))), T.LONG))
+        else:
+            terms.append(exp.Mul(this=cast(a.sql, T.LONG), expression=N(_SPAN_TICKS[unit])))
+    tot = terms[0]
+    for t in terms[1:]:
+        tot = exp.Add(this=tot, expression=t)
     return exp.Paren(this=tot)
 
 

@@ -1,1 +1,1 @@
-SELECT "a", "b", "c", "d" FROM (SELECT ABS(-5) AS "a", ABS(5) AS "b", ABS(CAST(-2.5 AS DOUBLE)) AS "c", ABS(CAST(-54000000000 AS BIGINT)) AS "d") AS _result LIMIT 500001
+SELECT "a", "b", "c", "d" FROM (SELECT ABS(-5) AS "a", ABS(5) AS "b", ABS(CAST((-2.5) AS DOUBLE)) AS "c", ABS(CAST((-54000000000) AS BIGINT)) AS "d") AS _result LIMIT 500001

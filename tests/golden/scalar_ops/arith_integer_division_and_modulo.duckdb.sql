@@ -1,1 +1,1 @@
-SELECT "a", "b", "c", "d", "e", "f", "g" FROM (SELECT (7 // 2) AS "a", (-7 // 2) AS "b", (7 % 3) AS "c", (-7 % 3) AS "d", (CAST(7 AS DOUBLE) / CAST(2.0 AS DOUBLE)) AS "e", (9 // 3) AS "f", (1 // 4) AS "g") AS _result LIMIT 500001
+SELECT "a", "b", "c", "d", "e", "f", "g" FROM (SELECT (7 // 2) AS "a", ((-7) // 2) AS "b", (7 % 3) AS "c", ((-7) % 3) AS "d", (CAST(7 AS DOUBLE) / CAST(2.0 AS DOUBLE)) AS "e", (9 // 3) AS "f", (1 // 4) AS "g") AS _result LIMIT 500001

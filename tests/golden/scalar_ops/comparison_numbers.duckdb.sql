@@ -1,1 +1,1 @@
-SELECT "a", "b", "c", "d", "e", "f", "g" FROM (SELECT 3 > 2 AS "a", 3 >= 3 AS "b", 2 < 1 AS "c", 2 <= 2 AS "d", 5 = CAST(5.0 AS DOUBLE) AS "e", 5 <> 6 AS "f", CAST(1.5 AS DOUBLE) > 1 AS "g") AS _result LIMIT 500001
+SELECT "a", "b", "c", "d", "e", "f", "g" FROM (SELECT 3 > 2 AS "a", 3 >= 3 AS "b", 2 < 1 AS "c", 2 <= 2 AS "d", 5 = CAST(5.0 AS DOUBLE) AS "e", 5 IS DISTINCT FROM 6 AS "f", CAST(1.5 AS DOUBLE) > 1 AS "g") AS _result LIMIT 500001

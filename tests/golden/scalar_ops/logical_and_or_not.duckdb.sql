@@ -1,1 +1,1 @@
-SELECT "a", "b", "c", "d", "e", "f" FROM (SELECT (TRUE AND FALSE) AS "a", (TRUE OR FALSE) AS "b", NOT (FALSE) AS "c", (NOT (1 > 2) AND 3 > 2) AS "d", (FALSE OR 1 = 1) AS "e", (1 > 2 OR 2 > 3) AS "f") AS _result LIMIT 500001
+SELECT "a", "b", "c", "d", "e", "f" FROM (SELECT (TRUE AND FALSE) AS "a", (TRUE OR FALSE) AS "b", NOT (FALSE) AS "c", ((NOT (1 > 2)) AND (3 > 2)) AS "d", (FALSE OR (1 = 1)) AS "e", ((1 > 2) OR (2 > 3)) AS "f") AS _result LIMIT 500001

@@ -1,1 +1,1 @@
-SELECT "a", "b", "c", "d", "e", "f" FROM (SELECT ('' IS NULL OR '' = '') AS "a", (' ' IS NULL OR ' ' = '') AS "b", NOT (('x' IS NULL OR 'x' = '')) AS "c", NOT (('' IS NULL OR '' = '')) AS "d", FALSE AS "e", ('' IS NULL OR '' = '') AS "f") AS _result LIMIT 500001
+SELECT "a", "b", "c", "d", "e", "f" FROM (SELECT (('' IS NULL) OR ('' = '')) AS "a", ((' ' IS NULL) OR (' ' = '')) AS "b", NOT ((('x' IS NULL) OR ('x' = ''))) AS "c", NOT ((('' IS NULL) OR ('' = ''))) AS "d", FALSE AS "e", (('' IS NULL) OR ('' = '')) AS "f") AS _result LIMIT 500001

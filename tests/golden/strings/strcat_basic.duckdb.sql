@@ -1,1 +1,1 @@
-SELECT "a", "b", "c", "d" FROM (SELECT ('net' || 'atlas') AS "a", ('x' || COALESCE(CAST(1 AS TEXT), '') || COALESCE(NETATLAS_REAL_STR(CAST(2.5 AS DOUBLE)), '')) AS "b", ('a' || '' || 'b') AS "c", ('only') AS "d") AS _result LIMIT 500001
+SELECT "a", "b", "c", "d" FROM (SELECT ('net' || 'atlas') AS "a", (('x' || COALESCE(CAST(1 AS TEXT), '')) || COALESCE(NETATLAS_REAL_STR(CAST(2.5 AS DOUBLE)), '')) AS "b", (('a' || '') || 'b') AS "c", ('only') AS "d") AS _result LIMIT 500001

@@ -1,0 +1,340 @@
+"""The command line: ``netatlas <command> ...``.
+
+Every subcommand is one row of ``COMMANDS`` (name, help, a function that declares its
+arguments, a function that runs it); every output format is one entry of ``FORMATS``.
+
+Exit codes: 0 success, 1 the workspace could not be opened or the query failed while running,
+2 a mistake in the query text or on the command line, 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import duckdb
+
+from . import __version__, connect
+from .errors import KqlError, NetatlasError
+from .kql import DEFAULT_MAX_ROWS
+from .result import Result
+from .workspace import DEFAULT_TIMEOUT, Workspace
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+UP_DATA = "netatlas-data"
+NUMERIC = {"long", "int", "real", "decimal"}
+
+
+class UsageError(Exception):
+    """A mistake on the command line (not in the KQL text): exit 2 with the message."""
+
+
+# ---------------------------------------------------------------- output formats
+
+def cell(value) -> str:
+    """One JSON-ready value as table/CSV text: strings as they are, null empty, the rest as JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+
+
+def _count(n: int) -> str:
+    return f"({n} row{'' if n == 1 else 's'})"
+
+
+def format_table(res: Result) -> str:
+    """Aligned columns under a header line and a rule; numbers right-aligned; then the row count."""
+    body = [[_escape(cell(v)) for v in row] for row in res.json_rows()]
+    header = list(res.columns)
+    widths = [max([len(h)] + [len(r[i]) for r in body]) for i, h in enumerate(header)]
+    right = [t in NUMERIC for t in res.types]
+
+    def line(cells: list[str]) -> str:
+        parts = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right)]
+        return "  ".join(parts).rstrip()
+
+    out = [line(header), "  ".join("-" * w for w in widths)]
+    out += [line(r) for r in body]
+    out.append(_count(len(body)))
+    return "\n".join(out) + "\n"
+
+
+def format_json(res: Result) -> str:
+    """The same JSON shape as the workspace's HTTP API: tables, render, statistics."""
+    return json.dumps(res.to_json(), indent=2, ensure_ascii=False) + "\n"
+
+
+def format_csv(res: Result) -> str:
+    """A header row of column names, then one row per result row (dynamic values as JSON)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(res.columns)
+    writer.writerows([cell(v) for v in row] for row in res.json_rows())
+    return buf.getvalue()
+
+
+FORMATS: dict[str, Callable[[Result], str]] = {
+    "table": format_table,
+    "json": format_json,
+    "csv": format_csv,
+}
+
+
+# ---------------------------------------------------------------- shared helpers
+
+def open_workspace(path: str | None) -> Workspace:
+    try:
+        return connect(path)
+    except (OSError, duckdb.Error) as e:
+        raise NetatlasError(f"cannot open the workspace in {path!r}: {str(e).splitlines()[0]}") from None
+
+
+def parse_params(items: list[str] | None) -> dict[str, str]:
+    """``name=value`` pairs; values stay text and are converted to the type the query declares."""
+    params = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--param expects name=value, got {item!r}")
+        params[name.strip()] = value
+    return params
+
+
+def run_query(ws: Workspace, text: str, args: argparse.Namespace, params: dict | None = None) -> None:
+    """Run one query and print it in the chosen format; KQL and runtime errors propagate."""
+    res = ws.query(text, params=params, timeout=args.timeout, max_rows=args.max_rows)
+    sys.stdout.write(FORMATS[args.format](res))
+    sys.stdout.flush()
+    if res.truncated:
+        print(f"warning: result truncated to the first {len(res.rows)} rows (raise --max-rows)",
+              file=sys.stderr)
+
+
+def _read_stdin() -> str:
+    return sys.stdin.read() if sys.stdin is not None else ""
+
+
+def _stdin_is_tty() -> bool:
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
+def add_output_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=list(FORMATS), default="table",
+                   help="how to print the result (default: table)")
+    p.add_argument("--max-rows", type=int, default=DEFAULT_MAX_ROWS, metavar="N",
+                   help=f"keep at most N result rows and warn when more exist (default: {DEFAULT_MAX_ROWS})")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                   help=f"stop a query running longer than this (default: {DEFAULT_TIMEOUT:g})")
+
+
+# ---------------------------------------------------------------- netatlas query
+
+def query_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("kql", nargs="?", help="the query; omit it to use -f or standard input")
+    p.add_argument("-f", "--file", metavar="FILE", help="read the query from FILE ('-' for standard input)")
+    p.add_argument("--data", metavar="DIR",
+                   help="the workspace directory (created if missing; default: a new in-memory workspace)")
+    p.add_argument("--param", action="append", metavar="NAME=VALUE",
+                   help="a value for `declare query_parameters(NAME:type)`; repeatable")
+    add_output_arguments(p)
+
+
+def query_text(args: argparse.Namespace) -> str:
+    if args.kql is not None and args.file is not None:
+        raise UsageError("give the query either as an argument or with -f, not both")
+    if args.kql is not None:
+        text = args.kql
+    elif args.file not in (None, "-"):
+        try:
+            text = Path(args.file).read_text(encoding="utf-8")
+        except OSError as e:
+            raise UsageError(f"cannot read {args.file}: {e.strerror or e}") from None
+    else:
+        if _stdin_is_tty():
+            print("reading KQL from standard input; end it with Ctrl-D", file=sys.stderr)
+        text = _read_stdin()
+    if not text.strip():
+        raise UsageError("no query given (pass it as an argument, with -f FILE, or on standard input)")
+    return text
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    text = query_text(args)
+    params = parse_params(args.param)
+    with open_workspace(args.data) as ws:
+        run_query(ws, text, args, params)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- netatlas up
+
+UP_BANNER = """\
+netatlas {version}: workspace in {path} ({n} tables: {tables})
+This is netatlas's main command. For now it opens the workspace and gives you a KQL prompt;
+the workspace server and the web UI will start here once they exist.
+End a query with an empty line or ';;'. Ctrl-C drops the current query, Ctrl-D quits.
+"""
+
+
+def up_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", metavar="DIR", default=UP_DATA,
+                   help=f"the workspace directory (created if missing; default: ./{UP_DATA})")
+    add_output_arguments(p)
+
+
+def read_statement(read_line: Callable[[str], str]) -> str | None:
+    """Lines up to an empty line or a line ending in ';;'; None at end of input (Ctrl-D)."""
+    lines: list[str] = []
+    while True:
+        try:
+            line = read_line("...> " if lines else "kql> ")
+        except EOFError:
+            return None
+        stripped = line.rstrip()
+        if stripped.endswith(";;"):
+            lines.append(stripped[:-2])
+            text = "\n".join(lines)
+            if text.strip():
+                return text
+            lines = []
+        elif stripped:
+            lines.append(line)
+        elif lines:
+            return "\n".join(lines)
+
+
+def repl(ws: Workspace, args: argparse.Namespace, read_line: Callable[[str], str] = input) -> int:
+    """The interactive prompt: read, run, print; errors are shown and the prompt goes on."""
+    while True:
+        try:
+            text = read_statement(read_line)
+        except KeyboardInterrupt:
+            print()
+            continue
+        if text is None:
+            print()
+            return EXIT_OK
+        try:
+            run_query(ws, text, args)
+        except KqlError as e:
+            print(str(e), file=sys.stderr)
+        except NetatlasError as e:
+            print(_describe(e), file=sys.stderr)
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    if not _stdin_is_tty():
+        text = _read_stdin().rstrip()
+        text = text[:-2] if text.endswith(";;") else text
+        if not text.strip():
+            print("netatlas up: no query on standard input; run it in a terminal for the KQL prompt",
+                  file=sys.stderr)
+            return EXIT_OK
+        with open_workspace(args.data) as ws:
+            run_query(ws, text, args)
+        return EXIT_OK
+    try:
+        import readline  # noqa: F401  (line editing and history for input())
+    except ImportError:
+        pass
+    with open_workspace(args.data) as ws:
+        names = ws.catalogue.names()
+        print(UP_BANNER.format(version=__version__, path=args.data, n=len(names), tables=", ".join(names)))
+        return repl(ws, args)
+
+
+# ---------------------------------------------------------------- netatlas version
+
+def version_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--all", action="store_true", help="also print the versions of DuckDB, sqlglot and Python")
+
+
+def version_text(full: bool) -> str:
+    if not full:
+        return f"netatlas {__version__}"
+    import sqlglot
+    return (f"netatlas {__version__}\nduckdb {duckdb.__version__}\nsqlglot {sqlglot.__version__}\n"
+            f"python {sys.version.split()[0]}")
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    print(version_text(args.all))
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- the command table
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("up", "open ./netatlas-data and start an interactive KQL prompt", up_arguments, cmd_up),
+    Command("query", "run one KQL query and print its result", query_arguments, cmd_query),
+    Command("version", "print the version", version_arguments, cmd_version),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="netatlas", description="netatlas: a self-hosted service map with a KQL engine on DuckDB.",
+        epilog="exit codes: 0 ok, 1 workspace or run-time failure, 2 KQL or usage error, 130 interrupted")
+    parser.add_argument("--version", action="version", version=f"netatlas {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for c in COMMANDS:
+        p = sub.add_parser(c.name, help=c.help, description=c.help)
+        c.arguments(p)
+        p.set_defaults(run=c.run)
+    return parser
+
+
+def _describe(e: NetatlasError) -> str:
+    return str(e) if isinstance(e, KqlError) else f"{e.code}: {e}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return args.run(args)
+    except UsageError as e:
+        print(f"netatlas {args.command}: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KqlError as e:
+        print(str(e), file=sys.stderr)
+        return EXIT_USAGE
+    except NetatlasError as e:
+        print(_describe(e), file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # the reader went away (e.g. `| head`): stop quietly, without a second error at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

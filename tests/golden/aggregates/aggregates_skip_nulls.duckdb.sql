@@ -1,0 +1,1 @@
+SELECT "n", "s", "a", "mn", "mx", "d" FROM (SELECT COUNT(*) AS "n", CAST(SUM("x") AS BIGINT) AS "s", AVG(CAST("x" AS DOUBLE)) AS "a", MIN("x") AS "mn", MAX("x") AS "mx", COUNT(DISTINCT "x") AS "d" FROM (SELECT "x" FROM (VALUES (CAST(1 AS BIGINT)), (CAST(NULL AS BIGINT)), (CAST(4 AS BIGINT))) AS "_v1"("x")) AS _q2) AS _result LIMIT 500001

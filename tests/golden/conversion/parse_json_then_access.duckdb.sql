@@ -1,0 +1,1 @@
+SELECT "a", "b", "c" FROM (SELECT JSON_EXTRACT(JSON_EXTRACT(CAST('{"a":{"b":7}}' AS JSON), '$."a"'), '$."b"') AS "a", JSON_EXTRACT(CAST('{"k":"v"}' AS JSON), '$."k"') AS "b", (TRY_CAST(JSON_EXTRACT(CAST('{"n":"12"}' AS JSON), '$."n"') AS BIGINT) + 1) AS "c") AS _result LIMIT 500001

@@ -1,0 +1,1 @@
+SELECT "a", "b", "c", "d" FROM (SELECT TRY_CAST(TRIM('1.25') AS DECIMAL(38, 18)) AS "a", TRY_CAST(3 AS DECIMAL(38, 18)) AS "b", TRY_CAST(TRIM('abc') AS DECIMAL(38, 18)) AS "c", 'decimal' AS "d") AS _result LIMIT 500001

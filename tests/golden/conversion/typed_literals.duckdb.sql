@@ -1,0 +1,1 @@
+SELECT "a", "b", "c", "d", "e", "f" FROM (SELECT CAST(5 AS INT) AS "a", 5 AS "b", CAST(5.0 AS DOUBLE) AS "c", TRUE AS "d", CAST('1.5' AS DECIMAL(38, 18)) AS "e", CAST(2.0 AS DOUBLE) AS "f") AS _result LIMIT 500001

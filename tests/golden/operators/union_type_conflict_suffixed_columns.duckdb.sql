@@ -1,0 +1,1 @@
+SELECT "x_long", "x_string" FROM (SELECT * FROM (SELECT "x" AS "x_long", '' AS "x_string" FROM (SELECT "x" FROM (VALUES (CAST(1 AS BIGINT))) AS "_v1"("x")) AS _q3 UNION ALL SELECT CAST(NULL AS BIGINT) AS "x_long", "x" AS "x_string" FROM (SELECT "x" FROM (VALUES ('one')) AS "_v2"("x")) AS _q4) AS _q5) AS _result LIMIT 500001

@@ -1,0 +1,1 @@
+SELECT "Src", "v" FROM (SELECT * FROM (SELECT 'Alpha' AS "Src", "v" FROM (SELECT "v" FROM (VALUES (CAST(1 AS BIGINT))) AS "_v1"("v")) AS _q3 UNION ALL SELECT 'Beta' AS "Src", "v" FROM (SELECT "v" FROM (VALUES (CAST(2 AS BIGINT)), (CAST(3 AS BIGINT))) AS "_v2"("v")) AS _q4) AS _q5) AS _result LIMIT 500001

@@ -1,0 +1,1 @@
+SELECT "x", "y" FROM (SELECT ((((COALESCE(CAST(5 AS TEXT), '') || '/') || 'dflt') || '/') || COALESCE(CAST(2 AS TEXT), '')) AS "x", ((((COALESCE(CAST(7 AS TEXT), '') || '/') || 'q') || '/') || COALESCE(CAST(1 AS TEXT), '')) AS "y") AS _result LIMIT 500001
