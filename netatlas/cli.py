@@ -72,8 +72,8 @@ def format_table(res: Result) -> str:
 
 
 def format_json(res: Result) -> str:
-    """The same JSON shape as the workspace's HTTP API: tables, render, statistics."""
-    return json.dumps(res.to_json(), indent=2, ensure_ascii=False) + "\n"
+    """One line of JSON in the shape of ``Result.to_json()``: tables, render, statistics."""
+    return json.dumps(res.to_json(), ensure_ascii=False) + "\n"
 
 
 def format_csv(res: Result) -> str:

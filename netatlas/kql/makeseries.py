@@ -123,10 +123,14 @@ def top_nested(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
     scope = scope_of(rel)
     levels = []
     taken: set[str] = set()
-    for lv in op.args["levels"]:
+    nlevels = len(op.args["levels"])
+    for li, lv in enumerate(op.args["levels"]):
+        others = None
         if lv["others"] is not None:
-            raise KqlSemanticError("top-nested 'with others' is not supported yet", lv["of"].span,
-                                   code="KQL_UNSUPPORTED", hint="remove 'with others = ...'")
+            if li != nlevels - 1:
+                raise KqlSemanticError("top-nested 'with others' is supported on the last level only",
+                                       lv["others"].span, code="KQL_UNSUPPORTED")
+            others = pl.scalar(lv["others"], scope)
         k = pl.scalar(lv["of"].expr, scope)
         kname = lv["of"].names[0] if lv["of"].names else (k.name or next_column_name(taken))
         taken.add(kname)
@@ -146,8 +150,11 @@ def top_nested(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
         if n is not None:
             win = exp.Window(this=exp.RowNumber(), partition_by=[col(f"__k{j}") for j in range(i)] or None,
                              order=exp.Order(expressions=[exp.Ordered(this=col("__a"), desc=desc, nulls_first=not desc)]))
-            g = exp.Select(expressions=[exp.Star()]).from_(g.subquery(pl.fresh(), copy=False), copy=False)
-            g.set("qualify", exp.Qualify(this=exp.LTE(this=win, expression=N(n))))
+            if others is not None and i == len(levels) - 1:
+                g = _with_others(pl, rel, group, a, win, n, others, i)
+            else:
+                g = exp.Select(expressions=[exp.Star()]).from_(g.subquery(pl.fresh(), copy=False), copy=False)
+                g.set("qualify", exp.Qualify(this=exp.LTE(this=win, expression=N(n))))
         parts.append(g)
     q = exp.Select(expressions=[]).from_(parts[0].subquery("_t0", copy=False), copy=False)
     joins = []
@@ -165,3 +172,28 @@ def top_nested(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
         cols += [(kname, k.type), (aname, a.type)]
     q.set("expressions", sel)
     return Rel(q, cols, None, None)
+
+
+def _with_others(pl: Planner, rel: Rel, group, agg, win, n, others, i):
+    """The last level with 'with others': rows outside the top n fold into one row keyed by the others value."""
+    ranked_sel = [aliased(g.sql.copy(), f"__k{j}") for j, g in enumerate(group)] + [aliased(win, "__r")]
+    ranked = pl.wrap(rel, [aliased(g.sql.copy(), f"__k{j}") for j, g in enumerate(group)] + [aliased(agg.sql.copy(), "__a")],
+                     group=[x.sql.copy() for x in group])
+    ranked = exp.Select(expressions=[col(f"__k{j}") for j in range(len(group))] + [aliased(win, "__r")]).from_(
+        ranked.subquery(pl.fresh(), copy=False), copy=False)
+    # raw rows with their group's rank
+    raw_sel = [aliased(g.sql.copy(), f"__k{j}") for j, g in enumerate(group)] + [col(c) for c, _ in rel.cols]
+    raw = pl.wrap(rel, raw_sel)
+    on = None
+    for j in range(len(group)):
+        c = _null_safe_eq(col(f"__k{j}", "_raw"), col(f"__k{j}", "_rk"))
+        on = c if on is None else exp.And(this=on, expression=c)
+    eff = exp.Case(ifs=[exp.If(this=exp.LTE(this=col("__r", "_rk"), expression=N(n)), true=col(f"__k{i}", "_raw"))],
+                   default=others.sql.copy())
+    joined_sel = [col(f"__k{j}", "_raw") for j in range(i)] + [aliased(eff, f"__k{i}")] + \
+        [col(c, "_raw") for c, _ in rel.cols]
+    joined = exp.Select(expressions=joined_sel).from_(raw.subquery("_raw", copy=False), copy=False)
+    joined.set("joins", [exp.Join(this=ranked.subquery("_rk", copy=False), on=on, kind="INNER")])
+    inner = Rel(joined, [(f"__k{j}", g.type) for j, g in enumerate(group)] + list(rel.cols))
+    return pl.wrap(inner, [col(f"__k{j}") for j in range(len(group))] + [aliased(agg.sql.copy(), "__a")],
+                   group=[col(f"__k{j}") for j in range(len(group))])

@@ -214,7 +214,10 @@ def op_summarize(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
         if name in taken:
             name = _dedupe(name, taken)
         taken.add(name)
-        select.append(aliased(t.sql, name))
+        sql = t.sql
+        if not by and isinstance(sql.this if isinstance(sql, exp.Cast) else sql, exp.Sum):
+            sql = exp.Coalesce(this=sql, expressions=[N(0)])   # sum over no rows is 0
+        select.append(aliased(sql, name))
         cols.append((name, t.type))
     if not op.args["aggs"] and not by:
         raise KqlSemanticError("summarize needs an aggregation or a 'by' clause", op.span, code="KQL_SYNTAX")
@@ -559,7 +562,7 @@ def src_union(pl: Planner, node: s.UnionSource) -> Rel:
 def op_mv_expand(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
     scope = scope_of(rel)
     params = op.args["params"]
-    bagexp = params.get("bagexpansion", ("bag", None))[0]
+    bagexp = params.get("bagexpansion", params.get("kind", ("bag", None)))[0]
     itemindex = params.get("with_itemindex", (None, None))[0]
     expanded = []
     for a, to in op.args["items"]:
@@ -595,7 +598,7 @@ def op_mv_expand(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
             cols.append((n, to))
     unn = [aliased(fn("unnest", col(f"__mv{i}")), f"__mv{i}") for i in range(len(expanded))]
     keep = [col(c) for c, _ in rel.cols if c not in newcols]
-    if itemindex:
+    if itemindex or limit is not None:
         unn.append(aliased(exp.Sub(this=fn("generate_subscripts", col("__mv0"), N(1)), expression=N(1)), "__idx"))
     inner = Rel(pl.wrap(pre, keep + unn), [], None)
     if itemindex:
@@ -603,9 +606,6 @@ def op_mv_expand(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
         cols.append((itemindex, T.LONG))
     where = None
     if limit is not None:
-        if not itemindex:
-            raise KqlSemanticError("mv-expand limit is supported together with with_itemindex", limit.span,
-                                   code="KQL_UNSUPPORTED")
         where = exp.LT(this=col("__idx"), expression=limit_value(pl, limit))
     return Rel(pl.wrap(inner, sel, where=where), cols, None, rel.name)
 
@@ -619,27 +619,29 @@ def mv_cast(e: exp.Expression, to: str) -> exp.Expression:
         return exp.TryCast(this=fn("json_extract_string", e, L("$")), to=T.storage(to))
     if to == T.TIMESPAN:
         return fn("netatlas_totimespan", fn("json_extract_string", e, L("$")))
-    return exp.TryCast(this=e, to=T.storage(to))
+    # numbers: only JSON numbers convert ("2" as a JSON string does not)
+    is_number = exp.In(this=fn("json_type", e), expressions=[L("BIGINT"), L("UBIGINT"), L("DOUBLE")])
+    return exp.Case(ifs=[exp.If(this=is_number, true=exp.TryCast(this=e.copy(), to=T.storage(to)))], default=exp.null())
 
 
 # ---- search ---------------------------------------------------------------------------------
 
-def search_predicate(pl: Planner, node: s.Node, rel: Rel) -> Typed:
+def search_predicate(pl: Planner, node: s.Node, rel: Rel, cs: bool = False) -> Typed:
     scope = scope_of(rel)
     if isinstance(node, s.Literal) and node.type == T.STRING:
-        return term_anywhere(rel, node.value, node.span)
+        return term_anywhere(rel, node.value, node.span, cs)
     if isinstance(node, s.Binary) and node.op == ":":
         name = node.left.name
         if name not in rel.types:
             return Typed(exp.false(), T.BOOL)
         v = pl.scalar(node.right, scope)
-        return term_match(Typed(col(name), rel.types[name]), v.const if v.is_const else "", node.span)
+        return term_match(Typed(col(name), rel.types[name]), v.const if v.is_const else "", node.span, cs)
     if isinstance(node, s.Binary) and node.op in ("and", "or"):
-        a = search_predicate(pl, node.left, rel)
-        b = search_predicate(pl, node.right, rel)
+        a = search_predicate(pl, node.left, rel, cs)
+        b = search_predicate(pl, node.right, rel, cs)
         return binary(node.op, a, b, node.span)
     if isinstance(node, s.Call) and node.name == "not" and len(node.args) == 1:
-        a = search_predicate(pl, node.args[0], rel)
+        a = search_predicate(pl, node.args[0], rel, cs)
         return Typed(exp.Not(this=exp.Paren(this=a.sql)), T.BOOL, node.span)
     if isinstance(node, s.Binary) and isinstance(node.left, s.Star):
         if isinstance(node.right, s.Literal):
@@ -658,7 +660,7 @@ def _any(parts: list[exp.Expression]) -> Typed:
     return Typed(exp.Paren(this=e), T.BOOL)
 
 
-def term_match(t: Typed, term: str, span: Span) -> Typed:
+def term_match(t: Typed, term: str, span: Span, cs: bool = False) -> Typed:
     """Kusto search semantics for one column: has, or contains/prefix/suffix with wildcards."""
     term = str(term)
     op = "has"
@@ -670,27 +672,30 @@ def term_match(t: Typed, term: str, span: Span) -> Typed:
         op, term = "hassuffix", term[1:]
     if "*" in term:
         regex = ".*".join(re.escape(p) for p in term.split("*"))
+        if cs:
+            return Typed(fn("regexp_matches", to_string(t).sql, L(regex)), T.BOOL)
         return Typed(fn("regexp_matches", exp.Lower(this=to_string(t).sql), L(regex.lower())), T.BOOL)
-    return binary(op, t, const(term, T.STRING), span)
+    return binary(op + ("_cs" if cs else ""), t, const(term, T.STRING), span)
 
 
-def term_anywhere(rel: Rel, term: str, span: Span) -> Typed:
+def term_anywhere(rel: Rel, term: str, span: Span, cs: bool = False) -> Typed:
     parts = []
     numeric_term = bool(re.fullmatch(r"-?\d+(\.\d+)?", term))
     for c, typ in rel.cols:
         if typ in (T.STRING, T.DYNAMIC, T.GUID) or (numeric_term and typ in T.NUMERIC):
-            parts.append(term_match(Typed(col(c), typ), term, span).sql)
+            parts.append(term_match(Typed(col(c), typ), term, span, cs).sql)
     return _any(parts)
 
 
-def search_rel(pl: Planner, rel: Rel, predicate: s.Node, table_name: str | None) -> Rel:
-    pred = search_predicate(pl, predicate, rel)
+def search_rel(pl: Planner, rel: Rel, predicate: s.Node, table_name: str | None, params: dict) -> Rel:
+    kind = params.get("kind", ("default", None))[0]
+    pred = search_predicate(pl, predicate, rel, cs=kind == "case_sensitive")
     sel = [aliased(L(table_name or rel.name or ""), "$table")] + select_all(rel)
     return Rel(pl.wrap(rel, sel, where=pred.sql), [("$table", T.STRING)] + list(rel.cols), rel.order, None)
 
 
 def op_search(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
-    return search_rel(pl, rel, op.args["predicate"], rel.name)
+    return search_rel(pl, rel, op.args["predicate"], rel.name, op.args["params"])
 
 
 def src_search(pl: Planner, node: s.SearchSource) -> Rel:
@@ -703,7 +708,7 @@ def src_search(pl: Planner, node: s.SearchSource) -> Rel:
                 names.extend(n for n in pl.catalogue.names() if fnmatch.fnmatchcase(n, t.name))
             else:
                 names.append(t.name)
-    rels = [search_rel(pl, pl.table_ref(s.Name(node.span, n)), node.predicate, n) for n in names]
+    rels = [search_rel(pl, pl.table_ref(s.Name(node.span, n)), node.predicate, n, node.params) for n in names]
     if len(rels) == 1:
         return rels[0]
     out = union_rels(pl, rels, {}, node.span)

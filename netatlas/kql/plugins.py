@@ -12,7 +12,7 @@ from .typed import col, fn
 
 def bag_unpack(pl: Planner, rel: Rel, call: s.Call) -> Rel:
     """evaluate bag_unpack(Column [, OutputColumnPrefix]): one column per key of the bags."""
-    from .operators import aliased, scope_of
+    from .operators import aliased, mv_cast, scope_of
     if not call.args:
         raise KqlSemanticError("bag_unpack() needs the dynamic column to unpack", call.span, code="KQL_ARGUMENTS")
     bag = pl.scalar(call.args[0], scope_of(rel))
@@ -25,9 +25,20 @@ def bag_unpack(pl: Planner, rel: Rel, call: s.Call) -> Rel:
     if pl.executor is None:
         raise KqlSemanticError("bag_unpack() needs a workspace to discover the bag's keys", call.span,
                                code="KQL_UNSUPPORTED")
-    keys_sql = exp.Select(expressions=[exp.Distinct(expressions=[fn("unnest", fn("json_keys", bag.sql))])]).from_(
+    # discover the keys and the JSON types of their values (a key of one type gets that column type)
+    inner = exp.Select(expressions=[exp.alias_(bag.sql, "__b", quoted=True),
+                                    exp.alias_(fn("unnest", fn("json_keys", bag.sql.copy())), "__k", quoted=True)]).from_(
         pl.finish(rel).subquery(pl.fresh(), copy=False), copy=False)
-    keys = sorted(k for (k,) in pl.run(keys_sql) if k is not None)
+    path = exp.DPipe(this=exp.DPipe(this=exp.Literal.string('$."'), expression=col("__k")), expression=exp.Literal.string('"'))
+    keys_sql = exp.Select(expressions=[exp.Distinct(expressions=[col("__k")]), fn("json_type", fn("json_extract", col("__b"), path))]).from_(
+        inner.subquery(pl.fresh(), copy=False), copy=False)
+    found: dict[str, set] = {}
+    for k, jt in pl.run(keys_sql):
+        if k is not None:
+            found.setdefault(k, set())
+            if jt and jt != "NULL":
+                found[k].add(jt)
+    keys = sorted(found)
     drop = bag.name if isinstance(call.args[0], s.Name) else None
     sel, cols = [], []
     for c, t in rel.cols:
@@ -41,10 +52,17 @@ def bag_unpack(pl: Planner, rel: Rel, call: s.Call) -> Rel:
             raise KqlSemanticError(f"bag_unpack(): key '{k}' clashes with an existing column", call.span,
                                    code="KQL_ARGUMENTS", hint="pass an OutputColumnPrefix")
         path = exp.Literal.string('$."' + k.replace('"', '\\"') + '"')
-        sel.append(aliased(fn("json_extract", bag.sql, path), name))
-        cols.append((name, T.DYNAMIC))
+        typ = JSON_TYPES.get(frozenset(found[k]), T.DYNAMIC)
+        value = fn("json_extract", bag.sql.copy(), path)
+        sel.append(aliased(mv_cast(value, typ), name))
+        cols.append((name, typ))
     return Rel(pl.wrap(rel, sel), cols, None, rel.name)
 
+
+# the JSON types seen for a key -> the column's KQL type
+JSON_TYPES = {frozenset({"VARCHAR"}): T.STRING, frozenset({"BIGINT"}): T.LONG, frozenset({"UBIGINT"}): T.LONG,
+              frozenset({"BIGINT", "UBIGINT"}): T.LONG, frozenset({"DOUBLE"}): T.REAL,
+              frozenset({"BIGINT", "DOUBLE"}): T.REAL, frozenset({"BOOLEAN"}): T.BOOL}
 
 PLUGINS = {"bag_unpack": bag_unpack}
 

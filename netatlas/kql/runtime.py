@@ -48,9 +48,17 @@ MACROS = {
         "CASE WHEN e < 0 THEN json_array_length(j) + e + 1 ELSE e + 1 END))::JSON END"),
     "netatlas_array_sort": (
         "(j, dir) AS CASE WHEN json_type(j) <> 'ARRAY' THEN NULL ELSE to_json(list_sort(CAST(j AS JSON[]), dir))::JSON END"),
-    "netatlas_set_union": "(a, b) AS to_json(list_distinct(list_concat(a, b)))::JSON",
-    "netatlas_set_intersect": "(a, b) AS to_json(list_distinct(list_filter(a, lambda x: list_contains(b, x))))::JSON",
-    "netatlas_set_difference": "(a, b) AS to_json(list_distinct(list_filter(a, lambda x: NOT list_contains(b, x))))::JSON",
+    # set_* work on JSON[] lists and return lists (folded over several arrays by the builder)
+    "netatlas_set_union": "(a, b) AS list_distinct(list_concat(a, b))",
+    "netatlas_set_intersect": "(a, b) AS list_distinct(list_filter(a, lambda x: list_contains(b, x)))",
+    "netatlas_set_difference": "(a, b) AS list_distinct(list_filter(a, lambda x: NOT list_contains(b, x)))",
+    # array_index_of over the elements' JSON texts: start < 0 counts from the end, length -1 = to the end,
+    # the occ-th match (1-based); null for occurrence < 0 or length < -1
+    "netatlas_array_index_of": (
+        "(l, x, st, ln, occ) AS CASE WHEN l IS NULL OR occ < 0 OR ln < -1 THEN NULL ELSE coalesce(list_filter("
+        "range(CASE WHEN st < 0 THEN greatest(len(l) + st, 0) ELSE st END, "
+        "CASE WHEN ln = -1 THEN len(l) ELSE least((CASE WHEN st < 0 THEN greatest(len(l) + st, 0) ELSE st END) + ln, "
+        "len(l)) END), lambda i: l[i + 1] = x)[greatest(occ, 1)], -1) END"),
     "netatlas_ipv4_masked": (
         "(v, bits) AS CASE WHEN bits >= 32 THEN v WHEN bits <= 0 THEN 0 "
         "ELSE (v // (1::BIGINT << (32 - bits))) * (1::BIGINT << (32 - bits)) END"),
@@ -80,7 +88,8 @@ MACROS = {
         "coalesce(TRY_CAST(regexp_extract(b, '/(\\d+)$', 1) AS BIGINT), 32))) - "
         "netatlas_ipv4_masked(netatlas_parse_ipv4(b), least(bits, "
         "coalesce(TRY_CAST(regexp_extract(a, '/(\\d+)$', 1) AS BIGINT), 32), "
-        "coalesce(TRY_CAST(regexp_extract(b, '/(\\d+)$', 1) AS BIGINT), 32))))::INTEGER"),
+        "coalesce(TRY_CAST(regexp_extract(b, '/(\\d+)$', 1) AS BIGINT), 32))))::BIGINT"),
+    "netatlas_ipv4_prefix": "(s) AS coalesce(TRY_CAST(regexp_extract(s, '/(\\d+)$', 1) AS BIGINT), 32)",
     "netatlas_make_set_dynamic": (
         "(l) AS coalesce(to_json(list_distinct(flatten(list_transform(l, lambda x: CASE WHEN json_type(x) = 'ARRAY' "
         "THEN CAST(x AS JSON[]) ELSE [x] END)))), '[]')::JSON"),
@@ -176,7 +185,7 @@ def _parse_url(s: str | None):
 UDFS = [
     ("netatlas_todatetime", _todatetime, ["VARCHAR"], "TIMESTAMP"),
     ("netatlas_totimespan", _totimespan, ["VARCHAR"], "BIGINT"),
-    ("netatlas_ipv6_compare", _ipv6_compare, ["VARCHAR", "VARCHAR", "BIGINT"], "INTEGER"),
+    ("netatlas_ipv6_compare", _ipv6_compare, ["VARCHAR", "VARCHAR", "BIGINT"], "BIGINT"),
     ("netatlas_format_timespan", _format_timespan, ["BIGINT", "VARCHAR"], "VARCHAR"),
     ("netatlas_parse_url", _parse_url, ["VARCHAR"], "JSON"),
 ]

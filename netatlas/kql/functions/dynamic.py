@@ -39,12 +39,17 @@ def array_slice(y, start, end):
     return fn("netatlas_array_slice", y.sql, start.sql, end.sql)
 
 
-@scalar("array_index_of", "ya", T.LONG)
-def array_index_of(y, v):
-    needle = to_dynamic(v).sql
-    return cast(fn("coalesce", exp.Sub(this=fn("list_position", fn("list_transform", _list(y), exp.Lambda(
-        this=cast(exp.column("_e"), T.STRING), expressions=[exp.to_identifier("_e")])), cast(needle, T.STRING)),
-        expression=N(1)), N(-1)), T.LONG)
+def _index_of(y: Typed, v: Typed, start=None, length=None, occurrence=None):
+    """Zero-based position of v in the array y (compared as JSON text), -1 when absent."""
+    texts = fn("list_transform", _list(y), exp.Lambda(this=cast(exp.column("_e"), T.STRING),
+                                                      expressions=[exp.to_identifier("_e")]))
+    opt = [x.sql if x is not None else d for x, d in ((start, N(0)), (length, exp.Neg(this=N(1))), (occurrence, N(1)))]
+    return cast(fn("netatlas_array_index_of", texts, cast(to_dynamic(v).sql, T.STRING), *opt), T.LONG)
+
+
+@scalar("array_index_of", "yai?i?i?", T.LONG)
+def array_index_of(y, v, start=None, length=None, occurrence=None):
+    return _index_of(y, v, start, length, occurrence)
 
 
 @scalar("array_reverse", "y", T.DYNAMIC)
@@ -103,19 +108,27 @@ def pack_array(*args):
 
 
 def _set_op(name):
+    """set_union / set_intersect / set_difference over any number of arrays (list macros, folded)."""
     def build(*arrays):
-        return fn("netatlas_" + name, *[a.sql for a in arrays])
-    return build
+        if name == "set_difference":   # a - (b | c | ...)
+            rest = _list(arrays[1])
+            for a in arrays[2:]:
+                rest = fn("netatlas_set_union", rest, _list(a))
+            return _json(fn("netatlas_set_difference", _list(arrays[0]), rest))
+        out = _list(arrays[0])
+        for a in arrays[1:]:
+            out = fn("netatlas_" + name, out, _list(a))
+        return _json(fn("list_distinct", out))
+    scalar(name, "yy*", T.DYNAMIC)(build)
 
 
-scalar("set_union", "yy*", T.DYNAMIC)(lambda *a: fn("netatlas_set_union", *[_list(x) for x in a]))
-scalar("set_intersect", "yy*", T.DYNAMIC)(lambda *a: fn("netatlas_set_intersect", *[_list(x) for x in a]))
-scalar("set_difference", "yy*", T.DYNAMIC)(lambda *a: fn("netatlas_set_difference", *[_list(x) for x in a]))
+for _name in ("set_union", "set_intersect", "set_difference"):
+    _set_op(_name)
 
 
 @scalar("set_has_element", "ya", T.BOOL)
 def set_has_element(y, v):
-    return exp.GTE(this=array_index_of(y, v), expression=N(0))
+    return exp.GTE(this=_index_of(y, v), expression=N(0))
 
 
 @scalar("zip", "yy*", T.DYNAMIC)

@@ -38,7 +38,7 @@ def ipv4_is_in_any_range(ip, *ranges):
     return exp.Paren(this=out)
 
 
-@scalar("ipv4_compare", "ssi?", T.INT)
+@scalar("ipv4_compare", "ssi?", T.LONG)
 def ipv4_compare(a, b, bits=None):
     return fn("netatlas_ipv4_compare", a.sql, b.sql, bits.sql if bits is not None else N(32))
 
@@ -48,25 +48,40 @@ def ipv4_is_match(a, b, bits=None):
     return exp.EQ(this=ipv4_compare(a, b, bits), expression=N(0))
 
 
+def _ipv4_value(ip):
+    """An IPv4 address given as text (its own /prefix applied) or as a number."""
+    from ..scalars import to_string
+    return ip.sql if ip.type in T.INTEGER else fn("netatlas_parse_ipv4", to_string(ip).sql)
+
+
+def _valid_bits(bits, value):
+    """value when the prefix is 0..32, else null (the result is then an empty string)."""
+    ok = exp.Between(this=bits.sql, low=N(0), high=N(32))
+    return exp.Case(ifs=[exp.If(this=ok, true=value)], default=exp.null())
+
+
 @scalar("format_ipv4", "ai?", T.STRING)
 def format_ipv4(ip, bits=None):
-    from ..scalars import to_string
-    v = ip.sql if ip.type in T.INTEGER else fn("netatlas_parse_ipv4", to_string(ip).sql)
+    v = _ipv4_value(ip)
     if bits is not None:
-        v = fn("netatlas_ipv4_masked", v, bits.sql)
+        v = _valid_bits(bits, fn("netatlas_ipv4_masked", v, bits.sql))
     return exp.Coalesce(this=fn("netatlas_format_ipv4", v), expressions=[exp.Literal.string("")])
 
 
 @scalar("format_ipv4_mask", "ai?", T.STRING)
 def format_ipv4_mask(ip, bits=None):
+    # the shorter of the argument and the text's own /prefix wins
     b = bits.sql if bits is not None else N(32)
+    if ip.type not in T.INTEGER:
+        from ..scalars import to_string
+        b = fn("least", b, fn("netatlas_ipv4_prefix", to_string(ip).sql))
     s = format_ipv4(ip, bits)
     return exp.Case(ifs=[exp.If(this=exp.EQ(this=s, expression=exp.Literal.string("")), true=exp.Literal.string(""))],
                     default=exp.DPipe(this=exp.DPipe(this=s, expression=exp.Literal.string("/")),
                                       expression=exp.Cast(this=b, to=T.storage(T.STRING))))
 
 
-@scalar("ipv6_compare", "ssi?", T.INT)
+@scalar("ipv6_compare", "ssi?", T.LONG)
 def ipv6_compare(a, b, bits=None):
     return fn("netatlas_ipv6_compare", a.sql, b.sql, bits.sql if bits is not None else N(128))
 

@@ -1,0 +1,1 @@
+SELECT "Id", "Props" FROM (SELECT "Id", "__mv0" AS "Props" FROM (SELECT "Id", UNNEST("__mv0") AS "__mv0" FROM (SELECT "Id", NETATLAS_MV_LIST("Props", 'array') AS "__mv0" FROM (SELECT "Id", "Props" FROM (VALUES (CAST(1 AS BIGINT), CAST('{"color":"red","size":3}' AS JSON))) AS "_v1"("Id", "Props")) AS _q2) AS _q3) AS _q4) AS _result LIMIT 500001

@@ -1,0 +1,1 @@
+SELECT "count_", "sum_x", "max_x" FROM (SELECT COUNT(*) AS "count_", COALESCE(CAST(SUM("x") AS BIGINT), 0) AS "sum_x", MAX("x") AS "max_x" FROM (SELECT "x" FROM (SELECT "x" FROM (VALUES (CAST(1 AS BIGINT)), (CAST(2 AS BIGINT)), (CAST(3 AS BIGINT))) AS "_v1"("x")) AS _q2 WHERE "x" > 10) AS _q3) AS _result LIMIT 500001
