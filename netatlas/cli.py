@@ -253,7 +253,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         pass
     with open_workspace(args.data) as ws:
         names = ws.catalogue.names()
-        print(UP_BANNER.format(version=__version__, path=args.data, n=len(names), tables=", ".join(names)))
+        print(UP_BANNER.format(version=__version__, path=Path(args.data).resolve(), n=len(names),
+                               tables=", ".join(names)))
         return repl(ws, args)
 
 

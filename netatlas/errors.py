@@ -72,7 +72,10 @@ class KqlError(NetatlasError):
         out = [f"{self.code}: {self.message}"]
         if self.text is not None and self.span is not None:
             line, col = line_col(self.text, self.span.start)
-            src = self.text.splitlines()[line - 1] if self.text.splitlines() else ""
+            lines = self.text.splitlines() or [""]
+            if line > len(lines):   # the end of a query that ends with a newline
+                line, col = len(lines), len(lines[-1]) + 1
+            src = lines[line - 1]
             width = max(1, min(self.span.end, self.span.start + len(src) - col + 1) - self.span.start)
             out[0] = f"{self.code} at line {line}, column {col}: {self.message}"
             out.append(f"  {src}")

@@ -964,7 +964,9 @@ def src_range(pl: Planner, node: s.RangeSource) -> Rel:
         if typ == T.INT:
             typ = T.LONG
         series = fn("generate_series", cast(start.sql, typ), cast(stop.sql, typ), cast(step.sql, typ))
-    sel = exp.Select(expressions=[aliased(fn("unnest", series), node.column)])
+    # the table function streams; unnest() of a list would build the whole range in memory
+    sel = exp.Select(expressions=[aliased(col("generate_series"), node.column)]).from_(
+        exp.Table(this=series), copy=False)
     return Rel(sel, [(node.column, typ)], [exp.Ordered(this=col(node.column), desc=False, nulls_first=True)], None, True)
 
 

@@ -352,8 +352,8 @@ class Parser:
         params = self.op_params()
         kind = params.pop("kind", ("innerunique", None))
         if kind[0] not in JOIN_KINDS:
-            self.error(f"unknown join kind '{kind[0]}'",
-                       hint=did_you_mean(str(kind[0]), JOIN_KINDS) or f"kinds are {', '.join(sorted(JOIN_KINDS))}")
+            raise KqlSyntaxError(f"unknown join kind '{kind[0]}'", kind[1], text=self.text,
+                                 hint=did_you_mean(str(kind[0]), JOIN_KINDS) or f"kinds are {', '.join(sorted(JOIN_KINDS))}")
         right = self.join_right()
         on = []
         if self.accept_word("on"):
@@ -729,7 +729,7 @@ class Parser:
         if k == IDENT:
             word = t.value
             source = SOURCES.get(word)
-            if source and not self.peek().is_op("=", "==", ".", "[") and not (
+            if source and not self.peek().is_op("=", "==", ".") and not (
                     word == "range" and self.peek().is_op("(")):
                 self.advance()
                 return source(self, t)

@@ -271,7 +271,8 @@ class Planner:
     def call_function(self, call: s.Call, b: Binding, scope: Scope, tabular: bool):
         fdef: s.FunctionDef = b.value
         if len(call.args) > len(fdef.params):
-            raise KqlSemanticError(f"{call.name}() takes {len(fdef.params)} arguments, got {len(call.args)}",
+            n = len(fdef.params)
+            raise KqlSemanticError(f"{call.name}() takes {n} argument{'' if n == 1 else 's'}, got {len(call.args)}",
                                    call.span, code="KQL_ARGUMENTS")
         bound = {}
         positional = [a for a in call.args if not isinstance(a, s.Assign)]

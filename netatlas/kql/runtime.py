@@ -102,6 +102,10 @@ MACROS = {
         "THEN json_array(k, json_extract(j, '$.\"' || replace(k, '\"', '\\\"') || '\"')) "
         "ELSE json_object(k, json_extract(j, '$.\"' || replace(k, '\"', '\\\"') || '\"')) END) "
         "ELSE [j] END"),
+    # countof(s, m): plain matches may overlap
+    "netatlas_countof": (
+        "(s, m) AS CASE WHEN length(m) = 0 THEN 0 ELSE len(list_filter(range(length(s) - length(m) + 1), "
+        "lambda i: substring(s, i + 1, length(m)) = m)) END"),
     "netatlas_ipv4_is_private": (
         "(ip) AS netatlas_ipv4_in_range(ip, '10.0.0.0/8') OR netatlas_ipv4_in_range(ip, '172.16.0.0/12') "
         "OR netatlas_ipv4_in_range(ip, '192.168.0.0/16')"),
@@ -169,6 +173,45 @@ def _format_timespan(ticks: int | None, fmt: str):
     return ("-" if neg else "") + "".join(out)
 
 
+def _indexof(s: str | None, m: str | None, start: int | None, length: int | None, occurrence: int | None):
+    """indexof(s, m, start, length, occurrence) as Kusto runs it (.NET IndexOf(m, start, length)):
+    start < 0 counts from the end, length -1 = to the end, a match must lie inside the window, and
+    each further occurrence is looked for in a window of the same length starting after the last one."""
+    if s is None or m is None or start is None or length is None or occurrence is None:
+        return None
+    if occurrence < 0 or length < -1:
+        return None
+    pos = max(len(s) + start, 0) if start < 0 else start
+    found = -1
+    for _ in range(max(occurrence, 1)):
+        if pos > len(s):
+            return -1
+        end = len(s) if length == -1 else min(pos + length, len(s))
+        found = s.find(m, pos, end)
+        if found < 0:
+            return -1
+        pos = found + 1
+    return found
+
+
+_URL_SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.!*()")
+
+
+def _url_encode(s: str | None, plus: bool | None):
+    """.NET HttpUtility.UrlEncode, as Kusto's url_encode: lower-case hex, space as '+' (or %20)."""
+    if s is None:
+        return None
+    out = []
+    for b in s.encode("utf-8"):
+        if b in _URL_SAFE:
+            out.append(chr(b))
+        elif b == 0x20 and plus:
+            out.append("+")
+        else:
+            out.append(f"%{b:02x}")
+    return "".join(out)
+
+
 def _parse_url(s: str | None):
     from urllib.parse import parse_qsl, urlsplit
     if not s:
@@ -188,6 +231,8 @@ UDFS = [
     ("netatlas_ipv6_compare", _ipv6_compare, ["VARCHAR", "VARCHAR", "BIGINT"], "BIGINT"),
     ("netatlas_format_timespan", _format_timespan, ["BIGINT", "VARCHAR"], "VARCHAR"),
     ("netatlas_parse_url", _parse_url, ["VARCHAR"], "JSON"),
+    ("netatlas_indexof", _indexof, ["VARCHAR", "VARCHAR", "BIGINT", "BIGINT", "BIGINT"], "BIGINT"),
+    ("netatlas_url_encode", _url_encode, ["VARCHAR", "BOOLEAN"], "VARCHAR"),
 ]
 
 

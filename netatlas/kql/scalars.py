@@ -115,8 +115,10 @@ def unify(a: Typed, b: Typed, span: Span | None, what: str) -> tuple[Typed, Type
         return a, dynamic_to(b, a.type), a.type
     if {a.type, b.type} == {T.GUID, T.STRING}:
         return (a if a.type == T.STRING else to_string(a)), (b if b.type == T.STRING else to_string(b)), T.STRING
-    type_error(f"cannot {what} {a.type} and {b.type}", span,
-               hint=f"convert one side, e.g. to{b.type if b.type != 'real' else 'real'}(...)")
+    if {a.type, b.type} == {T.DATETIME, T.TIMESPAN}:
+        type_error(f"cannot {what} {a.type} and {b.type}", span,
+                   hint="a point in time is ago(1h) or now() - 1h, not 1h")
+    type_error(f"cannot {what} {a.type} and {b.type}", span, hint=f"convert one side, e.g. to{b.type}(...)")
 
 
 # ---- arithmetic ----------------------------------------------------------------------------

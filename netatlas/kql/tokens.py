@@ -141,11 +141,12 @@ def _word(text: str, i: int) -> tuple[Token, int]:
 
 
 def _balanced(text: str, k: int) -> int:
-    depth, q = 0, None
-    for j in range(k, len(text)):
+    depth, q, j = 0, None, k
+    while j < len(text):
         ch = text[j]
         if q:
             if ch == "\\":
+                j += 2
                 continue
             if ch == q:
                 q = None
@@ -157,6 +158,7 @@ def _balanced(text: str, k: int) -> int:
             depth -= 1
             if depth == 0:
                 return j + 1
+        j += 1
     raise KqlSyntaxError("unclosed '(' in literal", Span(k, len(text)), text=text)
 
 

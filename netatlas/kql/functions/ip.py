@@ -56,6 +56,8 @@ def _ipv4_value(ip):
 
 def _valid_bits(bits, value):
     """value when the prefix is 0..32, else null (the result is then an empty string)."""
+    if bits.is_const and bits.const is not None and 0 <= bits.const <= 32:
+        return value
     ok = exp.Between(this=bits.sql, low=N(0), high=N(32))
     return exp.Case(ifs=[exp.If(this=ok, true=value)], default=exp.null())
 

@@ -17,24 +17,36 @@ def abs_(x):
     return fn("abs", x.sql)
 
 
-@scalar("round", "ri?", T.REAL)
+def _keep_type(x: Typed, e: exp.Expression) -> exp.Expression:
+    """round() and ceiling() return their argument's type (Kusto.Language: ReturnTypeKind.Parameter0)."""
+    return cast(e, x.type) if x.type != T.REAL else e
+
+
+@scalar("round", "ni?", same_as_first)
 def round_(x, digits=None):
-    # Kusto rounds half away from zero, as DuckDB's round() does for doubles
-    return fn("round", x.sql, digits.sql if digits is not None else N(0))
+    # Kusto rounds half away from zero, as DuckDB's round() does
+    return _keep_type(x, fn("round", x.sql, digits.sql if digits is not None else N(0)))
 
 
-@scalar("ceiling", "r", T.REAL)
+@scalar("ceiling", "n", same_as_first)
 def ceiling(x):
-    return fn("ceil", x.sql)
+    return x.sql if x.type in T.INTEGER else _keep_type(x, fn("ceil", x.sql))
+
+
+def _null_if_negative(e, x):
+    """sqrt() and log*() of a negative number are null (DuckDB gives NaN)."""
+    return exp.Case(ifs=[exp.If(this=exp.LT(this=x, expression=N(0)), true=exp.null())], default=e)
 
 
 def _unary(name, sql_name):
     def build(x):
-        return fn(sql_name, x.sql)
+        e = fn(sql_name, x.sql)
+        return _null_if_negative(e, x.sql) if name in _REAL_DOMAIN_NONNEG else e
     scalar(name, "r", T.REAL)(build)
 
 
-for _k, _v in {"sqrt": "sqrt", "exp": "exp", "exp2": "exp2", "log": "ln", "log10": "log10",
+_REAL_DOMAIN_NONNEG = {"sqrt", "log", "log10", "log2"}
+for _k, _v in {"sqrt": "sqrt", "exp": "exp", "log": "ln", "log10": "log10",
                "log2": "log2", "sin": "sin", "cos": "cos", "tan": "tan", "asin": "asin",
                "acos": "acos", "atan": "atan", "degrees": "degrees", "radians": "radians",
                "isnan": "isnan", "isinf": "isinf", "isfinite": "isfinite", "gamma": "gamma"}.items():
@@ -42,6 +54,11 @@ for _k, _v in {"sqrt": "sqrt", "exp": "exp", "exp2": "exp2", "log": "ln", "log10
 for _k in ("isnan", "isinf", "isfinite"):
     from . import FUNCTIONS as _F
     _F[_k].returns = T.BOOL
+
+
+@scalar("exp2", "r", T.REAL)
+def exp2(x):
+    return fn("pow", N(2), x.sql)
 
 
 @scalar("exp10", "r", T.REAL)
@@ -84,3 +101,29 @@ def rand(n=None):
     return cast(fn("floor", exp.Mul(this=r, expression=n.sql)), T.LONG) if n is not None else r
 
 
+
+
+# ---- bitwise (long) --------------------------------------------------------------------------
+
+def _bitwise(cls):
+    def build(a, b):
+        return cls(this=cast(a.sql, T.LONG), expression=cast(b.sql, T.LONG))
+    return build
+
+
+scalar("binary_and", "ii", T.LONG)(_bitwise(exp.BitwiseAnd))
+scalar("binary_or", "ii", T.LONG)(_bitwise(exp.BitwiseOr))
+scalar("binary_xor", "ii", T.LONG)(_bitwise(exp.BitwiseXor))
+scalar("binary_shift_left", "ii", T.LONG)(_bitwise(exp.BitwiseLeftShift))
+scalar("binary_shift_right", "ii", T.LONG)(_bitwise(exp.BitwiseRightShift))
+
+
+@scalar("binary_not", "i", T.LONG)
+def binary_not(a):
+    return exp.BitwiseNot(this=cast(a.sql, T.LONG))
+
+
+# ---- cryptographic hashes (lower-case hex of the UTF-8 bytes) --------------------------------
+
+for _k, _v in {"hash_sha256": "sha256", "hash_sha1": "sha1", "hash_md5": "md5"}.items():
+    scalar(_k, "s", T.STRING)(lambda x, _f=_v: exp.Coalesce(this=fn(_f, x.sql), expressions=[exp.Literal.string("")]))

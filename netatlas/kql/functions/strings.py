@@ -29,6 +29,13 @@ def strcat(*args):
     return exp.Paren(this=out)
 
 
+@scalar("strcat_array", "ys", T.STRING)
+def strcat_array(arr, delim):
+    items = fn("list_transform", fn("netatlas_json_list", arr.sql), exp.Lambda(
+        this=_nz(fn("netatlas_dynamic_str", exp.column("_e"))), expressions=[exp.to_identifier("_e")]))
+    return _nz(fn("array_to_string", items, delim.sql))
+
+
 @scalar("strcat_delim", "sss*", T.STRING)
 def strcat_delim(delim, *args):
     return fn("concat_ws", delim.sql, *[a.sql for a in args])
@@ -75,11 +82,12 @@ scalar("trim_end", "ss", T.STRING)(_trim_regex("end"))
 
 @scalar("split", "ssi?", T.DYNAMIC)
 def split(s, delim, index=None):
-    arr = fn("to_json", fn("string_split", s.sql, delim.sql))
+    parts = fn("string_split", s.sql, delim.sql)
     if index is None:
-        return arr
-    return Typed(fn("to_json", fn("list_extract", fn("string_split", s.sql, delim.sql),
-                                  exp.Add(this=index.sql, expression=N(1)))), T.DYNAMIC)
+        return fn("to_json", parts)
+    # with an index: a one-element array, empty when the index is out of range
+    i = exp.Add(this=index.sql, expression=N(1))
+    return fn("to_json", fn("list_slice", parts, i, i))
 
 
 @scalar("replace_string", "sss", T.STRING)
@@ -102,12 +110,21 @@ def extract(regex, group, s, typ=None):
     return _nz(e)
 
 
-@scalar("extract_all", "sas?", T.DYNAMIC)
+@scalar("extract_all", "sas?", T.DYNAMIC, "extractall")
 def extract_all(regex, groups_or_s, s=None):
-    if s is None:
-        src = groups_or_s
-        return fn("to_json", fn("regexp_extract_all", to_s(src), regex.sql, _first_group(regex)))
-    return fn("to_json", fn("regexp_extract_all", to_s(s), regex.sql, _first_group(regex)))
+    src, groups = (groups_or_s, None) if s is None else (s, groups_or_s)
+    picks = _capture_groups(regex, groups)
+    text = to_s(src)
+    if len(picks) == 1:    # one group: a flat array of strings
+        found = fn("regexp_extract_all", text, regex.sql, N(picks[0]))
+    else:                  # several groups: an array of [g1, g2, ...] per match
+        lists = [fn("regexp_extract_all", text, regex.sql, N(g)) for g in picks]
+        found = fn("list_transform", fn("list_zip", *lists), exp.Lambda(
+            this=fn("list_value", *[fn("struct_extract", exp.column("_z"), N(i + 1)) for i in range(len(picks))]),
+            expressions=[exp.to_identifier("_z")]))
+    # no match: null
+    return exp.Case(ifs=[exp.If(this=exp.GT(this=fn("len", found), expression=N(0)), true=fn("to_json", found))],
+                    default=exp.null())
 
 
 def to_s(t):
@@ -115,22 +132,40 @@ def to_s(t):
     return to_string(t).sql
 
 
-def _first_group(regex):
-    if regex.is_const and "(" in str(regex.const):
-        return N(1)
-    return N(0)
+def _capture_groups(regex, groups) -> list[int]:
+    """The capture group numbers extract_all() returns: all of the regex's, or the chosen ones."""
+    import re
+    count, names = 1, {}
+    if regex.is_const and regex.const is not None:
+        try:
+            compiled = re.compile(str(regex.const))
+            count, names = compiled.groups, dict(compiled.groupindex)
+        except re.error:
+            count = len(re.findall(r"\((?!\?)|\(\?P?<", str(regex.const)))
+    if groups is None:
+        return list(range(1, count + 1)) or [0]
+    if not groups.is_const or not isinstance(groups.const, list) or not groups.const:
+        from ..scalars import type_error
+        type_error("extract_all() needs a constant array of capture groups, e.g. dynamic([1, 3])", groups.span)
+    out = []
+    for g in groups.const:
+        if isinstance(g, str) and g in names:
+            out.append(names[g])
+        elif isinstance(g, int) and 0 <= g <= count:
+            out.append(g)
+        else:
+            from ..scalars import type_error
+            type_error(f"extract_all(): {g!r} is not a capture group of the regex", groups.span)
+    return out
 
 
 @scalar("indexof", "ssi?i?i?", T.LONG)
 def indexof(s, lookup, start=None, length=None, occurrence=None):
-    base = s.sql
-    if start is not None:
-        base = fn("substring", s.sql, exp.Add(this=start.sql, expression=N(1)))
-    pos = exp.Sub(this=fn("strpos", base, lookup.sql), expression=N(1))
-    if start is not None:
-        pos = exp.Case(ifs=[exp.If(this=exp.GTE(this=pos, expression=N(0)),
-                                   true=exp.Add(this=pos, expression=start.sql))], default=N(-1))
-    return exp.Cast(this=pos, to=T.storage(T.LONG))
+    if start is None:
+        return exp.Cast(this=exp.Sub(this=fn("strpos", s.sql, lookup.sql), expression=N(1)), to=T.storage(T.LONG))
+    # start < 0 counts from the end; length -1 = to the end; the occurrence-th match inside the range
+    rest = [x.sql if x is not None else d for x, d in ((length, exp.Neg(this=N(1))), (occurrence, N(1)))]
+    return exp.Cast(this=fn("netatlas_indexof", s.sql, lookup.sql, start.sql, *rest), to=T.storage(T.LONG))
 
 
 @scalar("reverse", "s", T.STRING)
@@ -146,20 +181,31 @@ def strrep(s, n, delim=None):
         this=s.sql, expressions=[exp.to_identifier("_x")])), delim.sql)
 
 
-@scalar("countof", "ss", T.LONG)
-def countof(s, sub):
-    return exp.Cast(this=exp.IntDiv(this=exp.Sub(this=fn("length", s.sql), expression=fn("length", fn("replace", s.sql, sub.sql, L("")))),
-                                    expression=fn("greatest", fn("length", sub.sql), N(1))), to=T.storage(T.LONG))
+@scalar("countof", "sss?", T.LONG)
+def countof(s, sub, kind=None):
+    mode = "normal" if kind is None else kind.const if kind.is_const else None
+    if mode not in ("normal", "regex"):
+        from ..scalars import type_error
+        type_error("countof() kind must be the constant 'normal' or 'regex'", kind.span)
+    if mode == "regex":    # regex matches do not overlap
+        return exp.Cast(this=fn("len", fn("regexp_extract_all", s.sql, sub.sql)), to=T.storage(T.LONG))
+    return exp.Cast(this=fn("netatlas_countof", s.sql, sub.sql), to=T.storage(T.LONG))   # plain matches may overlap
 
 
-@scalar("url_encode", "s", T.STRING, "url_encode_component")
+@scalar("url_encode", "s", T.STRING)
 def url_encode(s):
-    return fn("url_encode", s.sql)
+    return _nz(fn("netatlas_url_encode", s.sql, exp.true()))
+
+
+@scalar("url_encode_component", "s", T.STRING)
+def url_encode_component(s):
+    return _nz(fn("netatlas_url_encode", s.sql, exp.false()))
 
 
 @scalar("url_decode", "s", T.STRING)
 def url_decode(s):
-    return _nz(fn("url_decode", s.sql))
+    # '+' is a space in application/x-www-form-urlencoded (a literal '+' arrives as %2b)
+    return _nz(fn("url_decode", fn("replace", s.sql, L("+"), L(" "))))
 
 
 @scalar("base64_encode_tostring", "s", T.STRING, "base64_encodestring")
