@@ -27,6 +27,9 @@ def scope_of(rel: Rel, table: str | None = None) -> Scope:
 
 
 def select_all(rel: Rel, table: str | None = None) -> list[exp.Expression]:
+    """Every column of rel, in order: * when unqualified (a Rel's SQL yields exactly its columns)."""
+    if table is None:
+        return [exp.Star()]
     return [col(c, table) for c, _ in rel.cols]
 
 

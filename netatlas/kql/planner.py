@@ -223,8 +223,7 @@ class Planner:
             names = list(self.catalogue.names()) + [k for k, v in self.env.items() if v.kind == "table"]
             raise KqlSemanticError(f"unknown table '{node.name}'", node.span, code="KQL_UNKNOWN_TABLE",
                                    hint=did_you_mean(node.name, names) or f"tables: {', '.join(self.catalogue.names())}")
-        sel = exp.Select(expressions=[col(c) for c, _ in table.columns]).from_(
-            exp.Table(this=ident(table.name)), copy=False)
+        sel = exp.Select(expressions=[exp.Star()]).from_(exp.Table(this=ident(table.name)), copy=False)
         return Rel(sel, list(table.columns), None, table.name)
 
     def materialize(self, call: s.Call) -> Rel:

@@ -117,6 +117,12 @@ def tokenize(text: str) -> Tokens:
                 raise KqlSyntaxError(f"unexpected character {c!r}", Span(i, i + 1), text=text,
                                      hint="KQL strings are quoted with \" or '")
         tok.space_before = spaced
+        if tok.kind == STRING and out and out[-1].kind == STRING:
+            # adjacent string literals are one literal: "ab" 'cd' == "abcd"
+            prev = out[-1]
+            span = prev.span + tok.span
+            out[-1] = Token(STRING, prev.value + tok.value, span, text[span.start:span.end], prev.space_before)
+            continue
         out.append(tok)
 
 

@@ -1,1 +1,1 @@
-SELECT "a", "b" FROM (SELECT DISTINCT "a", "b" FROM (SELECT "a", "b" FROM (VALUES ('x', CAST(1 AS BIGINT)), ('x', CAST(1 AS BIGINT)), ('x', CAST(2 AS BIGINT)), ('y', CAST(1 AS BIGINT)), ('y', CAST(1 AS BIGINT))) AS "_v1"("a", "b")) AS _q2) AS _result LIMIT 500001
+SELECT "a", "b" FROM (SELECT DISTINCT * FROM (SELECT "a", "b" FROM (VALUES ('x', CAST(1 AS BIGINT)), ('x', CAST(1 AS BIGINT)), ('x', CAST(2 AS BIGINT)), ('y', CAST(1 AS BIGINT)), ('y', CAST(1 AS BIGINT))) AS "_v1"("a", "b")) AS _q2) AS _result LIMIT 500001

@@ -1,1 +1,1 @@
-SELECT "Name" FROM (SELECT "Name" FROM (SELECT "Name" FROM (VALUES ('alpha'), ('Alpha'), ('ALPHA'), ('beta'), ('gamma')) AS "_v1"("Name")) AS _q2 WHERE (("Name" = 'alpha') OR (LOWER("Name") = LOWER('BETA')))) AS _result LIMIT 500001
+SELECT "Name" FROM (SELECT * FROM (SELECT "Name" FROM (VALUES ('alpha'), ('Alpha'), ('ALPHA'), ('beta'), ('gamma')) AS "_v1"("Name")) AS _q2 WHERE (("Name" = 'alpha') OR (LOWER("Name") = LOWER('BETA')))) AS _result LIMIT 500001

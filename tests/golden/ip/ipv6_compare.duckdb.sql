@@ -1,0 +1,1 @@
+SELECT "a", "b", "c", "d" FROM (SELECT NETATLAS_IPV6_COMPARE('::ffff:7f00:1', '127.0.0.1', 128) AS "a", NETATLAS_IPV6_COMPARE('fe80::1', 'fe80::2', 128) AS "b", NETATLAS_IPV6_COMPARE('fe80::1', 'fe80::2', 120) AS "c", NETATLAS_IPV6_COMPARE('2001:db8::ff', '2001:db8::1', 128) AS "d") AS _result LIMIT 500001

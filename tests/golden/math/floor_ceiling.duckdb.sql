@@ -1,0 +1,1 @@
+SELECT "a", "b", "c", "d", "e", "f" FROM (SELECT FLOOR(CAST(2.7 AS DOUBLE) / 1) * 1 AS "a", FLOOR(CAST((-2.7) AS DOUBLE) / 1) * 1 AS "b", CEIL(CAST(2.1 AS DOUBLE)) AS "c", CEIL(CAST((-2.1) AS DOUBLE)) AS "d", 4 AS "e", CAST((FLOOR(17 / 5) * 5) AS BIGINT) AS "f") AS _result LIMIT 500001

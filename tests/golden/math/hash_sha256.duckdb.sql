@@ -1,0 +1,1 @@
+SELECT "a" FROM (SELECT COALESCE(SHA256('netatlas'), '') AS "a") AS _result LIMIT 500001

@@ -1,0 +1,1 @@
+SELECT "a", "b", "c", "d", "e", "f", "g", "h", "i", "j" FROM (SELECT 'single' AS "a", 'double' AS "b", 'say "hi"' AS "c", 'it''s' AS "d", 'tab	here' AS "e", 'C:\temp\new' AS "f", 'say "hi"' AS "g", 'abcd' AS "h", 'a"b' AS "i", 'a''b' AS "j") AS _result LIMIT 500001

@@ -1,0 +1,1 @@
+SELECT "a", "b", "c", "d", "e" FROM (SELECT CAST((STRPOS('netatlas', 'atl') - 1) AS BIGINT) AS "a", CAST((STRPOS('netatlas', 'zz') - 1) AS BIGINT) AS "b", CAST(NETATLAS_INDEXOF('netatlas', 'a', 4, -1, 1) AS BIGINT) AS "c", CAST(NETATLAS_INDEXOF('netatlas', 'a', 0, -1, 2) AS BIGINT) AS "d", CAST((STRPOS('netatlas', 'n') - 1) AS BIGINT) AS "e") AS _result LIMIT 500001

@@ -1,0 +1,1 @@
+SELECT "a", "b", "c", "d", "e" FROM (SELECT TO_JSON(STRING_SPLIT('a,b,c', ',')) AS "a", TO_JSON(LIST_SLICE(STRING_SPLIT('a,b,c', ','), 1 + 1, 1 + 1)) AS "b", TO_JSON(STRING_SPLIT('a,,b', ',')) AS "c", TO_JSON(STRING_SPLIT('abc', ',')) AS "d", TO_JSON(STRING_SPLIT('a::b', '::')) AS "e") AS _result LIMIT 500001

@@ -1,0 +1,1 @@
+SELECT "a", "b", "c", "d" FROM (SELECT COALESCE(NETATLAS_URL_ENCODE('a b&c=d', TRUE), '') AS "a", COALESCE(URL_DECODE(REPLACE('a%20b%2Fc%3Dd', '+', ' ')), '') AS "b", COALESCE(NETATLAS_URL_ENCODE('plain', TRUE), '') AS "c", COALESCE(URL_DECODE(REPLACE(COALESCE(NETATLAS_URL_ENCODE('x/y z', TRUE), ''), '+', ' ')), '') AS "d") AS _result LIMIT 500001
