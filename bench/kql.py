@@ -131,19 +131,6 @@ def _dimension_sql() -> list[str]:
     ]
 
 
-COLUMNS = [
-    "TimeGenerated", "AgentId", "_BilledSize", "BytesReceived", "BytesSent", "Computer", "Confidence",
-    "ConnectionId", "Description", "DestinationIp", "DestinationPort", "Direction",
-    "FirstReportedDateTime", "IndicatorThreatType", "IsActive", "_IsBillable", "LastReportedDateTime",
-    "LinksEstablished", "LinksFailed", "LinksLive", "LinksTerminated", "Machine", "MaliciousIp",
-    "Process", "ProcessName", "Protocol", "RemoteClassification", "RemoteCountry",
-    "RemoteDnsCanonicalNames", "RemoteDnsQuestions", "RemoteIp", "RemoteLatitude", "RemoteLongitude",
-    "_ResourceId", "Responses", "ResponseTimeMax", "ResponseTimeMin", "ResponseTimeSum", "Severity",
-    "SourceIp", "SourceSystem", "_SubscriptionId", "TLPLevel", "Type", "ReportReferenceLink",
-    "AdditionalInformation",
-]
-
-
 def _connections_sql(rows: int) -> str:
     """Temp table bench_connection: every connection, with its fixed attributes.
 
@@ -157,7 +144,7 @@ def _connections_sql(rows: int) -> str:
     return f"""
     CREATE OR REPLACE TEMP TABLE bench_connection AS
     WITH conn AS (
-        SELECT s * 20000 + n AS key, mi, (mi * 5) % 6 + 3 AS nproc,
+        SELECT s * 20000 + n AS key, mi,
                bench_u(s * 20000 + n, 2) AS u_proc, bench_u(s * 20000 + n, 3) AS u_dir,
                bench_u(s * 20000 + n, 4) AS u_remote, bench_h(s * 20000 + n, 5) AS h_port,
                bench_h(s * 20000 + n, 6) AS h_peer, bench_h(s * 20000 + n, 7) AS h_server,
@@ -179,7 +166,7 @@ def _connections_sql(rows: int) -> str:
                c.h_client % 500 AS client
         FROM conn c
         JOIN bench_machine m ON m.mi = c.mi
-        JOIN bench_process p ON p.mi = c.mi AND p.k = CAST(floor(c.u_proc * c.nproc) AS BIGINT)
+        JOIN bench_process p ON p.mi = c.mi AND p.k = CAST(floor(c.u_proc * m.nproc) AS BIGINT)
     ), remote AS (
         SELECT x.*,
                CASE kind WHEN 'loopback' THEN '127.0.0.1' WHEN 'internal' THEN pm.Ip
@@ -221,7 +208,7 @@ def _rows_sql(rows: int, end: datetime) -> str:
     """
     start = end - timedelta(minutes=MINUTES)
     return f"""
-    INSERT INTO "VMConnection" ({", ".join(f'"{c}"' for c in COLUMNS)})
+    INSERT INTO "VMConnection" BY NAME
     WITH slot AS (
         SELECT i, t, s, 5 + bench_h(s, 99) % 56 AS life
         FROM (SELECT i, t, i - (t * {rows} + {MINUTES - 1}) // {MINUTES} AS s
@@ -411,13 +398,13 @@ LIMIT 10"""),
         BenchQuery(
             "large_https_uploads",
             """VMConnection
-| where Direction == "outbound" and DestinationPort == 443 and BytesSent > 100000
+| where Direction == "outbound" and DestinationPort == 443 and BytesSent > 50000
 | project TimeGenerated, Computer, ProcessName, RemoteIp, RemoteCountry, BytesSent
 | order by BytesSent desc, TimeGenerated desc, Computer asc, ProcessName asc, RemoteIp asc, RemoteCountry asc
 | take 100""",
             """SELECT TimeGenerated, Computer, ProcessName, RemoteIp, RemoteCountry, BytesSent
 FROM VMConnection
-WHERE Direction = 'outbound' AND DestinationPort = 443 AND BytesSent > 100000
+WHERE Direction = 'outbound' AND DestinationPort = 443 AND BytesSent > 50000
 ORDER BY BytesSent DESC, TimeGenerated DESC, Computer, ProcessName, RemoteIp, RemoteCountry
 LIMIT 100"""),
         BenchQuery(
@@ -530,6 +517,7 @@ class Outcome:
     query: BenchQuery
     compile_ms: float | None = None
     stages_ms: dict = field(default_factory=dict)  # median per compile stage
+    netatlas_sql: str | None = None  # the SQL netatlas generated, shown when the results differ
     netatlas_s: float | None = None
     hand_s: float | None = None
     rows: int | None = None
@@ -565,7 +553,7 @@ def measure(q: BenchQuery, ws, compile_kql, repeat: int, compile_runs: int) -> O
         return ws.query(q.kql)
 
     try:
-        compile_kql(q.kql)
+        out.netatlas_sql = compile_kql(q.kql).sql  # warm-up
         times, stages = [], {}
         for _ in range(compile_runs):
             seconds, compiled = _timed(lambda: compile_kql(q.kql))
@@ -613,18 +601,20 @@ def summary(outcomes: list[Outcome]) -> list[tuple[str, bool]]:
     if compiled:
         worst = max(compiled, key=lambda o: o.compile_ms)
         stages = ", ".join(f"{k} {v:.3f}" for k, v in worst.stages_ms.items())
+        partial = f" over {len(compiled)} of {n} queries" if len(compiled) < n else ""
         lines.append((f"max compile:          {worst.compile_ms:.3f} ms ({worst.query.name}"
-                      f"{'; ' + stages if stages else ''})  goal < {COMPILE_GOAL_MS:g} ms",
+                      f"{'; ' + stages if stages else ''}){partial}  goal < {COMPILE_GOAL_MS:g} ms",
                       worst.compile_ms < COMPILE_GOAL_MS and len(compiled) == n))
     else:
         lines.append((f"max compile:          -  goal < {COMPILE_GOAL_MS:g} ms", False))
     if timed:
         geo = math.exp(statistics.fmean(math.log(o.ratio) for o in timed))
         worst = max(timed, key=lambda o: o.ratio)
-        lines.append((f"geometric-mean ratio: {geo:.2f}x  goal <= {RATIO_GOAL:g}x",
-                      geo <= RATIO_GOAL and len(timed) == n))
-        lines.append((f"max ratio:            {worst.ratio:.2f}x ({worst.query.name})  goal <= {RATIO_GOAL:g}x",
-                      worst.ratio <= RATIO_GOAL and len(timed) == n))
+        partial = f" over {len(timed)} of {n} queries" if len(timed) < n else ""
+        lines.append((f"geometric-mean ratio: {geo:.2f}x{partial}  goal <= {RATIO_GOAL:g}x",
+                      geo <= RATIO_GOAL and not partial))
+        lines.append((f"max ratio:            {worst.ratio:.2f}x ({worst.query.name}){partial}  goal <= {RATIO_GOAL:g}x",
+                      worst.ratio <= RATIO_GOAL and not partial))
     else:
         lines.append((f"ratio:                -  goal <= {RATIO_GOAL:g}x", False))
     matched = sum(o.matched for o in outcomes)
@@ -652,7 +642,8 @@ def report(outcomes: list[Outcome], write=print) -> None:
         write(f"{'ERROR' if o.error else 'MISMATCH'} in {o.query.name}: {o.error or o.mismatch}")
         write("  KQL:  " + o.query.kql.replace("\n", "\n        "))
         if o.mismatch:
-            write("  SQL:  " + o.query.sql.replace("\n", "\n        "))
+            write("  hand SQL:      " + o.query.sql.replace("\n", "\n                 "))
+            write(f"  netatlas SQL:  {o.netatlas_sql}")
 
 
 def run_benchmark(rows: int = 10_000_000, repeat: int = 5, data_dir: Path | None = None,
@@ -690,6 +681,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.rows < 1 or args.repeat < 1 or args.compile_runs < 1:
         p.error("--rows, --repeat and --compile-runs must be at least 1")
+    names = [q.name for q in bench_queries(datetime.now())]
+    unknown = sorted(set(args.only or ()) - set(names))
+    if unknown:
+        p.error(f"unknown query {', '.join(unknown)}; the queries are {', '.join(names)}")
     outcomes = run_benchmark(args.rows, args.repeat, args.data_dir, args.compile_runs, args.only)
     met = all(good for _, good in summary(outcomes))
     return 1 if args.check and not met else 0

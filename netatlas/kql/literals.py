@@ -76,8 +76,28 @@ def parse_timespan(text: str) -> int | None:
         return None
 
 
+class Timespan(timedelta):
+    """A timedelta that remembers its exact ticks (100 ns), which a timedelta cannot hold."""
+    __slots__ = ("ticks",)
+
+    def __new__(cls, ticks: int):
+        us = ticks // 10 if ticks >= 0 else -((-ticks) // 10)
+        self = super().__new__(cls, microseconds=us)
+        self.ticks = ticks
+        return self
+
+    def __reduce__(self):
+        return (Timespan, (self.ticks,))
+
+
 def ticks_to_timedelta(ticks: int) -> timedelta:
-    return timedelta(microseconds=ticks // 10) if ticks >= 0 else -timedelta(microseconds=(-ticks) // 10)
+    return Timespan(ticks)
+
+
+def timedelta_to_ticks(td: timedelta) -> int:
+    if isinstance(td, Timespan):
+        return td.ticks
+    return (td.days * 86400 + td.seconds) * 10_000_000 + td.microseconds * 10
 
 
 def format_timespan(ticks: int) -> str:

@@ -497,9 +497,13 @@ class Planner:
                                    hint=did_you_mean(name, cands))
         args = []
         for a in node.args:
-            if isinstance(a, s.Name) and name in TYPE_ARG_FUNCTIONS and a.name in TYPE_NAMES:
-                args.append(Typed(exp.null(), TYPE_NAMES[a.name], a.span))
-                continue
+            if name in TYPE_ARG_FUNCTIONS:   # extract(..., typeof(long))
+                tname = (a.type if isinstance(a, s.TypeOf) else
+                         a.args[0].name if isinstance(a, s.Call) and a.name == "typeof" and len(a.args) == 1
+                         and isinstance(a.args[0], s.Name) else a.name if isinstance(a, s.Name) else None)
+                if tname in TYPE_NAMES:
+                    args.append(Typed(exp.null(), TYPE_NAMES[tname], a.span))
+                    continue
             args.append(self.scalar(a, scope, agg))
         out = f.call(self, args, node.span, node.name_span)
         if all(a.is_const for a in args) and args and name in FOLDABLE:

@@ -33,7 +33,8 @@ def _to_datetime(v):
 
 def _to_timespan(v):
     if isinstance(v, timedelta):
-        return (v.days * 86400 + v.seconds) * 10_000_000 + v.microseconds * 10
+        from .literals import timedelta_to_ticks
+        return timedelta_to_ticks(v)
     if isinstance(v, str):
         t = parse_timespan(v)
         if t is None:
@@ -185,9 +186,8 @@ def to_json_value(v, typ: str):
     if typ == T.DATETIME:
         return format_datetime_iso(v)
     if typ == T.TIMESPAN:
-        td: timedelta = v
-        ticks = (td.days * 86400 + td.seconds) * 10_000_000 + td.microseconds * 10
-        return format_timespan(ticks)
+        from .literals import timedelta_to_ticks
+        return format_timespan(timedelta_to_ticks(v))
     if typ == T.GUID:
         return str(v)
     if typ == T.DECIMAL:

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install what the tests need, then run the whole test suite.
+#   bash scripts/test.sh [extra pytest arguments]
+# Used as is by the README and by .ci/run. Runs as root on Debian 12 with Python 3.11.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# Debian packages the tests need, as "command:package" (the command tells whether the package
+# is already there). Installed with apt-get only when missing. None are needed yet.
+APT_NEEDS=()
+
+missing=()
+for need in "${APT_NEEDS[@]+"${APT_NEEDS[@]}"}"; do
+    cmd="${need%%:*}" pkg="${need#*:}"
+    if ! command -v "$cmd" >/dev/null 2>&1 && ! dpkg -s "$pkg" >/dev/null 2>&1; then
+        missing+=("$pkg")
+    fi
+done
+if ((${#missing[@]})); then
+    echo "installing Debian packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+
+# Every test gets at most 300 s; pytest's exit code 5 (no test ran) is a failure too.
+rc=0
+python -m pytest -q --timeout=300 tests "$@" || rc=$?
+if ((rc == 5)); then
+    echo "scripts/test.sh: pytest ran no test" >&2
+    exit 1
+fi
+exit "$rc"

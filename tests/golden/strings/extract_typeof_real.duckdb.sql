@@ -1,0 +1,1 @@
+SELECT "a", "b", "c" FROM (SELECT 'real' AS "a", TRY_CAST(CASE WHEN REGEXP_MATCHES('v=3.25', '(\d+\.\d+)') THEN REGEXP_EXTRACT('v=3.25', '(\d+\.\d+)', 1) ELSE NULL END AS DOUBLE) AS "b", 'string' AS "c") AS _result LIMIT 500001
