@@ -15,7 +15,7 @@ from .errors import IngestError, KqlError, QueryExecutionError, QueryLimitError
 from .ingest import validate
 from .kql import runtime
 from .kql import types as T
-from .kql.values import OUTPUT
+from .kql.values import convert_rows
 from .result import Result
 
 DB_FILE = "netatlas.duckdb"
@@ -95,8 +95,7 @@ class Workspace:
         truncated = len(raw) > max_rows
         if truncated:
             raw = raw[:max_rows]
-        convs = [OUTPUT[t] for t in compiled.types]
-        rows = [[c(v) for c, v in zip(convs, r)] for r in raw]
+        rows = convert_rows(raw, compiled.types)
         t3 = time.perf_counter()
         timings = dict(compiled.timings, compile=t1 - t0, execute=t2 - t1, convert=t3 - t2)
         return Result(compiled.columns, compiled.types, rows, compiled.render, truncated, compiled.sql, timings)

@@ -171,6 +171,9 @@ def _out_int(v):
     return None if v is None else int(v)
 
 
+# Types whose DuckDB value is already the Python value the Result promises: no conversion.
+AS_IS = {T.LONG, T.INT, T.BOOL}
+
 OUTPUT = {
     T.STRING: _out_string, T.LONG: _out_int, T.INT: _out_int, T.REAL: _out_real,
     T.DECIMAL: _out_decimal, T.BOOL: lambda v: None if v is None else bool(v), T.DATETIME: _out_datetime,
@@ -195,3 +198,26 @@ def to_json_value(v, typ: str):
     if typ == T.REAL and (math.isnan(v) or math.isinf(v)):
         return "NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity")
     return v
+
+
+def convert_rows(raw: list[tuple], types: list[str]) -> list[list]:
+    """DuckDB rows -> Result rows, converting only the columns whose type needs it."""
+    work = [(i, OUTPUT[t]) for i, t in enumerate(types) if t not in AS_IS]
+    rows = [list(r) for r in raw]
+    for i, conv in work:
+        if conv is _out_string:
+            for row in rows:
+                if row[i] is None:
+                    row[i] = ""
+        elif conv is _out_datetime:
+            for row in rows:
+                v = row[i]
+                if v is not None and v.tzinfo is None:
+                    row[i] = v.replace(tzinfo=_UTC)
+        else:
+            for row in rows:
+                row[i] = conv(row[i])
+    return rows
+
+
+_UTC = timezone.utc
