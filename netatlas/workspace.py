@@ -4,22 +4,30 @@ from __future__ import annotations
 import os
 import threading
 import time
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import duckdb
 
 from . import kql
 from .catalogue import Catalogue
-from .errors import IngestError, KqlError, QueryExecutionError, QueryLimitError
-from .ingest import validate
+from .errors import IngestError, KqlError, NetatlasError, QueryExecutionError, QueryLimitError
+from . import ingest
 from .kql import runtime
 from .kql import types as T
 from .kql.values import convert_rows
 from .result import Result
 
 DB_FILE = "netatlas.duckdb"
+
+
+class WorkspaceBusyError(NetatlasError):
+    code = "WORKSPACE_BUSY"
 DEFAULT_TIMEOUT = 60.0
+
+
+RETENTION_TABLE = "_netatlas_retention"
+DEFAULT_RETENTION_DAYS = 30
 
 
 class Workspace:
@@ -28,57 +36,101 @@ class Workspace:
         self.path = Path(path) if path is not None else None
         if self.path is not None:
             self.path.mkdir(parents=True, exist_ok=True)
-            self.connection = duckdb.connect(str(self.path / DB_FILE))
+            try:
+                self.connection = duckdb.connect(str(self.path / DB_FILE))
+            except duckdb.IOException as e:
+                if "lock" in str(e).lower():
+                    raise WorkspaceBusyError(
+                        f"the workspace in {self.path} is held by another process (a running "
+                        f"'netatlas workspace serve'?); query it through its HTTP API or stop it first") from None
+                raise
         else:
             self.connection = duckdb.connect(":memory:")
         self._lock = threading.RLock()
+        self.connection.execute("SET TimeZone = 'UTC'")
         runtime.install(self.connection)
         self._create_tables()
+        self.id = self._workspace_id()
 
     def _create_tables(self) -> None:
         with self._lock:
             for table in self.catalogue.tables.values():
                 cols = ", ".join(f'"{c}" {T.storage_sql(t)}' for c, t in table.columns)
                 self.connection.execute(f'CREATE TABLE IF NOT EXISTS "{table.name}" ({cols})')
+            for sql in ingest.SETUP_SQL:
+                self.connection.execute(sql)
+            self.connection.execute(f'CREATE TABLE IF NOT EXISTS {RETENTION_TABLE} ("table" VARCHAR PRIMARY KEY, days INTEGER)')
+
+    def _workspace_id(self) -> str:
+        if self.path is not None and (self.path / "workspace.json").exists():
+            import json
+            try:
+                return json.loads((self.path / "workspace.json").read_text())["id"]
+            except (ValueError, KeyError):
+                pass
+        return "local"
 
     # ---- ingest -------------------------------------------------------------------------------
-    def ingest(self, table: str, records: list[dict]) -> int:
-        """Validate records against the table's schema and append them, all or nothing."""
-        t = self.catalogue.get(table)
-        if t is None:
-            from .errors import did_you_mean
-            hint = did_you_mean(table, self.catalogue.names())
-            raise IngestError(f"unknown table '{table}'" + (f"; {hint}" if hint else ""), code="INGEST_UNKNOWN_TABLE")
-        rows = validate(t, records)
-        if not rows:
-            return 0
-        marks = ", ".join("?" for _ in t.columns)
+    def ingest(self, table: str, records: list[dict], *, batch_id: str | None = None) -> ingest.IngestReport:
+        """Validate records against the table's schema, enrich and append them, all or nothing."""
+        return self.ingest_json(table, ingest.records_to_json(records), batch_id=batch_id)
+
+    def ingest_json(self, table: str, body: bytes | str, *, batch_id: str | None = None,
+                    content_encoding: str | None = None) -> ingest.IngestReport:
+        """Ingest a JSON array of records (optionally gzip-compressed), as the HTTP API does."""
+        data = ingest.decode(body, content_encoding)
         with self._lock:
-            con = self.connection
-            con.execute("BEGIN TRANSACTION")
-            try:
-                con.executemany(f'INSERT INTO "{t.name}" VALUES ({marks})', rows)
-                con.execute("COMMIT")
-            except Exception:
-                con.execute("ROLLBACK")
-                raise
-        return len(rows)
+            return ingest.ingest_json(self.connection, self.catalogue, table, data, batch_id=batch_id,
+                                      context={"workspace_id": self.id})
+
+    # ---- retention ----------------------------------------------------------------------------
+    def retention(self) -> dict[str, int]:
+        """Days of data kept per table (default 30)."""
+        with self._lock:
+            set_ = dict(self.connection.execute(f'SELECT "table", days FROM {RETENTION_TABLE}').fetchall())
+        return {t: set_.get(t, DEFAULT_RETENTION_DAYS) for t in self.catalogue.names()}
+
+    def set_retention(self, table: str, days: int) -> None:
+        if table not in self.catalogue:
+            raise IngestError(f"unknown table '{table}'", code="INGEST_UNKNOWN_TABLE")
+        if not isinstance(days, int) or isinstance(days, bool) or not 1 <= days <= 4383:
+            raise IngestError("retention is a whole number of days from 1 to 4383 (12 years)",
+                              code="RETENTION_INVALID")
+        with self._lock:
+            self.connection.execute(f'INSERT OR REPLACE INTO {RETENTION_TABLE} VALUES (?, ?)', [table, days])
+
+    def apply_retention(self, now: datetime | None = None) -> dict[str, int]:
+        """Delete rows older than each table's retention; returns rows deleted per table."""
+        now = now or datetime.now(timezone.utc)
+        if now.tzinfo is not None:
+            now = now.astimezone(timezone.utc).replace(tzinfo=None)
+        deleted = {}
+        for table, days in self.retention().items():
+            cutoff = now - timedelta(days=days)
+            with self._lock:
+                n = self.connection.execute(f'DELETE FROM "{table}" WHERE TimeGenerated < ?', [cutoff]).fetchone()[0]
+            if n:
+                deleted[table] = n
+        return deleted
 
     # ---- query --------------------------------------------------------------------------------
     def compile(self, text: str, *, params: dict | None = None, now: datetime | None = None,
-                max_rows: int | None = kql.DEFAULT_MAX_ROWS) -> kql.Compiled:
+                max_rows: int | None = kql.DEFAULT_MAX_ROWS, timespan=None) -> kql.Compiled:
         return kql.compile(text, self.catalogue, params=params, now=now, executor=self._run_helper,
-                           max_rows=None if max_rows is None else max_rows + 1)
+                           max_rows=None if max_rows is None else max_rows + 1, timespan=timespan)
 
     def _run_helper(self, sql: str) -> list[tuple]:
         with self._lock:
             return self.connection.execute(sql).fetchall()
 
     def query(self, text: str, *, params: dict | None = None, now: datetime | None = None,
-              timeout: float = DEFAULT_TIMEOUT, max_rows: int = kql.DEFAULT_MAX_ROWS) -> Result:
-        """Run a KQL query; raises KqlError for mistakes in the text, QueryLimitError past the time limit."""
+              timeout: float = DEFAULT_TIMEOUT, max_rows: int = kql.DEFAULT_MAX_ROWS, timespan=None) -> Result:
+        """Run a KQL query; raises KqlError for mistakes in the text, QueryLimitError past the time limit.
+
+        timespan: (start, end) limits every table the query reads to TimeGenerated in [start, end),
+        as the Log Analytics query API's timespan does."""
         t0 = time.perf_counter()
-        compiled = self.compile(text, params=params, now=now, max_rows=max_rows)
+        compiled = self.compile(text, params=params, now=now, max_rows=max_rows, timespan=timespan)
         t1 = time.perf_counter()
         with self._lock:
             timer = threading.Timer(timeout, self.connection.interrupt)

@@ -47,7 +47,7 @@ def test_directory_workspace_persists_after_close(tmp_path):
     data = tmp_path / "data"
     ws = netatlas.connect(data)
     assert (data / "netatlas.duckdb").is_file()
-    assert ws.ingest("VMConnection", [conn(1), conn(2)]) == 2
+    assert ws.ingest("VMConnection", [conn(1), conn(2)]).records == 2
     ws.close()
     with netatlas.connect(str(data)) as ws:   # str or Path
         res = ws.query("VMConnection | order by Computer asc | project Computer, BytesSent")

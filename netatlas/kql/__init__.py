@@ -28,7 +28,8 @@ class Compiled:
 
 
 def compile(text: str, catalogue=None, *, dialect: str = "duckdb", params: dict | None = None,
-            now: datetime | None = None, executor=None, max_rows: int | None = None) -> Compiled:
+            now: datetime | None = None, executor=None, max_rows: int | None = None,
+            timespan=None) -> Compiled:
     """Compile KQL text to SQL for a dialect; raises KqlError pointing into the text."""
     from ..catalogue import Catalogue
     timings = {}
@@ -38,7 +39,8 @@ def compile(text: str, catalogue=None, *, dialect: str = "duckdb", params: dict 
         t1 = time.perf_counter()
         query = parse(text, tokens)
         t2 = time.perf_counter()
-        plan = Planner(catalogue or Catalogue.load(), now=now, params=params, executor=executor).plan(query)
+        plan = Planner(catalogue or Catalogue.load(), now=now, params=params, executor=executor,
+                       timespan=timespan).plan(query)
         t3 = time.perf_counter()
         sql = generate(plan, dialect, max_rows=max_rows)
         t4 = time.perf_counter()

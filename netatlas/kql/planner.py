@@ -60,12 +60,13 @@ class Binding:
 
 class Planner:
     def __init__(self, catalogue: Catalogue, *, now: datetime | None = None, params: dict | None = None,
-                 executor=None):
+                 executor=None, timespan=None):
         self.catalogue = catalogue
         now = now or datetime.now(timezone.utc)
         self.now = now.astimezone(timezone.utc).replace(tzinfo=None) if now.tzinfo else now
         self.params = params or {}
         self.executor = executor
+        self.timespan = tuple(_naive_utc(x) for x in timespan) if timespan else None
         self.env: dict[str, Binding] = {}
         self.ctes: list[tuple[str, exp.Expression, bool]] = []
         self.render: dict | None = None
@@ -224,6 +225,11 @@ class Planner:
             raise KqlSemanticError(f"unknown table '{node.name}'", node.span, code="KQL_UNKNOWN_TABLE",
                                    hint=did_you_mean(node.name, names) or f"tables: {', '.join(self.catalogue.names())}")
         sel = exp.Select(expressions=[exp.Star()]).from_(exp.Table(this=ident(table.name)), copy=False)
+        if self.timespan and "TimeGenerated" in table.column_types:
+            start, end = self.timespan
+            sel = sel.where(exp.And(this=exp.GTE(this=col("TimeGenerated"), expression=const(start, T.DATETIME).sql),
+                                    expression=exp.LT(this=col("TimeGenerated"), expression=const(end, T.DATETIME).sql)),
+                            copy=False)
         return Rel(sel, list(table.columns), None, table.name)
 
     def materialize(self, call: s.Call) -> Rel:
@@ -555,6 +561,10 @@ class Planner:
     def call_row_window(self, node: s.Call, scope, agg) -> Typed:
         from .operators import row_window
         return row_window(self, node, scope)
+
+
+def _naive_utc(d: datetime) -> datetime:
+    return d.astimezone(timezone.utc).replace(tzinfo=None) if d.tzinfo else d
 
 
 def fold(op: str, a: Typed, b: Typed) -> Typed | None:

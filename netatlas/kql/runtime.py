@@ -26,6 +26,15 @@ MACROS = {
         "lpad(CAST((abs(t) // 600000000) % 60 AS VARCHAR), 2, '0') || ':' || "
         "lpad(CAST((abs(t) // 10000000) % 60 AS VARCHAR), 2, '0') || "
         "(CASE WHEN abs(t) % 10000000 <> 0 THEN '.' || lpad(CAST(abs(t) % 10000000 AS VARCHAR), 7, '0') ELSE '' END) END"),
+    "netatlas_parse_timespan": (
+        "(s) AS CASE WHEN regexp_full_match(s, '-?(\\d+\\.)?\\d{1,2}:\\d{1,2}(:\\d{1,2}(\\.\\d{1,7})?)?') THEN "
+        "(CASE WHEN s LIKE '-%' THEN -1 ELSE 1 END) * ("
+        "coalesce(TRY_CAST(regexp_extract(s, '^-?(\\d+)\\.\\d{1,2}:', 1) AS BIGINT), 0) * 864000000000 + "
+        "CAST(regexp_extract(s, '(\\d{1,2}):\\d{1,2}(:|$)', 1) AS BIGINT) * 36000000000 + "
+        "CAST(regexp_extract(s, '\\d{1,2}:(\\d{1,2})(:|$)', 1) AS BIGINT) * 600000000 + "
+        "coalesce(TRY_CAST(regexp_extract(s, '\\d{1,2}:\\d{1,2}:(\\d{1,2})', 1) AS BIGINT), 0) * 10000000 + "
+        "coalesce(TRY_CAST(rpad(regexp_extract(s, ':\\d{1,2}\\.(\\d{1,7})$', 1), 7, '0') AS BIGINT), 0)) "
+        "END"),
     "netatlas_real_str": (
         "(x) AS CASE WHEN x IS NULL THEN NULL WHEN isnan(x) THEN 'NaN' "
         "WHEN isinf(x) THEN (CASE WHEN x > 0 THEN 'Infinity' ELSE '-Infinity' END) "
