@@ -4,8 +4,9 @@ from __future__ import annotations
 from .errors import (IngestError, KqlError, KqlSemanticError, KqlSyntaxError, NetatlasError,
                      QueryExecutionError, QueryLimitError)
 from .result import Result
-from .workspace import Workspace, connect
+from .ingest import IngestReport
+from .workspace import Workspace, WorkspaceBusyError, connect
 
 __version__ = "0.1.0"
-__all__ = ["connect", "Workspace", "Result", "NetatlasError", "KqlError", "KqlSyntaxError",
+__all__ = ["connect", "Workspace", "WorkspaceBusyError", "IngestReport", "Result", "NetatlasError", "KqlError", "KqlSyntaxError",
            "KqlSemanticError", "QueryLimitError", "QueryExecutionError", "IngestError", "__version__"]
