@@ -5,20 +5,28 @@ from sqlglot import exp
 
 from .dialects import DIALECTS
 from .planner import Plan
-from .typed import col, ident
+from .typed import ident
 
 
 def build(plan: Plan, *, max_rows: int | None = None) -> exp.Expression:
-    """The final SQL tree: visible columns, the plan's order, the row cap, and the CTEs."""
+    """The final SQL tree: visible columns, the plan's order, the row cap, and the CTEs.
+
+    Built with node constructors (the tree sqlglot's builders give, without their parsing and
+    wrapping checks)."""
     rel = plan.rel
-    sel = exp.Select(expressions=[col(c) for c, _ in rel.cols]).from_(rel.sql.subquery("_result", copy=False), copy=False)
+    args = {
+        "expressions": [exp.Column(this=exp.Identifier(this=c, quoted=True)) for c, _ in rel.cols],
+        "from_": exp.From(this=exp.Subquery(this=rel.sql, alias=exp.TableAlias(this=exp.Identifier(this="_result", quoted=False)))),
+    }
     if rel.order:
-        sel = sel.order_by(*rel.order, copy=False)
+        args["order"] = exp.Order(expressions=[e for o in rel.order for e in (o.expressions if isinstance(o, exp.Order) else (o,))])
     if max_rows is not None:
-        sel = sel.limit(exp.Literal.number(max_rows), copy=False)
-    for name, body, materialized in plan.ctes:
-        sel = sel.with_(ident(name), as_=body, materialized=materialized, copy=False)
-    return sel
+        args["limit"] = exp.Limit(expression=exp.Literal.number(max_rows))
+    if plan.ctes:
+        args["with_"] = exp.With(expressions=[
+            exp.CTE(this=body, alias=ident(name), materialized=materialized, scalar=None)
+            for name, body, materialized in plan.ctes])
+    return exp.Select(**args)
 
 
 _NEEDS_PARENS = (exp.Binary, exp.Neg, exp.Not, exp.Between, exp.In, exp.Is)
@@ -43,19 +51,22 @@ def prepare(tree: exp.Expression) -> exp.Expression:
                 child = _fix(node, key, value, seen, tight)
                 if child is not None:
                     stack.append(child)
-            elif isinstance(value, list) and any(isinstance(v, exp.Expression) for v in value):
-                items = []
-                for v in value:
+            elif type(value) is list and value:
+                items = None  # a new list only when an item changes or has another parent
+                for i, v in enumerate(value):
                     if isinstance(v, exp.Expression):
-                        if id(v) in seen:
-                            v = v.copy()
-                        if tight and isinstance(v, _NEEDS_PARENS):
-                            v = exp.Paren(this=v)
+                        w = v.copy() if id(v) in seen else v
+                        if tight and isinstance(w, _NEEDS_PARENS):
+                            w = exp.Paren(this=w)
+                        if items is None and (w is not v or v.parent is not node):
+                            items = value[:i]
+                        if items is not None:
+                            items.append(w)
+                        stack.append(w)
+                    elif items is not None:
                         items.append(v)
-                        stack.append(v)
-                    else:
-                        items.append(v)
-                node.set(key, items)
+                if items is not None:
+                    node.set(key, items)
     return tree
 
 
@@ -71,13 +82,36 @@ def _fix(node, key, child, seen, tight):
     return child
 
 
-def render(tree: exp.Expression, dialect: str = "duckdb") -> str:
-    """Any SQL tree (plan-time helper queries too) as text for a dialect."""
+def render(tree: exp.Expression, dialect: str = "duckdb", *, printer: str | None = None) -> str:
+    """Any SQL tree (plan-time helper queries too) as text for a dialect.
+
+    ``printer``: None picks the dialect's fast printer when it has one (DuckDB: printer.py),
+    "sqlglot" forces sqlglot's generator; both give the same text."""
     d = DIALECTS[dialect]
+    fast = _fast_printer(d, printer, False)
+    if fast is not None:
+        return fast(d.rewrite(tree.copy()) if d.functions else tree)
     return prepare(d.rewrite(tree.copy())).sql(dialect=d.sqlglot)
 
 
-def generate(plan: Plan, dialect: str = "duckdb", *, max_rows: int | None = None, pretty: bool = False) -> str:
+def generate(plan: Plan, dialect: str = "duckdb", *, max_rows: int | None = None, pretty: bool = False,
+             printer: str | None = None) -> str:
+    """The plan as SQL text. ``printer``: None prints with the dialect's fast printer when it has
+    one (DuckDB: printer.py) and ``pretty`` is off; "sqlglot" prints with sqlglot's generator.
+    For DuckDB both give the same text (tests/test_printer.py)."""
     d = DIALECTS[dialect]
-    tree = prepare(d.rewrite(build(plan, max_rows=max_rows)))
-    return tree.sql(dialect=d.sqlglot, pretty=pretty)
+    tree = d.rewrite(build(plan, max_rows=max_rows))
+    fast = _fast_printer(d, printer, pretty)
+    if fast is not None:
+        return fast(tree)
+    return prepare(tree).sql(dialect=d.sqlglot, pretty=pretty)
+
+
+def _fast_printer(d, printer: str | None, pretty: bool):
+    if printer == "sqlglot" or pretty:
+        return None
+    if printer not in (None, "fast"):
+        raise ValueError(f"unknown printer {printer!r}: 'fast' or 'sqlglot'")
+    if printer == "fast" and d.printer is None:
+        raise ValueError(f"the {d.name} dialect has no fast printer")
+    return d.printer
