@@ -187,12 +187,12 @@ def op_summarize(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
     select = [aliased(t.sql, n) for n, t in by]
     cols = [(n, t.type) for n, t in by]
     group = [t.sql for _, t in by]
-    post: list[tuple[str, str, exp.Expression]] = []   # struct expansions for arg_max/arg_min
+    row_alias = pl.fresh("__row")   # the input row, as a struct, for arg_max(x, *)
     taken = set(by_names)
     for it in op.args["aggs"]:
         e = it.expr
         if isinstance(e, s.Call) and e.name in ARG_EXTREMES:
-            for name, typ, sql in arg_extreme(pl, rel, e, it, by_names, taken, scope):
+            for name, typ, sql in arg_extreme(pl, rel, e, it, by_names, taken, scope, row_alias):
                 select.append(aliased(sql, name))
                 cols.append((name, typ))
                 taken.add(name)
@@ -224,7 +224,7 @@ def op_summarize(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
         cols.append((name, t.type))
     if not op.args["aggs"] and not by:
         raise KqlSemanticError("summarize needs an aggregation or a 'by' clause", op.span, code="KQL_SYNTAX")
-    sql = pl.wrap(rel, select, group=group or None)
+    sql = pl.wrap(rel, select, group=group or None, alias=row_alias)
     out = Rel(sql, cols, None, None)
     if any(isinstance(x, exp.Alias) and x.alias.startswith("__am") for x in select):
         out = expand_structs(pl, out)
@@ -249,7 +249,7 @@ def contains_aggregate(e: exp.Expression) -> bool:
     return False
 
 
-def arg_extreme(pl: Planner, rel: Rel, call: s.Call, item: s.Assign, by_names, taken, scope):
+def arg_extreme(pl: Planner, rel: Rel, call: s.Call, item: s.Assign, by_names, taken, scope, row_alias: str):
     """arg_max(Expr, *) / arg_max(Expr, Col1, Col2): the row where Expr is largest."""
     if not call.args:
         raise KqlSemanticError(f"{call.name}() needs the expression to maximize", call.span, code="KQL_ARGUMENTS")
@@ -272,18 +272,30 @@ def arg_extreme(pl: Planner, rel: Rel, call: s.Call, item: s.Assign, by_names, t
     if item.names:
         fields[0] = (item.names[0], fields[0][1])
     alias = pl.fresh("__am")
-    struct = exp.Struct(expressions=[exp.PropertyEQ(this=ident(f"f{i}"), expression=t.sql) for i, (_, t) in enumerate(fields)])
-    agg = fn(ARG_EXTREMES[call.name], struct, target.sql)
+    whole_row = len(rest) == 1 and isinstance(rest[0], s.Star) and isinstance(target.sql, exp.Column) \
+        and target.name in rel.types
+    if whole_row:
+        # the input row itself is the struct: max_by(row, x), then "__am"."Column" picks a field
+        agg = fn(ARG_EXTREMES[call.name], col(row_alias), target.sql)
+        keys = [n if i else target.name for i, (n, _) in enumerate(fields)]
+    else:
+        struct = exp.Struct(expressions=[exp.PropertyEQ(this=ident(f"f{i}"), expression=t.sql)
+                                         for i, (_, t) in enumerate(fields)])
+        agg = fn(ARG_EXTREMES[call.name], struct, target.sql)
+        keys = [f"f{i}" for i in range(len(fields))]
     out = []
     names_here = set()
-    for i, (n, t) in enumerate(fields):
+    for (n, t), key in zip(fields, keys):
         name = n
         if name in taken or name in names_here:
             name = _dedupe(name, taken | names_here)
         names_here.add(name)
-        out.append((name, t.type, i))
-    # one struct column, expanded by expand_structs()
-    return [(f"{alias}", "__struct__", agg)] + [(f"{alias}.{i}.{name}", typ, None) for name, typ, i in out]
+        out.append((name, t.type, key))
+    # one struct column, expanded by expand_structs() into "alias"."key" AS name
+    return [(alias, "__struct__", agg)] + [(f"{alias}{SEP}{key}{SEP}{name}", typ, None) for name, typ, key in out]
+
+
+SEP = "\x00"
 
 
 def expand_structs(pl: Planner, rel: Rel) -> Rel:
@@ -294,9 +306,9 @@ def expand_structs(pl: Planner, rel: Rel) -> Rel:
         if typ == "__struct__":
             keep_select.append(e)
             continue
-        if name.startswith("__am") and "." in name:
-            alias, idx, real = name.split(".", 2)
-            outer.append(aliased(fn("struct_extract", col(alias), L(f"f{idx}")), real))
+        if name.startswith("__am") and SEP in name:
+            alias, key, real = name.split(SEP, 2)
+            outer.append(aliased(col(key, alias), real))
             cols.append((real, typ))
             continue
         keep_select.append(e)

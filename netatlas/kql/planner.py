@@ -40,7 +40,9 @@ class Rel:
         return [c for c, _ in self.cols]
 
     def copy(self) -> "Rel":
-        return Rel(self.sql.copy(), list(self.cols), [o.copy() for o in self.order] if self.order else self.order,
+        # The SQL tree is shared, not copied: operators only ever wrap a Rel's SQL in a new SELECT,
+        # and the printer handles a subtree that appears in several places.
+        return Rel(self.sql, list(self.cols), list(self.order) if self.order else self.order,
                    self.name, self.serialized)
 
 
@@ -249,8 +251,9 @@ class Planner:
 
     def wrap(self, rel: Rel, select: list[exp.Expression], *, where: exp.Expression | None = None,
              group: list[exp.Expression] | None = None, order: list[exp.Ordered] | None = None,
-             limit: exp.Expression | None = None, distinct: bool = False, qualify=None) -> exp.Select:
-        sel = exp.Select(expressions=select).from_(rel.sql.subquery(self.fresh(), copy=False), copy=False)
+             limit: exp.Expression | None = None, distinct: bool = False, qualify=None,
+             alias: str | None = None) -> exp.Select:
+        sel = exp.Select(expressions=select).from_(rel.sql.subquery(alias or self.fresh(), copy=False), copy=False)
         if where is not None:
             sel = sel.where(where, copy=False)
         if group:

@@ -36,6 +36,8 @@ PUNCT = sorted([
     ";", ".", "=", "<", ">", "+", "-", "*", "/", "%", ":", "!", "~", "?",
 ], key=len, reverse=True)
 
+PUNCT_SET = frozenset(PUNCT)
+
 # Timespan suffixes -> ticks (100 ns) per unit.
 TICKS = {"d": 864_000_000_000, "day": 864_000_000_000, "days": 864_000_000_000,
          "h": 36_000_000_000, "hr": 36_000_000_000, "hrs": 36_000_000_000,
@@ -109,13 +111,13 @@ def tokenize(text: str) -> Tokens:
             else:
                 tok, i = Token(OP, "!", Span(i, i + 1), "!"), i + 1
         else:
-            for p in PUNCT:
-                if text.startswith(p, i):
-                    tok, i = Token(OP, p, Span(i, i + len(p)), p), i + len(p)
-                    break
-            else:
-                raise KqlSyntaxError(f"unexpected character {c!r}", Span(i, i + 1), text=text,
-                                     hint="KQL strings are quoted with \" or '")
+            p = text[i:i + 2]
+            if p not in PUNCT_SET:
+                p = c
+                if p not in PUNCT_SET:
+                    raise KqlSyntaxError(f"unexpected character {c!r}", Span(i, i + 1), text=text,
+                                         hint="KQL strings are quoted with \" or '")
+            tok, i = Token(OP, p, Span(i, i + len(p)), p), i + len(p)
         tok.space_before = spaced
         if tok.kind == STRING and out and out[-1].kind == STRING:
             # adjacent string literals are one literal: "ab" 'cd' == "abcd"

@@ -37,11 +37,13 @@ class Typed:
 
 
 def ident(name: str) -> exp.Identifier:
-    return exp.to_identifier(name, quoted=True)
+    return exp.Identifier(this=name, quoted=True)
 
 
 def col(name: str, table: str | None = None) -> exp.Column:
-    return exp.Column(this=ident(name), table=ident(table) if table else None)
+    if table:
+        return exp.Column(this=exp.Identifier(this=name, quoted=True), table=exp.Identifier(this=table, quoted=True))
+    return exp.Column(this=exp.Identifier(this=name, quoted=True))
 
 
 def cast(e: exp.Expression, kql_type: str) -> exp.Expression:

@@ -1,1 +1,1 @@
-SELECT "sum_i", "max_i" FROM (SELECT COALESCE(CAST(SUM("i") AS BIGINT), 0) AS "sum_i", MAX("i") AS "max_i" FROM (SELECT "i" FROM (VALUES (CAST(1 AS INT)), (CAST(2 AS INT)), (CAST(3 AS INT))) AS "_v1"("i")) AS _q2) AS _result LIMIT 500001
+SELECT "sum_i", "max_i" FROM (SELECT COALESCE(CAST(SUM("i") AS BIGINT), 0) AS "sum_i", MAX("i") AS "max_i" FROM (SELECT "i" FROM (VALUES (CAST(1 AS INT)), (CAST(2 AS INT)), (CAST(3 AS INT))) AS "_v1"("i")) AS __row2) AS _result LIMIT 500001

@@ -1,1 +1,1 @@
-SELECT "Host", "Bytes" FROM (SELECT ANY_VALUE("Host") AS "Host", ANY_VALUE("Bytes") AS "Bytes" FROM (SELECT "Host", "Bytes" FROM (VALUES ('h9', CAST(42 AS BIGINT))) AS "_v1"("Host", "Bytes")) AS _q2) AS _result LIMIT 500001
+SELECT "Host", "Bytes" FROM (SELECT ANY_VALUE("Host") AS "Host", ANY_VALUE("Bytes") AS "Bytes" FROM (SELECT "Host", "Bytes" FROM (VALUES ('h9', CAST(42 AS BIGINT))) AS "_v1"("Host", "Bytes")) AS __row2) AS _result LIMIT 500001

@@ -1,1 +1,1 @@
-SELECT "Column1", "count_" FROM (SELECT ("n" % 3) AS "Column1", COUNT(*) AS "count_" FROM (SELECT "generate_series" AS "n" FROM GENERATE_SERIES(CAST(1 AS BIGINT), CAST(7 AS BIGINT), CAST(1 AS BIGINT))) AS _q1 GROUP BY ("n" % 3)) AS _result LIMIT 500001
+SELECT "Column1", "count_" FROM (SELECT ("n" % 3) AS "Column1", COUNT(*) AS "count_" FROM (SELECT "generate_series" AS "n" FROM GENERATE_SERIES(CAST(1 AS BIGINT), CAST(7 AS BIGINT), CAST(1 AS BIGINT))) AS __row1 GROUP BY ("n" % 3)) AS _result LIMIT 500001

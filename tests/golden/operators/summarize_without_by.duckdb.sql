@@ -1,1 +1,1 @@
-SELECT "count_", "sum_x", "Mx" FROM (SELECT COUNT(*) AS "count_", COALESCE(CAST(SUM("x") AS BIGINT), 0) AS "sum_x", MAX("x") AS "Mx" FROM (SELECT "generate_series" AS "x" FROM GENERATE_SERIES(CAST(1 AS BIGINT), CAST(5 AS BIGINT), CAST(1 AS BIGINT))) AS _q1) AS _result LIMIT 500001
+SELECT "count_", "sum_x", "Mx" FROM (SELECT COUNT(*) AS "count_", COALESCE(CAST(SUM("x") AS BIGINT), 0) AS "sum_x", MAX("x") AS "Mx" FROM (SELECT "generate_series" AS "x" FROM GENERATE_SERIES(CAST(1 AS BIGINT), CAST(5 AS BIGINT), CAST(1 AS BIGINT))) AS __row1) AS _result LIMIT 500001
