@@ -445,6 +445,10 @@ def _nz(e: exp.Expression, typ: str) -> exp.Expression:
     return exp.Coalesce(this=e, expressions=[L("")]) if typ == T.STRING else e
 
 
+def _star(table: str) -> exp.Column:
+    return exp.Column(this=exp.Star(), table=exp.Identifier(this=table, quoted=True))
+
+
 JOIN_SQL = {"inner": "INNER", "innerunique": "INNER", "leftouter": "LEFT", "rightouter": "RIGHT",
             "fullouter": "FULL"}
 
@@ -473,8 +477,14 @@ def op_join(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
     rnames = _right_names(left, right)
     lnull = kind in ("rightouter", "fullouter")
     rnull = kind in ("leftouter", "fullouter")
-    select = [aliased(_nz(col(c, "_l"), t) if lnull else col(c, "_l"), c) for c, t in left.cols]
-    select += [aliased(_nz(col(c, "_r"), t) if rnull else col(c, "_r"), n) for c, n, t in rnames]
+    if lnull:
+        select = [aliased(_nz(col(c, "_l"), t), c) for c, t in left.cols]
+    else:
+        select = [_star("_l")]   # the left side's columns pass through unchanged
+    if not rnull and all(c == n for c, n, _ in rnames):
+        select.append(_star("_r"))
+    else:
+        select += [aliased(_nz(col(c, "_r"), t) if rnull else col(c, "_r"), n) for c, n, t in rnames]
     j = exp.Join(this=right.sql.subquery("_r", copy=False), on=_on(keys), side=None, kind=None)
     jsql = JOIN_SQL[kind]
     if jsql == "INNER":
@@ -494,7 +504,7 @@ def op_lookup(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
     rkeys = {rn for _, _, _, rn in keys if rn}
     rnames = _right_names(rel, right, drop=rkeys)
     outer = op.args["kind"] == "leftouter"
-    select = [col(c, "_l") for c, _ in rel.cols]
+    select = [_star("_l")]
     select += [aliased(_nz(col(c, "_r"), t) if outer else col(c, "_r"), n) for c, n, t in rnames]
     j = exp.Join(this=right.sql.subquery("_r", copy=False), on=_on(keys))
     if outer:

@@ -253,20 +253,22 @@ class Planner:
              group: list[exp.Expression] | None = None, order: list[exp.Ordered] | None = None,
              limit: exp.Expression | None = None, distinct: bool = False, qualify=None,
              alias: str | None = None) -> exp.Select:
-        sel = exp.Select(expressions=select).from_(rel.sql.subquery(alias or self.fresh(), copy=False), copy=False)
+        # built with constructors: sqlglot's builder methods cost several times more per call
+        sub = exp.Subquery(this=rel.sql, alias=exp.TableAlias(this=exp.Identifier(this=alias or self.fresh(), quoted=False)))
+        args = {"expressions": select, "from_": exp.From(this=sub)}
         if where is not None:
-            sel = sel.where(where, copy=False)
+            args["where"] = exp.Where(this=where)
         if group:
-            sel = sel.group_by(*group, copy=False)
+            args["group"] = exp.Group(expressions=group)
         if qualify is not None:
-            sel.set("qualify", exp.Qualify(this=qualify))
+            args["qualify"] = exp.Qualify(this=qualify)
         if order:
-            sel = sel.order_by(*order, copy=False)
+            args["order"] = exp.Order(expressions=order)
         if limit is not None:
-            sel = sel.limit(limit, copy=False)
+            args["limit"] = exp.Limit(expression=limit)
         if distinct:
-            sel.set("distinct", exp.Distinct())
-        return sel
+            args["distinct"] = exp.Distinct()
+        return exp.Select(**args)
 
     def run(self, tree: exp.Expression) -> list[tuple]:
         """Run a helper query at plan time (schema discovery, e.g. bag_unpack's keys)."""
