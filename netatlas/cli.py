@@ -21,6 +21,7 @@ from typing import Callable
 import duckdb
 
 from . import __version__, connect
+from .demo.command import cmd_demo, demo_arguments
 from .errors import KqlError, NetatlasError
 from .kql import DEFAULT_MAX_ROWS
 from .result import Result
@@ -277,6 +278,71 @@ def cmd_version(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------- netatlas workspace serve
+
+def workspace_arguments(p: argparse.ArgumentParser) -> None:
+    from .server.settings import SETTINGS
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    s = sub.add_parser("serve", help="run the workspace server: ingestion, query and retention API",
+                       description="Run the workspace server (HTTP API) over the workspace in DIR. On "
+                       "first start it creates the workspace id, an ingest key and a query key in "
+                       "DIR/workspace.json and prints them. Every option can also be set with its "
+                       "environment variable.")
+    s.add_argument("--data", metavar="DIR", default=UP_DATA,
+                   help=f"the workspace directory (created if missing; default: ./{UP_DATA})")
+    for setting in SETTINGS:
+        s.add_argument(setting.flag, dest=setting.name, type=setting.type, default=None,
+                       metavar=setting.metavar,
+                       help=f"{setting.help} (default: {setting.default}; env {setting.env})")
+
+
+def cmd_workspace(args: argparse.Namespace) -> int:
+    from .server import SETTINGS, Settings, serve
+    try:
+        settings = Settings.from_env(**{s.name: getattr(args, s.name) for s in SETTINGS})
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    return serve(args.data, settings, open_workspace=open_workspace)
+
+
+# ---------------------------------------------------------------- netatlas keys
+
+def keys_arguments(p: argparse.ArgumentParser) -> None:
+    from .keys import ROLES
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for action, help in (("list", "print the workspace id and every key with its secret"),
+                         ("create", "add a key with the given role and print it")):
+        a = sub.add_parser(action, help=help, description=help)
+        a.add_argument("--data", metavar="DIR", default=UP_DATA,
+                       help=f"the workspace directory (default: ./{UP_DATA})")
+        a.add_argument("--format", choices=["table", "json"], default="table", help="how to print (default: table)")
+        if action == "create":
+            a.add_argument("--role", choices=ROLES, required=True,
+                           help="ingest: signs agents' batches; query: reads through the query API")
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from . import keys
+    try:
+        if args.action == "create":
+            shown = [keys.create_key(args.data, args.role)]
+        else:
+            shown = keys.list_keys(args.data)
+        ident = keys.load(args.data)
+    except (OSError, ValueError) as e:
+        raise NetatlasError(f"cannot read or write the keys in {args.data!r}: {e}") from None
+    if args.format == "json":
+        print(json.dumps({"workspace_id": ident.workspace_id, "keys": [asdict(k) for k in shown]}, indent=2))
+        return EXIT_OK
+    print(f"workspace {ident.workspace_id}")
+    print(f"{'id':<11}  {'role':<6}  {'created':<20}  secret")
+    for k in shown:
+        print(f"{k.id:<11}  {k.role:<6}  {k.created:<20}  {k.secret}")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------- the command table
 
 @dataclass(frozen=True)
@@ -291,6 +357,11 @@ COMMANDS: tuple[Command, ...] = (
     Command("up", "open ./netatlas-data and start an interactive KQL prompt", up_arguments, cmd_up),
     Command("query", "run one KQL query and print its result", query_arguments, cmd_query),
     Command("version", "print the version", version_arguments, cmd_version),
+    Command("demo", "fill a workspace with a simulated datacenter (machines, processes, connections)",
+            demo_arguments, cmd_demo),
+    Command("workspace", "run the workspace server (`workspace serve --data DIR`)", workspace_arguments,
+            cmd_workspace),
+    Command("keys", "list or create the workspace's ingest and query keys", keys_arguments, cmd_keys),
 )
 
 

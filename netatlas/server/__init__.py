@@ -1,0 +1,47 @@
+"""The workspace server: the HTTP API of one workspace (``netatlas workspace serve``).
+
+| endpoint | auth | does | module |
+|---|---|---|---|
+| ``POST /api/ingest/{Table}`` | SharedKey, ingest key | store a batch of records (JSON array, optionally gzip) | ``ingest.py`` |
+| ``POST /api/query`` | Bearer, query key | run a KQL query: ``{"query", "timespan", "parameters"}`` | ``query.py`` |
+| ``GET /api/retention`` | Bearer, query key | retention days per table and the schedule | ``retention.py`` |
+| ``PUT /api/retention/{Table}`` | Bearer, query key | ``{"days": N}``: change a table's retention | ``retention.py`` |
+| ``POST /api/retention/apply`` | Bearer, query key | run a retention pass now | ``retention.py`` |
+| ``GET /healthz`` | none | ``{"status": "ok", ...}`` | ``health.py`` |
+| ``GET /metrics`` | none | Prometheus text format | ``health.py`` |
+
+Settings (``settings.py``; flag ``--max-rows``, environment ``NETATLAS_MAX_ROWS``, ...): host,
+port, max_body_bytes, max_rows, query_timeout, retention_interval, max_clock_skew.
+
+Ingestion headers: ``Authorization: SharedKey <workspace id>:<signature>`` and ``x-ms-date`` (see
+``netatlas.auth``), ``Content-Type: application/json``, ``Content-Length``, optionally
+``Content-Encoding: gzip`` and ``x-ms-batch-id``: an id (1-128 of ``A-Z a-z 0-9 . _ : -``) that
+makes a retried batch idempotent; a batch whose id was stored before is acknowledged with
+``"duplicate": true`` and not stored again. Without the header a batch is not deduplicated.
+
+Status codes: 200 done; 400 a bad request (a record that does not fit its table names
+``record`` and ``field``; a query mistake names ``line`` and ``column``); 401 no, malformed or
+stale credentials; 403 a wrong key or a key of the other role; 404 unknown table or path;
+405 wrong method; 411 no Content-Length on an ingestion request; 413 a body over
+max_body_bytes (after decompression); 415 not JSON or an encoding other than gzip; 504 a query
+past its time limit (as the Log Analytics query API answers); 500 a bug. Every error body is
+``{"error": {"code", "message", ...}}`` (``http.py``).
+
+Importing this package does not import Starlette or uvicorn (the command line reads the
+settings table at every start); ``create_app`` and ``serve`` load them on first use.
+"""
+from __future__ import annotations
+
+from .settings import SETTINGS, Setting, Settings
+
+__all__ = ["SETTINGS", "Setting", "Settings", "create_app", "serve"]
+
+
+def __getattr__(name: str):
+    if name == "create_app":
+        from .app import create_app
+        return create_app
+    if name == "serve":
+        from .run import serve
+        return serve
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

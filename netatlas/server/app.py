@@ -1,0 +1,125 @@
+"""The Starlette application: routes, the shared state of the views, error handlers, lifespan."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..auth import AuthError
+from ..catalogue import Catalogue
+from ..keys import KeyStore
+from ..metrics import Metrics
+from . import health, ingest, query, retention
+from .http import HttpError, error_response
+from .settings import Settings
+
+log = logging.getLogger("netatlas.server")
+
+ROUTES = (
+    Route("/api/ingest/{table}", ingest.ingest, methods=["POST"]),
+    Route("/api/query", query.query, methods=["POST"]),
+    Route("/api/retention", retention.show, methods=["GET"]),
+    Route("/api/retention/apply", retention.apply, methods=["POST"]),
+    Route("/api/retention/{table}", retention.change, methods=["PUT"]),
+    Route("/healthz", health.healthz, methods=["GET"]),
+    Route("/metrics", health.metrics, methods=["GET"]),
+)
+
+HTTP_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "BODY_TOO_LARGE"}
+CHALLENGES = {"/api/ingest/": 'SharedKey realm="netatlas"'}
+
+
+@dataclass
+class Service:
+    """What the views share: the open workspace, its keys, settings and metrics."""
+    data_dir: Path
+    settings: Settings
+    workspace: object
+    keys: KeyStore
+    catalogue: Catalogue
+    metrics: Metrics
+    retention_last: dict | None = None
+    retention_next: float | None = None
+    _closed: bool = field(default=False, repr=False)
+
+    async def run(self, fn, *args, **kwargs):
+        """Run blocking DuckDB work in the thread pool (the Workspace serializes it with its lock)."""
+        return await run_in_threadpool(fn, *args, **kwargs)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.workspace.close()
+
+
+# ---------------------------------------------------------------- errors: one JSON shape
+
+async def on_http_error(request: Request, exc: HttpError) -> Response:
+    return exc.response()
+
+
+async def on_auth_error(request: Request, exc: AuthError) -> Response:
+    challenge = next((v for p, v in CHALLENGES.items() if request.url.path.startswith(p)), 'Bearer realm="netatlas"')
+    headers = {"WWW-Authenticate": challenge} if exc.status == 401 else None
+    return error_response(exc.status, exc.code, str(exc), headers=headers)
+
+
+async def on_starlette_error(request: Request, exc: HTTPException) -> Response:
+    code = HTTP_CODES.get(exc.status_code, f"HTTP_{exc.status_code}")
+    message = exc.detail
+    if exc.status_code == 404:
+        message = f"no such endpoint: {request.method} {request.url.path}"
+    elif exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        message = f"{request.url.path} does not take {request.method}; it takes {allowed}"
+    return error_response(exc.status_code, code, message, headers=exc.headers)
+
+
+async def on_bug(request: Request, exc: Exception) -> Response:
+    log.error("unexpected error in %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "INTERNAL", f"an unexpected error: {type(exc).__name__}; see the server's log")
+
+
+EXCEPTION_HANDLERS = {HttpError: on_http_error, AuthError: on_auth_error, HTTPException: on_starlette_error,
+                      Exception: on_bug}
+
+
+# ---------------------------------------------------------------- the app
+
+def create_app(data_dir: str | os.PathLike, *, settings: Settings | None = None, workspace=None) -> Starlette:
+    """The workspace server for DIR. ``workspace``: an already open Workspace for DIR (the app
+    closes it at shutdown); without it the app opens DIR at startup."""
+    settings = settings or Settings()
+    data_dir = Path(data_dir)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        keys = KeyStore(data_dir)   # creates workspace.json first: the Workspace reads its id on open
+        ws = workspace
+        if ws is None:
+            from .. import connect
+            ws = await run_in_threadpool(connect, data_dir)
+        catalogue = getattr(ws, "catalogue", None) or Catalogue.load()
+        svc = Service(data_dir=data_dir, settings=settings, workspace=ws, keys=keys,
+                      catalogue=catalogue, metrics=Metrics(catalogue.names()))
+        app.state.service = svc
+        task = asyncio.create_task(retention.schedule(svc), name="netatlas-retention")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await run_in_threadpool(svc.close)
+
+    return Starlette(routes=list(ROUTES), exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)

@@ -1,0 +1,82 @@
+"""``POST /api/ingest/{Table}``: one batch of records for one table, signed with an ingest key.
+
+Steps, in order (the first that fails answers): a Content-Length when the request is signed
+(411: the length is part of the signed string), authenticate (401/403), the table exists (404),
+JSON content type and encoding (415), the batch id's form (400), read the body within
+max_body_bytes, gunzipping as it arrives (413; 400 for bad gzip), then ``Workspace.ingest_json``: every record validated, all stored in one transaction, or none
+(400 naming ``record`` and ``field``). Answer: ``{"table", "records", "bytes", "duplicate",
+"batch_id"}``. Every refusal is counted in ``netatlas_batches_rejected_total{reason=<code>}``.
+"""
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..auth import AuthError, verify_shared_key
+from ..errors import IngestError
+from .http import HttpError, json_response, read_body, require_json, service
+
+BATCH_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+BATCH_HEADER = "x-ms-batch-id"
+
+
+def _content_length(request: Request) -> int:
+    value = request.headers.get("content-length")
+    if value is None or not value.isdigit():
+        raise HttpError(411, "LENGTH_REQUIRED", "an ingestion request needs a Content-Length header "
+                        "(it is part of the signed string)")
+    return int(value)
+
+
+def _batch_id(request: Request) -> str | None:
+    value = request.headers.get(BATCH_HEADER)
+    if value is None:
+        return None
+    if not BATCH_ID.fullmatch(value):
+        raise HttpError(400, "INGEST_BAD_BATCH_ID", f"{BATCH_HEADER} must be 1-128 characters of "
+                        f"A-Z a-z 0-9 . _ : -, got {value[:200]!r}")
+    return value
+
+
+def _ingest_error(e: IngestError) -> HttpError:
+    status = 404 if e.code == "INGEST_UNKNOWN_TABLE" else 400
+    info = e.to_json()
+    return HttpError(status, info.pop("code", e.code), info.pop("message", str(e)), **info)
+
+
+async def ingest(request: Request) -> Response:
+    svc = service(request)
+    try:
+        return await _ingest(request, svc)
+    except (HttpError, AuthError) as e:
+        svc.metrics.batches_rejected.inc(reason=e.code)
+        raise
+
+
+async def _ingest(request: Request, svc) -> Response:
+    table = request.path_params["table"]
+    length = _content_length(request) if request.headers.get("authorization") else -1
+    verify_shared_key(svc.keys.identity, request.headers, method=request.method, path=request.url.path,
+                      content_length=length, max_skew=timedelta(seconds=svc.settings.max_clock_skew))
+    if table not in svc.catalogue:
+        raise _ingest_error(IngestError(f"unknown table '{table}'; the tables are "
+                                        f"{', '.join(svc.catalogue.names())}", code="INGEST_UNKNOWN_TABLE"))
+    require_json(request)
+    batch_id = _batch_id(request)
+    body = await read_body(request, svc.settings.max_body_bytes)
+    try:
+        report = await svc.run(svc.workspace.ingest_json, table, body, batch_id=batch_id)
+    except IngestError as e:
+        raise _ingest_error(e) from None
+    m = svc.metrics
+    if report.duplicate:
+        m.duplicate_batches.inc()
+    else:
+        m.records_ingested.inc(report.records, table=table)
+        m.bytes_ingested.inc(report.bytes, table=table)
+        m.batches_ingested.inc(table=table)
+    return json_response({"table": report.table, "records": report.records, "bytes": report.bytes,
+                          "duplicate": report.duplicate, "batch_id": report.batch_id})

@@ -1,0 +1,76 @@
+"""``serve``: the workspace server under uvicorn, with a banner naming the workspace, its keys and URLs.
+
+uvicorn handles SIGINT and SIGTERM: it stops accepting connections, lets running requests end
+(up to ``SHUTDOWN_GRACE`` seconds), then the app's lifespan stops the retention schedule and
+closes the workspace, so DuckDB checkpoints and releases its file lock.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Callable, TextIO
+
+from .. import __version__
+from ..keys import Identity, load_or_create
+from .settings import Settings
+
+SHUTDOWN_GRACE = 10
+
+
+def banner(data_dir: Path, identity: Identity, settings: Settings) -> str:
+    base = f"http://{settings.host if ':' not in settings.host else f'[{settings.host}]'}:{settings.port}"
+    lines = [f"netatlas {__version__} workspace server",
+             f"  workspace id  {identity.workspace_id}",
+             f"  data          {data_dir.resolve()}"]
+    again = f"`netatlas keys list --data {shlex.quote(str(data_dir))}`"
+    if identity.new:
+        lines.append(f"  keys (created now; {again} shows them again):")
+        lines += [f"    {k.role:<7} {k.id}  {k.secret}" for k in identity.keys]
+    else:
+        lines.append(f"  keys (secrets: {again}):")
+        lines += [f"    {k.role:<7} {k.id}" for k in identity.keys]
+    urls = [("ingest", "POST", "/api/ingest/{Table}", "SharedKey signature, ingest key"),
+            ("query", "POST", "/api/query", "Authorization: Bearer <query key>"),
+            ("retention", "GET", "/api/retention", "query key"),
+            ("health", "GET", "/healthz", ""),
+            ("metrics", "GET", "/metrics", "Prometheus")]
+    width = max(len(base + u[2]) for u in urls)
+    lines += [f"  {what:<13} {method:<4} {(base + path):<{width}}  {note}".rstrip()
+              for what, method, path, note in urls]
+    return "\n".join(lines) + "\n"
+
+
+def serve(data_dir: str | os.PathLike, settings: Settings | None = None, *,
+          open_workspace: Callable = None, out: TextIO = sys.stdout) -> int:
+    """Serve the workspace in ``data_dir`` until SIGINT/SIGTERM; returns the exit code.
+
+    The identity (workspace.json) is created first, so the Workspace opens knowing its id; then
+    ``open_workspace(data_dir)`` (default ``netatlas.connect``) opens it, before the port is bound,
+    so a workspace held by another process fails here with the Workspace's own error."""
+    import uvicorn
+
+    from .. import connect
+    from .app import create_app
+
+    settings = settings or Settings()
+    data_dir = Path(data_dir)
+    identity = load_or_create(data_dir)
+    workspace = (open_workspace or connect)(data_dir)
+    try:
+        out.write(banner(data_dir, identity, settings))
+        out.flush()
+        app = create_app(data_dir, settings=settings, workspace=workspace)
+        config = uvicorn.Config(app, host=settings.host, port=settings.port, lifespan="on",
+                                timeout_graceful_shutdown=SHUTDOWN_GRACE, server_header=False)
+        server = uvicorn.Server(config)
+        try:
+            server.run()
+        except SystemExit as e:   # uvicorn exits 1 when the port cannot be bound
+            return e.code if isinstance(e.code, int) else 1
+        except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down: a normal stop
+            pass
+        return 0
+    finally:
+        workspace.close()   # when startup failed (port taken), the lifespan did not close it
