@@ -1,0 +1,64 @@
+"""``netatlas demo``: fill a workspace with the simulated datacenter (a row of cli.COMMANDS)."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import datetime, timezone
+
+DEFAULT_DATA = "netatlas-data"
+
+
+def demo_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", metavar="DIR", default=DEFAULT_DATA,
+                   help=f"the workspace directory (created if missing; default: ./{DEFAULT_DATA}, as for 'up')")
+    p.add_argument("--machines", type=int, default=200, metavar="N", help="machines in the datacenter (default: 200)")
+    p.add_argument("--days", type=int, default=7, metavar="N", help="days of data up to now (default: 7)")
+    p.add_argument("--seed", type=int, default=1, metavar="N",
+                   help="the random seed: the same seed (and --end) gives the same records (default: 1)")
+    p.add_argument("--end", metavar="DATETIME",
+                   help="the end of the simulated window, ISO 8601 UTC (default: now, to the minute)")
+    p.add_argument("--append", action="store_true",
+                   help="add to a workspace that already holds connection records (default: refuse)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on standard error")
+
+
+def _end(text: str | None) -> datetime | None:
+    from ..cli import UsageError
+    if text is None:
+        return None
+    from ..kql.literals import parse_datetime
+    d = parse_datetime(text)
+    if d is None:
+        raise UsageError(f"--end expects an ISO 8601 datetime (e.g. 2024-05-02T12:00:00Z), got {text!r}")
+    return d.replace(tzinfo=timezone.utc)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ..cli import EXIT_OK, UsageError, open_workspace
+    from . import MIN_MACHINES, generate
+    from .pipeline import TimedWorkspace
+    if args.machines < MIN_MACHINES:
+        raise UsageError(f"--machines must be at least {MIN_MACHINES} (one machine of each kind)")
+    if not 1 <= args.days <= 90:
+        raise UsageError("--days must be between 1 and 90")
+    end = _end(args.end)
+    progress = None if args.quiet else (lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
+    with open_workspace(args.data) as ws:
+        held = ws.query("VMConnection | count").rows[0][0]
+        if held and not args.append:
+            raise UsageError(f"the workspace in {args.data} already holds {held} VMConnection records; "
+                             "use an empty directory, or --append to add another datacenter")
+        print(f"netatlas demo: {args.machines} machines, {args.days} days (seed {args.seed}) into {args.data}",
+              file=sys.stderr, flush=True)
+        timed = TimedWorkspace(ws)
+        t0 = time.perf_counter()
+        counts = generate(timed, machines=args.machines, days=args.days, seed=args.seed, end=end,
+                          progress=progress)
+        total = time.perf_counter() - t0
+    width = max(len(t) for t in counts)
+    for table, n in counts.items():
+        print(f"{table:<{width}}  {n:>10,}")
+    print(f"{'total':<{width}}  {sum(counts.values()):>10,}")
+    print(f"generated in {total - timed.seconds:.1f} s, ingested in {timed.seconds:.1f} s ({total:.1f} s in all)")
+    return EXIT_OK

@@ -1,0 +1,289 @@
+"""The simulated datacenter (`netatlas demo`): determinism, consistency between tables, the seed
+queries on it, and the command.
+
+Scale: the tests use 24 machines x 2 days (about 140,000 records: under a second to generate, a few to ingest).
+"Sessions per machine and process" keeps its `count_ > 100000` threshold: its full outer join
+pairs every VMConnection record with each of the machine's hourly VMComputer records (49 in two
+days, 169 in a week), so busy processes pass the threshold here and, with a margin of about 3.5x
+more, at full scale (200 machines x 7 days).
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+import netatlas
+from conftest import ROOT, SHARED
+from netatlas.catalogue import Catalogue
+from netatlas.demo import MIN_MACHINES, SUSPICIOUS_IPS, generate
+from netatlas.demo.pipeline import NullWorkspace, TABLES
+
+END = datetime(2024, 5, 2, 12, 0, tzinfo=timezone.utc)
+MACHINES, DAYS = 24, 2
+SEED = SHARED / "seed-queries.kql"
+GUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+
+
+@pytest.fixture(scope="module")
+def demo():
+    ws = netatlas.connect()
+    counts = generate(ws, machines=MACHINES, days=DAYS, seed=1, end=END)
+    yield ws, counts
+    ws.close()
+
+
+def rows(ws, q: str) -> list:
+    return ws.query(q, now=END).rows
+
+
+# --------------------------------------------------------------------------- determinism
+
+def fingerprint(ws) -> dict:
+    """count() and a sum of row hashes per table, over every column the demo writes."""
+    out = {}
+    cat = Catalogue.load()
+    for table in TABLES:
+        cols = [c for c, _ in cat.get(table).columns if not c.startswith("_Billed")]
+        row = " , '|', ".join(f"tostring({c})" for c in cols)
+        out[table] = tuple(rows(ws, f"{table} | summarize count(), sum(hash(strcat({row})) % 1000000007)")[0])
+    return out
+
+
+class Recorder(NullWorkspace):
+    def __init__(self):
+        super().__init__()
+        self.records = []
+
+    def ingest(self, table, records):
+        self.records.append((table, records))
+        return super().ingest(table, records)
+
+
+def test_same_seed_same_workspace():
+    small = dict(machines=MIN_MACHINES, days=1, end=END)
+    a, b = netatlas.connect(), netatlas.connect()
+    try:
+        ca, cb = generate(a, seed=7, **small), generate(b, seed=7, **small)
+        assert ca == cb and all(ca[t] > 0 for t in TABLES)
+        assert fingerprint(a) == fingerprint(b)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_another_seed_another_datacenter():
+    small = dict(machines=MIN_MACHINES, days=1, end=END)
+    r1, r2, r3 = Recorder(), Recorder(), Recorder()
+    generate(r1, seed=3, **small)
+    generate(r2, seed=3, **small)
+    generate(r3, seed=4, **small)
+    assert r1.records == r2.records
+    assert r1.records != r3.records
+
+
+def test_counts_are_what_the_tables_hold(demo):
+    ws, counts = demo
+    for table in TABLES:
+        assert rows(ws, f"{table} | count")[0][0] == counts[table] > 0, table
+    assert rows(ws, "Usage | where DataType == 'VMConnection' | count")[0][0] > 0
+
+
+def test_too_few_machines():
+    with pytest.raises(ValueError, match=f"at least {MIN_MACHINES} machines"):
+        generate(NullWorkspace(), machines=MIN_MACHINES - 1, days=1, end=END)
+
+
+# --------------------------------------------------------------------------- consistency
+
+def test_connections_name_known_processes(demo):
+    ws, _ = demo
+    processes = {tuple(r) for r in rows(ws, "VMProcess | distinct Machine, Process")}
+    inventory = {tuple(r) for r in rows(ws, "ServiceMapProcess_CL | distinct MachineResourceName_s, ResourceName_s")}
+    assert processes == inventory
+    for table in ("VMConnection", "VMBoundPort"):
+        used = {tuple(r) for r in rows(ws, f"{table} | distinct Machine, Process")}
+        assert used <= processes, (table, sorted(used - processes)[:5])
+    names = {tuple(r) for r in rows(ws, "VMProcess | distinct Machine, Process, ExecutableName")}
+    used = {tuple(r) for r in rows(ws, "VMConnection | distinct Machine, Process, ProcessName")}
+    assert used <= names
+
+
+def test_inbound_connections_reach_bound_ports(demo):
+    ws, _ = demo
+    inbound = {tuple(r) for r in rows(ws, "VMConnection | where Direction == 'inbound' "
+                                          "| distinct Machine, Process, DestinationIp, DestinationPort")}
+    bound = {tuple(r) for r in rows(ws, "VMBoundPort | distinct Machine, Process, Ip, Port")}
+    assert inbound and inbound <= bound, sorted(inbound - bound)[:5]
+    assert {(m, p) for m, _pr, _ip, p in inbound} <= {(m, p) for m, _pr, _ip, p in bound}
+
+
+def test_bound_port_minutes_sum_inbound_records(demo):
+    ws, _ = demo
+    q = ("VMConnection | where Direction == 'inbound' "
+         "| summarize s = sum(BytesSent), e = sum(LinksEstablished) by Machine, Process, DestinationIp, DestinationPort, TimeGenerated "
+         "| summarize s = sum(s), e = sum(e)")
+    p = ("VMBoundPort | where Ip != '0.0.0.0' and not(IsWildcardBind == false and LinksEstablished == 0 and BytesSent == 0) "
+         "| summarize s = sum(BytesSent), e = sum(LinksEstablished)")
+    assert rows(ws, q) == rows(ws, p)
+
+
+def test_wildcard_binds(demo):
+    ws, _ = demo
+    # wildcard binds: 0.0.0.0 records are idle; traffic is reported per address with IsWildcardBind true
+    assert rows(ws, "VMBoundPort | where Ip == '0.0.0.0' | summarize max(BytesSent + BytesReceived), "
+                    "countif(not(IsWildcardBind))") == [[0, 0]]
+    assert rows(ws, "VMBoundPort | where ProcessName == 'postgres' | distinct IsWildcardBind") == [[False]]
+    assert rows(ws, "VMBoundPort | where ProcessName == 'nginx' and Ip != '0.0.0.0' and BytesSent > 0 "
+                    "| distinct IsWildcardBind") == [[True]]
+
+
+def test_identifiers(demo):
+    ws, _ = demo
+    for table, col, pattern in (
+            ("VMConnection", "Machine", f"m-{GUID}"), ("VMConnection", "Process", "p-[0-9a-f]{12}"),
+            ("VMBoundPort", "Machine", f"m-{GUID}"), ("VMBoundPort", "Process", "p-[0-9a-f]{12}"),
+            ("VMComputer", "Machine", f"m-{GUID}"), ("VMProcess", "Process", "p-[0-9a-f]{12}"),
+            ("ServiceMapComputer_CL", "ResourceName_s", f"m-{GUID}"),
+            ("ServiceMapProcess_CL", "MachineResourceName_s", f"m-{GUID}"),
+            ("ServiceMapProcess_CL", "ResourceName_s", "p-[0-9a-f]{12}")):
+        values = [r[0] for r in rows(ws, f"{table} | distinct {col}")]
+        assert values and all(re.fullmatch(pattern, v) for v in values), (table, col, values[:3])
+    agents = rows(ws, "VMComputer | distinct Machine, AgentId")
+    assert all(m == "m-" + a for m, a in agents)
+    assert len({m for m, _ in agents}) == MACHINES
+
+
+def test_remote_ip_follows_direction(demo):
+    ws, _ = demo
+    assert rows(ws, "VMConnection | summarize countif(Direction == 'inbound' and RemoteIp != SourceIp), "
+                    "countif(Direction == 'outbound' and RemoteIp != DestinationIp), "
+                    "countif(Direction !in ('inbound', 'outbound'))") == [[0, 0, 0]]
+
+
+def test_inventory_is_hourly_with_a_record_at_start(demo):
+    ws, _ = demo
+    start = END - timedelta(days=DAYS)
+    for table, key in (("ServiceMapComputer_CL", "ResourceId"), ("VMComputer", "Machine")):
+        per = rows(ws, f"{table} | summarize n = count(), first = min(TimeGenerated), "
+                       f"hours = dcount(bin(TimeGenerated, 1h)) by {key}")
+        assert len(per) == MACHINES
+        assert all(n >= DAYS * 24 + 1 and first < start + timedelta(minutes=1) and hours >= DAYS * 24
+                   for _k, n, first, hours in per), per[:3]
+    per = rows(ws, "VMProcess | where ExecutableName !in ('apt', 'yum', 'kdevtmpfsi') "
+                   "| summarize n = count() by Machine, Process | summarize min(n)")
+    assert per[0][0] >= DAYS * 24
+
+
+def test_process_records_agree_between_tables(demo):
+    ws, _ = demo
+    a = rows(ws, "VMProcess | summarize count(), dcount(CommandLine), min(StartTime), max(FirstPid)")
+    b = rows(ws, "ServiceMapProcess_CL | summarize count(), dcount(CommandLine_s), min(StartTime_t), "
+                 "max(tolong(FirstPid_d))")
+    assert a == b
+
+
+def test_daily_cycle(demo):
+    ws, _ = demo
+    by_hour = dict(rows(ws, "VMConnection | where Direction == 'inbound' and DestinationPort == 443 "
+                            "| summarize count() by hourofday(TimeGenerated)"))
+    assert sum(by_hour[h] for h in (13, 14, 15)) > 1.8 * sum(by_hour[h] for h in (3, 4, 5))
+
+
+def test_the_failing_service(demo):
+    ws, _ = demo
+    last_day = END - timedelta(days=1)
+    q = ("VMConnection | where RemoteDnsQuestions == '[\"api.stripe.com\"]' "
+         "| summarize records = count(), established = sum(LinksEstablished), failed = sum(LinksFailed), "
+         "ok_minutes = countif(LinksEstablished > 0) by after = TimeGenerated >= datetime({t}) "
+         "| order by after asc").format(t=last_day.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    (b_after, b_rec, b_est, b_failed, b_ok), (a_after, a_rec, a_est, a_failed, a_ok) = rows(ws, q)
+    assert (b_after, a_after) == (False, True)
+    assert b_est > 0 and b_ok > 0.9 * b_rec and b_failed < 0.05 * b_rec
+    assert a_est == 0 and a_ok == 0 and a_failed >= a_rec > 0
+    # the docs' acme-demo is one of the callers: failures in its last 24 hours
+    assert rows(ws, "VMConnection | where TimeGenerated >= ago(24h) and Computer == 'acme-demo' "
+                    "| summarize sum(LinksFailed)")[0][0] > 0
+
+
+def test_internet_endpoints(demo):
+    ws, _ = demo
+    out = rows(ws, "VMConnection | where Direction == 'outbound' and RemoteCountry != '' "
+                   "| summarize dns = countif(RemoteDnsQuestions startswith '[\"'), n = count(), "
+                   "geo = countif(isnotnull(RemoteLatitude) and isnotnull(RemoteLongitude))")
+    dns, n, geo = out[0]
+    assert n > 0 and geo == n and dns >= 0.95 * n
+    countries = {r[0] for r in rows(ws, "VMConnection | where Direction == 'inbound' and DestinationPort == 443 "
+                                       "| distinct RemoteCountry")}
+    assert {"United States", "United Kingdom", "Germany"} <= countries and "" not in countries
+    seen = {r[0] for r in rows(ws, "VMConnection | distinct RemoteIp")}
+    assert set(SUSPICIOUS_IPS) <= seen
+    # the enrichment issue fills these from a feed
+    assert rows(ws, "VMConnection | where MaliciousIp != '' or IndicatorThreatType != '' | count") == [[0]]
+
+
+def test_loopback_is_reported_both_ways(demo):
+    ws, _ = demo
+    got = rows(ws, "VMConnection | where SourceIp == '127.0.0.1' | summarize count() by Direction, ProcessName "
+                   "| order by Direction asc, ProcessName asc")
+    assert [r[:2] for r in got] == [["inbound", "java"], ["inbound", "sqlservr.exe"],
+                                    ["outbound", "SQLAGENT.EXE"], ["outbound", "curl"]]
+
+
+def test_docs_sample_machines(demo):
+    ws, _ = demo
+    got = dict(rows(ws, "ServiceMapComputer_CL | distinct ResourceName_s, ComputerName_s"))
+    assert got["m-4b9c93f9-bc37-46df-b43c-899ba829e07b"] == "acme-demo"
+    assert got["m-82412a7a-6a32-45a9-a8d6-538354224a25"] == "admdemo-appsvr"
+    sql = rows(ws, "ServiceMapProcess_CL | where MachineResourceName_s == 'm-559dbcd8-3130-454d-8d1d-f624e57961bc' "
+                   "| distinct ExecutableName_s")
+    assert ["sqlservr.exe"] in sql
+    assert rows(ws, "ServiceMapComputer_CL | where Ipv4Addresses_s == '[\"10.229.243.232\"]' "
+                    "| distinct OperatingSystemFullName_s, AzureLocation_s") == [["CentOS Linux 7 (Core)", ""]]
+
+
+# --------------------------------------------------------------------------- the seed queries
+
+def blocks() -> list[tuple[str, str]]:
+    if not SEED.exists():
+        return []
+    parts = re.split(r"^// ==== (.+)$", SEED.read_text(), flags=re.M)
+    return [(parts[i].strip(), parts[i + 1]) for i in range(1, len(parts), 2)
+            if "evaluate autocluster" not in parts[i + 1]]
+
+
+@pytest.mark.parametrize("title,query", blocks(), ids=[re.sub(r"[^a-z0-9]+", "_", t.lower())[:50] for t, _ in blocks()])
+def test_seed_query_finds_something(title, query, demo):
+    ws, _ = demo
+    res = ws.query(query, now=END)
+    assert res.rows, f"{title}: no rows"
+
+
+def test_seed_queries_present():
+    assert len(blocks()) >= 28
+
+
+# --------------------------------------------------------------------------- the command
+
+def _netatlas(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "netatlas", *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=300)
+
+
+def test_command(tmp_path):
+    data = str(tmp_path / "ws")
+    p = _netatlas("demo", "--data", data, "--machines", str(MIN_MACHINES), "--days", "1", "--seed", "5",
+                  "--end", "2024-05-02T12:00:00Z")
+    assert p.returncode == 0, p.stderr
+    assert re.search(r"^VMConnection\s+[\d,]+$", p.stdout, re.M), p.stdout
+    assert "generated in" in p.stdout and "day 1/1" in p.stderr
+    q = _netatlas("query", "--data", data, "--format", "csv", "ServiceMapComputer_CL | summarize dcount(ResourceId)")
+    assert q.returncode == 0, q.stderr
+    assert q.stdout.splitlines()[1] == str(MIN_MACHINES)
+    again = _netatlas("demo", "--data", data, "--machines", str(MIN_MACHINES), "--days", "1", "--quiet")
+    assert again.returncode == 2 and "already holds" in again.stderr
+    few = _netatlas("demo", "--data", data, "--machines", "3")
+    assert few.returncode == 2 and f"at least {MIN_MACHINES}" in few.stderr
