@@ -21,6 +21,7 @@ from typing import Callable
 import duckdb
 
 from . import __version__, connect
+from . import up
 from .demo.command import cmd_demo, demo_arguments
 from .errors import KqlError, NetatlasError
 from .kql import DEFAULT_MAX_ROWS
@@ -354,7 +355,10 @@ class Command:
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command("up", "open ./netatlas-data and start an interactive KQL prompt", up_arguments, cmd_up),
+    Command("up", "start the workspace server on ./netatlas-data (with the demo datacenter the first time)",
+            up.up_arguments, up.cmd_up),
+    Command("shell", "an interactive KQL prompt on a workspace directory (default ./netatlas-data)",
+            up_arguments, cmd_up),
     Command("query", "run one KQL query and print its result", query_arguments, cmd_query),
     Command("version", "print the version", version_arguments, cmd_version),
     Command("demo", "fill a workspace with a simulated datacenter (machines, processes, connections)",

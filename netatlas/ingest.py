@@ -3,13 +3,16 @@
 Every path (HTTP, ``Workspace.ingest``, the demo) goes through ``ingest_json``. The work is
 done by DuckDB, in named stages:
 
-    decode    gzip -> bytes; the body must be a JSON array of objects
-    parse     one JSON object per record, numbered (``rn``), with every catalogue column
-              picked out by ``json_transform`` in a single pass
-    validate  unknown columns, a missing TimeGenerated, values of the wrong type: the first
-              offending record (0-based) and field are named in the error
-    enrich    the columns the workspace fills itself (ENRICHERS): Type, SourceSystem,
-              _BilledSize, _IsBillable, _ResourceId, and for VMConnection RemoteIp
+    decode    gzip -> bytes
+    parse     orjson: the body must be a JSON array of objects
+    check     (Python) every record an object, no unknown column, a TimeGenerated
+    serialize each record once more as compact JSON, its size (``__bytes``, what is billed)
+              appended, into a batch file
+    stage     DuckDB's read_json reads the file with the catalogue's column types, and the
+              enrichers (ENRICHERS) add the columns the workspace fills itself: Type,
+              SourceSystem, _BilledSize, _IsBillable, _ResourceId, and for VMConnection RemoteIp.
+              A value of the wrong type fails the read; only then is the batch examined value
+              by value (``explain``) to name the first bad record and field
     store     one transaction: the batch id (a batch sent twice is stored once), the rows,
               and the hourly Usage records for the bytes just ingested
 
@@ -19,6 +22,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -27,6 +32,7 @@ from decimal import Decimal
 from typing import Callable
 
 import duckdb
+import orjson
 
 from .catalogue import Catalogue, Table
 from .errors import IngestError, did_you_mean
@@ -92,6 +98,9 @@ class IngestReport:
 
 SOURCE_SYSTEM = {"ServiceMapComputer_CL": "OpsManager", "ServiceMapProcess_CL": "OpsManager", "Usage": "OMS"}
 
+# Enrichers see the batch as read: one column per catalogue column, typed ("Computer" is a
+# VARCHAR, maybe NULL), plus __bytes, the size of the record as ingested.
+
 
 def azure_columns(table: Table, ctx: dict) -> dict[str, str]:
     cols = table.column_types
@@ -99,33 +108,27 @@ def azure_columns(table: Table, ctx: dict) -> dict[str, str]:
     if "Type" in cols:
         out["Type"] = _lit(table.name)
     if "SourceSystem" in cols:
-        given = _text('s."SourceSystem"')
-        out["SourceSystem"] = f"coalesce(nullif({given}, ''), {_lit(SOURCE_SYSTEM.get(table.name, 'Insights'))})"
+        out["SourceSystem"] = f"coalesce(nullif(\"SourceSystem\", ''), {_lit(SOURCE_SYSTEM.get(table.name, 'Insights'))})"
     if "_BilledSize" in cols:
-        out["_BilledSize"] = "CAST(strlen(CAST(j AS VARCHAR)) AS DOUBLE)"
+        out["_BilledSize"] = "CAST(__bytes AS DOUBLE)"
     if "_IsBillable" in cols:
         out["_IsBillable"] = "'True'"
-    if "_ResourceId" in cols:
-        who = "Computer" if "Computer" in cols else None
-        if who:
-            prefix = f"/netatlas/workspaces/{ctx.get('workspace_id', 'local')}/machines/"
-            given, computer = _text('s."_ResourceId"'), _text('s."Computer"')
-            out["_ResourceId"] = (f"coalesce(nullif({given}, ''), CASE WHEN coalesce({computer}, '') = '' THEN '' "
-                                  f"ELSE {_lit(prefix)} || lower({computer}) END)")
+    if "_ResourceId" in cols and "Computer" in cols:
+        prefix = f"/netatlas/workspaces/{ctx.get('workspace_id', 'local')}/machines/"
+        out["_ResourceId"] = (f"coalesce(nullif(\"_ResourceId\", ''), CASE WHEN coalesce(\"Computer\", '') = '' "
+                              f"THEN '' ELSE {_lit(prefix)} || lower(\"Computer\") END)")
     return out
 
 
 def remote_ip(table: Table, ctx: dict) -> dict[str, str]:
     if table.name != "VMConnection":
         return {}
-    src, dst, d = _text('s."SourceIp"'), _text('s."DestinationIp"'), _text('s."Direction"')
-    given = _text('s."RemoteIp"')
-    return {"RemoteIp": f"coalesce(nullif({given}, ''), "
-                        f"CASE WHEN {d} = 'inbound' THEN coalesce({src}, '') "
-                        f"WHEN {d} = 'outbound' THEN coalesce({dst}, '') ELSE '' END)"}
+    return {"RemoteIp": "coalesce(nullif(\"RemoteIp\", ''), CASE WHEN \"Direction\" = 'inbound' THEN "
+                        "coalesce(\"SourceIp\", '') WHEN \"Direction\" = 'outbound' THEN coalesce(\"DestinationIp\", '') "
+                        "ELSE '' END)"}
 
 
-# Each enricher: (table, context) -> {column: SQL over the parsed record s and its JSON text j}.
+# Each enricher: (table, context) -> {column: SQL over the staged batch}.
 # Later stages (geolocation, threat intelligence, DNS names) add themselves here.
 ENRICHERS: list[Callable[[Table, dict], dict[str, str]]] = [azure_columns, remote_ip]
 
@@ -161,34 +164,113 @@ def decode(body: bytes | str, content_encoding: str | None = None, limit: int | 
 
 def ingest_json(con: duckdb.DuckDBPyConnection, catalogue: Catalogue, table_name: str, body: bytes, *,
                 batch_id: str | None = None, context: dict | None = None) -> IngestReport:
-    """Validate, enrich and store one batch (the caller holds the workspace lock)."""
-    timings = {}
-    t0 = time.perf_counter()
+    """Parse a JSON array of records and ingest it (the caller holds the workspace lock)."""
+    table = resolve_table(catalogue, table_name)
+    try:
+        records = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise IngestError(f"{table.name}: the body is not valid JSON ({e})", code="INGEST_BAD_BODY") from None
+    if not isinstance(records, list):
+        raise IngestError(f"{table.name}: the body must be a JSON array of records, not a {type(records).__name__}",
+                          code="INGEST_BAD_BODY")
+    return ingest_records(con, catalogue, table.name, records, batch_id=batch_id, context=context)
+
+
+def resolve_table(catalogue: Catalogue, table_name: str) -> Table:
     table = catalogue.get(table_name)
     if table is None:
         hint = did_you_mean(table_name, catalogue.names())
         raise IngestError(f"unknown table '{table_name}'" + (f"; {hint}" if hint else ""), code="INGEST_UNKNOWN_TABLE")
     if table.name == USAGE:
         raise IngestError("Usage is written by the workspace itself", code="INGEST_READ_ONLY_TABLE")
-    text = body.decode("utf-8", errors="strict") if isinstance(body, (bytes, bytearray)) else body
+    return table
+
+
+def ingest_records(con: duckdb.DuckDBPyConnection, catalogue: Catalogue, table_name: str, records: list, *,
+                   batch_id: str | None = None, context: dict | None = None) -> IngestReport:
+    """Check, stage and store a batch of records (dicts); all or nothing."""
+    timings = {}
+    t0 = time.perf_counter()
+    table = resolve_table(catalogue, table_name)
+    if not isinstance(records, list):
+        raise IngestError(f"expected a list of records, got {type(records).__name__}", code="INGEST_SHAPE")
     if batch_id is not None and con.execute(f"SELECT 1 FROM {BATCHES} WHERE batch_id = ?", [batch_id]).fetchone():
         return IngestReport(table.name, 0, 0, batch_id, True)
-    stage = f"_stage_{uuid.uuid4().hex[:12]}"
-    exprs = enrich(table, context or {})
+    check(table, records)
     t1 = time.perf_counter()
+    path = serialize(records)
+    t2 = time.perf_counter()
     try:
         try:
-            n = parse_and_check(con, table, stage, text, exprs)
+            n, nbytes = store(con, table, path, enrich(table, context or {}), batch_id)
         except duckdb.Error as e:
-            # the fast pass found a problem: find the first bad record and field, slowly and precisely
-            explain(con, table, text, e)
-        t2 = time.perf_counter()
-        nbytes = store(con, table, stage, batch_id, n)
+            explain(con, table, records, e)   # names the first bad record and field
         t3 = time.perf_counter()
     finally:
-        con.execute(f"DROP TABLE IF EXISTS {stage}")
-    timings.update(enrich=t1 - t0, parse_validate=t2 - t1, store=t3 - t2)
+        os.unlink(path)
+    timings.update(check=t1 - t0, serialize=t2 - t1, store=t3 - t2)
     return IngestReport(table.name, n, nbytes, batch_id, False, timings)
+
+
+def check(table: Table, records: list) -> None:
+    """Every record an object, with known columns only, and the required ones."""
+    allowed = frozenset(table.column_types)
+    for i, rec in enumerate(records):
+        if type(rec) is not dict:
+            raise IngestError(f"{table.name} record {i}: expected an object, got {_json_kind(rec)}",
+                              code="INGEST_SHAPE", record=i)
+        if not allowed.issuperset(rec):
+            key = next(k for k in rec if k not in allowed)
+            hint = did_you_mean(key, allowed)
+            raise IngestError(f"{table.name} record {i}: unknown column '{key}'" + (f"; {hint}" if hint else ""),
+                              code="INGEST_UNKNOWN_COLUMN", record=i, field=key)
+        for name in REQUIRED:
+            if rec.get(name) is None and name in allowed:
+                raise IngestError(f"{table.name} record {i}: missing {name}", code="INGEST_MISSING_FIELD",
+                                  record=i, field=name)
+
+
+def _json_kind(v) -> str:
+    return {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a bool"}.get(type(v), "null")
+
+
+def serialize(records: list) -> str:
+    """The batch as a JSON file: each record compact, with its size appended as __bytes."""
+    parts = []
+    dumps = orjson.dumps
+    for rec in records:
+        b = dumps(rec, default=_json_default, option=orjson.OPT_NAIVE_UTC)
+        parts.append(b[:-1] + (b',"__bytes":%d}' % len(b) if len(b) > 2 else b'"__bytes":2}'))
+    fd, path = tempfile.mkstemp(prefix="netatlas-batch-", suffix=".json")
+    with os.fdopen(fd, "wb") as f:
+        f.write(b"[" + b",".join(parts) + b"]")
+    return path
+
+
+# how read_json reads each KQL type, and how the staged value is finished
+READ_AS = {T.STRING: "VARCHAR", T.LONG: "BIGINT", T.INT: "INTEGER", T.REAL: "DOUBLE", T.BOOL: "BOOLEAN",
+           T.DATETIME: "TIMESTAMPTZ", T.TIMESPAN: "JSON", T.DYNAMIC: "JSON", T.GUID: "UUID",
+           T.DECIMAL: "DECIMAL(38, 18)"}
+FINISH = {
+    T.STRING: "coalesce({c}, '')",
+    T.DATETIME: "CAST({c} AS TIMESTAMP)",
+    T.TIMESPAN: ("CASE WHEN {c} IS NULL OR {c} = 'null' THEN NULL ELSE coalesce(netatlas_parse_timespan("
+                 "json_extract_string({c}, '$')), TRY_CAST({c} AS BIGINT), error('timespan')) END"),
+    T.DYNAMIC: "CASE WHEN {c} = 'null' THEN NULL ELSE {c} END",
+}
+
+
+def staged_select(table: Table, path: str, enriched: dict[str, str]) -> str:
+    """SQL reading the batch file with the table's types, as finished rows."""
+    spec = ", ".join(f"{_lit(c)}: {_lit(READ_AS[t])}" for c, t in table.columns)
+    spec += ", '__bytes': 'BIGINT'"
+    cols = []
+    for name, typ in table.columns:
+        if name in enriched:
+            cols.append(f"{enriched[name]} AS {_q(name)}")
+        else:
+            cols.append(f"{FINISH.get(typ, '{c}').format(c=_q(name))} AS {_q(name)}")
+    return f"SELECT {', '.join(cols)} FROM read_json({_lit(path)}, format='array', columns={{{spec}}})"
 
 
 def _records_sql() -> str:
@@ -206,34 +288,9 @@ def _bad_value(name: str, typ: str) -> str | None:
     return f"({f} IS NOT NULL AND {f} <> 'null' AND ({fail}))"
 
 
-def _column_sql(name: str, typ: str, enriched: dict[str, str]) -> str:
-    if name in enriched:
-        return enriched[name]
-    f = f"s.{_q(name)}"
-    return CONVERT[typ].format(f=f, t=_text(f))
-
-
-def parse_and_check(con, table: Table, stage: str, text: str, enriched: dict[str, str]) -> int:
-    """One pass: parse the batch into a staging table of finished rows, failing on any bad record."""
-    names = [c for c, _ in table.columns]
-    # (a record that is not an object has no TimeGenerated, so the REQUIRED check catches it too)
-    bad = [f"NOT list_has_all({_list_lit(names)}, json_keys(j))"]
-    bad += [f"(s.{_q(r)} IS NULL OR s.{_q(r)} = 'null')" for r in REQUIRED if r in table.column_types]
-    bad += [b for name, typ in table.columns if (b := _bad_value(name, typ))]
-    check = f"CASE WHEN {' OR '.join(bad)} THEN error('netatlas: bad record ' || rn) ELSE true END"
-    cols = ", ".join(f"{_column_sql(name, typ, enriched)} AS {_q(name)}" for name, typ in table.columns)
-    cols += ", strlen(CAST(j AS VARCHAR)) AS __bytes"   # the record as ingested, for Usage
-    con.execute(f"CREATE TEMP TABLE {stage} AS SELECT {cols} FROM ({_records_sql()}) WHERE {check}",
-                [json.dumps({c: "JSON" for c in names}), text])
-    return con.execute(f"SELECT count(*) FROM {stage}").fetchone()[0]
-
-
-def _list_lit(names: list[str]) -> str:
-    return "[" + ", ".join(_lit(n) for n in names) + "]"
-
-
-def explain(con, table: Table, text: str, err: Exception):
+def explain(con, table: Table, records: list, err: Exception):
     """Raise the IngestError naming the first bad record and field of a batch the fast pass refused."""
+    text = orjson.dumps(records, default=_json_default, option=orjson.OPT_NAIVE_UTC).decode()
     src = f"_in_{uuid.uuid4().hex[:12]}"
     try:
         try:
@@ -297,34 +354,36 @@ def enrich(table: Table, context: dict) -> dict[str, str]:
     return exprs
 
 
-def store(con, table: Table, stage: str, batch_id: str | None, n: int) -> int:
+def store(con, table: Table, path: str, enriched: dict[str, str], batch_id: str | None) -> tuple[int, int]:
+    """One transaction: the batch id, the rows read from the batch file, and their Usage bytes."""
     con.execute("BEGIN TRANSACTION")
     try:
         if batch_id is not None:
-            con.execute(f"INSERT INTO {BATCHES} VALUES (?, ?, ?, now())", [batch_id, table.name, n])
-        con.execute(f"INSERT INTO {_q(table.name)} SELECT {', '.join(_q(c) for c, _ in table.columns)} FROM {stage}")
-        nbytes = record_usage(con, table, stage) if n else 0
+            con.execute(f"INSERT INTO {BATCHES} VALUES (?, ?, 0, now())", [batch_id, table.name])
+        n = con.execute(f"INSERT INTO {_q(table.name)} {staged_select(table, path, enriched)}").fetchone()[0]
+        nbytes = con.execute(
+            f"INSERT INTO {USAGE_RAW} SELECT date_trunc('hour', CAST(TimeGenerated AS TIMESTAMP)), ?, ?, sum(__bytes) "
+            f"FROM read_json({_lit(path)}, format='array', columns={{'TimeGenerated': 'TIMESTAMPTZ', "
+            f"'__bytes': 'BIGINT'}}) GROUP BY 1 RETURNING bytes",
+            [table.name, SOLUTION.get(table.name, "LogManagement")]).fetchall()
+        if batch_id is not None:
+            con.execute(f"UPDATE {BATCHES} SET records = ? WHERE batch_id = ?", [n, batch_id])
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
         raise
-    return nbytes
+    return n, sum(b for (b,) in nbytes)
 
 
-def record_usage(con, table: Table, src: str) -> int:
-    """Add this batch's billed bytes to the Usage records of each hour it covers."""
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _usage_batch AS SELECT date_trunc('hour', TimeGenerated) AS h, "
-                f"CAST(sum(__bytes) AS BIGINT) AS b FROM {src} GROUP BY ALL")
-    con.execute(f"UPDATE {USAGE} AS u SET Quantity = u.Quantity + b.b / {MB}.0 FROM _usage_batch b "
-                f"WHERE u.StartTime = b.h AND u.DataType = ? AND u.IsBillable", [table.name])
-    con.execute(
-        f"INSERT INTO {USAGE} (TimeGenerated, StartTime, EndTime, DataType, Solution, Quantity, QuantityUnit, "
-        f"IsBillable, SourceSystem, Type) SELECT b.h, b.h, b.h + INTERVAL 1 HOUR, ?, ?, b.b / {MB}.0, 'MBytes', true, "
-        f"'OMS', 'Usage' FROM _usage_batch b WHERE NOT EXISTS (SELECT 1 FROM {USAGE} u WHERE u.StartTime = b.h "
-        f"AND u.DataType = ? AND u.IsBillable)", [table.name, SOLUTION.get(table.name, "LogManagement"), table.name])
-    total = con.execute("SELECT coalesce(sum(b), 0) FROM _usage_batch").fetchone()[0]
-    con.execute("DROP TABLE _usage_batch")
-    return int(total)
+# Usage is a view over the bytes each batch added per hour and table, so ingestion only appends.
+USAGE_RAW = "_netatlas_usage"
+USAGE_SQL = [
+    f"CREATE TABLE IF NOT EXISTS {USAGE_RAW} (hour TIMESTAMP, DataType VARCHAR, Solution VARCHAR, bytes BIGINT)",
+    f"""CREATE OR REPLACE VIEW "Usage" AS SELECT hour AS TimeGenerated, hour AS StartTime,
+        hour + INTERVAL 1 HOUR AS EndTime, DataType, Solution, CAST(sum(bytes) / {MB}.0 AS DOUBLE) AS Quantity,
+        'MBytes' AS QuantityUnit, true AS IsBillable, 'OMS' AS SourceSystem, 'Usage' AS Type
+        FROM {USAGE_RAW} GROUP BY hour, DataType, Solution""",
+]
 
 
 SOLUTION = {"VMConnection": "VMInsights", "VMBoundPort": "VMInsights", "VMComputer": "VMInsights",
@@ -349,15 +408,6 @@ def _json_default(v):
     if isinstance(v, (uuid.UUID, Decimal)):
         return str(v)
     raise TypeError(f"cannot store a {type(v).__name__} value")
-
-
-def records_to_json(records) -> str:
-    if not isinstance(records, list):
-        raise IngestError(f"expected a list of records, got {type(records).__name__}", code="INGEST_SHAPE")
-    try:
-        return json.dumps(records, default=_json_default, separators=(",", ":"))
-    except (TypeError, ValueError) as e:
-        raise IngestError(f"a record cannot be written as JSON: {e}", code="INGEST_TYPE") from None
 
 
 SETUP_SQL = [

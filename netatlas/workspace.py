@@ -55,9 +55,11 @@ class Workspace:
     def _create_tables(self) -> None:
         with self._lock:
             for table in self.catalogue.tables.values():
+                if table.name == ingest.USAGE:
+                    continue   # a view over the ingest stage's byte counts (ingest.USAGE_SQL)
                 cols = ", ".join(f'"{c}" {T.storage_sql(t)}' for c, t in table.columns)
                 self.connection.execute(f'CREATE TABLE IF NOT EXISTS "{table.name}" ({cols})')
-            for sql in ingest.SETUP_SQL:
+            for sql in ingest.SETUP_SQL + ingest.USAGE_SQL:
                 self.connection.execute(sql)
             self.connection.execute(f'CREATE TABLE IF NOT EXISTS {RETENTION_TABLE} ("table" VARCHAR PRIMARY KEY, days INTEGER)')
 
@@ -73,7 +75,9 @@ class Workspace:
     # ---- ingest -------------------------------------------------------------------------------
     def ingest(self, table: str, records: list[dict], *, batch_id: str | None = None) -> ingest.IngestReport:
         """Validate records against the table's schema, enrich and append them, all or nothing."""
-        return self.ingest_json(table, ingest.records_to_json(records), batch_id=batch_id)
+        with self._lock:
+            return ingest.ingest_records(self.connection, self.catalogue, table, records, batch_id=batch_id,
+                                         context={"workspace_id": self.id})
 
     def ingest_json(self, table: str, body: bytes | str, *, batch_id: str | None = None,
                     content_encoding: str | None = None) -> ingest.IngestReport:
@@ -107,8 +111,9 @@ class Workspace:
         deleted = {}
         for table, days in self.retention().items():
             cutoff = now - timedelta(days=days)
+            target, column = (ingest.USAGE_RAW, "hour") if table == ingest.USAGE else (f'"{table}"', "TimeGenerated")
             with self._lock:
-                n = self.connection.execute(f'DELETE FROM "{table}" WHERE TimeGenerated < ?', [cutoff]).fetchone()[0]
+                n = self.connection.execute(f'DELETE FROM {target} WHERE {column} < ?', [cutoff]).fetchone()[0]
             if n:
                 deleted[table] = n
         return deleted

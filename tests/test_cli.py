@@ -171,20 +171,20 @@ def test_console_script_is_declared():
 
 # ---------------------------------------------------------------- netatlas up
 
-def test_up_without_a_terminal_runs_stdin_as_one_query(tmp_path):
-    out = ok(run("up", "--format", "csv", stdin="range x from 1 to 2 step 1\n| count\n;;\n", cwd=tmp_path))
+def test_shell_without_a_terminal_runs_stdin_as_one_query(tmp_path):
+    out = ok(run("shell", "--format", "csv", stdin="range x from 1 to 2 step 1\n| count\n;;\n", cwd=tmp_path))
     assert out == "Count\n2\n"
     assert (tmp_path / "netatlas-data" / "netatlas.duckdb").is_file()
 
 
-def test_up_with_empty_stdin_exits_0_with_a_message(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "netatlas", "up"], stdin=subprocess.DEVNULL, capture_output=True,
+def test_shell_with_empty_stdin_exits_0_with_a_message(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "netatlas", "shell"], stdin=subprocess.DEVNULL, capture_output=True,
                        text=True, cwd=tmp_path, env=env(), timeout=120)
     assert p.returncode == 0 and p.stdout == "" and "no query" in p.stderr
 
 
-def test_up_without_a_terminal_reports_kql_errors(tmp_path):
-    p = run("up", stdin="print x = y\n", cwd=tmp_path)
+def test_shell_without_a_terminal_reports_kql_errors(tmp_path):
+    p = run("shell", stdin="print x = y\n", cwd=tmp_path)
     assert p.returncode == 2 and "^" in p.stderr and "Traceback" not in p.stderr
 
 
@@ -224,8 +224,8 @@ class Terminal:
             os.close(self.master)
 
 
-def test_up_in_a_terminal_is_an_interactive_prompt(tmp_path):
-    term = Terminal([sys.executable, "-m", "netatlas", "up"], tmp_path)
+def test_shell_in_a_terminal_is_an_interactive_prompt(tmp_path):
+    term = Terminal([sys.executable, "-m", "netatlas", "shell"], tmp_path)
     try:
         assert "7 tables: VMConnection" in term.expect("kql> ")
         term.send("range x from 1 to 3 step 1\n")
@@ -257,7 +257,7 @@ def test_read_statement_ends_at_empty_line_or_double_semicolon():
     assert read_statement(eof) is None
 
 
-@pytest.mark.parametrize("argv", [["query", "--help"], ["up", "--help"], ["version", "--help"]])
+@pytest.mark.parametrize("argv", [["query", "--help"], ["up", "--help"], ["shell", "--help"], ["version", "--help"]])
 def test_every_subcommand_has_help(argv):
     out = ok(run(*argv))
     assert "usage: netatlas" in out

@@ -1,0 +1,69 @@
+"""``netatlas up``: the README's main command.
+
+Creates the workspace in ./netatlas-data (identity and keys first), loads the simulated
+datacenter the first time (``--no-demo`` skips it), starts the local agent when this host can
+run it, then serves the workspace until Ctrl-C, printing the URLs and keys to use.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+DEMO_MARKER = ".demo-loaded"
+
+
+def up_arguments(p: argparse.ArgumentParser) -> None:
+    from .server.settings import SETTINGS
+    p.add_argument("--data", metavar="DIR", default="netatlas-data",
+                   help="the workspace directory (created if missing; default: ./netatlas-data)")
+    p.add_argument("--no-demo", action="store_true", help="do not load the simulated datacenter on first start")
+    p.add_argument("--machines", type=int, default=200, help="machines in the demo environment (default: 200)")
+    p.add_argument("--days", type=int, default=7, help="days of demo data (default: 7)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the demo environment (default: 1)")
+    for s in SETTINGS:
+        if s.name in ("host", "port"):
+            p.add_argument(s.flag, metavar=s.metavar, type=s.type, default=None,
+                           help=f"{s.help} (default: {s.default}; env {s.env})")
+
+
+def load_demo_once(data: Path, args, out=sys.stdout) -> None:
+    marker = data / DEMO_MARKER
+    if args.no_demo or marker.exists():
+        return
+    from . import connect
+    from .demo import generate
+    out.write(f"loading the demo environment: {args.machines} machines, {args.days} days (first start only)\n")
+    out.flush()
+    t0 = time.monotonic()
+    ws = connect(data)
+    try:
+        counts = generate(ws, machines=args.machines, days=args.days, seed=args.seed)
+    finally:
+        ws.close()
+    marker.write_text(json.dumps({"machines": args.machines, "days": args.days, "seed": args.seed,
+                                  "records": counts, "seconds": round(time.monotonic() - t0, 1)}, indent=1))
+    total = sum(counts.values())
+    out.write(f"  {total:,} records in {time.monotonic() - t0:.0f} s\n")
+
+
+def local_agent_status() -> str:
+    try:
+        from . import agent  # noqa: F401
+    except ImportError:
+        return "local agent: not started (the agent is not part of this version yet)"
+    return "local agent: available"
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from .keys import load_or_create
+    from .server.run import serve
+    from .server.settings import Settings
+    data = Path(args.data)
+    load_or_create(data)
+    load_demo_once(data, args)
+    print(local_agent_status())
+    settings = Settings.from_env(host=args.host, port=args.port)
+    return serve(data, settings)
