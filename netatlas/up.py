@@ -62,8 +62,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     from .server.run import serve
     from .server.settings import Settings
     data = Path(args.data)
-    load_or_create(data)
+    identity = load_or_create(data)
     load_demo_once(data, args)
     print(local_agent_status())
+    # up is the local, first-contact command: it always shows the keys to use
+    print("keys to use with this workspace:")
+    for k in identity.keys:
+        print(f"  {k.role:<7} {k.secret}")
     settings = Settings.from_env(host=args.host, port=args.port)
     return serve(data, settings)

@@ -1,0 +1,99 @@
+"""netatlas up, end to end: a fresh directory becomes a served workspace with the demo datacenter,
+and every seed query answers through POST /api/query with rows."""
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, SHARED
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def seed_blocks():
+    text = (SHARED / "seed-queries.kql").read_text()
+    parts = re.split(r"^// ==== (.+)$", text, flags=re.M)
+    return [(parts[i].strip(), parts[i + 1]) for i in range(1, len(parts), 2)]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    data = tmp_path_factory.mktemp("up") / "netatlas-data"
+    port = free_port()
+    p = subprocess.Popen([sys.executable, "-m", "netatlas", "up", "--data", str(data), "--port", str(port),
+                          "--machines", "24", "--days", "2"], cwd=ROOT, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    out = []
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline:
+            line = p.stdout.readline()
+            if not line:
+                break
+            out.append(line)
+            if "/healthz" in line:
+                break
+        for _ in range(100):
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                c.request("GET", "/healthz")
+                if c.getresponse().status == 200:
+                    break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("netatlas up did not serve:\n" + "".join(out))
+        keys = json.loads((data / "workspace.json").read_text())
+        query_key = next(k["secret"] for k in keys["keys"] if k["role"] == "query")
+        yield port, query_key, "".join(out), data
+    finally:
+        p.send_signal(signal.SIGINT)
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def post_query(port: int, key: str, text: str) -> tuple[int, dict]:
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    c.request("POST", "/api/query", body=json.dumps({"query": text}),
+              headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    r = c.getresponse()
+    return r.status, json.loads(r.read())
+
+
+def test_up_prints_what_to_use(served):
+    port, key, out, data = served
+    assert "loading the demo environment" in out
+    assert f":{port}/api/query" in out and "workspace id" in out
+    assert key in out                      # keys are shown on the first start
+    assert (data / ".demo-loaded").exists()
+
+
+@pytest.mark.parametrize("title,query", seed_blocks(), ids=[t[:50] for t, _ in seed_blocks()])
+def test_every_seed_query_answers_with_rows(served, title, query):
+    port, key, _, _ = served
+    if "evaluate autocluster" in query:
+        status, body = post_query(port, key, query)
+        assert status == 400 and body["error"]["code"] == "KQL_UNKNOWN_FUNCTION", body
+        pytest.xfail("the autocluster plugin comes with the analytics work")
+    status, body = post_query(port, key, query)
+    assert status == 200, body
+    table = body["tables"][0]
+    assert table["rows"], f"{title}: no rows"
+    assert body["statistics"]["truncated"] is False
+    if "render" in query:
+        assert body["render"]["visualization"] in ("timechart", "scatterchart")
