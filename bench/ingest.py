@@ -87,7 +87,35 @@ def start_server(data: Path, port: int) -> subprocess.Popen:
     raise SystemExit(f"the server did not start: {p.stderr.read().decode()[-2000:]}")
 
 
-def run(batches: int, size: int, use_gzip: bool) -> dict:
+def post_all(port: int, ident, key, sent: list[bytes], use_gzip: bool, clients: int) -> None:
+    """POST the batches from `clients` agents at once, each on its own keep-alive connection."""
+    import threading
+    path = "/api/ingest/VMConnection"
+    errors = []
+
+    def agent(k: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        for i in range(k, len(sent), clients):
+            body = sent[i]
+            headers = signed_headers(ident.workspace_id, key.secret, body, path, gzipped=use_gzip,
+                                     batch_id=f"bench-{i}")
+            conn.request("POST", path, body=body, headers=headers)
+            resp = conn.getresponse()
+            answer = resp.read()
+            if resp.status != 200:
+                errors.append(f"batch {i}: HTTP {resp.status}: {answer[:500]!r}")
+                return
+
+    threads = [threading.Thread(target=agent, args=(k,)) for k in range(clients)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    if errors:
+        raise SystemExit(errors[0])
+
+
+def run(batches: int, size: int, use_gzip: bool, clients: int = 2) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="netatlas-bench-ingest-"))
     start = time.time() - 86400
     bodies = [json.dumps(batch(i, size, start + i * 60 * (size // 500))).encode() for i in range(batches)]
@@ -100,17 +128,8 @@ def run(batches: int, size: int, use_gzip: bool) -> dict:
     port = free_port()
     server = start_server(data, port)
     try:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-        path = "/api/ingest/VMConnection"
         t0 = time.perf_counter()
-        for i, body in enumerate(sent):
-            headers = signed_headers(ident.workspace_id, key.secret, body, path, gzipped=use_gzip,
-                                     batch_id=f"bench-{i}")
-            conn.request("POST", path, body=body, headers=headers)
-            resp = conn.getresponse()
-            answer = resp.read()
-            if resp.status != 200:
-                raise SystemExit(f"batch {i}: HTTP {resp.status}: {answer[:500]!r}")
+        post_all(port, ident, key, sent, use_gzip, clients)
         http_s = time.perf_counter() - t0
     finally:
         server.terminate()
@@ -148,11 +167,14 @@ def main(argv=None) -> int:
     ap.add_argument("--batches", type=int, default=30)
     ap.add_argument("--batch-size", type=int, default=10_000)
     ap.add_argument("--gzip", action="store_true", help="send the batches gzip-compressed, as agents do")
+    ap.add_argument("--clients", type=int, default=2,
+                    help="agents sending at once, each on its own connection (default 2, one per core)")
     ap.add_argument("--check", action="store_true", help="exit 1 when the goal is missed")
     args = ap.parse_args(argv)
-    r = run(args.batches, args.batch_size, args.gzip)
+    r = run(args.batches, args.batch_size, args.gzip, args.clients)
     print(f"{r['records']:,} VMConnection records in {args.batches} batches of {args.batch_size:,} "
-          f"({r['mb']:.1f} MB of JSON, {r['sent_mb']:.1f} MB sent{' gzip' if args.gzip else ''}), {os.cpu_count()} cores")
+          f"({r['mb']:.1f} MB of JSON, {r['sent_mb']:.1f} MB sent{' gzip' if args.gzip else ''}), "
+          f"{args.clients} agents at once, {os.cpu_count()} cores")
     print(f"{'path':<44} {'seconds':>8} {'records/s':>12}")
     print(f"{'netatlas HTTP API (sign, check, enrich, Usage)':<44} {r['http_s']:>8.2f} {r['http_rps']:>12,.0f}")
     print(f"{'hand-written DuckDB read_json + INSERT':<44} {r['hand_s']:>8.2f} {r['hand_rps']:>12,.0f}")

@@ -173,7 +173,7 @@ def ingest_json(con: duckdb.DuckDBPyConnection, catalogue: Catalogue, table_name
     if not isinstance(records, list):
         raise IngestError(f"{table.name}: the body must be a JSON array of records, not a {type(records).__name__}",
                           code="INGEST_BAD_BODY")
-    return ingest_records(con, catalogue, table.name, records, batch_id=batch_id, context=context)
+    return ingest_records(con, catalogue, table.name, records, batch_id=batch_id, context=context, body=body)
 
 
 def resolve_table(catalogue: Catalogue, table_name: str) -> Table:
@@ -187,8 +187,11 @@ def resolve_table(catalogue: Catalogue, table_name: str) -> Table:
 
 
 def ingest_records(con: duckdb.DuckDBPyConnection, catalogue: Catalogue, table_name: str, records: list, *,
-                   batch_id: str | None = None, context: dict | None = None) -> IngestReport:
-    """Check, stage and store a batch of records (dicts); all or nothing."""
+                   batch_id: str | None = None, context: dict | None = None,
+                   body: bytes | None = None) -> IngestReport:
+    """Check, stage and store a batch of records (dicts); all or nothing.
+
+    ``body``: the JSON the records were parsed from, written to the batch file as it is."""
     timings = {}
     t0 = time.perf_counter()
     table = resolve_table(catalogue, table_name)
@@ -198,11 +201,15 @@ def ingest_records(con: duckdb.DuckDBPyConnection, catalogue: Catalogue, table_n
         return IngestReport(table.name, 0, 0, batch_id, True)
     check(table, records)
     t1 = time.perf_counter()
-    path = serialize(records)
+    path = serialize(records, body)
     t2 = time.perf_counter()
     try:
         try:
             n, nbytes = store(con, table, path, enrich(table, context or {}), batch_id)
+        except duckdb.ConstraintException:
+            if batch_id is None:
+                raise
+            return IngestReport(table.name, 0, 0, batch_id, True)   # the same batch, sent twice at once
         except duckdb.Error as e:
             explain(con, table, records, e)   # names the first bad record and field
         t3 = time.perf_counter()
@@ -234,17 +241,36 @@ def _json_kind(v) -> str:
     return {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a bool"}.get(type(v), "null")
 
 
-def serialize(records: list) -> str:
-    """The batch as a JSON file: each record compact, with its size appended as __bytes."""
-    parts = []
-    dumps = orjson.dumps
-    for rec in records:
-        b = dumps(rec, default=_json_default, option=orjson.OPT_NAIVE_UTC)
-        parts.append(b[:-1] + (b',"__bytes":%d}' % len(b) if len(b) > 2 else b'"__bytes":2}'))
+def serialize(records: list, body: bytes | None = None) -> str:
+    """The batch as a JSON file for read_json: the body as received, or the records as compact JSON."""
+    if body is None:
+        body = orjson.dumps(records, default=_json_default, option=orjson.OPT_NAIVE_UTC)
     fd, path = tempfile.mkstemp(prefix="netatlas-batch-", suffix=".json")
     with os.fdopen(fd, "wb") as f:
-        f.write(b"[" + b",".join(parts) + b"]")
+        f.write(body)
     return path
+
+
+# The billed size of a record: its length as compact JSON, from the values as read (a value that
+# is absent or null takes no room). Per read type: the length of the value's JSON text.
+VALUE_SIZE = {
+    "VARCHAR": "strlen({c}) + 2", "BIGINT": "strlen(CAST({c} AS VARCHAR))", "INTEGER": "strlen(CAST({c} AS VARCHAR))",
+    "DOUBLE": "strlen(CAST({c} AS VARCHAR))", "DECIMAL(38, 18)": "strlen(CAST({c} AS VARCHAR))",
+    "BOOLEAN": "CASE WHEN {c} THEN 4 ELSE 5 END", "JSON": "strlen(CAST({c} AS VARCHAR))", "UUID": "38",
+    "TIMESTAMPTZ": "CASE WHEN microsecond({c}) % 1000000 = 0 THEN 22 ELSE 29 END",
+}
+
+
+def record_size_sql(table: Table, empty_strings_absent: bool = False) -> str:
+    """SQL for the compact-JSON size of a record, over its columns as read (or as stored)."""
+    terms = []
+    for name, typ in table.columns:
+        read = READ_AS[typ]
+        c = _q(name)
+        absent = f"{c} IS NULL" + (f" OR {c} = ''" if empty_strings_absent and read == "VARCHAR" else "")
+        value = VALUE_SIZE[read].format(c=c)
+        terms.append(f"CASE WHEN {absent} THEN 0 ELSE {len(name.encode()) + 4} + {value} END")
+    return f"greatest(2, 1 + {' + '.join(terms)})"
 
 
 # how read_json reads each KQL type, and how the staged value is finished
@@ -263,14 +289,14 @@ FINISH = {
 def staged_select(table: Table, path: str, enriched: dict[str, str]) -> str:
     """SQL reading the batch file with the table's types, as finished rows."""
     spec = ", ".join(f"{_lit(c)}: {_lit(READ_AS[t])}" for c, t in table.columns)
-    spec += ", '__bytes': 'BIGINT'"
     cols = []
     for name, typ in table.columns:
         if name in enriched:
             cols.append(f"{enriched[name]} AS {_q(name)}")
         else:
             cols.append(f"{FINISH.get(typ, '{c}').format(c=_q(name))} AS {_q(name)}")
-    return f"SELECT {', '.join(cols)} FROM read_json({_lit(path)}, format='array', columns={{{spec}}})"
+    return (f"SELECT {', '.join(cols)} FROM (SELECT *, {record_size_sql(table)} AS __bytes FROM "
+            f"read_json({_lit(path)}, format='array', columns={{{spec}}}))")
 
 
 def _records_sql() -> str:
@@ -356,23 +382,26 @@ def enrich(table: Table, context: dict) -> dict[str, str]:
 
 def store(con, table: Table, path: str, enriched: dict[str, str], batch_id: str | None) -> tuple[int, int]:
     """One transaction: the batch id, the rows read from the batch file, and their Usage bytes."""
+    size = "_BilledSize" if "_BilledSize" in table.column_types else record_size_sql(table, empty_strings_absent=True)
     con.execute("BEGIN TRANSACTION")
     try:
         if batch_id is not None:
             con.execute(f"INSERT INTO {BATCHES} VALUES (?, ?, 0, now())", [batch_id, table.name])
-        n = con.execute(f"INSERT INTO {_q(table.name)} {staged_select(table, path, enriched)}").fetchone()[0]
-        nbytes = con.execute(
-            f"INSERT INTO {USAGE_RAW} SELECT date_trunc('hour', CAST(TimeGenerated AS TIMESTAMP)), ?, ?, sum(__bytes) "
-            f"FROM read_json({_lit(path)}, format='array', columns={{'TimeGenerated': 'TIMESTAMPTZ', "
-            f"'__bytes': 'BIGINT'}}) GROUP BY 1 RETURNING bytes",
-            [table.name, SOLUTION.get(table.name, "LogManagement")]).fetchall()
+        rows = con.execute(f"INSERT INTO {_q(table.name)} {staged_select(table, path, enriched)} "
+                           f"RETURNING date_trunc('hour', TimeGenerated), CAST({size} AS BIGINT)").fetchall()
+        per_hour: dict = {}
+        for hour, b in rows:
+            per_hour[hour] = per_hour.get(hour, 0) + b
+        if per_hour:
+            con.executemany(f"INSERT INTO {USAGE_RAW} VALUES (?, ?, ?, ?)",
+                            [(h, table.name, SOLUTION.get(table.name, "LogManagement"), b) for h, b in per_hour.items()])
         if batch_id is not None:
-            con.execute(f"UPDATE {BATCHES} SET records = ? WHERE batch_id = ?", [n, batch_id])
+            con.execute(f"UPDATE {BATCHES} SET records = ? WHERE batch_id = ?", [len(rows), batch_id])
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
         raise
-    return n, sum(b for (b,) in nbytes)
+    return len(rows), sum(per_hour.values())
 
 
 # Usage is a view over the bytes each batch added per hour and table, so ingestion only appends.

@@ -47,6 +47,8 @@ class Workspace:
         else:
             self.connection = duckdb.connect(":memory:")
         self._lock = threading.RLock()
+        self._local = threading.local()
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
         self.connection.execute("SET TimeZone = 'UTC'")
         runtime.install(self.connection)
         self._create_tables()
@@ -73,19 +75,31 @@ class Workspace:
         return "local"
 
     # ---- ingest -------------------------------------------------------------------------------
+    # Batches from several agents are ingested side by side: each thread has its own DuckDB
+    # cursor (a connection to the same database) and its own transaction; DuckDB appends
+    # concurrently. Queries keep the main connection.
+    def _ingest_cursor(self) -> duckdb.DuckDBPyConnection:
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            with self._lock:
+                cur = self.connection.cursor()
+                cur.execute("SET TimeZone = 'UTC'")
+                runtime.install(cur)
+                self._cursors.append(cur)
+            self._local.cursor = cur
+        return cur
+
     def ingest(self, table: str, records: list[dict], *, batch_id: str | None = None) -> ingest.IngestReport:
         """Validate records against the table's schema, enrich and append them, all or nothing."""
-        with self._lock:
-            return ingest.ingest_records(self.connection, self.catalogue, table, records, batch_id=batch_id,
-                                         context={"workspace_id": self.id})
+        return ingest.ingest_records(self._ingest_cursor(), self.catalogue, table, records, batch_id=batch_id,
+                                     context={"workspace_id": self.id})
 
     def ingest_json(self, table: str, body: bytes | str, *, batch_id: str | None = None,
                     content_encoding: str | None = None) -> ingest.IngestReport:
         """Ingest a JSON array of records (optionally gzip-compressed), as the HTTP API does."""
         data = ingest.decode(body, content_encoding)
-        with self._lock:
-            return ingest.ingest_json(self.connection, self.catalogue, table, data, batch_id=batch_id,
-                                      context={"workspace_id": self.id})
+        return ingest.ingest_json(self._ingest_cursor(), self.catalogue, table, data, batch_id=batch_id,
+                                  context={"workspace_id": self.id})
 
     # ---- retention ----------------------------------------------------------------------------
     def retention(self) -> dict[str, int]:
@@ -159,6 +173,12 @@ class Workspace:
 
     def close(self) -> None:
         with self._lock:
+            for cur in self._cursors:
+                try:
+                    cur.close()
+                except duckdb.Error:
+                    pass
+            self._cursors.clear()
             self.connection.close()
 
     def __enter__(self):
