@@ -61,6 +61,11 @@ class Workspace:
                     continue   # a view over the ingest stage's byte counts (ingest.USAGE_SQL)
                 cols = ", ".join(f'"{c}" {T.storage_sql(t)}' for c, t in table.columns)
                 self.connection.execute(f'CREATE TABLE IF NOT EXISTS "{table.name}" ({cols})')
+            # workspaces from before Usage became a view held it as a table of derived data
+            kind = self.connection.execute("SELECT table_type FROM information_schema.tables WHERE table_name = ? "
+                                           "AND table_schema = 'main'", [ingest.USAGE]).fetchone()
+            if kind and kind[0] == "BASE TABLE":
+                self.connection.execute(f'DROP TABLE "{ingest.USAGE}"')
             for sql in ingest.SETUP_SQL + ingest.USAGE_SQL:
                 self.connection.execute(sql)
             self.connection.execute(f'CREATE TABLE IF NOT EXISTS {RETENTION_TABLE} ("table" VARCHAR PRIMARY KEY, days INTEGER)')

@@ -106,13 +106,16 @@ def op_extend(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
         scope.inline[name] = t
     new = dict(items)
     select, cols = [], []
-    for c, typ in rel.cols:
-        if c in new:
-            select.append(aliased(new[c].sql, c))
-            cols.append((c, new[c].type))
-        else:
-            select.append(col(c))
-            cols.append((c, typ))
+    if not any(c in new for c, _ in rel.cols):   # only new columns: *, then them
+        select, cols = [exp.Star()], list(rel.cols)
+    else:
+        for c, typ in rel.cols:
+            if c in new:
+                select.append(aliased(new[c].sql, c))
+                cols.append((c, new[c].type))
+            else:
+                select.append(col(c))
+                cols.append((c, typ))
     existing = set(rel.names())
     for n, t in items:
         if n not in existing:

@@ -1,1 +1,1 @@
-SELECT "n", "Kind" FROM (SELECT "n", CASE WHEN "n" < 0 THEN 'neg' ELSE 'nonneg' END AS "Kind" FROM (SELECT "n" FROM (VALUES (CAST((-5) AS BIGINT)), (CAST(0 AS BIGINT)), (CAST(7 AS BIGINT))) AS "_v1"("n")) AS _q2) AS _result LIMIT 500001
+SELECT "n", "Kind" FROM (SELECT *, CASE WHEN "n" < 0 THEN 'neg' ELSE 'nonneg' END AS "Kind" FROM (SELECT "n" FROM (VALUES (CAST((-5) AS BIGINT)), (CAST(0 AS BIGINT)), (CAST(7 AS BIGINT))) AS "_v1"("n")) AS _q2) AS _result LIMIT 500001

@@ -1,1 +1,1 @@
-SELECT "D", "A", "HasB" FROM (SELECT "D", TRY_CAST(JSON_EXTRACT("D", '$."a"') AS BIGINT) AS "A", NOT (JSON_EXTRACT("D", '$."b"') IS NULL) AS "HasB" FROM (SELECT "D" FROM (VALUES (CAST('{"a":1}' AS JSON)), (CAST('{"a":2,"b":3}' AS JSON))) AS "_v1"("D")) AS _q2) AS _result LIMIT 500001
+SELECT "D", "A", "HasB" FROM (SELECT *, TRY_CAST(JSON_EXTRACT("D", '$."a"') AS BIGINT) AS "A", NOT (JSON_EXTRACT("D", '$."b"') IS NULL) AS "HasB" FROM (SELECT "D" FROM (VALUES (CAST('{"a":1}' AS JSON)), (CAST('{"a":2,"b":3}' AS JSON))) AS "_v1"("D")) AS _q2) AS _result LIMIT 500001

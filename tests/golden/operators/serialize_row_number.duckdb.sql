@@ -1,1 +1,1 @@
-SELECT "Name", "Rn" FROM (SELECT "Name", CAST(((ROW_NUMBER() OVER () - 1) + 1) AS BIGINT) AS "Rn" FROM (SELECT "Name" FROM (VALUES ('c'), ('a'), ('b')) AS "_v1"("Name")) AS _q2) AS _result LIMIT 500001
+SELECT "Name", "Rn" FROM (SELECT *, CAST(((ROW_NUMBER() OVER () - 1) + 1) AS BIGINT) AS "Rn" FROM (SELECT "Name" FROM (VALUES ('c'), ('a'), ('b')) AS "_v1"("Name")) AS _q2) AS _result LIMIT 500001
