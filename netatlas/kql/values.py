@@ -210,10 +210,14 @@ def convert_rows(raw: list[tuple], types: list[str]) -> list[list]:
                 if row[i] is None:
                     row[i] = ""
         elif conv is _out_datetime:
+            seen: dict = {}   # time series repeat their bins: convert each instant once
             for row in rows:
                 v = row[i]
-                if v is not None and v.tzinfo is None:
-                    row[i] = v.replace(tzinfo=_UTC)
+                if v is not None:
+                    w = seen.get(v)
+                    if w is None:
+                        w = seen[v] = v if v.tzinfo is not None else v.replace(tzinfo=_UTC)
+                    row[i] = w
         else:
             for row in rows:
                 row[i] = conv(row[i])
