@@ -57,6 +57,14 @@ def order_survives(order, cols: dict[str, str], changed: set[str] = frozenset())
     return order
 
 
+def pruned(rel: Rel, exprs: list[exp.Expression]) -> Rel:
+    """rel rebuilt to produce only the columns exprs read, when it knows how (see Rel.rebuild)."""
+    if rel.rebuild is None or any(isinstance(e, exp.Star) or e.find(exp.Star) for e in exprs):
+        return rel
+    needed = {c.name for e in exprs for c in e.find_all(exp.Column) if not c.table}
+    return rel.rebuild(frozenset(needed))
+
+
 def unknown_column(name: str, span: Span, rel: Rel):
     raise KqlSemanticError(f"unknown column '{name}'", span, code="KQL_UNKNOWN_COLUMN",
                            hint=did_you_mean(name, rel.names()) or f"available columns: {', '.join(rel.names()[:12])}")
@@ -66,7 +74,11 @@ def unknown_column(name: str, span: Span, rel: Rel):
 
 def op_where(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
     pred = to_bool(pl.scalar(op.args["predicate"], scope_of(rel)), "the where condition")
-    return Rel(pl.wrap(rel, select_all(rel), where=pred.sql), rel.cols, rel.order, rel.name, rel.serialized)
+    out = Rel(pl.wrap(rel, select_all(rel), where=pred.sql), rel.cols, rel.order, rel.name, rel.serialized)
+    if rel.rebuild is not None:
+        reads = {c.name for c in pred.sql.find_all(exp.Column)}
+        out.rebuild = lambda needed: op_where(pl, rel.rebuild(needed | reads), op)
+    return out
 
 
 def named_items(pl: Planner, rel: Rel, items: list[s.Assign], taken: set[str], scope: Scope | None = None,
@@ -93,6 +105,7 @@ def op_project(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
     cols = [(n, t.type) for n, t in items]
     changed = {n for n, t in items if not (isinstance(t.sql, exp.Column) and t.sql.name == n)}
     select = [aliased(t.sql, n) for n, t in items]
+    rel = pruned(rel, [t.sql for _, t in items] + [o for o in rel.order or []])
     return Rel(pl.wrap(rel, select), cols, order_survives(rel.order, dict(cols), changed), None, rel.serialized)
 
 
@@ -183,8 +196,9 @@ def op_project_reorder(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
 
 # ---- summarize ------------------------------------------------------------------------------
 
-def op_summarize(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
+def op_summarize(pl: Planner, rel: Rel, op: s.Operator, keep: frozenset | None = None) -> Rel:
     scope = scope_of(rel)
+    whole_rows = False
     by = named_items(pl, rel, op.args["by"], set())
     by_names = [n for n, _ in by]
     select = [aliased(t.sql, n) for n, t in by]
@@ -195,7 +209,8 @@ def op_summarize(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
     for it in op.args["aggs"]:
         e = it.expr
         if isinstance(e, s.Call) and e.name in ARG_EXTREMES:
-            for name, typ, sql in arg_extreme(pl, rel, e, it, by_names, taken, scope, row_alias):
+            whole_rows |= len(e.args) == 2 and isinstance(e.args[1], s.Star)
+            for name, typ, sql in arg_extreme(pl, rel, e, it, by_names, taken, scope, row_alias, keep):
                 select.append(aliased(sql, name))
                 cols.append((name, typ))
                 taken.add(name)
@@ -227,10 +242,14 @@ def op_summarize(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
         cols.append((name, t.type))
     if not op.args["aggs"] and not by:
         raise KqlSemanticError("summarize needs an aggregation or a 'by' clause", op.span, code="KQL_SYNTAX")
+    if not whole_rows:
+        rel = pruned(rel, [x.this if isinstance(x, exp.Alias) else x for x in select])
     sql = pl.wrap(rel, select, group=group or None, alias=row_alias)
     out = Rel(sql, cols, None, None)
     if any(isinstance(x, exp.Alias) and x.alias.startswith("__am") for x in select):
         out = expand_structs(pl, out)
+    if whole_rows and keep is None:
+        out.rebuild = lambda needed: op_summarize(pl, rel, op, keep=needed)
     return out
 
 
@@ -252,7 +271,8 @@ def contains_aggregate(e: exp.Expression) -> bool:
     return False
 
 
-def arg_extreme(pl: Planner, rel: Rel, call: s.Call, item: s.Assign, by_names, taken, scope, row_alias: str):
+def arg_extreme(pl: Planner, rel: Rel, call: s.Call, item: s.Assign, by_names, taken, scope, row_alias: str,
+                keep: frozenset | None = None):
     """arg_max(Expr, *) / arg_max(Expr, Col1, Col2): the row where Expr is largest."""
     if not call.args:
         raise KqlSemanticError(f"{call.name}() needs the expression to maximize", call.span, code="KQL_ARGUMENTS")
@@ -263,7 +283,7 @@ def arg_extreme(pl: Planner, rel: Rel, call: s.Call, item: s.Assign, by_names, t
     rest = call.args[1:]
     if len(rest) == 1 and isinstance(rest[0], s.Star):
         for c, typ in rel.cols:
-            if c not in by_names and c != tname:
+            if c not in by_names and c != tname and (keep is None or c in keep):
                 fields.append((c, Typed(col(c), typ, name=c)))
     else:
         for x in rest:
@@ -276,7 +296,7 @@ def arg_extreme(pl: Planner, rel: Rel, call: s.Call, item: s.Assign, by_names, t
         fields[0] = (item.names[0], fields[0][1])
     alias = pl.fresh("__am")
     whole_row = len(rest) == 1 and isinstance(rest[0], s.Star) and isinstance(target.sql, exp.Column) \
-        and target.name in rel.types
+        and target.name in rel.types and keep is None
     if whole_row:
         # the input row itself is the struct: max_by(row, x), then "__am"."Column" picks a field
         agg = fn(ARG_EXTREMES[call.name], col(row_alias), target.sql)
@@ -366,11 +386,13 @@ def op_distinct(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
     if items is None:
         return Rel(pl.wrap(rel, select_all(rel), distinct=True), rel.cols, None, rel.name)
     named = named_items(pl, rel, items, set())
+    rel = pruned(rel, [t.sql for _, t in named])
     sql = pl.wrap(rel, [aliased(t.sql, n) for n, t in named], distinct=True)
     return Rel(sql, [(n, t.type) for n, t in named], None, None)
 
 
 def op_count(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
+    rel = pruned(rel, [])
     return Rel(pl.wrap(rel, [aliased(exp.Count(this=exp.Star()), "Count")]), [("Count", T.LONG)], None, None)
 
 

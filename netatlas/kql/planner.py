@@ -31,6 +31,9 @@ class Rel:
     order: list[exp.Ordered] | None = None
     name: str | None = None           # a table's name, for union withsource and search $table
     serialized: bool = False
+    # rebuild(needed column names) -> a cheaper Rel with at least those columns, when the operator
+    # that made this one can drop work for columns nobody reads (arg_max(x, *) keeps whole rows)
+    rebuild: object = None
 
     @property
     def types(self) -> dict[str, str]:
@@ -43,7 +46,7 @@ class Rel:
         # The SQL tree is shared, not copied: operators only ever wrap a Rel's SQL in a new SELECT,
         # and the printer handles a subtree that appears in several places.
         return Rel(self.sql, list(self.cols), list(self.order) if self.order else self.order,
-                   self.name, self.serialized)
+                   self.name, self.serialized, self.rebuild)
 
 
 @dataclass

@@ -172,7 +172,7 @@ def _out_int(v):
 
 
 # Types whose DuckDB value is already the Python value the Result promises: no conversion.
-AS_IS = {T.LONG, T.INT, T.BOOL}
+AS_IS = {T.LONG, T.INT, T.BOOL, T.REAL, T.GUID}   # DOUBLE -> float, UUID -> uuid.UUID already
 
 OUTPUT = {
     T.STRING: _out_string, T.LONG: _out_int, T.INT: _out_int, T.REAL: _out_real,
