@@ -141,6 +141,8 @@ def run(batches: int, size: int, use_gzip: bool, clients: int = 2) -> dict:
     types = {"string": "VARCHAR", "long": "BIGINT", "int": "INTEGER", "real": "DOUBLE", "bool": "BOOLEAN",
              "datetime": "TIMESTAMP", "timespan": "BIGINT", "dynamic": "JSON", "guid": "UUID", "decimal": "DOUBLE"}
     con = duckdb.connect(str(tmp / "hand.duckdb"))
+    from netatlas.workspace import CHECKPOINT_THRESHOLD
+    con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")   # the workspace's own setting
     con.execute("CREATE TABLE VMConnection (" + ", ".join(f'"{c}" {types[t]}' for c, t in table.columns) + ")")
     spec = "{" + ", ".join(f"'{c}': '{types[t]}'" for c, t in table.columns) + "}"
     files = []
