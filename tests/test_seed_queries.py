@@ -50,7 +50,10 @@ def test_seed_file_present():
 def test_seed_query(title, query, ws):
     expected = json.loads((EXPECTED / f"{slug(title)}.expected.json").read_text())
     if "pending" in expected:
-        pytest.xfail(f"needs the {expected['pending']}, which the analytics work adds")
+        # autocluster: Kusto does not publish its algorithm, so there is no answer to copy; check
+        # instead that every segment's Count is the number of input rows matching its pattern.
+        check_segments(ws, query, ws.query(query, now=NOW))
+        return
     res = ws.query(query, now=NOW)
     if expected.get("ordered"):
         # Kusto leaves the order of rows with equal sort keys open: compare the rows as a set,
@@ -68,3 +71,15 @@ def test_seed_query(title, query, ws):
         assert res.render is not None
         for k, v in expected["render"].items():
             assert res.render.get(k) == v, f"{title}: render {k}={res.render.get(k)!r}, expected {v!r}"
+
+
+def check_segments(ws, query: str, res) -> None:
+    assert res.columns[:3] == ["SegmentId", "Count", "Percent"] and res.rows
+    source = query[: query.index("| evaluate autocluster")]
+    total = ws.query(source + "| count", now=NOW).rows[0][0]
+    dims = res.columns[3:]
+    for seg in res.to_dicts():
+        conds = [f"tostring({d}) == {json.dumps(seg[d])}" for d in dims if seg[d] != "*"]
+        assert conds, seg
+        n = ws.query(source + "| where " + " and ".join(conds) + " | count", now=NOW).rows[0][0]
+        assert seg["Count"] == n and abs(seg["Percent"] - 100.0 * n / total) < 1e-9, seg

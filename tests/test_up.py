@@ -86,10 +86,6 @@ def test_up_prints_what_to_use(served):
 @pytest.mark.parametrize("title,query", seed_blocks(), ids=[t[:50] for t, _ in seed_blocks()])
 def test_every_seed_query_answers_with_rows(served, title, query):
     port, key, _, _ = served
-    if "evaluate autocluster" in query:
-        status, body = post_query(port, key, query)
-        assert status == 400 and body["error"]["code"] == "KQL_UNKNOWN_FUNCTION", body
-        pytest.xfail("the autocluster plugin comes with the analytics work")
     status, body = post_query(port, key, query)
     assert status == 200, body
     table = body["tables"][0]

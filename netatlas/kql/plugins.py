@@ -64,7 +64,12 @@ JSON_TYPES = {frozenset({"VARCHAR"}): T.STRING, frozenset({"BIGINT"}): T.LONG, f
               frozenset({"BIGINT", "UBIGINT"}): T.LONG, frozenset({"DOUBLE"}): T.REAL,
               frozenset({"BIGINT", "DOUBLE"}): T.REAL, frozenset({"BOOLEAN"}): T.BOOL}
 
-PLUGINS = {"bag_unpack": bag_unpack}
+def _autocluster(pl: Planner, rel: Rel, call: s.Call) -> Rel:
+    from .autocluster import autocluster
+    return autocluster(pl, rel, call)
+
+
+PLUGINS = {"bag_unpack": bag_unpack, "autocluster": _autocluster}
 
 
 def register(name: str, plugin) -> None:

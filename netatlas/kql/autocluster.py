@@ -1,0 +1,118 @@
+"""evaluate autocluster([SizeWeight, WeightColumn, NumSeeds, CustomWildcard]): common patterns.
+
+The input's discrete columns (strings, bools, ints, and numbers with few distinct values) are the
+dimensions. A segment is an assignment of values to some dimensions, the others wildcards. The
+planner reads the input at plan time, then picks segments greedily: at each step the pattern,
+among those shared by the rows not yet covered, whose score
+
+    coverage ^ SizeWeight  x  specificity ^ (1 - SizeWeight)
+
+is highest (coverage: the share of all rows it matches; specificity: the share of dimensions it
+fixes), until 10 segments, or until what is left is under 5% of the rows or shares no pattern
+of at least 2 rows and 5% of the rows. Kusto does not publish
+its algorithm; this one is deterministic and keeps Kusto's output shape: SegmentId, Count,
+Percent, then one column per dimension with its value or the wildcard.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from itertools import combinations
+
+from sqlglot import exp
+
+from ..errors import KqlSemanticError
+from . import syntax as s
+from . import types as T
+from .scalars import to_string
+from .typed import Typed, col
+
+MAX_SEGMENTS = 10
+MIN_LEFT = 0.05             # stop when the uncovered rows are fewer than this share
+MAX_ROWS = 200_000          # rows read from the input
+MAX_DISTINCT_NUMERIC = 64   # a numeric column with more distinct values is not a dimension
+MAX_NUMERIC_SHARE = 0.2    # ... or more distinct values than this share of the rows
+MAX_DIMENSIONS = 10
+
+
+def autocluster(pl, rel, call: s.Call):
+    from .operators import aliased, scope_of, values_rel
+    args = [pl.scalar(a, scope_of(rel)) for a in call.args]
+    size_weight = _const(args, 0, 0.5, float, "SizeWeight")
+    weight_col = args[1].name if len(args) > 1 and args[1].name else None
+    wildcard = _const(args, 3, "*", str, "CustomWildcard")
+    if not 0 < size_weight < 1:
+        raise KqlSemanticError("autocluster(): SizeWeight is between 0 and 1", call.span, code="KQL_ARGUMENTS")
+    candidates = [(c, t) for c, t in rel.cols if c != weight_col and t not in (T.DYNAMIC, T.DATETIME, T.TIMESPAN)]
+    numeric = [c for c, t in candidates if t in (T.REAL, T.DECIMAL, T.LONG, T.INT)]
+    distinct = {}
+    if numeric:
+        q = exp.Select(expressions=[exp.Count(this=exp.Star())] +
+                       [exp.Count(this=exp.Distinct(expressions=[col(c)])) for c in numeric]).from_(
+            pl.finish(rel).subquery(pl.fresh(), copy=False), copy=False)
+        nrows, *counts = pl.run(q)[0]
+        # a number is a dimension when its values repeat: few of them, each on several rows
+        limit = min(MAX_DISTINCT_NUMERIC, nrows * MAX_NUMERIC_SHARE)
+        distinct = {c: n for c, n in zip(numeric, counts) if n > limit}
+    dims = [c for c, t in candidates if c not in distinct][:MAX_DIMENSIONS]
+    if not dims:
+        raise KqlSemanticError("autocluster() found no discrete column to cluster on", call.span, code="KQL_ARGUMENTS")
+    types = rel.types
+    select = [to_string(Typed(col(c), types[c])).sql for c in dims]
+    if weight_col:
+        select.append(exp.Coalesce(this=exp.Cast(this=col(weight_col), to=T.storage(T.REAL)),
+                                   expressions=[exp.Literal.number(0)]))
+    q = exp.Select(expressions=select).from_(pl.finish(rel).subquery(pl.fresh(), copy=False), copy=False).limit(MAX_ROWS)
+    rows = pl.run(q)
+    segments = find_segments(rows, len(dims), size_weight, weighted=bool(weight_col))
+    out_rows = []
+    total = sum(r[-1] for r in rows) if weight_col else len(rows)
+    for i, (pattern, count) in enumerate(segments):
+        values = [pattern.get(d, wildcard) for d in range(len(dims))]
+        pct = 100.0 * count / total if total else 0.0
+        out_rows.append(exp.Tuple(expressions=[
+            exp.Literal.number(i), exp.Cast(this=exp.Literal.number(round(count)), to=T.storage(T.LONG)),
+            exp.Cast(this=exp.Literal.number(repr(pct)), to=T.storage(T.REAL))] +
+            [exp.Literal.string(v) for v in values]))
+    cols = [("SegmentId", T.LONG), ("Count", T.LONG), ("Percent", T.REAL)] + [(d, T.STRING) for d in dims]
+    return values_rel(pl, out_rows, cols)
+
+
+def _const(args, i, default, conv, what):
+    if len(args) <= i or (args[i].is_const and args[i].const is None):
+        return default
+    if not args[i].is_const:
+        raise KqlSemanticError(f"autocluster(): {what} must be a constant", args[i].span, code="KQL_ARGUMENTS")
+    return conv(args[i].const)
+
+
+def find_segments(rows: list[tuple], ndims: int, size_weight: float, weighted: bool = False):
+    """Greedy segments: [(pattern {dimension index: value}, count over all rows)], largest first."""
+    if not rows:
+        return []
+    weight = (lambda r: r[-1]) if weighted else (lambda r: 1)
+    total = sum(weight(r) for r in rows)
+    subsets = [c for k in range(1, ndims + 1) for c in combinations(range(ndims), k)]
+    left = list(rows)
+    chosen = []
+    while left and len(chosen) < MAX_SEGMENTS and sum(weight(r) for r in left) >= MIN_LEFT * total:
+        counts: Counter = Counter()
+        for r in left:
+            w = weight(r)
+            for sub in subsets:
+                counts[tuple((d, r[d]) for d in sub)] += w
+        best, best_score = None, -1.0
+        for pat, n in counts.items():
+            score = (n / total) ** size_weight * (len(pat) / ndims) ** (1 - size_weight)
+            if score > best_score or (score == best_score and pat < best):
+                best, best_score = pat, score
+        if counts[best] < max(2, MIN_LEFT * total):
+            break   # what is left has no shared pattern worth a segment
+        pattern = dict(best)
+        chosen.append(pattern)
+        left = [r for r in left if any(r[d] != v for d, v in pattern.items())]
+    out = []
+    for pattern in chosen:
+        n = sum(weight(r) for r in rows if all(r[d] == v for d, v in pattern.items()))
+        out.append((pattern, n))
+    out.sort(key=lambda pc: (-pc[1], sorted(pc[0].items())))
+    return out
