@@ -50,10 +50,9 @@ def load_demo_once(data: Path, args, out=sys.stdout) -> None:
 
 
 def local_agent_status() -> str:
-    try:
-        from . import agent  # noqa: F401
-    except ImportError:
-        return "local agent: not started (the agent is not part of this version yet)"
+    from . import agent
+    if not agent.RUNNABLE:
+        return "local agent: not started (the agent is not complete in this version)"
     return "local agent: available"
 
 

@@ -1,0 +1,61 @@
+"""The data the agent's stages pass to each other."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# TCP states as the kernel numbers them (include/net/tcp_states.h)
+TCP_ESTABLISHED, TCP_SYN_SENT, TCP_SYN_RECV, TCP_FIN_WAIT1, TCP_FIN_WAIT2, TCP_TIME_WAIT, TCP_CLOSE, \
+    TCP_CLOSE_WAIT, TCP_LAST_ACK, TCP_LISTEN, TCP_CLOSING = range(1, 12)
+
+
+@dataclass(frozen=True, slots=True)
+class Socket:
+    """One TCP socket as sock_diag reports it (a dump entry, or a close event)."""
+    family: int              # socket.AF_INET or AF_INET6
+    state: int               # TCP_* above
+    src: str                 # local address, canonical text (IPv4-mapped IPv6 shown as IPv4)
+    sport: int
+    dst: str                 # remote address ("0.0.0.0" / "::" for a listener)
+    dport: int
+    inode: int               # 0 once the socket has no file (closed, TIME_WAIT)
+    uid: int
+    cookie: int              # the kernel's unique socket id: identity across polls
+    bytes_sent: int = 0      # tcpi_bytes_acked (bytes the peer acknowledged)
+    bytes_received: int = 0  # tcpi_bytes_received
+    rtt_us: int = 0          # tcpi_rtt, smoothed round-trip time
+    segs_out: int = 0
+    segs_in: int = 0
+
+
+@dataclass(slots=True)
+class ProcessInfo:
+    pid: int
+    ppid: int
+    name: str                # executable name (comm, or basename of exe)
+    exe: str                 # /proc/pid/exe target, "" when unreadable
+    cmdline: str
+    cwd: str
+    uid: int
+    user: str
+    start_time: float        # seconds since the epoch
+    inodes: set[int] = field(default_factory=set)   # socket inodes it holds
+
+
+@dataclass(slots=True)
+class MachineInfo:
+    hostname: str
+    fqdn: str
+    ipv4: list[str]
+    ipv6: list[str]
+    macs: list[str]
+    dns_names: list[str]
+    os_family: str           # "Linux"
+    os_full_name: str        # PRETTY_NAME from os-release
+    bitness: str             # "64-bit"
+    cpus: int
+    cpu_speed_mhz: int
+    memory_mb: int
+    boot_time: float         # seconds since the epoch
+    timezone: str
+    virtualization: str      # "physical", "virtual", "unknown"
+    hypervisor: str          # e.g. "kvm", "vmware", "" when physical or unknown
