@@ -159,7 +159,7 @@ FROM VMProcess
 ORDER BY DisplayName"""),
 
         "Clusters of machines talking together (blog, example 5; the blog left the query to be written)": Hand(
-            "autocluster", None, skip="evaluate autocluster() is not implemented yet"),
+            "autocluster", None, skip="autocluster is netatlas's own greedy algorithm (Kusto does not publish one): no hand-written SQL to compare"),
 
         "List all known machines (docs)": Hand("all_machines", f"""
 SELECT ResourceId, TimeGenerated, * EXCLUDE (ResourceId, TimeGenerated)
