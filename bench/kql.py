@@ -22,6 +22,9 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import _same, _sort_key, _value  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = ROOT / "bench" / ".data"
 GENERATOR_VERSION = 1  # bump when the generated data changes, so cached workspaces are rebuilt
@@ -467,27 +470,6 @@ ORDER BY Bytes DESC"""),
 
 
 # ---------------------------------------------------------------- comparing results
-
-def _value(v):
-    """A query value in a form both sides share: naive UTC datetimes, floats for decimals, str guids."""
-    if isinstance(v, datetime) and v.tzinfo is not None:
-        return v.astimezone(timezone.utc).replace(tzinfo=None)
-    if isinstance(v, Decimal):
-        return float(v)
-    if isinstance(v, uuid.UUID):
-        return str(v)
-    return v
-
-
-def _sort_key(row):
-    return tuple((v is None, float(f"{v:.9g}") if isinstance(v, float) else v) for v in row)
-
-
-def _same(a, b) -> bool:
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) and not isinstance(b, bool):
-        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
-    return a == b
-
 
 def compare(kql_columns, kql_rows, sql_columns, sql_rows) -> str | None:
     """None when both results agree; otherwise what differs."""

@@ -33,6 +33,9 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import _same, _sort_key, _value  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = ROOT / "bench" / ".data"
 SEEDS_FILE = ROOT.parent / "shared" / "seed-queries.kql"
@@ -483,20 +486,6 @@ def _canonical_json(v, as_set: bool = False) -> str:
     return json.dumps(v, sort_keys=True)
 
 
-def _value(v):
-    """A value in a form both sides share: naive UTC datetimes, plain timedeltas, floats for decimals,
-    str guids."""
-    if isinstance(v, datetime) and v.tzinfo is not None:
-        return v.astimezone(timezone.utc).replace(tzinfo=None)
-    if isinstance(v, timedelta):
-        return timedelta(days=v.days, seconds=v.seconds, microseconds=v.microseconds)
-    if isinstance(v, Decimal):
-        return float(v)
-    if isinstance(v, uuid.UUID):
-        return str(v)
-    return v
-
-
 def _normalizer(types: list[str], columns: list[str], sets: tuple[str, ...]):
     """Row -> tuple of comparable values; dynamic columns become canonical JSON text (parsed first)."""
     dynamic = {i: columns[i] in sets for i, t in enumerate(types) if t == "dynamic"}
@@ -505,16 +494,6 @@ def _normalizer(types: list[str], columns: list[str], sets: tuple[str, ...]):
         return tuple(_canonical_json(v, dynamic[i]) if i in dynamic and v is not None else _value(v)
                      for i, v in enumerate(row))
     return norm
-
-
-def _sort_key(row):
-    return tuple((v is None, float(f"{v:.9g}") if isinstance(v, float) else v) for v in row)
-
-
-def _same(a, b) -> bool:
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) and not isinstance(b, bool):
-        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
-    return a == b
 
 
 def _sorted(rows):
