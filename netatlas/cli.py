@@ -22,6 +22,7 @@ import duckdb
 
 from . import __version__, connect
 from . import up
+from .agent.config import agent_arguments, cmd_agent
 from .demo.command import cmd_demo, demo_arguments
 from .errors import KqlError, NetatlasError
 from .kql import DEFAULT_MAX_ROWS
@@ -366,6 +367,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("workspace", "run the workspace server (`workspace serve --data DIR`)", workspace_arguments,
             cmd_workspace),
     Command("keys", "list or create the workspace's ingest and query keys", keys_arguments, cmd_keys),
+    Command("agent", "the agent: `agent run` ships this host's processes and connections to a workspace, "
+            "`agent install` writes its configuration and systemd unit", agent_arguments, cmd_agent),
 )
 
 

@@ -1,0 +1,452 @@
+"""Configure stage: a TOML file, ``NETATLAS_AGENT_*`` environment variables and flags -> ``AgentConfig``.
+
+Every setting is declared once in ``SETTINGS``: its name (also its key in the file), default,
+kind (how its text is read and how it is written back to TOML) and help. The flag
+(``--workspace-url``) and the environment variable (``NETATLAS_AGENT_WORKSPACE_URL``) are
+derived from the name; ``netatlas agent --help`` lists them all, and a test fails if one is
+missing.
+
+Precedence: a flag, then the environment variable, then the file, then the default. The file
+is ``--config FILE`` (or ``NETATLAS_AGENT_CONFIG``); without one, no file is read.
+
+    workspace_url = "https://netatlas.example.com:8080"
+    workspace_id = "6f1c…"
+    key = "<ingest key>"
+    interval = 15
+    tags = { env = "prod", team = "payments" }
+    exclude_processes = ["svchost", "System"]
+
+This module also declares the ``netatlas agent`` command line (``agent_arguments``,
+``cmd_agent``): ``agent run`` is ``ship.cmd_run``, ``agent install`` is ``install.cmd_install``.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import math
+import os
+import re
+import tomllib
+import uuid
+from dataclasses import dataclass, field, make_dataclass
+from pathlib import Path
+from typing import Callable, Mapping
+from urllib.parse import urlsplit
+
+from ..errors import NetatlasError, did_you_mean
+
+ENV_PREFIX = "NETATLAS_AGENT_"
+CONFIG_ENV = ENV_PREFIX + "CONFIG"
+MiB = 1024 * 1024
+
+
+class ConfigError(NetatlasError):
+    """A setting that is missing, unknown or not of its kind (the message names where it came from)."""
+    code = "AGENT_CONFIG"
+
+
+# ---------------------------------------------------------------- kinds: text -> value -> TOML
+
+def _toml_str(text: str) -> str:
+    """A TOML basic string (quotes, backslashes and control characters escaped)."""
+    out = []
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch < " " or ch == "\x7f":
+            out.append({"\t": "\\t", "\n": "\\n", "\r": "\\r"}.get(ch, f"\\u{ord(ch):04x}"))
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _text(value) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {value!r}")
+    return value.strip()
+
+
+def _count(value) -> int:
+    if isinstance(value, str):
+        try:
+            value = int(value.strip().replace("_", ""))
+        except ValueError:
+            raise ValueError(f"expected a whole number, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"expected a whole number of at least 1, got {value!r}")
+    return value
+
+
+def _seconds(value) -> float:
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise ValueError(f"expected a number of seconds, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"expected a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2,
+         "g": 1000**3, "gb": 1000**3, "gib": 1024**3}
+
+
+def _bytes(value) -> int:
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*(\d[\d_]*)\s*([A-Za-z]*)\s*", value)
+        if not m or m.group(2).lower() not in UNITS:
+            raise ValueError(f"expected a size in bytes (65536, 256MiB, 1GB), got {value!r}")
+        value = int(m.group(1).replace("_", "")) * UNITS[m.group(2).lower()]
+    return _count(value)
+
+
+TRUE, FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+def _bool(value) -> bool:
+    if isinstance(value, str) and value.strip().lower() in TRUE | FALSE:
+        return value.strip().lower() in TRUE
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
+def _names(value) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(_split(value))
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"expected a list of names, got {value!r}")
+    return tuple(v.strip() for v in value if v.strip())
+
+
+def _tags(value) -> dict[str, str]:
+    if isinstance(value, str):
+        value = _split(value)
+    if isinstance(value, (list, tuple)):
+        pairs = {}
+        for item in value:
+            name, sep, text = item.partition("=") if isinstance(item, str) else ("", "", "")
+            if not sep or not name.strip():
+                raise ValueError(f"expected key=value, got {item!r}")
+            pairs[name.strip()] = text.strip()
+        value = pairs
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ValueError(f"expected key=value pairs, got {value!r}")
+    return dict(value)
+
+
+def _url(value) -> str:
+    text = _text(value)
+    if text:
+        parts = urlsplit(text)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"expected an http:// or https:// URL with a host, got {text!r}")
+        parts.port   # raises ValueError on a port out of range
+    return text.rstrip("/")
+
+
+def _key(value) -> str:
+    text = _text(value)
+    if text:
+        try:
+            base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("expected an ingest key (base64, as `netatlas keys list` prints it)") from None
+    return text
+
+
+@dataclass(frozen=True)
+class Kind:
+    metavar: str
+    coerce: Callable[[object], object]   # a value from a flag, the environment (text) or TOML -> the value
+    toml: Callable[[object], str]        # the value -> TOML text
+    show: Callable[[object], str] = str  # the value -> text for help and --check
+
+
+def _toml_list(v) -> str:
+    return "[" + ", ".join(_toml_str(x) for x in v) + "]"
+
+
+def _toml_table(v) -> str:
+    return "{" + ", ".join(f"{_toml_str(k)} = {_toml_str(x)}" for k, x in v.items()) + "}"
+
+
+KINDS: dict[str, Kind] = {
+    "text": Kind("TEXT", _text, _toml_str, lambda v: v or "none"),
+    "path": Kind("PATH", _text, _toml_str, lambda v: v or "none"),
+    "url": Kind("URL", _url, _toml_str, lambda v: v or "none"),
+    "key": Kind("KEY", _key, _toml_str, lambda v: "(hidden)" if v else "none"),
+    "count": Kind("N", _count, str, lambda v: f"{v:,}"),
+    "seconds": Kind("SECONDS", _seconds, repr, lambda v: f"{v:g}"),
+    "bytes": Kind("BYTES", _bytes, str, lambda v: f"{v:,}" + (f" ({v // MiB} MiB)" if v % MiB == 0 else "")),
+    "bool": Kind("BOOL", _bool, lambda v: "true" if v else "false", lambda v: "true" if v else "false"),
+    "names": Kind("NAME,...", _names, _toml_list, lambda v: ",".join(v) or "none"),
+    "tags": Kind("KEY=VALUE,...", _tags, _toml_table, lambda v: ",".join(f"{k}={x}" for k, x in v.items()) or "none"),
+}
+
+
+# ---------------------------------------------------------------- the settings
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: object
+    kind: str
+    help: str
+    required: bool = False
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def coerce(self, value):
+        return KINDS[self.kind].coerce(value)
+
+    def show(self, value) -> str:
+        return KINDS[self.kind].show(value)
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("workspace_url", "", "url", "the workspace server's base URL (http://host:8080 or https://...)",
+            required=True),
+    Setting("workspace_id", "", "text", "the workspace id (`netatlas keys list` prints it)", required=True),
+    Setting("key", "", "key", "an ingest key of the workspace; prefer the file or the environment "
+            "variable (a flag shows in `ps`)", required=True),
+    Setting("interval", 15.0, "seconds", "seconds between two batches sent to the workspace"),
+    Setting("poll", 1.0, "seconds", "seconds between two looks at the host's sockets and processes"),
+    Setting("timeout", 10.0, "seconds", "seconds to connect to the workspace, and to wait for each "
+            "part of its answer"),
+    Setting("verify_tls", True, "bool", "check the workspace's TLS certificate (turn off only for a "
+            "self-signed test server; better: give it with ca_file)"),
+    Setting("ca_file", "", "path", "a PEM file of the certificate authorities to trust for https, "
+            "instead of the system's"),
+    Setting("spool", "/var/lib/netatlas-agent/spool", "path", "directory of the batches not yet "
+            "accepted by the workspace (kept across restarts)"),
+    Setting("spool_max_bytes", 256 * MiB, "bytes", "most bytes the spool keeps; past it the oldest "
+            "batches are dropped and counted"),
+    Setting("batch_max_records", 10_000, "count", "most records in one batch"),
+    Setting("tags", {}, "tags", "key=value pairs describing this host, added to what it sends"),
+    Setting("exclude_processes", (), "names", "process names whose connections and records are not "
+            "sent (to keep volume and cost down)"),
+    Setting("exclude_loopback", False, "bool", "leave out connections over the loopback interface"),
+    Setting("max_connections", 100_000, "count", "most connections tracked at once; past it new ones "
+            "are counted, not tracked"),
+    Setting("max_processes", 20_000, "count", "most processes tracked at once; past it new ones are "
+            "counted, not tracked"),
+    Setting("netns", "", "path", "observe the network namespace at this path (/proc/PID/ns/net, "
+            "/run/netns/NAME) instead of the agent's own"),
+    Setting("machine_id_file", "/var/lib/netatlas-agent/machine-id", "path", "file holding this "
+            "agent's id (created on first start)"),
+)
+
+BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def _post_init(self) -> None:
+    for s in SETTINGS:
+        try:
+            object.__setattr__(self, s.name, s.coerce(getattr(self, s.name)))
+        except ValueError as e:
+            raise ConfigError(f"{s.name}: {e}") from None
+
+
+def _missing(self) -> list[Setting]:
+    """The required settings left empty."""
+    return [s for s in SETTINGS if s.required and not getattr(self, s.name)]
+
+
+def _describe(self) -> str:
+    """Every setting and its value, one a line (the key hidden): what ``agent run --check`` prints."""
+    width = max(len(s.name) for s in SETTINGS)
+    return "".join(f"{s.name:<{width}}  {s.show(getattr(self, s.name))}\n" for s in SETTINGS)
+
+
+def _changed(self) -> dict[str, object]:
+    """The settings whose value is not the default."""
+    return {s.name: getattr(self, s.name) for s in SETTINGS if getattr(self, s.name) != s.default}
+
+
+def _default_factory(s: Setting):
+    return field(default_factory=lambda: type(s.default)(s.default)) if isinstance(s.default, dict) \
+        else field(default=s.default)
+
+
+# The settings as one frozen dataclass generated from the table: AgentConfig(interval=5).interval.
+# Values are coerced and checked on construction (ConfigError), so AgentConfig(interval="5") works.
+AgentConfig = make_dataclass(
+    "AgentConfig", [(s.name, object, _default_factory(s)) for s in SETTINGS], frozen=True,
+    namespace={"__post_init__": _post_init, "missing": _missing, "describe": _describe, "changed": _changed})
+AgentConfig.__module__ = __name__
+AgentConfig.__doc__ = "The agent's settings (see SETTINGS): AgentConfig(workspace_url=..., interval=5)."
+AgentConfig.__hash__ = None   # tags is a dict
+
+
+# ---------------------------------------------------------------- loading: flags > env > file > default
+
+def read_file(path: str | os.PathLike) -> dict[str, object]:
+    """The settings a TOML file sets; ConfigError for an unreadable file, bad TOML or an unknown key."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(f"cannot read the configuration file {path}: {e.strerror or e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    for name in data:
+        if name not in BY_NAME:
+            hint = did_you_mean(name, BY_NAME)
+            raise ConfigError(f"{path}: unknown setting {name!r}" + (f"; {hint}" if hint else "") +
+                              f" (the settings: {', '.join(BY_NAME)})")
+    return data
+
+
+def load(flags: Mapping[str, object] | None = None, environ: Mapping[str, str] | None = None,
+         file: str | os.PathLike | None = None, *, require: bool = False) -> AgentConfig:
+    """The configuration from ``flags`` (values that are not None), ``environ`` (default
+    ``os.environ``), ``file`` (default: the ``NETATLAS_AGENT_CONFIG`` variable; none if unset) and
+    the defaults. With ``require``, a missing workspace URL, id or key is a ConfigError."""
+    flags = flags or {}
+    environ = os.environ if environ is None else environ
+    file = file or environ.get(CONFIG_ENV) or None
+    from_file = read_file(file) if file else {}
+    values = {}
+    for s in SETTINGS:
+        if flags.get(s.name) is not None:
+            source, raw = s.flag, flags[s.name]
+        elif s.env in environ:
+            source, raw = s.env, environ[s.env]
+        elif s.name in from_file:
+            source, raw = f"{file}: {s.name}", from_file[s.name]
+        else:
+            continue
+        try:
+            values[s.name] = s.coerce(raw)
+        except ValueError as e:
+            raise ConfigError(f"{source}: {e}") from None
+    config = AgentConfig(**values)
+    if require and config.missing():
+        raise ConfigError("missing " + "; ".join(f"{s.name} (flag {s.flag}, environment {s.env}, or "
+                                                 f"'{s.name} = ...' in the configuration file)"
+                                                 for s in config.missing()))
+    return config
+
+
+def from_args(args: argparse.Namespace, environ: Mapping[str, str] | None = None, *,
+              require: bool = True) -> AgentConfig:
+    """The configuration from parsed ``agent run``/``agent install`` arguments, the environment and
+    the file they name. A repeated list flag (``--tags a=1 --tags b=2``) counts as one list."""
+    flags = {}
+    for s in SETTINGS:
+        value = getattr(args, s.name, None)
+        flags[s.name] = ",".join(value) if isinstance(value, list) else value
+    return load(flags, environ, getattr(args, "config", None), require=require)
+
+
+# ---------------------------------------------------------------- the agent's id
+
+AGENT_ID = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def load_machine_id(path: str | os.PathLike) -> str:
+    """This agent's id, from ``path``; on first use a new UUID is written there (atomically).
+    Characters other than A-Z a-z 0-9 _ - are replaced by '-', at most 64 are kept."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        text = ""
+    except OSError as e:
+        raise ConfigError(f"cannot read the agent id in {path}: {e.strerror or e}") from None
+    if not text:
+        text = str(uuid.uuid4())
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(text + "\n", encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError as e:
+            raise ConfigError(f"cannot write the agent id to {path} (machine_id_file): {e.strerror or e}") from None
+    return AGENT_ID.sub("-", text)[:64]
+
+
+# ---------------------------------------------------------------- the command line: netatlas agent
+
+def settings_help() -> str:
+    """The settings as ``netatlas agent --help`` lists them."""
+    lines = ["settings (flag, environment variable, key in the --config TOML file; "
+             "precedence: flag > environment > file > default):"]
+    for s in SETTINGS:
+        default = "required" if s.required else f"default: {s.show(s.default)}"
+        flag = f"{s.flag} | --no-{s.flag[2:]}" if s.kind == "bool" else f"{s.flag} {KINDS[s.kind].metavar}"
+        lines.append(f"  {flag}   {s.env}   {s.name}")
+        lines.append(f"      {s.help} ({default})")
+    lines.append(f"  --config FILE   {CONFIG_ENV}   the TOML file of settings (default: none)")
+    return "\n".join(lines)
+
+
+def add_setting_arguments(p: argparse.ArgumentParser) -> None:
+    """One flag per setting (default None: not given), and --config."""
+    p.add_argument("--config", metavar="FILE", default=None,
+                   help=f"a TOML file of settings, same names as below (env {CONFIG_ENV}; default: none)")
+    for s in SETTINGS:
+        default = "required" if s.required else f"default: {s.show(s.default)}"
+        text = f"{s.help} ({default}; env {s.env})"
+        if s.kind == "bool":
+            p.add_argument(s.flag, dest=s.name, action=argparse.BooleanOptionalAction, default=None, help=text)
+        elif s.kind in ("names", "tags"):
+            p.add_argument(s.flag, dest=s.name, action="append", default=None, metavar=KINDS[s.kind].metavar,
+                           help=text + "; comma-separated, repeatable")
+        else:
+            p.add_argument(s.flag, dest=s.name, default=None, metavar=KINDS[s.kind].metavar, help=text)
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str
+    help: str
+    module: str       # where its arguments and command live (imported on use)
+    arguments: str
+    run: str
+
+
+ACTIONS: tuple[Action, ...] = (
+    Action("run", "run the agent in the foreground: collect every interval and ship to the workspace",
+           "netatlas.agent.ship", "run_arguments", "cmd_run"),
+    Action("install", "write the configuration file and a systemd unit running `netatlas agent run`",
+           "netatlas.agent.install", "install_arguments", "cmd_install"),
+)
+
+
+def _action(action: Action, attribute: str):
+    import importlib
+    return getattr(importlib.import_module(action.module), getattr(action, attribute))
+
+
+def agent_arguments(p: argparse.ArgumentParser) -> None:
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = settings_help()
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for action in ACTIONS:
+        a = sub.add_parser(action.name, help=action.help, description=action.help)
+        add_setting_arguments(a)
+        _action(action, "arguments")(a)
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    from ..cli import UsageError
+    action = next(a for a in ACTIONS if a.name == args.action)
+    try:
+        config = from_args(args)
+    except ConfigError as e:
+        raise UsageError(str(e)) from None
+    return _action(action, "run")(args, config)
