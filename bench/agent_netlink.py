@@ -13,6 +13,7 @@ import argparse
 import resource
 import socket
 import statistics
+import struct
 import sys
 import time
 from pathlib import Path
@@ -47,15 +48,24 @@ def open_connections(n: int) -> tuple[socket.socket, list[socket.socket]]:
 def capture(diag: netlink.SockDiag) -> list[bytes]:
     """The raw datagrams of one IPv4 dump (to time the parser alone)."""
     sock = diag.sock
-    sock.send(netlink._DIAG_REQ.pack(netlink._DIAG_REQ.size, netlink.SOCK_DIAG_BY_FAMILY,
-                                     netlink.NLM_F_REQUEST | netlink.NLM_F_DUMP, 999_999, 0, socket.AF_INET,
-                                     socket.IPPROTO_TCP, 1 << (netlink.INET_DIAG_INFO - 1), 0xFFF))
+    sock.send(netlink.dump_request(999_999, socket.AF_INET))
     chunks = []
     while True:
         chunk = sock.recv(netlink.RECV_BYTES)
         chunks.append(chunk)
-        if netlink._parse(chunk, len(chunk), []):
+        if _has_done(chunk):
             return chunks
+
+
+def _has_done(chunk: bytes) -> bool:
+    """Whether a dump datagram ends the dump (holds an NLMSG_DONE message)."""
+    off = 0
+    while off + 16 <= len(chunk):
+        length, mtype = struct.unpack_from("=IH", chunk, off)
+        if mtype == netlink.NLMSG_DONE:
+            return True
+        off += (length + 3) & ~3
+    return False
 
 
 def timed(fn, repeat: int) -> list[float]:
@@ -91,7 +101,9 @@ def main() -> int:
           f"{args.repeat} timed runs each")
     report(f"dump (IPv4+IPv6, {len(sockets)} sockets)", dump_times, len(sockets))
     report(f"parse only ({n_parsed} sockets, {len(chunks)} datagrams)", parse_times, n_parsed)
+    linger_rst = struct.pack("ii", 1, 0)     # close with RST: leave no TIME_WAIT for the next run
     for s in held:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger_rst)
         s.close()
     listener.close()
     return 0

@@ -1,0 +1,396 @@
+"""Observe sockets and processes through netlink: the kernel -> ``Socket`` and process events.
+
+| source | entry point | product |
+|---|---|---|
+| NETLINK_SOCK_DIAG dump with tcp_info | ``dump()`` / ``SockDiag.dump()`` | ``list[Socket]``, every TCP socket now |
+| SKNLGRP_INET(6)_TCP_DESTROY multicast | ``DestroyListener.read()`` | ``list[Socket]``, sockets freed since the last read, with final counters |
+| NETLINK_CONNECTOR, CN_IDX_PROC | ``ProcConnector.read()`` | ``list[("fork"|"exec"|"exit", pid, tgid)]`` |
+
+Parsing is pure (``parse_messages``, ``parse_proc_events``: bytes in, values out) so tests feed
+captured bytes. The hand-written parser does one precompiled ``struct`` unpack per message and
+per attribute and caches address texts: ~2.5 µs a socket, a whole dump of 4000 loopback
+sockets in ~15 ms (``bench/agent_netlink.py``; pyroute2 is ~20x slower).
+
+What the kernel reports, observed on Linux 6.18 (pinned by ``tests/agent/test_netlink.py``):
+
+- Counters are tcp_info's: ``bytes_sent`` is tcpi_bytes_acked, which counts the SYN of the side
+  that connected and every acknowledged FIN (1 more each); ``bytes_received`` counts the peer's FIN.
+- A dump's TIME_WAIT and SYN_RECV entries have no file (inode 0) and no tcp_info (zero counters);
+  a TIME_WAIT entry has a new cookie, not the one its connection had.
+- A close event (``DestroyListener``) carries the state the socket has when it is *freed*:
+  TCP_CLOSE (7) for every socket, never SYN_SENT, failed connects included. inode and uid are 0.
+  The cookie is the one dumps reported, so it joins the close to the connection's snapshots.
+  Both ends of a loopback connection, accepted sockets and listeners each send one.
+- A failed connect is a close event with a remote address and ``rtt_us == 0`` (no SYN-ACK ever
+  came back). A non-blocking connect that was refused keeps both ports (segs_out 1, segs_in 1: SYN
+  and RST); a timed-out one has segs_in 0. A *blocking* connect() that fails is disconnected by
+  the kernel before the application closes it: its close event has ``dport == 0``, an unspecified
+  source address (unless bound) and zero counters; only the remote address is left.
+- A socket closed while its SYN waits for ARP/ND resolution is freed (and reported) only when the
+  neighbour entry fails, seconds later.
+
+Network namespaces: every socket opener takes ``netns``, a path such as
+``/var/run/netns/NAME`` (a bare NAME means that path); the netlink socket is created inside it by
+a short-lived thread that enters the namespace (``setns`` affects only the calling thread), and
+then serves from any thread. ``None`` is the agent's own namespace.
+"""
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import errno
+import os
+import socket
+import struct
+import threading
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+from netatlas.agent.model import Socket
+
+__all__ = ["ALL_STATES", "SockDiag", "dump", "dump_request", "parse_messages", "DestroyListener",
+           "ProcConnector", "parse_proc_events", "open_netlink", "in_netns"]
+
+# <linux/netlink.h>
+NETLINK_SOCK_DIAG = 4
+NETLINK_CONNECTOR = 11
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
+# <linux/sock_diag.h>, <linux/inet_diag.h>
+SOCK_DIAG_BY_FAMILY = 20
+SKNLGRP_INET_TCP_DESTROY, SKNLGRP_INET6_TCP_DESTROY = 1, 3    # 2 is SKNLGRP_INET_UDP_DESTROY
+INET_DIAG_INFO = 2
+NLA_TYPE_MASK = 0x3FFF                       # without NLA_F_NESTED / NLA_F_NET_BYTEORDER
+# <linux/connector.h>, <linux/cn_proc.h>
+CN_IDX_PROC = CN_VAL_PROC = 1
+PROC_CN_MCAST_LISTEN, PROC_CN_MCAST_IGNORE = 1, 2
+PROC_EVENTS = {0x1: "fork", 0x2: "exec", 0x80000000: "exit"}
+CLONE_NEWNET = 0x40000000
+
+ALL_STATES = tuple(range(1, 12))             # TCP_ESTABLISHED .. TCP_CLOSING (model.py)
+RECV_BYTES = 1 << 16                         # a dump datagram is at most 32 KiB
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+EVENT_RCVBUF = 8 << 20                       # room for a burst of close events between reads
+MAX_EVENTS_PER_READ = 100_000                # a read returns after this many; the rest wait
+
+# --- wire formats (host byte order except where the kernel says __be) ---
+_NLMSGHDR = struct.Struct("=IHHII")                          # len, type, flags, seq, pid
+# inet_diag_msg after the nlmsghdr: family, state, [timer, retrans], sport and dport as four
+# bytes (big-endian, read bytewise so the parse is endian-agnostic), src, dst, [if], cookie[2],
+# [expires, rqueue, wqueue], uid, inode
+_DIAG_MSG = struct.Struct("=BB2x4B16s16s4xII12xII")
+_DIAG_MSG_LEN = 16 + 72
+_RTATTR = struct.Struct("=HH")
+# struct tcp_info (<linux/tcp.h>): tcpi_rtt @68, tcpi_bytes_acked @120, tcpi_bytes_received @128,
+# tcpi_segs_out @136, tcpi_segs_in @140; older kernels send a shorter struct.
+_TCPI_SEGS = struct.Struct("=68xI48xQQII")                  # 144 bytes: Linux >= 4.2
+_TCPI_BYTES = struct.Struct("=68xI48xQQ")                   # 136 bytes: Linux >= 4.1
+_TCPI_RTT = struct.Struct("=68xI")                          # 72 bytes: any
+# inet_diag_req_v2: family, protocol, ext, pad, states, then an inet_diag_sockid (left zero)
+_DIAG_REQ = struct.Struct("=IHHIIBBBxI48x")
+# cn_msg: idx, val, seq, ack, len, flags; proc_event: what, cpu, timestamp_ns, then event_data
+_CN_MSG = struct.Struct("=IIIIHH")
+_PROC_EVENT = struct.Struct("=IIQ")
+_PAIR = struct.Struct("=ii")
+_FORK_CHILD = struct.Struct("=8xii")                         # parent pid/tgid, child pid/tgid
+_CN_LISTEN = struct.Struct("=IHHII IIIIHH I")
+
+
+# --- pure parsers ---
+
+def _fast_constructor(cls):
+    """``cls(*fields)`` for a frozen slots dataclass without its ``__init__``'s per-field
+    ``object.__setattr__`` by name: 0.9 µs instead of 1.8 µs for a Socket, half the parse."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    env = {"new": object.__new__, "cls": cls} | {f"set_{n}": getattr(cls, n).__set__ for n in names}
+    body = "".join(f"    set_{n}(o, {n})\n" for n in names)
+    exec(f"def make({', '.join(names)}):\n    o = new(cls)\n{body}    return o\n", env)
+    return env["make"]
+
+
+_socket = _fast_constructor(Socket)
+
+_V4_NAMES: dict[bytes, str] = {}
+_V6_NAMES: dict[bytes, str] = {}
+_NAME_CACHE_MAX = 1 << 16
+_V4_MAPPED = b"\0" * 10 + b"\xff\xff"
+
+
+def _v4_name(raw: bytes) -> str:
+    if len(_V4_NAMES) >= _NAME_CACHE_MAX:
+        _V4_NAMES.clear()
+    name = _V4_NAMES[raw] = socket.inet_ntop(socket.AF_INET, raw[:4])
+    return name
+
+
+def _v6_name(raw: bytes) -> str:
+    if len(_V6_NAMES) >= _NAME_CACHE_MAX:
+        _V6_NAMES.clear()
+    if raw[:12] == _V4_MAPPED:
+        name = socket.inet_ntop(socket.AF_INET, raw[12:])
+    else:
+        name = socket.inet_ntop(socket.AF_INET6, raw)
+    _V6_NAMES[raw] = name
+    return name
+
+
+def _parse(buf, end: int, out: list[Socket], seq: int | None = None) -> bool:
+    """Append the sockets of the netlink messages in ``buf[:end]`` to ``out``; True at NLMSG_DONE.
+
+    With ``seq``, messages answering another request (left over from an abandoned dump) are
+    skipped. Raises ``OSError`` for an NLMSG_ERROR carrying an errno.
+    """
+    off = 0
+    af_inet = socket.AF_INET
+    v4, v6 = _V4_NAMES, _V6_NAMES
+    while off + 16 <= end:
+        length, mtype, _flags, mseq, _pid = _NLMSGHDR.unpack_from(buf, off)
+        if length < 16 or off + length > end:
+            raise ValueError(f"truncated netlink message at byte {off} (length {length}, {end - off} left)")
+        if seq is not None and mseq != seq:
+            pass
+        elif mtype == SOCK_DIAG_BY_FAMILY and length >= _DIAG_MSG_LEN:
+            (family, state, sp0, sp1, dp0, dp1, src, dst, c0, c1, uid,
+             inode) = _DIAG_MSG.unpack_from(buf, off + 16)
+            rtt = acked = received = segs_out = segs_in = 0
+            a, mend = off + _DIAG_MSG_LEN, off + length
+            while a + 4 <= mend:
+                alen, atype = _RTATTR.unpack_from(buf, a)
+                if alen < 4:
+                    break
+                if atype & NLA_TYPE_MASK == INET_DIAG_INFO:
+                    size = min(alen, mend - a) - 4
+                    if size >= 144:
+                        rtt, acked, received, segs_out, segs_in = _TCPI_SEGS.unpack_from(buf, a + 4)
+                    elif size >= 136:
+                        rtt, acked, received = _TCPI_BYTES.unpack_from(buf, a + 4)
+                    elif size >= 72:
+                        rtt, = _TCPI_RTT.unpack_from(buf, a + 4)
+                    break
+                a += (alen + 3) & ~3
+            if family == af_inet:
+                s = v4.get(src) or _v4_name(src)
+                d = v4.get(dst) or _v4_name(dst)
+            else:
+                s = v6.get(src) or _v6_name(src)
+                d = v6.get(dst) or _v6_name(dst)
+            out.append(_socket(family, state, s, sp0 << 8 | sp1, d, dp0 << 8 | dp1, inode, uid,
+                              c1 << 32 | c0, acked, received, rtt, segs_out, segs_in))
+        elif mtype == NLMSG_DONE:
+            return True
+        elif mtype == NLMSG_ERROR:
+            code = -struct.unpack_from("=i", buf, off + 16)[0] if length >= 20 else 0
+            if code:
+                raise OSError(code, f"sock_diag: {os.strerror(code)}")
+        off += (length + 3) & ~3
+    return False
+
+
+def parse_messages(data: bytes) -> list[Socket]:
+    """The sockets in a run of sock_diag netlink messages (a dump's datagrams or close events)."""
+    out: list[Socket] = []
+    _parse(data, len(data), out)
+    return out
+
+
+def parse_proc_events(data: bytes) -> list[tuple[str, int, int]]:
+    """("fork"|"exec"|"exit", pid, tgid) for each proc connector message in ``data``.
+
+    For "fork" the pid and tgid are the child's. Other events (uid, comm, ...) are skipped.
+    """
+    out: list[tuple[str, int, int]] = []
+    _parse_proc(data, len(data), out)
+    return out
+
+
+def _parse_proc(data, end: int, out: list[tuple[str, int, int]]) -> None:
+    off = 0
+    while off + 16 <= end:
+        length, _mtype, _flags, _seq, _pid = _NLMSGHDR.unpack_from(data, off)
+        if length < 16 or off + length > end:
+            raise ValueError(f"truncated netlink message at byte {off} (length {length}, {end - off} left)")
+        if length >= 16 + 20 + 16 + 16:
+            idx, _val, _cseq, _ack, _clen, _cflags = _CN_MSG.unpack_from(data, off + 16)
+            what, _cpu, _ts = _PROC_EVENT.unpack_from(data, off + 36)
+            kind = PROC_EVENTS.get(what) if idx == CN_IDX_PROC else None
+            if kind is not None:
+                pid, tgid = (_FORK_CHILD if what == 0x1 else _PAIR).unpack_from(data, off + 52)
+                out.append((kind, pid, tgid))
+        off += (length + 3) & ~3
+
+
+# --- sockets, optionally inside a network namespace ---
+
+T = TypeVar("T")
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def netns_path(netns: str) -> str:
+    """``/var/run/netns/NAME`` for a bare NAME (as ``ip netns`` names them), else the path."""
+    return netns if "/" in netns else f"/var/run/netns/{netns}"
+
+
+def in_netns(netns: str | None, fn: Callable[[], T]) -> T:
+    """``fn()`` run by a short-lived thread that entered ``netns`` first; directly when None."""
+    if netns is None:
+        return fn()
+    box: dict[str, object] = {}
+
+    def enter_and_run():
+        try:
+            fd = os.open(netns_path(netns), os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                if _libc.setns(fd, CLONE_NEWNET) != 0:
+                    code = ctypes.get_errno()
+                    raise OSError(code, f"setns({netns}): {os.strerror(code)}")
+            finally:
+                os.close(fd)
+            box["value"] = fn()
+        except BaseException as exc:    # handed to the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=enter_and_run, name="netatlas-setns", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def open_netlink(protocol: int, netns: str | None = None, groups: int = 0) -> socket.socket:
+    """A netlink socket of ``protocol`` in ``netns``, bound to the multicast ``groups`` bitmask."""
+    sock = in_netns(netns, lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                                                 protocol))
+    try:
+        sock.bind((0, groups))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class _Netlink:
+    """A netlink socket with a reusable receive buffer; closes on ``close()`` or ``with``."""
+    sock: socket.socket
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self._buf = bytearray(RECV_BYTES)
+        self.overflows = 0
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _drain(self, parse: Callable[[bytearray, int, list], object], out: list) -> list:
+        """Parse every pending datagram into ``out``; counts the kernel's drops in ``overflows``."""
+        while len(out) < MAX_EVENTS_PER_READ:
+            try:
+                n = self.sock.recv_into(self._buf)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                if exc.errno != errno.ENOBUFS:
+                    raise
+                self.overflows += 1     # the kernel dropped events: our receive queue was full
+                continue
+            parse(self._buf, n, out)
+        return out
+
+
+def dump_request(seq: int, family: int, states: Iterable[int] = ALL_STATES) -> bytes:
+    """An inet_diag_req_v2 dump request for the TCP sockets of ``family`` in ``states``, asking
+    for tcp_info (INET_DIAG_INFO)."""
+    mask = 0
+    for state in states:
+        mask |= 1 << state
+    return _DIAG_REQ.pack(_DIAG_REQ.size, SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, seq, 0,
+                          family, socket.IPPROTO_TCP, 1 << (INET_DIAG_INFO - 1), mask)
+
+
+class SockDiag(_Netlink):
+    """A NETLINK_SOCK_DIAG socket kept open across polls: ``dump()`` every second."""
+
+    def __init__(self, netns: str | None = None, timeout: float = 5.0):
+        super().__init__(open_netlink(NETLINK_SOCK_DIAG, netns))
+        self.sock.settimeout(timeout)
+        self._seq = 0
+
+    def dump(self, families: Iterable[int] = (socket.AF_INET, socket.AF_INET6),
+             states: Iterable[int] = ALL_STATES) -> list[Socket]:
+        """Every TCP socket of ``families`` in one of ``states``, with tcp_info counters."""
+        out: list[Socket] = []
+        for family in families:
+            self._seq += 1
+            self.sock.send(dump_request(self._seq, family, states))
+            while not _parse(self._buf, self.sock.recv_into(self._buf), out, self._seq):
+                pass
+        return out
+
+
+def dump(families: Iterable[int] = (socket.AF_INET, socket.AF_INET6), states: Iterable[int] = ALL_STATES,
+         netns: str | None = None) -> list[Socket]:
+    """One-shot ``SockDiag(netns).dump(families, states)``."""
+    with SockDiag(netns) as diag:
+        return diag.dump(families, states)
+
+
+class DestroyListener(_Netlink):
+    """TCP sockets as the kernel frees them (SKNLGRP_INET_TCP_DESTROY and the IPv6 group).
+
+    Every socket, including one that lived between two polls and a failed connect, arrives once,
+    with its final tcp_info counters. Needs CAP_NET_ADMIN. Non-blocking: poll ``fileno()``, then
+    ``read()``. ``overflows`` counts the times the kernel dropped events (receive queue full).
+    """
+
+    def __init__(self, netns: str | None = None, rcvbuf: int = EVENT_RCVBUF):
+        groups = 1 << (SKNLGRP_INET_TCP_DESTROY - 1) | 1 << (SKNLGRP_INET6_TCP_DESTROY - 1)
+        super().__init__(open_netlink(NETLINK_SOCK_DIAG, netns, groups))
+        self.sock.setblocking(False)
+        _grow_rcvbuf(self.sock, rcvbuf)
+
+    def read(self) -> list[Socket]:
+        """The close events pending now (at most MAX_EVENTS_PER_READ), oldest first."""
+        return self._drain(_parse, [])
+
+
+def _grow_rcvbuf(sock: socket.socket, size: int) -> None:
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)     # past rmem_max, as root
+    except PermissionError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+
+
+class ProcConnector(_Netlink):
+    """Process fork/exec/exit events from the proc connector (needs root in the initial user
+    and pid namespaces; the connector exists in the initial network namespace only)."""
+
+    def __init__(self, rcvbuf: int = EVENT_RCVBUF):
+        super().__init__(open_netlink(NETLINK_CONNECTOR, None, CN_IDX_PROC))
+        _grow_rcvbuf(self.sock, rcvbuf)
+        self._control(PROC_CN_MCAST_LISTEN)
+        self.sock.setblocking(False)
+
+    def _control(self, op: int) -> None:
+        self.sock.send(_CN_LISTEN.pack(_CN_LISTEN.size, NLMSG_DONE, 0, 0, self.sock.getsockname()[0],
+                                       CN_IDX_PROC, CN_VAL_PROC, 0, 0, 4, 0, op))
+
+    def read(self) -> list[tuple[str, int, int]]:
+        """The ("fork"|"exec"|"exit", pid, tgid) events pending now, oldest first."""
+        return self._drain(_parse_proc, [])
+
+    def close(self) -> None:
+        if self.sock.fileno() >= 0:
+            try:
+                self._control(PROC_CN_MCAST_IGNORE)
+            except OSError:
+                pass
+        super().close()

@@ -1,0 +1,394 @@
+"""netlink.py: the pure parsers over captured bytes, then the real kernel (loopback and a network
+namespace of our own)."""
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from netatlas.agent import netlink
+from netatlas.agent.model import (TCP_CLOSE, TCP_ESTABLISHED, TCP_LISTEN, TCP_TIME_WAIT, Socket)
+
+FIXTURES = Path(__file__).parent / "fixtures"
+AF_INET, AF_INET6 = socket.AF_INET, socket.AF_INET6
+IS_ROOT = os.geteuid() == 0
+needs_root = pytest.mark.skipif(not IS_ROOT, reason="needs root (CAP_NET_ADMIN) for netlink multicast groups")
+
+# From tests/agent/fixtures/capture.py's output (see fixtures/README.md).
+PROC_EVENTS_CHILD = 12333
+
+
+def by_ports(sockets: list[Socket]) -> dict[tuple[int, int], Socket]:
+    return {(s.sport, s.dport): s for s in sockets}
+
+
+# --- pure parsers over captured bytes ---
+
+def test_dump_fixture_parses_every_socket():
+    sockets = netlink.parse_messages((FIXTURES / "sock-diag-dump.bin").read_bytes())
+    assert len(sockets) == 10
+    got = by_ports(sockets)
+    # the IPv4 client: 1000 bytes sent (tcpi_bytes_acked counts the SYN too: 1001), 300 received
+    assert got[23002, 23001] == Socket(family=AF_INET, state=TCP_ESTABLISHED, src="127.0.0.1", sport=23002,
+                                       dst="127.0.0.1", dport=23001, inode=147454, uid=0, cookie=20727,
+                                       bytes_sent=1001, bytes_received=300, rtt_us=22, segs_out=4, segs_in=3)
+    server = got[23001, 23002]
+    assert (server.state, server.bytes_sent, server.bytes_received) == (TCP_ESTABLISHED, 300, 1000)
+    listener = got[23001, 0]
+    assert (listener.family, listener.state, listener.src, listener.dst, listener.inode) == \
+        (AF_INET, TCP_LISTEN, "127.0.0.1", "0.0.0.0", 147453)
+    assert listener.bytes_sent == listener.rtt_us == 0
+    # IPv6
+    assert got[23003, 0].src == "::1" and got[23003, 0].dst == "::" and got[23003, 0].state == TCP_LISTEN
+    v6_client, v6_server = got[23004, 23003], got[23003, 23004]
+    assert (v6_client.family, v6_client.src, v6_client.dst) == (AF_INET6, "::1", "::1")
+    assert (v6_client.bytes_sent, v6_client.bytes_received) == (2001, 500)
+    assert (v6_server.bytes_sent, v6_server.bytes_received) == (500, 2000)
+    assert v6_client.rtt_us > 0 and v6_server.rtt_us > 0
+    # a dual-stack listener's accepted IPv4 connection: AF_INET6 with ::ffff:127.0.0.1, shown as IPv4
+    mapped = got[23005, 23006]
+    assert (mapped.family, mapped.src, mapped.dst, mapped.bytes_received) == (AF_INET6, "127.0.0.1", "127.0.0.1", 10)
+    assert (got[23005, 0].family, got[23005, 0].src) == (AF_INET6, "::")
+    # TIME_WAIT: no file, no tcp_info attribute, so no counters
+    tw = got[23009, 23008]
+    assert (tw.state, tw.inode, tw.bytes_sent, tw.bytes_received, tw.segs_out) == (TCP_TIME_WAIT, 0, 0, 0, 0)
+
+
+def test_destroy_fixture_reports_final_counters_in_state_close():
+    dumped = by_ports(netlink.parse_messages((FIXTURES / "sock-diag-dump.bin").read_bytes()))
+    events = netlink.parse_messages((FIXTURES / "sock-diag-destroy.bin").read_bytes())
+    assert len(events) == 14
+    # every close event: TCP_CLOSE, no inode (the file is gone), uid 0 (not filled in)
+    assert {(e.state, e.inode, e.uid) for e in events} == {(TCP_CLOSE, 0, 0)}
+    got = by_ports(events)
+    # a closed connection keeps its cookie from the dump, and its counters grew by the FIN
+    for ports in ((23002, 23001), (23001, 23002), (23004, 23003), (23003, 23004), (23006, 23005), (23005, 23006)):
+        assert got[ports].cookie == dumped[ports].cookie
+        assert got[ports].bytes_sent == dumped[ports].bytes_sent + 1
+        assert got[ports].bytes_received == dumped[ports].bytes_received + 1
+    assert (got[23002, 23001].bytes_sent, got[23002, 23001].bytes_received) == (1002, 301)
+    # a listener's close event looks like any unconnected socket's
+    assert (got[23001, 0].dst, got[23001, 0].cookie) == ("0.0.0.0", dumped[23001, 0].cookie)
+    # a blocking connect refused: the kernel's tcp_disconnect() reset the source address, the
+    # destination port and the counters before the socket was freed; the destination address stays
+    assert got[23011, 0] == Socket(family=AF_INET, state=TCP_CLOSE, src="0.0.0.0", sport=23011,
+                                   dst="127.0.0.1", dport=0, inode=0, uid=0, cookie=20736)
+    # a non-blocking connect refused: ports kept, one SYN out, one RST in, no RTT sample
+    refused = got[23010, 23007]
+    assert (refused.src, refused.dst, refused.segs_out, refused.segs_in, refused.rtt_us) == \
+        ("127.0.0.1", "127.0.0.1", 1, 1, 0)
+
+
+def _with_tcp_info_length(message: bytes, size: int) -> bytes:
+    """One sock_diag message with its INET_DIAG_INFO payload cut to ``size`` bytes (older kernels)."""
+    out, off, end = bytearray(message[:88]), 88, struct.unpack_from("=I", message)[0]
+    while off < end:
+        alen, atype = struct.unpack_from("=HH", message, off)
+        attr = message[off:off + alen]
+        if atype == netlink.INET_DIAG_INFO:
+            attr = struct.pack("=HH", 4 + size, atype) + attr[4:4 + size]
+        out += attr + b"\0" * (-len(attr) % 4)
+        off += (alen + 3) & ~3
+    struct.pack_into("=I", out, 0, len(out))
+    return bytes(out)
+
+
+def _first_message(data: bytes, sport: int) -> bytes:
+    off = 0
+    while off < len(data):
+        length = struct.unpack_from("=I", data, off)[0]
+        if struct.unpack_from(">H", data, off + 20)[0] == sport:
+            return data[off:off + length]
+        off += (length + 3) & ~3
+    raise AssertionError(f"no message for port {sport}")
+
+
+@pytest.mark.parametrize("size, expected", [
+    (280, (22, 1001, 300, 4, 3)),     # today's kernel: more than we read
+    (144, (22, 1001, 300, 4, 3)),     # Linux 4.2: up to tcpi_segs_in
+    (136, (22, 1001, 300, 0, 0)),     # Linux 4.1: bytes, no segments
+    (104, (22, 0, 0, 0, 0)),          # before 4.1: tcpi_rtt only
+    (60, (0, 0, 0, 0, 0)),            # too short for tcpi_rtt: nothing
+])
+def test_tcp_info_is_read_only_as_far_as_the_attribute_goes(size, expected):
+    message = _first_message((FIXTURES / "sock-diag-dump.bin").read_bytes(), 23002)
+    [s] = netlink.parse_messages(_with_tcp_info_length(message, size))
+    assert (s.rtt_us, s.bytes_sent, s.bytes_received, s.segs_out, s.segs_in) == expected
+    assert (s.sport, s.dport, s.inode, s.cookie) == (23002, 23001, 147454, 20727)
+
+
+def test_parser_stops_at_done_and_raises_on_errors():
+    data = (FIXTURES / "sock-diag-dump.bin").read_bytes()
+    assert struct.unpack_from("=IHHI", data, len(data) - 20) == (20, netlink.NLMSG_DONE, 2, 2)   # seq 2: IPv6
+    out: list[Socket] = []
+    assert netlink._parse(data, len(data), out) is True
+    assert netlink._parse(data, len(data), [], seq=99) is False      # another request's messages: skipped
+    error = struct.pack("=IHHIIi", 36, netlink.NLMSG_ERROR, 0, 1, 0, -1) + b"\0" * 16
+    with pytest.raises(OSError) as exc:
+        netlink.parse_messages(error)
+    assert exc.value.errno == 1
+    assert netlink.parse_messages(struct.pack("=IHHIIi", 36, netlink.NLMSG_ERROR, 0, 1, 0, 0) + b"\0" * 16) == []
+    with pytest.raises(ValueError, match="truncated netlink message at byte 0"):
+        netlink.parse_messages(data[:100])
+
+
+def test_proc_events_fixture():
+    data = (FIXTURES / "proc-events.bin").read_bytes()
+    child = PROC_EVENTS_CHILD
+    # the subscription's acknowledgement (PROC_EVENT_NONE) is skipped
+    assert netlink.parse_proc_events(data) == [("fork", child, child), ("exec", child, child), ("exit", child, child)]
+    # an event we do not report (PROC_EVENT_COMM = 0x200) is skipped too
+    comm = bytearray(data[76:152])
+    struct.pack_into("=I", comm, 36, 0x200)
+    assert netlink.parse_proc_events(bytes(comm)) == []
+
+
+def test_dump_request_bytes():
+    request = netlink.dump_request(7, AF_INET6, (TCP_LISTEN,))
+    assert len(request) == 72
+    assert struct.unpack_from("=IHHII", request) == (72, 20, 0x301, 7, 0)
+    family, protocol, ext, states = struct.unpack_from("=BBBxI", request, 16)
+    assert (family, protocol, ext, states) == (AF_INET6, socket.IPPROTO_TCP, 1 << 1, 1 << TCP_LISTEN)
+
+
+# --- the real kernel ---
+
+def _pairs(family: int, host: str, count: int):
+    listener = socket.socket(family)
+    listener.bind((host, 0))
+    listener.listen()
+    pairs = []
+    for i in range(1, count + 1):
+        client = socket.create_connection(listener.getsockname()[:2])
+        server, _ = listener.accept()
+        client.sendall(b"u" * 1000 * i)
+        _recv_exactly(server, 1000 * i)
+        server.sendall(b"d" * 10 * i)
+        _recv_exactly(client, 10 * i)
+        pairs.append((client, server, 1000 * i, 10 * i))
+    return listener, pairs
+
+
+def _recv_exactly(sock: socket.socket, n: int) -> None:
+    while n:
+        n -= len(sock.recv(n))
+
+
+def _wait_for(fn, timeout: float = 3.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}; last value {value!r}")
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("family, host", [(AF_INET, "127.0.0.1"), (AF_INET6, "::1")])
+def test_dump_sees_our_connections_with_their_bytes(family, host):
+    listener, pairs = _pairs(family, host, 3)
+    try:
+        port = listener.getsockname()[1]
+
+        def acked() -> dict | None:
+            got = by_ports(s for s in netlink.dump(families=(family,)) if port in (s.sport, s.dport))
+            clients = [got.get((c.getsockname()[1], port)) for c, _, _, _ in pairs]
+            done = all(c is not None and c.bytes_sent >= up for c, (_, _, up, _) in zip(clients, pairs))
+            return got if done else None
+        got = _wait_for(acked, what="the peers' ACKs")      # tcpi_bytes_acked waits for the ACK
+        assert got[port, 0].state == TCP_LISTEN and got[port, 0].inode == os.fstat(listener.fileno()).st_ino
+        assert got[port, 0].dst == ("0.0.0.0" if family == AF_INET else "::")
+        for client, server, up, down in pairs:
+            cport = client.getsockname()[1]
+            c, s = got[cport, port], got[port, cport]
+            assert (c.family, c.state, c.src, c.dst) == (family, TCP_ESTABLISHED, host, host)
+            assert (c.inode, s.inode) == (os.fstat(client.fileno()).st_ino, os.fstat(server.fileno()).st_ino)
+            assert c.uid == s.uid == os.geteuid()
+            assert up <= c.bytes_sent <= up + 1            # + the SYN
+            assert (c.bytes_received, s.bytes_received) == (down, up)
+            assert down <= s.bytes_sent <= down + 1
+            assert c.rtt_us > 0 and c.segs_out > 0 and c.segs_in > 0
+            assert c.cookie != s.cookie
+        assert len({s.cookie for s in got.values()}) == len(got)
+        # filters
+        only_listeners = netlink.dump(families=(family,), states=(TCP_LISTEN,))
+        assert {s.state for s in only_listeners} == {TCP_LISTEN}
+        assert any(s.sport == port for s in only_listeners)
+        other = AF_INET6 if family == AF_INET else AF_INET
+        assert not [s for s in netlink.dump(families=(other,)) if s.sport == port and s.src == host]
+    finally:
+        for client, server, _, _ in pairs:
+            client.close()
+            server.close()
+        listener.close()
+
+
+def test_dump_shows_ipv4_mapped_addresses_as_ipv4():
+    listener = socket.socket(AF_INET6)
+    listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    listener.bind(("::", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    server, _ = listener.accept()
+    try:
+        cport = client.getsockname()[1]
+        got = by_ports(s for s in netlink.dump() if port in (s.sport, s.dport))
+        accepted = got[port, cport]
+        assert (accepted.family, accepted.src, accepted.dst) == (AF_INET6, "127.0.0.1", "127.0.0.1")
+        assert (got[cport, port].family, got[cport, port].src) == (AF_INET, "127.0.0.1")
+    finally:
+        client.close()
+        server.close()
+        listener.close()
+
+
+def _closed_port(family: int, host: str) -> int:
+    with socket.socket(family) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _events(listener: netlink.DestroyListener, pred, count: int = 1) -> list[Socket]:
+    seen: list[Socket] = []
+
+    def poll():
+        select.select([listener], [], [], 0.05)
+        seen.extend(e for e in listener.read() if pred(e))
+        return len(seen) >= count
+    _wait_for(poll, what=f"{count} close event(s)")
+    return seen
+
+
+@needs_root
+def test_destroy_listener_sees_a_connection_that_lived_between_two_polls():
+    with netlink.DestroyListener() as events:
+        listener, [(client, server, up, down)] = _pairs(AF_INET, "127.0.0.1", 1)
+        port, cport = listener.getsockname()[1], client.getsockname()[1]
+        client_cookie = {(s.sport, s.dport): s.cookie for s in netlink.dump(families=(AF_INET,))}[cport, port]
+        client.close()
+        server.close()
+        listener.close()
+        got = by_ports(_events(events, lambda e: port in (e.sport, e.dport), 3))
+        closed_client, closed_server = got[cport, port], got[port, cport]
+        assert {e.state for e in got.values()} == {TCP_CLOSE}
+        assert closed_client.cookie == client_cookie                  # joins the close to the snapshots
+        assert (closed_client.inode, closed_client.src, closed_client.dst) == (0, "127.0.0.1", "127.0.0.1")
+        assert up <= closed_client.bytes_sent <= up + 2                # + SYN and FIN
+        assert down <= closed_client.bytes_received <= down + 1        # + FIN
+        assert up <= closed_server.bytes_received <= up + 1
+        assert down <= closed_server.bytes_sent <= down + 1
+        assert closed_client.rtt_us > 0
+        assert got[port, 0].dst == "0.0.0.0"                            # the listener
+
+
+@needs_root
+@pytest.mark.parametrize("family, host", [(AF_INET, "127.0.0.1"), (AF_INET6, "::1")])
+def test_destroy_listener_sees_refused_connects(family, host):
+    """What the kernel reports for a failed connect (Linux 6.18): state TCP_CLOSE, never SYN_SENT.
+    A blocking connect() that fails is disconnected by the kernel before close: its close event
+    has no destination port, an unspecified source and zero counters. A non-blocking one keeps
+    both ports and shows one SYN out, one RST in, no RTT sample."""
+    closed = _closed_port(family, host)
+    unspecified = "0.0.0.0" if family == AF_INET else "::"
+    with netlink.DestroyListener() as events:
+        blocking = socket.socket(family)
+        blocking.bind((unspecified, 0))                 # a known source port for the assertion
+        bport = blocking.getsockname()[1]
+        with pytest.raises(ConnectionRefusedError):
+            blocking.connect((host, closed))
+        blocking.close()
+        nonblocking = socket.socket(family)
+        nonblocking.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            nonblocking.connect((host, closed))
+        nport = nonblocking.getsockname()[1]
+        select.select([], [nonblocking], [], 2)
+        assert nonblocking.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 111      # ECONNREFUSED
+        nonblocking.close()
+        got = by_ports(_events(events, lambda e: e.sport in (bport, nport), 2))
+        assert got[bport, 0] == Socket(family=family, state=TCP_CLOSE, src=unspecified, sport=bport, dst=host,
+                                       dport=0, inode=0, uid=0, cookie=got[bport, 0].cookie)
+        refused = got[nport, closed]
+        assert (refused.state, refused.src, refused.dst) == (TCP_CLOSE, host, host)
+        assert (refused.segs_out, refused.segs_in, refused.rtt_us, refused.bytes_sent, refused.bytes_received) == \
+            (1, 1, 0, 0, 0)
+
+
+@needs_root
+def test_proc_connector_sees_a_subprocess_exec_and_exit():
+    with netlink.ProcConnector() as procs:
+        child = subprocess.Popen([sys.executable, "-c", "pass"])
+        child.wait()
+        seen: list[tuple[str, int, int]] = []
+
+        def poll():
+            select.select([procs], [], [], 0.05)
+            seen.extend(e for e in procs.read() if child.pid in e[1:])
+            return {"exec", "exit"} <= {kind for kind, _, _ in seen}
+        _wait_for(poll, what="the child's exec and exit")
+        assert ("fork", child.pid, child.pid) in seen
+        assert ("exec", child.pid, child.pid) in seen
+        assert seen[-1] == ("exit", child.pid, child.pid)
+
+
+# --- a network namespace of our own ---
+
+LISTEN_IN_NETNS = """
+import socket, sys, time
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen()
+print(s.getsockname()[1], flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.fixture
+def netns():
+    if not IS_ROOT:
+        pytest.skip("network namespaces need root")
+    if shutil.which("ip") is None:
+        pytest.skip("no ip(8) (iproute2) to create a network namespace")
+    name = f"netatlas-test-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def test_dump_inside_a_network_namespace(netns):
+    path = f"/var/run/netns/{netns}"
+    with netlink.DestroyListener(netns=path) as closes:
+        child = subprocess.Popen(["ip", "netns", "exec", netns, sys.executable, "-c", LISTEN_IN_NETNS],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            port = int(child.stdout.readline())
+            inside = [s for s in netlink.dump(netns=path) if s.sport == port]
+            assert [(s.state, s.src) for s in inside] == [(TCP_LISTEN, "127.0.0.1")]
+            assert [s.sport for s in netlink.dump(netns=netns)] == [port]     # a bare name works too
+            outside = {s.cookie for s in netlink.dump() if s.sport == port}
+            assert inside[0].cookie not in outside
+            assert inside[0].inode not in {s.inode for s in netlink.dump()}
+        finally:
+            child.stdin.close()
+            child.wait(timeout=10)
+        [event] = _events(closes, lambda e: e.sport == port)
+        assert (event.state, event.cookie) == (TCP_CLOSE, inside[0].cookie)
+
+
+def test_a_missing_namespace_raises():
+    with pytest.raises(FileNotFoundError):
+        netlink.dump(netns="/var/run/netns/netatlas-no-such-namespace")
