@@ -30,7 +30,9 @@ NOW = datetime(2024, 5, 2, 12, 0, tzinfo=timezone.utc)
 
 
 def corpus() -> list[tuple[str, str]]:
-    cases = [(f"golden/{p.parent.name}/{p.stem}", p.read_text()) for p in sorted(GOLDEN.glob("*/*.kql"))]
+    # golden error cases (// error: ...) plan to no SQL: they are the error tests' business
+    cases = [(f"golden/{p.parent.name}/{p.stem}", p.read_text()) for p in sorted(GOLDEN.glob("*/*.kql"))
+             if "// error:" not in p.read_text()]
     seed = SHARED / "seed-queries.kql"
     if seed.exists():
         parts = re.split(r"^// ==== (.+)$", seed.read_text(), flags=re.M)
@@ -49,10 +51,7 @@ def ws():
 
 
 def plan_of(ws, text: str):
-    try:
-        return Planner(ws.catalogue, now=NOW, executor=ws._run_helper).plan(parse(text, tokenize(text)))
-    except KqlError:
-        pytest.skip("an error case: nothing to print")
+    return Planner(ws.catalogue, now=NOW, executor=ws._run_helper).plan(parse(text, tokenize(text)))
 
 
 def sqlglot_text(tree: exp.Expression) -> str:
