@@ -19,7 +19,6 @@ from sqlglot import exp
 
 import netatlas
 from conftest import SHARED
-from netatlas.errors import KqlError
 from netatlas.kql import parse, printer, tokenize
 from netatlas.kql.dialects import DIALECTS
 from netatlas.kql.generator import build, generate, prepare, render
