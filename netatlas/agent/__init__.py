@@ -14,4 +14,4 @@ The data types passed between stages live in ``model.py``.
 """
 
 # `netatlas up` starts the local agent once the stages above are joined into a runner.
-RUNNABLE = False
+RUNNABLE = True

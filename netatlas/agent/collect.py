@@ -1,0 +1,333 @@
+"""The collector: the observe stages (netlink.py, proc.py) joined to the aggregate stage (records.py).
+
+``collector(config)`` starts a poll thread and returns a ``Collect`` for ``ship.run``: each call
+returns the records of the one-minute windows that ended since the previous call (plus
+VMComputer / ServiceMapComputer_CL at start and then hourly).
+
+Every ``config.poll`` seconds the poll thread, in this order:
+
+1. drains the close events (``DestroyListener``) and hands them to ``Aggregator.closed``. The
+   kernel's close events carry inode 0; a cookie that a recent dump reported with an inode gets
+   that inode (and its owner) back (``dataclasses.replace``). An *outbound* socket that opened and
+   closed between two polls was in no dump: it is credited to the process that, in the recent
+   dumps, last held a socket to the same remote address and port, else to the same remote
+   address (the common case: a client opening many short connections to a service it also keeps
+   talking to); with no such process it stays unowned (``Aggregator.unowned``). Inbound ones go
+   to the listener's process (records.py).
+2. dumps every TCP socket (``SockDiag``) and finds the owner of each socket inode: an inode seen
+   before keeps its pid; new inodes are looked up first in the processes that owned sockets at
+   the last look, then (at most once a poll) in every process of /proc. Only inodes of this
+   namespace's dump are looked up, so processes of other network namespaces sharing /proc are
+   never credited with them.
+3. process information (``Proc.process``) is read once per pid that owns a socket and cached;
+   re-read on an exec event (proc connector, in the initial namespace only) and forgotten (with
+   ``Aggregator.process_exited``) when the process is gone (exit event, or /proc polling).
+
+Work per poll is bounded by the host's sockets and ``MAX_EVENTS_PER_READ``; a poll that raises is
+logged (rate-limited) and counted in ``stats["poll_errors"]`` and the next one goes on.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import socket
+import threading
+import time
+from collections import OrderedDict
+
+from .config import AgentConfig, load_machine_id
+from .model import TCP_LISTEN, ProcessInfo, Socket
+from .netlink import DestroyListener, ProcConnector, SockDiag
+from .proc import Proc
+from .records import TABLES, Aggregator
+
+log = logging.getLogger("netatlas.agent.collect")
+
+MACHINE_INTERVAL = 3600.0        # seconds between two VMComputer records
+RECENT_TTL = 600.0               # seconds a remote endpoint remembers the process that talked to it
+UNFOUND_RETRY = 30.0             # seconds before an inode no process held is looked for everywhere again
+PROCESS_RECHECK = 60.0           # seconds between two re-reads of a cached process (exec without connector)
+WILDCARDS = ("0.0.0.0", "::")
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("netatlas")
+    except Exception:
+        return ""
+
+
+class Collector:
+    """A poll thread feeding an Aggregator; calling the object returns the finished records."""
+
+    def __init__(self, config: AgentConfig, *, agent_id: str | None = None, proc: Proc | None = None,
+                 start: bool = True):
+        self.config = config
+        self.netns = config.netns or None
+        self.proc = proc or Proc("/")
+        self.agent_id = agent_id or load_machine_id(config.machine_id_file)
+        self.machine_id = self.agent_id if self.agent_id.startswith("m-") else f"m-{self.agent_id}"
+        machine = self.proc.machine()
+        self.computer = machine.fqdn or machine.hostname or socket.getfqdn()
+        self.agg = Aggregator(self.machine_id, self.computer, self.agent_id,
+                              max_connections=config.max_connections, max_processes=config.max_processes,
+                              exclude_processes=config.exclude_processes,
+                              exclude_loopback=config.exclude_loopback, agent_version=_version())
+        self.stats = dict(polls=0, poll_errors=0, close_events=0, event_overflows=0, full_scans=0,
+                          last_poll_ms=0.0, max_poll_ms=0.0)
+        self._lock = threading.Lock()                      # the aggregator
+        self._stop = threading.Event()
+        self._machine_due = 0.0
+        self._inode_pid: dict[int, int] = {}               # socket inode -> pid (this namespace's dump)
+        self._unfound: dict[int, float] = {}               # inode -> when a full scan last missed it
+        self._hot: set[int] = set()                        # pids owning sockets at the last look
+        self._info: dict[int, tuple[float, ProcessInfo]] = {}   # pid -> (read at, info)
+        self._cookie: OrderedDict[int, tuple[int, ProcessInfo]] = OrderedDict()  # cookie -> (inode, owner)
+        self._remote: OrderedDict[tuple, tuple[float, int, ProcessInfo]] = OrderedDict()  # (ip, port) / (ip,)
+        self._listen: dict[int, set[str]] = {}
+        self._packages_done: set[str] = set()
+        self.diag = SockDiag(self.netns)
+        self.destroy = DestroyListener(self.netns)
+        self.connector = None
+        if self.netns is None:
+            try:
+                self.connector = ProcConnector()
+            except OSError as e:      # not root in the initial namespaces: /proc polling only
+                log.info("proc connector unavailable (%s): polling /proc for process changes", e)
+        self._thread = threading.Thread(target=self._loop, name="netatlas-poll", daemon=True)
+        if start:
+            self.start()
+
+    # ---- the thread -------------------------------------------------------------------------
+    def start(self) -> "Collector":
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
+        for s in (self.diag, self.destroy, self.connector):
+            if s is not None:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def _loop(self) -> None:
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                self.poll()
+            except Exception:
+                self.stats["poll_errors"] += 1
+                n = self.stats["poll_errors"]
+                if n <= 5 or n % 100 == 0:
+                    log.exception("poll failed (%d so far); going on", n)
+            next_at = max(next_at + self.config.poll, time.monotonic())
+            self._stop.wait(max(0.0, next_at - time.monotonic()))
+
+    # ---- one poll ---------------------------------------------------------------------------
+    def poll(self, now: float | None = None) -> None:
+        t0 = time.monotonic()
+        self._process_events()
+        events = self.destroy.read()
+        self.stats["close_events"] += len(events)
+        self.stats["event_overflows"] = self.destroy.overflows
+        now = time.time() if now is None else now
+        if events:
+            restored, owners = self._restore(events, now)
+            with self._lock:
+                self.agg.closed(now, restored, owners)
+        sockets = self.diag.dump()
+        now = time.time()
+        owners = self._owners(sockets, now)
+        with self._lock:
+            self.agg.observe(now, sockets, owners)
+        self._packages(owners)
+        ms = (time.monotonic() - t0) * 1000
+        self.stats["polls"] += 1
+        self.stats["last_poll_ms"] = round(ms, 2)
+        self.stats["max_poll_ms"] = max(self.stats["max_poll_ms"], round(ms, 2))
+
+    def _restore(self, events: list[Socket], now: float) -> tuple[list[Socket], dict[int, ProcessInfo]]:
+        """Close events with the inode a dump reported for their cookie, or (outbound sockets no
+        dump saw) the inode of the recent socket to the same remote; and those inodes' owners."""
+        out, owners = [], {}
+        for s in events:
+            known = self._cookie.pop(s.cookie, None)
+            if known is None and s.state != TCP_LISTEN and s.dport and not self._inbound(s):
+                known = self._recent(s, now)
+            if known is not None:
+                inode, info = known
+                s = dataclasses.replace(s, inode=inode)
+                owners[inode] = info
+            out.append(s)
+        return out, owners
+
+    def _inbound(self, s: Socket) -> bool:
+        addrs = self._listen.get(s.sport)
+        return bool(addrs) and (s.src in addrs or any(w in addrs for w in WILDCARDS))
+
+    def _recent(self, s: Socket, now: float) -> tuple[int, ProcessInfo] | None:
+        for key in ((s.dst, s.dport), (s.dst,)):
+            hit = self._remote.get(key)
+            if hit is not None and now - hit[0] <= RECENT_TTL:
+                return hit[1], hit[2]
+        return None
+
+    def _owners(self, sockets: list[Socket], now: float) -> dict[int, ProcessInfo]:
+        """inode -> owning process for the sockets of this dump; remembers cookies and remotes."""
+        listen: dict[int, set[str]] = {}
+        inodes = set()
+        for s in sockets:
+            if s.inode:
+                inodes.add(s.inode)
+            if s.state == TCP_LISTEN:
+                listen.setdefault(s.sport, set()).add(s.src)
+        self._listen = listen
+        for inode in [i for i in self._inode_pid if i not in inodes]:
+            del self._inode_pid[inode]
+        missing = inodes.difference(self._inode_pid)
+        if missing:
+            missing = self._scan(sorted(self._hot), missing)
+        if missing:     # new inodes not held by the usual owners: one look at every process,
+            # unless only inodes that such a look missed recently (sockets of processes we cannot see)
+            fresh = {i for i in missing if now - self._unfound.get(i, -RECENT_TTL) >= UNFOUND_RETRY}
+            if fresh:
+                self.stats["full_scans"] += 1
+                for inode in self._scan(self.proc.pids(), missing):
+                    self._unfound[inode] = now
+        for inode in [i for i in self._unfound if i not in inodes]:
+            del self._unfound[inode]
+        self._hot = set(self._inode_pid.values())
+        infos: dict[int, ProcessInfo | None] = {}
+        owners: dict[int, ProcessInfo] = {}
+        for inode, pid in self._inode_pid.items():
+            if pid not in infos:
+                infos[pid] = self._process(pid, now)
+            if infos[pid] is not None:
+                owners[inode] = infos[pid]
+        cap = self.config.max_connections
+        for s in sockets:
+            info = owners.get(s.inode) if s.inode else None
+            if info is None or s.state == TCP_LISTEN:
+                continue
+            self._cookie[s.cookie] = (s.inode, info)
+            self._cookie.move_to_end(s.cookie)
+            if not self._inbound(s):
+                for key in ((s.dst, s.dport), (s.dst,)):
+                    self._remote[key] = (now, s.inode, info)
+                    self._remote.move_to_end(key)
+        while len(self._cookie) > cap:
+            self._cookie.popitem(last=False)
+        while len(self._remote) > cap:
+            self._remote.popitem(last=False)
+        # forget processes that are gone (no connector in a namespace: this is how we notice)
+        for pid in [p for p in self._info if p not in infos]:
+            if not os.path.exists(f"{self.proc.proc}/{pid}"):
+                self._exited(pid, now)
+        return owners
+
+    def _scan(self, pids, missing: set[int]) -> set[int]:
+        """Look for the ``missing`` inodes in the fd tables of ``pids``; returns those not found."""
+        for pid in pids:
+            if not missing:
+                break
+            try:
+                held = self.proc._socket_inodes(self.proc.proc / str(pid) / "fd")
+            except OSError:
+                continue
+            for inode in held & missing:
+                self._inode_pid[inode] = pid
+            missing = missing - held
+        return missing
+
+    def _process(self, pid: int, now: float) -> ProcessInfo | None:
+        cached = self._info.get(pid)
+        if cached is not None and now - cached[0] < PROCESS_RECHECK:
+            return cached[1]
+        try:
+            info = self.proc.process(pid)
+        except OSError:
+            return cached[1] if cached is not None else None
+        self._info[pid] = (now, info)
+        if cached is not None and (cached[1].exe, cached[1].cmdline) != (info.exe, info.cmdline):
+            with self._lock:
+                self.agg.process_started(now, info)      # exec'd into another program
+        return info
+
+    def _exited(self, pid: int, now: float) -> None:
+        if self._info.pop(pid, None) is not None:
+            with self._lock:
+                self.agg.process_exited(now, pid)
+
+    def _process_events(self) -> None:
+        if self.connector is None:
+            return
+        try:
+            events = self.connector.read()
+        except OSError as e:
+            log.warning("proc connector failed (%s): polling /proc instead", e)
+            self.connector.close()
+            self.connector = None
+            return
+        now = time.time()
+        for kind, pid, tgid in events:
+            if pid != tgid or tgid not in self._info:
+                continue                                   # threads, and processes without sockets
+            if kind == "exit":
+                self._exited(tgid, now)
+            elif kind == "exec":
+                self._info.pop(tgid, None)
+                try:
+                    info = self.proc.process(tgid)
+                except OSError:
+                    continue
+                self._info[tgid] = (now, info)
+                with self._lock:
+                    self.agg.process_started(now, info)
+
+    def _packages(self, owners: dict[int, ProcessInfo]) -> None:
+        """Product and version of each new executable (dpkg), at most one new one a poll."""
+        for info in owners.values():
+            exe = info.exe
+            if exe and exe not in self._packages_done:
+                self._packages_done.add(exe)
+                try:
+                    version = self.proc.package_version(exe)
+                except Exception:
+                    version = ("", "")
+                if version != ("", ""):
+                    with self._lock:
+                        self.agg.versions[exe] = version
+                return
+
+    # ---- Collect ----------------------------------------------------------------------------
+    def __call__(self) -> dict[str, list[dict]]:
+        now = time.time()
+        with self._lock:
+            out = self.agg.flush(now)
+        if now >= self._machine_due:
+            self._machine_due = now + MACHINE_INTERVAL
+            try:
+                info = self.proc.machine()
+                with self._lock:
+                    machine = self.agg.machine_records(now, info, self.config.tags)
+                if machine.unplaced:
+                    log.info("tags without a column: %s", ", ".join(sorted(machine.unplaced)))
+                for table, records in machine.items():
+                    out.setdefault(table, []).extend(records)
+            except Exception:
+                log.exception("machine records failed")
+        return {t: r for t, r in out.items() if r}
+
+
+def collector(config: AgentConfig) -> Collector:
+    """The host's ``Collect`` for ``ship.run`` (starts its poll thread)."""
+    return Collector(config)
+
+
+__all__ = ["Collector", "collector", "TABLES"]

@@ -1,0 +1,364 @@
+"""End to end in network namespaces: a workspace server and two agents (`netatlas agent run`), each
+in a namespace of its own on one bridge, known traffic between the two hosts, and the records the
+workspace then holds checked against the traffic's ground truth.
+
+    naXX-ws 10.99.XX.1  workspace server :8080
+    naXX-h1 10.99.XX.2  agent + client: 1 long connection (~70 s, two minutes), 100 short ones,
+                        5 refused connects to :9999
+    naXX-h2 10.99.XX.3  agent + server :9000
+    naXX-sw             the bridge br0 the three veths are enslaved to
+
+Needs root (``ip netns add``); skipped with the reason otherwise. Takes ~2.5-3.5 minutes (the
+windows close at minute boundaries).
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from netatlas.agent.netlink import in_netns
+from netatlas.keys import load_or_create
+
+ROOT = Path(__file__).resolve().parents[2]
+INTERVAL = 5
+LONG_CHUNKS, LONG_CHUNK, LONG_EVERY = 70, 1000, 1.0     # 70,000 bytes over ~70 s
+SHORT, SHORT_BYTES, FAILED = 100, 100, 5
+
+SERVER = r'''
+import json, socket, sys, threading
+port, out = int(sys.argv[1]), sys.argv[2]
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("0.0.0.0", port)); srv.listen(512)
+lock = threading.Lock(); seen = []
+def handle(c, peer):
+    n = 0
+    while True:
+        b = c.recv(65536)
+        if not b:
+            break
+        n += len(b)
+    reply = b"ok %d\n" % n
+    c.sendall(reply); c.close()
+    with lock:
+        seen.append({"peer": peer[0], "received": n, "sent": len(reply)})
+        with open(out, "w") as f:
+            json.dump(seen, f)
+print("listening", flush=True)
+while True:
+    c, peer = srv.accept()
+    threading.Thread(target=handle, args=(c, peer), daemon=True).start()
+'''
+
+CLIENT = r'''
+import json, socket, sys, threading, time
+host, port, closed_port, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+CHUNKS, CHUNK, EVERY, SHORT, SHORT_BYTES, FAILED = [float(a) if "." in a else int(a) for a in sys.argv[5:11]]
+truth = {"long": {}, "short": [], "failed": 0}
+def exchange(s, chunks):
+    sent = 0
+    for data, pause in chunks:
+        s.sendall(data); sent += len(data)
+        if pause:
+            time.sleep(pause)
+    s.shutdown(socket.SHUT_WR)
+    got = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        got += b
+    s.close()
+    return sent, len(got)
+def long_lived():
+    t0 = time.time()
+    s = socket.create_connection((host, port))
+    sent, got = exchange(s, [(b"L" * CHUNK, EVERY)] * CHUNKS)
+    truth["long"] = {"sent": sent, "received": got, "start": t0, "end": time.time()}
+t = threading.Thread(target=long_lived); t.start()
+time.sleep(3)                      # the long connection is in the agent's dumps by now
+for i in range(SHORT):
+    t0 = time.time()
+    s = socket.create_connection((host, port))
+    sent, got = exchange(s, [(b"s" * SHORT_BYTES, 0)])
+    truth["short"].append({"sent": sent, "received": got, "start": t0, "end": time.time()})
+    time.sleep(0.05)
+for i in range(FAILED):
+    s = socket.socket(); s.settimeout(5)        # non-blocking connect underneath: the close keeps the port
+    try:
+        s.connect((host, closed_port))
+    except ConnectionRefusedError:
+        truth["failed"] += 1
+    s.close()
+    time.sleep(0.1)
+t.join()
+truth["end"] = time.time()
+with open(out, "w") as f:
+    json.dump(truth, f)
+print("done", flush=True)
+'''
+
+
+def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(args, check=check, capture_output=True, text=True)
+
+
+class Topology:
+    def __init__(self, xx: int):
+        self.xx = xx
+        self.names = {r: f"na{xx}-{r}" for r in ("sw", "ws", "h1", "h2")}
+        self.ip = {"ws": f"10.99.{xx}.1", "h1": f"10.99.{xx}.2", "h2": f"10.99.{xx}.3"}
+        self.created: list[str] = []
+
+    def add(self, name: str) -> None:
+        sh("ip", "netns", "add", name)
+        self.created.append(name)
+        sh("ip", "-n", name, "link", "set", "lo", "up")
+
+    def build(self) -> None:
+        sw = self.names["sw"]
+        self.add(sw)
+        sh("ip", "-n", sw, "link", "add", "br0", "type", "bridge")
+        sh("ip", "-n", sw, "link", "set", "br0", "up")
+        for role in ("ws", "h1", "h2"):
+            ns = self.names[role]
+            self.add(ns)
+            sh("ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", f"p-{role}", "netns", sw)
+            sh("ip", "-n", sw, "link", "set", f"p-{role}", "master", "br0", "up")
+            sh("ip", "-n", ns, "addr", "add", f"{self.ip[role]}/24", "dev", "eth0")
+            sh("ip", "-n", ns, "link", "set", "eth0", "up")
+
+    def teardown(self) -> None:
+        for name in reversed(self.created):
+            sh("ip", "netns", "del", name, check=False)
+
+
+@pytest.fixture
+def topology():
+    xx = random.randint(10, 250)
+    topo = Topology(xx)
+    probe = f"na{xx}-probe"
+    r = sh("ip", "netns", "add", probe, check=False)
+    if r.returncode != 0:
+        print(f"skipping: `ip netns add` failed: {r.stderr.strip()}")
+        pytest.skip(f"cannot create network namespaces (needs root): {r.stderr.strip()}")
+    sh("ip", "netns", "del", probe, check=False)
+    try:
+        topo.build()
+        yield topo
+    finally:
+        topo.teardown()
+
+
+class Procs:
+    def __init__(self, tmp: Path):
+        self.tmp = tmp
+        self.running: dict[str, subprocess.Popen] = {}
+
+    def start(self, label: str, ns: str, *args: str) -> subprocess.Popen:
+        env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                   PYTHONUNBUFFERED="1")
+        log = open(self.tmp / f"{label}.log", "wb")
+        p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, *args], stdout=log,
+                             stderr=subprocess.STDOUT, env=env, cwd=self.tmp)
+        self.running[label] = p
+        return p
+
+    def log(self, label: str) -> str:
+        path = self.tmp / f"{label}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self, label: str, sig=signal.SIGTERM) -> None:
+        p = self.running.pop(label, None)
+        if p is not None and p.poll() is None:
+            p.send_signal(sig)
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+    def stop_all(self) -> None:
+        for label in list(self.running):
+            self.stop(label)
+
+    def dump_logs(self) -> None:
+        for path in sorted(self.tmp.glob("*.log")):
+            print(f"---- {path.name}\n{path.read_text(errors='replace')[-4000:]}")
+
+
+def wait_for(what: str, check, timeout: float, every: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every)
+
+
+def test_two_agents_in_namespaces_report_known_traffic(topology, tmp_path):
+    t_start = time.monotonic()
+    topo = topology
+    ns, ip = topo.names, topo.ip
+    data = tmp_path / "ws"
+    identity = load_or_create(data)
+    ingest = identity.by_role("ingest")[0].secret
+    query_key = identity.by_role("query")[0].secret
+    procs = Procs(tmp_path)
+    machines = {}
+    for host in ("h1", "h2"):
+        mid = str(uuid.uuid4())
+        (tmp_path / f"{host}.machine-id").write_text(mid + "\n")
+        machines[host] = f"m-{mid}"
+
+    def query(kql: str) -> list[dict]:
+        def go():
+            c = http.client.HTTPConnection(ip["ws"], 8080, timeout=30)
+            try:
+                c.request("POST", "/api/query", body=json.dumps({"query": kql, "timespan": "PT3H"}),
+                          headers={"Authorization": f"Bearer {query_key}", "Content-Type": "application/json"})
+                r = c.getresponse()
+                return r.status, r.read()
+            finally:
+                c.close()
+        status, body = in_netns(ns["ws"], go)
+        assert status == 200, body[:500]
+        table = json.loads(body)["tables"][0]
+        names = [c["name"] for c in table["columns"]]
+        return [dict(zip(names, row)) for row in table["rows"]]
+
+    def server_up():
+        try:
+            return in_netns(ns["ws"], lambda: http.client.HTTPConnection(ip["ws"], 8080, timeout=2).connect() or True)
+        except OSError:
+            return False
+
+    try:
+        procs.start("server", ns["ws"], "-m", "netatlas", "workspace", "serve", "--data", str(data),
+                    "--host", ip["ws"], "--port", "8080")
+        wait_for("the workspace server", server_up, 60)
+        for host in ("h1", "h2"):
+            procs.start(f"agent-{host}", ns[host], "-m", "netatlas", "agent", "run",
+                        "--workspace-url", f"http://{ip['ws']}:8080", "--workspace-id", identity.workspace_id,
+                        "--key", ingest, "--interval", str(INTERVAL), "--poll", "0.5",
+                        "--spool", str(tmp_path / f"{host}-spool"),
+                        "--machine-id-file", str(tmp_path / f"{host}.machine-id"))
+        for host in ("h1", "h2"):
+            wait_for(f"agent {host}", lambda: "shipping to" in procs.log(f"agent-{host}"), 60)
+        time.sleep(2)      # the first dump (the baseline) is behind us
+        for host in ("h1", "h2"):
+            assert procs.running[f"agent-{host}"].poll() is None, procs.log(f"agent-{host}")
+
+        server_truth = tmp_path / "server.json"
+        procs.start("tcp-server", ns["h2"], "-c", SERVER, "9000", str(server_truth))
+        wait_for("the TCP server", lambda: "listening" in procs.log("tcp-server"), 30)
+        time.sleep(1)      # its listener is in h2's dumps
+        client_truth = tmp_path / "client.json"
+        client = procs.start("client", ns["h1"], "-c", CLIENT, ip["h2"], "9000", "9999", str(client_truth),
+                             str(LONG_CHUNKS), str(LONG_CHUNK), str(LONG_EVERY), str(SHORT), str(SHORT_BYTES),
+                             str(FAILED))
+        assert client.wait(timeout=180) == 0, procs.log("client")
+        truth = json.loads(client_truth.read_text())
+        assert len(truth["short"]) == SHORT and truth["failed"] == FAILED
+        assert truth["long"]["sent"] == LONG_CHUNKS * LONG_CHUNK
+        assert all(s["end"] - s["start"] < 1 for s in truth["short"])
+        assert math.floor(truth["long"]["end"] / 60) > math.floor(truth["long"]["start"] / 60)   # two minutes
+        t_traffic = time.monotonic()
+
+        conns = SHORT + 1
+        sent = truth["long"]["sent"] + sum(s["sent"] for s in truth["short"])
+        received = truth["long"]["received"] + sum(s["received"] for s in truth["short"])
+
+        def records():
+            rows = query("VMConnection")
+            return {h: [r for r in rows if r["Machine"] == machines[h]] for h in ("h1", "h2")}
+
+        def outbound_9000(rows):
+            return [r for r in rows if r["Direction"] == "outbound" and r["DestinationIp"] == ip["h2"]
+                    and r["DestinationPort"] == 9000]
+
+        def inbound_9000(rows):
+            return [r for r in rows if r["Direction"] == "inbound" and r["SourceIp"] == ip["h1"]
+                    and r["DestinationPort"] == 9000]
+
+        def total(rows, col):
+            return sum(r[col] or 0 for r in rows)
+
+        # the last window closes at the next minute boundary; the agents ship within an interval
+        ready_at = (math.floor(truth["end"] / 60) + 1) * 60 + INTERVAL + 3
+        time.sleep(max(0.0, ready_at - time.time()))
+
+        def complete():
+            recs = records()
+            done = (total(outbound_9000(recs["h1"]), "LinksTerminated") >= conns
+                    and total(inbound_9000(recs["h2"]), "LinksTerminated") >= conns)
+            return recs if done else None
+        try:
+            recs = wait_for("the records of the traffic", complete, 45, every=3)
+        except AssertionError:
+            recs = records()
+        t_query = time.monotonic()
+
+        h1, h2 = recs["h1"], recs["h2"]
+        out = outbound_9000(h1)
+        assert total(out, "LinksEstablished") == conns, out
+        assert total(out, "LinksTerminated") == conns, out
+        assert total(out, "LinksFailed") == 0
+        assert sent <= total(out, "BytesSent") <= sent + 2 * conns
+        assert received <= total(out, "BytesReceived") <= received + 2 * conns
+        assert {r["ProcessName"][:7] for r in out} == {"python3"}
+        assert len({r["Process"] for r in out}) == 1                # the one client process
+        assert len({r["TimeGenerated"] for r in out}) >= 2          # the long connection spans two minutes
+        failed = [r for r in h1 if r["Direction"] == "outbound" and r["DestinationPort"] == 9999]
+        assert total(failed, "LinksFailed") == FAILED, failed
+        assert total(failed, "LinksEstablished") == 0
+        assert {r["Process"] for r in failed} <= {r["Process"] for r in out}
+
+        inn = inbound_9000(h2)
+        assert total(inn, "LinksEstablished") == conns, inn
+        assert total(inn, "LinksTerminated") == conns, inn
+        assert sent <= total(inn, "BytesReceived") <= sent + 2 * conns
+        assert received <= total(inn, "BytesSent") <= received + 2 * conns
+        assert {r["ProcessName"][:7] for r in inn} == {"python3"}
+
+        # each host sees only its own sockets
+        assert not [r for r in h1 if r["Direction"] == "inbound"], "h1 has no listener"
+        assert not outbound_9000(h2)
+        assert all(r["SourceIp"] == ip["h1"] for r in h1 if r["Direction"] == "outbound")
+        assert all(r["SourceIp"] == ip["h2"] for r in h2 if r["Direction"] == "outbound")
+        assert all(r["DestinationIp"] == ip["h2"] for r in h2 if r["Direction"] == "inbound")
+        assert not [r for r in h2 if r["DestinationPort"] == 9999]
+        # and each ships its own connection to the workspace
+        for host in ("h1", "h2"):
+            assert [r for r in recs[host] if r["DestinationIp"] == ip["ws"] and r["DestinationPort"] == 8080]
+
+        ports = [r for r in query("VMBoundPort") if r["Machine"] == machines["h2"]]
+        assert 9000 in {r["Port"] for r in ports}
+        assert not [r for r in query("VMBoundPort") if r["Machine"] == machines["h1"] and r["Port"] == 9000]
+        computers = {r["Machine"] for r in query("VMComputer")}
+        assert {machines["h1"], machines["h2"]} <= computers
+        processes = [r for r in query("VMProcess") if r["Machine"] == machines["h1"]]
+        assert {r["Process"] for r in out} <= {r["Process"] for r in processes}
+        print(f"\ntimings: setup+agents {t_traffic - t_start - (truth['end'] - truth['long']['start']):.0f} s, "
+              f"traffic {truth['end'] - truth['long']['start']:.0f} s, "
+              f"waiting for the records {t_query - t_traffic:.0f} s, total {time.monotonic() - t_start:.0f} s")
+    except BaseException:
+        procs.stop_all()
+        procs.dump_logs()
+        raise
+    finally:
+        procs.stop_all()
+        for host in ("h1", "h2"):
+            assert "Traceback" not in procs.log(f"agent-{host}"), procs.log(f"agent-{host}")
