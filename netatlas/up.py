@@ -23,6 +23,7 @@ def up_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--machines", type=int, default=200, help="machines in the demo environment (default: 200)")
     p.add_argument("--days", type=int, default=7, help="days of demo data (default: 7)")
     p.add_argument("--seed", type=int, default=1, help="seed of the demo environment (default: 1)")
+    p.add_argument("--no-agent", action="store_true", help="do not start the agent for this machine")
     for s in SETTINGS:
         if s.name in ("host", "port"):
             p.add_argument(s.flag, metavar=s.metavar, type=s.type, default=None,
@@ -49,11 +50,32 @@ def load_demo_once(data: Path, args, out=sys.stdout) -> None:
     out.write(f"  {total:,} records in {time.monotonic() - t0:.0f} s\n")
 
 
-def local_agent_status() -> str:
+def start_local_agent(data: Path, identity, settings, args):
+    """The host's own agent, shipping this machine's processes and connections to the server."""
+    import os
+    import subprocess
     from . import agent
+    if args.no_agent:
+        print("local agent: not started (--no-agent)")
+        return None
     if not agent.RUNNABLE:
-        return "local agent: not started (the agent is not complete in this version)"
-    return "local agent: available"
+        print("local agent: not started (the agent is not complete in this version)")
+        return None
+    if os.geteuid() != 0:
+        print("local agent: not started (it needs root to read every socket and process)")
+        return None
+    key = next(k for k in identity.keys if k.role == "ingest")
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    url = f"http://{host if ':' not in host else f'[{host}]'}:{settings.port}"
+    log = open(data / "agent.log", "ab")
+    env = dict(os.environ, NETATLAS_AGENT_KEY=key.secret)   # the key stays out of the process list
+    proc = subprocess.Popen([sys.executable, "-m", "netatlas", "agent", "run", "--workspace-url", url,
+                             "--workspace-id", identity.workspace_id, "--spool", str(data / "agent" / "spool"),
+                             "--machine-id-file", str(data / "agent" / "machine-id")],
+                            stdout=log, stderr=subprocess.STDOUT, env=env)
+    print(f"local agent: running (pid {proc.pid}, log {data / 'agent.log'}); this machine appears in the map "
+          f"within a minute or two")
+    return proc
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -63,10 +85,18 @@ def cmd_up(args: argparse.Namespace) -> int:
     data = Path(args.data)
     identity = load_or_create(data)
     load_demo_once(data, args)
-    print(local_agent_status())
+    settings = Settings.from_env(host=args.host, port=args.port)
     # up is the local, first-contact command: it always shows the keys to use
     print("keys to use with this workspace:")
     for k in identity.keys:
         print(f"  {k.role:<7} {k.secret}")
-    settings = Settings.from_env(host=args.host, port=args.port)
-    return serve(data, settings)
+    agent = start_local_agent(data, identity, settings, args)
+    try:
+        return serve(data, settings)
+    finally:
+        if agent is not None:
+            agent.terminate()
+            try:
+                agent.wait(15)
+            except Exception:
+                agent.kill()

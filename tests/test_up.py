@@ -33,9 +33,11 @@ def seed_blocks():
 def served(tmp_path_factory):
     data = tmp_path_factory.mktemp("up") / "netatlas-data"
     port = free_port()
+    import os
+    env = dict(os.environ, PYTHONPATH=str(ROOT))   # the agent up starts must run this tree's netatlas
     p = subprocess.Popen([sys.executable, "-m", "netatlas", "up", "--data", str(data), "--port", str(port),
                           "--machines", "24", "--days", "2"], cwd=ROOT, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True)
+                         stderr=subprocess.STDOUT, text=True, env=env)
     out = []
     deadline = time.monotonic() + 240
     try:
@@ -93,3 +95,26 @@ def test_every_seed_query_answers_with_rows(served, title, query):
     assert body["statistics"]["truncated"] is False
     if "render" in query:
         assert body["render"]["visualization"] in ("timechart", "scatterchart")
+
+
+def test_the_local_agent_puts_this_machine_on_the_map(served):
+    """The host's own agent, started by up, ships this machine's inventory and processes."""
+    import os
+    port, key, out, data = served
+    if os.geteuid() != 0:
+        pytest.skip("the local agent needs root; this run is not root")
+    assert "local agent: running" in out
+    deadline = time.monotonic() + 120
+    found = {}
+    while time.monotonic() < deadline:
+        id_file = data / "agent" / "machine-id"
+        me = "m-" + id_file.read_text().strip() if id_file.exists() else "?"
+        for table in ("VMComputer", "VMProcess"):
+            status, body = post_query(port, key, f'{table} | where Machine == "{me}" | count')
+            assert status == 200, body
+            found[table] = body["tables"][0]["rows"][0][0]
+        if all(found.values()):
+            break
+        time.sleep(3)
+    assert all(found.values()), f"no records of {me} after 120 s: {found}; agent log:\n" + \
+        (data / "agent.log").read_text()[-3000:]
