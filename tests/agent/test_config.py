@@ -2,7 +2,6 @@
 the "collector not available yet" refusal, and `netatlas agent install`."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import stat
@@ -15,7 +14,7 @@ import pytest
 
 from netatlas import cli
 from netatlas.agent import config as cfg
-from netatlas.agent import install, ship
+from netatlas.agent import install
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "c2VjcmV0LWtleS1mb3ItdGVzdHM="   # base64
@@ -139,12 +138,6 @@ def test_the_machine_id_is_created_once(tmp_path):
 
 
 # ---------------------------------------------------------------- netatlas agent run
-
-@pytest.mark.skipif(importlib.util.find_spec(ship.COLLECTOR[0]) is not None, reason="the collector exists now")
-def test_agent_run_for_real_says_the_collector_is_not_available_yet(tmp_path):
-    p = netatlas("agent", "run", *CREDS, "--spool", str(tmp_path / "spool"))
-    assert p.returncode == 1 and "collector not available yet" in p.stderr and "Traceback" not in p.stderr
-
 
 def test_agent_run_check_prints_the_configuration_without_the_key():
     p = netatlas("agent", "run", "--check", *CREDS, env={"NETATLAS_AGENT_INTERVAL": "5"})
