@@ -72,9 +72,26 @@ def unknown_column(name: str, span: Span, rel: Rel):
 
 # ---- where, project, extend -----------------------------------------------------------------
 
+def _plain_filter(sql: exp.Expression) -> bool:
+    """SELECT * FROM one source [WHERE ...]: a filter can join its WHERE instead of wrapping it."""
+    if not isinstance(sql, exp.Select) or len(sql.expressions) != 1 or not isinstance(sql.expressions[0], exp.Star):
+        return False
+    return not any(sql.args.get(k) for k in ("joins", "group", "having", "qualify", "order", "limit", "distinct",
+                                             "with_", "windows", "offset"))
+
+
 def op_where(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
     pred = to_bool(pl.scalar(op.args["predicate"], scope_of(rel)), "the where condition")
-    out = Rel(pl.wrap(rel, select_all(rel), where=pred.sql), rel.cols, rel.order, rel.name, rel.serialized)
+    if _plain_filter(rel.sql):
+        # where after a table or another where: one WHERE with both conditions, not another subquery
+        args = dict(rel.sql.args)
+        old = args.get("where")
+        cond = pred.sql if old is None else exp.And(this=old.this, expression=pred.sql)
+        args["where"] = exp.Where(this=cond)
+        sql = exp.Select(**args)
+    else:
+        sql = pl.wrap(rel, select_all(rel), where=pred.sql)
+    out = Rel(sql, rel.cols, rel.order, rel.name, rel.serialized)
     if rel.rebuild is not None:
         reads = {c.name for c in pred.sql.find_all(exp.Column)}
         out.rebuild = lambda needed: op_where(pl, rel.rebuild(needed | reads), op)
