@@ -257,8 +257,18 @@ class Planner:
              limit: exp.Expression | None = None, distinct: bool = False, qualify=None,
              alias: str | None = None) -> exp.Select:
         # built with constructors: sqlglot's builder methods cost several times more per call
-        sub = exp.Subquery(this=rel.sql, alias=exp.TableAlias(this=exp.Identifier(this=alias or self.fresh(), quoted=False)))
-        args = {"expressions": select, "from_": exp.From(this=sub)}
+        name = exp.TableAlias(this=exp.Identifier(this=alias or self.fresh(), quoted=False))
+        source = _filtered_source(rel.sql)
+        if source is not None:
+            # the input is SELECT * FROM src [WHERE w]: select from src itself, keeping w
+            src, old_where = source
+            src = (exp.Table(this=src.this, db=src.args.get("db"), catalog=src.args.get("catalog"), alias=name)
+                   if isinstance(src, exp.Table) else exp.Subquery(this=src.this, alias=name))
+            args = {"expressions": select, "from_": exp.From(this=src)}
+            if old_where is not None:
+                where = old_where if where is None else exp.And(this=old_where, expression=where)
+        else:
+            args = {"expressions": select, "from_": exp.From(this=exp.Subquery(this=rel.sql, alias=name))}
         if where is not None:
             args["where"] = exp.Where(this=where)
         if group:
@@ -569,6 +579,23 @@ class Planner:
     def call_row_window(self, node: s.Call, scope, agg) -> Typed:
         from .operators import row_window
         return row_window(self, node, scope)
+
+
+_NOT_PLAIN = ("joins", "group", "having", "qualify", "order", "limit", "distinct", "with_", "windows", "offset")
+
+
+def _filtered_source(sql: exp.Expression):
+    """(source, where condition or None) when sql is SELECT * FROM one table or subquery [WHERE ...]."""
+    if not isinstance(sql, exp.Select) or len(sql.expressions) != 1 or not isinstance(sql.expressions[0], exp.Star):
+        return None
+    if any(sql.args.get(k) for k in _NOT_PLAIN):
+        return None
+    frm = sql.args.get("from_")
+    src = frm.this if frm is not None else None
+    if not isinstance(src, (exp.Table, exp.Subquery)) or (isinstance(src, exp.Table) and not isinstance(src.this, exp.Identifier)):
+        return None
+    w = sql.args.get("where")
+    return src, (w.this if w is not None else None)
 
 
 def _naive_utc(d: datetime) -> datetime:

@@ -1,1 +1,1 @@
-SELECT "k", "count_" FROM (SELECT "k", COUNT(*) AS "count_" FROM (SELECT * FROM (SELECT "k", "x" FROM (VALUES ('a', CAST(1 AS BIGINT))) AS "_v1"("k", "x")) AS _q2 WHERE "x" > 10) AS __row3 GROUP BY "k") AS _result LIMIT 500001
+SELECT "k", "count_" FROM (SELECT "k", COUNT(*) AS "count_" FROM (SELECT "k", "x" FROM (VALUES ('a', CAST(1 AS BIGINT))) AS "_v1"("k", "x")) AS __row3 WHERE "x" > 10 GROUP BY "k") AS _result LIMIT 500001
