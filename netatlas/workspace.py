@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import weakref
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -49,6 +50,7 @@ class Workspace:
             self.connection = duckdb.connect(":memory:")
         self._lock = threading.RLock()
         self._local = threading.local()
+        self._watchdog = Watchdog(self.connection)
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self.connection.execute("SET TimeZone = 'UTC'")
         # Checkpoint when the write-ahead log reaches 256 MB rather than DuckDB's 16 MB: under a
@@ -161,8 +163,7 @@ class Workspace:
         compiled = self.compile(text, params=params, now=now, max_rows=max_rows, timespan=timespan)
         t1 = time.perf_counter()
         with self._lock:
-            timer = threading.Timer(timeout, self.connection.interrupt)
-            timer.start()
+            self._watchdog.arm(timeout)
             try:
                 raw = self.connection.execute(compiled.sql).fetchall()
             except duckdb.InterruptException:
@@ -170,7 +171,7 @@ class Workspace:
             except duckdb.Error as e:
                 raise QueryExecutionError(f"the query could not run: {_clean(e)}") from None
             finally:
-                timer.cancel()
+                self._watchdog.disarm()
         t2 = time.perf_counter()
         truncated = len(raw) > max_rows
         if truncated:
@@ -188,6 +189,7 @@ class Workspace:
                 except duckdb.Error:
                     pass
             self._cursors.clear()
+            self._watchdog.stop()
             self.connection.close()
 
     def __enter__(self):
@@ -195,6 +197,56 @@ class Workspace:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class Watchdog:
+    """Interrupts the running query at its deadline: one thread per workspace, started on first use
+    (a timer thread per query cost a visible share of a 10 ms query). It holds the connection only
+    through a weak reference, so it never keeps a workspace alive."""
+
+    def __init__(self, connection):
+        self._connection = weakref.ref(connection)
+        self._cond = threading.Condition()
+        self._deadline: float | None = None
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+
+    def arm(self, timeout: float) -> None:
+        with self._cond:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="netatlas-query-watchdog", daemon=True)
+                self._thread.start()
+            self._deadline = time.monotonic() + timeout
+            self._cond.notify()
+
+    def disarm(self) -> None:
+        with self._cond:
+            self._deadline = None
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+
+    def _run(self) -> None:
+        with self._cond:
+            while not self._stopped:
+                if self._deadline is None:
+                    self._cond.wait()
+                    continue
+                left = self._deadline - time.monotonic()
+                if left > 0:
+                    self._cond.wait(left)
+                    continue
+                self._deadline = None
+                con = self._connection()
+                if con is None:
+                    return
+                try:
+                    con.interrupt()
+                except Exception:
+                    pass
+                del con
 
 
 def _clean(e: Exception) -> str:
