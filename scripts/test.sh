@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # Debian packages the tests need, as "command:package" (the command tells whether the package
-# is already there). Installed with apt-get only when missing. None are needed yet.
-APT_NEEDS=()
+# is already there). Installed with apt-get only when missing.
+APT_NEEDS=("ip:iproute2")   # network namespaces for the agent tests
 
 missing=()
 for need in "${APT_NEEDS[@]+"${APT_NEEDS[@]}"}"; do
