@@ -12,7 +12,7 @@ import duckdb
 
 from . import kql
 from .catalogue import Catalogue
-from .errors import IngestError, KqlError, NetatlasError, QueryExecutionError, QueryLimitError
+from .errors import IngestError, NetatlasError, QueryExecutionError, QueryLimitError
 from . import ingest
 from .kql import runtime
 from .kql import types as T

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import math
 
-from netatlas.kql.values import to_json_value
 
 
 def canonical(v):

@@ -60,4 +60,4 @@ def test_golden(path: pathlib.Path, ws, update_golden):
     if update_golden or not snap.exists():
         snap.write_text(sql + "\n")
     else:
-        assert snap.read_text().strip() == sql.strip(), f"generated SQL changed; review and run pytest --update-golden"
+        assert snap.read_text().strip() == sql.strip(), "generated SQL changed; review and run pytest --update-golden"

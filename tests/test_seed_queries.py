@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from compare import assert_matches, close, result_json, sort_key
+from compare import assert_matches, close, result_json
 from conftest import SHARED
 from seed.fixture import NOW, build_workspace
 

@@ -35,7 +35,7 @@ MAX_DIMENSIONS = 10
 
 
 def autocluster(pl, rel, call: s.Call):
-    from .operators import aliased, scope_of, values_rel
+    from .operators import scope_of, values_rel
     args = [pl.scalar(a, scope_of(rel)) for a in call.args]
     size_weight = _const(args, 0, 0.5, float, "SizeWeight")
     weight_col = args[1].name if len(args) > 1 and args[1].name else None

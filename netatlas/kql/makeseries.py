@@ -14,7 +14,7 @@ from . import types as T
 from .operators import aliased, contains_aggregate, next_column_name, scope_of
 from .planner import Planner, Rel
 from .scalars import binary, unify
-from .typed import Typed, cast, col, const, fn, ident
+from .typed import Typed, cast, col, const, fn
 
 N = exp.Literal.number
 L = exp.Literal.string
@@ -176,7 +176,6 @@ def top_nested(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
 
 def _with_others(pl: Planner, rel: Rel, group, agg, win, n, others, i):
     """The last level with 'with others': rows outside the top n fold into one row keyed by the others value."""
-    ranked_sel = [aliased(g.sql.copy(), f"__k{j}") for j, g in enumerate(group)] + [aliased(win, "__r")]
     ranked = pl.wrap(rel, [aliased(g.sql.copy(), f"__k{j}") for j, g in enumerate(group)] + [aliased(agg.sql.copy(), "__a")],
                      group=[x.sql.copy() for x in group])
     ranked = exp.Select(expressions=[col(f"__k{j}") for j in range(len(group))] + [aliased(win, "__r")]).from_(

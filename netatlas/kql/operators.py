@@ -16,7 +16,7 @@ from . import types as T
 from .aggregates import AGGREGATES, ARG_EXTREMES
 from .planner import Planner, Rel
 from .scalars import Scope, binary, to_bool, to_string, unify
-from .typed import Typed, cast, col, const, fn, ident, null, sql_literal
+from .typed import Typed, cast, col, const, fn, ident
 
 N = exp.Literal.number
 L = exp.Literal.string
@@ -502,7 +502,6 @@ def op_join(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
     keys = join_keys(pl, rel, right, op.args["on"])
     left = rel
     if kind == "innerunique":
-        parts = [exp.Column(this=ident(n)) if n else lk.sql for lk, _, n, _ in keys]
         part_exprs = [k[0].sql.copy().transform(lambda n: exp.Column(this=n.this) if isinstance(n, exp.Column) else n)
                       for k in keys]
         qual = exp.EQ(this=exp.Window(this=exp.RowNumber(), partition_by=part_exprs), expression=N(1))

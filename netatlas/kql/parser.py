@@ -369,7 +369,7 @@ class Parser:
 
     def join_right(self) -> s.Node:
         if self.tok.is_op("("):
-            start = self.advance().span
+            self.advance()
             e = self.pipe_expr()
             self.expect_op(")", "to close the right side of the join")
             return e
@@ -401,7 +401,6 @@ class Parser:
                 tables.append(self.pipe_expr())
                 self.expect_op(")")
             else:
-                start = self.tok.span
                 pat, span = self.name_pattern()
                 tables.append(s.Name(span, pat))
             if not self.accept_op(","):

@@ -8,7 +8,7 @@ methods below with the tables in scalars.py, functions/ and aggregates.py.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from sqlglot import exp
@@ -19,7 +19,7 @@ from . import syntax as s
 from . import types as T
 from .aggregates import AGGREGATES
 from .functions import FUNCTIONS
-from .scalars import Scope, binary, dynamic_to, to_bool, to_dynamic, to_string, type_error, unify
+from .scalars import Scope, binary, dynamic_to, to_dynamic, to_string, type_error, unify
 from .typed import Typed, cast, col, const, fn, ident, null
 
 
@@ -468,8 +468,7 @@ class Planner:
                     items.append(v)
             conv = []
             for v in items:
-                a, bb, _ = unify(left, v, v.span, f"compare ({op})")
-                left_sql = a.sql
+                _, bb, _ = unify(left, v, v.span, f"compare ({op})")
                 conv.append(bb)
             lhs, _, _ = unify(left, items[0], node.span, f"compare ({op})") if items else (left, None, None)
             if ci:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 import socket
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import pytest
 
 import netatlas
-from netatlas.agent.model import (TCP_CLOSE, TCP_ESTABLISHED, TCP_FIN_WAIT1, TCP_LISTEN, TCP_SYN_SENT,
+from netatlas.agent.model import (TCP_CLOSE, TCP_ESTABLISHED, TCP_LISTEN, TCP_SYN_SENT,
                                   TCP_TIME_WAIT, MachineInfo, ProcessInfo, Socket)
 from netatlas.agent.records import Aggregator, iso, pool_id
 

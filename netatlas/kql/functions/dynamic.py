@@ -143,6 +143,5 @@ def range_(start, stop, step=None):
     st = step.sql if step is not None else N(1)
     if start.type in T.NUMERIC:
         return _json(fn("generate_series", start.sql, stop.sql, st))
-    from ..scalars import to_string
     return _json(fn("list_transform", fn("generate_series", start.sql, stop.sql, fn("to_microseconds", exp.IntDiv(this=st, expression=N(10)))),
                     exp.Lambda(this=fn("netatlas_datetime_str", exp.column("_d")), expressions=[exp.to_identifier("_d")])))
