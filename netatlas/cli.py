@@ -18,16 +18,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import duckdb
+from typing import TYPE_CHECKING
 
-from . import __version__, connect
+from . import __version__
 from . import up
 from .agent.config import agent_arguments, cmd_agent
 from .demo.command import cmd_demo, demo_arguments
 from .errors import KqlError, NetatlasError
-from .kql import DEFAULT_MAX_ROWS
-from .result import Result
-from .workspace import DEFAULT_TIMEOUT, Workspace
+from .limits import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT
+
+if TYPE_CHECKING:       # the engine is imported where a command uses it: `netatlas agent` never does
+    from .result import Result
+    from .workspace import Workspace
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 UP_DATA = "netatlas-data"
@@ -98,6 +100,8 @@ FORMATS: dict[str, Callable[[Result], str]] = {
 # ---------------------------------------------------------------- shared helpers
 
 def open_workspace(path: str | None) -> Workspace:
+    import duckdb
+    from .workspace import connect
     try:
         return connect(path)
     except (OSError, duckdb.Error) as e:
@@ -270,6 +274,7 @@ def version_arguments(p: argparse.ArgumentParser) -> None:
 def version_text(full: bool) -> str:
     if not full:
         return f"netatlas {__version__}"
+    import duckdb
     import sqlglot
     return (f"netatlas {__version__}\nduckdb {duckdb.__version__}\nsqlglot {sqlglot.__version__}\n"
             f"python {sys.version.split()[0]}")

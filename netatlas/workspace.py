@@ -17,6 +17,7 @@ from . import ingest
 from .kql import runtime
 from .kql import types as T
 from .kql.values import convert_rows
+from .limits import DEFAULT_TIMEOUT
 from .result import Result
 
 DB_FILE = "netatlas.duckdb"
@@ -24,9 +25,9 @@ DB_FILE = "netatlas.duckdb"
 
 class WorkspaceBusyError(NetatlasError):
     code = "WORKSPACE_BUSY"
-DEFAULT_TIMEOUT = 60.0
-CHECKPOINT_THRESHOLD = "256MB"
 
+
+CHECKPOINT_THRESHOLD = "256MB"
 
 RETENTION_TABLE = "_netatlas_retention"
 DEFAULT_RETENTION_DAYS = 30

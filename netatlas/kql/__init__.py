@@ -13,8 +13,7 @@ from .generator import generate
 from .parser import parse
 from .planner import Plan, Planner
 from .tokens import tokenize
-
-DEFAULT_MAX_ROWS = 500_000
+from ..limits import DEFAULT_MAX_ROWS
 
 
 @dataclass
