@@ -28,10 +28,10 @@ AGENT = r'''
 import json, sys, tempfile, time
 from netatlas.agent.config import AgentConfig
 from netatlas.agent.collect import Collector
-port, poll = int(sys.argv[1]), float(sys.argv[2])
+port, poll, kind = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
 d = tempfile.mkdtemp()
 c = Collector(AgentConfig(workspace_url="http://127.0.0.1:9", workspace_id="bench", key="YmVuY2g=",
-                          poll=poll, spool=d + "/spool", machine_id_file=d + "/machine-id"))
+                          poll=poll, collector=kind, spool=d + "/spool", machine_id_file=d + "/machine-id"))
 counts = {"established": 0, "terminated": 0, "failed": 0, "records": 0}
 def take(out):
     for r in out.get("VMConnection", []):
@@ -121,6 +121,7 @@ def main() -> int:
     p.add_argument("--rate", type=int, default=500)
     p.add_argument("--poll", type=float, default=1.0)
     p.add_argument("--port", type=int, default=47000)
+    p.add_argument("--collectors", default="netlink,ebpf", help="which collectors to measure, in turn")
     p.add_argument("--in-netns", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -138,10 +139,35 @@ def main() -> int:
 
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     server = subprocess.Popen([sys.executable, "-c", SERVER, str(args.port)], stdout=subprocess.PIPE, text=True)
-    agent = subprocess.Popen([sys.executable, "-c", AGENT, str(args.port), str(args.poll)], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert server.stdout.readline().strip() == "listening"
+        rows = {kind: measure(kind, args, env) for kind in args.collectors.split(",")}
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    print(f"load: {args.open} held + {args.rate} new connections a second for {args.seconds:g} s, "
+          f"poll {args.poll:g} s; goals: 100 % captured, < 2 % of a core, < 80 MB")
+    print(f"{'collector':10} {'captured':>17} {'share':>8} {'CPU':>7} {'VmRSS':>7} {'VmHWM':>7}  "
+          f"{'unowned':>7}  goals")
+    ok = True
+    for kind, r in rows.items():
+        met = r["share"] == 1.0 and r["core"] < 0.02 and r["rss_kb"] < 80 * 1024
+        ok &= met
+        print(f"{kind:10} {r['established']:>8}/{r['expected']:<8} {r['share']:8.2%} {r['core']:7.2%} "
+              f"{r['rss_kb'] / 1024:5.0f}MB {r['hwm_kb'] / 1024:5.0f}MB  {r['unowned']:>7}  "
+              f"{'met' if met else 'NOT met'}")
+    if len(rows) == 2:
+        a, b = rows.values()
+        print(f"CPU ratio {'/'.join(rows)}: {a['core'] / b['core']:.1f}x" if b["core"] else "")
+    for kind, r in rows.items():
+        print(f"{kind} stats: {r['stats']}")
+    return 0
+
+
+def measure(kind: str, args, env) -> dict:
+    agent = subprocess.Popen([sys.executable, "-c", AGENT, str(args.port), str(args.poll), kind],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    try:
         assert agent.stdout.readline().strip() == "ready"
         time.sleep(2 * args.poll)                      # the baseline dump is behind us
         cpu0, t0 = cpu_seconds(agent.pid), time.monotonic()
@@ -152,24 +178,12 @@ def main() -> int:
         agent.stdin.flush()
         result = json.loads(agent.stdout.readline())
     finally:
-        for proc in (agent, server):
-            if proc.poll() is None:
-                proc.terminate()
-                proc.wait(timeout=10)
+        if agent.poll() is None:
+            agent.terminate()
+            agent.wait(timeout=10)
     expected = truth["long"] + truth["short"]
-    share = result["established"] / expected if expected else 0.0
-    core = (cpu1 - cpu0) / (t1 - t0)
-    print(f"load: {truth['long']} held + {truth['short']} short connections in {truth['seconds']:.0f} s "
-          f"({truth['errors']} failed to connect)")
-    print(f"captured: {result['established']} of {expected} established ({share:.2%}), "
-          f"{result['terminated']} terminated, {result['failed']} failed; unowned {result['unowned']}, "
-          f"overflow {result['overflow']}")
-    print(f"agent CPU: {core:.2%} of one core over {t1 - t0:.0f} s; VmRSS {rss / 1024:.0f} MB, "
-          f"VmHWM {hwm / 1024:.0f} MB")
-    print(f"agent stats: {result['stats']}")
-    goals = share == 1.0 and core < 0.02 and rss < 80 * 1024
-    print("goals (100 % captured, < 2 % of a core, < 80 MB):", "met" if goals else "NOT met")
-    return 0
+    return dict(result, expected=expected, share=result["established"] / expected if expected else 0.0,
+                core=(cpu1 - cpu0) / (t1 - t0), rss_kb=rss, hwm_kb=hwm, errors=truth["errors"])
 
 
 if __name__ == "__main__":

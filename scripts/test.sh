@@ -6,13 +6,20 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # Debian packages the tests need, as "command:package" (the command tells whether the package
-# is already there). Installed with apt-get only when missing.
-APT_NEEDS=("ip:iproute2")   # network namespaces for the agent tests
+# is already there; "-" when it has none: then dpkg does). Installed with apt-get only when missing.
+APT_NEEDS=(
+    "ip:iproute2"               # network namespaces for the agent tests
+    "-:libbpf1"                 # the eBPF collector loads its object with libbpf
+    "clang:clang"               # the eBPF tests rebuild the object from its source...
+    "llvm-strip:llvm"
+    "bpftool:bpftool"           # ...against this kernel's BTF
+    "-:libbpf-dev"              # (bpf_helpers.h)
+)
 
 missing=()
 for need in "${APT_NEEDS[@]+"${APT_NEEDS[@]}"}"; do
     cmd="${need%%:*}" pkg="${need#*:}"
-    if ! command -v "$cmd" >/dev/null 2>&1 && ! dpkg -s "$pkg" >/dev/null 2>&1; then
+    if ! { [[ $cmd != - ]] && command -v "$cmd" >/dev/null 2>&1; } && ! dpkg -s "$pkg" >/dev/null 2>&1; then
         missing+=("$pkg")
     fi
 done

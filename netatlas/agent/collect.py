@@ -37,8 +37,8 @@ import time
 from collections import OrderedDict
 
 from .config import AgentConfig, load_machine_id
-from .model import TCP_LISTEN, ProcessInfo, Socket
-from .netlink import DestroyListener, ProcConnector, SockDiag
+from .model import TCP_LISTEN, TCP_SYN_RECV, TCP_TIME_WAIT, ProcessInfo, Socket
+from .netlink import ALL_STATES, DestroyListener, ProcConnector, SockDiag
 from .proc import Proc
 from .records import TABLES, Aggregator
 
@@ -49,6 +49,10 @@ RECENT_TTL = 600.0               # seconds a remote endpoint remembers the proce
 UNFOUND_RETRY = 30.0             # seconds before an inode no process held is looked for everywhere again
 PROCESS_RECHECK = 60.0           # seconds between two re-reads of a cached process (exec without connector)
 WILDCARDS = ("0.0.0.0", "::")
+# TIME_WAIT and SYN_RECV entries are left out of dumps: they have no process and no tcp_info, the
+# close event of a connection already gave its final counters, and a busy host has tens of
+# thousands of them (500 connections a second leave 30,000 in TIME_WAIT)
+DUMP_STATES = tuple(s for s in ALL_STATES if s not in (TCP_TIME_WAIT, TCP_SYN_RECV))
 
 
 def _version() -> str:
@@ -75,7 +79,7 @@ class Collector:
                               max_connections=config.max_connections, max_processes=config.max_processes,
                               exclude_processes=config.exclude_processes,
                               exclude_loopback=config.exclude_loopback, agent_version=_version())
-        self.stats = dict(polls=0, poll_errors=0, close_events=0, event_overflows=0, full_scans=0,
+        self.stats = dict(polls=0, dumps=0, poll_errors=0, close_events=0, event_overflows=0, full_scans=0,
                           last_poll_ms=0.0, max_poll_ms=0.0)
         self._lock = threading.Lock()                      # the aggregator
         self._stop = threading.Event()
@@ -89,16 +93,37 @@ class Collector:
         self._listen: dict[int, set[str]] = {}
         self._packages_done: set[str] = set()
         self.diag = SockDiag(self.netns)
-        self.destroy = DestroyListener(self.netns)
-        self.connector = None
-        if self.netns is None:
-            try:
-                self.connector = ProcConnector()
-            except OSError as e:      # not root in the initial namespaces: /proc polling only
-                log.info("proc connector unavailable (%s): polling /proc for process changes", e)
+        self.bpf = self.destroy = self.connector = None
+        self.kind = self._choose(config.collector)
+        if self.kind == "netlink":
+            self.destroy = DestroyListener(self.netns)
+            if self.netns is None:
+                try:
+                    self.connector = ProcConnector()
+                except OSError as e:      # not root in the initial namespaces: /proc polling only
+                    log.info("proc connector unavailable (%s): polling /proc for process changes", e)
+        self._dumped = float("-inf")                       # monotonic time of the last dump (ebpf)
         self._thread = threading.Thread(target=self._loop, name="netatlas-poll", daemon=True)
         if start:
             self.start()
+
+    def _choose(self, wanted: str) -> str:
+        """"ebpf" (``self.bpf`` loaded and attached) or "netlink"; auto falls back, saying why."""
+        if wanted == "netlink":
+            return "netlink"
+        from .ebpf import BpfEvents, available
+        ok, why = available() if wanted == "auto" else (True, "")
+        if ok:
+            try:
+                self.bpf = BpfEvents(self.netns)
+                log.info("collector: ebpf")
+                return "ebpf"
+            except OSError as e:
+                if wanted == "ebpf":
+                    raise
+                why = str(e)
+        log.info("collector: netlink (ebpf unavailable: %s)", why)
+        return "netlink"
 
     # ---- the thread -------------------------------------------------------------------------
     def start(self) -> "Collector":
@@ -109,7 +134,7 @@ class Collector:
         self._stop.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=10)
-        for s in (self.diag, self.destroy, self.connector):
+        for s in (self.diag, self.destroy, self.connector, self.bpf):
             if s is not None:
                 try:
                     s.close()
@@ -132,6 +157,16 @@ class Collector:
     # ---- one poll ---------------------------------------------------------------------------
     def poll(self, now: float | None = None) -> None:
         t0 = time.monotonic()
+        if self.bpf is not None:
+            self._poll_bpf(now)
+        else:
+            self._poll_netlink(now)
+        ms = (time.monotonic() - t0) * 1000
+        self.stats["polls"] += 1
+        self.stats["last_poll_ms"] = round(ms, 2)
+        self.stats["max_poll_ms"] = max(self.stats["max_poll_ms"], round(ms, 2))
+
+    def _poll_netlink(self, now: float | None) -> None:
         self._process_events()
         events = self.destroy.read()
         self.stats["close_events"] += len(events)
@@ -141,16 +176,41 @@ class Collector:
             restored, owners = self._restore(events, now)
             with self._lock:
                 self.agg.closed(now, restored, owners)
-        sockets = self.diag.dump()
+        self._dump()
+
+    def _dump(self) -> None:
+        sockets = self.diag.dump(states=DUMP_STATES)
         now = time.time()
         owners = self._owners(sockets, now)
+        self.stats["dumps"] += 1
         with self._lock:
             self.agg.observe(now, sockets, owners)
         self._packages(owners)
-        ms = (time.monotonic() - t0) * 1000
-        self.stats["polls"] += 1
-        self.stats["last_poll_ms"] = round(ms, 2)
-        self.stats["max_poll_ms"] = max(self.stats["max_poll_ms"], round(ms, 2))
+
+    def _poll_bpf(self, now: float | None) -> None:
+        """Close events carry their owner (recorded at connect, or at the first send or receive of an
+        accepted socket); a dump is taken every ``dump_interval`` and just before each minute ends."""
+        closes, procs = self.bpf.read()
+        self.stats["close_events"] += len(closes)
+        now = time.time() if now is None else now
+        if closes:
+            events, owners = [], {}
+            for s, tgid, comm in closes:              # s.inode is -cookie (ebpf.py)
+                known = self._cookie.pop(s.cookie, None)
+                info = self._process(tgid, now, comm) if tgid else (known[1] if known else None)
+                if info is not None:
+                    owners[s.inode] = info
+                events.append(s)
+            with self._lock:
+                self.agg.closed(now, events, owners)
+        for kind, tgid in procs:                   # after the closes: an exit ends its sockets first
+            self._process_event(kind, tgid, now)
+        mono = time.monotonic()
+        minute_ends = int((now + self.config.poll) // 60) != int(now // 60)
+        if mono - self._dumped >= self.config.dump_interval or minute_ends:
+            self._dumped = mono
+            self._dump()
+            self.stats["ebpf"] = self.bpf.counters()
 
     def _restore(self, events: list[Socket], now: float) -> tuple[list[Socket], dict[int, ProcessInfo]]:
         """Close events with the inode a dump reported for their cookie, or (outbound sockets no
@@ -191,6 +251,18 @@ class Collector:
         for inode in [i for i in self._inode_pid if i not in inodes]:
             del self._inode_pid[inode]
         missing = inodes.difference(self._inode_pid)
+        if missing and self.bpf is not None:        # the owner the kernel half recorded
+            for s in sockets:
+                if s.inode in missing and s.state != TCP_LISTEN:
+                    tgid = self.bpf.owner(s.cookie)
+                    if tgid:
+                        self._inode_pid[s.inode] = tgid
+                        missing.discard(s.inode)
+            if self.stats["dumps"]:
+                # after the first dump, the kernel half saw every socket open: one it does not know
+                # is an accepted one that has not been read from yet (the aggregator gives it to the
+                # listener's process) or one closed since the dump (its close event has the owner)
+                missing = {s.inode for s in sockets if s.inode in missing and s.state == TCP_LISTEN}
         if missing:
             missing = self._scan(sorted(self._hot), missing)
         if missing:     # new inodes not held by the usual owners: one look at every process,
@@ -245,14 +317,19 @@ class Collector:
             missing = missing - held
         return missing
 
-    def _process(self, pid: int, now: float) -> ProcessInfo | None:
+    def _process(self, pid: int, now: float, comm: str = "") -> ProcessInfo | None:
         cached = self._info.get(pid)
         if cached is not None and now - cached[0] < PROCESS_RECHECK:
             return cached[1]
         try:
-            info = self.proc.process(pid)
+            info = self.proc.process(pid, sockets=False)
         except OSError:
-            return cached[1] if cached is not None else None
+            if cached is not None:
+                return cached[1]
+            if not comm:
+                return None
+            # gone before we looked (a short-lived client): its name is what is left
+            info = ProcessInfo(pid, 0, comm, "", "", "", 0, "", 0.0)
         self._info[pid] = (now, info)
         if cached is not None and (cached[1].exe, cached[1].cmdline) != (info.exe, info.cmdline):
             with self._lock:
@@ -276,19 +353,23 @@ class Collector:
             return
         now = time.time()
         for kind, pid, tgid in events:
-            if pid != tgid or tgid not in self._info:
-                continue                                   # threads, and processes without sockets
-            if kind == "exit":
-                self._exited(tgid, now)
-            elif kind == "exec":
-                self._info.pop(tgid, None)
-                try:
-                    info = self.proc.process(tgid)
-                except OSError:
-                    continue
-                self._info[tgid] = (now, info)
-                with self._lock:
-                    self.agg.process_started(now, info)
+            if pid == tgid:                                # threads are not processes
+                self._process_event(kind, tgid, now)
+
+    def _process_event(self, kind: str, tgid: int, now: float) -> None:
+        if tgid not in self._info:
+            return                                         # a process without sockets
+        if kind == "exit":
+            self._exited(tgid, now)
+        elif kind == "exec":
+            self._info.pop(tgid, None)
+            try:
+                info = self.proc.process(tgid, sockets=False)
+            except OSError:
+                return
+            self._info[tgid] = (now, info)
+            with self._lock:
+                self.agg.process_started(now, info)
 
     def _packages(self, owners: dict[int, ProcessInfo]) -> None:
         """Product and version of each new executable (dpkg), at most one new one a poll."""

@@ -161,6 +161,16 @@ def _key(value) -> str:
     return text
 
 
+COLLECTORS = ("auto", "netlink", "ebpf")
+
+
+def _collector(value) -> str:
+    text = _text(value).lower()
+    if text not in COLLECTORS:
+        raise ValueError(f"expected one of {', '.join(COLLECTORS)}, got {value!r}")
+    return text
+
+
 @dataclass(frozen=True)
 class Kind:
     metavar: str
@@ -187,6 +197,7 @@ KINDS: dict[str, Kind] = {
     "bytes": Kind("BYTES", _bytes, str, lambda v: f"{v:,}" + (f" ({v // MiB} MiB)" if v % MiB == 0 else "")),
     "bool": Kind("BOOL", _bool, lambda v: "true" if v else "false", lambda v: "true" if v else "false"),
     "names": Kind("NAME,...", _names, _toml_list, lambda v: ",".join(v) or "none"),
+    "collector": Kind("|".join(COLLECTORS), _collector, _toml_str),
     "tags": Kind("KEY=VALUE,...", _tags, _toml_table, lambda v: ",".join(f"{k}={x}" for k, x in v.items()) or "none"),
 }
 
@@ -223,7 +234,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("key", "", "key", "an ingest key of the workspace; prefer the file or the environment "
             "variable (a flag shows in `ps`)", required=True),
     Setting("interval", 15.0, "seconds", "seconds between two batches sent to the workspace"),
+    Setting("collector", "auto", "collector", "how sockets are observed: ebpf (tracepoints: every "
+            "connection with the process that made it), netlink (sock_diag polling, close events, proc "
+            "connector: runs everywhere) or auto (ebpf where the kernel allows, else netlink)"),
     Setting("poll", 1.0, "seconds", "seconds between two looks at the host's sockets and processes"),
+    Setting("dump_interval", 10.0, "seconds", "with the ebpf collector: seconds between two sock_diag "
+            "dumps (byte counts of open connections; one is also taken just before each minute ends)"),
     Setting("timeout", 10.0, "seconds", "seconds to connect to the workspace, and to wait for each "
             "part of its answer"),
     Setting("verify_tls", True, "bool", "check the workspace's TLS certificate (turn off only for a "

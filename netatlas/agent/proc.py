@@ -115,8 +115,10 @@ class Proc:
             out[pid] = info
         return out
 
-    def process(self, pid: int, btime: float | None = None, users: dict[int, str] | None = None) -> ProcessInfo:
-        """One process; raises FileNotFoundError/ProcessLookupError when it is gone."""
+    def process(self, pid: int, btime: float | None = None, users: dict[int, str] | None = None,
+                sockets: bool = True) -> ProcessInfo:
+        """One process (with the socket inodes it holds unless ``sockets`` is false: reading them is a
+        readlink per open file); raises FileNotFoundError/ProcessLookupError when it is gone."""
         base = self.proc / str(pid)
         stat = _read(base / "stat")
         comm, rest = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
@@ -131,7 +133,8 @@ class Proc:
                            cmdline=cmdline, cwd=_link_or_gone(base / "cwd"), uid=uid,
                            user=users.get(uid, str(uid)), start_time=btime + starttime / CLOCK_TICKS)
         try:
-            info.inodes = self._socket_inodes(base / "fd")
+            if sockets:
+                info.inodes = self._socket_inodes(base / "fd")
         except GONE:
             pass        # exited after its stat was read: keep what we have
         return info

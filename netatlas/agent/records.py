@@ -318,6 +318,7 @@ class Aggregator:
         self._window_listeners: dict[PortKey, None] = {}   # listeners seen in the open window's dumps
         self._port_reported: dict[PortKey, int] = {}       # listener -> window of its last record
         self._pids: dict[int, str] = {}                    # pid -> pool id
+        self._last_owner: dict[int, tuple] = {}            # pid -> (ProcessInfo, its _owner()): a cache
         self._pools: dict[str, Pool] = {}
         self._ready: dict[str, list[dict]] = {t: [] for t in TABLES}
         self._inventory: list[tuple[float, Pool]] = []     # inventory records due, made by flush
@@ -345,12 +346,17 @@ class Aggregator:
             if s.state in GONE or s.cookie in self._closed:
                 continue
             info = owners.get(s.inode) if s.inode else None
-            if info is None:
-                self.unowned += 1
-                continue
-            owner = self._owner(info, now)
-            if owner is None:
-                continue
+            if info is not None:
+                owner = self._owner(info, now)
+                if owner is None:
+                    continue                               # excluded
+            else:                                          # accepted by the listener's process?
+                hit = self._listener_for(s.src, s.sport)
+                if hit is None or hit[1] is None:
+                    self.unowned += 1
+                    continue
+                owner = (hit[1].process, hit[1].process_name)
+                self._touch(hit[1].process, now)
             key, listener = self._link(s, owner)
             if key is None:
                 continue
@@ -605,6 +611,18 @@ class Aggregator:
 
     def _owner(self, info: ProcessInfo, now: float) -> tuple[str, str] | None:
         """(Process, ProcessName) of a socket's owner, which now takes part in TCP; None when excluded."""
+        last = self._last_owner.get(info.pid)
+        if last is not None and last[0] is info:          # the same ProcessInfo as last time
+            if last[1] is not None:
+                self._touch(last[1][0], now)
+            return last[1]
+        owner = self._owner_of(info, now)
+        if len(self._last_owner) >= self.max_processes:
+            self._last_owner.clear()
+        self._last_owner[info.pid] = (info, owner)
+        return owner
+
+    def _owner_of(self, info: ProcessInfo, now: float) -> tuple[str, str] | None:
         if self._excluded(info):
             return None
         pool = self._admit(info)
@@ -650,6 +668,7 @@ class Aggregator:
         return pool
 
     def _leave(self, pid: int) -> None:
+        self._last_owner.pop(pid, None)
         pool = self._pools.get(self._pids.pop(pid, None) or "")
         if pool is not None:
             pool.pids.discard(pid)

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import os
 import select
-import shutil
 import socket
 import struct
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -352,21 +350,6 @@ s.listen()
 print(s.getsockname()[1], flush=True)
 sys.stdin.read()
 """
-
-
-@pytest.fixture
-def netns():
-    if not IS_ROOT:
-        pytest.skip("network namespaces need root")
-    if shutil.which("ip") is None:
-        pytest.skip("no ip(8) (iproute2) to create a network namespace")
-    name = f"netatlas-test-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
 
 
 def test_dump_inside_a_network_namespace(netns):

@@ -1,0 +1,219 @@
+"""Observe stage, eBPF: close events with their owner, the owner of every new socket, exec and exit.
+
+The kernel half is ``bpf/collector.bpf.c`` (libbpf CO-RE, ``tp_btf`` tracepoints only; built by
+``scripts/build-bpf.sh`` into ``bpf/collector.bpf.o``, shipped in the package). This module loads
+it through libbpf (``libbpf.so.1``, by ctypes), attaches it, and reads:
+
+* ``read()`` -> ``(closes, procs)``: close events as ``(Socket, tgid, comm)`` (state = the state the
+  socket left, so SYN_SENT is a failed connect; inode = -cookie, the key of a socket that has no
+  file any more; tgid/comm of its owner, 0/"" when not known), and ``("exec" | "exit", tgid)``
+  process events;
+* ``owner(cookie)`` -> tgid the kernel half recorded for an open socket (connect() caller for
+  outbound sockets, first sender/receiver for accepted ones), or 0.
+
+Only sockets of one network namespace are reported (``netns``: a name under /var/run/netns, a
+path, or None for the agent's own); eBPF sees them all. ``available()`` says whether this host can
+run it, and why not.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import logging
+import os
+import socket
+import struct
+from pathlib import Path
+
+from .model import Socket
+from .netlink import _V4_NAMES, _V6_NAMES, _socket, _v4_name, _v6_name, netns_path
+
+log = logging.getLogger("netatlas.agent.ebpf")
+
+OBJECT = Path(__file__).with_name("bpf") / "collector.bpf.o"
+PROGRAMS = ("on_state", "on_recv", "on_send", "on_exec", "on_exit")
+EV_CLOSE, EV_EXEC, EV_EXIT = 1, 2, 3
+CLOSE_EVENT = struct.Struct("<IIQQQIIIIHHHBB16s16s16s")     # struct na_close_event
+PROC_EVENT = struct.Struct("<IIII")                       # struct na_proc_event
+COUNTERS = ("socks_full", "events_lost")                  # the na_counters array, in order
+
+_SAMPLE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
+_PRINT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+
+
+class BpfError(OSError):
+    """The eBPF collector cannot run here; the message says what failed."""
+
+
+def _lib():
+    name = ctypes.util.find_library("bpf") or "libbpf.so.1"
+    try:
+        lib = ctypes.CDLL(name, use_errno=True)
+    except OSError as e:
+        raise BpfError(errno.ENOENT, f"libbpf not found ({e}); install libbpf1") from None
+    p, i, u = ctypes.c_void_p, ctypes.c_int, ctypes.c_uint64
+    for fn, res, args in (
+            ("bpf_object__open_file", p, [ctypes.c_char_p, p]),
+            ("bpf_object__load", i, [p]),
+            ("bpf_object__close", None, [p]),
+            ("bpf_object__find_program_by_name", p, [p, ctypes.c_char_p]),
+            ("bpf_program__attach", p, [p]),
+            ("bpf_link__destroy", i, [p]),
+            ("bpf_object__find_map_by_name", p, [p, ctypes.c_char_p]),
+            ("bpf_map__fd", i, [p]),
+            ("bpf_map_update_elem", i, [i, p, p, u]),
+            ("bpf_map_lookup_elem", i, [i, p, p]),
+            ("ring_buffer__new", p, [i, _SAMPLE_FN, p, p]),
+            ("ring_buffer__consume", i, [p]),
+            ("ring_buffer__free", None, [p]),
+            ("libbpf_set_print", p, [_PRINT_FN]),
+            ("libbpf_num_possible_cpus", i, [])):
+        f = getattr(lib, fn)
+        f.restype, f.argtypes = res, args
+    return lib
+
+
+_libc = ctypes.CDLL(None)
+_libc.vsnprintf.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_void_p]
+
+
+@_PRINT_FN
+def _libbpf_log(level, fmt, args):       # libbpf's messages go to our log, not to stderr
+    buf = ctypes.create_string_buffer(1024)
+    _libc.vsnprintf(buf, len(buf), fmt, args)
+    text = buf.value.decode(errors="replace").rstrip()
+    (log.warning if level == 0 else log.debug)("libbpf: %s", text)
+    return 0
+
+
+def netns_inode(netns: str | None) -> int:
+    return os.stat(netns_path(netns) if netns else "/proc/self/ns/net").st_ino
+
+
+def available() -> tuple[bool, str]:
+    """(True, "") when the eBPF collector can load here, else (False, why)."""
+    if os.geteuid() != 0:
+        return False, "needs root"
+    if not Path("/sys/kernel/btf/vmlinux").exists():
+        return False, "the kernel has no BTF (/sys/kernel/btf/vmlinux)"
+    if not OBJECT.exists():
+        return False, f"{OBJECT} is missing (scripts/build-bpf.sh builds it)"
+    try:
+        BpfEvents(load_only=True).close()
+    except OSError as e:
+        return False, str(e)
+    return True, ""
+
+
+def _address(family: int, raw: bytes) -> str:
+    """Address text as netlink.py writes it (IPv4-mapped IPv6 shown as IPv4), cached the same way."""
+    if family == socket.AF_INET:
+        raw = raw[:4]
+        return _V4_NAMES.get(raw) or _v4_name(raw)
+    return _V6_NAMES.get(raw) or _v6_name(raw)
+
+
+class BpfEvents:
+    """The loaded, attached kernel half and its ring buffer (one per agent)."""
+
+    def __init__(self, netns: str | None = None, *, load_only: bool = False, obj_path: Path | None = None):
+        self.lib = _lib()
+        self.lib.libbpf_set_print(_libbpf_log)
+        self._obj = self._rb = None
+        self._links: list[int] = []
+        self._closes: list[tuple[Socket, int, str]] = []
+        self._procs: list[tuple[str, int]] = []
+        self._sample = _SAMPLE_FN(self._on_sample)
+        self.netns = netns_inode(netns)
+        self.cpus = max(1, self.lib.libbpf_num_possible_cpus())
+        path = str(obj_path or OBJECT).encode()
+        try:
+            self._obj = self._check(self.lib.bpf_object__open_file(path, None), f"open {path.decode()}")
+            self._check(self.lib.bpf_object__load(self._obj) == 0 or None, "load (verifier or BTF)")
+            self._socks = self._map_fd("na_socks")
+            self._counters = self._map_fd("na_counters")
+            key, value = ctypes.c_uint32(0), ctypes.c_uint32(self.netns)
+            self._check(self.lib.bpf_map_update_elem(self._map_fd("na_config"), ctypes.byref(key),
+                                                     ctypes.byref(value), 0) == 0 or None, "configure")
+            if load_only:
+                return
+            for name in PROGRAMS:
+                prog = self._check(self.lib.bpf_object__find_program_by_name(self._obj, name.encode()), name)
+                self._links.append(self._check(self.lib.bpf_program__attach(prog), f"attach {name}"))
+            self._rb = self._check(self.lib.ring_buffer__new(self._map_fd("na_events"), self._sample, None, None),
+                                   "ring buffer")
+        except BaseException:
+            self.close()
+            raise
+
+    def _check(self, value, what: str):
+        if not value:
+            err = ctypes.get_errno() or errno.EINVAL
+            raise BpfError(err, f"eBPF collector: {what} failed: {os.strerror(err)}")
+        return value
+
+    def _map_fd(self, name: str) -> int:
+        m = self._check(self.lib.bpf_object__find_map_by_name(self._obj, name.encode()), f"map {name}")
+        return self.lib.bpf_map__fd(m)
+
+    # ---- reading ----------------------------------------------------------------------------
+    def _on_sample(self, ctx, data, size) -> int:
+        raw = ctypes.string_at(data, size)
+        kind = raw[0]
+        if kind == EV_CLOSE:
+            (_, tgid, cookie, acked, received, srtt, segs_in, segs_out, _ns, family, sport, dport, oldstate,
+             flags, saddr, daddr, comm) = CLOSE_EVENT.unpack_from(raw)
+            self._closes.append((_socket(family, oldstate, _address(family, saddr), sport, _address(family, daddr),
+                                         dport, -cookie, 0, cookie, acked, received, srtt, segs_out, segs_in),
+                                 tgid, comm.split(b"\0", 1)[0].decode(errors="replace")))
+        elif kind in (EV_EXEC, EV_EXIT):
+            _, tgid, _pid, _ = PROC_EVENT.unpack_from(raw)
+            self._procs.append(("exec" if kind == EV_EXEC else "exit", tgid))
+        return 0
+
+    def read(self) -> tuple[list[tuple[Socket, int, str]], list[tuple[str, int]]]:
+        """Everything the kernel half reported since the last call."""
+        if self._rb is not None:
+            n = self.lib.ring_buffer__consume(self._rb)
+            if n < 0:
+                raise BpfError(-n, f"eBPF collector: ring buffer read failed: {os.strerror(-n)}")
+        closes, self._closes = self._closes, []
+        procs, self._procs = self._procs, []
+        return closes, procs
+
+    def owner(self, cookie: int) -> int:
+        """The tgid the kernel half recorded for an open socket, 0 if none."""
+        key, value = ctypes.c_uint64(cookie), (ctypes.c_uint32 * 2)()
+        if self.lib.bpf_map_lookup_elem(self._socks, ctypes.byref(key), value) != 0:
+            return 0
+        return value[0]
+
+    def counters(self) -> dict[str, int]:
+        """Sockets not tracked (the kernel map was full) and events lost (ring buffer full)."""
+        out = {}
+        for i, name in enumerate(COUNTERS):
+            key, values = ctypes.c_uint32(i), (ctypes.c_uint64 * self.cpus)()
+            self.lib.bpf_map_lookup_elem(self._counters, ctypes.byref(key), values)
+            out[name] = sum(values)
+        return out
+
+    def fileno(self) -> int:
+        return -1
+
+    def close(self) -> None:
+        if self._rb:
+            self.lib.ring_buffer__free(self._rb)
+            self._rb = None
+        for link in self._links:
+            self.lib.bpf_link__destroy(link)
+        self._links = []
+        if self._obj:
+            self.lib.bpf_object__close(self._obj)
+            self._obj = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

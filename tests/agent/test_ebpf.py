@@ -1,0 +1,237 @@
+"""The eBPF collector (netatlas/agent/ebpf.py and bpf/collector.bpf.c) on this kernel: known traffic
+in a network namespace of the test's own, read back as close events with their owners.
+
+Needs root, BTF and libbpf; skipped with the reason printed otherwise. The object is the shipped one
+(netatlas/agent/bpf/collector.bpf.o); one test rebuilds it from its source with clang and loads that.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from netatlas.agent import ebpf
+from netatlas.agent.collect import Collector
+from netatlas.agent.config import AgentConfig
+from netatlas.agent.model import TCP_SYN_SENT
+from netatlas.agent.netlink import SockDiag
+
+ROOT = Path(__file__).resolve().parents[2]
+BPF_DIR = ROOT / "netatlas" / "agent" / "bpf"
+
+
+@pytest.fixture(scope="module")
+def can_load():
+    ok, why = ebpf.available()
+    if not ok:
+        print(f"skipping: the eBPF collector cannot load here: {why}")
+        pytest.skip(f"the eBPF collector cannot load here: {why}")
+
+
+def in_ns(ns: str, code: str, *args: str, **kw) -> subprocess.Popen:
+    return subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", code, *args],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, **kw)
+
+
+SERVER = r'''
+import socket, sys, threading
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(64)
+print(srv.getsockname()[1], flush=True)
+held = []
+def serve(c):
+    n = 0
+    while b := c.recv(65536):
+        n += len(b)
+    c.sendall(b"r" * (n // 10)); c.close()
+while True:
+    c, _ = srv.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+'''
+
+CLIENT = r'''
+import json, os, socket, sys
+port = int(sys.argv[1])
+for n in (1000, 2000, 3000):              # three short connections with known bytes
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"x" * n); s.shutdown(socket.SHUT_WR)
+    got = 0
+    while b := s.recv(65536):
+        got += len(b)
+    s.close()
+closed = socket.socket(); closed.bind(("127.0.0.1", 0)); free = closed.getsockname()[1]; closed.close()
+try:
+    socket.create_connection(("127.0.0.1", free), timeout=2)
+except ConnectionRefusedError:
+    pass
+print(json.dumps({"pid": os.getpid(), "refused_port": free}), flush=True)
+'''
+
+
+def close_to(counted: list[int], sent: list[int], links: int = 1) -> bool:
+    """Byte counters within TCP's tolerance: a SYN and a FIN count as a byte each, per connection."""
+    return len(counted) == len(sent) and all(n <= c <= n + 2 * links for c, n in zip(counted, sent))
+
+
+def wait_events(bpf: ebpf.BpfEvents, enough, timeout: float = 5.0):
+    closes, procs = [], []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        c, p = bpf.read()
+        closes += c
+        procs += p
+        if enough(closes, procs):
+            break
+        time.sleep(0.05)
+    return closes, procs
+
+
+def test_the_shipped_object_is_built_from_its_source():
+    """scripts/build-bpf.sh records the source's hash when it writes the shipped object."""
+    source = (BPF_DIR / "collector.bpf.c").read_bytes()
+    recorded = (BPF_DIR / "collector.bpf.c.sha256").read_text().strip()
+    assert hashlib.sha256(source).hexdigest() == recorded, \
+        "collector.bpf.c changed since collector.bpf.o was built: run scripts/build-bpf.sh"
+    assert (BPF_DIR / "collector.bpf.o").stat().st_size > 0
+
+
+def test_close_events_carry_owner_bytes_and_failed_connects(can_load, netns):
+    outside = socket.socket()                 # traffic in the test's own namespace must not show
+    outside.bind(("127.0.0.1", 0))
+    outside.listen()
+    outside_port = outside.getsockname()[1]
+    with ebpf.BpfEvents(netns) as bpf:
+        server = in_ns(netns, SERVER)
+        try:
+            port = int(server.stdout.readline())
+            socket.create_connection(outside.getsockname()).close()
+            client = in_ns(netns, CLIENT, str(port))
+            truth = json.loads(client.stdout.readline())
+            client.wait(timeout=10)
+            closes, _ = wait_events(bpf, lambda c, p: len(c) >= 7)
+        finally:
+            server.kill()
+            server.wait()
+    outside.close()
+    out = [(s, tgid, comm) for s, tgid, comm in closes if s.dport == port]
+    back = [(s, tgid, comm) for s, tgid, comm in closes if s.sport == port]
+    refused = [(s, tgid, comm) for s, tgid, comm in closes if s.dport == truth["refused_port"]]
+    # the kernel's counters also count a SYN or a FIN as a byte (sock_diag reports the same)
+    assert close_to(sorted(s.bytes_sent for s, _, _ in out), [1000, 2000, 3000])
+    assert close_to(sorted(s.bytes_received for s, _, _ in out), [100, 200, 300])
+    assert {(tgid, comm) for _, tgid, comm in out} == {(truth["pid"], Path(sys.executable).name[:15])}
+    assert all(s.src == s.dst == "127.0.0.1" and s.inode == -s.cookie for s, _, _ in out)
+    assert {tgid for _, tgid, _ in back} == {server.pid}                        # claimed at its recv()
+    assert close_to(sorted(s.bytes_received for s, _, _ in back), [1000, 2000, 3000])
+    [(failed, tgid, _)] = refused
+    assert failed.state == TCP_SYN_SENT and failed.bytes_sent == failed.bytes_received == 0
+    assert tgid == truth["pid"]
+    assert not [s for s, _, _ in closes if outside_port in (s.sport, s.dport)]
+    assert bpf.counters() == {"socks_full": 0, "events_lost": 0}
+
+
+def test_open_sockets_have_their_owner_by_cookie(can_load, netns):
+    code = r'''
+import os, socket, sys
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen()
+read = socket.create_connection(srv.getsockname()); a, _ = srv.accept()
+read.sendall(b"hi"); a.recv(2)                         # accepted and read from
+idle = socket.create_connection(srv.getsockname()); b, _ = srv.accept()   # accepted, never read
+print(os.getpid(), read.getsockname()[1], idle.getsockname()[1], flush=True)
+sys.stdin.read()
+'''
+    with ebpf.BpfEvents(netns) as bpf:
+        p = in_ns(netns, code)
+        try:
+            pid, read_port, idle_port = map(int, p.stdout.readline().split())
+            with SockDiag(f"/var/run/netns/{netns}") as diag:
+                sockets = {(s.sport, s.dport): s for s in diag.dump() if s.dport}
+            owners = {k: bpf.owner(s.cookie) for k, s in sockets.items()}
+        finally:
+            p.stdin.close()
+            p.wait(timeout=10)
+    listen_port = next(dport for sport, dport in owners if sport == read_port)
+    assert owners[(read_port, listen_port)] == pid             # connect()
+    assert owners[(idle_port, listen_port)] == pid
+    assert owners[(listen_port, read_port)] == pid             # accepted and read: claimed
+    assert owners[(listen_port, idle_port)] == 0               # accepted, never read: not known yet
+
+
+def test_exec_and_exit_of_processes_in_the_namespace(can_load, netns):
+    with ebpf.BpfEvents(netns) as bpf:
+        p = subprocess.Popen(["ip", "netns", "exec", netns, "/bin/sleep", "0.2"])
+        p.wait()
+        _, procs = wait_events(bpf, lambda c, q: ("exit", p.pid) in q)
+    assert ("exec", p.pid) in procs            # ip netns exec, then sleep: the same process
+    assert ("exit", p.pid) in procs
+
+
+def test_collector_counts_a_short_lived_client_that_is_gone_before_it_looks(can_load, netns, tmp_path):
+    config = AgentConfig(workspace_url="http://127.0.0.1:9", workspace_id="t", key="dGVzdA==",
+                         collector="ebpf", netns=f"/var/run/netns/{netns}", spool=str(tmp_path / "spool"),
+                         machine_id_file=str(tmp_path / "machine-id"))
+    c = Collector(config, start=False)
+    try:
+        assert c.kind == "ebpf"
+        server = in_ns(netns, SERVER)
+        try:
+            port = int(server.stdout.readline())
+            c.poll()                               # the first dump: the listener, owned by the server
+            client = in_ns(netns, CLIENT, str(port))
+            truth = json.loads(client.stdout.readline())
+            client.wait(timeout=10)                # gone: /proc has nothing of it any more
+            time.sleep(0.2)
+            c.poll()
+        finally:
+            server.kill()
+            server.wait()
+        records = c.agg.flush(time.time() + 120)["VMConnection"]
+    finally:
+        c.close()
+    out = [r for r in records if r["Direction"] == "outbound" and r["DestinationPort"] == port]
+    assert [(r["ProcessName"], r["LinksEstablished"], r["LinksTerminated"]) for r in out] == \
+        [(Path(sys.executable).name[:15], 3, 3)]
+    assert close_to([out[0]["BytesSent"], out[0]["BytesReceived"]], [6000, 600], links=3)
+    failed = [r for r in records if r["DestinationPort"] == truth["refused_port"]]
+    assert [(r["LinksFailed"], r["LinksEstablished"]) for r in failed] == [(1, 0)]
+    inbound = [r for r in records if r["Direction"] == "inbound" and r["DestinationPort"] == port]
+    assert [(r["LinksEstablished"], r["LinksTerminated"]) for r in inbound] == [(3, 3)]
+    assert close_to([inbound[0]["BytesReceived"], inbound[0]["BytesSent"]], [6000, 600], links=3)
+    assert c.agg.unowned == 0
+
+
+def test_auto_falls_back_to_netlink_saying_why(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(ebpf, "OBJECT", tmp_path / "no-such.bpf.o")
+    config = AgentConfig(workspace_url="http://127.0.0.1:9", workspace_id="t", key="dGVzdA==", collector="auto",
+                         spool=str(tmp_path / "spool"), machine_id_file=str(tmp_path / "machine-id"))
+    with caplog.at_level(logging.INFO, logger="netatlas.agent.collect"):
+        c = Collector(config, start=False)
+    c.close()
+    assert c.kind == "netlink"
+    assert "collector: netlink (ebpf unavailable:" in caplog.text
+
+
+def test_an_unloadable_object_is_a_clear_error(can_load, tmp_path):
+    bad = tmp_path / "broken.bpf.o"
+    bad.write_bytes(b"\x7fELF not really")
+    with pytest.raises(ebpf.BpfError, match=r"eBPF collector: open .*broken\.bpf\.o failed"):
+        ebpf.BpfEvents(obj_path=bad)
+
+
+def test_the_source_rebuilds_and_the_result_loads(can_load, tmp_path):
+    missing = [t for t in ("clang", "bpftool", "llvm-strip") if shutil.which(t) is None]
+    if missing or not Path("/usr/include/bpf/bpf_helpers.h").exists():
+        why = f"cannot build eBPF objects here: missing {', '.join(missing) or 'libbpf-dev'}"
+        print(f"skipping: {why}")
+        pytest.skip(why)
+    out = tmp_path / "collector.bpf.o"
+    subprocess.run(["bash", str(ROOT / "scripts" / "build-bpf.sh"), str(out)], check=True, capture_output=True)
+    with ebpf.BpfEvents(obj_path=out) as bpf:
+        assert bpf.read() is not None
