@@ -1,6 +1,9 @@
 """The table catalogue: every table and column of schemas.json, with KQL types.
 
-The schema is data the package ships (netatlas/schemas.json), not code written per table.
+The schema is data the package ships, not code written per table: ``schemas.json`` is Azure's
+tables, exactly; ``tables.json`` is netatlas's own tables beside them, each a custom log (name
+ending in ``_CL``, as Log Analytics names tables that are not Azure's), e.g. ``VMComputerTags_CL``
+(the tags an agent's configuration gives its machine).
 """
 from __future__ import annotations
 
@@ -48,5 +51,9 @@ class Catalogue:
     @classmethod
     @lru_cache(maxsize=1)
     def load(cls) -> "Catalogue":
-        text = resources.files("netatlas").joinpath("schemas.json").read_text()
-        return cls.from_json(json.loads(text))
+        azure = json.loads(resources.files("netatlas").joinpath("schemas.json").read_text())
+        own = json.loads(resources.files("netatlas").joinpath("tables.json").read_text())
+        for name in own:
+            if name in azure or not name.endswith("_CL"):
+                raise ValueError(f"tables.json: {name} must be a new custom log table (a name ending in _CL)")
+        return cls.from_json(azure | own)

@@ -12,7 +12,9 @@ from netatlas.catalogue import Catalogue
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_SCHEMAS = ROOT.parent / "shared" / "schemas.json"
-SCHEMAS = json.loads(resources.files("netatlas").joinpath("schemas.json").read_text())
+AZURE = json.loads(resources.files("netatlas").joinpath("schemas.json").read_text())
+OWN = json.loads(resources.files("netatlas").joinpath("tables.json").read_text())
+SCHEMAS = AZURE | OWN
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +26,13 @@ def ws():
 def test_shipped_schema_equals_shared_schema():
     if not SHARED_SCHEMAS.is_file():
         pytest.skip(f"{SHARED_SCHEMAS} is absent, so there is nothing to compare the shipped copy with")
-    assert json.loads(SHARED_SCHEMAS.read_text()) == SCHEMAS
+    assert json.loads(SHARED_SCHEMAS.read_text()) == AZURE
+
+
+def test_netatlas_tables_are_custom_logs_beside_azures():
+    assert OWN and all(name.endswith("_CL") and name not in AZURE for name in OWN)
+    assert list(OWN["VMComputerTags_CL"][:4]) == [["TimeGenerated", "datetime"], ["Computer", "string"],
+                                                   ["Machine", "string"], ["Tags", "dynamic"]]
 
 
 def test_catalogue_is_the_shipped_schema():

@@ -397,8 +397,6 @@ class Collector:
                 info = self.proc.machine()
                 with self._lock:
                     machine = self.agg.machine_records(now, info, self.config.tags)
-                if machine.unplaced:
-                    log.info("tags without a column: %s", ", ".join(sorted(machine.unplaced)))
                 for table, records in machine.items():
                     out.setdefault(table, []).extend(records)
             except Exception:

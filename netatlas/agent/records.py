@@ -13,7 +13,7 @@ call                                gives
 ``process_started / _exited``       (state) process pools
 ``flush(now)``                      VMConnection, VMBoundPort, VMProcess, ServiceMapProcess_CL
                                     of every one-minute window that ended at or before ``now``
-``machine_records(now, info, tags)`` VMComputer and ServiceMapComputer_CL (a ``MachineRecords``)
+``machine_records(now, info, tags)`` VMComputer, ServiceMapComputer_CL, VMComputerTags_CL
 =================================== ======================================================
 
 The rules, and the heuristics where the kernel does not say:
@@ -72,9 +72,10 @@ The rules, and the heuristics where the kernel does not say:
   ``max_processes`` tracked pids; what does not fit is counted in ``overflow`` (a refused cookie
   once while it stays refused; a pid over the cap still gets its deterministic Process id on its
   connections, but no inventory record).
-* Machine tags: no VMComputer or ServiceMapComputer_CL column holds free-form tags. A tag whose
-  name is an Azure*/HostingProvider column that MachineInfo leaves empty fills that column (and
-  its ServiceMapComputer_CL twin); the others are returned in ``MachineRecords.unplaced``.
+* Machine tags: no VMComputer or ServiceMapComputer_CL column holds free-form tags, so every tag
+  goes to a VMComputerTags_CL record (netatlas's own table, catalogue.py), ``Tags`` = the tags as
+  a property bag, beside each VMComputer record. A tag whose name is an Azure*/HostingProvider
+  column that MachineInfo leaves empty also fills that column (and its ServiceMapComputer_CL twin).
 """
 from __future__ import annotations
 
@@ -220,14 +221,6 @@ class Pool:
     pids: set[int] = field(default_factory=set)
     last_tcp: float | None = None      # last time it owned a socket
     last_report: float | None = None   # time of its last inventory record (None: none due)
-
-
-class MachineRecords(dict):
-    """{"VMComputer": [...], "ServiceMapComputer_CL": [...]}, plus the tags no column holds."""
-
-    def __init__(self, tables: dict, unplaced: dict):
-        super().__init__(tables)
-        self.unplaced = unplaced
 
 
 # ---- helpers -----------------------------------------------------------------------------------------
@@ -706,8 +699,10 @@ class Aggregator:
         return vm, smp
 
     # ---- the machine --------------------------------------------------------------------------------
-    def machine_records(self, now: float, info: MachineInfo, tags: dict[str, str] | None = None) -> MachineRecords:
-        """VMComputer and ServiceMapComputer_CL at ``now`` (the runner calls it at start and hourly)."""
+    def machine_records(self, now: float, info: MachineInfo,
+                        tags: dict[str, str] | None = None) -> dict[str, list[dict]]:
+        """VMComputer, ServiceMapComputer_CL and (with tags) VMComputerTags_CL at ``now`` (the runner
+        calls it at start and hourly)."""
         t = iso(now)
         family_ = info.os_family.lower()
         vm = dict(TimeGenerated=t, AgentId=self.agent_id, Computer=self.computer, Machine=self.machine_id,
@@ -726,16 +721,17 @@ class Aggregator:
                    PhysicalMemory_d=float(info.memory_mb), Cpus_d=float(info.cpus),
                    CpuSpeed_d=float(info.cpu_speed_mhz), VirtualizationState_s=info.virtualization,
                    VirtualMachineType_s=info.hypervisor, BootTime_t=iso(info.boot_time))
-        unplaced = {}
+        out = {"VMComputer": [vm], "ServiceMapComputer_CL": [smc]}
         for name, value in (tags or {}).items():
-            if name not in TAG_COLUMNS:
-                unplaced[name] = value
-                continue
-            vm[name] = str(value)
-            twin = TAG_COLUMNS[name]
-            if twin is not None and (not twin.endswith("_g") or _is_guid(value)):
-                smc[twin] = str(value)
-        return MachineRecords({"VMComputer": [vm], "ServiceMapComputer_CL": [smc]}, unplaced)
+            if name in TAG_COLUMNS:
+                vm[name] = str(value)
+                twin = TAG_COLUMNS[name]
+                if twin is not None and (not twin.endswith("_g") or _is_guid(value)):
+                    smc[twin] = str(value)
+        if tags:
+            out["VMComputerTags_CL"] = [dict(TimeGenerated=t, Computer=self.computer, Machine=self.machine_id,
+                                             Tags={k: str(v) for k, v in tags.items()})]
+        return out
 
 
 def _is_guid(value) -> bool:

@@ -527,8 +527,10 @@ def test_machine_records_and_tags():
     tags = {"AzureLocation": "westeurope", "AzureVmId": "0b7d5e3a-9c14-4f62-8a3b-e1d2c4f5a697",
             "AzureSubscriptionId": "not-a-guid", "team": "payments", "env": "prod"}
     recs = a.machine_records(T0 + 7, INFO, tags)
-    assert set(recs) == {"VMComputer", "ServiceMapComputer_CL"}
-    assert recs.unplaced == {"team": "payments", "env": "prod"}
+    assert set(recs) == {"VMComputer", "ServiceMapComputer_CL", "VMComputerTags_CL"}
+    assert recs["VMComputerTags_CL"] == [dict(TimeGenerated=iso(T0 + 7), Computer=HOST, Machine=MACHINE,
+                                              Tags=tags)]
+    assert set(a.machine_records(T0 + 7, INFO, {})) == {"VMComputer", "ServiceMapComputer_CL"}
     (vm,), (sm,) = recs["VMComputer"], recs["ServiceMapComputer_CL"]
     assert vm["AzureLocation"] == "westeurope" and vm["AzureSubscriptionId"] == "not-a-guid"
     assert sm["AzureLocation_s"] == "westeurope" and "AzureSubscriptionId_g" not in sm
