@@ -251,7 +251,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("spool_max_bytes", 256 * MiB, "bytes", "most bytes the spool keeps; past it the oldest "
             "batches are dropped and counted"),
     Setting("batch_max_records", 10_000, "count", "most records in one batch"),
-    Setting("tags", {}, "tags", "key=value pairs describing this host, added to what it sends"),
+    Setting("tags", {}, "tags", "key=value pairs describing this host (country, city, datacenter, rack, "
+            "...), recorded hourly in VMComputerTags_CL; a tag named after an Azure* column of VMComputer "
+            "also fills it"),
     Setting("exclude_processes", (), "names", "process names whose connections and records are not "
             "sent (to keep volume and cost down)"),
     Setting("exclude_loopback", False, "bool", "leave out connections over the loopback interface"),
