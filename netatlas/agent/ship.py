@@ -606,14 +606,18 @@ def cmd_run(args, config: AgentConfig) -> int:
     if args.check:
         print(config.describe(), end="")
         return 0
-    collect = find_collector(config)
+    # before the collector starts: what it says while starting (which collector, why not another) is logged too
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    collect = find_collector(config)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    shipper = Shipper(config)
     log.info("netatlas agent: shipping to %s every %g s (spool %s)", config.workspace_url, config.interval,
              config.spool)
     try:
-        run(config, collect, stop=stop)
+        run(config, collect, stop=stop, shipper=shipper)
     except KeyboardInterrupt:
         pass
+    finally:   # what this run did, drops and refusals included: the counters are not shipped anywhere else
+        log.info("netatlas agent: stopped; %s", " ".join(f"{k}={v}" for k, v in shipper.stats.items()))
     return 0

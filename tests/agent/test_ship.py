@@ -339,6 +339,51 @@ def test_run_collects_every_interval_and_ships_on_its_own_thread(tmp_path, works
     assert workspace.sent(host)[:3] == [1, 3, 4]
 
 
+FAKE_COLLECTOR = """
+import logging
+from datetime import datetime, timezone
+log = logging.getLogger("netatlas.agent.collect")
+def collector(config):
+    log.info("collector: fake (said while starting)")
+    calls = []
+    def collect():
+        calls.append(1)
+        if len(calls) > 1:
+            raise KeyboardInterrupt          # ends `agent run` as Ctrl-C does
+        return {"VMConnection": [{"TimeGenerated": datetime.now(timezone.utc), "Computer": COMPUTER,
+                                  "BytesSent": 7}]}
+    return collect
+"""
+
+
+def test_agent_run_logs_the_collector_starting_and_its_counters_when_it_stops(tmp_path, workspace):
+    # `agent run` configured logging only after building the collector, so what the collector said
+    # while starting (which one runs, why not the other) was lost; and the counters (drops,
+    # refusals) were never reported
+    host = unique()
+    (tmp_path / "fakecollector.py").write_text(f"COMPUTER = {host!r}\n" + FAKE_COLLECTOR)
+    script = ("import sys; from netatlas.agent import ship; ship.COLLECTOR = ('fakecollector', 'collector'); "
+              "from netatlas.cli import main; sys.exit(main(sys.argv[1:]))")
+    ingest = workspace.identity.by_role("ingest")[0].secret
+    r = subprocess.run([sys.executable, "-c", script, "agent", "run", "--workspace-url", workspace.url,
+                        "--workspace-id", workspace.identity.workspace_id, "--key", ingest, "--interval", "0.2",
+                        "--spool", str(tmp_path / "spool"), "--machine-id-file", str(tmp_path / "machine-id")],
+                       capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                       env=dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(tmp_path)])))
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.splitlines()
+    started = [i for i, line in enumerate(lines) if "collector: fake (said while starting)" in line]
+    shipping = [i for i, line in enumerate(lines) if "netatlas agent: shipping to" in line]
+    assert started and shipping and started[0] < shipping[0], r.stderr
+    stopped = [line for line in lines if "netatlas agent: stopped; " in line]
+    assert len(stopped) == 1, r.stderr
+    stats = dict(kv.split("=") for kv in stopped[0].split("stopped; ", 1)[1].split())
+    assert set(ship.STATS) <= set(stats)
+    assert stats["enqueued_batches"] == stats["sent_batches"] == "1", stopped[0]
+    assert stats["dropped_batches"] == stats["rejected_batches"] == stats["spool_batches"] == "0", stopped[0]
+    assert workspace.sent(host) == [7]
+
+
 # ---------------------------------------------------------------- https
 
 class Ingest(http.server.BaseHTTPRequestHandler):
