@@ -110,6 +110,7 @@ class Collector:
     def _choose(self, wanted: str) -> str:
         """"ebpf" (``self.bpf`` loaded and attached) or "netlink"; auto falls back, saying why."""
         if wanted == "netlink":
+            log.info("collector: netlink (as configured)")
             return "netlink"
         from .ebpf import BpfEvents, available
         ok, why = available() if wanted == "auto" else (True, "")
@@ -189,9 +190,16 @@ class Collector:
 
     def _poll_bpf(self, now: float | None) -> None:
         """Close events carry their owner (recorded at connect, or at the first send or receive of an
-        accepted socket); a dump is taken every ``dump_interval`` and just before each minute ends."""
-        closes, procs = self.bpf.read()
+        accepted socket); a dump is taken every ``dump_interval``, just before each minute ends, and
+        when a socket starts listening (before the close events: their direction depends on it)."""
+        closes, procs, listens = self.bpf.read()
         self.stats["close_events"] += len(closes)
+        if listens:          # a new listening port: dump now, so its connections count as inbound
+            for tgid, inode in listens:
+                if inode:
+                    self._inode_pid[inode] = tgid
+            self._dumped = time.monotonic()
+            self._dump()
         now = time.time() if now is None else now
         if closes:
             events, owners = [], {}

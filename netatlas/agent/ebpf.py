@@ -4,10 +4,10 @@ The kernel half is ``bpf/collector.bpf.c`` (libbpf CO-RE, ``tp_btf`` tracepoints
 ``scripts/build-bpf.sh`` into ``bpf/collector.bpf.o``, shipped in the package). This module loads
 it through libbpf (``libbpf.so.1``, by ctypes), attaches it, and reads:
 
-* ``read()`` -> ``(closes, procs)``: close events as ``(Socket, tgid, comm)`` (state = the state the
-  socket left, so SYN_SENT is a failed connect; inode = -cookie, the key of a socket that has no
-  file any more; tgid/comm of its owner, 0/"" when not known), and ``("exec" | "exit", tgid)``
-  process events;
+* ``read()`` -> ``Events(closes, procs, listens)``: close events as ``(Socket, tgid, comm)``
+  (state = the state the socket left, so SYN_SENT is a failed connect; inode = -cookie, the key
+  of a socket that has no file any more; tgid/comm of its owner, 0/"" when not known),
+  ``("exec" | "exit", tgid)`` process events, and ``(tgid, inode)`` of each new listening socket;
 * ``owner(cookie)`` -> tgid the kernel half recorded for an open socket (connect() caller for
   outbound sockets, first sender/receiver for accepted ones), or 0.
 
@@ -25,6 +25,7 @@ import os
 import socket
 import struct
 from pathlib import Path
+from typing import NamedTuple
 
 from .model import Socket
 from .netlink import _V4_NAMES, _V6_NAMES, _socket, _v4_name, _v6_name, netns_path
@@ -33,13 +34,20 @@ log = logging.getLogger("netatlas.agent.ebpf")
 
 OBJECT = Path(__file__).with_name("bpf") / "collector.bpf.o"
 PROGRAMS = ("on_state", "on_recv", "on_send", "on_exec", "on_exit")
-EV_CLOSE, EV_EXEC, EV_EXIT = 1, 2, 3
+EV_CLOSE, EV_EXEC, EV_EXIT, EV_LISTEN = 1, 2, 3, 4
 CLOSE_EVENT = struct.Struct("<IIQQQIIIIHHHBB16s16s16s")     # struct na_close_event
 PROC_EVENT = struct.Struct("<IIII")                       # struct na_proc_event
+LISTEN_EVENT = struct.Struct("<IIQ")                      # struct na_listen_event
 COUNTERS = ("socks_full", "events_lost")                  # the na_counters array, in order
 
 _SAMPLE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
 _PRINT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+
+
+class Events(NamedTuple):
+    closes: list[tuple[Socket, int, str]]
+    procs: list[tuple[str, int]]
+    listens: list[tuple[int, int]]
 
 
 class BpfError(OSError):
@@ -124,6 +132,7 @@ class BpfEvents:
         self._links: list[int] = []
         self._closes: list[tuple[Socket, int, str]] = []
         self._procs: list[tuple[str, int]] = []
+        self._listens: list[tuple[int, int]] = []
         self._sample = _SAMPLE_FN(self._on_sample)
         self.netns = netns_inode(netns)
         self.cpus = max(1, self.lib.libbpf_num_possible_cpus())
@@ -167,20 +176,23 @@ class BpfEvents:
             self._closes.append((_socket(family, oldstate, _address(family, saddr), sport, _address(family, daddr),
                                          dport, -cookie, 0, cookie, acked, received, srtt, segs_out, segs_in),
                                  tgid, comm.split(b"\0", 1)[0].decode(errors="replace")))
+        elif kind == EV_LISTEN:
+            _, tgid, inode = LISTEN_EVENT.unpack_from(raw)
+            self._listens.append((tgid, inode))
         elif kind in (EV_EXEC, EV_EXIT):
             _, tgid, _pid, _ = PROC_EVENT.unpack_from(raw)
             self._procs.append(("exec" if kind == EV_EXEC else "exit", tgid))
         return 0
 
-    def read(self) -> tuple[list[tuple[Socket, int, str]], list[tuple[str, int]]]:
+    def read(self) -> Events:
         """Everything the kernel half reported since the last call."""
         if self._rb is not None:
             n = self.lib.ring_buffer__consume(self._rb)
             if n < 0:
                 raise BpfError(-n, f"eBPF collector: ring buffer read failed: {os.strerror(-n)}")
-        closes, self._closes = self._closes, []
-        procs, self._procs = self._procs, []
-        return closes, procs
+        out = Events(self._closes, self._procs, self._listens)
+        self._closes, self._procs, self._listens = [], [], []
+        return out
 
     def owner(self, cookie: int) -> int:
         """The tgid the kernel half recorded for an open socket, 0 if none."""

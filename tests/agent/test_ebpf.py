@@ -84,7 +84,7 @@ def wait_events(bpf: ebpf.BpfEvents, enough, timeout: float = 5.0):
     closes, procs = [], []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        c, p = bpf.read()
+        c, p, _ = bpf.read()
         closes += c
         procs += p
         if enough(closes, procs):
@@ -235,3 +235,45 @@ def test_the_source_rebuilds_and_the_result_loads(can_load, tmp_path):
     subprocess.run(["bash", str(ROOT / "scripts" / "build-bpf.sh"), str(out)], check=True, capture_output=True)
     with ebpf.BpfEvents(obj_path=out) as bpf:
         assert bpf.read() is not None
+
+
+LATE_LISTENER = r'''
+import os, socket, sys, threading
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(16)
+port = srv.getsockname()[1]
+def serve():
+    while True:
+        a, _ = srv.accept(); a.recv(100); a.sendall(b"ok"); a.close()
+threading.Thread(target=serve, daemon=True).start()
+for _ in range(5):
+    s = socket.create_connection(("127.0.0.1", port)); s.sendall(b"x" * 100); s.recv(10); s.close()
+print(os.getpid(), port, os.stat(f"/proc/self/fd/{srv.fileno()}").st_ino, flush=True)
+sys.stdin.read()
+'''
+
+
+def test_a_port_that_starts_listening_between_two_dumps_is_inbound_at_once(can_load, netns, tmp_path):
+    """Its first connections close before any periodic dump shows the listener: the listen event
+    makes the collector dump at once, so they are inbound, not outbound to the client's port."""
+    config = AgentConfig(workspace_url="http://127.0.0.1:9", workspace_id="t", key="dGVzdA==", collector="ebpf",
+                         netns=f"/var/run/netns/{netns}", dump_interval=3600, spool=str(tmp_path / "spool"),
+                         machine_id_file=str(tmp_path / "machine-id"))
+    c = Collector(config, start=False)
+    try:
+        c.poll()                                           # the first dump: nothing listens yet
+        p = in_ns(netns, LATE_LISTENER)
+        try:
+            pid, port, inode = map(int, p.stdout.readline().split())
+            time.sleep(0.2)
+            c.poll()
+        finally:
+            p.stdin.close()
+            p.wait(timeout=10)
+        records = c.agg.flush(time.time() + 120)
+    finally:
+        c.close()
+    conns = {(r["Direction"], r["DestinationPort"]): r["LinksEstablished"] for r in records["VMConnection"]}
+    assert conns == {("outbound", port): 5, ("inbound", port): 5}
+    exe = Path(sys.executable).resolve().name                   # read from /proc/PID/exe
+    assert [(r["Port"], r["ProcessName"]) for r in records["VMBoundPort"]] == [(port, exe)]
+    assert c._inode_pid.get(inode) == pid and c.stats["full_scans"] == 0   # its owner came with the event

@@ -7,6 +7,8 @@
 //   SYN_SENT -> ESTABLISHED                                 mark it established
 //   first send/recv in process context of an inbound one    its owner is the current tgid
 //   any -> CLOSE             emit a close event: owner, addresses, final byte counts, rtt, segments
+//   CLOSE -> LISTEN          (listen(), process context)    emit a listen event: owner and inode, so
+//                            user space knows a new port is inbound before its first connection ends
 // and, per process: exec (in the namespace) and exit of a thread-group leader as events.
 // Sockets are keyed by the kernel's socket cookie, the same id sock_diag reports, so user space can
 // join the `na_socks` map to its dumps. Build: scripts/build-bpf.sh (writes collector.bpf.o beside this).
@@ -24,7 +26,7 @@ char LICENSE[] SEC("license") = "GPL";
 
 enum { ST_ESTABLISHED = 1, ST_SYN_SENT = 2, ST_SYN_RECV = 3, ST_CLOSE = 7, ST_LISTEN = 10 };
 enum { F_OUTBOUND = 1, F_INBOUND = 2, F_ESTABLISHED = 4 };
-enum { EV_CLOSE = 1, EV_EXEC = 2, EV_EXIT = 3 };
+enum { EV_CLOSE = 1, EV_EXEC = 2, EV_EXIT = 3, EV_LISTEN = 4 };
 enum { C_SOCKS_FULL = 0, C_EVENTS_LOST = 1, C_NCOUNTERS = 2 };
 
 struct sock_info {
@@ -58,6 +60,12 @@ struct na_proc_event {             // EV_EXEC / EV_EXIT; 16 bytes
     __u32 tgid;
     __u32 pid;
     __u32 pad;
+};
+
+struct na_listen_event {           // EV_LISTEN; 16 bytes
+    __u32 kind;
+    __u32 tgid;
+    __u64 inode;                // of the listening socket's file
 };
 
 struct {
@@ -174,7 +182,19 @@ int BPF_PROG(on_state, struct sock *sk, int oldstate, int newstate)
 {
     if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP || !in_our_netns(sk))
         return 0;
-    if (oldstate == ST_LISTEN || newstate == ST_LISTEN)
+    if (newstate == ST_LISTEN) {
+        struct na_listen_event *e = bpf_ringbuf_reserve(&na_events, sizeof(*e), 0);
+        if (!e) {
+            count(C_EVENTS_LOST);
+            return 0;
+        }
+        e->kind = EV_LISTEN;
+        e->tgid = bpf_get_current_pid_tgid() >> 32;
+        e->inode = BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino);
+        bpf_ringbuf_submit(e, 0);
+        return 0;
+    }
+    if (oldstate == ST_LISTEN)
         return 0;
     __u64 cookie = bpf_get_socket_cookie(sk);
     if (newstate == ST_SYN_SENT)
