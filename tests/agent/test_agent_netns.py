@@ -1,15 +1,26 @@
-"""End to end in network namespaces: a workspace server and two agents (`netatlas agent run`), each
-in a namespace of its own on one bridge, known traffic between the two hosts, and the records the
-workspace then holds checked against the traffic's ground truth.
+"""End to end in network namespaces: three hosts, each in a namespace of its own on one bridge,
+each running an agent (`netatlas agent run`) with its own machine id; the workspace server runs in
+one of them. Known traffic between the two other hosts, a workspace outage in the middle of it,
+and the records the workspace then holds checked against the traffic's ground truth.
 
-    naXX-ws 10.99.XX.1  workspace server :8080
+    naXX-ws 10.99.XX.1  workspace server :8080 + agent (sees h1's and h2's agents shipping to it)
     naXX-h1 10.99.XX.2  agent + client: 1 long connection (~70 s, two minutes), 100 short ones,
                         5 refused connects to :9999
     naXX-h2 10.99.XX.3  agent + server :9000
     naXX-sw             the bridge br0 the three veths are enslaved to
 
-Needs root (``ip netns add``); skipped with the reason otherwise. Takes ~2.5-3.5 minutes (the
-windows close at minute boundaries).
+The outage: once the long connection and the first SHORT_BEFORE_KILL short ones have begun, the
+workspace server is killed (SIGKILL) and stays down for OUTAGE seconds, then restarts on the same
+--data directory. The other short connections, the refused connects and the minute boundary the
+long connection spans all happen while it is down; the agents keep their batches in their spools
+meanwhile (checked), and the exact ground-truth checks afterwards show that no record was lost.
+Then batch by batch: with the agents and the workspace stopped, every batch id each agent took is
+stored in the workspace, every spool is empty, and the counters each agent logs when it stops say
+that all it enqueued was sent, nothing dropped, nothing refused.
+
+Needs root (``ip netns add``); skipped with the reason otherwise. Takes OUTAGE + ~1 minute (~3-3.5
+minutes): the outage overlaps the traffic; after it come the agents' backoff (up to
+ship.BACKOFF_MAX) and the minute boundary closing the last window.
 """
 from __future__ import annotations
 
@@ -27,6 +38,9 @@ from pathlib import Path
 
 import pytest
 
+import netatlas
+from netatlas.agent import ship
+from netatlas.agent import ebpf
 from netatlas.agent.netlink import in_netns
 from netatlas.keys import load_or_create
 
@@ -34,6 +48,13 @@ ROOT = Path(__file__).resolve().parents[2]
 INTERVAL = 5
 LONG_CHUNKS, LONG_CHUNK, LONG_EVERY = 70, 1000, 1.0     # 70,000 bytes over ~70 s
 SHORT, SHORT_BYTES, FAILED = 100, 100, 5
+SHORT_BEFORE_KILL = 10     # short connections made before the workspace is killed; the others while it is down
+OUTAGE = 120               # seconds the workspace is down
+HOSTS = ("ws", "h1", "h2")
+# h1 (the client) runs the collector this kernel allows (ebpf here), h2 (the server) the portable
+# netlink one: both collectors, against the same ground truth
+COLLECTORS = {"ws": "auto", "h1": "auto", "h2": "netlink"}
+TAGS = {"h2": "datacenter=fra1,rack=r12"}
 
 SERVER = r'''
 import json, socket, sys, threading
@@ -61,9 +82,10 @@ while True:
 '''
 
 CLIENT = r'''
-import json, socket, sys, threading, time
+import json, os, socket, sys, threading, time
 host, port, closed_port, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 CHUNKS, CHUNK, EVERY, SHORT, SHORT_BYTES, FAILED = [float(a) if "." in a else int(a) for a in sys.argv[5:11]]
+PAUSE_AT, GO = int(sys.argv[11]), sys.argv[12]    # after PAUSE_AT short connections, wait for the file GO
 truth = {"long": {}, "short": [], "failed": 0}
 def exchange(s, chunks):
     sent = 0
@@ -88,6 +110,10 @@ def long_lived():
 t = threading.Thread(target=long_lived); t.start()
 time.sleep(3)                      # the long connection is in the agent's dumps by now
 for i in range(SHORT):
+    if i == PAUSE_AT:
+        print("paused", flush=True)
+        while not os.path.exists(GO):
+            time.sleep(0.01)
     t0 = time.time()
     s = socket.create_connection((host, port))
     sent, got = exchange(s, [(b"s" * SHORT_BYTES, 0)])
@@ -208,7 +234,13 @@ def wait_for(what: str, check, timeout: float, every: float = 0.5):
         time.sleep(every)
 
 
-def test_two_agents_in_namespaces_report_known_traffic(topology, tmp_path):
+def spooled(spool: Path) -> list[str]:
+    """The batch files waiting in a spool directory (not rejected/, not half-written)."""
+    return sorted(p.name for p in spool.glob("*.gz") if ship.BATCH_FILE.fullmatch(p.name)) if spool.exists() else []
+
+
+@pytest.mark.timeout(OUTAGE + 300)
+def test_three_agents_in_namespaces_report_known_traffic_across_a_workspace_outage(topology, tmp_path):
     t_start = time.monotonic()
     topo = topology
     ns, ip = topo.names, topo.ip
@@ -218,10 +250,11 @@ def test_two_agents_in_namespaces_report_known_traffic(topology, tmp_path):
     query_key = identity.by_role("query")[0].secret
     procs = Procs(tmp_path)
     machines = {}
-    for host in ("h1", "h2"):
+    for host in HOSTS:
         mid = str(uuid.uuid4())
         (tmp_path / f"{host}.machine-id").write_text(mid + "\n")
         machines[host] = f"m-{mid}"
+    spools = {host: tmp_path / f"{host}-spool" for host in HOSTS}
 
     def query(kql: str) -> list[dict]:
         def go():
@@ -245,30 +278,53 @@ def test_two_agents_in_namespaces_report_known_traffic(topology, tmp_path):
         except OSError:
             return False
 
-    try:
-        procs.start("server", ns["ws"], "-m", "netatlas", "workspace", "serve", "--data", str(data),
+    def serve(label: str) -> None:
+        procs.start(label, ns["ws"], "-m", "netatlas", "workspace", "serve", "--data", str(data),
                     "--host", ip["ws"], "--port", "8080")
-        wait_for("the workspace server", server_up, 60)
-        for host in ("h1", "h2"):
+        wait_for(f"the workspace server ({label})", server_up, 60)
+
+    try:
+        serve("server")
+        for host in HOSTS:
             procs.start(f"agent-{host}", ns[host], "-m", "netatlas", "agent", "run",
                         "--workspace-url", f"http://{ip['ws']}:8080", "--workspace-id", identity.workspace_id,
                         "--key", ingest, "--interval", str(INTERVAL), "--poll", "0.5",
-                        "--spool", str(tmp_path / f"{host}-spool"),
+                        "--collector", COLLECTORS[host], "--tags", TAGS.get(host, ""),
+                        "--spool", str(spools[host]),
                         "--machine-id-file", str(tmp_path / f"{host}.machine-id"))
-        for host in ("h1", "h2"):
+        for host in HOSTS:
             wait_for(f"agent {host}", lambda: "shipping to" in procs.log(f"agent-{host}"), 60)
         time.sleep(2)      # the first dump (the baseline) is behind us
-        for host in ("h1", "h2"):
+        for host in HOSTS:
             assert procs.running[f"agent-{host}"].poll() is None, procs.log(f"agent-{host}")
+        # stored before the kill (the agents send VMComputer at start, then hourly): must survive it
+        wait_for("the agents' VMComputer records",
+                 lambda: set(machines.values()) <= {r["Machine"] for r in query("VMComputer")}, 30)
 
         server_truth = tmp_path / "server.json"
         procs.start("tcp-server", ns["h2"], "-c", SERVER, "9000", str(server_truth))
         wait_for("the TCP server", lambda: "listening" in procs.log("tcp-server"), 30)
-        time.sleep(1)      # its listener is in h2's dumps
-        client_truth = tmp_path / "client.json"
+        time.sleep(1)
+        ebpf_here, why = ebpf.available()
+        print(f"\ncollectors: h1 {'ebpf' if ebpf_here else 'netlink (ebpf unavailable: ' + why + ')'}, h2 netlink")
+        assert "collector: netlink" in procs.log("agent-h2")
+        assert ("collector: ebpf" if ebpf_here else "collector: netlink") in procs.log("agent-h1")
+        client_truth, go = tmp_path / "client.json", tmp_path / "go"
         client = procs.start("client", ns["h1"], "-c", CLIENT, ip["h2"], "9000", "9999", str(client_truth),
                              str(LONG_CHUNKS), str(LONG_CHUNK), str(LONG_EVERY), str(SHORT), str(SHORT_BYTES),
-                             str(FAILED))
+                             str(FAILED), str(SHORT_BEFORE_KILL), str(go))
+        t_client = time.monotonic()
+
+        # ---- the outage: the long connection and the first short ones have begun; the rest is
+        # made while the workspace is down
+        wait_for("the client's first short connections", lambda: "paused" in procs.log("client"), 30, every=0.05)
+        server = procs.running.pop("server")
+        server.send_signal(signal.SIGKILL)
+        server.wait(timeout=10)
+        killed_at, t_kill = time.time(), time.monotonic()
+        assert not server_up(), "the workspace still answers after SIGKILL"
+        go.touch()
+
         assert client.wait(timeout=180) == 0, procs.log("client")
         truth = json.loads(client_truth.read_text())
         assert len(truth["short"]) == SHORT and truth["failed"] == FAILED
@@ -277,13 +333,35 @@ def test_two_agents_in_namespaces_report_known_traffic(topology, tmp_path):
         assert math.floor(truth["long"]["end"] / 60) > math.floor(truth["long"]["start"] / 60)   # two minutes
         t_traffic = time.monotonic()
 
+        # while down: every agent keeps its batches in its spool (the windows that closed at the
+        # minute boundaries since the kill), and says it cannot send them
+        def all_spooled():
+            return all(any(".VMConnection." in name for name in spooled(spools[h])) for h in HOSTS)
+        wait_for("batches in the agents' spools while the workspace is down", all_spooled,
+                 max(1.0, t_kill + OUTAGE - 5 - time.monotonic()), every=1)
+        held = {h: spooled(spools[h]) for h in HOSTS}     # <seq>.<table>.<records>.<batch id>.gz
+        for host in HOSTS:
+            assert "cannot send batch" in procs.log(f"agent-{host}"), procs.log(f"agent-{host}")
+            assert procs.running[f"agent-{host}"].poll() is None, procs.log(f"agent-{host}")
+        assert not server_up()
+        time.sleep(max(0.0, t_kill + OUTAGE - time.monotonic()))
+        restarted_at, t_restart = time.time(), time.monotonic()
+        serve("server-restarted")
+
+        # the traffic made while it was down: the last short connections, the refused connects,
+        # and the minute boundary the long connection spans
+        assert truth["short"][SHORT_BEFORE_KILL - 1]["end"] < killed_at
+        assert all(killed_at < s["start"] and s["end"] < restarted_at for s in truth["short"][SHORT_BEFORE_KILL:])
+        assert truth["long"]["start"] < killed_at and truth["end"] < restarted_at
+        assert math.floor(min(truth["long"]["end"], restarted_at) / 60) > math.floor(killed_at / 60)
+
         conns = SHORT + 1
         sent = truth["long"]["sent"] + sum(s["sent"] for s in truth["short"])
         received = truth["long"]["received"] + sum(s["received"] for s in truth["short"])
 
         def records():
             rows = query("VMConnection")
-            return {h: [r for r in rows if r["Machine"] == machines[h]] for h in ("h1", "h2")}
+            return {h: [r for r in rows if r["Machine"] == machines[h]] for h in HOSTS}
 
         def outbound_9000(rows):
             return [r for r in rows if r["Direction"] == "outbound" and r["DestinationIp"] == ip["h2"]
@@ -293,25 +371,32 @@ def test_two_agents_in_namespaces_report_known_traffic(topology, tmp_path):
             return [r for r in rows if r["Direction"] == "inbound" and r["SourceIp"] == ip["h1"]
                     and r["DestinationPort"] == 9000]
 
+        def inbound_8080(rows, host):
+            return [r for r in rows if r["Direction"] == "inbound" and r["SourceIp"] == ip[host]
+                    and r["DestinationIp"] == ip["ws"] and r["DestinationPort"] == 8080]
+
         def total(rows, col):
             return sum(r[col] or 0 for r in rows)
 
-        # the last window closes at the next minute boundary; the agents ship within an interval
+        # the last window closes at the next minute boundary; the agents ship within an interval,
+        # or once their backoff since the outage has passed (at most ship.BACKOFF_MAX)
         ready_at = (math.floor(truth["end"] / 60) + 1) * 60 + INTERVAL + 3
         time.sleep(max(0.0, ready_at - time.time()))
 
         def complete():
             recs = records()
             done = (total(outbound_9000(recs["h1"]), "LinksTerminated") >= conns
-                    and total(inbound_9000(recs["h2"]), "LinksTerminated") >= conns)
+                    and total(inbound_9000(recs["h2"]), "LinksTerminated") >= conns
+                    and all(inbound_8080(recs["ws"], h) for h in ("h1", "h2"))
+                    and not any(set(held[h]) & set(spooled(spools[h])) for h in HOSTS))
             return recs if done else None
         try:
-            recs = wait_for("the records of the traffic", complete, 45, every=3)
+            recs = wait_for("the records of the traffic", complete, ship.BACKOFF_MAX + 2 * INTERVAL + 30, every=3)
         except AssertionError:
             recs = records()
         t_query = time.monotonic()
 
-        h1, h2 = recs["h1"], recs["h2"]
+        h1, h2, ws = recs["h1"], recs["h2"], recs["ws"]
         out = outbound_9000(h1)
         assert total(out, "LinksEstablished") == conns, out
         assert total(out, "LinksTerminated") == conns, out
@@ -340,25 +425,71 @@ def test_two_agents_in_namespaces_report_known_traffic(topology, tmp_path):
         assert all(r["SourceIp"] == ip["h2"] for r in h2 if r["Direction"] == "outbound")
         assert all(r["DestinationIp"] == ip["h2"] for r in h2 if r["Direction"] == "inbound")
         assert not [r for r in h2 if r["DestinationPort"] == 9999]
-        # and each ships its own connection to the workspace
-        for host in ("h1", "h2"):
+        assert not [r for r in ws if r["DestinationPort"] in (9000, 9999)
+                    or {r["SourceIp"], r["DestinationIp"]} == {ip["h1"], ip["h2"]}], "the ws host saw h1<->h2 traffic"
+        assert all(r["DestinationIp"] == ip["ws"] for r in ws if r["Direction"] == "inbound")
+        # and each ships its own connection to the workspace, which the workspace host sees inbound
+        for host in HOSTS:
             assert [r for r in recs[host] if r["DestinationIp"] == ip["ws"] and r["DestinationPort"] == 8080]
+        for host in ("h1", "h2"):
+            assert inbound_8080(ws, host), f"the ws agent saw no connection from {host}'s agent"
 
         ports = [r for r in query("VMBoundPort") if r["Machine"] == machines["h2"]]
         assert 9000 in {r["Port"] for r in ports}
         assert not [r for r in query("VMBoundPort") if r["Machine"] == machines["h1"] and r["Port"] == 9000]
+        assert 8080 in {r["Port"] for r in query("VMBoundPort") if r["Machine"] == machines["ws"]}
         computers = {r["Machine"] for r in query("VMComputer")}
-        assert {machines["h1"], machines["h2"]} <= computers
+        assert set(machines.values()) <= computers                  # stored before the kill, kept
+        tags = {r["Machine"]: r["Tags"] for r in query("VMComputerTags_CL")}
+        assert tags == {machines["h2"]: {"datacenter": "fra1", "rack": "r12"}}     # only h2 has tags
         processes = [r for r in query("VMProcess") if r["Machine"] == machines["h1"]]
         assert {r["Process"] for r in out} <= {r["Process"] for r in processes}
-        print(f"\ntimings: setup+agents {t_traffic - t_start - (truth['end'] - truth['long']['start']):.0f} s, "
-              f"traffic {truth['end'] - truth['long']['start']:.0f} s, "
-              f"waiting for the records {t_query - t_traffic:.0f} s, total {time.monotonic() - t_start:.0f} s")
+
+        # no record lost: the batches spooled during the outage were all sent, nothing was refused
+        # or dropped, and the spools drain (new batches come each minute: empty at some point)
+        wait_for("the agents' spools to be empty", lambda: not any(spooled(spools[h]) for h in HOSTS),
+                 ship.BACKOFF_MAX + 2 * INTERVAL, every=0.2)
+        for host in HOSTS:
+            assert not list((spools[host] / ship.REJECTED).iterdir()), f"{host}: batches refused"
+
+        # batch by batch: stop the agents (a last flush), then the workspace, and read the batch
+        # ids it stored. Every id an agent ever took (state.json: the next sequence number) is
+        # there, with as many records as the batches spooled during the outage held.
+        for host in HOSTS:
+            procs.stop(f"agent-{host}")
+        procs.stop("server-restarted")
+        with netatlas.connect(data) as workspace:
+            stored = dict(workspace.connection.execute(
+                "SELECT batch_id, records FROM _netatlas_batches").fetchall())
+        for host in HOSTS:
+            assert not spooled(spools[host]), f"{host}: batches left in the spool after the agent stopped"
+            # the counters it logs when it stops: everything enqueued was sent, nothing dropped or refused
+            stopped = [line for line in procs.log(f"agent-{host}").splitlines() if "netatlas agent: stopped; " in line]
+            assert len(stopped) == 1, procs.log(f"agent-{host}")
+            stats = dict(kv.split("=") for kv in stopped[0].split("stopped; ", 1)[1].split())
+            assert int(stats["enqueued_batches"]) == int(stats["sent_batches"]) > 0, (host, stopped[0])
+            assert stats["dropped_batches"] == stats["rejected_batches"] == stats["spool_batches"] == "0", \
+                (host, stopped[0])
+            assert int(stats["send_failures"]) > 0, (host, stopped[0])     # it did meet the outage
+            agent_id = (tmp_path / f"{host}.machine-id").read_text().strip()
+            state = json.loads((spools[host] / ship.STATE).read_text())
+            taken = {f"{agent_id}.{state['spool_id']}.{seq}" for seq in range(state["next"])}
+            assert {b for b in stored if b.startswith(agent_id + ".")} == taken, host
+            for name in held[host]:
+                m = ship.BATCH_FILE.fullmatch(name)
+                assert stored[m[4]] == int(m[3]), (host, name)
+        print(f"\ntimings: setup+agents {t_client - t_start:.0f} s, traffic {t_traffic - t_client:.0f} s "
+              f"(the kill {t_kill - t_client:.0f} s in), outage {t_restart - t_kill:.0f} s, "
+              f"waiting for the records after the restart {t_query - t_restart:.0f} s, "
+              f"total {time.monotonic() - t_start:.0f} s; "
+              f"spooled while down: {', '.join(f'{h} {len(held[h])}' for h in HOSTS)} batches")
     except BaseException:
         procs.stop_all()
         procs.dump_logs()
         raise
     finally:
         procs.stop_all()
-        for host in ("h1", "h2"):
-            assert "Traceback" not in procs.log(f"agent-{host}"), procs.log(f"agent-{host}")
+        for host in HOSTS:
+            log = procs.log(f"agent-{host}")
+            assert "Traceback" not in log, log
+            assert "dropped the" not in log and "not writable" not in log, log    # ship.py's drop warnings
