@@ -1,11 +1,12 @@
 """The agent's collector under load, on loopback: CPU, memory and the share of connections captured.
 
-    python bench/agent.py [--seconds 60] [--open 2000] [--rate 500] [--poll 1]
+    python bench/agent.py [--seconds 60] [--open 2000] [--rate 500] [--poll 1] [--collectors netlink,ebpf]
 
 A load generator keeps ``--open`` connections open and opens ``--rate`` new short connections a
 second (connect, send 10 bytes, close) for ``--seconds``, against a server in another process. The
 agent's collector (``netatlas.agent.collect.Collector``, the one `netatlas agent run` uses, without
-the shipper) runs in a third process. Reported: its CPU over the load (share of one core, from
+the shipper) runs in a third process, once per collector, one after the other, against the same
+server. Reported: its CPU over the load (share of one core, from
 /proc/PID/stat), its VmRSS and VmHWM, and the connections to the load's port its records count
 (LinksEstablished, outbound) against the ground truth. Goals: 100 % captured, < 2 % of a core, < 80 MB.
 Needs root (netlink close events). Runs in a fresh network namespace when it can create one.

@@ -1,10 +1,18 @@
-"""The collector: the observe stages (netlink.py, proc.py) joined to the aggregate stage (records.py).
+"""The collector: the observe stages (netlink.py or ebpf.py, proc.py) joined to the aggregate stage
+(records.py), behind one interface whatever observes the sockets (``Collector.kind``: "ebpf" or
+"netlink", from the ``collector`` setting; "auto" takes ebpf where it loads and logs why not).
 
 ``collector(config)`` starts a poll thread and returns a ``Collect`` for ``ship.run``: each call
 returns the records of the one-minute windows that ended since the previous call (plus
 VMComputer / ServiceMapComputer_CL at start and then hourly).
 
-Every ``config.poll`` seconds the poll thread, in this order:
+With eBPF, every ``config.poll`` seconds the poll thread drains the kernel half's events (close
+events with their owner's tgid, read from /proc once per process and cached, or its comm when it
+is already gone; a listen event makes it dump first) and dumps every ``dump_interval`` and just
+before each minute ends; the owner of a new socket in a dump is asked of the kernel half's map
+(``BpfEvents.owner``), /proc fd tables are read only for listeners and the first dump.
+
+With netlink, every ``config.poll`` seconds the poll thread, in this order:
 
 1. drains the close events (``DestroyListener``) and hands them to ``Aggregator.closed``. The
    kernel's close events carry inode 0; a cookie that a recent dump reported with an inode gets

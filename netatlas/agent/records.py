@@ -45,12 +45,13 @@ The rules, and the heuristics where the kernel does not say:
   both byte counters grew (an exchange in both directions since the last poll or, for a close
   event, since the last poll before it), with response time = the smoothed RTT
   (``tcpi_rtt``) rounded to whole milliseconds. One-way streams give no responses.
-* Owner of a socket: ``owners[inode]``. The kernel's close events carry inode 0 and state CLOSE
-  (netlink.py): a tracked cookie keeps the owner it had; an unknown inbound one goes to the
-  process owning the listening socket; an unknown outbound one is reported only when the runner
-  knows its inode (``dataclasses.replace(sock, inode=...)`` plus ``owners``), otherwise counted
-  in ``unowned``. Close events of listeners and never-connected sockets (remote port 0) are
-  ignored.
+* Owner of a socket: ``owners[inode]``. netlink's close events carry inode 0 and state CLOSE,
+  eBPF's inode -cookie and the state the socket left (ebpf.py): a tracked cookie keeps the owner
+  it had; an unknown outbound one is reported only when the runner gives its owner (under its
+  inode, ``dataclasses.replace(sock, inode=...)``, or -cookie), otherwise counted in
+  ``unowned``. An inbound socket (dump or close event) whose owner is not given goes to the
+  process owning its listening socket (an accepted socket nobody has read from yet). Close
+  events of listeners and never-connected sockets (remote port 0) are ignored.
 * Process pools: processes with the same executable (``exe``, or ``name`` when unreadable) and
   command line. Process = "p-" + the first 12 hex digits of sha1(machine id, exe, command line):
   the same after an agent restart. FirstPid / StartTime: the lowest pid and the earliest start of
