@@ -14,6 +14,7 @@ APT_NEEDS=(
     "llvm-strip:llvm"
     "bpftool:bpftool"           # ...against this kernel's BTF
     "-:libbpf-dev"              # (bpf_helpers.h)
+    "rpmbuild:rpm"              # package versions from an RPM database
 )
 
 missing=()

@@ -10,7 +10,7 @@ Only a live root ("/") may ask the system beyond the files (``socket.getfqdn``, 
 | ``Proc.processes()`` | proc/PID/{stat,status,cmdline,exe,cwd,fd/*}, proc/stat, etc/passwd | ``dict[pid, ProcessInfo]`` |
 | ``Proc.socket_owners()`` | proc/PID/fd/* | ``dict[socket inode, pid]`` |
 | ``Proc.machine()`` | proc/sys/kernel, proc/net, proc/cpuinfo, proc/meminfo, sys/class/net, sys/class/dmi, etc/{hosts,os-release,timezone,localtime} | ``MachineInfo`` |
-| ``Proc.package_version(exe)`` | var/lib/dpkg/info/*.list, var/lib/dpkg/status | ``(package, version)`` |
+| ``Proc.package_version(exe)`` | var/lib/dpkg/info/*.list, var/lib/dpkg/status; else the RPM database (usr/lib/sysimage/rpm or var/lib/rpm, through ``rpm --root``) | ``(package, version)`` |
 
 A process that exits while it is read is left out (or keeps what was read before it went);
 files a process hides from us (another user's exe, cwd and fds without root) read as empty.
@@ -18,7 +18,9 @@ files a process hides from us (another user's exe, cwd and fds without root) rea
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
 from pathlib import Path
 
 from netatlas.agent.model import MachineInfo, ProcessInfo
@@ -28,6 +30,8 @@ __all__ = ["Proc"]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")      # USER_HZ: the unit of /proc/PID/stat times (100)
 GONE = (FileNotFoundError, ProcessLookupError, NotADirectoryError)   # the process exited
 HIDDEN = (PermissionError,)                                          # not ours to read
+RPM_DATABASES = ("usr/lib/sysimage/rpm", "var/lib/rpm")              # where RPM systems keep it
+RPM_QUERY = "%{NAME}\t%{VERSION}-%{RELEASE}\n"
 
 # Hypervisors by DMI sys_vendor / product_name prefix (lower case), then by clock source.
 DMI_HYPERVISORS = {
@@ -89,6 +93,7 @@ class Proc:
         self._users: tuple[float, dict[int, str]] | None = None
         self._packages: dict[str, tuple[str, str]] = {}
         self._packages_of: dict[str, str] | None = None     # the versions _packages was built on
+        self._rpm_packages: dict[str, tuple[str, str]] = {}
         self._versions: tuple[float, dict[str, str]] | None = None
 
     # --- processes ---
@@ -303,16 +308,34 @@ class Proc:
     # --- packages ---
 
     def package_version(self, exe_path: str) -> tuple[str, str]:
-        """(package, version) of the Debian package that installed ``exe_path``, ("", "") when
-        none did. Cached per path until dpkg's status file changes. Looks for the path as given
-        and with /usr added or removed (merged-/usr systems list /bin/sleep for /usr/bin/sleep)."""
+        """(package, version) of the package that installed ``exe_path``, ("", "") when none did.
+        Debian: cached per path until dpkg's status file changes; the path is looked for as given
+        and with /usr added or removed (merged-/usr systems list /bin/sleep for /usr/bin/sleep).
+        Without dpkg, an RPM database under the root is asked (``rpm -qf``, cached per path)."""
         versions = self._dpkg_versions()
+        if not versions:
+            if exe_path not in self._rpm_packages:
+                self._rpm_packages[exe_path] = self._rpm_package(exe_path)
+            return self._rpm_packages[exe_path]
         if versions is not self._packages_of:
             self._packages, self._packages_of = {}, versions
         if exe_path not in self._packages:
             package = self._owning_package(exe_path) if versions else ""
             self._packages[exe_path] = (package, versions.get(package, "")) if package else ("", "")
         return self._packages[exe_path]
+
+    def _rpm_package(self, path: str) -> tuple[str, str]:
+        db = next((d for d in RPM_DATABASES if (self.root / d).is_dir() and any((self.root / d).iterdir())), None)
+        rpm = shutil.which("rpm")
+        if db is None or rpm is None:
+            return "", ""
+        try:
+            out = subprocess.run([rpm, "--root", str(self.root), "--dbpath", "/" + db, "-qf", "--queryformat",
+                                  RPM_QUERY, path], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return "", ""
+        name, _, version = out.stdout.partition("\n")[0].partition("\t")
+        return (name, version) if out.returncode == 0 and name and version else ("", "")
 
     def _owning_package(self, path: str) -> str:
         """Scans every dpkg .list file (~7 MB on a full system) once per new path."""

@@ -7,6 +7,7 @@ import os
 import pwd
 import shutil
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -76,6 +77,45 @@ def tree(tmp_path) -> Path:
     root = tmp_path / "root"
     shutil.copytree(ROOT, root, symlinks=True)
     return root
+
+
+HELLO_SPEC = """Name: hello-netatlas
+Version: 1.2
+Release: 3
+Summary: an executable for the RPM test
+License: MIT
+BuildArch: noarch
+%description
+an executable for the RPM test
+%install
+mkdir -p %{buildroot}/usr/bin
+printf '#!/bin/sh\\necho hi\\n' > %{buildroot}/usr/bin/hello-netatlas
+chmod 755 %{buildroot}/usr/bin/hello-netatlas
+%files
+/usr/bin/hello-netatlas
+"""
+
+
+def test_package_version_from_an_rpm_database(tmp_path):
+    """A root without dpkg, with an RPM database at var/lib/rpm as RPM systems keep it: a package
+    built by rpmbuild and installed into it by rpm."""
+    if shutil.which("rpm") is None or shutil.which("rpmbuild") is None:
+        print("skipping: rpm and rpmbuild are not installed (Debian package rpm)")
+        pytest.skip("rpm and rpmbuild are not installed (Debian package rpm)")
+    top, root = tmp_path / "build", tmp_path / "root"
+    (top / "SPECS").mkdir(parents=True)
+    (top / "SPECS" / "hello.spec").write_text(HELLO_SPEC)
+    subprocess.run(["rpmbuild", "-bb", "--define", f"_topdir {top}", str(top / "SPECS" / "hello.spec")],
+                   check=True, capture_output=True)
+    [package] = (top / "RPMS" / "noarch").glob("*.rpm")
+    (root / "var/lib/rpm").mkdir(parents=True)
+    db = ["rpm", "--root", str(root), "--dbpath", "/var/lib/rpm"]
+    subprocess.run([*db, "--initdb"], check=True, capture_output=True)
+    subprocess.run([*db, "-i", "--nodeps", "--noscripts", str(package)], check=True, capture_output=True)
+    proc = Proc(root)
+    assert proc.package_version("/usr/bin/hello-netatlas") == ("hello-netatlas", "1.2-3")
+    assert proc.package_version("/usr/bin/not-packaged") == ("", "")
+    assert Proc(tmp_path / "empty").package_version("/usr/bin/hello-netatlas") == ("", "")   # no database
 
 
 def test_package_version_follows_an_upgrade(tree):
