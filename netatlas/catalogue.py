@@ -3,7 +3,9 @@
 The schema is data the package ships, not code written per table: ``schemas.json`` is Azure's
 tables, exactly; ``tables.json`` is netatlas's own tables beside them, each a custom log (name
 ending in ``_CL``, as Log Analytics names tables that are not Azure's), e.g. ``VMComputerTags_CL``
-(the tags an agent's configuration gives its machine).
+(the tags an agent's configuration gives its machine), or a Microsoft Sentinel table the shared
+schema does not have (``SENTINEL``: ``ThreatIntelligenceIndicator``, with Sentinel's column names
+where Sentinel has the column and VMConnection's names for the rest).
 """
 from __future__ import annotations
 
@@ -13,6 +15,9 @@ from functools import lru_cache
 from importlib import resources
 
 from .kql import types as T
+
+
+SENTINEL = ("ThreatIntelligenceIndicator",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +59,7 @@ class Catalogue:
         azure = json.loads(resources.files("netatlas").joinpath("schemas.json").read_text())
         own = json.loads(resources.files("netatlas").joinpath("tables.json").read_text())
         for name in own:
-            if name in azure or not name.endswith("_CL"):
-                raise ValueError(f"tables.json: {name} must be a new custom log table (a name ending in _CL)")
+            if name in azure or not (name.endswith("_CL") or name in SENTINEL):
+                raise ValueError(f"tables.json: {name} must be a new custom log table (a name ending in _CL) "
+                                 f"or one of {', '.join(SENTINEL)}")
         return cls.from_json(azure | own)

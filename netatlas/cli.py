@@ -99,11 +99,21 @@ FORMATS: dict[str, Callable[[Result], str]] = {
 
 # ---------------------------------------------------------------- shared helpers
 
-def open_workspace(path: str | None) -> Workspace:
+def geoip_setting(value: str | None):
+    """--geoip-db text -> Workspace's ``geoip``: "" the bundled database, "off" none, else a path."""
+    if not value:
+        return None
+    return False if value.strip().lower() in ("off", "none", "false", "0") else value
+
+
+def open_workspace(path: str | None, geoip: str | None = None) -> Workspace:
     import duckdb
+    from .geoip import GeoIPError
     from .workspace import connect
     try:
-        return connect(path)
+        return connect(path, geoip=geoip_setting(geoip))
+    except GeoIPError as e:
+        raise NetatlasError(str(e)) from None
     except (OSError, duckdb.Error) as e:
         raise NetatlasError(f"cannot open the workspace in {path!r}: {str(e).splitlines()[0]}") from None
 
@@ -309,7 +319,7 @@ def cmd_workspace(args: argparse.Namespace) -> int:
         settings = Settings.from_env(**{s.name: getattr(args, s.name) for s in SETTINGS})
     except ValueError as e:
         raise UsageError(str(e)) from None
-    return serve(args.data, settings, open_workspace=open_workspace)
+    return serve(args.data, settings, open_workspace=lambda d: open_workspace(d, settings.geoip_db))
 
 
 # ---------------------------------------------------------------- netatlas keys
@@ -350,6 +360,82 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------- netatlas threatintel
+
+def threatintel_arguments(p: argparse.ArgumentParser) -> None:
+    from .threatintel import PARSERS, THREAT_TYPES
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    a = sub.add_parser("import", help="load a feed of malicious addresses into ThreatIntelligenceIndicator",
+                       description="Load a threat-intelligence feed (STIX 2.1 bundle, CSV blocklist, or a list of "
+                       "addresses and CIDR ranges) into ThreatIntelligenceIndicator, replacing the indicators "
+                       "imported before under the same --source. Connections ingested from then on whose "
+                       "remote address matches an active indicator get VMConnection's malicious-IP columns. "
+                       "With --server, the running workspace server imports it (a query key); otherwise the "
+                       "workspace directory is opened directly.")
+    a.add_argument("file", metavar="FILE", help="the feed file ('-' for standard input)")
+    a.add_argument("--format", choices=list(PARSERS), default=None, help="the feed's format (default: guessed)")
+    a.add_argument("--source", default=None, help="the feed's name (default: the file name)")
+    a.add_argument("--threat-type", choices=THREAT_TYPES, default=None,
+                   help="the threat type of every indicator (default: from the feed's own words)")
+    a.add_argument("--data", metavar="DIR", default=UP_DATA, help=f"the workspace directory (default: ./{UP_DATA})")
+    a.add_argument("--server", metavar="URL", default=None,
+                   help="a running workspace server to import through, e.g. http://127.0.0.1:8080")
+    a.add_argument("--key", default=os.environ.get("NETATLAS_QUERY_KEY"),
+                   help="a query key of that server (default: $NETATLAS_QUERY_KEY)")
+    a.add_argument("--format-output", dest="output", choices=["table", "json"], default="table",
+                   help="how to print the report (default: table)")
+
+
+def cmd_threatintel(args: argparse.Namespace) -> int:
+    from . import threatintel as ti
+    data = sys.stdin.buffer.read() if args.file == "-" else None
+    if data is None:
+        try:
+            data = Path(args.file).read_bytes()
+        except OSError as e:
+            raise NetatlasError(f"cannot read {args.file}: {e.strerror}") from None
+    source = args.source or (Path(args.file).name if args.file != "-" else "stdin")
+    if args.server:
+        report = _import_through_server(args, data, source)
+    else:
+        try:
+            indicators, report = ti.parse(data, args.format, threat_type=args.threat_type, source=source)
+        except ti.FeedError as e:
+            raise NetatlasError(f"{args.file}: {e}") from None
+        with open_workspace(args.data) as ws:
+            report["stored"] = ws.import_indicators(indicators, source)
+    if args.output == "json":
+        print(json.dumps(report, indent=2))
+    else:
+        skipped = ", ".join(f"{n} {why}" for why, n in report["skipped"].items()) or "none"
+        print(f"{source}: {report['stored']} indicators stored ({report['format']}); skipped: {skipped}")
+    return EXIT_OK
+
+
+def _import_through_server(args: argparse.Namespace, data: bytes, source: str) -> dict:
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+    if not args.key:
+        raise UsageError("--server needs --key (a query key) or NETATLAS_QUERY_KEY")
+    query = {"source": source} | ({"format": args.format} if args.format else {}) | \
+        ({"threat_type": args.threat_type} if args.threat_type else {})
+    url = args.server.rstrip("/") + "/api/threatintel/import?" + urllib.parse.urlencode(query)
+    req = urllib.request.Request(url, data=data, method="POST", headers={
+        "Authorization": f"Bearer {args.key}", "Content-Type": "application/octet-stream"})
+    try:
+        with urllib.request.urlopen(req, timeout=300) as r:      # noqa: S310 (the operator's server)
+            return json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        try:
+            message = json.loads(e.read())["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = e.reason
+        raise NetatlasError(f"{args.server}: {e.code}: {message}") from None
+    except OSError as e:
+        raise NetatlasError(f"cannot reach {args.server}: {e}") from None
+
+
 # ---------------------------------------------------------------- the command table
 
 @dataclass(frozen=True)
@@ -372,6 +458,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("workspace", "run the workspace server (`workspace serve --data DIR`)", workspace_arguments,
             cmd_workspace),
     Command("keys", "list or create the workspace's ingest and query keys", keys_arguments, cmd_keys),
+    Command("threatintel", "import threat-intelligence feeds (STIX, CSV, address lists) that flag malicious "
+            "remote addresses", threatintel_arguments, cmd_threatintel),
     Command("agent", "the agent: `agent run` ships this host's processes and connections to a workspace, "
             "`agent install` writes its configuration and systemd unit", agent_arguments, cmd_agent),
 )

@@ -8,9 +8,14 @@ done by DuckDB, in named stages:
     check     (Python) every record an object, no unknown column, a TimeGenerated
     serialize each record once more as compact JSON, its size (``__bytes``, what is billed)
               appended, into a batch file
+    lookup    (Python) for VMConnection, the batch's distinct remote addresses looked up in
+              the GeoIP database (geoip.py) and the threat-intelligence matcher
+              (threatintel.py): LOOKUPS, each a VALUES list joined to the batch
     stage     DuckDB's read_json reads the file with the catalogue's column types, and the
-              enrichers (ENRICHERS) add the columns the workspace fills itself: Type,
-              SourceSystem, _BilledSize, _IsBillable, _ResourceId, and for VMConnection RemoteIp.
+              enrichers (ENRICHERS, LOOKUPS) add the columns the workspace fills itself: Type,
+              SourceSystem, _BilledSize, _IsBillable, _ResourceId, and for VMConnection RemoteIp,
+              RemoteCountry/Latitude/Longitude and the malicious-IP columns (values a record
+              brings are kept).
               A value of the wrong type fails the read; only then is the batch examined value
               by value (``explain``) to name the first bad record and field
     store     one transaction: the batch id (a batch sent twice is stored once), the rows,
@@ -120,17 +125,110 @@ def azure_columns(table: Table, ctx: dict) -> dict[str, str]:
     return out
 
 
+# RemoteIp as the workspace fills it: given, else SourceIp of an inbound record, DestinationIp of
+# an outbound one (the seed: "For inbound connections, RemoteIp is the same as SourceIp...")
+REMOTE_IP_SQL = ("coalesce(nullif(\"RemoteIp\", ''), CASE WHEN \"Direction\" = 'inbound' THEN "
+                 "coalesce(\"SourceIp\", '') WHEN \"Direction\" = 'outbound' THEN coalesce(\"DestinationIp\", '') "
+                 "ELSE '' END)")
+
+
 def remote_ip(table: Table, ctx: dict) -> dict[str, str]:
     if table.name != "VMConnection":
         return {}
-    return {"RemoteIp": "coalesce(nullif(\"RemoteIp\", ''), CASE WHEN \"Direction\" = 'inbound' THEN "
-                        "coalesce(\"SourceIp\", '') WHEN \"Direction\" = 'outbound' THEN coalesce(\"DestinationIp\", '') "
-                        "ELSE '' END)"}
+    return {"RemoteIp": REMOTE_IP_SQL}
+
+
+def remote_ips(records: list) -> set[str]:
+    """The distinct RemoteIp of a batch, by the rule of REMOTE_IP_SQL."""
+    out = set()
+    for r in records:
+        ip = r.get("RemoteIp")
+        if not ip:
+            d = r.get("Direction")
+            ip = r.get("SourceIp") if d == "inbound" else r.get("DestinationIp") if d == "outbound" else None
+        if ip and type(ip) is str:
+            out.add(ip)
+    return out
 
 
 # Each enricher: (table, context) -> {column: SQL over the staged batch}.
-# Later stages (geolocation, threat intelligence, DNS names) add themselves here.
 ENRICHERS: list[Callable[[Table, dict], dict[str, str]]] = [azure_columns, remote_ip]
+
+
+@dataclass
+class Lookup:
+    """Values looked up in Python for a batch's keys, joined to it as a VALUES list.
+
+    ``rows``: (key, value...) per key found; ``key``: SQL over the staged batch matching the first
+    column; ``exprs``: table column -> SQL over the batch and the looked-up values, which are
+    named ``{alias}.{alias}_{name}`` for each name of ``names``."""
+    alias: str
+    names: tuple[str, ...]
+    rows: list[tuple]
+    key: str
+    exprs: dict[str, str]
+
+    def join_sql(self) -> str:
+        values = ", ".join("(" + ", ".join(_sql_value(v) for v in row) + ")" for row in self.rows)
+        cols = ", ".join(f"{self.alias}_{n}" for n in ("key", *self.names))
+        return f" LEFT JOIN (VALUES {values}) AS {self.alias}({cols}) ON {self.alias}.{self.alias}_key = {self.key}"
+
+
+def _sql_value(v) -> str:
+    if v is None:
+        return "NULL"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        # from text: a decimal literal would be read as DECIMAL and rounded on its way to DOUBLE
+        return f"CAST('{v!r}' AS DOUBLE)" if v == v and v not in (float("inf"), float("-inf")) else "NULL"
+    return _lit(str(v))
+
+
+def geolocation(table: Table, records: list, ctx: dict) -> Lookup | None:
+    """RemoteCountry, RemoteLatitude, RemoteLongitude of public remote addresses (geoip.py); values
+    a record brings are kept."""
+    geo = ctx.get("geoip")
+    if table.name != "VMConnection" or geo is None:
+        return None
+    rows = [(ip, *hit) for ip in remote_ips(records) if (hit := geo.lookup(ip)) is not None]
+    if not rows:
+        return None
+    return Lookup("__geo", ("country", "lat", "lon"), rows, REMOTE_IP_SQL, {
+        "RemoteCountry": "coalesce(nullif(\"RemoteCountry\", ''), __geo.__geo_country, '')",
+        "RemoteLatitude": "coalesce(\"RemoteLatitude\", __geo.__geo_lat)",
+        "RemoteLongitude": "coalesce(\"RemoteLongitude\", __geo.__geo_lon)",
+    })
+
+
+# VMConnection column -> the Match field (threatintel.py) it takes; MaliciousIp is the remote address
+THREAT_COLUMNS = {"IndicatorThreatType": "threat_type", "Description": "description", "TLPLevel": "tlp",
+                  "Confidence": "confidence", "Severity": "severity", "FirstReportedDateTime": "first_reported",
+                  "LastReportedDateTime": "last_reported", "ReportReferenceLink": "reference",
+                  "AdditionalInformation": "additional"}
+
+
+def threat_intelligence(table: Table, records: list, ctx: dict) -> Lookup | None:
+    """The malicious-IP columns of connections whose remote address matches an active indicator
+    (threatintel.py); the others stay empty."""
+    matcher = ctx.get("threatintel")
+    if table.name != "VMConnection" or not matcher:
+        return None
+    names = tuple(THREAT_COLUMNS.values())
+    rows = [(ip, *(getattr(m, n) for n in names)) for ip in remote_ips(records) if (m := matcher.match(ip))]
+    if not rows:
+        return None
+    exprs = {col: (f"coalesce(\"{col}\", __ti.__ti_{f})" if table.column_types[col] != T.STRING
+                   else f"coalesce(nullif(\"{col}\", ''), __ti.__ti_{f}, '')") for col, f in THREAT_COLUMNS.items()}
+    exprs["MaliciousIp"] = "coalesce(nullif(\"MaliciousIp\", ''), __ti.__ti_key, '')"
+    exprs["IsActive"] = "coalesce(nullif(\"IsActive\", ''), CASE WHEN __ti.__ti_key IS NULL THEN '' ELSE 'True' END)"
+    return Lookup("__ti", names, rows, REMOTE_IP_SQL, exprs)
+
+
+# Each lookup enricher: (table, records, context) -> a Lookup joined to the batch, or None.
+LOOKUPS: list[Callable[[Table, list, dict], Lookup | None]] = [geolocation, threat_intelligence]
 
 
 def _lit(v: str) -> str:
@@ -200,12 +298,14 @@ def ingest_records(con: duckdb.DuckDBPyConnection, catalogue: Catalogue, table_n
     if batch_id is not None and con.execute(f"SELECT 1 FROM {BATCHES} WHERE batch_id = ?", [batch_id]).fetchone():
         return IngestReport(table.name, 0, 0, batch_id, True)
     check(table, records)
+    context = context or {}
+    lookups = [lk for f in LOOKUPS if (lk := f(table, records, context)) is not None]
     t1 = time.perf_counter()
     path = serialize(records, body)
     t2 = time.perf_counter()
     try:
         try:
-            n, nbytes = store(con, table, path, enrich(table, context or {}), batch_id)
+            n, nbytes = store(con, table, path, enrich(table, context), batch_id, lookups)
         except duckdb.ConstraintException:
             if batch_id is None:
                 raise
@@ -215,7 +315,7 @@ def ingest_records(con: duckdb.DuckDBPyConnection, catalogue: Catalogue, table_n
         t3 = time.perf_counter()
     finally:
         os.unlink(path)
-    timings.update(check=t1 - t0, serialize=t2 - t1, store=t3 - t2)
+    timings.update(check_and_lookup=t1 - t0, serialize=t2 - t1, store=t3 - t2)
     return IngestReport(table.name, n, nbytes, batch_id, False, timings)
 
 
@@ -286,17 +386,21 @@ FINISH = {
 }
 
 
-def staged_select(table: Table, path: str, enriched: dict[str, str]) -> str:
-    """SQL reading the batch file with the table's types, as finished rows."""
+def staged_select(table: Table, path: str, enriched: dict[str, str], lookups: list[Lookup] = ()) -> str:
+    """SQL reading the batch file with the table's types, as finished rows (joined to lookups)."""
     spec = ", ".join(f"{_lit(c)}: {_lit(READ_AS[t])}" for c, t in table.columns)
+    exprs = dict(enriched)
+    for lk in lookups:
+        exprs.update(lk.exprs)
     cols = []
     for name, typ in table.columns:
-        if name in enriched:
-            cols.append(f"{enriched[name]} AS {_q(name)}")
+        if name in exprs:
+            cols.append(f"{exprs[name]} AS {_q(name)}")
         else:
             cols.append(f"{FINISH.get(typ, '{c}').format(c=_q(name))} AS {_q(name)}")
+    joins = "".join(lk.join_sql() for lk in lookups)
     return (f"SELECT {', '.join(cols)} FROM (SELECT *, {record_size_sql(table)} AS __bytes FROM "
-            f"read_json({_lit(path)}, format='array', columns={{{spec}}}))")
+            f"read_json({_lit(path)}, format='array', columns={{{spec}}})) AS __batch{joins}")
 
 
 def _records_sql() -> str:
@@ -380,14 +484,15 @@ def enrich(table: Table, context: dict) -> dict[str, str]:
     return exprs
 
 
-def store(con, table: Table, path: str, enriched: dict[str, str], batch_id: str | None) -> tuple[int, int]:
+def store(con, table: Table, path: str, enriched: dict[str, str], batch_id: str | None,
+          lookups: list[Lookup] = ()) -> tuple[int, int]:
     """One transaction: the batch id, the rows read from the batch file, and their Usage bytes."""
     size = "_BilledSize" if "_BilledSize" in table.column_types else record_size_sql(table, empty_strings_absent=True)
     con.execute("BEGIN TRANSACTION")
     try:
         if batch_id is not None:
             con.execute(f"INSERT INTO {BATCHES} VALUES (?, ?, 0, now())", [batch_id, table.name])
-        rows = con.execute(f"INSERT INTO {_q(table.name)} {staged_select(table, path, enriched)} "
+        rows = con.execute(f"INSERT INTO {_q(table.name)} {staged_select(table, path, enriched, lookups)} "
                            f"RETURNING date_trunc('hour', TimeGenerated), CAST({size} AS BIGINT)").fetchall()
         per_hour: dict = {}
         for hour, b in rows:

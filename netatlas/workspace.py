@@ -34,8 +34,17 @@ DEFAULT_RETENTION_DAYS = 30
 
 
 class Workspace:
-    def __init__(self, path: str | os.PathLike | None = None, catalogue: Catalogue | None = None):
+    def __init__(self, path: str | os.PathLike | None = None, catalogue: Catalogue | None = None, *,
+                 geoip: str | os.PathLike | bool | None = None):
+        """``geoip``: the city database that places remote addresses (geoip.py): None for the
+        bundled GeoLite2-City, a path for another mmdb, False for no geolocation."""
         self.catalogue = catalogue or Catalogue.load()
+        self._geoip_setting = geoip
+        self._geoip = None
+        self._matcher = None
+        if geoip not in (None, True, False):          # a database named: open it now, fail now
+            from .geoip import GeoIP
+            self._geoip = GeoIP(geoip)
         self.path = Path(path) if path is not None else None
         if self.path is not None:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -101,17 +110,63 @@ class Workspace:
             self._local.cursor = cur
         return cur
 
+    def _context(self, table: str) -> dict:
+        """What the enrichers of a batch of ``table`` need (ingest.ENRICHERS, ingest.LOOKUPS)."""
+        ctx = {"workspace_id": self.id}
+        if table == "VMConnection":
+            ctx["geoip"] = self.geoip
+            ctx["threatintel"] = self.threat_matcher()
+        return ctx
+
+    @property
+    def geoip(self):
+        """The GeoIP database (opened on first use), or None when geolocation is off."""
+        if self._geoip is None and self._geoip_setting is not False:
+            from .geoip import GeoIP
+            with self._lock:
+                if self._geoip is None:
+                    setting = self._geoip_setting
+                    self._geoip = GeoIP(None if setting in (None, True) else setting)
+        return self._geoip
+
+    def threat_matcher(self):
+        """The active indicators of ThreatIntelligenceIndicator as a matcher (threatintel.py),
+        built on first use and again after each import."""
+        if self._matcher is None:
+            from .threatintel import Matcher
+            with self._lock:
+                if self._matcher is None:
+                    self._matcher = Matcher.load(self.connection.cursor())
+        return self._matcher
+
+    def import_indicators(self, indicators: list, source: str) -> int:
+        """Replace the indicators of feed ``source`` (threatintel.store) and rebuild the matcher;
+        batches ingested from now on are matched against them."""
+        from .threatintel import Matcher, store
+        with self._lock:
+            n = store(self.connection, indicators, source)
+            self._matcher = Matcher.load(self.connection.cursor())
+        return n
+
+    def threat_summary(self) -> dict:
+        """Indicators stored (in all, active, per source) and how many the matcher holds."""
+        from .threatintel import summary
+        with self._lock:
+            out = summary(self.connection)
+        out["matching"] = len(self.threat_matcher())
+        return out
+
     def ingest(self, table: str, records: list[dict], *, batch_id: str | None = None) -> ingest.IngestReport:
         """Validate records against the table's schema, enrich and append them, all or nothing."""
         return ingest.ingest_records(self._ingest_cursor(), self.catalogue, table, records, batch_id=batch_id,
-                                     context={"workspace_id": self.id})
+                                     context=self._context(table))
 
     def ingest_json(self, table: str, body: bytes | str, *, batch_id: str | None = None,
                     content_encoding: str | None = None) -> ingest.IngestReport:
         """Ingest a JSON array of records (optionally gzip-compressed), as the HTTP API does."""
         data = ingest.decode(body, content_encoding)
         return ingest.ingest_json(self._ingest_cursor(), self.catalogue, table, data, batch_id=batch_id,
-                                  context={"workspace_id": self.id})
+                                  context=self._context(table))
 
     # ---- retention ----------------------------------------------------------------------------
     def retention(self) -> dict[str, int]:
@@ -257,6 +312,7 @@ def _clean(e: Exception) -> str:
     return msg
 
 
-def connect(path: str | os.PathLike | None = None) -> Workspace:
-    """Open a workspace: in memory, or stored in a directory (DuckDB file inside)."""
-    return Workspace(path)
+def connect(path: str | os.PathLike | None = None, *, geoip: str | os.PathLike | bool | None = None) -> Workspace:
+    """Open a workspace: in memory, or stored in a directory (DuckDB file inside). ``geoip``: see
+    ``Workspace``."""
+    return Workspace(path, geoip=geoip)

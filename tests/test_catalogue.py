@@ -29,8 +29,10 @@ def test_shipped_schema_equals_shared_schema():
     assert json.loads(SHARED_SCHEMAS.read_text()) == AZURE
 
 
-def test_netatlas_tables_are_custom_logs_beside_azures():
-    assert OWN and all(name.endswith("_CL") and name not in AZURE for name in OWN)
+def test_netatlas_tables_are_custom_logs_or_sentinels_beside_azures():
+    from netatlas.catalogue import SENTINEL
+    assert OWN and all((name.endswith("_CL") or name in SENTINEL) and name not in AZURE for name in OWN)
+    assert set(OWN) == {"VMComputerTags_CL", "ThreatIntelligenceIndicator"}
     assert list(OWN["VMComputerTags_CL"][:4]) == [["TimeGenerated", "datetime"], ["Computer", "string"],
                                                    ["Machine", "string"], ["Tags", "dynamic"]]
 

@@ -227,7 +227,7 @@ class Terminal:
 def test_shell_in_a_terminal_is_an_interactive_prompt(tmp_path):
     term = Terminal([sys.executable, "-m", "netatlas", "shell"], tmp_path)
     try:
-        assert "8 tables: VMConnection" in term.expect("kql> ")
+        assert "9 tables: VMConnection" in term.expect("kql> ")
         term.send("range x from 1 to 3 step 1\n")
         term.expect("...> ")
         term.send("| summarize total = sum(x)\n\n")

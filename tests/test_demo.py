@@ -221,8 +221,15 @@ def test_internet_endpoints(demo):
     assert {"United States", "United Kingdom", "Germany"} <= countries and "" not in countries
     seen = {r[0] for r in rows(ws, "VMConnection | distinct RemoteIp")}
     assert set(SUSPICIOUS_IPS) <= seen
-    # the enrichment issue fills these from a feed
-    assert rows(ws, "VMConnection | where MaliciousIp != '' or IndicatorThreatType != '' | count") == [[0]]
+    # the demo's feed (netatlas/demo/threatintel.stix.json) flags exactly the suspicious traffic, at ingestion
+    flagged = rows(ws, "VMConnection | where MaliciousIp != '' | summarize n = count() by MaliciousIp, "
+                       "IndicatorThreatType, TLPLevel, IsActive, RemoteIp | order by MaliciousIp asc")
+    assert [r[:4] for r in flagged] == [["185.220.101.47", "Darknet", "White", "True"],
+                                        ["218.92.0.107", "Malware", "Green", "True"],     # by its /24 range
+                                        ["45.155.205.233", "Botnet", "Amber", "True"]]
+    assert all(r[0] == r[4] and r[5] > 0 for r in flagged)
+    assert rows(ws, "VMConnection | where MaliciousIp == '' and RemoteIp in ('185.220.101.47', '218.92.0.107', "
+                    "'45.155.205.233') | count") == [[0]]
 
 
 def test_loopback_is_reported_both_ways(demo):

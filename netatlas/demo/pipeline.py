@@ -4,6 +4,7 @@ from __future__ import annotations
 import gc
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Callable
 
 from . import environment, inventory
@@ -47,6 +48,18 @@ def default_end() -> datetime:
     return datetime.now(timezone.utc).replace(second=0, microsecond=0)
 
 
+SAMPLE_FEED = Path(__file__).with_name("threatintel.stix.json")
+SAMPLE_SOURCE = "netatlas-demo-feed"
+
+
+def import_sample_feed(ws) -> int:
+    """The demo's STIX feed (its indicators cover SUSPICIOUS_IPS: one address by a CIDR range) into
+    ThreatIntelligenceIndicator, before any connection is ingested, so enrichment flags them."""
+    from ..threatintel import parse
+    indicators, _ = parse(SAMPLE_FEED.read_bytes(), "stix", source=SAMPLE_SOURCE)
+    return ws.import_indicators(indicators, SAMPLE_SOURCE)
+
+
 def generate(ws, *, machines: int = 200, days: int = 7, seed: int = 1, end: datetime | None = None,
              progress: Callable[[str], None] | None = None) -> dict[str, int]:
     # Millions of short-lived, cycle-free dicts: reference counting frees them; the cyclic
@@ -72,6 +85,8 @@ def _generate(ws, machines: int, days: int, seed: int, end: datetime | None,
     say(f"plan: {len(env.machines)} machines, {sum(len(m.processes) for m in env.machines)} processes, "
         f"{len(env.ports)} bound addresses, {len(env.flows)} logical connections "
         f"({time.perf_counter() - t0:.1f} s)")
+    stored = import_sample_feed(ws)
+    say(f"threat intelligence: {stored} indicators of the demo feed ({SAMPLE_FEED.name})")
     sink = _Sink(ws)
     for table, record in inventory.computers(env):
         sink.add(table, record)
@@ -104,6 +119,9 @@ class NullWorkspace:
         self.counts[table] = self.counts.get(table, 0) + len(records)
         return len(records)
 
+    def import_indicators(self, indicators: list, source: str) -> int:
+        return len(indicators)
+
 
 class TimedWorkspace:
     """Passes batches to a workspace and adds up the time spent ingesting them."""
@@ -118,3 +136,6 @@ class TimedWorkspace:
             return self.ws.ingest(table, records)
         finally:
             self.seconds += time.perf_counter() - t
+
+    def import_indicators(self, indicators: list, source: str) -> int:
+        return self.ws.import_indicators(indicators, source)

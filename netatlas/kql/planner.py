@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 
 from sqlglot import exp
 
-from ..catalogue import Catalogue
+from .. import catalogue as _catalogue   # a module: catalogue.py imports kql.types, which loads this package
 from ..errors import KqlError, KqlSemanticError, Span, did_you_mean
 from . import syntax as s
 from . import types as T
@@ -64,7 +64,7 @@ class Binding:
 
 
 class Planner:
-    def __init__(self, catalogue: Catalogue, *, now: datetime | None = None, params: dict | None = None,
+    def __init__(self, catalogue: "_catalogue.Catalogue", *, now: datetime | None = None, params: dict | None = None,
                  executor=None, timespan=None):
         self.catalogue = catalogue
         now = now or datetime.now(timezone.utc)
@@ -652,9 +652,9 @@ SPECIAL_CALLS = {
 }
 
 
-def plan(query: s.Query, catalogue: Catalogue | None = None, **kw) -> Plan:
+def plan(query: s.Query, catalogue: "_catalogue.Catalogue | None" = None, **kw) -> Plan:
     """Resolve a Query against the catalogue into a Plan."""
-    return Planner(catalogue or Catalogue.load(), **kw).plan(query)
+    return Planner(catalogue or _catalogue.Catalogue.load(), **kw).plan(query)
 
 
 __all__ = ["Planner", "Plan", "Rel", "plan", "KqlError"]

@@ -7,11 +7,15 @@
 | ``GET /api/retention`` | Bearer, query key | retention days per table and the schedule | ``retention.py`` |
 | ``PUT /api/retention/{Table}`` | Bearer, query key | ``{"days": N}``: change a table's retention | ``retention.py`` |
 | ``POST /api/retention/apply`` | Bearer, query key | run a retention pass now | ``retention.py`` |
+| ``POST /api/threatintel/import?source=NAME`` | Bearer, query key | a feed (STIX, CSV, list) replaces that source's indicators | ``threatintel.py`` |
+| ``GET /api/threatintel`` | Bearer, query key | indicators stored and matching, the scheduled feeds | ``threatintel.py`` |
+| ``GET /api/geoip`` | Bearer, query key | the GeoIP database: type, build date, age, attribution | ``threatintel.py`` |
 | ``GET /healthz`` | none | ``{"status": "ok", ...}`` | ``health.py`` |
 | ``GET /metrics`` | none | Prometheus text format | ``health.py`` |
 
 Settings (``settings.py``; flag ``--max-rows``, environment ``NETATLAS_MAX_ROWS``, ...): host,
-port, max_body_bytes, max_rows, query_timeout, retention_interval, max_clock_skew.
+port, max_body_bytes, max_rows, query_timeout, retention_interval, max_clock_skew, geoip_db,
+threatintel_feeds, threatintel_interval.
 
 Ingestion headers: ``Authorization: SharedKey <workspace id>:<signature>`` and ``x-ms-date`` (see
 ``netatlas.auth``), ``Content-Type: application/json``, ``Content-Length``, optionally

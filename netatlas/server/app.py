@@ -19,7 +19,7 @@ from ..auth import AuthError
 from ..catalogue import Catalogue
 from ..keys import KeyStore
 from ..metrics import Metrics
-from . import health, ingest, query, retention
+from . import health, ingest, query, retention, threatintel
 from .http import HttpError, error_response
 from .settings import Settings
 
@@ -31,6 +31,9 @@ ROUTES = (
     Route("/api/retention", retention.show, methods=["GET"]),
     Route("/api/retention/apply", retention.apply, methods=["POST"]),
     Route("/api/retention/{table}", retention.change, methods=["PUT"]),
+    Route("/api/threatintel", threatintel.show, methods=["GET"]),
+    Route("/api/threatintel/import", threatintel.import_, methods=["POST"]),
+    Route("/api/geoip", threatintel.geoip, methods=["GET"]),
     Route("/healthz", health.healthz, methods=["GET"]),
     Route("/metrics", health.metrics, methods=["GET"]),
 )
@@ -50,6 +53,8 @@ class Service:
     metrics: Metrics
     retention_last: dict | None = None
     retention_next: float | None = None
+    threatintel_feeds: list = field(default_factory=list)     # the last scheduled import of each feed
+    threatintel_next: float | None = None
     _closed: bool = field(default=False, repr=False)
 
     async def run(self, fn, *args, **kwargs):
@@ -113,13 +118,15 @@ def create_app(data_dir: str | os.PathLike, *, settings: Settings | None = None,
         svc = Service(data_dir=data_dir, settings=settings, workspace=ws, keys=keys,
                       catalogue=catalogue, metrics=Metrics(catalogue.names()))
         app.state.service = svc
-        task = asyncio.create_task(retention.schedule(svc), name="netatlas-retention")
+        tasks = [asyncio.create_task(retention.schedule(svc), name="netatlas-retention"),
+                 asyncio.create_task(threatintel.schedule(svc), name="netatlas-threatintel")]
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await run_in_threadpool(svc.close)
 
     return Starlette(routes=list(ROUTES), exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)

@@ -34,6 +34,7 @@ def banner(data_dir: Path, identity: Identity, settings: Settings) -> str:
     urls = [("ingest", "POST", "/api/ingest/{Table}", "SharedKey signature, ingest key"),
             ("query", "POST", "/api/query", "Authorization: Bearer <query key>"),
             ("retention", "GET", "/api/retention", "query key"),
+            ("threat intel", "POST", "/api/threatintel/import", "query key; GET /api/threatintel, /api/geoip"),
             ("health", "GET", "/healthz", ""),
             ("metrics", "GET", "/metrics", "Prometheus")]
     width = max(len(base + u[2]) for u in urls)

@@ -42,6 +42,14 @@ SETTINGS: tuple[Setting, ...] = (
             "seconds between two retention passes (the first runs at start)"),
     Setting("max_clock_skew", 900.0, float, "SECONDS",
             "seconds an ingestion request's x-ms-date may differ from the server's clock (401 past it)"),
+    Setting("geoip_db", "", str, "PATH",
+            "a MaxMind-format city database (GeoLite2-City, DB-IP, IPinfo mmdb) to place remote addresses; "
+            "default: the GeoLite2-City of July 2018 shipped by maxminddb-geolite2; 'off' for none"),
+    Setting("threatintel_feeds", "", str, "FEEDS",
+            "comma-separated threat-intelligence feeds imported at start and then every "
+            "threatintel_interval: files or http(s) URLs, each optionally prefixed by its format "
+            "(stix:, csv:, list:; otherwise guessed)"),
+    Setting("threatintel_interval", 3600.0, float, "SECONDS", "seconds between two imports of the feeds"),
 )
 
 
