@@ -15,6 +15,7 @@ APT_NEEDS=(
     "bpftool:bpftool"           # ...against this kernel's BTF
     "-:libbpf-dev"              # (bpf_helpers.h)
     "rpmbuild:rpm"              # package versions from an RPM database
+    "dnsmasq:dnsmasq-base"      # the DNS server of the agent's DNS-names namespace test (no service)
 )
 
 missing=()

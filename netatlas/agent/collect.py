@@ -6,6 +6,13 @@
 returns the records of the one-minute windows that ended since the previous call (plus
 VMComputer / ServiceMapComputer_CL at start and then hourly).
 
+With either, each poll first drains the DNS sniffer (dns.py, the ``dns`` setting: the DNS answers
+the host received since the last poll, at most ``dns.MAX_PACKETS_PER_READ`` packets and about
+``dns.READ_BUDGET`` seconds of parsing) into ``Names``, the bounded cache the Aggregator asks
+(``names`` hook) for the names of each outbound record's remote address; answers come before the
+connections they name. Without CAP_NET_RAW (or with a sniffer that fails) the agent says so once
+and goes on without names.
+
 With eBPF, every ``config.poll`` seconds the poll thread drains the kernel half's events (close
 events with their owner's tgid, read from /proc once per process and cached, or its comm when it
 is already gone; a listen event makes it dump first) and dumps every ``dump_interval`` and just
@@ -45,6 +52,7 @@ import time
 from collections import OrderedDict
 
 from .config import AgentConfig, load_machine_id
+from .dns import DnsSniffer, Names
 from .model import TCP_LISTEN, TCP_SYN_RECV, TCP_TIME_WAIT, ProcessInfo, Socket
 from .netlink import ALL_STATES, DestroyListener, ProcConnector, SockDiag
 from .proc import Proc
@@ -83,10 +91,20 @@ class Collector:
         self.machine_id = self.agent_id if self.agent_id.startswith("m-") else f"m-{self.agent_id}"
         machine = self.proc.machine()
         self.computer = machine.fqdn or machine.hostname or socket.getfqdn()
+        self.dns: DnsSniffer | None = None
+        self.names: Names | None = None
+        if config.dns:
+            try:
+                self.dns = DnsSniffer(self.netns)
+                self.names = Names(config.dns_cache_size, counters=self.dns.counters)
+            except OSError as e:       # not root (CAP_NET_RAW), or no AF_PACKET in this kernel
+                log.warning("DNS names off: cannot capture DNS answers (%s); outbound connections get no "
+                            "RemoteDnsQuestions", e)
         self.agg = Aggregator(self.machine_id, self.computer, self.agent_id,
                               max_connections=config.max_connections, max_processes=config.max_processes,
                               exclude_processes=config.exclude_processes,
-                              exclude_loopback=config.exclude_loopback, agent_version=_version())
+                              exclude_loopback=config.exclude_loopback, agent_version=_version(),
+                              names=self.names.lookup if self.names is not None else None)
         self.stats = dict(polls=0, dumps=0, poll_errors=0, close_events=0, event_overflows=0, full_scans=0,
                           last_poll_ms=0.0, max_poll_ms=0.0)
         self._lock = threading.Lock()                      # the aggregator
@@ -143,7 +161,7 @@ class Collector:
         self._stop.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=10)
-        for s in (self.diag, self.destroy, self.connector, self.bpf):
+        for s in (self.diag, self.destroy, self.connector, self.bpf, self.dns):
             if s is not None:
                 try:
                     s.close()
@@ -166,6 +184,7 @@ class Collector:
     # ---- one poll ---------------------------------------------------------------------------
     def poll(self, now: float | None = None) -> None:
         t0 = time.monotonic()
+        self._read_dns(now)
         if self.bpf is not None:
             self._poll_bpf(now)
         else:
@@ -174,6 +193,23 @@ class Collector:
         self.stats["polls"] += 1
         self.stats["last_poll_ms"] = round(ms, 2)
         self.stats["max_poll_ms"] = max(self.stats["max_poll_ms"], round(ms, 2))
+
+    def _read_dns(self, now: float | None) -> None:
+        """The DNS answers received since the last poll into the names cache. A sniffer that fails is
+        closed (said once); the names already learnt stay until they expire."""
+        if self.dns is None:
+            return
+        try:
+            found = self.dns.read()
+        except OSError as e:
+            log.warning("DNS capture failed (%s): no more DNS names", e)
+            self.dns.close()
+            self.dns = None
+            return
+        if found:
+            with self._lock:
+                self.names.learn(time.time() if now is None else now, found)
+        self.stats["dns"] = dict(self.dns.counters, addresses=len(self.names))
 
     def _poll_netlink(self, now: float | None) -> None:
         self._process_events()

@@ -261,6 +261,11 @@ SETTINGS: tuple[Setting, ...] = (
             "are counted, not tracked"),
     Setting("max_processes", 20_000, "count", "most processes tracked at once; past it new ones are "
             "counted, not tracked"),
+    Setting("dns", True, "bool", "capture the DNS answers this host receives (UDP from port 53, "
+            "filtered in the kernel) to name the remote addresses of outbound connections "
+            "(RemoteDnsQuestions, RemoteDnsCanonicalNames); needs CAP_NET_RAW"),
+    Setting("dns_cache_size", 10_000, "count", "most remote addresses whose DNS names are kept; past "
+            "it the least recently used are forgotten and counted"),
     Setting("netns", "", "path", "observe the network namespace at this path (/proc/PID/ns/net, "
             "/run/netns/NAME) instead of the agent's own"),
     Setting("machine_id_file", "/var/lib/netatlas-agent/machine-id", "path", "file holding this "

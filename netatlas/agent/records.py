@@ -57,6 +57,15 @@ The rules, and the heuristics where the kernel does not say:
   the same after an agent restart. FirstPid / StartTime: the lowest pid and the earliest start of
   the pool's members since it (re)started, as of the flush that releases the record. A pool ends
   when its last member exits; a pid that execs into another program changes pool.
+* DNS names (outbound records only): with a ``names`` hook (``names(ip, now) -> (questions,
+  canonical names)``, the Aggregator's only outside call; the collector's is ``dns.Names.lookup``,
+  the DNS answers the host received), a record gets ``RemoteDnsQuestions`` (the names asked that
+  resolved to its RemoteIp) and ``RemoteDnsCanonicalNames`` (the owner names of the A/AAAA records:
+  the ends of the CNAME chains) as compact JSON array text (``["api.example.com"]``: both are
+  string columns, as in the fixture and the demo). The hook is asked once per record, when the
+  window's records are made, with the ``now`` of the call that closes the window; with no names
+  known, or no hook, the columns are left out (empty). Inbound records never get names (their
+  remote end is the client; the host's own lookups say nothing about it).
 * Identities, as the fixture's (tests/seed/fixture.py): ConnectionId
   "U(<SourceIp>-<DestinationIp>:<DestinationPort>)/<Process>", PortId
   "<Machine>/<Process>/<Ip>:<Port>/tcp"; IPv6 addresses in brackets in both.
@@ -86,6 +95,7 @@ import math
 import posixpath
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -287,7 +297,8 @@ class Aggregator:
     def __init__(self, machine_id: str, computer: str, agent_id: str, *, max_connections: int = 100_000,
                  max_processes: int = 20_000, exclude_processes=frozenset(), exclude_loopback: bool = False,
                  versions: dict[str, tuple[str, str]] | None = None, idle_port_interval: int = INVENTORY_INTERVAL,
-                 agent_version: str = ""):
+                 agent_version: str = "",
+                 names: Callable[[str, float], tuple[list[str], list[str]]] | None = None):
         self.machine_id = machine_id
         self.computer = computer
         self.agent_id = agent_id
@@ -298,6 +309,7 @@ class Aggregator:
         self.versions = dict(versions or {})
         self.idle_port_interval = idle_port_interval
         self.agent_version = agent_version
+        self.names = names                                 # (RemoteIp, now) -> (DNS questions, canonical names)
         self.overflow = {"connections": 0, "processes": 0, "gap_windows": 0}
         self.unowned = 0                                   # sockets without a known owner, per sighting
         self._clock: float | None = None
@@ -545,9 +557,17 @@ class Aggregator:
         return LinkKey(OUTBOUND, process, name, s.src, s.dst, s.dport), None
 
     def _connection_record(self, base: dict, key: LinkKey, m: Metrics) -> dict:
-        return dict(base, Direction=key.direction, Process=key.process, ProcessName=key.process_name,
-                    SourceIp=key.source_ip, DestinationIp=key.destination_ip, DestinationPort=key.destination_port,
-                    Protocol=PROTOCOL, RemoteIp=key.remote_ip, ConnectionId=connection_id(key), **m.columns())
+        record = dict(base, Direction=key.direction, Process=key.process, ProcessName=key.process_name,
+                      SourceIp=key.source_ip, DestinationIp=key.destination_ip,
+                      DestinationPort=key.destination_port, Protocol=PROTOCOL, RemoteIp=key.remote_ip,
+                      ConnectionId=connection_id(key), **m.columns())
+        if self.names is not None and key.direction == OUTBOUND:
+            questions, canonical = self.names(key.remote_ip, self._clock)
+            if questions:
+                record["RemoteDnsQuestions"] = json_list(questions)
+            if canonical:
+                record["RemoteDnsCanonicalNames"] = json_list(canonical)
+        return record
 
     # ---- listeners and ports ------------------------------------------------------------------------
     def _listen(self, sockets: list[Socket], owners: dict[int, ProcessInfo], now: float) -> None:

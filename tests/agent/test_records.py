@@ -513,6 +513,89 @@ def test_exclusions():
     assert all(v == [] for v in a2.flush(T0 + 60).values())
 
 
+# ---- DNS names ------------------------------------------------------------------------------------
+
+class KnownNames:
+    """A ``names`` hook: fixed answers, and every question it was asked."""
+
+    def __init__(self, known: dict[str, tuple[list[str], list[str]]]):
+        self.known, self.asked = known, []
+
+    def __call__(self, ip: str, now: float) -> tuple[list[str], list[str]]:
+        self.asked.append((ip, now))
+        return self.known.get(ip, ([], []))
+
+
+def test_outbound_records_get_the_dns_names_known_for_their_remote_address():
+    names = KnownNames({"93.184.216.34": (["example.com", "www.example.com"], ["example.com"]),
+                        "198.51.100.7": (["client.example"], ["client.example"])})
+    a = started(agg(names=names))
+    lsn = listener("0.0.0.0", 80, 1)
+    named = sock(LOCAL, 41000, "93.184.216.34", 443, 10, sent=100, recv=200)
+    unnamed = sock(LOCAL, 41001, "203.0.113.5", 443, 11, sent=1, recv=1)
+    inbound = sock(LOCAL, 80, "198.51.100.7", 51000, 12, sent=5, recv=5)      # names known, but inbound
+    a.observe(T0 + 10, [lsn, named, unnamed, inbound], {1: NGINX, **owned([inbound], NGINX),
+                                                         **owned([named, unnamed], CURL)})
+    assert names.asked == []                               # asked when the window's records are made
+    records = {r["RemoteIp"]: r for r in a.flush(T0 + 65)["VMConnection"]}
+    assert sorted(names.asked) == [("203.0.113.5", T0 + 65), ("93.184.216.34", T0 + 65)]
+    assert records["93.184.216.34"]["RemoteDnsQuestions"] == '["example.com","www.example.com"]'
+    assert records["93.184.216.34"]["RemoteDnsCanonicalNames"] == '["example.com"]'
+    for ip in ("203.0.113.5", "198.51.100.7"):            # unknown: left out, so empty in the workspace
+        assert "RemoteDnsQuestions" not in records[ip] and "RemoteDnsCanonicalNames" not in records[ip]
+
+
+def test_names_learnt_during_a_long_connection_appear_from_the_next_record_on():
+    from netatlas.agent.dns import Names, Resolution
+    names = Names()
+    a = started(agg(names=names.lookup))
+    conn = sock(LOCAL, 41000, "192.0.2.80", 5432, 10, sent=10, recv=10)
+    a.observe(T0 + 10, [conn], owned([conn], JAVA))
+    first = a.flush(T0 + 65)["VMConnection"]
+    names.learn(T0 + 70, [Resolution("192.0.2.80", "db.example", "db-1.example", 30)])
+    for minute in range(1, 31):                         # it stays open half an hour, polled every minute
+        a.observe(T0 + 60 * minute + 10, [sock(LOCAL, 41000, "192.0.2.80", 5432, 10, sent=10 + minute,
+                                               recv=10)], owned([conn], JAVA))
+    later = a.flush(T0 + 60 * 31)["VMConnection"]
+    assert "RemoteDnsQuestions" not in first[0]
+    assert [(r["TimeGenerated"], r["LinksLive"], r["RemoteDnsQuestions"], r["RemoteDnsCanonicalNames"])
+            for r in later[:2]] == [(W[1], 1, '["db.example"]', '["db-1.example"]'),
+                                    (W[2], 1, '["db.example"]', '["db-1.example"]')]
+    # each minute's record asked, which kept the names (a TTL of 30 s, dns.KEEP 10 minutes) in use
+    assert len(later) == 30 and all(r["RemoteDnsQuestions"] == '["db.example"]' for r in later)
+    assert names.lookup("192.0.2.80", T0 + 60 * 31 + 601) == ([], [])     # unused for KEEP: gone
+
+
+def test_without_a_names_hook_no_record_has_names():
+    a = started(agg())
+    conn = sock(LOCAL, 41000, "93.184.216.34", 443, 10, sent=10, recv=10)
+    a.observe(T0 + 10, [conn], owned([conn], CURL))
+    assert not [r for r in a.flush(T0 + 65)["VMConnection"] if "RemoteDnsQuestions" in r]
+
+
+def test_the_seed_fqdn_queries_over_records_with_names():
+    names = KnownNames({"93.184.216.34": (["example.com"], ["example.com"])})
+    a = started(agg(names=names))
+    conns = [sock(LOCAL, 41000 + i, "93.184.216.34", 443, 10 + i, sent=10, recv=10) for i in range(3)]
+    other = sock(LOCAL, 42000, "203.0.113.5", 443, 20, sent=1, recv=1)
+    a.observe(T0 + 10, conns + [other], {**owned(conns, CURL), **owned([other], JAVA)})
+    ws = netatlas.connect()
+    try:
+        ws.ingest("VMConnection", a.flush(T0 + 65)["VMConnection"])
+        by_fqdn = q(ws, 'VMConnection\n| where RemoteDnsQuestions != ""\n| summarize CountAll = count() by '
+                        "RemoteDnsQuestions\n| project RemoteDnsQuestions, CountAll\n| order by CountAll desc")
+        without = q(ws, 'VMConnection\n| where RemoteDnsQuestions == "" and (DestinationIp != "127.0.0.1" or '
+                        'SourceIp != "127.0.0.1")\n| summarize CountAll = count() by Computer\n'
+                        "| project Computer, CountAll")
+        canonical = q(ws, "VMConnection | where isnotempty(RemoteDnsCanonicalNames) "
+                          "| project tostring(parse_json(RemoteDnsCanonicalNames)[0])")
+    finally:
+        ws.close()
+    assert by_fqdn == [['["example.com"]', 1]]             # one logical connection (three links)
+    assert without == [[HOST, 1]]
+    assert canonical == [["example.com"]]
+
+
 # ---- machine ------------------------------------------------------------------------------------
 
 INFO = MachineInfo(hostname="host", fqdn=HOST, ipv4=["10.0.0.5", "10.0.0.6"], ipv6=["2001:db8::5"],
