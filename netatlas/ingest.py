@@ -8,9 +8,9 @@ done by DuckDB, in named stages:
     check     (Python) every record an object, no unknown column, a TimeGenerated
     serialize each record once more as compact JSON, its size (``__bytes``, what is billed)
               appended, into a batch file
-    lookup    (Python) for VMConnection, the batch's distinct remote addresses looked up in
-              the GeoIP database (geoip.py) and the threat-intelligence matcher
-              (threatintel.py): LOOKUPS, each a VALUES list joined to the batch
+    lookup    (Python) for VMConnection, the batch's distinct remote addresses looked up in the
+              GeoIP database (geoip.py) and the threat-intelligence matcher (threatintel.py),
+              both cached per address: LOOKUPS, joined to the batch as one relation
     stage     DuckDB's read_json reads the file with the catalogue's column types, and the
               enrichers (ENRICHERS, LOOKUPS) add the columns the workspace fills itself: Type,
               SourceSystem, _BilledSize, _IsBillable, _ResourceId, and for VMConnection RemoteIp,
@@ -138,8 +138,11 @@ def remote_ip(table: Table, ctx: dict) -> dict[str, str]:
     return {"RemoteIp": REMOTE_IP_SQL}
 
 
-def remote_ips(records: list) -> set[str]:
-    """The distinct RemoteIp of a batch, by the rule of REMOTE_IP_SQL."""
+def remote_ips(records: list, ctx: dict | None = None) -> set[str]:
+    """The distinct RemoteIp of a batch, by the rule of REMOTE_IP_SQL (kept in ``ctx``: each
+    lookup enricher asks)."""
+    if ctx is not None and "remote_ips" in ctx:
+        return ctx["remote_ips"]
     out = set()
     for r in records:
         ip = r.get("RemoteIp")
@@ -148,6 +151,8 @@ def remote_ips(records: list) -> set[str]:
             ip = r.get("SourceIp") if d == "inbound" else r.get("DestinationIp") if d == "outbound" else None
         if ip and type(ip) is str:
             out.add(ip)
+    if ctx is not None:
+        ctx["remote_ips"] = out
     return out
 
 
@@ -157,34 +162,26 @@ ENRICHERS: list[Callable[[Table, dict], dict[str, str]]] = [azure_columns, remot
 
 @dataclass
 class Lookup:
-    """Values looked up in Python for a batch's keys, joined to it as a VALUES list.
+    """Values looked up in Python for the keys of a batch (its distinct remote addresses).
 
-    ``rows``: (key, value...) per key found; ``key``: SQL over the staged batch matching the first
-    column; ``exprs``: table column -> SQL over the batch and the looked-up values, which are
-    named ``{alias}.{alias}_{name}`` for each name of ``names``."""
+    ``values``: key -> one value per ``columns`` (name, SQL type), for the keys found only;
+    ``exprs``: table column -> SQL over the staged batch and the looked-up columns
+    (``{alias}.<name>``, NULL for a key not found). Each lookup is joined as a relation built
+    from bound lists (``unnest(?)``): no SQL text to parse (a VALUES list of a few thousand rows
+    takes ~130 ms), and DuckDB builds its hash table on it rather than on the wide batch (whose
+    read_json estimate is a few dozen rows)."""
     alias: str
-    names: tuple[str, ...]
-    rows: list[tuple]
-    key: str
+    columns: tuple[tuple[str, str], ...]
+    values: dict[str, tuple]
     exprs: dict[str, str]
 
-    def join_sql(self) -> str:
-        values = ", ".join("(" + ", ".join(_sql_value(v) for v in row) + ")" for row in self.rows)
-        cols = ", ".join(f"{self.alias}_{n}" for n in ("key", *self.names))
-        return f" LEFT JOIN (VALUES {values}) AS {self.alias}({cols}) ON {self.alias}.{self.alias}_key = {self.key}"
-
-
-def _sql_value(v) -> str:
-    if v is None:
-        return "NULL"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        # from text: a decimal literal would be read as DECIMAL and rounded on its way to DOUBLE
-        return f"CAST('{v!r}' AS DOUBLE)" if v == v and v not in (float("inf"), float("-inf")) else "NULL"
-    return _lit(str(v))
+    def join(self) -> tuple[str, list]:
+        """The LEFT JOIN of this lookup to the staged batch, and its parameters."""
+        keys = list(self.values)
+        rows = list(self.values.values())
+        params = [keys] + [[row[i] for row in rows] for i in range(len(self.columns))]
+        cols = ", ".join(["unnest(?::VARCHAR[]) AS lk_key"] + [f"unnest(?::{t}[]) AS {n}" for n, t in self.columns])
+        return f" LEFT JOIN (SELECT {cols}) AS {self.alias} ON {self.alias}.lk_key = __batch.__remote", params
 
 
 def geolocation(table: Table, records: list, ctx: dict) -> Lookup | None:
@@ -193,13 +190,15 @@ def geolocation(table: Table, records: list, ctx: dict) -> Lookup | None:
     geo = ctx.get("geoip")
     if table.name != "VMConnection" or geo is None:
         return None
-    rows = [(ip, *hit) for ip in remote_ips(records) if (hit := geo.lookup(ip)) is not None]
-    if not rows:
+    found = {ip: hit for ip in remote_ips(records, ctx) if (hit := geo.lookup(ip)) is not None}
+    if not found:
         return None
-    return Lookup("__geo", ("country", "lat", "lon"), rows, REMOTE_IP_SQL, {
-        "RemoteCountry": "coalesce(nullif(\"RemoteCountry\", ''), __geo.__geo_country, '')",
-        "RemoteLatitude": "coalesce(\"RemoteLatitude\", __geo.__geo_lat)",
-        "RemoteLongitude": "coalesce(\"RemoteLongitude\", __geo.__geo_lon)",
+    # looked-up columns are prefixed: DuckDB compares names without case, and a bare "description"
+    # would make VMConnection's Description ambiguous
+    return Lookup("__geo", (("geo_country", "VARCHAR"), ("geo_lat", "DOUBLE"), ("geo_lon", "DOUBLE")), found, {
+        "RemoteCountry": "coalesce(nullif(\"RemoteCountry\", ''), __geo.geo_country, '')",
+        "RemoteLatitude": "coalesce(\"RemoteLatitude\", __geo.geo_lat)",
+        "RemoteLongitude": "coalesce(\"RemoteLongitude\", __geo.geo_lon)",
     })
 
 
@@ -216,18 +215,22 @@ def threat_intelligence(table: Table, records: list, ctx: dict) -> Lookup | None
     matcher = ctx.get("threatintel")
     if table.name != "VMConnection" or not matcher:
         return None
-    names = tuple(THREAT_COLUMNS.values())
-    rows = [(ip, *(getattr(m, n) for n in names)) for ip in remote_ips(records) if (m := matcher.match(ip))]
-    if not rows:
+    fields = tuple(THREAT_COLUMNS.values())
+    found = {ip: (ip, *(getattr(m, f) for f in fields)) for ip in remote_ips(records, ctx)
+             if (m := matcher.match(ip)) is not None}
+    if not found:
         return None
-    exprs = {col: (f"coalesce(\"{col}\", __ti.__ti_{f})" if table.column_types[col] != T.STRING
-                   else f"coalesce(nullif(\"{col}\", ''), __ti.__ti_{f}, '')") for col, f in THREAT_COLUMNS.items()}
-    exprs["MaliciousIp"] = "coalesce(nullif(\"MaliciousIp\", ''), __ti.__ti_key, '')"
-    exprs["IsActive"] = "coalesce(nullif(\"IsActive\", ''), CASE WHEN __ti.__ti_key IS NULL THEN '' ELSE 'True' END)"
-    return Lookup("__ti", names, rows, REMOTE_IP_SQL, exprs)
+    columns = (("ti_ip", "VARCHAR"),) + tuple((f"ti_{f}", "INTEGER" if f == "severity" else "VARCHAR")
+                                              for f in fields)
+    exprs = {col: (f"coalesce(\"{col}\", __ti.ti_{f})" if table.column_types[col] != T.STRING
+                   else f"coalesce(nullif(\"{col}\", ''), __ti.ti_{f}, '')") for col, f in THREAT_COLUMNS.items()}
+    exprs["MaliciousIp"] = "coalesce(nullif(\"MaliciousIp\", ''), __ti.ti_ip, '')"
+    exprs["IsActive"] = "coalesce(nullif(\"IsActive\", ''), CASE WHEN __ti.ti_ip IS NULL THEN '' ELSE 'True' END)"
+    return Lookup("__ti", columns, found, exprs)
 
 
-# Each lookup enricher: (table, records, context) -> a Lookup joined to the batch, or None.
+# Each lookup enricher: (table, records, context) -> a Lookup, or None when it found nothing
+# for the batch (then there is no join at all).
 LOOKUPS: list[Callable[[Table, list, dict], Lookup | None]] = [geolocation, threat_intelligence]
 
 
@@ -315,6 +318,9 @@ def ingest_records(con: duckdb.DuckDBPyConnection, catalogue: Catalogue, table_n
         t3 = time.perf_counter()
     finally:
         os.unlink(path)
+    if context.get("sender") and table.name == "VMComputer":
+        from .machines import note_senders
+        note_senders(con, records, context["sender"])
     timings.update(check_and_lookup=t1 - t0, serialize=t2 - t1, store=t3 - t2)
     return IngestReport(table.name, n, nbytes, batch_id, False, timings)
 
@@ -386,8 +392,10 @@ FINISH = {
 }
 
 
-def staged_select(table: Table, path: str, enriched: dict[str, str], lookups: list[Lookup] = ()) -> str:
-    """SQL reading the batch file with the table's types, as finished rows (joined to lookups)."""
+def staged_select(table: Table, path: str, enriched: dict[str, str],
+                  lookups: list[Lookup] = ()) -> tuple[str, list]:
+    """SQL reading the batch file with the table's types, as finished rows (joined to the lookups),
+    and its parameters."""
     spec = ", ".join(f"{_lit(c)}: {_lit(READ_AS[t])}" for c, t in table.columns)
     exprs = dict(enriched)
     for lk in lookups:
@@ -398,9 +406,14 @@ def staged_select(table: Table, path: str, enriched: dict[str, str], lookups: li
             cols.append(f"{exprs[name]} AS {_q(name)}")
         else:
             cols.append(f"{FINISH.get(typ, '{c}').format(c=_q(name))} AS {_q(name)}")
-    joins = "".join(lk.join_sql() for lk in lookups)
-    return (f"SELECT {', '.join(cols)} FROM (SELECT *, {record_size_sql(table)} AS __bytes FROM "
-            f"read_json({_lit(path)}, format='array', columns={{{spec}}})) AS __batch{joins}")
+    join, params = "", []
+    for lk in lookups:
+        sql, values = lk.join()
+        join += sql
+        params += values
+    key = f", {REMOTE_IP_SQL} AS __remote" if lookups else ""
+    return (f"SELECT {', '.join(cols)} FROM (SELECT *, {record_size_sql(table)} AS __bytes{key} FROM "
+            f"read_json({_lit(path)}, format='array', columns={{{spec}}})) AS __batch{join}", params)
 
 
 def _records_sql() -> str:
@@ -492,8 +505,9 @@ def store(con, table: Table, path: str, enriched: dict[str, str], batch_id: str 
     try:
         if batch_id is not None:
             con.execute(f"INSERT INTO {BATCHES} VALUES (?, ?, 0, now())", [batch_id, table.name])
-        rows = con.execute(f"INSERT INTO {_q(table.name)} {staged_select(table, path, enriched, lookups)} "
-                           f"RETURNING date_trunc('hour', TimeGenerated), CAST({size} AS BIGINT)").fetchall()
+        select, params = staged_select(table, path, enriched, lookups)
+        rows = con.execute(f"INSERT INTO {_q(table.name)} {select} "
+                           f"RETURNING date_trunc('hour', TimeGenerated), CAST({size} AS BIGINT)", params).fetchall()
         per_hour: dict = {}
         for hour, b in rows:
             per_hour[hour] = per_hour.get(hour, 0) + b
@@ -547,4 +561,7 @@ def _json_default(v):
 SETUP_SQL = [
     f"CREATE TABLE IF NOT EXISTS {BATCHES} (batch_id VARCHAR PRIMARY KEY, \"table\" VARCHAR, records BIGINT, "
     f"received TIMESTAMP)",
+    # the addresses agents send from (machines.py: remote machines behind a NAT)
+    "CREATE TABLE IF NOT EXISTS _netatlas_senders (Machine VARCHAR, Computer VARCHAR, Address VARCHAR, "
+    "LastSeen TIMESTAMP, PRIMARY KEY (Machine, Address))",
 ]

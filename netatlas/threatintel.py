@@ -351,19 +351,36 @@ def rows(indicators: list[Indicator], source: str, now: datetime | None = None) 
     return out
 
 
+# how each column is read back from the staging file
+READ = {"TimeGenerated": "TIMESTAMP", "Active": "BOOLEAN", "ConfidenceScore": "DOUBLE", "ThreatSeverity": "INTEGER",
+        "FirstReportedDateTime": "TIMESTAMP", "LastReportedDateTime": "TIMESTAMP", "ExpirationDateTime": "TIMESTAMP"}
+
+
 def store(con, indicators: list[Indicator], source: str, now: datetime | None = None) -> int:
-    """Replace the indicators of ``source`` with these (one transaction); the number stored."""
+    """Replace the indicators of ``source`` with these (one transaction); the number stored.
+    Staged through a JSON file read by DuckDB (row-by-row inserts take ~0.7 ms a row)."""
+    import os
+    import tempfile
+
+    import orjson
     data = rows(indicators, source, now)
+    fd, path = tempfile.mkstemp(prefix="netatlas-indicators-", suffix=".json")
+    with os.fdopen(fd, "wb") as f:
+        f.write(orjson.dumps([dict(zip(COLUMNS, r)) for r in data], option=orjson.OPT_NAIVE_UTC))
     cols = ", ".join(f'"{c}"' for c in COLUMNS)
+    spec = ", ".join(f"'{c}': '{READ.get(c, 'VARCHAR')}'" for c in COLUMNS)
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(f'DELETE FROM "{TABLE}" WHERE SourceSystem = ?', [source])
         if data:
-            con.executemany(f'INSERT INTO "{TABLE}" ({cols}) VALUES ({", ".join("?" * len(COLUMNS))})', data)
+            con.execute(f'INSERT INTO "{TABLE}" ({cols}) SELECT {cols} FROM read_json(?, format=\'array\', '
+                        f'columns={{{spec}}})', [path])
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
         raise
+    finally:
+        os.unlink(path)
     return len(data)
 
 
@@ -375,6 +392,9 @@ def summary(con) -> dict:
 
 
 # ---------------------------------------------------------------- match
+
+SEEN_MAX = 200_000         # addresses whose range lookup a Matcher remembers
+
 
 @dataclass(frozen=True)
 class Match:
@@ -412,6 +432,7 @@ class Matcher:
                 self.exact[net] = m
         self._order = sorted(self.ranges, key=lambda k: -k[1])
         self.size = len(self.exact) + sum(len(b) for b in self.ranges.values())
+        self._seen: dict[str, Match | None] = {}       # address -> its answer (ranges cost a parse)
 
     @classmethod
     def load(cls, con, now: datetime | None = None) -> "Matcher":
@@ -436,6 +457,15 @@ class Matcher:
         hit = self.exact.get(ip)
         if hit is not None or not self.ranges:
             return hit
+        seen = self._seen.get(ip, self)
+        if seen is not self:
+            return seen
+        if len(self._seen) >= SEEN_MAX:
+            self._seen.clear()
+        found = self._seen[ip] = self._match_range(ip)
+        return found
+
+    def _match_range(self, ip: str) -> Match | None:
         try:
             a = ipaddress.ip_address(ip)
         except ValueError:

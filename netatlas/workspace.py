@@ -162,11 +162,22 @@ class Workspace:
                                      context=self._context(table))
 
     def ingest_json(self, table: str, body: bytes | str, *, batch_id: str | None = None,
-                    content_encoding: str | None = None) -> ingest.IngestReport:
-        """Ingest a JSON array of records (optionally gzip-compressed), as the HTTP API does."""
+                    content_encoding: str | None = None, sender: str | None = None) -> ingest.IngestReport:
+        """Ingest a JSON array of records (optionally gzip-compressed), as the HTTP API does.
+        ``sender``: the address the batch came from (``machines.note_senders`` learns the
+        machines seen behind a NAT from VMComputer batches)."""
         data = ingest.decode(body, content_encoding)
+        ctx = self._context(table)
+        if sender:
+            ctx["sender"] = sender
         return ingest.ingest_json(self._ingest_cursor(), self.catalogue, table, data, batch_id=batch_id,
-                                  context=self._context(table))
+                                  context=ctx)
+
+    def resolve_addresses(self, addresses, lookback_days: float = 1.0) -> dict[str, list[dict]]:
+        """Which monitored machines each address belongs to (machines.resolve)."""
+        from .machines import resolve
+        with self._lock:
+            return resolve(self.connection, list(addresses), lookback_days)
 
     # ---- retention ----------------------------------------------------------------------------
     def retention(self) -> dict[str, int]:

@@ -309,3 +309,35 @@ def test_cli_import_into_a_workspace_directory(tmp_path):
     with netatlas.connect(tmp_path / "ws") as ws:
         assert rows(ws, "ThreatIntelligenceIndicator | summarize count() by SourceSystem") == \
             [{"SourceSystem": "feodo.csv", "count_": 2}]
+
+
+# ---------------------------------------------------------------- remote machines
+
+def test_addresses_resolve_to_machines_by_their_own_addresses_and_behind_a_nat():
+    ws = netatlas.connect()
+    ws.ingest("VMComputer", [
+        dict(TimeGenerated=T, Computer="db-1", Machine="m-db1", Ipv4Addresses=["10.0.5.1", "10.0.6.1"],
+             Ipv6Addresses=["fd00::51"]),
+        dict(TimeGenerated=T, Computer="db-2", Machine="m-db2", Ipv4Addresses=["10.0.5.2"]),
+        dict(TimeGenerated=(NOW - timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ"), Computer="old",
+             Machine="m-old", Ipv4Addresses=["10.0.5.9"])])
+    # two agents behind one NAT gateway: their batches come from 198.51.100.7, none of their own
+    for name in ("web-1", "web-2"):
+        body = json.dumps([dict(TimeGenerated=T, Computer=name, Machine=f"m-{name}", Ipv4Addresses=["192.168.0.10"])])
+        ws.ingest_json("VMComputer", body, sender="198.51.100.7")
+    ws.ingest_json("VMComputer", json.dumps([dict(TimeGenerated=T, Computer="db-2", Machine="m-db2",
+                                                  Ipv4Addresses=["10.0.5.2"])]), sender="10.0.5.2")   # its own
+    ws.ingest_json("VMComputer", json.dumps([dict(TimeGenerated=T, Computer="lo", Machine="m-lo")]), sender="127.0.0.1")
+    got = ws.resolve_addresses(["10.0.6.1", "fd00:0::51", "10.0.5.2", "10.0.5.9", "198.51.100.7", "127.0.0.1",
+                                "::ffff:10.0.5.2", "8.8.8.8"])
+    assert got == {
+        "10.0.6.1": [{"machine": "m-db1", "computer": "db-1", "via": "address"}],
+        "fd00:0::51": [{"machine": "m-db1", "computer": "db-1", "via": "address"}],     # canonical form
+        "10.0.5.2": [{"machine": "m-db2", "computer": "db-2", "via": "address"}],
+        "10.0.5.9": [],                                                                 # older than a day
+        "198.51.100.7": [{"machine": "m-web-1", "computer": "web-1", "via": "nat"},
+                         {"machine": "m-web-2", "computer": "web-2", "via": "nat"}],
+        "127.0.0.1": [],
+        "::ffff:10.0.5.2": [{"machine": "m-db2", "computer": "db-2", "via": "address"}],
+        "8.8.8.8": []}
+    assert ws.resolve_addresses(["10.0.5.9"], lookback_days=7)["10.0.5.9"][0]["machine"] == "m-old"

@@ -96,6 +96,22 @@ def test_every_seed_query_answers_with_rows(served, title, query):
         assert body["render"]["visualization"] in ("timechart", "scatterchart")
 
 
+def test_the_demo_is_enriched_world_map_names_and_malicious_traffic(served):
+    """The seed's world-map and FQDN queries have places and names; the demo's threat feed, loaded by
+    up before the demo's connections, flags exactly the simulated suspicious addresses."""
+    port, key, _, _ = served
+    blocks = dict(seed_blocks())
+    status, body = post_query(port, key, blocks["Remote endpoints on the world map (blog, example 3)"])
+    points = body["tables"][0]["rows"]
+    assert status == 200 and points and all(r[1] is not None and r[2] is not None and r[0] for r in points)
+    status, body = post_query(port, key, blocks["Connections by FQDN (blog, example 4)"])
+    assert status == 200 and any("api.stripe.com" in r[0] for r in body["tables"][0]["rows"])
+    status, body = post_query(port, key, "VMConnection | where MaliciousIp != '' "
+                                         "| summarize by MaliciousIp, IndicatorThreatType | order by MaliciousIp asc")
+    assert status == 200 and body["tables"][0]["rows"] == [["185.220.101.47", "Darknet"], ["218.92.0.107", "Malware"],
+                                                           ["45.155.205.233", "Botnet"]]
+
+
 def test_the_local_agent_puts_this_machine_on_the_map(served):
     """The host's own agent, started by up, ships this machine's inventory and processes."""
     import os

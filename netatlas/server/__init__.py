@@ -10,6 +10,7 @@
 | ``POST /api/threatintel/import?source=NAME`` | Bearer, query key | a feed (STIX, CSV, list) replaces that source's indicators | ``threatintel.py`` |
 | ``GET /api/threatintel`` | Bearer, query key | indicators stored and matching, the scheduled feeds | ``threatintel.py`` |
 | ``GET /api/geoip`` | Bearer, query key | the GeoIP database: type, build date, age, attribution | ``threatintel.py`` |
+| ``GET /api/machines/resolve?ip=A&ip=B`` | Bearer, query key | the monitored machine(s) each address belongs to (own address, or seen behind a NAT) | ``machines.py`` |
 | ``GET /healthz`` | none | ``{"status": "ok", ...}`` | ``health.py`` |
 | ``GET /metrics`` | none | Prometheus text format | ``health.py`` |
 

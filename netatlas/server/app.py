@@ -19,7 +19,7 @@ from ..auth import AuthError
 from ..catalogue import Catalogue
 from ..keys import KeyStore
 from ..metrics import Metrics
-from . import health, ingest, query, retention, threatintel
+from . import health, ingest, machines, query, retention, threatintel
 from .http import HttpError, error_response
 from .settings import Settings
 
@@ -34,6 +34,7 @@ ROUTES = (
     Route("/api/threatintel", threatintel.show, methods=["GET"]),
     Route("/api/threatintel/import", threatintel.import_, methods=["POST"]),
     Route("/api/geoip", threatintel.geoip, methods=["GET"]),
+    Route("/api/machines/resolve", machines.resolve, methods=["GET"]),
     Route("/healthz", health.healthz, methods=["GET"]),
     Route("/metrics", health.metrics, methods=["GET"]),
 )

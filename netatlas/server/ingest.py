@@ -68,7 +68,8 @@ async def _ingest(request: Request, svc) -> Response:
     batch_id = _batch_id(request)
     body = await read_body(request, svc.settings.max_body_bytes)
     try:
-        report = await svc.run(svc.workspace.ingest_json, table, body, batch_id=batch_id)
+        report = await svc.run(svc.workspace.ingest_json, table, body, batch_id=batch_id,
+                               sender=request.client.host if request.client else None)
     except IngestError as e:
         raise _ingest_error(e) from None
     m = svc.metrics

@@ -1,0 +1,79 @@
+"""Remote machine resolution: which monitored machine an address belongs to.
+
+The join the seed's "outbound dependencies" query does by hand (VMConnection.RemoteIp against
+VMComputer's addresses), as a function the API and the map use:
+
+* a machine's own addresses: ``Ipv4Addresses`` and ``Ipv6Addresses`` of its latest VMComputer
+  record within the lookback (``via`` = "address");
+* the address its agent's batches come from, when that is none of its own: the machine is seen
+  there through a NAT, by whoever it talks to (``via`` = "nat"). The workspace learns it at
+  ingestion (``note_senders``, from VMComputer batches, which every agent sends at start and
+  hourly) and keeps it in ``_netatlas_senders``; loopback senders say nothing and are skipped.
+
+An address several machines share (a NAT gateway in front of many) resolves to all of them.
+"""
+from __future__ import annotations
+
+import ipaddress
+from datetime import datetime, timedelta, timezone
+
+SENDERS = "_netatlas_senders"      # created with the workspace (ingest.SETUP_SQL)
+
+
+def _canonical(address: str) -> str | None:
+    try:
+        a = ipaddress.ip_address(address.strip().strip("[]"))
+    except ValueError:
+        return None
+    if a.version == 6 and a.ipv4_mapped is not None:
+        a = a.ipv4_mapped
+    return str(a)
+
+
+def note_senders(con, records: list, sender: str, now: datetime | None = None) -> int:
+    """Remember ``sender`` as the NAT address of the machines of a VMComputer batch whose own
+    addresses do not include it; the number of machines noted."""
+    address = _canonical(sender)
+    if address is None or ipaddress.ip_address(address).is_loopback:
+        return 0
+    now = (now or datetime.now(timezone.utc)).replace(tzinfo=None)
+    rows = {}
+    for r in records:
+        machine = r.get("Machine")
+        if not isinstance(machine, str) or not machine:
+            continue
+        own = {_canonical(a) for key in ("Ipv4Addresses", "Ipv6Addresses")
+               for a in (r.get(key) if isinstance(r.get(key), list) else []) if isinstance(a, str)}
+        if address not in own:
+            rows[machine] = (machine, str(r.get("Computer") or ""), address, now)
+    for row in rows.values():
+        con.execute(f"INSERT OR REPLACE INTO {SENDERS} VALUES (?, ?, ?, ?)", list(row))
+    return len(rows)
+
+
+def resolve(con, addresses: list[str], lookback_days: float = 1.0,
+            now: datetime | None = None) -> dict[str, list[dict]]:
+    """address -> [{"machine", "computer", "via"}] (an empty list for an address no monitored
+    machine has); addresses are compared in canonical form."""
+    now = (now or datetime.now(timezone.utc)).replace(tzinfo=None)
+    since = now - timedelta(days=lookback_days)
+    wanted = {a: _canonical(a) for a in addresses}
+    keys = sorted({c for c in wanted.values() if c})
+    found: dict[str, list[dict]] = {k: [] for k in keys}
+    if keys:
+        own = con.execute(
+            """SELECT ip, Machine, Computer FROM (
+                 SELECT Machine, arg_max(Computer, TimeGenerated) AS Computer,
+                        arg_max(Ipv4Addresses, TimeGenerated) AS v4, arg_max(Ipv6Addresses, TimeGenerated) AS v6
+                 FROM VMComputer WHERE TimeGenerated >= ? AND Machine <> '' GROUP BY Machine)
+               CROSS JOIN unnest(list_concat(coalesce(CAST(v4 AS VARCHAR[]), []), coalesce(CAST(v6 AS VARCHAR[]), [])))
+                 AS t(ip)
+               WHERE ip IN (SELECT unnest(?::VARCHAR[])) ORDER BY Machine""", [since, keys]).fetchall()
+        for ip, machine, computer in own:
+            found[ip].append({"machine": machine, "computer": computer, "via": "address"})
+        nat = con.execute(f"SELECT Address, Machine, Computer FROM {SENDERS} WHERE LastSeen >= ? AND "
+                          f"Address IN (SELECT unnest(?::VARCHAR[])) ORDER BY Machine", [since, keys]).fetchall()
+        for ip, machine, computer in nat:
+            if not any(m["machine"] == machine for m in found[ip]):
+                found[ip].append({"machine": machine, "computer": computer, "via": "nat"})
+    return {a: found.get(c, []) if c else [] for a, c in wanted.items()}
