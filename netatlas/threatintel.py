@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import ipaddress
 import json
 import re
@@ -290,7 +289,7 @@ def _csv(text: str, skipped: dict, threat_type: str | None) -> list[Indicator]:
             continue
         get = lambda k: row[col[k]].strip() if col[k] is not None and col[k] < len(row) else ""  # noqa: E731
         threat = get("threat")
-        kind = threat_type or classify(threat, feed_words, " ".join(header))
+        kind = threat_type or classify(threat, feed_words, " ".join(header).replace("_", " "))
         status = get("status")
         details = ", ".join(x for x in (threat, f"port {get('port')}" if get("port") else "", status) if x)
         out.append(Indicator(

@@ -25,9 +25,12 @@ def up_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=1, help="seed of the demo environment (default: 1)")
     p.add_argument("--no-agent", action="store_true", help="do not start the agent for this machine")
     for s in SETTINGS:
-        if s.name in ("host", "port"):
+        if s.name in UP_SETTINGS:
             p.add_argument(s.flag, metavar=s.metavar, type=s.type, default=None,
                            help=f"{s.help} (default: {s.default}; env {s.env})")
+
+
+UP_SETTINGS = ("host", "port", "geoip_db", "threatintel_feeds")    # server settings up takes too
 
 
 def load_demo_once(data: Path, args, out=sys.stdout) -> None:
@@ -35,11 +38,12 @@ def load_demo_once(data: Path, args, out=sys.stdout) -> None:
     if args.no_demo or marker.exists():
         return
     from . import connect
+    from .cli import geoip_setting
     from .demo import generate
     out.write(f"loading the demo environment: {args.machines} machines, {args.days} days (first start only)\n")
     out.flush()
     t0 = time.monotonic()
-    ws = connect(data)
+    ws = connect(data, geoip=geoip_setting(args.geoip_db))
     try:
         counts = generate(ws, machines=args.machines, days=args.days, seed=args.seed)
     finally:
@@ -85,14 +89,15 @@ def cmd_up(args: argparse.Namespace) -> int:
     data = Path(args.data)
     identity = load_or_create(data)
     load_demo_once(data, args)
-    settings = Settings.from_env(host=args.host, port=args.port)
+    settings = Settings.from_env(**{name: getattr(args, name) for name in UP_SETTINGS})
     # up is the local, first-contact command: it always shows the keys to use
     print("keys to use with this workspace:")
     for k in identity.keys:
         print(f"  {k.role:<7} {k.secret}")
     agent = start_local_agent(data, identity, settings, args)
     try:
-        return serve(data, settings)
+        from .cli import open_workspace
+        return serve(data, settings, open_workspace=lambda d: open_workspace(d, settings.geoip_db))
     finally:
         if agent is not None:
             agent.terminate()

@@ -136,3 +136,31 @@ def test_resolve_addresses_to_machines_own_and_behind_a_nat(client):
                                    "fd77::5": [{"machine": machine, "computer": host, "via": "address"}],
                                    "8.8.8.8": []}
     assert_error_shape(client.call("GET", "/api/machines/resolve"), 400, "RESOLVE_NO_ADDRESS")
+
+
+def test_a_feed_from_a_url_and_a_feed_that_fails(tmp_path):
+    """A feed fetched over HTTP (a real server on loopback) is imported; one that cannot be fetched
+    is reported by /api/threatintel and does not stop the others."""
+    import http.server
+    import threading
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "feodo.csv").write_text('"first_seen_utc","dst_ip","dst_port","c2_status","last_online",'
+                                                 '"malware"\n"2026-10-01 07:44:46","198.18.30.3","443","online",'
+                                                 '"2026-11-24","QakBot"\n')
+    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path / "www"))  # noqa: E731
+    web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{web.server_address[1]}"
+    s = Server(tmp_path / "data", "--threatintel-feeds", f"{base}/feodo.csv,{base}/missing.csv").start()
+    try:
+        c = s.client()
+        status = wait_for(lambda: (b := c.call("GET", "/api/threatintel").body)["feeds"] and b)
+        ok, missing = status["feeds"]
+        assert ok["feed"] == f"{base}/feodo.csv" and ok["result"]["stored"] == 1 and ok["result"]["format"] == "csv"
+        assert missing["feed"] == f"{base}/missing.csv" and "404" in missing["error"]
+        host = unique()
+        c.ingest("VMConnection", [conn(host, "198.18.30.3")])
+        assert rows(c, f"VMConnection | where Computer == '{host}'")[0]["IndicatorThreatType"] == "C2"
+    finally:
+        s.kill()
+        web.shutdown()
