@@ -11,10 +11,11 @@ cached per address (``CACHE_SIZE``; a hit is a dict lookup, a miss ~8 µs).
 """
 from __future__ import annotations
 
-import ipaddress
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
+
+from .addresses import parse
 
 CACHE_SIZE = 200_000
 ATTRIBUTION = {
@@ -39,13 +40,8 @@ def bundled_database() -> Path:
 
 def is_public(ip: str) -> bool:
     """True for a global unicast address (what a geolocation database can place)."""
-    try:
-        a = ipaddress.ip_address(ip)
-    except ValueError:
-        return False
-    if a.version == 6 and a.ipv4_mapped is not None:
-        a = a.ipv4_mapped
-    return a.is_global and not a.is_multicast
+    a = parse(ip)
+    return a is not None and a.is_global and not a.is_multicast
 
 
 class GeoIP:

@@ -17,23 +17,15 @@ from __future__ import annotations
 import ipaddress
 from datetime import datetime, timedelta, timezone
 
+from .addresses import canonical
+
 SENDERS = "_netatlas_senders"      # created with the workspace (ingest.SETUP_SQL)
-
-
-def _canonical(address: str) -> str | None:
-    try:
-        a = ipaddress.ip_address(address.strip().strip("[]"))
-    except ValueError:
-        return None
-    if a.version == 6 and a.ipv4_mapped is not None:
-        a = a.ipv4_mapped
-    return str(a)
 
 
 def note_senders(con, records: list, sender: str, now: datetime | None = None) -> int:
     """Remember ``sender`` as the NAT address of the machines of a VMComputer batch whose own
     addresses do not include it; the number of machines noted."""
-    address = _canonical(sender)
+    address = canonical(sender)
     if address is None or ipaddress.ip_address(address).is_loopback:
         return 0
     now = (now or datetime.now(timezone.utc)).replace(tzinfo=None)
@@ -42,7 +34,7 @@ def note_senders(con, records: list, sender: str, now: datetime | None = None) -
         machine = r.get("Machine")
         if not isinstance(machine, str) or not machine:
             continue
-        own = {_canonical(a) for key in ("Ipv4Addresses", "Ipv6Addresses")
+        own = {canonical(a) for key in ("Ipv4Addresses", "Ipv6Addresses")
                for a in (r.get(key) if isinstance(r.get(key), list) else []) if isinstance(a, str)}
         if address not in own:
             rows[machine] = (machine, str(r.get("Computer") or ""), address, now)
@@ -57,7 +49,7 @@ def resolve(con, addresses: list[str], lookback_days: float = 1.0,
     machine has); addresses are compared in canonical form."""
     now = (now or datetime.now(timezone.utc)).replace(tzinfo=None)
     since = now - timedelta(days=lookback_days)
-    wanted = {a: _canonical(a) for a in addresses}
+    wanted = {a: canonical(a) for a in addresses}
     keys = sorted({c for c in wanted.values() if c})
     found: dict[str, list[dict]] = {k: [] for k in keys}
     if keys:

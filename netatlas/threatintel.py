@@ -37,6 +37,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from .addresses import parse as parse_address
+
 TABLE = "ThreatIntelligenceIndicator"
 THREAT_TYPES = ("Botnet", "C2", "CryptoMining", "Darknet", "DDos", "MaliciousUrl", "Malware", "Phishing", "Proxy",
                 "PUA", "Watchlist")
@@ -465,15 +467,11 @@ class Matcher:
         return found
 
     def _match_range(self, ip: str) -> Match | None:
-        try:
-            a = ipaddress.ip_address(ip)
-        except ValueError:
+        a = parse_address(ip)
+        if a is None:
             return None
-        if a.version == 6 and a.ipv4_mapped is not None:
-            a = a.ipv4_mapped
-            hit = self.exact.get(str(a))
-            if hit is not None:
-                return hit
+        if str(a) != ip and (hit := self.exact.get(str(a))) is not None:      # another spelling of it
+            return hit
         value, bits = int(a), a.max_prefixlen
         for version, prefix in self._order:
             if version != a.version:

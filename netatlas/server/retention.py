@@ -13,7 +13,6 @@ goes on.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from datetime import datetime, timezone
@@ -24,6 +23,7 @@ from starlette.responses import Response
 from ..auth import verify_bearer
 from ..errors import IngestError
 from .http import HttpError, json_response, read_json_object, service
+from .schedule import every
 
 log = logging.getLogger("netatlas.server")
 BODY_LIMIT = 64 * 1024
@@ -51,16 +51,12 @@ async def run_pass(svc) -> dict[str, int]:
 
 
 async def schedule(svc) -> None:
-    interval = svc.settings.retention_interval
-    while True:
-        try:
-            deleted = await run_pass(svc)
-            if any(deleted.values()):
-                log.info("retention removed %s", ", ".join(f"{n} rows of {t}" for t, n in deleted.items() if n))
-        except Exception:
-            log.exception("retention pass failed; trying again in %g s", interval)
-        svc.retention_next = time.time() + interval
-        await asyncio.sleep(interval)
+    async def one_pass():
+        deleted = await run_pass(svc)
+        if any(deleted.values()):
+            log.info("retention removed %s", ", ".join(f"{n} rows of {t}" for t, n in deleted.items() if n))
+    await every(svc.settings.retention_interval, one_pass, "retention pass",
+                lambda t: setattr(svc, "retention_next", t))
 
 
 async def show(request: Request) -> Response:

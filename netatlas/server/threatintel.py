@@ -15,7 +15,6 @@ shown by ``GET /api/threatintel``, and the others go on.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import urllib.request
@@ -28,6 +27,7 @@ from .. import threatintel as ti
 from ..auth import verify_bearer
 from .http import HttpError, json_response, read_body, service
 from .retention import _iso
+from .schedule import every
 
 log = logging.getLogger("netatlas.server")
 FETCH_TIMEOUT = 60.0
@@ -83,16 +83,9 @@ async def run_feeds(svc) -> list[dict]:
 
 
 async def schedule(svc) -> None:
-    if not feeds(svc.settings.threatintel_feeds):
-        return
-    interval = svc.settings.threatintel_interval
-    while True:
-        try:
-            await run_feeds(svc)
-        except Exception:
-            log.exception("threat intelligence import failed; trying again in %g s", interval)
-        svc.threatintel_next = time.time() + interval
-        await asyncio.sleep(interval)
+    if feeds(svc.settings.threatintel_feeds):
+        await every(svc.settings.threatintel_interval, lambda: run_feeds(svc), "threat intelligence import",
+                    lambda t: setattr(svc, "threatintel_next", t))
 
 
 async def import_(request: Request) -> Response:
