@@ -44,6 +44,11 @@ _SAMPLE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ct
 _PRINT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
 
 
+class SockInfo(ctypes.Structure):
+    """struct sock_info, the value of the na_socks map: the kernel writes all of it on a lookup."""
+    _fields_ = [("tgid", ctypes.c_uint32), ("flags", ctypes.c_uint32), ("comm", ctypes.c_char * 16)]
+
+
 class Events(NamedTuple):
     closes: list[tuple[Socket, int, str]]
     procs: list[tuple[str, int]]
@@ -70,6 +75,7 @@ def _lib():
             ("bpf_link__destroy", i, [p]),
             ("bpf_object__find_map_by_name", p, [p, ctypes.c_char_p]),
             ("bpf_map__fd", i, [p]),
+            ("bpf_map__value_size", ctypes.c_uint32, [p]),
             ("bpf_map_update_elem", i, [i, p, p, u]),
             ("bpf_map_lookup_elem", i, [i, p, p]),
             ("ring_buffer__new", p, [i, _SAMPLE_FN, p, p]),
@@ -140,6 +146,7 @@ class BpfEvents:
         try:
             self._obj = self._check(self.lib.bpf_object__open_file(path, None), f"open {path.decode()}")
             self._check(self.lib.bpf_object__load(self._obj) == 0 or None, "load (verifier or BTF)")
+            self._check_sizes()
             self._socks = self._map_fd("na_socks")
             self._counters = self._map_fd("na_counters")
             key, value = ctypes.c_uint32(0), ctypes.c_uint32(self.netns)
@@ -161,6 +168,16 @@ class BpfEvents:
             err = ctypes.get_errno() or errno.EINVAL
             raise BpfError(err, f"eBPF collector: {what} failed: {os.strerror(err)}")
         return value
+
+    def _check_sizes(self) -> None:
+        """The map values this module reads must be the size of its structures: the kernel writes
+        a whole value into the buffer given to a lookup."""
+        for name, size in (("na_socks", ctypes.sizeof(SockInfo)), ("na_config", 4), ("na_counters", 8)):
+            m = self._check(self.lib.bpf_object__find_map_by_name(self._obj, name.encode()), f"map {name}")
+            got = self.lib.bpf_map__value_size(m)
+            if got != size:
+                raise BpfError(errno.EINVAL, f"eBPF collector: map {name} holds {got}-byte values, this module "
+                               f"reads {size}: collector.bpf.o and ebpf.py do not match (scripts/build-bpf.sh)")
 
     def _map_fd(self, name: str) -> int:
         m = self._check(self.lib.bpf_object__find_map_by_name(self._obj, name.encode()), f"map {name}")
@@ -196,10 +213,10 @@ class BpfEvents:
 
     def owner(self, cookie: int) -> int:
         """The tgid the kernel half recorded for an open socket, 0 if none."""
-        key, value = ctypes.c_uint64(cookie), (ctypes.c_uint32 * 2)()
-        if self.lib.bpf_map_lookup_elem(self._socks, ctypes.byref(key), value) != 0:
+        key, value = ctypes.c_uint64(cookie), SockInfo()
+        if self.lib.bpf_map_lookup_elem(self._socks, ctypes.byref(key), ctypes.byref(value)) != 0:
             return 0
-        return value[0]
+        return value.tgid
 
     def counters(self) -> dict[str, int]:
         """Sockets not tracked (the kernel map was full) and events lost (ring buffer full)."""

@@ -102,6 +102,39 @@ def test_the_shipped_object_is_built_from_its_source():
     assert (BPF_DIR / "collector.bpf.o").stat().st_size > 0
 
 
+def test_the_object_and_this_module_agree_on_every_layout(can_load):
+    """A lookup writes a whole map value into the buffer it is given (a smaller one corrupted the
+    agent's memory); ring buffer events are parsed with fixed structures."""
+    with ebpf.BpfEvents(load_only=True) as bpf:
+        for name, size in (("na_socks", 24), ("na_config", 4), ("na_counters", 8)):
+            m = bpf.lib.bpf_object__find_map_by_name(bpf._obj, name.encode())
+            assert bpf.lib.bpf_map__value_size(m) == size, name
+    assert ebpf.CLOSE_EVENT.size == 104 and ebpf.PROC_EVENT.size == 16 and ebpf.LISTEN_EVENT.size == 16
+
+
+def test_owner_lookups_of_thousands_of_sockets(can_load, netns):
+    """owner() for every socket of a dump, many times: the process survives and answers right."""
+    code = r'''
+import os, socket, sys
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen(2048)
+held = [socket.create_connection(srv.getsockname()) for _ in range(500)]
+print(os.getpid(), flush=True)
+sys.stdin.read()
+'''
+    with ebpf.BpfEvents(netns) as bpf:
+        p = in_ns(netns, code)
+        try:
+            pid = int(p.stdout.readline())
+            with SockDiag(f"/var/run/netns/{netns}") as diag:
+                clients = [s for s in diag.dump() if s.dport and s.state == 1 and s.sport != s.dport]
+            for _ in range(20):
+                owners = [bpf.owner(s.cookie) for s in clients]
+        finally:
+            p.stdin.close()
+            p.wait(timeout=10)
+    assert owners.count(pid) == 500
+
+
 def test_close_events_carry_owner_bytes_and_failed_connects(can_load, netns):
     outside = socket.socket()                 # traffic in the test's own namespace must not show
     outside.bind(("127.0.0.1", 0))
