@@ -173,11 +173,13 @@ class Workspace:
         return ingest.ingest_json(self._ingest_cursor(), self.catalogue, table, data, batch_id=batch_id,
                                   context=ctx)
 
-    def resolve_addresses(self, addresses, lookback_days: float = 1.0) -> dict[str, list[dict]]:
-        """Which monitored machines each address belongs to (machines.resolve)."""
+    def resolve_addresses(self, addresses, lookback_days: float = 1.0, *,
+                          now: datetime | None = None) -> dict[str, list[dict]]:
+        """Which monitored machines each address belongs to (machines.resolve); ``now``: the end of
+        the lookback (default: the clock)."""
         from .machines import resolve
         with self._lock:
-            return resolve(self.connection, list(addresses), lookback_days)
+            return resolve(self.connection, list(addresses), lookback_days, now=now)
 
     # ---- retention ----------------------------------------------------------------------------
     def retention(self) -> dict[str, int]:

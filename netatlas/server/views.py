@@ -1,0 +1,217 @@
+"""The web UI's JSON endpoints (docs/web-api.md): the HTTP side of ``netatlas.webmap``.
+
+| endpoint | parameters | answer (``webmap``) |
+|---|---|---|
+| ``GET /api/map`` | machine or group, from, to, only_failures, hide_loopback, exclude | ``build_map`` |
+| ``GET /api/machines`` | search | ``find_machines`` |
+| ``GET /api/machines/{id}`` | | ``machine_detail`` |
+| ``GET /api/edges`` | source, target, port, from, to | ``edge_records`` |
+| ``GET /api/network`` | from, to, subnet, weight, exclude | ``network`` |
+| ``GET /api/usage`` | days | ``usage`` |
+| ``GET /api/schema`` | | ``schema`` |
+| ``GET /api/samples`` | | ``samples`` |
+
+All need a query key. Each parameter is read by one parser of the ``PARAMETERS`` table; a value
+it refuses is a 400 (code BAD_PARAMETER) naming the parameter in ``field``. Parameters an
+endpoint does not take are ignored. ``from``/``to`` are ISO 8601 (UTC when no offset is given),
+``to`` defaulting to now and ``from`` to 30 minutes before ``to``. The map's steps and their
+durations go out in a ``Server-Timing`` header.
+"""
+from __future__ import annotations
+
+import ipaddress
+from datetime import datetime, timedelta, timezone
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .. import webmap
+from ..auth import verify_bearer
+from ..errors import KqlError, QueryExecutionError, QueryLimitError
+from .http import HttpError, json_response, service
+from .timespan import TimespanError, parse_datetime
+
+DEFAULT_RANGE = timedelta(minutes=30)
+MAX_DAYS = 4383                      # as retention: 12 years
+FLAGS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
+# ---------------------------------------------------------------- parameters: one parser each
+
+def _text(values: list[str]) -> str:
+    return values[-1].strip()
+
+
+def _datetime(values: list[str]) -> datetime:
+    try:
+        return parse_datetime(values[-1])
+    except TimespanError as e:
+        raise ValueError(str(e)) from None
+
+
+def _flag(values: list[str]) -> bool:
+    value = FLAGS.get(values[-1].strip().lower())
+    if value is None:
+        raise ValueError(f"{values[-1]!r} is not 1 or 0")
+    return value
+
+
+def _names(values: list[str]) -> tuple[str, ...]:
+    """Comma-separated, or the parameter repeated."""
+    return tuple(dict.fromkeys(n.strip() for v in values for n in v.split(",") if n.strip()))
+
+
+def _port(values: list[str]) -> int:
+    text = values[-1].strip()
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise ValueError(f"{text!r} is not a port number (0-65535)")
+    return int(text)
+
+
+def _days(values: list[str]) -> int:
+    text = values[-1].strip()
+    if not text.isdigit() or not 1 <= int(text) <= MAX_DAYS:
+        raise ValueError(f"{text!r} is not a whole number of days from 1 to {MAX_DAYS}")
+    return int(text)
+
+
+def _cidr(values: list[str]):
+    try:
+        return ipaddress.ip_network(values[-1].strip(), strict=False)
+    except ValueError:
+        raise ValueError(f"{values[-1]!r} is not a CIDR range (10.1.2.0/24)") from None
+
+
+def _weight(values: list[str]) -> str:
+    text = values[-1].strip().lower()
+    if text not in webmap.WEIGHTS:
+        raise ValueError(f"{values[-1]!r} is not one of {', '.join(webmap.WEIGHTS)}")
+    return text
+
+
+# name -> (parser, default when absent or empty)
+PARAMETERS = {
+    "from": (_datetime, None), "to": (_datetime, None),
+    "machine": (_text, None), "group": (_text, None),
+    "only_failures": (_flag, False), "hide_loopback": (_flag, True), "exclude": (_names, ()),
+    "source": (_text, None), "target": (_text, None), "port": (_port, None),
+    "subnet": (_cidr, None), "weight": (_weight, "bytes"), "days": (_days, 30), "search": (_text, ""),
+}
+
+
+def read(request: Request, *names: str, required: tuple[str, ...] = ()) -> dict:
+    """The named query parameters, parsed; 400 naming the first one refused or missing."""
+    out = {}
+    for name in names:
+        parse, default = PARAMETERS[name]
+        values = [v for v in request.query_params.getlist(name) if v.strip()]
+        if not values:
+            if name in required:
+                raise HttpError(400, "BAD_PARAMETER", f"{name} is required", field=name)
+            out[name] = default
+            continue
+        try:
+            out[name] = parse(values)
+        except ValueError as e:
+            raise HttpError(400, "BAD_PARAMETER", f"{name}: {e}", field=name) from None
+    return out
+
+
+def span_of(p: dict) -> webmap.Span:
+    end = p["to"] or datetime.now(timezone.utc)
+    start = p["from"] or end - DEFAULT_RANGE
+    if start >= end:
+        raise HttpError(400, "BAD_PARAMETER", f"from ({webmap.iso(start)}) must be before to ({webmap.iso(end)})",
+                        field="from")
+    return webmap.Span(start, end)
+
+
+# ---------------------------------------------------------------- running the model
+
+def http_error(e: webmap.WebMapError) -> HttpError:
+    """A refused request in the one shape; a 400's message starts with the parameter's name."""
+    message = str(e)
+    if e.status == 400 and not message.startswith(e.field):
+        message = f"{e.field}: {message}"
+    return HttpError(e.status, e.code, message, field=e.field)
+
+
+def authorized(request: Request):
+    """The Service, once the request has shown a query key (before any parameter is read)."""
+    svc = service(request)
+    verify_bearer(svc.keys.identity, request.headers, role="query")
+    return svc
+
+
+async def answer(request: Request, fn, *args, report: webmap.Source | None = None, **kwargs) -> Response:
+    """Run ``fn`` in the thread pool and answer its dict as JSON (with the steps' durations when
+    ``report`` has them), or its error in the one shape."""
+    try:
+        data = await service(request).run(fn, *args, **kwargs)
+    except webmap.WebMapError as e:
+        raise http_error(e) from None
+    except QueryLimitError as e:
+        raise HttpError(504, e.code, str(e)) from None
+    except (KqlError, QueryExecutionError) as e:    # a bug of a query of webmap: the server's log has it
+        raise HttpError(500, "INTERNAL", f"a query of the map failed: {e}") from None
+    response = json_response(data)
+    if report is not None and report.timings:
+        response.headers["server-timing"] = ", ".join(f"{k};dur={v * 1000:.1f}" for k, v in report.timings.items())
+    return response
+
+
+async def map_(request: Request) -> Response:
+    svc = authorized(request)
+    p = read(request, "machine", "group", "from", "to", "only_failures", "hide_loopback", "exclude")
+    try:
+        selection = webmap.Selection.parse(p["machine"], p["group"])
+    except webmap.WebMapError as e:
+        raise http_error(e) from None
+    options = webmap.Options(only_failures=p["only_failures"], hide_loopback=p["hide_loopback"],
+                             exclude=p["exclude"])
+    src = webmap.Source(svc.workspace, svc.settings.query_timeout)
+    return await answer(request, webmap.build_map, svc.workspace, selection, span_of(p), options, src=src,
+                        report=src)
+
+
+async def machines(request: Request) -> Response:
+    svc = authorized(request)
+    p = read(request, "search")
+    return await answer(request, webmap.find_machines, svc.workspace, p["search"],
+                        timeout=svc.settings.query_timeout)
+
+
+async def machine(request: Request) -> Response:
+    svc = authorized(request)
+    return await answer(request, webmap.machine_detail, svc.workspace, request.path_params["id"],
+                        timeout=svc.settings.query_timeout)
+
+
+async def edges(request: Request) -> Response:
+    svc = authorized(request)
+    p = read(request, "source", "target", "port", "from", "to", required=("source", "target", "port"))
+    return await answer(request, webmap.edge_records, svc.workspace, p["source"], p["target"], p["port"],
+                        span_of(p), timeout=svc.settings.query_timeout)
+
+
+async def network(request: Request) -> Response:
+    svc = authorized(request)
+    p = read(request, "from", "to", "subnet", "weight", "exclude")
+    return await answer(request, webmap.network, svc.workspace, span_of(p), subnet=p["subnet"],
+                        weight=p["weight"], exclude=p["exclude"], timeout=svc.settings.query_timeout)
+
+
+async def usage(request: Request) -> Response:
+    svc = authorized(request)
+    p = read(request, "days")
+    return await answer(request, webmap.usage, svc.workspace, p["days"], timeout=svc.settings.query_timeout)
+
+
+async def schema(request: Request) -> Response:
+    svc = authorized(request)
+    return await answer(request, webmap.schema, svc.catalogue)
+
+
+async def samples(request: Request) -> Response:
+    authorized(request)
+    return await answer(request, lambda: {"samples": webmap.samples()})
