@@ -16,6 +16,7 @@ APT_NEEDS=(
     "-:libbpf-dev"              # (bpf_helpers.h)
     "rpmbuild:rpm"              # package versions from an RPM database
     "dnsmasq:dnsmasq-base"      # the DNS server of the agent's DNS-names namespace test (no service)
+    "chromium:chromium"         # the web UI's browser tests (tests/test_ui_browser.py, through Playwright)
 )
 
 missing=()

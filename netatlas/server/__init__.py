@@ -11,6 +11,15 @@
 | ``GET /api/threatintel`` | Bearer, query key | indicators stored and matching, the scheduled feeds | ``threatintel.py`` |
 | ``GET /api/geoip`` | Bearer, query key | the GeoIP database: type, build date, age, attribution | ``threatintel.py`` |
 | ``GET /api/machines/resolve?ip=A&ip=B`` | Bearer, query key | the monitored machine(s) each address belongs to (own address, or seen behind a NAT) | ``machines.py`` |
+| ``GET /api/map?machine=M`` or ``?group=G`` | Bearer, query key | the dependency map of a machine or a group (all, tag:K=V, subnet:CIDR) over ``from``/``to``: machines, processes, groups, edges with status (docs/web-api.md) | ``views.py`` (``webmap.py``) |
+| ``GET /api/machines?search=TEXT`` | Bearer, query key | machines (latest VMComputer) whose name or an address matches | ``views.py`` |
+| ``GET /api/machines/{id}`` | Bearer, query key | one machine: its latest VMComputer record, tags, processes, bound ports | ``views.py`` |
+| ``GET /api/edges?source=&target=&port=`` | Bearer, query key | the VMConnection records under one map edge | ``views.py`` |
+| ``GET /api/network`` | Bearer, query key | machine-to-machine traffic for the network chart | ``views.py`` |
+| ``GET /api/usage?days=N`` | Bearer, query key | MB per day and table, the top machines and processes, retention | ``views.py`` |
+| ``GET /api/schema``, ``GET /api/samples`` | Bearer, query key | tables, columns, function and operator names; the seed queries | ``views.py`` |
+| ``POST /api/export?format=parquet`` | Bearer, query key | the body of ``/api/query``; the result as a Parquet file | ``ui.py`` |
+| ``GET /``, ``GET /ui/...`` | none (the page asks for the query key) | the web UI: ``netatlas/ui/`` | ``ui.py`` |
 | ``GET /healthz`` | none | ``{"status": "ok", ...}`` | ``health.py`` |
 | ``GET /metrics`` | none | Prometheus text format | ``health.py`` |
 

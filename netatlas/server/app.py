@@ -19,7 +19,8 @@ from ..auth import AuthError
 from ..catalogue import Catalogue
 from ..keys import KeyStore
 from ..metrics import Metrics
-from . import health, ingest, machines, query, retention, threatintel
+from . import health, ingest, machines, query, retention, threatintel, views
+from . import ui
 from .http import HttpError, error_response
 from .settings import Settings
 
@@ -35,8 +36,21 @@ ROUTES = (
     Route("/api/threatintel/import", threatintel.import_, methods=["POST"]),
     Route("/api/geoip", threatintel.geoip, methods=["GET"]),
     Route("/api/machines/resolve", machines.resolve, methods=["GET"]),
+    # the web UI's JSON (views.py, docs/web-api.md); /api/machines/{id} after /api/machines/resolve
+    Route("/api/map", views.map_, methods=["GET"]),
+    Route("/api/machines", views.machines, methods=["GET"]),
+    Route("/api/machines/{id}", views.machine, methods=["GET"]),
+    Route("/api/edges", views.edges, methods=["GET"]),
+    Route("/api/network", views.network, methods=["GET"]),
+    Route("/api/usage", views.usage, methods=["GET"]),
+    Route("/api/schema", views.schema, methods=["GET"]),
+    Route("/api/samples", views.samples, methods=["GET"]),
     Route("/healthz", health.healthz, methods=["GET"]),
     Route("/metrics", health.metrics, methods=["GET"]),
+    # the web UI (server/ui.py): after every API route, which keep priority
+    Route("/api/export", ui.export, methods=["POST"]),
+    Route("/", ui.index, methods=["GET"]),
+    ui.FILES,                   # Mount("/ui", ...): netatlas/ui/
 )
 
 HTTP_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "BODY_TOO_LARGE"}

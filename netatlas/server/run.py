@@ -31,7 +31,8 @@ def banner(data_dir: Path, identity: Identity, settings: Settings) -> str:
     else:
         lines.append(f"  keys (secrets: {again}):")
         lines += [f"    {k.role:<7} {k.id}" for k in identity.keys]
-    urls = [("ingest", "POST", "/api/ingest/{Table}", "SharedKey signature, ingest key"),
+    urls = [("web UI", "GET", "/", "a browser; sign in with the query key"),
+            ("ingest", "POST", "/api/ingest/{Table}", "SharedKey signature, ingest key"),
             ("query", "POST", "/api/query", "Authorization: Bearer <query key>"),
             ("retention", "GET", "/api/retention", "query key"),
             ("threat intel", "POST", "/api/threatintel/import", "query key; GET /api/threatintel, /api/geoip"),

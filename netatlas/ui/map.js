@@ -1,0 +1,594 @@
+// The dependency map (GET /api/map): machines as boxes that expand into their processes, groups
+// of remote ends without an agent, and the connections of the range between them.
+import { api, ApiError } from "./api.js";
+import { timeRangeFrom } from "./timerange.js";
+import { h, clear, fmtBytes, fmtNum, fmtMs, fmtTime, debounce, store, notice, hashParams, setHashParams } from "./util.js";
+import { machinePanel, processPanel, recordsTable } from "./details.js";
+import { layered } from "./layout.js";
+
+const SYSTEM_PROCESSES = "System,svchost.exe,lsass.exe,services.exe,wininit.exe,csrss.exe,smss.exe";
+const EXPAND_UP_TO = 12;        // maps of more machines than this start with the machines collapsed...
+const FOCUS_EXPANDED = 3;       // ...but for their focus machines, when there are this few
+// Edge status -> how it is drawn and what it is called; worst first (an aggregated edge takes the worst).
+const STATUS = {
+  used_to_work: { label: "used to work", color: "#c50f1f" },
+  failed: { label: "failed", color: "#d13438" },
+  new: { label: "new", color: "#0f6cbd" },
+  ok: { label: "ok", color: "#8a96a3" },
+};
+const STATUS_ORDER = Object.keys(STATUS);
+const MAX_FIT_ZOOM = 1.25;
+const COLLAPSE_GROUPS_OVER = 40;  // machines: grouped maps larger than this start with their groups collapsed
+const GROUP_COLORS = { clients: "#f1e6f7", servers: "#fdf1dc", internet: "#e3f3ea" };
+
+let cytoscapeReady = false;
+function registerLayouts() {
+  if (cytoscapeReady) return;
+  cytoscapeReady = true;
+  try { if (window.cytoscapeFcose) window.cytoscape.use(window.cytoscapeFcose); } catch { /* registered already */ }
+}
+
+const STYLE = [
+  { selector: "node", style: { label: "data(label)", "font-family": "system-ui, sans-serif", "font-size": 11,
+    color: "#1f2933", "text-wrap": "ellipsis", "text-max-width": 160 } },
+  { selector: "node[kind = 'machine']", style: { shape: "round-rectangle", "background-color": "#eef3fb",
+    "border-width": 1.5, "border-color": "#5b7db1", width: 170, height: 36, "text-valign": "center", "text-max-width": 160,
+    "font-weight": 600, padding: 0 } },
+  { selector: "node[kind = 'machine']:parent", style: { "text-valign": "top", "text-halign": "center",
+    "text-margin-y": -4, "background-opacity": 0.9, padding: 10 } },
+  { selector: "node[kind = 'machine'][?focus]", style: { "border-width": 3, "border-color": "#0b62d6", "background-color": "#dde9fb" } },
+  { selector: "node[kind = 'machine'][?failing]", style: { "border-color": "#d13438" } },
+  { selector: "node[kind = 'process']", style: { shape: "round-rectangle", "background-color": "#ffffff",
+    "border-width": 1, "border-color": "#9fb3c8", width: 120, height: 22, "font-size": 10, "text-valign": "center",
+    "text-max-width": 112 } },
+  { selector: "node[kind = 'group']", style: { shape: "round-rectangle", "border-width": 1, "border-style": "dashed",
+    "border-color": "#8a96a3", "background-color": "data(color)", width: 170, height: 30, "text-valign": "center",
+    "text-max-width": 160,
+    "font-size": 10 } },
+  { selector: "node[kind = 'group'][?malicious]", style: { "border-color": "#c50f1f", "border-width": 2, "border-style": "solid" } },
+  { selector: "node[kind = 'container']", style: { shape: "round-rectangle", "background-color": "#f7f9fb",
+    "border-width": 1, "border-style": "dashed", "border-color": "#b6c2cf", "text-valign": "top",
+    "text-halign": "center", "font-size": 12, color: "#52606d", padding: 0 } },
+  { selector: "node[kind = 'container']:parent", style: { padding: 10 } },
+  { selector: "node[kind = 'container']:childless", style: { width: 190, height: 40, "text-valign": "center",
+    "text-max-width": 184, "font-size": 11,
+    "background-color": "#e9eef4", "font-weight": 600 } },
+  { selector: "edge", style: { width: "data(width)", "line-color": "data(color)", "target-arrow-color": "data(color)",
+    "target-arrow-shape": "triangle", "curve-style": "bezier", "arrow-scale": 0.8, opacity: 0.85 } },
+  { selector: "edge[status = 'failed'], edge[status = 'used_to_work']", style: { "z-index": 10, opacity: 1 } },
+  { selector: "edge[status = 'used_to_work']", style: { "line-style": "dashed", label: "used to work" } },
+  { selector: "edge[status = 'new']", style: { "line-style": "dotted", label: "new" } },
+  { selector: "edge[label]", style: { "font-size": 10, color: "data(color)", "text-background-color": "#fff",
+    "text-background-opacity": 0.85, "text-background-padding": 2, "font-weight": 600 } },
+  { selector: ":selected", style: { "overlay-color": "#0b62d6", "overlay-opacity": 0.15, "overlay-padding": 4 } },
+  { selector: ".faded", style: { opacity: 0.15 } },
+];
+
+// ------------------------------------------------------------------ from the answer to elements
+
+function subnetOf(ip) {
+  if (!ip) return "other";
+  if (ip.includes(":")) return ip.split(":").slice(0, 4).join(":") + "::/64";
+  return ip.split(".").slice(0, 3).join(".") + ".0/24";
+}
+
+function tierOf(machine) {
+  const tags = machine.tags || {};
+  if (tags.tier) return tags.tier;
+  const name = (machine.computer || "").split(".")[0];
+  const m = name.match(/^([a-z]+)[-_]?\d*$/i);
+  return m ? m[1].toLowerCase() : "other";
+}
+
+const CONTAINERS = {
+  none: null,
+  subnet: (m) => `subnet ${subnetOf((m.ips || [])[0])}`,
+  tier: (m) => `tier ${tierOf(m)}`,
+};
+
+function mergeStatus(a, b) {
+  return STATUS_ORDER.indexOf(a) <= STATUS_ORDER.indexOf(b) ? a : b;
+}
+
+function edgeWidth(bytes, links) {
+  return Math.min(9, 1 + Math.log10(1 + (bytes || 0) / 1000) + Math.log10(1 + (links || 0)) / 2);
+}
+
+// view: {groupBy, expanded: Set, collapsed: Set, collapsedContainers: Set}
+export function buildElements(data, view) {
+  const containerOf = CONTAINERS[view.groupBy];
+  const els = [];
+  const visible = new Map();      // any endpoint id -> the id of the node it is drawn as
+  const failing = new Set();
+  for (const e of data.edges) if (e.failed > 0) failing.add(e.source);
+  const containers = new Map();
+  const manyMachines = data.machines.length > EXPAND_UP_TO;
+  const fewFocus = data.machines.filter((m) => m.focus).length <= FOCUS_EXPANDED;
+  for (const m of data.machines) {
+    const cid = containerOf ? `c-${containerOf(m)}` : null;
+    if (cid && !containers.has(cid)) containers.set(cid, { label: cid.slice(2), count: 0 });
+    if (cid) containers.get(cid).count++;
+    const containerShut = cid && view.collapsedContainers.has(cid);
+    const open = view.expanded.has(m.id) || (!view.collapsed.has(m.id) && ((m.focus && fewFocus) || !manyMachines));
+    const shown = containerShut ? cid : m.id;
+    visible.set(m.id, shown);
+    const procs = m.processes || [];
+    if (!containerShut) {
+      const processFailing = procs.some((p) => failing.has(p.id));
+      els.push({ group: "nodes", data: { id: m.id, kind: "machine", label: shortName(m.computer) + (open || !procs.length ? "" : `  (${procs.length})`),
+        parent: cid || undefined, focus: !!m.focus, failing: processFailing, open } });
+    }
+    for (const p of procs) {
+      visible.set(p.id, containerShut ? cid : open ? p.id : m.id);
+      if (open && !containerShut) {
+        els.push({ group: "nodes", data: { id: p.id, kind: "process", parent: m.id, machine: m.id, label: p.display || p.name } });
+      }
+    }
+  }
+  for (const [cid, c] of containers) {
+    const shut = view.collapsedContainers.has(cid);
+    els.push({ group: "nodes", data: { id: cid, kind: "container", label: `${c.label} · ${c.count} machine${c.count === 1 ? "" : "s"}${shut ? " (collapsed)" : ""}` } });
+  }
+  // Clients groups that call into one collapsed group of machines fold into one node with it.
+  const callees = new Map();
+  for (const e of data.edges) {
+    if (!callees.has(e.source)) callees.set(e.source, new Set());
+    callees.get(e.source).add(visible.get(e.target) || e.target);
+  }
+  const folded = new Map();
+  for (const g of data.groups || []) {
+    const into = [...(callees.get(g.id) || [])];
+    if (g.kind === "clients" && into.length === 1 && view.collapsedContainers.has(into[0])) {
+      const id = `${into[0]}-clients`;
+      visible.set(g.id, id);
+      const f = folded.get(id) || { label: containers.get(into[0]).label, groups: 0, malicious: false };
+      f.groups += 1;
+      f.malicious = f.malicious || !!g.malicious;
+      folded.set(id, f);
+      continue;
+    }
+    visible.set(g.id, g.id);
+    els.push({ group: "nodes", data: { id: g.id, kind: "group", label: g.label, color: GROUP_COLORS[g.kind] || "#f3f4f6",
+      malicious: !!g.malicious } });
+  }
+  for (const [id, f] of folded) {
+    els.push({ group: "nodes", data: { id, kind: "group", label: `Clients of ${f.label} (${f.groups} ports)`,
+      color: GROUP_COLORS.clients, malicious: f.malicious, folded: true } });
+  }
+  const merged = new Map();
+  for (const e of data.edges) {
+    const s = visible.get(e.source) || e.source, t = visible.get(e.target) || e.target;
+    if (s === t) continue;
+    const key = `${s}→${t}`;
+    let m = merged.get(key);
+    if (!m) {
+      m = { id: `v-${merged.size}`, source: s, target: t, links: 0, failed: 0, live: 0, bytes_sent: 0,
+        bytes_received: 0, records: 0, rt_weight: 0, rt_sum: 0, status: "ok", ports: new Set(), edges: [] };
+      merged.set(key, m);
+    }
+    for (const f of ["links", "failed", "live", "bytes_sent", "bytes_received", "records"]) m[f] += e[f] || 0;
+    if (e.response_ms !== null && e.response_ms !== undefined) {
+      const w = Math.max(1, e.links || 0);
+      m.rt_sum += e.response_ms * w;
+      m.rt_weight += w;
+    }
+    m.status = m.edges.length ? mergeStatus(m.status, e.status || "ok") : e.status || "ok";
+    if (e.port !== undefined && e.port !== null) m.ports.add(e.port);
+    m.edges.push(e);
+  }
+  const known = new Set(els.map((n) => n.data.id));
+  for (const m of merged.values()) {
+    if (!known.has(m.source) || !known.has(m.target)) continue;
+    const bytes = m.bytes_sent + m.bytes_received;
+    els.push({ group: "edges", data: { id: m.id, source: m.source, target: m.target, status: m.status,
+      color: STATUS[m.status] ? STATUS[m.status].color : STATUS.ok.color, width: edgeWidth(bytes, m.links),
+      label: m.status === "used_to_work" || m.status === "new" ? STATUS[m.status].label : undefined,
+      links: m.links, failed: m.failed, live: m.live, bytes, bytes_sent: m.bytes_sent, bytes_received: m.bytes_received,
+      response_ms: m.rt_weight ? m.rt_sum / m.rt_weight : null, records: m.records, ports: [...m.ports].sort((a, b) => a - b),
+      edges: m.edges } });
+  }
+  return els;
+}
+
+function shortName(computer) {
+  return computer || "?";
+}
+
+// Several answers of /api/map (a saved list: one per machine) as one.
+function mergeMaps(answers) {
+  const out = { range: answers[0].range, focus: [], machines: [], groups: [], edges: [] };
+  const seen = { machines: new Map(), groups: new Set(), edges: new Set() };
+  for (const a of answers) {
+    out.focus.push(...(a.focus || []));
+    for (const m of a.machines) {
+      const had = seen.machines.get(m.id);
+      if (!had) { seen.machines.set(m.id, m); out.machines.push(m); }
+      else {
+        had.focus = had.focus || m.focus;
+        const ids = new Set((had.processes || []).map((p) => p.id));
+        for (const p of m.processes || []) if (!ids.has(p.id)) had.processes.push(p);
+      }
+    }
+    for (const g of a.groups || []) if (!seen.groups.has(g.id)) { seen.groups.add(g.id); out.groups.push(g); }
+    for (const e of a.edges) if (!seen.edges.has(e.id)) { seen.edges.add(e.id); out.edges.push(e); }
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------ the page
+
+export async function mount(main) {
+  registerLayouts();
+  const params = hashParams();
+  const state = {
+    machine: params.machine || "",
+    group: params.machine ? "" : params.group || "all",
+    onlyFailures: params.only_failures === "1",
+    hideLoopback: params.hide_loopback !== "0",
+    exclude: params.exclude || "",
+    groupBy: params.groupBy || "none",
+    layout: params.layout || "layered",
+    expanded: new Set(), collapsed: new Set(), collapsedContainers: new Set(),
+    data: null, machineDetails: new Map(),
+  };
+  let cy = null;
+  let loadSeq = 0;
+  let alive = true;         // until the page is left: answers that come later are dropped
+
+  const time = timeRangeFrom(params, () => load());
+  const status = h("div.map-status");
+  const canvas = h("div.map-canvas#cy");
+  const tooltip = h("div.tooltip", { hidden: true });
+  const details = h("aside.details#details", notice("Select a machine, a process, a group or a connection."));
+
+  // --- focus: a machine (search) or a group
+  const search = h("input#machine-search", { type: "search", placeholder: "machine name or IP", value: state.machine,
+    autocomplete: "off", oninput: debounce(() => suggest(), 200),
+    onkeydown: (e) => { if (e.key === "Enter") { e.preventDefault(); pickMachine(search.value.trim()); } } });
+  const suggestions = h("div.suggestions", { hidden: true });
+  const groupSelect = h("select#group", { onchange: () => pickGroup(groupSelect.value) });
+  const groupValue = h("input#group-value", { placeholder: "", hidden: true,
+    onkeydown: (e) => { if (e.key === "Enter") { e.preventDefault(); pickGroup(groupSelect.value); } } });
+  const saveList = h("button.small", { onclick: saveAsList, title: "Keep the machines of this map as a named list" }, "Save as list…");
+
+  function fillGroups() {
+    const lists = store.get("lists", {});
+    const current = state.group;
+    clear(groupSelect,
+      h("option", { value: "" }, "— a group —"),
+      h("option", { value: "all" }, "All machines"),
+      h("option", { value: "tag:" }, "By tag (KEY=VALUE)…"),
+      h("option", { value: "subnet:" }, "By subnet (CIDR)…"),
+      Object.keys(lists).length ? h("optgroup", { label: "Saved lists" },
+        Object.keys(lists).sort().map((name) => h("option", { value: `list:${name}` }, `${name} (${lists[name].length})`))) : null);
+    const kind = current.startsWith("tag:") ? "tag:" : current.startsWith("subnet:") ? "subnet:" : current;
+    groupSelect.value = [...groupSelect.options].some((o) => o.value === kind) ? kind : "";
+    groupValue.hidden = !(kind === "tag:" || kind === "subnet:");
+    groupValue.placeholder = kind === "tag:" ? "tier=web" : "10.1.0.0/16";
+    if (kind === "tag:" || kind === "subnet:") groupValue.value = current.slice(kind.length);
+  }
+
+  async function suggest() {
+    const text = search.value.trim();
+    if (!text) { suggestions.hidden = true; return; }
+    try {
+      const { machines } = await api.get("/api/machines", { search: text });
+      clear(suggestions, machines.slice(0, 12).map((m) => h("button.suggestion", {
+        onclick: () => { search.value = m.computer; pickMachine(m.id); } },
+      h("b", m.computer), " ", h("span.muted", (m.ips || []).join(", ")))));
+      suggestions.hidden = !machines.length;
+    } catch (e) {
+      clear(suggestions, notice(e.message, "error"));
+      suggestions.hidden = false;
+    }
+  }
+
+  function pickMachine(id) {
+    if (!id) return;
+    suggestions.hidden = true;
+    Object.assign(state, { machine: id, group: "" });
+    fillGroups();
+    load();
+  }
+
+  function pickGroup(value) {
+    if (value === "tag:" || value === "subnet:") {
+      groupValue.hidden = false;
+      groupValue.placeholder = value === "tag:" ? "tier=web" : "10.1.0.0/16";
+      const typed = groupValue.value.trim();
+      if (!typed || (value === "subnet:" && !typed.includes("/")) || (value === "tag:" && !typed.includes("="))) {
+        groupValue.focus();
+        return;
+      }
+      value += typed;
+    }
+    if (!value) return;
+    Object.assign(state, { group: value, machine: "" });
+    search.value = "";
+    fillGroups();
+    load();
+  }
+
+  function saveAsList() {
+    if (!state.data) return;
+    const name = prompt("Name of the list of these machines:", "my machines");
+    if (!name) return;
+    const lists = store.get("lists", {});
+    lists[name] = (state.data.focus && state.data.focus.length ? state.data.focus : state.data.machines.map((m) => m.id));
+    store.set("lists", lists);
+    state.group = `list:${name}`;
+    state.machine = "";
+    fillGroups();
+  }
+
+  // --- filters and layout
+  const check = (id, label, value, onchange, title) => h("label.check", { title },
+    h(`input#${id}`, { type: "checkbox", checked: value, onchange }), label);
+  const excludeText = h("input#exclude", { type: "text", value: state.exclude || SYSTEM_PROCESSES,
+    onchange: () => { if (excludeBox.checked) { state.exclude = excludeText.value; load(); } } });
+  const excludeBox = h("input#exclude-on", { type: "checkbox", checked: !!state.exclude,
+    onchange: () => { state.exclude = excludeBox.checked ? excludeText.value : ""; load(); } });
+  const groupBy = h("select#group-by", { onchange: () => { state.groupBy = groupBy.value; collapseLarge(); draw(true); } },
+    h("option", { value: "none" }, "no grouping"), h("option", { value: "subnet" }, "group by subnet"),
+    h("option", { value: "tier" }, "group by tier"));
+  groupBy.value = state.groupBy;
+  const layoutSelect = h("select#layout", { onchange: () => { state.layout = layoutSelect.value; load(); } },
+    h("option", { value: "layered" }, "layered: callers → callees"), h("option", { value: "force" }, "force-directed (fcose)"));
+  layoutSelect.value = state.layout;
+
+  const controls = h("aside.controls",
+    h("section", h("h3", "Machine or group"),
+      h("div.search-box", search, suggestions),
+      h("div.row", groupSelect), groupValue, h("div.row", saveList)),
+    h("section", h("h3", "Time range"), time.element),
+    h("section", h("h3", "Filters"),
+      check("only-failures", "Only failures", state.onlyFailures, (e) => { state.onlyFailures = e.target.checked; load(); }),
+      check("hide-loopback", "Hide loopback", state.hideLoopback, (e) => { state.hideLoopback = e.target.checked; load(); }),
+      h("label.check", excludeBox, "Exclude processes"), excludeText),
+    h("section", h("h3", "Layout"), layoutSelect, groupBy,
+      h("div.row.buttons",
+        h("button.small", { onclick: () => { state.collapsed.clear(); state.expanded = new Set(state.data ? state.data.machines.map((m) => m.id) : []); draw(true); } }, "Expand all"),
+        h("button.small", { onclick: () => { state.expanded.clear(); state.collapsed = new Set(state.data ? state.data.machines.map((m) => m.id) : []); draw(true); } }, "Collapse all"),
+        h("button.small", { onclick: () => cy && fit() }, "Fit"),
+        h("button.small", { onclick: () => draw(true) }, "Re-layout")),
+      h("p.hint", "Double-click a machine or a group box to expand or collapse it.")),
+    h("section.legend", h("h3", "Legend"),
+      Object.entries(STATUS).map(([id, s]) => h("div.legend-row",
+        h("span.swatch", { style: { borderTop: `3px ${id === "used_to_work" ? "dashed" : id === "new" ? "dotted" : "solid"} ${s.color}` } }), s.label)),
+      h("div.legend-row", h("span.box.machine"), "machine (box of its processes)"),
+      h("div.legend-row", h("span.box.clients"), "clients of a port"),
+      h("div.legend-row", h("span.box.servers"), "servers of a port"),
+      h("div.legend-row", h("span.box.internet"), "internet endpoints")));
+
+  clear(main, h("div.map-page", controls, h("div.map-main", status, canvas, tooltip), details));
+  fillGroups();
+
+  // --- loading and drawing
+  function query() {
+    const range = time.value();
+    return { ...(state.machine ? { machine: state.machine } : { group: state.group || "all" }), ...range,
+      only_failures: state.onlyFailures ? 1 : undefined, hide_loopback: state.hideLoopback ? 1 : 0,
+      exclude: state.exclude || undefined };
+  }
+
+  async function load() {
+    const seq = ++loadSeq;
+    const q = query();
+    setHashParams("map", { machine: state.machine, group: state.machine ? "" : state.group, ...time.params(),
+      only_failures: state.onlyFailures ? 1 : "", hide_loopback: state.hideLoopback ? "" : 0, exclude: state.exclude,
+      groupBy: state.groupBy === "none" ? "" : state.groupBy, layout: state.layout === "layered" ? "" : state.layout });
+    status.textContent = "loading…";
+    status.className = "map-status";
+    try {
+      let data;
+      if (q.group && q.group.startsWith("list:")) {
+        const ids = store.get("lists", {})[q.group.slice(5)] || [];
+        if (!ids.length) throw new Error("this list has no machines");
+        const { group, ...rest } = q;
+        data = mergeMaps(await Promise.all(ids.map((id) => api.get("/api/map", { ...rest, machine: id }))));
+      } else {
+        data = await api.get("/api/map", q);
+      }
+      if (seq !== loadSeq || !alive) return;
+      state.data = data;
+      state.machineDetails.clear();
+      collapseLarge();
+      draw(true);
+    } catch (e) {
+      if (seq !== loadSeq) return;
+      status.textContent = e instanceof ApiError ? `${e.code}: ${e.message}` : e.message;
+      status.className = "map-status error";
+    }
+  }
+
+  // A large map grouped by subnet or tier starts with its groups collapsed: a box per group.
+  function collapseLarge() {
+    state.collapsedContainers.clear();
+    const key = CONTAINERS[state.groupBy];
+    if (!key || !state.data || state.data.machines.length <= COLLAPSE_GROUPS_OVER) return;
+    for (const m of state.data.machines) state.collapsedContainers.add(`c-${key(m)}`);
+  }
+
+  function summary(data) {
+    const failing = data.edges.filter((e) => e.failed > 0).length;
+    const usedToWork = data.edges.filter((e) => e.status === "used_to_work").length;
+    const fresh = data.edges.filter((e) => e.status === "new").length;
+    const r = data.range || {};
+    return [`${data.machines.length} machines, ${(data.groups || []).length} remote groups, ${data.edges.length} connections`,
+      failing ? h("span.bad", ` · ${failing} failing`) : "", usedToWork ? h("span.bad", ` · ${usedToWork} used to work`) : "",
+      fresh ? h("span.new", ` · ${fresh} new since yesterday`) : "",
+      r.from ? h("span.muted", ` · ${fmtTime(r.from)} → ${fmtTime(r.to)}`) : ""];
+  }
+
+  function draw(relayout) {
+    const data = state.data;
+    if (!data) return;
+    clear(status, summary(data));
+    const elements = buildElements(data, state);
+    if (!cy) {
+      cy = window.cytoscape({ container: canvas, elements, style: STYLE, minZoom: 0.05, maxZoom: 3 });
+      window.netatlasMap = cy;        // for the browser tests and the console
+      wire();
+    } else {
+      cy.elements().remove();
+      cy.add(elements);
+    }
+    if (!elements.length) {
+      clear(status, summary(data), h("span.muted", " · nothing in this range"));
+    }
+    if (relayout) runLayout();
+  }
+
+  // Fit the map to the view, but no closer than MAX_FIT_ZOOM (a map of three boxes stays their size).
+  function fit() {
+    cy.fit(undefined, 30);
+    if (cy.zoom() > MAX_FIT_ZOOM) {
+      cy.zoom(MAX_FIT_ZOOM);
+      cy.center();
+    }
+  }
+
+  function runLayout() {
+    const n = cy.nodes().length;
+    if (state.layout === "layered") {
+      layered(cy);
+      fit();
+      cy.emit("netatlas:laidout");
+      canvas.dataset.ready = "1";
+      return;
+    }
+    const fcose = typeof window.cytoscapeFcose !== "undefined";
+    const layout = cy.layout(fcose ? {
+      name: "fcose", quality: n > 400 ? "draft" : "default", randomize: true, animate: false, fit: true, padding: 30,
+      nodeDimensionsIncludeLabels: true, packComponents: true, tile: true, nodeRepulsion: () => 9000,
+      idealEdgeLength: () => 90, edgeElasticity: () => 0.3, nestingFactor: 0.6, gravity: 0.3, gravityRangeCompound: 2,
+      gravityCompound: 1.5, numIter: 2500, nodeSeparation: 90,
+    } : { name: "cose", animate: false, fit: true, padding: 30, nodeDimensionsIncludeLabels: true });
+    layout.run();
+    fit();
+    cy.emit("netatlas:laidout");
+    canvas.dataset.ready = "1";
+  }
+
+  function wire() {
+    cy.on("mouseover", "edge", (evt) => {
+      const d = evt.target.data();
+      clear(tooltip,
+        h("div.tt-title", `${label(d.source)} → ${label(d.target)}`),
+        h("div", `port ${d.ports.join(", ") || "?"} · `, h("b", STATUS[d.status] ? STATUS[d.status].label : d.status)),
+        h("div", `links ${fmtNum(d.links)} · failed `, h(d.failed ? "b.bad" : "span", fmtNum(d.failed)), ` · live ${fmtNum(d.live)}`),
+        h("div", `bytes ${fmtBytes(d.bytes_sent)} sent · ${fmtBytes(d.bytes_received)} received`),
+        h("div", `response time ${fmtMs(d.response_ms)}`));
+      tooltip.hidden = false;
+      place(evt.renderedPosition);
+    });
+    cy.on("mousemove", "edge", (evt) => place(evt.renderedPosition));
+    cy.on("mouseout", "edge", () => { tooltip.hidden = true; });
+    cy.on("tap", "node", (evt) => select(evt.target));
+    cy.on("tap", "edge", (evt) => showEdge(evt.target.data()));
+    cy.on("tap", (evt) => { if (evt.target === cy) clear(details, notice("Select a machine, a process, a group or a connection.")); });
+    // Cytoscape calls any two quick taps a dbltap, even on two elements: both taps must be on this node.
+    let taps = [null, null];
+    cy.on("tap", (evt) => { taps = [taps[1], evt.target === cy ? null : evt.target.id()]; });
+    cy.on("dbltap", "node", (evt) => { if (taps[0] === evt.target.id() && taps[1] === evt.target.id()) toggle(evt.target); });
+  }
+
+  function place(pos) {
+    tooltip.style.left = `${pos.x + 16}px`;
+    tooltip.style.top = `${pos.y + 40}px`;
+  }
+
+  function label(id) {
+    const n = cy.getElementById(id);
+    return n.nonempty() ? n.data("label") : id;
+  }
+
+  function toggle(node) {
+    const d = node.data();
+    if (d.kind === "container") {
+      if (state.collapsedContainers.has(d.id)) state.collapsedContainers.delete(d.id);
+      else state.collapsedContainers.add(d.id);
+    } else {
+      const id = d.kind === "process" ? d.machine : d.id;
+      const open = d.kind === "process" || d.open;
+      if (d.kind !== "machine" && d.kind !== "process") return;
+      if (open) { state.expanded.delete(id); state.collapsed.add(id); }
+      else { state.collapsed.delete(id); state.expanded.add(id); }
+    }
+    draw(true);
+  }
+
+  async function details_of(machineId) {
+    if (!state.machineDetails.has(machineId)) {
+      state.machineDetails.set(machineId, api.get(`/api/machines/${encodeURIComponent(machineId)}`));
+    }
+    return state.machineDetails.get(machineId);
+  }
+
+  async function select(node) {
+    const d = node.data();
+    const data = state.data;
+    if (d.kind === "machine") {
+      const m = data.machines.find((x) => x.id === d.id);
+      clear(details, h("h2", m.computer), notice("loading…"));
+      try {
+        const info = await details_of(d.id);
+        clear(details, machinePanel(m, info, {
+          focus: () => { search.value = m.computer; pickMachine(m.id); },
+          toggle: () => toggle(node), open: d.open,
+        }));
+      } catch (e) { clear(details, h("h2", m.computer), notice(e.message, "error")); }
+    } else if (d.kind === "process") {
+      const m = data.machines.find((x) => x.id === d.machine);
+      const p = (m.processes || []).find((x) => x.id === d.id);
+      clear(details, h("h2", p.display || p.name), notice("loading…"));
+      try {
+        clear(details, processPanel(m, p, await details_of(m.id)));
+      } catch (e) { clear(details, processPanel(m, p, null), notice(e.message, "error")); }
+    } else if (d.kind === "group") {
+      const g = data.groups.find((x) => x.id === d.id);
+      if (!g) {
+        clear(details, h("h2", d.label), h("p.hint", "Inbound callers of the machines of a collapsed group; double-click the group to see them."));
+        return;
+      }
+      clear(details, h("h2", g.label), h("dl.props",
+        h("dt", "kind"), h("dd", { clients: "clients (inbound callers)", servers: "servers of one port (outbound targets)", internet: "internet endpoints" }[g.kind] || g.kind),
+        g.count !== undefined ? [h("dt", "count"), h("dd", fmtNum(g.count))] : null,
+        g.country ? [h("dt", "country"), h("dd", g.country)] : null,
+        g.malicious ? [h("dt", "threat"), h("dd.bad", "a malicious address (threat intelligence)")] : null,
+        h("dt", "addresses"), h("dd", (g.ips || []).slice(0, 50).join(", ") + ((g.ips || []).length > 50 ? " …" : ""))));
+    } else if (d.kind === "container") {
+      clear(details, h("h2", d.label), h("p.hint", "Double-click to collapse or expand this group of machines."));
+    }
+  }
+
+  async function showEdge(d) {
+    const head = [h("h2", `${label(d.source)} → ${label(d.target)}`),
+      h("dl.props",
+        h("dt", "status"), h(`dd${d.status === "ok" ? "" : d.status === "new" ? ".new" : ".bad"}`, STATUS[d.status] ? STATUS[d.status].label : d.status),
+        h("dt", "port"), h("dd", d.ports.join(", ")),
+        h("dt", "links"), h("dd", `${fmtNum(d.links)} established, ${fmtNum(d.failed)} failed, ${fmtNum(d.live)} live`),
+        h("dt", "bytes"), h("dd", `${fmtBytes(d.bytes_sent)} sent, ${fmtBytes(d.bytes_received)} received`),
+        h("dt", "response time"), h("dd", fmtMs(d.response_ms)),
+        h("dt", "records"), h("dd", fmtNum(d.records)))];
+    clear(details, head, h("h3", "VMConnection records"), notice("loading…"));
+    const range = state.data.range || time.value();
+    try {
+      const answers = await Promise.all(d.edges.slice(0, 10).map((e) => api.get("/api/edges",
+        { source: e.source, target: e.target, port: e.port, from: range.from, to: range.to })));
+      const columns = answers[0].columns;
+      const rows = answers.flatMap((a) => a.rows);
+      clear(details, head, h("h3", `VMConnection records (${fmtNum(rows.length)}${d.edges.length > 10 ? `, first 10 of ${d.edges.length} connections` : ""})`),
+        recordsTable(columns, rows));
+    } catch (e) {
+      clear(details, head, notice(e.message, "error"));
+    }
+  }
+
+  load();
+  return () => {
+    alive = false;
+    if (cy) cy.destroy();
+    delete window.netatlasMap;
+  };
+}
