@@ -352,8 +352,12 @@ def serialize(records: list, body: bytes | None = None) -> str:
     if body is None:
         body = orjson.dumps(records, default=_json_default, option=orjson.OPT_NAIVE_UTC)
     fd, path = tempfile.mkstemp(prefix="netatlas-batch-", suffix=".json")
-    with os.fdopen(fd, "wb") as f:
-        f.write(body)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(body)
+    except BaseException:
+        os.unlink(path)
+        raise
     return path
 
 

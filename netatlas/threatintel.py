@@ -193,38 +193,49 @@ def _stix(text: str, skipped: dict, threat_type: str | None) -> list[Indicator]:
     for i, obj in enumerate(objects):
         if not isinstance(obj, dict) or obj.get("type") != "indicator":
             continue
-        pattern = obj.get("pattern", "")
-        if obj.get("pattern_type", "stix") != "stix" or not isinstance(pattern, str):
-            _count(skipped, "not a STIX pattern")
+        try:
+            out += _stix_indicator(i, obj, markings, skipped, threat_type)
+        except (TypeError, AttributeError, ValueError, KeyError) as e:
+            raise FeedError(f"STIX object {i} ({obj.get('id', 'no id')!s:.80}): not an indicator this reader "
+                            f"understands: {type(e).__name__}: {e}") from None
+    return out
+
+
+def _stix_indicator(i: int, obj: dict, markings: dict, skipped: dict, threat_type: str | None) -> list[Indicator]:
+    """One STIX indicator object -> its indicators (one per address or range its pattern names)."""
+    out = []
+    pattern = obj.get("pattern", "")
+    if obj.get("pattern_type", "stix") != "stix" or not isinstance(pattern, str):
+        _count(skipped, "not a STIX pattern")
+        return out
+    values = STIX_IP.findall(pattern)
+    if not values:
+        _count(skipped, "no IP address in the pattern")
+        return out
+    labels = [str(x) for x in obj.get("labels", []) if isinstance(x, (str, int))]
+    kinds = [str(x) for x in obj.get("indicator_types", []) if isinstance(x, str)]
+    tlp = next((markings[m] for m in obj.get("object_marking_refs", []) if m in markings), None)
+    tlp = tlp or next((TLP_NAMES[x.lower().split(":", 1)[1]] for x in labels
+                       if x.lower().startswith("tlp:") and x.lower().split(":", 1)[1] in TLP_NAMES), "White")
+    confidence = obj.get("confidence", obj.get("x_opencti_score", DEFAULT_CONFIDENCE))
+    refs = [r for r in obj.get("external_references", []) if isinstance(r, dict)]
+    reference = next((r["url"] for r in refs if r.get("url")), "")
+    kind = threat_type or classify(" ".join(labels + kinds), obj.get("name", ""), obj.get("description", ""))
+    extra = {k: obj[k] for k in ("name", "indicator_types", "labels", "kill_chain_phases") if obj.get(k)}
+    for _, value in values:
+        net = network(value)
+        if net is None:
+            _count(skipped, "not an IP address or range")
             continue
-        values = STIX_IP.findall(pattern)
-        if not values:
-            _count(skipped, "no IP address in the pattern")
-            continue
-        labels = [str(x) for x in obj.get("labels", []) if isinstance(x, (str, int))]
-        kinds = [str(x) for x in obj.get("indicator_types", []) if isinstance(x, str)]
-        tlp = next((markings[m] for m in obj.get("object_marking_refs", []) if m in markings), None)
-        tlp = tlp or next((TLP_NAMES[x.lower().split(":", 1)[1]] for x in labels
-                           if x.lower().startswith("tlp:") and x.lower().split(":", 1)[1] in TLP_NAMES), "White")
-        confidence = obj.get("confidence", obj.get("x_opencti_score", DEFAULT_CONFIDENCE))
-        refs = [r for r in obj.get("external_references", []) if isinstance(r, dict)]
-        reference = next((r["url"] for r in refs if r.get("url")), "")
-        kind = threat_type or classify(" ".join(labels + kinds), obj.get("name", ""), obj.get("description", ""))
-        extra = {k: obj[k] for k in ("name", "indicator_types", "labels", "kill_chain_phases") if obj.get(k)}
-        for _, value in values:
-            net = network(value)
-            if net is None:
-                _count(skipped, "not an IP address or range")
-                continue
-            out.append(Indicator(
-                network=net, threat_type=kind, description=str(obj.get("description") or obj.get("name") or ""),
-                tlp=tlp, confidence=_number(confidence, DEFAULT_CONFIDENCE, 0, 100),
-                severity=_severity(labels, obj.get("x_severity")),
-                first_reported=_time(obj.get("valid_from") or obj.get("created")),
-                last_reported=_time(obj.get("modified") or obj.get("created")),
-                expires=_time(obj.get("valid_until")), active=not obj.get("revoked", False),
-                reference=reference, additional=json.dumps(extra, sort_keys=True) if extra else "",
-                external_id=str(obj.get("id", f"object {i}")), tags=labels))
+        out.append(Indicator(
+            network=net, threat_type=kind, description=str(obj.get("description") or obj.get("name") or ""),
+            tlp=tlp, confidence=_number(confidence, DEFAULT_CONFIDENCE, 0, 100),
+            severity=_severity(labels, obj.get("x_severity")),
+            first_reported=_time(obj.get("valid_from") or obj.get("created")),
+            last_reported=_time(obj.get("modified") or obj.get("created")),
+            expires=_time(obj.get("valid_until")), active=not obj.get("revoked", False),
+            reference=reference, additional=json.dumps(extra, sort_keys=True) if extra else "",
+            external_id=str(obj.get("id", f"object {i}")), tags=labels))
     return out
 
 
@@ -366,8 +377,12 @@ def store(con, indicators: list[Indicator], source: str, now: datetime | None = 
     import orjson
     data = rows(indicators, source, now)
     fd, path = tempfile.mkstemp(prefix="netatlas-indicators-", suffix=".json")
-    with os.fdopen(fd, "wb") as f:
-        f.write(orjson.dumps([dict(zip(COLUMNS, r)) for r in data], option=orjson.OPT_NAIVE_UTC))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(orjson.dumps([dict(zip(COLUMNS, r)) for r in data], option=orjson.OPT_NAIVE_UTC))
+    except BaseException:
+        os.unlink(path)
+        raise
     cols = ", ".join(f'"{c}"' for c in COLUMNS)
     spec = ", ".join(f"'{c}': '{READ.get(c, 'VARCHAR')}'" for c in COLUMNS)
     con.execute("BEGIN TRANSACTION")
@@ -409,7 +424,6 @@ class Match:
     last_reported: str
     reference: str
     additional: str
-    specificity: int          # prefix length + 1 for an exact address: more specific wins
 
 
 def _iso(t) -> str:
@@ -434,6 +448,7 @@ class Matcher:
         self._order = sorted(self.ranges, key=lambda k: -k[1])
         self.size = len(self.exact) + sum(len(b) for b in self.ranges.values())
         self._seen: dict[str, Match | None] = {}       # address -> its answer (ranges cost a parse)
+        self.valid_until: datetime | None = None       # the earliest expiry of what it holds
 
     @classmethod
     def load(cls, con, now: datetime | None = None) -> "Matcher":
@@ -441,22 +456,30 @@ class Matcher:
         rows_ = con.execute(
             f'SELECT NetworkIP, NetworkCidrBlock, ThreatType, Description, TrafficLightProtocolLevel, '
             f'ConfidenceScore, ThreatSeverity, FirstReportedDateTime, LastReportedDateTime, ReportReferenceLink, '
-            f'AdditionalInformation FROM "{TABLE}" WHERE Active AND (ExpirationDateTime IS NULL OR '
-            f'ExpirationDateTime > ?)', [now]).fetchall()
+            f'AdditionalInformation, ExpirationDateTime FROM "{TABLE}" WHERE Active AND (ExpirationDateTime IS NULL '
+            f'OR ExpirationDateTime > ?)', [now]).fetchall()
         entries = []
-        for ip, cidr, kind, desc, tlp, conf, sev, first, last, ref, extra in rows_:
+        expiries = []
+        for ip, cidr, kind, desc, tlp, conf, sev, first, last, ref, extra, expires in rows_:
             net = ip or cidr
             if not net:
                 continue
-            spec = (ipaddress.ip_network(net).prefixlen if cidr else 129) + 1
+            if expires is not None:
+                expiries.append(expires)
             entries.append((net, Match(kind or "Watchlist", desc or "", tlp or "White",
                                        str(int(conf)) if conf is not None else "", int(sev or 0), _iso(first),
-                                       _iso(last), ref or "", extra or "", spec)))
-        return cls(entries)
+                                       _iso(last), ref or "", extra or "")))
+        matcher = cls(entries)
+        matcher.valid_until = min(expiries).replace(tzinfo=timezone.utc) if expiries else None
+        return matcher
+
+    def stale(self, now: datetime | None = None) -> bool:
+        """True once an indicator it holds has expired: the workspace then builds it again."""
+        return self.valid_until is not None and (now or datetime.now(timezone.utc)) >= self.valid_until
 
     def match(self, ip: str) -> Match | None:
         hit = self.exact.get(ip)
-        if hit is not None or not self.ranges:
+        if hit is not None or not self.size:
             return hit
         seen = self._seen.get(ip, self)
         if seen is not self:

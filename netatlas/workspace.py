@@ -130,12 +130,13 @@ class Workspace:
         return self._geoip
 
     def threat_matcher(self):
-        """The active indicators of ThreatIntelligenceIndicator as a matcher (threatintel.py),
-        built on first use and again after each import."""
-        if self._matcher is None:
+        """The active, unexpired indicators of ThreatIntelligenceIndicator as a matcher
+        (threatintel.py), built on first use and again after each import, retention pass, and
+        expiry of an indicator it holds."""
+        if self._matcher is None or self._matcher.stale():     # built, or an indicator expired since
             from .threatintel import Matcher
             with self._lock:
-                if self._matcher is None:
+                if self._matcher is None or self._matcher.stale():
                     self._matcher = Matcher.load(self.connection.cursor())
         return self._matcher
 
@@ -210,6 +211,7 @@ class Workspace:
                 n = self.connection.execute(f'DELETE FROM {target} WHERE {column} < ?', [cutoff]).fetchone()[0]
             if n:
                 deleted[table] = n
+        self._matcher = None              # indicators may be gone
         return deleted
 
     # ---- query --------------------------------------------------------------------------------
@@ -259,6 +261,8 @@ class Workspace:
                     pass
             self._cursors.clear()
             self._watchdog.stop()
+            if self._geoip is not None:
+                self._geoip.close()
             self.connection.close()
 
     def __enter__(self):

@@ -70,8 +70,15 @@ def test_private_loopback_link_local_and_unknown_addresses_stay_empty():
     for r in rows(ws, "VMConnection"):
         assert (r["RemoteCountry"], r["RemoteLatitude"], r["RemoteLongitude"]) == ("", None, None), r
     assert not [ip for ip in NOT_PUBLIC if is_public(ip)]
-    assert ws.geoip.lookups == len(NOT_PUBLIC) + 1      # each looked at once, never sent to the database
-    assert all(ws.geoip._find(ip) is None or not is_public(ip) for ip in NOT_PUBLIC)
+
+
+def test_only_public_addresses_reach_the_database():
+    ws = netatlas.connect()
+    geo, asked = ws.geoip, []
+    find = geo._find
+    geo._find = lambda ip: asked.append(ip) or find(ip)          # what goes to the mmdb reader
+    ws.ingest("VMConnection", [conn(ip) for ip in NOT_PUBLIC] + [conn("151.101.64.223"), conn("151.101.64.223")])
+    assert asked == ["151.101.64.223"]
 
 
 def test_values_a_record_brings_are_kept():
@@ -272,6 +279,36 @@ def test_the_indicator_table_holds_what_was_imported():
     assert got["indicator--revoked 198.18.0.2"]["Active"] is False
     assert got["indicator--exact 198.18.0.1"]["TrafficLightProtocolLevel"] == "Red"
     assert got["indicator--exact 198.18.0.1"]["ConfidenceScore"] == 85.0
+
+
+def test_an_indicator_stops_matching_when_it_expires():
+    soon = (datetime.now(timezone.utc) + timedelta(seconds=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    bundle = {"type": "bundle", "objects": [
+        {"type": "indicator", "id": "indicator--soon", "pattern": "[ipv4-addr:value = '198.18.40.4']",
+         "pattern_type": "stix", "valid_from": "2026-01-01T00:00:00Z", "valid_until": soon}]}
+    ws, _ = load("stix", json.dumps(bundle))
+    ws.ingest("VMConnection", [conn("198.18.40.4", Computer="before")])
+    import time
+    time.sleep(max(0.0, (datetime.fromisoformat(soon.replace("Z", "+00:00")) - datetime.now(timezone.utc))
+                   .total_seconds()) + 0.2)
+    ws.ingest("VMConnection", [conn("198.18.40.4", Computer="after")])
+    got = {r["Computer"]: r["MaliciousIp"] for r in rows(ws, "VMConnection")}
+    assert got == {"before": "198.18.40.4", "after": ""}
+
+
+def test_an_address_spelled_otherwise_matches_an_exact_indicator():
+    ws, _ = load("list", "198.18.41.1\n2001:db8::41\n")
+    ws.ingest("VMConnection", [conn("::ffff:198.18.41.1"), conn("2001:DB8:0::41")])
+    assert {r["RemoteIp"]: r["MaliciousIp"] for r in rows(ws, "VMConnection")} == {
+        "::ffff:198.18.41.1": "::ffff:198.18.41.1", "2001:DB8:0::41": "2001:DB8:0::41"}
+
+
+def test_a_stix_object_of_the_wrong_shape_is_a_feed_error_naming_it():
+    bundle = {"type": "bundle", "objects": [{"type": "indicator", "id": "indicator--odd", "name": 5,
+                                             "pattern": "[ipv4-addr:value = '198.18.42.2']", "pattern_type": "stix",
+                                             "object_marking_refs": 3}]}
+    with pytest.raises(ti.FeedError, match=r"STIX object 0 \(indicator--odd\)"):
+        ti.parse(json.dumps(bundle), "stix")
 
 
 @pytest.mark.parametrize("fmt, text, message", [

@@ -38,6 +38,8 @@ EV_CLOSE, EV_EXEC, EV_EXIT, EV_LISTEN = 1, 2, 3, 4
 CLOSE_EVENT = struct.Struct("<IIQQQIIIIHHHBB16s16s16s")     # struct na_close_event
 PROC_EVENT = struct.Struct("<IIII")                       # struct na_proc_event
 LISTEN_EVENT = struct.Struct("<IIQ")                      # struct na_listen_event
+EVENT_SIZES = {EV_CLOSE: CLOSE_EVENT.size, EV_EXEC: PROC_EVENT.size, EV_EXIT: PROC_EVENT.size,
+               EV_LISTEN: LISTEN_EVENT.size}
 COUNTERS = ("socks_full", "events_lost")                  # the na_counters array, in order
 
 _SAMPLE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
@@ -139,6 +141,7 @@ class BpfEvents:
         self._closes: list[tuple[Socket, int, str]] = []
         self._procs: list[tuple[str, int]] = []
         self._listens: list[tuple[int, int]] = []
+        self.bad_events = 0                    # samples of an unexpected size, dropped
         self._sample = _SAMPLE_FN(self._on_sample)
         self.netns = netns_inode(netns)
         self.cpus = max(1, self.lib.libbpf_num_possible_cpus())
@@ -187,6 +190,9 @@ class BpfEvents:
     def _on_sample(self, ctx, data, size) -> int:
         raw = ctypes.string_at(data, size)
         kind = raw[0]
+        if size != EVENT_SIZES.get(kind):      # an object built from other structures: never misread
+            self.bad_events += 1
+            return 0
         if kind == EV_CLOSE:
             (_, tgid, cookie, acked, received, srtt, segs_in, segs_out, _ns, family, sport, dport, oldstate,
              flags, saddr, daddr, comm) = CLOSE_EVENT.unpack_from(raw)
@@ -226,9 +232,6 @@ class BpfEvents:
             self.lib.bpf_map_lookup_elem(self._counters, ctypes.byref(key), values)
             out[name] = sum(values)
         return out
-
-    def fileno(self) -> int:
-        return -1
 
     def close(self) -> None:
         if self._rb:

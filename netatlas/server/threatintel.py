@@ -74,7 +74,7 @@ async def run_feeds(svc) -> list[dict]:
             data = await svc.run(fetch, location)
             entry["result"] = await svc.run(import_feed, svc.workspace, data, fmt, location)
             log.info("threat intelligence: %s: %d indicators", location, entry["result"]["stored"])
-        except (OSError, ValueError) as e:
+        except Exception as e:       # one feed's failure, whatever it is, does not stop the others
             entry["error"] = f"{type(e).__name__}: {e}"
             log.warning("threat intelligence: %s failed: %s", location, e)
         results.append(entry)

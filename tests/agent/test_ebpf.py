@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import logging
 import shutil
 import socket
@@ -266,8 +267,16 @@ def test_the_source_rebuilds_and_the_result_loads(can_load, tmp_path):
         pytest.skip(why)
     out = tmp_path / "collector.bpf.o"
     subprocess.run(["bash", str(ROOT / "scripts" / "build-bpf.sh"), str(out)], check=True, capture_output=True)
-    with ebpf.BpfEvents(obj_path=out) as bpf:
-        assert bpf.read() is not None
+    with ebpf.BpfEvents(obj_path=out) as bpf:      # loading checks the map layouts (BpfError otherwise)
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()                               # a port nobody listens on: a refused connect
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=2)
+        closes, _ = wait_events(bpf, lambda c, p: any(s.dport == port for s, _, _ in c))
+    [(refused, tgid, _)] = [(s, t, c) for s, t, c in closes if s.dport == port]
+    assert refused.state == TCP_SYN_SENT and tgid == os.getpid() and bpf.bad_events == 0
 
 
 LATE_LISTENER = r'''

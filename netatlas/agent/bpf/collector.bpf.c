@@ -35,7 +35,7 @@ struct sock_info {
     char comm[16];              // the owner's name, for an owner gone before user space reads /proc
 };
 
-struct na_close_event {            // EV_CLOSE; 112 bytes, layout mirrored by netatlas/agent/ebpf.py
+struct na_close_event {            // EV_CLOSE; 104 bytes, layout mirrored by netatlas/agent/ebpf.py
     __u32 kind;
     __u32 tgid;
     __u64 cookie;
