@@ -120,7 +120,13 @@ class Collector:
         self._packages_done: set[str] = set()
         self.diag = SockDiag(self.netns)
         self.bpf = self.destroy = self.connector = None
-        self.kind = self._choose(config.collector)
+        try:
+            self.kind = self._choose(config.collector)
+        except BaseException:          # collector = ebpf that cannot load: no socket left open
+            for sock in (self.diag, self.dns):
+                if sock is not None:
+                    sock.close()
+            raise
         if self.kind == "netlink":
             self.destroy = DestroyListener(self.netns)
             if self.netns is None:
@@ -138,8 +144,8 @@ class Collector:
         if wanted == "netlink":
             log.info("collector: netlink (as configured)")
             return "netlink"
-        from .ebpf import BpfEvents, available
-        ok, why = available() if wanted == "auto" else (True, "")
+        from .ebpf import BpfEvents, prerequisites
+        ok, why = prerequisites() if wanted == "auto" else (True, "")      # then one load tells the rest
         if ok:
             try:
                 self.bpf = BpfEvents(self.netns)
@@ -341,7 +347,7 @@ class Collector:
                 continue
             self._cookie[s.cookie] = (s.inode, info)
             self._cookie.move_to_end(s.cookie)
-            if not self._inbound(s):
+            if self.bpf is None and not self._inbound(s):        # for netlink's guesses (_recent) only
                 for key in ((s.dst, s.dport), (s.dst,)):
                     self._remote[key] = (now, s.inode, info)
                     self._remote.move_to_end(key)

@@ -107,14 +107,22 @@ def netns_inode(netns: str | None) -> int:
     return os.stat(netns_path(netns) if netns else "/proc/self/ns/net").st_ino
 
 
-def available() -> tuple[bool, str]:
-    """(True, "") when the eBPF collector can load here, else (False, why)."""
+def prerequisites() -> tuple[bool, str]:
+    """The cheap checks: (True, "") when root, BTF and the object are there, else (False, why)."""
     if os.geteuid() != 0:
         return False, "needs root"
     if not Path("/sys/kernel/btf/vmlinux").exists():
         return False, "the kernel has no BTF (/sys/kernel/btf/vmlinux)"
     if not OBJECT.exists():
         return False, f"{OBJECT} is missing (scripts/build-bpf.sh builds it)"
+    return True, ""
+
+
+def available() -> tuple[bool, str]:
+    """(True, "") when the eBPF collector can load here (it is loaded once to see), else (False, why)."""
+    ok, why = prerequisites()
+    if not ok:
+        return ok, why
     try:
         BpfEvents(load_only=True).close()
     except OSError as e:
