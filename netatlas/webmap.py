@@ -643,8 +643,8 @@ GROUP_LABELS = {
     "internet": lambda label, n: label,
 }
 GROUP_FIELDS = {
-    "clients": lambda g, n: {"count": n},
-    "servers": lambda g, n: {"count": n},
+    "clients": lambda g, n: {"count": n, "malicious": g["malicious"]},      # e.g. a brute-force source among them
+    "servers": lambda g, n: {"count": n, "malicious": g["malicious"]},
     "internet": lambda g, n: {"country": max(g["countries"], key=g["countries"].get) if g["countries"] else "",
                               "malicious": g["malicious"]},
 }

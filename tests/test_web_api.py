@@ -218,7 +218,8 @@ def test_the_map_of_all_machines_has_the_documented_shape(full_map, inventory):
             assert all(isinstance(port, int) for port in p["ports"])
     assert {mm["computer"]: mm["tags"] for mm in m["machines"] if mm["tags"]} == TAGS
     procs, groups = processes(m), {g["id"]: g for g in m["groups"]}
-    kinds = {"clients": {"id", "kind", "label", "ips", "count"}, "servers": {"id", "kind", "label", "ips", "count"},
+    kinds = {"clients": {"id", "kind", "label", "ips", "count", "malicious"},
+             "servers": {"id", "kind", "label", "ips", "count", "malicious"},
              "internet": {"id", "kind", "label", "ips", "country", "malicious"}}
     assert {g["kind"] for g in m["groups"]} == set(kinds)
     for g in m["groups"]:
@@ -339,6 +340,10 @@ def test_groups_for_clients_servers_and_the_internet(full_map):
     assert [(g["kind"], g["label"], g["malicious"]) for g in tor] == [("internet", "Germany", True)]
     clients = [g for g in full_map["groups"] if g["kind"] == "clients"]
     assert any("45.155.205.233" in g["ips"] and g["label"].endswith(":3389") for g in clients)   # RDP brute force
+    # a client group holding a malicious address is flagged; one holding none is not
+    bad = {g["id"] for g in clients if set(g["ips"]) & {"45.155.205.233", "218.92.0.107"}}
+    assert bad and all(groups[i]["malicious"] for i in bad)
+    assert not any(g["malicious"] for g in clients if g["id"] not in bad)
 
 
 def test_only_failures_exclude_and_hide_loopback(client, full_map):
