@@ -77,6 +77,20 @@ class Server:
         return Client(self.port, keys.load(self.data))
 
 
+def serve_filled(tmp_path_factory, name: str, fill):
+    """For a module-scoped fixture (``yield from``): a workspace directory filled by ``fill(ws)``,
+    then served by a Server of its own, killed afterwards."""
+    data = tmp_path_factory.mktemp(name) / "data"
+    ws = netatlas.connect(data)
+    try:
+        fill(ws)
+    finally:
+        ws.close()
+    s = Server(data).start()
+    yield s
+    s.kill()
+
+
 @dataclass
 class Reply:
     status: int

@@ -15,9 +15,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-import netatlas
 
-from test_server import Server, assert_error_shape, request
+from test_server import assert_error_shape, request, serve_filled
 
 ROOT = Path(__file__).resolve().parent.parent
 UI = ROOT / "netatlas" / "ui"
@@ -27,18 +26,10 @@ T0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    data = tmp_path_factory.mktemp("ui-files") / "data"
-    ws = netatlas.connect(data)
-    try:
-        ws.ingest("VMConnection", [
-            {"TimeGenerated": (T0 + timedelta(minutes=i)).isoformat(), "Computer": f"web-{i % 2}",
-             "ProcessName": "nginx", "BytesSent": 100 * i, "LinksFailed": i % 3, "Direction": "inbound"}
-            for i in range(10)])
-    finally:
-        ws.close()
-    s = Server(data).start()
-    yield s
-    s.kill()
+    yield from serve_filled(tmp_path_factory, "ui-files", lambda ws: ws.ingest("VMConnection", [
+        {"TimeGenerated": (T0 + timedelta(minutes=i)).isoformat(), "Computer": f"web-{i % 2}",
+         "ProcessName": "nginx", "BytesSent": 100 * i, "LinksFailed": i % 3, "Direction": "inbound"}
+        for i in range(10)]))
 
 
 @pytest.fixture(scope="module")

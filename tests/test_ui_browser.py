@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -26,7 +25,7 @@ import pytest
 import netatlas
 import netatlas.demo
 
-from test_server import Server
+from test_server import serve_filled
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "docs" / "screenshots"
@@ -51,15 +50,8 @@ from playwright.sync_api import sync_playwright  # noqa: E402  (after the skip: 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    data = tmp_path_factory.mktemp("ui") / "data"
-    ws = netatlas.connect(data)
-    try:
-        netatlas.demo.generate(ws, machines=netatlas.demo.MIN_MACHINES, days=2, seed=1)
-    finally:
-        ws.close()
-    s = Server(data).start()
-    yield s
-    s.kill()
+    yield from serve_filled(tmp_path_factory, "ui", lambda ws: netatlas.demo.generate(
+        ws, machines=netatlas.demo.MIN_MACHINES, days=2, seed=1))
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ import netatlas.demo
 from netatlas import server as server_pkg, webmap
 from netatlas.catalogue import Catalogue
 
-from test_server import Server, assert_error_shape, request
+from test_server import assert_error_shape, request, serve_filled
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_SEEDS = ROOT.parent / "shared" / "seed-queries.kql"
@@ -101,20 +101,14 @@ def test_remote_addresses_are_classified():
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    data = tmp_path_factory.mktemp("web-api") / "data"
-    ws = netatlas.connect(data)
-    try:
+    def fill(ws):
         netatlas.demo.generate(ws, machines=netatlas.demo.MIN_MACHINES, days=2, end=END)
         ids = dict(ws.connection.execute("SELECT DISTINCT Computer, Machine FROM VMComputer").fetchall())
         ws.ingest("VMComputerTags_CL", [{"TimeGenerated": (END - timedelta(minutes=30)).isoformat(), "Computer": c,
                                          "Machine": ids[c], "Tags": tags} for c, tags in TAGS.items()])
         for table in ws.catalogue.names():
             ws.set_retention(table, 4383)
-    finally:
-        ws.close()
-    s = Server(data).start()
-    yield s
-    s.kill()
+    yield from serve_filled(tmp_path_factory, "web-api", fill)
 
 
 @pytest.fixture(scope="module")
