@@ -1,4 +1,4 @@
-"""Seed-query benchmark: every query of shared/seed-queries.kql on the simulated datacenter, beside
+"""Seed-query benchmark: every query of netatlas/seed-queries.kql on the simulated datacenter, beside
 the same work done by hand-written DuckDB SQL.
 
     python bench/seeds.py [--repeat 5] [--http] [--query NAME] [--check]
@@ -36,7 +36,7 @@ from common import _same, _sort_key, _value  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = ROOT / "bench" / ".data"
-SEEDS_FILE = ROOT.parent / "shared" / "seed-queries.kql"
+SEEDS_FILE = ROOT / "netatlas" / "seed-queries.kql"   # the seed's queries, shipped with the package
 SCHEMAS_FILE = ROOT / "netatlas" / "schemas.json"
 MACHINES = 200
 DAYS = 7
@@ -947,7 +947,7 @@ def main(argv=None, write=print) -> int:
     if args.repeat < 1:
         p.error("--repeat must be at least 1")
     if not args.seeds.exists():
-        p.error(f"{args.seeds} is missing: the seed queries live in ../shared beside the repository")
+        p.error(f"{args.seeds} is missing")
     names = [q.name for q in seed_queries(args.seeds)]
     unknown = sorted(set(args.only or ()) - set(names))
     if unknown:

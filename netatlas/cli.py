@@ -332,32 +332,47 @@ def keys_arguments(p: argparse.ArgumentParser) -> None:
         a = sub.add_parser(action, help=help, description=help)
         a.add_argument("--data", metavar="DIR", default=UP_DATA,
                        help=f"the workspace directory (default: ./{UP_DATA})")
-        a.add_argument("--format", choices=["table", "json"], default="table", help="how to print (default: table)")
-        if action == "create":
-            a.add_argument("--role", choices=ROLES, required=True,
-                           help="ingest: signs agents' batches; query: reads through the query API")
+        a.add_argument("--format", choices=list(KEY_FORMATS), default="table",
+                       help="how to print (default: table; secret: the secrets alone, one a line, for a "
+                       "script: QUERY_KEY=$(netatlas keys list --role query --format secret))")
+        a.add_argument("--role", choices=ROLES, required=action == "create",
+                       help="ingest: signs agents' batches; query: reads through the query API"
+                       + ("" if action == "create" else " (default: every key)"))
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    from dataclasses import asdict
-
     from . import keys
+    if args.action != "create" and not keys.path_of(args.data).is_file():
+        raise NetatlasError(f"{args.data!r} is not a workspace (no {keys.WORKSPACE_FILE}); "
+                            "`netatlas up` or `netatlas workspace serve --data DIR` creates one")
     try:
         if args.action == "create":
             shown = [keys.create_key(args.data, args.role)]
         else:
-            shown = keys.list_keys(args.data)
+            shown = [k for k in keys.list_keys(args.data) if args.role in (None, k.role)]
         ident = keys.load(args.data)
     except (OSError, ValueError) as e:
         raise NetatlasError(f"cannot read or write the keys in {args.data!r}: {e}") from None
-    if args.format == "json":
-        print(json.dumps({"workspace_id": ident.workspace_id, "keys": [asdict(k) for k in shown]}, indent=2))
-        return EXIT_OK
-    print(f"workspace {ident.workspace_id}")
-    print(f"{'id':<11}  {'role':<6}  {'created':<20}  secret")
-    for k in shown:
-        print(f"{k.id:<11}  {k.role:<6}  {k.created:<20}  {k.secret}")
+    sys.stdout.write(KEY_FORMATS[args.format](ident, shown))
     return EXIT_OK
+
+
+def _keys_table(ident, shown) -> str:
+    lines = [f"workspace {ident.workspace_id}", f"{'id':<11}  {'role':<6}  {'created':<20}  secret"]
+    lines += [f"{k.id:<11}  {k.role:<6}  {k.created:<20}  {k.secret}" for k in shown]
+    return "\n".join(lines) + "\n"
+
+
+def _keys_json(ident, shown) -> str:
+    from dataclasses import asdict
+    return json.dumps({"workspace_id": ident.workspace_id, "keys": [asdict(k) for k in shown]}, indent=2) + "\n"
+
+
+KEY_FORMATS = {
+    "table": _keys_table,
+    "json": _keys_json,
+    "secret": lambda ident, shown: "".join(f"{k.secret}\n" for k in shown),
+}
 
 
 # ---------------------------------------------------------------- netatlas threatintel

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what the tests need, then run the whole test suite.
 #   bash scripts/test.sh [extra pytest arguments]
-# Used as is by the README and by .ci/run. Runs as root on Debian 12 with Python 3.11.
+# Used as is by the README and by .ci/run. Runs as root on Debian 12 with Python 3.11; installs into
+# a virtual environment (scripts/venv.sh), never into the system Python.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -32,6 +33,7 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 
+source scripts/venv.sh      # the active virtual environment, else ./.venv (Debian's pip refuses system installs)
 python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 
 # Every test gets at most 300 s; pytest's exit code 5 (no test ran) is a failure too.

@@ -4,7 +4,7 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+PACKAGE = ROOT / "netatlas"   # the reference files the package ships (schemas, seed queries)
 sys.path.insert(0, str(ROOT))
 
 

@@ -1,4 +1,4 @@
-"""Every query of shared/seed-queries.kql against the fixture workspace, with hand-checked answers.
+"""Every query of netatlas/seed-queries.kql (the seed's queries, shipped with the package) against the fixture workspace, with hand-checked answers.
 
 The answers in tests/seed/expected/ were computed by tests/seed/compute_expected.py in plain
 Python, independently of netatlas.
@@ -12,16 +12,14 @@ import re
 import pytest
 
 from compare import assert_matches, close, result_json
-from conftest import SHARED
+from conftest import PACKAGE
 from seed.fixture import NOW, build_workspace
 
-SEED = SHARED / "seed-queries.kql"
+SEED = PACKAGE / "seed-queries.kql"
 EXPECTED = pathlib.Path(__file__).parent / "seed" / "expected"
 
 
 def blocks() -> list[tuple[str, str]]:
-    if not SEED.exists():
-        return []
     text = SEED.read_text()
     parts = re.split(r"^// ==== (.+)$", text, flags=re.M)
     return [(parts[i].strip(), parts[i + 1]) for i in range(1, len(parts), 2)]
@@ -42,7 +40,6 @@ def ws():
 
 
 def test_seed_file_present():
-    assert SEED.exists(), f"{SEED} is missing: the seed queries live in ../shared beside the repository"
     assert len(BLOCKS) >= 29
 
 

@@ -26,7 +26,6 @@ from netatlas.catalogue import Catalogue
 from test_server import assert_error_shape, request, serve_filled
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_SEEDS = ROOT.parent / "shared" / "seed-queries.kql"
 END = datetime(2026, 11, 20, tzinfo=timezone.utc)
 DAY = timedelta(days=1)
 LAST_DAY = {"from": "2026-11-19T00:00:00Z", "to": "2026-11-20T00:00:00Z"}
@@ -36,13 +35,6 @@ STATUSES = {"ok", "failed", "used_to_work", "new"}
 
 
 # ---------------------------------------------------------------- without a server
-
-def test_shipped_seed_queries_equal_the_shared_file():
-    if not SHARED_SEEDS.is_file():
-        pytest.skip(f"{SHARED_SEEDS} is absent, so there is nothing to compare the shipped copy with")
-    shipped = (ROOT / "netatlas" / "seed-queries.kql").read_text(encoding="utf-8")
-    assert shipped == SHARED_SEEDS.read_text(encoding="utf-8")
-
 
 def test_samples_are_the_seed_blocks_in_order():
     text = (ROOT / "netatlas" / "seed-queries.kql").read_text(encoding="utf-8")

@@ -57,8 +57,10 @@ def media_type(request: Request) -> str:
 
 def require_json(request: Request) -> None:
     if media_type(request) != "application/json":
-        raise HttpError(415, "UNSUPPORTED_MEDIA_TYPE",
-                        f"Content-Type must be application/json, got {request.headers.get('content-type')!r}")
+        got = request.headers.get("content-type")
+        hint = " (curl -d sends that: add -H 'Content-Type: application/json')" \
+            if media_type(request) == "application/x-www-form-urlencoded" else ""
+        raise HttpError(415, "UNSUPPORTED_MEDIA_TYPE", f"Content-Type must be application/json, got {got!r}{hint}")
 
 
 class _Gunzip:

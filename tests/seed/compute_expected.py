@@ -1,6 +1,6 @@
 """Compute the expected answer of every seed query on the fixture, independently of netatlas.
 
-Each query of shared/seed-queries.kql is re-implemented here in plain Python (lists of dicts,
+Each query of netatlas/seed-queries.kql (the seed's queries, shipped with the package) is re-implemented here in plain Python (lists of dicts,
 sorted(), ...) following Kusto's documented semantics, and its answer is written to
 expected/<slug>.expected.json in the golden JSON format (tests/golden/README.md), plus:
 
@@ -27,8 +27,8 @@ sys.path.insert(0, str(HERE))
 import fixture  # noqa: E402
 
 ROOT = HERE.parents[1]  # /work/main
-SEED_QUERIES = [ROOT.parent / "shared" / "seed-queries.kql"]
-SCHEMAS = [ROOT.parent / "shared" / "schemas.json", ROOT / "netatlas" / "schemas.json"]
+SEED_QUERIES = [ROOT / "netatlas" / "seed-queries.kql"]
+SCHEMAS = [ROOT / "netatlas" / "schemas.json"]
 OUT = HERE / "expected"
 NOW = fixture.NOW
 
