@@ -65,3 +65,17 @@ def test_a_broken_file_is_reported(tmp_path):
     (tmp_path / "workspace.json").write_text("{}")
     with pytest.raises(ValueError, match="not a netatlas workspace identity file"):
         keys.load_or_create(tmp_path)
+
+
+def test_keys_list_on_a_directory_that_is_no_workspace_says_so_and_creates_nothing(tmp_path, capsys):
+    from netatlas.cli import main
+    missing = tmp_path / "netatlas-dta"
+    assert main(["keys", "list", "--data", str(missing)]) == 1
+    assert "is not a workspace" in capsys.readouterr().err and not missing.exists()
+
+
+def test_keys_list_prints_one_roles_secrets_for_a_script(tmp_path, capsys):
+    from netatlas.cli import main
+    ident = keys.load_or_create(tmp_path)
+    assert main(["keys", "list", "--data", str(tmp_path), "--role", "query", "--format", "secret"]) == 0
+    assert capsys.readouterr().out == ident.by_role("query")[0].secret + "\n"
