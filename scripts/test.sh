@@ -38,7 +38,7 @@ python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 
 # Every test gets at most 300 s; pytest's exit code 5 (no test ran) is a failure too.
 rc=0
-python -m pytest -q --timeout=300 tests "$@" || rc=$?
+python -m pytest -q -rs --timeout=300 tests "$@" || rc=$?
 if ((rc == 5)); then
     echo "scripts/test.sh: pytest ran no test" >&2
     exit 1
