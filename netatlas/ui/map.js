@@ -451,11 +451,11 @@ export async function mount(main) {
     loopbackNotice.hidden = !(n && !data.edges.length && data.machines.length);
     if (loopbackNotice.hidden) return;
     const focus = data.machines.filter((m) => m.focus);
-    const who = focus.length === 1 ? `of ${focus[0].computer}` : data.machines.length === 1
-      ? `of ${data.machines[0].computer}` : "of these machines";
+    const one = focus.length === 1 ? focus[0] : data.machines.length === 1 ? data.machines[0] : null;
     clear(loopbackNotice,
-      h("b", `All ${fmtNum(n)} connection${n === 1 ? "" : "s"} ${who} ${n === 1 ? "is" : "are"} loopback`),
-      " (within the machine), hidden by “Hide loopback”.",
+      h("b", `All ${fmtNum(n)} connection${n === 1 ? "" : "s"} ${one ? `of ${one.computer}` : "of these machines"} `
+        + `${n === 1 ? "is" : "are"} loopback`),
+      ` (${one ? "within the machine" : "each within its machine"}), hidden by “Hide loopback”.`,
       h("button.small#show-loopback", { onclick: showLoopback }, "Show loopback"));
   }
 
