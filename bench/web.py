@@ -53,7 +53,7 @@ def _interleaved(sides: dict, repeat: int) -> dict[str, float]:
 
 def flows_params(start: datetime, end: datetime) -> dict:
     """The parameters build_map gives the raw query for group=all with the default options."""
-    return dict(start=start, stop=end, everything=True, focus=[], addresses=[], exclude=[], hide_loopback=True)
+    return dict(start=start, stop=end, everything=True, focus=[], addresses=[], exclude=[])
 
 
 def _iso(t: datetime) -> str:

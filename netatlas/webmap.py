@@ -14,12 +14,12 @@ The map is built in named, timed steps (the timings go out as the ``Server-Timin
 |---|---|---|---|
 | inventory | the range | ``Machine`` per id: latest VMComputer (+ VMComputerTags_CL) within LOOKBACK before the end | ``INVENTORY``, ``TAGS``, ``inventory()`` |
 | focus | ``Selection`` (machine, all, tag:K=V, subnet:CIDR) | the focus machine ids | ``SELECTORS`` |
-| flows | range, focus, ``Options`` | rows of VMConnection summed per (machine, process, direction, remote address, port) | ``FLOWS`` (the raw query the benchmark compares with) |
+| flows | range, focus, ``Options`` | rows of VMConnection summed per (machine, process, direction, remote address, port, loopback?); the loopback ones set apart when hidden | ``FLOWS`` (the raw query the benchmark compares with), ``loopback_apart()`` |
 | before | the same one day earlier | rows, for each edge's status | ``FLOWS`` |
 | resolve | remote addresses | address -> monitored machine | ``machines.resolve`` |
 | listeners | machines | (machine, port, loopback?) -> the process bound there | ``LISTENERS`` (VMBoundPort) |
 | processes | machines | process -> display name | ``PROCESSES`` (VMProcess) |
-| fold | rows + the above | ``Edge``s: one per (source, target, port) | ``Ends.classify`` (the ``ENDS`` table), ``fold()`` |
+| fold | rows + the above | ``Edge``s: one per (source, target, port); the hidden loopback rows' too, to count them | ``Ends.classify`` (the ``ENDS`` table), ``fold()`` |
 | shape | edges now and before | the JSON answer with each edge's ``status`` (``status()``) | ``map_json()`` |
 
 An edge goes from the process that opened the connection to the process that accepted it (found
@@ -188,19 +188,21 @@ VMComputerTags_CL
 | summarize arg_max(TimeGenerated, Tags) by Machine"""
 
 # The raw query that feeds the map: VMConnection of the range summed per process and remote end.
+# Loopback rows (both ends loopback) are kept apart rather than filtered out, so that the map can
+# say how many connections "hide loopback" hid.
 FLOWS = """declare query_parameters(start:datetime, stop:datetime, everything:bool, focus:dynamic,
-    addresses:dynamic, exclude:dynamic, hide_loopback:bool);
+    addresses:dynamic, exclude:dynamic);
 VMConnection
 | where TimeGenerated >= start and TimeGenerated < stop
 | where everything or Machine in (focus) or (Direction == "outbound" and RemoteIp in (addresses))
 | where ProcessName !in~ (exclude)
-| where not(hide_loopback and (SourceIp startswith "127." or SourceIp == "::1")
-            and (DestinationIp startswith "127." or DestinationIp == "::1"))
+| extend Loopback = (SourceIp startswith "127." or SourceIp == "::1")
+    and (DestinationIp startswith "127." or DestinationIp == "::1")
 | summarize Links = sum(LinksEstablished), Failed = sum(LinksFailed), Sent = sum(BytesSent),
     Received = sum(BytesReceived), Responses = sum(Responses), ResponseTime = sum(ResponseTimeSum),
     Records = count(), Malicious = countif(MaliciousIp != ""), Dns = max(RemoteDnsQuestions),
     Country = max(RemoteCountry), arg_max(TimeGenerated, LinksLive)
-    by Machine, Computer, Process, ProcessName, Direction, RemoteIp, DestinationPort"""
+    by Machine, Computer, Process, ProcessName, Direction, RemoteIp, DestinationPort, Loopback"""
 
 LISTENERS = """declare query_parameters(since:datetime, stop:datetime, machines:dynamic);
 VMBoundPort
@@ -562,12 +564,14 @@ def build_map(ws, selection: Selection, span: Span, options: Options = Options()
     everything = selection.kind == "all"
     addresses = [] if everything else sorted({a for m in focus for a in machines[m].ips})
     params = dict(everything=everything, focus=[] if everything else focus, addresses=addresses,
-                  exclude=list(options.exclude), hide_loopback=options.hide_loopback)
-    rows = src.kql("flows", FLOWS, start=span.start, stop=span.end, **params).to_dicts()
+                  exclude=list(options.exclude))
+    rows, hidden = loopback_apart(src.kql("flows", FLOWS, start=span.start, stop=span.end, **params).to_dicts(),
+                                  options)
     before = span.earlier(COMPARE)
-    rows_before = src.kql("before", FLOWS, start=before.start, stop=before.end, **params).to_dicts()
+    rows_before, _ = loopback_apart(src.kql("before", FLOWS, start=before.start, stop=before.end,
+                                            **params).to_dicts(), options)
     resolved = src.resolve({r["RemoteIp"] for r in rows + rows_before if r["RemoteIp"]}, span.end)
-    near = {r["Machine"] for r in rows + rows_before}
+    near = {r["Machine"] for r in rows + rows_before + hidden}
     far = {hits[0]["machine"] for hits in resolved.values() if hits}
     listeners = Listeners(src.kql("listeners", LISTENERS, since=since, stop=span.end,
                                   machines=sorted(near | far)).to_dicts())
@@ -577,17 +581,32 @@ def build_map(ws, selection: Selection, span: Span, options: Options = Options()
     edges_before = src.step("fold", fold, rows_before, ends, options, {})
     for e in edges.values():
         e.status = status(e, edges_before.get(e.key))
+    loopback = src.step("fold", fold, hidden, ends, options, {})
     if options.only_failures:
         edges = {k: e for k, e in edges.items() if e.failed}
+        loopback = {k: e for k, e in loopback.items() if e.failed}
+    loopback_hidden = len(loopback.keys() - edges.keys())
     shown = {n for e in edges.values() for n in (e.source, e.target) if n.startswith("p-")}
     owners = {p: (names.get(p) or listeners.process.get(p))[0] for p in shown}
     display = {r["Process"]: r["DisplayName"] or r["ExecutableName"] for r in src.kql(
         "processes", PROCESSES, since=since, stop=span.end, machines=sorted(set(owners.values()))).to_dicts()}
-    return src.step("shape", map_json, span, focus, machines, edges, names, listeners, display, owners, rows)
+    return src.step("shape", map_json, span, focus, machines, edges, names, listeners, display, owners, rows,
+                    loopback_hidden)
+
+
+def loopback_apart(rows: list[dict], options: Options) -> tuple[list[dict], list[dict]]:
+    """Flow rows -> (the rows the map shows, the loopback rows "hide loopback" leaves out)."""
+    if not options.hide_loopback:
+        return rows, []
+    shown, hidden = [], []
+    for r in rows:
+        (hidden if r["Loopback"] else shown).append(r)
+    return shown, hidden
 
 
 def map_json(span: Span, focus: list[str], machines: dict[str, Machine], edges: dict[tuple, Edge],
-             names: dict, listeners: Listeners, display: dict, owners: dict, rows: list[dict]) -> dict:
+             names: dict, listeners: Listeners, display: dict, owners: dict, rows: list[dict],
+             loopback_hidden: int = 0) -> dict:
     computers = {r["Machine"]: r["Computer"] for r in rows}
     on_map = dict.fromkeys(focus)
     for e in sorted(edges.values(), key=lambda e: e.key):
@@ -608,7 +627,8 @@ def map_json(span: Span, focus: list[str], machines: dict[str, Machine], edges: 
         out_machines.append(dict(m.json(), focus=mid in focused, processes=processes.get(mid, [])))
     return {"range": span.json(), "focus": focus, "machines": out_machines,
             "groups": groups_json(edges.values()),
-            "edges": [e.json() for e in sorted(edges.values(), key=lambda e: e.key)]}
+            "edges": [e.json() for e in sorted(edges.values(), key=lambda e: e.key)],
+            "loopback_hidden": loopback_hidden}
 
 
 def groups_json(edges) -> list[dict]:

@@ -141,3 +141,22 @@ def test_export_refuses_what_the_query_api_refuses(client, server):
     r = request(server.port, "POST", "/api/export?format=parquet", b'{"query": "VMConnection"}',
                 {"Content-Type": "application/json"})
     assert_error_shape(r, 401, "AUTH_MISSING")
+
+
+# ---------------------------------------------------------------- the browser tests' screenshots
+
+def test_the_browser_tests_write_screenshots_outside_the_repository(tmp_path_factory, tmp_path):
+    """Running tests/test_ui_browser.py must not rewrite docs/screenshots/*.png (tracked files):
+    its screenshots go to a temporary directory; scripts/screenshots.sh names docs/screenshots."""
+    from screenshots import ENV, screenshots_dir
+    default = screenshots_dir(tmp_path_factory, environ={})
+    assert default.is_dir() and not default.resolve().is_relative_to(ROOT)
+    chosen = tmp_path / "chosen" / "shots"
+    assert screenshots_dir(tmp_path_factory, environ={ENV: str(chosen)}) == chosen and chosen.is_dir()
+    # every screenshot of the browser tests goes through that directory (the session's ``shots``)
+    browser_tests = (ROOT / "tests" / "test_ui_browser.py").read_text()
+    assert re.findall(r"\.screenshot\((.*)\)", browser_tests) == ["path=str(shots / name)"]
+    assert "return screenshots_dir(tmp_path_factory)" in browser_tests
+    # and only the script asks for docs/screenshots
+    script = (ROOT / "scripts" / "screenshots.sh").read_text()
+    assert f'{ENV}="$PWD/docs/screenshots"' in script and "tests/test_ui_browser.py" in script

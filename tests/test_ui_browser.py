@@ -5,8 +5,10 @@ ending now, seed 1): its payment API fails from the start of the last day, so th
 that call it (admdemo-appsvr, acme-demo) have a red edge to the internet group api.stripe.com in
 any range of the last day. Every page is driven as a person would (the login form, clicks on
 the map's canvas, the samples list, typing in the editor, the Run button) and checked against
-what the JSON endpoints and KQL say; each test writes its page's screenshot to
-docs/screenshots/ (linked from the README).
+what the JSON endpoints and KQL say; each test writes its page's screenshot to a temporary
+directory (tests/screenshots.py; ``bash scripts/screenshots.sh`` writes them to docs/screenshots/,
+linked from the README, on purpose). A second workspace holds one machine whose traffic is all
+loopback, for the map's notice about it.
 
 Chromium is /usr/bin/chromium (scripts/test.sh installs Debian's package); Playwright never
 downloads a browser of its own. Without /usr/bin/chromium the tests are skipped, saying why.
@@ -25,10 +27,11 @@ import pytest
 import netatlas
 import netatlas.demo
 
+from screenshots import screenshots_dir
 from test_server import serve_filled
+from test_web_api import SOLO_FLOWS, SOLO_PROCESSES, fill_loopback_host
 
 ROOT = Path(__file__).resolve().parent.parent
-SHOTS = ROOT / "docs" / "screenshots"
 CHROMIUM = Path("/usr/bin/chromium")
 VIEWPORT = {"width": 1600, "height": 950}
 PAYMENT_CALLERS = {"admdemo-appsvr", "acme-demo"}
@@ -74,14 +77,19 @@ def browser():
 
 @pytest.fixture
 def page(browser, base, client):
-    """A page signed in through the login form; fails the test on any script error in the page."""
+    yield from signed_in(browser, base, client.query_key.secret)
+
+
+def signed_in(browser, base: str, key: str):
+    """(For a fixture: ``yield from``) a page signed in through the login form; fails the test on
+    any script error in the page."""
     context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
     pg = context.new_page()
     pg.set_default_timeout(TIMEOUT_MS)
     errors = []
     pg.on("pageerror", lambda e: errors.append(f"page error: {e}"))
     pg.on("console", lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None)
-    sign_in(pg, base, client.query_key.secret)
+    sign_in(pg, base, key)
     pg.errors = errors
     yield pg
     context.close()
@@ -95,9 +103,15 @@ def sign_in(pg, base: str, key: str) -> None:
     pg.wait_for_selector("header.topbar nav")
 
 
-def shot(pg, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    pg.screenshot(path=str(SHOTS / name))
+@pytest.fixture(scope="session")
+def shots(tmp_path_factory) -> Path:
+    return screenshots_dir(tmp_path_factory)
+
+
+@pytest.fixture
+def shot(shots):
+    """shot(page, name): the page's screenshot, into this run's screenshot directory."""
+    return lambda pg, name: pg.screenshot(path=str(shots / name))
 
 
 def kql(client, text: str) -> list[dict]:
@@ -179,7 +193,7 @@ def map_elements(pg) -> dict:
     }""")
 
 
-def test_the_map_draws_the_machines_and_a_red_edge_for_the_failing_payment_api(page, base, client):
+def test_the_map_draws_the_machines_and_a_red_edge_for_the_failing_payment_api(page, base, client, shot):
     frm, to = last_hours(1)
     page.goto(f"{base}/#/map?group=all&from={frm}&to={to}")
     wait_map(page)
@@ -229,7 +243,7 @@ def test_the_map_draws_the_machines_and_a_red_edge_for_the_failing_payment_api(p
     shot(page, "map.png")
 
 
-def test_the_map_of_one_machine_by_search_and_its_filters(page, base, client):
+def test_the_map_of_one_machine_by_search_and_its_filters(page, base, client, shot):
     frm, to = last_hours(3)
     page.goto(f"{base}/#/map?group=all&from={frm}&to={to}")
     wait_map(page)
@@ -268,6 +282,44 @@ def test_the_map_of_one_machine_by_search_and_its_filters(page, base, client):
     assert not [e for e in map_elements(page)["edges"] if e["targetLabel"] == STRIPE]
 
 
+@pytest.fixture(scope="module")
+def solo_server(tmp_path_factory):
+    """One machine whose traffic is all loopback, recorded over the last 20 minutes."""
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    yield from serve_filled(tmp_path_factory, "ui-loopback", lambda ws: fill_loopback_host(ws, now))
+
+
+@pytest.fixture
+def solo_page(browser, solo_server):
+    yield from signed_in(browser, f"http://127.0.0.1:{solo_server.port}", solo_server.client().query_key.secret)
+
+
+def test_a_machine_whose_traffic_is_all_loopback_says_so_and_shows_it(solo_page, solo_server, shot):
+    page, base = solo_page, f"http://127.0.0.1:{solo_server.port}"
+    page.goto(f"{base}/#/map?machine=solo.example")          # the default range: the last 30 minutes
+    wait_map(page)
+    drawn = map_elements(page)
+    assert [m["label"] for m in drawn["machines"]] == ["solo.example"] and drawn["edges"] == []
+    # not an empty box without a word: the map says why, over the canvas
+    notice = page.locator("#loopback-notice")
+    assert notice.is_visible()
+    text = notice.inner_text()
+    assert f"All {len(SOLO_FLOWS)} connections of solo.example are loopback" in text and "Hide loopback" in text
+    assert page.is_checked("#hide-loopback")
+    shot(page, "map-loopback.png")
+    # its button turns the switch off: the connections between the processes appear
+    page.click("#show-loopback")
+    page.wait_for_function("() => location.hash.includes('hide_loopback=0')")
+    wait_map(page)
+    assert not page.is_checked("#hide-loopback") and not notice.is_visible()
+    drawn = map_elements(page)
+    names = {p: display for p, (_, display, _) in SOLO_PROCESSES.items()}
+    ports = {port: p for p, (_, _, port) in SOLO_PROCESSES.items() if port}
+    assert sorted((e["sourceLabel"], e["targetLabel"]) for e in drawn["edges"]) == \
+        sorted((names[client], names[ports[port]]) for client, port in SOLO_FLOWS)
+    assert "loopback hidden" not in page.locator(".map-status").inner_text()
+
+
 # ---------------------------------------------------------------- logs
 
 def open_logs(page, base) -> None:
@@ -283,7 +335,7 @@ def run_sample(page, title: str) -> None:
     page.wait_for_selector("#chart[data-ready='1']")
 
 
-def test_a_seed_query_renders_a_timechart(page, base):
+def test_a_seed_query_renders_a_timechart(page, base, shot):
     open_logs(page, base)
     run_sample(page, TIMECHART_SAMPLE)
     assert page.get_attribute("#chart", "data-kind") == "timechart"
@@ -303,7 +355,7 @@ def test_a_seed_query_renders_a_timechart(page, base):
     assert names == sorted(names, reverse=True)
 
 
-def test_a_seed_query_renders_a_world_map_with_points(page, base):
+def test_a_seed_query_renders_a_world_map_with_points(page, base, shot):
     open_logs(page, base)
     run_sample(page, WORLD_SAMPLE)
     assert page.get_attribute("#chart", "data-kind") == "map"
@@ -337,7 +389,7 @@ def type_lines(page, *lines: str) -> None:
         page.wait_for_selector(".CodeMirror-hints", state="detached")
 
 
-def test_a_kql_typo_shows_the_error_under_its_column(page, base):
+def test_a_kql_typo_shows_the_error_under_its_column(page, base, shot):
     open_logs(page, base)
     page.evaluate("() => window.netatlasLogs.editor.setValue('')")
     page.click(".CodeMirror")
@@ -416,7 +468,7 @@ def test_results_export_to_csv_and_parquet(page, base, client, tmp_path):
 
 # ---------------------------------------------------------------- usage
 
-def test_the_usage_page_stacks_the_volume_of_each_table_per_day(page, base, client):
+def test_the_usage_page_stacks_the_volume_of_each_table_per_day(page, base, client, shot):
     page.goto(f"{base}/#/usage")
     page.wait_for_selector("#usage-chart[data-ready='1']")
     option = page.evaluate("""() => { const o = window.netatlasUsage.getOption();
@@ -439,7 +491,7 @@ def test_the_usage_page_stacks_the_volume_of_each_table_per_day(page, base, clie
 
 # ---------------------------------------------------------------- network
 
-def test_the_network_chart_draws_machine_traffic_and_opens_a_machine(page, base, client):
+def test_the_network_chart_draws_machine_traffic_and_opens_a_machine(page, base, client, shot):
     frm, to = last_hours(3)
     page.goto(f"{base}/#/network?from={frm}&to={to}")
     page.wait_for_selector("#network[data-ready='1']")

@@ -193,7 +193,7 @@ def test_an_unknown_machine_is_404(client):
 
 def test_the_map_of_all_machines_has_the_documented_shape(full_map, inventory):
     m = full_map
-    assert set(m) == {"range", "focus", "machines", "groups", "edges"}
+    assert set(m) == {"range", "focus", "machines", "groups", "edges", "loopback_hidden"}
     assert m["range"] == LAST_DAY
     assert sorted(m["focus"]) == sorted(v["id"] for v in inventory.values())
     for mm in m["machines"]:
@@ -352,6 +352,11 @@ def test_only_failures_exclude_and_hide_loopback(client, full_map):
     pairs = {(processes(shown)[e["source"]]["name"], processes(shown)[e["target"]]["name"], e["port"])
              for e in same_machine(shown)}
     assert ("curl", "java", 8080) in pairs
+    # the answer says how many edges "hide loopback" left out: exactly those hide_loopback=0 adds
+    added = {e["id"] for e in shown["edges"]} - {e["id"] for e in full_map["edges"]}
+    assert full_map["loopback_hidden"] == len(added) > 0 and shown["loopback_hidden"] == 0
+    assert {e["id"] for e in same_machine(shown)} == added
+    assert failed["loopback_hidden"] == len({e["id"] for e in same_machine(shown) if e["failed"]})
 
 
 def test_tag_and_subnet_groups(client, inventory):
@@ -467,3 +472,66 @@ def test_the_map_reports_its_steps_in_server_timing(client):
     r = get(client, "/api/map", group="all", **LAST_DAY)
     steps = dict(part.strip().split(";dur=") for part in r.headers["server-timing"].split(","))
     assert {"inventory", "flows", "before", "resolve", "listeners", "fold", "shape"} <= set(steps)
+
+
+# ---------------------------------------------------------------- a host whose traffic is all loopback
+
+SOLO = "m-00000000-0000-0000-0000-00000000050a"
+SOLO_PROCESSES = {   # Process -> (ExecutableName, DisplayName, the port it listens on 127.0.0.1, or None)
+    "p-0000000000a1": ("python3.11", "api.py", 8000),
+    "p-0000000000a2": ("python3.11", "worker.py", None),
+    "p-0000000000a3": ("postgres", "postgres", 5432),
+    "p-0000000000a4": ("redis-server", "redis-server", 6379),
+}
+SOLO_FLOWS = [("p-0000000000a2", 8000), ("p-0000000000a1", 5432), ("p-0000000000a1", 6379), ("p-0000000000a2", 5432)]
+
+
+def fill_loopback_host(ws, now: datetime) -> None:
+    """One machine, solo, over the 20 minutes before ``now``: an API and a worker (Python scripts),
+    PostgreSQL and Redis, all talking over 127.0.0.1 (the case of a single-host deployment)."""
+    times = [now - timedelta(minutes=m) for m in range(20, 0, -1)]
+    base = {"Computer": "solo.example", "Machine": SOLO}
+    ws.ingest("VMComputer", [dict(base, TimeGenerated=t.isoformat(), HostName="solo", DisplayName="solo",
+                                  Ipv4Addresses=["10.9.0.5"], Ipv4SubnetMasks=["255.255.255.0"],
+                                  OperatingSystemFullName="Debian GNU/Linux 12 (bookworm)") for t in times[:1]])
+    ws.ingest("VMProcess", [dict(base, TimeGenerated=times[0].isoformat(), Process=p, ExecutableName=exe,
+                                 DisplayName=display, CommandLine=f"/usr/bin/{exe} {display}")
+                            for p, (exe, display, _) in SOLO_PROCESSES.items()])
+    ws.ingest("VMBoundPort", [dict(base, TimeGenerated=t.isoformat(), Process=p, ProcessName=exe, Ip="127.0.0.1",
+                                   Port=port, Protocol="tcp", IsWildcardBind=False)
+                              for t in times for p, (exe, _, port) in SOLO_PROCESSES.items() if port])
+    rows = []
+    for t in times:
+        for n, (client, port) in enumerate(SOLO_FLOWS):
+            server = next(p for p, (_, _, q) in SOLO_PROCESSES.items() if q == port)
+            common = dict(base, TimeGenerated=t.isoformat(), SourceIp="127.0.0.1", DestinationIp="127.0.0.1",
+                          DestinationPort=port, Protocol="tcp", RemoteIp="127.0.0.1", LinksEstablished=3,
+                          LinksTerminated=3, LinksLive=0, LinksFailed=0, BytesSent=1000 + n, BytesReceived=5000,
+                          Responses=3, ResponseTimeSum=3000)
+            rows.append(dict(common, Direction="outbound", Process=client, ProcessName=SOLO_PROCESSES[client][0]))
+            rows.append(dict(common, Direction="inbound", Process=server, ProcessName=SOLO_PROCESSES[server][0]))
+    ws.ingest("VMConnection", rows)
+
+
+@pytest.fixture(scope="module")
+def solo(tmp_path_factory):
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    served = serve_filled(tmp_path_factory, "loopback-host", lambda ws: fill_loopback_host(ws, now))
+    server = next(served)
+    yield server.client(), {"from": webmap.iso(now - timedelta(hours=1)), "to": webmap.iso(now)}
+    next(served, None)
+
+
+def test_a_host_whose_traffic_is_all_loopback_says_so(solo):
+    client, span = solo
+    hidden = ok(client, "/api/map", machine="solo", **span)
+    assert [m["id"] for m in hidden["machines"]] == [SOLO] and hidden["focus"] == [SOLO]
+    assert hidden["edges"] == [] and hidden["loopback_hidden"] == len(SOLO_FLOWS)
+    shown = ok(client, "/api/map", machine="solo", hide_loopback=0, **span)
+    assert shown["loopback_hidden"] == 0
+    assert sorted((e["source"], e["port"]) for e in shown["edges"]) == sorted(SOLO_FLOWS)
+    assert all(e["links"] == 20 * 3 for e in shown["edges"])
+    displays = {p["display"] for p in shown["machines"][0]["processes"]}
+    assert displays == {"api.py", "worker.py", "postgres", "redis-server"}
+    # only failures: none of the loopback edges failed, so none is hidden by "hide loopback" either
+    assert ok(client, "/api/map", machine="solo", only_failures=1, **span)["loopback_hidden"] == 0

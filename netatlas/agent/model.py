@@ -39,6 +39,7 @@ class ProcessInfo:
     user: str
     start_time: float        # seconds since the epoch
     inodes: set[int] = field(default_factory=set)   # socket inodes it holds
+    display: str = ""        # DisplayName: what an interpreter runs (names.py); "" = the name
 
 
 @dataclass(slots=True)

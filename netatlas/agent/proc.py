@@ -7,7 +7,7 @@ Only a live root ("/") may ask the system beyond the files (``socket.getfqdn``, 
 
 | entry point | reads | product |
 |---|---|---|
-| ``Proc.processes()`` | proc/PID/{stat,status,cmdline,exe,cwd,fd/*}, proc/stat, etc/passwd | ``dict[pid, ProcessInfo]`` |
+| ``Proc.processes()`` | proc/PID/{stat,status,cmdline,exe,cwd,fd/*}, proc/stat, etc/passwd | ``dict[pid, ProcessInfo]`` (its display name from ``names.py``) |
 | ``Proc.socket_owners()`` | proc/PID/fd/* | ``dict[socket inode, pid]`` |
 | ``Proc.machine()`` | proc/sys/kernel, proc/net, proc/cpuinfo, proc/meminfo, sys/class/net, sys/class/dmi, etc/{hosts,os-release,timezone,localtime} | ``MachineInfo`` |
 | ``Proc.package_version(exe)`` | var/lib/dpkg/info/*.list, var/lib/dpkg/status; else the RPM database (usr/lib/sysimage/rpm or var/lib/rpm, through ``rpm --root``) | ``(package, version)`` |
@@ -24,6 +24,7 @@ import subprocess
 from pathlib import Path
 
 from netatlas.agent.model import MachineInfo, ProcessInfo
+from netatlas.agent.names import display_name
 
 __all__ = ["Proc"]
 
@@ -131,11 +132,12 @@ class Proc:
         uid = int(_key_values(_read(base / "status"))["Uid"].split()[1])   # effective uid
         exe = _link_or_gone(base / "exe")
         raw = _read_bytes_or_hidden(base / "cmdline")
-        cmdline = raw.rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "replace")
+        argv = raw.rstrip(b"\0").decode("utf-8", "replace").split("\0") if raw else []
+        name = os.path.basename(exe) if exe else comm
         btime = self.boot_time() if btime is None else btime
         users = self.users() if users is None else users
-        info = ProcessInfo(pid=pid, ppid=ppid, name=os.path.basename(exe) if exe else comm, exe=exe,
-                           cmdline=cmdline, cwd=_link_or_gone(base / "cwd"), uid=uid,
+        info = ProcessInfo(pid=pid, ppid=ppid, name=name, exe=exe, cmdline=" ".join(argv),
+                           display=display_name(name, argv), cwd=_link_or_gone(base / "cwd"), uid=uid,
                            user=users.get(uid, str(uid)), start_time=btime + starttime / CLOCK_TICKS)
         try:
             if sockets:

@@ -222,7 +222,7 @@ class Pool:
     id: str
     ident: tuple[str, str]
     name: str          # ExecutableName / ProcessName
-    display: str       # DisplayName (comm)
+    display: str       # DisplayName: the executable, or what an interpreter runs (names.py)
     exe: str
     cmdline: str
     cwd: str
@@ -673,8 +673,8 @@ class Aggregator:
         pid = pool_id(self.machine_id, *ident)
         pool = self._pools.get(pid)
         if pool is None:
-            pool = self._pools[pid] = Pool(pid, ident, executable_name(info), info.name, info.exe, info.cmdline,
-                                           info.cwd, info.user, info.start_time, info.pid)
+            pool = self._pools[pid] = Pool(pid, ident, executable_name(info), info.display or info.name, info.exe,
+                                           info.cmdline, info.cwd, info.user, info.start_time, info.pid)
         pool.pids.add(info.pid)
         pool.first_pid = min(pool.first_pid, info.pid)
         pool.start = min(pool.start, info.start_time)

@@ -196,10 +196,11 @@ function shortName(computer) {
 
 // Several answers of /api/map (a saved list: one per machine) as one.
 function mergeMaps(answers) {
-  const out = { range: answers[0].range, focus: [], machines: [], groups: [], edges: [] };
+  const out = { range: answers[0].range, focus: [], machines: [], groups: [], edges: [], loopback_hidden: 0 };
   const seen = { machines: new Map(), groups: new Set(), edges: new Set() };
   for (const a of answers) {
     out.focus.push(...(a.focus || []));
+    out.loopback_hidden += a.loopback_hidden || 0;
     for (const m of a.machines) {
       const had = seen.machines.get(m.id);
       if (!had) { seen.machines.set(m.id, m); out.machines.push(m); }
@@ -239,6 +240,7 @@ export async function mount(main) {
   const status = h("div.map-status");
   const canvas = h("div.map-canvas#cy");
   const tooltip = h("div.tooltip", { hidden: true });
+  const loopbackNotice = h("div.map-notice#loopback-notice", { hidden: true, role: "status" });
   const details = h("aside.details#details", notice("Select a machine, a process, a group or a connection."));
 
   // --- focus: a machine (search) or a group
@@ -343,7 +345,8 @@ export async function mount(main) {
     h("section", h("h3", "Time range"), time.element),
     h("section", h("h3", "Filters"),
       check("only-failures", "Only failures", state.onlyFailures, (e) => { state.onlyFailures = e.target.checked; load(); }),
-      check("hide-loopback", "Hide loopback", state.hideLoopback, (e) => { state.hideLoopback = e.target.checked; load(); }),
+      check("hide-loopback", "Hide loopback", state.hideLoopback, (e) => { state.hideLoopback = e.target.checked; load(); },
+        "Leave out connections whose both ends are loopback (127.0.0.1, ::1): within one machine"),
       h("label.check", excludeBox, "Exclude processes"), excludeText),
     h("section", h("h3", "Layout"), layoutSelect, groupBy,
       h("div.row.buttons",
@@ -360,7 +363,7 @@ export async function mount(main) {
       h("div.legend-row", h("span.box.servers"), "servers of a port"),
       h("div.legend-row", h("span.box.internet"), "internet endpoints")));
 
-  clear(main, h("div.map-page", controls, h("div.map-main", status, canvas, tooltip), details));
+  clear(main, h("div.map-page", controls, h("div.map-main", status, canvas, loopbackNotice, tooltip), details));
   fillGroups();
 
   // --- loading and drawing
@@ -398,6 +401,7 @@ export async function mount(main) {
       if (seq !== loadSeq) return;
       status.textContent = e instanceof ApiError ? `${e.code}: ${e.message}` : e.message;
       status.className = "map-status error";
+      loopbackNotice.hidden = true;
     }
   }
 
@@ -417,6 +421,7 @@ export async function mount(main) {
     return [`${data.machines.length} machines, ${(data.groups || []).length} remote groups, ${data.edges.length} connections`,
       failing ? h("span.bad", ` · ${failing} failing`) : "", usedToWork ? h("span.bad", ` · ${usedToWork} used to work`) : "",
       fresh ? h("span.new", ` · ${fresh} new since yesterday`) : "",
+      data.loopback_hidden ? h("span.muted", ` · ${fmtNum(data.loopback_hidden)} loopback hidden`) : "",
       r.from ? h("span.muted", ` · ${fmtTime(r.from)} → ${fmtTime(r.to)}`) : ""];
   }
 
@@ -436,7 +441,28 @@ export async function mount(main) {
     if (!elements.length) {
       clear(status, summary(data), h("span.muted", " · nothing in this range"));
     }
+    showLoopbackNotice(data);
     if (relayout) runLayout();
+  }
+
+  // Machines whose every connection is loopback would be empty boxes: say why, and offer the switch.
+  function showLoopbackNotice(data) {
+    const n = data.loopback_hidden || 0;
+    loopbackNotice.hidden = !(n && !data.edges.length && data.machines.length);
+    if (loopbackNotice.hidden) return;
+    const focus = data.machines.filter((m) => m.focus);
+    const one = focus.length === 1 ? focus[0] : data.machines.length === 1 ? data.machines[0] : null;
+    clear(loopbackNotice,
+      h("b", `All ${fmtNum(n)} connection${n === 1 ? "" : "s"} ${one ? `of ${one.computer}` : "of these machines"} `
+        + `${n === 1 ? "is" : "are"} loopback`),
+      ` (${one ? "within the machine" : "each within its machine"}), hidden by “Hide loopback”.`,
+      h("button.small#show-loopback", { onclick: showLoopback }, "Show loopback"));
+  }
+
+  function showLoopback() {
+    state.hideLoopback = false;
+    controls.querySelector("#hide-loopback").checked = false;
+    load();
   }
 
   // Fit the map to the view, but no closer than MAX_FIT_ZOOM (a map of three boxes stays their size).

@@ -39,10 +39,11 @@ def test_processes_from_the_fixture_tree():
     assert server.start_time == pytest.approx(BTIME + 617689 / 100)     # stat field 22, in clock ticks
     assert without_start(server) == ProcessInfo(
         pid=SERVER, ppid=12292, name="python3.11", exe="/usr/bin/python3.11", cmdline=SERVER_CMDLINE,
-        cwd="/tmp/netatlas-capture-cwd", uid=0, user="root", start_time=0.0, inodes=SERVER_INODES)
+        cwd="/tmp/netatlas-capture-cwd", uid=0, user="root", start_time=0.0, inodes=SERVER_INODES,
+        display="python3.11")     # python -c: code, not a script, so the interpreter's name
     assert without_start(procs[SLEEPER]) == ProcessInfo(
         pid=SLEEPER, ppid=12292, name="sleep", exe="/usr/bin/sleep", cmdline="/usr/bin/sleep 1000",
-        cwd="/tmp/netatlas-capture-cwd", uid=65534, user="nobody", start_time=0.0, inodes=set())
+        cwd="/tmp/netatlas-capture-cwd", uid=65534, user="nobody", start_time=0.0, inodes=set(), display="sleep")
     # a kernel thread: no exe, no command line, named by comm
     kthreadd = procs[2]
     assert (kthreadd.name, kthreadd.exe, kthreadd.cmdline, kthreadd.ppid, kthreadd.user) == \
