@@ -17,14 +17,14 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 import netatlas
-from conftest import ROOT, SHARED
+from conftest import PACKAGE, ROOT
 from netatlas.catalogue import Catalogue
 from netatlas.demo import MIN_MACHINES, SUSPICIOUS_IPS, generate
 from netatlas.demo.pipeline import NullWorkspace, TABLES
 
 END = datetime(2024, 5, 2, 12, 0, tzinfo=timezone.utc)
 MACHINES, DAYS = 24, 2
-SEED = SHARED / "seed-queries.kql"
+SEED = PACKAGE / "seed-queries.kql"
 GUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 
@@ -255,8 +255,6 @@ def test_docs_sample_machines(demo):
 # --------------------------------------------------------------------------- the seed queries
 
 def blocks() -> list[tuple[str, str]]:
-    if not SEED.exists():
-        return []
     parts = re.split(r"^// ==== (.+)$", SEED.read_text(), flags=re.M)
     return [(parts[i].strip(), parts[i + 1]) for i in range(1, len(parts), 2)
             if "evaluate autocluster" not in parts[i + 1]]

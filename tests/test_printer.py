@@ -18,7 +18,7 @@ import sqlglot
 from sqlglot import exp
 
 import netatlas
-from conftest import SHARED
+from conftest import PACKAGE
 from netatlas.kql import parse, printer, tokenize
 from netatlas.kql.dialects import DIALECTS
 from netatlas.kql.generator import build, generate, prepare, render
@@ -32,10 +32,8 @@ def corpus() -> list[tuple[str, str]]:
     # golden error cases (// error: ...) plan to no SQL: they are the error tests' business
     cases = [(f"golden/{p.parent.name}/{p.stem}", p.read_text()) for p in sorted(GOLDEN.glob("*/*.kql"))
              if "// error:" not in p.read_text()]
-    seed = SHARED / "seed-queries.kql"
-    if seed.exists():
-        parts = re.split(r"^// ==== (.+)$", seed.read_text(), flags=re.M)
-        cases += [(f"seed/{parts[i].strip()}", parts[i + 1]) for i in range(1, len(parts), 2)]
+    parts = re.split(r"^// ==== (.+)$", (PACKAGE / "seed-queries.kql").read_text(), flags=re.M)
+    cases += [(f"seed/{parts[i].strip()}", parts[i + 1]) for i in range(1, len(parts), 2)]
     return cases
 
 

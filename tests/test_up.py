@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, SHARED
+from conftest import PACKAGE, ROOT
 
 
 def free_port() -> int:
@@ -23,7 +23,7 @@ def free_port() -> int:
 
 
 def seed_blocks():
-    text = (SHARED / "seed-queries.kql").read_text()
+    text = (PACKAGE / "seed-queries.kql").read_text()
     parts = re.split(r"^// ==== (.+)$", text, flags=re.M)
     return [(parts[i].strip(), parts[i + 1]) for i in range(1, len(parts), 2)]
 
