@@ -183,6 +183,18 @@ class Workspace:
         with self._lock:
             return resolve(self.connection, list(addresses), lookback_days, now=now)
 
+    # ---- backup -------------------------------------------------------------------------------
+    def snapshot(self, path: str | os.PathLike) -> dict:
+        """Copy the database, in one transaction, to a new DuckDB file (backup.py) while ingestion
+        and queries go on; the rows per table and batch ids the copy holds."""
+        from .backup import copy_database
+        with self._lock:
+            cur = self.connection.cursor()
+        try:
+            return copy_database(cur, Path(path), self.catalogue)
+        finally:
+            cur.close()
+
     # ---- retention ----------------------------------------------------------------------------
     def retention(self) -> dict[str, int]:
         """Days of data kept per table (default 30)."""
