@@ -444,6 +444,18 @@ def _import_through_server(args: argparse.Namespace, data: bytes, source: str) -
         raise NetatlasError(f"cannot reach {args.server}: {e}") from None
 
 
+# ---------------------------------------------------------------- netatlas import (importer.py)
+
+def _import_arguments(p: argparse.ArgumentParser) -> None:
+    from .importer import import_arguments
+    import_arguments(p)
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from .importer import cmd_import
+    return cmd_import(args)
+
+
 # ---------------------------------------------------------------- the command table
 
 @dataclass(frozen=True)
@@ -469,6 +481,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("keys", "list or create the workspace's ingest and query keys", keys_arguments, cmd_keys),
     Command("threatintel", "import threat-intelligence feeds (STIX, CSV, address lists) that flag malicious "
             "remote addresses", threatintel_arguments, cmd_threatintel),
+    Command("import", "import a CSV or JSON export of Azure Log Analytics tables (VMConnection, VMComputer, "
+            "VMProcess, VMBoundPort...)", _import_arguments, _cmd_import),
     Command("agent", "the agent: `agent run` ships this host's processes and connections to a workspace, "
             "`agent install` writes its configuration and systemd unit", agent_arguments, cmd_agent),
 )
