@@ -3,7 +3,7 @@
 
 | stage | input | output | where |
 |---|---|---|---|
-| read | the file's bytes | rows as (row number, {column: value}) | ``READERS``: ``csv`` (the portal's "Export to CSV (all columns)"), ``query-api`` (the Log Analytics query API's ``{"tables": [{"columns", "rows"}]}``), ``objects`` (a JSON array of objects, as ``az monitor log-analytics query`` prints) |
+| read | the file's bytes | rows as (row number, {column: value}) | ``read`` (the format from the first character): ``csv`` (the portal's "Export to CSV (all columns)"), ``query-api`` (the Log Analytics query API's ``{"tables": [{"columns", "rows"}]}``), ``objects`` (a JSON array of objects, as ``az monitor log-analytics query`` prints) |
 | route | rows, ``--table``, the file name | rows per catalogue table | ``route``: ``--table``, else each row's ``Type``, else the file name (``VMConnection.csv``) |
 | columns | a row | a record: Azure's system columns dropped and counted (``AZURE_ONLY``); columns of other tables with no value in the row (a union's export) skipped; any other unknown column refused naming the row | ``record`` |
 | convert | text values | values ``ingest`` takes | ``CONVERT`` per KQL type: empty text is no value; the portal's display datetimes (``5/1/2024, 10:00:00.000 AM``, UTC) to ISO 8601; dynamic values as JSON text parsed; numbers and booleans from text |
