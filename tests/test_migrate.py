@@ -131,3 +131,20 @@ def test_a_failing_migration_leaves_the_file_at_its_old_version(tmp_path, monkey
     monkeypatch.undo()
     with netatlas.connect(data) as ws:
         assert ws.upgrade.found == 1 and ws.query("VMConnection | count").rows == [[12]]
+
+
+def test_a_v1_workspace_holding_usage_as_a_table_gets_the_view(tmp_path):
+    """Workspaces from before Usage became a view held it as a table of derived data; the 1 -> 2
+    step drops it so the view over _netatlas_usage takes its place."""
+    data = v1_workspace(tmp_path)
+    con = duckdb.connect(str(data / DB_FILE))
+    con.execute('DROP VIEW "Usage"')
+    con.execute('CREATE TABLE "Usage" (TimeGenerated TIMESTAMP, DataType VARCHAR, Quantity DOUBLE)')
+    con.execute("INSERT INTO \"Usage\" VALUES ('2020-01-01', 'Stale', 99)")
+    con.close()
+    with netatlas.connect(data) as ws:
+        kind = ws.connection.execute("SELECT table_type FROM information_schema.tables "
+                                     "WHERE table_name = 'Usage'").fetchone()[0]
+        assert kind == "VIEW"
+        r = ws.query("Usage | summarize by DataType | order by DataType asc")
+        assert r.rows == [["VMBoundPort"], ["VMComputer"], ["VMConnection"], ["VMProcess"]]
