@@ -4,11 +4,12 @@
 | stage | input | output | where |
 |---|---|---|---|
 | read | the file's bytes | rows as (row number, {column: value}) | ``read`` (the format from the first character): ``csv`` (the portal's "Export to CSV (all columns)"), ``query-api`` (the Log Analytics query API's ``{"tables": [{"columns", "rows"}]}``), ``objects`` (a JSON array of objects, as ``az monitor log-analytics query`` prints) |
-| route | rows, ``--table``, the file name | rows per catalogue table | ``route``: ``--table``, else each row's ``Type``, else the file name (``VMConnection.csv``) |
+| route | rows, ``--table``, the file name | rows per catalogue table | ``table_of``: ``--table``, else each row's ``Type``, else the file name (``VMConnection.csv``) |
 | columns | a row | a record: Azure's system columns dropped and counted (``AZURE_ONLY``); columns of other tables with no value in the row (a union's export) skipped; any other unknown column refused naming the row | ``record`` |
 | convert | text values | values ``ingest`` takes | ``CONVERT`` per KQL type: empty text is no value; the portal's display datetimes (``5/1/2024, 10:00:00.000 AM``, UTC) to ISO 8601; dynamic values as JSON text parsed; numbers and booleans from text |
 | batch | records | batches of ``BATCH_RECORDS`` per table, each with a batch id from the SHA-256 of its records: importing the same file again (or again after fixing a row) stores no batch twice | ``batches`` |
 
+Through a server, a batch refused as larger than its max_body_bytes (413) is sent as two halves.
 Rows older than a table's retention are imported and counted in the report (``old``): the next
 retention pass deletes them unless the retention is raised first (``--retention DAYS``).
 """
@@ -115,6 +116,10 @@ def read_objects(data: list, name: str) -> Rows:
         yield n, row
 
 
+# the JSON value a file holds -> its format and reader
+JSON_READERS = {dict: ("query-api", read_query_api), list: ("objects", read_objects)}
+
+
 def read(data: bytes, name: str) -> tuple[str, Rows]:
     """The file's format and its rows."""
     text = data.decode("utf-8-sig", errors="strict") if data else ""
@@ -124,11 +129,10 @@ def read(data: bytes, name: str) -> tuple[str, Rows]:
             parsed = json.loads(text)
         except ValueError as e:
             raise ImportFileError(f"{name}: not valid JSON: {e}") from None
-        if isinstance(parsed, dict):
-            if "tables" not in parsed:
-                raise ImportFileError(f"{name}: a JSON object, but not the query API's answer (no \"tables\")")
-            return "query-api", read_query_api(parsed, name)
-        return "objects", read_objects(parsed, name)
+        if isinstance(parsed, dict) and "tables" not in parsed:
+            raise ImportFileError(f"{name}: a JSON object, but not the query API's answer (no \"tables\")")
+        fmt, reader = JSON_READERS[type(parsed)]
+        return fmt, reader(parsed, name)
     return "csv", read_csv(text, name)
 
 
@@ -305,10 +309,21 @@ def batches(data: bytes, name: str, catalogue: Catalogue, report: Report, *, wan
             out.append(pending.pop(table.name))
     out += pending.values()
     for batch in out:
-        digest = hashlib.sha256(json.dumps([batch.table, batch.records], sort_keys=True).encode()).hexdigest()
-        batch.batch_id = f"import:{batch.table}:{digest[:40]}"
+        batch.batch_id = batch_id(batch.table, batch.records)
         report.table(batch.table)["batches"] += 1
     return out
+
+
+def batch_id(table: str, records: list[dict]) -> str:
+    digest = hashlib.sha256(json.dumps([table, records], sort_keys=True).encode()).hexdigest()
+    return f"import:{table}:{digest[:40]}"
+
+
+def halves(batch: Batch) -> list[Batch]:
+    """A batch too large for the server's body limit, as two (ids from their own records)."""
+    mid = len(batch.records) // 2
+    return [Batch(batch.table, batch_id(batch.table, batch.records[a:b]), batch.records[a:b], batch.rows[a:b])
+            for a, b in ((0, mid), (mid, len(batch.records)))]
 
 
 def refused(e, batch: Batch, name: str) -> ImportFileError:
@@ -368,22 +383,31 @@ def import_through(server: str, ingest_key: str, data: bytes, name: str, *, tabl
         days = _call(base, "GET", "/api/retention", key=query_key)["tables"]
     report = Report(name, "")
     set_days: set[str] = set()
-    for batch in batches(data, name, Catalogue.load(), report, wanted=table, retention=_days(days, retention)):
-        if retention is not None and batch.table not in set_days:
-            if not query_key:
-                raise ImportFileError("--retention through a server needs --query-key (or NETATLAS_QUERY_KEY)")
-            _call(base, "PUT", f"/api/retention/{batch.table}", key=query_key, body={"days": retention})
-            set_days.add(batch.table)
+
+    def send(batch: Batch) -> None:
         body = gzip.compress(json.dumps(batch.records).encode())
         path = f"/api/ingest/{batch.table}"
         headers = signed_headers(workspace_id, ingest_key, body, path, gzipped=True, batch_id=batch.batch_id)
         try:
             answer = _call(base, "POST", path, raw=body, headers=headers)
         except ServerRefused as e:
+            if e.status == 413 and len(batch.records) > 1:       # over the server's max_body_bytes
+                report.table(batch.table)["batches"] += 1
+                for half in halves(batch):
+                    send(half)
+                return
             if e.status == 400 and e.record is not None:
                 raise refused(e, batch, name) from None
             raise
         _count(report, batch, answer["records"], answer["duplicate"])
+
+    for batch in batches(data, name, Catalogue.load(), report, wanted=table, retention=_days(days, retention)):
+        if retention is not None and batch.table not in set_days:
+            if not query_key:
+                raise ImportFileError("--retention through a server needs --query-key (or NETATLAS_QUERY_KEY)")
+            _call(base, "PUT", f"/api/retention/{batch.table}", key=query_key, body={"days": retention})
+            set_days.add(batch.table)
+        send(batch)
     return report
 
 

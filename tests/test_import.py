@@ -250,3 +250,24 @@ def test_through_a_server_with_retention_and_the_keys_of_its_directory(served, t
         info.unlink()
     r = served.client().call("GET", "/api/retention")
     assert r.body["tables"]["ServiceMapComputer_CL"] == 1000
+
+
+def test_batches_over_the_servers_body_limit_are_split(tmp_path):
+    s = Server(tmp_path / "small", "--max-body-bytes", "8192").start()
+    try:
+        c = s.client()
+        f = tmp_path / "VMConnection.csv"
+        f.write_text("TimeGenerated,Computer,ProcessName,BytesSent\n" +
+                     "".join(f"{iso(DAY)},split-01,{'p' * 40}-{i},{i}\n" for i in range(300)))
+        args = ("import", "--server", f"http://127.0.0.1:{s.port}", "--key", c.ingest_key.secret,
+                "--format-output", "json", str(f))
+        out = cli(*args)
+        assert out.returncode == 0, out.stderr
+        stats = json.loads(out.stdout)["tables"]["VMConnection"]
+        assert stats["stored"] == 300 and stats["batches"] > 2
+        assert c.count("VMConnection", "split-01") == 300
+        again = json.loads(cli(*args).stdout)["tables"]["VMConnection"]
+        assert again["stored"] == 0 and again["duplicate_batches"] == again["batches"] == stats["batches"]
+        assert c.count("VMConnection", "split-01") == 300
+    finally:
+        s.kill()
