@@ -134,9 +134,14 @@ def read_manifest(backup: Path) -> dict:
 def restore(backup: Path, data_dir: Path, *, force: bool = False) -> dict:
     """Copy the backup into ``data_dir`` (new or empty; with ``force``, over a stopped
     workspace), open it (migrating an older schema) and check its rows against the manifest."""
+    from .migrate import SCHEMA_VERSION
     from .workspace import WorkspaceBusyError, connect
     backup, data_dir = Path(backup), Path(data_dir)
     manifest = read_manifest(backup)
+    if int(manifest.get("schema_version", 1)) > SCHEMA_VERSION:
+        raise BackupError(f"the backup in {backup} was made by a newer netatlas ({manifest.get('netatlas')}, schema "
+                          f"version {manifest['schema_version']}; this netatlas knows versions up to "
+                          f"{SCHEMA_VERSION}): restore it with that version or a later one")
     if data_dir.exists() and not data_dir.is_dir():
         raise BackupError(f"{data_dir} exists and is not a directory")
     if data_dir.exists() and any(data_dir.iterdir()):
@@ -263,7 +268,6 @@ def cmd_backup(args) -> int:
     try:
         if server:
             manifest = post_json(server.rstrip("/") + "/api/backup", _server_key(args, data), {"target": str(target)})
-            manifest = manifest if "rows" in manifest else {}
         else:
             manifest = backup_directory(data, target)
     except BackupError as e:

@@ -163,6 +163,14 @@ def test_a_stopped_workspace_is_backed_up_directly_and_restore_refuses_to_overwr
     assert main(["workspace", "restore", "--force", "--data", str(data), str(tmp_path / "bk")]) == 0
     with netatlas.connect(data) as ws:
         assert ws.query("VMProcess | project Computer").rows == [["a"]]
+    # a backup made by a newer netatlas: refused before anything is copied
+    manifest = json.loads((tmp_path / "bk" / "backup.json").read_text())
+    (tmp_path / "future").mkdir()
+    for name in manifest["files"]:
+        (tmp_path / "future" / name).write_bytes((tmp_path / "bk" / name).read_bytes())
+    (tmp_path / "future" / "backup.json").write_text(json.dumps(manifest | {"schema_version": 99}))
+    assert main(["workspace", "restore", "--data", str(tmp_path / "r99"), str(tmp_path / "future")]) == 2
+    assert "made by a newer netatlas" in capsys.readouterr().err and not (tmp_path / "r99").exists()
     # not a backup
     assert main(["workspace", "restore", "--data", str(tmp_path / "new"), str(tmp_path)]) == 2
     assert "is not a netatlas backup" in capsys.readouterr().err
