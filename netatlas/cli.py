@@ -311,9 +311,17 @@ def workspace_arguments(p: argparse.ArgumentParser) -> None:
         s.add_argument(setting.flag, dest=setting.name, type=setting.type, default=None,
                        metavar=setting.metavar,
                        help=f"{setting.help} (default: {setting.default}; env {setting.env})")
+    from .backup import backup_arguments
+    backup_arguments(sub)
 
 
 def cmd_workspace(args: argparse.Namespace) -> int:
+    from . import backup
+    actions = {"serve": cmd_serve, "backup": backup.cmd_backup, "restore": backup.cmd_restore}
+    return actions[args.action](args)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
     from .server import SETTINGS, Settings, serve
     try:
         settings = Settings.from_env(**{s.name: getattr(args, s.name) for s in SETTINGS})
@@ -451,6 +459,18 @@ def _import_through_server(args: argparse.Namespace, data: bytes, source: str) -
         raise NetatlasError(f"cannot reach {args.server}: {e}") from None
 
 
+# ---------------------------------------------------------------- netatlas import (importer.py)
+
+def _import_arguments(p: argparse.ArgumentParser) -> None:
+    from .importer import import_arguments
+    import_arguments(p)
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from .importer import cmd_import
+    return cmd_import(args)
+
+
 # ---------------------------------------------------------------- the command table
 
 @dataclass(frozen=True)
@@ -470,11 +490,14 @@ COMMANDS: tuple[Command, ...] = (
     Command("version", "print the version", version_arguments, cmd_version),
     Command("demo", "fill a workspace with a simulated datacenter (machines, processes, connections)",
             demo_arguments, cmd_demo),
-    Command("workspace", "run the workspace server (`workspace serve --data DIR`)", workspace_arguments,
+    Command("workspace", "run the workspace server (`workspace serve --data DIR`), back it up, restore it",
+            workspace_arguments,
             cmd_workspace),
     Command("keys", "list or create the workspace's ingest and query keys", keys_arguments, cmd_keys),
     Command("threatintel", "import threat-intelligence feeds (STIX, CSV, address lists) that flag malicious "
             "remote addresses", threatintel_arguments, cmd_threatintel),
+    Command("import", "import a CSV or JSON export of Azure Log Analytics tables (VMConnection, VMComputer, "
+            "VMProcess, VMBoundPort...)", _import_arguments, _cmd_import),
     Command("agent", "the agent: `agent run` ships this host's processes and connections to a workspace, "
             "`agent install` writes its configuration and systemd unit", agent_arguments, cmd_agent),
 )

@@ -13,7 +13,7 @@ import duckdb
 from . import kql
 from .catalogue import Catalogue
 from .errors import IngestError, NetatlasError, QueryExecutionError, QueryLimitError
-from . import ingest
+from . import ingest, migrate
 from .kql import runtime
 from .kql import types as T
 from .kql.values import convert_rows
@@ -67,21 +67,22 @@ class Workspace:
         # steady stream of batches the small default rewrites the database every second or two.
         self.connection.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
         runtime.install(self.connection)
-        self._create_tables()
+        # the schema this code uses: migrations from the stored version, missing tables and columns
+        try:
+            self.upgrade = migrate.upgrade(self.connection, self.catalogue, self._create_tables)
+        except BaseException:
+            self.connection.close()         # a refused or failed upgrade releases the file
+            raise
         self.id = self._workspace_id()
 
     def _create_tables(self) -> None:
+        """Every catalogue table and side table that is missing (migrate.upgrade calls it)."""
         with self._lock:
             for table in self.catalogue.tables.values():
                 if table.name == ingest.USAGE:
                     continue   # a view over the ingest stage's byte counts (ingest.USAGE_SQL)
                 cols = ", ".join(f'"{c}" {T.storage_sql(t)}' for c, t in table.columns)
                 self.connection.execute(f'CREATE TABLE IF NOT EXISTS "{table.name}" ({cols})')
-            # workspaces from before Usage became a view held it as a table of derived data
-            kind = self.connection.execute("SELECT table_type FROM information_schema.tables WHERE table_name = ? "
-                                           "AND table_schema = 'main'", [ingest.USAGE]).fetchone()
-            if kind and kind[0] == "BASE TABLE":
-                self.connection.execute(f'DROP TABLE "{ingest.USAGE}"')
             for sql in ingest.SETUP_SQL + ingest.USAGE_SQL:
                 self.connection.execute(sql)
             self.connection.execute(f'CREATE TABLE IF NOT EXISTS {RETENTION_TABLE} ("table" VARCHAR PRIMARY KEY, days INTEGER)')
@@ -181,6 +182,18 @@ class Workspace:
         from .machines import resolve
         with self._lock:
             return resolve(self.connection, list(addresses), lookback_days, now=now)
+
+    # ---- backup -------------------------------------------------------------------------------
+    def snapshot(self, path: str | os.PathLike) -> dict:
+        """Copy the database, in one transaction, to a new DuckDB file (backup.py) while ingestion
+        and queries go on; the rows per table and batch ids the copy holds."""
+        from .backup import copy_database
+        with self._lock:
+            cur = self.connection.cursor()
+        try:
+            return copy_database(cur, Path(path), self.catalogue)
+        finally:
+            cur.close()
 
     # ---- retention ----------------------------------------------------------------------------
     def retention(self) -> dict[str, int]:

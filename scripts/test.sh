@@ -17,6 +17,8 @@ APT_NEEDS=(
     "-:libbpf-dev"              # (bpf_helpers.h)
     "rpmbuild:rpm"              # package versions from an RPM database
     "dnsmasq:dnsmasq-base"      # the DNS server of the agent's DNS-names namespace test (no service)
+    "curl:curl"                 # README's shell example of sending data (tests/test_send_data.py)...
+    "openssl:openssl"           # ...signs with openssl
     "chromium:chromium"         # the web UI's browser tests (tests/test_ui_browser.py, through Playwright)
 )
 

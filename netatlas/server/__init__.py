@@ -11,6 +11,7 @@
 | ``GET /api/threatintel`` | Bearer, query key | indicators stored and matching, the scheduled feeds | ``threatintel.py`` |
 | ``GET /api/geoip`` | Bearer, query key | the GeoIP database: type, build date, age, attribution | ``threatintel.py`` |
 | ``GET /api/machines/resolve?ip=A&ip=B`` | Bearer, query key | the monitored machine(s) each address belongs to (own address, or seen behind a NAT) | ``machines.py`` |
+| ``POST /api/backup`` | Bearer, query key (an admin role later) | ``{"target": DIR}``: a consistent copy of the workspace into a new or empty directory on the server (``netatlas/backup.py``) | ``backup.py`` |
 | ``GET /api/map?machine=M`` or ``?group=G`` | Bearer, query key | the dependency map of a machine or a group (all, tag:K=V, subnet:CIDR) over ``from``/``to``: machines, processes, groups, edges with status (docs/web-api.md) | ``views.py`` (``webmap.py``) |
 | ``GET /api/machines?search=TEXT`` | Bearer, query key | machines (latest VMComputer) whose name or an address matches | ``views.py`` |
 | ``GET /api/machines/{id}`` | Bearer, query key | one machine: its latest VMComputer record, tags, processes, bound ports | ``views.py`` |

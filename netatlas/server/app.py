@@ -19,7 +19,7 @@ from ..auth import AuthError
 from ..catalogue import Catalogue
 from ..keys import KeyStore
 from ..metrics import Metrics
-from . import health, ingest, machines, query, retention, threatintel, views
+from . import backup, health, ingest, machines, query, retention, threatintel, views
 from . import ui
 from .http import HttpError, error_response
 from .settings import Settings
@@ -36,6 +36,7 @@ ROUTES = (
     Route("/api/threatintel/import", threatintel.import_, methods=["POST"]),
     Route("/api/geoip", threatintel.geoip, methods=["GET"]),
     Route("/api/machines/resolve", machines.resolve, methods=["GET"]),
+    Route("/api/backup", backup.backup, methods=["POST"]),
     # the web UI's JSON (views.py, docs/web-api.md); /api/machines/{id} after /api/machines/resolve
     Route("/api/map", views.map_, methods=["GET"]),
     Route("/api/machines", views.machines, methods=["GET"]),
