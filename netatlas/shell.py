@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TextIO
 
@@ -139,7 +139,7 @@ class Shell:
     """One session: the workspace's names, how to run a query, where to print."""
     names: Names
     execute: Callable[[str], None]
-    out: TextIO = sys.stdout
+    out: TextIO = field(default_factory=lambda: sys.stdout)
 
 
 def cmd_help(shell: Shell, arg: str) -> int | None:
