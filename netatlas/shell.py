@@ -81,7 +81,7 @@ def complete(text: str, before: str, names: Names) -> list[str]:
     (earlier lines included). At the start of a statement: tables, sources and shell commands;
     after ``|``: operators; after join/lookup/union: tables; elsewhere: the columns of the table
     the statement starts with (of every table when it starts otherwise), functions (with their
-    '('), and keywords. Prefixes match case-insensitively; the names keep their case."""
+    '('), keywords and tables. Prefixes match case-insensitively; the names keep their case."""
     head = before.rstrip()
     statement = before.rsplit(";", 1)[-1]
     if not head or head.endswith(";"):
@@ -92,7 +92,8 @@ def complete(text: str, before: str, names: Names) -> list[str]:
         pool = list(names.tables)
     else:
         m = STATEMENT_START.match(statement)
-        pool = names.columns(m.group(1) if m else None) + [f + "(" for f in names.functions] + list(KEYWORDS)
+        pool = (names.columns(m.group(1) if m else None) + [f + "(" for f in names.functions] + list(KEYWORDS)
+                + list(names.tables))
     low = text.lower()
     seen: dict[str, None] = {}
     for name in pool:

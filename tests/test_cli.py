@@ -8,6 +8,7 @@ import os
 import pty
 import re
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -238,6 +239,19 @@ def test_server_publishes_where_it_listens(served):
     assert (served.data / "server.json").stat().st_mode & 0o777 == 0o600
 
 
+def test_server_withdraws_its_address_when_terminated(tmp_path):
+    # uvicorn ends the process by re-raising SIGTERM after its shutdown: the file goes before that
+    from test_server import Server
+    data = tmp_path / "data"
+    server = Server(data).start()
+    try:
+        assert (data / "server.json").exists()
+        server.terminate()
+    finally:
+        server.kill()
+    assert not (data / "server.json").exists()
+
+
 def test_query_goes_through_the_server_that_holds_the_workspace(served):
     # it used to fail with WORKSPACE_BUSY: the state `netatlas up` leaves a user in
     before = queries_answered(served)
@@ -310,6 +324,34 @@ def test_shell_in_a_terminal_says_it_goes_through_the_server(served, tmp_path):
         assert term.close() == 0
     finally:
         term.stop()
+
+
+def test_query_beside_netatlas_up_on_any_port(tmp_path):
+    """The README's state: `netatlas up` runs in ./netatlas-data (here on a port the system chose),
+    and `netatlas query` in the same directory, without --data, is answered by it."""
+    with netatlas.connect(tmp_path / "netatlas-data") as ws:
+        fill_connections(ws)
+    up = subprocess.Popen([sys.executable, "-m", "netatlas", "up", "--no-demo", "--no-agent", "--port", "0"],
+                          cwd=tmp_path, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    published = tmp_path / "netatlas-data" / "server.json"
+    try:
+        deadline = time.monotonic() + 60
+        while not published.exists():
+            assert up.poll() is None and time.monotonic() < deadline, "up did not publish server.json"
+            time.sleep(0.1)
+        url = json.loads(published.read_text())["url"]
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+", url) and not url.endswith(":0")
+        out = ok(run("query", "--format", "csv", "VMConnection | where LinksFailed < 3 | project Computer "
+                     "| order by Computer asc", cwd=tmp_path))
+        assert out == "Computer\ncli-1\ncli-2\n"
+    finally:
+        up.send_signal(signal.SIGINT)
+        try:
+            up.wait(30)
+        except subprocess.TimeoutExpired:
+            up.kill()
+            up.wait()
+    assert up.returncode == 0 and not published.exists()    # withdrawn as the server stopped
 
 
 def hold(data: Path) -> subprocess.Popen:
@@ -534,6 +576,8 @@ def names():
     ("VMPro", "VMConnection | join kind=inner (", ["VMProcess"], []),            # tables after join
     ("VMPro", "VMConnection | union ", ["VMProcess"], []),
     ("VMBou", "let a = 1;\n", ["VMBoundPort"], []),                              # a new statement
+    ("Li", "let a = 1;\nVMBoundPort | where ", ["LinksLive"], ["LinksFailed"]),   # its table's columns
+    ("VMPro", "let p = ", ["VMProcess"], []),                                    # tables in expressions
 ])
 def test_complete(names, text, before, expected, absent):
     from netatlas.shell import complete
