@@ -55,6 +55,7 @@ class Names:
     """What completion offers: tables with their columns, functions, tabular operators, and the
     words a statement may start with."""
     tables: dict[str, list[str]]
+    types: dict[str, list[str]]          # the KQL type of each column, in the order of ``tables``
     functions: list[str]
     operators: list[str]
     starters: list[str]
@@ -66,6 +67,7 @@ class Names:
         from .webmap import schema
         s = schema(catalogue)
         return cls(tables={t: [c for c, _ in cols] for t, cols in s["tables"].items()},
+                   types={t: [k for _, k in cols] for t, cols in s["tables"].items()},
                    functions=s["functions"], operators=sorted(parser.OPERATORS),
                    starters=sorted(set(parser.SOURCES) | {"let", "declare"}) + sorted(COMMANDS))
 
@@ -150,7 +152,9 @@ def cmd_help(shell: Shell, arg: str) -> int | None:
         if table is None:
             print(f"no table {arg!r}; the tables are {', '.join(names.tables)}", file=shell.out)
         else:
-            print(f"{table}: {', '.join(names.tables[table])}", file=shell.out)
+            cols = list(zip(names.tables[table], names.types[table]))
+            width = max(len(c) for c, _ in cols)
+            print("\n".join([f"{table}:"] + [f"  {c:<{width}}  {t}" for c, t in cols]), file=shell.out)
         return None
     width = max(len(t) for t in names.tables)
     out = ["commands (at the start of a line):"]

@@ -468,7 +468,7 @@ def test_shell_in_a_terminal_has_help_multiline_completion_history_and_exit(tmp_
         shown = term.expect("kql> ")
         assert "exit" in shown and "quit" in shown and re.search(r"VMConnection\s+\d+ columns", shown), shown
         term.send("help VMProcess\n")
-        assert "ExecutableName" in term.expect("kql> ")
+        assert re.search(r"\n  ExecutableName +string\n", term.expect("kql> "))
         term.send("VMConnection\n")      # a query over two lines, ended by an empty line
         term.expect("...> ")
         term.send("| summarize total = sum(LinksFailed)\n\n")
