@@ -128,6 +128,7 @@ WORKSPACE_MARKS = ("netatlas.duckdb", "workspace.json")   # a directory holding 
 
 
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
+    p = p.add_mutually_exclusive_group()
     p.add_argument("--data", metavar="DIR", default=UP_DATA,
                    help=f"the workspace directory, made by `netatlas up` or `workspace serve` (default: "
                    f"./{UP_DATA}); while its server runs, the query goes through that server")
@@ -249,10 +250,10 @@ def where_it_is(args: argparse.Namespace, ws: Workspace | RemoteWorkspace) -> st
     """The banner's words for the workspace the shell reads."""
     if args.memory:
         return "a new, empty in-memory workspace (--memory)"
+    from .remote import RemoteWorkspace
     path = Path(args.data).resolve()
-    url = getattr(ws, "url", None)
-    if url:
-        return f"workspace {path}, through its server at {url} (pid {ws.published.pid}), which holds it"
+    if isinstance(ws, RemoteWorkspace):
+        return f"workspace {path}, through its server at {ws.url} (pid {ws.published.pid}), which holds it"
     return f"workspace {path}, opened directly"
 
 

@@ -119,7 +119,8 @@ def read_statement(read_line: Callable[[str], str], commands=(), lines: list[str
             except EOFError:
                 return None
             stripped = line.rstrip()
-            if not lines and stripped.split()[:1] and stripped.split()[0].lower().rstrip(";") in commands:
+            first = stripped.split(maxsplit=1)[:1]
+            if not lines and first and first[0].rstrip(";").lower() in commands:
                 return stripped.rstrip(";")
             if stripped.endswith(";;"):
                 lines.append(stripped[:-2])
