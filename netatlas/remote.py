@@ -55,12 +55,17 @@ class RemoteWorkspace:
         wait = (timeout or 0) + REPLY_GRACE
         try:
             with urllib.request.urlopen(req, timeout=wait, context=self._ssl) as r:   # noqa: S310 (DIR's own server)
-                return Result.from_json(json.loads(r.read()))
+                answer = r.read()
         except urllib.error.HTTPError as e:
             raise self._error(e, text) from None
         except (OSError, ValueError) as e:
             raise ServerUnavailableError(f"the workspace server of {self.path} at {self.url} (pid "
                                          f"{self.published.pid}) did not answer: {getattr(e, 'reason', e)}") from None
+        try:
+            return Result.from_json(json.loads(answer))
+        except (ValueError, KeyError, IndexError, TypeError) as e:
+            raise NetatlasError(f"{self.url}/api/query answered something that is not a query result "
+                                f"({type(e).__name__}: {e})") from None
 
     def _error(self, e: urllib.error.HTTPError, text: str) -> NetatlasError:
         try:

@@ -591,3 +591,65 @@ def test_complete(names, text, before, expected, absent):
 def test_every_subcommand_has_help(argv):
     out = ok(run(*argv))
     assert "usage: netatlas" in out
+
+
+# ---------------------------------------------------------------- answers the server rarely gives
+
+@pytest.mark.parametrize("status,body,expected", [
+    (200, b'{"not": "a result"}', "answered something that is not a query result"),
+    (401, b'{"error": {"code": "AUTH_INVALID", "message": "the key is not valid"}}', "refused query key k_test"),
+    (502, b"<html>bad gateway</html>", "answered 502"),
+    (400, b'{"error": {"code": "BAD_REQUEST", "message": "no"}}', "answered 400 BAD_REQUEST: no"),
+])
+def test_remote_answers_that_are_not_results_are_clear_errors(tmp_path, status, body, expected):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from netatlas import discovery, keys
+    from netatlas.errors import NetatlasError
+    from netatlas.remote import RemoteWorkspace
+
+    class Answer(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        published = discovery.Published(url=f"http://127.0.0.1:{httpd.server_address[1]}", pid=os.getpid(),
+                                        started="", path=tmp_path / "server.json")
+        ws = RemoteWorkspace(tmp_path, published, keys.Key("k_test", "query", "c2VjcmV0", ""))
+        with pytest.raises(NetatlasError) as e:
+            ws.query("print 1", timeout=5)
+        assert expected in str(e.value)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_result_from_json_is_the_inverse_of_to_json():
+    from netatlas.result import Result
+    q = (PRINT_ALL + ", ms=datetime(2024-01-01 10:00:00.125), g=guid(74be27de-1e4e-49d9-b579-fe0b331d3642), "
+         "dec=todecimal(1.5), nan=real(nan), inf=real(-inf), i=toint(3), neg=time(-1.00:00:01)")
+    with netatlas.connect() as ws:
+        res = ws.query(q)
+    again = Result.from_json(json.loads(json.dumps(res.to_json())))
+    assert again.to_json() == res.to_json()
+    assert [repr(v) for v in again.rows[0]] == [repr(v) for v in res.rows[0]]
+
+
+@pytest.mark.parametrize("query", ["VMConnection\n| where Computr == 'x'", "print x = 1 +", "range x from 1 to 3 step 1 | wher x > 1",
+                                   "print a = strcat('\\n', b)\n\n| take 1"])
+def test_kql_error_from_json_prints_as_the_original(query):
+    from netatlas.errors import KqlError
+    with netatlas.connect() as ws, pytest.raises(KqlError) as e:
+        ws.query(query)
+    info = json.loads(json.dumps(e.value.to_json()))
+    assert str(KqlError.from_json(info, query)) == str(e.value)
