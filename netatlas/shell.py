@@ -45,8 +45,10 @@ def describe(e: NetatlasError) -> str:
 KEYWORDS = ("and", "or", "by", "on", "asc", "desc", "nulls", "first", "last", "kind", "with", "step", "from",
             "to", "in", "!in", "has", "!has", "has_any", "contains", "!contains", "startswith", "endswith",
             "matches", "regex", "between", "like", "true", "false")
-# words after which a table name comes
-TABLE_AFTER = re.compile(r"(?:\b(?:join|lookup|union)\b[^|]*?\(?|\bin\s*\()\s*$", re.IGNORECASE)
+# words after which a table name comes: join/lookup/union, their options (kind=inner), an opening
+# parenthesis, tables already listed with commas
+TABLE_AFTER = re.compile(r"\b(?:join|lookup|union)(?:\s+[\w-]+\s*=\s*[\w-]+)*(?:\s*\(?\s*\w+\s*\)?\s*,)*\s*\(?\s*$",
+                         re.IGNORECASE)
 STATEMENT_START = re.compile(r"^\s*([A-Za-z_][\w]*)")
 
 

@@ -575,6 +575,8 @@ def names():
     ("dcou", "VMConnection | summarize ", ["dcount("], []),                      # aggregates
     ("VMPro", "VMConnection | join kind=inner (", ["VMProcess"], []),            # tables after join
     ("VMPro", "VMConnection | union ", ["VMProcess"], []),
+    ("VMPro", "union withsource=T VMConnection, ", ["VMProcess"], []),
+    ("Mach", "VMConnection | join (VMProcess) on ", ["Machine"], []),          # past the table: columns
     ("VMBou", "let a = 1;\n", ["VMBoundPort"], []),                              # a new statement
     ("Li", "let a = 1;\nVMBoundPort | where ", ["LinksLive"], ["LinksFailed"]),   # its table's columns
     ("VMPro", "let p = ", ["VMProcess"], []),                                    # tables in expressions
