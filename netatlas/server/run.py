@@ -59,9 +59,11 @@ def _publishing_server(data_dir: Path):
             await super().startup(sockets=sockets)
             if self.started and self.servers and self.servers[0].sockets:
                 port = self.servers[0].sockets[0].getsockname()[1]
-                # a TLS setting would also pass cafile= for clients that must verify a private CA
-                discovery.publish(data_dir, discovery.url_for(self.config.host, port,
-                                                              "https" if self.config.is_ssl else "http"))
+                url = discovery.url_for(self.config.host, port, "https" if self.config.is_ssl else "http")
+                try:    # a TLS setting would also pass cafile= for clients that must verify a private CA
+                    discovery.publish(data_dir, url)
+                except OSError as e:    # the server still serves; local commands just cannot find it
+                    print(f"warning: cannot write {discovery.path_of(data_dir)}: {e}", file=sys.stderr)
 
         async def shutdown(self, sockets=None):
             # here, not after run(): uvicorn re-raises SIGTERM once it has stopped, ending the process
