@@ -4,7 +4,11 @@ Every subcommand is one row of ``COMMANDS`` (name, help, a function that declare
 arguments, a function that runs it); every output format is one entry of ``FORMATS``.
 
 Exit codes: 0 success, 1 the workspace could not be opened or the query failed while running,
-2 a mistake in the query text or on the command line, 130 interrupted.
+2 a mistake in the query text or on the command line (a --data that is not a workspace
+included), 130 interrupted.
+
+``query`` and ``shell`` open the workspace directory themselves; while a workspace server
+holds it they ask that server instead (``remote.py``), and print the same.
 """
 from __future__ import annotations
 
@@ -25,9 +29,11 @@ from . import up
 from .agent.config import agent_arguments, cmd_agent
 from .demo.command import cmd_demo, demo_arguments
 from .errors import KqlError, NetatlasError
+from .shell import describe
 from .limits import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT
 
 if TYPE_CHECKING:       # the engine is imported where a command uses it: `netatlas agent` never does
+    from .remote import RemoteWorkspace
     from .result import Result
     from .workspace import Workspace
 
@@ -118,6 +124,45 @@ def open_workspace(path: str | None, geoip: str | None = None) -> Workspace:
         raise NetatlasError(f"cannot open the workspace in {path!r}: {str(e).splitlines()[0]}") from None
 
 
+WORKSPACE_MARKS = ("netatlas.duckdb", "workspace.json")   # a directory holding either is a workspace
+
+
+def add_data_arguments(p: argparse.ArgumentParser) -> None:
+    p = p.add_mutually_exclusive_group()
+    p.add_argument("--data", metavar="DIR", default=UP_DATA,
+                   help=f"the workspace directory, made by `netatlas up` or `workspace serve` (default: "
+                   f"./{UP_DATA}); while its server runs, the query goes through that server")
+    p.add_argument("--memory", action="store_true",
+                   help="use a new, empty in-memory workspace instead (every table present, no rows): "
+                   "for trying KQL with print, range, datatable")
+
+
+def require_workspace(data: Path) -> None:
+    """A usage error unless ``data`` is a workspace directory: a query never answers from a new,
+    empty workspace made by a mistyped path."""
+    if data.is_dir() and any((data / mark).exists() for mark in WORKSPACE_MARKS):
+        return
+    what = "does not exist" if not data.exists() else "is not a directory" if not data.is_dir() else \
+        f"is not a netatlas workspace (it holds neither {' nor '.join(WORKSPACE_MARKS)})"
+    raise UsageError(f"{data} {what}; create a workspace there with `netatlas up --data {data}` or "
+                     f"`netatlas workspace serve --data {data}`, or give --data the directory of one")
+
+
+def open_for_query(args: argparse.Namespace) -> Workspace | RemoteWorkspace:
+    """The workspace ``query`` and ``shell`` read: in memory (--memory), the directory itself, or,
+    when a server holds the directory, that server (``remote.through_server``)."""
+    from .workspace import WorkspaceBusyError
+    if args.memory:
+        return open_workspace(None)
+    data = Path(args.data)
+    require_workspace(data)
+    try:
+        return open_workspace(data)
+    except WorkspaceBusyError:
+        from .remote import through_server
+        return through_server(data)
+
+
 def parse_params(items: list[str] | None) -> dict[str, str]:
     """``name=value`` pairs; values stay text and are converted to the type the query declares."""
     params = {}
@@ -129,7 +174,7 @@ def parse_params(items: list[str] | None) -> dict[str, str]:
     return params
 
 
-def run_query(ws: Workspace, text: str, args: argparse.Namespace, params: dict | None = None) -> None:
+def run_query(ws: Workspace | RemoteWorkspace, text: str, args: argparse.Namespace, params: dict | None = None) -> None:
     """Run one query and print it in the chosen format; KQL and runtime errors propagate."""
     res = ws.query(text, params=params, timeout=args.timeout, max_rows=args.max_rows)
     sys.stdout.write(FORMATS[args.format](res))
@@ -161,8 +206,7 @@ def add_output_arguments(p: argparse.ArgumentParser) -> None:
 def query_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("kql", nargs="?", help="the query; omit it to use -f or standard input")
     p.add_argument("-f", "--file", metavar="FILE", help="read the query from FILE ('-' for standard input)")
-    p.add_argument("--data", metavar="DIR",
-                   help="the workspace directory (created if missing; default: a new in-memory workspace)")
+    add_data_arguments(p)
     p.add_argument("--param", action="append", metavar="NAME=VALUE",
                    help="a value for `declare query_parameters(NAME:type)`; repeatable")
     add_output_arguments(p)
@@ -190,89 +234,43 @@ def query_text(args: argparse.Namespace) -> str:
 def cmd_query(args: argparse.Namespace) -> int:
     text = query_text(args)
     params = parse_params(args.param)
-    with open_workspace(args.data) as ws:
+    with open_for_query(args) as ws:
         run_query(ws, text, args, params)
     return EXIT_OK
 
 
-# ---------------------------------------------------------------- netatlas up
+# ---------------------------------------------------------------- netatlas shell
 
-UP_BANNER = """\
-netatlas {version}: workspace in {path} ({n} tables: {tables})
-This is netatlas's main command. For now it opens the workspace and gives you a KQL prompt;
-the workspace server and the web UI will start here once they exist.
-End a query with an empty line or ';;'. Ctrl-C drops the current query, Ctrl-D quits.
-"""
-
-
-def up_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", metavar="DIR", default=UP_DATA,
-                   help=f"the workspace directory (created if missing; default: ./{UP_DATA})")
+def shell_arguments(p: argparse.ArgumentParser) -> None:
+    add_data_arguments(p)
     add_output_arguments(p)
 
 
-def read_statement(read_line: Callable[[str], str]) -> str | None:
-    """Lines up to an empty line or a line ending in ';;'; None at end of input (Ctrl-D)."""
-    lines: list[str] = []
-    while True:
-        try:
-            line = read_line("...> " if lines else "kql> ")
-        except EOFError:
-            return None
-        stripped = line.rstrip()
-        if stripped.endswith(";;"):
-            lines.append(stripped[:-2])
-            text = "\n".join(lines)
-            if text.strip():
-                return text
-            lines = []
-        elif stripped:
-            lines.append(line)
-        elif lines:
-            return "\n".join(lines)
+def where_it_is(args: argparse.Namespace, ws: Workspace | RemoteWorkspace) -> str:
+    """The banner's words for the workspace the shell reads."""
+    if args.memory:
+        return "a new, empty in-memory workspace (--memory)"
+    from .remote import RemoteWorkspace
+    path = Path(args.data).resolve()
+    if isinstance(ws, RemoteWorkspace):
+        return f"workspace {path}, through its server at {ws.url} (pid {ws.published.pid}), which holds it"
+    return f"workspace {path}, opened directly"
 
 
-def repl(ws: Workspace, args: argparse.Namespace, read_line: Callable[[str], str] = input) -> int:
-    """The interactive prompt: read, run, print; errors are shown and the prompt goes on."""
-    while True:
-        try:
-            text = read_statement(read_line)
-        except KeyboardInterrupt:
-            print()
-            continue
-        if text is None:
-            print()
-            return EXIT_OK
-        try:
-            run_query(ws, text, args)
-        except KqlError as e:
-            print(str(e), file=sys.stderr)
-        except NetatlasError as e:
-            print(_describe(e), file=sys.stderr)
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-
-
-def cmd_up(args: argparse.Namespace) -> int:
+def cmd_shell(args: argparse.Namespace) -> int:
+    from .shell import interact
     if not _stdin_is_tty():
         text = _read_stdin().rstrip()
         text = text[:-2] if text.endswith(";;") else text
         if not text.strip():
-            print("netatlas up: no query on standard input; run it in a terminal for the KQL prompt",
+            print("netatlas shell: no query on standard input; run it in a terminal for the KQL prompt",
                   file=sys.stderr)
             return EXIT_OK
-        with open_workspace(args.data) as ws:
+        with open_for_query(args) as ws:
             run_query(ws, text, args)
         return EXIT_OK
-    try:
-        import readline  # noqa: F401  (line editing and history for input())
-    except ImportError:
-        pass
-    with open_workspace(args.data) as ws:
-        names = ws.catalogue.names()
-        print(UP_BANNER.format(version=__version__, path=Path(args.data).resolve(), n=len(names),
-                               tables=", ".join(names)))
-        return repl(ws, args)
+    with open_for_query(args) as ws:
+        return interact(ws.catalogue, lambda text: run_query(ws, text, args), where_it_is(args, ws))
 
 
 # ---------------------------------------------------------------- netatlas version
@@ -485,7 +483,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("up", "start the workspace server on ./netatlas-data (with the demo datacenter the first time)",
             up.up_arguments, up.cmd_up),
     Command("shell", "an interactive KQL prompt on a workspace directory (default ./netatlas-data)",
-            up_arguments, cmd_up),
+            shell_arguments, cmd_shell),
     Command("query", "run one KQL query and print its result", query_arguments, cmd_query),
     Command("version", "print the version", version_arguments, cmd_version),
     Command("demo", "fill a workspace with a simulated datacenter (machines, processes, connections)",
@@ -516,10 +514,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _describe(e: NetatlasError) -> str:
-    return str(e) if isinstance(e, KqlError) else f"{e.code}: {e}"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -535,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
         print(str(e), file=sys.stderr)
         return EXIT_USAGE
     except NetatlasError as e:
-        print(_describe(e), file=sys.stderr)
+        print(describe(e), file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

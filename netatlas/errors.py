@@ -42,6 +42,17 @@ def line_col(text: str, offset: int) -> tuple[int, int]:
     return line, col
 
 
+def offset_of(text: str, line: int, column: int) -> int:
+    """The offset into text of a 1-based line and column (the inverse of ``line_col``)."""
+    start = 0
+    for _ in range(line - 1):
+        nl = text.find("\n", start)
+        if nl < 0:
+            return len(text)
+        start = nl + 1
+    return min(start + column - 1, len(text))
+
+
 class KqlError(NetatlasError):
     code = "KQL"
 
@@ -85,8 +96,21 @@ class KqlError(NetatlasError):
         return "\n".join(out)
 
     def to_json(self) -> dict:
+        """The error as the HTTP API sends it; ``length``: characters of the text it points at."""
         return {"code": self.code, "message": self.message, "line": self.line,
-                "column": self.column, "hint": self.hint, "display": str(self)}
+                "column": self.column, "length": self.span.end - self.span.start if self.line else None,
+                "hint": self.hint, "display": str(self)}
+
+    @classmethod
+    def from_json(cls, info: dict, text: str) -> "KqlError":
+        """The error ``to_json`` described, about ``text`` (the query sent): same code, span, caret."""
+        span = None
+        if isinstance(info.get("line"), int) and isinstance(info.get("column"), int):
+            start = offset_of(text, info["line"], info["column"])
+            length = info.get("length")
+            span = Span(start, start + (length if isinstance(length, int) and length > 0 else 1))
+        return cls(str(info.get("message", "")), span, code=info.get("code") or None, hint=info.get("hint"),
+                   text=text)
 
 
 class KqlSyntaxError(KqlError):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .kql.values import to_json_value
+from .kql.values import from_json_value, to_json_value
 
 
 @dataclass
@@ -36,3 +36,14 @@ class Result:
             "statistics": {"rows": len(self.rows), "truncated": self.truncated,
                            "timings_ms": {k: round(v * 1000, 3) for k, v in self.timings.items()}},
         }
+
+    @classmethod
+    def from_json(cls, doc: dict) -> "Result":
+        """The Result that ``to_json`` described (the first table), e.g. an answer of the HTTP API."""
+        table = doc["tables"][0]
+        columns = [c["name"] for c in table["columns"]]
+        types = [c["type"] for c in table["columns"]]
+        rows = [[from_json_value(v, t) for v, t in zip(r, types)] for r in table["rows"]]
+        stats = doc.get("statistics") or {}
+        timings = {k: v / 1000 for k, v in (stats.get("timings_ms") or {}).items()}
+        return cls(columns, types, rows, doc.get("render"), bool(stats.get("truncated")), timings=timings)

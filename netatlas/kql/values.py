@@ -225,3 +225,30 @@ def convert_rows(raw: list[tuple], types: list[str]) -> list[list]:
 
 
 _UTC = timezone.utc
+
+
+def _from_json_datetime(v):
+    d = parse_datetime(v) if isinstance(v, str) else None
+    return v if d is None else d.replace(tzinfo=timezone.utc)
+
+
+def _from_json_timespan(v):
+    t = parse_timespan(v) if isinstance(v, str) else None
+    return v if t is None else ticks_to_timedelta(t)
+
+
+def _from_json_real(v):
+    return float(v) if isinstance(v, (int, float, str)) and not isinstance(v, bool) else v
+
+
+FROM_JSON = {
+    T.DATETIME: _from_json_datetime, T.TIMESPAN: _from_json_timespan, T.GUID: lambda v: uuid.UUID(str(v)),
+    T.DECIMAL: lambda v: Decimal(str(v)), T.REAL: _from_json_real,
+}
+
+
+def from_json_value(v, typ: str):
+    """The inverse of ``to_json_value``: a value of the HTTP API's JSON back to the Result's Python value."""
+    if v is None or typ not in FROM_JSON:
+        return v
+    return FROM_JSON[typ](v)

@@ -3,7 +3,7 @@
 | endpoint | auth | does | module |
 |---|---|---|---|
 | ``POST /api/ingest/{Table}`` | SharedKey, ingest key | store a batch of records (JSON array, optionally gzip) | ``ingest.py`` |
-| ``POST /api/query`` | Bearer, query key | run a KQL query: ``{"query", "timespan", "parameters"}`` | ``query.py`` |
+| ``POST /api/query`` | Bearer, query key | run a KQL query: ``{"query", "timespan", "parameters", "max_rows", "timeout"}`` | ``query.py`` |
 | ``GET /api/retention`` | Bearer, query key | retention days per table and the schedule | ``retention.py`` |
 | ``PUT /api/retention/{Table}`` | Bearer, query key | ``{"days": N}``: change a table's retention | ``retention.py`` |
 | ``POST /api/retention/apply`` | Bearer, query key | run a retention pass now | ``retention.py`` |

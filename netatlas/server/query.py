@@ -2,6 +2,8 @@
 
 ``timespan`` (optional; ``timespan.py``) limits every table the query reads to that interval of
 TimeGenerated. ``parameters`` (optional) gives values to ``declare query_parameters(...)``.
+``max_rows`` and ``timeout`` (seconds; optional) lower the server's max_rows and query_timeout
+for this query (never raise them), as ``netatlas query --max-rows/--timeout`` do.
 The answer is ``Result.to_json()``: ``{"tables": [{"name", "columns": [{"name", "type"}], "rows"}],
 "render", "statistics"}``; ``statistics.truncated`` is true when the result was cut at the
 server's max_rows (``statistics.max_rows``). A mistake in the query is a 400 with ``line``,
@@ -21,7 +23,10 @@ from .http import HttpError, json_response, read_json_object, service
 from .timespan import TimespanError, parse_timespan
 
 QUERY_BODY_LIMIT = 1024 * 1024
-FIELDS = ("query", "timespan", "parameters")
+FIELDS = ("query", "timespan", "parameters", "max_rows", "timeout")
+# optional limits a request may lower: field -> (the setting it lowers, its type, what it must be)
+LIMITS = {"max_rows": ("max_rows", int, "a positive whole number of rows"),
+          "timeout": ("query_timeout", (int, float), "a positive number of seconds")}
 
 # (exception, HTTP status, outcome label of netatlas_queries_total)
 FAILURES = (
@@ -29,6 +34,19 @@ FAILURES = (
     (QueryLimitError, 504, "timeout"),
     (QueryExecutionError, 400, "runtime_error"),
 )
+
+
+def _limits(body: dict, settings) -> dict:
+    """max_rows and timeout for ws.query: the server's settings, lowered by the request's."""
+    out = {"max_rows": settings.max_rows, "timeout": settings.query_timeout}
+    for name, (setting, kind, what) in LIMITS.items():
+        value = body.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
+            raise HttpError(400, "BAD_REQUEST", f"'{name}' must be {what}, got {value!r}", field=name)
+        out[name] = min(value, getattr(settings, setting))
+    return out
 
 
 def _request(body: dict) -> tuple[str, tuple | None, dict | None]:
@@ -54,8 +72,9 @@ def _request(body: dict) -> tuple[str, tuple | None, dict | None]:
 async def query(request: Request) -> Response:
     svc = service(request)
     verify_bearer(svc.keys.identity, request.headers, role="query")
-    text, span, params = _request(await read_json_object(request, QUERY_BODY_LIMIT))
-    options = {"params": params, "timeout": svc.settings.query_timeout, "max_rows": svc.settings.max_rows}
+    body = await read_json_object(request, QUERY_BODY_LIMIT)
+    text, span, params = _request(body)
+    options = {"params": params, **_limits(body, svc.settings)}
     if span is not None:
         options["timespan"] = span
     m = svc.metrics
@@ -74,7 +93,7 @@ async def query(request: Request) -> Response:
     if res.truncated:
         m.queries_truncated.inc()
     out = res.to_json()
-    out["statistics"].update(max_rows=svc.settings.max_rows,
+    out["statistics"].update(max_rows=options["max_rows"],
                              elapsed_ms=round((time.perf_counter() - t0) * 1000, 3))
     if span is not None:
         out["statistics"]["timespan"] = [span[0].isoformat(), span[1].isoformat()]

@@ -3,6 +3,10 @@
 uvicorn handles SIGINT and SIGTERM: it stops accepting connections, lets running requests end
 (up to ``SHUTDOWN_GRACE`` seconds), then the app's lifespan stops the retention schedule and
 closes the workspace, so DuckDB checkpoints and releases its file lock.
+
+Once it listens, the server publishes its URL in ``DIR/server.json`` (``discovery.py``), so
+``netatlas query`` and ``netatlas shell`` can ask it while it holds the workspace; the file is
+removed when the server stops.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from pathlib import Path
 from typing import Callable, TextIO
 
 from .. import __version__
+from .. import discovery
 from ..keys import Identity, load_or_create
 from .settings import Settings
 
@@ -44,6 +49,30 @@ def banner(data_dir: Path, identity: Identity, settings: Settings) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _publishing_server(data_dir: Path):
+    """A uvicorn Server that writes DIR/server.json once its socket listens (on the port it got,
+    which is the one asked for unless that was 0) and removes it as it starts to stop."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets=None):
+            await super().startup(sockets=sockets)
+            if self.started and self.servers and self.servers[0].sockets:
+                port = self.servers[0].sockets[0].getsockname()[1]
+                url = discovery.url_for(self.config.host, port, "https" if self.config.is_ssl else "http")
+                try:    # a TLS setting would also pass cafile= for clients that must verify a private CA
+                    discovery.publish(data_dir, url)
+                except OSError as e:    # the server still serves; local commands just cannot find it
+                    print(f"warning: cannot write {discovery.path_of(data_dir)}: {e}", file=sys.stderr)
+
+        async def shutdown(self, sockets=None):
+            # here, not after run(): uvicorn re-raises SIGTERM once it has stopped, ending the process
+            discovery.withdraw(data_dir)
+            await super().shutdown(sockets=sockets)
+
+    return Server
+
+
 def serve(data_dir: str | os.PathLike, settings: Settings | None = None, *,
           open_workspace: Callable = None, out: TextIO = sys.stdout) -> int:
     """Serve the workspace in ``data_dir`` until SIGINT/SIGTERM; returns the exit code.
@@ -66,7 +95,7 @@ def serve(data_dir: str | os.PathLike, settings: Settings | None = None, *,
         app = create_app(data_dir, settings=settings, workspace=workspace)
         config = uvicorn.Config(app, host=settings.host, port=settings.port, lifespan="on",
                                 timeout_graceful_shutdown=SHUTDOWN_GRACE, server_header=False)
-        server = uvicorn.Server(config)
+        server = _publishing_server(data_dir)(config)
         try:
             server.run()
         except SystemExit as e:   # uvicorn exits 1 when the port cannot be bound
@@ -75,4 +104,5 @@ def serve(data_dir: str | os.PathLike, settings: Settings | None = None, *,
             pass
         return 0
     finally:
+        discovery.withdraw(data_dir)
         workspace.close()   # when startup failed (port taken), the lifespan did not close it

@@ -112,8 +112,9 @@ async def export(request: Request) -> Response:
     if fmt not in EXPORT_FORMATS:
         raise HttpError(400, "BAD_FORMAT", f"unknown export format {fmt!r}; the formats are "
                         f"{', '.join(EXPORT_FORMATS)} (CSV is made in the browser)", field="format")
-    text, span, params = query_view._request(await read_json_object(request, query_view.QUERY_BODY_LIMIT))
-    options = {"params": params, "timeout": svc.settings.query_timeout, "max_rows": svc.settings.max_rows}
+    body = await read_json_object(request, query_view.QUERY_BODY_LIMIT)
+    text, span, params = query_view._request(body)
+    options = {"params": params, **query_view._limits(body, svc.settings)}
     if span is not None:
         options["timespan"] = span
     try:
