@@ -24,7 +24,7 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import __version__
+from . import __version__, discovery
 from .errors import NetatlasError
 from .keys import WORKSPACE_FILE
 
@@ -32,7 +32,6 @@ DB_FILE = "netatlas.duckdb"             # workspace.DB_FILE (the engine is not i
 
 MANIFEST = "backup.json"
 DEMO_MARKER = ".demo-loaded"          # up.DEMO_MARKER (up.py is not imported: it loads the server)
-SERVER_FILE = "server.json"           # a running server's url and pid (server/run.py)
 COPIED = (WORKSPACE_FILE, DEMO_MARKER)
 # what a workspace directory holds besides the database, removed by a forced restore
 WORKSPACE_FILES = (DB_FILE, DB_FILE + ".wal", WORKSPACE_FILE, DEMO_MARKER)
@@ -148,7 +147,7 @@ def restore(backup: Path, data_dir: Path, *, force: bool = False) -> dict:
         if not force:
             raise BackupError(f"{data_dir} is not empty; restore into a new or empty directory, or pass --force "
                               f"to replace the workspace in it (its server stopped)")
-        if (data_dir / SERVER_FILE).exists() or (data_dir / DB_FILE).exists():
+        if (data_dir / discovery.SERVER_FILE).exists() or (data_dir / DB_FILE).exists():
             try:
                 connect(data_dir, geoip=False).close()       # fails while a server holds the file
             except WorkspaceBusyError:
@@ -170,25 +169,6 @@ def restore(backup: Path, data_dir: Path, *, force: bool = False) -> dict:
                           f"against {manifest['rows']}")
     return {"restored": str(data_dir), "workspace_id": manifest.get("workspace_id"), "rows": found,
             "batches": len(manifest.get("batches", [])), "migrated": upgrade.steps}
-
-
-def running_server(data_dir: Path) -> str | None:
-    """The url of the server holding ``data_dir``, from its server.json (when its process lives)."""
-    try:
-        info = json.loads((Path(data_dir) / SERVER_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    pid, url = info.get("pid"), info.get("url")
-    if not isinstance(url, str):
-        return None
-    if isinstance(pid, int):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass
-    return url
 
 
 # ---------------------------------------------------------------- the command line
@@ -264,7 +244,7 @@ def cmd_backup(args) -> int:
     from .cli import UsageError
     from .workspace import WorkspaceBusyError
     data, target = Path(args.data), Path(args.target).absolute()
-    server = args.server or running_server(data)
+    server = args.server or discovery.live_url(data)
     try:
         if server:
             manifest = post_json(server.rstrip("/") + "/api/backup", _server_key(args, data), {"target": str(target)})
@@ -273,7 +253,7 @@ def cmd_backup(args) -> int:
     except BackupError as e:
         raise UsageError(str(e)) from None
     except WorkspaceBusyError:
-        raise UsageError(f"{data} is held by a running server that left no {SERVER_FILE}; pass --server URL "
+        raise UsageError(f"{data} is held by a running server that left no {discovery.SERVER_FILE}; pass --server URL "
                          f"(and --key) to back it up through the server") from None
     print(describe(manifest, target))
     return 0

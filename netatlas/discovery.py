@@ -89,3 +89,12 @@ def read(data_dir: str | os.PathLike) -> Published:
                          path=path, cafile=doc.get("cafile") or None)
     except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
         raise ValueError(f"{path} is not a server address file: {e}") from None
+
+
+def live_url(data_dir: str | os.PathLike) -> str | None:
+    """The url of the server holding ``data_dir`` when server.json names a live process, else None."""
+    try:
+        published = read(data_dir)
+    except (OSError, ValueError):
+        return None
+    return published.url if published.alive() else None

@@ -496,7 +496,7 @@ def warnings(report: Report) -> list[str]:
 
 def cmd_import(args) -> int:
     import sys
-    from .backup import running_server
+    from .discovery import live_url
     from .cli import UsageError, open_workspace
     if args.retention is not None and not 1 <= args.retention <= 4383:
         raise UsageError("--retention is a whole number of days from 1 to 4383 (12 years)")
@@ -508,7 +508,7 @@ def cmd_import(args) -> int:
         except OSError as e:
             raise UsageError(f"cannot read {args.file}: {e.strerror or e}") from None
     data_dir = Path(args.data)
-    server = args.server or running_server(data_dir)
+    server = args.server or live_url(data_dir)
     try:
         if server:
             key = args.key or _key_of(data_dir, "ingest")
