@@ -20,7 +20,8 @@ SHUTDOWN_GRACE = 10
 
 
 def banner(data_dir: Path, identity: Identity, settings: Settings) -> str:
-    base = f"http://{settings.host if ':' not in settings.host else f'[{settings.host}]'}:{settings.port}"
+    host = settings.host if ":" not in settings.host else f"[{settings.host}]"
+    base = f"{settings.scheme}://{host}:{settings.port}"
     lines = [f"netatlas {__version__} workspace server",
              f"  workspace id  {identity.workspace_id}",
              f"  data          {data_dir.resolve()}"]
@@ -44,6 +45,13 @@ def banner(data_dir: Path, identity: Identity, settings: Settings) -> str:
     return "\n".join(lines) + "\n"
 
 
+def tls_options(settings: Settings) -> dict:
+    """uvicorn.Config's TLS arguments: https when tls_cert and tls_key are set."""
+    if not settings.tls_cert:
+        return {}
+    return {"ssl_certfile": settings.tls_cert, "ssl_keyfile": settings.tls_key}
+
+
 def serve(data_dir: str | os.PathLike, settings: Settings | None = None, *,
           open_workspace: Callable = None, out: TextIO = sys.stdout) -> int:
     """Serve the workspace in ``data_dir`` until SIGINT/SIGTERM; returns the exit code.
@@ -57,6 +65,7 @@ def serve(data_dir: str | os.PathLike, settings: Settings | None = None, *,
     from .app import create_app
 
     settings = settings or Settings()
+    settings.check()   # a TLS file that cannot be read: a clear error now, not uvicorn's traceback later
     data_dir = Path(data_dir)
     identity = load_or_create(data_dir)
     workspace = (open_workspace or connect)(data_dir)
@@ -65,7 +74,8 @@ def serve(data_dir: str | os.PathLike, settings: Settings | None = None, *,
         out.flush()
         app = create_app(data_dir, settings=settings, workspace=workspace)
         config = uvicorn.Config(app, host=settings.host, port=settings.port, lifespan="on",
-                                timeout_graceful_shutdown=SHUTDOWN_GRACE, server_header=False)
+                                timeout_graceful_shutdown=SHUTDOWN_GRACE, server_header=False,
+                                **tls_options(settings))
         server = uvicorn.Server(config)
         try:
             server.run()
