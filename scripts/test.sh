@@ -17,6 +17,8 @@ APT_NEEDS=(
     "rpmbuild:rpm"              # package versions from an RPM database
     "dnsmasq:dnsmasq-base"      # the DNS server of the agent's DNS-names namespace test (no service)
     "chromium:chromium"         # the web UI's browser tests (tests/test_ui_browser.py, through Playwright)
+    "openssl:openssl"           # self-signed certificates for the https tests
+    "nft:nftables"              # the README's firewall line, run by the second-host namespace test
 )
 
 missing=()
