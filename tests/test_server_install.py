@@ -393,3 +393,48 @@ def test_the_installed_unit_serves_the_workspace_over_https(installed, tls, tmp_
     assert code in (0, -signal.SIGTERM), log.read_text()
     assert "Application shutdown complete" in log.read_text()
     assert f"https://127.0.0.1:{port}/healthz" in log.read_text()
+
+
+def test_a_kept_alive_https_connection_closed_without_close_notify_is_reopened_not_failed(tls, tmp_path):
+    """uvicorn closes an idle kept-alive connection after 5 s with TLS's close_notify, then waits
+    30 s for the client's and closes the socket without more: an agent batching every 15 s or
+    more sends its next batch into a connection that ends without close_notify (SSLEOFError).
+    That is a stale connection to open again, not a failed send with a backoff. A TLS server that
+    answers one request per connection and then closes it that way stands in for those 35 s."""
+    import socket
+    import threading
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(tls / "server.crt", tls / "server.key")
+    listener = socket.create_server(("127.0.0.1", 0))
+    served = []
+
+    def serve():
+        while True:
+            try:
+                raw, _ = listener.accept()
+            except OSError:
+                return
+            with ctx.wrap_socket(raw, server_side=True) as conn, conn.makefile("rb") as f:
+                head = [line for line in iter(f.readline, b"\r\n")]
+                length = next(int(h.split(b":")[1]) for h in head if h.lower().startswith(b"content-length"))
+                f.read(length)
+                served.append(head[0])
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+                time.sleep(0.2)
+            # leaving the with: the socket closes without conn.unwrap(), i.e. without close_notify
+
+    threading.Thread(target=serve, daemon=True).start()
+    identity = keys.load_or_create(tmp_path / "ws")
+    s = ship.Shipper(agent_config(tmp_path, f"https://127.0.0.1:{listener.getsockname()[1]}", identity,
+                                  ca_file=str(tls / "server.crt")))
+    try:
+        s.enqueue("VMComputer", computer("keepalive-1"))
+        assert s.flush().sent == 1
+        time.sleep(0.5)                       # the server has closed the connection the sender keeps
+        s.enqueue("VMComputer", computer("keepalive-2"))
+        report = s.flush()
+        assert (report.sent, report.error) == (1, None), report.error
+        assert s.stats["send_failures"] == 0 and len(served) == 2
+    finally:
+        s.close()
+        listener.close()

@@ -132,8 +132,10 @@ NAME_MISMATCH = dict.fromkeys((62, 64), "the certificate does not name the host 
 UNTRUSTED = ("the workspace's certificate is not trusted by this host: give it (or the CA that signed it) "
              "with --ca-file / ca_file")
 
-# a kept-alive connection the server has closed in the meantime fails with one of these
-STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+# a kept-alive connection the server has closed in the meantime fails with one of these (over
+# https the close arrives as TLS's end of stream: SSLEOFError, or SSLZeroReturnError)
+STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError, ConnectionAbortedError,
+         ssl.SSLEOFError, ssl.SSLZeroReturnError)
 
 
 class HttpSender:
