@@ -312,8 +312,8 @@ def workspace_arguments(p: argparse.ArgumentParser) -> None:
                        "in DIR. The options are those of `workspace serve`.")
     for a in (s, i):
         a.add_argument("--config", metavar="FILE", default=None,
-                       help=f"a TOML file of settings, same names as the options below without the "
-                       f"dashes (env {CONFIG_ENV}; default: none)")
+                       help=f"a TOML file of settings, one key per option below (max_rows = 1000 for "
+                       f"--max-rows) (env {CONFIG_ENV}; default: none)")
         for setting in SETTINGS:
             a.add_argument(setting.flag, dest=setting.name, type=setting.type, default=None,
                            metavar=setting.metavar,

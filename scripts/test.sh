@@ -19,6 +19,7 @@ APT_NEEDS=(
     "chromium:chromium"         # the web UI's browser tests (tests/test_ui_browser.py, through Playwright)
     "openssl:openssl"           # self-signed certificates for the https tests
     "nft:nftables"              # the README's firewall line, run by the second-host namespace test
+    "curl:curl"                 # ...and its check line
 )
 
 missing=()

@@ -214,10 +214,18 @@ def machines(tmp_path):
             sh("ip", "netns", "del", ns, check=False)
 
 
+UNTRACKED = shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.egg-info", "build", "netatlas-data",
+                                   ".pytest_cache")
+
+
 def copy_clone(dest: Path) -> None:
-    """The repository's tracked files, as `git clone` or `scp -r` would bring them to a machine."""
-    files = sh("git", "-C", str(ROOT), "ls-files", "-z").stdout.split("\0")
-    for name in filter(None, files):
+    """The repository's tracked files, as `git clone` or `scp -r` would bring them to a machine
+    (outside a git checkout: the directory without what building and testing leave behind)."""
+    listed = sh("git", "-C", str(ROOT), "ls-files", "-z", check=False)
+    if listed.returncode != 0:
+        shutil.copytree(ROOT, dest, symlinks=True, ignore=UNTRACKED)
+        return
+    for name in filter(None, listed.stdout.split("\0")):
         src, dst = ROOT / name, dest / name
         if not src.exists() and not src.is_symlink():
             continue                      # deleted in the working tree
