@@ -302,6 +302,7 @@ def test_install_dry_run_prints_both_files_and_creates_nothing(tmp_path):
     assert f"# ---- {conf} (mode 0644)" in p.stdout and f"# ---- {unit} (mode 0644)" in p.stdout
     assert f'data = "{data}"' in p.stdout and 'host = "0.0.0.0"' in p.stdout
     assert not conf.exists() and not unit.exists() and not data.exists()
+    assert "warning: 0.0.0.0 is not a loopback address and there is no --tls-cert" in p.stderr
 
 
 @pytest.fixture(scope="module")
@@ -327,6 +328,7 @@ def test_install_writes_the_configuration_the_unit_and_the_workspace(installed, 
     assert f"{data}: workspace {identity.workspace_id} (created; its keys: netatlas keys list --data {data})" \
         in p.stdout
     assert "next: systemctl daemon-reload && systemctl enable --now netatlas-workspace" in p.stdout
+    assert "warning" not in p.stdout + p.stderr
     assert stat.S_IMODE(data.stat().st_mode) == 0o700
     assert stat.S_IMODE((data / "workspace.json").stat().st_mode) == 0o600
     assert stat.S_IMODE(conf.stat().st_mode) == 0o644

@@ -34,6 +34,7 @@ from .settings import SETTINGS, Settings
 
 CONFIG_OUT = "/etc/netatlas/workspace.toml"
 UNIT_OUT = "/etc/systemd/system/netatlas-workspace.service"
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 UNIT = """\
 [Unit]
@@ -115,6 +116,9 @@ def cmd_install(args: argparse.Namespace, settings: Settings) -> int:
     config_out = os.path.abspath(args.config_out)
     files = ((Path(config_out), 0o644, config_text(settings)),
              (Path(args.unit_out), 0o644, unit_text(config_out, settings.data)))
+    if not settings.tls_cert and settings.host not in LOOPBACK:
+        print(f"warning: {settings.host} is not a loopback address and there is no --tls-cert/--tls-key: the keys "
+              f"and the records would cross the network in clear text", file=sys.stderr)
     if args.dry_run:
         for path, mode, text in files:
             print(f"# ---- {path} (mode {mode:04o})\n{text}")
