@@ -29,7 +29,7 @@ from netatlas import keys
 from netatlas.agent import ship
 from netatlas.agent.config import AgentConfig, ConfigError
 from netatlas.server import install
-from netatlas.server.settings import SETTINGS, Settings, SettingsError
+from netatlas.server.settings import SETTINGS, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
