@@ -296,36 +296,56 @@ def cmd_version(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- netatlas workspace serve
 
 def workspace_arguments(p: argparse.ArgumentParser) -> None:
-    from .server.settings import SETTINGS
+    from .server.install import install_arguments
+    from .server.settings import CONFIG_ENV, SETTINGS
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     s = sub.add_parser("serve", help="run the workspace server: ingestion, query and retention API",
                        description="Run the workspace server (HTTP API) over the workspace in DIR. On "
                        "first start it creates the workspace id, an ingest key and a query key in "
                        "DIR/workspace.json and prints them. Every option can also be set with its "
-                       "environment variable.")
-    s.add_argument("--data", metavar="DIR", default=UP_DATA,
-                   help=f"the workspace directory (created if missing; default: ./{UP_DATA})")
-    for setting in SETTINGS:
-        s.add_argument(setting.flag, dest=setting.name, type=setting.type, default=None,
-                       metavar=setting.metavar,
-                       help=f"{setting.help} (default: {setting.default}; env {setting.env})")
+                       "environment variable or in the --config file (flag > environment > file > default).")
+    i = sub.add_parser("install", help="write the server's configuration file and systemd unit, and create "
+                       "the workspace", description="Write the server's configuration file and a systemd unit "
+                       "running `netatlas workspace serve --config FILE`, and create the workspace (id and keys) "
+                       "in DIR. The options are those of `workspace serve`.")
+    for a in (s, i):
+        a.add_argument("--config", metavar="FILE", default=None,
+                       help=f"a TOML file of settings, one key per option below (max_rows = 1000 for "
+                       f"--max-rows) (env {CONFIG_ENV}; default: none)")
+        for setting in SETTINGS:
+            a.add_argument(setting.flag, dest=setting.name, type=setting.type, default=None,
+                           metavar=setting.metavar,
+                           help=f"{setting.help} (default: {setting.default or 'none'}; env {setting.env})")
+    install_arguments(i)
     from .backup import backup_arguments
     backup_arguments(sub)
 
 
 def cmd_workspace(args: argparse.Namespace) -> int:
     from . import backup
-    actions = {"serve": cmd_serve, "backup": backup.cmd_backup, "restore": backup.cmd_restore}
+    actions = {"serve": cmd_serve, "install": cmd_install_workspace, "backup": backup.cmd_backup,
+               "restore": backup.cmd_restore}
     return actions[args.action](args)
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    from .server import SETTINGS, Settings, serve
+def server_settings(args: argparse.Namespace):
+    """The server's settings from flags > environment > --config file > defaults."""
+    from .server import SETTINGS, Settings
     try:
-        settings = Settings.from_env(**{s.name: getattr(args, s.name) for s in SETTINGS})
+        return Settings.from_env(file=args.config, **{s.name: getattr(args, s.name) for s in SETTINGS})
     except ValueError as e:
         raise UsageError(str(e)) from None
-    return serve(args.data, settings, open_workspace=lambda d: open_workspace(d, settings.geoip_db))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .server import serve
+    settings = server_settings(args)
+    return serve(settings.data, settings, open_workspace=lambda d: open_workspace(d, settings.geoip_db))
+
+
+def cmd_install_workspace(args: argparse.Namespace) -> int:
+    from .server.install import cmd_install
+    return cmd_install(args, server_settings(args))
 
 
 # ---------------------------------------------------------------- netatlas keys
@@ -488,9 +508,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("version", "print the version", version_arguments, cmd_version),
     Command("demo", "fill a workspace with a simulated datacenter (machines, processes, connections)",
             demo_arguments, cmd_demo),
-    Command("workspace", "run the workspace server (`workspace serve --data DIR`), back it up, restore it",
-            workspace_arguments,
-            cmd_workspace),
+    Command("workspace", "run the workspace server (`workspace serve --data DIR`), install it as a systemd "
+            "service (`workspace install`), back it up and restore it", workspace_arguments, cmd_workspace),
     Command("keys", "list or create the workspace's ingest and query keys", keys_arguments, cmd_keys),
     Command("threatintel", "import threat-intelligence feeds (STIX, CSV, address lists) that flag malicious "
             "remote addresses", threatintel_arguments, cmd_threatintel),

@@ -42,6 +42,7 @@ class Workspace:
         self._geoip_setting = geoip
         self._geoip = None
         self._matcher = None
+        self.default_retention_days = DEFAULT_RETENTION_DAYS   # a table's days until set_retention
         if geoip not in (None, True, False):          # a database named: open it now, fail now
             from .geoip import GeoIP
             self._geoip = GeoIP(geoip)
@@ -197,10 +198,11 @@ class Workspace:
 
     # ---- retention ----------------------------------------------------------------------------
     def retention(self) -> dict[str, int]:
-        """Days of data kept per table (default 30)."""
+        """Days of data kept per table (``default_retention_days`` where not set: 30 unless the
+        server's retention_days setting says otherwise)."""
         with self._lock:
             set_ = dict(self.connection.execute(f'SELECT "table", days FROM {RETENTION_TABLE}').fetchall())
-        return {t: set_.get(t, DEFAULT_RETENTION_DAYS) for t in self.catalogue.names()}
+        return {t: set_.get(t, self.default_retention_days) for t in self.catalogue.names()}
 
     def set_retention(self, table: str, days: int) -> None:
         if table not in self.catalogue:

@@ -20,6 +20,9 @@ APT_NEEDS=(
     "curl:curl"                 # README's shell example of sending data (tests/test_send_data.py)...
     "openssl:openssl"           # ...signs with openssl
     "chromium:chromium"         # the web UI's browser tests (tests/test_ui_browser.py, through Playwright)
+    "openssl:openssl"           # self-signed certificates for the https tests
+    "nft:nftables"              # the README's firewall line, run by the second-host namespace test
+    "curl:curl"                 # ...and its check line
 )
 
 missing=()

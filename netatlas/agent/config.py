@@ -27,39 +27,26 @@ import binascii
 import math
 import os
 import re
-import tomllib
 import uuid
 from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 from urllib.parse import urlsplit
 
-from ..errors import NetatlasError, did_you_mean
+from .. import configfile
+from ..configfile import toml_str as _toml_str
 
 ENV_PREFIX = "NETATLAS_AGENT_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
 MiB = 1024 * 1024
 
 
-class ConfigError(NetatlasError):
+class ConfigError(configfile.ConfigError):
     """A setting that is missing, unknown or not of its kind (the message names where it came from)."""
     code = "AGENT_CONFIG"
 
 
 # ---------------------------------------------------------------- kinds: text -> value -> TOML
-
-def _toml_str(text: str) -> str:
-    """A TOML basic string (quotes, backslashes and control characters escaped)."""
-    out = []
-    for ch in text:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch < " " or ch == "\x7f":
-            out.append({"\t": "\\t", "\n": "\\n", "\r": "\\r"}.get(ch, f"\\u{ord(ch):04x}"))
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
-
 
 def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
@@ -318,19 +305,7 @@ AgentConfig.__hash__ = None   # tags is a dict
 
 def read_file(path: str | os.PathLike) -> dict[str, object]:
     """The settings a TOML file sets; ConfigError for an unreadable file, bad TOML or an unknown key."""
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except OSError as e:
-        raise ConfigError(f"cannot read the configuration file {path}: {e.strerror or e}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML: {e}") from None
-    for name in data:
-        if name not in BY_NAME:
-            hint = did_you_mean(name, BY_NAME)
-            raise ConfigError(f"{path}: unknown setting {name!r}" + (f"; {hint}" if hint else "") +
-                              f" (the settings: {', '.join(BY_NAME)})")
-    return data
+    return configfile.read(path, BY_NAME, ConfigError)
 
 
 def load(flags: Mapping[str, object] | None = None, environ: Mapping[str, str] | None = None,

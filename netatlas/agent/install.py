@@ -16,11 +16,11 @@ left to the caller: ``systemctl daemon-reload && systemctl enable --now netatlas
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import os
 import sys
 from pathlib import Path
 
+from .. import configfile
 from ..errors import NetatlasError
 from .config import KINDS, SETTINGS, AgentConfig
 
@@ -70,46 +70,13 @@ def config_text(config: AgentConfig, *, hide_key: bool = False) -> str:
     return "\n".join(lines)
 
 
-def _systemd_quote(arg: str) -> str:
-    """One ExecStart word: specifiers (%) and variables ($) escaped, quoted when it needs to be."""
-    arg = arg.replace("%", "%%").replace("$", "$$")
-    if arg and not any(c in arg for c in ' \t\n"\'\\;'):
-        return arg
-    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-
-def _python_path() -> str | None:
-    """The directory holding this netatlas when it is not installed (a source checkout): the unit
-    needs it on PYTHONPATH for `python -m netatlas`."""
-    try:
-        importlib.metadata.distribution("netatlas")
-        return None
-    except importlib.metadata.PackageNotFoundError:
-        return str(Path(__file__).resolve().parents[2])
-
-
 def unit_text(config_out: str, python: str | None = None) -> str:
-    python = python or sys.executable
-    exec_start = " ".join(_systemd_quote(a) for a in (python, "-m", "netatlas", "agent", "run",
-                                                       "--config", str(config_out)))
-    path = _python_path()
-    environment = f"Environment={_systemd_quote('PYTHONPATH=' + path)}\n" if path else ""
+    exec_start, environment = configfile.exec_start(python or sys.executable, "agent", "run",
+                                                    "--config", str(config_out))
     return UNIT.format(exec_start=exec_start, environment=environment)
 
 
-def _write(path: Path, text: str, mode: int) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    before = path.read_text(encoding="utf-8") if path.exists() else None
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.fchmod(fd, mode)
-        os.write(fd, text.encode("utf-8"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    return "unchanged" if before == text else ("replaced" if before is not None else "created")
+_write = configfile.write_atomic
 
 
 def install_arguments(p: argparse.ArgumentParser) -> None:

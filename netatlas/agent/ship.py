@@ -126,8 +126,16 @@ def outcome(reply: Reply) -> str:
     return OUTCOMES.get(reply.status, RETRY)
 
 
-# a kept-alive connection the server has closed in the meantime fails with one of these
-STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+# X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH: the right certificate for another name
+NAME_MISMATCH = dict.fromkeys((62, 64), "the certificate does not name the host of workspace_url: make it "
+                              "with subjectAltName=IP:ADDRESS or DNS:NAME as the agents write the URL")
+UNTRUSTED = ("the workspace's certificate is not trusted by this host: give it (or the CA that signed it) "
+             "with --ca-file / ca_file")
+
+# a kept-alive connection the server has closed in the meantime fails with one of these (over
+# https the close arrives as TLS's end of stream: SSLEOFError, or SSLZeroReturnError)
+STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError, ConnectionAbortedError,
+         ssl.SSLEOFError, ssl.SSLZeroReturnError)
 
 
 class HttpSender:
@@ -146,7 +154,11 @@ class HttpSender:
 
     @staticmethod
     def _tls_context(config: AgentConfig) -> ssl.SSLContext:
-        ctx = ssl.create_default_context(cafile=config.ca_file or None)
+        try:
+            ctx = ssl.create_default_context(cafile=config.ca_file or None)
+        except OSError as e:   # ssl.SSLError too: not PEM certificates
+            raise ConfigError(f"ca_file: cannot load {config.ca_file} as PEM certificates to trust: "
+                              f"{getattr(e, 'reason', None) or e.strerror or e}") from None
         if not config.verify_tls:
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
@@ -439,6 +451,8 @@ class Shipper:
             return True
         try:
             reply = self.sender(entry.table, body, entry.batch_id)
+        except ssl.SSLCertVerificationError as e:
+            return self._failed(entry, report, f"{type(e).__name__}: {e}; {self._why(e)}")
         except (OSError, http.client.HTTPException) as e:
             return self._failed(entry, report, f"{type(e).__name__}: {e}")
         what = outcome(reply)
@@ -458,6 +472,14 @@ class Shipper:
             report.rejected += 1
             return True
         return self._failed(entry, report, text)
+
+    def _why(self, e: ssl.SSLCertVerificationError) -> str:
+        """What to do about a certificate the agent refused."""
+        if e.verify_code in NAME_MISMATCH:
+            return NAME_MISMATCH[e.verify_code]
+        if self.config.ca_file:
+            return f"it is not signed by a certificate of ca_file {self.config.ca_file}"
+        return UNTRUSTED
 
     def _forget(self, entry: Spooled) -> None:
         entry.path.unlink(missing_ok=True)
@@ -612,6 +634,7 @@ def cmd_run(args, config: AgentConfig) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     shipper = Shipper(config)
+    shipper.sender   # a ca_file that cannot be loaded: refused now, not at the first batch
     log.info("netatlas agent: shipping to %s every %g s (spool %s)", config.workspace_url, config.interval,
              config.spool)
     try:

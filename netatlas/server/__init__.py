@@ -24,9 +24,11 @@
 | ``GET /healthz`` | none | ``{"status": "ok", ...}`` | ``health.py`` |
 | ``GET /metrics`` | none | Prometheus text format | ``health.py`` |
 
-Settings (``settings.py``; flag ``--max-rows``, environment ``NETATLAS_MAX_ROWS``, ...): host,
-port, max_body_bytes, max_rows, query_timeout, retention_interval, max_clock_skew, geoip_db,
-threatintel_feeds, threatintel_interval.
+Settings (``settings.py``; flag ``--max-rows``, environment ``NETATLAS_MAX_ROWS``, key ``max_rows``
+of the ``--config`` TOML file, ...): data, host, port, tls_cert, tls_key (https when both are set),
+max_body_bytes, max_rows, query_timeout, retention_days, retention_interval, max_clock_skew,
+geoip_db, threatintel_feeds, threatintel_interval. ``netatlas workspace install`` (``install.py``)
+writes them to a configuration file beside a systemd unit that serves it.
 
 Ingestion headers: ``Authorization: SharedKey <workspace id>:<signature>`` and ``x-ms-date`` (see
 ``netatlas.auth``), ``Content-Type: application/json``, ``Content-Length``, optionally

@@ -130,6 +130,7 @@ def create_app(data_dir: str | os.PathLike, *, settings: Settings | None = None,
         if ws is None:
             from .. import connect
             ws = await run_in_threadpool(connect, data_dir)
+        ws.default_retention_days = settings.retention_days
         catalogue = getattr(ws, "catalogue", None) or Catalogue.load()
         svc = Service(data_dir=data_dir, settings=settings, workspace=ws, keys=keys,
                       catalogue=catalogue, metrics=Metrics(catalogue.names()))

@@ -25,7 +25,8 @@ SHUTDOWN_GRACE = 10
 
 
 def banner(data_dir: Path, identity: Identity, settings: Settings) -> str:
-    base = f"http://{settings.host if ':' not in settings.host else f'[{settings.host}]'}:{settings.port}"
+    host = settings.host if ":" not in settings.host else f"[{settings.host}]"
+    base = f"{settings.scheme}://{host}:{settings.port}"
     lines = [f"netatlas {__version__} workspace server",
              f"  workspace id  {identity.workspace_id}",
              f"  data          {data_dir.resolve()}"]
@@ -49,6 +50,13 @@ def banner(data_dir: Path, identity: Identity, settings: Settings) -> str:
     return "\n".join(lines) + "\n"
 
 
+def tls_options(settings: Settings) -> dict:
+    """uvicorn.Config's TLS arguments: https when tls_cert and tls_key are set."""
+    if not settings.tls_cert:
+        return {}
+    return {"ssl_certfile": settings.tls_cert, "ssl_keyfile": settings.tls_key}
+
+
 def _publishing_server(data_dir: Path):
     """A uvicorn Server that writes DIR/server.json once its socket listens (on the port it got,
     which is the one asked for unless that was 0) and removes it as it starts to stop."""
@@ -60,8 +68,8 @@ def _publishing_server(data_dir: Path):
             if self.started and self.servers and self.servers[0].sockets:
                 port = self.servers[0].sockets[0].getsockname()[1]
                 url = discovery.url_for(self.config.host, port, "https" if self.config.is_ssl else "http")
-                try:    # a TLS setting would also pass cafile= for clients that must verify a private CA
-                    discovery.publish(data_dir, url)
+                try:    # with TLS, clients on this machine verify the server with its own certificate
+                    discovery.publish(data_dir, url, cafile=self.config.ssl_certfile)
                 except OSError as e:    # the server still serves; local commands just cannot find it
                     print(f"warning: cannot write {discovery.path_of(data_dir)}: {e}", file=sys.stderr)
 
@@ -86,6 +94,7 @@ def serve(data_dir: str | os.PathLike, settings: Settings | None = None, *,
     from .app import create_app
 
     settings = settings or Settings()
+    settings.check()   # a TLS file that cannot be read: a clear error now, not uvicorn's traceback later
     data_dir = Path(data_dir)
     identity = load_or_create(data_dir)
     workspace = (open_workspace or connect)(data_dir)
@@ -94,7 +103,8 @@ def serve(data_dir: str | os.PathLike, settings: Settings | None = None, *,
         out.flush()
         app = create_app(data_dir, settings=settings, workspace=workspace)
         config = uvicorn.Config(app, host=settings.host, port=settings.port, lifespan="on",
-                                timeout_graceful_shutdown=SHUTDOWN_GRACE, server_header=False)
+                                timeout_graceful_shutdown=SHUTDOWN_GRACE, server_header=False,
+                                **tls_options(settings))
         server = _publishing_server(data_dir)(config)
         try:
             server.run()

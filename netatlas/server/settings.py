@@ -1,14 +1,35 @@
 """Every setting of the workspace server, declared once: name, default, environment variable,
-command-line flag and help. ``netatlas workspace serve`` builds its options from ``SETTINGS``;
-a test fails if one is missing from ``--help`` or from the server's docstring.
+command-line flag, key of the TOML configuration file and help. ``netatlas workspace serve``
+builds its options from ``SETTINGS``; a test fails if one is missing from ``--help`` or from the
+server's docstring.
 
-Precedence: a command-line flag, then the environment variable, then the default.
+Precedence: a command-line flag, then the environment variable, then the configuration file
+(``--config FILE`` or ``NETATLAS_CONFIG``; none by default), then the default. The file is
+what ``netatlas workspace install`` writes:
+
+    data = "/var/lib/netatlas"
+    host = "0.0.0.0"
+    port = 8080
+    tls_cert = "/etc/netatlas/server.crt"
+    tls_key = "/etc/netatlas/server.key"
+    retention_days = 90
 """
 from __future__ import annotations
 
+import math
 import os
+import ssl
 from dataclasses import dataclass, field, make_dataclass
-from typing import Callable
+from typing import Callable, Mapping
+
+from .. import configfile
+
+CONFIG_ENV = "NETATLAS_CONFIG"
+
+
+class SettingsError(configfile.ConfigError, ValueError):
+    """A server setting that is not of its kind, or settings that do not fit together (TLS)."""
+    code = "SERVER_SETTINGS"
 
 
 @dataclass(frozen=True)
@@ -27,17 +48,46 @@ class Setting:
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
 
+    def coerce(self, value):
+        """Text (a flag, the environment) or a TOML value -> the setting's type; ValueError otherwise."""
+        if isinstance(value, str) and self.type is not str:
+            try:
+                value = self.type(value.strip())
+            except ValueError:
+                raise ValueError(f"expected {TYPE_NAMES[self.type]}, got {value!r}") from None
+        ok = {str: lambda v: isinstance(v, str),
+              int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+              float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+        if not ok[self.type](value):
+            raise ValueError(f"expected {TYPE_NAMES[self.type]}, got {value!r}")
+        return self.type(value)
 
+    def toml(self, value) -> str:
+        """The value as TOML text."""
+        return configfile.toml_str(value) if self.type is str else repr(value)
+
+
+TYPE_NAMES = {str: "a string", int: "a whole number", float: "a number"}
 MiB = 1024 * 1024
+DEFAULT_DATA = "netatlas-data"
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("host", "127.0.0.1", str, "ADDRESS", "address to listen on"),
+    Setting("data", DEFAULT_DATA, str, "DIR",
+            "the workspace directory: its DuckDB file and workspace.json (id and keys); created if missing"),
+    Setting("host", "127.0.0.1", str, "ADDRESS",
+            "address to listen on (0.0.0.0 or :: for every interface: other hosts' agents)"),
     Setting("port", 8080, int, "PORT", "TCP port to listen on"),
+    Setting("tls_cert", "", str, "PATH",
+            "a PEM certificate (chain) to serve https with; needs tls_key (default: plain http)"),
+    Setting("tls_key", "", str, "PATH", "the PEM private key of tls_cert"),
     Setting("max_body_bytes", 32 * MiB, int, "BYTES",
             "largest request body accepted, counted after gzip decompression (larger: 413)"),
     Setting("max_rows", 500_000, int, "ROWS",
             "most rows a query returns; past it the result is cut and statistics.truncated is true"),
     Setting("query_timeout", 60.0, float, "SECONDS", "seconds a query may run before it is stopped (504)"),
+    Setting("retention_days", 30, int, "DAYS",
+            "days of data kept in a table whose retention was not set with PUT /api/retention/{Table} "
+            "(1 to 4383)"),
     Setting("retention_interval", 3600.0, float, "SECONDS",
             "seconds between two retention passes (the first runs at start)"),
     Setting("max_clock_skew", 900.0, float, "SECONDS",
@@ -52,23 +102,98 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("threatintel_interval", 3600.0, float, "SECONDS", "seconds between two imports of the feeds"),
 )
 
+BY_NAME = {s.name: s for s in SETTINGS}
 
-def _from_env(cls, environ: dict[str, str] | None = None, **overrides) -> "Settings":
-    """Defaults, replaced by NETATLAS_* variables, replaced by ``overrides`` that are not None."""
+
+def read_file(path: str | os.PathLike) -> dict[str, object]:
+    """The settings a TOML file sets; SettingsError for an unreadable file, bad TOML or an unknown key."""
+    return configfile.read(path, BY_NAME, SettingsError)
+
+
+def _from_env(cls, environ: Mapping[str, str] | None = None, *, file: str | os.PathLike | None = None,
+              **overrides) -> "Settings":
+    """``overrides`` that are not None (the flags), then NETATLAS_* variables, then the TOML ``file``
+    (default: the file NETATLAS_CONFIG names; none if unset), then the defaults; checked (``check``).
+    A value not of its setting's kind is a SettingsError naming where it came from."""
     environ = os.environ if environ is None else environ
+    file = file or environ.get(CONFIG_ENV) or None
+    from_file = read_file(file) if file else {}
     values = {}
     for s in SETTINGS:
         if overrides.get(s.name) is not None:
-            values[s.name] = s.type(overrides[s.name])
+            source, raw = s.flag, overrides[s.name]
         elif s.env in environ:
-            try:
-                values[s.name] = s.type(environ[s.env])
-            except ValueError:
-                raise ValueError(f"{s.env}={environ[s.env]!r} is not a valid {s.type.__name__}") from None
-    return cls(**values)
+            source, raw = f"{s.env}={environ[s.env]!r}", environ[s.env]
+        elif s.name in from_file:
+            source, raw = f"{file}: {s.name}", from_file[s.name]
+        else:
+            continue
+        try:
+            values[s.name] = s.coerce(raw)
+        except ValueError as e:
+            raise SettingsError(f"{source}: {e}") from None
+    settings = cls(**values)
+    settings.check()
+    return settings
+
+
+def _check(self) -> None:
+    """Settings that cannot work, refused before anything starts: a port out of range, a retention
+    out of range, one TLS file without the other, a certificate or key that cannot be read or
+    that do not belong together."""
+    if not 0 <= self.port <= 65535:
+        raise SettingsError(f"port: expected 0 to 65535, got {self.port}")
+    if not 1 <= self.retention_days <= 4383:
+        raise SettingsError(f"retention_days: expected 1 to 4383 (12 years), got {self.retention_days}")
+    if bool(self.tls_cert) != bool(self.tls_key):
+        given, missing = ("tls_cert", "tls_key") if self.tls_cert else ("tls_key", "tls_cert")
+        raise SettingsError(f"{given} is set but {missing} is not: https needs both the certificate "
+                            f"(--tls-cert) and its private key (--tls-key)")
+    if self.tls_cert:
+        self.tls_context()
+
+
+TLS_PEM = (("tls_cert", b"-----BEGIN CERTIFICATE-----", "a PEM certificate"),
+           ("tls_key", b"PRIVATE KEY-----", "a PEM private key"))
+
+
+def _tls_context(self) -> ssl.SSLContext | None:
+    """The server's TLS context from tls_cert and tls_key (None without them); SettingsError for
+    a file that cannot be read or is not PEM, an encrypted key, or a key that is not the
+    certificate's."""
+    if not self.tls_cert:
+        return None
+    for name, marker, what in TLS_PEM:
+        path = getattr(self, name)
+        try:
+            with open(path, "rb") as f:
+                text = f.read()
+        except OSError as e:
+            raise SettingsError(f"{name}: cannot read {path}: {e.strerror or e}") from None
+        if marker not in text:
+            raise SettingsError(f"{name}: {path} is not {what} (no '{marker.decode().strip('-')}' block)")
+        if name == "tls_key" and b"ENCRYPTED" in text:
+            raise SettingsError(f"tls_key: {path} is encrypted; the server needs it without a passphrase "
+                                f"(`openssl pkey -in {path} -out KEY.pem`, mode 0600)")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        ctx.load_cert_chain(self.tls_cert, self.tls_key, password=b"")
+    except ssl.SSLError as e:
+        if e.reason == "KEY_VALUES_MISMATCH":
+            raise SettingsError(f"tls_key: {self.tls_key} is not the private key of tls_cert {self.tls_cert}") \
+                from None
+        raise SettingsError(f"tls_cert {self.tls_cert}, tls_key {self.tls_key}: OpenSSL cannot load them "
+                            f"as a certificate and its key: {e.reason or e}") from None
+    return ctx
+
+
+def _scheme(self) -> str:
+    return "https" if self.tls_cert else "http"
 
 
 # The settings as one frozen dataclass, generated from the table: Settings(port=9000).port
 Settings = make_dataclass("Settings", [(s.name, s.type, field(default=s.default)) for s in SETTINGS],
-                          frozen=True, namespace={"from_env": classmethod(_from_env)})
+                          frozen=True, namespace={"from_env": classmethod(_from_env), "check": _check,
+                                                  "tls_context": _tls_context,
+                                                  "scheme": property(_scheme)})
 Settings.__module__ = __name__
