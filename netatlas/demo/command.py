@@ -43,7 +43,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not 1 <= args.days <= 90:
         raise UsageError("--days must be between 1 and 90")
     end = _end(args.end)
-    progress = None if args.quiet else (lambda msg: print(f"  {msg}", file=sys.stderr, flush=True))
+    from ..progress import Progress
+    progress = None if args.quiet else Progress("  generated", args.days * 24, "h")
     with open_workspace(args.data) as ws:
         held = ws.query("VMConnection | count").rows[0][0]
         if held and not args.append:
@@ -56,6 +57,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         counts = generate(timed, machines=args.machines, days=args.days, seed=args.seed, end=end,
                           progress=progress)
         total = time.perf_counter() - t0
+        if progress is not None:
+            progress.finish()
     width = max(len(t) for t in counts)
     for table, n in counts.items():
         print(f"{table:<{width}}  {n:>10,}")
