@@ -499,9 +499,9 @@ def explain_frame(con, table: Table, name: str, frame: dict, err: Exception):
         read = READ_AS[t]
         row = con.execute(f"SELECT rn, CAST(v AS VARCHAR) FROM (SELECT row_number() OVER () - 1 AS rn, {_q(c)} AS v "
                           f"FROM {_q(name)}) WHERE v IS NOT NULL AND TRY_CAST(v AS {read}) IS NULL "
-                          f"ORDER BY rn LIMIT 1").fetchone()
+                          f"ORDER BY rn LIMIT 1").fetchall()
         if row:
-            rn, value = row
+            rn, value = row[0]
             shown = value if len(value) <= 60 else value[:57] + "..."
             raise IngestError(f"{table.name} record {rn}, field {c} ({read}): cannot be stored as {read}, got {shown}",
                               code="INGEST_TYPE", record=rn, field=c)

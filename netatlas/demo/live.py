@@ -169,6 +169,8 @@ class Producer(threading.Thread):
             self.join(wait)
 
     def run(self) -> None:
+        while not self.stopping.is_set() and not self._server_up():     # up starts it before the server
+            self.stopping.wait(0.2)
         while not self.stopping.is_set():
             try:
                 self.step()
@@ -176,6 +178,19 @@ class Producer(threading.Thread):
                 self.errors += 1
                 self.log(f"demo: live minute not posted yet ({e}); trying again")
             self.stopping.wait(self.tick)
+
+    def _server_up(self) -> bool:
+        from urllib.parse import urlsplit
+        u = urlsplit(self.url)
+        try:
+            c = http.client.HTTPConnection(u.hostname, u.port, timeout=2)
+            try:
+                c.request("GET", "/healthz")
+                return c.getresponse().status == 200
+            finally:
+                c.close()
+        except (OSError, http.client.HTTPException):
+            return False
 
     def step(self) -> int:
         """Post every minute that is over and not yet stored; returns how many."""
