@@ -17,14 +17,14 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 import netatlas
-from conftest import ROOT, SHARED
+from conftest import ROOT
 from netatlas.catalogue import Catalogue
 from netatlas.demo import MIN_MACHINES, SUSPICIOUS_IPS, generate
 from netatlas.demo.pipeline import NullWorkspace, TABLES
 
 END = datetime(2024, 5, 2, 12, 0, tzinfo=timezone.utc)
 MACHINES, DAYS = 24, 2
-SEED = SHARED / "seed-queries.kql"
+SEED = ROOT / "netatlas" / "seed-queries.kql"    # the package's copy of shared/seed-queries.kql
 GUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 
