@@ -43,7 +43,7 @@ def start_demo(data: Path, args, out=sys.stdout):
     from .demo.live import Marker
     marker = Marker.load(data)
     if args.no_demo:
-        if marker is not None and marker.can_go_on:
+        if marker is not None and marker.live and not marker.removed:
             out.write("demo: paused for this run (--no-demo); its records stay (`netatlas demo remove` deletes them)\n")
         return None
     if marker is None:
@@ -51,16 +51,20 @@ def start_demo(data: Path, args, out=sys.stdout):
     if marker.removed:
         out.write("demo: removed from this workspace (netatlas demo remove); not loaded again\n")
         return None
-    if not marker.can_go_on:
-        out.write("demo: loaded by an earlier version of netatlas; it stays as it is\n")
+    if not marker.live:
         return None
     from . import connect
     from .cli import geoip_setting
-    from .demo.live import catch_up
+    from .demo.live import catch_up, upgrade
     ws = connect(data, geoip=geoip_setting(args.geoip_db))
     try:
+        if marker.end is None:          # loaded by a version before the live demo
+            if not upgrade(ws, marker):
+                out.write("demo: the marker names a demo whose records are not in this workspace; not going on\n")
+                return None
+            marker.save(data)
         counts = catch_up(ws, data, marker, out=out,
-                          progress_for=lambda hours: _progress("catching up the demo", hours, out))
+                          progress_for=lambda hours: _progress("  catching up the demo", hours, out))
     finally:
         ws.close()
     if counts:

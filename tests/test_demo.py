@@ -483,3 +483,24 @@ def test_remove_deletes_the_simulated_machines_only(tmp_path):
     assert again.returncode == 0 and "already removed" in again.stderr
     none = _netatlas("demo", "remove", "--data", str(tmp_path / "nothing"))
     assert none.returncode == 2 and "holds no simulated datacenter" in none.stderr
+
+
+def test_a_marker_from_before_the_live_demo_goes_on(tmp_path):
+    """A workspace loaded by an earlier `up` (its marker: machines, days, seed) is completed from the
+    workspace (the machines from the seed, the window's end from their last record) and caught up."""
+    import json
+    from netatlas.demo.live import Marker, catch_up, upgrade
+    ws, marker = _marker_workspace(tmp_path, END)
+    try:
+        (tmp_path / ".demo-loaded").write_text(json.dumps({"machines": MIN_MACHINES, "days": 1, "seed": 4,
+                                                            "records": {}, "seconds": 9.0}))
+        old = Marker.load(tmp_path)
+        assert old.end is None and not old.machine_ids
+        assert upgrade(ws, old)
+        assert (old.end, old.machine_ids, old.computers) == (marker.end, marker.machine_ids, marker.computers)
+        counts = catch_up(ws, tmp_path, old, now=END + timedelta(minutes=30))
+        assert counts["VMConnection"] > 0
+        assert rows(ws, "VMConnection | where TimeGenerated >= datetime(2024-05-02T12:00:00Z) "
+                        "| summarize dcount(bin(TimeGenerated, 1m))") == [[30]]
+    finally:
+        ws.close()

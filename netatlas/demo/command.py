@@ -60,10 +60,8 @@ def cmd_remove(args: argparse.Namespace) -> int:
     if marker.removed:
         print(f"netatlas demo remove: the simulated datacenter was already removed from {data}", file=sys.stderr)
         return EXIT_OK
-    if not marker.machine_ids:
-        raise UsageError(f"{data / '.demo-loaded'} is from an earlier version of netatlas and does not say which "
-                         "machines are simulated; nothing removed")
     from .. import connect
+    from .live import upgrade
     try:
         ws = connect(data, geoip=False)
     except WorkspaceBusyError:
@@ -72,6 +70,8 @@ def cmd_remove(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_FAILED
     try:
+        if not marker.machine_ids:       # a marker from before the live demo: the machines from its seed
+            upgrade(ws, marker)
         deleted = remove(ws, marker)
     finally:
         ws.close()

@@ -102,6 +102,25 @@ def marker_for(env, counts: dict, seconds: float) -> Marker:
                   records=counts, seconds=round(seconds, 1))
 
 
+def upgrade(ws, marker: Marker) -> bool:
+    """A marker written before the live demo (machines, days, seed only) completed from the
+    workspace: the simulated machines (their ids come from the seed alone, whatever the window's
+    end) and the window's end (the minute after their last connection record). False when the
+    workspace holds none of their records."""
+    from .pipeline import plan
+    env = plan(marker.machines, marker.days, marker.seed, datetime.now(timezone.utc))
+    ids = [m.id for m in env.machines]
+    with ws._lock:
+        last = ws.connection.execute('SELECT max(TimeGenerated) FROM "VMConnection" WHERE Machine IN '
+                                     '(SELECT unnest(?::VARCHAR[]))', [ids]).fetchall()[0][0]
+    marker.machine_ids, marker.computers = ids, [m.name for m in env.machines]
+    if last is None:
+        return False
+    end = last.replace(second=0, microsecond=0, tzinfo=timezone.utc) + timedelta(minutes=1)
+    marker.end = marker.through = _iso(end)
+    return True
+
+
 def simulation(marker: Marker, upto: int):
     """The marker's environment, with the new dependencies up to minute ``upto`` (pipeline.Simulation)."""
     from . import environment
