@@ -25,27 +25,36 @@ def _json_list(values) -> str:
     return json.dumps(list(values))
 
 
-def machine_times(env: Environment, m: Machine, lo: int = 0, hi: int | None = None) -> list[datetime]:
-    """When the machine reports within the minutes [lo, hi) (default: the window): at the start of
-    the window, every hour, and once it is back from a reboot."""
+def _sec(env: Environment, t: datetime) -> int:
+    """Seconds since the window's start (times here are whole seconds)."""
+    return int((t - env.start).total_seconds())
+
+
+def machine_seconds(env: Environment, m: Machine, lo: int = 0, hi: int | None = None) -> list[int]:
+    """When the machine reports within the minutes [lo, hi) (default: the window), in seconds since
+    the window's start: at the start of the window, every hour, and once it is back from a reboot."""
     hi = env.minutes if hi is None else hi
-    t_lo, t_hi = env.time(lo), env.time(hi)
-    second = timedelta(seconds=(m.idx * 13) % 60)
+    second = (m.idx * 13) % 60
     minutes = [0] + [h * 60 + m.phase for h in range(lo // 60, hi // 60 + 1)]
-    times = sorted({env.time(x) + second for x in minutes})
+    secs = sorted({x * 60 + second for x in minutes})
     if m.reboot:
-        down, up, boot = m.reboot
-        times = [t for t in times if not env.time(down) <= t < boot + timedelta(seconds=40)]
-        times.append(boot + timedelta(seconds=40))
-        times.sort()
-    return [t for t in times if t_lo <= t < t_hi]
+        down, _up, boot = m.reboot
+        back = _sec(env, boot) + 40
+        secs = sorted([s for s in secs if not down * 60 <= s < back] + [back])
+    return [s for s in secs if lo * 60 <= s < hi * 60]
 
 
-def process_times(env: Environment, p: Process, lo: int = 0,
-                  hi: int | None = None) -> list[tuple[datetime, int, datetime]]:
-    """(TimeGenerated, FirstPid, StartTime) of each record of a process within the minutes [lo, hi)."""
+def machine_times(env: Environment, m: Machine, lo: int = 0, hi: int | None = None) -> list[datetime]:
+    """``machine_seconds`` as datetimes."""
+    return [env.start + timedelta(seconds=s) for s in machine_seconds(env, m, lo, hi)]
+
+
+def process_seconds(env: Environment, p: Process, lo: int = 0,
+                    hi: int | None = None) -> list[tuple[int, int, int]]:
+    """(TimeGenerated, FirstPid, StartTime) of each record of a process within the minutes [lo, hi),
+    times in seconds since the window's start."""
     hi = env.minutes if hi is None else hi
-    t_lo, t_hi = env.time(lo), env.time(hi)
+    s_lo, s_hi = lo * 60, hi * 60
     m = p.machine
     if p.daily is not None:
         midnight = env.start.hour * 60 + env.start.minute
@@ -53,21 +62,29 @@ def process_times(env: Environment, p: Process, lo: int = 0,
         out = []
         for x in range(first + max(0, (lo - first + 1439) // 1440) * 1440, hi, 1440):
             rng = random.Random(f"{env.seed}/{m.idx}/{p.slot}/{x}")   # each run from (seed, machine, process, minute)
-            t = env.time(x) + timedelta(seconds=rng.randrange(1, 50))
+            t = x * 60 + rng.randrange(1, 50)
             out.append((t, rng.randrange(1000, 60000), t))
-        return [r for r in out if t_lo <= r[0] < t_hi]
+        return [r for r in out if s_lo <= r[0] < s_hi]
     offset = (m.phase + 1 + p.slot % 15) % 60
     minutes = [p.from_minute] + [h * 60 + offset for h in range(lo // 60, hi // 60 + 1)
                                  if h * 60 + offset > p.from_minute]
-    start = p.start if p.from_minute == 0 else env.time(p.from_minute)
-    seconds = timedelta(seconds=(p.slot * 7) % 60)
-    out = [(env.time(x) + seconds, p.first_pid, start) for x in dict.fromkeys(minutes)]
+    start = _sec(env, p.start) if p.from_minute == 0 else p.from_minute * 60
+    seconds = (p.slot * 7) % 60
+    out = [(x * 60 + seconds, p.first_pid, start) for x in dict.fromkeys(minutes)]
     if p.restart:
         down, _up, _boot = m.reboot
         first_pid, restarted = p.restart
-        out = [(t, pid, s) for t, pid, s in out if t < env.time(down)] + [(restarted, first_pid, restarted)] + [
-            (t, first_pid, restarted) for t, _pid, _s in out if t > restarted]
-    return [r for r in out if t_lo <= r[0] < t_hi]
+        r = _sec(env, restarted)
+        out = [(t, pid, st) for t, pid, st in out if t < down * 60] + [(r, first_pid, r)] + [
+            (t, first_pid, r) for t, _pid, _st in out if t > r]
+    return [x for x in out if s_lo <= x[0] < s_hi]
+
+
+def process_times(env: Environment, p: Process, lo: int = 0,
+                  hi: int | None = None) -> list[tuple[datetime, int, datetime]]:
+    """``process_seconds`` with datetimes."""
+    at = lambda s: env.start + timedelta(seconds=s)  # noqa: E731
+    return [(at(t), pid, at(st)) for t, pid, st in process_seconds(env, p, lo, hi)]
 
 
 def boot_time(m: Machine, t: datetime) -> datetime:
@@ -169,32 +186,29 @@ class Frames:
         """{table: frame} of the inventory records within the minutes [lo, hi)."""
         from .traffic import _take
         env, out = self.env, {}
+        start = np.datetime64(env.start.replace(tzinfo=None), "s")
         index, times, boots = [], [], []
         for i, m in enumerate(env.machines):
-            for t in machine_times(env, m, lo, hi):
+            rebooted = _sec(env, m.reboot[2]) if m.reboot else None
+            boot, new_boot = _sec(env, m.boot), rebooted
+            for t in machine_seconds(env, m, lo, hi):
                 index.append(i)
                 times.append(t)
-                boots.append(boot_time(m, t))
+                boots.append(new_boot if rebooted is not None and t >= rebooted else boot)
         if index:
-            idx, tg, bt = np.array(index), _dt(times), _dt(boots)
+            idx, tg, bt = np.array(index), start + np.array(times), start + np.array(boots)
             out["ServiceMapComputer_CL"] = _take(self.bases["ServiceMapComputer_CL"], idx,
                                                  dict(TimeGenerated=tg, BootTime_t=bt))
             out["VMComputer"] = _take(self.bases["VMComputer"], idx, dict(TimeGenerated=tg, BootTime=bt))
-        index, times, pids, starts = [], [], [], []
+        index, rows = [], []
         for i, (_m, p) in enumerate(self.procs):
-            for t, first_pid, start in process_times(env, p, lo, hi):
+            for row in process_seconds(env, p, lo, hi):
                 index.append(i)
-                times.append(t)
-                pids.append(first_pid)
-                starts.append(start)
+                rows.append(row)
         if index:
-            idx, tg, st, pid = np.array(index), _dt(times), _dt(starts), np.array(pids, dtype=np.int64)
+            a = np.array(rows, dtype=np.int64)
+            idx, tg, pid, st = np.array(index), start + a[:, 0], a[:, 1], start + a[:, 2]
             out["ServiceMapProcess_CL"] = _take(self.bases["ServiceMapProcess_CL"], idx,
                                                 dict(TimeGenerated=tg, StartTime_t=st, FirstPid_d=pid.astype(np.float64)))
             out["VMProcess"] = _take(self.bases["VMProcess"], idx, dict(TimeGenerated=tg, StartTime=st, FirstPid=pid))
         return out
-
-
-def _dt(times: list[datetime]) -> np.ndarray:
-    """datetime64[s] of UTC datetimes."""
-    return np.array([t.replace(tzinfo=None) for t in times], dtype="datetime64[s]")
