@@ -75,10 +75,14 @@ def start_demo(data: Path, args, out=sys.stdout):
 def load_demo(data: Path, args, out=sys.stdout):
     """The first start: the demo's window, with progress; writes the marker."""
     from . import connect
-    from .cli import geoip_setting
-    from .demo import generate
+    from .cli import UsageError, geoip_setting
+    from .demo import MIN_MACHINES
     from .demo.live import marker_for
-    from .demo.pipeline import plan
+    from .demo.pipeline import load, plan
+    if args.machines < MIN_MACHINES:
+        raise UsageError(f"--machines must be at least {MIN_MACHINES} (one machine of each kind)")
+    if not 1 <= args.days <= 90:
+        raise UsageError("--days must be between 1 and 90")
     out.write(f"loading the demo environment: {args.machines} machines, {args.days} days (first start only)\n")
     out.flush()
     t0 = time.monotonic()
@@ -86,7 +90,6 @@ def load_demo(data: Path, args, out=sys.stdout):
     ws = connect(data, geoip=geoip_setting(args.geoip_db))
     try:
         env = plan(args.machines, args.days, args.seed, None)
-        from .demo.pipeline import load
         counts = load(ws, env, progress=progress)
     finally:
         ws.close()

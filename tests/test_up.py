@@ -302,3 +302,9 @@ def test_restart_catches_up_without_duplicates_and_no_demo_pauses(live):
         assert rows_of(port, key, "VMConnection | count")[0][0] == held > 0
     finally:
         stop_up(p)
+
+
+def test_up_refuses_a_demo_too_small(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "netatlas", "up", "--data", str(tmp_path / "d"), "--machines", "3",
+                        "--no-agent", "--port", str(free_port())], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert p.returncode == 2 and "--machines must be at least 15" in p.stderr and "Traceback" not in p.stderr
