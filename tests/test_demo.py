@@ -369,6 +369,7 @@ def test_frame_ingest_refuses_what_records_would():
 def test_live_minutes_go_on_the_payment_api_keeps_failing_and_new_dependencies_appear():
     """Minutes past the window: the same machines and processes, the payment API still failing, and
     now and then (from the seed and the hour) a dependency that did not exist, which the map shows as new."""
+    import json
     from netatlas.demo import environment
     from netatlas.demo.live import Marker, simulation
     marker = Marker(machines=MACHINES, days=1, seed=1, end="2024-05-02T12:00:00Z", through="2024-05-02T12:00:00Z")
@@ -399,6 +400,19 @@ def test_live_minutes_go_on_the_payment_api_keeps_failing_and_new_dependencies_a
                        f"and SourceIp == '{first.src}' and Direction == 'outbound' | summarize min(TimeGenerated), count()")
         assert got[0][1] > 0 and got[0][0] >= began
         assert environment.NO_MINUTE > first.until_minute > first.from_minute
+        # on the map of the hours after it appeared (the day before is held too), it is a new edge
+        from netatlas import webmap
+        late = [f for f in new if f.from_minute >= lo + 1440 + 60 and f.until_minute > f.from_minute + 120]
+        assert late
+        for f in late[:3]:
+            t = start + timedelta(minutes=f.from_minute - lo)
+            got = webmap.build_map(ws, webmap.Selection("machine", f.client[0].id),
+                                   webmap.Span(t, t + timedelta(hours=2)))
+            target = (f"g-internet-{json.loads(f.remote_out['RemoteDnsQuestions'])[0]}" if f.server is None
+                      else f.server[1].pid)
+            edges = [e for e in got["edges"] if e["source"] == f.client[1].pid and e["target"] == target
+                     and e["port"] == f.port]
+            assert [e["status"] for e in edges] == ["new"], (f.dst, f.port, edges)
     finally:
         ws.close()
 

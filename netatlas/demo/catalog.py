@@ -386,7 +386,7 @@ NEW_PUBLIC: dict[str, tuple] = {
 }
 # How often, how long: each hour past the window a new dependency appears with this chance, and
 # lasts between these many minutes (drawn from the seed and the hour).
-NOVELTY = dict(chance=0.5, lasts=(6 * 60, 3 * 1440), public_share=0.4, profile_public="saas_api")
+NOVELTY = dict(chance=0.5, lasts=(6 * 60, 3 * 1440), public_share=0.4, profile_public="new_api")
 
 # which update endpoint each OS uses, and who the monitoring SaaS agents talk to
 UPDATE_ENDPOINT = {"ubuntu18": "ubuntu", "ubuntu20": "ubuntu", "ubuntu22": "ubuntu-security", "centos7": "centos",
@@ -453,6 +453,7 @@ PROFILES: dict[str, dict] = {
     "rdp_probe": dict(shape="flat", p=0.004, pool=0, est=4, req=0, up=1_900, down=2_400, rt=0, fail=0.0),
     "ssh_probe": dict(shape="flat", p=0.006, pool=0, est=6, req=0, up=1_300, down=2_100, rt=0, fail=0.0),
     "beacon": dict(shape="flat", p=0.97, period=7, pool=0, est=1, req=1, up=420, down=160, rt=230, fail=0.0),
+    "new_api": dict(shape="flat", p=0.3, pool=0, est=1, req=3, up=1_500, down=2_000, rt=120, fail=0.0),
 }
 
 # Flow rules: which processes talk to which. Each row:
