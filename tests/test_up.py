@@ -308,3 +308,12 @@ def test_up_refuses_a_demo_too_small(tmp_path):
     p = subprocess.run([sys.executable, "-m", "netatlas", "up", "--data", str(tmp_path / "d"), "--machines", "3",
                         "--no-agent", "--port", str(free_port())], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert p.returncode == 2 and "--machines must be at least 15" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_up_names_a_broken_demo_marker(tmp_path):
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / ".demo-loaded").write_text("{nope")
+    p = subprocess.run([sys.executable, "-m", "netatlas", "up", "--data", str(data), "--no-agent",
+                        "--port", str(free_port())], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert p.returncode == 1 and "is not a demo marker" in p.stderr and "Traceback" not in p.stderr

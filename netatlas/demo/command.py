@@ -122,13 +122,14 @@ def cmd_fill(args: argparse.Namespace) -> int:
 
 
 def _note_machines(data: str, env, counts: dict, seconds: float) -> None:
-    """The marker (demo/live.py) says which machines are simulated: written when there is none (then
-    ``up`` goes on with this datacenter instead of loading another), extended by ``--append``."""
+    """The marker (demo/live.py) says which machines are simulated: written when there is none or the
+    demo was removed (then ``up`` goes on with this datacenter instead of loading another), extended
+    by ``--append``."""
     from pathlib import Path
 
     from .live import Marker, marker_for
     marker = Marker.load(Path(data))
-    if marker is None:
+    if marker is None or marker.removed:
         marker_for(env, counts, seconds).save(Path(data))
         return
     marker.machine_ids = list(dict.fromkeys(marker.machine_ids + [m.id for m in env.machines]))

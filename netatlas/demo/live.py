@@ -32,7 +32,14 @@ from typing import Callable
 
 import orjson
 
+from ..errors import NetatlasError
+
 MARKER = ".demo-loaded"
+
+
+class MarkerError(NetatlasError):
+    code = "DEMO_MARKER"
+
 # seconds between the producer's looks at the clock (NETATLAS_DEMO_TICK_SECONDS, for tests)
 TICK = float(os.environ.get("NETATLAS_DEMO_TICK_SECONDS", "5"))
 HORIZON = 24 * 60      # the producer plans new dependencies this many minutes ahead
@@ -62,9 +69,12 @@ class Marker:
         p = cls.path(data)
         if not p.exists():
             return None
-        raw = json.loads(p.read_text())
-        known = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
+        try:
+            raw = json.loads(p.read_text())
+            known = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__}
+            return cls(**known)
+        except (ValueError, TypeError, AttributeError) as e:
+            raise MarkerError(f"{p} is not a demo marker ({e}); move it away to load the demo again") from None
 
     def save(self, data: Path) -> None:
         """Written to a temporary file and renamed: a stop mid-write leaves the old marker."""
