@@ -1,8 +1,9 @@
 """``netatlas up``: the README's main command.
 
 Creates the workspace in ./netatlas-data (identity and keys first), loads the simulated
-datacenter the first time (``--no-demo`` skips it), starts the local agent when this host can
-run it, then serves the workspace until Ctrl-C, printing the URLs and keys to use.
+datacenter the first time and catches it up to now on later starts (``--no-demo`` skips both),
+starts the local agent when this host can run it and the demo's live producer (demo/live.py),
+then serves the workspace until Ctrl-C, printing the URLs and keys to use.
 """
 from __future__ import annotations
 
@@ -12,14 +13,16 @@ import sys
 import time
 from pathlib import Path
 
-DEMO_MARKER = ".demo-loaded"
+DEMO_MARKER = ".demo-loaded"      # demo/live.py's Marker
 
 
 def up_arguments(p: argparse.ArgumentParser) -> None:
     from .server.settings import SETTINGS
     p.add_argument("--data", metavar="DIR", default="netatlas-data",
                    help="the workspace directory (created if missing; default: ./netatlas-data)")
-    p.add_argument("--no-demo", action="store_true", help="do not load the simulated datacenter on first start")
+    p.add_argument("--no-demo", action="store_true",
+                   help="no simulated datacenter: not loaded on first start; one loaded before is not caught up or "
+                        "kept live in this run (its records stay; `netatlas demo remove` deletes them)")
     p.add_argument("--machines", type=int, default=200, help="machines in the demo environment (default: 200)")
     p.add_argument("--days", type=int, default=7, help="days of demo data (default: 7)")
     p.add_argument("--seed", type=int, default=1, help="seed of the demo environment (default: 1)")
@@ -33,25 +36,93 @@ def up_arguments(p: argparse.ArgumentParser) -> None:
 UP_SETTINGS = ("host", "port", "geoip_db", "threatintel_feeds")    # server settings up takes too
 
 
-def load_demo_once(data: Path, args, out=sys.stdout) -> None:
-    marker = data / DEMO_MARKER
-    if args.no_demo or marker.exists():
-        return
+def start_demo(data: Path, args, out=sys.stdout):
+    """The simulated datacenter: loaded on the first start, caught up to now on later ones (the
+    minutes it missed while stopped, bounded: live.catch_up); returns its Marker when it goes on
+    live while the server runs, else None (``--no-demo``, removed, or a marker of an earlier version)."""
+    from .demo.live import Marker
+    marker = Marker.load(data)
+    if args.no_demo:
+        if marker is not None and marker.live and not marker.removed:
+            out.write("demo: paused for this run (--no-demo); its records stay (`netatlas demo remove` deletes them)\n")
+        return None
+    if marker is None:
+        return load_demo(data, args, out)
+    if marker.removed:
+        out.write("demo: removed from this workspace (netatlas demo remove); not loaded again\n")
+        return None
+    if not marker.live:
+        return None
     from . import connect
     from .cli import geoip_setting
-    from .demo import generate
+    from .demo.live import catch_up, upgrade
+    ws = connect(data, geoip=geoip_setting(args.geoip_db))
+    try:
+        if marker.end is None:          # loaded by a version before the live demo
+            if not upgrade(ws, marker):
+                out.write("demo: the marker names a demo whose records are not in this workspace; not going on\n")
+                return None
+            marker.save(data)
+        counts = catch_up(ws, data, marker, out=out,
+                          progress_for=lambda hours: _progress("  catching up the demo", hours, out))
+    finally:
+        ws.close()
+    if counts:
+        out.write(f"  demo caught up: {sum(counts.values()):,} records up to {marker.through}\n")
+    return marker
+
+
+def load_demo(data: Path, args, out=sys.stdout):
+    """The first start: the demo's window, with progress; writes the marker."""
+    from . import connect
+    from .cli import UsageError, geoip_setting
+    from .demo import MIN_MACHINES
+    from .demo.live import marker_for
+    from .demo.pipeline import load, plan
+    if args.machines < MIN_MACHINES:
+        raise UsageError(f"--machines must be at least {MIN_MACHINES} (one machine of each kind)")
+    if not 1 <= args.days <= 90:
+        raise UsageError("--days must be between 1 and 90")
     out.write(f"loading the demo environment: {args.machines} machines, {args.days} days (first start only)\n")
     out.flush()
     t0 = time.monotonic()
+    progress = _progress("  loading the demo", args.days * 24, out)
     ws = connect(data, geoip=geoip_setting(args.geoip_db))
     try:
-        counts = generate(ws, machines=args.machines, days=args.days, seed=args.seed)
+        env = plan(args.machines, args.days, args.seed, None)
+        counts = load(ws, env, progress=progress)
     finally:
         ws.close()
-    marker.write_text(json.dumps({"machines": args.machines, "days": args.days, "seed": args.seed,
-                                  "records": counts, "seconds": round(time.monotonic() - t0, 1)}, indent=1))
-    total = sum(counts.values())
-    out.write(f"  {total:,} records in {time.monotonic() - t0:.0f} s\n")
+    progress.finish()
+    marker = marker_for(env, counts, time.monotonic() - t0)
+    marker.save(data)
+    return marker
+
+
+def _progress(label: str, hours: float, out):
+    """A progress.Progress of hours of demo data (NETATLAS_PROGRESS_SECONDS: seconds between plain lines)."""
+    import os
+    from .progress import INTERVAL, Progress
+    return Progress(label, hours, "h", out=out, interval=float(os.environ.get("NETATLAS_PROGRESS_SECONDS", INTERVAL)))
+
+
+def start_live_demo(data: Path, marker, identity, settings):
+    """The demo's producer (demo/live.py): each minute's records posted to this server as they happen."""
+    if marker is None:
+        return None
+    from .demo.live import Producer
+    key = next(k for k in identity.keys if k.role == "ingest")
+    producer = Producer(data, marker, _local_url(settings), identity.workspace_id, key.secret,
+                        log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    producer.start()
+    print("demo: live: each minute's records are posted to /api/ingest as the minute ends "
+          f"(`netatlas demo remove --data {data}` deletes the simulated machines)")
+    return producer
+
+
+def _local_url(settings) -> str:
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    return f"http://{host if ':' not in host else f'[{host}]'}:{settings.port}"
 
 
 def start_local_agent(data: Path, identity, settings, args):
@@ -69,8 +140,7 @@ def start_local_agent(data: Path, identity, settings, args):
         print("local agent: not started (it needs root to read every socket and process)")
         return None
     key = next(k for k in identity.keys if k.role == "ingest")
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
-    url = f"http://{host if ':' not in host else f'[{host}]'}:{settings.port}"
+    url = _local_url(settings)
     log = open(data / "agent.log", "ab")
     env = dict(os.environ, NETATLAS_AGENT_KEY=key.secret)   # the key stays out of the process list
     proc = subprocess.Popen([sys.executable, "-m", "netatlas", "agent", "run", "--workspace-url", url,
@@ -88,17 +158,20 @@ def cmd_up(args: argparse.Namespace) -> int:
     from .server.settings import Settings
     data = Path(args.data)
     identity = load_or_create(data)
-    load_demo_once(data, args)
+    marker = start_demo(data, args)
     settings = Settings.from_env(**{name: getattr(args, name) for name in UP_SETTINGS})
     # up is the local, first-contact command: it always shows the keys to use
     print("keys to use with this workspace:")
     for k in identity.keys:
         print(f"  {k.role:<7} {k.secret}")
     agent = start_local_agent(data, identity, settings, args)
+    producer = start_live_demo(data, marker, identity, settings)
     try:
         from .cli import open_workspace
         return serve(data, settings, open_workspace=lambda d: open_workspace(d, settings.geoip_db))
     finally:
+        if producer is not None:
+            producer.stop()
         if agent is not None:
             agent.terminate()
             try:

@@ -164,6 +164,12 @@ class Workspace:
         return ingest.ingest_records(self._ingest_cursor(), self.catalogue, table, records, batch_id=batch_id,
                                      context=self._context(table))
 
+    def ingest_frame(self, table: str, frame: dict, *, batch_id: str | None = None) -> ingest.IngestReport:
+        """Ingest a batch given as columns ({column: numpy array}; ingest.py, "records as columns"):
+        the same checks, enrichment, Usage and stored rows as ``ingest`` of the same records."""
+        return ingest.ingest_frame(self._ingest_cursor(), self.catalogue, table, frame, batch_id=batch_id,
+                                   context=self._context(table))
+
     def ingest_json(self, table: str, body: bytes | str, *, batch_id: str | None = None,
                     content_encoding: str | None = None, sender: str | None = None) -> ingest.IngestReport:
         """Ingest a JSON array of records (optionally gzip-compressed), as the HTTP API does.

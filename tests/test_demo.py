@@ -284,7 +284,7 @@ def test_command(tmp_path):
                   "--end", "2024-05-02T12:00:00Z")
     assert p.returncode == 0, p.stderr
     assert re.search(r"^VMConnection\s+[\d,]+$", p.stdout, re.M), p.stdout
-    assert "generated in" in p.stdout and "day 1/1" in p.stderr
+    assert "generated in" in p.stdout and re.search(r"24/24 h \(100%\), [\d,]+ records", p.stderr), p.stderr
     q = _netatlas("query", "--data", data, "--format", "csv", "ServiceMapComputer_CL | summarize dcount(ResourceId)")
     assert q.returncode == 0, q.stderr
     assert q.stdout.splitlines()[1] == str(MIN_MACHINES)
@@ -292,3 +292,227 @@ def test_command(tmp_path):
     assert again.returncode == 2 and "already holds" in again.stderr
     few = _netatlas("demo", "--data", data, "--machines", "3")
     assert few.returncode == 2 and f"at least {MIN_MACHINES}" in few.stderr
+
+
+# --------------------------------------------------------------------------- the bulk path: frames
+
+def _all_rows(ws, table: str) -> list:
+    return ws.connection.execute(f'SELECT * FROM "{table}" ORDER BY ALL').fetchall()
+
+
+class RecordsOnly:
+    """A workspace seen through ``ingest`` alone: the demo writes records (dicts), not frames."""
+
+    def __init__(self, ws):
+        self.ws = ws
+
+    def ingest(self, table, records):
+        return self.ws.ingest(table, records)
+
+    def import_indicators(self, indicators, source):
+        return self.ws.import_indicators(indicators, source)
+
+
+def test_frames_store_the_same_rows_and_usage_as_records():
+    """The demo's bulk path (Workspace.ingest_frame, columns) stores exactly what ingesting the same
+    records as dicts stores: every column of every row of every table (enrichment, _BilledSize,
+    _ResourceId, the malicious-IP columns included), and the same Usage bytes per hour."""
+    small = dict(machines=MIN_MACHINES, days=1, seed=2, end=END)
+    a, b = netatlas.connect(), netatlas.connect()
+    try:
+        ca = generate(RecordsOnly(a), **small)
+        cb = generate(b, **small)
+        assert ca == cb and all(ca[t] > 0 for t in TABLES)
+        for table in TABLES:
+            ra, rb = _all_rows(a, table), _all_rows(b, table)
+            assert len(ra) == ca[table] and ra == rb, table
+        usage = "SELECT * FROM _netatlas_usage ORDER BY ALL"
+        assert a.connection.execute(usage).fetchall() == b.connection.execute(usage).fetchall()
+        assert rows(b, "VMConnection | where MaliciousIp != '' | count")[0][0] > 0
+    finally:
+        a.close()
+        b.close()
+
+
+def test_frame_ingest_refuses_what_records_would():
+    import numpy as np
+    from netatlas.errors import IngestError
+    ws = netatlas.connect()
+    try:
+        t = np.array(["2024-05-02T10:00:00"], dtype="datetime64[s]")
+        with pytest.raises(IngestError, match="unknown column 'Computr'; did you mean 'Computer'") as e:
+            ws.ingest_frame("VMConnection", {"TimeGenerated": t, "Computr": np.array(["a"], dtype=object)})
+        assert e.value.field == "Computr"
+        with pytest.raises(IngestError, match="record 1: missing TimeGenerated"):
+            ws.ingest_frame("VMConnection", {"TimeGenerated": np.array(["2024-05-02T10:00:00Z", None], dtype=object),
+                                             "Computer": np.array(["a", "b"], dtype=object)})
+        with pytest.raises(IngestError, match="record 1, field BytesSent") as e:
+            ws.ingest_frame("VMConnection", {"TimeGenerated": np.repeat(t, 2),
+                                             "BytesSent": np.array([1, "lots"], dtype=object)})
+        assert (e.value.record, e.value.field) == (1, "BytesSent")
+        with pytest.raises(IngestError, match="different lengths"):
+            ws.ingest_frame("VMConnection", {"TimeGenerated": t, "Computer": np.array(["a", "b"], dtype=object)})
+        assert rows(ws, "VMConnection | count") == [[0]]
+        report = ws.ingest_frame("VMConnection", {"TimeGenerated": t, "Computer": np.array(["a"], dtype=object)},
+                                 batch_id="b-1")
+        again = ws.ingest_frame("VMConnection", {"TimeGenerated": t, "Computer": np.array(["a"], dtype=object)},
+                                batch_id="b-1")
+        assert (report.records, again.duplicate) == (1, True) and rows(ws, "VMConnection | count") == [[1]]
+    finally:
+        ws.close()
+
+
+# --------------------------------------------------------------------------- live: past the window
+
+def test_live_minutes_go_on_the_payment_api_keeps_failing_and_new_dependencies_appear():
+    """Minutes past the window: the same machines and processes, the payment API still failing, and
+    now and then (from the seed and the hour) a dependency that did not exist, which the map shows as new."""
+    import json
+    from netatlas.demo import environment
+    from netatlas.demo.live import Marker, simulation
+    marker = Marker(machines=MACHINES, days=1, seed=1, end="2024-05-02T12:00:00Z", through="2024-05-02T12:00:00Z")
+    lo, hi = 1440, 1440 + 2 * 1440       # the two days after the window
+    sim = simulation(marker, hi)
+    again = simulation(marker, hi)
+    new = [f for f in sim.env.flows if f.novel >= 0]
+    assert new and [(f.src, f.dst, f.port, f.from_minute) for f in new] == \
+        [(f.src, f.dst, f.port, f.from_minute) for f in again.env.flows if f.novel >= 0]
+    assert all(lo <= f.from_minute < hi for f in new)
+    ws = netatlas.connect()
+    try:
+        sim.fill(ws, lo, hi)
+        start = END
+        window = rows(ws, "VMConnection | summarize min(TimeGenerated), max(TimeGenerated)")[0]
+        assert window[0] >= start and window[1] < start + timedelta(days=2)
+        machines = {r[0] for r in rows(ws, "VMComputer | distinct Machine")}
+        assert len(machines) == MACHINES
+        # hourly inventory goes on: every machine reports in each hour
+        assert rows(ws, "VMComputer | summarize dcount(Machine) by bin(TimeGenerated, 1h) | summarize min(dcount_Machine), count()") \
+            == [[MACHINES, 48]]
+        stripe = rows(ws, "VMConnection | where RemoteDnsQuestions == '[\"api.stripe.com\"]' "
+                          "| summarize records = count(), established = sum(LinksEstablished), failed = sum(LinksFailed)")
+        assert stripe[0][0] > 0 and stripe[0][1] == 0 and stripe[0][2] >= stripe[0][0]
+        first = min(new, key=lambda f: f.from_minute)
+        began = start + timedelta(minutes=first.from_minute - lo)
+        got = rows(ws, f"VMConnection | where DestinationIp == '{first.dst}' and DestinationPort == {first.port} "
+                       f"and SourceIp == '{first.src}' and Direction == 'outbound' | summarize min(TimeGenerated), count()")
+        assert got[0][1] > 0 and got[0][0] >= began
+        assert environment.NO_MINUTE > first.until_minute > first.from_minute
+        # on the map of the hours after it appeared (the day before is held too), it is a new edge
+        from netatlas import webmap
+        late = [f for f in new if f.from_minute >= lo + 1440 + 60 and f.until_minute > f.from_minute + 120]
+        assert late
+        for f in late[:3]:
+            t = start + timedelta(minutes=f.from_minute - lo)
+            got = webmap.build_map(ws, webmap.Selection("machine", f.client[0].id),
+                                   webmap.Span(t, t + timedelta(hours=2)))
+            target = (f"g-internet-{json.loads(f.remote_out['RemoteDnsQuestions'])[0]}" if f.server is None
+                      else f.server[1].pid)
+            edges = [e for e in got["edges"] if e["source"] == f.client[1].pid and e["target"] == target
+                     and e["port"] == f.port]
+            assert [e["status"] for e in edges] == ["new"], (f.dst, f.port, edges)
+    finally:
+        ws.close()
+
+
+def _marker_workspace(tmp_path, end: datetime):
+    from netatlas.demo.live import marker_for
+    from netatlas.demo.pipeline import load, plan
+    ws = netatlas.connect(tmp_path)
+    env = plan(MIN_MACHINES, 1, 4, end)
+    counts = load(ws, env)
+    marker = marker_for(env, counts, 0)
+    marker.save(tmp_path)
+    return ws, marker
+
+
+def test_catch_up_fills_the_gap_once(tmp_path):
+    """A restart fills the minutes from where the demo's data ends to now, bounded by the demo's
+    window; a stop between a write and the marker's update leaves records that are replaced, not doubled."""
+    from netatlas.demo.live import Marker, catch_up
+    ws, marker = _marker_workspace(tmp_path, END)
+    try:
+        before = rows(ws, "VMConnection | count")[0][0]
+        now = END + timedelta(hours=3, seconds=20)
+        counts = catch_up(ws, tmp_path, marker, now=now)
+        assert counts["VMConnection"] > 0
+        assert Marker.load(tmp_path).through == "2024-05-02T15:00:00Z"
+        key = "ConnectionId, Direction, TimeGenerated"
+        assert rows(ws, f"VMConnection | summarize n = count() by {key} | where n > 1 | count") == [[0]]
+        assert rows(ws, "VMConnection | summarize max(TimeGenerated)")[0][0] < END + timedelta(hours=3)
+        total = rows(ws, "VMConnection | count")[0][0]
+        assert total == before + counts["VMConnection"]
+        # a stop after records were written but before the marker moved: they are written again, once
+        marker.through = "2024-05-02T14:00:00Z"
+        marker.save(tmp_path)
+        kept = rows(ws, "VMConnection | where TimeGenerated < datetime(2024-05-02T14:00:00Z) | count")[0][0]
+        assert kept < total
+        again = catch_up(ws, tmp_path, Marker.load(tmp_path), now=now)
+        assert again["VMConnection"] > 0
+        assert rows(ws, "VMConnection | count")[0][0] == kept + again["VMConnection"]
+        assert rows(ws, f"VMConnection | summarize n = count() by {key} | where n > 1 | count") == [[0]]
+        # stopped for 3 days: only the last day (the demo's window) is filled
+        later = END + timedelta(days=4)
+        catch_up(ws, tmp_path, Marker.load(tmp_path), now=later)
+        hours = rows(ws, f"VMConnection | where TimeGenerated > datetime(2024-05-02T15:00:00Z) "
+                         f"| summarize min(TimeGenerated), max(TimeGenerated)")[0]
+        assert hours[0] >= later - timedelta(days=1) and hours[1] >= later - timedelta(minutes=2)
+    finally:
+        ws.close()
+
+
+def test_remove_deletes_the_simulated_machines_only(tmp_path):
+    """`netatlas demo remove`: every demo record goes (every table, by Machine / resource name /
+    Computer), with its Usage bytes and the demo's feed; a real machine's records stay."""
+    ws, marker = _marker_workspace(tmp_path, END)
+    real = dict(Computer="real-1", Machine="m-real", TimeGenerated="2024-05-02T11:00:00Z")
+    try:
+        ws.ingest("VMConnection", [dict(real, Direction="outbound", RemoteIp="93.184.216.34", BytesSent=10)])
+        ws.ingest("VMComputer", [dict(real, Ipv4Addresses=["10.9.9.9"])])
+        ws.ingest("ServiceMapComputer_CL", [dict(Computer="real-1", ResourceName_s="m-real",
+                                                 TimeGenerated="2024-05-02T11:00:00Z")])
+        assert rows(ws, "ThreatIntelligenceIndicator | count")[0][0] > 0
+    finally:
+        ws.close()
+    q = _netatlas("demo", "remove", "--data", str(tmp_path))
+    assert q.returncode == 0, q.stderr
+    assert re.search(r"^VMConnection\s+[\d,]+$", q.stdout, re.M)
+    ws = netatlas.connect(tmp_path)
+    try:
+        for table in TABLES:
+            left = rows(ws, f"{table} | count")[0][0]
+            assert left == (1 if table in ("VMConnection", "VMComputer", "ServiceMapComputer_CL") else 0), table
+        assert rows(ws, "VMConnection | project Computer, Machine") == [["real-1", "m-real"]]
+        assert rows(ws, "ThreatIntelligenceIndicator | count") == [[0]]
+        # Usage keeps the real records' bytes only
+        billed = rows(ws, "VMConnection | summarize sum(_BilledSize)")[0][0]
+        usage = rows(ws, "Usage | where DataType == 'VMConnection' | summarize sum(Quantity), count()")[0]
+        assert usage[1] == 1 and abs(usage[0] * 1e6 - billed) < 1e-6
+        assert rows(ws, "Usage | where DataType == 'VMProcess' | count") == [[0]]
+    finally:
+        ws.close()
+    again = _netatlas("demo", "remove", "--data", str(tmp_path))
+    assert again.returncode == 0 and "already removed" in again.stderr
+    none = _netatlas("demo", "remove", "--data", str(tmp_path / "nothing"))
+    assert none.returncode == 2 and "holds no simulated datacenter" in none.stderr
+
+
+def test_a_marker_from_before_the_live_demo_goes_on(tmp_path):
+    """A workspace loaded by an earlier `up` (its marker: machines, days, seed) is completed from the
+    workspace (the machines from the seed, the window's end from their last record) and caught up."""
+    import json
+    from netatlas.demo.live import Marker, catch_up, upgrade
+    ws, marker = _marker_workspace(tmp_path, END)
+    try:
+        (tmp_path / ".demo-loaded").write_text(json.dumps({"machines": MIN_MACHINES, "days": 1, "seed": 4,
+                                                            "records": {}, "seconds": 9.0}))
+        old = Marker.load(tmp_path)
+        assert old.end is None and not old.machine_ids
+        assert upgrade(ws, old)
+        assert (old.end, old.machine_ids, old.computers) == (marker.end, marker.machine_ids, marker.computers)
+        counts = catch_up(ws, tmp_path, old, now=END + timedelta(minutes=30))
+        assert counts["VMConnection"] > 0
+        assert rows(ws, "VMConnection | where TimeGenerated >= datetime(2024-05-02T12:00:00Z) "
+                        "| summarize dcount(bin(TimeGenerated, 1m))") == [[30]]
+    finally:
+        ws.close()

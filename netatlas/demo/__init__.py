@@ -17,8 +17,6 @@ the same records; numpy is imported only when records are generated.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Callable
-
 from .catalog import SUSPICIOUS_IPS, TIERS
 
 MIN_MACHINES = sum(t["min"] for t in TIERS.values())
@@ -27,9 +25,10 @@ __all__ = ["generate", "SUSPICIOUS_IPS", "MIN_MACHINES"]
 
 
 def generate(ws, *, machines: int = 200, days: int = 7, seed: int = 1, end: datetime | None = None,
-             progress: Callable[[str], None] | None = None) -> dict[str, int]:
-    """Fill `ws` (anything with ``ingest(table, records)``) with `days` days of a datacenter of
-    `machines` machines ending at `end` (default: now, to the minute). Returns records written per table.
+             progress=None, columnar: bool | None = None) -> dict[str, int]:
+    """Fill `ws` (anything with ``ingest(table, records)``; with ``ingest_frame`` too, it gets
+    columns) with `days` days of a datacenter of `machines` machines ending at `end` (default: now,
+    to the minute). ``progress``: a netatlas.progress.Progress. Returns records written per table.
     """
     from .pipeline import generate as run
-    return run(ws, machines=machines, days=days, seed=seed, end=end, progress=progress)
+    return run(ws, machines=machines, days=days, seed=seed, end=end, progress=progress, columnar=columnar)

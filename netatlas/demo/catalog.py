@@ -374,6 +374,20 @@ PUBLIC: dict[str, tuple] = {
               ("maven.apache.org.fastly.net",)),
     "pypi": ("pypi.org", "151.101.64.223", "United States", 37.7621, -122.3971, 443, ("dualstack.python.map.fastly.net",)),
 }
+# Services the live demo's new dependencies call (environment.novelties): same columns as PUBLIC.
+NEW_PUBLIC: dict[str, tuple] = {
+    "slack": ("hooks.slack.com", "34.226.36.50", "United States", 39.0438, -77.4874, 443, ()),
+    "datadog": ("http-intake.logs.datadoghq.eu", "34.107.236.155", "Germany", 50.1109, 8.6821, 443, ()),
+    "twilio": ("api.twilio.com", "54.172.60.1", "United States", 39.0438, -77.4874, 443, ()),
+    "pagerduty": ("events.pagerduty.com", "44.242.69.192", "United States", 45.8399, -119.7006, 443, ()),
+    "s3": ("s3.eu-central-1.amazonaws.com", "52.219.170.33", "Germany", 50.1109, 8.6821, 443,
+           ("s3-r-w.eu-central-1.amazonaws.com",)),
+    "openai": ("api.openai.com", "162.159.140.245", "United States", 37.7749, -122.4194, 443, ()),
+}
+# How often, how long: each hour past the window a new dependency appears with this chance, and
+# lasts between these many minutes (drawn from the seed and the hour).
+NOVELTY = dict(chance=0.5, lasts=(6 * 60, 3 * 1440), public_share=0.4, profile_public="new_api")
+
 # which update endpoint each OS uses, and who the monitoring SaaS agents talk to
 UPDATE_ENDPOINT = {"ubuntu18": "ubuntu", "ubuntu20": "ubuntu", "ubuntu22": "ubuntu-security", "centos7": "centos",
                    "rhel8": "redhat"}
@@ -439,6 +453,7 @@ PROFILES: dict[str, dict] = {
     "rdp_probe": dict(shape="flat", p=0.004, pool=0, est=4, req=0, up=1_900, down=2_400, rt=0, fail=0.0),
     "ssh_probe": dict(shape="flat", p=0.006, pool=0, est=6, req=0, up=1_300, down=2_100, rt=0, fail=0.0),
     "beacon": dict(shape="flat", p=0.97, period=7, pool=0, est=1, req=1, up=420, down=160, rt=230, fail=0.0),
+    "new_api": dict(shape="flat", p=0.3, pool=0, est=1, req=3, up=1_500, down=2_000, rt=120, fail=0.0),
 }
 
 # Flow rules: which processes talk to which. Each row:

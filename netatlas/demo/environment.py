@@ -95,8 +95,10 @@ class Flow:
     remote_in: dict = field(default_factory=dict)    # geo columns of the server's inbound record
     fail_from: int = NO_MINUTE    # from this minute on every attempt fails
     from_minute: int = 0
+    until_minute: int = NO_MINUTE  # active before this minute only (a live dependency that goes away)
     daily: tuple | None = None
     period_phase: int = 0
+    novel: int = -1               # a dependency that appears after the window: its number (environment.novelties)
     port_ref: Port | None = None  # the server's bound port (inbound records)
 
 
@@ -522,3 +524,50 @@ def plan(machines: int, days: int, seed: int, end: datetime) -> Environment:
     _inbound_from_outside(b)
     return Environment(seed=seed, start=start, minutes=minutes, subscription=subscription, workspace=ws,
                        machines=ms, ports=ports, flows=b.flows, last_day=last_day)
+
+
+# --------------------------------------------------------------------------- live: new dependencies
+
+def novelties(env: Environment, upto: int) -> list[Flow]:
+    """Add to ``env.flows`` the dependencies that appear past the window, in its hours up to minute
+    ``upto``: each hour, with catalog.NOVELTY's chance (drawn from the seed and the hour), a
+    monitored process starts calling a service it never called (a public API of NEW_PUBLIC, or a
+    bound port of another machine), from a minute of that hour, for some hours or days. They show
+    as *new* on the map (no record a day earlier). Returns the flows added."""
+    internal = [f for f in env.flows if f.client is not None and f.server is not None and f.novel < 0
+                and f.client[0] is not f.server[0] and f.daily is None and f.profile in ("web_app", "db", "cache", "queue")]
+    clients = list({id(f.client[1]): f.client for f in internal}.values())
+    known = {(f.client[0].idx, f.dst, f.port) for f in env.flows if f.client is not None}
+    added = []
+    for hour in range(env.minutes // 60, upto // 60 + 1):
+        rng = random.Random(f"{env.seed}/new/{hour}")
+        if rng.random() >= C.NOVELTY["chance"] or not clients:
+            continue
+        start = hour * 60 + rng.randrange(60)
+        if start >= upto:
+            continue
+        until = start + rng.randrange(*C.NOVELTY["lasts"])
+        cm, cp = clients[rng.randrange(len(clients))]
+        if rng.random() < C.NOVELTY["public_share"]:
+            key = rng.choice(sorted(C.NEW_PUBLIC))
+            fqdn, ip, country, lat, lon, port, cnames = C.NEW_PUBLIC[key]
+            remote = dict(RemoteCountry=country, RemoteLatitude=lat, RemoteLongitude=lon, RemoteDnsQuestions=_dns(fqdn))
+            if cnames:
+                remote["RemoteDnsCanonicalNames"] = "[" + ",".join(f'"{c}"' for c in cnames) + "]"
+            f = Flow(client=(cm, cp), server=None, src=cm.ip, dst=ip, port=port, profile=C.NOVELTY["profile_public"],
+                     remote_out=remote)
+        else:
+            servers = [g for g in internal if g.server[0] is not cm and (cm.idx, g.dst, g.port) not in known]
+            if not servers:
+                continue
+            g = servers[rng.randrange(len(servers))]
+            sm = g.server[0]
+            f = Flow(client=(cm, cp), server=g.server, src=cm.ip, dst=g.dst, port=g.port, profile=g.profile,
+                     port_ref=g.port_ref, remote_out=dict(RemoteDnsQuestions=_dns(sm.fqdn)))
+        if (cm.idx, f.dst, f.port) in known:
+            continue
+        known.add((cm.idx, f.dst, f.port))
+        f.from_minute, f.until_minute, f.novel = start, until, hour
+        env.flows.append(f)
+        added.append(f)
+    return added

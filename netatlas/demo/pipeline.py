@@ -1,4 +1,5 @@
-"""The demo's stages, in order: plan -> inventory -> traffic (a day at a time) -> ws.ingest in batches."""
+"""The demo's stages, in order: plan -> (inventory, traffic) a part of PART minutes at a time ->
+``ws.ingest_frame`` (columns; the bulk path) or ``ws.ingest`` (records) of each part."""
 from __future__ import annotations
 
 import gc
@@ -8,40 +9,11 @@ from pathlib import Path
 from typing import Callable
 
 from . import environment, inventory
-from .traffic import Traffic
+from .traffic import PART, Traffic
 
 BATCH = 25_000          # records per ws.ingest call
+FLUSH_PARTS = 4         # parts per ws.ingest_frame call (a day: fewer, larger transactions)
 TABLES = ("ServiceMapComputer_CL", "VMComputer", "ServiceMapProcess_CL", "VMProcess", "VMConnection", "VMBoundPort")
-
-
-class _Sink:
-    """Buffers records per table and hands them to ws.ingest in batches of BATCH."""
-
-    def __init__(self, ws):
-        self.ws = ws
-        self.buffers: dict[str, list] = {t: [] for t in TABLES}
-        self.counts: dict[str, int] = {t: 0 for t in TABLES}
-
-    def add(self, table: str, record: dict) -> None:
-        buf = self.buffers[table]
-        buf.append(record)
-        if len(buf) >= BATCH:
-            self.flush(table)
-
-    def extend(self, table: str, records: list[dict]) -> None:
-        for i in range(0, len(records), BATCH):
-            self.buffers[table].extend(records[i:i + BATCH])
-            if len(self.buffers[table]) >= BATCH:
-                self.flush(table)
-
-    def flush(self, table: str | None = None) -> None:
-        for t in ([table] if table else TABLES):
-            buf = self.buffers[t]
-            while buf:
-                batch, rest = buf[:BATCH], buf[BATCH:]
-                self.ws.ingest(t, batch)
-                self.counts[t] += len(batch)
-                buf[:] = rest
 
 
 def default_end() -> datetime:
@@ -60,53 +32,171 @@ def import_sample_feed(ws) -> int:
     return ws.import_indicators(indicators, SAMPLE_SOURCE)
 
 
+LIVE = 0x11FE            # the random streams of minutes past the window: [seed, LIVE, first minute]
+
+
+class Simulation:
+    """One environment's records for any minutes: the window's (``fill(ws, 0, env.minutes)``) and,
+    past its end, the live ones (the same machines, processes and flows; the payment API keeps
+    failing; environment.novelties adds the dependencies that appear)."""
+
+    def __init__(self, env: environment.Environment):
+        self.env = env
+        self.traffic = Traffic(env)
+        self._inventory = None
+
+    @property
+    def inventory(self) -> inventory.Frames:
+        if self._inventory is None:
+            self._inventory = inventory.Frames(self.env)
+        return self._inventory
+
+    def key(self, m0: int):
+        """The random stream of the part starting at m0: its number within the window, (LIVE, m0) past it."""
+        if m0 < self.env.minutes and m0 % PART == 0:
+            return m0 // PART
+        return (LIVE, m0)
+
+    def parts(self, lo: int, hi: int):
+        """[lo, hi) in parts: PART minutes each, aligned on the window's parts within it."""
+        m0 = lo
+        while m0 < hi:
+            step = PART - m0 % PART if m0 < self.env.minutes else PART
+            yield m0, min(step, hi - m0)
+            m0 += step
+
+    def frames(self, m0: int, width: int) -> dict[str, dict]:
+        """{table: frame} of the minutes [m0, m0 + width) (empty tables left out)."""
+        out = self.inventory.window(m0, m0 + width)
+        connections, ports = self.traffic.part_frames(self.key(m0), m0, width)
+        out["VMConnection"], out["VMBoundPort"] = connections, ports
+        return {t: out[t] for t in TABLES if t in out and len(out[t]["TimeGenerated"])}
+
+    def records(self, m0: int, width: int) -> dict[str, list[dict]]:
+        """{table: records} of the minutes [m0, m0 + width), as dicts (the same records as ``frames``)."""
+        out: dict[str, list[dict]] = {t: [] for t in TABLES}
+        for table, record in inventory.computers(self.env, m0, m0 + width):
+            out[table].append(record)
+        for table, record in inventory.processes(self.env, m0, m0 + width):
+            out[table].append(record)
+        out["VMConnection"], out["VMBoundPort"] = self.traffic.part(self.key(m0), m0, width)
+        return {t: v for t, v in out.items() if v}
+
+    def fill(self, ws, lo: int, hi: int, *, progress=None, after_part: Callable[[int], None] | None = None,
+             columnar: bool | None = None) -> dict[str, int]:
+        """Write the records of the minutes [lo, hi) into ``ws``: as frames (``ws.ingest_frame``, one
+        batch per table and FLUSH_PARTS parts) when it takes them, else as records (``ws.ingest``,
+        BATCH at a time). ``progress``: a progress.Progress counting hours; ``after_part(m)``:
+        called once every record before minute m is stored."""
+        from ..ingest import concat_frames
+        columnar = hasattr(ws, "ingest_frame") if columnar is None else columnar
+        counts = {t: 0 for t in TABLES}
+        pending: dict[str, list] = {t: [] for t in TABLES}
+
+        def flush() -> None:
+            for table, frames in pending.items():
+                if frames:
+                    ws.ingest_frame(table, concat_frames(frames))
+                    frames.clear()
+        parts = list(self.parts(lo, hi))
+        ahead = _Ahead(self.frames, parts) if columnar else None
+        try:
+            for i, (m0, width) in enumerate(parts):
+                last = i == len(parts) - 1 or (i + 1) % FLUSH_PARTS == 0
+                if columnar:
+                    for table, frame in ahead.next().items():
+                        pending[table].append(frame)
+                        counts[table] += len(frame["TimeGenerated"])
+                    if last:
+                        flush()
+                else:
+                    for table, records in self.records(m0, width).items():
+                        for j in range(0, len(records), BATCH):
+                            ws.ingest(table, records[j:j + BATCH])
+                        counts[table] += len(records)
+                if after_part is not None and (last or not columnar):
+                    after_part(m0 + width)
+                if progress is not None:
+                    progress.update((m0 + width - lo) / 60, records=sum(counts.values()))
+        finally:
+            if ahead is not None:
+                ahead.close()
+        return counts
+
+
+class _Ahead:
+    """Generates the parts' frames in a thread, one part ahead of their ingestion: numpy and DuckDB
+    both release the GIL for most of their work, so on two cores the two overlap."""
+
+    def __init__(self, make: Callable, parts: list):
+        import queue
+        import threading
+        self.queue: queue.Queue = queue.Queue(maxsize=1)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(make, parts), name="netatlas-demo-generate",
+                                       daemon=True)
+        self.thread.start()
+
+    def _run(self, make, parts) -> None:
+        import queue
+        for m0, width in parts:
+            try:
+                item = make(m0, width)
+            except BaseException as e:     # handed to the consumer, which raises it
+                item = e
+            while not self.stopping.is_set():
+                try:
+                    self.queue.put(item, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+            if isinstance(item, BaseException) or self.stopping.is_set():
+                return
+
+    def next(self) -> dict:
+        item = self.queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join(5)
+
+
 def generate(ws, *, machines: int = 200, days: int = 7, seed: int = 1, end: datetime | None = None,
-             progress: Callable[[str], None] | None = None) -> dict[str, int]:
-    # Millions of short-lived, cycle-free dicts: reference counting frees them; the cyclic
-    # collector would only rescan the growing heap over and over (15-40% of the time).
+             progress=None, columnar: bool | None = None) -> dict[str, int]:
+    """``progress``: a progress.Progress (its total is set here: the window's hours)."""
+    # Millions of short-lived, cycle-free objects: reference counting frees them; the cyclic
+    # collector would only rescan the growing heap over and over.
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _generate(ws, machines, days, seed, end, progress)
+        env = plan(machines, days, seed, end)
+        return load(ws, env, progress=progress, columnar=columnar)
     finally:
         if enabled:
             gc.enable()
 
 
-def _generate(ws, machines: int, days: int, seed: int, end: datetime | None,
-              progress: Callable[[str], None] | None) -> dict[str, int]:
-    say = progress or (lambda _msg: None)
+def plan(machines: int, days: int, seed: int, end: datetime | None) -> environment.Environment:
     end = default_end() if end is None else end
     if end.tzinfo is None:
         end = end.replace(tzinfo=timezone.utc)
     end = end.astimezone(timezone.utc).replace(second=0, microsecond=0)
-    t0 = time.perf_counter()
-    env = environment.plan(machines, days, seed, end)
-    say(f"plan: {len(env.machines)} machines, {sum(len(m.processes) for m in env.machines)} processes, "
-        f"{len(env.ports)} bound addresses, {len(env.flows)} logical connections "
-        f"({time.perf_counter() - t0:.1f} s)")
+    return environment.plan(machines, days, seed, end)
+
+
+def load(ws, env: environment.Environment, *, progress=None, columnar: bool | None = None) -> dict[str, int]:
+    """The demo feed, then the window's records (``Simulation.fill``)."""
+    note = progress.note if progress is not None else (lambda _text: None)
+    note(f"  plan: {len(env.machines)} machines, {sum(len(m.processes) for m in env.machines)} processes, "
+         f"{len(env.ports)} bound addresses, {len(env.flows)} logical connections")
     stored = import_sample_feed(ws)
-    say(f"threat intelligence: {stored} indicators of the demo feed ({SAMPLE_FEED.name})")
-    sink = _Sink(ws)
-    for table, record in inventory.computers(env):
-        sink.add(table, record)
-    for table, record in inventory.processes(env):
-        sink.add(table, record)
-    sink.flush()
-    say(f"inventory: {sink.counts['ServiceMapComputer_CL']} machine and "
-        f"{sink.counts['ServiceMapProcess_CL']} process records per table ({time.perf_counter() - t0:.1f} s)")
-    traffic = Traffic(env)
-    for i, m0, width in traffic.parts():
-        connections, ports = traffic.part(i, m0, width)
-        sink.extend("VMConnection", connections)
-        sink.extend("VMBoundPort", ports)
-        del connections, ports
-        if (m0 + width) % 1440 == 0 or m0 + width == env.minutes:
-            say(f"day {(m0 + width + 1439) // 1440}/{days}: "
-                f"{sink.counts['VMConnection'] + len(sink.buffers['VMConnection'])} connection records so far "
-                f"({time.perf_counter() - t0:.1f} s)")
-    sink.flush()
-    return dict(sink.counts)
+    note(f"  threat intelligence: {stored} indicators of the demo feed ({SAMPLE_FEED.name})")
+    if progress is not None:
+        progress.total = env.minutes / 60
+    return Simulation(env).fill(ws, 0, env.minutes, progress=progress, columnar=columnar)
 
 
 class NullWorkspace:
@@ -134,6 +224,13 @@ class TimedWorkspace:
         t = time.perf_counter()
         try:
             return self.ws.ingest(table, records)
+        finally:
+            self.seconds += time.perf_counter() - t
+
+    def ingest_frame(self, table: str, frame: dict):
+        t = time.perf_counter()
+        try:
+            return self.ws.ingest_frame(table, frame)
         finally:
             self.seconds += time.perf_counter() - t
 

@@ -7,7 +7,9 @@ outbound record on the client (when it is monitored) and, unless the attempt fai
 record on the server (when monitored), with the metrics mirrored. The inbound records of each bound
 address and minute are summed into VMBoundPort; binds without traffic in an hour get one idle record.
 
-Randomness: ``numpy.random.default_rng([seed, part])``, so one seed gives the same records.
+Randomness: ``numpy.random.default_rng([seed, part])`` (minutes past the window: ``[seed, *key]``),
+so one seed gives the same records. ``part`` gives dicts, ``part_frames`` the same records as
+columns (the bulk path of ``Workspace.ingest_frame``).
 """
 from __future__ import annotations
 
@@ -30,14 +32,19 @@ def _bell(hour: np.ndarray, centre: float, width: float) -> np.ndarray:
     return np.exp(-0.5 * (d / width) ** 2)
 
 
-def daily_cycles(env: Environment, rng: np.random.Generator) -> np.ndarray:
-    """(len(SHAPES), minutes) load factors in [0, 1]: the shapes' daily cycles over the window (UTC)."""
-    t = np.arange(env.minutes)
+def daily_cycles(env: Environment, m0: int, width: int) -> np.ndarray:
+    """(len(SHAPES), width) load factors in [0, 1]: the shapes' daily cycles over the minutes
+    [m0, m0 + width) of the window (UTC; any minute, past the window's end too). Each day's factor
+    is drawn from the seed and the day, so a minute's load does not depend on the part it is in."""
+    t = np.arange(m0, m0 + width)
     since_midnight = env.start.hour * 60 + env.start.minute + t
     hour = (since_midnight % 1440) / 60.0
     day = since_midnight // 1440
     weekend = ((env.start.weekday() + day) % 7) >= 5
-    day_factor = rng.uniform(0.88, 1.08, size=int(day.max()) + 1)[day]
+    first = int(day.min()) if width else 0
+    factors = np.array([np.random.default_rng([env.seed, 0xC7C1E, d]).uniform(0.88, 1.08)
+                        for d in range(first, int(day.max()) + 1 if width else first)])
+    day_factor = factors[day - first] if width else np.zeros(0)
     business = (0.07 + 0.93 * _bell(hour, 13.0, 3.0)) * np.where(weekend, 0.3, 1.0)
     consumer = np.minimum(1.0, 0.22 + 0.5 * _bell(hour, 14.0, 3.5) + 0.42 * _bell(hour, 20.0, 2.2))
     consumer = consumer * np.where(weekend, 0.85, 1.0)
@@ -53,6 +60,7 @@ class FlowTable:
     def __init__(self, env: Environment):
         flows = env.flows
         n = len(flows)
+        base = sum(1 for f in flows if f.novel < 0)    # the window's flows, then live ones (environment.novelties)
         rng = np.random.default_rng([env.seed, 0x5EED])
         prof = [C.PROFILES[f.profile] for f in flows]
         col = lambda key, default=0: np.array([p.get(key, default) for p in prof], dtype=np.float64)  # noqa: E731
@@ -64,13 +72,17 @@ class FlowTable:
         self.daily_start = np.array([f.daily[0] if f.daily else -1 for f in flows], dtype=np.int64)
         self.daily_len = np.array([f.daily[1] if f.daily else 0 for f in flows], dtype=np.int64)
         self.from_minute = np.array([f.from_minute for f in flows], dtype=np.int64)
+        self.until_minute = np.array([f.until_minute for f in flows], dtype=np.int64)
         self.fail_from = np.array([f.fail_from for f in flows], dtype=np.int64)
-        size = rng.lognormal(0.0, 0.45, n)
+        def draw(fn):   # the window's flows from one stream; each live flow from its own (seed, novelty)
+            return np.concatenate([fn(rng, base)] + [fn(np.random.default_rng([env.seed, 0x4E57, f.novel]), 1)
+                                                     for f in flows[base:]])
+        size = draw(lambda r, k: r.lognormal(0.0, 0.45, k))
         self.size = size
         self.pool = np.where(col("pool") > 0, np.maximum(1, np.rint(col("pool") * np.clip(size, 0.5, 2.0))), 0)
         self.est, self.req, self.rt, self.fail = col("est"), col("req"), col("rt"), col("fail")
         self.up, self.down = col("up") * size, col("down") * size
-        self.rt = self.rt * rng.lognormal(0.0, 0.3, n)
+        self.rt = self.rt * draw(lambda r, k: r.lognormal(0.0, 0.3, k))
 
         def down(side):
             a = np.full(n, NO_MINUTE, dtype=np.int64)
@@ -86,6 +98,12 @@ class FlowTable:
         self.has_in = np.array([f.server is not None for f in flows])
         self.port = np.array([f.port_ref.index if f.port_ref is not None else -1 for f in flows], dtype=np.int64)
         self.bases = [_base(env, f, "outbound") for f in flows] + [_base(env, f, "inbound") for f in flows]
+
+    def base_frame(self) -> dict:
+        """``bases`` as frame columns (built on first use)."""
+        if not hasattr(self, "_base_frame"):
+            self._base_frame = base_frame("VMConnection", self.bases)
+        return self._base_frame
 
 
 def _base(env: Environment, f, direction: str) -> dict | None:
@@ -108,7 +126,6 @@ class Traffic:
     def __init__(self, env: Environment):
         self.env = env
         self.flows = FlowTable(env)
-        self.cycles = daily_cycles(env, np.random.default_rng([env.seed, 0xC7C1E]))
         ports = env.ports
         self.port_group = np.array([p.group for p in ports], dtype=np.int64)
         self.groups = 1 + int(self.port_group.max()) if ports else 0
@@ -121,12 +138,18 @@ class Traffic:
         self.port_bases = [_port_base(env, p) for p in ports]
         self.midnight = env.start.hour * 60 + env.start.minute
 
+    def datetimes(self, m0: int, width: int) -> np.ndarray:
+        """datetime64[s] of the minutes [m0, m0 + width) (UTC)."""
+        start = np.datetime64(self.env.start.replace(tzinfo=None), "s")
+        return start + (np.arange(m0, m0 + width, dtype=np.int64) * 60).astype("timedelta64[s]")
+
     def times(self, m0: int, width: int) -> list[str]:
         t0 = self.env.start + timedelta(minutes=m0)
         return [(t0 + timedelta(minutes=i)).isoformat()[:19] + "Z" for i in range(width)]
 
     # ---- which flows are active when -----------------------------------------------------------
-    def active(self, m0: int, width: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def active(self, m0: int, width: int, rng: np.random.Generator,
+               cycles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(flow, minute) of every active flow in the minutes [m0, m0 + width)."""
         ft = self.flows
         mins = np.arange(m0, m0 + width, dtype=np.int64)
@@ -134,7 +157,7 @@ class Traffic:
         fis, mis = [], []
         for c0 in range(0, ft.n, CHUNK):
             c = slice(c0, min(ft.n, c0 + CHUNK))
-            load = self.cycles[ft.shape[c]][:, m0:m0 + width]
+            load = cycles[ft.shape[c]]
             p = ft.p[c, None] * load
             failing = mins[None, :] >= ft.fail_from[c, None]
             p = np.where(failing, np.minimum(1.0, 3 * p + 0.3), p)
@@ -143,7 +166,7 @@ class Traffic:
             mask &= (per == 0) | (((mins[None, :] - ft.phase[c, None]) % np.maximum(per, 1)) == 0)
             ds = ft.daily_start[c, None]
             mask &= (ds < 0) | (((of_day[None, :] - ds) % 1440) < ft.daily_len[c, None])
-            mask &= mins[None, :] >= ft.from_minute[c, None]
+            mask &= (mins[None, :] >= ft.from_minute[c, None]) & (mins[None, :] < ft.until_minute[c, None])
             a, b = ft.client_down
             mask &= ~((mins[None, :] >= a[c, None]) & (mins[None, :] < b[c, None]))
             fi, mi = np.nonzero(mask)
@@ -152,9 +175,10 @@ class Traffic:
         return np.concatenate(fis), np.concatenate(mis)
 
     # ---- what they did --------------------------------------------------------------------------
-    def metrics(self, f: np.ndarray, m: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    def metrics(self, f: np.ndarray, m: np.ndarray, rng: np.random.Generator, cycles: np.ndarray,
+                m0: int) -> dict[str, np.ndarray]:
         ft, n = self.flows, len(f)
-        load = self.cycles[ft.shape[f], m]
+        load = cycles[ft.shape[f], m - m0]
         lr = 0.35 + 0.65 * load
         a, b = ft.server_down
         failing = (m >= ft.fail_from[f]) | ((m >= a[f]) & (m < b[f]))
@@ -192,11 +216,13 @@ class Traffic:
         for i, m0 in enumerate(range(0, self.env.minutes, PART)):
             yield i, m0, min(PART, self.env.minutes - m0)
 
-    def part(self, i: int, m0: int, width: int) -> tuple[list[dict], list[dict]]:
-        """(VMConnection records, VMBoundPort records) of the minutes [m0, m0 + width)."""
-        rng = np.random.default_rng([self.env.seed, i])
-        f, m = self.active(m0, width, rng)
-        x = self.metrics(f, m, rng)
+    def draw(self, key, m0: int, width: int) -> dict:
+        """The active (flow, minute) pairs of [m0, m0 + width) and what they did; ``key``: the part
+        number in the window (an int), or a tuple for minutes past it (``numpy.random.default_rng([seed, *key])``)."""
+        rng = np.random.default_rng([self.env.seed, *(key if isinstance(key, tuple) else (key,))])
+        cycles = daily_cycles(self.env, m0, width)
+        f, m = self.active(m0, width, rng, cycles)
+        x = self.metrics(f, m, rng, cycles, m0)
         ft = self.flows
         out = ft.has_out[f]
         inn = ft.has_in[f] & ~x["failing"]
@@ -204,11 +230,48 @@ class Traffic:
         sel = np.concatenate([np.nonzero(out)[0], np.nonzero(inn)[0]])
         kind = np.concatenate([np.zeros(int(out.sum()), dtype=np.int64), np.ones(int(inn.sum()), dtype=np.int64)])
         order = np.lexsort((kind, f[sel], m[sel]))
-        sel, kind = sel[order], kind[order]
+        x.update(sel=sel[order], kind=kind[order], inn=np.nonzero(inn)[0])
+        return x
+
+    def part(self, key, m0: int, width: int) -> tuple[list[dict], list[dict]]:
+        """(VMConnection records, VMBoundPort records) of the minutes [m0, m0 + width)."""
+        x = self.draw(key, m0, width)
         times = self.times(m0, width)
-        connections = self._connections(sel, kind, x, times, m0)
-        ports = self._ports(np.nonzero(inn)[0], x, times, m0, width)
+        connections = self._connections(x["sel"], x["kind"], x, times, m0)
+        ports = self._ports(x["inn"], x, times, m0, width)
         return connections, ports
+
+    def part_frames(self, key, m0: int, width: int) -> tuple[dict, dict]:
+        """The same records as ``part`` as frames (ingest.py: a batch as columns): (VMConnection, VMBoundPort)."""
+        x = self.draw(key, m0, width)
+        times = self.datetimes(m0, width)
+        sel, kind = x["sel"], x["kind"]
+        inbound = kind.astype(bool)
+        resp = x["resp"][sel]
+        timed = resp == 0
+        pick = lambda v: np.ma.masked_array(v[sel], mask=timed) if timed.any() else v[sel]  # noqa: E731
+        columns = dict(TimeGenerated=times[x["m"][sel] - m0], LinksEstablished=x["est"][sel],
+                       LinksTerminated=x["term"][sel], LinksLive=x["live"][sel],
+                       LinksFailed=np.where(inbound, 0, x["failed"][sel]),
+                       BytesSent=np.where(inbound, x["recv"][sel], x["sent"][sel]),
+                       BytesReceived=np.where(inbound, x["sent"][sel], x["recv"][sel]), Responses=resp,
+                       ResponseTimeMin=pick(x["rmin"]), ResponseTimeMax=pick(x["rmax"]),
+                       ResponseTimeSum=pick(x["rsum"]))
+        connections = _take(self.flows.base_frame(), x["f"][sel] + kind * self.flows.n, columns)
+        port, minute, cols = self._port_columns(x["inn"], x, m0, width)
+        names = ("BytesSent", "BytesReceived", "LinksEstablished", "LinksTerminated", "LinksLive", "Responses",
+                 "ResponseTimeMin", "ResponseTimeMax", "ResponseTimeSum")
+        no = cols[5] == 0
+        columns = {name: (np.ma.masked_array(v, mask=no) if i >= 6 and no.any() else v)
+                   for i, (name, v) in enumerate(zip(names, cols))}
+        columns["TimeGenerated"] = times[minute]
+        ports = _take(self.port_frame(), port, columns)
+        return connections, ports
+
+    def port_frame(self) -> dict:
+        if not hasattr(self, "_port_frame"):
+            self._port_frame = base_frame("VMBoundPort", self.port_bases)
+        return self._port_frame
 
     def _connections(self, sel, kind, x, times, m0) -> list[dict]:
         bases = self.flows.bases
@@ -239,8 +302,11 @@ class Traffic:
             append(r)
         return records
 
-    def _ports(self, inn, x, times, m0, width) -> list[dict]:
-        """Inbound records summed per bound address and minute, plus idle binds once an hour."""
+    def _port_columns(self, inn, x, m0, width):
+        """Inbound records summed per bound address and minute, plus idle binds once an hour (at the
+        machine's minute of the hour, when none of the bind's addresses saw traffic in the part's
+        share of that hour): (port index, minute in the part, [sent, recv, est, term, live, resp,
+        rmin, rmax, rsum]), ordered by minute then port."""
         pi = self.flows.port[x["f"][inn]]
         mi = x["m"][inn] - m0
         key = pi * width + mi
@@ -256,28 +322,34 @@ class Traffic:
         np.maximum.at(rmax, inv[timed], x["rmax"][inn][timed])
         rsum = np.rint(np.bincount(inv[timed], weights=x["rsum"][inn][timed], minlength=g)).astype(np.int64)
         port_of, minute_of = uniq // width, uniq % width
-        # idle binds: no traffic on any of their addresses in that hour
-        hours = np.arange(width // 60)
+        # idle binds: no traffic on any of their addresses in that hour (of this part)
+        h0 = m0 // 60
+        hours = h0 + np.arange((m0 + width - 1) // 60 - h0 + 1 if width else 0)
         busy = np.zeros((self.groups, len(hours)), dtype=bool)
-        busy[self.port_group[port_of], minute_of // 60] = True
+        busy[self.port_group[port_of], (minute_of + m0) // 60 - h0] = True
         idle = ~busy[self.idle_group]
-        minute = hours[None, :] * 60 + self.idle_phase[:, None]
-        absolute = minute + m0
+        absolute = hours[None, :] * 60 + self.idle_phase[:, None]
         a, b = self.idle_down
         idle &= ~((absolute >= a[:, None]) & (absolute < b[:, None]))
-        idle &= absolute < self.env.minutes
+        idle &= (absolute >= m0) & (absolute < m0 + width)
         ii, hh = np.nonzero(idle)
-        idle_port, idle_minute = self.idle_ports[ii], minute[ii, hh]
+        idle_port, idle_minute = self.idle_ports[ii], absolute[ii, hh] - m0
         all_port = np.concatenate([port_of, idle_port])
         all_minute = np.concatenate([minute_of, idle_minute])
         order = np.lexsort((all_port, all_minute))
         zeros = np.zeros(len(idle_port), dtype=np.int64)
-        cols = [np.concatenate([v, zeros])[order].tolist() for v in (sent, recv, est, term, live, resp, rmin, rmax, rsum)]
+        cols = [np.concatenate([v, zeros])[order] for v in (sent, recv, est, term, live, resp, rmin, rmax, rsum)]
+        return all_port[order], all_minute[order], cols
+
+    def _ports(self, inn, x, times, m0, width) -> list[dict]:
+        """VMBoundPort records (``_port_columns``) as dicts."""
+        port, minute, cols = self._port_columns(inn, x, m0, width)
+        cols = [c.tolist() for c in cols]
         bases = self.port_bases
         records = []
         append = records.append
         for p, mi, sent_, recv_, est_, term_, live_, resp_, rmin_, rmax_, rsum_ in zip(
-                all_port[order].tolist(), all_minute[order].tolist(), *cols):
+                port.tolist(), minute.tolist(), *cols):
             r = bases[p].copy()
             r["TimeGenerated"] = times[mi]
             r["BytesSent"] = sent_
@@ -292,6 +364,24 @@ class Traffic:
                 r["ResponseTimeSum"] = rsum_
             append(r)
         return records
+
+
+def base_frame(table: str, bases: list[dict | None]) -> dict:
+    """The columns of the static part of records (one base per flow or bound address) as frame
+    arrays (ingest.frame_column), to be taken row by row with ``_take``."""
+    from ..catalogue import Catalogue
+    from ..ingest import _ABSENT, frame_column
+    t = Catalogue.load().get(table)
+    rows = [b or {} for b in bases]
+    used = dict.fromkeys(k for b in rows for k in b)
+    return {c: frame_column([b.get(c, _ABSENT) for b in rows], t.column_types[c], table, c) for c in used}
+
+
+def _take(base: dict, index: np.ndarray, columns: dict) -> dict:
+    """A frame: the base columns at ``index``, then the per-record ``columns``."""
+    out = {c: v[index] for c, v in base.items()}
+    out.update(columns)
+    return out
 
 
 def _port_base(env: Environment, p) -> dict:
