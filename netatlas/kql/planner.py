@@ -23,7 +23,7 @@ from . import types as T
 from .aggregates import AGGREGATES
 from .functions import FUNCTIONS
 from .scalars import Scope, binary, dynamic_to, to_dynamic, to_string, type_error, unify
-from .typed import Typed, cast, col, const, fn, ident, null
+from .typed import Typed, cast, col, const, fn, ident, json_key_path, null
 
 
 @dataclass
@@ -167,7 +167,7 @@ class Planner:
         if self.uses[name] < 2:
             return rel
         cte = self.fresh("_let")
-        self.ctes.append((cte, self.finish(rel), None))   # DuckDB decides whether to materialize
+        self.ctes.append((cte, self.finish(rel), True))   # computed once: inlined, DuckDB would plan it once per use
         sel = exp.Select(expressions=[col(c) for c, _ in rel.cols]).from_(exp.Table(this=ident(cte)), copy=False)
         return Rel(sel, list(rel.cols), None, rel.name, rel.serialized)
 
@@ -456,7 +456,7 @@ class Planner:
         if target.type != T.DYNAMIC:
             raise KqlSemanticError(f"'.{node.name}' needs a dynamic value, but this is {target.type}", node.span,
                                    code="KQL_TYPE", hint="convert it with todynamic() / parse_json()")
-        path = '$."' + node.name.replace('"', '\\"') + '"'
+        path = json_key_path(node.name)
         name = f"{target.name}_{node.name}" if target.name else node.name
         return Typed(fn("json_extract", target.sql, exp.Literal.string(path)), T.DYNAMIC, node.span, name=name)
 
@@ -466,7 +466,7 @@ class Planner:
         if target.type != T.DYNAMIC:
             raise KqlSemanticError(f"indexing needs a dynamic value, but this is {target.type}", node.span, code="KQL_TYPE")
         if idx.is_const and isinstance(idx.const, str):
-            path = exp.Literal.string('$."' + idx.const.replace('"', '\\"') + '"')
+            path = exp.Literal.string(json_key_path(idx.const))
             name = f"{target.name}_{idx.const}" if target.name else idx.const
             return Typed(fn("json_extract", target.sql, path), T.DYNAMIC, node.span, name=name)
         if idx.is_const and isinstance(idx.const, int):
