@@ -874,7 +874,7 @@ def op_parse_where(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
 def op_as(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
     from .planner import Binding
     name = op.args["name"]
-    rel = pl.shared(rel, name)    # a CTE when the query names it more than once
+    rel = pl.shared(rel, name, uses=1)    # a CTE when the query names it too: the pipeline goes on with it
     pl.env[name] = Binding("table", Rel(rel.sql.copy(), list(rel.cols), rel.order, name, rel.serialized))
     return Rel(rel.sql, rel.cols, rel.order, name, rel.serialized)
 

@@ -161,10 +161,11 @@ class Planner:
         finally:
             self._where = saved
 
-    def shared(self, rel: Rel, name: str) -> Rel:
-        """A tabular let or 'as' named more than once in the query becomes a CTE, planned once:
-        inlined at every use, a chain of lets each using the last twice would double the SQL."""
-        if self.uses[name] < 2:
+    def shared(self, rel: Rel, name: str, uses: int = 0) -> Rel:
+        """A tabular let or 'as' used more than once becomes a CTE, planned once: inlined at every
+        use, a chain of lets each using the last twice would double the SQL. ``uses``: uses besides
+        the names in the text (an 'as' is also used by the rest of its pipeline)."""
+        if self.uses[name] + uses < 2:
             return rel
         cte = self.fresh("_let")
         self.ctes.append((cte, self.finish(rel), True))   # computed once: inlined, DuckDB would plan it once per use

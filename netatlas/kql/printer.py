@@ -228,12 +228,15 @@ def _binary(op: str):
         chain = [(node, op)]
         left = node.args.get("this")
         while left is not None:
-            entry = _H.get(left.__class__)
+            cand = left
+            if type(cand) is exp.Paren and not cand.comments and cand.args.keys() <= _PAREN_KEYS:
+                cand = cand.args.get("this")   # (a + b) + c: the same one pair of parentheses
+            entry = _H.get(cand.__class__) if cand is not None else None
             inner = getattr(entry[0], "op", None) if entry is not None else None
-            if inner is None or not left.args.keys() <= entry[1] or left.comments:
+            if inner is None or not cand.args.keys() <= entry[1] or cand.comments:
                 break
-            chain.append((left, inner))
-            left = left.args.get("this")
+            chain.append((cand, inner))
+            left = cand.args.get("this")
         s = _t(left)
         for i in range(len(chain) - 1, -1, -1):
             n, o = chain[i]
@@ -759,6 +762,7 @@ _BINARY_OPS = {
 }
 
 _FROM_KEYS = _keys("this")
+_PAREN_KEYS = _keys("this")
 _SELECT_KEYS = _keys("expressions", "from_", "distinct", *_QUERY_KEYS)
 
 _H: dict[type, tuple] = {
