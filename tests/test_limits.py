@@ -356,3 +356,54 @@ def test_re2_syntax_python_lacks_is_accepted(ws):
     assert ws.query(r'print extract(@"\pL+", 0, "abc1")').rows == [["abc"]]
     # a fragment RE2 rejects alone is fine when the assembled regex compiles
     assert len(ws.query('print s = "k=v" | parse kind=regex s with "(" v:string ")=" w:string').rows) == 1
+
+
+# ---------------------------------------------------------------- over HTTP: 4xx or 504, never 500
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from test_server import Server
+    s = Server(tmp_path_factory.mktemp("limits") / "data", "--query-timeout", "1").start()
+    yield s
+    s.kill()
+
+
+HOSTILE = [
+    ("print x=1 " + "".join(f"| extend x{i}=x " for i in range(250)), 400, "KQL_QUERY_TOO_COMPLEX"),
+    ("print " + "abs(" * 164 + "1" + ")" * 164, 400, "KQL_QUERY_TOO_COMPLEX"),
+    ("print x=1 " + "| join (print x=1) on x " * 70, 400, "KQL_QUERY_TOO_COMPLEX"),
+    ("print d = dynamic(" + "[" * 3000 + "]" * 3000 + ")", 400, None),
+    ('print d = parse_json(strcat(strrep("[", 3000), strrep("]", 3000)))', 400, "KQL_RUNTIME"),
+    ('print "\ud800"', 400, "KQL_SYNTAX"),
+    ("print", 400, "KQL_SYNTAX"),
+    ('print extract("(", 1, "x")', 400, "KQL_BAD_REGEX"),
+    ('print s = "x" | parse kind=regex s with "(" v:string', 400, "KQL_BAD_REGEX"),
+    (tabular_lets(30), 504, "KQL_TIMEOUT"),
+    (SLOW_PLUGINS["bag_unpack"], 504, "KQL_TIMEOUT"),
+]
+
+
+@pytest.mark.parametrize("q,status,code", HOSTILE, ids=[f"{i}" for i in range(len(HOSTILE))])
+def test_hostile_queries_over_http(server, q, status, code):
+    from test_server import assert_error_shape
+    t0 = time.monotonic()
+    r = server.client().query(q)
+    err = assert_error_shape(r, status, code)
+    assert time.monotonic() - t0 < 5
+    if status == 400 and code != "KQL_RUNTIME":
+        assert err["line"] == 1 and err["column"] >= 1, err
+
+
+def test_accepted_odd_input_over_http(server):
+    c = server.client()
+    r = c.query(r'print d = dynamic({"a\"b": 1}) | evaluate bag_unpack(d)')
+    assert r.status == 200 and r.body["tables"][0]["columns"][0]["name"] == 'a"b', r.body
+    r = c.query("print é = 1")
+    assert r.status == 200 and r.body["tables"][0]["rows"] == [[1]], r.body
+    r = c.query("print " + " + ".join(["1"] * 495))
+    assert r.status == 200 and r.body["tables"][0]["rows"] == [[495]], r.body
+
+
+def test_the_server_logged_no_traceback(server):
+    # runs after the HTTP tests above (file order): none of them left a traceback in the log
+    assert "Traceback" not in server.log.read_text()

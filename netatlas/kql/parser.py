@@ -101,9 +101,9 @@ class Parser:
             self.error(f"expected {what}, found {self.tok.describe()}")
         return self.advance()
 
-    def too_complex(self, what: str, limit: int, tok: Token, hint: str):
-        raise KqlSyntaxError(f"{what} (the limit is {limit})", tok.span, text=self.text,
-                             code="KQL_QUERY_TOO_COMPLEX", hint=hint)
+    def too_complex(self, message: str, tok: Token, hint: str):
+        """Past a shape limit of limits.py: the error points at the token that passes it."""
+        raise KqlSyntaxError(message, tok.span, text=self.text, code="KQL_QUERY_TOO_COMPLEX", hint=hint)
 
     def span_from(self, start: Span) -> Span:
         prev = self.toks[self.i - 1] if self.i else self.tok
@@ -192,7 +192,7 @@ class Parser:
         brace = self.expect_op("{", "to start the function body")
         self.depth += 1
         if self.depth > MAX_NESTING:
-            self.too_complex("function bodies are nested too deep", MAX_NESTING, brace,
+            self.too_complex(f"function bodies are nested more than {MAX_NESTING} deep here", brace,
                              "define the inner functions with let statements of their own")
         body = self.statements(end_ops=("}",))
         self.depth -= 1
@@ -240,12 +240,12 @@ class Parser:
                                  code="KQL_UNKNOWN_OPERATOR", hint=did_you_mean(name, OPERATORS))
         self.operators += 1
         if self.operators > MAX_OPERATORS:
-            self.too_complex(f"the query has more than {MAX_OPERATORS} tabular operators", MAX_OPERATORS, t,
+            self.too_complex(f"the query has more than {MAX_OPERATORS} tabular operators", t,
                              "summarize earlier, or split the work into several queries")
         if name in ("join", "lookup"):
             self.joins += 1
             if self.joins > MAX_JOINS:
-                self.too_complex(f"the query has more than {MAX_JOINS} joins and lookups", MAX_JOINS, t,
+                self.too_complex(f"the query has more than {MAX_JOINS} joins and lookups", t,
                                  "join fewer tables in one query")
         self.advance()
         args = handler(self)
@@ -690,7 +690,7 @@ class Parser:
     def unary(self, search: bool = False) -> s.Node:
         self.depth += 1
         if self.depth > MAX_NESTING:
-            self.too_complex(f"the expression is nested more than {MAX_NESTING} deep here", MAX_NESTING, self.tok,
+            self.too_complex(f"the expression is nested more than {MAX_NESTING} deep here", self.tok,
                              "fewer nested parentheses or calls; name parts with let statements")
         try:
             return self._unary(search)
@@ -718,7 +718,7 @@ class Parser:
             if (t.is_op(".") or t.is_op("[")) and not t.space_before:
                 steps += 1
                 if steps > MAX_NESTING:
-                    self.too_complex(f"more than {MAX_NESTING} .member and [index] steps in a row", MAX_NESTING, t,
+                    self.too_complex(f"more than {MAX_NESTING} .member and [index] steps in a row", t,
                                      "read the value step by step with extend")
             if t.is_op(".") and self.peek().kind in (IDENT, RAW) and not t.space_before:
                 self.advance()
