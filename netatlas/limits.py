@@ -17,8 +17,8 @@ MAX_OPERATORS = 200             # tabular operators ('| ...') in one query, all 
 MAX_JOINS = 64                  # join and lookup operators in one query
 MAX_FUNCTION_DEPTH = 32         # user functions (let f = (...) {...}) calling each other
 MAX_SCALAR_NODES = 20_000       # SQL nodes of one scalar let's value (let s2 = s1 + s1 doubles)
-MAX_PLAN_STEPS = 100_000        # planner steps (one per expression or operator planned) ...
-PLAN_STEPS_PER_TOKEN = 20       # ... plus this many per token of the query text
+MAX_PLAN_STEPS = 10_000         # planner steps (one per expression or operator planned; hand-written
+PLAN_STEPS_PER_TOKEN = 4        # queries need about one per token) ... plus this many per token
 MAX_TERMS = 900                 # terms of one flat chain (a + b + ... ; DuckDB nests up to 1000)
 
 
