@@ -15,11 +15,14 @@ DEFAULT_TIMEOUT = 60.0          # seconds a query may run: lex, parse, plan, gen
 MAX_NESTING = 64                # nested parentheses, calls, brackets, unary signs, .member/[index] steps
 MAX_OPERATORS = 200             # tabular operators ('| ...') in one query, all pipelines together
 MAX_JOINS = 64                  # join and lookup operators in one query
+MAX_JOIN_NESTING = 16           # joins inside the right side of a join inside ... (DuckDB's planner,
+                                # which no interrupt stops, slows steeply past 30)
 MAX_FUNCTION_DEPTH = 32         # user functions (let f = (...) {...}) calling each other
 MAX_SCALAR_NODES = 20_000       # SQL nodes of one scalar let's value (let s2 = s1 + s1 doubles)
 MAX_PLAN_STEPS = 10_000         # planner steps (one per expression or operator planned; hand-written
 PLAN_STEPS_PER_TOKEN = 4        # queries need about one per token) ... plus this many per token
-MAX_TERMS = 900                 # terms of one flat chain (a + b + ... ; DuckDB nests up to 1000)
+MAX_TERMS = 495                 # terms of one flat chain (a + b + ...): DuckDB nests expressions
+                                # 1000 deep, and an arithmetic operator counts two
 
 
 class Deadline:

@@ -346,8 +346,18 @@ class Watchdog:
                 del con
 
 
+# DuckDB messages -> what they mean for the query's author
+_STORE_MESSAGES = {
+    "Max expression depth limit": "the query's expressions nest deeper than the store allows (1000 levels); "
+                                  "split long chains of terms or lists with extend",
+}
+
+
 def _clean(e: Exception) -> str:
     msg = str(e).split("\n")[0]
+    for marker, better in _STORE_MESSAGES.items():
+        if marker in msg:
+            return better
     for prefix in ("Conversion Error: ", "Invalid Input Error: ", "Binder Error: ", "Out of Range Error: "):
         msg = msg.replace(prefix, "")
     return msg

@@ -234,6 +234,25 @@ def test_sixty_joins_work_and_more_than_the_limit_is_an_error(ws):
     assert e.code == "KQL_QUERY_TOO_COMPLEX" and at(q, e) == "join"
 
 
+def test_nested_joins_work_up_to_their_limit(ws):
+    n = limits.MAX_JOIN_NESTING
+    q = "print x = 1 | join (" * n + "print x = 1" + ") on x" * n + " | project x"
+    assert ws.query(q).rows == [[1]]
+    q = "print x = 1 | join (" * (n + 1) + "print x = 1" + ") on x" * (n + 1)
+    e = kql_error(ws, q)
+    assert e.code == "KQL_QUERY_TOO_COMPLEX" and at(q, e) == "("
+
+
+def test_long_has_any_lists_work(ws):
+    terms = ", ".join(f"'t{i}'" for i in range(3000))
+    assert ws.query(f"print s = 't2999 x' | where s has_any ({terms}) | count").rows == [[1]]
+
+
+def test_the_stores_depth_limit_reads_as_advice(ws):
+    with pytest.raises(QueryExecutionError, match="nest deeper than the store allows"):
+        ws._execute("SELECT " + " + ".join(["1"] * 2000), None)
+
+
 def test_member_chains_and_function_depth_are_limited(ws):
     q = "print d = dynamic({}) | extend v = d" + ".a" * 200
     assert kql_error(ws, q).code == "KQL_QUERY_TOO_COMPLEX"

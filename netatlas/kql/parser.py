@@ -6,7 +6,7 @@ the OPERATORS table), precedence climbing for scalar expressions (BINARY_PRECEDE
 from __future__ import annotations
 
 from ..errors import KqlSyntaxError, Span, did_you_mean
-from ..limits import MAX_JOINS, MAX_NESTING, MAX_OPERATORS
+from ..limits import MAX_JOIN_NESTING, MAX_JOINS, MAX_NESTING, MAX_OPERATORS
 from . import syntax as s
 from .tokens import EOF, IDENT, INT, OP, RAW, REAL, STRING, TIMESPAN, Token, tokenize
 
@@ -50,6 +50,7 @@ class Parser:
         self.depth = 0          # nesting of the expression being read (limits.MAX_NESTING)
         self.operators = 0      # tabular operators read (limits.MAX_OPERATORS)
         self.joins = 0          # join and lookup operators read (limits.MAX_JOINS)
+        self.join_depth = 0     # right sides of joins being read (limits.MAX_JOIN_NESTING)
 
     # ---- token helpers ----------------------------------------------------------------------
     @property
@@ -391,8 +392,13 @@ class Parser:
 
     def join_right(self) -> s.Node:
         if self.tok.is_op("("):
-            self.advance()
+            paren = self.advance()
+            self.join_depth += 1
+            if self.join_depth > MAX_JOIN_NESTING:
+                self.too_complex(f"joins are nested more than {MAX_JOIN_NESTING} deep here", paren,
+                                 "join the tables one after another in the pipeline, or name parts with let")
             e = self.pipe_expr()
+            self.join_depth -= 1
             self.expect_op(")", "to close the right side of the join")
             return e
         return self.expr()

@@ -495,8 +495,8 @@ class Planner:
                 raise KqlSemanticError("'Column:value' is only valid in search", node.op_span, code="KQL_SYNTAX")
             spine.append(node)
             node = node.left
-        if len(spine) >= MAX_TERMS:
-            raise KqlSemanticError(f"the expression chains more than {MAX_TERMS} terms", spine[-MAX_TERMS].op_span,
+        if len(spine) > MAX_TERMS:     # operators on the left spine: one fewer than the terms
+            raise KqlSemanticError(f"the expression chains more than {MAX_TERMS} terms", spine[-MAX_TERMS - 1].op_span,
                                    code="KQL_QUERY_TOO_COMPLEX", hint="split it with extend or let statements")
         a = self.scalar(node, scope, agg)
         for b_node in reversed(spine):
@@ -581,10 +581,7 @@ class Planner:
         if not parts:
             return Typed(exp.false(), T.BOOL, node.span)
         cls = exp.Or if node.op == "has_any" else exp.And
-        e = parts[0]
-        for p in parts[1:]:
-            e = cls(this=e, expression=p)
-        return Typed(exp.Paren(this=e), T.BOOL, node.span)
+        return Typed(exp.Paren(this=_chain(cls, parts)), T.BOOL, node.span)
 
     def sc_call(self, node: s.Call, scope: Scope, agg: bool) -> Typed:
         name = node.name
@@ -682,6 +679,18 @@ def _filtered_source(sql: exp.Expression):
         return None
     w = sql.args.get("where")
     return src, (w.this if w is not None else None)
+
+
+def _chain(cls, parts: list):
+    """parts joined by cls: left-deep (a OR b) OR c for a few, balanced for many, which DuckDB
+    would otherwise refuse past 1000 levels."""
+    if len(parts) > 64:
+        mid = len(parts) // 2
+        return cls(this=_chain(cls, parts[:mid]), expression=_chain(cls, parts[mid:]))
+    e = parts[0]
+    for p in parts[1:]:
+        e = cls(this=e, expression=p)
+    return e
 
 
 def name_uses(query: s.Query) -> Counter:
