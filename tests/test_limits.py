@@ -92,6 +92,12 @@ def test_as_named_twice_is_one_cte(ws):
     assert "MATERIALIZED" in ws.compile(q).sql
 
 
+def test_a_shared_let_keeps_its_order(ws):
+    q = "let T = datatable(a:long) [3, 1, 2] | order by a asc; T | extend r = row_number() | union (T | extend r = 0)"
+    assert "MATERIALIZED" in ws.compile(q).sql
+    assert ws.query(q).rows[:3] == [[1, 1], [2, 2], [3, 3]]
+
+
 def test_doubling_scalar_lets_hit_the_size_budget(ws):
     lets = " ".join(f"let s{i} = strcat(s{i - 1}, s{i - 1});" for i in range(1, 31))
     q = f"let s0 = tostring(now()); {lets} print strlen(s30)"

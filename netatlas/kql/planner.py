@@ -88,7 +88,8 @@ class Planner:
         self._next_check = 256
         self._where: Span | None = None     # the statement or let being planned, for the budget's error
         self._fn_depth = 0
-        self.uses: Counter = Counter()      # name -> how often the query's text names it
+        self._query: s.Query | None = None
+        self._uses: Counter | None = None   # name -> how often the query names it (on first need)
 
     # ---- limits -------------------------------------------------------------------------------
     def step(self, n: int = 1) -> None:
@@ -108,7 +109,7 @@ class Planner:
     # ---- entry ------------------------------------------------------------------------------
     def plan(self, query: s.Query) -> Plan:
         result = None
-        self.uses = name_uses(query)
+        self._query = query
         for stmt in query.statements:
             self._where = stmt.span
             if isinstance(stmt, s.Let):
@@ -165,12 +166,18 @@ class Planner:
         """A tabular let or 'as' used more than once becomes a CTE, planned once: inlined at every
         use, a chain of lets each using the last twice would double the SQL. ``uses``: uses besides
         the names in the text (an 'as' is also used by the rest of its pipeline)."""
-        if self.uses[name] + uses < 2:
+        if self._uses is None:
+            self._uses = name_uses(self._query) if self._query is not None else Counter()
+        if self._uses[name] + uses < 2:
             return rel
         cte = self.fresh("_let")
         self.ctes.append((cte, self.finish(rel), True))   # computed once: inlined, DuckDB would plan it once per use
         sel = exp.Select(expressions=[col(c) for c, _ in rel.cols]).from_(exp.Table(this=ident(cte)), copy=False)
-        return Rel(sel, list(rel.cols), None, rel.name, rel.serialized)
+        # the order travels on when it sorts by the CTE's own columns (order by a, b desc)
+        names = set(rel.names())
+        keeps = rel.order and all(isinstance(o, exp.Ordered) and isinstance(o.this, exp.Column)
+                                  and not o.this.table and o.this.name in names for o in rel.order)
+        return Rel(sel, list(rel.cols), list(rel.order) if keeps else None, rel.name, rel.serialized)
 
     @staticmethod
     def _named(rel: Rel, name: str) -> Rel:
