@@ -4,7 +4,9 @@
     ├── KqlError                 a problem with query text; points at a span of it
     │   ├── KqlSyntaxError       code KQL_SYNTAX
     │   └── KqlSemanticError     KQL_UNKNOWN_TABLE, KQL_UNKNOWN_COLUMN, KQL_UNKNOWN_FUNCTION,
-    │                            KQL_UNKNOWN_OPERATOR, KQL_TYPE, KQL_ARGUMENTS, KQL_UNSUPPORTED
+    │                            KQL_UNKNOWN_OPERATOR, KQL_TYPE, KQL_ARGUMENTS, KQL_UNSUPPORTED,
+    │                            KQL_BAD_REGEX
+    │   (either)                 KQL_QUERY_TOO_COMPLEX: past a shape limit of limits.py
     ├── QueryLimitError          the query ran past its time limit (KQL_TIMEOUT)
     ├── QueryExecutionError      the store refused a query that compiled (KQL_RUNTIME)
     └── IngestError              a record does not fit its table (INGEST_*)
@@ -15,8 +17,12 @@ span of the offending text and renders it with a caret line.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 from typing import Iterable
+
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 class NetatlasError(Exception):
@@ -86,7 +92,7 @@ class KqlError(NetatlasError):
             lines = self.text.splitlines() or [""]
             if line > len(lines):   # the end of a query that ends with a newline
                 line, col = len(lines), len(lines[-1]) + 1
-            src = lines[line - 1]
+            src = _SURROGATES.sub("\ufffd", lines[line - 1])   # printable and encodable, same width
             width = max(1, min(self.span.end, self.span.start + len(src) - col + 1) - self.span.start)
             out[0] = f"{self.code} at line {line}, column {col}: {self.message}"
             out.append(f"  {src}")

@@ -1,4 +1,47 @@
-"""Default limits of a query, in a module of their own so the command line can show them in its help
-without loading the engine (``netatlas agent`` never loads DuckDB or sqlglot)."""
+"""Limits of a query, in a module of their own so the command line can show them in its help
+without loading the engine (``netatlas agent`` never loads DuckDB or sqlglot).
+
+The shape limits are far above what a hand-written Kusto query reaches; they exist so that a
+hostile or generated query fails with a clear error at the span that passes them (a KqlError,
+code KQL_QUERY_TOO_COMPLEX) instead of exhausting Python's stack or the machine's memory.
+"""
+from __future__ import annotations
+
+import time
+
 DEFAULT_MAX_ROWS = 500_000      # rows a query returns before its result is cut (``Result.truncated``)
-DEFAULT_TIMEOUT = 60.0          # seconds a query may run
+DEFAULT_TIMEOUT = 60.0          # seconds a query may run: lex, parse, plan, generate and execute
+
+MAX_NESTING = 64                # nested parentheses, calls, brackets, unary signs, .member/[index] steps
+MAX_OPERATORS = 200             # tabular operators ('| ...') in one query, all pipelines together
+MAX_JOINS = 64                  # join and lookup operators in one query
+MAX_JOIN_NESTING = 16           # joins inside the right side of a join inside ... (DuckDB's planner,
+                                # which no interrupt stops, slows steeply past 30)
+MAX_FUNCTION_DEPTH = 32         # user functions (let f = (...) {...}) calling each other
+MAX_SCALAR_NODES = 20_000       # SQL nodes of one scalar let's value (let s2 = s1 + s1 doubles)
+MAX_PLAN_STEPS = 10_000         # planner steps (one per expression or operator planned; hand-written
+PLAN_STEPS_PER_TOKEN = 4        # queries need about one per token) ... plus this many per token
+MAX_TERMS = 495                 # terms of one flat chain (a + b + ...): DuckDB nests expressions
+                                # 1000 deep, and an arithmetic operator counts two
+
+
+class Deadline:
+    """The moment a query must be done by; every stage checks it (``check``) and the execution
+    stage is interrupted at it. ``seconds``: the query's time limit, for the error message."""
+
+    __slots__ = ("seconds", "at")
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return self.at - time.monotonic()
+
+    def check(self) -> None:
+        if time.monotonic() >= self.at:
+            raise self.error()
+
+    def error(self):
+        from .errors import QueryLimitError
+        return QueryLimitError(f"the query ran longer than its time limit of {self.seconds:g} s")

@@ -17,7 +17,7 @@ from . import ingest, migrate
 from .kql import runtime
 from .kql import types as T
 from .kql.values import convert_rows
-from .limits import DEFAULT_TIMEOUT
+from .limits import DEFAULT_TIMEOUT, Deadline
 from .result import Result
 
 DB_FILE = "netatlas.duckdb"
@@ -237,33 +237,57 @@ class Workspace:
 
     # ---- query --------------------------------------------------------------------------------
     def compile(self, text: str, *, params: dict | None = None, now: datetime | None = None,
-                max_rows: int | None = kql.DEFAULT_MAX_ROWS, timespan=None) -> kql.Compiled:
-        return kql.compile(text, self.catalogue, params=params, now=now, executor=self._run_helper,
-                           max_rows=None if max_rows is None else max_rows + 1, timespan=timespan)
+                max_rows: int | None = kql.DEFAULT_MAX_ROWS, timespan=None,
+                deadline: Deadline | None = None) -> kql.Compiled:
+        """Compile KQL text; with a ``deadline`` every stage, and the queries plugins run while
+        planning (bag_unpack's keys, autocluster's rows), stop at it with QueryLimitError."""
+        return kql.compile(text, self.catalogue, params=params, now=now,
+                           executor=lambda sql: self._execute(sql, deadline),
+                           max_rows=None if max_rows is None else max_rows + 1, timespan=timespan, deadline=deadline)
 
     def _run_helper(self, sql: str) -> list[tuple]:
-        with self._lock:
-            return self.connection.execute(sql).fetchall()
+        return self._execute(sql, None)
+
+    def _execute(self, sql: str, deadline: Deadline | None) -> list[tuple]:
+        """Run SQL on the main connection. With a deadline, waiting for the connection counts
+        against it and the watchdog interrupts the statement at it (releasing the connection)."""
+        if deadline is None:
+            self._lock.acquire()
+        elif not self._lock.acquire(timeout=max(deadline.left(), 0)):
+            raise deadline.error()
+        try:
+            if deadline is not None:
+                left = deadline.left()
+                if left <= 0:
+                    raise deadline.error()
+                self._watchdog.arm(left)
+            try:
+                return self.connection.execute(sql).fetchall()
+            except duckdb.InterruptException:
+                raise (deadline.error() if deadline is not None else
+                       QueryLimitError("the query was interrupted")) from None
+            except duckdb.Error as e:
+                raise QueryExecutionError(f"the query could not run: {_clean(e)}") from None
+            finally:
+                if deadline is not None:
+                    self._watchdog.disarm()
+        finally:
+            self._lock.release()
 
     def query(self, text: str, *, params: dict | None = None, now: datetime | None = None,
               timeout: float = DEFAULT_TIMEOUT, max_rows: int = kql.DEFAULT_MAX_ROWS, timespan=None) -> Result:
         """Run a KQL query; raises KqlError for mistakes in the text, QueryLimitError past the time limit.
 
+        The time limit covers every stage: lex, parse, plan (with the queries plugins run while
+        planning), generate and execute.
         timespan: (start, end) limits every table the query reads to TimeGenerated in [start, end),
         as the Log Analytics query API's timespan does."""
+        deadline = Deadline(timeout)
         t0 = time.perf_counter()
-        compiled = self.compile(text, params=params, now=now, max_rows=max_rows, timespan=timespan)
+        compiled = self.compile(text, params=params, now=now, max_rows=max_rows, timespan=timespan,
+                                deadline=deadline)
         t1 = time.perf_counter()
-        with self._lock:
-            self._watchdog.arm(timeout)
-            try:
-                raw = self.connection.execute(compiled.sql).fetchall()
-            except duckdb.InterruptException:
-                raise QueryLimitError(f"the query ran longer than its time limit of {timeout:g} s") from None
-            except duckdb.Error as e:
-                raise QueryExecutionError(f"the query could not run: {_clean(e)}") from None
-            finally:
-                self._watchdog.disarm()
+        raw = self._execute(compiled.sql, deadline)
         t2 = time.perf_counter()
         truncated = len(raw) > max_rows
         if truncated:
@@ -343,8 +367,18 @@ class Watchdog:
                 del con
 
 
+# DuckDB messages -> what they mean for the query's author
+_STORE_MESSAGES = {
+    "Max expression depth limit": "the query's expressions nest deeper than the store allows (1000 levels); "
+                                  "split long chains of terms or lists with extend",
+}
+
+
 def _clean(e: Exception) -> str:
     msg = str(e).split("\n")[0]
+    for marker, better in _STORE_MESSAGES.items():
+        if marker in msg:
+            return better
     for prefix in ("Conversion Error: ", "Invalid Input Error: ", "Binder Error: ", "Out of Range Error: "):
         msg = msg.replace(prefix, "")
     return msg

@@ -63,7 +63,8 @@ def autocluster(pl, rel, call: s.Call):
                                    expressions=[exp.Literal.number(0)]))
     q = exp.Select(expressions=select).from_(pl.finish(rel).subquery(pl.fresh(), copy=False), copy=False).limit(MAX_ROWS)
     rows = pl.run(q)
-    segments = find_segments(rows, len(dims), size_weight, weighted=bool(weight_col))
+    segments = find_segments(rows, len(dims), size_weight, weighted=bool(weight_col),
+                             check=pl.deadline.check if pl.deadline is not None else None)
     out_rows = []
     total = sum(r[-1] for r in rows) if weight_col else len(rows)
     for i, (pattern, count) in enumerate(segments):
@@ -85,8 +86,9 @@ def _const(args, i, default, conv, what):
     return conv(args[i].const)
 
 
-def find_segments(rows: list[tuple], ndims: int, size_weight: float, weighted: bool = False):
-    """Greedy segments: [(pattern {dimension index: value}, count over all rows)], largest first."""
+def find_segments(rows: list[tuple], ndims: int, size_weight: float, weighted: bool = False, check=None):
+    """Greedy segments: [(pattern {dimension index: value}, count over all rows)], largest first.
+    ``check``: called every few hundred rows (the query's deadline)."""
     if not rows:
         return []
     weight = (lambda r: r[-1]) if weighted else (lambda r: 1)
@@ -96,7 +98,9 @@ def find_segments(rows: list[tuple], ndims: int, size_weight: float, weighted: b
     chosen = []
     while left and len(chosen) < MAX_SEGMENTS and sum(weight(r) for r in left) >= MIN_LEFT * total:
         counts: Counter = Counter()
-        for r in left:
+        for i, r in enumerate(left):
+            if check is not None and not i & 255:
+                check()
             w = weight(r)
             for sub in subsets:
                 counts[tuple((d, r[d]) for d in sub)] += w

@@ -150,6 +150,11 @@ def raw_literal(tok: Token, text: str) -> s.Literal:
                 v = json.loads(_relax_json(body))
             except json.JSONDecodeError:
                 raise KqlSyntaxError(f"invalid dynamic literal: {e.msg}", tok.span, text=text) from None
+        try:
+            json.dumps(v, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise KqlSyntaxError("invalid dynamic literal: it holds half of a UTF-16 surrogate pair (\\uD800-\\uDFFF)",
+                                 tok.span, text=text) from None
         return s.Literal(tok.span, v, "dynamic")
     try:
         return s.Literal(tok.span, uuid.UUID(body), "guid")

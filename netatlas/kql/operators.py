@@ -15,6 +15,7 @@ from . import syntax as s
 from . import types as T
 from .aggregates import AGGREGATES, ARG_EXTREMES
 from .planner import Planner, Rel
+from .regex import check as check_regex, re2_error
 from .scalars import Scope, binary, to_bool, to_string, unify
 from .typed import Typed, cast, col, const, fn, ident
 
@@ -810,6 +811,15 @@ def parse_regex(pattern, kind: str) -> tuple[str, list[tuple[str, str]]]:
     return "".join(parts), cols
 
 
+def check_parse_regex(op: s.Operator, regex: str) -> None:
+    """parse kind=regex whose assembled regex RE2 rejects: the error points at the first literal
+    RE2 rejects on its own, else at the whole operator."""
+    for what, value, span in op.args["pattern"]:
+        if what == "lit" and re2_error(value):
+            check_regex(value, span)
+    check_regex(regex, op.span, "regular expression (assembled from the parse pattern)")
+
+
 def _parse_rel(pl: Planner, rel: Rel, op: s.Operator, filter_matches: bool) -> Rel:
     kind = op.args["params"].get("kind", ("simple", None))[0]
     src = to_string(pl.scalar(op.args["source"], scope_of(rel)))
@@ -817,6 +827,8 @@ def _parse_rel(pl: Planner, rel: Rel, op: s.Operator, filter_matches: bool) -> R
     regex, cols = parse_regex(op.args["pattern"], kind)
     if flags:
         regex = f"(?{flags})" + regex
+    if kind == "regex" and re2_error(regex):
+        check_parse_regex(op, regex)
     matched = fn("regexp_matches", src.sql, L(regex))
     new = {}
     for i, (name, typ) in enumerate(cols, start=1):
@@ -862,6 +874,7 @@ def op_parse_where(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
 def op_as(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
     from .planner import Binding
     name = op.args["name"]
+    rel = pl.shared(rel, name, uses=1)    # a CTE when the query names it too: the pipeline goes on with it
     pl.env[name] = Binding("table", Rel(rel.sql.copy(), list(rel.cols), rel.order, name, rel.serialized))
     return Rel(rel.sql, rel.cols, rel.order, name, rel.serialized)
 

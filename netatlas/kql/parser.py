@@ -6,6 +6,7 @@ the OPERATORS table), precedence climbing for scalar expressions (BINARY_PRECEDE
 from __future__ import annotations
 
 from ..errors import KqlSyntaxError, Span, did_you_mean
+from ..limits import MAX_JOIN_NESTING, MAX_JOINS, MAX_NESTING, MAX_OPERATORS
 from . import syntax as s
 from .tokens import EOF, IDENT, INT, OP, RAW, REAL, STRING, TIMESPAN, Token, tokenize
 
@@ -46,6 +47,10 @@ class Parser:
         self.text = text
         self.toks = tokens if tokens is not None else tokenize(text)
         self.i = 0
+        self.depth = 0          # nesting of the expression being read (limits.MAX_NESTING)
+        self.operators = 0      # tabular operators read (limits.MAX_OPERATORS)
+        self.joins = 0          # join and lookup operators read (limits.MAX_JOINS)
+        self.join_depth = 0     # right sides of joins being read (limits.MAX_JOIN_NESTING)
 
     # ---- token helpers ----------------------------------------------------------------------
     @property
@@ -96,6 +101,10 @@ class Parser:
         if self.tok.kind != IDENT:
             self.error(f"expected {what}, found {self.tok.describe()}")
         return self.advance()
+
+    def too_complex(self, message: str, tok: Token, hint: str):
+        """Past a shape limit of limits.py: the error points at the token that passes it."""
+        raise KqlSyntaxError(message, tok.span, text=self.text, code="KQL_QUERY_TOO_COMPLEX", hint=hint)
 
     def span_from(self, start: Span) -> Span:
         prev = self.toks[self.i - 1] if self.i else self.tok
@@ -181,8 +190,13 @@ class Parser:
     def function_def(self) -> s.FunctionDef:
         start = self.expect_op("(").span
         params = self.param_list()
-        self.expect_op("{", "to start the function body")
+        brace = self.expect_op("{", "to start the function body")
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            self.too_complex(f"function bodies are nested more than {MAX_NESTING} deep here", brace,
+                             "define the inner functions with let statements of their own")
         body = self.statements(end_ops=("}",))
+        self.depth -= 1
         self.expect_op("}", "to end the function body")
         return s.FunctionDef(self.span_from(start), params, body)
 
@@ -225,6 +239,15 @@ class Parser:
         if handler is None:
             raise KqlSyntaxError(f"unknown operator '{name}'", t.span, text=self.text,
                                  code="KQL_UNKNOWN_OPERATOR", hint=did_you_mean(name, OPERATORS))
+        self.operators += 1
+        if self.operators > MAX_OPERATORS:
+            self.too_complex(f"the query has more than {MAX_OPERATORS} tabular operators", t,
+                             "summarize earlier, or split the work into several queries")
+        if name in ("join", "lookup"):
+            self.joins += 1
+            if self.joins > MAX_JOINS:
+                self.too_complex(f"the query has more than {MAX_JOINS} joins and lookups", t,
+                                 "join fewer tables in one query")
         self.advance()
         args = handler(self)
         canonical = CANONICAL.get(name, name)
@@ -369,8 +392,13 @@ class Parser:
 
     def join_right(self) -> s.Node:
         if self.tok.is_op("("):
-            self.advance()
+            paren = self.advance()
+            self.join_depth += 1
+            if self.join_depth > MAX_JOIN_NESTING:
+                self.too_complex(f"joins are nested more than {MAX_JOIN_NESTING} deep here", paren,
+                                 "join the tables one after another in the pipeline, or name parts with let")
             e = self.pipe_expr()
+            self.join_depth -= 1
             self.expect_op(")", "to close the right side of the join")
             return e
         return self.expr()
@@ -666,6 +694,16 @@ class Parser:
         return s.InList(Span(left.span.start, end.span.end), op, left, items)
 
     def unary(self, search: bool = False) -> s.Node:
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            self.too_complex(f"the expression is nested more than {MAX_NESTING} deep here", self.tok,
+                             "fewer nested parentheses or calls; name parts with let statements")
+        try:
+            return self._unary(search)
+        finally:
+            self.depth -= 1
+
+    def _unary(self, search: bool) -> s.Node:
         t = self.tok
         if t.is_op("-", "+"):
             self.advance()
@@ -680,8 +718,14 @@ class Parser:
 
     def postfix(self, search: bool = False) -> s.Node:
         node = self.primary(search)
+        steps = 0
         while True:
             t = self.tok
+            if (t.is_op(".") or t.is_op("[")) and not t.space_before:
+                steps += 1
+                if steps > MAX_NESTING:
+                    self.too_complex(f"more than {MAX_NESTING} .member and [index] steps in a row", t,
+                                     "read the value step by step with extend")
             if t.is_op(".") and self.peek().kind in (IDENT, RAW) and not t.space_before:
                 self.advance()
                 nt = self.advance()
@@ -814,8 +858,9 @@ class Parser:
         return s.RangeSource(self.span_from(t.span), col.value, start, stop, step)
 
     def src_print(self, t: Token) -> s.Node:
-        items = [] if self.tok.kind == EOF or self.tok.is_op(";", "|") else self.assign_list()
-        return s.PrintSource(self.span_from(t.span), items)
+        if self.tok.kind == EOF or self.tok.is_op(";", "|", ")"):
+            self.error("'print' needs at least one expression", t, hint="e.g. print x = 1, y = now()")
+        return s.PrintSource(self.span_from(t.span), self.assign_list())
 
     def src_union(self, t: Token) -> s.Node:
         params = self.op_params()

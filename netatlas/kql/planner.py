@@ -8,6 +8,7 @@ methods below with the tables in scalars.py, functions/ and aggregates.py.
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -15,12 +16,14 @@ from sqlglot import exp
 
 from .. import catalogue as _catalogue   # a module: catalogue.py imports kql.types, which loads this package
 from ..errors import KqlError, KqlSemanticError, Span, did_you_mean
+from ..limits import (MAX_FUNCTION_DEPTH, MAX_PLAN_STEPS, MAX_SCALAR_NODES, MAX_TERMS, PLAN_STEPS_PER_TOKEN,
+                      Deadline)
 from . import syntax as s
 from . import types as T
 from .aggregates import AGGREGATES
 from .functions import FUNCTIONS
 from .scalars import Scope, binary, dynamic_to, to_dynamic, to_string, type_error, unify
-from .typed import Typed, cast, col, const, fn, ident, null
+from .typed import Typed, cast, col, const, fn, ident, json_key_path, null
 
 
 @dataclass
@@ -61,11 +64,14 @@ class Binding:
     kind: str                 # scalar, table, function, cte
     value: object
     env: dict | None = None   # closure of a function
+    size: int = 1             # SQL nodes of a scalar's value: each use copies them (planner steps)
 
 
 class Planner:
     def __init__(self, catalogue: "_catalogue.Catalogue", *, now: datetime | None = None, params: dict | None = None,
-                 executor=None, timespan=None):
+                 executor=None, timespan=None, deadline: Deadline | None = None, tokens: int = 0):
+        """``deadline``: checked every few hundred steps; ``tokens``: the query's length in tokens,
+        which sets the step budget (limits.MAX_PLAN_STEPS + PLAN_STEPS_PER_TOKEN per token)."""
         self.catalogue = catalogue
         now = now or datetime.now(timezone.utc)
         self.now = now.astimezone(timezone.utc).replace(tzinfo=None) if now.tzinfo else now
@@ -76,11 +82,36 @@ class Planner:
         self.ctes: list[tuple[str, exp.Expression, bool]] = []
         self.render: dict | None = None
         self._ids = itertools.count(1)
+        self.deadline = deadline
+        self.steps = 0
+        self.budget = MAX_PLAN_STEPS + PLAN_STEPS_PER_TOKEN * tokens
+        self._next_check = 256
+        self._where: Span | None = None     # the statement or let being planned, for the budget's error
+        self._fn_depth = 0
+        self._query: s.Query | None = None
+        self._uses: Counter | None = None   # name -> how often the query names it (on first need)
+
+    # ---- limits -------------------------------------------------------------------------------
+    def step(self, n: int = 1) -> None:
+        """Count planner work: past the budget the query is too complex (a let or function whose
+        uses multiply); every 256 steps the deadline is checked."""
+        self.steps += n
+        if self.steps >= self._next_check:
+            self._next_check = self.steps + 256
+            if self.steps > self.budget:
+                raise KqlSemanticError(f"the query is too complex to plan: it needs more than {self.budget} "
+                                       f"planning steps", self._where, code="KQL_QUERY_TOO_COMPLEX",
+                                       hint="a let or function used many times over multiplies the work; "
+                                            "use materialize() or fewer nested uses")
+            if self.deadline is not None:
+                self.deadline.check()
 
     # ---- entry ------------------------------------------------------------------------------
     def plan(self, query: s.Query) -> Plan:
         result = None
+        self._query = query
         for stmt in query.statements:
+            self._where = stmt.span
             if isinstance(stmt, s.Let):
                 self.let(stmt)
             elif isinstance(stmt, s.DeclareParams):
@@ -110,15 +141,43 @@ class Planner:
     # ---- statements ---------------------------------------------------------------------------
     def let(self, stmt: s.Let) -> None:
         v = stmt.value
-        if isinstance(v, s.FunctionDef):
-            self.env[stmt.name] = Binding("function", v, dict(self.env))
-        elif isinstance(v, s.Call) and v.name == "materialize":
-            rel = self.materialize(v)
-            self.env[stmt.name] = Binding("table", self._named(rel, stmt.name))
-        elif self.is_tabular(v):
-            self.env[stmt.name] = Binding("table", self._named(self.tab(v), stmt.name))
-        else:
-            self.env[stmt.name] = Binding("scalar", self.scalar(v, Scope()))
+        saved, self._where = self._where, stmt.span
+        try:
+            if isinstance(v, s.FunctionDef):
+                self.env[stmt.name] = Binding("function", v, dict(self.env))
+            elif isinstance(v, s.Call) and v.name == "materialize":
+                rel = self.materialize(v)
+                self.env[stmt.name] = Binding("table", self._named(rel, stmt.name))
+            elif self.is_tabular(v):
+                self.env[stmt.name] = Binding("table", self._named(self.shared(self.tab(v), stmt.name), stmt.name))
+            else:
+                value = self.scalar(v, Scope())
+                size = sql_size(value.sql, MAX_SCALAR_NODES)
+                if size > MAX_SCALAR_NODES:
+                    raise KqlSemanticError(f"the value of '{stmt.name}' is too large: more than {MAX_SCALAR_NODES} "
+                                           f"SQL nodes", stmt.span, code="KQL_QUERY_TOO_COMPLEX",
+                                           hint="each use of a scalar let copies its value; a let built from "
+                                                "several uses of another grows fast")
+                self.env[stmt.name] = Binding("scalar", value, size=size)
+        finally:
+            self._where = saved
+
+    def shared(self, rel: Rel, name: str, uses: int = 0) -> Rel:
+        """A tabular let or 'as' used more than once becomes a CTE, planned once: inlined at every
+        use, a chain of lets each using the last twice would double the SQL. ``uses``: uses besides
+        the names in the text (an 'as' is also used by the rest of its pipeline)."""
+        if self._uses is None:
+            self._uses = name_uses(self._query) if self._query is not None else Counter()
+        if self._uses[name] + uses < 2:
+            return rel
+        cte = self.fresh("_let")
+        self.ctes.append((cte, self.finish(rel), True))   # computed once: inlined, DuckDB would plan it once per use
+        sel = exp.Select(expressions=[col(c) for c, _ in rel.cols]).from_(exp.Table(this=ident(cte)), copy=False)
+        # the order travels on when it sorts by the CTE's own columns (order by a, b desc)
+        names = set(rel.names())
+        keeps = rel.order and all(isinstance(o, exp.Ordered) and isinstance(o.this, exp.Column)
+                                  and not o.this.table and o.this.name in names for o in rel.order)
+        return Rel(sel, list(rel.cols), list(rel.order) if keeps else None, rel.name, rel.serialized)
 
     @staticmethod
     def _named(rel: Rel, name: str) -> Rel:
@@ -195,10 +254,20 @@ class Planner:
 
     # ---- tabular expressions ------------------------------------------------------------------
     def tab(self, node: s.Node) -> Rel:
-        from .operators import OPERATORS, SOURCES
-        if isinstance(node, s.Pipe):
-            rel = self.tab(node.source)
-            return OPERATORS[node.op.name](self, rel, node.op)
+        from .operators import OPERATORS
+        ops = []
+        while isinstance(node, s.Pipe):    # a loop, not recursion: pipelines may be long
+            ops.append(node.op)
+            node = node.source
+        self.step()
+        rel = self.source(node)
+        for op in reversed(ops):
+            self.step()
+            rel = OPERATORS[op.name](self, rel, op)
+        return rel
+
+    def source(self, node: s.Node) -> Rel:
+        from .operators import SOURCES
         handler = SOURCES.get(type(node))
         if handler:
             return handler(self, node)
@@ -297,6 +366,18 @@ class Planner:
             n = len(fdef.params)
             raise KqlSemanticError(f"{call.name}() takes {n} argument{'' if n == 1 else 's'}, got {len(call.args)}",
                                    call.span, code="KQL_ARGUMENTS")
+        self._fn_depth += 1
+        try:
+            if self._fn_depth > MAX_FUNCTION_DEPTH:
+                raise KqlSemanticError(f"user functions call each other more than {MAX_FUNCTION_DEPTH} deep here",
+                                       call.span, code="KQL_QUERY_TOO_COMPLEX",
+                                       hint="a function that calls itself is not supported")
+            return self._call_function(call, b, scope, tabular)
+        finally:
+            self._fn_depth -= 1
+
+    def _call_function(self, call: s.Call, b: Binding, scope: Scope, tabular: bool):
+        fdef: s.FunctionDef = b.value
         bound = {}
         positional = [a for a in call.args if not isinstance(a, s.Assign)]
         named = {a.names[0]: a.expr for a in call.args if isinstance(a, s.Assign)}
@@ -335,6 +416,7 @@ class Planner:
 
     # ---- scalar expressions -------------------------------------------------------------------
     def scalar(self, node: s.Node, scope: Scope, agg: bool = False) -> Typed:
+        self.step()
         handler = SCALAR_NODES.get(type(node))
         if handler is None:
             if self.is_tabular(node, scope):
@@ -360,6 +442,7 @@ class Planner:
         if b is not None:
             if b.kind == "scalar":
                 v: Typed = b.value
+                self.step(1 + b.size // 50)    # copying its nodes: ~50 cost one step
                 return Typed(v.sql.copy(), v.type, node.span, v.const, None)
             if b.kind == "function" and not b.value.params:
                 return self.call_function(s.Call(node.span, node.name, [], node.span), b, scope, tabular=False)
@@ -381,7 +464,7 @@ class Planner:
         if target.type != T.DYNAMIC:
             raise KqlSemanticError(f"'.{node.name}' needs a dynamic value, but this is {target.type}", node.span,
                                    code="KQL_TYPE", hint="convert it with todynamic() / parse_json()")
-        path = '$."' + node.name.replace('"', '\\"') + '"'
+        path = json_key_path(node.name)
         name = f"{target.name}_{node.name}" if target.name else node.name
         return Typed(fn("json_extract", target.sql, exp.Literal.string(path)), T.DYNAMIC, node.span, name=name)
 
@@ -391,7 +474,7 @@ class Planner:
         if target.type != T.DYNAMIC:
             raise KqlSemanticError(f"indexing needs a dynamic value, but this is {target.type}", node.span, code="KQL_TYPE")
         if idx.is_const and isinstance(idx.const, str):
-            path = exp.Literal.string('$."' + idx.const.replace('"', '\\"') + '"')
+            path = exp.Literal.string(json_key_path(idx.const))
             name = f"{target.name}_{idx.const}" if target.name else idx.const
             return Typed(fn("json_extract", target.sql, path), T.DYNAMIC, node.span, name=name)
         if idx.is_const and isinstance(idx.const, int):
@@ -412,15 +495,26 @@ class Planner:
         return Typed(exp.Neg(this=exp.Paren(this=v.sql)), v.type, node.span)
 
     def sc_binary(self, node: s.Binary, scope, agg) -> Typed:
-        if node.op == ":":
-            raise KqlSemanticError("'Column:value' is only valid in search", node.op_span, code="KQL_SYNTAX")
-        a = self.scalar(node.left, scope, agg)
-        b = self.scalar(node.right, scope, agg)
-        t = binary(node.op, a, b, node.span)
-        folded = fold(node.op, a, b)
-        if folded is not None:
-            return folded
-        return t
+        # a + b + c + ... is a left-deep tree: walk its left spine in a loop, not by recursion
+        spine = []
+        while isinstance(node, s.Binary):
+            if node.op == ":":
+                raise KqlSemanticError("'Column:value' is only valid in search", node.op_span, code="KQL_SYNTAX")
+            spine.append(node)
+            node = node.left
+        if len(spine) > MAX_TERMS:     # operators on the left spine: one fewer than the terms
+            raise KqlSemanticError(f"the expression chains more than {MAX_TERMS} terms", spine[-MAX_TERMS - 1].op_span,
+                                   code="KQL_QUERY_TOO_COMPLEX", hint="split it with extend or let statements")
+        a = self.scalar(node, scope, agg)
+        for b_node in reversed(spine):
+            self.step()
+            b = self.scalar(b_node.right, scope, agg)
+            t = binary(b_node.op, a, b, b_node.span)
+            folded = fold(b_node.op, a, b)
+            a = folded if folded is not None else t
+            if a.span is None:
+                a.span = b_node.span
+        return a
 
     def sc_between(self, node: s.Between, scope, agg) -> Typed:
         v = self.scalar(node.left, scope, agg)
@@ -494,10 +588,7 @@ class Planner:
         if not parts:
             return Typed(exp.false(), T.BOOL, node.span)
         cls = exp.Or if node.op == "has_any" else exp.And
-        e = parts[0]
-        for p in parts[1:]:
-            e = cls(this=e, expression=p)
-        return Typed(exp.Paren(this=e), T.BOOL, node.span)
+        return Typed(exp.Paren(this=_chain(cls, parts)), T.BOOL, node.span)
 
     def sc_call(self, node: s.Call, scope: Scope, agg: bool) -> Typed:
         name = node.name
@@ -595,6 +686,52 @@ def _filtered_source(sql: exp.Expression):
         return None
     w = sql.args.get("where")
     return src, (w.this if w is not None else None)
+
+
+def _chain(cls, parts: list):
+    """parts joined by cls: left-deep (a OR b) OR c for a few, balanced for many, which DuckDB
+    would otherwise refuse past 1000 levels."""
+    if len(parts) > 64:
+        mid = len(parts) // 2
+        return cls(this=_chain(cls, parts[:mid]), expression=_chain(cls, parts[mid:]))
+    e = parts[0]
+    for p in parts[1:]:
+        e = cls(this=e, expression=p)
+    return e
+
+
+def name_uses(query: s.Query) -> Counter:
+    """How often each name appears in the query's syntax tree (a let's or an 'as' name's uses)."""
+    uses: Counter = Counter()
+    stack: list = [query]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, s.Name):
+            uses[x.name] += 1
+        elif isinstance(x, s.Call):
+            uses[x.name] += 1
+            stack.extend(x.args)
+        elif isinstance(x, s.Node):
+            stack.extend(getattr(x, f) for f in x.__dataclass_fields__)
+        elif isinstance(x, (list, tuple)):
+            stack.extend(x)
+        elif isinstance(x, dict):
+            stack.extend(x.values())
+    return uses
+
+
+def sql_size(tree: exp.Expression, limit: int) -> int:
+    """The SQL tree's node count, counting no further than just past ``limit``."""
+    n, stack = 0, [tree]
+    while stack and n <= limit:
+        node = stack.pop()
+        n += 1
+        for v in node.args.values():
+            if isinstance(v, exp.Expression):
+                stack.append(v)
+            elif type(v) is list:
+                stack.extend(x for x in v if isinstance(x, exp.Expression))
+    return n
 
 
 def _naive_utc(d: datetime) -> datetime:

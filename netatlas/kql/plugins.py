@@ -7,7 +7,7 @@ from ..errors import KqlSemanticError
 from . import syntax as s
 from . import types as T
 from .planner import Planner, Rel
-from .typed import col, fn
+from .typed import col, fn, json_key_path
 
 
 def bag_unpack(pl: Planner, rel: Rel, call: s.Call) -> Rel:
@@ -29,7 +29,10 @@ def bag_unpack(pl: Planner, rel: Rel, call: s.Call) -> Rel:
     inner = exp.Select(expressions=[exp.alias_(bag.sql, "__b", quoted=True),
                                     exp.alias_(fn("unnest", fn("json_keys", bag.sql.copy())), "__k", quoted=True)]).from_(
         pl.finish(rel).subquery(pl.fresh(), copy=False), copy=False)
-    path = exp.DPipe(this=exp.DPipe(this=exp.Literal.string('$."'), expression=col("__k")), expression=exp.Literal.string('"'))
+    # a JSON pointer names any key (a key may hold " or \\): / then the key, ~ as ~0 and / as ~1
+    path = exp.DPipe(this=exp.Literal.string("/"), expression=fn("replace", fn("replace", col("__k"), exp.Literal.string("~"),
+                                                                             exp.Literal.string("~0")),
+                                                                 exp.Literal.string("/"), exp.Literal.string("~1")))
     keys_sql = exp.Select(expressions=[exp.Distinct(expressions=[col("__k")]), fn("json_type", fn("json_extract", col("__b"), path))]).from_(
         inner.subquery(pl.fresh(), copy=False), copy=False)
     found: dict[str, set] = {}
@@ -48,10 +51,13 @@ def bag_unpack(pl: Planner, rel: Rel, call: s.Call) -> Rel:
     taken = {c for c, _ in cols}
     for k in keys:
         name = prefix + k
+        if not name:
+            raise KqlSemanticError("bag_unpack(): a bag has the empty key \"\", which cannot name a column", call.span,
+                                   code="KQL_ARGUMENTS", hint="pass an OutputColumnPrefix")
         if name in taken:
             raise KqlSemanticError(f"bag_unpack(): key '{k}' clashes with an existing column", call.span,
                                    code="KQL_ARGUMENTS", hint="pass an OutputColumnPrefix")
-        path = exp.Literal.string('$."' + k.replace('"', '\\"') + '"')
+        path = exp.Literal.string(json_key_path(k))
         typ = JSON_TYPES.get(frozenset(found[k]), T.DYNAMIC)
         value = fn("json_extract", bag.sql.copy(), path)
         sel.append(aliased(mv_cast(value, typ), name))

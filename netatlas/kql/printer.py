@@ -224,8 +224,27 @@ def _var(node) -> str:
 
 def _binary(op: str):
     def binary(node):
-        a = node.args
-        return f"{_t(a.get('this'))} {op} {_t(a.get('expression'))}"
+        # a left-deep chain (a + b + c + ...) is printed in a loop: recursion would run out of stack
+        chain = [(node, op)]
+        left = node.args.get("this")
+        while left is not None:
+            cand = left
+            if type(cand) is exp.Paren and not cand.comments and cand.args.keys() <= _PAREN_KEYS:
+                cand = cand.args.get("this")   # (a + b) + c: the same one pair of parentheses
+            entry = _H.get(cand.__class__) if cand is not None else None
+            inner = getattr(entry[0], "op", None) if entry is not None else None
+            if inner is None or not cand.args.keys() <= entry[1] or cand.comments:
+                break
+            chain.append((cand, inner))
+            left = cand.args.get("this")
+        s = _t(left)
+        for i in range(len(chain) - 1, -1, -1):
+            n, o = chain[i]
+            s = f"{s} {o} {_t(n.args.get('expression'))}"
+            if i:              # an operator inside an operator: parenthesized, as _t does
+                s = f"({s})"
+        return s
+    binary.op = op
     return binary
 
 
@@ -497,23 +516,62 @@ def _with_prefix(a: dict, sql: str) -> str:
 
 
 def _select(node) -> str:
+    if _unprintable_select(node):
+        return _fallback(node)
+    # SELECT ... FROM (SELECT ... FROM (...)) nests once per operator of a pipeline: the chain is
+    # printed in a loop (heads outside-in, then tails inside-out), not by recursion
+    heads, tails = [], []
+    while True:
+        a = node.args
+        out = ["SELECT"]
+        distinct = a.get("distinct")
+        if distinct:
+            out.append(" " + _sql(distinct))
+        exprs = a.get("expressions")
+        if exprs:
+            out.append(" " + ", ".join([_sql(e) for e in exprs]))
+        frm = a.get("from_")
+        inner = _chained_select(frm)
+        if inner is None:
+            if frm:
+                out.append(_sql(frm))
+            _modifiers(a, out)
+            heads.append(_with_prefix(a, "".join(out)))
+            break
+        sub = frm.args["this"]
+        alias = sub.args.get("alias")
+        alias = _sql(alias) if alias else ""
+        out.append(" FROM (")
+        heads.append(_with_prefix(a, "".join(out)))
+        tail = [")" + (" AS " + alias if alias else "")]
+        _modifiers(a, tail)
+        tails.append("".join(tail))
+        node = inner
+    return "".join(heads) + "".join(reversed(tails))
+
+
+def _unprintable_select(node) -> bool:
     a = node.args
     frm = a.get("from_")
     limit = a.get("limit")
-    if (frm is not None and isinstance(frm.args.get("this"), exp.TableFromRows)) or \
-            (limit is not None and not isinstance(limit, exp.Limit)):
-        return _fallback(node)
-    out = ["SELECT"]
-    distinct = a.get("distinct")
-    if distinct:
-        out.append(" " + _sql(distinct))
-    exprs = a.get("expressions")
-    if exprs:
-        out.append(" " + ", ".join([_sql(e) for e in exprs]))
-    if frm:
-        out.append(_sql(frm))
-    _modifiers(a, out)
-    return _with_prefix(a, "".join(out))
+    return (frm is not None and isinstance(frm.args.get("this"), exp.TableFromRows)) or \
+        (limit is not None and not isinstance(limit, exp.Limit))
+
+
+def _chained_select(frm):
+    """The SELECT of ``FROM (SELECT ...) AS alias`` when _sql would print each part with the plain
+    functions of _H (nothing else set, no comments); else None."""
+    if frm is None or frm.comments or not frm.args.keys() <= _FROM_KEYS:
+        return None
+    sub = frm.args.get("this")
+    if type(sub) is not exp.Subquery or sub.comments or \
+            any(v for k, v in sub.args.items() if k not in ("this", "alias")):
+        return None
+    inner = sub.args.get("this")
+    if type(inner) is not exp.Select or inner.comments or not inner.args.keys() <= _SELECT_KEYS or \
+            _unprintable_select(inner):
+        return None
+    return inner
 
 
 def _subquery(node) -> str:
@@ -703,6 +761,10 @@ _BINARY_OPS = {
     exp.NullSafeEQ: "IS NOT DISTINCT FROM", exp.NullSafeNEQ: "IS DISTINCT FROM",
 }
 
+_FROM_KEYS = _keys("this")
+_PAREN_KEYS = _keys("this")
+_SELECT_KEYS = _keys("expressions", "from_", "distinct", *_QUERY_KEYS)
+
 _H: dict[type, tuple] = {
     exp.Identifier: (_identifier, _keys("this", "quoted", "global_", "temporary")),
     exp.Literal: (_literal, _keys("this", "is_string")),
@@ -747,13 +809,13 @@ _H: dict[type, tuple] = {
     exp.Struct: (_struct, _keys("expressions")),
     exp.Exists: (_exists, _keys("this")),
     exp.Tuple: (_tuple, _keys("expressions")),
-    exp.Select: (_select, _keys("expressions", "from_", "distinct", *_QUERY_KEYS)),
+    exp.Select: (_select, _SELECT_KEYS),
     exp.Subquery: (_subquery, _keys("this", "alias", *_QUERY_KEYS)),
     exp.Union: (_union, _UNION_KEYS),
     exp.Values: (_values, _keys("expressions", "alias")),
     exp.TableAlias: (_table_alias, _keys("this", "columns")),
     exp.Table: (_table, _keys("this", "db", "catalog", "alias")),
-    exp.From: (_from, _keys("this")),
+    exp.From: (_from, _FROM_KEYS),
     exp.Join: (_join, _keys("this", "on", "side", "kind")),
     exp.Where: (_where, _keys("this")),
     exp.Having: (_having, _keys("this")),

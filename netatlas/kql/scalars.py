@@ -284,6 +284,8 @@ def logical(op: str, a: Typed, b: Typed, span: Span) -> Typed:
 
 
 def regex_match(a: Typed, b: Typed, span: Span) -> Typed:
+    from .regex import check_typed
+    check_typed(b)
     return Typed(fn("regexp_matches", to_string(a).sql, to_string(b).sql), T.BOOL, span)
 
 

@@ -49,7 +49,11 @@ TICKS = {"d": 864_000_000_000, "day": 864_000_000_000, "days": 864_000_000_000,
          "tick": 1, "ticks": 1}
 
 _NUMBER = re.compile(r"(0[xX][0-9a-fA-F]+|\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)([A-Za-z_]*)")
-_IDENT = re.compile(r"[A-Za-z_$][A-Za-z0-9_]*")
+# Identifiers: a letter (any script, as in Kusto), _ or $, then letters, digits and _.
+_IDENT = re.compile(r"(?:[^\W\d]|\$)\w*")
+_ASCII_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# A lone UTF-16 surrogate is not a character: JSON can carry one ("\ud800"), UTF-8 cannot.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _SPACE = re.compile(r"(?:\s+|//[^\n]*)+")
 
 
@@ -76,6 +80,10 @@ Tokens = list[Token]
 
 def tokenize(text: str) -> Tokens:
     """Scan KQL text into tokens; raises KqlSyntaxError at the first character it cannot read."""
+    if (bad := _SURROGATE.search(text)) is not None:
+        i = bad.start()
+        raise KqlSyntaxError(f"the query text holds a lone UTF-16 surrogate (U+{ord(text[i]):04X}), which is not a character",
+                             Span(i, i + 1), text=text, hint="send the query as valid Unicode (UTF-8)")
     out: Tokens = []
     i, n = 0, len(text)
     while True:
@@ -99,8 +107,8 @@ def tokenize(text: str) -> Tokens:
             tok, i = Token(STRING, text[i + 3:end], Span(i, end + 3), text[i:end + 3]), end + 3
         elif c.isalpha() or c in "_$":
             tok, i = _word(text, i)
-        elif c == "!" and i + 1 < n and (text[i + 1].isalpha()):
-            m2 = _IDENT.match(text, i + 1)
+        elif c == "!" and i + 1 < n and _ASCII_IDENT.match(text, i + 1):
+            m2 = _ASCII_IDENT.match(text, i + 1)
             word = m2.group(0)
             if word in NEGATABLE:
                 j = m2.end()
@@ -195,7 +203,17 @@ def _string(text: str, i: int) -> tuple[Token, int]:
         if ch == "\\" and not verbatim:
             nxt = text[j + 1:j + 2]
             if nxt == "u" and re.fullmatch(r"[0-9a-fA-F]{4}", text[j + 2:j + 6] or ""):
-                buf.append(chr(int(text[j + 2:j + 6], 16)))
+                code = int(text[j + 2:j + 6], 16)
+                if 0xD800 <= code < 0xDC00 and text[j + 6:j + 8] == "\\u" and \
+                        re.fullmatch(r"[dD][c-fC-F][0-9a-fA-F]{2}", text[j + 8:j + 12]):   # a surrogate pair
+                    low = int(text[j + 8:j + 12], 16)
+                    buf.append(chr(0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)))
+                    j += 12
+                    continue
+                if 0xD800 <= code < 0xE000:
+                    raise KqlSyntaxError(f"\\u{code:04X} is half of a UTF-16 surrogate pair, not a character",
+                                         Span(j, j + 6), text=text, hint="write the pair, e.g. \\uD83D\\uDE00")
+                buf.append(chr(code))
                 j += 6
                 continue
             buf.append(_ESCAPES.get(nxt, "\\" + nxt))

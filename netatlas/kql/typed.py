@@ -96,3 +96,11 @@ def const(value, typ: str, span: Span | None = None) -> Typed:
 
 def null(typ: str) -> Typed:
     return Typed(cast(exp.null(), typ), typ, None, None)
+
+
+def json_key_path(key: str) -> str:
+    """The DuckDB JSON path of a bag's key: $."key" with " and \\ escaped, or a JSON pointer for
+    the empty key, which $."" cannot name."""
+    if not key:
+        return "/"
+    return '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'

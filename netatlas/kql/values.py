@@ -136,6 +136,10 @@ def _out_dynamic(v):
             return json.loads(v)
         except ValueError:
             return v
+        except RecursionError:
+            from ..errors import QueryExecutionError
+            raise QueryExecutionError("a dynamic value in the result is nested too deeply to return "
+                                      "(hundreds of levels of arrays or objects)") from None
     return v
 
 

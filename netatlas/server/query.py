@@ -97,4 +97,7 @@ async def query(request: Request) -> Response:
                              elapsed_ms=round((time.perf_counter() - t0) * 1000, 3))
     if span is not None:
         out["statistics"]["timespan"] = [span[0].isoformat(), span[1].isoformat()]
-    return json_response(out)
+    try:
+        return json_response(out)
+    except RecursionError:
+        raise HttpError(400, "KQL_RUNTIME", "a dynamic value in the result is nested too deeply to send as JSON") from None

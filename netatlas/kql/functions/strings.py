@@ -4,6 +4,7 @@ from __future__ import annotations
 from sqlglot import exp
 
 from .. import types as T
+from ..regex import check_typed
 from ..typed import Typed, fn
 from . import scalar
 
@@ -63,6 +64,7 @@ def substring(s, start, length=None):
 
 def _trim_regex(kind):
     def build(regex, s):
+        check_typed(regex)
         r = regex.sql
         if kind == "both":
             pat = exp.DPipe(this=exp.DPipe(this=L("^(?:"), expression=r), expression=L(")+|(?:"))
@@ -97,12 +99,14 @@ def replace_string(s, lookup, rewrite):
 
 @scalar("replace_regex", "sss", T.STRING, "replace")
 def replace_regex(s, regex, rewrite):
+    check_typed(regex)
     # Kusto rewrite uses \1 for groups, as RE2 does
     return _nz(fn("regexp_replace", s.sql, regex.sql, rewrite.sql, L("g")))
 
 
 @scalar("extract", "sisa?", T.STRING)
 def extract(regex, group, s, typ=None):
+    check_typed(regex)
     e = fn("regexp_extract", s.sql, regex.sql, group.sql)
     e = exp.Case(ifs=[exp.If(this=fn("regexp_matches", s.sql, regex.sql), true=e)], default=exp.null())
     if typ is not None and typ.type != T.STRING:
@@ -112,6 +116,7 @@ def extract(regex, group, s, typ=None):
 
 @scalar("extract_all", "sas?", T.DYNAMIC, "extractall")
 def extract_all(regex, groups_or_s, s=None):
+    check_typed(regex)
     src, groups = (groups_or_s, None) if s is None else (s, groups_or_s)
     picks = _capture_groups(regex, groups)
     text = to_s(src)
@@ -188,6 +193,7 @@ def countof(s, sub, kind=None):
         from ..scalars import type_error
         type_error("countof() kind must be the constant 'normal' or 'regex'", kind.span)
     if mode == "regex":    # regex matches do not overlap
+        check_typed(sub)
         return exp.Cast(this=fn("len", fn("regexp_extract_all", s.sql, sub.sql)), to=T.storage(T.LONG))
     return exp.Cast(this=fn("netatlas_countof", s.sql, sub.sql), to=T.storage(T.LONG))   # plain matches may overlap
 
