@@ -46,7 +46,7 @@ def test_the_readmes_commands_name_scripts_of_this_repository():
 
 
 def test_no_file_reads_outside_the_clone():
-    """A user's clone has no ../shared: code, tests, scripts and benchmarks use the package's copies."""
+    """A user's clone has nothing beside it: code, tests, scripts and benchmarks use the package's copies."""
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     outside = re.compile(r"\.\./shared|[\"']shared[\"']|\bSHARED\b|ROOT\.parent\s*/")
     offenders = []
