@@ -25,12 +25,12 @@ Nothing of a rejected batch is stored.
 """
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import tempfile
 import time
 import uuid
+import zlib
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -57,11 +57,12 @@ def _text(f: str) -> str:
 # KQL column type -> (SQL true when a present, non-null JSON value f cannot be stored; the reason)
 # Checks are casts, not json_type() calls: casting is several times cheaper per value. Strings
 # accept any JSON value (numbers and objects are stored as their text), as Log Analytics does.
+# An integer column takes a whole number only: not 3.5 (a cast would round it), not true (1).
 REJECT = {
-    T.LONG: ("TRY_CAST({f} AS BIGINT) IS NULL OR TRY_CAST({f} AS DOUBLE) <> TRY_CAST({f} AS BIGINT)",
-             "expected an integer"),
-    T.INT: ("TRY_CAST({f} AS INTEGER) IS NULL OR TRY_CAST({f} AS DOUBLE) <> TRY_CAST({f} AS INTEGER)",
-            "expected a 32-bit integer"),
+    T.LONG: ("json_type({f}) = 'BOOLEAN' OR TRY_CAST({f} AS BIGINT) IS NULL "
+             "OR TRY_CAST({f} AS DOUBLE) <> TRY_CAST({f} AS BIGINT)", "expected an integer"),
+    T.INT: ("json_type({f}) = 'BOOLEAN' OR TRY_CAST({f} AS INTEGER) IS NULL "
+            "OR TRY_CAST({f} AS DOUBLE) <> TRY_CAST({f} AS INTEGER)", "expected a 32-bit integer"),
     T.REAL: ("TRY_CAST({f} AS DOUBLE) IS NULL", "expected a number"),
     T.DECIMAL: ("TRY_CAST({t} AS DECIMAL(38, 18)) IS NULL", "expected a number"),
     T.BOOL: ("TRY_CAST({f} AS BOOLEAN) IS NULL", "expected true or false"),
@@ -94,10 +95,11 @@ class IngestReport:
     batch_id: str | None = None
     duplicate: bool = False
     timings: dict[str, float] = field(default_factory=dict)
+    truncated: int = 0      # string values cut at MAX_FIELD_BYTES
 
     def to_json(self) -> dict:
         return {"table": self.table, "records": self.records, "bytes": self.bytes, "batchId": self.batch_id,
-                "duplicate": self.duplicate}
+                "duplicate": self.duplicate, "truncated": self.truncated}
 
 
 # ---- enrich: columns the workspace fills, per table -------------------------------------------
@@ -245,23 +247,56 @@ def _q(name: str) -> str:
 
 # ---- the pipeline -------------------------------------------------------------------------------
 
-def decode(body: bytes | str, content_encoding: str | None = None, limit: int | None = None) -> bytes:
+# Azure Monitor's Data Collector API limits (learn.microsoft.com, "Data Collector API": "Data limits"):
+# a post of at most 30 MB, a field value of at most 32 KB (longer ones are truncated), at most 500
+# fields per record. The post limit is the server's max_body_bytes (default MAX_POST_BYTES).
+MAX_POST_BYTES = 30 * 1024 * 1024
+MAX_FIELD_BYTES = 32 * 1024
+MAX_FIELDS = 500
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def decode(body: bytes | str, content_encoding: str | None = None, limit: int | None = MAX_POST_BYTES) -> bytes:
+    """The JSON text of a body: gunzipped when Content-Encoding says gzip or the body starts with
+    the gzip magic, one layer only (a body still gzip after one inflation is refused), streaming,
+    never more than ``limit`` bytes (INGEST_TOO_LARGE, which the server answers with 413)."""
     if isinstance(body, str):
         body = body.encode()
-    if content_encoding == "gzip" or body[:2] == b"\x1f\x8b":
-        try:
-            if limit is not None:
-                with gzip.GzipFile(fileobj=__import__("io").BytesIO(body)) as g:
-                    out = g.read(limit + 1)
-                if len(out) > limit:
-                    raise IngestError(f"the decompressed body is larger than {limit} bytes", code="INGEST_TOO_LARGE")
-                return out
-            return gzip.decompress(body)
-        except (OSError, EOFError) as e:
-            raise IngestError(f"the body is not valid gzip: {e}", code="INGEST_BAD_BODY") from None
-    if limit is not None and len(body) > limit:
+    if content_encoding == "gzip" or body[:2] == GZIP_MAGIC:
+        body = inflate(body, limit)
+        if body[:2] == GZIP_MAGIC:
+            raise IngestError("the body is gzip inside gzip: one layer of compression only",
+                              code="INGEST_NESTED_GZIP")
+    elif limit is not None and len(body) > limit:
         raise IngestError(f"the body is larger than {limit} bytes", code="INGEST_TOO_LARGE")
     return body
+
+
+def inflate(body: bytes, limit: int | None) -> bytes:
+    """One gzip stream (of one or more members) inflated a chunk at a time, stopping as soon as
+    the output passes ``limit``."""
+    out = bytearray()
+    data = body
+    room = (lambda: limit - len(out) + 1) if limit is not None else (lambda: 0)
+    try:
+        while True:
+            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            while data:
+                out += d.decompress(data, room())
+                if limit is not None and len(out) > limit:
+                    raise IngestError(f"the body inflates to more than {limit} bytes", code="INGEST_TOO_LARGE")
+                data = d.unconsumed_tail
+                if d.eof:
+                    break
+            if not d.eof:
+                raise EOFError("the gzip stream ends early")
+            data = d.unused_data
+            if not data:
+                return bytes(out)
+    except zlib.error as e:
+        raise IngestError(f"the body is not valid gzip: {e}", code="INGEST_BAD_BODY") from None
+    except EOFError as e:
+        raise IngestError(f"the body is not valid gzip: {e}", code="INGEST_BAD_BODY") from None
 
 
 def ingest_json(con: duckdb.DuckDBPyConnection, catalogue: Catalogue, table_name: str, body: bytes, *,
@@ -302,6 +337,8 @@ def ingest_records(con: duckdb.DuckDBPyConnection, catalogue: Catalogue, table_n
     if batch_id is not None and con.execute(f"SELECT 1 FROM {BATCHES} WHERE batch_id = ?", [batch_id]).fetchone():
         return IngestReport(table.name, 0, 0, batch_id, True)
     check(table, records)
+    if truncated := truncate_long_strings(table, records, body):
+        body = None     # the batch file is written from the records, as cut
     context = context or {}
     lookups = [lk for f in LOOKUPS if (lk := f(table, records, context)) is not None]
     t1 = time.perf_counter()
@@ -323,7 +360,7 @@ def ingest_records(con: duckdb.DuckDBPyConnection, catalogue: Catalogue, table_n
         from .machines import note_senders
         note_senders(con, records, context["sender"])
     timings.update(check_and_lookup=t1 - t0, serialize=t2 - t1, store=t3 - t2)
-    return IngestReport(table.name, n, nbytes, batch_id, False, timings)
+    return IngestReport(table.name, n, nbytes, batch_id, False, timings, truncated)
 
 
 # ---- records as columns: the bulk path (the demo) --------------------------------------------------
@@ -515,6 +552,9 @@ def check(table: Table, records: list) -> None:
         if type(rec) is not dict:
             raise IngestError(f"{table.name} record {i}: expected an object, got {_json_kind(rec)}",
                               code="INGEST_SHAPE", record=i)
+        if len(rec) > MAX_FIELDS:
+            raise IngestError(f"{table.name} record {i}: {len(rec)} fields, more than Azure's limit of "
+                              f"{MAX_FIELDS} per record", code="INGEST_TOO_MANY_FIELDS", record=i)
         if not allowed.issuperset(rec):
             key = next(k for k in rec if k not in allowed)
             hint = did_you_mean(key, allowed)
@@ -524,6 +564,24 @@ def check(table: Table, records: list) -> None:
             if rec.get(name) is None and name in allowed:
                 raise IngestError(f"{table.name} record {i}: missing {name}", code="INGEST_MISSING_FIELD",
                                   record=i, field=name)
+
+
+def truncate_long_strings(table: Table, records: list, body: bytes | None = None) -> int:
+    """Cut every string value of a string column longer than MAX_FIELD_BYTES (UTF-8) to that many
+    bytes, as Azure does (never inside a character); the number of values cut. A body no longer
+    than the limit holds no such value: nothing to look at."""
+    if body is not None and len(body) <= MAX_FIELD_BYTES:
+        return 0
+    strings = frozenset(c for c, t in table.columns if t == T.STRING)
+    cut = 0
+    for rec in records:
+        for k, v in rec.items():
+            if type(v) is str and len(v) > MAX_FIELD_BYTES // 4 and k in strings:
+                raw = v.encode("utf-8", "surrogatepass")
+                if len(raw) > MAX_FIELD_BYTES:
+                    rec[k] = raw[:MAX_FIELD_BYTES].decode("utf-8", "ignore")
+                    cut += 1
+    return cut
 
 
 def _json_kind(v) -> str:
@@ -581,8 +639,25 @@ FINISH = {
 
 def read_json_source(table: Table, path: str) -> str:
     """The batch file as a relation of the table's columns, each typed as READ_AS says."""
-    spec = ", ".join(f"{_lit(c)}: {_lit(READ_AS[t])}" for c, t in table.columns)
-    return f"read_json({_lit(path)}, format='array', columns={{{spec}}})"
+    spec = ", ".join(f"{_lit(c)}: {_lit(READ_STRICT.get(t, READ_AS[t]))}" for c, t in table.columns)
+    return strict_source(table, f"read_json({_lit(path)}, format='array', columns={{{spec}}})")
+
+
+# Integer columns are read as JSON, then checked and cast (read as BIGINT, read_json would round
+# 3.5 to 4 and take true as 1): a value REJECT refuses fails the read, and ``explain`` names it.
+READ_STRICT = {T.LONG: "JSON", T.INT: "JSON"}
+STRICT = "CASE WHEN {c} IS NULL OR {c} = 'null' THEN NULL WHEN {bad} THEN error({msg}) ELSE CAST({c} AS {read}) END"
+
+
+def strict_source(table: Table, source: str) -> str:
+    """``source`` (columns typed as READ_STRICT, else READ_AS says) with the READ_STRICT columns
+    checked and cast to their READ_AS type."""
+    fixes = [STRICT.format(c=_q(c), bad=REJECT[t][0].format(f=_q(c), t=_text(_q(c))), read=READ_AS[t],
+                           msg=_lit(f"{c}: {REJECT[t][1]}")) + f" AS {_q(c)}"
+             for c, t in table.columns if t in READ_STRICT]
+    if not fixes:
+        return source
+    return f"(SELECT * REPLACE ({', '.join(fixes)}) FROM {source})"
 
 
 def staged_select(table: Table, source: str, enriched: dict[str, str],

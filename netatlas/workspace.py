@@ -14,6 +14,7 @@ from . import kql
 from .catalogue import Catalogue
 from .errors import IngestError, NetatlasError, QueryExecutionError, QueryLimitError
 from . import ingest, migrate
+from .ingest import MAX_POST_BYTES
 from .kql import runtime
 from .kql import types as T
 from .kql.values import convert_rows
@@ -171,11 +172,13 @@ class Workspace:
                                    context=self._context(table))
 
     def ingest_json(self, table: str, body: bytes | str, *, batch_id: str | None = None,
-                    content_encoding: str | None = None, sender: str | None = None) -> ingest.IngestReport:
+                    content_encoding: str | None = None, sender: str | None = None,
+                    limit: int | None = MAX_POST_BYTES) -> ingest.IngestReport:
         """Ingest a JSON array of records (optionally gzip-compressed), as the HTTP API does.
         ``sender``: the address the batch came from (``machines.note_senders`` learns the
-        machines seen behind a NAT from VMComputer batches)."""
-        data = ingest.decode(body, content_encoding)
+        machines seen behind a NAT from VMComputer batches). ``limit``: the most bytes the body may
+        inflate to (ingest.decode)."""
+        data = ingest.decode(body, content_encoding, limit)
         ctx = self._context(table)
         if sender:
             ctx["sender"] = sender

@@ -41,9 +41,15 @@ def _batch_id(request: Request) -> str | None:
     return value
 
 
-def _ingest_error(e: IngestError) -> HttpError:
-    status = 404 if e.code == "INGEST_UNKNOWN_TABLE" else 400
+# IngestError code -> HTTP status (others: 400)
+STATUS = {"INGEST_UNKNOWN_TABLE": 404, "INGEST_TOO_LARGE": 413}
+
+
+def _ingest_error(e: IngestError, limit: int | None = None) -> HttpError:
+    status = STATUS.get(e.code, 400)
     info = e.to_json()
+    if status == 413:
+        info["limit"] = limit
     return HttpError(status, info.pop("code", e.code), info.pop("message", str(e)), **info)
 
 
@@ -69,9 +75,10 @@ async def _ingest(request: Request, svc) -> Response:
     body = await read_body(request, svc.settings.max_body_bytes)
     try:
         report = await svc.run(svc.workspace.ingest_json, table, body, batch_id=batch_id,
-                               sender=request.client.host if request.client else None)
+                               sender=request.client.host if request.client else None,
+                               limit=svc.settings.max_body_bytes)
     except IngestError as e:
-        raise _ingest_error(e) from None
+        raise _ingest_error(e, svc.settings.max_body_bytes) from None
     m = svc.metrics
     if report.duplicate:
         m.duplicate_batches.inc()
@@ -79,5 +86,8 @@ async def _ingest(request: Request, svc) -> Response:
         m.records_ingested.inc(report.records, table=table)
         m.bytes_ingested.inc(report.bytes, table=table)
         m.batches_ingested.inc(table=table)
+        if report.truncated:
+            m.fields_truncated.inc(report.truncated, table=table)
     return json_response({"table": report.table, "records": report.records, "bytes": report.bytes,
-                          "duplicate": report.duplicate, "batch_id": report.batch_id})
+                          "duplicate": report.duplicate, "batch_id": report.batch_id,
+                          "truncated": report.truncated})
