@@ -159,8 +159,57 @@ def remote_ips(records: list, ctx: dict | None = None) -> set[str]:
     return out
 
 
+# ---- the datetime window: what a stored datetime may be -------------------------------------------
+#
+# A datetime beyond Kusto's (and Python's) range, year 1 to 9999, cannot be answered; a TimeGenerated
+# far in the future is never removed by retention and tops every `order by TimeGenerated desc`. So
+# every datetime column must lie in KUSTO_RANGE, and TimeGenerated at most FUTURE ahead of the clock
+# and, where the workspace refuses expired data (the server), not older than the table's retention.
+# Other datetime columns may well be older (a BootTime) or later (an indicator's ExpirationDateTime).
+FUTURE = timedelta(days=1)
+KUSTO_RANGE = (datetime(1, 1, 1), datetime(9999, 12, 31, 23, 59, 59, 999999))   # naive: UTC
+
+
+def datetime_window(table: Table, now: datetime, retention_days: int | None = None) -> dict[str, tuple]:
+    """Per datetime column of the table, (low, high) (naive UTC) its values must lie in."""
+    if now.tzinfo is not None:
+        now = now.astimezone(timezone.utc).replace(tzinfo=None)
+    out = {c: KUSTO_RANGE for c, t in table.columns if t == T.DATETIME}
+    if "TimeGenerated" in out:
+        low = now - timedelta(days=retention_days) if retention_days else KUSTO_RANGE[0]
+        out["TimeGenerated"] = (low, now + FUTURE)
+    return out
+
+
+def _ts(d: datetime) -> str:
+    return f"TIMESTAMP '{d.isoformat(sep=' ')}'"
+
+
+def outside_window_sql(value: str, low: datetime, high: datetime) -> str:
+    """SQL true when the TIMESTAMP ``value`` lies outside [low, high]."""
+    return f"({value} < {_ts(low)} OR {value} > {_ts(high)})"
+
+
+def window_message(name: str, low: datetime, high: datetime) -> str:
+    what = ("more than a day ahead of the server's clock or older than the table's retention"
+            if name == "TimeGenerated" else "outside the datetimes Kusto holds")
+    return f"{what} (allowed {low.isoformat()}Z to {high.isoformat()}Z)"
+
+
+def datetime_checks(table: Table, ctx: dict) -> dict[str, str]:
+    """Each datetime column finished as FINISH does, failing the batch (then ``explain`` names the
+    record and field) for a value outside ``ctx['datetime_window']`` (``datetime_window``)."""
+    window = ctx.get("datetime_window") or {}
+    out = {}
+    for name, (low, high) in window.items():
+        c = f"CAST({_q(name)} AS TIMESTAMP)"
+        out[name] = (f"CASE WHEN {outside_window_sql(c, low, high)} THEN "
+                     f"error({_lit(name + ': ' + window_message(name, low, high))}) ELSE {c} END")
+    return out
+
+
 # Each enricher: (table, context) -> {column: SQL over the staged batch}.
-ENRICHERS: list[Callable[[Table, dict], dict[str, str]]] = [azure_columns, remote_ip]
+ENRICHERS: list[Callable[[Table, dict], dict[str, str]]] = [azure_columns, remote_ip, datetime_checks]
 
 
 @dataclass
@@ -352,7 +401,7 @@ def ingest_records(con: duckdb.DuckDBPyConnection, catalogue: Catalogue, table_n
                 raise
             return IngestReport(table.name, 0, 0, batch_id, True)   # the same batch, sent twice at once
         except duckdb.Error as e:
-            explain(con, table, records, e)   # names the first bad record and field
+            explain(con, table, records, e, context)   # names the first bad record and field
         t3 = time.perf_counter()
     finally:
         os.unlink(path)
@@ -699,8 +748,9 @@ def _bad_value(name: str, typ: str) -> str | None:
     return f"({f} IS NOT NULL AND {f} <> 'null' AND ({fail}))"
 
 
-def explain(con, table: Table, records: list, err: Exception):
-    """Raise the IngestError naming the first bad record and field of a batch the fast pass refused."""
+def explain(con, table: Table, records: list, err: Exception, context: dict | None = None):
+    """Raise the IngestError naming the first bad record and field of a batch the fast pass refused
+    (``context``: the batch's, for its datetime window)."""
     text = orjson.dumps(records, default=_json_default, option=orjson.OPT_NAIVE_UTC).decode()
     src = f"_in_{uuid.uuid4().hex[:12]}"
     try:
@@ -710,14 +760,15 @@ def explain(con, table: Table, records: list, err: Exception):
         except duckdb.Error as e:
             raise IngestError(f"{table.name}: the body must be a JSON array of records ({_first_line(e)})",
                               code="INGEST_BAD_BODY") from None
-        validate(con, table, src)
+        validate(con, table, src, (context or {}).get("datetime_window"))
     finally:
         con.execute(f"DROP TABLE IF EXISTS {src}")
     raise IngestError(f"{table.name}: the batch was refused: {_first_line(err)}", code="INGEST_BAD_BODY")
 
 
-def validate(con, table: Table, src: str) -> int:
-    """Raise IngestError naming the first bad record and field; return the number of records."""
+def validate(con, table: Table, src: str, window: dict | None = None) -> int:
+    """Raise IngestError naming the first bad record and field; return the number of records.
+    ``window``: (low, high) per datetime column (``datetime_window``)."""
     names = [c for c, _ in table.columns]
     n, not_object = con.execute(
         f"SELECT count(*), min(CASE WHEN json_type(j) <> 'OBJECT' THEN rn END) FROM {src}").fetchone()
@@ -743,6 +794,11 @@ def validate(con, table: Table, src: str) -> int:
             continue
         checks.append(f"min(CASE WHEN {cond} THEN rn END)")
         labels.append((name, typ, REJECT[typ][1]))
+    for name, (low, high) in (window or {}).items():
+        f = f"s.{_q(name)}"
+        value = f"CAST(TRY_CAST({_text(f)} AS TIMESTAMPTZ) AS TIMESTAMP)"
+        checks.append(f"min(CASE WHEN {outside_window_sql(value, low, high)} THEN rn END)")
+        labels.append((name, T.DATETIME, window_message(name, low, high)))
     row = con.execute(f"SELECT {', '.join(checks)} FROM {src}").fetchone()
     found = [(rn, i) for i, rn in enumerate(row) if rn is not None]
     if found:
@@ -754,7 +810,8 @@ def validate(con, table: Table, src: str) -> int:
         value = con.execute(f"SELECT CAST(s.{_q(name)} AS VARCHAR) FROM {src} WHERE rn = ?", [rn]).fetchone()[0]
         shown = value if len(value) <= 60 else value[:57] + "..."
         raise IngestError(f"{table.name} record {rn}, field {name} ({typ}): {reason}, got {shown}",
-                          code="INGEST_TYPE", record=rn, field=name)
+                          code="INGEST_TYPE" if i < len(labels) - len(window or ()) else "INGEST_DATETIME_RANGE",
+                          record=rn, field=name)
     return n
 
 

@@ -44,6 +44,8 @@ class Workspace:
         self._geoip = None
         self._matcher = None
         self.default_retention_days = DEFAULT_RETENTION_DAYS   # a table's days until set_retention
+        self.refuse_expired = False     # refuse a TimeGenerated older than the table's retention (the server)
+        self._retention_cache: dict[str, int] = {}
         if geoip not in (None, True, False):          # a database named: open it now, fail now
             from .geoip import GeoIP
             self._geoip = GeoIP(geoip)
@@ -116,6 +118,9 @@ class Workspace:
     def _context(self, table: str) -> dict:
         """What the enrichers of a batch of ``table`` need (ingest.ENRICHERS, ingest.LOOKUPS)."""
         ctx = {"workspace_id": self.id}
+        if (t := self.catalogue.get(table)) is not None:
+            days = self._retention_days(table) if self.refuse_expired else None
+            ctx["datetime_window"] = ingest.datetime_window(t, datetime.now(timezone.utc), days)
         if table == "VMConnection":
             ctx["geoip"] = self.geoip
             ctx["threatintel"] = self.threat_matcher()
@@ -213,6 +218,13 @@ class Workspace:
             set_ = dict(self.connection.execute(f'SELECT "table", days FROM {RETENTION_TABLE}').fetchall())
         return {t: set_.get(t, self.default_retention_days) for t in self.catalogue.names()}
 
+    def _retention_days(self, table: str) -> int:
+        """The table's retention in days, cached until set_retention."""
+        days = self._retention_cache.get(table)
+        if days is None:
+            days = self._retention_cache[table] = self.retention()[table]
+        return days
+
     def set_retention(self, table: str, days: int) -> None:
         if table not in self.catalogue:
             raise IngestError(f"unknown table '{table}'", code="INGEST_UNKNOWN_TABLE")
@@ -221,9 +233,11 @@ class Workspace:
                               code="RETENTION_INVALID")
         with self._lock:
             self.connection.execute(f'INSERT OR REPLACE INTO {RETENTION_TABLE} VALUES (?, ?)', [table, days])
+        self._retention_cache.clear()
 
     def apply_retention(self, now: datetime | None = None) -> dict[str, int]:
-        """Delete rows older than each table's retention; returns rows deleted per table."""
+        """Delete rows older than each table's retention, and rows dated beyond the datetime window
+        (``expired_or_future``); returns rows deleted per table."""
         now = now or datetime.now(timezone.utc)
         if now.tzinfo is not None:
             now = now.astimezone(timezone.utc).replace(tzinfo=None)
@@ -231,8 +245,9 @@ class Workspace:
         for table, days in self.retention().items():
             cutoff = now - timedelta(days=days)
             target, column = (ingest.USAGE_RAW, "hour") if table == ingest.USAGE else (f'"{table}"', "TimeGenerated")
+            where, params = expired_or_future(column, cutoff, now)
             with self._lock:
-                n = self.connection.execute(f'DELETE FROM {target} WHERE {column} < ?', [cutoff]).fetchone()[0]
+                n = self.connection.execute(f'DELETE FROM {target} WHERE {where}', params).fetchone()[0]
             if n:
                 deleted[table] = n
         self._matcher = None              # indicators may be gone
@@ -385,6 +400,13 @@ def _clean(e: Exception) -> str:
     for prefix in ("Conversion Error: ", "Invalid Input Error: ", "Binder Error: ", "Out of Range Error: "):
         msg = msg.replace(prefix, "")
     return msg
+
+
+def expired_or_future(column: str, cutoff: datetime, now: datetime) -> tuple[str, list]:
+    """The condition (SQL, parameters) of the rows a retention pass deletes: older than ``cutoff``,
+    or more than ingest.FUTURE ahead of ``now`` (refused at ingestion since; a workspace from
+    before may hold them, and they would never expire)."""
+    return f"({column} < ? OR {column} > ?)", [cutoff, now + ingest.FUTURE]
 
 
 def connect(path: str | os.PathLike | None = None, *, geoip: str | os.PathLike | bool | None = None) -> Workspace:

@@ -131,6 +131,7 @@ def create_app(data_dir: str | os.PathLike, *, settings: Settings | None = None,
             from .. import connect
             ws = await run_in_threadpool(connect, data_dir)
         ws.default_retention_days = settings.retention_days
+        ws.refuse_expired = True        # a TimeGenerated older than its table's retention: 400
         catalogue = getattr(ws, "catalogue", None) or Catalogue.load()
         svc = Service(data_dir=data_dir, settings=settings, workspace=ws, keys=keys,
                       catalogue=catalogue, metrics=Metrics(catalogue.names()))
