@@ -4,8 +4,9 @@ Steps, in order (the first that fails answers): a Content-Length when the reques
 (411: the length is part of the signed string), authenticate (401/403), the table exists (404),
 JSON content type and encoding (415), the batch id's form (400), read the body within
 max_body_bytes, gunzipping as it arrives (413; 400 for bad gzip), then ``Workspace.ingest_json``: every record validated, all stored in one transaction, or none
-(400 naming ``record`` and ``field``). Answer: ``{"table", "records", "bytes", "duplicate",
-"batch_id"}``. Every refusal is counted in ``netatlas_batches_rejected_total{reason=<code>}``.
+(400 naming ``record`` and ``field``; 413 for a body that inflates past max_body_bytes, 400 for
+gzip inside gzip). Answer: ``{"table", "records", "bytes", "duplicate", "batch_id", "truncated"}``
+(``truncated``: string values cut at Azure's 32 KB). Every refusal is counted in ``netatlas_batches_rejected_total{reason=<code>}``.
 """
 from __future__ import annotations
 
