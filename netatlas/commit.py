@@ -9,7 +9,8 @@ read_json). Here each batch is
               (ingest.to_frame), the billed size of its records in numpy (``sizes``), its remote
               addresses; a batch refused here never reaches a group
     queue     ``Committer.submit``: the batch waits on the committer's queue
-    group     (the committer's thread) every batch queued, or arriving within ``WINDOW``, up to
+    group     (the committer's thread) every batch queued, or arriving within ``WINDOW`` (up to
+              ``MAX_WAIT`` while requests are still being prepared: ``Committer.preparing``), up to
               ``MAX_RECORDS``; per table, batch ids already stored answer ``duplicate``, a batch id
               twice in the group is stored once (the others answer ``duplicate``)
     store     one transaction: the batch ids, ONE INSERT of the concatenated frames (enriched
@@ -43,6 +44,7 @@ from .errors import IngestError, StorageError
 log = logging.getLogger("netatlas.commit")
 
 WINDOW = 0.002            # seconds a group waits for more batches once the queue is empty
+MAX_WAIT = 0.010          # ... and at most this long while other batches are still being prepared
 MAX_RECORDS = 50_000      # records in one group at most
 INFLIGHT = "inflight"     # DIR/inflight: batch files of the JSON path (ingest.serialize)
 
@@ -71,8 +73,10 @@ class Pending:
 
 
 def prepare(catalogue: Catalogue, table_name: str, body: bytes, *, batch_id: str | None = None,
-            context: dict | None = None) -> Pending:
-    """Parse (once) and check a JSON batch, as columns; IngestError for what the client must fix."""
+            context: dict | None = None, content_encoding: str | None = None) -> Pending:
+    """Decode, parse (once) and check a JSON batch, as columns; IngestError for what the client
+    must fix."""
+    body = ingest.decode(body, content_encoding)
     table = ingest.resolve_table(catalogue, table_name)
     try:
         records = orjson.loads(body)
@@ -86,13 +90,68 @@ def prepare(catalogue: Catalogue, table_name: str, body: bytes, *, batch_id: str
     if "_BilledSize" not in table.column_types or not records:
         return p                        # Usage counted over stored rows: the JSON path
     try:
-        frame = ingest.to_frame(table, records)
+        p.frame, p.sizes = columns(table, records)
     except IngestError:
         return p                        # the JSON path names the record and field, or stores it
-    p.frame, p.sizes = frame, numpy_sizes(table, frame, len(records))
+    frame = p.frame
     if table.name == "VMConnection":
         p.remote_ips = ingest.frame_remote_ips(frame, len(records))
     return p
+
+
+# ingest.frame_column's arrays, built without a Python step per value where a column holds only
+# the simple types JSON gives it (str, int, float, bool, None); any other column is left to
+# frame_column itself. read type -> the value types taken as they are
+SIMPLE = {"VARCHAR": {str, type(None)}, "TIMESTAMPTZ": {str, type(None)}, "UUID": {str, type(None)},
+          "DECIMAL(38, 18)": {str, type(None)}, "BIGINT": {int, type(None)}, "INTEGER": {int, type(None)},
+          "DOUBLE": {int, float, type(None)}, "BOOLEAN": {bool, type(None)}}
+
+
+def columns(table: Table, records: list) -> tuple[dict, np.ndarray]:
+    """``ingest.to_frame`` of checked records (the same arrays), faster for the common columns, and
+    the billed-size terms numpy measures (``numpy_sizes``), from the same lists."""
+    n = len(records)
+    used = set().union(*records)
+    types = table.column_types
+    frame, total = {}, np.ones(n, dtype=np.int64)
+    for c, t in table.columns:
+        if c not in used:
+            continue
+        read = ingest.READ_AS[t]
+        vals = [r.get(c) for r in records]
+        kinds = set(map(type, vals))
+        if read not in SIMPLE or not kinds <= SIMPLE[read]:
+            frame[c] = col = ingest.frame_column([r.get(c, ingest._ABSENT) for r in records], t, table.name, c)
+            if read in NUMPY_SIZE:
+                absent = _absent(col)
+                total += np.where(absent, 0, NUMPY_SIZE[read](col, absent) + len(c.encode()) + 4)
+            continue
+        kind = ingest.NUMPY_KIND.get(read)
+        absent = None
+        if type(None) in kinds:
+            absent = np.fromiter((v is None for v in vals), dtype=bool, count=n)
+        if kind is None:
+            frame[c] = np.array(vals, dtype=object)
+            if read == "VARCHAR":
+                strs = vals if absent is None else ["" if v is None else v for v in vals]
+                lens = (np.fromiter(map(len, strs), dtype=np.int64, count=n) if all(map(str.isascii, strs)) else
+                        np.fromiter(map(len, map(str.encode, strs)), dtype=np.int64, count=n))
+                term = lens + (2 + len(c.encode()) + 4)
+            elif read == "UUID":
+                term = np.full(n, 38 + len(c.encode()) + 4, dtype=np.int64)
+            else:
+                continue                  # datetimes, decimals: sql_sizes
+        else:
+            try:
+                arr = np.array(vals if absent is None else [0 if v is None else v for v in vals], dtype=kind)
+            except OverflowError:
+                raise IngestError(f"{table.name}: {c} out of range", code="INGEST_TYPE") from None  # the JSON path says where
+            frame[c] = arr if absent is None else np.ma.masked_array(arr, mask=absent)
+            if read not in NUMPY_SIZE:
+                continue                  # reals: sql_sizes
+            term = NUMPY_SIZE[read](arr, absent) + len(c.encode()) + 4
+        total += term if absent is None else np.where(absent, 0, term)
+    return frame, total
 
 
 # ---- the billed size without SQL --------------------------------------------------------------
@@ -120,7 +179,11 @@ def _int_len(col) -> np.ndarray:
 
 
 def _str_len(col, absent) -> np.ndarray:
-    vals = np.where(absent, "", col)
+    vals = col.tolist()
+    if absent.any():
+        vals = ["" if v is None else v for v in vals]
+    if all(map(str.isascii, vals)):
+        return np.fromiter(map(len, vals), dtype=np.int64, count=len(vals)) + 2
     return np.fromiter(map(len, map(str.encode, vals)), dtype=np.int64, count=len(vals)) + 2
 
 
@@ -162,6 +225,43 @@ def sql_sizes(con, table: Table, name: str, frame: dict) -> tuple[np.ndarray, np
     return np.asarray(got["h"]), np.asarray(got["s"])
 
 
+# ---- lookups as registered columns ---------------------------------------------------------------
+# A Lookup joins as a relation of bound lists (ingest.Lookup.join); binding a few hundred
+# addresses' values costs DuckDB tens of milliseconds per statement, once per group here. The
+# same values as numpy columns, registered for the statement, cost nothing to bind.
+
+LOOKUP_KIND = {"VARCHAR": (object, (str,)), "DOUBLE": (np.float64, (float, int)), "INTEGER": (np.int64, (int,))}
+
+
+@dataclass
+class FrameLookup(ingest.Lookup):
+    """A Lookup whose values are a registered frame ``name`` (the same join, no parameters)."""
+    name: str = ""
+
+    def join(self) -> tuple[str, list]:
+        return (f" LEFT JOIN {ingest._q(self.name)} AS {self.alias} ON {self.alias}.lk_key = __batch.__remote", [])
+
+
+def as_frame(lk: ingest.Lookup) -> tuple[ingest.Lookup, dict | None]:
+    """The lookup as a FrameLookup and its frame, or itself (and None) when a value is of a type
+    the numpy column would not hold as the bound list does."""
+    rows = list(lk.values.values())
+    frame = {"lk_key": np.array(list(lk.values), dtype=object)}
+    for i, (name, sql_type) in enumerate(lk.columns):
+        kind = LOOKUP_KIND.get(sql_type)
+        vals = [row[i] for row in rows]
+        if kind is None or not all(v is None or (type(v) in kind[1]) for v in vals):
+            return lk, None
+        if kind[0] is object:
+            frame[name] = np.array(vals, dtype=object)
+        else:
+            absent = [v is None for v in vals]
+            arr = np.array([0 if v is None else v for v in vals], dtype=kind[0])
+            frame[name] = np.ma.masked_array(arr, mask=absent) if any(absent) else arr
+    name = f"__lk_{uuid.uuid4().hex[:12]}"
+    return FrameLookup(lk.alias, lk.columns, lk.values, lk.exprs, name), frame
+
+
 # ---- store ----------------------------------------------------------------------------------
 
 def store_group(con, table: Table, items: list[Pending], context: dict) -> list[int]:
@@ -170,16 +270,23 @@ def store_group(con, table: Table, items: list[Pending], context: dict) -> list[
     n = sum(it.n for it in items)
     name = f"__group_{uuid.uuid4().hex[:12]}"
     con.register(name, frame)
+    registered = [name]
     try:
         hours, rest = sql_sizes(con, table, name, frame)
         sizes = np.maximum(2, np.concatenate([it.sizes for it in items]) + rest)
         frame["__nbytes"] = sizes
-        con.unregister(name)
         con.register(name, frame)
         ctx = dict(context)
         if table.name == "VMConnection":
             ctx["remote_ips"] = set().union(*(it.remote_ips for it in items))
-        lookups = [lk for f in ingest.LOOKUPS if (lk := f(table, [], ctx)) is not None]
+        lookups = []
+        for f in ingest.LOOKUPS:
+            if (lk := f(table, [], ctx)) is not None:
+                lk, lk_frame = as_frame(lk)
+                if lk_frame is not None:
+                    con.register(lk.name, lk_frame)
+                    registered.append(lk.name)
+                lookups.append(lk)
         cols = ", ".join(f"CAST({ingest._q(c) if c in frame else 'NULL'} AS {ingest.READ_AS[t]}) AS {ingest._q(c)}"
                          for c, t in table.columns)
         source = f"(SELECT {cols}, \"__nbytes\" FROM {ingest._q(name)})"
@@ -206,7 +313,8 @@ def store_group(con, table: Table, items: list[Pending], context: dict) -> list[
                 raise
             raise err from e
     finally:
-        con.unregister(name)
+        for r in registered:
+            con.unregister(r)
     bounds = np.cumsum([0] + [it.n for it in items])
     return [int(sizes[a:b].sum()) for a, b in zip(bounds[:-1], bounds[1:])]
 
@@ -218,12 +326,26 @@ class Committer:
 
     def __init__(self, cursor: duckdb.DuckDBPyConnection, inflight: str | os.PathLike | None = None):
         self.con = cursor
+        # the frames' object columns hold str (or None) only: DuckDB need not sample them for a type
+        cursor.execute("SET pandas_analyze_sample = 0")
         self.inflight = inflight
         self.queue: queue.Queue = queue.Queue()
+        self.preparing = 0           # batches being prepared (they will be submitted soon)
+        self._count = threading.Lock()
         self.groups = 0              # transactions committed (or tried) for groups of frames
         self.batches = 0             # batches stored in them
         self._thread = threading.Thread(target=self._run, name="netatlas-commit", daemon=True)
         self._thread.start()
+
+    def prepare(self, *args, **kwargs) -> Pending:
+        """``prepare`` (above), counted in ``preparing`` so that a group waits for it."""
+        with self._count:
+            self.preparing += 1
+        try:
+            return prepare(*args, **kwargs)
+        finally:
+            with self._count:
+                self.preparing -= 1
 
     def submit(self, p: Pending) -> ingest.IngestReport:
         """Queue a prepared batch; its report once its group is committed (or its error, raised)."""
@@ -244,11 +366,14 @@ class Committer:
             if first is None:
                 break
             group, rows = [first], first.n
-            deadline = time.monotonic() + WINDOW
+            started = time.monotonic()
+            deadline = started + WINDOW
             while rows < MAX_RECORDS:
                 try:
                     item = self.queue.get_nowait()
                 except queue.Empty:
+                    if self.preparing:
+                        deadline = max(deadline, started + MAX_WAIT)
                     left = deadline - time.monotonic()
                     if left <= 0:
                         break

@@ -181,13 +181,13 @@ class Workspace:
         """Ingest a JSON array of records (optionally gzip-compressed), as the HTTP API does.
         ``sender``: the address the batch came from (``machines.note_senders`` learns the
         machines seen behind a NAT from VMComputer batches)."""
-        from . import commit
-        data = ingest.decode(body, content_encoding)
         ctx = self._context(table)
         if sender:
             ctx["sender"] = sender
-        pending = commit.prepare(self.catalogue, table, data, batch_id=batch_id, context=ctx)
-        return self.committer().submit(pending)
+        committer = self.committer()
+        pending = committer.prepare(self.catalogue, table, body, batch_id=batch_id, context=ctx,
+                                    content_encoding=content_encoding)
+        return committer.submit(pending)
 
     def committer(self):
         """The group committer (commit.py) that stores ``ingest_json``'s batches, started on first use."""
@@ -200,6 +200,8 @@ class Workspace:
                     runtime.install(cur)
                     self._cursors.append(cur)
                     self._committer = Committer(cur, self.inflight)
+                    # a workspace dropped without close() stops its committer's thread too
+                    weakref.finalize(self, self._committer.queue.put, None)
         return self._committer
 
     def resolve_addresses(self, addresses, lookback_days: float = 1.0, *,
