@@ -380,7 +380,8 @@ def main(argv=None) -> int:
               f"{AGENT_BATCH} (gzip, {a['sent_mb']:.1f} MB sent), {AGENT_SENDERS} senders at once, GeoIP + "
               f"threat intelligence, {os.cpu_count()} cores")
         print(f"  {a['seconds']:.2f} s: {a['rps']:,.0f} records/s, {a['batches'] / a['seconds']:,.0f} batches/s, "
-              f"{a['batches'] / max(a['groups'], 1):.1f} batches per commit ({a['groups']:.0f} group commits)")
+              + (f"{a['batches'] / a['groups']:.1f} batches per commit ({a['groups']:.0f} group commits)" if a['groups']
+                 else "one commit per batch"))
         print(f"  CPU: server {a['server_cpu']:.2f} s ({a['server_cpu'] / a['seconds']:.2f} cores), senders "
               f"{a['sender_cpu']:.2f} s ({a['sender_cpu'] / a['seconds']:.2f} cores; requests signed and gzipped "
               f"before the clock, raw keep-alive sockets)")
