@@ -51,10 +51,8 @@ class Workspace:
         self._committer = None
         if self.path is not None:
             self.path.mkdir(parents=True, exist_ok=True)
-            from .commit import INFLIGHT, clean_inflight
+            from .commit import INFLIGHT
             self.inflight = self.path / INFLIGHT
-            self.inflight.mkdir(mode=0o700, exist_ok=True)
-            clean_inflight(self.inflight)     # a stopped server's leftovers
             try:
                 self.connection = duckdb.connect(str(self.path / DB_FILE))
             except duckdb.IOException as e:
@@ -63,6 +61,10 @@ class Workspace:
                         f"the workspace in {self.path} is held by another process (a running "
                         f"'netatlas workspace serve'?); query it through its HTTP API or stop it first") from None
                 raise
+            # the database's lock is ours: batch files left in DIR/inflight are a stopped server's
+            from .commit import clean_inflight
+            self.inflight.mkdir(mode=0o700, exist_ok=True)
+            clean_inflight(self.inflight)
         else:
             self.connection = duckdb.connect(":memory:")
         self._lock = threading.RLock()
@@ -184,24 +186,25 @@ class Workspace:
         ctx = self._context(table)
         if sender:
             ctx["sender"] = sender
-        committer = self.committer()
-        pending = committer.prepare(self.catalogue, table, body, batch_id=batch_id, context=ctx,
-                                    content_encoding=content_encoding)
-        return committer.submit(pending)
+        return self.committer().ingest(self.catalogue, table, body, batch_id=batch_id, context=ctx,
+                                       content_encoding=content_encoding)
 
     def committer(self):
-        """The group committer (commit.py) that stores ``ingest_json``'s batches, started on first use."""
+        """The group committers (commit.py) that store ``ingest_json``'s batches, started on first use."""
         if self._committer is None:
-            from .commit import Committer
+            from .commit import COMMITTERS, Committers
             with self._lock:
                 if self._committer is None:
-                    cur = self.connection.cursor()
-                    cur.execute("SET TimeZone = 'UTC'")
-                    runtime.install(cur)
-                    self._cursors.append(cur)
-                    self._committer = Committer(cur, self.inflight)
-                    # a workspace dropped without close() stops its committer's thread too
-                    weakref.finalize(self, self._committer.queue.put, None)
+                    cursors = []
+                    for _ in range(COMMITTERS):
+                        cur = self.connection.cursor()
+                        cur.execute("SET TimeZone = 'UTC'")
+                        runtime.install(cur)
+                        self._cursors.append(cur)
+                        cursors.append(cur)
+                    self._committer = Committers(cursors, self.inflight)
+                    # a workspace dropped without close() stops its committers' threads too
+                    weakref.finalize(self, self._committer.stop)
         return self._committer
 
     def resolve_addresses(self, addresses, lookback_days: float = 1.0, *,

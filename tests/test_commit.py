@@ -301,3 +301,15 @@ def test_a_full_disk_answers_507_then_503_and_nothing_acknowledged_is_lost(tmpfs
     finally:
         s.kill()
     assert not list((data / "inflight").glob("*")) if (data / "inflight").exists() else True
+
+
+def test_a_held_workspace_keeps_its_in_flight_files(server):
+    """Opening a directory another process serves fails, and removes none of its batch files."""
+    mine = server.data / "inflight" / "netatlas-batch-in-use.json"
+    mine.write_text("[]")
+    try:
+        with pytest.raises(netatlas.workspace.WorkspaceBusyError):
+            netatlas.connect(server.data, geoip=False)
+        assert mine.exists()
+    finally:
+        mine.unlink()
