@@ -113,7 +113,6 @@ def columns(table: Table, records: list) -> tuple[dict, np.ndarray]:
     the billed-size terms numpy measures (``numpy_sizes``), from the same lists."""
     n = len(records)
     used = set().union(*records)
-    types = table.column_types
     frame, total = {}, np.ones(n, dtype=np.int64)
     for c, t in table.columns:
         if c not in used:

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import shutil
 import subprocess
 import threading
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -313,3 +312,46 @@ def test_a_held_workspace_keeps_its_in_flight_files(server):
         assert mine.exists()
     finally:
         mine.unlink()
+
+
+@pytest.mark.parametrize("table_name", ["VMConnection", "VMBoundPort", "VMComputer"])
+def test_columns_and_billed_sizes_match_to_frame_and_the_sql_expression(table_name):
+    """commit.columns builds to_frame's arrays, and its numpy sizes plus sql_sizes equal
+    ingest.record_size_sql over the same frame, value for value."""
+    import numpy as np
+    from netatlas import commit
+    from netatlas.catalogue import Catalogue
+    table = Catalogue.load().get(table_name)
+    values = {"VARCHAR": ["", "a", "héllo wörld ✓", "x" * 500, None, "q\"\\"],
+              "BIGINT": [0, -1, 9, 10, 99, 10 ** 15, -(10 ** 18), 2 ** 63 - 1, None],
+              "INTEGER": [0, 7, -123456, 2 ** 31 - 1, None], "DOUBLE": [0.1, 1.0, -2.5e-7, 3, 1e21, None],
+              "BOOLEAN": [True, False, None], "TIMESTAMPTZ": ["2026-01-02T03:04:05Z", "2026-01-02T03:04:05.5Z",
+                                                            "2026-01-02T03:04:05.123456+02:00"],
+              "JSON": [{"a": [1, 2.5, None]}, ["x"], None, 3], "UUID": ["0b3c6e4f-0000-4000-8000-000000000001"]}
+    recs = []
+    for i in range(40):
+        r = {}
+        for k, (c, t) in enumerate(table.columns):
+            read = ingest_stage.READ_AS[t]
+            if c == "TimeGenerated":
+                r[c] = values["TIMESTAMPTZ"][i % 3]
+            elif (i + k) % 3 and read in values:
+                r[c] = values[read][(i * 7 + k) % len(values[read])]
+        recs.append(r)
+    expected = ingest_stage.to_frame(table, recs)
+    frame, sizes = commit.columns(table, recs)
+    assert list(frame) == list(expected)
+    for c in expected:
+        assert type(frame[c]) is type(expected[c]) and frame[c].dtype == expected[c].dtype, c
+        assert frame[c].tolist() == expected[c].tolist(), c
+    ws = netatlas.connect(geoip=False)
+    try:
+        con = ws.connection
+        con.register("f", frame)
+        want = con.execute(f"SELECT {ingest_stage.record_size_sql(table)} FROM "
+                           f"{ingest_stage.frame_source(table, 'f', frame)}").fetchnumpy()
+        _hours, rest = commit.sql_sizes(con, table, "f", frame)
+        got = np.maximum(2, sizes + rest)
+        assert got.tolist() == list(want.values())[0].tolist()
+    finally:
+        ws.close()
