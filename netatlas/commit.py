@@ -216,7 +216,9 @@ def sql_sizes(con, table: Table, name: str, frame: dict) -> tuple[np.ndarray, np
         if read in NUMPY_SIZE or c.startswith("__"):
             continue
         v = f"CAST({ingest._q(c)} AS {read})"
-        terms.append(f"CASE WHEN {v} IS NULL THEN 0 ELSE {len(c.encode()) + 4} + "
+        # a JSON null is absent, as read_json reads it (the frame holds it as the text 'null')
+        absent = f"{v} IS NULL" + (f" OR {v} = 'null'" if read == "JSON" else "")
+        terms.append(f"CASE WHEN {absent} THEN 0 ELSE {len(c.encode()) + 4} + "
                      f"{ingest.VALUE_SIZE[read].format(c=v)} END")
     hour = ("CAST(epoch(date_trunc('hour', CAST(CAST(\"TimeGenerated\" AS TIMESTAMPTZ) AS TIMESTAMP))) AS BIGINT)"
             if "TimeGenerated" in frame else "0")

@@ -158,7 +158,9 @@ def test_the_grouped_path_stores_the_same_rows_and_usage_as_the_json_path(tmp_pa
         r["TimeGenerated"] = r["TimeGenerated"].replace("2026-01-02", now(-timedelta(days=1))[:10])
     for table, rows in (("VMConnection", recs),
                         ("VMComputer", [{"TimeGenerated": recs[0]["TimeGenerated"], "Computer": tag,
-                                         "Ipv4Addresses": ["10.0.0.1", "ü"], "Cpus": 4, "DependencyAgentVersion": 9}]),
+                                         "Ipv4Addresses": ["10.0.0.1", "ü"], "Cpus": 4, "DependencyAgentVersion": 9},
+                                        {"TimeGenerated": recs[1]["TimeGenerated"], "Computer": tag + "-2",
+                                         "Ipv4Addresses": None, "Ipv6Addresses": [], "Cpus": None}]),
                         ("VMProcess", [{"TimeGenerated": recs[1]["TimeGenerated"], "Computer": tag,
                                         "CommandLine": "a b", "Group": {"x": [1, 2.5, None]}}])):
         r = _post(client, table, gzip.compress(json.dumps(rows).encode()), None)
@@ -169,13 +171,12 @@ def test_the_grouped_path_stores_the_same_rows_and_usage_as_the_json_path(tmp_pa
             assert rep.bytes == r.body["bytes"], (table, rep.bytes, r.body)
             cols = [c for c, _ in ws.catalogue.get(table).columns if c not in ("TenantId",)]
             key = "Computer"
-            local = ws.query(f"{table} | project {', '.join(cols)} | order by BytesSent asc" if table == "VMConnection"
-                             else f"{table} | project {', '.join(cols)}").rows
+            order = " | order by BytesSent asc" if table == "VMConnection" else " | order by Computer asc"
+            local = ws.query(f"{table} | project {', '.join(cols)}{order}").rows
         finally:
             ws.close()
         flt = " or ".join(f'{key} == "{x["Computer"]}"' for x in rows)
-        served = client.query(f"{table} | where {flt} | project {', '.join(cols)}"
-                              + (" | order by BytesSent asc" if table == "VMConnection" else ""))
+        served = client.query(f"{table} | where {flt} | project {', '.join(cols)}{order}")
         assert served.status == 200, served.body
         mine = json.loads(json.dumps(local, default=lambda v: v.isoformat().replace("+00:00", "Z")
                                      if hasattr(v, "isoformat") else str(v)))
