@@ -318,7 +318,7 @@ def test_a_held_workspace_keeps_its_in_flight_files(server):
 @pytest.mark.parametrize("table_name", ["VMConnection", "VMBoundPort", "VMComputer"])
 def test_columns_and_billed_sizes_match_to_frame_and_the_sql_expression(table_name):
     """commit.columns builds to_frame's arrays, and its numpy sizes plus sql_sizes equal
-    ingest.record_size_sql over the same frame, value for value."""
+    ingest.record_size_sql over the same values as the JSON path reads them, value for value."""
     import numpy as np
     from netatlas import commit
     from netatlas.catalogue import Catalogue
@@ -349,10 +349,26 @@ def test_columns_and_billed_sizes_match_to_frame_and_the_sql_expression(table_na
     try:
         con = ws.connection
         con.register("f", frame)
+        # the reference: the JSON path's reading, where a JSON null is absent (the frame holds 'null')
+        types = table.column_types
+        ref = {c: (np.array([None if v == "null" else v for v in col], dtype=object)
+                   if ingest_stage.READ_AS[types[c]] == "JSON" else col) for c, col in frame.items()}
+        con.register("ref", ref)
         want = con.execute(f"SELECT {ingest_stage.record_size_sql(table)} FROM "
-                           f"{ingest_stage.frame_source(table, 'f', frame)}").fetchnumpy()
+                           f"{ingest_stage.frame_source(table, 'ref', ref)}").fetchnumpy()
         _hours, rest = commit.sql_sizes(con, table, "f", frame)
         got = np.maximum(2, sizes + rest)
         assert got.tolist() == list(want.values())[0].tolist()
     finally:
         ws.close()
+
+
+def test_the_agent_batch_benchmark_runs():
+    """bench/ingest.py's agent-sized batches, small: every row stored, enriched, agents held printed."""
+    import sys
+    root = Path(__file__).resolve().parent.parent
+    r = subprocess.run([sys.executable, str(root / "bench" / "ingest.py"), "--batches", "0", "--agent-batches", "30"],
+                       capture_output=True, text=True, timeout=300, cwd=root)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "records/s" in r.stdout and "one-minute agents one workspace holds" in r.stdout, r.stdout
+    assert "batches per commit" in r.stdout, r.stdout
