@@ -41,7 +41,7 @@ import numpy as np
 import orjson
 
 from .catalogue import Catalogue, Table
-from .errors import IngestError, did_you_mean
+from .errors import IngestError, StorageError, did_you_mean
 from .kql import types as T
 from .kql.literals import format_timespan
 
@@ -374,10 +374,12 @@ def resolve_table(catalogue: Catalogue, table_name: str) -> Table:
 
 def ingest_records(con: duckdb.DuckDBPyConnection, catalogue: Catalogue, table_name: str, records: list, *,
                    batch_id: str | None = None, context: dict | None = None,
-                   body: bytes | None = None) -> IngestReport:
+                   body: bytes | None = None, inflight: str | os.PathLike | None = None) -> IngestReport:
     """Check, stage and store a batch of records (dicts); all or nothing.
 
-    ``body``: the JSON the records were parsed from, written to the batch file as it is."""
+    ``body``: the JSON the records were parsed from, written to the batch file as it is;
+    ``inflight``: the directory of batch files (the workspace's DIR/inflight; default: the
+    system's temporary directory). A store that cannot write raises StorageError."""
     timings = {}
     t0 = time.perf_counter()
     table = resolve_table(catalogue, table_name)
@@ -391,15 +393,15 @@ def ingest_records(con: duckdb.DuckDBPyConnection, catalogue: Catalogue, table_n
     context = context or {}
     lookups = [lk for f in LOOKUPS if (lk := f(table, records, context)) is not None]
     t1 = time.perf_counter()
-    path = serialize(records, body)
+    path = serialize(records, body, inflight)
     t2 = time.perf_counter()
     try:
         try:
             n, nbytes = store(con, table, read_json_source(table, path), enrich(table, context), batch_id, lookups)
-        except duckdb.ConstraintException:
-            if batch_id is None:
-                raise
-            return IngestReport(table.name, 0, 0, batch_id, True)   # the same batch, sent twice at once
+        except (duckdb.ConstraintException, StorageError):
+            if batch_id is not None and stored_batch(con, batch_id):
+                return IngestReport(table.name, 0, 0, batch_id, True)   # the same batch, sent twice at once
+            raise
         except duckdb.Error as e:
             explain(con, table, records, e, context)   # names the first bad record and field
         t3 = time.perf_counter()
@@ -565,10 +567,10 @@ def ingest_frame(con: duckdb.DuckDBPyConnection, catalogue: Catalogue, table_nam
         try:
             count, nbytes = store(con, table, frame_source(table, name, frame), enrich(table, context), batch_id,
                                   lookups)
-        except duckdb.ConstraintException:
-            if batch_id is None:
-                raise
-            return IngestReport(table.name, 0, 0, batch_id, True)
+        except (duckdb.ConstraintException, StorageError):
+            if batch_id is not None and stored_batch(con, batch_id):
+                return IngestReport(table.name, 0, 0, batch_id, True)
+            raise
         except duckdb.Error as e:
             explain_frame(con, table, name, frame, e)
     finally:
@@ -637,11 +639,15 @@ def _json_kind(v) -> str:
     return {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a bool"}.get(type(v), "null")
 
 
-def serialize(records: list, body: bytes | None = None) -> str:
-    """The batch as a JSON file for read_json: the body as received, or the records as compact JSON."""
+INFLIGHT_PREFIX = "netatlas-batch-"
+
+
+def serialize(records: list, body: bytes | None = None, directory: str | os.PathLike | None = None) -> str:
+    """The batch as a JSON file for read_json (in ``directory``, the workspace's DIR/inflight): the
+    body as received, or the records as compact JSON."""
     if body is None:
         body = orjson.dumps(records, default=_json_default, option=orjson.OPT_NAIVE_UTC)
-    fd, path = tempfile.mkstemp(prefix="netatlas-batch-", suffix=".json")
+    fd, path = tempfile.mkstemp(prefix=INFLIGHT_PREFIX, suffix=".json", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(body)
@@ -710,7 +716,7 @@ def strict_source(table: Table, source: str) -> str:
 
 
 def staged_select(table: Table, source: str, enriched: dict[str, str],
-                  lookups: list[Lookup] = ()) -> tuple[str, list]:
+                  lookups: list[Lookup] = (), size: str | None = None) -> tuple[str, list]:
     """SQL reading the batch (``source``: a relation of the table's columns typed as READ_AS says:
     ``read_json_source`` or ``frame_source``) as finished rows (joined to the lookups), and its
     parameters."""
@@ -729,7 +735,7 @@ def staged_select(table: Table, source: str, enriched: dict[str, str],
         join += sql
         params += values
     key = f", {REMOTE_IP_SQL} AS __remote" if lookups else ""
-    return (f"SELECT {', '.join(cols)} FROM (SELECT *, {record_size_sql(table)} AS __bytes{key} FROM "
+    return (f"SELECT {', '.join(cols)} FROM (SELECT *, {size or record_size_sql(table)} AS __bytes{key} FROM "
             f"{source}) AS __batch{join}", params)
 
 
@@ -844,10 +850,39 @@ def store(con, table: Table, source: str, enriched: dict[str, str], batch_id: st
         if batch_id is not None:
             con.execute(f"UPDATE {BATCHES} SET records = ? WHERE batch_id = ?", [len(rows["h"]), batch_id])
         con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
+    except Exception as e:
+        rollback(con)
+        err = storage_error(e)
+        if err is e:
+            raise
+        raise err from e
     return len(rows["h"]), sum(per_hour.values())
+
+
+def stored_batch(con, batch_id: str) -> bool:
+    """Whether the batch id is stored (a batch sent before, or at the same moment)."""
+    return con.execute(f"SELECT 1 FROM {BATCHES} WHERE batch_id = ?", [batch_id]).fetchone() is not None
+
+
+def rollback(con) -> None:
+    """Roll back the transaction, if DuckDB has not already: a COMMIT that fails (a full disk, a write
+    conflict) ends the transaction, and the ROLLBACK's own error must not hide the real one."""
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error:
+        pass
+
+
+# DuckDB errors that say the store could not write, not that the batch is bad: answered 503, retried
+STORAGE_ERRORS = (duckdb.IOException, duckdb.TransactionException, duckdb.FatalException,
+                  duckdb.OutOfMemoryException)
+
+
+def storage_error(e: Exception) -> Exception:
+    """``e`` as a StorageError when it is the store's failure (STORAGE_ERRORS), else ``e`` itself."""
+    if isinstance(e, STORAGE_ERRORS) and not isinstance(e, duckdb.ConstraintException):
+        return StorageError(f"the workspace could not store the batch: {_first_line(e)}")
+    return e
 
 
 _EPOCH = datetime(1970, 1, 1)

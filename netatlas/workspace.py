@@ -50,8 +50,12 @@ class Workspace:
             from .geoip import GeoIP
             self._geoip = GeoIP(geoip)
         self.path = Path(path) if path is not None else None
+        self.inflight = None              # DIR/inflight: batch files being stored (commit.py)
+        self._committer = None
         if self.path is not None:
             self.path.mkdir(parents=True, exist_ok=True)
+            from .commit import INFLIGHT
+            self.inflight = self.path / INFLIGHT
             try:
                 self.connection = duckdb.connect(str(self.path / DB_FILE))
             except duckdb.IOException as e:
@@ -60,6 +64,10 @@ class Workspace:
                         f"the workspace in {self.path} is held by another process (a running "
                         f"'netatlas workspace serve'?); query it through its HTTP API or stop it first") from None
                 raise
+            # the database's lock is ours: batch files left in DIR/inflight are a stopped server's
+            from .commit import clean_inflight
+            self.inflight.mkdir(mode=0o700, exist_ok=True)
+            clean_inflight(self.inflight)
         else:
             self.connection = duckdb.connect(":memory:")
         self._lock = threading.RLock()
@@ -168,7 +176,7 @@ class Workspace:
     def ingest(self, table: str, records: list[dict], *, batch_id: str | None = None) -> ingest.IngestReport:
         """Validate records against the table's schema, enrich and append them, all or nothing."""
         return ingest.ingest_records(self._ingest_cursor(), self.catalogue, table, records, batch_id=batch_id,
-                                     context=self._context(table))
+                                     context=self._context(table), inflight=self.inflight)
 
     def ingest_frame(self, table: str, frame: dict, *, batch_id: str | None = None) -> ingest.IngestReport:
         """Ingest a batch given as columns ({column: numpy array}; ingest.py, "records as columns"):
@@ -183,12 +191,29 @@ class Workspace:
         ``sender``: the address the batch came from (``machines.note_senders`` learns the
         machines seen behind a NAT from VMComputer batches). ``limit``: the most bytes the body may
         inflate to (ingest.decode)."""
-        data = ingest.decode(body, content_encoding, limit)
         ctx = self._context(table)
         if sender:
             ctx["sender"] = sender
-        return ingest.ingest_json(self._ingest_cursor(), self.catalogue, table, data, batch_id=batch_id,
-                                  context=ctx)
+        return self.committer().ingest(self.catalogue, table, body, batch_id=batch_id, context=ctx,
+                                       content_encoding=content_encoding, limit=limit)
+
+    def committer(self):
+        """The group committers (commit.py) that store ``ingest_json``'s batches, started on first use."""
+        if self._committer is None:
+            from .commit import COMMITTERS, Committers
+            with self._lock:
+                if self._committer is None:
+                    cursors = []
+                    for _ in range(COMMITTERS):
+                        cur = self.connection.cursor()
+                        cur.execute("SET TimeZone = 'UTC'")
+                        runtime.install(cur)
+                        self._cursors.append(cur)
+                        cursors.append(cur)
+                    self._committer = Committers(cursors, self.inflight)
+                    # a workspace dropped without close() stops its committers' threads too
+                    weakref.finalize(self, self._committer.stop)
+        return self._committer
 
     def resolve_addresses(self, addresses, lookback_days: float = 1.0, *,
                           now: datetime | None = None) -> dict[str, list[dict]]:
@@ -316,6 +341,8 @@ class Workspace:
         return Result(compiled.columns, compiled.types, rows, compiled.render, truncated, compiled.sql, timings)
 
     def close(self) -> None:
+        if self._committer is not None:
+            self._committer.close()
         with self._lock:
             for cur in self._cursors:
                 try:

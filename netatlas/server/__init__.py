@@ -44,6 +44,12 @@ max_body_bytes (after decompression); 415 not JSON or an encoding other than gzi
 past its time limit (as the Log Analytics query API answers); 500 a bug. Every error body is
 ``{"error": {"code", "message", ...}}`` (``http.py``).
 
+Storage: setting min_free_bytes (default 1 GiB) is the free space kept on the data directory's
+filesystem; below it ingestion answers 507 STORAGE_FULL with Retry-After and ``/healthz`` says
+``"status": "storage_full"`` with the reason. A store that cannot write (a full disk, an I/O
+error, a write conflict) answers 503 STORAGE_UNAVAILABLE with Retry-After, logged with its cause.
+Nothing of such a batch is stored: send it again later (``ingest.py``).
+
 Importing this package does not import Starlette or uvicorn (the command line reads the
 settings table at every start); ``create_app`` and ``serve`` load them on first use.
 """

@@ -18,7 +18,7 @@ from starlette.routing import Route
 from ..auth import AuthError
 from ..catalogue import Catalogue
 from ..keys import KeyStore
-from ..metrics import Metrics
+from ..metrics import Metrics, add_storage_metrics
 from . import backup, health, ingest, machines, query, retention, threatintel, views
 from . import ui
 from .http import HttpError, error_response
@@ -134,7 +134,7 @@ def create_app(data_dir: str | os.PathLike, *, settings: Settings | None = None,
         ws.refuse_expired = True        # a TimeGenerated older than its table's retention: 400
         catalogue = getattr(ws, "catalogue", None) or Catalogue.load()
         svc = Service(data_dir=data_dir, settings=settings, workspace=ws, keys=keys,
-                      catalogue=catalogue, metrics=Metrics(catalogue.names()))
+                      catalogue=catalogue, metrics=add_storage_metrics(Metrics(catalogue.names())))
         app.state.service = svc
         tasks = [asyncio.create_task(retention.schedule(svc), name="netatlas-retention"),
                  asyncio.create_task(threatintel.schedule(svc), name="netatlas-threatintel")]

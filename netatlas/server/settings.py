@@ -101,6 +101,10 @@ SETTINGS: tuple[Setting, ...] = (
             "threatintel_interval: files or http(s) URLs, each optionally prefixed by its format "
             "(stix:, csv:, list:; otherwise guessed)"),
     Setting("threatintel_interval", 3600.0, float, "SECONDS", "seconds between two imports of the feeds"),
+    # ---- storage (commit helper, issue 11 item 1) ----
+    Setting("min_free_bytes", 1024 * MiB, int, "BYTES",
+            "free space kept on the data directory's filesystem: below it ingestion answers 507 "
+            "STORAGE_FULL (with Retry-After) before the store fails, and /healthz says why; 0 for none"),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}
