@@ -124,6 +124,9 @@ def poisoned(tmp_path_factory):
         ws.connection.execute(f'INSERT INTO "{table}" (TimeGenerated, Computer, Machine, _BilledSize) '
                               f"VALUES ({POISON}, 'poison', 'm-poison', 10)")
     ws.connection.execute(f"INSERT INTO _netatlas_usage VALUES ({POISON}, 'VMConnection', 'VMInsights', 10)")
+    # dated now, so retention keeps it: its BootTime (year 10000) stays while the server answers
+    ws.connection.execute(f'INSERT INTO "VMComputer" (TimeGenerated, Computer, Machine, BootTime, _BilledSize) '
+                          f"VALUES (now()::TIMESTAMP, 'boot-poison', 'm-boot', {POISON}, 10)")
     ws.close()
     s = Server(data, "--retention-interval", "100000").start()
     yield s
@@ -149,6 +152,21 @@ def test_stored_poison_rows_break_no_query_or_view_and_retention_removes_them(po
     assert r.body["tables"][0]["rows"] == [[0]]      # removed by the retention pass at start
     assert c.query("Usage | where isnull(TimeGenerated) | count").body["tables"][0]["rows"] == [[0]]
     assert c.query("VMConnection | where Computer == 'good' | count").body["tables"][0]["rows"] == [[1]]
+
+
+def test_a_stored_datetime_beyond_year_9999_answers_null_through_the_server(poisoned):
+    """A datetime column retention does not look at (BootTime) holds year 10000: queries over it and
+    the machine views answer (the value as null, as Kusto has no such datetime), never 500."""
+    c = poisoned.client()
+    for q in ['VMComputer | where Computer == "boot-poison" | project BootTime',
+              "VMComputer | order by BootTime desc | take 3 | project Computer, BootTime",
+              "VMComputer | summarize arg_max(BootTime, *)", "VMComputer | summarize max(BootTime)"]:
+        r = c.query(q)
+        assert r.status == 200, (q, r.body)
+    rows = c.query('VMComputer | where Computer == "boot-poison" | project BootTime').body["tables"][0]["rows"]
+    assert rows == [[None]]
+    r = c.call("GET", "/api/machines")
+    assert r.status == 200 and "boot-poison" in json.dumps(r.body), r.body
 
 
 def test_retention_removes_rows_dated_beyond_tomorrow(tmp_path):
