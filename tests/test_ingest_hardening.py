@@ -268,3 +268,33 @@ def test_a_record_of_more_than_500_fields_is_refused(client):
     err = assert_error_shape(client.ingest("VMConnection", [records(unique(), 1)[0], record]), 400,
                              "INGEST_TOO_MANY_FIELDS")
     assert err["record"] == 1 and "500" in err["message"]
+
+
+# ---------------------------------------------------------------- all of it through group commit
+
+def test_concurrent_batches_each_get_their_own_answer_through_group_commit(client):
+    """Batches sent at once are stored in groups (commit.py): a bad value in one (a poison datetime,
+    a fraction in an integer column) is refused naming its record and field, a long string is cut
+    and counted, and the good batches of the same moment are stored."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    computers = [unique() for _ in range(16)]
+    batches = [records(c, 20) for c in computers]
+    batches[3][5]["TimeGenerated"] = "10000-01-01T00:00:00Z"
+    batches[7][6]["TimeGenerated"] = now(timedelta(days=2))
+    batches[11][7]["ProcessName"] = "x" * (MAX_FIELD_BYTES + 100)
+    batches[13][8]["BytesSent"] = 3.5
+    with ThreadPoolExecutor(8) as pool:
+        replies = list(pool.map(lambda b: client.ingest("VMConnection", b, gzipped=True), batches))
+    refused = {3: (5, "TimeGenerated", "INGEST_DATETIME_RANGE"), 7: (6, "TimeGenerated", "INGEST_DATETIME_RANGE"),
+               13: (8, "BytesSent", "INGEST_TYPE")}
+    for i, (r, c) in enumerate(zip(replies, computers)):
+        if i in refused:
+            record, field, code = refused[i]
+            err = assert_error_shape(r, 400, code)
+            assert (err["record"], err["field"]) == (record, field), (i, err)
+            assert client.count("VMConnection", c) == 0
+        else:
+            assert r.status == 200 and r.body["records"] == 20, (i, r.body)
+            assert r.body["truncated"] == (1 if i == 11 else 0), (i, r.body)
+            assert client.count("VMConnection", c) == 20
