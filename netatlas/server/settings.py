@@ -158,7 +158,7 @@ def _check(self) -> None:
                             f"(--tls-cert) and its private key (--tls-key)")
     if self.tls_cert:
         self.tls_context()
-    for name, low in (("max_result_bytes", 1024), ("query_concurrency", 0), ("query_queue", 0)):  # query helper
+    for name, low in (("max_result_bytes", 1), ("query_concurrency", 0), ("query_queue", 0)):  # query helper
         if getattr(self, name) < low:
             raise SettingsError(f"{name}: expected at least {low}, got {getattr(self, name)}")
 
