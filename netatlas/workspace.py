@@ -317,7 +317,7 @@ class Workspace:
                     cut = "max_rows"
                     break
             if cut is not None:
-                cur.execute("SELECT 1")        # ends the streaming result the cap left open
+                cur.execute("SELECT 1").fetchall()     # ends the streaming result the cap left open
             return rows, cut
         except duckdb.InterruptException:
             raise (deadline.error() if deadline is not None else
