@@ -113,6 +113,28 @@ class QueryPool:
             self.queue = self.slots * QUEUE_PER_SLOT if queue is None else queue
             self._cond.notify_all()
 
+    def warm(self) -> None:
+        """Open every cursor now (each costs ~0.1 s: the runtime's functions), so no query pays
+        for one; the server calls it in a thread at start."""
+        while True:
+            with self._cond:
+                if self._closed or self._made >= self.slots:
+                    return
+                self._made += 1
+            try:
+                cur = self._open()
+            except Exception:           # best effort (closed meanwhile): a query opens its own
+                with self._cond:
+                    self._made -= 1
+                return
+            with self._cond:
+                if self._closed:
+                    _close(cur)
+                    return
+                self._all.append(cur)
+                self._free.insert(0, cur)       # the warm ones stay at the end, used first
+                self._cond.notify()
+
     @contextmanager
     def cursor(self, deadline: Deadline | None = None):
         """A cursor for this thread until the block ends; the thread's own one when it already

@@ -20,11 +20,12 @@ def load_bench():
 def test_the_concurrency_benchmark_reports_idle_and_loaded_latencies():
     bench = load_bench()
     lines = []
-    code = bench.main(["--samples", "20", "--heavy", "1", "--batch-size", "5", "--heavy-timeout", "2"],
+    code = bench.main(["--samples", "20", "--heavy", "1", "--batch-size", "5", "--heavy-timeout", "2",
+                       "--rounds", "2"],
                       write=lines.append)
     text = "\n".join(lines)
     assert code == 0, text
-    assert "1 heavy queries running" in text and "stopped at their 2 s limit" in text
+    assert "in 2 rounds" in text and "1 heavy queries running" in text and "stopped at their 2 s" in text
     for name in ("print 1", "ingest 5 records"):
         line = next(line for line in lines if line.startswith(name))
         assert re.search(r"(\d+\.\dms\s+){4}\d+\.\d\dx\s+(PASS|MISS)$", line), line

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import logging
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -163,6 +164,7 @@ def create_app(data_dir: str | os.PathLike, *, settings: Settings | None = None,
         ws.default_retention_days = settings.retention_days
         if getattr(ws, "pool", None) is not None:       # queries side by side (pool.py)
             ws.pool.configure(settings.query_concurrency or None, settings.query_queue or None)
+            threading.Thread(target=ws.pool.warm, name="netatlas-query-pool-warm", daemon=True).start()
         catalogue = getattr(ws, "catalogue", None) or Catalogue.load()
         svc = Service(data_dir=data_dir, settings=settings, workspace=ws, keys=keys,
                       catalogue=catalogue, metrics=Metrics(catalogue.names()))
