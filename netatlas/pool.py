@@ -103,6 +103,7 @@ class QueryPool:
         self.waiting = 0
         self._cond = threading.Condition()
         self._closed = False
+        self._opening = 0                       # cursors being opened (close waits for them)
         self._held = threading.local()          # the cursor this thread holds, for nested use
         self.watchdog = Watchdog()
 
@@ -121,13 +122,18 @@ class QueryPool:
                 if self._closed or self._made >= self.slots:
                     return
                 self._made += 1
+                self._opening += 1
             try:
                 cur = self._open()
             except Exception:           # best effort (closed meanwhile): a query opens its own
                 with self._cond:
                     self._made -= 1
+                    self._opening -= 1
+                    self._cond.notify_all()
                 return
             with self._cond:
+                self._opening -= 1
+                self._cond.notify_all()
                 if self._closed:
                     _close(cur)
                     return
@@ -175,16 +181,20 @@ class QueryPool:
             if self._free:
                 return self._free.pop()
             self._made += 1
+            self._opening += 1
         try:
             cur = self._open()
         except BaseException:
             with self._cond:
                 self._made -= 1
                 self.running -= 1
-                self._cond.notify()
+                self._opening -= 1
+                self._cond.notify_all()
             raise
         with self._cond:
+            self._opening -= 1
             self._all.append(cur)
+            self._cond.notify_all()
         return cur
 
     def _release(self, cur) -> None:
@@ -200,8 +210,11 @@ class QueryPool:
             self._cond.notify()
 
     def close(self) -> None:
+        """Close every cursor, once those being opened are (the main connection cannot close
+        while one is being set up)."""
         with self._cond:
             self._closed = True
+            self._cond.wait_for(lambda: not self._opening, timeout=30)
             for cur in self._all:
                 _close(cur)
             self._all.clear()

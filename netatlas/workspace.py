@@ -368,7 +368,8 @@ class Workspace:
             self._cursors.clear()
             if self._geoip is not None:
                 self._geoip.close()
-            self.connection.close()
+            with self._cursor_lock:         # not while a cursor is being made (the pool's warm-up)
+                self.connection.close()
 
     def __enter__(self):
         return self

@@ -243,3 +243,14 @@ def test_the_pool_refuses_past_its_queue_and_frees_its_cursors(tmp_path):
         assert ws.query("print 1").rows == [[1]]
     finally:
         ws.close()
+
+
+def test_the_command_line_says_which_limit_cut_the_result():
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "netatlas", "query", "--memory", "--format", "csv",
+                          'range x from 1 to 100000000000 step 1 | extend s = strrep("x", 1000)'],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "cut at max_result_bytes (67,108,864 bytes)" in out.stderr, out.stderr
+    assert 60_000 < out.stdout.count("\n") < 67_000
