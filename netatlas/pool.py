@@ -75,17 +75,17 @@ class Watchdog:
                 if not self._armed:
                     self._cond.wait()
                     continue
-                token, (at, cursor) = min(self._armed.items(), key=lambda kv: kv[1][0])
+                # no cursor is held in this frame while it waits: a daemon thread's frame outlives
+                # the interpreter's cleanup, and would keep the cursor (and its database) alive
+                at, token = min((at, token) for token, (at, _) in self._armed.items())
                 left = at - time.monotonic()
                 if left > 0:
                     self._cond.wait(left)
                     continue
-                del self._armed[token]
                 try:
-                    cursor.interrupt()
+                    self._armed.pop(token)[1].interrupt()
                 except Exception:
                     pass
-                del cursor
 
 
 class QueryPool:
