@@ -172,7 +172,7 @@ def run(samples: int = 200, heavy: int = 2, batch_size: int = 20, heavy_timeout:
             server.wait()
     write(f"{per_round * rounds} samples of each request, one after another, in {rounds} rounds of idle then "
           f"loaded: {heavy} heavy queries running ({runs} run, {stopped} stopped at their {heavy_timeout:g} s "
-          f"limit, the rest when the round ended); {os.cpu_count()} cores")
+          f"limit); {os.cpu_count()} cores")
     write(f"{'request':<22}{'idle p50':>10}{'idle p99':>10}{'loaded p50':>12}{'loaded p99':>12}"
           f"{'p99 ratio':>11}  goal < {GOAL:g}x")
     rows = {}
