@@ -5,7 +5,9 @@ An agent's batch is small (100-500 records); stored alone, each paid DuckDB's pl
 INSERT (12-13 ms, most of it the billed-size expression) and was parsed twice (orjson, then
 read_json). Here each batch is
 
-    prepare   (the request's thread) decode, parse once (orjson), check (ingest.check), as columns
+    prepare   (the request's thread) decode (one gzip layer, inflated at most max_body_bytes),
+              parse once (orjson), check (ingest.check: shape, columns, 500 fields), strings over
+              32 KB cut (ingest.truncate_long_strings, counted in the report), as columns
               (ingest.to_frame), the billed size of its records in numpy (``sizes``), its remote
               addresses; a batch refused here never reaches a group
     queue     ``Committer.submit``: the batch waits on the committer's queue
@@ -16,7 +18,8 @@ read_json). Here each batch is
     store     one transaction: the batch ids, ONE INSERT of the concatenated frames (enriched
               by ingest.ENRICHERS and LOOKUPS, billed sizes given: no per-batch planning), the
               hourly Usage bytes; then each batch's sender learns its result
-    alone     a group that fails on a value (a datetime DuckDB cannot cast) is stored again one
+    alone     a group that fails on a value (a datetime DuckDB cannot cast or outside its window:
+              ingest.datetime_checks) is stored again one
               batch at a time through ingest.ingest_records, so only the bad batch is refused,
               with its record and field; a batch to_frame refused goes that way from the start.
               A storage failure (ingest.STORAGE_ERRORS) answers every batch of the group with
@@ -67,6 +70,7 @@ class Pending:
     done: threading.Event = field(default_factory=threading.Event)
     report: ingest.IngestReport | None = None
     error: BaseException | None = None
+    truncated: int = 0                 # string values cut at Azure's 32 KB (ingest.truncate_long_strings)
 
     def finish(self, report: ingest.IngestReport | None = None, error: BaseException | None = None) -> None:
         self.report, self.error = report, error
@@ -74,10 +78,11 @@ class Pending:
 
 
 def prepare(catalogue: Catalogue, table_name: str, body: bytes, *, batch_id: str | None = None,
-            context: dict | None = None, content_encoding: str | None = None) -> Pending:
-    """Decode, parse (once) and check a JSON batch, as columns; IngestError for what the client
-    must fix."""
-    body = ingest.decode(body, content_encoding)
+            context: dict | None = None, content_encoding: str | None = None,
+            limit: int | None = ingest.MAX_POST_BYTES) -> Pending:
+    """Decode (inflating at most ``limit`` bytes), parse (once) and check a JSON batch, as columns;
+    IngestError for what the client must fix."""
+    body = ingest.decode(body, content_encoding, limit)
     table = ingest.resolve_table(catalogue, table_name)
     try:
         records = orjson.loads(body)
@@ -87,7 +92,9 @@ def prepare(catalogue: Catalogue, table_name: str, body: bytes, *, batch_id: str
         raise IngestError(f"{table.name}: the body must be a JSON array of records, not a {type(records).__name__}",
                           code="INGEST_BAD_BODY")
     ingest.check(table, records)
-    p = Pending(table, records, body, batch_id, dict(context or {}), n=len(records))
+    truncated = ingest.truncate_long_strings(table, records, body)   # then the batch file is written from them
+    p = Pending(table, records, None if truncated else body, batch_id, dict(context or {}), n=len(records),
+                truncated=truncated)
     if "_BilledSize" not in table.column_types or not records:
         return p                        # Usage counted over stored rows: the JSON path
     try:
@@ -441,7 +448,8 @@ class Committer:
                 took = time.perf_counter() - t0
                 for it, b in zip(grouped, sizes):
                     self._senders(it)
-                    it.finish(ingest.IngestReport(table.name, it.n, b, it.batch_id, False, {"store": took}))
+                    it.finish(ingest.IngestReport(table.name, it.n, b, it.batch_id, False, {"store": took},
+                                                  it.truncated))
         for it in alone:
             try:
                 it.finish(self._alone(it))
@@ -458,8 +466,11 @@ class Committer:
                     f.finish(ingest.IngestReport(table.name, 0, 0, f.batch_id, True))
 
     def _alone(self, it: Pending) -> ingest.IngestReport:
-        return ingest.ingest_records(self.con, _OneTable(it.table), it.table.name, it.records,
-                                     batch_id=it.batch_id, context=it.context, body=it.body, inflight=self.inflight)
+        report = ingest.ingest_records(self.con, _OneTable(it.table), it.table.name, it.records,
+                                       batch_id=it.batch_id, context=it.context, body=it.body, inflight=self.inflight)
+        if not report.duplicate:
+            report.truncated = it.truncated    # cut in prepare: ingest_records finds nothing left to cut
+        return report
 
     def _senders(self, it: Pending) -> None:
         if it.context.get("sender") and it.table.name == "VMComputer":
@@ -508,11 +519,12 @@ class Committers:
         return min(self.all, key=lambda c: c.queue.qsize() + c.preparing)
 
     def ingest(self, catalogue: Catalogue, table_name: str, body: bytes, *, batch_id: str | None = None,
-               context: dict | None = None, content_encoding: str | None = None) -> ingest.IngestReport:
+               context: dict | None = None, content_encoding: str | None = None,
+               limit: int | None = ingest.MAX_POST_BYTES) -> ingest.IngestReport:
         """Prepare a batch (IngestError for what the client must fix) and store it in a group."""
         committer = self.pick(batch_id)
         pending = committer.prepare(catalogue, table_name, body, batch_id=batch_id, context=context,
-                                    content_encoding=content_encoding)
+                                    content_encoding=content_encoding, limit=limit)
         return committer.submit(pending)
 
     @property

@@ -130,6 +130,9 @@ class Metrics:
         self.retention_runs = Counter("netatlas_retention_runs_total",
                                       "Retention passes, by outcome.", ("outcome",))
         self.uptime = Gauge("netatlas_uptime_seconds", "Seconds since the server started.")
+        # ingest helper (issue 11, item 17)
+        self.fields_truncated = Counter("netatlas_fields_truncated_total",
+                                        "String values cut at Azure's 32 KB field limit, by table.", ("table",))
         for t in tables:
             self.records_ingested.touch(table=t)
             self.bytes_ingested.touch(table=t)

@@ -14,6 +14,7 @@ from . import kql
 from .catalogue import Catalogue
 from .errors import IngestError, NetatlasError, QueryExecutionError, QueryLimitError
 from . import ingest, migrate
+from .ingest import MAX_POST_BYTES
 from .kql import runtime
 from .kql import types as T
 from .kql.values import convert_rows
@@ -51,6 +52,8 @@ class Workspace:
         self._geoip = None
         self._matcher = None
         self.default_retention_days = DEFAULT_RETENTION_DAYS   # a table's days until set_retention
+        self.refuse_expired = False     # refuse a TimeGenerated older than the table's retention (the server)
+        self._retention_cache: dict[str, int] = {}
         if geoip not in (None, True, False):          # a database named: open it now, fail now
             from .geoip import GeoIP
             self._geoip = GeoIP(geoip)
@@ -143,6 +146,9 @@ class Workspace:
     def _context(self, table: str) -> dict:
         """What the enrichers of a batch of ``table`` need (ingest.ENRICHERS, ingest.LOOKUPS)."""
         ctx = {"workspace_id": self.id}
+        if (t := self.catalogue.get(table)) is not None:
+            days = self._retention_days(table) if self.refuse_expired else None
+            ctx["datetime_window"] = ingest.datetime_window(t, datetime.now(timezone.utc), days)
         if table == "VMConnection":
             ctx["geoip"] = self.geoip
             ctx["threatintel"] = self.threat_matcher()
@@ -201,15 +207,17 @@ class Workspace:
                                    context=self._context(table))
 
     def ingest_json(self, table: str, body: bytes | str, *, batch_id: str | None = None,
-                    content_encoding: str | None = None, sender: str | None = None) -> ingest.IngestReport:
+                    content_encoding: str | None = None, sender: str | None = None,
+                    limit: int | None = MAX_POST_BYTES) -> ingest.IngestReport:
         """Ingest a JSON array of records (optionally gzip-compressed), as the HTTP API does.
         ``sender``: the address the batch came from (``machines.note_senders`` learns the
-        machines seen behind a NAT from VMComputer batches)."""
+        machines seen behind a NAT from VMComputer batches). ``limit``: the most bytes the body may
+        inflate to (ingest.decode)."""
         ctx = self._context(table)
         if sender:
             ctx["sender"] = sender
         return self.committer().ingest(self.catalogue, table, body, batch_id=batch_id, context=ctx,
-                                       content_encoding=content_encoding)
+                                       content_encoding=content_encoding, limit=limit)
 
     def committer(self):
         """The group committers (commit.py) that store ``ingest_json``'s batches, started on first use."""
@@ -255,6 +263,13 @@ class Workspace:
             set_ = dict(self.connection.execute(f'SELECT "table", days FROM {RETENTION_TABLE}').fetchall())
         return {t: set_.get(t, self.default_retention_days) for t in self.catalogue.names()}
 
+    def _retention_days(self, table: str) -> int:
+        """The table's retention in days, cached until set_retention."""
+        days = self._retention_cache.get(table)
+        if days is None:
+            days = self._retention_cache[table] = self.retention()[table]
+        return days
+
     def set_retention(self, table: str, days: int) -> None:
         if table not in self.catalogue:
             raise IngestError(f"unknown table '{table}'", code="INGEST_UNKNOWN_TABLE")
@@ -263,11 +278,12 @@ class Workspace:
                               code="RETENTION_INVALID")
         with self._lock:
             self.connection.execute(f'INSERT OR REPLACE INTO {RETENTION_TABLE} VALUES (?, ?)', [table, days])
+        self._retention_cache.clear()
 
     def apply_retention(self, now: datetime | None = None) -> dict[str, int]:
-        """Delete rows older than each table's retention; returns rows deleted per table.
-        Runs in small steps on a cursor of its own (``delete_in_steps``), holding no lock:
-        ingestion and queries go on meanwhile."""
+        """Delete rows older than each table's retention, and rows dated beyond the datetime window
+        (``expired_or_future``); returns rows deleted per table. Runs in small steps on a cursor of
+        its own (``delete_in_steps``), holding no lock: ingestion and queries go on meanwhile."""
         now = now or datetime.now(timezone.utc)
         if now.tzinfo is not None:
             now = now.astimezone(timezone.utc).replace(tzinfo=None)
@@ -277,7 +293,8 @@ class Workspace:
             for table, days in self.retention().items():
                 cutoff = now - timedelta(days=days)
                 target, column = (ingest.USAGE_RAW, "hour") if table == ingest.USAGE else (f'"{table}"', "TimeGenerated")
-                n = delete_in_steps(cur, target, f"{column} < ?", [cutoff])
+                where, params = expired_or_future(column, cutoff, now)
+                n = delete_in_steps(cur, target, where, params)
                 if n:
                     deleted[table] = n
         finally:
@@ -446,6 +463,13 @@ def _clean(e: Exception) -> str:
     for prefix in ("Conversion Error: ", "Invalid Input Error: ", "Binder Error: ", "Out of Range Error: "):
         msg = msg.replace(prefix, "")
     return msg
+
+
+def expired_or_future(column: str, cutoff: datetime, now: datetime) -> tuple[str, list]:
+    """The condition (SQL, parameters) of the rows a retention pass deletes: older than ``cutoff``,
+    or more than ingest.FUTURE ahead of ``now`` (refused at ingestion since; a workspace from
+    before may hold them, and they would never expire)."""
+    return f"({column} < ? OR {column} > ?)", [cutoff, now + ingest.FUTURE]
 
 
 def connect(path: str | os.PathLike | None = None, *, geoip: str | os.PathLike | bool | None = None) -> Workspace:

@@ -165,6 +165,7 @@ def create_app(data_dir: str | os.PathLike, *, settings: Settings | None = None,
         if getattr(ws, "pool", None) is not None:       # queries side by side (pool.py)
             ws.pool.configure(settings.query_concurrency or None, settings.query_queue or None)
             threading.Thread(target=ws.pool.warm, name="netatlas-query-pool-warm", daemon=True).start()
+        ws.refuse_expired = True        # a TimeGenerated older than its table's retention: 400
         catalogue = getattr(ws, "catalogue", None) or Catalogue.load()
         svc = Service(data_dir=data_dir, settings=settings, workspace=ws, keys=keys,
                       catalogue=catalogue, metrics=add_storage_metrics(Metrics(catalogue.names())))

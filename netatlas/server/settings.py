@@ -80,8 +80,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("tls_cert", "", str, "PATH",
             "a PEM certificate (chain) to serve https with; needs tls_key (default: plain http)"),
     Setting("tls_key", "", str, "PATH", "the PEM private key of tls_cert"),
-    Setting("max_body_bytes", 32 * MiB, int, "BYTES",
-            "largest request body accepted, counted after gzip decompression (larger: 413)"),
+    Setting("max_body_bytes", 30 * MiB, int, "BYTES",
+            "largest request body accepted, counted after gzip decompression (larger: 413); "
+            "30 MiB is Azure's Data Collector API limit"),
     Setting("max_rows", 500_000, int, "ROWS",
             "most rows a query returns; past it the result is cut and statistics.truncated is true"),
     Setting("query_timeout", 60.0, float, "SECONDS", "seconds a query may run before it is stopped (504)"),
