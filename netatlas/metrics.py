@@ -137,7 +137,7 @@ class Metrics:
             self.records_ingested.touch(table=t)
             self.bytes_ingested.touch(table=t)
             self.batches_ingested.touch(table=t)
-        for outcome in ("ok", "kql_error", "timeout", "runtime_error"):
+        for outcome in ("ok", "kql_error", "timeout", "runtime_error", "busy"):
             self.queries.touch(outcome=outcome)
 
     def all(self) -> list:

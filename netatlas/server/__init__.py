@@ -29,6 +29,9 @@ of the ``--config`` TOML file, ...): data, host, port, tls_cert, tls_key (https 
 max_body_bytes, max_rows, query_timeout, retention_days, retention_interval, max_clock_skew,
 geoip_db, threatintel_feeds, threatintel_interval. ``netatlas workspace install`` (``install.py``)
 writes them to a configuration file beside a systemd unit that serves it.
+Queries: max_result_bytes (a result is cut past it, or past max_rows: ``statistics.truncated``,
+``truncated_by`` and ``message``), query_concurrency and query_queue (queries run side by side on
+that many DuckDB cursors; when all are busy and the queue is full: 429 QUERY_BUSY with Retry-After).
 
 Ingestion headers: ``Authorization: SharedKey <workspace id>:<signature>`` and ``x-ms-date`` (see
 ``netatlas.auth``), ``Content-Type: application/json``, ``Content-Length``, optionally

@@ -105,6 +105,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("min_free_bytes", 1024 * MiB, int, "BYTES",
             "free space kept on the data directory's filesystem: below it ingestion answers 507 "
             "STORAGE_FULL (with Retry-After) before the store fails, and /healthz says why; 0 for none"),
+    # ---- query helper (issue 11, items 7 and 9): the result's size cap, queries side by side
+    Setting("max_result_bytes", 64 * MiB, int, "BYTES",
+            "largest query result (its JSON, estimated); past it the result is cut and statistics.truncated is true"),
+    Setting("query_concurrency", 0, int, "QUERIES",
+            "queries run at once, each on a DuckDB cursor of its own (0: 4 per core)"),
+    Setting("query_queue", 0, int, "QUERIES",
+            "queries that may wait for a cursor when all are busy; past it 429 QUERY_BUSY (0: 2 per cursor)"),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}
@@ -156,6 +163,9 @@ def _check(self) -> None:
                             f"(--tls-cert) and its private key (--tls-key)")
     if self.tls_cert:
         self.tls_context()
+    for name, low in (("max_result_bytes", 1), ("query_concurrency", 0), ("query_queue", 0)):  # query helper
+        if getattr(self, name) < low:
+            raise SettingsError(f"{name}: expected at least {low}, got {getattr(self, name)}")
 
 
 TLS_PEM = (("tls_cert", b"-----BEGIN CERTIFICATE-----", "a PEM certificate"),
