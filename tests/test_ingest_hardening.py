@@ -100,6 +100,20 @@ def test_every_datetime_column_is_checked(client):
     assert client.ingest("VMComputer", batch[:1]).status == 200
 
 
+def test_datetimes_at_the_edges_of_kustos_range_are_stored_and_answered(client):
+    """Year 1 and the last microsecond of 9999 are datetimes Kusto holds: stored, queried, shown as
+    ISO 8601 (year 1 as "0001", which a client can parse back), never a 500."""
+    computer = unique()
+    edges = ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z"]
+    batch = [{"TimeGenerated": now(), "Computer": computer, "BootTime": v} for v in edges]
+    assert client.ingest("VMComputer", batch).status == 200
+    for q in ["project BootTime", "project b = BootTime + 1d", "project b = BootTime - 1d"]:
+        r = client.query(f'VMComputer | where Computer == "{computer}" | {q}')
+        assert r.status == 200, (q, r.body)
+    rows = client.query(f'VMComputer | where Computer == "{computer}" | order by BootTime asc | project BootTime')
+    assert rows.body["tables"][0]["rows"] == [[v] for v in edges]
+
+
 def test_a_datetime_within_the_window_is_stored(client):
     computer = unique()
     batch = records(computer, 2)

@@ -119,7 +119,7 @@ def format_timespan(ticks: int) -> str:
 def format_datetime_iso(d: datetime) -> str:
     if d.tzinfo is not None:
         d = d.astimezone(timezone.utc).replace(tzinfo=None)
-    out = d.strftime("%Y-%m-%dT%H:%M:%S")
+    out = f"{d.year:04d}" + d.strftime("-%m-%dT%H:%M:%S")     # %Y is "1", not "0001", for year 1
     if d.microsecond:
         out += f".{d.microsecond:06d}".rstrip("0")
     return out + "Z"
