@@ -853,12 +853,16 @@ def resend(spool: str | os.PathLike, ids: Iterable[str] = (), *, every: bool = F
 
 
 def spool_arguments(p) -> None:
+    import argparse
     sub = p.add_subparsers(dest="spool_action", metavar="list|resend", required=True)
     sub.add_parser("list", help="the pending and quarantined batches: id, table, records, bytes, age, why "
                                 "quarantined")
     r = sub.add_parser("resend", help="move quarantined batches back to the queue (while no agent runs on the spool)")
     r.add_argument("ids", nargs="*", metavar="ID", help="batch ids (or sequence numbers) as `spool list` shows them")
     r.add_argument("--all", action="store_true", help="every quarantined batch")
+    for q in sub.choices.values():   # the spool's settings after the action too (`spool list --spool DIR`)
+        q.add_argument("--spool", default=argparse.SUPPRESS, help="the spool directory (as for `agent run`)")
+        q.add_argument("--config", default=argparse.SUPPRESS, help="a TOML file of settings (as for `agent run`)")
 
 
 def cmd_spool(args, config: AgentConfig) -> int:
