@@ -4,7 +4,9 @@
 |---|---|---|
 | enqueue | records of one table -> batches of at most batch_max_records: gzip JSON, each with a durable batch id, written to the spool (temp file, fsync, rename) before anything is sent | ``Shipper.enqueue`` |
 | cap | the spool past spool_max_bytes: the oldest batches are dropped, counted and logged | ``Shipper._enforce_cap`` |
-| flush | spooled batches sent oldest first, SharedKey-signed (``netatlas.auth.signed_headers``); each removed only after a 200, or moved to ``rejected/`` on an answer that can never change (``OUTCOMES``); anything else keeps it and stops the flush until a backoff has passed | ``Shipper.flush``, ``HttpSender`` |
+| flush | spooled batches sent oldest first, SharedKey-signed (``netatlas.auth.signed_headers``); each removed only after a 200, or quarantined in ``rejected/`` on a 4xx naming a record or the batch (``outcome``); anything else (5xx, 429, 408, 401/403, no answer) keeps it and stops the flush until a backoff (or the server's Retry-After) has passed | ``Shipper.flush``, ``HttpSender`` |
+| quarantine | ``rejected/`` capped at quarantine_max_bytes: the oldest deleted, logged by id and counted; listed and resent by ``netatlas agent spool list|resend`` | ``Shipper._cap_quarantine``, ``spool_rows``, ``resend`` |
+| lock | one agent per spool: an flock on ``agent.lock`` holding the pid | ``SpoolLock`` |
 | run | the agent's loop: ``collect()`` every interval -> ``enqueue``; flushes on the shipper's own thread | ``run``, ``Shipper.start`` |
 
 The spool directory:
@@ -13,6 +15,7 @@ The spool directory:
     000000000042.VMConnection.500.<id>.gz      one batch: sequence, table, records, batch id; the body as sent
     rejected/<same name> and <name>.reply.json batches the workspace refused for good, and its answer
     .<name>.tmp                                a batch being written (removed at start: never sent)
+    agent.lock                                 flock'ed by the agent running on the spool; its pid
 
 A batch id is ``<agent id>.<spool id>.<sequence>``: the agent id from machine_id_file, a random
 spool id chosen when the spool is created (so an emptied spool never reuses an id the workspace
