@@ -15,7 +15,7 @@ import pytest
 from conftest import ROOT
 from test_up import free_port
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="up starts its agent only as root")
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="up starts its agent only as root")
 
 
 def alive(pid: int) -> bool:
@@ -55,6 +55,7 @@ def wait_gone(pid: int, seconds: float = 30) -> bool:
     return not alive(pid)
 
 
+@needs_root
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=lambda s: s.name)
 def test_up_stops_its_agent_on(sig, tmp_path):
     p, agent = start_up(tmp_path)
@@ -68,6 +69,7 @@ def test_up_stops_its_agent_on(sig, tmp_path):
                 os.kill(pid, signal.SIGKILL)
 
 
+@needs_root
 def test_the_agent_dies_when_up_is_killed(tmp_path):
     p, agent = start_up(tmp_path)
     try:
@@ -82,3 +84,10 @@ def test_the_agent_dies_when_up_is_killed(tmp_path):
     p.send_signal(signal.SIGTERM)
     p.wait(40)
     assert wait_gone(agent)
+
+
+def test_up_with_tls_settings_points_its_agent_and_demo_at_https():
+    from netatlas.server.settings import Settings
+    from netatlas.up import _local_url
+    assert _local_url(Settings(host="0.0.0.0", port=8443, tls_cert="c.pem", tls_key="k.pem")) == "https://127.0.0.1:8443"
+    assert _local_url(Settings(host="::1", port=8080)) == "http://[::1]:8080"
