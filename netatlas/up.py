@@ -122,7 +122,8 @@ def start_live_demo(data: Path, marker, identity, settings):
 
 def _local_url(settings) -> str:
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
-    return f"http://{host if ':' not in host else f'[{host}]'}:{settings.port}"
+    scheme = "https" if settings.tls_cert else "http"
+    return f"{scheme}://{host if ':' not in host else f'[{host}]'}:{settings.port}"
 
 
 def start_local_agent(data: Path, identity, settings, args):
@@ -142,14 +143,57 @@ def start_local_agent(data: Path, identity, settings, args):
     key = next(k for k in identity.keys if k.role == "ingest")
     url = _local_url(settings)
     log = open(data / "agent.log", "ab")
-    env = dict(os.environ, NETATLAS_AGENT_KEY=key.secret)   # the key stays out of the process list
+    from .agent.ship import PARENT_ENV
+    # the key stays out of the process list; the agent stops when up is gone (watch_parent)
+    env = dict(os.environ, NETATLAS_AGENT_KEY=key.secret, **{PARENT_ENV: str(os.getpid())})
+    tls = ["--ca-file", settings.tls_cert] if settings.tls_cert else []   # up's own certificate
     proc = subprocess.Popen([sys.executable, "-m", "netatlas", "agent", "run", "--workspace-url", url,
                              "--workspace-id", identity.workspace_id, "--spool", str(data / "agent" / "spool"),
-                             "--machine-id-file", str(data / "agent" / "machine-id")],
-                            stdout=log, stderr=subprocess.STDOUT, env=env)
+                             "--machine-id-file", str(data / "agent" / "machine-id"), *tls],
+                            stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
     print(f"local agent: running (pid {proc.pid}, log {data / 'agent.log'}); this machine appears in the map "
           f"within a minute or two")
     return proc
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the agent child, before exec (Linux): the kernel sends it SIGTERM when up dies, even by kill -9."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+class Stop(BaseException):
+    """SIGTERM or SIGHUP reached up: unwinds to the finally that stops the agent and the demo."""
+
+
+def _on_stop_signals():
+    """SIGTERM and SIGHUP end up as Ctrl-C does: through cmd_up's finally (uvicorn handles them while
+    it serves and raises them again once it has stopped; this handler then unwinds)."""
+    import signal
+
+    def handler(signum, frame):
+        raise Stop(signum)
+    signal.signal(signal.SIGTERM, handler)
+    # SIGHUP as SIGTERM: while serving, uvicorn's own SIGTERM handler shuts down gracefully first
+    signal.signal(signal.SIGHUP, lambda *_: signal.raise_signal(signal.SIGTERM))
+
+
+def stop_agent(agent) -> None:
+    """SIGTERM to the agent (its last flush takes at most its timeout), SIGKILL after 15 s."""
+    import subprocess
+    if agent is None or agent.poll() is not None:
+        return
+    agent.terminate()
+    try:
+        agent.wait(15)
+    except subprocess.TimeoutExpired:
+        agent.kill()
+        agent.wait()
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -164,17 +208,16 @@ def cmd_up(args: argparse.Namespace) -> int:
     print("keys to use with this workspace:")
     for k in identity.keys:
         print(f"  {k.role:<7} {k.secret}")
-    agent = start_local_agent(data, identity, settings, args)
-    producer = start_live_demo(data, marker, identity, settings)
+    _on_stop_signals()
+    agent = producer = None
     try:
+        agent = start_local_agent(data, identity, settings, args)
+        producer = start_live_demo(data, marker, identity, settings)
         from .cli import open_workspace
         return serve(data, settings, open_workspace=lambda d: open_workspace(d, settings.geoip_db))
+    except Stop as e:
+        return 128 + e.args[0]
     finally:
+        stop_agent(agent)
         if producer is not None:
             producer.stop()
-        if agent is not None:
-            agent.terminate()
-            try:
-                agent.wait(15)
-            except Exception:
-                agent.kill()

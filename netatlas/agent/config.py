@@ -237,6 +237,9 @@ SETTINGS: tuple[Setting, ...] = (
             "accepted by the workspace (kept across restarts)"),
     Setting("spool_max_bytes", 256 * MiB, "bytes", "most bytes the spool keeps; past it the oldest "
             "batches are dropped and counted"),
+    Setting("quarantine_max_bytes", 256 * MiB, "bytes", "most bytes of batches the workspace refused for "
+            "good kept in the spool's rejected/ (`netatlas agent spool list|resend`); past it the oldest are "
+            "deleted, counted and logged"),
     Setting("batch_max_records", 10_000, "count", "most records in one batch"),
     Setting("tags", {}, "tags", "key=value pairs describing this host (country, city, datacenter, rack, "
             "...), recorded hourly in VMComputerTags_CL; a tag named after an Azure* column of VMComputer "
@@ -415,6 +418,7 @@ class Action:
     module: str       # where its arguments and command live (imported on use)
     arguments: str
     run: str
+    requires: bool = True   # the workspace URL, id and key must be set
 
 
 ACTIONS: tuple[Action, ...] = (
@@ -422,6 +426,8 @@ ACTIONS: tuple[Action, ...] = (
            "netatlas.agent.ship", "run_arguments", "cmd_run"),
     Action("install", "write the configuration file and a systemd unit running `netatlas agent run`",
            "netatlas.agent.install", "install_arguments", "cmd_install"),
+    Action("spool", "`spool list`: the batches waiting and quarantined; `spool resend ID...|--all`: quarantined "
+           "batches back to the queue", "netatlas.agent.ship", "spool_arguments", "cmd_spool", requires=False),
 )
 
 
@@ -444,7 +450,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
     from ..cli import UsageError
     action = next(a for a in ACTIONS if a.name == args.action)
     try:
-        config = from_args(args)
+        config = from_args(args, require=action.requires)
     except ConfigError as e:
         raise UsageError(str(e)) from None
     return _action(action, "run")(args, config)

@@ -4,7 +4,9 @@
 |---|---|---|
 | enqueue | records of one table -> batches of at most batch_max_records: gzip JSON, each with a durable batch id, written to the spool (temp file, fsync, rename) before anything is sent | ``Shipper.enqueue`` |
 | cap | the spool past spool_max_bytes: the oldest batches are dropped, counted and logged | ``Shipper._enforce_cap`` |
-| flush | spooled batches sent oldest first, SharedKey-signed (``netatlas.auth.signed_headers``); each removed only after a 200, or moved to ``rejected/`` on an answer that can never change (``OUTCOMES``); anything else keeps it and stops the flush until a backoff has passed | ``Shipper.flush``, ``HttpSender`` |
+| flush | spooled batches sent oldest first, SharedKey-signed (``netatlas.auth.signed_headers``); each removed only after a 200, or quarantined in ``rejected/`` on a 4xx naming a record or the batch (``outcome``); anything else (5xx, 429, 408, 401/403, no answer) keeps it and stops the flush until a backoff (or the server's Retry-After) has passed | ``Shipper.flush``, ``HttpSender`` |
+| quarantine | ``rejected/`` capped at quarantine_max_bytes: the oldest deleted, logged by id and counted; listed and resent by ``netatlas agent spool list|resend`` | ``Shipper._cap_quarantine``, ``spool_rows``, ``resend`` |
+| lock | one agent per spool: an flock on ``agent.lock`` holding the pid | ``SpoolLock`` |
 | run | the agent's loop: ``collect()`` every interval -> ``enqueue``; flushes on the shipper's own thread | ``run``, ``Shipper.start`` |
 
 The spool directory:
@@ -13,6 +15,7 @@ The spool directory:
     000000000042.VMConnection.500.<id>.gz      one batch: sequence, table, records, batch id; the body as sent
     rejected/<same name> and <name>.reply.json batches the workspace refused for good, and its answer
     .<name>.tmp                                a batch being written (removed at start: never sent)
+    agent.lock                                 flock'ed by the agent running on the spool; its pid
 
 A batch id is ``<agent id>.<spool id>.<sequence>``: the agent id from machine_id_file, a random
 spool id chosen when the spool is created (so an emptied spool never reuses an id the workspace
@@ -55,13 +58,16 @@ STATS = (
     "sent_batches", "sent_records",             # acknowledged by the workspace (200)
     "duplicate_batches",                        # acknowledged as already stored (a resend after a lost answer)
     "rejected_batches", "rejected_records",     # refused for good (400...): moved to rejected/
+    "quarantine_dropped_batches", "quarantine_dropped_records",   # rejected/ past quarantine_max_bytes
     "dropped_batches", "dropped_records",       # dropped from the spool at its cap, or not writable
     "send_failures",                            # flushes stopped by a refusal, an error or a timeout
     "spool_batches", "spool_bytes",             # gauges: what the spool holds now
+    "quarantine_batches", "quarantine_bytes",   # gauges: what rejected/ holds now
 )
 
 BACKOFF_FIRST, BACKOFF_MAX = 1.0, 60.0   # seconds after a failed flush, doubling, with jitter
-REJECTED_KEEP = 100                       # refused batches kept in rejected/ (the oldest removed)
+RETRY_AFTER_MAX = 600.0                   # a server's Retry-After is honoured up to this many seconds
+LOCK = "agent.lock"                       # flock'ed by the agent that uses the spool; holds its pid
 REPLY_MAX_BYTES = 64 * 1024
 STATE = "state.json"
 REJECTED = "rejected"
@@ -78,6 +84,10 @@ class CollectorUnavailable(AgentError):
     code = "AGENT_NO_COLLECTOR"
 
 
+class SpoolBusy(AgentError):
+    code = "AGENT_SPOOL_BUSY"
+
+
 # ---------------------------------------------------------------- sending
 
 @dataclass(frozen=True)
@@ -85,6 +95,7 @@ class Reply:
     """The workspace's answer to one batch."""
     status: int
     body: bytes = b""
+    retry_after: float | None = None   # the Retry-After header, in seconds (capped at RETRY_AFTER_MAX)
 
     def error(self) -> dict:
         try:
@@ -107,23 +118,42 @@ Send = Callable[[str, bytes, str], Reply]
 
 DELIVERED, REJECTED_FOR_GOOD, RETRY = "delivered", "rejected", "retry"
 
-# status -> what becomes of the batch; a status not here is RETRY (401/403: the key or the clock
-# may be fixed; 404 on a path that is not an unknown table: a wrong URL; 408, 429, 5xx: later).
-OUTCOMES = {
-    400: REJECTED_FOR_GOOD,   # a record that does not fit its table (INGEST_*), bad JSON or gzip
-    411: REJECTED_FOR_GOOD,
-    413: REJECTED_FOR_GOOD,   # larger than the server's max_body_bytes: lower batch_max_records
-    415: REJECTED_FOR_GOOD,
-}
-FOR_GOOD_CODES = {"INGEST_UNKNOWN_TABLE"}   # 404s that are about the batch, not the URL
+# The statuses that may be final: the workspace refused this batch for what it holds. Final only
+# when the answer says so (FINAL_WHEN); anything else is RETRY, the batch kept: 401/403 (a key or a
+# clock can be fixed), 408, 429, 5xx, 507 (the workspace is busy or its storage failed), a 400/404
+# without a code (a proxy's, a wrong URL), and no answer at all.
+FINAL_STATUSES = (400, 404, 413, 415)
+# codes that name the batch itself (its body, size, table or id) rather than the workspace's state
+BATCH_CODES = frozenset({"INGEST_BAD_BODY", "INGEST_SHAPE", "INGEST_TOO_LARGE", "INGEST_UNKNOWN_TABLE",
+                         "INGEST_READ_ONLY_TABLE", "INGEST_BAD_BATCH_ID"})
+FINAL_WHEN = (
+    lambda err: "record" in err or "field" in err,   # a record that does not fit its table
+    lambda err: err.get("code") in BATCH_CODES,
+)
 
 
 def outcome(reply: Reply) -> str:
+    """What becomes of a batch after ``reply``: DELIVERED, REJECTED_FOR_GOOD (quarantined) or RETRY."""
     if 200 <= reply.status < 300:
         return DELIVERED
-    if reply.error().get("code") in FOR_GOOD_CODES:
+    if reply.status in FINAL_STATUSES and any(test(reply.error()) for test in FINAL_WHEN):
         return REJECTED_FOR_GOOD
-    return OUTCOMES.get(reply.status, RETRY)
+    return RETRY
+
+
+def retry_after(value: str | None) -> float | None:
+    """A Retry-After header (seconds, or an HTTP date) -> seconds from now, capped; None if absent or bad."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    return min(max(seconds, 0.0), RETRY_AFTER_MAX) if seconds == seconds else None
 
 
 # X509_V_ERR_HOSTNAME_MISMATCH, X509_V_ERR_IP_ADDRESS_MISMATCH: the right certificate for another name
@@ -179,7 +209,7 @@ class HttpSender:
             data = r.read(REPLY_MAX_BYTES)
             if r.will_close or not r.isclosed():   # closing, or an answer longer than we read
                 self.close()
-            return Reply(r.status, data)
+            return Reply(r.status, data, retry_after(r.getheader("Retry-After")))
         except BaseException:
             self.close()
             raise
@@ -261,6 +291,77 @@ def _write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
     os.replace(tmp, path)
 
 
+def _batches(directory: Path) -> list[Spooled]:
+    """The batch files in ``directory``, oldest first (none if it does not exist)."""
+    try:
+        paths = list(directory.iterdir())
+    except FileNotFoundError:
+        return []
+    found = []
+    for p in paths:
+        try:
+            if e := Spooled.parse(p):
+                found.append(e)
+        except FileNotFoundError:   # sent or resent meanwhile
+            pass
+    return sorted(found, key=lambda e: e.seq)
+
+
+def pending(spool: str | os.PathLike) -> list[Spooled]:
+    """The batches waiting in ``spool`` to be sent, oldest first."""
+    return _batches(Path(spool))
+
+
+def quarantined(spool: str | os.PathLike) -> list[Spooled]:
+    """The batches the workspace refused for good, in ``spool``/rejected/, oldest first."""
+    return _batches(Path(spool) / REJECTED)
+
+
+class SpoolLock:
+    """The spool held by one agent: an flock on ``agent.lock`` in it, which holds the holder's pid.
+    The kernel releases it when the holder dies, however it dies."""
+
+    def __init__(self, spool: str | os.PathLike):
+        self.path = Path(spool) / LOCK
+        self.fd: int | None = None
+
+    def holder(self) -> str:
+        try:
+            return self.path.read_text(encoding="ascii").strip() or "unknown"
+        except (OSError, UnicodeDecodeError):
+            return "unknown"
+
+    def acquire(self, what: str = "use") -> "SpoolLock":
+        """Hold the spool, or SpoolBusy naming the live agent that holds it."""
+        import fcntl
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as e:
+            raise AgentError(f"cannot use the spool directory {self.path.parent}: {e.strerror or e}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise SpoolBusy(f"cannot {what} the spool {self.path.parent}: another agent (pid {self.holder()}) "
+                            f"holds it ({self.path}); stop that agent first") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)   # closing the last descriptor drops the flock
+            self.fd = None
+
+    def __enter__(self) -> "SpoolLock":
+        return self.acquire() if self.fd is None else self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
 def encode(records: list) -> bytes:
     """One batch body: the records as a JSON array, gzip-compressed."""
     return gzip.compress(orjson.dumps(records, option=JSON_OPTIONS), compresslevel=6, mtime=0)
@@ -310,6 +411,7 @@ class Shipper:
                      self.dir, len(entries), self.stats["spool_bytes"])
         with self._lock:
             self._enforce_cap()
+        self._cap_quarantine()
 
     def _read_state(self) -> dict:
         try:
@@ -471,7 +573,7 @@ class Shipper:
             self._reject(entry, reply, text)
             report.rejected += 1
             return True
-        return self._failed(entry, report, text)
+        return self._failed(entry, report, text, reply.retry_after)
 
     def _why(self, e: ssl.SSLCertVerificationError) -> str:
         """What to do about a certificate the agent refused."""
@@ -493,7 +595,7 @@ class Shipper:
             reply_doc = {"status": reply.status, "batch_id": entry.batch_id, "table": entry.table,
                          "records": entry.records, "error": reply.error()}
             _write_atomic(kept.with_name(kept.name + ".reply.json"), json.dumps(reply_doc, indent=2).encode())
-            self._prune_rejected()
+            self._cap_quarantine()
         except OSError as e:
             log.warning("could not keep rejected batch %s in %s: %s", entry.batch_id, self.rejected_dir, e)
             entry.path.unlink(missing_ok=True)
@@ -504,15 +606,34 @@ class Shipper:
         log.error("the workspace refused batch %s (%d %s records) for good: %s; kept in %s", entry.batch_id,
                   entry.records, entry.table, text, kept)
 
-    def _prune_rejected(self) -> None:
-        batches = sorted(p for p in self.rejected_dir.iterdir() if BATCH_FILE.fullmatch(p.name))
-        for old in batches[:-REJECTED_KEEP]:
-            old.unlink(missing_ok=True)
-            old.with_name(old.name + ".reply.json").unlink(missing_ok=True)
+    def _cap_quarantine(self) -> None:
+        """rejected/ past quarantine_max_bytes: the oldest quarantined batches removed, each one
+        counted (quarantine_dropped_*) and logged by id; the gauges updated."""
+        batches = quarantined(self.dir)
+        total, cap, dropped = sum(e.size for e in batches), self.config.quarantine_max_bytes, []
+        while batches and total > cap:
+            old = batches.pop(0)
+            old.path.unlink(missing_ok=True)
+            old.path.with_name(old.path.name + ".reply.json").unlink(missing_ok=True)
+            total -= old.size
+            dropped.append(old)
+        with self._lock:
+            self.stats["quarantine_batches"], self.stats["quarantine_bytes"] = len(batches), total
+            if dropped:
+                self.stats["quarantine_dropped_batches"] += len(dropped)
+                self.stats["quarantine_dropped_records"] += sum(e.records for e in dropped)
+        if dropped:
+            log.error("quarantine %s over its cap of %d bytes (quarantine_max_bytes): deleted the %d oldest "
+                      "refused batches (%d records): %s; %d batches (%d records) deleted so since start",
+                      self.rejected_dir, cap, len(dropped), sum(e.records for e in dropped),
+                      ", ".join(e.batch_id for e in dropped), self.stats["quarantine_dropped_batches"],
+                      self.stats["quarantine_dropped_records"])
 
-    def _failed(self, entry: Spooled, report: FlushReport, text: str) -> bool:
+    def _failed(self, entry: Spooled, report: FlushReport, text: str, retry_in: float | None = None) -> bool:
         self._failures += 1
         delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (self._failures - 1)) * random.uniform(0.5, 1.0)
+        if retry_in is not None:   # the workspace said when (Retry-After): not sooner, capped
+            delay = max(delay, retry_in)
         self.retry_at = time.monotonic() + delay
         with self._lock:
             self.stats["send_failures"] += 1
@@ -630,9 +751,16 @@ def cmd_run(args, config: AgentConfig) -> int:
         return 0
     # before the collector starts: what it says while starting (which collector, why not another) is logged too
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from ..cli import UsageError
+    try:   # before anything else: a second agent on this spool would send the same batch ids
+        lock = SpoolLock(config.spool).acquire("run an agent on")
+    except AgentError as e:
+        raise UsageError(str(e)) from None
     collect = find_collector(config)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda *_: stop.set())
+    watch_parent(stop)
     shipper = Shipper(config)
     shipper.sender   # a ca_file that cannot be loaded: refused now, not at the first batch
     log.info("netatlas agent: shipping to %s every %g s (spool %s)", config.workspace_url, config.interval,
@@ -643,4 +771,121 @@ def cmd_run(args, config: AgentConfig) -> int:
         pass
     finally:   # what this run did, drops and refusals included: the counters are not shipped anywhere else
         log.info("netatlas agent: stopped; %s", " ".join(f"{k}={v}" for k, v in shipper.stats.items()))
+        lock.release()
+    return 0
+
+
+PARENT_ENV = "NETATLAS_AGENT_PARENT"   # set by `netatlas up`: the agent stops when that process is gone
+
+
+def watch_parent(stop: threading.Event, environ: Mapping[str, str] = os.environ) -> None:
+    """An agent started by ``netatlas up`` stops with it: on Linux the kernel sends SIGTERM
+    (PR_SET_PDEATHSIG, set by up in the child); elsewhere, and as a second line, a thread sees the
+    parent pid change (the agent re-parented) and sets ``stop``."""
+    parent = environ.get(PARENT_ENV)
+    if not parent or not parent.isdigit():
+        return
+
+    def watch():
+        while not stop.wait(1.0):
+            if os.getppid() != int(parent):
+                log.warning("netatlas agent: its parent (pid %s) is gone; stopping", parent)
+                stop.set()
+    threading.Thread(target=watch, name="netatlas-parent-watch", daemon=True).start()
+
+
+# ---------------------------------------------------------------- netatlas agent spool list|resend
+
+SPOOL_COLUMNS = ("state", "id", "table", "records", "bytes", "age", "why")
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def _why(entry: Spooled) -> str:
+    """Why a quarantined batch was refused: its saved answer, in one line."""
+    try:
+        doc = json.loads(entry.path.with_name(entry.path.name + ".reply.json").read_text(encoding="utf-8"))
+        err = doc.get("error") or {}
+        where = "".join(f" {k}={err[k]}" for k in ("record", "field") if k in err)
+        return f"{doc.get('status')} {err.get('code', '')}{where}: {err.get('message', '')}".replace(" :", ":")
+    except (OSError, ValueError, AttributeError):
+        return "(no saved answer)"
+
+
+def spool_rows(spool: str | os.PathLike, now: float | None = None) -> list[dict]:
+    """The pending and quarantined batches of ``spool``, oldest first, as ``SPOOL_COLUMNS`` rows."""
+    now = time.time() if now is None else now
+    rows = []
+    for state, entries in (("pending", pending(spool)), ("quarantined", quarantined(spool))):
+        for e in entries:
+            try:
+                age = _age(max(0.0, now - e.path.stat().st_mtime))
+            except FileNotFoundError:
+                continue
+            rows.append({"state": state, "id": e.batch_id, "table": e.table, "records": e.records,
+                         "bytes": e.size, "age": age, "why": _why(e) if state == "quarantined" else ""})
+    return rows
+
+
+def resend(spool: str | os.PathLike, ids: Iterable[str] = (), *, every: bool = False) -> list[Spooled]:
+    """Move quarantined batches (by batch id or sequence number; ``every``: all) back to the queue,
+    holding the spool's lock (SpoolBusy while an agent runs on it). Unknown ids: AgentError."""
+    spool = Path(spool)
+    with SpoolLock(spool).acquire("resend batches of"):
+        batches = quarantined(spool)
+        if every:
+            chosen = batches
+        else:
+            by_id = {**{str(e.seq): e for e in batches}, **{e.batch_id: e for e in batches}}
+            unknown = [i for i in ids if i not in by_id]
+            if unknown:
+                raise AgentError(f"not quarantined in {spool / REJECTED}: {', '.join(unknown)} "
+                                 f"(`netatlas agent spool list` shows the ids)")
+            chosen = list({by_id[i].seq: by_id[i] for i in ids}.values())
+        for e in chosen:
+            os.replace(e.path, spool / e.path.name)
+            e.path.with_name(e.path.name + ".reply.json").unlink(missing_ok=True)
+        if chosen:
+            _fsync_dir(spool)
+        return chosen
+
+
+def spool_arguments(p) -> None:
+    import argparse
+    sub = p.add_subparsers(dest="spool_action", metavar="list|resend", required=True)
+    sub.add_parser("list", help="the pending and quarantined batches: id, table, records, bytes, age, why "
+                                "quarantined")
+    r = sub.add_parser("resend", help="move quarantined batches back to the queue (while no agent runs on the spool)")
+    r.add_argument("ids", nargs="*", metavar="ID", help="batch ids (or sequence numbers) as `spool list` shows them")
+    r.add_argument("--all", action="store_true", help="every quarantined batch")
+    for q in sub.choices.values():   # the spool's settings after the action too (`spool list --spool DIR`)
+        q.add_argument("--spool", default=argparse.SUPPRESS, help="the spool directory (as for `agent run`)")
+        q.add_argument("--config", default=argparse.SUPPRESS, help="a TOML file of settings (as for `agent run`)")
+
+
+def cmd_spool(args, config: AgentConfig) -> int:
+    from ..cli import UsageError
+    if args.spool_action == "list":
+        rows = spool_rows(config.spool)
+        if not rows:
+            print(f"spool {config.spool}: empty")
+            return 0
+        widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in SPOOL_COLUMNS}
+        print("  ".join(c.ljust(widths[c]) for c in SPOOL_COLUMNS).rstrip())
+        for r in rows:
+            print("  ".join(str(r[c]).ljust(widths[c]) for c in SPOOL_COLUMNS).rstrip())
+        return 0
+    if bool(args.ids) == bool(args.all):
+        raise UsageError("agent spool resend: give batch ids or --all (one of the two)")
+    try:
+        moved = resend(config.spool, args.ids, every=args.all)
+    except AgentError as e:
+        raise UsageError(str(e)) from None
+    print(f"{len(moved)} quarantined batches ({sum(e.records for e in moved)} records) moved back to the queue "
+          f"of {config.spool}; the agent sends them when it next runs")
     return 0

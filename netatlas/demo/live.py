@@ -212,7 +212,7 @@ class Producer(threading.Thread):
         from urllib.parse import urlsplit
         u = urlsplit(self.url)
         try:
-            c = http.client.HTTPConnection(u.hostname, u.port, timeout=2)
+            c = _connection(self.url, 2)
             try:
                 c.request("GET", "/healthz")
                 return c.getresponse().status == 200
@@ -253,10 +253,20 @@ class Producer(threading.Thread):
                 raise RuntimeError(f"POST {path} answered {status}: {answer[:300]!r}")
 
 
-def _post(url: str, path: str, body: bytes, headers: dict) -> tuple[int, bytes]:
+def _connection(url: str, timeout: float) -> http.client.HTTPConnection:
+    """A connection to up's own server: over https (up with TLS settings) its certificate is not
+    checked, the producer only ever talks to the server of its own process, on this host."""
+    import ssl
     from urllib.parse import urlsplit
     u = urlsplit(url)
-    c = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    if u.scheme == "https":
+        return http.client.HTTPSConnection(u.hostname, u.port, timeout=timeout,
+                                           context=ssl._create_unverified_context())
+    return http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
+
+
+def _post(url: str, path: str, body: bytes, headers: dict) -> tuple[int, bytes]:
+    c = _connection(url, 30)
     try:
         c.request("POST", path, body=body, headers=headers)
         r = c.getresponse()
