@@ -100,6 +100,10 @@ SETTINGS: tuple[Setting, ...] = (
             "threatintel_interval: files or http(s) URLs, each optionally prefixed by its format "
             "(stix:, csv:, list:; otherwise guessed)"),
     Setting("threatintel_interval", 3600.0, float, "SECONDS", "seconds between two imports of the feeds"),
+    # --- auth helper (issue 11): a self-signed certificate made on first start
+    Setting("tls", "", str, "MODE",
+            "self-signed: serve https with a certificate generated in DIR/tls on first start (its "
+            "SHA-256 fingerprint is printed for agents to pin); default: tls_cert/tls_key, else plain http"),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}
@@ -145,6 +149,11 @@ def _check(self) -> None:
         raise SettingsError(f"port: expected 0 to 65535, got {self.port}")
     if not 1 <= self.retention_days <= 4383:
         raise SettingsError(f"retention_days: expected 1 to 4383 (12 years), got {self.retention_days}")
+    if self.tls not in ("", "off", "self-signed"):
+        raise SettingsError(f"tls: expected self-signed (or nothing), got {self.tls!r}")
+    if self.tls == "self-signed" and self.tls_cert:
+        raise SettingsError("tls self-signed and tls_cert are both set: give one (the certificate to "
+                            "serve, or self-signed to generate one in the data directory)")
     if bool(self.tls_cert) != bool(self.tls_key):
         given, missing = ("tls_cert", "tls_key") if self.tls_cert else ("tls_key", "tls_cert")
         raise SettingsError(f"{given} is set but {missing} is not: https needs both the certificate "
@@ -188,7 +197,7 @@ def _tls_context(self) -> ssl.SSLContext | None:
 
 
 def _scheme(self) -> str:
-    return "https" if self.tls_cert else "http"
+    return "https" if self.tls_cert or self.tls == "self-signed" else "http"
 
 
 # The settings as one frozen dataclass, generated from the table: Settings(port=9000).port
