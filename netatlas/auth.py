@@ -233,8 +233,8 @@ def verify_shared_key(identity: Identity, headers: Mapping[str, str], *, method:
     digest = _digest(headers)
     msg = string_to_sign(method, content_length, headers.get("content-type", ""), date, path, digest).encode("utf-8")
 
-    def signed_by(key: Key) -> bool:     # a hashed key (query, admin) without its secret cannot sign
-        return bool(key.secret) and hmac.compare_digest(hmac.new(key.secret_bytes, msg, hashlib.sha256).digest(), sig)
+    def signed_by(key: Key) -> bool:     # a hashed key (query, admin) signs with its hash (Key.signing_key)
+        return hmac.compare_digest(hmac.new(key.signing_bytes, msg, hashlib.sha256).digest(), sig)
 
     key = _matching(identity.keys, signed_by)
     if key is None:

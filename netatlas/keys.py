@@ -13,7 +13,8 @@ tables only an admin may write (``ThreatIntelligenceIndicator``).
                "created": "2024-05-01T10:00:00Z"}, …]}
 
 Ingest keys keep their secret (the server needs it to check an HMAC); query and admin keys are
-stored as the SHA-256 of their secret (``HASHED_ROLES``): the secret is shown once, when the key
+stored as the SHA-256 of their secret (``HASHED_ROLES``); an admin key signs a batch (for a table
+only an admin may write) with that SHA-256 as its HMAC key (``Key.signing_key``): the secret is shown once, when the key
 is created or rotated, and ``keys list`` shows its first characters (``prefix``). A workspace.json
 of an older release (ingest and query keys, secrets in clear) is upgraded on first load: its
 query secrets are hashed and an admin key is added (``Identity.fresh`` holds it, to print once).
@@ -57,6 +58,22 @@ class Key:
     @property
     def secret_bytes(self) -> bytes:
         return base64.b64decode(self.secret)
+
+    @property
+    def signing_bytes(self) -> bytes:
+        """The HMAC key of the SharedKey signature: an ingest key's secret; for a hashed key
+        (query, admin) the SHA-256 of its secret, which is what the server keeps."""
+        if self.hash:
+            return bytes.fromhex(self.hash.partition(":")[2])
+        if self.role in HASHED_ROLES:
+            return hashlib.sha256(self.secret.encode("utf-8")).digest()
+        return self.secret_bytes
+
+    @property
+    def signing_key(self) -> str:
+        """``signing_bytes`` as base64: what a client gives ``auth.signed_headers`` (and Azure tools
+        take as the "shared key")."""
+        return base64.b64encode(self.signing_bytes).decode("ascii")
 
     @property
     def hashed(self) -> bool:
