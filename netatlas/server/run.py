@@ -121,7 +121,7 @@ def serve(data_dir: str | os.PathLike, settings: Settings | None = None, *,
         except TlsError as e:
             from .settings import SettingsError
             raise SettingsError(str(e)) from None
-        settings = dataclasses.replace(settings, tls_cert=str(cert), tls_key=str(key))
+        settings = dataclasses.replace(settings, tls="", tls_cert=str(cert), tls_key=str(key))
         settings.check()
     identity = load_or_create(data_dir)
     token = discovery.new_token()
