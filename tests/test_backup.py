@@ -70,7 +70,7 @@ def taken(served, tmp_path_factory):
     target = tmp_path_factory.mktemp("backups") / "snap"
     started = time.monotonic()
     out = cli("workspace", "backup", "--data", str(served.data), "--server", f"http://127.0.0.1:{served.port}",
-              "--key", client.query_key.secret, str(target))
+              "--key", client.admin_key.secret, str(target))
     finished = time.monotonic()
     time.sleep(0.3)
     loop.stop.set()
@@ -140,11 +140,12 @@ def test_the_server_refuses_a_bad_target(served, tmp_path):
     (tmp_path / "full" / "x").write_text("x")
     for target, says in ((str(tmp_path / "full"), "is not an empty directory"), ("relative/dir", "absolute path"),
                          (str(tmp_path / "no" / "such"), "parent directory")):
-        r = c.call("POST", "/api/backup", {"target": target})
+        r = c.admin("POST", "/api/backup", {"target": target})
         assert r.status == 400 and r.body["error"]["code"] == "BACKUP_INVALID", r.body
         assert says in r.body["error"]["message"]
-    r = c.call("POST", "/api/backup", {"target": str(tmp_path / "z")}, key=c.ingest_key.secret)
-    assert r.status == 403
+    for key in (c.ingest_key, c.query_key):     # a backup takes an admin key
+        r = c.call("POST", "/api/backup", {"target": str(tmp_path / "z")}, key=key.secret)
+        assert r.status == 403 and r.body["error"]["code"] == "AUTH_WRONG_ROLE"
     assert request(served.port, "POST", "/api/backup", b"{}", {"Content-Type": "application/json"}).status == 401
 
 
@@ -183,7 +184,7 @@ def test_restore_force_refuses_a_workspace_its_server_holds(served, tmp_path):
     assert main(["workspace", "backup", "--data", str(tmp_path / "none"), str(tmp_path / "b")]) == 2
     bk = tmp_path / "bk"
     out = cli("workspace", "backup", "--data", str(served.data), "--server", f"http://127.0.0.1:{served.port}",
-              "--key", served.client().query_key.secret, str(bk))
+              "--key", served.client().admin_key.secret, str(bk))
     assert out.returncode == 0, out.stderr
     out = cli("workspace", "restore", "--force", "--data", str(served.data), str(bk))
     assert out.returncode == 2 and "held by a running server" in out.stderr
