@@ -300,7 +300,7 @@ def verify_bearer(identity: Identity, headers: Mapping[str, str], *, role: str =
             raise AuthError(401, "AUTH_MISSING", "missing Authorization header ('Bearer <query key>') or x-api-key")
     key = _matching(identity.keys, lambda k: k.matches(token))
     if key is None:
-        if local_token and role == "query" and hmac.compare_digest(token.encode("utf-8", "replace"),
+        if local_token and hmac.compare_digest(token.encode("utf-8", "replace"),
                                                                    local_token.encode("ascii")):
             return None
         raise AuthError(403, "AUTH_BAD_KEY", "the key matches no key of this workspace")

@@ -187,7 +187,8 @@ def backup_arguments(sub) -> None:
     b.add_argument("--server", metavar="URL", default=None,
                    help="the server holding the workspace (default: the url in DIR/server.json, if running)")
     b.add_argument("--key", default=os.environ.get("NETATLAS_ADMIN_KEY"),
-                   help="an admin key of that server (default: $NETATLAS_ADMIN_KEY)")
+                   help="an admin key of that server (default: $NETATLAS_ADMIN_KEY, else the local token of "
+                   "DIR/server.json)")
     r = sub.add_parser("restore", help="make a workspace directory from a backup (its server stopped)",
                        description="Copy the backup BACKUP into DIR, a new or empty directory (--force: replace "
                        "the workspace in DIR, whose server must be stopped), open it (a backup of an older "
@@ -201,7 +202,14 @@ def backup_arguments(sub) -> None:
 def _server_key(args, data: Path) -> str:
     if args.key:
         return args.key
-    from .cli import UsageError      # backup takes an admin key, stored hashed: it must be given
+    from . import discovery           # admin keys are stored hashed: the local token of DIR's server
+    try:
+        token = discovery.read(data).token
+    except (OSError, ValueError):
+        token = None
+    if token:
+        return token
+    from .cli import UsageError
     raise UsageError("--server needs --key (an admin key: `netatlas keys create --role admin`) or "
                      "NETATLAS_ADMIN_KEY")
 

@@ -186,10 +186,10 @@ def test_hashed_keys_are_checked_against_their_hash():
         auth.verify_bearer(stored, {"x-api-key": keys.secret_hash(QUERY.secret)})   # the hash is no key
 
 
-def test_the_local_token_queries_only():
+def test_the_local_token_is_accepted_where_the_server_passes_it():
     assert auth.verify_bearer(IDENT, {"x-api-key": "local_tok"}, local_token="local_tok") is None
     with pytest.raises(auth.AuthError):
-        auth.verify_bearer(IDENT, {"x-api-key": "local_tok"}, role="admin", local_token="local_tok")
+        auth.verify_bearer(IDENT, {"x-api-key": "local_tok"}, role="admin")
     with pytest.raises(auth.AuthError):
         auth.verify_bearer(IDENT, {"x-api-key": "local_other"}, local_token="local_tok")
 

@@ -116,19 +116,27 @@ def test_the_restored_workspace_has_every_batch_acknowledged_before_and_whole_ba
 
 def test_backup_finds_the_server_through_server_json(served, tmp_path):
     """With DIR/server.json (url, pid) and no --server/--key, the backup goes through that server
-    with the query key of DIR/workspace.json."""
+    with the server's local token (admin keys are stored hashed)."""
     info = served.data / "server.json"
-    info.write_text(json.dumps({"url": f"http://127.0.0.1:{served.port}", "pid": served.proc.pid}))
+    original = info.read_text()
+    token = json.loads(original)["token"]
+    info.write_text(json.dumps({"url": f"http://127.0.0.1:{served.port}", "pid": served.proc.pid, "token": token}))
     try:
         out = cli("workspace", "backup", "--data", str(served.data), str(tmp_path / "b"))
     finally:
-        info.unlink()
+        info.write_text(original)
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "b" / "netatlas.duckdb").exists()
 
 
 def test_a_held_workspace_without_server_json_says_how(served, tmp_path):
-    out = cli("workspace", "backup", "--data", str(served.data), str(tmp_path / "b"))
+    info = served.data / "server.json"
+    original = info.read_text()
+    info.unlink()
+    try:
+        out = cli("workspace", "backup", "--data", str(served.data), str(tmp_path / "b"))
+    finally:
+        info.write_text(original)
     assert out.returncode == 2
     assert "held by a running server" in out.stderr and "--server URL" in out.stderr
     assert "Traceback" not in out.stderr and not (tmp_path / "b").exists()

@@ -90,7 +90,7 @@ async def schedule(svc) -> None:
 
 async def import_(request: Request) -> Response:
     svc = service(request)
-    verify_bearer(svc.keys.identity, request.headers, role="admin")
+    verify_bearer(svc.keys.identity, request.headers, role="admin", local_token=svc.local_token)
     q = request.query_params
     source, fmt, kind = q.get("source", "").strip(), q.get("format") or None, q.get("threat_type") or None
     if not source:
