@@ -182,8 +182,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     settings = Settings.from_env(**{name: getattr(args, name) for name in UP_SETTINGS})
     # up is the local, first-contact command: it always shows the keys to use
     print("keys to use with this workspace:")
-    for k in [*identity.by_role("ingest"), ui_query_key(data)]:
-        print(f"  {k.role:<7} {k.secret}")
+    for k in [*identity.by_role("ingest"), ui_query_key(data), *(k for k in identity.fresh if k.role == "admin")]:
+        print(f"  {k.role:<7} {k.secret}")     # an admin key only when made now: it is stored hashed
     agent = start_local_agent(data, identity, settings, args)
     producer = start_live_demo(data, marker, identity, settings)
     try:

@@ -281,3 +281,15 @@ def test_a_second_start_keeps_the_certificate(tmp_path):
     assert tlscert.normalize(fp.replace(":", "").lower()) == fp
     with pytest.raises(ValueError, match="64 hex digits"):
         tlscert.normalize("abc")
+
+
+def test_up_makes_a_query_key_per_start_and_revokes_the_previous_one(tmp_path):
+    from netatlas.up import UP_KEY_FILE, ui_query_key
+    keys.load_or_create(tmp_path)
+    first = ui_query_key(tmp_path)
+    second = ui_query_key(tmp_path)
+    stored = keys.load(tmp_path)
+    assert first.secret and second.secret and first.id != second.id
+    assert first.id not in [k.id for k in stored.keys]
+    assert any(k.matches(second.secret) for k in stored.by_role("query"))
+    assert stat.S_IMODE((tmp_path / UP_KEY_FILE).stat().st_mode) == 0o600
