@@ -200,9 +200,11 @@ class BodyDigest:
     def __init__(self, expected: str | None):
         self.expected = expected
         self._sha = hashlib.sha256()
+        self.received = 0
 
     def update(self, chunk: bytes) -> None:
         self._sha.update(chunk)
+        self.received += len(chunk)
 
     def check(self) -> None:
         if self.expected is None:

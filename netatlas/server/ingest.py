@@ -87,7 +87,12 @@ async def _ingest(request: Request, svc) -> Response:
         svc.metrics.duplicate_batches.inc()
         return json_response(dict(first, duplicate=True))
     digest = BodyDigest(request.headers.get(DIGEST_HEADER))
-    body = await read_body(_digesting(request, digest), svc.settings.max_body_bytes)
+    try:
+        body = await read_body(_digesting(request, digest), svc.settings.max_body_bytes)
+    except HttpError:
+        if digest.received == length:    # the whole body arrived (bad gzip...): a changed body says so first
+            digest.check()
+        raise
     digest.check()
     try:
         report = await svc.run(svc.workspace.ingest_json, table, body, batch_id=batch_id,
