@@ -279,9 +279,11 @@ def test_restart_catches_up_without_duplicates_and_no_demo_pauses(live):
         time.sleep(1)
     time.sleep(1)
     p, out = start_up(data, port, "--machines", "15", "--days", "1")
+    old_key, key = key, printed_query_key(out)     # each start makes a query key, revoking the last one
     try:
         assert "loading the demo environment" not in out
         assert "demo caught up" in out, out
+        assert key != old_key and post_query(port, old_key, "print 1")[0] == 403
         assert marker_of(data)["through"] > stopped_at
         minutes = rows_of(port, key, f"VMConnection | where TimeGenerated >= datetime({end}) "
                                      f"and TimeGenerated < datetime({marker_of(data)['through']}) "
@@ -299,6 +301,7 @@ def test_restart_catches_up_without_duplicates_and_no_demo_pauses(live):
     through = marker_of(data)["through"]
     held = None
     p, out = start_up(data, port, "--no-demo")
+    key = printed_query_key(out)
     try:
         assert "paused for this run (--no-demo)" in out and "loading the demo" not in out
         held = rows_of(port, key, "VMConnection | count")[0][0]
