@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from netatlas.auth import signed_headers  # noqa: E402
 from netatlas.catalogue import Catalogue  # noqa: E402
-from netatlas.keys import load_or_create  # noqa: E402
+from netatlas.keys import create_key, load_or_create  # noqa: E402
 
 GOAL = 100_000
 ENRICHMENT_GOAL = 0.20        # at most this share of the throughput lost to enrichment
@@ -286,7 +286,7 @@ def serve_and_post(tmp: Path, name: str, sent: list[bytes], use_gzip: bool, clie
     data = tmp / name
     ident = load_or_create(data)
     key = next(k for k in ident.keys if k.role == "ingest")
-    query_key = next(k for k in ident.keys if k.role == "query").secret
+    query_key = create_key(data, "query").secret     # query secrets are stored hashed: a new key
     port = free_port()
     server = start_server(data, port, *options)
     try:

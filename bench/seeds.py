@@ -730,7 +730,7 @@ def measure_http(outcomes: list[Outcome], data: Dataset, repeat: int, write=prin
     Queries using now()/ago() run with the server's clock: their rows are only counted, against
     the hand SQL evaluated at the time of each request (done after the server stopped)."""
     import netatlas
-    from netatlas.keys import load_or_create
+    from netatlas.keys import create_key
 
     ws = netatlas.connect(data.path)
     try:  # the server's first retention pass uses the wall clock: keep the dated bench data whole
@@ -738,7 +738,7 @@ def measure_http(outcomes: list[Outcome], data: Dataset, repeat: int, write=prin
             ws.set_retention(table, RETENTION_DAYS_MAX)
     finally:
         ws.close()
-    key = next(k.secret for k in load_or_create(data.path).keys if k.role == "query")
+    key = create_key(data.path, "query").secret     # query secrets are stored hashed: a new key
     runnable = [o for o in outcomes if not o.skipped and o.error is None]
     with Server(data.path, data.path / "bench-serve.log") as server:
         write(f"HTTP: {server.url} (netatlas workspace serve, pid {server.proc.pid})")

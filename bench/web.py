@@ -96,8 +96,8 @@ def in_process(ws, start: datetime, end: datetime, repeat: int) -> tuple[dict, d
 
 def over_http(data_path: Path, start: datetime, end: datetime, repeat: int, write=print) -> dict[str, float]:
     from netatlas import webmap
-    from netatlas.keys import load_or_create
-    key = next(k.secret for k in load_or_create(data_path).keys if k.role == "query")
+    from netatlas.keys import create_key
+    key = create_key(data_path, "query").secret     # query secrets are stored hashed: a new key
     params = {k: (_iso(v) if isinstance(v, datetime) else v) for k, v in flows_params(start, end).items()}
     query = urllib.parse.urlencode({"group": "all", "from": _iso(start), "to": _iso(end)})
     with seeds.Server(data_path, data_path / "bench-web-serve.log") as server:

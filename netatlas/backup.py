@@ -186,9 +186,9 @@ def backup_arguments(sub) -> None:
                    "(default: ./netatlas-data)")
     b.add_argument("--server", metavar="URL", default=None,
                    help="the server holding the workspace (default: the url in DIR/server.json, if running)")
-    b.add_argument("--key", default=os.environ.get("NETATLAS_QUERY_KEY"),
-                   help="a query key of that server (default: $NETATLAS_QUERY_KEY, else the first query key "
-                   "in DIR/workspace.json)")
+    b.add_argument("--key", default=os.environ.get("NETATLAS_ADMIN_KEY"),
+                   help="an admin key of that server (default: $NETATLAS_ADMIN_KEY, else the local token of "
+                   "DIR/server.json)")
     r = sub.add_parser("restore", help="make a workspace directory from a backup (its server stopped)",
                        description="Copy the backup BACKUP into DIR, a new or empty directory (--force: replace "
                        "the workspace in DIR, whose server must be stopped), open it (a backup of an older "
@@ -202,15 +202,16 @@ def backup_arguments(sub) -> None:
 def _server_key(args, data: Path) -> str:
     if args.key:
         return args.key
-    from . import keys
+    from . import discovery           # admin keys are stored hashed: the local token of DIR's server
     try:
-        found = keys.load(data).by_role("query")
+        token = discovery.read(data).token
     except (OSError, ValueError):
-        found = []
-    if not found:
-        from .cli import UsageError
-        raise UsageError("--server needs --key (a query key) or NETATLAS_QUERY_KEY")
-    return found[0].secret
+        token = None
+    if token:
+        return token
+    from .cli import UsageError
+    raise UsageError("--server needs --key (an admin key: `netatlas keys create --role admin`) or "
+                     "NETATLAS_ADMIN_KEY")
 
 
 def post_json(url: str, key: str, payload: dict, timeout: float = 3600) -> dict:

@@ -19,6 +19,12 @@ from .kql import types as T
 
 SENTINEL = ("ThreatIntelligenceIndicator",)
 
+# Which key roles may ingest into a table (netatlas.auth): agents' ingest keys reach the Azure
+# agent tables and the _CL tables; a table that changes what every machine shows (threat
+# intelligence flags any address everywhere) takes an admin key only.
+DEFAULT_INGEST_ROLES = ("ingest",)
+INGEST_ROLES = {"ThreatIntelligenceIndicator": ("admin",)}
+
 
 @dataclass(frozen=True, slots=True)
 class Table:
@@ -42,6 +48,10 @@ class Catalogue:
 
     def names(self) -> list[str]:
         return list(self.tables)
+
+    def ingest_roles(self, name: str) -> tuple[str, ...]:
+        """The key roles that may ingest into table ``name`` (``INGEST_ROLES``)."""
+        return INGEST_ROLES.get(name, DEFAULT_INGEST_ROLES)
 
     @classmethod
     def from_json(cls, data: dict) -> "Catalogue":

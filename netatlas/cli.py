@@ -355,17 +355,24 @@ def cmd_install_workspace(args: argparse.Namespace) -> int:
 def keys_arguments(p: argparse.ArgumentParser) -> None:
     from .keys import ROLES
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    for action, help in (("list", "print the workspace id and every key with its secret"),
-                         ("create", "add a key with the given role and print it")):
+    for action, help in (("list", "print the workspace id and every key (ingest secrets; query and admin "
+                                  "keys are stored hashed: their prefix)"),
+                         ("create", "add a key with the given role and print it (its secret: shown only now)"),
+                         ("revoke", "remove a key: requests made with it are refused from now on"),
+                         ("rotate", "give a key a new secret (same id and role), printed only now")):
         a = sub.add_parser(action, help=help, description=help)
         a.add_argument("--data", metavar="DIR", default=UP_DATA,
                        help=f"the workspace directory (default: ./{UP_DATA})")
+        if action in ("revoke", "rotate"):
+            a.add_argument("id", metavar="ID", help="the key's id (k_…, as `keys list` prints it)")
         a.add_argument("--format", choices=list(KEY_FORMATS), default="table",
                        help="how to print (default: table; secret: the secrets alone, one a line, for a "
-                       "script: QUERY_KEY=$(netatlas keys list --role query --format secret))")
-        a.add_argument("--role", choices=ROLES, required=action == "create",
-                       help="ingest: signs agents' batches; query: reads through the query API"
-                       + ("" if action == "create" else " (default: every key)"))
+                       "script: QUERY_KEY=$(netatlas keys create --role query --format secret))")
+        if action in ("list", "create"):
+            a.add_argument("--role", choices=ROLES, required=action == "create",
+                           help="ingest: signs agents' batches; query: reads through the query API; admin: "
+                           "threat intel import, retention changes, backup, and queries"
+                           + ("" if action == "create" else " (default: every key)"))
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -376,24 +383,41 @@ def cmd_keys(args: argparse.Namespace) -> int:
     try:
         if args.action == "create":
             shown = [keys.create_key(args.data, args.role)]
+        elif args.action == "revoke":
+            revoked = keys.revoke_key(args.data, args.id)
+            sys.stdout.write(f"revoked {revoked.role} key {revoked.id}\n")
+            return EXIT_OK
+        elif args.action == "rotate":
+            shown = [keys.rotate_key(args.data, args.id)]
         else:
             shown = [k for k in keys.list_keys(args.data) if args.role in (None, k.role)]
         ident = keys.load(args.data)
+    except KeyError as e:
+        raise NetatlasError(f"{args.data}: {e.args[0]}") from None
     except (OSError, ValueError) as e:
         raise NetatlasError(f"cannot read or write the keys in {args.data!r}: {e}") from None
+    if args.format == "secret" and any(not k.secret for k in shown):
+        raise NetatlasError("query and admin keys are stored hashed: their secret is shown only when "
+                            "created or rotated (`netatlas keys create --role query --format secret`)")
     sys.stdout.write(KEY_FORMATS[args.format](ident, shown))
     return EXIT_OK
 
 
+def _shown_secret(k) -> str:
+    return k.secret or f"{k.prefix}… (hashed)"
+
+
 def _keys_table(ident, shown) -> str:
     lines = [f"workspace {ident.workspace_id}", f"{'id':<11}  {'role':<6}  {'created':<20}  secret"]
-    lines += [f"{k.id:<11}  {k.role:<6}  {k.created:<20}  {k.secret}" for k in shown]
+    lines += [f"{k.id:<11}  {k.role:<6}  {k.created:<20}  {_shown_secret(k)}" for k in shown]
     return "\n".join(lines) + "\n"
 
 
 def _keys_json(ident, shown) -> str:
-    from dataclasses import asdict
-    return json.dumps({"workspace_id": ident.workspace_id, "keys": [asdict(k) for k in shown]}, indent=2) + "\n"
+    return json.dumps({"workspace_id": ident.workspace_id,
+                       "keys": [{"id": k.id, "role": k.role, "created": k.created,
+                                 **({"secret": k.secret} if k.secret else {"prefix": k.prefix})}
+                                for k in shown]}, indent=2) + "\n"
 
 
 KEY_FORMATS = {
@@ -512,7 +536,7 @@ COMMANDS: tuple[Command, ...] = (
             demo_arguments, cmd_demo),
     Command("workspace", "run the workspace server (`workspace serve --data DIR`), install it as a systemd "
             "service (`workspace install`), back it up and restore it", workspace_arguments, cmd_workspace),
-    Command("keys", "list or create the workspace's ingest and query keys", keys_arguments, cmd_keys),
+    Command("keys", "list, create, revoke or rotate the workspace's ingest, query and admin keys", keys_arguments, cmd_keys),
     Command("threatintel", "import threat-intelligence feeds (STIX, CSV, address lists) that flag malicious "
             "remote addresses", threatintel_arguments, cmd_threatintel),
     Command("import", "import a CSV or JSON export of Azure Log Analytics tables (VMConnection, VMComputer, "

@@ -7,6 +7,9 @@ serve`` runs, ``netatlas query`` and ``netatlas shell`` find the server here and
     {"url": "http://127.0.0.1:8080", "pid": 4242, "started": "2024-05-01T10:00:00Z"}
 
 An optional ``"cafile"`` names the certificate authority a client verifies an https server with.
+``"token"`` is a random bearer token made for this run of the server: query and admin keys are
+stored hashed (``keys.py``), so local commands cannot read one; the token lets a user who can read
+DIR (0700) query the server on this machine, and dies with the run.
 The file is written beside its place and renamed (never seen half-written), with mode 0600.
 """
 from __future__ import annotations
@@ -30,6 +33,7 @@ class Published:
     started: str
     path: Path
     cafile: str | None = None
+    token: str | None = None
 
     def alive(self) -> bool:
         """Whether the process named by ``pid`` still runs (on this machine)."""
@@ -52,13 +56,22 @@ def url_for(host: str, port: int, scheme: str = "http") -> str:
     return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
 
 
-def publish(data_dir: str | os.PathLike, url: str, *, cafile: str | None = None) -> Path:
+def new_token() -> str:
+    """A per-run local token (``"token"`` of server.json)."""
+    import secrets
+    return "local_" + secrets.token_urlsafe(32)
+
+
+def publish(data_dir: str | os.PathLike, url: str, *, cafile: str | None = None,
+            token: str | None = None) -> Path:
     """Write server.json for this process (atomically, mode 0600); returns its path."""
     path = path_of(data_dir)
     doc = {"url": url, "pid": os.getpid(),
            "started": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
     if cafile:
         doc["cafile"] = str(cafile)
+    if token:
+        doc["token"] = token
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
@@ -86,7 +99,7 @@ def read(data_dir: str | os.PathLike) -> Published:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
         return Published(url=str(doc["url"]).rstrip("/"), pid=int(doc["pid"]), started=str(doc.get("started", "")),
-                         path=path, cafile=doc.get("cafile") or None)
+                         path=path, cafile=doc.get("cafile") or None, token=doc.get("token") or None)
     except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
         raise ValueError(f"{path} is not a server address file: {e}") from None
 

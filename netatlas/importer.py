@@ -460,8 +460,8 @@ def import_arguments(p) -> None:
     p.add_argument("--key", default=os.environ.get("NETATLAS_INGEST_KEY"),
                    help="an ingest key of that server (default: $NETATLAS_INGEST_KEY, else DIR/workspace.json's)")
     p.add_argument("--query-key", default=os.environ.get("NETATLAS_QUERY_KEY"),
-                   help="a query key of that server: reads the tables' retention, needed by --retention "
-                   "(default: $NETATLAS_QUERY_KEY, else DIR/workspace.json's)")
+                   help="a query key of that server: reads the tables' retention; --retention needs an "
+                   "admin key here (default: $NETATLAS_QUERY_KEY, else the local token of DIR's server)")
     p.add_argument("--retention", type=int, default=None, metavar="DAYS",
                    help="set the retention of the imported tables first, so that old history is kept")
     p.add_argument("--format-output", dest="output", choices=["table", "json"], default="table",
@@ -469,12 +469,19 @@ def import_arguments(p) -> None:
 
 
 def _key_of(data: Path, role: str) -> str | None:
-    from . import keys
+    """A key of ``role`` from DIR: the ingest secret; for query work (query keys are stored
+    hashed) the local token of the server running on DIR (server.json), if any."""
+    from . import discovery, keys
     try:
-        found = keys.load(data).by_role(role)
+        found = [k.secret for k in keys.load(data).by_role(role) if k.secret]
     except (OSError, ValueError):
-        return None
-    return found[0].secret if found else None
+        found = []
+    if not found and role == "query":
+        try:
+            return discovery.read(data).token
+        except (OSError, ValueError):
+            return None
+    return found[0] if found else None
 
 
 def summary(report: Report) -> str:

@@ -15,7 +15,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from . import discovery, keys
 from .catalogue import Catalogue
 from .errors import KqlError, NetatlasError, QueryExecutionError, QueryLimitError
 from .result import Result
@@ -44,8 +43,8 @@ def pinned_context(cafile: str) -> ssl.SSLContext:
 class RemoteWorkspace:
     """The query side of a Workspace, answered by the server at ``url``."""
 
-    def __init__(self, data_dir: Path, published: discovery.Published, key: keys.Key):
-        self.path, self.published, self.key = data_dir, published, key
+    def __init__(self, data_dir: Path, published: discovery.Published, token: str):
+        self.path, self.published, self.token = data_dir, published, token
         self.url = published.url
         self.catalogue = Catalogue.load()     # the server's tables: the catalogue is part of the package
         self._ssl = pinned_context(published.cafile) if published.cafile else None
@@ -60,7 +59,7 @@ class RemoteWorkspace:
         if timeout is not None:
             body["timeout"] = timeout
         req = urllib.request.Request(self.url + "/api/query", data=json.dumps(body).encode("utf-8"), method="POST",
-                                     headers={"Authorization": f"Bearer {self.key.secret}",
+                                     headers={"Authorization": f"Bearer {self.token}",
                                               "Content-Type": "application/json"})
         wait = (timeout or 0) + REPLY_GRACE
         try:
@@ -88,8 +87,8 @@ class RemoteWorkspace:
         if code.startswith("KQL"):
             return KqlError.from_json(info, text)
         if e.code in (401, 403):
-            return NetatlasError(f"the server at {self.url} refused query key {self.key.id} of "
-                                 f"{keys.path_of(self.path)}: {message}")
+            return NetatlasError(f"the server at {self.url} refused the local token of "
+                                 f"{self.published.path}: {message}")
         return NetatlasError(f"{self.url}/api/query answered {e.code} {code}: {message}")
 
     def close(self) -> None:
@@ -120,13 +119,8 @@ def through_server(data_dir: str | os.PathLike) -> RemoteWorkspace:
             f"the workspace in {data_dir} is held by another process, but the server named in "
             f"{published.path} (pid {published.pid}, {published.url}, started {published.started}) is no "
             f"longer running; that file is stale")
-    try:
-        key = next(iter(keys.load(data_dir).by_role("query")), None)
-    except (OSError, ValueError) as e:
-        raise ServerUnavailableError(f"the workspace in {data_dir} is served at {published.url}, but its "
-                                     f"query key cannot be read from {keys.path_of(data_dir)}: {e}") from None
-    if key is None:
+    if not published.token:     # query keys are hashed: the server's per-run token is the local way in
         raise ServerUnavailableError(f"the workspace in {data_dir} is served at {published.url}, but "
-                                     f"{keys.path_of(data_dir)} holds no query key; add one with "
-                                     f"`netatlas keys create --role query --data {data_dir}`")
-    return RemoteWorkspace(data_dir, published, key)
+                                     f"{published.path} holds no local token (a server of an older release?); "
+                                     f"restart it, or query it with a query key over HTTP")
+    return RemoteWorkspace(data_dir, published, published.token)

@@ -8,7 +8,7 @@ then serves the workspace until Ctrl-C, printing the URLs and keys to use.
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -196,6 +196,25 @@ def stop_agent(agent) -> None:
         agent.wait()
 
 
+UP_KEY_FILE = ".up-query-key"   # the id of the query key the last `up` made for the web UI
+
+
+def ui_query_key(data: Path):
+    """A new query key for this run's web UI (query secrets are stored hashed, so the last one
+    cannot be shown again): the one the previous `up` made is revoked."""
+    from . import keys
+    marker = data / UP_KEY_FILE
+    try:
+        keys.revoke_key(data, marker.read_text().strip())
+    except (OSError, KeyError):
+        pass
+    key = keys.create_key(data, "query")
+    fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key.id + "\n")
+    return key
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from .keys import load_or_create
     from .server.run import serve
@@ -206,8 +225,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     settings = Settings.from_env(**{name: getattr(args, name) for name in UP_SETTINGS})
     # up is the local, first-contact command: it always shows the keys to use
     print("keys to use with this workspace:")
-    for k in identity.keys:
-        print(f"  {k.role:<7} {k.secret}")
+    for k in [*identity.by_role("ingest"), ui_query_key(data), *(k for k in identity.fresh if k.role == "admin")]:
+        print(f"  {k.role:<7} {k.secret}")     # an admin key only when made now: it is stored hashed
     _on_stop_signals()
     agent = producer = None
     try:

@@ -70,7 +70,7 @@ def taken(served, tmp_path_factory):
     target = tmp_path_factory.mktemp("backups") / "snap"
     started = time.monotonic()
     out = cli("workspace", "backup", "--data", str(served.data), "--server", f"http://127.0.0.1:{served.port}",
-              "--key", client.query_key.secret, str(target))
+              "--key", client.admin_key.secret, str(target))
     finished = time.monotonic()
     time.sleep(0.3)
     loop.stop.set()
@@ -116,19 +116,27 @@ def test_the_restored_workspace_has_every_batch_acknowledged_before_and_whole_ba
 
 def test_backup_finds_the_server_through_server_json(served, tmp_path):
     """With DIR/server.json (url, pid) and no --server/--key, the backup goes through that server
-    with the query key of DIR/workspace.json."""
+    with the server's local token (admin keys are stored hashed)."""
     info = served.data / "server.json"
-    info.write_text(json.dumps({"url": f"http://127.0.0.1:{served.port}", "pid": served.proc.pid}))
+    original = info.read_text()
+    token = json.loads(original)["token"]
+    info.write_text(json.dumps({"url": f"http://127.0.0.1:{served.port}", "pid": served.proc.pid, "token": token}))
     try:
         out = cli("workspace", "backup", "--data", str(served.data), str(tmp_path / "b"))
     finally:
-        info.unlink()
+        info.write_text(original)
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "b" / "netatlas.duckdb").exists()
 
 
 def test_a_held_workspace_without_server_json_says_how(served, tmp_path):
-    out = cli("workspace", "backup", "--data", str(served.data), str(tmp_path / "b"))
+    info = served.data / "server.json"
+    original = info.read_text()
+    info.unlink()
+    try:
+        out = cli("workspace", "backup", "--data", str(served.data), str(tmp_path / "b"))
+    finally:
+        info.write_text(original)
     assert out.returncode == 2
     assert "held by a running server" in out.stderr and "--server URL" in out.stderr
     assert "Traceback" not in out.stderr and not (tmp_path / "b").exists()
@@ -140,11 +148,12 @@ def test_the_server_refuses_a_bad_target(served, tmp_path):
     (tmp_path / "full" / "x").write_text("x")
     for target, says in ((str(tmp_path / "full"), "is not an empty directory"), ("relative/dir", "absolute path"),
                          (str(tmp_path / "no" / "such"), "parent directory")):
-        r = c.call("POST", "/api/backup", {"target": target})
+        r = c.admin("POST", "/api/backup", {"target": target})
         assert r.status == 400 and r.body["error"]["code"] == "BACKUP_INVALID", r.body
         assert says in r.body["error"]["message"]
-    r = c.call("POST", "/api/backup", {"target": str(tmp_path / "z")}, key=c.ingest_key.secret)
-    assert r.status == 403
+    for key in (c.ingest_key, c.query_key):     # a backup takes an admin key
+        r = c.call("POST", "/api/backup", {"target": str(tmp_path / "z")}, key=key.secret)
+        assert r.status == 403 and r.body["error"]["code"] == "AUTH_WRONG_ROLE"
     assert request(served.port, "POST", "/api/backup", b"{}", {"Content-Type": "application/json"}).status == 401
 
 
@@ -183,7 +192,7 @@ def test_restore_force_refuses_a_workspace_its_server_holds(served, tmp_path):
     assert main(["workspace", "backup", "--data", str(tmp_path / "none"), str(tmp_path / "b")]) == 2
     bk = tmp_path / "bk"
     out = cli("workspace", "backup", "--data", str(served.data), "--server", f"http://127.0.0.1:{served.port}",
-              "--key", served.client().query_key.secret, str(bk))
+              "--key", served.client().admin_key.secret, str(bk))
     assert out.returncode == 0, out.stderr
     out = cli("workspace", "restore", "--force", "--data", str(served.data), str(bk))
     assert out.returncode == 2 and "held by a running server" in out.stderr

@@ -599,7 +599,7 @@ def test_every_subcommand_has_help(argv):
 
 @pytest.mark.parametrize("status,body,expected", [
     (200, b'{"not": "a result"}', "answered something that is not a query result"),
-    (401, b'{"error": {"code": "AUTH_INVALID", "message": "the key is not valid"}}', "refused query key k_test"),
+    (401, b'{"error": {"code": "AUTH_INVALID", "message": "the key is not valid"}}', "refused the local token of"),
     (502, b"<html>bad gateway</html>", "answered 502"),
     (400, b'{"error": {"code": "BAD_REQUEST", "message": "no"}}', "answered 400 BAD_REQUEST: no"),
 ])
@@ -627,7 +627,7 @@ def test_remote_answers_that_are_not_results_are_clear_errors(tmp_path, status, 
     try:
         published = discovery.Published(url=f"http://127.0.0.1:{httpd.server_address[1]}", pid=os.getpid(),
                                         started="", path=tmp_path / "server.json")
-        ws = RemoteWorkspace(tmp_path, published, keys.Key("k_test", "query", "c2VjcmV0", ""))
+        ws = RemoteWorkspace(tmp_path, published, "local_test")
         with pytest.raises(NetatlasError) as e:
             ws.query("print 1", timeout=5)
         assert expected in str(e.value)

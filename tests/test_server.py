@@ -44,6 +44,7 @@ class Server:
         self.data, self.options = data, options
         self.proc = None
         self.log = data.parent / f"{data.name}-server.log"
+        self.test_keys = None     # (query, admin): made once; their secrets are not on disk (hashed)
 
     def start(self, timeout: float = 30) -> "Server":
         self.port = free_port()
@@ -74,7 +75,9 @@ class Server:
         return self.proc.wait(timeout)
 
     def client(self) -> "Client":
-        return Client(self.port, keys.load(self.data))
+        if self.test_keys is None:
+            self.test_keys = (keys.create_key(self.data, "query"), keys.create_key(self.data, "admin"))
+        return Client(self.port, keys.load(self.data), *self.test_keys)
 
 
 def serve_filled(tmp_path_factory, name: str, fill):
@@ -116,10 +119,12 @@ def request(port: int, method: str, path: str, body: bytes = b"", headers: dict 
 
 
 class Client:
-    def __init__(self, port: int, identity: keys.Identity):
+    def __init__(self, port: int, identity: keys.Identity, query_key: keys.Key | None = None,
+                 admin_key: keys.Key | None = None):
         self.port, self.identity = port, identity
         self.ingest_key = identity.by_role("ingest")[0]
-        self.query_key = identity.by_role("query")[0]
+        self.query_key = query_key or identity.by_role("query")[0]
+        self.admin_key = admin_key or identity.by_role("admin")[0]
 
     def ingest(self, table: str, records=None, *, body: bytes | None = None, key: keys.Key | None = None,
                workspace_id: str | None = None, batch_id: str | None = None, gzipped: bool = False,
@@ -128,7 +133,7 @@ class Client:
         if gzipped:
             body = gzip.compress(body)
         path = path or f"/api/ingest/{table}"
-        h = auth.signed_headers(workspace_id or self.identity.workspace_id, (key or self.ingest_key).secret,
+        h = auth.signed_headers(workspace_id or self.identity.workspace_id, (key or self.ingest_key).signing_key,
                                 body, path, gzipped=gzipped, batch_id=batch_id, date=date)
         for name in drop:
             h.pop(name)
@@ -141,6 +146,9 @@ class Client:
             body = json.dumps(payload).encode()
             h["Content-Type"] = "application/json"
         return request(self.port, method, path, body, h)
+
+    def admin(self, method: str, path: str, payload=None) -> Reply:
+        return self.call(method, path, payload, self.admin_key.secret)
 
     def query(self, text: str, timespan: str | None = None, key: str | None = None) -> Reply:
         payload = {"query": text} | ({"timespan": timespan} if timespan else {})
@@ -195,7 +203,11 @@ def client(server) -> Client:
 def test_first_start_prints_the_workspace_id_keys_and_urls(server, client):
     log = server.log.read_text()
     assert client.identity.workspace_id in log
-    assert client.ingest_key.secret in log and client.query_key.secret in log
+    assert client.ingest_key.secret in log
+    printed = dict(re.findall(r"^    (query|admin)\s+k_\w+\s+(\S+)$", log, re.M))   # shown once: hashed on disk
+    for role in ("query", "admin"):
+        assert client.identity.by_role(role)[0].matches(printed[role])
+        assert printed[role] not in (server.data / "workspace.json").read_text()
     assert f"http://127.0.0.1:{server.port}/api/ingest/{{Table}}" in log
     r = request(server.port, "GET", "/healthz")
     assert r.status == 200 and r.body["status"] == "ok"
@@ -414,7 +426,7 @@ def test_retention_is_visible_changeable_and_applied_on_schedule(client):
     old = records(computer, 2, age=timedelta(days=3))
     new = records(computer, 1, age=timedelta(hours=1))
     assert client.ingest("VMBoundPort", old + new).status == 200    # within 30 days: accepted
-    r = client.call("PUT", "/api/retention/VMBoundPort", {"days": 1})
+    r = client.admin("PUT", "/api/retention/VMBoundPort", {"days": 1})
     assert r.status == 200 and r.body == {"table": "VMBoundPort", "days": 1}
     assert client.call("GET", "/api/retention").body["tables"]["VMBoundPort"] == 1
     deadline = time.monotonic() + 10
@@ -427,12 +439,14 @@ def test_retention_is_visible_changeable_and_applied_on_schedule(client):
 
 
 def test_retention_settings_are_checked(client):
-    assert_error_shape(client.call("PUT", "/api/retention/VMBoundPort", {"days": 0}), 400, "RETENTION_INVALID")
-    assert_error_shape(client.call("PUT", "/api/retention/VMBoundPort", {"days": "7"}), 400, "RETENTION_INVALID")
-    assert_error_shape(client.call("PUT", "/api/retention/Nope", {"days": 7}), 404, "UNKNOWN_TABLE")
-    assert_error_shape(client.call("PUT", "/api/retention/VMBoundPort", {"days": 7}, key=client.ingest_key.secret),
-                       403, "AUTH_WRONG_ROLE")
-    r = client.call("POST", "/api/retention/apply")
+    assert_error_shape(client.admin("PUT", "/api/retention/VMBoundPort", {"days": 0}), 400, "RETENTION_INVALID")
+    assert_error_shape(client.admin("PUT", "/api/retention/VMBoundPort", {"days": "7"}), 400, "RETENTION_INVALID")
+    assert_error_shape(client.admin("PUT", "/api/retention/Nope", {"days": 7}), 404, "UNKNOWN_TABLE")
+    for key in (client.ingest_key, client.query_key):     # changing retention takes an admin key
+        assert_error_shape(client.call("PUT", "/api/retention/VMBoundPort", {"days": 7}, key=key.secret),
+                           403, "AUTH_WRONG_ROLE")
+        assert_error_shape(client.call("POST", "/api/retention/apply", key=key.secret), 403, "AUTH_WRONG_ROLE")
+    r = client.admin("POST", "/api/retention/apply")
     assert r.status == 200 and isinstance(r.body["deleted"], dict)
 
 
@@ -449,7 +463,8 @@ def test_every_endpoint_answers_errors_in_one_json_shape(client):
         (request(port, "POST", "/api/query", b'{"query": "print 1"}', {**q, "Content-Type": "text/plain"}), 415),
         (client.query("VMConnection | where"), 400),
         (request(port, "GET", "/api/retention"), 401),
-        (request(port, "PUT", "/api/retention/VMConnection", b"{}", q), 400),
+        (request(port, "PUT", "/api/retention/VMConnection", b"{}",
+                 {**q, "Authorization": f"Bearer {client.admin_key.secret}"}), 400),
         (request(port, "POST", "/api/retention/apply"), 401),
         (request(port, "GET", "/api/ingest/VMConnection"), 405),
         (request(port, "POST", "/healthz"), 405),

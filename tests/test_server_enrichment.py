@@ -88,7 +88,7 @@ def test_import_over_http_replaces_its_source_and_refuses_a_bad_feed(client):
          "pattern": "[ipv4-addr:value = '198.18.20.20']", "pattern_type": "stix",
          "valid_from": "2026-01-01T00:00:00Z", "created": "2026-01-01T00:00:00Z", "modified": "2026-01-02T00:00:00Z"}]}
     path = "/api/threatintel/import?source=partner&format=stix"
-    key = client.query_key.secret
+    key = client.admin_key.secret     # importing threat intelligence takes an admin key
     r = request(client.port, "POST", path, json.dumps(stix).encode(), {"Authorization": f"Bearer {key}"})
     assert r.status == 200 and r.body["stored"] == 1 and r.body["format"] == "stix", r.body
     bad = request(client.port, "POST", path, b'{"type": "bundle", "objects": [', {"Authorization": f"Bearer {key}"})

@@ -199,7 +199,7 @@ def test_the_agent_delivers_over_https_trusting_the_servers_certificate(https_se
     endpoint, identity, _ = https_server
     name = f"tls-{uuid.uuid4().hex[:8]}"
     url = f"https://127.0.0.1:{endpoint.port}"
-    query_key = identity.by_role("query")[0].secret
+    query_key = keys.create_key(https_server[2].parent / "data", "query").secret   # hashed on disk: a new one
 
     untrusting = ship.Shipper(agent_config(tmp_path, url, identity))          # the system's CAs only
     untrusting.enqueue("VMComputer", computer(name))
@@ -382,7 +382,7 @@ def test_the_installed_unit_serves_the_workspace_over_https(installed, tls, tmp_
         identity = keys.load(data)
         health = wait_healthy(proc, endpoint, log)
         assert health["workspace_id"] == identity.workspace_id
-        query_key = identity.by_role("query")[0].secret
+        query_key = keys.create_key(data, "admin").secret   # changing retention takes an admin key (hashed on disk)
         status, body = endpoint.call("PUT", "/api/retention/VMProcess", b'{"days": 7}', query_key)
         assert status == 200, body
         status, body = endpoint.call("GET", "/api/retention", key=query_key)

@@ -168,6 +168,7 @@ async def _call(app, method, path, headers, body=b""):
 ])
 def test_query_failures_map_to_statuses_in_the_one_error_shape(tmp_path, error, status, code):
     from netatlas.catalogue import Catalogue
+    from netatlas import keys as keys_module
     from netatlas.keys import KeyStore
     from netatlas.server.app import Service, create_app
 
@@ -175,7 +176,7 @@ def test_query_failures_map_to_statuses_in_the_one_error_shape(tmp_path, error, 
     store = KeyStore(tmp_path)
     app.state.service = Service(Path(tmp_path), Settings(), StandIn(error), store, Catalogue.load(),
                                 Metrics())
-    secret = store.identity.by_role("query")[0].secret
+    secret = keys_module.create_key(tmp_path, "query").secret     # hashed on disk: a new one
     got = asyncio.run(_call(app, "POST", "/api/query",
                             {"authorization": f"Bearer {secret}", "content-type": "application/json"},
                             json.dumps({"query": "VMConnection | count"}).encode()))

@@ -57,9 +57,7 @@ def served(tmp_path_factory):
                 time.sleep(0.2)
         else:
             pytest.fail("netatlas up did not serve:\n" + "".join(out))
-        keys = json.loads((data / "workspace.json").read_text())
-        query_key = next(k["secret"] for k in keys["keys"] if k["role"] == "query")
-        yield port, query_key, "".join(out), data
+        yield port, printed_query_key("".join(out)), "".join(out), data
     finally:
         p.send_signal(signal.SIGINT)
         try:
@@ -183,6 +181,13 @@ def rows_of(port: int, key: str, text: str) -> list:
     return body["tables"][0]["rows"]
 
 
+def printed_query_key(out: str) -> str:
+    """The query key `up` printed (query secrets are stored hashed: up makes one each start)."""
+    found = re.findall(r"^  query\s+(\S+)$", out, re.M)
+    assert found, out
+    return found[-1]
+
+
 def marker_of(data) -> dict:
     return json.loads((data / ".demo-loaded").read_text())
 
@@ -193,7 +198,7 @@ def live(tmp_path_factory):
     data = tmp_path_factory.mktemp("live") / "netatlas-data"
     port = free_port()
     p, out = start_up(data, port, "--machines", "15", "--days", "1")
-    key = next(k["secret"] for k in json.loads((data / "workspace.json").read_text())["keys"] if k["role"] == "query")
+    key = printed_query_key("".join(out))
     end = marker_of(data)["end"]
     try:
         deadline = time.monotonic() + 150
@@ -274,9 +279,11 @@ def test_restart_catches_up_without_duplicates_and_no_demo_pauses(live):
         time.sleep(1)
     time.sleep(1)
     p, out = start_up(data, port, "--machines", "15", "--days", "1")
+    old_key, key = key, printed_query_key(out)     # each start makes a query key, revoking the last one
     try:
         assert "loading the demo environment" not in out
         assert "demo caught up" in out, out
+        assert key != old_key and post_query(port, old_key, "print 1")[0] == 403
         assert marker_of(data)["through"] > stopped_at
         minutes = rows_of(port, key, f"VMConnection | where TimeGenerated >= datetime({end}) "
                                      f"and TimeGenerated < datetime({marker_of(data)['through']}) "
@@ -294,6 +301,7 @@ def test_restart_catches_up_without_duplicates_and_no_demo_pauses(live):
     through = marker_of(data)["through"]
     held = None
     p, out = start_up(data, port, "--no-demo")
+    key = printed_query_key(out)
     try:
         assert "paused for this run (--no-demo)" in out and "loading the demo" not in out
         held = rows_of(port, key, "VMConnection | count")[0][0]

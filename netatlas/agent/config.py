@@ -233,6 +233,8 @@ SETTINGS: tuple[Setting, ...] = (
             "self-signed test server; better: give it with ca_file)"),
     Setting("ca_file", "", "path", "a PEM file of the certificate authorities to trust for https, "
             "instead of the system's"),
+    Setting("tls_fingerprint", "", "text", "the SHA-256 fingerprint of the workspace's self-signed "
+            "certificate (`netatlas workspace serve --tls self-signed` prints it): trust that one only"),
     Setting("spool", "/var/lib/netatlas-agent/spool", "path", "directory of the batches not yet "
             "accepted by the workspace (kept across restarts)"),
     Setting("spool_max_bytes", 256 * MiB, "bytes", "most bytes the spool keeps; past it the oldest "

@@ -184,6 +184,9 @@ class HttpSender:
 
     @staticmethod
     def _tls_context(config: AgentConfig) -> ssl.SSLContext:
+        if getattr(config, "tls_fingerprint", ""):     # a pinned (self-signed) workspace certificate
+            from ..tlscert import pinned_context
+            return pinned_context(config.tls_fingerprint)
         try:
             ctx = ssl.create_default_context(cafile=config.ca_file or None)
         except OSError as e:   # ssl.SSLError too: not PEM certificates

@@ -2,16 +2,16 @@
 
 | endpoint | auth | does | module |
 |---|---|---|---|
-| ``POST /api/ingest/{Table}`` | SharedKey, ingest key | store a batch of records (JSON array, optionally gzip) | ``ingest.py`` |
+| ``POST /api/ingest/{Table}`` | SharedKey, a key of a role the table takes (ingest; admin for ThreatIntelligenceIndicator) | store a batch of records (JSON array, optionally gzip) | ``ingest.py`` |
 | ``POST /api/query`` | Bearer, query key | run a KQL query: ``{"query", "timespan", "parameters", "max_rows", "timeout"}`` | ``query.py`` |
 | ``GET /api/retention`` | Bearer, query key | retention days per table and the schedule | ``retention.py`` |
-| ``PUT /api/retention/{Table}`` | Bearer, query key | ``{"days": N}``: change a table's retention | ``retention.py`` |
-| ``POST /api/retention/apply`` | Bearer, query key | run a retention pass now | ``retention.py`` |
-| ``POST /api/threatintel/import?source=NAME`` | Bearer, query key | a feed (STIX, CSV, list) replaces that source's indicators | ``threatintel.py`` |
+| ``PUT /api/retention/{Table}`` | Bearer, admin key | ``{"days": N}``: change a table's retention | ``retention.py`` |
+| ``POST /api/retention/apply`` | Bearer, admin key | run a retention pass now | ``retention.py`` |
+| ``POST /api/threatintel/import?source=NAME`` | Bearer, admin key | a feed (STIX, CSV, list) replaces that source's indicators | ``threatintel.py`` |
 | ``GET /api/threatintel`` | Bearer, query key | indicators stored and matching, the scheduled feeds | ``threatintel.py`` |
 | ``GET /api/geoip`` | Bearer, query key | the GeoIP database: type, build date, age, attribution | ``threatintel.py`` |
 | ``GET /api/machines/resolve?ip=A&ip=B`` | Bearer, query key | the monitored machine(s) each address belongs to (own address, or seen behind a NAT) | ``machines.py`` |
-| ``POST /api/backup`` | Bearer, query key (an admin role later) | ``{"target": DIR}``: a consistent copy of the workspace into a new or empty directory on the server (``netatlas/backup.py``) | ``backup.py`` |
+| ``POST /api/backup`` | Bearer, admin key | ``{"target": DIR}``: a consistent copy of the workspace into a new or empty directory on the server (``netatlas/backup.py``) | ``backup.py`` |
 | ``GET /api/map?machine=M`` or ``?group=G`` | Bearer, query key | the dependency map of a machine or a group (all, tag:K=V, subnet:CIDR) over ``from``/``to``: machines, processes, groups, edges with status (docs/web-api.md) | ``views.py`` (``webmap.py``) |
 | ``GET /api/machines?search=TEXT`` | Bearer, query key | machines (latest VMComputer) whose name or an address matches | ``views.py`` |
 | ``GET /api/machines/{id}`` | Bearer, query key | one machine: its latest VMComputer record, tags, processes, bound ports | ``views.py`` |
@@ -24,10 +24,14 @@
 | ``GET /healthz`` | none | ``{"status": "ok", ...}`` | ``health.py`` |
 | ``GET /metrics`` | none | Prometheus text format | ``health.py`` |
 
+"Query key" means a query or an admin key (an admin key can also query), or the per-run local
+token of ``DIR/server.json`` (``discovery.py``), which the admin endpoints take too.
+
 Settings (``settings.py``; flag ``--max-rows``, environment ``NETATLAS_MAX_ROWS``, key ``max_rows``
 of the ``--config`` TOML file, ...): data, host, port, tls_cert, tls_key (https when both are set),
 max_body_bytes, max_rows, query_timeout, retention_days, retention_interval, max_clock_skew,
-geoip_db, threatintel_feeds, threatintel_interval. ``netatlas workspace install`` (``install.py``)
+geoip_db, threatintel_feeds, threatintel_interval, tls (``self-signed``: a certificate made in
+DIR/tls on first start, ``netatlas/tlscert.py``). ``netatlas workspace install`` (``install.py``)
 writes them to a configuration file beside a systemd unit that serves it.
 Queries: max_result_bytes (a result is cut past it, or past max_rows: ``statistics.truncated``,
 ``truncated_by`` and ``message``), query_concurrency and query_queue (queries run side by side on
@@ -35,13 +39,16 @@ that many DuckDB cursors; when all are busy and the queue is full: 429 QUERY_BUS
 
 Ingestion headers: ``Authorization: SharedKey <workspace id>:<signature>`` and ``x-ms-date`` (see
 ``netatlas.auth``), ``Content-Type: application/json``, ``Content-Length``, optionally
-``Content-Encoding: gzip`` and ``x-ms-batch-id``: an id (1-128 of ``A-Z a-z 0-9 . _ : -``) that
+``Content-Encoding: gzip``, ``x-ms-content-sha256`` (the signed body digest, required from netatlas
+agents) and ``x-ms-batch-id``: an id (1-128 of ``A-Z a-z 0-9 . _ : -``) that
 makes a retried batch idempotent; a batch whose id was stored before is acknowledged with
-``"duplicate": true`` and not stored again. Without the header a batch is not deduplicated.
+``"duplicate": true`` and not stored again. Without the header only a verbatim replay (the same
+signature, within the clock-skew window) is answered as a duplicate (``auth.ReplayCache``).
 
 Status codes: 200 done; 400 a bad request (a record that does not fit its table names
 ``record`` and ``field``; a query mistake names ``line`` and ``column``); 401 no, malformed or
-stale credentials; 403 a wrong key or a key of the other role; 404 unknown table or path;
+stale credentials, or a body that does not match its signed digest; 403 a wrong key or a key of a
+role that may not do this; 404 unknown table or path;
 405 wrong method; 411 no Content-Length on an ingestion request; 413 a body over
 max_body_bytes (after decompression); 415 not JSON or an encoding other than gzip; 504 a query
 past its time limit (as the Log Analytics query API answers); 500 a bug. Every error body is

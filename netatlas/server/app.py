@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..auth import AuthError
+from ..auth import AuthError, ReplayCache
 from ..catalogue import Catalogue
 from ..keys import KeyStore
 from ..metrics import Metrics, add_storage_metrics
@@ -74,6 +74,8 @@ class Service:
     retention_next: float | None = None
     threatintel_feeds: list = field(default_factory=list)     # the last scheduled import of each feed
     threatintel_next: float | None = None
+    replay: ReplayCache | None = None     # accepted signatures without a batch id (auth.ReplayCache)
+    local_token: str | None = None         # the per-run token of local commands (discovery.py)
     _closed: bool = field(default=False, repr=False)
     query_limiter: object = field(default=None, repr=False)   # threads of queries and views (run_query)
 
@@ -148,9 +150,11 @@ EXCEPTION_HANDLERS = {HttpError: on_http_error, AuthError: on_auth_error, HTTPEx
 
 # ---------------------------------------------------------------- the app
 
-def create_app(data_dir: str | os.PathLike, *, settings: Settings | None = None, workspace=None) -> Starlette:
+def create_app(data_dir: str | os.PathLike, *, settings: Settings | None = None, workspace=None,
+               local_token: str | None = None) -> Starlette:
     """The workspace server for DIR. ``workspace``: an already open Workspace for DIR (the app
-    closes it at shutdown); without it the app opens DIR at startup."""
+    closes it at shutdown); without it the app opens DIR at startup. ``local_token``: a per-run
+    bearer token for query work by commands on this machine (``discovery.py``)."""
     settings = settings or Settings()
     data_dir = Path(data_dir)
 
@@ -168,7 +172,8 @@ def create_app(data_dir: str | os.PathLike, *, settings: Settings | None = None,
         ws.refuse_expired = True        # a TimeGenerated older than its table's retention: 400
         catalogue = getattr(ws, "catalogue", None) or Catalogue.load()
         svc = Service(data_dir=data_dir, settings=settings, workspace=ws, keys=keys,
-                      catalogue=catalogue, metrics=add_storage_metrics(Metrics(catalogue.names())))
+                      catalogue=catalogue, metrics=add_storage_metrics(Metrics(catalogue.names())),
+                      replay=ReplayCache(2 * settings.max_clock_skew), local_token=local_token)
         app.state.service = svc
         tasks = [asyncio.create_task(retention.schedule(svc), name="netatlas-retention"),
                  asyncio.create_task(threatintel.schedule(svc), name="netatlas-threatintel")]

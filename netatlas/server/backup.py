@@ -20,7 +20,7 @@ BODY_LIMIT = 64 * 1024
 
 async def backup(request: Request) -> Response:
     svc = service(request)
-    verify_bearer(svc.keys.identity, request.headers, role="query")
+    verify_bearer(svc.keys.identity, request.headers, role="admin", local_token=svc.local_token)
     body = await read_json_object(request, BODY_LIMIT)
     target = body.get("target")
     if set(body) != {"target"} or not isinstance(target, str) or not target:

@@ -1,12 +1,16 @@
 """``POST /api/ingest/{Table}``: one batch of records for one table, signed with an ingest key.
 
 Steps, in order (the first that fails answers): a Content-Length when the request is signed
-(411: the length is part of the signed string), authenticate (401/403), the table exists (404),
+(411: the length is part of the signed string), authenticate (401/403; the key's role must be one
+the table takes, ``Catalogue.ingest_roles``), the table exists (404), a verbatim replay of an
+accepted request without a batch id answers the first answer (``duplicate: true``),
 JSON content type and encoding (415), the batch id's form (400), read the body within
-max_body_bytes, gunzipping as it arrives (413; 400 for bad gzip), then ``Workspace.ingest_json``: every record validated, all stored in one transaction, or none
-(400 naming ``record`` and ``field``; 413 for a body that inflates past max_body_bytes, 400 for
-gzip inside gzip). Answer: ``{"table", "records", "bytes", "duplicate", "batch_id", "truncated"}``
-(``truncated``: string values cut at Azure's 32 KB). Every refusal is counted in ``netatlas_batches_rejected_total{reason=<code>}``.
+max_body_bytes, gunzipping as it arrives (413; 400 for bad gzip), the raw body against its
+signed digest (401 AUTH_BAD_DIGEST), then ``Workspace.ingest_json``: every record validated, all
+stored in one transaction, or none (400 naming ``record`` and ``field``; 413 for a body that
+inflates past max_body_bytes, 400 for gzip inside gzip). Answer: ``{"table", "records", "bytes",
+"duplicate", "batch_id", "truncated"}`` (``truncated``: string values cut at Azure's 32 KB). Every
+refusal is counted in ``netatlas_batches_rejected_total{reason=<code>}``.
 
 Storage (STORAGE): below the free-space reserve (setting min_free_bytes) a request is refused after
 authentication, before its body is read: 507 STORAGE_FULL with Retry-After
@@ -24,7 +28,9 @@ from datetime import timedelta
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..auth import AuthError, verify_shared_key
+from starlette.requests import Request as _Request
+
+from ..auth import DIGEST_HEADER, AuthError, BodyDigest, request_signature, verify_shared_key
 from ..errors import IngestError, StorageError
 from .health import full_message, storage
 from .http import HttpError, json_response, read_body, require_json, service
@@ -82,11 +88,22 @@ async def ingest(request: Request) -> Response:
         raise
 
 
+def _digesting(request: Request, digest: BodyDigest) -> Request:
+    """The request with its raw body (as received, before gunzip) fed to ``digest`` as it arrives."""
+    async def receive():
+        message = await request.receive()
+        if message.get("type") == "http.request":
+            digest.update(message.get("body", b""))
+        return message
+    return _Request(request.scope, receive)
+
+
 async def _ingest(request: Request, svc) -> Response:
     table = request.path_params["table"]
     length = _content_length(request) if request.headers.get("authorization") else -1
     verify_shared_key(svc.keys.identity, request.headers, method=request.method, path=request.url.path,
-                      content_length=length, max_skew=timedelta(seconds=svc.settings.max_clock_skew))
+                      content_length=length, max_skew=timedelta(seconds=svc.settings.max_clock_skew),
+                      roles=svc.catalogue.ingest_roles(table), table=table)
     if table not in svc.catalogue:
         raise _ingest_error(IngestError(f"unknown table '{table}'; the tables are "
                                         f"{', '.join(svc.catalogue.names())}", code="INGEST_UNKNOWN_TABLE"))
@@ -96,7 +113,18 @@ async def _ingest(request: Request, svc) -> Response:
     if room["full"]:
         svc.metrics.storage_full.inc()
         raise _storage_error("STORAGE_FULL", full_message(room))
-    body = await read_body(request, svc.settings.max_body_bytes)
+    replay_key = request_signature(request.headers) if batch_id is None else None
+    if replay_key is not None and (first := svc.replay.get(replay_key)) is not None:
+        svc.metrics.duplicate_batches.inc()
+        return json_response(dict(first, duplicate=True))
+    digest = BodyDigest(request.headers.get(DIGEST_HEADER))
+    try:
+        body = await read_body(_digesting(request, digest), svc.settings.max_body_bytes)
+    except HttpError:
+        if digest.received == length:    # the whole body arrived (bad gzip...): a changed body says so first
+            digest.check()
+        raise
+    digest.check()
     try:
         report = await svc.run(svc.workspace.ingest_json, table, body, batch_id=batch_id,
                                sender=request.client.host if request.client else None,
@@ -117,6 +145,8 @@ async def _ingest(request: Request, svc) -> Response:
         m.batches_ingested.inc(table=table)
         if report.truncated:
             m.fields_truncated.inc(report.truncated, table=table)
-    return json_response({"table": report.table, "records": report.records, "bytes": report.bytes,
-                          "duplicate": report.duplicate, "batch_id": report.batch_id,
-                          "truncated": report.truncated})
+    answer = {"table": report.table, "records": report.records, "bytes": report.bytes,
+              "duplicate": report.duplicate, "batch_id": report.batch_id, "truncated": report.truncated}
+    if replay_key is not None:
+        svc.replay.add(replay_key, answer)
+    return json_response(answer)

@@ -133,5 +133,9 @@ def cmd_install(args: argparse.Namespace, settings: Settings) -> int:
     data = shlex.quote(settings.data)
     print(f"{settings.data}: workspace {identity.workspace_id} "
           f"({'created' if identity.new else 'existing'}; its keys: netatlas keys list --data {data})")
+    if identity.fresh:    # query and admin secrets are stored hashed: shown now, once
+        print("keys created now (query and admin secrets are shown only now):")
+        for k in identity.fresh:
+            print(f"  {k.role:<7} {k.id}  {k.secret}")
     print(f"next: systemctl daemon-reload && systemctl enable --now {Path(args.unit_out).stem}")
     return 0

@@ -15,7 +15,7 @@ MAX_ADDRESSES = 1000
 
 async def resolve(request: Request) -> Response:
     svc = service(request)
-    verify_bearer(svc.keys.identity, request.headers, role="query")
+    verify_bearer(svc.keys.identity, request.headers, role="query", local_token=svc.local_token)
     addresses = [a for a in request.query_params.getlist("ip") if a.strip()]
     if not addresses:
         raise HttpError(400, "RESOLVE_NO_ADDRESS", "give the addresses to resolve: ?ip=10.0.0.5&ip=...", field="ip")

@@ -77,7 +77,7 @@ def _request(body: dict) -> tuple[str, tuple | None, dict | None]:
 
 async def query(request: Request) -> Response:
     svc = service(request)
-    verify_bearer(svc.keys.identity, request.headers, role="query")
+    verify_bearer(svc.keys.identity, request.headers, role="query", local_token=svc.local_token)
     body = await read_json_object(request, QUERY_BODY_LIMIT)
     text, span, params = _request(body)
     options = {"params": params, **_limits(body, svc.settings)}

@@ -61,7 +61,7 @@ async def schedule(svc) -> None:
 
 async def show(request: Request) -> Response:
     svc = service(request)
-    verify_bearer(svc.keys.identity, request.headers, role="query")
+    verify_bearer(svc.keys.identity, request.headers, role="query", local_token=svc.local_token)
     days = await svc.run(svc.workspace.retention)
     return json_response({"tables": dict(days), "interval_seconds": svc.settings.retention_interval,
                           "last_run": svc.retention_last, "next_run": _iso(svc.retention_next)})
@@ -69,7 +69,7 @@ async def show(request: Request) -> Response:
 
 async def change(request: Request) -> Response:
     svc = service(request)
-    verify_bearer(svc.keys.identity, request.headers, role="query")
+    verify_bearer(svc.keys.identity, request.headers, role="admin", local_token=svc.local_token)
     table = request.path_params["table"]
     if table not in svc.catalogue:
         raise HttpError(404, "UNKNOWN_TABLE", f"unknown table '{table}'; the tables are "
@@ -88,5 +88,5 @@ async def change(request: Request) -> Response:
 
 async def apply(request: Request) -> Response:
     svc = service(request)
-    verify_bearer(svc.keys.identity, request.headers, role="query")
+    verify_bearer(svc.keys.identity, request.headers, role="admin", local_token=svc.local_token)
     return json_response({"deleted": await run_pass(svc)})

@@ -10,6 +10,7 @@ removed when the server stops.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import sys
@@ -18,7 +19,7 @@ from typing import Callable, TextIO
 
 from .. import __version__
 from .. import discovery
-from ..keys import Identity, load_or_create
+from ..keys import Identity, load_or_create, make_private_dir
 from .settings import Settings
 
 SHUTDOWN_GRACE = 10
@@ -30,18 +31,22 @@ def banner(data_dir: Path, identity: Identity, settings: Settings) -> str:
     lines = [f"netatlas {__version__} workspace server",
              f"  workspace id  {identity.workspace_id}",
              f"  data          {data_dir.resolve()}"]
-    again = f"`netatlas keys list --data {shlex.quote(str(data_dir))}`"
-    if identity.new:
-        lines.append(f"  keys (created now; {again} shows them again):")
-        lines += [f"    {k.role:<7} {k.id}  {k.secret}" for k in identity.keys]
+    if settings.tls_cert:
+        from ..tlscert import fingerprint
+        lines.append(f"  tls           {settings.tls_cert}")
+        lines.append(f"  fingerprint   SHA-256 {fingerprint(settings.tls_cert)}  (agents: tls_fingerprint)")
+    listed = f"`netatlas keys list --data {shlex.quote(str(data_dir))}`"
+    if identity.fresh:     # query and admin secrets are stored hashed: shown now, once
+        lines.append(f"  keys (created now; query and admin secrets are shown only now; {listed} lists them):")
+        lines += [f"    {k.role:<7} {k.id}  {k.secret}" for k in identity.fresh]
     else:
-        lines.append(f"  keys (secrets: {again}):")
+        lines.append(f"  keys ({listed}; the ingest secret is shown there, query and admin keys are hashed):")
         lines += [f"    {k.role:<7} {k.id}" for k in identity.keys]
     urls = [("web UI", "GET", "/", "a browser; sign in with the query key"),
             ("ingest", "POST", "/api/ingest/{Table}", "SharedKey signature, ingest key"),
             ("query", "POST", "/api/query", "Authorization: Bearer <query key>"),
-            ("retention", "GET", "/api/retention", "query key"),
-            ("threat intel", "POST", "/api/threatintel/import", "query key; GET /api/threatintel, /api/geoip"),
+            ("retention", "GET", "/api/retention", "query key; changes: admin key"),
+            ("threat intel", "POST", "/api/threatintel/import", "admin key; GET /api/threatintel, /api/geoip"),
             ("health", "GET", "/healthz", ""),
             ("metrics", "GET", "/metrics", "Prometheus")]
     width = max(len(base + u[2]) for u in urls)
@@ -57,7 +62,7 @@ def tls_options(settings: Settings) -> dict:
     return {"ssl_certfile": settings.tls_cert, "ssl_keyfile": settings.tls_key}
 
 
-def _publishing_server(data_dir: Path):
+def _publishing_server(data_dir: Path, token: str | None = None):
     """A uvicorn Server that writes DIR/server.json once its socket listens (on the port it got,
     which is the one asked for unless that was 0) and removes it as it starts to stop."""
     import uvicorn
@@ -69,7 +74,7 @@ def _publishing_server(data_dir: Path):
                 port = self.servers[0].sockets[0].getsockname()[1]
                 url = discovery.url_for(self.config.host, port, "https" if self.config.is_ssl else "http")
                 try:    # with TLS, clients on this machine verify the server with its own certificate
-                    discovery.publish(data_dir, url, cafile=self.config.ssl_certfile)
+                    discovery.publish(data_dir, url, cafile=self.config.ssl_certfile, token=token)
                 except OSError as e:    # the server still serves; local commands just cannot find it
                     print(f"warning: cannot write {discovery.path_of(data_dir)}: {e}", file=sys.stderr)
 
@@ -79,6 +84,16 @@ def _publishing_server(data_dir: Path):
             await super().shutdown(sockets=sockets)
 
     return Server
+
+
+def private_files(data_dir: Path) -> None:
+    """Tighten the files directly in DIR (a workspace of an older release) to 0600."""
+    for entry in data_dir.iterdir():
+        try:
+            if entry.is_file() and not entry.is_symlink() and entry.stat().st_mode & 0o077:
+                os.chmod(entry, 0o600)
+        except OSError:
+            pass
 
 
 def serve(data_dir: str | os.PathLike, settings: Settings | None = None, *,
@@ -96,16 +111,29 @@ def serve(data_dir: str | os.PathLike, settings: Settings | None = None, *,
     settings = settings or Settings()
     settings.check()   # a TLS file that cannot be read: a clear error now, not uvicorn's traceback later
     data_dir = Path(data_dir)
+    os.umask(0o077)                     # what the server writes in DIR (DuckDB files too) is 0600
+    make_private_dir(data_dir)          # DIR itself 0700
+    private_files(data_dir)
+    if settings.tls == "self-signed":
+        from ..tlscert import TlsError, self_signed
+        try:
+            cert, key, _ = self_signed(data_dir)
+        except TlsError as e:
+            from .settings import SettingsError
+            raise SettingsError(str(e)) from None
+        settings = dataclasses.replace(settings, tls="", tls_cert=str(cert), tls_key=str(key))
+        settings.check()
     identity = load_or_create(data_dir)
+    token = discovery.new_token()
     workspace = (open_workspace or connect)(data_dir)
     try:
         out.write(banner(data_dir, identity, settings))
         out.flush()
-        app = create_app(data_dir, settings=settings, workspace=workspace)
+        app = create_app(data_dir, settings=settings, workspace=workspace, local_token=token)
         config = uvicorn.Config(app, host=settings.host, port=settings.port, lifespan="on",
                                 timeout_graceful_shutdown=SHUTDOWN_GRACE, server_header=False,
                                 **tls_options(settings))
-        server = _publishing_server(data_dir)(config)
+        server = _publishing_server(data_dir, token)(config)
         try:
             server.run()
         except SystemExit as e:   # uvicorn exits 1 when the port cannot be bound

@@ -112,6 +112,10 @@ SETTINGS: tuple[Setting, ...] = (
             "queries run at once, each on a DuckDB cursor of its own (0: 4 per core)"),
     Setting("query_queue", 0, int, "QUERIES",
             "queries that may wait for a cursor when all are busy; past it 429 QUERY_BUSY (0: 2 per cursor)"),
+    # --- auth helper (issue 11): a self-signed certificate made on first start
+    Setting("tls", "", str, "MODE",
+            "self-signed: serve https with a certificate generated in DIR/tls on first start (its "
+            "SHA-256 fingerprint is printed for agents to pin); default: tls_cert/tls_key, else plain http"),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}
@@ -157,6 +161,11 @@ def _check(self) -> None:
         raise SettingsError(f"port: expected 0 to 65535, got {self.port}")
     if not 1 <= self.retention_days <= 4383:
         raise SettingsError(f"retention_days: expected 1 to 4383 (12 years), got {self.retention_days}")
+    if self.tls not in ("", "off", "self-signed"):
+        raise SettingsError(f"tls: expected self-signed (or nothing), got {self.tls!r}")
+    if self.tls == "self-signed" and self.tls_cert:
+        raise SettingsError("tls self-signed and tls_cert are both set: give one (the certificate to "
+                            "serve, or self-signed to generate one in the data directory)")
     if bool(self.tls_cert) != bool(self.tls_key):
         given, missing = ("tls_cert", "tls_key") if self.tls_cert else ("tls_key", "tls_cert")
         raise SettingsError(f"{given} is set but {missing} is not: https needs both the certificate "
@@ -203,7 +212,7 @@ def _tls_context(self) -> ssl.SSLContext | None:
 
 
 def _scheme(self) -> str:
-    return "https" if self.tls_cert else "http"
+    return "https" if self.tls_cert or self.tls == "self-signed" else "http"
 
 
 # The settings as one frozen dataclass, generated from the table: Settings(port=9000).port

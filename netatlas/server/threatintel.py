@@ -90,7 +90,7 @@ async def schedule(svc) -> None:
 
 async def import_(request: Request) -> Response:
     svc = service(request)
-    verify_bearer(svc.keys.identity, request.headers, role="query")
+    verify_bearer(svc.keys.identity, request.headers, role="admin", local_token=svc.local_token)
     q = request.query_params
     source, fmt, kind = q.get("source", "").strip(), q.get("format") or None, q.get("threat_type") or None
     if not source:
@@ -106,7 +106,7 @@ async def import_(request: Request) -> Response:
 
 async def show(request: Request) -> Response:
     svc = service(request)
-    verify_bearer(svc.keys.identity, request.headers, role="query")
+    verify_bearer(svc.keys.identity, request.headers, role="query", local_token=svc.local_token)
     summary = await svc.run(svc.workspace.threat_summary)
     return json_response({"indicators": summary, "feeds": svc.threatintel_feeds,
                           "interval_seconds": svc.settings.threatintel_interval,
@@ -115,7 +115,7 @@ async def show(request: Request) -> Response:
 
 async def geoip(request: Request) -> Response:
     svc = service(request)
-    verify_bearer(svc.keys.identity, request.headers, role="query")
+    verify_bearer(svc.keys.identity, request.headers, role="query", local_token=svc.local_token)
     geo = await svc.run(lambda: svc.workspace.geoip)
     if geo is None:
         return json_response({"enabled": False})

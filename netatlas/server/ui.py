@@ -107,7 +107,7 @@ def write_parquet(result, path: Path) -> None:
 
 async def export(request: Request) -> Response:
     svc = service(request)
-    verify_bearer(svc.keys.identity, request.headers, role="query")
+    verify_bearer(svc.keys.identity, request.headers, role="query", local_token=svc.local_token)
     fmt = request.query_params.get("format", "parquet")
     if fmt not in EXPORT_FORMATS:
         raise HttpError(400, "BAD_FORMAT", f"unknown export format {fmt!r}; the formats are "

@@ -139,7 +139,7 @@ def http_error(e: webmap.WebMapError) -> HttpError:
 def authorized(request: Request):
     """The Service, once the request has shown a query key (before any parameter is read)."""
     svc = service(request)
-    verify_bearer(svc.keys.identity, request.headers, role="query")
+    verify_bearer(svc.keys.identity, request.headers, role="query", local_token=svc.local_token)
     return svc
 
 

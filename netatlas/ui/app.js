@@ -46,7 +46,7 @@ function login(message) {
     },
   },
   h("h1", h("span.logo", "◉"), " netatlas"),
-  h("p", "Sign in with a query key of this workspace (", h("code", "netatlas keys list --data DIR"), " shows them)."),
+  h("p", "Sign in with a query key of this workspace (the one `netatlas up` printed, or a new one: ", h("code", "netatlas keys create --role query --data DIR"), ")."),
   input, button, error);
   clear(root, h("div.login", form));
   input.focus();

@@ -256,12 +256,15 @@ def wait_for(what: str, check, timeout: float, every: float = 1.0):
 
 
 def keys_from(output: str) -> dict[str, str]:
-    """`netatlas keys list` (table) -> WORKSPACE_ID, INGEST_KEY, QUERY_KEY."""
-    lines = output.splitlines()
-    found = {"WORKSPACE_ID": lines[0].split()[1]}
-    for line in lines[2:]:
-        _id, role, _created, secret = line.split()
-        found.setdefault(f"{role.upper()}_KEY", secret)
+    """`netatlas keys list` and `keys create` (tables) -> WORKSPACE_ID, INGEST_KEY, QUERY_KEY
+    (a hashed key's prefix, "abc123… (hashed)", is no secret: skipped)."""
+    found = {}
+    for line in output.splitlines():
+        if line.startswith("workspace "):
+            found.setdefault("WORKSPACE_ID", line.split()[1])
+        elif line.startswith("k_") and not line.endswith("(hashed)"):
+            _id, role, _created, secret = line.split()
+            found.setdefault(f"{role.upper()}_KEY", secret)
     return found
 
 
@@ -316,7 +319,7 @@ def test_the_readmes_second_host_commands_enroll_a_host_over_https(machines, tmp
 
         # ---- on the server
         reachable = f"curl -sk --max-time 3 -o /dev/null https://{IP['srv']}:8080/healthz"
-        keys_listed = None
+        keys_listed = ""
         for line in blocks["server"]:
             if line.startswith("nft "):       # before the firewall line: the server is up, the host cannot reach it
                 wait_for("the workspace server", lambda: srv.run(
@@ -327,8 +330,8 @@ def test_the_readmes_second_host_commands_enroll_a_host_over_https(machines, tmp
             r = do(srv, line)
             if line.startswith("nft "):
                 assert host.run(reachable, check=False).returncode == 0, "still blocked after the nft line"
-            if "keys list" in line:
-                keys_listed = r.stdout
+            if "netatlas keys " in line:
+                keys_listed += r.stdout
         assert keys_listed, "the server block printed no keys"
         values |= keys_from(keys_listed)
         service = srv.log("netatlas-workspace")
