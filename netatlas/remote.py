@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from . import discovery
 from .catalogue import Catalogue
 from .errors import KqlError, NetatlasError, QueryExecutionError, QueryLimitError
 from .result import Result
