@@ -29,6 +29,8 @@ of the ``--config`` TOML file, ...): data, host, port, tls_cert, tls_key (https 
 max_body_bytes, max_rows, query_timeout, retention_days, retention_interval, max_clock_skew,
 geoip_db, threatintel_feeds, threatintel_interval. ``netatlas workspace install`` (``install.py``)
 writes them to a configuration file beside a systemd unit that serves it.
+Against slow and spoofing clients (``guard.py``): header_timeout, body_timeout, keepalive_timeout,
+max_connections; trusted_proxies (X-Forwarded-For is believed only from those addresses).
 
 Ingestion headers: ``Authorization: SharedKey <workspace id>:<signature>`` and ``x-ms-date`` (see
 ``netatlas.auth``), ``Content-Type: application/json``, ``Content-Length``, optionally

@@ -16,6 +16,7 @@ what ``netatlas workspace install`` writes:
 """
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import ssl
@@ -100,6 +101,19 @@ SETTINGS: tuple[Setting, ...] = (
             "threatintel_interval: files or http(s) URLs, each optionally prefixed by its format "
             "(stix:, csv:, list:; otherwise guessed)"),
     Setting("threatintel_interval", 3600.0, float, "SECONDS", "seconds between two imports of the feeds"),
+    # -- http helper (issue 11, items 8 and 12): slow clients, the connection cap, proxies (server/guard.py)
+    Setting("header_timeout", 10.0, float, "SECONDS",
+            "seconds a connection may take to send a request's headers (also after a keep-alive "
+            "answer); past it: 408 and the connection is closed"),
+    Setting("body_timeout", 30.0, float, "SECONDS",
+            "seconds a request's body may take to arrive once its headers are complete (408 past it)"),
+    Setting("keepalive_timeout", 5.0, float, "SECONDS", "seconds an idle keep-alive connection stays open"),
+    Setting("max_connections", 1000, int, "COUNT",
+            "most open connections; a new one past it closes the oldest that has not sent a whole "
+            "request's headers, or is refused (503) when every one is busy"),
+    Setting("trusted_proxies", "", str, "ADDRESSES",
+            "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For and "
+            "X-Forwarded-Proto are believed (default: none, the headers are ignored)"),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}
@@ -151,6 +165,28 @@ def _check(self) -> None:
                             f"(--tls-cert) and its private key (--tls-key)")
     if self.tls_cert:
         self.tls_context()
+    _check_http(self)
+
+
+def _check_http(self) -> None:
+    """The http settings (header_timeout ... trusted_proxies): positive limits, proxies that are
+    addresses or networks."""
+    for name in ("header_timeout", "body_timeout", "keepalive_timeout", "max_connections"):
+        if getattr(self, name) <= 0:
+            raise SettingsError(f"{name}: expected a positive number, got {getattr(self, name)}")
+    self.proxy_networks()
+
+
+def _proxy_networks(self) -> list:
+    """trusted_proxies as ipaddress networks; SettingsError naming an item that is not an address or CIDR."""
+    networks = []
+    for item in filter(None, (p.strip() for p in self.trusted_proxies.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise SettingsError(f"trusted_proxies: {item!r} is not an IP address or a CIDR network "
+                                f"(e.g. 10.0.0.5, 10.0.0.0/8, ::1)") from None
+    return networks
 
 
 TLS_PEM = (("tls_cert", b"-----BEGIN CERTIFICATE-----", "a PEM certificate"),
@@ -195,5 +231,6 @@ def _scheme(self) -> str:
 Settings = make_dataclass("Settings", [(s.name, s.type, field(default=s.default)) for s in SETTINGS],
                           frozen=True, namespace={"from_env": classmethod(_from_env), "check": _check,
                                                   "tls_context": _tls_context,
+                                                  "proxy_networks": _proxy_networks,
                                                   "scheme": property(_scheme)})
 Settings.__module__ = __name__
