@@ -100,10 +100,11 @@ def test_1100_half_open_requests_neither_lock_out_clients_nor_stay_open(server):
             sockets.append(half_open(server.port))
         opened = time.monotonic() - opened
 
-        health, took = timed(lambda: request(server.port, "GET", "/healthz"))
-        assert health.status == 200 and took < 3, (health, took)
-        answer, took = timed(lambda: client.query("print x = 1"))
-        assert answer.status == 200 and answer.body["tables"][0]["rows"] == [[1]] and took < 3, (answer, took)
+        health, health_took = timed(lambda: request(server.port, "GET", "/healthz"))
+        assert health.status == 200 and health_took < 5, (health, health_took)
+        answer, query_took = timed(lambda: client.query("print x = 1"))
+        assert answer.status == 200 and answer.body["tables"][0]["rows"] == [[1]] and query_took < 5, \
+            (answer, query_took)
 
         # every half-open connection is closed by the server, at the latest one header timeout
         # after it was opened; the newest ones (under the cap) are told why: 408
@@ -115,7 +116,8 @@ def test_1100_half_open_requests_neither_lock_out_clients_nor_stay_open(server):
         assert told and all(got.startswith(b"HTTP/1.1 408 ") for got in told), told[:3]
         assert len(told) >= MAX_CONNECTIONS // 2, len(told)     # the last ones waited for their timeout
         assert b"REQUEST_TIMEOUT" in told[-1]
-        print(f"opened {HALF_OPEN} half-open connections in {opened:.2f} s; {len(told)} answered 408")
+        print(f"opened {HALF_OPEN} half-open connections in {opened:.2f} s; then /healthz took "
+              f"{health_took * 1000:.0f} ms, a query {query_took * 1000:.0f} ms; {len(told)} answered 408")
     finally:
         for s in sockets:
             s.close()
