@@ -179,7 +179,9 @@ def run_query(ws: Workspace | RemoteWorkspace, text: str, args: argparse.Namespa
     res = ws.query(text, params=params, timeout=args.timeout, max_rows=args.max_rows)
     sys.stdout.write(FORMATS[args.format](res))
     sys.stdout.flush()
-    if res.truncated:
+    if res.truncated and getattr(res, "truncated_by", None) == "max_result_bytes":
+        print(f"warning: {res.truncation}", file=sys.stderr)
+    elif res.truncated:
         print(f"warning: result truncated to the first {len(res.rows)} rows (raise --max-rows)",
               file=sys.stderr)
 

@@ -157,3 +157,15 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
         return f"did you mean '{lowered[name.lower()]}'? (names are case-sensitive)"
     close = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
     return f"did you mean '{lowered[close[0]]}'?" if close else None
+
+
+class StorageError(NetatlasError):
+    """The store could not write (a full disk, an I/O error, a write conflict): nothing of the batch
+    was stored, and sending it again later may work (HTTP 503 STORAGE_UNAVAILABLE with Retry-After)."""
+    code = "STORAGE_UNAVAILABLE"
+
+
+class StorageFullError(StorageError):
+    """Free space below the workspace's reserve (min_free_bytes): refused before the store fails
+    (HTTP 507 STORAGE_FULL with Retry-After)."""
+    code = "STORAGE_FULL"

@@ -25,12 +25,12 @@ Nothing of a rejected batch is stored.
 """
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import tempfile
 import time
 import uuid
+import zlib
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -41,7 +41,7 @@ import numpy as np
 import orjson
 
 from .catalogue import Catalogue, Table
-from .errors import IngestError, did_you_mean
+from .errors import IngestError, StorageError, did_you_mean
 from .kql import types as T
 from .kql.literals import format_timespan
 
@@ -57,11 +57,12 @@ def _text(f: str) -> str:
 # KQL column type -> (SQL true when a present, non-null JSON value f cannot be stored; the reason)
 # Checks are casts, not json_type() calls: casting is several times cheaper per value. Strings
 # accept any JSON value (numbers and objects are stored as their text), as Log Analytics does.
+# An integer column takes a whole number only: not 3.5 (a cast would round it), not true (1).
 REJECT = {
-    T.LONG: ("TRY_CAST({f} AS BIGINT) IS NULL OR TRY_CAST({f} AS DOUBLE) <> TRY_CAST({f} AS BIGINT)",
-             "expected an integer"),
-    T.INT: ("TRY_CAST({f} AS INTEGER) IS NULL OR TRY_CAST({f} AS DOUBLE) <> TRY_CAST({f} AS INTEGER)",
-            "expected a 32-bit integer"),
+    T.LONG: ("json_type({f}) = 'BOOLEAN' OR TRY_CAST({f} AS BIGINT) IS NULL "
+             "OR TRY_CAST({f} AS DOUBLE) <> TRY_CAST({f} AS BIGINT)", "expected an integer"),
+    T.INT: ("json_type({f}) = 'BOOLEAN' OR TRY_CAST({f} AS INTEGER) IS NULL "
+            "OR TRY_CAST({f} AS DOUBLE) <> TRY_CAST({f} AS INTEGER)", "expected a 32-bit integer"),
     T.REAL: ("TRY_CAST({f} AS DOUBLE) IS NULL", "expected a number"),
     T.DECIMAL: ("TRY_CAST({t} AS DECIMAL(38, 18)) IS NULL", "expected a number"),
     T.BOOL: ("TRY_CAST({f} AS BOOLEAN) IS NULL", "expected true or false"),
@@ -94,10 +95,11 @@ class IngestReport:
     batch_id: str | None = None
     duplicate: bool = False
     timings: dict[str, float] = field(default_factory=dict)
+    truncated: int = 0      # string values cut at MAX_FIELD_BYTES
 
     def to_json(self) -> dict:
         return {"table": self.table, "records": self.records, "bytes": self.bytes, "batchId": self.batch_id,
-                "duplicate": self.duplicate}
+                "duplicate": self.duplicate, "truncated": self.truncated}
 
 
 # ---- enrich: columns the workspace fills, per table -------------------------------------------
@@ -157,8 +159,57 @@ def remote_ips(records: list, ctx: dict | None = None) -> set[str]:
     return out
 
 
+# ---- the datetime window: what a stored datetime may be -------------------------------------------
+#
+# A datetime beyond Kusto's (and Python's) range, year 1 to 9999, cannot be answered; a TimeGenerated
+# far in the future is never removed by retention and tops every `order by TimeGenerated desc`. So
+# every datetime column must lie in KUSTO_RANGE, and TimeGenerated at most FUTURE ahead of the clock
+# and, where the workspace refuses expired data (the server), not older than the table's retention.
+# Other datetime columns may well be older (a BootTime) or later (an indicator's ExpirationDateTime).
+FUTURE = timedelta(days=1)
+KUSTO_RANGE = (datetime(1, 1, 1), datetime(9999, 12, 31, 23, 59, 59, 999999))   # naive: UTC
+
+
+def datetime_window(table: Table, now: datetime, retention_days: int | None = None) -> dict[str, tuple]:
+    """Per datetime column of the table, (low, high) (naive UTC) its values must lie in."""
+    if now.tzinfo is not None:
+        now = now.astimezone(timezone.utc).replace(tzinfo=None)
+    out = {c: KUSTO_RANGE for c, t in table.columns if t == T.DATETIME}
+    if "TimeGenerated" in out:
+        low = now - timedelta(days=retention_days) if retention_days else KUSTO_RANGE[0]
+        out["TimeGenerated"] = (low, now + FUTURE)
+    return out
+
+
+def _ts(d: datetime) -> str:
+    return f"TIMESTAMP '{d.isoformat(sep=' ')}'"
+
+
+def outside_window_sql(value: str, low: datetime, high: datetime) -> str:
+    """SQL true when the TIMESTAMP ``value`` lies outside [low, high]."""
+    return f"({value} < {_ts(low)} OR {value} > {_ts(high)})"
+
+
+def window_message(name: str, low: datetime, high: datetime) -> str:
+    what = ("more than a day ahead of the server's clock or older than the table's retention"
+            if name == "TimeGenerated" else "outside the datetimes Kusto holds")
+    return f"{what} (allowed {low.isoformat()}Z to {high.isoformat()}Z)"
+
+
+def datetime_checks(table: Table, ctx: dict) -> dict[str, str]:
+    """Each datetime column finished as FINISH does, failing the batch (then ``explain`` names the
+    record and field) for a value outside ``ctx['datetime_window']`` (``datetime_window``)."""
+    window = ctx.get("datetime_window") or {}
+    out = {}
+    for name, (low, high) in window.items():
+        c = f"CAST({_q(name)} AS TIMESTAMP)"
+        out[name] = (f"CASE WHEN {outside_window_sql(c, low, high)} THEN "
+                     f"error({_lit(name + ': ' + window_message(name, low, high))}) ELSE {c} END")
+    return out
+
+
 # Each enricher: (table, context) -> {column: SQL over the staged batch}.
-ENRICHERS: list[Callable[[Table, dict], dict[str, str]]] = [azure_columns, remote_ip]
+ENRICHERS: list[Callable[[Table, dict], dict[str, str]]] = [azure_columns, remote_ip, datetime_checks]
 
 
 @dataclass
@@ -245,23 +296,56 @@ def _q(name: str) -> str:
 
 # ---- the pipeline -------------------------------------------------------------------------------
 
-def decode(body: bytes | str, content_encoding: str | None = None, limit: int | None = None) -> bytes:
+# Azure Monitor's Data Collector API limits (learn.microsoft.com, "Data Collector API": "Data limits"):
+# a post of at most 30 MB, a field value of at most 32 KB (longer ones are truncated), at most 500
+# fields per record. The post limit is the server's max_body_bytes (default MAX_POST_BYTES).
+MAX_POST_BYTES = 30 * 1024 * 1024
+MAX_FIELD_BYTES = 32 * 1024
+MAX_FIELDS = 500
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def decode(body: bytes | str, content_encoding: str | None = None, limit: int | None = MAX_POST_BYTES) -> bytes:
+    """The JSON text of a body: gunzipped when Content-Encoding says gzip or the body starts with
+    the gzip magic, one layer only (a body still gzip after one inflation is refused), streaming,
+    never more than ``limit`` bytes (INGEST_TOO_LARGE, which the server answers with 413)."""
     if isinstance(body, str):
         body = body.encode()
-    if content_encoding == "gzip" or body[:2] == b"\x1f\x8b":
-        try:
-            if limit is not None:
-                with gzip.GzipFile(fileobj=__import__("io").BytesIO(body)) as g:
-                    out = g.read(limit + 1)
-                if len(out) > limit:
-                    raise IngestError(f"the decompressed body is larger than {limit} bytes", code="INGEST_TOO_LARGE")
-                return out
-            return gzip.decompress(body)
-        except (OSError, EOFError) as e:
-            raise IngestError(f"the body is not valid gzip: {e}", code="INGEST_BAD_BODY") from None
-    if limit is not None and len(body) > limit:
+    if content_encoding == "gzip" or body[:2] == GZIP_MAGIC:
+        body = inflate(body, limit)
+        if body[:2] == GZIP_MAGIC:
+            raise IngestError("the body is gzip inside gzip: one layer of compression only",
+                              code="INGEST_NESTED_GZIP")
+    elif limit is not None and len(body) > limit:
         raise IngestError(f"the body is larger than {limit} bytes", code="INGEST_TOO_LARGE")
     return body
+
+
+def inflate(body: bytes, limit: int | None) -> bytes:
+    """One gzip stream (of one or more members) inflated a chunk at a time, stopping as soon as
+    the output passes ``limit``."""
+    out = bytearray()
+    data = body
+    room = (lambda: limit - len(out) + 1) if limit is not None else (lambda: 0)
+    try:
+        while True:
+            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            while data:
+                out += d.decompress(data, room())
+                if limit is not None and len(out) > limit:
+                    raise IngestError(f"the body inflates to more than {limit} bytes", code="INGEST_TOO_LARGE")
+                data = d.unconsumed_tail
+                if d.eof:
+                    break
+            if not d.eof:
+                raise EOFError("the gzip stream ends early")
+            data = d.unused_data
+            if not data:
+                return bytes(out)
+    except zlib.error as e:
+        raise IngestError(f"the body is not valid gzip: {e}", code="INGEST_BAD_BODY") from None
+    except EOFError as e:
+        raise IngestError(f"the body is not valid gzip: {e}", code="INGEST_BAD_BODY") from None
 
 
 def ingest_json(con: duckdb.DuckDBPyConnection, catalogue: Catalogue, table_name: str, body: bytes, *,
@@ -290,10 +374,12 @@ def resolve_table(catalogue: Catalogue, table_name: str) -> Table:
 
 def ingest_records(con: duckdb.DuckDBPyConnection, catalogue: Catalogue, table_name: str, records: list, *,
                    batch_id: str | None = None, context: dict | None = None,
-                   body: bytes | None = None) -> IngestReport:
+                   body: bytes | None = None, inflight: str | os.PathLike | None = None) -> IngestReport:
     """Check, stage and store a batch of records (dicts); all or nothing.
 
-    ``body``: the JSON the records were parsed from, written to the batch file as it is."""
+    ``body``: the JSON the records were parsed from, written to the batch file as it is;
+    ``inflight``: the directory of batch files (the workspace's DIR/inflight; default: the
+    system's temporary directory). A store that cannot write raises StorageError."""
     timings = {}
     t0 = time.perf_counter()
     table = resolve_table(catalogue, table_name)
@@ -302,20 +388,22 @@ def ingest_records(con: duckdb.DuckDBPyConnection, catalogue: Catalogue, table_n
     if batch_id is not None and con.execute(f"SELECT 1 FROM {BATCHES} WHERE batch_id = ?", [batch_id]).fetchone():
         return IngestReport(table.name, 0, 0, batch_id, True)
     check(table, records)
+    if truncated := truncate_long_strings(table, records, body):
+        body = None     # the batch file is written from the records, as cut
     context = context or {}
     lookups = [lk for f in LOOKUPS if (lk := f(table, records, context)) is not None]
     t1 = time.perf_counter()
-    path = serialize(records, body)
+    path = serialize(records, body, inflight)
     t2 = time.perf_counter()
     try:
         try:
             n, nbytes = store(con, table, read_json_source(table, path), enrich(table, context), batch_id, lookups)
-        except duckdb.ConstraintException:
-            if batch_id is None:
-                raise
-            return IngestReport(table.name, 0, 0, batch_id, True)   # the same batch, sent twice at once
+        except (duckdb.ConstraintException, StorageError):
+            if batch_id is not None and stored_batch(con, batch_id):
+                return IngestReport(table.name, 0, 0, batch_id, True)   # the same batch, sent twice at once
+            raise
         except duckdb.Error as e:
-            explain(con, table, records, e)   # names the first bad record and field
+            explain(con, table, records, e, context)   # names the first bad record and field
         t3 = time.perf_counter()
     finally:
         os.unlink(path)
@@ -323,7 +411,7 @@ def ingest_records(con: duckdb.DuckDBPyConnection, catalogue: Catalogue, table_n
         from .machines import note_senders
         note_senders(con, records, context["sender"])
     timings.update(check_and_lookup=t1 - t0, serialize=t2 - t1, store=t3 - t2)
-    return IngestReport(table.name, n, nbytes, batch_id, False, timings)
+    return IngestReport(table.name, n, nbytes, batch_id, False, timings, truncated)
 
 
 # ---- records as columns: the bulk path (the demo) --------------------------------------------------
@@ -479,10 +567,10 @@ def ingest_frame(con: duckdb.DuckDBPyConnection, catalogue: Catalogue, table_nam
         try:
             count, nbytes = store(con, table, frame_source(table, name, frame), enrich(table, context), batch_id,
                                   lookups)
-        except duckdb.ConstraintException:
-            if batch_id is None:
-                raise
-            return IngestReport(table.name, 0, 0, batch_id, True)
+        except (duckdb.ConstraintException, StorageError):
+            if batch_id is not None and stored_batch(con, batch_id):
+                return IngestReport(table.name, 0, 0, batch_id, True)
+            raise
         except duckdb.Error as e:
             explain_frame(con, table, name, frame, e)
     finally:
@@ -515,6 +603,9 @@ def check(table: Table, records: list) -> None:
         if type(rec) is not dict:
             raise IngestError(f"{table.name} record {i}: expected an object, got {_json_kind(rec)}",
                               code="INGEST_SHAPE", record=i)
+        if len(rec) > MAX_FIELDS:
+            raise IngestError(f"{table.name} record {i}: {len(rec)} fields, more than Azure's limit of "
+                              f"{MAX_FIELDS} per record", code="INGEST_TOO_MANY_FIELDS", record=i)
         if not allowed.issuperset(rec):
             key = next(k for k in rec if k not in allowed)
             hint = did_you_mean(key, allowed)
@@ -526,15 +617,37 @@ def check(table: Table, records: list) -> None:
                                   record=i, field=name)
 
 
+def truncate_long_strings(table: Table, records: list, body: bytes | None = None) -> int:
+    """Cut every string value of a string column longer than MAX_FIELD_BYTES (UTF-8) to that many
+    bytes, as Azure does (never inside a character); the number of values cut. A body no longer
+    than the limit holds no such value: nothing to look at."""
+    if body is not None and len(body) <= MAX_FIELD_BYTES:
+        return 0
+    strings = frozenset(c for c, t in table.columns if t == T.STRING)
+    cut = 0
+    for rec in records:
+        for k, v in rec.items():
+            if type(v) is str and len(v) > MAX_FIELD_BYTES // 4 and k in strings:
+                raw = v.encode("utf-8", "surrogatepass")
+                if len(raw) > MAX_FIELD_BYTES:
+                    rec[k] = raw[:MAX_FIELD_BYTES].decode("utf-8", "ignore")
+                    cut += 1
+    return cut
+
+
 def _json_kind(v) -> str:
     return {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a bool"}.get(type(v), "null")
 
 
-def serialize(records: list, body: bytes | None = None) -> str:
-    """The batch as a JSON file for read_json: the body as received, or the records as compact JSON."""
+INFLIGHT_PREFIX = "netatlas-batch-"
+
+
+def serialize(records: list, body: bytes | None = None, directory: str | os.PathLike | None = None) -> str:
+    """The batch as a JSON file for read_json (in ``directory``, the workspace's DIR/inflight): the
+    body as received, or the records as compact JSON."""
     if body is None:
         body = orjson.dumps(records, default=_json_default, option=orjson.OPT_NAIVE_UTC)
-    fd, path = tempfile.mkstemp(prefix="netatlas-batch-", suffix=".json")
+    fd, path = tempfile.mkstemp(prefix=INFLIGHT_PREFIX, suffix=".json", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(body)
@@ -581,12 +694,29 @@ FINISH = {
 
 def read_json_source(table: Table, path: str) -> str:
     """The batch file as a relation of the table's columns, each typed as READ_AS says."""
-    spec = ", ".join(f"{_lit(c)}: {_lit(READ_AS[t])}" for c, t in table.columns)
-    return f"read_json({_lit(path)}, format='array', columns={{{spec}}})"
+    spec = ", ".join(f"{_lit(c)}: {_lit(READ_STRICT.get(t, READ_AS[t]))}" for c, t in table.columns)
+    return strict_source(table, f"read_json({_lit(path)}, format='array', columns={{{spec}}})")
+
+
+# Integer columns are read as JSON, then checked and cast (read as BIGINT, read_json would round
+# 3.5 to 4 and take true as 1): a value REJECT refuses fails the read, and ``explain`` names it.
+READ_STRICT = {T.LONG: "JSON", T.INT: "JSON"}
+STRICT = "CASE WHEN {c} IS NULL OR {c} = 'null' THEN NULL WHEN {bad} THEN error({msg}) ELSE CAST({c} AS {read}) END"
+
+
+def strict_source(table: Table, source: str) -> str:
+    """``source`` (columns typed as READ_STRICT, else READ_AS says) with the READ_STRICT columns
+    checked and cast to their READ_AS type."""
+    fixes = [STRICT.format(c=_q(c), bad=REJECT[t][0].format(f=_q(c), t=_text(_q(c))), read=READ_AS[t],
+                           msg=_lit(f"{c}: {REJECT[t][1]}")) + f" AS {_q(c)}"
+             for c, t in table.columns if t in READ_STRICT]
+    if not fixes:
+        return source
+    return f"(SELECT * REPLACE ({', '.join(fixes)}) FROM {source})"
 
 
 def staged_select(table: Table, source: str, enriched: dict[str, str],
-                  lookups: list[Lookup] = ()) -> tuple[str, list]:
+                  lookups: list[Lookup] = (), size: str | None = None) -> tuple[str, list]:
     """SQL reading the batch (``source``: a relation of the table's columns typed as READ_AS says:
     ``read_json_source`` or ``frame_source``) as finished rows (joined to the lookups), and its
     parameters."""
@@ -605,7 +735,7 @@ def staged_select(table: Table, source: str, enriched: dict[str, str],
         join += sql
         params += values
     key = f", {REMOTE_IP_SQL} AS __remote" if lookups else ""
-    return (f"SELECT {', '.join(cols)} FROM (SELECT *, {record_size_sql(table)} AS __bytes{key} FROM "
+    return (f"SELECT {', '.join(cols)} FROM (SELECT *, {size or record_size_sql(table)} AS __bytes{key} FROM "
             f"{source}) AS __batch{join}", params)
 
 
@@ -624,8 +754,9 @@ def _bad_value(name: str, typ: str) -> str | None:
     return f"({f} IS NOT NULL AND {f} <> 'null' AND ({fail}))"
 
 
-def explain(con, table: Table, records: list, err: Exception):
-    """Raise the IngestError naming the first bad record and field of a batch the fast pass refused."""
+def explain(con, table: Table, records: list, err: Exception, context: dict | None = None):
+    """Raise the IngestError naming the first bad record and field of a batch the fast pass refused
+    (``context``: the batch's, for its datetime window)."""
     text = orjson.dumps(records, default=_json_default, option=orjson.OPT_NAIVE_UTC).decode()
     src = f"_in_{uuid.uuid4().hex[:12]}"
     try:
@@ -635,14 +766,15 @@ def explain(con, table: Table, records: list, err: Exception):
         except duckdb.Error as e:
             raise IngestError(f"{table.name}: the body must be a JSON array of records ({_first_line(e)})",
                               code="INGEST_BAD_BODY") from None
-        validate(con, table, src)
+        validate(con, table, src, (context or {}).get("datetime_window"))
     finally:
         con.execute(f"DROP TABLE IF EXISTS {src}")
     raise IngestError(f"{table.name}: the batch was refused: {_first_line(err)}", code="INGEST_BAD_BODY")
 
 
-def validate(con, table: Table, src: str) -> int:
-    """Raise IngestError naming the first bad record and field; return the number of records."""
+def validate(con, table: Table, src: str, window: dict | None = None) -> int:
+    """Raise IngestError naming the first bad record and field; return the number of records.
+    ``window``: (low, high) per datetime column (``datetime_window``)."""
     names = [c for c, _ in table.columns]
     n, not_object = con.execute(
         f"SELECT count(*), min(CASE WHEN json_type(j) <> 'OBJECT' THEN rn END) FROM {src}").fetchone()
@@ -668,6 +800,11 @@ def validate(con, table: Table, src: str) -> int:
             continue
         checks.append(f"min(CASE WHEN {cond} THEN rn END)")
         labels.append((name, typ, REJECT[typ][1]))
+    for name, (low, high) in (window or {}).items():
+        f = f"s.{_q(name)}"
+        value = f"CAST(TRY_CAST({_text(f)} AS TIMESTAMPTZ) AS TIMESTAMP)"
+        checks.append(f"min(CASE WHEN {outside_window_sql(value, low, high)} THEN rn END)")
+        labels.append((name, T.DATETIME, window_message(name, low, high)))
     row = con.execute(f"SELECT {', '.join(checks)} FROM {src}").fetchone()
     found = [(rn, i) for i, rn in enumerate(row) if rn is not None]
     if found:
@@ -679,7 +816,8 @@ def validate(con, table: Table, src: str) -> int:
         value = con.execute(f"SELECT CAST(s.{_q(name)} AS VARCHAR) FROM {src} WHERE rn = ?", [rn]).fetchone()[0]
         shown = value if len(value) <= 60 else value[:57] + "..."
         raise IngestError(f"{table.name} record {rn}, field {name} ({typ}): {reason}, got {shown}",
-                          code="INGEST_TYPE", record=rn, field=name)
+                          code="INGEST_TYPE" if i < len(labels) - len(window or ()) else "INGEST_DATETIME_RANGE",
+                          record=rn, field=name)
     return n
 
 
@@ -712,10 +850,39 @@ def store(con, table: Table, source: str, enriched: dict[str, str], batch_id: st
         if batch_id is not None:
             con.execute(f"UPDATE {BATCHES} SET records = ? WHERE batch_id = ?", [len(rows["h"]), batch_id])
         con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
+    except Exception as e:
+        rollback(con)
+        err = storage_error(e)
+        if err is e:
+            raise
+        raise err from e
     return len(rows["h"]), sum(per_hour.values())
+
+
+def stored_batch(con, batch_id: str) -> bool:
+    """Whether the batch id is stored (a batch sent before, or at the same moment)."""
+    return con.execute(f"SELECT 1 FROM {BATCHES} WHERE batch_id = ?", [batch_id]).fetchone() is not None
+
+
+def rollback(con) -> None:
+    """Roll back the transaction, if DuckDB has not already: a COMMIT that fails (a full disk, a write
+    conflict) ends the transaction, and the ROLLBACK's own error must not hide the real one."""
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error:
+        pass
+
+
+# DuckDB errors that say the store could not write, not that the batch is bad: answered 503, retried
+STORAGE_ERRORS = (duckdb.IOException, duckdb.TransactionException, duckdb.FatalException,
+                  duckdb.OutOfMemoryException)
+
+
+def storage_error(e: Exception) -> Exception:
+    """``e`` as a StorageError when it is the store's failure (STORAGE_ERRORS), else ``e`` itself."""
+    if isinstance(e, STORAGE_ERRORS) and not isinstance(e, duckdb.ConstraintException):
+        return StorageError(f"the workspace could not store the batch: {_first_line(e)}")
+    return e
 
 
 _EPOCH = datetime(1970, 1, 1)

@@ -11,6 +11,8 @@ import time
 
 DEFAULT_MAX_ROWS = 500_000      # rows a query returns before its result is cut (``Result.truncated``)
 DEFAULT_TIMEOUT = 60.0          # seconds a query may run: lex, parse, plan, generate and execute
+DEFAULT_MAX_RESULT_BYTES = 64 * 1024 * 1024   # bytes of a result (its JSON, estimated) before it is
+                                # cut, as Kusto's 64 MB (``Result.truncated_by == "max_result_bytes"``)
 
 MAX_NESTING = 64                # nested parentheses, calls, brackets, unary signs, .member/[index] steps
 MAX_OPERATORS = 200             # tabular operators ('| ...') in one query, all pipelines together

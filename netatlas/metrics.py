@@ -130,11 +130,14 @@ class Metrics:
         self.retention_runs = Counter("netatlas_retention_runs_total",
                                       "Retention passes, by outcome.", ("outcome",))
         self.uptime = Gauge("netatlas_uptime_seconds", "Seconds since the server started.")
+        # ingest helper (issue 11, item 17)
+        self.fields_truncated = Counter("netatlas_fields_truncated_total",
+                                        "String values cut at Azure's 32 KB field limit, by table.", ("table",))
         for t in tables:
             self.records_ingested.touch(table=t)
             self.bytes_ingested.touch(table=t)
             self.batches_ingested.touch(table=t)
-        for outcome in ("ok", "kql_error", "timeout", "runtime_error"):
+        for outcome in ("ok", "kql_error", "timeout", "runtime_error", "busy"):
             self.queries.touch(outcome=outcome)
 
     def all(self) -> list:
@@ -149,3 +152,18 @@ class Metrics:
 
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+# ---- group commit and storage (commit helper) ----------------------------------------------------
+
+def add_storage_metrics(m: Metrics) -> Metrics:
+    """The group committer's and the free-space reserve's metrics, on ``m``."""
+    m.commit_groups = Counter("netatlas_commit_groups_total",
+                              "Transactions that stored a group of batches at once (group commit).")
+    m.commit_batches = Counter("netatlas_commit_batches_total", "Batches stored through group commits.")
+    m.storage_full = Counter("netatlas_storage_full_total",
+                             "Ingestion requests refused with 507 because free space was below min_free_bytes.")
+    m.storage_errors = Counter("netatlas_storage_errors_total",
+                               "Ingestion requests answered 503 because the store could not write.")
+    m.storage_free = Gauge("netatlas_storage_free_bytes", "Free bytes on the data directory's filesystem.")
+    return m

@@ -5,6 +5,9 @@ from dataclasses import dataclass, field
 
 from .kql.values import from_json_value, to_json_value
 
+# the limit that cut a result -> what it is, for the message (Kusto: E_QUERY_RESULT_SET_TOO_LARGE)
+LIMITS = {"max_rows": "{limit:,} rows", "max_result_bytes": "{limit:,} bytes"}
+
 
 @dataclass
 class Result:
@@ -15,6 +18,19 @@ class Result:
     truncated: bool = False
     sql: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    truncated_by: str | None = None     # the limit that cut the rows: "max_rows" or "max_result_bytes"
+    limit: int | None = None            # its value
+
+    @property
+    def truncation(self) -> str | None:
+        """Why the result is partial, in words (None when it is whole)."""
+        if not self.truncated:
+            return None
+        if self.truncated_by not in LIMITS:
+            return "the result was cut at its row limit"
+        what = LIMITS[self.truncated_by].format(limit=self.limit)
+        return (f"the result was cut at {self.truncated_by} ({what}): {len(self.rows):,} rows are shown; "
+                f"narrow the query (where, project, summarize, take) to see the rest")
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -34,7 +50,9 @@ class Result:
                         "rows": self.json_rows()}],
             "render": self.render,
             "statistics": {"rows": len(self.rows), "truncated": self.truncated,
-                           "timings_ms": {k: round(v * 1000, 3) for k, v in self.timings.items()}},
+                           "timings_ms": {k: round(v * 1000, 3) for k, v in self.timings.items()},
+                           **({"truncated_by": self.truncated_by, "limit": self.limit,
+                               "message": self.truncation} if self.truncated else {})},
         }
 
     @classmethod
@@ -46,4 +64,5 @@ class Result:
         rows = [[from_json_value(v, t) for v, t in zip(r, types)] for r in table["rows"]]
         stats = doc.get("statistics") or {}
         timings = {k: v / 1000 for k, v in (stats.get("timings_ms") or {}).items()}
-        return cls(columns, types, rows, doc.get("render"), bool(stats.get("truncated")), timings=timings)
+        return cls(columns, types, rows, doc.get("render"), bool(stats.get("truncated")), timings=timings,
+                   truncated_by=stats.get("truncated_by"), limit=stats.get("limit"))

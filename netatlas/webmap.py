@@ -402,7 +402,7 @@ class Ends:
         kind = self._kinds.get(remote)
         if kind is None:
             kind = self._kinds[remote] = remote_kind(remote, self.resolved.get(remote))
-        rule = ENDS[(r["Direction"], kind)]
+        rule = ENDS.get((r["Direction"], kind))   # a record without a Direction: no end to draw
         return rule(self, r) if rule else None
 
     def computer(self, machine: str, fallback: str = "") -> str:
@@ -791,6 +791,8 @@ def usage(ws, days: int, *, now: datetime | None = None, timeout: float = DEFAUL
     per_day: dict[str, dict] = {}
     total = 0.0
     for r in src.kql("days", USAGE_DAYS, since=since).to_dicts():
+        if r["Day"] is None:      # an hour beyond year 9999 (kql/values.py): not a day to show
+            continue
         day = r["Day"].date().isoformat()
         per_day.setdefault(day, {})[r["DataType"]] = round(r["MB"], 6)
         total += r["MB"]
@@ -799,7 +801,7 @@ def usage(ws, days: int, *, now: datetime | None = None, timeout: float = DEFAUL
         tables, by_process = billed_tables(ws.catalogue, names), kind == "processes"
         rows = src.kql(kind, billed_query(tables, by_process), since=since, n=TOP).to_dicts() if tables else []
         top[kind] = [({"process": r["Name"], "computer": r["Computer"]} if by_process else {"computer": r["Computer"]})
-                     | {"mb": round(r["MB"], 6)} for r in rows]
+                     | {"mb": round(r["MB"] or 0, 6)} for r in rows]
     return {"days": [{"day": d, "tables": per_day[d]} for d in sorted(per_day)], "total_mb": round(total, 6),
             "machines": top["machines"], "processes": top["processes"], "retention": ws.retention()}
 

@@ -14,10 +14,12 @@ from . import kql
 from .catalogue import Catalogue
 from .errors import IngestError, NetatlasError, QueryExecutionError, QueryLimitError
 from . import ingest, migrate
+from .ingest import MAX_POST_BYTES
 from .kql import runtime
 from .kql import types as T
 from .kql.values import convert_rows
-from .limits import DEFAULT_TIMEOUT, Deadline
+from .limits import DEFAULT_MAX_RESULT_BYTES, DEFAULT_TIMEOUT, Deadline
+from .pool import QueryPool
 from .result import Result
 
 DB_FILE = "netatlas.duckdb"
@@ -31,6 +33,13 @@ CHECKPOINT_THRESHOLD = "256MB"
 
 RETENTION_TABLE = "_netatlas_retention"
 DEFAULT_RETENTION_DAYS = 30
+RETENTION_STEP_ROWS = 50_000     # rows deleted per transaction by a retention pass
+FETCH_ROWS = 2048                # rows fetched at a time from a query (a DuckDB vector)
+
+# estimated bytes of a value in the JSON answer, by KQL type (strings and dynamic are measured)
+VALUE_BYTES = {T.LONG: 10, T.INT: 8, T.REAL: 14, T.DECIMAL: 22, T.BOOL: 6, T.DATETIME: 31,
+               T.TIMESPAN: 20, T.GUID: 39}
+MEASURED = (T.STRING, T.DYNAMIC)
 
 
 class Workspace:
@@ -43,12 +52,18 @@ class Workspace:
         self._geoip = None
         self._matcher = None
         self.default_retention_days = DEFAULT_RETENTION_DAYS   # a table's days until set_retention
+        self.refuse_expired = False     # refuse a TimeGenerated older than the table's retention (the server)
+        self._retention_cache: dict[str, int] = {}
         if geoip not in (None, True, False):          # a database named: open it now, fail now
             from .geoip import GeoIP
             self._geoip = GeoIP(geoip)
         self.path = Path(path) if path is not None else None
+        self.inflight = None              # DIR/inflight: batch files being stored (commit.py)
+        self._committer = None
         if self.path is not None:
             self.path.mkdir(parents=True, exist_ok=True)
+            from .commit import INFLIGHT
+            self.inflight = self.path / INFLIGHT
             try:
                 self.connection = duckdb.connect(str(self.path / DB_FILE))
             except duckdb.IOException as e:
@@ -57,12 +72,22 @@ class Workspace:
                         f"the workspace in {self.path} is held by another process (a running "
                         f"'netatlas workspace serve'?); query it through its HTTP API or stop it first") from None
                 raise
+            # the database's lock is ours: batch files left in DIR/inflight are a stopped server's
+            from .commit import clean_inflight
+            self.inflight.mkdir(mode=0o700, exist_ok=True)
+            clean_inflight(self.inflight)
         else:
             self.connection = duckdb.connect(":memory:")
+        # _lock serializes the short statements of the main connection (settings, retention
+        # days, indicators); no query or ingestion holds it. Queries take a cursor of the pool;
+        # ingestion a cursor per thread (_cursor_lock while one is made); the matcher and GeoIP
+        # are built under _lookup_lock.
         self._lock = threading.RLock()
+        self._cursor_lock = threading.Lock()
+        self._lookup_lock = threading.Lock()
         self._local = threading.local()
-        self._watchdog = Watchdog(self.connection)
         self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self.pool = QueryPool(self._new_cursor)
         self.connection.execute("SET TimeZone = 'UTC'")
         # Checkpoint when the write-ahead log reaches 256 MB rather than DuckDB's 16 MB: under a
         # steady stream of batches the small default rewrites the database every second or two.
@@ -100,14 +125,20 @@ class Workspace:
     # ---- ingest -------------------------------------------------------------------------------
     # Batches from several agents are ingested side by side: each thread has its own DuckDB
     # cursor (a connection to the same database) and its own transaction; DuckDB appends
-    # concurrently. Queries keep the main connection.
+    # concurrently. Queries take cursors of the pool (pool.py).
+    def _new_cursor(self) -> duckdb.DuckDBPyConnection:
+        """A connection of its own to the database, set up as the main one."""
+        with self._cursor_lock:
+            cur = self.connection.cursor()
+        cur.execute("SET TimeZone = 'UTC'")
+        runtime.install(cur)
+        return cur
+
     def _ingest_cursor(self) -> duckdb.DuckDBPyConnection:
         cur = getattr(self._local, "cursor", None)
         if cur is None:
-            with self._lock:
-                cur = self.connection.cursor()
-                cur.execute("SET TimeZone = 'UTC'")
-                runtime.install(cur)
+            cur = self._new_cursor()
+            with self._cursor_lock:
                 self._cursors.append(cur)
             self._local.cursor = cur
         return cur
@@ -115,6 +146,9 @@ class Workspace:
     def _context(self, table: str) -> dict:
         """What the enrichers of a batch of ``table`` need (ingest.ENRICHERS, ingest.LOOKUPS)."""
         ctx = {"workspace_id": self.id}
+        if (t := self.catalogue.get(table)) is not None:
+            days = self._retention_days(table) if self.refuse_expired else None
+            ctx["datetime_window"] = ingest.datetime_window(t, datetime.now(timezone.utc), days)
         if table == "VMConnection":
             ctx["geoip"] = self.geoip
             ctx["threatintel"] = self.threat_matcher()
@@ -125,7 +159,7 @@ class Workspace:
         """The GeoIP database (opened on first use), or None when geolocation is off."""
         if self._geoip is None and self._geoip_setting is not False:
             from .geoip import GeoIP
-            with self._lock:
+            with self._lookup_lock:
                 if self._geoip is None:
                     setting = self._geoip_setting
                     self._geoip = GeoIP(None if setting in (None, True) else setting)
@@ -137,9 +171,9 @@ class Workspace:
         expiry of an indicator it holds."""
         if self._matcher is None or self._matcher.stale():     # built, or an indicator expired since
             from .threatintel import Matcher
-            with self._lock:
+            with self._lookup_lock:
                 if self._matcher is None or self._matcher.stale():
-                    self._matcher = Matcher.load(self.connection.cursor())
+                    self._matcher = Matcher.load(self._new_cursor())
         return self._matcher
 
     def import_indicators(self, indicators: list, source: str) -> int:
@@ -148,7 +182,9 @@ class Workspace:
         from .threatintel import Matcher, store
         with self._lock:
             n = store(self.connection, indicators, source)
-            self._matcher = Matcher.load(self.connection.cursor())
+        matcher = Matcher.load(self._new_cursor())
+        with self._lookup_lock:
+            self._matcher = matcher
         return n
 
     def threat_summary(self) -> dict:
@@ -162,7 +198,7 @@ class Workspace:
     def ingest(self, table: str, records: list[dict], *, batch_id: str | None = None) -> ingest.IngestReport:
         """Validate records against the table's schema, enrich and append them, all or nothing."""
         return ingest.ingest_records(self._ingest_cursor(), self.catalogue, table, records, batch_id=batch_id,
-                                     context=self._context(table))
+                                     context=self._context(table), inflight=self.inflight)
 
     def ingest_frame(self, table: str, frame: dict, *, batch_id: str | None = None) -> ingest.IngestReport:
         """Ingest a batch given as columns ({column: numpy array}; ingest.py, "records as columns"):
@@ -171,32 +207,49 @@ class Workspace:
                                    context=self._context(table))
 
     def ingest_json(self, table: str, body: bytes | str, *, batch_id: str | None = None,
-                    content_encoding: str | None = None, sender: str | None = None) -> ingest.IngestReport:
+                    content_encoding: str | None = None, sender: str | None = None,
+                    limit: int | None = MAX_POST_BYTES) -> ingest.IngestReport:
         """Ingest a JSON array of records (optionally gzip-compressed), as the HTTP API does.
         ``sender``: the address the batch came from (``machines.note_senders`` learns the
-        machines seen behind a NAT from VMComputer batches)."""
-        data = ingest.decode(body, content_encoding)
+        machines seen behind a NAT from VMComputer batches). ``limit``: the most bytes the body may
+        inflate to (ingest.decode)."""
         ctx = self._context(table)
         if sender:
             ctx["sender"] = sender
-        return ingest.ingest_json(self._ingest_cursor(), self.catalogue, table, data, batch_id=batch_id,
-                                  context=ctx)
+        return self.committer().ingest(self.catalogue, table, body, batch_id=batch_id, context=ctx,
+                                       content_encoding=content_encoding, limit=limit)
+
+    def committer(self):
+        """The group committers (commit.py) that store ``ingest_json``'s batches, started on first use."""
+        if self._committer is None:
+            from .commit import COMMITTERS, Committers
+            with self._lock:
+                if self._committer is None:
+                    cursors = []
+                    for _ in range(COMMITTERS):
+                        cur = self._new_cursor()
+                        with self._cursor_lock:
+                            self._cursors.append(cur)
+                        cursors.append(cur)
+                    self._committer = Committers(cursors, self.inflight)
+                    # a workspace dropped without close() stops its committers' threads too
+                    weakref.finalize(self, self._committer.stop)
+        return self._committer
 
     def resolve_addresses(self, addresses, lookback_days: float = 1.0, *,
                           now: datetime | None = None) -> dict[str, list[dict]]:
         """Which monitored machines each address belongs to (machines.resolve); ``now``: the end of
         the lookback (default: the clock)."""
         from .machines import resolve
-        with self._lock:
-            return resolve(self.connection, list(addresses), lookback_days, now=now)
+        with self.pool.cursor() as cur:
+            return resolve(cur, list(addresses), lookback_days, now=now)
 
     # ---- backup -------------------------------------------------------------------------------
     def snapshot(self, path: str | os.PathLike) -> dict:
         """Copy the database, in one transaction, to a new DuckDB file (backup.py) while ingestion
         and queries go on; the rows per table and batch ids the copy holds."""
         from .backup import copy_database
-        with self._lock:
-            cur = self.connection.cursor()
+        cur = self._new_cursor()
         try:
             return copy_database(cur, Path(path), self.catalogue)
         finally:
@@ -210,6 +263,13 @@ class Workspace:
             set_ = dict(self.connection.execute(f'SELECT "table", days FROM {RETENTION_TABLE}').fetchall())
         return {t: set_.get(t, self.default_retention_days) for t in self.catalogue.names()}
 
+    def _retention_days(self, table: str) -> int:
+        """The table's retention in days, cached until set_retention."""
+        days = self._retention_cache.get(table)
+        if days is None:
+            days = self._retention_cache[table] = self.retention()[table]
+        return days
+
     def set_retention(self, table: str, days: int) -> None:
         if table not in self.catalogue:
             raise IngestError(f"unknown table '{table}'", code="INGEST_UNKNOWN_TABLE")
@@ -218,24 +278,33 @@ class Workspace:
                               code="RETENTION_INVALID")
         with self._lock:
             self.connection.execute(f'INSERT OR REPLACE INTO {RETENTION_TABLE} VALUES (?, ?)', [table, days])
+        self._retention_cache.clear()
 
     def apply_retention(self, now: datetime | None = None) -> dict[str, int]:
-        """Delete rows older than each table's retention; returns rows deleted per table."""
+        """Delete rows older than each table's retention, and rows dated beyond the datetime window
+        (``expired_or_future``); returns rows deleted per table. Runs in small steps on a cursor of
+        its own (``delete_in_steps``), holding no lock: ingestion and queries go on meanwhile."""
         now = now or datetime.now(timezone.utc)
         if now.tzinfo is not None:
             now = now.astimezone(timezone.utc).replace(tzinfo=None)
         deleted = {}
-        for table, days in self.retention().items():
-            cutoff = now - timedelta(days=days)
-            target, column = (ingest.USAGE_RAW, "hour") if table == ingest.USAGE else (f'"{table}"', "TimeGenerated")
-            with self._lock:
-                n = self.connection.execute(f'DELETE FROM {target} WHERE {column} < ?', [cutoff]).fetchone()[0]
-            if n:
-                deleted[table] = n
+        cur = self._new_cursor()
+        try:
+            for table, days in self.retention().items():
+                cutoff = now - timedelta(days=days)
+                target, column = (ingest.USAGE_RAW, "hour") if table == ingest.USAGE else (f'"{table}"', "TimeGenerated")
+                where, params = expired_or_future(column, cutoff, now)
+                n = delete_in_steps(cur, target, where, params)
+                if n:
+                    deleted[table] = n
+        finally:
+            cur.close()
         self._matcher = None              # indicators may be gone
         return deleted
 
     # ---- query --------------------------------------------------------------------------------
+    # Each query holds a cursor of the pool (pool.py) from its compile to its last row fetched;
+    # the plugins' planning-time queries run on the same cursor.
     def compile(self, text: str, *, params: dict | None = None, now: datetime | None = None,
                 max_rows: int | None = kql.DEFAULT_MAX_ROWS, timespan=None,
                 deadline: Deadline | None = None) -> kql.Compiled:
@@ -249,55 +318,91 @@ class Workspace:
         return self._execute(sql, None)
 
     def _execute(self, sql: str, deadline: Deadline | None) -> list[tuple]:
-        """Run SQL on the main connection. With a deadline, waiting for the connection counts
-        against it and the watchdog interrupts the statement at it (releasing the connection)."""
-        if deadline is None:
-            self._lock.acquire()
-        elif not self._lock.acquire(timeout=max(deadline.left(), 0)):
-            raise deadline.error()
+        """Run SQL on a cursor of the pool (this thread's, when it holds one); all its rows."""
+        with self.pool.cursor(deadline) as cur:
+            return self._fetch(cur, sql, deadline)[0]
+
+    def _fetch(self, cur, sql: str, deadline: Deadline | None, *, max_rows: int | None = None,
+               max_bytes: int | None = None, types: list[str] | None = None) -> tuple[list[tuple], str | None]:
+        """Run SQL on ``cur`` and fetch its rows a vector at a time, stopping past ``max_rows``
+        rows (one more is fetched, to know there were more) or ``max_bytes`` of the JSON answer
+        (estimated by ``types``: ``result_bytes``); returns the rows and the limit that cut them
+        (None, "max_rows" or "max_result_bytes"). The watchdog interrupts it at the deadline."""
+        token = None
+        if deadline is not None:
+            left = deadline.left()
+            if left <= 0:
+                raise deadline.error()
+            token = self.pool.watchdog.arm(cur, left)
         try:
-            if deadline is not None:
-                left = deadline.left()
-                if left <= 0:
-                    raise deadline.error()
-                self._watchdog.arm(left)
-            try:
-                return self.connection.execute(sql).fetchall()
-            except duckdb.InterruptException:
-                raise (deadline.error() if deadline is not None else
-                       QueryLimitError("the query was interrupted")) from None
-            except duckdb.Error as e:
-                raise QueryExecutionError(f"the query could not run: {_clean(e)}") from None
-            finally:
-                if deadline is not None:
-                    self._watchdog.disarm()
+            res = cur.execute(sql)
+            rows, size, cut = [], 0, None
+            sizer = row_sizer(types) if max_bytes is not None else None
+            while True:
+                chunk = res.fetchmany(FETCH_ROWS)
+                if not chunk:
+                    break
+                if sizer is not None:
+                    grown = size + sizer(chunk)
+                    if grown > max_bytes:          # the row that passes the cap, and those before it
+                        keep = 0
+                        while keep < len(chunk) and size + sizer(chunk[keep:keep + 1]) <= max_bytes:
+                            size += sizer(chunk[keep:keep + 1])
+                            keep += 1
+                        rows.extend(chunk[:keep])
+                        cut = "max_result_bytes"
+                        break
+                    size = grown
+                rows.extend(chunk)
+                if max_rows is not None and len(rows) > max_rows:
+                    del rows[max_rows:]
+                    cut = "max_rows"
+                    break
+            if cut is not None:
+                cur.execute("SELECT 1").fetchall()     # ends the streaming result the cap left open
+            return rows, cut
+        except duckdb.InterruptException:
+            raise (deadline.error() if deadline is not None else
+                   QueryLimitError("the query was interrupted")) from None
+        except duckdb.Error as e:
+            raise QueryExecutionError(f"the query could not run: {_clean(e)}") from None
         finally:
-            self._lock.release()
+            if token is not None:
+                self.pool.watchdog.disarm(token)
 
     def query(self, text: str, *, params: dict | None = None, now: datetime | None = None,
-              timeout: float = DEFAULT_TIMEOUT, max_rows: int = kql.DEFAULT_MAX_ROWS, timespan=None) -> Result:
-        """Run a KQL query; raises KqlError for mistakes in the text, QueryLimitError past the time limit.
+              timeout: float = DEFAULT_TIMEOUT, max_rows: int = kql.DEFAULT_MAX_ROWS, timespan=None,
+              max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES) -> Result:
+        """Run a KQL query; raises KqlError for mistakes in the text, QueryLimitError past the time limit,
+        pool.QueryBusyError when every query cursor is busy and the queue is full.
 
-        The time limit covers every stage: lex, parse, plan (with the queries plugins run while
-        planning), generate and execute.
+        The time limit covers every stage: waiting for a cursor, lex, parse, plan (with the
+        queries plugins run while planning), generate and execute.
+        The result stops at ``max_rows`` rows or ``max_result_bytes`` bytes (as Kusto's 500,000
+        records and 64 MB), whichever comes first: ``Result.truncated`` and ``truncated_by``.
         timespan: (start, end) limits every table the query reads to TimeGenerated in [start, end),
         as the Log Analytics query API's timespan does."""
         deadline = Deadline(timeout)
         t0 = time.perf_counter()
-        compiled = self.compile(text, params=params, now=now, max_rows=max_rows, timespan=timespan,
-                                deadline=deadline)
-        t1 = time.perf_counter()
-        raw = self._execute(compiled.sql, deadline)
-        t2 = time.perf_counter()
-        truncated = len(raw) > max_rows
-        if truncated:
-            raw = raw[:max_rows]
-        rows = convert_rows(raw, compiled.types)
+        with self.pool.cursor(deadline) as cur:
+            t1 = time.perf_counter()
+            compiled = self.compile(text, params=params, now=now, max_rows=max_rows, timespan=timespan,
+                                    deadline=deadline)
+            t2 = time.perf_counter()
+            raw, cut = self._fetch(cur, compiled.sql, deadline, max_rows=max_rows,
+                                   max_bytes=max_result_bytes, types=compiled.types)
         t3 = time.perf_counter()
-        timings = dict(compiled.timings, compile=t1 - t0, execute=t2 - t1, convert=t3 - t2)
-        return Result(compiled.columns, compiled.types, rows, compiled.render, truncated, compiled.sql, timings)
+        rows = convert_rows(raw, compiled.types)
+        t4 = time.perf_counter()
+        timings = dict(compiled.timings, queue=t1 - t0, compile=t2 - t1, execute=t3 - t2, convert=t4 - t3)
+        limit = {"max_rows": max_rows, "max_result_bytes": max_result_bytes}.get(cut)
+        return Result(compiled.columns, compiled.types, rows, compiled.render, cut is not None, compiled.sql,
+                      timings, truncated_by=cut, limit=limit)
 
     def close(self) -> None:
+        if self._committer is not None:
+            self._committer.close()
+        self.pool.close()
         with self._lock:
             for cur in self._cursors:
                 try:
@@ -305,10 +410,10 @@ class Workspace:
                 except duckdb.Error:
                     pass
             self._cursors.clear()
-            self._watchdog.stop()
             if self._geoip is not None:
                 self._geoip.close()
-            self.connection.close()
+            with self._cursor_lock:         # not while a cursor is being made (the pool's warm-up)
+                self.connection.close()
 
     def __enter__(self):
         return self
@@ -317,54 +422,30 @@ class Workspace:
         self.close()
 
 
-class Watchdog:
-    """Interrupts the running query at its deadline: one thread per workspace, started on first use
-    (a timer thread per query cost a visible share of a 10 ms query). It holds the connection only
-    through a weak reference, so it never keeps a workspace alive."""
+def delete_in_steps(cur, target: str, where: str, params: list, step: int = RETENTION_STEP_ROWS) -> int:
+    """Delete the rows of ``target`` that match ``where``, ``step`` rows per transaction, so no
+    transaction of retention lasts long; returns how many were deleted."""
+    total = 0
+    while True:
+        n = cur.execute(f"DELETE FROM {target} WHERE rowid IN "
+                        f"(SELECT rowid FROM {target} WHERE {where} LIMIT {step})", params).fetchone()[0]
+        total += n
+        if n < step:
+            return total
 
-    def __init__(self, connection):
-        self._connection = weakref.ref(connection)
-        self._cond = threading.Condition()
-        self._deadline: float | None = None
-        self._stopped = False
-        self._thread: threading.Thread | None = None
 
-    def arm(self, timeout: float) -> None:
-        with self._cond:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="netatlas-query-watchdog", daemon=True)
-                self._thread.start()
-            self._deadline = time.monotonic() + timeout
-            self._cond.notify()
+def row_sizer(types: list[str]):
+    """A function of some rows -> their estimated bytes in the JSON answer: strings and dynamic
+    values measured (their characters), the other types at a fixed width (``VALUE_BYTES``)."""
+    fixed = 2 + sum(VALUE_BYTES.get(t, 8) + 1 for t in types if t not in MEASURED)
+    measured = [i for i, t in enumerate(types) if t in MEASURED]
 
-    def disarm(self) -> None:
-        with self._cond:
-            self._deadline = None
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stopped = True
-            self._cond.notify()
-
-    def _run(self) -> None:
-        with self._cond:
-            while not self._stopped:
-                if self._deadline is None:
-                    self._cond.wait()
-                    continue
-                left = self._deadline - time.monotonic()
-                if left > 0:
-                    self._cond.wait(left)
-                    continue
-                self._deadline = None
-                con = self._connection()
-                if con is None:
-                    return
-                try:
-                    con.interrupt()
-                except Exception:
-                    pass
-                del con
+    def size(rows: list[tuple]) -> int:
+        n = len(rows) * (fixed + 4 * len(measured))
+        for i in measured:
+            n += sum(len(v) for r in rows if isinstance(v := r[i], str))
+        return n
+    return size
 
 
 # DuckDB messages -> what they mean for the query's author
@@ -382,6 +463,13 @@ def _clean(e: Exception) -> str:
     for prefix in ("Conversion Error: ", "Invalid Input Error: ", "Binder Error: ", "Out of Range Error: "):
         msg = msg.replace(prefix, "")
     return msg
+
+
+def expired_or_future(column: str, cutoff: datetime, now: datetime) -> tuple[str, list]:
+    """The condition (SQL, parameters) of the rows a retention pass deletes: older than ``cutoff``,
+    or more than ingest.FUTURE ahead of ``now`` (refused at ingestion since; a workspace from
+    before may hold them, and they would never expire)."""
+    return f"({column} < ? OR {column} > ?)", [cutoff, now + ingest.FUTURE]
 
 
 def connect(path: str | os.PathLike | None = None, *, geoip: str | os.PathLike | bool | None = None) -> Workspace:

@@ -242,8 +242,9 @@ def test_through_a_server_with_retention_and_the_keys_of_its_directory(served, t
     info.write_text(json.dumps({"url": f"http://127.0.0.1:{served.port}", "pid": served.proc.pid}))
     try:
         out = cli("import", "--data", str(served.data), str(f))
-        assert out.returncode == 0, out.stderr
-        assert "1 ServiceMapComputer_CL rows are older than the table's retention (30 days)" in out.stderr
+        # a server refuses a TimeGenerated older than the table's retention (issue 11, item 4)
+        assert out.returncode == 2, out.stderr
+        assert "row 1, field TimeGenerated" in out.stderr and "older than the table's retention" in out.stderr
         out = cli("import", "--data", str(served.data), "--retention", "1000", str(f))
         assert out.returncode == 0 and out.stderr == "", out.stderr
     finally:

@@ -18,8 +18,9 @@ def build(plan: Plan, *, max_rows: int | None = None) -> exp.Expression:
         "expressions": [exp.Column(this=exp.Identifier(this=c, quoted=True)) for c, _ in rel.cols],
         "from_": exp.From(this=exp.Subquery(this=rel.sql, alias=exp.TableAlias(this=exp.Identifier(this="_result", quoted=False)))),
     }
-    if rel.order:
-        args["order"] = exp.Order(expressions=[e for o in rel.order for e in (o.expressions if isinstance(o, exp.Order) else (o,))])
+    order = [e for o in rel.order or () for e in (o.expressions if isinstance(o, exp.Order) else (o,))]
+    if order and not all(e.meta.get("natural") for e in order):   # a range's own order needs no sort
+        args["order"] = exp.Order(expressions=order)
     if max_rows is not None:
         args["limit"] = exp.Limit(expression=exp.Literal.number(max_rows))
     if plan.ctes:

@@ -1046,7 +1046,11 @@ def src_range(pl: Planner, node: s.RangeSource) -> Rel:
     # the table function streams; unnest() of a list would build the whole range in memory
     sel = exp.Select(expressions=[aliased(col("generate_series"), node.column)]).from_(
         exp.Table(this=series), copy=False)
-    return Rel(sel, [(node.column, typ)], [exp.Ordered(this=col(node.column), desc=False, nulls_first=True)], None, True)
+    # its order is the one generate_series streams in: the final SELECT needs no ORDER BY for it
+    # (generator.build), so a huge range with a row cap stops early instead of sorting it all
+    order = exp.Ordered(this=col(node.column), desc=False, nulls_first=True)
+    order.meta["natural"] = True
+    return Rel(sel, [(node.column, typ)], [order], None, True)
 
 
 def src_print(pl: Planner, node: s.PrintSource) -> Rel:

@@ -220,7 +220,7 @@ def convert_rows(raw: list[tuple], types: list[str]) -> list[list]:
                 if v is not None:
                     w = seen.get(v)
                     if w is None:
-                        w = seen[v] = v if v.tzinfo is not None else v.replace(tzinfo=_UTC)
+                        w = seen[v] = _aware(v)
                     row[i] = w
         else:
             for row in rows:
@@ -229,6 +229,14 @@ def convert_rows(raw: list[tuple], types: list[str]) -> list[list]:
 
 
 _UTC = timezone.utc
+
+
+def _aware(v):
+    """A DuckDB timestamp as an aware datetime; one beyond Python's (and Kusto's) range, year 1 to
+    9999, which DuckDB hands over as text, is null, as in Kusto: it must not fail the answer."""
+    if isinstance(v, str):
+        return None
+    return v if v.tzinfo is not None else v.replace(tzinfo=_UTC)
 
 
 def _from_json_datetime(v):

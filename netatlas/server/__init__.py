@@ -29,6 +29,9 @@ of the ``--config`` TOML file, ...): data, host, port, tls_cert, tls_key (https 
 max_body_bytes, max_rows, query_timeout, retention_days, retention_interval, max_clock_skew,
 geoip_db, threatintel_feeds, threatintel_interval. ``netatlas workspace install`` (``install.py``)
 writes them to a configuration file beside a systemd unit that serves it.
+Queries: max_result_bytes (a result is cut past it, or past max_rows: ``statistics.truncated``,
+``truncated_by`` and ``message``), query_concurrency and query_queue (queries run side by side on
+that many DuckDB cursors; when all are busy and the queue is full: 429 QUERY_BUSY with Retry-After).
 Against slow and spoofing clients (``guard.py``): header_timeout, body_timeout, keepalive_timeout,
 max_connections; trusted_proxies (X-Forwarded-For is believed only from those addresses).
 
@@ -45,6 +48,12 @@ stale credentials; 403 a wrong key or a key of the other role; 404 unknown table
 max_body_bytes (after decompression); 415 not JSON or an encoding other than gzip; 504 a query
 past its time limit (as the Log Analytics query API answers); 500 a bug. Every error body is
 ``{"error": {"code", "message", ...}}`` (``http.py``).
+
+Storage: setting min_free_bytes (default 1 GiB) is the free space kept on the data directory's
+filesystem; below it ingestion answers 507 STORAGE_FULL with Retry-After and ``/healthz`` says
+``"status": "storage_full"`` with the reason. A store that cannot write (a full disk, an I/O
+error, a write conflict) answers 503 STORAGE_UNAVAILABLE with Retry-After, logged with its cause.
+Nothing of such a batch is stored: send it again later (``ingest.py``).
 
 Importing this package does not import Starlette or uvicorn (the command line reads the
 settings table at every start); ``create_app`` and ``serve`` load them on first use.

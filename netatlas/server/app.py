@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +20,8 @@ from starlette.routing import Route
 from ..auth import AuthError
 from ..catalogue import Catalogue
 from ..keys import KeyStore
-from ..metrics import Metrics
+from ..metrics import Metrics, add_storage_metrics
+from ..pool import QueryBusyError
 from . import backup, health, ingest, machines, query, retention, threatintel, views
 from . import ui
 from .http import HttpError, error_response
@@ -74,10 +77,25 @@ class Service:
     threatintel_feeds: list = field(default_factory=list)     # the last scheduled import of each feed
     threatintel_next: float | None = None
     _closed: bool = field(default=False, repr=False)
+    query_limiter: object = field(default=None, repr=False)   # threads of queries and views (run_query)
 
     async def run(self, fn, *args, **kwargs):
-        """Run blocking DuckDB work in the thread pool (the Workspace serializes it with its lock)."""
+        """Run blocking DuckDB work in the thread pool."""
         return await run_in_threadpool(fn, *args, **kwargs)
+
+    async def run_query(self, fn, *args, **kwargs):
+        """Run a query, or a view's queries, in threads of their own (as many as the workspace's
+        query pool has cursors and queue places), so queries waiting for a cursor never take the
+        threads ingestion runs in; QueryBusyError (429) at once when they are all taken."""
+        import anyio
+        limiter = self.query_limiter
+        if limiter is None:
+            limiter = self.query_limiter = anyio.CapacityLimiter(query_threads(self.workspace))
+        if limiter.borrowed_tokens >= limiter.total_tokens:
+            pool = self.workspace.pool
+            raise QueryBusyError(f"too many queries: {pool.running} running and {pool.waiting} waiting "
+                                 f"(query_concurrency {pool.slots}, query_queue {pool.queue})")
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=limiter)
 
     def close(self) -> None:
         if not self._closed:
@@ -108,13 +126,26 @@ async def on_starlette_error(request: Request, exc: HTTPException) -> Response:
     return error_response(exc.status_code, code, message, headers=exc.headers)
 
 
+async def on_busy(request: Request, exc: QueryBusyError) -> Response:
+    service_ = getattr(request.app.state, "service", None)
+    if service_ is not None:
+        service_.metrics.queries.inc(outcome="busy")
+    return error_response(429, exc.code, f"{exc}; retry in {exc.retry_after} s",
+                          headers={"Retry-After": str(exc.retry_after)}, retry_after=exc.retry_after)
+
+
+def query_threads(workspace) -> int:
+    pool = getattr(workspace, "pool", None)
+    return pool.slots + pool.queue if pool is not None else 40
+
+
 async def on_bug(request: Request, exc: Exception) -> Response:
     log.error("unexpected error in %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "INTERNAL", f"an unexpected error: {type(exc).__name__}; see the server's log")
 
 
 EXCEPTION_HANDLERS = {HttpError: on_http_error, AuthError: on_auth_error, HTTPException: on_starlette_error,
-                      Exception: on_bug}
+                      QueryBusyError: on_busy, Exception: on_bug}
 
 
 # ---------------------------------------------------------------- the app
@@ -133,9 +164,13 @@ def create_app(data_dir: str | os.PathLike, *, settings: Settings | None = None,
             from .. import connect
             ws = await run_in_threadpool(connect, data_dir)
         ws.default_retention_days = settings.retention_days
+        if getattr(ws, "pool", None) is not None:       # queries side by side (pool.py)
+            ws.pool.configure(settings.query_concurrency or None, settings.query_queue or None)
+            threading.Thread(target=ws.pool.warm, name="netatlas-query-pool-warm", daemon=True).start()
+        ws.refuse_expired = True        # a TimeGenerated older than its table's retention: 400
         catalogue = getattr(ws, "catalogue", None) or Catalogue.load()
         svc = Service(data_dir=data_dir, settings=settings, workspace=ws, keys=keys,
-                      catalogue=catalogue, metrics=Metrics(catalogue.names()))
+                      catalogue=catalogue, metrics=add_storage_metrics(Metrics(catalogue.names())))
         app.state.service = svc
         tasks = [asyncio.create_task(retention.schedule(svc), name="netatlas-retention"),
                  asyncio.create_task(threatintel.schedule(svc), name="netatlas-threatintel")]

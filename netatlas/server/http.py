@@ -112,7 +112,12 @@ async def read_body(request: Request, limit: int) -> bytes:
             raw += chunk
             if gunzip is not None:
                 gunzip.feed(chunk)
-        return gunzip.finish() if gunzip is not None else bytes(raw)
+        if gunzip is None:
+            return bytes(raw)
+        body = gunzip.finish()
+        if body[:2] == b"\x1f\x8b":     # one layer only: inflating the next could go unbounded
+            raise HttpError(400, "NESTED_GZIP", "the body is gzip inside gzip: one layer of compression only")
+        return body
     except (zlib.error, ValueError) as e:
         raise HttpError(400, "BAD_GZIP", f"the body is not valid gzip: {e}") from None
     except ClientDisconnect:

@@ -4,11 +4,20 @@ Steps, in order (the first that fails answers): a Content-Length when the reques
 (411: the length is part of the signed string), authenticate (401/403), the table exists (404),
 JSON content type and encoding (415), the batch id's form (400), read the body within
 max_body_bytes, gunzipping as it arrives (413; 400 for bad gzip), then ``Workspace.ingest_json``: every record validated, all stored in one transaction, or none
-(400 naming ``record`` and ``field``). Answer: ``{"table", "records", "bytes", "duplicate",
-"batch_id"}``. Every refusal is counted in ``netatlas_batches_rejected_total{reason=<code>}``.
+(400 naming ``record`` and ``field``; 413 for a body that inflates past max_body_bytes, 400 for
+gzip inside gzip). Answer: ``{"table", "records", "bytes", "duplicate", "batch_id", "truncated"}``
+(``truncated``: string values cut at Azure's 32 KB). Every refusal is counted in ``netatlas_batches_rejected_total{reason=<code>}``.
+
+Storage (STORAGE): below the free-space reserve (setting min_free_bytes) a request is refused after
+authentication, before its body is read: 507 STORAGE_FULL with Retry-After
+(``netatlas_storage_full_total``); a store that cannot write (a full disk, an I/O error, a write
+conflict: errors.StorageError) answers 503 STORAGE_UNAVAILABLE with Retry-After
+(``netatlas_storage_errors_total``), logged with DuckDB's message. Nothing of such a batch was
+stored: the agent sends it again.
 """
 from __future__ import annotations
 
+import logging
 import re
 from datetime import timedelta
 
@@ -16,7 +25,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..auth import AuthError, verify_shared_key
-from ..errors import IngestError
+from ..errors import IngestError, StorageError
+from .health import full_message, storage
 from .http import HttpError, json_response, read_body, require_json, service
 
 BATCH_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
@@ -41,9 +51,25 @@ def _batch_id(request: Request) -> str | None:
     return value
 
 
-def _ingest_error(e: IngestError) -> HttpError:
-    status = 404 if e.code == "INGEST_UNKNOWN_TABLE" else 400
+# errors.StorageError's kinds -> (status, seconds of Retry-After)
+STORAGE = {"STORAGE_FULL": (507, 60), "STORAGE_UNAVAILABLE": (503, 5)}
+log = logging.getLogger("netatlas.server")
+
+
+def _storage_error(code: str, message: str) -> HttpError:
+    status, retry = STORAGE[code]
+    return HttpError(status, code, message, headers={"Retry-After": str(retry)})
+
+
+# IngestError code -> HTTP status (others: 400)
+STATUS = {"INGEST_UNKNOWN_TABLE": 404, "INGEST_TOO_LARGE": 413}
+
+
+def _ingest_error(e: IngestError, limit: int | None = None) -> HttpError:
+    status = STATUS.get(e.code, 400)
     info = e.to_json()
+    if status == 413:
+        info["limit"] = limit
     return HttpError(status, info.pop("code", e.code), info.pop("message", str(e)), **info)
 
 
@@ -66,12 +92,22 @@ async def _ingest(request: Request, svc) -> Response:
                                         f"{', '.join(svc.catalogue.names())}", code="INGEST_UNKNOWN_TABLE"))
     require_json(request)
     batch_id = _batch_id(request)
+    room = storage(svc)
+    if room["full"]:
+        svc.metrics.storage_full.inc()
+        raise _storage_error("STORAGE_FULL", full_message(room))
     body = await read_body(request, svc.settings.max_body_bytes)
     try:
         report = await svc.run(svc.workspace.ingest_json, table, body, batch_id=batch_id,
-                               sender=request.client.host if request.client else None)
+                               sender=request.client.host if request.client else None,
+                               limit=svc.settings.max_body_bytes)
     except IngestError as e:
-        raise _ingest_error(e) from None
+        raise _ingest_error(e, svc.settings.max_body_bytes) from None
+    except StorageError as e:
+        log.error("STORAGE_UNAVAILABLE: a batch of %s was not stored: %s", table, e.__cause__ or e)
+        svc.metrics.storage_errors.inc()
+        raise _storage_error("STORAGE_UNAVAILABLE", f"{e}; nothing of the batch was stored, send it again "
+                             f"later") from None
     m = svc.metrics
     if report.duplicate:
         m.duplicate_batches.inc()
@@ -79,5 +115,8 @@ async def _ingest(request: Request, svc) -> Response:
         m.records_ingested.inc(report.records, table=table)
         m.bytes_ingested.inc(report.bytes, table=table)
         m.batches_ingested.inc(table=table)
+        if report.truncated:
+            m.fields_truncated.inc(report.truncated, table=table)
     return json_response({"table": report.table, "records": report.records, "bytes": report.bytes,
-                          "duplicate": report.duplicate, "batch_id": report.batch_id})
+                          "duplicate": report.duplicate, "batch_id": report.batch_id,
+                          "truncated": report.truncated})

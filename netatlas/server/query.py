@@ -2,11 +2,16 @@
 
 ``timespan`` (optional; ``timespan.py``) limits every table the query reads to that interval of
 TimeGenerated. ``parameters`` (optional) gives values to ``declare query_parameters(...)``.
-``max_rows`` and ``timeout`` (seconds; optional) lower the server's max_rows and query_timeout
-for this query (never raise them), as ``netatlas query --max-rows/--timeout`` do.
+``max_rows``, ``timeout`` (seconds) and ``max_result_bytes`` (optional) lower the server's
+max_rows, query_timeout and max_result_bytes for this query (never raise them), as
+``netatlas query --max-rows/--timeout`` do.
 The answer is ``Result.to_json()``: ``{"tables": [{"name", "columns": [{"name", "type"}], "rows"}],
 "render", "statistics"}``; ``statistics.truncated`` is true when the result was cut at the
-server's max_rows (``statistics.max_rows``). A mistake in the query is a 400 with ``line``,
+server's max_rows (``statistics.max_rows``) or max_result_bytes (64 MB), as Kusto's result
+truncation (E_QUERY_RESULT_SET_TOO_LARGE) does: then ``statistics.truncated_by`` names the limit,
+``statistics.limit`` is its value and ``statistics.message`` says so in words. Queries run side by
+side (``netatlas/pool.py``); when every cursor is busy and the queue is full the answer is
+429 QUERY_BUSY with Retry-After. A mistake in the query is a 400 with ``line``,
 ``column`` and ``hint``; a query past query_timeout is a 504 (code KQL_TIMEOUT); a query the
 store could not run is a 400 (code KQL_RUNTIME).
 """
@@ -23,10 +28,11 @@ from .http import HttpError, json_response, read_json_object, service
 from .timespan import TimespanError, parse_timespan
 
 QUERY_BODY_LIMIT = 1024 * 1024
-FIELDS = ("query", "timespan", "parameters", "max_rows", "timeout")
+FIELDS = ("query", "timespan", "parameters", "max_rows", "timeout", "max_result_bytes")
 # optional limits a request may lower: field -> (the setting it lowers, its type, what it must be)
 LIMITS = {"max_rows": ("max_rows", int, "a positive whole number of rows"),
-          "timeout": ("query_timeout", (int, float), "a positive number of seconds")}
+          "timeout": ("query_timeout", (int, float), "a positive number of seconds"),
+          "max_result_bytes": ("max_result_bytes", int, "a positive whole number of bytes")}
 
 # (exception, HTTP status, outcome label of netatlas_queries_total)
 FAILURES = (
@@ -38,7 +44,7 @@ FAILURES = (
 
 def _limits(body: dict, settings) -> dict:
     """max_rows and timeout for ws.query: the server's settings, lowered by the request's."""
-    out = {"max_rows": settings.max_rows, "timeout": settings.query_timeout}
+    out = {name: getattr(settings, setting) for name, (setting, _, _) in LIMITS.items()}
     for name, (setting, kind, what) in LIMITS.items():
         value = body.get(name)
         if value is None:
@@ -80,7 +86,7 @@ async def query(request: Request) -> Response:
     m = svc.metrics
     t0 = time.perf_counter()
     try:
-        res = await svc.run(svc.workspace.query, text, **options)
+        res = await svc.run_query(svc.workspace.query, text, **options)
     except (KqlError, QueryLimitError, QueryExecutionError) as e:
         status, outcome = next((s, o) for cls, s, o in FAILURES if isinstance(e, cls))
         m.queries.inc(outcome=outcome)
@@ -93,7 +99,7 @@ async def query(request: Request) -> Response:
     if res.truncated:
         m.queries_truncated.inc()
     out = res.to_json()
-    out["statistics"].update(max_rows=options["max_rows"],
+    out["statistics"].update(max_rows=options["max_rows"], max_result_bytes=options["max_result_bytes"],
                              elapsed_ms=round((time.perf_counter() - t0) * 1000, 3))
     if span is not None:
         out["statistics"]["timespan"] = [span[0].isoformat(), span[1].isoformat()]

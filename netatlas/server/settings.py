@@ -81,8 +81,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("tls_cert", "", str, "PATH",
             "a PEM certificate (chain) to serve https with; needs tls_key (default: plain http)"),
     Setting("tls_key", "", str, "PATH", "the PEM private key of tls_cert"),
-    Setting("max_body_bytes", 32 * MiB, int, "BYTES",
-            "largest request body accepted, counted after gzip decompression (larger: 413)"),
+    Setting("max_body_bytes", 30 * MiB, int, "BYTES",
+            "largest request body accepted, counted after gzip decompression (larger: 413); "
+            "30 MiB is Azure's Data Collector API limit"),
     Setting("max_rows", 500_000, int, "ROWS",
             "most rows a query returns; past it the result is cut and statistics.truncated is true"),
     Setting("query_timeout", 60.0, float, "SECONDS", "seconds a query may run before it is stopped (504)"),
@@ -101,6 +102,17 @@ SETTINGS: tuple[Setting, ...] = (
             "threatintel_interval: files or http(s) URLs, each optionally prefixed by its format "
             "(stix:, csv:, list:; otherwise guessed)"),
     Setting("threatintel_interval", 3600.0, float, "SECONDS", "seconds between two imports of the feeds"),
+    # ---- storage (commit helper, issue 11 item 1) ----
+    Setting("min_free_bytes", 1024 * MiB, int, "BYTES",
+            "free space kept on the data directory's filesystem: below it ingestion answers 507 "
+            "STORAGE_FULL (with Retry-After) before the store fails, and /healthz says why; 0 for none"),
+    # ---- query helper (issue 11, items 7 and 9): the result's size cap, queries side by side
+    Setting("max_result_bytes", 64 * MiB, int, "BYTES",
+            "largest query result (its JSON, estimated); past it the result is cut and statistics.truncated is true"),
+    Setting("query_concurrency", 0, int, "QUERIES",
+            "queries run at once, each on a DuckDB cursor of its own (0: 4 per core)"),
+    Setting("query_queue", 0, int, "QUERIES",
+            "queries that may wait for a cursor when all are busy; past it 429 QUERY_BUSY (0: 2 per cursor)"),
     # -- http helper (issue 11, items 8 and 12): slow clients, the connection cap, proxies (server/guard.py)
     Setting("header_timeout", 10.0, float, "SECONDS",
             "seconds a connection may take to send a request's headers (also after a keep-alive "
@@ -165,6 +177,9 @@ def _check(self) -> None:
                             f"(--tls-cert) and its private key (--tls-key)")
     if self.tls_cert:
         self.tls_context()
+    for name, low in (("max_result_bytes", 1), ("query_concurrency", 0), ("query_queue", 0)):  # query helper
+        if getattr(self, name) < low:
+            raise SettingsError(f"{name}: expected at least {low}, got {getattr(self, name)}")
     _check_http(self)
 
 

@@ -125,7 +125,7 @@ async def export(request: Request) -> Response:
     if span is not None:
         options["timespan"] = span
     try:
-        res = await svc.run(svc.workspace.query, text, **options)
+        res = await svc.run_query(svc.workspace.query, text, **options)
     except (KqlError, QueryLimitError, QueryExecutionError) as e:
         status = next(s for cls, s, _ in query_view.FAILURES if isinstance(e, cls))
         info = e.to_json()

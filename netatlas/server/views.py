@@ -144,10 +144,11 @@ def authorized(request: Request):
 
 
 async def answer(request: Request, fn, *args, report: webmap.Source | None = None, **kwargs) -> Response:
-    """Run ``fn`` in the thread pool and answer its dict as JSON (with the steps' durations when
-    ``report`` has them), or its error in the one shape."""
+    """Run ``fn`` in the queries' threads (``Service.run_query``: the workspace's query pool, 429
+    when it is full) and answer its dict as JSON (with the steps' durations when ``report`` has
+    them), or its error in the one shape."""
     try:
-        data = await service(request).run(fn, *args, **kwargs)
+        data = await service(request).run_query(fn, *args, **kwargs)
     except webmap.WebMapError as e:
         raise http_error(e) from None
     except QueryLimitError as e:

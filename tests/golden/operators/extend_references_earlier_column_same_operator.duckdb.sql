@@ -1,1 +1,1 @@
-SELECT "x", "x2", "x4" FROM (SELECT *, ("x" * 2) AS "x2", (("x" * 2) * 2) AS "x4" FROM (SELECT "generate_series" AS "x" FROM GENERATE_SERIES(CAST(1 AS BIGINT), CAST(3 AS BIGINT), CAST(1 AS BIGINT))) AS _q1) AS _result ORDER BY "x" ASC NULLS FIRST LIMIT 500001
+SELECT "x", "x2", "x4" FROM (SELECT *, ("x" * 2) AS "x2", (("x" * 2) * 2) AS "x4" FROM (SELECT "generate_series" AS "x" FROM GENERATE_SERIES(CAST(1 AS BIGINT), CAST(3 AS BIGINT), CAST(1 AS BIGINT))) AS _q1) AS _result LIMIT 500001

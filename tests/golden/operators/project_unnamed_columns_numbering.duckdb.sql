@@ -1,1 +1,1 @@
-SELECT "x", "Column1", "Column2", "y" FROM (SELECT "x", ("x" + 1) AS "Column1", ("x" * 10) AS "Column2", ("x" - 1) AS "y" FROM (SELECT "generate_series" AS "x" FROM GENERATE_SERIES(CAST(1 AS BIGINT), CAST(2 AS BIGINT), CAST(1 AS BIGINT))) AS _q1) AS _result ORDER BY "x" ASC NULLS FIRST LIMIT 500001
+SELECT "x", "Column1", "Column2", "y" FROM (SELECT "x", ("x" + 1) AS "Column1", ("x" * 10) AS "Column2", ("x" - 1) AS "y" FROM (SELECT "generate_series" AS "x" FROM GENERATE_SERIES(CAST(1 AS BIGINT), CAST(2 AS BIGINT), CAST(1 AS BIGINT))) AS _q1) AS _result LIMIT 500001

@@ -1,1 +1,1 @@
-SELECT "n", "WithDefault", "Custom" FROM (SELECT *, ("n" * 10) AS "WithDefault", ("n" * 3) AS "Custom" FROM (SELECT "generate_series" AS "n" FROM GENERATE_SERIES(CAST(1 AS BIGINT), CAST(3 AS BIGINT), CAST(1 AS BIGINT))) AS _q1) AS _result ORDER BY "n" ASC NULLS FIRST LIMIT 500001
+SELECT "n", "WithDefault", "Custom" FROM (SELECT *, ("n" * 10) AS "WithDefault", ("n" * 3) AS "Custom" FROM (SELECT "generate_series" AS "n" FROM GENERATE_SERIES(CAST(1 AS BIGINT), CAST(3 AS BIGINT), CAST(1 AS BIGINT))) AS _q1) AS _result LIMIT 500001

@@ -1,0 +1,230 @@
+"""The query pool: queries run side by side, each on a DuckDB cursor of its own.
+
+A workspace keeps ``slots`` cursors of its database (opened on first use) for queries, the web
+UI's views and the plugins' planning-time queries. A query takes a free cursor for its whole
+run (compile and execute), or waits in a queue of at most ``queue`` queries; waiting counts
+against its deadline, and a query that finds the queue full is refused at once with
+``QueryBusyError`` (HTTP 429 QUERY_BUSY with Retry-After). Ingestion has cursors of its own
+(``Workspace._ingest_cursor``) and never waits here. One ``Watchdog`` thread interrupts each
+running statement at its own deadline.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from contextlib import contextmanager
+
+from .errors import NetatlasError
+from .limits import Deadline
+
+SLOTS_PER_CORE = 4      # as Kusto's query throttling sizes its concurrency by the cores (x10)
+QUEUE_PER_SLOT = 2      # queries that may wait for a cursor, per cursor
+RETRY_AFTER = 1         # seconds a refused client is told to wait
+
+
+def default_slots() -> int:
+    return SLOTS_PER_CORE * (os.cpu_count() or 1)
+
+
+class QueryBusyError(NetatlasError):
+    """Every query cursor is busy and the queue is full: retry after ``retry_after`` seconds."""
+    code = "QUERY_BUSY"
+
+    def __init__(self, message: str, retry_after: int = RETRY_AFTER):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Watchdog:
+    """Interrupts running statements at their deadlines: one thread for any number of cursors,
+    started on first use (a timer thread per query cost a visible share of a 10 ms query)."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._armed: dict[int, tuple[float, object]] = {}     # token -> (monotonic deadline, cursor)
+        self._next = 0
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+
+    def arm(self, cursor, timeout: float) -> int:
+        """Interrupt ``cursor`` in ``timeout`` seconds unless disarmed first; returns the token."""
+        with self._cond:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="netatlas-query-watchdog", daemon=True)
+                self._thread.start()
+            self._next += 1
+            self._armed[self._next] = (time.monotonic() + timeout, cursor)
+            self._cond.notify()
+            return self._next
+
+    def disarm(self, token: int) -> None:
+        """After this returns, the watchdog never interrupts for ``token``."""
+        with self._cond:
+            self._armed.pop(token, None)
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._armed.clear()
+            self._cond.notify()
+
+    def _run(self) -> None:
+        with self._cond:
+            while not self._stopped:
+                if not self._armed:
+                    self._cond.wait()
+                    continue
+                # no cursor is held in this frame while it waits: a daemon thread's frame outlives
+                # the interpreter's cleanup, and would keep the cursor (and its database) alive
+                at, token = min((at, token) for token, (at, _) in self._armed.items())
+                left = at - time.monotonic()
+                if left > 0:
+                    self._cond.wait(left)
+                    continue
+                try:
+                    self._armed.pop(token)[1].interrupt()
+                except Exception:
+                    pass
+
+
+class QueryPool:
+    """At most ``slots`` queries at once, each on its own cursor (made by ``open_cursor``), and
+    at most ``queue`` more waiting for one."""
+
+    def __init__(self, open_cursor, slots: int | None = None, queue: int | None = None):
+        self._open = open_cursor
+        self.slots = slots or default_slots()
+        self.queue = self.slots * QUEUE_PER_SLOT if queue is None else queue
+        self._free: list = []
+        self._all: list = []
+        self._made = 0
+        self.running = 0
+        self.waiting = 0
+        self._cond = threading.Condition()
+        self._closed = False
+        self._opening = 0                       # cursors being opened (close waits for them)
+        self._held = threading.local()          # the cursor this thread holds, for nested use
+        self.watchdog = Watchdog()
+
+    def configure(self, slots: int | None = None, queue: int | None = None) -> None:
+        """Resize (the server's settings); cursors beyond a smaller size are closed as they come back."""
+        with self._cond:
+            self.slots = slots or default_slots()
+            self.queue = self.slots * QUEUE_PER_SLOT if queue is None else queue
+            self._cond.notify_all()
+
+    def warm(self) -> None:
+        """Open every cursor now (each costs ~0.1 s: the runtime's functions), so no query pays
+        for one; the server calls it in a thread at start."""
+        while True:
+            with self._cond:
+                if self._closed or self._made >= self.slots:
+                    return
+                self._made += 1
+                self._opening += 1
+            try:
+                cur = self._open()
+            except Exception:           # best effort (closed meanwhile): a query opens its own
+                with self._cond:
+                    self._made -= 1
+                    self._opening -= 1
+                    self._cond.notify_all()
+                return
+            with self._cond:
+                self._opening -= 1
+                self._cond.notify_all()
+                if self._closed:
+                    _close(cur)
+                    return
+                self._all.append(cur)
+                self._free.insert(0, cur)       # the warm ones stay at the end, used first
+                self._cond.notify()
+
+    @contextmanager
+    def cursor(self, deadline: Deadline | None = None):
+        """A cursor for this thread until the block ends; the thread's own one when it already
+        holds one (a plugin's query inside a query). QueryBusyError when the queue is full,
+        the deadline's QueryLimitError when it passes while waiting."""
+        held = getattr(self._held, "cursor", None)
+        if held is not None:
+            yield held
+            return
+        cur = self._acquire(deadline)
+        self._held.cursor = cur
+        try:
+            yield cur
+        finally:
+            self._held.cursor = None
+            self._release(cur)
+
+    def _acquire(self, deadline: Deadline | None):
+        with self._cond:
+            if self._closed:
+                raise NetatlasError("the workspace is closed")
+            if not self._free and self._made >= self.slots:
+                if self.waiting >= self.queue:
+                    raise QueryBusyError(
+                        f"too many queries: {self.running} running and {self.waiting} waiting "
+                        f"(query_concurrency {self.slots}, query_queue {self.queue}); "
+                        f"retry in {RETRY_AFTER} s")
+                self.waiting += 1
+                try:
+                    while not self._free and self._made >= self.slots:
+                        left = None if deadline is None else deadline.left()
+                        if left is not None and left <= 0:
+                            raise deadline.error()
+                        self._cond.wait(left)
+                finally:
+                    self.waiting -= 1
+            self.running += 1
+            if self._free:
+                return self._free.pop()
+            self._made += 1
+            self._opening += 1
+        try:
+            cur = self._open()
+        except BaseException:
+            with self._cond:
+                self._made -= 1
+                self.running -= 1
+                self._opening -= 1
+                self._cond.notify_all()
+            raise
+        with self._cond:
+            self._opening -= 1
+            self._all.append(cur)
+            self._cond.notify_all()
+        return cur
+
+    def _release(self, cur) -> None:
+        with self._cond:
+            self.running -= 1
+            if self._closed or self._made > self.slots:
+                self._made -= 1
+                if cur in self._all:
+                    self._all.remove(cur)
+                _close(cur)
+            else:
+                self._free.append(cur)
+            self._cond.notify()
+
+    def close(self) -> None:
+        """Close every cursor, once those being opened are (the main connection cannot close
+        while one is being set up)."""
+        with self._cond:
+            self._closed = True
+            self._cond.wait_for(lambda: not self._opening, timeout=30)
+            for cur in self._all:
+                _close(cur)
+            self._all.clear()
+            self._free.clear()
+            self._cond.notify_all()
+        self.watchdog.stop()
+
+
+def _close(cur) -> None:
+    try:
+        cur.close()
+    except Exception:
+        pass
