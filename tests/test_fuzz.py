@@ -133,6 +133,7 @@ def test_random_bytes_are_ingested_or_refused(workspace, body, table, gz):
 @fuzz(1000)
 @given(value=json_values, table=st.sampled_from(TABLES + ["NoSuchTable", "Usage", ""]))
 @example(value=[{"TimeGenerated": "2026-01-01T00:00:00Z", "BytesSent": -2**63 - 1}], table="VMConnection")
+@example(value=[{"AgentId": "", "TimeGenerated": "10000-01-01T00:00:00Z"}], table="VMConnection")  # was a 500
 def test_random_json_values_are_ingested_or_refused(workspace, value, table):
     ingest_or_refuse(workspace, table, json.dumps(value).encode(), None)
 
