@@ -122,6 +122,7 @@ def test_1100_half_open_requests_neither_lock_out_clients_nor_stay_open(server):
         for s in sockets:
             s.close()
     assert request(server.port, "GET", "/healthz").status == 200
+    assert "slow or surplus connections closed" in server.log.read_text()     # visible to the operator
 
 
 def bearer(server) -> bytes:

@@ -43,6 +43,21 @@ def raw_answer(status: int) -> bytes:
             + str(len(body)).encode() + b"\r\nconnection: close\r\n" + extra + b"\r\n" + body)
 
 
+class Tally:
+    """Counts of connections the guard closed, by reason, logged as one warning at most every
+    ``every`` seconds (an attack should be visible in the log without flooding it)."""
+
+    def __init__(self, every: float = 60.0):
+        self.every, self.counts, self.logged = every, {}, None
+
+    def note(self, reason: str, now: float) -> None:
+        self.counts[reason] = self.counts.get(reason, 0) + 1
+        if self.logged is None or now - self.logged >= self.every:
+            log.warning("slow or surplus connections closed since the last report: %s",
+                        ", ".join(f"{n} {r}" for r, n in sorted(self.counts.items())))
+            self.counts, self.logged = {}, now
+
+
 def guarded_protocol(settings) -> type:
     """A protocol class for ``uvicorn.Config(http=...)`` enforcing ``settings``' header_timeout,
     body_timeout and max_connections. Each call makes a class with its own connection registry
@@ -54,6 +69,8 @@ def guarded_protocol(settings) -> type:
         max_connections = settings.max_connections
         open: set = set()           # every connection not yet closed by us or the peer
         waiting: dict = {}          # connections waiting for a request's headers, oldest first
+
+        closed = Tally()            # connections closed by the guard, logged at most once a minute
 
         _timer = None
 
@@ -83,6 +100,7 @@ def guarded_protocol(settings) -> type:
         def _give_up(self, status: int | None, why: str) -> None:
             """Close this connection now (with a raw answer when ``status`` is given)."""
             log.debug("connection from %s " + why, self.client, len(type(self).open))
+            type(self).closed.note(why.split(":")[0].split(" (")[0], self.loop.time())
             self._forget()
             if self.transport.is_closing():
                 return
