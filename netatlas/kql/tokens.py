@@ -48,7 +48,8 @@ TICKS = {"d": 864_000_000_000, "day": 864_000_000_000, "days": 864_000_000_000,
          "milliseconds": 10_000, "microsecond": 10, "microseconds": 10,
          "tick": 1, "ticks": 1}
 
-_NUMBER = re.compile(r"(0[xX][0-9a-fA-F]+|\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)([A-Za-z_]*)")
+DIGITS = "0123456789"
+_NUMBER = re.compile(r"(0[xX][0-9a-fA-F]+|\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)([A-Za-z_]*)", re.ASCII)
 # Identifiers: a letter (any script, as in Kusto), _ or $, then letters, digits and _.
 _IDENT = re.compile(r"(?:[^\W\d]|\$)\w*")
 _ASCII_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -98,7 +99,7 @@ def tokenize(text: str) -> Tokens:
         if c in "\"'" or (c in "@hH" and i + 1 < n and text[i + 1] in "\"'") or (
                 c in "hH" and text[i + 1:i + 2] == "@" and text[i + 2:i + 3] in "\"'"):
             tok, i = _string(text, i)
-        elif c.isdigit() or (c == "." and i + 1 < n and text[i + 1].isdigit()):
+        elif c in DIGITS or (c == "." and i + 1 < n and text[i + 1] in DIGITS):   # ASCII only: not "²"
             tok, i = _number(text, i)
         elif c == "`" and text.startswith("```", i):
             end = text.find("```", i + 3)

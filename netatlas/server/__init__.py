@@ -36,6 +36,8 @@ writes them to a configuration file beside a systemd unit that serves it.
 Queries: max_result_bytes (a result is cut past it, or past max_rows: ``statistics.truncated``,
 ``truncated_by`` and ``message``), query_concurrency and query_queue (queries run side by side on
 that many DuckDB cursors; when all are busy and the queue is full: 429 QUERY_BUSY with Retry-After).
+Against slow and spoofing clients (``guard.py``): header_timeout, body_timeout, keepalive_timeout,
+max_connections; trusted_proxies (X-Forwarded-For is believed only from those addresses).
 
 Ingestion headers: ``Authorization: SharedKey <workspace id>:<signature>`` and ``x-ms-date`` (see
 ``netatlas.auth``), ``Content-Type: application/json``, ``Content-Length``, optionally

@@ -54,6 +54,8 @@ ROUTES = (
     # the web UI (server/ui.py): after every API route, which keep priority
     Route("/api/export", ui.export, methods=["POST"]),
     Route("/", ui.index, methods=["GET"]),
+    Route("/ui", ui.to_index, methods=["GET"]),     # relative redirects to / (never from Host)
+    Route("/ui/", ui.to_index, methods=["GET"]),
     ui.FILES,                   # Mount("/ui", ...): netatlas/ui/
 )
 
@@ -186,4 +188,6 @@ def create_app(data_dir: str | os.PathLike, *, settings: Settings | None = None,
                     await task
             await run_in_threadpool(svc.close)
 
-    return Starlette(routes=list(ROUTES), exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    app = Starlette(routes=list(ROUTES), exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    app.router.redirect_slashes = False     # its redirects echo the Host header: /healthz/ is a 404
+    return app

@@ -106,6 +106,7 @@ def serve(data_dir: str | os.PathLike, settings: Settings | None = None, *,
     import uvicorn
 
     from .. import connect
+    from . import guard
     from .app import create_app
 
     settings = settings or Settings()
@@ -132,7 +133,9 @@ def serve(data_dir: str | os.PathLike, settings: Settings | None = None, *,
         app = create_app(data_dir, settings=settings, workspace=workspace, local_token=token)
         config = uvicorn.Config(app, host=settings.host, port=settings.port, lifespan="on",
                                 timeout_graceful_shutdown=SHUTDOWN_GRACE, server_header=False,
-                                **tls_options(settings))
+                                http=guard.guarded_protocol(settings),   # header/body timeouts, cap
+                                timeout_keep_alive=settings.keepalive_timeout,
+                                **guard.proxy_options(settings), **tls_options(settings))
         server = _publishing_server(data_dir, token)(config)
         try:
             server.run()

@@ -16,6 +16,7 @@ what ``netatlas workspace install`` writes:
 """
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import ssl
@@ -116,6 +117,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("tls", "", str, "MODE",
             "self-signed: serve https with a certificate generated in DIR/tls on first start (its "
             "SHA-256 fingerprint is printed for agents to pin); default: tls_cert/tls_key, else plain http"),
+    # -- http helper (issue 11, items 8 and 12): slow clients, the connection cap, proxies (server/guard.py)
+    Setting("header_timeout", 10.0, float, "SECONDS",
+            "seconds a connection may take to send a request's headers (also after a keep-alive "
+            "answer); past it: 408 and the connection is closed"),
+    Setting("body_timeout", 30.0, float, "SECONDS",
+            "seconds a request's body may take to arrive once its headers are complete (408 past it)"),
+    Setting("keepalive_timeout", 5.0, float, "SECONDS", "seconds an idle keep-alive connection stays open"),
+    Setting("max_connections", 1000, int, "COUNT",
+            "most open connections; a new one past it closes the oldest that has not sent a whole "
+            "request's headers, or is refused (503) when every one is busy"),
+    Setting("trusted_proxies", "", str, "ADDRESSES",
+            "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For and "
+            "X-Forwarded-Proto are believed (default: none, the headers are ignored)"),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}
@@ -175,6 +189,28 @@ def _check(self) -> None:
     for name, low in (("max_result_bytes", 1), ("query_concurrency", 0), ("query_queue", 0)):  # query helper
         if getattr(self, name) < low:
             raise SettingsError(f"{name}: expected at least {low}, got {getattr(self, name)}")
+    _check_http(self)
+
+
+def _check_http(self) -> None:
+    """The http settings (header_timeout ... trusted_proxies): positive limits, proxies that are
+    addresses or networks."""
+    for name in ("header_timeout", "body_timeout", "keepalive_timeout", "max_connections"):
+        if getattr(self, name) <= 0:
+            raise SettingsError(f"{name}: expected a positive number, got {getattr(self, name)}")
+    self.proxy_networks()
+
+
+def _proxy_networks(self) -> list:
+    """trusted_proxies as ipaddress networks; SettingsError naming an item that is not an address or CIDR."""
+    networks = []
+    for item in filter(None, (p.strip() for p in self.trusted_proxies.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise SettingsError(f"trusted_proxies: {item!r} is not an IP address or a CIDR network "
+                                f"(e.g. 10.0.0.5, 10.0.0.0/8, ::1)") from None
+    return networks
 
 
 TLS_PEM = (("tls_cert", b"-----BEGIN CERTIFICATE-----", "a PEM certificate"),
@@ -219,5 +255,6 @@ def _scheme(self) -> str:
 Settings = make_dataclass("Settings", [(s.name, s.type, field(default=s.default)) for s in SETTINGS],
                           frozen=True, namespace={"from_env": classmethod(_from_env), "check": _check,
                                                   "tls_context": _tls_context,
+                                                  "proxy_networks": _proxy_networks,
                                                   "scheme": property(_scheme)})
 Settings.__module__ = __name__

@@ -72,6 +72,13 @@ class UiFiles(StaticFiles):
 FILES = Mount("/ui", app=UiFiles(directory=UI_DIR), name="ui")
 
 
+async def to_index(request: Request) -> Response:
+    """``GET /ui`` and ``GET /ui/`` -> ``/`` (the UI's page), a relative redirect: Starlette's own
+    (redirect_slashes, to ``/ui/``) built an absolute URL from the Host header, which a client or a
+    cache could be led to follow elsewhere."""
+    return Response(status_code=307, headers={"location": "/"})
+
+
 async def index(request: Request) -> Response:
     return FileResponse(UI_DIR / "index.html", media_type=CONTENT_TYPES[".html"],
                         headers={"cache-control": CACHE_APP, "x-content-type-options": "nosniff"})
