@@ -74,6 +74,11 @@ def feed(path: Path, pool: list[str], seed: int = 11) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+# the minutes of the batches wrap within the last day: the workspace refuses a TimeGenerated more
+# than a day ahead of its clock (or older than the table's retention)
+WINDOW = 23 * 3600
+
+
 def batch(seed: int, size: int, start: float, pool: list[str]) -> list[dict]:
     """Realistic one-minute VMConnection records: a few hundred machines and processes, a third of
     them with an internet address at the other end."""
@@ -233,7 +238,7 @@ def run_agents(batches: int, clients: int = AGENT_SENDERS) -> dict:
     start = time.time() - 86400
     pool = public_pool()
     feed(tmp / "feed.txt", pool)
-    bodies = [gzip.compress(json.dumps(batch(i, AGENT_BATCH, start + i * 60, pool)).encode(), 1)
+    bodies = [gzip.compress(json.dumps(batch(i, AGENT_BATCH, start + (i * 60) % WINDOW, pool)).encode(), 1)
               for i in range(batches)]
     data = tmp / "agents"
     ident = load_or_create(data)
@@ -318,7 +323,7 @@ def run(batches: int, size: int, use_gzip: bool, clients: int = 2) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="netatlas-bench-ingest-"))
     start = time.time() - 86400
     pool = public_pool()
-    bodies = [json.dumps(batch(i, size, start + i * 60 * (size // 500), pool)).encode() for i in range(batches)]
+    bodies = [json.dumps(batch(i, size, start + (i * 60 * (size // 500)) % WINDOW, pool)).encode() for i in range(batches)]
     sent = [gzip.compress(b, 1) if use_gzip else b for b in bodies]
     feed(tmp / "feed.txt", pool)
 
