@@ -39,7 +39,6 @@ from datetime import timedelta
 
 import duckdb
 import numpy as np
-import orjson
 
 from . import ingest
 from .catalogue import Catalogue, Table
@@ -84,13 +83,7 @@ def prepare(catalogue: Catalogue, table_name: str, body: bytes, *, batch_id: str
     IngestError for what the client must fix."""
     body = ingest.decode(body, content_encoding, limit)
     table = ingest.resolve_table(catalogue, table_name)
-    try:
-        records = orjson.loads(body)
-    except orjson.JSONDecodeError as e:
-        raise IngestError(f"{table.name}: the body is not valid JSON ({e})", code="INGEST_BAD_BODY") from None
-    if not isinstance(records, list):
-        raise IngestError(f"{table.name}: the body must be a JSON array of records, not a {type(records).__name__}",
-                          code="INGEST_BAD_BODY")
+    records = ingest.parse(table, body)
     ingest.check(table, records)
     truncated = ingest.truncate_long_strings(table, records, body)   # then the batch file is written from them
     p = Pending(table, records, None if truncated else body, batch_id, dict(context or {}), n=len(records),

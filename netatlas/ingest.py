@@ -352,6 +352,12 @@ def ingest_json(con: duckdb.DuckDBPyConnection, catalogue: Catalogue, table_name
                 batch_id: str | None = None, context: dict | None = None) -> IngestReport:
     """Parse a JSON array of records and ingest it (the caller holds the workspace lock)."""
     table = resolve_table(catalogue, table_name)
+    records = parse(table, body)
+    return ingest_records(con, catalogue, table.name, records, batch_id=batch_id, context=context, body=body)
+
+
+def parse(table: Table, body: bytes) -> list:
+    """The body as a list (orjson, once); IngestError when it is not a JSON array."""
     try:
         records = orjson.loads(body)
     except orjson.JSONDecodeError as e:
@@ -359,7 +365,7 @@ def ingest_json(con: duckdb.DuckDBPyConnection, catalogue: Catalogue, table_name
     if not isinstance(records, list):
         raise IngestError(f"{table.name}: the body must be a JSON array of records, not a {type(records).__name__}",
                           code="INGEST_BAD_BODY")
-    return ingest_records(con, catalogue, table.name, records, batch_id=batch_id, context=context, body=body)
+    return records
 
 
 def resolve_table(catalogue: Catalogue, table_name: str) -> Table:

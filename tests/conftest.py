@@ -1,4 +1,6 @@
+import contextlib
 import pathlib
+import subprocess
 import sys
 
 import pytest
@@ -16,3 +18,19 @@ def pytest_addoption(parser):
 @pytest.fixture
 def update_golden(request):
     return request.config.getoption("--update-golden")
+
+
+@contextlib.contextmanager
+def mount_tmpfs(path: pathlib.Path, size: str):
+    """A tmpfs of ``size`` (mount's size=, e.g. "48m") mounted at ``path`` for the test, unmounted
+    afterwards; the test is skipped, saying why, where mounting is not allowed (not root)."""
+    path.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        print(f"cannot mount a tmpfs: {r.stderr.strip()}")
+        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip()})")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)

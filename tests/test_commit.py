@@ -26,6 +26,7 @@ import pytest
 import netatlas
 from netatlas import ingest as ingest_stage
 
+from conftest import mount_tmpfs
 from test_server import Server, now, request, unique
 
 
@@ -231,16 +232,8 @@ MiB = 1024 * 1024
 
 @pytest.fixture
 def tmpfs(tmp_path):
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if r.returncode != 0:
-        print(f"cannot mount a tmpfs: {r.stderr.strip()}")
-        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip()})")
-    try:
+    with mount_tmpfs(tmp_path / "small", "48m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def _fill(client, sent: dict, tag: str, limit: int = 400) -> object:

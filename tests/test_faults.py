@@ -27,6 +27,7 @@ from netatlas import keys
 from netatlas.agent import ship
 from netatlas.agent.config import AgentConfig
 
+from conftest import mount_tmpfs
 from test_server import free_port, request
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,16 +38,8 @@ RESERVE = 48 * MiB
 @pytest.fixture
 def disk(tmp_path):
     """A 192 MB tmpfs, unmounted afterwards (root only)."""
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=192m", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if r.returncode != 0:
-        print(f"cannot mount a tmpfs: {r.stderr.strip()}")
-        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip()})")
-    try:
+    with mount_tmpfs(tmp_path / "disk", "192m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
 class Workspace:
