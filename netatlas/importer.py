@@ -10,8 +10,11 @@
 | batch | records | batches of ``BATCH_RECORDS`` per table, each with a batch id from the SHA-256 of its records: importing the same file again (or again after fixing a row) stores no batch twice | ``batches`` |
 
 Through a server, a batch refused as larger than its max_body_bytes (413) is sent as two halves.
-Rows older than a table's retention are imported and counted in the report (``old``): the next
-retention pass deletes them unless the retention is raised first (``--retention DAYS``).
+Into a directory, rows older than a table's retention are imported and counted in the report
+(``old``): the next retention pass deletes them unless the retention is raised first
+(``--retention DAYS``). Through a server they are refused (exit 2 naming the row and field), as
+the server refuses a TimeGenerated older than its table's retention, unless ``--retention``
+raises it first.
 """
 from __future__ import annotations
 
