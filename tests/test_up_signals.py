@@ -91,3 +91,13 @@ def test_up_with_tls_settings_points_its_agent_and_demo_at_https():
     from netatlas.up import _local_url
     assert _local_url(Settings(host="0.0.0.0", port=8443, tls_cert="c.pem", tls_key="k.pem")) == "https://127.0.0.1:8443"
     assert _local_url(Settings(host="::1", port=8080)) == "http://[::1]:8080"
+
+
+def test_an_agent_whose_shutdown_hangs_still_ends_after_its_grace():
+    # once asked to stop, the agent ends within its grace even if a send or a collector hangs
+    code = ("import threading, time; from netatlas.agent.ship import exit_after_stop; "
+            "stop = threading.Event(); exit_after_stop(stop, 1.0); stop.set(); time.sleep(60)")
+    t0 = time.monotonic()
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=30,
+                       env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert p.returncode == 1 and time.monotonic() - t0 < 20, (p.returncode, p.stderr)

@@ -764,6 +764,7 @@ def cmd_run(args, config: AgentConfig) -> int:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
     watch_parent(stop)
+    exit_after_stop(stop, config.timeout + STOP_GRACE)
     shipper = Shipper(config)
     shipper.sender   # a ca_file that cannot be loaded: refused now, not at the first batch
     log.info("netatlas agent: shipping to %s every %g s (spool %s)", config.workspace_url, config.interval,
@@ -779,6 +780,21 @@ def cmd_run(args, config: AgentConfig) -> int:
 
 
 PARENT_ENV = "NETATLAS_AGENT_PARENT"   # set by `netatlas up`: the agent stops when that process is gone
+STOP_GRACE = 5.0                        # seconds past the last flush's timeout that stopping may take
+
+
+def exit_after_stop(stop: threading.Event, seconds: float) -> None:
+    """Once ``stop`` is set (SIGTERM, SIGHUP, the parent gone), the process ends within ``seconds``
+    even if shutting down hangs (a send, a collector): the spool is on disk, so nothing is lost, and
+    an agent must never outlive the ``up`` that started it."""
+    def deadline():
+        stop.wait()
+        log.info("netatlas agent: stopping (at most %g s)", seconds)
+        time.sleep(seconds)
+        log.error("netatlas agent: still running %g s after it was asked to stop; exiting now", seconds)
+        logging.shutdown()
+        os._exit(1)
+    threading.Thread(target=deadline, name="netatlas-stop-deadline", daemon=True).start()
 
 
 def watch_parent(stop: threading.Event, environ: Mapping[str, str] = os.environ) -> None:
