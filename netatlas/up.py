@@ -160,11 +160,12 @@ PR_SET_PDEATHSIG = 1
 
 
 def _die_with_parent() -> None:
-    """In the agent child, before exec (Linux): the kernel sends it SIGTERM when up dies, even by kill -9."""
+    """In the agent child, before exec (Linux): the kernel kills it (SIGKILL: it may be too busy to
+    handle SIGTERM) when up dies without stopping it, as by kill -9; its spool is on disk."""
     if sys.platform.startswith("linux"):
         import ctypes
         import signal
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 class Stop(BaseException):
