@@ -133,9 +133,20 @@ def start_server(data: Path, port: int, *options: str) -> subprocess.Popen:
     raise SystemExit(f"the server did not start: {p.stderr.read().decode()[-2000:]}")
 
 
+def in_threads(fn, n: int, errors: list) -> None:
+    """``fn(k)`` for k in 0..n-1, each on a thread of its own, until all end; the first error ends the run."""
+    import threading
+    threads = [threading.Thread(target=fn, args=(k,)) for k in range(n)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    if errors:
+        raise SystemExit(errors[0])
+
+
 def post_all(port: int, ident, key, sent: list[bytes], use_gzip: bool, clients: int) -> None:
     """POST the batches from `clients` agents at once, each on its own keep-alive connection."""
-    import threading
     path = "/api/ingest/VMConnection"
     errors = []
 
@@ -152,13 +163,7 @@ def post_all(port: int, ident, key, sent: list[bytes], use_gzip: bool, clients: 
                 errors.append(f"batch {i}: HTTP {resp.status}: {answer[:500]!r}")
                 return
 
-    threads = [threading.Thread(target=agent, args=(k,)) for k in range(clients)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    if errors:
-        raise SystemExit(errors[0])
+    in_threads(agent, clients, errors)
 
 
 def raw_requests(ident, key, bodies: list[bytes], path: str, tag: str) -> list[bytes]:
@@ -195,7 +200,6 @@ def _answer(sock: socket.socket, buf: bytearray) -> tuple[int, bytes]:
 def post_raw(port: int, requests: list[bytes], clients: int) -> None:
     """Send the prepared requests from ``clients`` senders at once, each waiting for its answer
     before the next (as an agent does), on one keep-alive socket each."""
-    import threading
     errors = []
 
     def sender(k: int) -> None:
@@ -212,13 +216,7 @@ def post_raw(port: int, requests: list[bytes], clients: int) -> None:
         finally:
             sock.close()
 
-    threads = [threading.Thread(target=sender, args=(k,)) for k in range(clients)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    if errors:
-        raise SystemExit(errors[0])
+    in_threads(sender, clients, errors)
 
 
 def cpu_seconds(pid: int) -> float:
