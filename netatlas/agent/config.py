@@ -229,6 +229,9 @@ SETTINGS: tuple[Setting, ...] = (
             "dumps (byte counts of open connections; one is also taken just before each minute ends)"),
     Setting("timeout", 10.0, "seconds", "seconds to connect to the workspace, and to wait for each "
             "part of its answer"),
+    Setting("backoff_max", 60.0, "seconds", "most seconds between two tries to send when the workspace "
+            "does not answer or refuses for now (the wait doubles from 1 s, with jitter; a Retry-After "
+            "the workspace gives is honoured)"),
     Setting("verify_tls", True, "bool", "check the workspace's TLS certificate (turn off only for a "
             "self-signed test server; better: give it with ca_file)"),
     Setting("ca_file", "", "path", "a PEM file of the certificate authorities to trust for https, "

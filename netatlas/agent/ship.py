@@ -65,7 +65,7 @@ STATS = (
     "quarantine_batches", "quarantine_bytes",   # gauges: what rejected/ holds now
 )
 
-BACKOFF_FIRST, BACKOFF_MAX = 1.0, 60.0   # seconds after a failed flush, doubling, with jitter
+BACKOFF_FIRST = 1.0    # seconds after a failed flush, doubling (with jitter) up to the backoff_max setting
 RETRY_AFTER_MAX = 600.0                   # a server's Retry-After is honoured up to this many seconds
 LOCK = "agent.lock"                       # flock'ed by the agent that uses the spool; holds its pid
 REPLY_MAX_BYTES = 64 * 1024
@@ -634,7 +634,7 @@ class Shipper:
 
     def _failed(self, entry: Spooled, report: FlushReport, text: str, retry_in: float | None = None) -> bool:
         self._failures += 1
-        delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (self._failures - 1)) * random.uniform(0.5, 1.0)
+        delay = min(self.config.backoff_max, BACKOFF_FIRST * 2 ** (self._failures - 1)) * random.uniform(0.5, 1.0)
         if retry_in is not None:   # the workspace said when (Retry-After): not sooner, capped
             delay = max(delay, retry_in)
         self.retry_at = time.monotonic() + delay
@@ -669,7 +669,7 @@ class Shipper:
                 self.flush(stop=self._closing)
             except Exception:   # a bug must not end shipping: log it and try again later
                 log.exception("flush failed")
-                self.retry_at = time.monotonic() + BACKOFF_MAX
+                self.retry_at = time.monotonic() + self.config.backoff_max
 
     def close(self, timeout: float | None = None) -> None:
         """Stop the thread; one last flush for at most ``timeout`` seconds (default config.timeout)

@@ -18,9 +18,9 @@ Then batch by batch: with the agents and the workspace stopped, every batch id e
 stored in the workspace, every spool is empty, and the counters each agent logs when it stops say
 that all it enqueued was sent, nothing dropped, nothing refused.
 
-Needs root (``ip netns add``); skipped with the reason otherwise. Takes OUTAGE + ~1 minute (~3-3.5
-minutes): the outage overlaps the traffic; after it come the agents' backoff (up to
-ship.BACKOFF_MAX) and the minute boundary closing the last window.
+Needs root (``ip netns add``); skipped with the reason otherwise. Takes OUTAGE + up to a
+minute (~2-2.5 minutes): the outage overlaps the traffic; after it come the agents' backoff (up
+to BACKOFF, their backoff_max setting) and the minute boundary closing the last window.
 """
 from __future__ import annotations
 
@@ -49,7 +49,8 @@ INTERVAL = 5
 LONG_CHUNKS, LONG_CHUNK, LONG_EVERY = 70, 1000, 1.0     # 70,000 bytes over ~70 s
 SHORT, SHORT_BYTES, FAILED = 100, 100, 5
 SHORT_BEFORE_KILL = 10     # short connections made before the workspace is killed; the others while it is down
-OUTAGE = 120               # seconds the workspace is down
+OUTAGE = 80                # seconds the workspace is down (the client's ~70 s of traffic ends within it)
+BACKOFF = 5                # the agents' backoff_max: they try again within 5 s of the restart
 HOSTS = ("ws", "h1", "h2")
 # h1 (the client) runs the collector this kernel allows (ebpf here), h2 (the server) the portable
 # netlink one: both collectors, against the same ground truth
@@ -288,7 +289,7 @@ def test_three_agents_in_namespaces_report_known_traffic_across_a_workspace_outa
         for host in HOSTS:
             procs.start(f"agent-{host}", ns[host], "-m", "netatlas", "agent", "run",
                         "--workspace-url", f"http://{ip['ws']}:8080", "--workspace-id", identity.workspace_id,
-                        "--key", ingest, "--interval", str(INTERVAL), "--poll", "0.5",
+                        "--key", ingest, "--interval", str(INTERVAL), "--poll", "0.5", "--backoff-max", str(BACKOFF),
                         "--collector", COLLECTORS[host], "--tags", TAGS.get(host, ""),
                         "--spool", str(spools[host]),
                         "--machine-id-file", str(tmp_path / f"{host}.machine-id"))
@@ -379,7 +380,7 @@ def test_three_agents_in_namespaces_report_known_traffic_across_a_workspace_outa
             return sum(r[col] or 0 for r in rows)
 
         # the last window closes at the next minute boundary; the agents ship within an interval,
-        # or once their backoff since the outage has passed (at most ship.BACKOFF_MAX)
+        # or once their backoff since the outage has passed (at most BACKOFF)
         ready_at = (math.floor(truth["end"] / 60) + 1) * 60 + INTERVAL + 3
         time.sleep(max(0.0, ready_at - time.time()))
 
@@ -391,7 +392,7 @@ def test_three_agents_in_namespaces_report_known_traffic_across_a_workspace_outa
                     and not any(set(held[h]) & set(spooled(spools[h])) for h in HOSTS))
             return recs if done else None
         try:
-            recs = wait_for("the records of the traffic", complete, ship.BACKOFF_MAX + 2 * INTERVAL + 30, every=3)
+            recs = wait_for("the records of the traffic", complete, BACKOFF + 2 * INTERVAL + 30, every=3)
         except AssertionError:
             recs = records()
         t_query = time.monotonic()
@@ -448,7 +449,7 @@ def test_three_agents_in_namespaces_report_known_traffic_across_a_workspace_outa
         # no record lost: the batches spooled during the outage were all sent, nothing was refused
         # or dropped, and the spools drain (new batches come each minute: empty at some point)
         wait_for("the agents' spools to be empty", lambda: not any(spooled(spools[h]) for h in HOSTS),
-                 ship.BACKOFF_MAX + 2 * INTERVAL, every=0.2)
+                 BACKOFF + 2 * INTERVAL, every=0.2)
         for host in HOSTS:
             assert not list((spools[host] / ship.REJECTED).iterdir()), f"{host}: batches refused"
 

@@ -303,10 +303,9 @@ def wait_for(condition, timeout: float = 10) -> None:
 
 def test_the_shipper_thread_backs_off_and_retries_without_new_records(tmp_path, workspace, monkeypatch):
     monkeypatch.setattr(ship, "BACKOFF_FIRST", 0.05)
-    monkeypatch.setattr(ship, "BACKOFF_MAX", 0.4)
     host = unique()
     workspace.kill()
-    s = ship.Shipper(agent_config(tmp_path, workspace))
+    s = ship.Shipper(agent_config(tmp_path, workspace, backoff_max=0.4))
     s.enqueue("VMConnection", records(host, [1]))
     s.start()
     wait_for(lambda: s.stats["send_failures"] >= 3)   # 0.05, 0.1, 0.2 s apart (with jitter)
