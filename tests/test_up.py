@@ -32,38 +32,11 @@ def seed_blocks():
 def served(tmp_path_factory):
     data = tmp_path_factory.mktemp("up") / "netatlas-data"
     port = free_port()
-    import os
-    env = dict(os.environ, PYTHONPATH=str(ROOT))   # the agent up starts must run this tree's netatlas
-    p = subprocess.Popen([sys.executable, "-m", "netatlas", "up", "--data", str(data), "--port", str(port),
-                          "--machines", "24", "--days", "2"], cwd=ROOT, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True, env=env)
-    out = []
-    deadline = time.monotonic() + 240
+    p, out = start_up(data, port, "--machines", "24", "--days", "2", agent=True, ticks=False)
     try:
-        while time.monotonic() < deadline:
-            line = p.stdout.readline()
-            if not line:
-                break
-            out.append(line)
-            if "/healthz" in line:
-                break
-        for _ in range(100):
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                c.request("GET", "/healthz")
-                if c.getresponse().status == 200:
-                    break
-            except OSError:
-                time.sleep(0.2)
-        else:
-            pytest.fail("netatlas up did not serve:\n" + "".join(out))
-        yield port, printed_query_key("".join(out)), "".join(out), data
+        yield port, printed_query_key(out), out, data
     finally:
-        p.send_signal(signal.SIGINT)
-        try:
-            p.wait(30)
-        except subprocess.TimeoutExpired:
-            p.kill()
+        stop_up(p)
 
 
 def post_query(port: int, key: str, text: str) -> tuple[int, dict]:
@@ -135,14 +108,18 @@ def test_the_local_agent_puts_this_machine_on_the_map(served):
 
 # --------------------------------------------------------------------------- the live demo (issue 10)
 
-def start_up(data, port: int, *extra: str, env_extra: dict | None = None) -> tuple[subprocess.Popen, str]:
-    """`netatlas up` on DATA and PORT, its output up to the banner's last line, once /healthz answers."""
+def start_up(data, port: int, *extra: str, env_extra: dict | None = None, agent: bool = False,
+             ticks: bool = True) -> tuple[subprocess.Popen, str]:
+    """`netatlas up` on DATA and PORT (without its local agent unless ``agent``; ``ticks``: the
+    demo's live minutes looked for every second, progress on every step), its output up to the
+    banner's last line, once /healthz answers."""
     import os
-    env = dict(os.environ, PYTHONPATH=str(ROOT), NETATLAS_DEMO_TICK_SECONDS="1", NETATLAS_PROGRESS_SECONDS="0",
-               **(env_extra or {}))
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **(env_extra or {}))   # the agent up starts runs this tree
+    if ticks:
+        env.update(NETATLAS_DEMO_TICK_SECONDS="1", NETATLAS_PROGRESS_SECONDS="0")
     p = subprocess.Popen([sys.executable, "-m", "netatlas", "up", "--data", str(data), "--port", str(port),
-                          "--no-agent", *extra], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         text=True, env=env)
+                          *([] if agent else ["--no-agent"]), *extra], cwd=ROOT, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, env=env)
     out = []
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
