@@ -138,7 +138,7 @@ def test_random_json_values_are_ingested_or_refused(workspace, value, table):
     ingest_or_refuse(workspace, table, json.dumps(value).encode(), None)
 
 
-@fuzz(800)
+@fuzz(500)
 @given(batch=batches(), data=st.data())
 def test_records_with_random_values_of_every_column_type_are_ingested_or_refused(workspace, batch, data):
     table, records = batch
@@ -230,7 +230,7 @@ def compile_or_refuse(ws, text: str) -> None:
         event(f"refused: {type(e).__name__}")
 
 
-@fuzz(2000)
+@fuzz(1500)
 @given(text=token_texts)
 @example(text="print")
 @example(text="T | extend x = 1")
