@@ -81,8 +81,10 @@ _NLMSGHDR = struct.Struct("=IHHII")                          # len, type, flags,
 _DIAG_MSG = struct.Struct("=BB2x4B16s16s4xII12xII")
 _DIAG_MSG_LEN = 16 + 72
 _RTATTR = struct.Struct("=HH")
-# struct tcp_info (<linux/tcp.h>): tcpi_rtt @68, tcpi_bytes_acked @120, tcpi_bytes_received @128,
-# tcpi_segs_out @136, tcpi_segs_in @140; older kernels send a shorter struct.
+# struct tcp_info (<linux/tcp.h>): tcpi_last_data_sent @44, tcpi_last_data_recv @52, tcpi_rtt @68,
+# tcpi_bytes_acked @120, tcpi_bytes_received @128, tcpi_segs_out @136, tcpi_segs_in @140,
+# tcpi_bytes_sent @200, tcpi_bytes_retrans @208; older kernels send a shorter struct.
+_TCPI_FULL = struct.Struct("=44xI4xI12xI48xQQII56xQQ")      # 216 bytes: Linux >= 4.19
 _TCPI_SEGS = struct.Struct("=68xI48xQQII")                  # 144 bytes: Linux >= 4.2
 _TCPI_BYTES = struct.Struct("=68xI48xQQ")                   # 136 bytes: Linux >= 4.1
 _TCPI_RTT = struct.Struct("=68xI")                          # 72 bytes: any
@@ -152,7 +154,8 @@ def _parse(buf, end: int, out: list[Socket], seq: int | None = None) -> bool:
         elif mtype == SOCK_DIAG_BY_FAMILY and length >= _DIAG_MSG_LEN:
             (family, state, sp0, sp1, dp0, dp1, src, dst, c0, c1, uid,
              inode) = _DIAG_MSG.unpack_from(buf, off + 16)
-            rtt = acked = received = segs_out = segs_in = 0
+            rtt = acked = received = segs_out = segs_in = lds = ldr = 0
+            data_sent = -1
             a, mend = off + _DIAG_MSG_LEN, off + length
             while a + 4 <= mend:
                 alen, atype = _RTATTR.unpack_from(buf, a)
@@ -160,7 +163,11 @@ def _parse(buf, end: int, out: list[Socket], seq: int | None = None) -> bool:
                     break
                 if atype & NLA_TYPE_MASK == INET_DIAG_INFO:
                     size = min(alen, mend - a) - 4
-                    if size >= 144:
+                    if size >= 216:
+                        (lds, ldr, rtt, acked, received, segs_out, segs_in, tx,
+                         retrans) = _TCPI_FULL.unpack_from(buf, a + 4)
+                        data_sent = tx - retrans
+                    elif size >= 144:
                         rtt, acked, received, segs_out, segs_in = _TCPI_SEGS.unpack_from(buf, a + 4)
                     elif size >= 136:
                         rtt, acked, received = _TCPI_BYTES.unpack_from(buf, a + 4)
@@ -175,7 +182,8 @@ def _parse(buf, end: int, out: list[Socket], seq: int | None = None) -> bool:
                 s = v6.get(src) or _v6_name(src)
                 d = v6.get(dst) or _v6_name(dst)
             out.append(_socket(family, state, s, sp0 << 8 | sp1, d, dp0 << 8 | dp1, inode, uid,
-                              c1 << 32 | c0, acked, received, rtt, segs_out, segs_in))
+                              c1 << 32 | c0, acked, received, rtt, segs_out, segs_in, 0, 0, 0, 0, lds, ldr,
+                              data_sent))
         elif mtype == NLMSG_DONE:
             return True
         elif mtype == NLMSG_ERROR:
