@@ -37,6 +37,7 @@ class Socket:
     last_data_sent_ms: int = 0
     last_data_recv_ms: int = 0
     data_sent: int = -1
+    rqueue: int = 0          # idiag_rqueue: rcv_nxt - copied_seq (bytes, and the FIN, not read by the app)
 
 
 @dataclass(slots=True)

@@ -390,7 +390,7 @@ class Aggregator:
         """Close events (SKNLGRP_INET_TCP_DESTROY) with the sockets' final counters."""
         self._advance(now)
         for s in sockets:
-            if s.state == TCP_LISTEN or not s.dport or s.cookie in self._refused:
+            if s.state == TCP_LISTEN or (not s.dport and s.dst in WILDCARD_ADDRESSES) or s.cookie in self._refused:
                 continue                                    # a listener or never-connected socket ends
             if s.cookie in self._closed:                    # the dump saw it go: only the last bytes
                 conn = self._closed[s.cookie]
