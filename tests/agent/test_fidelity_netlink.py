@@ -7,7 +7,8 @@ A. 10 connects to a closed port, nothing else talking (5 blocking, 5 non-blockin
    -> LinksFailed 10, under the explicit unknown process (the client is gone before any poll).
 B. 200 short connections, each from its own short-lived (forked) client process, alone, to a
    server that answers each 100-byte request with 100 bytes
-   -> 200 established and terminated both ways; payload bytes exact (20,000 each way).
+   -> 200 established and terminated both ways; payload bytes exact (20,000 each way); one
+   request/response exchange per connection end.
 C. 50 more short connections (each held 0.5 s, so that dumps see some) to another port while a
    long-lived decoy process (another command line) keeps a connection to that same port -> none
    credited to the decoy: each goes to the client's own process pool (found through the proc
@@ -71,10 +72,13 @@ for i in range(count):
     if pid == 0:
         try:
             with socket.create_connection(("127.0.0.1", port)) as s:
+                t0 = time.perf_counter()
                 s.sendall(b"q" * 100)
                 got = 0
                 while got < 100:
                     got += len(s.recv(100 - got))
+                us = int((time.perf_counter() - t0) * 1e6)
+                os.write(1, f"{s.getsockname()[1]} {us}\n".encode())   # the truth: port, response time
                 time.sleep(hold)
         finally:
             os._exit(0)
@@ -142,7 +146,10 @@ def _poll_while(c: Collector, proc: subprocess.Popen, timeout: float = 30.0) -> 
 
 
 class Scenario:
-    def __init__(self, records: dict[str, list[dict]], ports: dict[str, int], unowned: int):
+    def __init__(self, records: dict[str, list[dict]], ports: dict[str, int], unowned: int,
+                 last: dict[int, object], truth: dict[int, int]):
+        self.last = last                  # cookie -> the last Socket the aggregator got for it
+        self.truth = truth                # phase B client port -> response time (µs) the client measured
         self.connections = records["VMConnection"]
         self.cmdline = {r["Process"]: r["CommandLine"] for r in records["VMProcess"]}
         self.name = {r["Process"]: r["ExecutableName"] for r in records["VMProcess"]}
@@ -182,6 +189,12 @@ def scenario(tmp_path_factory):
                              spool=str(tmp / "spool"), machine_id_file=str(tmp / "machine-id"))
         c = Collector(config, start=False)
         assert c.kind == "netlink"
+        last: dict[int, object] = {}      # what the collector hands the aggregator, by cookie
+        for name in ("observe", "closed"):
+            def keep(now, sockets, owners, _real=getattr(c.agg, name)):
+                last.update((s.cookie, s) for s in sockets)
+                return _real(now, sockets, owners)
+            setattr(c.agg, name, keep)
         c.poll()                                                     # the baseline: nothing yet
         # A: failed connects, nothing else talking
         failing = _in(ns, FAILING, "fidelity-failing")
@@ -197,7 +210,7 @@ def scenario(tmp_path_factory):
         # B: short connections alone
         clients = _in(ns, CLIENTS, "fidelity-client", str(alone), str(SHORT), "0")
         procs.append(clients)
-        _poll_while(c, clients)
+        truth = dict(map(int, line.split()) for line in _poll_while(c, clients).splitlines() if line != "done")
         time.sleep(0.3)
         c.poll()
         # C: short connections beside a long-lived decoy talking to the same port
@@ -213,7 +226,7 @@ def scenario(tmp_path_factory):
         c.poll()
         records = c.agg.flush(time.time() + 120)
         print(f"\nscenario {time.monotonic() - t0:.1f} s; stats {c.stats}")
-        yield Scenario(records, dict(closed=closed_port, alone=alone, beside=beside), c.agg.unowned)
+        yield Scenario(records, dict(closed=closed_port, alone=alone, beside=beside), c.agg.unowned, last, truth)
     finally:
         for p in procs:
             if p.poll() is None:
@@ -275,3 +288,24 @@ def test_payload_bytes_are_exact_both_ways(scenario):
     assert (inbound["BytesSent"], inbound["BytesReceived"]) == (100 * inbound["LinksEstablished"],) * 2
     assert (out["BytesSent"], out["BytesReceived"]) == (100 * SHORT, 100 * SHORT)
     assert (inbound["BytesSent"], inbound["BytesReceived"]) == (100 * SHORT, 100 * SHORT)
+
+
+def test_each_short_connection_shows_its_one_exchange(scenario):
+    """Socket.responses / rt_*_us (netlink.Exchanges, from tcpi_last_data_sent/recv): each side of
+    each 100-byte request/response connection made exactly one exchange, in at most a few ms on
+    loopback (jiffy resolution)."""
+    port = scenario.ports["alone"]
+    ends = [s for s in scenario.last.values() if port in (s.sport, s.dport) and s.dport and s.state == 7]
+    assert len(ends) == 2 * SHORT                        # both ends of every connection, at their close
+    assert sorted({s.responses for s in ends}) == [1], sorted(s.responses for s in ends)
+    # the clients' estimate against what each client measured around its sendall and recv: never
+    # more than a jiffy (<= 10 ms) above it, and within a few ms of it mostly (the client's own
+    # measurement also holds its wake-up delays on this busy machine)
+    clients = {s.sport: s.rt_sum_us for s in ends if s.sport in scenario.truth}
+    assert len(clients) == SHORT
+    diffs = sorted(clients[p] - scenario.truth[p] for p in clients)
+    print(f"\nresponse time estimate - client's measurement (µs): min {diffs[0]}, median {diffs[SHORT // 2]}, "
+          f"max {diffs[-1]}")
+    assert diffs[-1] <= 10_000
+    assert abs(diffs[SHORT // 2]) <= 5_000
+
