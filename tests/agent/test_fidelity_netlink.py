@@ -9,10 +9,12 @@ B. 200 short connections, each from its own short-lived (forked) client process,
    server that answers each 100-byte request with 100 bytes
    -> 200 established and terminated both ways; payload bytes exact (20,000 each way); one
    request/response exchange per connection end.
-C. 50 more short connections (each held 0.5 s, so that dumps see some) to another port while a
-   long-lived decoy process (another command line) keeps a connection to that same port -> none
-   credited to the decoy: each goes to the client's own process pool (found through the proc
-   connector's new processes) or to the unknown process.
+C. 50 more short connections to another port while a long-lived decoy process (another command
+   line) keeps a connection to that same port -> none credited to the decoy: each goes to the
+   client's own process pool or to the unknown process.
+D. 25 short connections held 0.5 s (so that dumps see them while their forked process lives) to a
+   third port -> credited to the client's pool (found through the proc connector's new processes,
+   a forked child caught exiting given its parent's program) or to the unknown process.
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from netatlas.agent.config import AgentConfig
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None,
                                 reason="needs root and ip(8) for a network namespace")
 
-SHORT, BESIDE_DECOY, FAILED = 200, 50, 10
+SHORT, BESIDE_DECOY, HELD = 200, 50, 25
 
 SERVER = r"""
 import socket, sys, threading
@@ -52,7 +54,7 @@ def accept(listener):
         conn, _ = listener.accept()
         threading.Thread(target=serve, args=(conn,), daemon=True).start()
 ports = []
-for _ in range(2):
+for _ in range(3):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     s.listen(1024)
@@ -205,7 +207,7 @@ def scenario(tmp_path_factory):
         # the server
         server = _in(ns, SERVER, "fidelity-server")
         procs.append(server)
-        alone, beside = map(int, server.stdout.readline().split())
+        alone, beside, held = map(int, server.stdout.readline().split())
         c.poll()                                                     # its listeners
         # B: short connections alone
         clients = _in(ns, CLIENTS, "fidelity-client", str(alone), str(SHORT), "0")
@@ -218,7 +220,13 @@ def scenario(tmp_path_factory):
         procs.append(decoy)
         assert decoy.stdout.readline().strip() == "connected"
         c.poll()                                                     # the decoy's socket is dumped
-        clients = _in(ns, CLIENTS, "fidelity-client", str(beside), str(BESIDE_DECOY), "0.5")
+        clients = _in(ns, CLIENTS, "fidelity-client", str(beside), str(BESIDE_DECOY), "0")
+        procs.append(clients)
+        _poll_while(c, clients)
+        time.sleep(0.3)
+        c.poll()
+        # D: short connections held 0.5 s, so that dumps see them while their process lives
+        clients = _in(ns, CLIENTS, "fidelity-client", str(held), str(HELD), "0.5")
         procs.append(clients)
         _poll_while(c, clients)
         time.sleep(0.3)
@@ -226,7 +234,7 @@ def scenario(tmp_path_factory):
         c.poll()
         records = c.agg.flush(time.time() + 120)
         print(f"\nscenario {time.monotonic() - t0:.1f} s; stats {c.stats}")
-        yield Scenario(records, dict(closed=closed_port, alone=alone, beside=beside), c.agg.unowned, last, truth)
+        yield Scenario(records, dict(closed=closed_port, alone=alone, beside=beside, held=held), c.agg.unowned, last, truth)
     finally:
         for p in procs:
             if p.poll() is None:
@@ -268,14 +276,15 @@ def test_short_connections_go_to_their_own_process_or_the_unknown_one(scenario):
     mine = scenario.sums("outbound", scenario.ports["beside"], by_process=True)[decoy_pool]
     assert (mine["LinksEstablished"], mine["LinksTerminated"]) == (1, 0)
     assert len(scenario.unknown) == 1
-    for port, count in ((scenario.ports["alone"], SHORT), (scenario.ports["beside"], BESIDE_DECOY)):
+    for port, count in ((scenario.ports["alone"], SHORT), (scenario.ports["beside"], BESIDE_DECOY),
+                        (scenario.ports["held"], HELD)):
         by_process = scenario.sums("outbound", port, by_process=True)
         others = {p: dict(m) for p, m in by_process.items() if p not in clients | decoy | scenario.unknown}
         assert not others, f"credited to a process that is neither the client nor unknown: {others}"
         total = sum(m["LinksEstablished"] for p, m in by_process.items() if p not in decoy)
         assert total == count
     # the clients that held their connection were found in their own fd tables (proc connector)
-    held = scenario.sums("outbound", scenario.ports["beside"], by_process=True)
+    held = scenario.sums("outbound", scenario.ports["held"], by_process=True)
     assert sum(held[p]["LinksEstablished"] for p in clients if p in held) > 0, dict(held)
 
 
