@@ -86,9 +86,9 @@ _RTATTR = struct.Struct("=HH")
 # tcpi_bytes_acked @120, tcpi_bytes_received @128, tcpi_segs_out @136, tcpi_segs_in @140,
 # tcpi_bytes_sent @200, tcpi_bytes_retrans @208; older kernels send a shorter struct.
 _TCPI_FULL = struct.Struct("=44xI4xI12xI48xQQII56xQQ")      # 216 bytes: Linux >= 4.19
-_TCPI_SEGS = struct.Struct("=68xI48xQQII")                  # 144 bytes: Linux >= 4.2
-_TCPI_BYTES = struct.Struct("=68xI48xQQ")                   # 136 bytes: Linux >= 4.1
-_TCPI_RTT = struct.Struct("=68xI")                          # 72 bytes: any
+_TCPI_SEGS = struct.Struct("=44xI4xI12xI48xQQII")                  # 144 bytes: Linux >= 4.2
+_TCPI_BYTES = struct.Struct("=44xI4xI12xI48xQQ")                   # 136 bytes: Linux >= 4.1
+_TCPI_RTT = struct.Struct("=44xI4xI12xI")                          # 72 bytes: any
 # inet_diag_req_v2: family, protocol, ext, pad, states, then an inet_diag_sockid (left zero)
 _DIAG_REQ = struct.Struct("=IHHIIBBBxI48x")
 # cn_msg: idx, val, seq, ack, len, flags; proc_event: what, cpu, timestamp_ns, then event_data
@@ -172,11 +172,11 @@ def _parse(buf, end: int, out: list[Socket], seq: int | None = None) -> bool:
                          retrans) = _TCPI_FULL.unpack_from(buf, a + 4)
                         data_sent = tx - retrans
                     elif size >= 144:
-                        rtt, acked, received, segs_out, segs_in = _TCPI_SEGS.unpack_from(buf, a + 4)
+                        lds, ldr, rtt, acked, received, segs_out, segs_in = _TCPI_SEGS.unpack_from(buf, a + 4)
                     elif size >= 136:
-                        rtt, acked, received = _TCPI_BYTES.unpack_from(buf, a + 4)
+                        lds, ldr, rtt, acked, received = _TCPI_BYTES.unpack_from(buf, a + 4)
                     elif size >= 72:
-                        rtt, = _TCPI_RTT.unpack_from(buf, a + 4)
+                        lds, ldr, rtt = _TCPI_RTT.unpack_from(buf, a + 4)
                     break
                 a += (alen + 3) & ~3
             if family == af_inet:

@@ -116,9 +116,9 @@ def _first_message(data: bytes, sport: int) -> bytes:
 @pytest.mark.parametrize("size, expected", [
     (280, (22, 1001, 300, 4, 3, 1000, 200)),     # today's kernel: more than we read
     (216, (22, 1001, 300, 4, 3, 1000, 200)),     # Linux 4.19: up to tcpi_bytes_retrans
-    (144, (22, 1001, 300, 4, 3, -1, 0)),         # Linux 4.2: up to tcpi_segs_in
-    (136, (22, 1001, 300, 0, 0, -1, 0)),         # Linux 4.1: bytes, no segments
-    (104, (22, 0, 0, 0, 0, -1, 0)),              # before 4.1: tcpi_rtt only
+    (144, (22, 1001, 300, 4, 3, -1, 200)),         # Linux 4.2: up to tcpi_segs_in
+    (136, (22, 1001, 300, 0, 0, -1, 200)),         # Linux 4.1: bytes, no segments
+    (104, (22, 0, 0, 0, 0, -1, 200)),              # before 4.1: tcpi_rtt only
     (60, (0, 0, 0, 0, 0, -1, 0)),                # too short for tcpi_rtt: nothing
 ])
 def test_tcp_info_is_read_only_as_far_as_the_attribute_goes(size, expected):
