@@ -21,22 +21,36 @@ before each minute ends; the owner of a new socket in a dump is asked of the ker
 
 With netlink, every ``config.poll`` seconds the poll thread, in this order:
 
-1. drains the close events (``DestroyListener``) and hands them to ``Aggregator.closed``. The
-   kernel's close events carry inode 0; a cookie that a recent dump reported with an inode gets
-   that inode (and its owner) back (``dataclasses.replace``). An *outbound* socket that opened and
-   closed between two polls was in no dump: it is credited to the process that, in the recent
-   dumps, last held a socket to the same remote address and port, else to the same remote
-   address (the common case: a client opening many short connections to a service it also keeps
-   talking to); with no such process it stays unowned (``Aggregator.unowned``). Inbound ones go
+1. reads the proc connector (fork/exec/exit of every process of the host, root in the initial
+   namespaces; whatever namespace is observed): the processes started in the last
+   ``NEW_PROCESS_TTL`` seconds are where new sockets are looked for first, a forked child's parent
+   is kept until it execs.
+2. drains the close events (``DestroyListener``: SKNLGRP_INET(6)_TCP_DESTROY, Linux >= 4.10 and
+   CAP_NET_ADMIN; without them the log says why and only dumps are read) and hands them to
+   ``Aggregator.closed``. The kernel's close events carry inode 0; a cookie that a dump reported
+   with an owner gets that inode and owner back (``dataclasses.replace``). Any other outbound
+   socket (it opened and closed between two polls, failed connects included) goes to the
+   machine's unknown process (``UNKNOWN_PROCESS``: Process = the pool id of the name "unknown",
+   ProcessName "unknown", as Service Map's "Unknown processes"), under inode -cookie: never
+   dropped, never credited to another process that talked to the same address. Inbound ones go
    to the listener's process (records.py).
-2. dumps every TCP socket (``SockDiag``) and finds the owner of each socket inode: an inode seen
-   before keeps its pid; new inodes are looked up first in the processes that owned sockets at
-   the last look, then (at most once a poll) in every process of /proc. Only inodes of this
-   namespace's dump are looked up, so processes of other network namespaces sharing /proc are
-   never credited with them.
-3. process information (``Proc.process``) is read once per pid that owns a socket and cached;
-   re-read on an exec event (proc connector, in the initial namespace only) and forgotten (with
-   ``Aggregator.process_exited``) when the process is gone (exit event, or /proc polling).
+3. dumps every TCP socket (``SockDiag``) and finds the owner of each socket inode: an inode seen
+   before keeps its pid; new inodes are looked up first in the fd tables of the processes that
+   owned sockets at the last look and of the processes the connector saw start, then (at most
+   once a poll, an inode missed there retried after ``UNFOUND_RETRY``) in every process of /proc.
+   A socket with a file no process is found holding, and an outbound one without a file (closed
+   by its process, in FIN_WAIT* / LAST_ACK / CLOSING) that no dump saw owned, goes to the unknown
+   process too. Only inodes of this namespace's dump are looked up, so processes of other network
+   namespaces sharing /proc are never credited with them. A forked child caught exiting (its
+   exe and command line already unreadable, its fds not yet closed) that exec'd nothing since
+   its fork runs its parent's program and is read as such.
+4. hands the sockets to the aggregator with payload bytes (``netlink.payload``: tcp_info's
+   counters without SYN and FIN) and request/response estimates (``netlink.Exchanges``: the
+   cumulative ``responses`` / ``rt_sum_us`` and the ``rt_min_us`` / ``rt_max_us`` of the
+   observation, from tcpi_last_data_sent / tcpi_last_data_recv) in place of the raw counters.
+5. process information (``Proc.process``) is read once per pid that owns a socket and cached;
+   re-read on an exec event and forgotten (with ``Aggregator.process_exited``) when the process
+   is gone (exit event, or /proc polling).
 
 Work per poll is bounded by the host's sockets and ``MAX_EVENTS_PER_READ``; a poll that raises is
 logged (rate-limited) and counted in ``stats["poll_errors"]`` and the next one goes on.
