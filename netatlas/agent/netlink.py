@@ -4,7 +4,8 @@
 |---|---|---|
 | NETLINK_SOCK_DIAG dump with tcp_info | ``dump()`` / ``SockDiag.dump()`` | ``list[Socket]``, every TCP socket now |
 | SKNLGRP_INET(6)_TCP_DESTROY multicast | ``DestroyListener.read()`` | ``list[Socket]``, sockets freed since the last read, with final counters |
-| NETLINK_CONNECTOR, CN_IDX_PROC | ``ProcConnector.read()`` | ``list[("fork"|"exec"|"exit", pid, tgid)]`` |
+| NETLINK_CONNECTOR, CN_IDX_PROC | ``ProcConnector.read()`` | ``list[("fork"|"exec"|"exit", pid, tgid)]``, forks' parents in ``parents`` |
+| a ``Socket``'s tcp_info | ``payload(s, outbound)``, ``Exchanges.observe(...)`` | payload bytes; request/response estimates |
 
 Parsing is pure (``parse_messages``, ``parse_proc_events``: bytes in, values out) so tests feed
 captured bytes. The hand-written parser does one precompiled ``struct`` unpack per message and
@@ -15,6 +16,14 @@ What the kernel reports, observed on Linux 6.18 (pinned by ``tests/agent/test_ne
 
 - Counters are tcp_info's: ``bytes_sent`` is tcpi_bytes_acked, which counts the SYN of the side
   that connected and every acknowledged FIN (1 more each); ``bytes_received`` counts the peer's FIN.
+  ``data_sent`` (tcpi_bytes_sent - tcpi_bytes_retrans, Linux >= 4.19) is the payload sent;
+  ``payload()`` turns a socket's counters into payload bytes both ways, ``Exchanges`` its
+  tcpi_last_data_sent / tcpi_last_data_recv into request/response estimates (the netlink
+  collector's; the raw counters stay as the kernel gave them).
+- ``rqueue`` (idiag_rqueue, rcv_nxt - copied_seq) is 1 in a close event when the peer's FIN came
+  and the application did not read it (a client that closed once it had its answer). An orphan
+  in FIN_WAIT1 whose FIN is acknowledged is freed at once (a FIN_WAIT2 timewait socket takes
+  over): its close event comes before the peer's FIN, which it does not count.
 - A dump's TIME_WAIT and SYN_RECV entries have no file (inode 0) and no tcp_info (zero counters);
   a TIME_WAIT entry has a new cookie, not the one its connection had.
 - A close event (``DestroyListener``) carries the state the socket has when it is *freed*:
