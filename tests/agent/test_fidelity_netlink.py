@@ -318,3 +318,34 @@ def test_each_short_connection_shows_its_one_exchange(scenario):
     assert diffs[-1] <= 10_000
     assert abs(diffs[SHORT // 2]) <= 5_000
 
+
+
+def test_without_close_events_or_connector_it_says_why_and_polls_on(tmp_path, monkeypatch, caplog):
+    """A kernel before 4.10 or an agent without CAP_NET_ADMIN has no TCP-destroy groups, an agent
+    outside the initial namespaces no proc connector: both are said in the log, and the collector
+    goes on with dumps and /proc (what it did before them). The kernel here has both, so their
+    opening is made to fail as such a kernel's would."""
+    import errno
+    import logging
+
+    from netatlas.agent import collect
+
+    def unavailable(*args, **kwargs):
+        raise OSError(errno.EPERM, "Operation not permitted")
+    monkeypatch.setattr(collect, "DestroyListener", unavailable)
+    monkeypatch.setattr(collect, "ProcConnector", unavailable)
+    config = AgentConfig(workspace_url="http://127.0.0.1:9", workspace_id="t", key="dGVzdA==",
+                         collector="netlink", dns=False, spool=str(tmp_path / "spool"),
+                         machine_id_file=str(tmp_path / "machine-id"))
+    with caplog.at_level(logging.INFO, logger="netatlas.agent.collect"):
+        c = Collector(config, start=False)
+    try:
+        assert c.destroy is None and c.connector is None
+        text = caplog.text
+        assert "sock_diag close events unavailable ([Errno 1] Operation not permitted)" in text
+        assert "proc connector unavailable ([Errno 1] Operation not permitted)" in text
+        c.poll()
+        c.poll()
+        assert c.stats["dumps"] == 2 and c.stats["poll_errors"] == 0 and c.stats["close_events"] == 0
+    finally:
+        c.close()
