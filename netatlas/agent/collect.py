@@ -264,7 +264,7 @@ class Collector:
         self.stats["dumps"] += 1
         if self.bpf is None:
             if self.destroy is None:       # no close event will forget a socket: the dump does
-                self._exchanges.forget(set(self._exchanges._by_cookie).difference(s.cookie for s in sockets))
+                self._exchanges.retain({s.cookie for s in sockets})
             sockets = self._payloads(self._orphans(sockets, owners))
         with self._lock:
             self.agg.observe(now, sockets, owners)

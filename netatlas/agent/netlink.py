@@ -512,9 +512,9 @@ class Exchanges:
                                          responses, rt_sum]
         return responses, rt_sum, us, us
 
-    def forget(self, cookies) -> None:
-        for cookie in cookies:
-            self._by_cookie.pop(cookie, None)
+    def retain(self, cookies: set[int]) -> None:
+        """Forget every socket but ``cookies`` (the sockets of a dump, when no close event comes)."""
+        self._by_cookie = {c: v for c, v in self._by_cookie.items() if c in cookies}
 
     def __len__(self) -> int:
         return len(self._by_cookie)
