@@ -68,7 +68,7 @@ from collections import OrderedDict
 from .config import AgentConfig, load_machine_id
 from .dns import DnsSniffer, Names
 from .model import TCP_LISTEN, TCP_SYN_RECV, TCP_TIME_WAIT, ProcessInfo, Socket
-from .netlink import ALL_STATES, DestroyListener, Exchanges, ProcConnector, SockDiag, payload
+from .netlink import ALL_STATES, DestroyListener, Exchanges, ProcConnector, SockDiag, payload, with_payload
 from .proc import Proc
 from .records import TABLES, Aggregator
 
@@ -348,8 +348,9 @@ class Collector:
             outbound = not self._inbound(s)
             sent, received = payload(s, outbound)
             responses, rt_sum, rt_min, rt_max = self._exchanges.observe(s, outbound, sent, received, final)
-            out.append(dataclasses.replace(s, bytes_sent=sent, bytes_received=received, responses=responses,
-                                           rt_sum_us=rt_sum, rt_min_us=rt_min, rt_max_us=rt_max))
+            if responses or sent != s.bytes_sent or received != s.bytes_received:
+                s = with_payload(s, sent, received, responses, rt_sum, rt_min, rt_max)
+            out.append(s)
         return out
 
     def _inbound(self, s: Socket) -> bool:

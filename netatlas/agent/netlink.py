@@ -59,7 +59,8 @@ from netatlas.agent.model import (TCP_CLOSE, TCP_CLOSE_WAIT, TCP_CLOSING, TCP_FI
                                   TCP_TIME_WAIT, Socket)
 
 __all__ = ["ALL_STATES", "SockDiag", "dump", "dump_request", "parse_messages", "DestroyListener",
-           "ProcConnector", "parse_proc_events", "open_netlink", "in_netns", "payload", "Exchanges"]
+           "ProcConnector", "parse_proc_events", "open_netlink", "in_netns", "payload", "Exchanges",
+           "with_payload"]
 
 # <linux/netlink.h>
 NETLINK_SOCK_DIAG = 4
@@ -124,6 +125,21 @@ def _fast_constructor(cls):
 
 
 _socket = _fast_constructor(Socket)
+
+
+def _fast_updater(cls, changed: tuple[str, ...]):
+    """``updated(obj, *values)``: a copy of ``obj`` with the ``changed`` fields set to ``values``,
+    as ``dataclasses.replace`` without its keyword handling and ``__init__`` (~10x faster)."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    env = {"new": object.__new__, "cls": cls} | {f"set_{n}": getattr(cls, n).__set__ for n in names}
+    body = "".join(f"    set_{n}(o, {n if n in changed else 'obj.' + n})\n" for n in names)
+    exec(f"def updated(obj, {', '.join(changed)}):\n    o = new(cls)\n{body}    return o\n", env)
+    return env["updated"]
+
+
+# a Socket with the netlink collector's payload bytes and exchanges in place of the raw counters
+with_payload = _fast_updater(Socket, ("bytes_sent", "bytes_received", "responses", "rt_sum_us", "rt_min_us",
+                                      "rt_max_us"))
 
 _V4_NAMES: dict[bytes, str] = {}
 _V6_NAMES: dict[bytes, str] = {}

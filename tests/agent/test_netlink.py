@@ -436,3 +436,9 @@ def test_exchanges_are_seen_when_the_last_data_turns_around():
     # a request still waiting for its answer at the observation counts once the answer comes
     assert ex.observe(_at(100, 0, 4, 50, cookie=4), True, 100, 0)[0] == 0
     assert ex.observe(_at(100, 100, 60, 2, cookie=4), True, 100, 100) == (1, 58_000, 58_000, 58_000)
+
+
+def test_with_payload_is_replace_of_the_counters():
+    s = by_ports(netlink.parse_messages((FIXTURES / "sock-diag-dump.bin").read_bytes()))[23002, 23001]
+    assert netlink.with_payload(s, 1000, 300, 2, 5000, 2000, 3000) == dataclasses.replace(
+        s, bytes_sent=1000, bytes_received=300, responses=2, rt_sum_us=5000, rt_min_us=2000, rt_max_us=3000)
