@@ -136,6 +136,9 @@ class Collector:
         self._cookie: OrderedDict[int, tuple[int, ProcessInfo]] = OrderedDict()  # cookie -> (inode, owner)
         self._new: dict[int, float] = {}                   # pid -> when it forked or exec'd (proc connector)
         self._forked: dict[int, int] = {}                  # pid forked and not exec'd since -> parent pid
+        self._waiting: set[int] = set()                    # new inodes left out of this dump (see _owners)
+        self._unknown_inodes: set[int] = set()             # inodes given to the unknown process (netlink)
+        self._dumped_inodes: set[int] = set()              # the inodes of the last dump
         self._exchanges = Exchanges(config.max_connections)   # netlink: response estimates by cookie
         self.unknown = ProcessInfo(0, 0, UNKNOWN_PROCESS, "", "", "", -1, "", time.time())
         self._listen: dict[int, set[str]] = {}
@@ -263,6 +266,8 @@ class Collector:
         owners = self._owners(sockets, now)
         self.stats["dumps"] += 1
         if self.bpf is None:
+            if self._waiting:              # their owner is looked for at the next dump (_owners)
+                sockets = [s for s in sockets if s.inode not in self._waiting]
             if self.destroy is None:       # no close event will forget a socket: the dump does
                 self._exchanges.retain({s.cookie for s in sockets})
             sockets = self._payloads(self._orphans(sockets, owners))
@@ -369,7 +374,8 @@ class Collector:
         self._listen = listen
         for inode in [i for i in self._inode_pid if i not in inodes]:
             del self._inode_pid[inode]
-        missing = inodes.difference(self._inode_pid)
+        self._unknown_inodes &= inodes       # their connections keep the unknown owner: not looked for again
+        missing = inodes.difference(self._inode_pid, self._unknown_inodes)
         if missing and self.bpf is not None:        # the owner the kernel half recorded
             for s in sockets:
                 if s.inode in missing and s.state != TCP_LISTEN:
@@ -386,6 +392,17 @@ class Collector:
             self._forget_new(now)
             self.stats["targeted_scans"] += 1
             missing = self._scan(sorted(self._hot.union(self._new)), missing)
+        self._waiting = set()
+        if missing and self.connector is not None and self.stats["dumps"]:
+            # every process started lately is in _new (proc connector): a socket none of them nor
+            # the usual owners holds is an older process's, or its process exited since the dump
+            # (a short-lived client). A socket new in this dump waits for the next one (left out
+            # of this one); one still there is looked for everywhere then. Listeners never wait
+            # (they decide the direction of the others), nor sockets of earlier dumps.
+            self._waiting = {s.inode for s in sockets
+                             if s.inode in missing and s.inode not in self._dumped_inodes and s.state != TCP_LISTEN}
+            missing -= self._waiting
+        self._dumped_inodes = inodes
         if missing:     # new inodes not held by the usual owners: one look at every process,
             # unless only inodes that such a look missed recently (sockets of processes we cannot see)
             fresh = {i for i in missing if now - self._unfound.get(i, float("-inf")) >= UNFOUND_RETRY}
@@ -406,10 +423,12 @@ class Collector:
         cap = self.config.max_connections
         for s in sockets:
             info = owners.get(s.inode) if s.inode else None
-            if info is None and s.inode and self.bpf is None and (s.state == TCP_LISTEN or not self._inbound(s)):
+            if (info is None and s.inode and self.bpf is None and s.inode not in self._waiting
+                    and (s.state == TCP_LISTEN or not self._inbound(s))):
                 # a socket with a file no process we can read holds: the unknown process (an
                 # accepted one is left to the aggregator, which gives it to its listener's process)
                 info = owners[s.inode] = self.unknown
+                self._unknown_inodes.add(s.inode)
             if info is None or s.state == TCP_LISTEN:
                 continue
             self._cookie[s.cookie] = (s.inode, info)

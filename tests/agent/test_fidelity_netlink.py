@@ -12,6 +12,9 @@ B. 200 short connections, each from its own short-lived (forked) client process,
 C. 50 more short connections to another port while a long-lived decoy process (another command
    line) keeps a connection to that same port -> none credited to the decoy: each goes to the
    client's own process pool or to the unknown process.
+E. a process started before the collector (no proc connector event) connects to a third port and
+   holds the connection over three polls -> credited to it (found in all of /proc once its socket
+   is in a second dump), one link established and terminated.
 D. 25 short connections held 0.5 s (so that dumps see them while their forked process lives) to a
    third port -> credited to the client's pool (found through the proc connector's new processes,
    a forked child caught exiting given its parent's program) or to the unknown process.
@@ -130,6 +133,22 @@ s.close()
 """
 
 
+# a process older than the collector, without sockets until asked: it connects, holds, then closes
+COLD = r"""
+import socket, sys
+port = int(sys.stdin.readline())
+s = socket.create_connection(("127.0.0.1", port))
+s.sendall(b"c" * 100)
+got = 0
+while got < 100:
+    got += len(s.recv(100 - got))
+print("connected", flush=True)
+sys.stdin.readline()
+s.close()
+print("closed", flush=True)
+"""
+
+
 def _in(ns: str, code: str, *args, **kw) -> subprocess.Popen:
     return subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", code, *args],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, **kw)
@@ -189,6 +208,9 @@ def scenario(tmp_path_factory):
         config = AgentConfig(workspace_url="http://127.0.0.1:9", workspace_id="t", key="dGVzdA==",
                              collector="netlink", netns=f"/var/run/netns/{ns}", dns=False,
                              spool=str(tmp / "spool"), machine_id_file=str(tmp / "machine-id"))
+        cold = _in(ns, COLD, "fidelity-cold")          # started before the collector: no fork/exec event
+        procs.append(cold)
+        time.sleep(0.3)
         c = Collector(config, start=False)
         assert c.kind == "netlink"
         last: dict[int, object] = {}      # what the collector hands the aggregator, by cookie
@@ -225,6 +247,17 @@ def scenario(tmp_path_factory):
         _poll_while(c, clients)
         time.sleep(0.3)
         c.poll()
+        # E: the cold process connects and holds its connection over three polls, then closes it
+        cold.stdin.write(f"{held}\n")
+        cold.stdin.flush()
+        assert cold.stdout.readline().strip() == "connected"
+        for _ in range(3):
+            c.poll()
+            time.sleep(0.2)
+        cold.stdin.write("\n")
+        cold.stdin.flush()
+        assert cold.stdout.readline().strip() == "closed"
+        time.sleep(0.2)
         # D: short connections held 0.5 s, so that dumps see them while their process lives
         clients = _in(ns, CLIENTS, "fidelity-client", str(held), str(HELD), "0.5")
         procs.append(clients)
@@ -270,6 +303,7 @@ def test_every_short_connection_is_counted_both_ways(scenario):
 
 def test_short_connections_go_to_their_own_process_or_the_unknown_one(scenario):
     clients, decoy = scenario.pool("fidelity-client"), scenario.pool("fidelity-decoy")
+    cold = scenario.pool("fidelity-cold")              # its own connection (phase E)
     assert len(decoy) == 1
     # the decoy has its own one connection, none of the clients'
     [decoy_pool] = decoy
@@ -279,9 +313,9 @@ def test_short_connections_go_to_their_own_process_or_the_unknown_one(scenario):
     for port, count in ((scenario.ports["alone"], SHORT), (scenario.ports["beside"], BESIDE_DECOY),
                         (scenario.ports["held"], HELD)):
         by_process = scenario.sums("outbound", port, by_process=True)
-        others = {p: dict(m) for p, m in by_process.items() if p not in clients | decoy | scenario.unknown}
+        others = {p: dict(m) for p, m in by_process.items() if p not in clients | decoy | cold | scenario.unknown}
         assert not others, f"credited to a process that is neither the client nor unknown: {others}"
-        total = sum(m["LinksEstablished"] for p, m in by_process.items() if p not in decoy)
+        total = sum(m["LinksEstablished"] for p, m in by_process.items() if p not in decoy | cold)
         assert total == count
     # the clients that held their connection were found in their own fd tables (proc connector)
     held = scenario.sums("outbound", scenario.ports["held"], by_process=True)
@@ -349,3 +383,10 @@ def test_without_close_events_or_connector_it_says_why_and_polls_on(tmp_path, mo
         assert c.stats["dumps"] == 2 and c.stats["poll_errors"] == 0 and c.stats["close_events"] == 0
     finally:
         c.close()
+
+
+def test_a_process_older_than_the_collector_is_found_for_its_new_connection(scenario):
+    by_process = scenario.sums("outbound", scenario.ports["held"], by_process=True)
+    [cold] = scenario.pool("fidelity-cold")
+    assert (by_process[cold]["LinksEstablished"], by_process[cold]["LinksTerminated"]) == (1, 1), dict(by_process)
+    assert (by_process[cold]["BytesSent"], by_process[cold]["BytesReceived"]) == (100, 100)
