@@ -38,6 +38,10 @@ With netlink, every ``config.poll`` seconds the poll thread, in this order:
    before keeps its pid; new inodes are looked up first in the fd tables of the processes that
    owned sockets at the last look and of the processes the connector saw start, then (at most
    once a poll, an inode missed there retried after ``UNFOUND_RETRY``) in every process of /proc.
+   With the connector, a socket new in this dump that those processes do not hold waits for the
+   next dump (left out of this one): it belongs to a process older than the collector, or to one
+   that exited since the dump (a short-lived client, whose socket is then gone and needs no look);
+   only one still there is looked for in all of /proc. So short-lived clients cost no full scan.
    A socket with a file no process is found holding, and an outbound one without a file (closed
    by its process, in FIN_WAIT* / LAST_ACK / CLOSING) that no dump saw owned, goes to the unknown
    process too. Only inodes of this namespace's dump are looked up, so processes of other network
