@@ -1,7 +1,7 @@
 """Capture fidelity of the netlink collector (issue 12): a network namespace with known ground truth,
 driven through ``Collector`` (kind "netlink") and its ``Aggregator``.
 
-One scenario, run once for the module (~15 s), then one test per promise:
+One scenario, run once for the module (~6 s here), then one test per promise:
 
 A. 10 connects to a closed port, nothing else talking (5 blocking, 5 non-blocking)
    -> LinksFailed 10, under the explicit unknown process (the client is gone before any poll).
@@ -12,11 +12,11 @@ B. 200 short connections, each from its own short-lived (forked) client process,
 C. 50 more short connections to another port while a long-lived decoy process (another command
    line) keeps a connection to that same port -> none credited to the decoy: each goes to the
    client's own process pool or to the unknown process.
-E. a process started before the collector (no proc connector event) connects to a third port and
+D. a process started before the collector (no proc connector event) connects to a third port and
    holds the connection over three polls -> credited to it (found in all of /proc once its socket
    is in a second dump), one link established and terminated.
-D. 25 short connections held 0.5 s (so that dumps see them while their forked process lives) to a
-   third port -> credited to the client's pool (found through the proc connector's new processes,
+E. 25 short connections held 0.5 s (so that dumps see them while their forked process lives) to
+   that third port -> credited to the client's pool (found through the proc connector's new processes,
    a forked child caught exiting given its parent's program) or to the unknown process.
 """
 from __future__ import annotations
@@ -247,7 +247,7 @@ def scenario(tmp_path_factory):
         _poll_while(c, clients)
         time.sleep(0.3)
         c.poll()
-        # E: the cold process connects and holds its connection over three polls, then closes it
+        # D: the cold process connects and holds its connection over three polls, then closes it
         cold.stdin.write(f"{held}\n")
         cold.stdin.flush()
         assert cold.stdout.readline().strip() == "connected"
@@ -258,7 +258,7 @@ def scenario(tmp_path_factory):
         cold.stdin.flush()
         assert cold.stdout.readline().strip() == "closed"
         time.sleep(0.2)
-        # D: short connections held 0.5 s, so that dumps see them while their process lives
+        # E: short connections held 0.5 s, so that dumps see them while their process lives
         clients = _in(ns, CLIENTS, "fidelity-client", str(held), str(HELD), "0.5")
         procs.append(clients)
         _poll_while(c, clients)
@@ -303,7 +303,7 @@ def test_every_short_connection_is_counted_both_ways(scenario):
 
 def test_short_connections_go_to_their_own_process_or_the_unknown_one(scenario):
     clients, decoy = scenario.pool("fidelity-client"), scenario.pool("fidelity-decoy")
-    cold = scenario.pool("fidelity-cold")              # its own connection (phase E)
+    cold = scenario.pool("fidelity-cold")              # its own connection (phase D)
     assert len(decoy) == 1
     # the decoy has its own one connection, none of the clients'
     [decoy_pool] = decoy
@@ -317,7 +317,7 @@ def test_short_connections_go_to_their_own_process_or_the_unknown_one(scenario):
         assert not others, f"credited to a process that is neither the client nor unknown: {others}"
         total = sum(m["LinksEstablished"] for p, m in by_process.items() if p not in decoy | cold)
         assert total == count
-    # the clients that held their connection were found in their own fd tables (proc connector)
+    # the clients that held their connection (phase E) were found in their own fd tables (proc connector)
     held = scenario.sums("outbound", scenario.ports["held"], by_process=True)
     assert sum(held[p]["LinksEstablished"] for p in clients if p in held) > 0, dict(held)
 
