@@ -21,22 +21,40 @@ before each minute ends; the owner of a new socket in a dump is asked of the ker
 
 With netlink, every ``config.poll`` seconds the poll thread, in this order:
 
-1. drains the close events (``DestroyListener``) and hands them to ``Aggregator.closed``. The
-   kernel's close events carry inode 0; a cookie that a recent dump reported with an inode gets
-   that inode (and its owner) back (``dataclasses.replace``). An *outbound* socket that opened and
-   closed between two polls was in no dump: it is credited to the process that, in the recent
-   dumps, last held a socket to the same remote address and port, else to the same remote
-   address (the common case: a client opening many short connections to a service it also keeps
-   talking to); with no such process it stays unowned (``Aggregator.unowned``). Inbound ones go
+1. reads the proc connector (fork/exec/exit of every process of the host, root in the initial
+   namespaces; whatever namespace is observed): the processes started in the last
+   ``NEW_PROCESS_TTL`` seconds are where new sockets are looked for first, a forked child's parent
+   is kept until it execs.
+2. drains the close events (``DestroyListener``: SKNLGRP_INET(6)_TCP_DESTROY, Linux >= 4.10 and
+   CAP_NET_ADMIN; without them the log says why and only dumps are read) and hands them to
+   ``Aggregator.closed``. The kernel's close events carry inode 0; a cookie that a dump reported
+   with an owner gets that inode and owner back (``dataclasses.replace``). Any other outbound
+   socket (it opened and closed between two polls, failed connects included) goes to the
+   machine's unknown process (``UNKNOWN_PROCESS``: Process = the pool id of the name "unknown",
+   ProcessName "unknown", as Service Map's "Unknown processes"), under inode -cookie: never
+   dropped, never credited to another process that talked to the same address. Inbound ones go
    to the listener's process (records.py).
-2. dumps every TCP socket (``SockDiag``) and finds the owner of each socket inode: an inode seen
-   before keeps its pid; new inodes are looked up first in the processes that owned sockets at
-   the last look, then (at most once a poll) in every process of /proc. Only inodes of this
-   namespace's dump are looked up, so processes of other network namespaces sharing /proc are
-   never credited with them.
-3. process information (``Proc.process``) is read once per pid that owns a socket and cached;
-   re-read on an exec event (proc connector, in the initial namespace only) and forgotten (with
-   ``Aggregator.process_exited``) when the process is gone (exit event, or /proc polling).
+3. dumps every TCP socket (``SockDiag``) and finds the owner of each socket inode: an inode seen
+   before keeps its pid; new inodes are looked up first in the fd tables of the processes that
+   owned sockets at the last look and of the processes the connector saw start, then (at most
+   once a poll, an inode missed there retried after ``UNFOUND_RETRY``) in every process of /proc.
+   With the connector, a socket new in this dump that those processes do not hold waits for the
+   next dump (left out of this one): it belongs to a process older than the collector, or to one
+   that exited since the dump (a short-lived client, whose socket is then gone and needs no look);
+   only one still there is looked for in all of /proc. So short-lived clients cost no full scan.
+   A socket with a file no process is found holding, and an outbound one without a file (closed
+   by its process, in FIN_WAIT* / LAST_ACK / CLOSING) that no dump saw owned, goes to the unknown
+   process too. Only inodes of this namespace's dump are looked up, so processes of other network
+   namespaces sharing /proc are never credited with them. A forked child caught exiting (its
+   exe and command line already unreadable, its fds not yet closed) that exec'd nothing since
+   its fork runs its parent's program and is read as such.
+4. hands the sockets to the aggregator with payload bytes (``netlink.payload``: tcp_info's
+   counters without SYN and FIN) and request/response estimates (``netlink.Exchanges``: the
+   cumulative ``responses`` / ``rt_sum_us`` and the ``rt_min_us`` / ``rt_max_us`` of the
+   observation, from tcpi_last_data_sent / tcpi_last_data_recv) in place of the raw counters.
+5. process information (``Proc.process``) is read once per pid that owns a socket and cached;
+   re-read on an exec event and forgotten (with ``Aggregator.process_exited``) when the process
+   is gone (exit event, or /proc polling).
 
 Work per poll is bounded by the host's sockets and ``MAX_EVENTS_PER_READ``; a poll that raises is
 logged (rate-limited) and counted in ``stats["poll_errors"]`` and the next one goes on.
@@ -54,16 +72,21 @@ from collections import OrderedDict
 from .config import AgentConfig, load_machine_id
 from .dns import DnsSniffer, Names
 from .model import TCP_LISTEN, TCP_SYN_RECV, TCP_TIME_WAIT, ProcessInfo, Socket
-from .netlink import ALL_STATES, DestroyListener, ProcConnector, SockDiag
+from .netlink import ALL_STATES, DestroyListener, Exchanges, ProcConnector, SockDiag, payload, with_payload
 from .proc import Proc
 from .records import TABLES, Aggregator
 
 log = logging.getLogger("netatlas.agent.collect")
 
 MACHINE_INTERVAL = 3600.0        # seconds between two VMComputer records
-RECENT_TTL = 600.0               # seconds a remote endpoint remembers the process that talked to it
 UNFOUND_RETRY = 30.0             # seconds before an inode no process held is looked for everywhere again
 PROCESS_RECHECK = 60.0           # seconds between two re-reads of a cached process (exec without connector)
+NEW_PROCESS_TTL = 10.0           # seconds a process started (proc connector) is looked at first for new sockets
+MAX_NEW_PROCESSES = 4096         # most such processes remembered (the oldest are forgotten first)
+# The machine's unknown process: the owner of every connection whose process could not be found
+# (it opened and closed between two polls, or hid its fd table), as Service Map's "Unknown
+# processes" group. Process = pool id of (exe "", command line "", name "unknown").
+UNKNOWN_PROCESS = "unknown"
 WILDCARDS = ("0.0.0.0", "::")
 # TIME_WAIT and SYN_RECV entries are left out of dumps: they have no process and no tcp_info, the
 # close event of a connection already gave its final counters, and a busy host has tens of
@@ -106,7 +129,7 @@ class Collector:
                               exclude_loopback=config.exclude_loopback, agent_version=_version(),
                               names=self.names.lookup if self.names is not None else None)
         self.stats = dict(polls=0, dumps=0, poll_errors=0, close_events=0, event_overflows=0, full_scans=0,
-                          last_poll_ms=0.0, max_poll_ms=0.0)
+                          targeted_scans=0, unknown_owner=0, last_poll_ms=0.0, max_poll_ms=0.0)
         self._lock = threading.Lock()                      # the aggregator
         self._stop = threading.Event()
         self._machine_due = 0.0
@@ -115,7 +138,13 @@ class Collector:
         self._hot: set[int] = set()                        # pids owning sockets at the last look
         self._info: dict[int, tuple[float, ProcessInfo]] = {}   # pid -> (read at, info)
         self._cookie: OrderedDict[int, tuple[int, ProcessInfo]] = OrderedDict()  # cookie -> (inode, owner)
-        self._remote: OrderedDict[tuple, tuple[float, int, ProcessInfo]] = OrderedDict()  # (ip, port) / (ip,)
+        self._new: dict[int, float] = {}                   # pid -> when it forked or exec'd (proc connector)
+        self._forked: dict[int, int] = {}                  # pid forked and not exec'd since -> parent pid
+        self._waiting: set[int] = set()                    # new inodes left out of this dump (see _owners)
+        self._unknown_inodes: set[int] = set()             # inodes given to the unknown process (netlink)
+        self._dumped_inodes: set[int] = set()              # the inodes of the last dump
+        self._exchanges = Exchanges(config.max_connections)   # netlink: response estimates by cookie
+        self.unknown = ProcessInfo(0, 0, UNKNOWN_PROCESS, "", "", "", -1, "", time.time())
         self._listen: dict[int, set[str]] = {}
         self._packages_done: set[str] = set()
         self.diag = SockDiag(self.netns)
@@ -128,12 +157,16 @@ class Collector:
                     sock.close()
             raise
         if self.kind == "netlink":
-            self.destroy = DestroyListener(self.netns)
-            if self.netns is None:
-                try:
-                    self.connector = ProcConnector()
-                except OSError as e:      # not root in the initial namespaces: /proc polling only
-                    log.info("proc connector unavailable (%s): polling /proc for process changes", e)
+            try:
+                self.destroy = DestroyListener(self.netns)
+            except OSError as e:          # Linux < 4.10, or no CAP_NET_ADMIN: dumps only
+                log.warning("sock_diag close events unavailable (%s): connections that open and close "
+                            "between two polls, failed connects included, are not seen", e)
+            try:                          # process events of the whole host, whatever netns is observed
+                self.connector = ProcConnector()
+            except OSError as e:          # not root in the initial namespaces: /proc polling only
+                log.info("proc connector unavailable (%s): new sockets are looked for in every process "
+                         "of /proc", e)
         self._dumped = float("-inf")                       # monotonic time of the last dump (ebpf)
         self._thread = threading.Thread(target=self._loop, name="netatlas-poll", daemon=True)
         if start:
@@ -219,12 +252,14 @@ class Collector:
 
     def _poll_netlink(self, now: float | None) -> None:
         self._process_events()
-        events = self.destroy.read()
+        events = self.destroy.read() if self.destroy is not None else []
         self.stats["close_events"] += len(events)
-        self.stats["event_overflows"] = self.destroy.overflows
+        if self.destroy is not None:
+            self.stats["event_overflows"] = self.destroy.overflows
         now = time.time() if now is None else now
         if events:
             restored, owners = self._restore(events, now)
+            restored = self._payloads(restored, final=True)
             with self._lock:
                 self.agg.closed(now, restored, owners)
         self._dump()
@@ -234,6 +269,12 @@ class Collector:
         now = time.time()
         owners = self._owners(sockets, now)
         self.stats["dumps"] += 1
+        if self.bpf is None:
+            if self._waiting:              # their owner is looked for at the next dump (_owners)
+                sockets = [s for s in sockets if s.inode not in self._waiting]
+            if self.destroy is None:       # no close event will forget a socket: the dump does
+                self._exchanges.retain({s.cookie for s in sockets})
+            sockets = self._payloads(self._orphans(sockets, owners))
         with self._lock:
             self.agg.observe(now, sockets, owners)
         self._packages(owners)
@@ -271,30 +312,59 @@ class Collector:
             self.stats["ebpf"] = self.bpf.counters()
 
     def _restore(self, events: list[Socket], now: float) -> tuple[list[Socket], dict[int, ProcessInfo]]:
-        """Close events with the inode a dump reported for their cookie, or (outbound sockets no
-        dump saw) the inode of the recent socket to the same remote; and those inodes' owners."""
+        """Close events with the inode (and owner) a dump reported for their cookie. An outbound
+        socket no dump saw with an owner (it opened and closed between two polls, a failed connect
+        included) goes to the machine's unknown process, under inode -cookie; never to another
+        process that merely talked to the same address. Inbound ones are left to the aggregator,
+        which gives them to the listener's process; listeners and never-connected sockets (no
+        remote address) to nobody."""
         out, owners = [], {}
         for s in events:
             known = self._cookie.pop(s.cookie, None)
-            if known is None and s.state != TCP_LISTEN and s.dport and not self._inbound(s):
-                known = self._recent(s, now)
             if known is not None:
                 inode, info = known
                 s = dataclasses.replace(s, inode=inode)
                 owners[inode] = info
+            elif s.state != TCP_LISTEN and s.dst not in WILDCARDS and not self._inbound(s):
+                s = dataclasses.replace(s, inode=-s.cookie)
+                owners[s.inode] = self.unknown
+                self.stats["unknown_owner"] += 1
             out.append(s)
         return out, owners
+
+    def _orphans(self, sockets: list[Socket], owners: dict[int, ProcessInfo]) -> list[Socket]:
+        """netlink: outbound sockets of a dump without a file (closed by a process that no dump saw
+        holding them, now in FIN_WAIT*, CLOSING or LAST_ACK) go to the unknown process under inode
+        -cookie, as their close event would."""
+        out = []
+        for s in sockets:
+            if (not s.inode and s.state != TCP_LISTEN and s.cookie not in self._cookie and s.dst not in WILDCARDS
+                    and not self._inbound(s)):
+                s = dataclasses.replace(s, inode=-s.cookie)
+                owners[s.inode] = self.unknown
+                self._cookie[s.cookie] = (s.inode, self.unknown)
+            out.append(s)
+        return out
+
+    def _payloads(self, sockets: list[Socket], final: bool = False) -> list[Socket]:
+        """netlink: the sockets with payload bytes (``netlink.payload``: no SYN, no FIN) and
+        their exchanges (``netlink.Exchanges``) in place of tcp_info's raw counters."""
+        out = []
+        for s in sockets:
+            if s.state == TCP_LISTEN or s.dst in WILDCARDS:
+                out.append(s)
+                continue
+            outbound = not self._inbound(s)
+            sent, received = payload(s, outbound)
+            responses, rt_sum, rt_min, rt_max = self._exchanges.observe(s, outbound, sent, received, final)
+            if responses or sent != s.bytes_sent or received != s.bytes_received:
+                s = with_payload(s, sent, received, responses, rt_sum, rt_min, rt_max)
+            out.append(s)
+        return out
 
     def _inbound(self, s: Socket) -> bool:
         addrs = self._listen.get(s.sport)
         return bool(addrs) and (s.src in addrs or any(w in addrs for w in WILDCARDS))
-
-    def _recent(self, s: Socket, now: float) -> tuple[int, ProcessInfo] | None:
-        for key in ((s.dst, s.dport), (s.dst,)):
-            hit = self._remote.get(key)
-            if hit is not None and now - hit[0] <= RECENT_TTL:
-                return hit[1], hit[2]
-        return None
 
     def _owners(self, sockets: list[Socket], now: float) -> dict[int, ProcessInfo]:
         """inode -> owning process for the sockets of this dump; remembers cookies and remotes."""
@@ -308,7 +378,8 @@ class Collector:
         self._listen = listen
         for inode in [i for i in self._inode_pid if i not in inodes]:
             del self._inode_pid[inode]
-        missing = inodes.difference(self._inode_pid)
+        self._unknown_inodes &= inodes       # their connections keep the unknown owner: not looked for again
+        missing = inodes.difference(self._inode_pid, self._unknown_inodes)
         if missing and self.bpf is not None:        # the owner the kernel half recorded
             for s in sockets:
                 if s.inode in missing and s.state != TCP_LISTEN:
@@ -321,11 +392,24 @@ class Collector:
                 # is an accepted one that has not been read from yet (the aggregator gives it to the
                 # listener's process) or one closed since the dump (its close event has the owner)
                 missing = {s.inode for s in sockets if s.inode in missing and s.state == TCP_LISTEN}
-        if missing:
-            missing = self._scan(sorted(self._hot), missing)
+        if missing:          # first the processes that held sockets, and those started lately
+            self._forget_new(now)
+            self.stats["targeted_scans"] += 1
+            missing = self._scan(sorted(self._hot.union(self._new)), missing)
+        self._waiting = set()
+        if missing and self.connector is not None and self.stats["dumps"]:
+            # every process started lately is in _new (proc connector): a socket none of them nor
+            # the usual owners holds is an older process's, or its process exited since the dump
+            # (a short-lived client). A socket new in this dump waits for the next one (left out
+            # of this one); one still there is looked for everywhere then. Listeners never wait
+            # (they decide the direction of the others), nor sockets of earlier dumps.
+            self._waiting = {s.inode for s in sockets
+                             if s.inode in missing and s.inode not in self._dumped_inodes and s.state != TCP_LISTEN}
+            missing -= self._waiting
+        self._dumped_inodes = inodes
         if missing:     # new inodes not held by the usual owners: one look at every process,
             # unless only inodes that such a look missed recently (sockets of processes we cannot see)
-            fresh = {i for i in missing if now - self._unfound.get(i, -RECENT_TTL) >= UNFOUND_RETRY}
+            fresh = {i for i in missing if now - self._unfound.get(i, float("-inf")) >= UNFOUND_RETRY}
             if fresh:
                 self.stats["full_scans"] += 1
                 for inode in self._scan(self.proc.pids(), missing):
@@ -343,18 +427,18 @@ class Collector:
         cap = self.config.max_connections
         for s in sockets:
             info = owners.get(s.inode) if s.inode else None
+            if (info is None and s.inode and self.bpf is None and s.inode not in self._waiting
+                    and (s.state == TCP_LISTEN or not self._inbound(s))):
+                # a socket with a file no process we can read holds: the unknown process (an
+                # accepted one is left to the aggregator, which gives it to its listener's process)
+                info = owners[s.inode] = self.unknown
+                self._unknown_inodes.add(s.inode)
             if info is None or s.state == TCP_LISTEN:
                 continue
             self._cookie[s.cookie] = (s.inode, info)
             self._cookie.move_to_end(s.cookie)
-            if self.bpf is None and not self._inbound(s):        # for netlink's guesses (_recent) only
-                for key in ((s.dst, s.dport), (s.dst,)):
-                    self._remote[key] = (now, s.inode, info)
-                    self._remote.move_to_end(key)
         while len(self._cookie) > cap:
             self._cookie.popitem(last=False)
-        while len(self._remote) > cap:
-            self._remote.popitem(last=False)
         # forget processes that are gone (no connector in a namespace: this is how we notice)
         for pid in [p for p in self._info if p not in infos]:
             if not os.path.exists(f"{self.proc.proc}/{pid}"):
@@ -375,7 +459,7 @@ class Collector:
             missing = missing - held
         return missing
 
-    def _process(self, pid: int, now: float, comm: str = "") -> ProcessInfo | None:
+    def _process(self, pid: int, now: float, comm: str = "", depth: int = 0) -> ProcessInfo | None:
         cached = self._info.get(pid)
         if cached is not None and now - cached[0] < PROCESS_RECHECK:
             return cached[1]
@@ -388,6 +472,13 @@ class Collector:
                 return None
             # gone before we looked (a short-lived client): its name is what is left
             info = ProcessInfo(pid, 0, comm, "", "", "", 0, "", 0.0)
+        if not info.exe and not info.cmdline and pid in self._forked and depth < 4:
+            # a forked child caught exiting (its memory, so exe and command line, already gone, its
+            # fds not yet): it runs its parent's program, having exec'd nothing since (proc connector)
+            parent = self._process(self._forked[pid], now, depth=depth + 1)
+            if parent is not None and (parent.exe or parent.cmdline):
+                info.exe, info.cmdline, info.name, info.display = parent.exe, parent.cmdline, parent.name, parent.display
+                info.cwd = info.cwd or parent.cwd
         self._info[pid] = (now, info)
         if cached is not None and (cached[1].exe, cached[1].cmdline) != (info.exe, info.cmdline):
             with self._lock:
@@ -411,8 +502,30 @@ class Collector:
             return
         now = time.time()
         for kind, pid, tgid in events:
-            if pid == tgid:                                # threads are not processes
-                self._process_event(kind, tgid, now)
+            if pid != tgid:                                # threads are not processes
+                continue
+            parent = self.connector.parents.pop(tgid, None) if kind == "fork" else None
+            if kind == "exit":
+                self._new.pop(tgid, None)
+            else:                                          # fork, exec: where new sockets come from
+                self._new.pop(tgid, None)
+                self._new[tgid] = now
+                if len(self._new) > MAX_NEW_PROCESSES:
+                    oldest = next(iter(self._new))
+                    del self._new[oldest]
+                    self._forked.pop(oldest, None)
+                self._forked.pop(tgid, None)
+                if parent is not None:
+                    self._forked[tgid] = parent
+            self._process_event(kind, tgid, now)
+
+    def _forget_new(self, now: float) -> None:
+        """Forget the processes started more than NEW_PROCESS_TTL ago (oldest first)."""
+        for pid, at in list(self._new.items()):
+            if now - at < NEW_PROCESS_TTL:
+                break
+            del self._new[pid]
+            self._forked.pop(pid, None)
 
     def _process_event(self, kind: str, tgid: int, now: float) -> None:
         if tgid not in self._info:

@@ -25,6 +25,19 @@ class Socket:
     rtt_us: int = 0          # tcpi_rtt, smoothed round-trip time
     segs_out: int = 0
     segs_in: int = 0
+    # request/response exchanges (cumulative, like the byte counters) and their times in µs:
+    # rt_min_us / rt_max_us over the exchanges since the previous observation, 0 when none
+    responses: int = 0
+    rt_sum_us: int = 0
+    rt_min_us: int = 0
+    rt_max_us: int = 0
+    # raw tcp_info the netlink collector turns into payload bytes and exchanges (netlink.py):
+    # tcpi_last_data_sent / tcpi_last_data_recv (ms before the report), and tcpi_bytes_sent -
+    # tcpi_bytes_retrans (payload bytes sent, each once; -1 before Linux 4.19)
+    last_data_sent_ms: int = 0
+    last_data_recv_ms: int = 0
+    data_sent: int = -1
+    rqueue: int = 0          # idiag_rqueue: rcv_nxt - copied_seq (bytes, and the FIN, not read by the app)
 
 
 @dataclass(slots=True)

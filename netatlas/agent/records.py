@@ -51,7 +51,9 @@ The rules, and the heuristics where the kernel does not say:
   inode, ``dataclasses.replace(sock, inode=...)``, or -cookie), otherwise counted in
   ``unowned``. An inbound socket (dump or close event) whose owner is not given goes to the
   process owning its listening socket (an accepted socket nobody has read from yet). Close
-  events of listeners and never-connected sockets (remote port 0) are ignored.
+  events of listeners and never-connected sockets (remote port 0 and no remote address) are
+  ignored; one with a remote address and port 0 is a blocking connect that failed (the kernel
+  cleared its port and counters before freeing it): a failed link at DestinationPort 0.
 * Process pools: processes with the same executable (``exe``, or ``name`` when unreadable) and
   command line. Process = "p-" + the first 12 hex digits of sha1(machine id, exe, command line):
   the same after an agent restart. FirstPid / StartTime: the lowest pid and the earliest start of
@@ -390,7 +392,7 @@ class Aggregator:
         """Close events (SKNLGRP_INET_TCP_DESTROY) with the sockets' final counters."""
         self._advance(now)
         for s in sockets:
-            if s.state == TCP_LISTEN or not s.dport or s.cookie in self._refused:
+            if s.state == TCP_LISTEN or (not s.dport and s.dst in WILDCARD_ADDRESSES) or s.cookie in self._refused:
                 continue                                    # a listener or never-connected socket ends
             if s.cookie in self._closed:                    # the dump saw it go: only the last bytes
                 conn = self._closed[s.cookie]

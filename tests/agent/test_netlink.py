@@ -2,6 +2,7 @@
 namespace of our own)."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import select
 import socket
@@ -38,7 +39,8 @@ def test_dump_fixture_parses_every_socket():
     # the IPv4 client: 1000 bytes sent (tcpi_bytes_acked counts the SYN too: 1001), 300 received
     assert got[23002, 23001] == Socket(family=AF_INET, state=TCP_ESTABLISHED, src="127.0.0.1", sport=23002,
                                        dst="127.0.0.1", dport=23001, inode=147454, uid=0, cookie=20727,
-                                       bytes_sent=1001, bytes_received=300, rtt_us=22, segs_out=4, segs_in=3)
+                                       bytes_sent=1001, bytes_received=300, rtt_us=22, segs_out=4, segs_in=3,
+                                       last_data_sent_ms=200, last_data_recv_ms=200, data_sent=1000)
     server = got[23001, 23002]
     assert (server.state, server.bytes_sent, server.bytes_received) == (TCP_ESTABLISHED, 300, 1000)
     listener = got[23001, 0]
@@ -79,7 +81,8 @@ def test_destroy_fixture_reports_final_counters_in_state_close():
     # a blocking connect refused: the kernel's tcp_disconnect() reset the source address, the
     # destination port and the counters before the socket was freed; the destination address stays
     assert got[23011, 0] == Socket(family=AF_INET, state=TCP_CLOSE, src="0.0.0.0", sport=23011,
-                                   dst="127.0.0.1", dport=0, inode=0, uid=0, cookie=20736)
+                                   dst="127.0.0.1", dport=0, inode=0, uid=0, cookie=20736,
+                                   last_data_sent_ms=5875816, last_data_recv_ms=5875816, data_sent=0)
     # a non-blocking connect refused: ports kept, one SYN out, one RST in, no RTT sample
     refused = got[23010, 23007]
     assert (refused.src, refused.dst, refused.segs_out, refused.segs_in, refused.rtt_us) == \
@@ -111,16 +114,18 @@ def _first_message(data: bytes, sport: int) -> bytes:
 
 
 @pytest.mark.parametrize("size, expected", [
-    (280, (22, 1001, 300, 4, 3)),     # today's kernel: more than we read
-    (144, (22, 1001, 300, 4, 3)),     # Linux 4.2: up to tcpi_segs_in
-    (136, (22, 1001, 300, 0, 0)),     # Linux 4.1: bytes, no segments
-    (104, (22, 0, 0, 0, 0)),          # before 4.1: tcpi_rtt only
-    (60, (0, 0, 0, 0, 0)),            # too short for tcpi_rtt: nothing
+    (280, (22, 1001, 300, 4, 3, 1000, 200)),     # today's kernel: more than we read
+    (216, (22, 1001, 300, 4, 3, 1000, 200)),     # Linux 4.19: up to tcpi_bytes_retrans
+    (144, (22, 1001, 300, 4, 3, -1, 200)),         # Linux 4.2: up to tcpi_segs_in
+    (136, (22, 1001, 300, 0, 0, -1, 200)),         # Linux 4.1: bytes, no segments
+    (104, (22, 0, 0, 0, 0, -1, 200)),              # before 4.1: tcpi_rtt only
+    (60, (0, 0, 0, 0, 0, -1, 0)),                # too short for tcpi_rtt: nothing
 ])
 def test_tcp_info_is_read_only_as_far_as_the_attribute_goes(size, expected):
     message = _first_message((FIXTURES / "sock-diag-dump.bin").read_bytes(), 23002)
     [s] = netlink.parse_messages(_with_tcp_info_length(message, size))
-    assert (s.rtt_us, s.bytes_sent, s.bytes_received, s.segs_out, s.segs_in) == expected
+    assert (s.rtt_us, s.bytes_sent, s.bytes_received, s.segs_out, s.segs_in, s.data_sent,
+            s.last_data_sent_ms) == expected
     assert (s.sport, s.dport, s.inode, s.cookie) == (23002, 23001, 147454, 20727)
 
 
@@ -316,7 +321,9 @@ def test_destroy_listener_sees_refused_connects(family, host):
         nonblocking.close()
         got = by_ports(_events(events, lambda e: e.sport in (bport, nport), 2))
         assert got[bport, 0] == Socket(family=family, state=TCP_CLOSE, src=unspecified, sport=bport, dst=host,
-                                       dport=0, inode=0, uid=0, cookie=got[bport, 0].cookie)
+                                       dport=0, inode=0, uid=0, cookie=got[bport, 0].cookie, data_sent=0,
+                                       last_data_sent_ms=got[bport, 0].last_data_sent_ms,
+                                       last_data_recv_ms=got[bport, 0].last_data_recv_ms)
         refused = got[nport, closed]
         assert (refused.state, refused.src, refused.dst) == (TCP_CLOSE, host, host)
         assert (refused.segs_out, refused.segs_in, refused.rtt_us, refused.bytes_sent, refused.bytes_received) == \
@@ -375,3 +382,63 @@ def test_dump_inside_a_network_namespace(netns):
 def test_a_missing_namespace_raises():
     with pytest.raises(FileNotFoundError):
         netlink.dump(netns="/var/run/netns/netatlas-no-such-namespace")
+
+
+# --- tcp_info's counters -> payload bytes and exchanges (pure) ---
+
+def test_payload_bytes_leave_out_the_syn_and_fins_the_kernel_counted():
+    """The fixture's 100-byte-scale exchanges: tcpi_bytes_acked counts the connecting side's SYN and
+    every acknowledged FIN, tcpi_bytes_received the peer's FIN; payload() gives the bytes sent."""
+    closes = by_ports(netlink.parse_messages((FIXTURES / "sock-diag-destroy.bin").read_bytes()))
+    dumped = by_ports(netlink.parse_messages((FIXTURES / "sock-diag-dump.bin").read_bytes()))
+    truth = {(23002, 23001): (True, 1000, 300), (23001, 23002): (False, 300, 1000),
+             (23004, 23003): (True, 2000, 500), (23003, 23004): (False, 500, 2000),
+             (23006, 23005): (True, 10, 0), (23005, 23006): (False, 0, 10)}
+    for ports, (outbound, sent, received) in truth.items():
+        assert netlink.payload(closes[ports], outbound) == (sent, received), ports
+        assert netlink.payload(dumped[ports], outbound) == (sent, received), ports
+        # before Linux 4.19 (no tcpi_bytes_sent): bytes_acked less the SYN (outbound) and the acked FIN
+        old = dataclasses.replace(closes[ports], data_sent=-1)
+        assert netlink.payload(old, outbound) == (sent, received), ports
+    assert (closes[23002, 23001].bytes_sent, closes[23002, 23001].bytes_received) == (1002, 301)   # raw
+    # a close event whose peer's FIN the application read (rqueue 0): a server that read to the end
+    # had it; a client freed when its own FIN was acknowledged (FIN_WAIT2 timewait) had not
+    client = dataclasses.replace(closes[23002, 23001], bytes_received=300, rqueue=0)
+    server = dataclasses.replace(closes[23001, 23002], rqueue=0)
+    assert netlink.payload(client, True) == (1000, 300)
+    assert netlink.payload(server, False) == (300, 1000)
+    # CLOSE_WAIT in a dump: the peer's FIN is in bytes_received, certainly
+    waiting = dataclasses.replace(dumped[23001, 23002], state=8, bytes_received=1001)
+    assert netlink.payload(waiting, False) == (300, 1000)
+
+
+def _at(sent, received, lds, ldr, cookie=1, state=TCP_ESTABLISHED):
+    return Socket(AF_INET, state, "10.0.0.1", 40000, "10.0.0.2", 80, 1, 0, cookie, sent, received,
+                  last_data_sent_ms=lds, last_data_recv_ms=ldr, data_sent=sent)
+
+
+def test_exchanges_are_seen_when_the_last_data_turns_around():
+    ex = netlink.Exchanges()
+    # a client: its request goes out in the connect's jiffy (timestamps tie; no byte in yet)
+    assert ex.observe(_at(100, 0, 12, 12), True, 100, 0) == (0, 0, 0, 0)
+    # the answer came 22 ms after the request's last byte
+    assert ex.observe(_at(100, 100, 30, 8), True, 100, 100) == (1, 22_000, 22_000, 22_000)
+    # nothing new: no new exchange, the count stays
+    assert ex.observe(_at(100, 100, 1030, 1008), True, 100, 100) == (1, 22_000, 0, 0)
+    # request and answer between two observations, seen at the close event (then forgotten)
+    assert ex.observe(_at(200, 200, 9, 5), True, 200, 200, final=True) == (2, 26_000, 4_000, 4_000)
+    assert len(ex) == 0
+    # a server: the request in, then the answer out 3 ms later, seen at once
+    assert ex.observe(_at(100, 100, 2, 5, cookie=2), False, 100, 100) == (1, 3_000, 3_000, 3_000)
+    # a one-way stream (only sending) makes no exchange
+    for n in range(1, 4):
+        assert ex.observe(_at(1000 * n, 0, 1, 500, cookie=3), True, 1000 * n, 0)[0] == 0
+    # a request still waiting for its answer at the observation counts once the answer comes
+    assert ex.observe(_at(100, 0, 4, 50, cookie=4), True, 100, 0)[0] == 0
+    assert ex.observe(_at(100, 100, 60, 2, cookie=4), True, 100, 100) == (1, 58_000, 58_000, 58_000)
+
+
+def test_with_payload_is_replace_of_the_counters():
+    s = by_ports(netlink.parse_messages((FIXTURES / "sock-diag-dump.bin").read_bytes()))[23002, 23001]
+    assert netlink.with_payload(s, 1000, 300, 2, 5000, 2000, 3000) == dataclasses.replace(
+        s, bytes_sent=1000, bytes_received=300, responses=2, rt_sum_us=5000, rt_min_us=2000, rt_max_us=3000)
