@@ -290,11 +290,12 @@ class Collector:
         return None
 
     def _poll_udp(self, now: float | None) -> None:
-        """The UDP flows' traffic, read every ``dump_interval`` and just before each minute ends."""
+        """The UDP flows' traffic, read every ``dump_interval``, just before each minute ends, and at
+        a poll after the poll thread was told to stop (a last look)."""
         now = time.time() if now is None else now
         mono = time.monotonic()
         minute_ends = int((now + self.config.poll) // 60) != int(now // 60)
-        if mono - self._udp_read < self.config.dump_interval and not minute_ends:
+        if mono - self._udp_read < self.config.dump_interval and not minute_ends and not self._stop.is_set():
             return
         self._udp_read = mono
         flows = self.udp.read()

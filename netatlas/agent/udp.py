@@ -18,6 +18,7 @@ import errno
 import logging
 import os
 import socket
+import tempfile
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -27,6 +28,9 @@ from .ebpf import BpfError, _address, netns_inode
 from .netlink import in_netns
 
 log = logging.getLogger("netatlas.agent.udp")
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 
 OBJECT = Path(__file__).with_name("bpf") / "udp.bpf.o"
 TRACEPOINTS = ("on_udp_send", "on_udp_recv")
@@ -92,14 +96,33 @@ def _lib():
     return lib
 
 
-def cgroup_root() -> str:
-    """The cgroup v2 mount point (the root the sock_addr hooks attach to)."""
-    with open("/proc/mounts") as f:
+def _mounted_cgroup2() -> str | None:
+    with open("/proc/self/mounts") as f:
         for line in f:
             parts = line.split()
             if len(parts) > 2 and parts[2] == "cgroup2":
                 return parts[1]
-    raise BpfError(errno.ENOENT, "UDP flows: no cgroup v2 mounted (the sock_addr hooks need one)")
+    return None
+
+
+def open_cgroup_root() -> tuple[int, str]:
+    """(fd, where) of the cgroup v2 root the sock_addr hooks attach to. ``ip netns exec`` gives its
+    process a /sys of its own without the cgroup mounts: then cgroup2 is mounted on a temporary
+    directory just long enough to open it (the fd keeps the cgroup; nothing stays mounted)."""
+    where = _mounted_cgroup2()
+    if where is not None:
+        return os.open(where, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), where
+    tmp = tempfile.mkdtemp(prefix="netatlas-cgroup2-")
+    try:
+        if _libc.mount(b"none", tmp.encode(), b"cgroup2", 0, None) != 0:
+            err = ctypes.get_errno()
+            raise BpfError(err, f"UDP flows: no cgroup v2 mounted, and mounting one failed: {os.strerror(err)}")
+        try:
+            return os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), "cgroup2 (mounted for a moment)"
+        finally:
+            _libc.umount2(tmp.encode(), 2)          # MNT_DETACH
+    finally:
+        os.rmdir(tmp)
 
 
 def prerequisites() -> tuple[bool, str]:
@@ -139,8 +162,7 @@ class UdpFlows:
             for name in TRACEPOINTS:
                 prog = self._check(self.lib.bpf_object__find_program_by_name(self._obj, name.encode()), name)
                 self._links.append(self._check(self.lib.bpf_program__attach(prog), f"attach {name}"))
-            root = cgroup_root()
-            cg = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            cg, root = open_cgroup_root()
             for name in CGROUP_HOOKS:
                 prog = self._check(self.lib.bpf_object__find_program_by_name(self._obj, name.encode()), name)
                 self._links.append(self._check(self.lib.bpf_program__attach_cgroup(prog, cg),
