@@ -18,6 +18,7 @@ import errno
 import logging
 import os
 import socket
+import struct
 import tempfile
 import time
 from pathlib import Path
@@ -37,7 +38,8 @@ TRACEPOINTS = ("on_udp_send", "on_udp_recv")
 CGROUP_HOOKS = ("on_sendmsg4", "on_sendmsg6", "on_recvmsg4", "on_recvmsg6")
 COUNTERS = ("flows_full", "no_peer")        # na_udp_counters, in order
 MAX_FLOWS = 65_536
-IDLE_FORGET = 120.0                         # seconds without a datagram before a flow leaves the map
+IDLE_FORGET = 30.0                          # seconds without a datagram before a flow leaves the map
+BATCH = 4096                                # flows read by one system call
 F_BOUND = 1
 CFG_NETNS, CFG_EPOCH = 0, 1
 WILDCARDS = frozenset({"0.0.0.0", "::"})
@@ -60,6 +62,10 @@ class Flow(ctypes.Structure):
     """struct flow, the value of na_udp_flows."""
     _fields_ = [("tgid", ctypes.c_uint32), ("flags", ctypes.c_uint32), ("last_ns", ctypes.c_uint64),
                 ("pending_ns", ctypes.c_uint64), ("comm", ctypes.c_char * 16), ("slots", Slot * 2)]
+
+
+FLOW = struct.Struct("<IIQQ16s" + "QQQIIIIII" * 2)    # struct flow, read in bulk
+KEY_TAIL = struct.Struct("<HHH")                       # lport, rport, family after the two addresses
 
 
 class UdpFlow(NamedTuple):
@@ -90,7 +96,8 @@ def _lib():
     for fn, res, args in (("bpf_program__attach_cgroup", p, [p, i]),
                           ("bpf_map__set_max_entries", i, [p, ctypes.c_uint32]),
                           ("bpf_map_get_next_key", i, [i, p, p]),
-                          ("bpf_map_delete_elem", i, [i, p])):
+                          ("bpf_map_delete_elem", i, [i, p]),
+                          ("bpf_map_lookup_batch", i, [i, p, p, p, p, p, p])):
         f = getattr(lib, fn)
         f.restype, f.argtypes = res, args
     return lib
@@ -145,6 +152,7 @@ class UdpFlows:
         self.max_flows = max_flows
         self.cpus = max(1, self.lib.libbpf_num_possible_cpus())
         self.epoch = 0
+        self._batch = True                         # the kernel has batch lookups (until it says no)
         self._route: dict[str, str] = {}           # remote address -> local source address (routing)
         self._route_socks: dict[int, socket.socket] = {}
         path = str(obj_path or OBJECT).encode()
@@ -206,33 +214,59 @@ class UdpFlows:
         if self.epoch == 0xFFFFFFFF:          # the kernel's "never used" mark
             self.epoch = 0
         self._set(CFG_EPOCH, self.epoch)
-        now_ns = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+        forget = time.clock_gettime_ns(time.CLOCK_MONOTONIC) - int(IDLE_FORGET * 1e9)
+        half = old & 1
         out, idle = [], []
-        key, nxt, value = FlowKey(), FlowKey(), Flow()
-        prev = None
-        while self.lib.bpf_map_get_next_key(self._flows, prev, ctypes.byref(nxt)) == 0:
-            ctypes.memmove(ctypes.byref(key), ctypes.byref(nxt), ctypes.sizeof(FlowKey))
-            prev = ctypes.byref(key)
-            if self.lib.bpf_map_lookup_elem(self._flows, ctypes.byref(key), ctypes.byref(value)) != 0:
-                continue
-            s = value.slots[old & 1]
-            if s.epoch == old and (s.dgrams_out or s.dgrams_in):
-                out.append(self._flow(key, value, s))
-            elif now_ns - value.last_ns > IDLE_FORGET * 1e9:
-                idle.append(bytes(key))
+        for raw_key, raw_value in self._entries():
+            v = FLOW.unpack(raw_value)
+            tgid, flags, last_ns, _pending, comm = v[:5]
+            sent, received, rt_sum, d_out, d_in, responses, rt_min, rt_max, epoch = v[5 + 9 * half:14 + 9 * half]
+            if epoch == old and (d_out or d_in):
+                lport, rport, family = KEY_TAIL.unpack_from(raw_key, 32)
+                bind = _address(family, raw_key[:16])
+                dst = _address(family, raw_key[16:32])
+                src = self._source(dst) if bind in WILDCARDS else bind
+                out.append(UdpFlow(src, lport, dst, rport, bind, bool(flags & F_BOUND), tgid,
+                                   comm.split(b"\0", 1)[0].decode(errors="replace"), sent, received, d_out, d_in,
+                                   responses, round(rt_sum / 1000), round(rt_min / 1000), round(rt_max / 1000)))
+            elif last_ns < forget:
+                idle.append(raw_key)
         for raw in idle:                   # deleted after the walk: deleting during it restarts it
             k = FlowKey.from_buffer_copy(raw)
             self.lib.bpf_map_delete_elem(self._flows, ctypes.byref(k))
         return out
 
-    def _flow(self, key: FlowKey, value: Flow, s: Slot) -> UdpFlow:
-        family = key.family
-        bind = _address(family, bytes(key.laddr))
-        dst = _address(family, bytes(key.raddr))
-        src = self._source(dst) if bind in WILDCARDS else bind
-        return UdpFlow(src, key.lport, dst, key.rport, bind, bool(value.flags & F_BOUND), value.tgid,
-                       value.comm.decode(errors="replace"), s.sent, s.received, s.dgrams_out, s.dgrams_in,
-                       s.responses, round(s.rt_sum_us / 1000), round(s.rt_min_us / 1000), round(s.rt_max_us / 1000))
+    def _entries(self):
+        """(key bytes, value bytes) of every flow in the map: by batches of BATCH (one system call
+        each), or key by key where the kernel has no batch lookups."""
+        if self._batch:
+            ks, vs = ctypes.sizeof(FlowKey), ctypes.sizeof(Flow)
+            keys, values = ctypes.create_string_buffer(ks * BATCH), ctypes.create_string_buffer(vs * BATCH)
+            count, cursor, nxt = ctypes.c_uint32(), ctypes.c_uint32(), ctypes.c_uint32()
+            first, got = True, []
+            while True:
+                count.value = BATCH
+                rc = self.lib.bpf_map_lookup_batch(self._flows, None if first else ctypes.byref(cursor),
+                                                   ctypes.byref(nxt), keys, values, ctypes.byref(count), None)
+                err = ctypes.get_errno() if rc else 0
+                if rc and err != errno.ENOENT:
+                    if first and err in (errno.EINVAL, errno.EOPNOTSUPP, 524):     # 524: ENOTSUPP
+                        self._batch = False          # an older kernel: key by key
+                        break
+                    raise BpfError(err, f"UDP flows: reading the flow map failed: {os.strerror(err)}")
+                kb, vb = keys.raw, values.raw
+                got.extend((kb[i * ks:(i + 1) * ks], vb[i * vs:(i + 1) * vs]) for i in range(count.value))
+                if rc:
+                    return got
+                first = False
+                cursor.value = nxt.value
+        got, key, nxt_key, value, prev = [], FlowKey(), FlowKey(), Flow(), None
+        while self.lib.bpf_map_get_next_key(self._flows, prev, ctypes.byref(nxt_key)) == 0:
+            ctypes.memmove(ctypes.byref(key), ctypes.byref(nxt_key), ctypes.sizeof(FlowKey))
+            prev = ctypes.byref(key)
+            if self.lib.bpf_map_lookup_elem(self._flows, ctypes.byref(key), ctypes.byref(value)) == 0:
+                got.append((bytes(key), bytes(value)))
+        return got
 
     def _source(self, remote: str) -> str:
         """The local address the namespace's routes pick to reach ``remote`` (no packet is sent)."""
