@@ -343,6 +343,8 @@ class UdpAggregate:
             known = st["flows"].get(flow)
             if known is None or known[0] != key:
                 m.established += 1
+                if known is not None:                  # the same 5-tuple, now the other way: the old one ends
+                    st["metrics"].setdefault(known[0], Metrics()).terminated += 1
             st["flows"][flow] = (key, w)
             m.sent += f.sent
             m.received += f.received

@@ -276,3 +276,15 @@ print(json.dumps(flows))
         subprocess.run(["ip", "netns", "del", ns], check=False)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == [[False, 10, 10, 1], [True, 10, 10, 1]]
+
+
+def test_a_flow_that_turns_around_ends_the_old_one():
+    """The kernel forgot a quiet flow and saw it again the other way (its first datagram now in):
+    the outbound flow ends as the inbound one is established, so each still balances."""
+    agg = Aggregator("m-1", "h", "a")
+    owners = {7: ProcessInfo(7, 1, "dig", "/usr/bin/dig", "dig example.com", "/", 0, "root", 0.0)}
+    agg.udp_flows(60.0, [_flow()], owners)
+    agg.udp_flows(90.0, [_flow(inbound=True, responses=0, rt_sum_ms=0, rt_min_ms=0, rt_max_ms=0)], owners)
+    rows = agg.flush(200.0)["VMConnection"]
+    got = sorted((r["TimeGenerated"][11:16], r["Direction"], r["LinksEstablished"], r["LinksTerminated"]) for r in rows)
+    assert got == [("00:01", "inbound", 1, 0), ("00:01", "outbound", 1, 1), ("00:02", "inbound", 0, 1)]
