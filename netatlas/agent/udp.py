@@ -98,7 +98,10 @@ def _lib():
                           ("bpf_map_get_next_key", i, [i, p, p]),
                           ("bpf_map_delete_elem", i, [i, p]),
                           ("bpf_map_lookup_batch", i, [i, p, p, p, p, p, p])):
-        f = getattr(lib, fn)
+        try:
+            f = getattr(lib, fn)
+        except AttributeError:
+            raise BpfError(errno.ENOSYS, f"UDP flows: this libbpf has no {fn} (libbpf 0.7 or later needed)") from None
         f.restype, f.argtypes = res, args
     return lib
 
