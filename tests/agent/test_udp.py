@@ -1,7 +1,8 @@
 """UDP flows (netatlas/agent/udp.py, bpf/udp.bpf.c, records.Aggregator.udp_flows) on this kernel.
 
 One scenario in a network namespace of the test's own: a UDP echo server (bound to [::]:0, dual
-stack, answering after 20 ms, ignoring requests that start with "q") and a client making known
+stack, peeking at each datagram before reading it, answering after 20 ms, ignoring requests that
+start with "q") and a client making known
 request/response flows from connected and unconnected sockets, IPv4 and IPv6, 10-byte requests;
 the collector (its poll and its Aggregator) reads them, and a second, capped, kernel half counts
 what does not fit. Needs root, BTF, libbpf and cgroup v2; skipped with the reason printed otherwise.
@@ -37,6 +38,7 @@ s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
 s.bind(("::", 0))
 print(os.getpid(), s.getsockname()[1], flush=True)
 while True:
+    s.recvfrom(100, socket.MSG_PEEK)      # a peek: the same datagram is read again below
     data, peer = s.recvfrom(100)
     if data.startswith(b"q"):
         continue                          # a request nobody answers

@@ -29,6 +29,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define AF_INET6 10
 #define IPPROTO_UDP 17
 #define MSG_PEEK 2
+#define MSG_ERRQUEUE 0x2000
 #define SOCK_BINDPORT_LOCK 4
 
 enum { F_BOUND = 1 };
@@ -257,7 +258,7 @@ int BPF_PROG(on_udp_send, struct sock *sk, int ret, int flags)
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(on_udp_recv, struct sock *sk, int ret, int flags)
 {
-    if (!(flags & MSG_PEEK))
+    if (!(flags & (MSG_PEEK | MSG_ERRQUEUE)))     // a peek is read again; the error queue is no datagram
         datagram(sk, ret, 0);
     return 0;
 }
