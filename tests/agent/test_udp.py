@@ -290,3 +290,21 @@ def test_a_flow_that_turns_around_ends_the_old_one():
     rows = agg.flush(200.0)["VMConnection"]
     got = sorted((r["TimeGenerated"][11:16], r["Direction"], r["LinksEstablished"], r["LinksTerminated"]) for r in rows)
     assert got == [("00:01", "inbound", 1, 0), ("00:01", "outbound", 1, 1), ("00:02", "inbound", 0, 1)]
+
+
+def test_the_workspace_stores_them_and_the_readme_query_answers(scenario, tmp_path):
+    """Through a real workspace (a DuckDB file): the UDP rows are accepted as they are, and the
+    README's query counts the client's flows and answers."""
+    import netatlas
+    s = scenario
+    ws = netatlas.connect(str(tmp_path / "ws"))
+    try:
+        for table in ("VMConnection", "VMBoundPort"):
+            ws.ingest(table, s["records"][table])
+        rows = ws.query('VMConnection | where Protocol == "udp" and Direction == "outbound" | summarize Flows = '
+                        'sum(LinksEstablished), Answers = sum(Responses) by ProcessName, DestinationPort').rows
+        ports = ws.query('VMBoundPort | where Protocol == "udp" | summarize In = sum(BytesReceived) by Port').rows
+    finally:
+        ws.close()
+    assert [row[1:] for row in rows] == [[s["port"], 4, 7]]
+    assert ports == [[s["port"], 80]]
