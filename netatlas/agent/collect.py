@@ -305,7 +305,14 @@ class Collector:
                 info = self._process(f.tgid, now, f.comm)
                 if info is not None:
                     owners[f.tgid] = info
+        listeners = self.udp.listeners()
+        for lst in listeners:
+            if lst.tgid not in owners:
+                info = self._process(lst.tgid, now, lst.comm)
+                if info is not None:
+                    owners[lst.tgid] = info
         with self._lock:
+            self.agg.udp_listeners(now, listeners, owners)
             self.agg.udp_flows(now, flows, owners)
         self.stats["udp"] = dict(self.udp.counters(), flows_read=len(flows))
 

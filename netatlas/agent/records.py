@@ -89,7 +89,9 @@ The rules, and the heuristics where the kernel does not say:
   firewall times a UDP flow out), reported in that quiet window with no bytes; LinksFailed stays 0.
   Over a flow's life established = terminated, as for TCP. Flows of unknown processes are counted
   in ``unowned``. VMBoundPort (Protocol "udp", PortId ".../udp"): the inbound flows' metrics per
-  server socket and local address, in each window with traffic (an idle UDP port is not seen).
+  server socket and local address, in each window with traffic; a UDP socket bound to a port
+  (``udp_listeners(now, listeners, owners)``, the current ones) gets an idle record with its bind
+  address when first seen and every ``idle_port_interval`` without traffic, as TCP listeners.
 * Caps: at most ``max_connections`` tracked sockets and logical keys per window, at most
   ``max_processes`` tracked pids; what does not fit is counted in ``overflow`` (a refused cookie
   once while it stays refused; a pid over the cap still gets its deterministic Process id on its
@@ -312,8 +314,22 @@ class UdpAggregate:
     def _udp_state(self) -> dict:
         st = self.__dict__.get("_udp")
         if st is None:
-            st = self.__dict__["_udp"] = dict(flows={}, metrics={}, ports={})
+            st = self.__dict__["_udp"] = dict(flows={}, metrics={}, ports={}, listeners={}, reported={})
         return st
+
+    def udp_listeners(self, now: float, listeners, owners: dict[int, ProcessInfo]) -> None:
+        """The UDP sockets bound to a port now (``udp.UdpListener``s), with the process of each tgid:
+        they replace the previous ones; each gets an idle VMBoundPort record as TCP listeners do."""
+        now = self._advance(now)
+        st = self._udp_state()
+        table: dict[PortKey, None] = {}
+        for lst in listeners:
+            info = owners.get(lst.tgid)
+            owner = self._owner(info, now) if info is not None else None
+            if owner is not None:
+                table[PortKey(owner[0], owner[1], lst.ip, lst.port)] = None
+        st["listeners"] = table
+        st["reported"] = {lk: w for lk, w in st["reported"].items() if lk in table}
 
     def udp_flows(self, now: float, flows, owners: dict[int, ProcessInfo]) -> None:
         """UDP flows' traffic since the last call (``udp.UdpFlow``s), with the process of each tgid."""
@@ -381,10 +397,14 @@ class UdpAggregate:
             lk = st["ports"].get(key)
             if lk is not None:
                 by_port.setdefault((lk, key.destination_ip), Metrics()).merge(m)
-        for (lk, ip), m in by_port.items():
+        idle = [((lk, lk.ip), Metrics()) for lk in st["listeners"]
+                if lk not in {k for k, _ in by_port} and w - st["reported"].get(lk, -math.inf) >= self.idle_port_interval]
+        for (lk, ip), m in [*by_port.items(), *idle]:
             record = self._port_record(base, lk, ip, m)
             record.update(Protocol=UDP, PortId=f"{self.machine_id}/{lk.process}/{host_port(ip, lk.port)}/{UDP}")
             self._ready["VMBoundPort"].append(record)
+            if lk in st["listeners"]:
+                st["reported"][lk] = w
         alive = {key for key, _ in st["flows"].values()}
         st["metrics"], st["ports"] = {}, {k: lk for k, lk in st["ports"].items() if k in alive}
 

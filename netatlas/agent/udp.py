@@ -35,7 +35,8 @@ _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 
 OBJECT = Path(__file__).with_name("bpf") / "udp.bpf.o"
 TRACEPOINTS = ("on_udp_send", "on_udp_recv")
-CGROUP_HOOKS = ("on_sendmsg4", "on_sendmsg6", "on_recvmsg4", "on_recvmsg6")
+CGROUP_HOOKS = ("on_sendmsg4", "on_sendmsg6", "on_recvmsg4", "on_recvmsg6", "on_bind4", "on_bind6", "on_release")
+SO_NETNS_COOKIE = 71
 COUNTERS = ("flows_full", "no_peer")        # na_udp_counters, in order
 MAX_FLOWS = 65_536
 IDLE_FORGET = 30.0                          # seconds without a datagram before a flow leaves the map
@@ -66,6 +67,17 @@ class Flow(ctypes.Structure):
 
 FLOW = struct.Struct("<IIQQ16s" + "QQQIIIIII" * 2)    # struct flow, read in bulk
 KEY_TAIL = struct.Struct("<HHH")                       # lport, rport, family after the two addresses
+
+
+LISTENER = struct.Struct("<IHH16s16s")                 # struct udp_listener
+
+
+class UdpListener(NamedTuple):
+    """A UDP socket that bound a port itself (until it is closed), with the process that bound it."""
+    ip: str
+    port: int
+    tgid: int
+    comm: str
 
 
 class UdpFlow(NamedTuple):
@@ -170,6 +182,11 @@ class UdpFlows:
             self._counters = self._map_fd("na_udp_counters")
             self._config = self._map_fd("na_udp_config")
             self._set(CFG_NETNS, self.netns)
+            self._bound = self._map_fd("na_udp_bound")
+            cookie = self._netns_cookie()
+            key, value = ctypes.c_uint32(0), ctypes.c_uint64(cookie)
+            self._check(self.lib.bpf_map_update_elem(self._map_fd("na_udp_netns_cookie"), ctypes.byref(key),
+                                                     ctypes.byref(value), 0) == 0 or None, "configure")
             for name in TRACEPOINTS:
                 prog = self._check(self.lib.bpf_object__find_program_by_name(self._obj, name.encode()), name)
                 self._links.append(self._check(self.lib.bpf_program__attach(prog), f"attach {name}"))
@@ -185,6 +202,30 @@ class UdpFlows:
             if cg >= 0:
                 os.close(cg)
 
+    def _netns_cookie(self) -> int:
+        """The observed namespace's cookie (SO_NETNS_COOKIE), which the bind hooks compare."""
+        def cookie():
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                return struct.unpack("<Q", sock.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8))[0]
+        try:
+            return in_netns(self.netns_name, cookie)
+        except OSError as e:           # a kernel before 5.14: listeners of every namespace
+            log.info("UDP listeners: no netns cookie (%s): bound ports of every namespace are seen", e)
+            return 0
+
+    def listeners(self) -> list[UdpListener]:
+        """The UDP sockets bound to a port now (of the observed namespace)."""
+        out, key, nxt, value, prev = [], ctypes.c_uint64(), ctypes.c_uint64(), ctypes.create_string_buffer(
+            LISTENER.size), None
+        while self.lib.bpf_map_get_next_key(self._bound, prev, ctypes.byref(nxt)) == 0:
+            key.value = nxt.value
+            prev = ctypes.byref(key)
+            if self.lib.bpf_map_lookup_elem(self._bound, ctypes.byref(key), value) == 0:
+                tgid, family, port, addr, comm = LISTENER.unpack(value.raw)
+                out.append(UdpListener(_address(family, addr), port, tgid,
+                                       comm.split(b"\0", 1)[0].decode(errors="replace")))
+        return out
+
     def _check(self, value, what: str):
         if not value:
             err = ctypes.get_errno() or errno.EINVAL
@@ -193,7 +234,8 @@ class UdpFlows:
 
     def _check_sizes(self) -> None:
         """Keys and values read here must be the size the object says (udp.bpf.c and this module agree)."""
-        for name, size in (("na_udp_flows", ctypes.sizeof(Flow)), ("na_udp_config", 4), ("na_udp_counters", 8)):
+        for name, size in (("na_udp_flows", ctypes.sizeof(Flow)), ("na_udp_config", 4), ("na_udp_counters", 8),
+                           ("na_udp_bound", LISTENER.size), ("na_udp_netns_cookie", 8)):
             m = self._check(self.lib.bpf_object__find_map_by_name(self._obj, name.encode()), f"map {name}")
             got = self.lib.bpf_map__value_size(m)
             if got != size:

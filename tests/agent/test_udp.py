@@ -36,7 +36,9 @@ import os, socket, sys, time
 s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
 s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
 s.bind(("::", 0))
-print(os.getpid(), s.getsockname()[1], flush=True)
+idle = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+idle.bind(("127.0.0.1", 0))               # a bound port nobody talks to
+print(os.getpid(), s.getsockname()[1], idle.getsockname()[1], flush=True)
 while True:
     s.recvfrom(100, socket.MSG_PEEK)      # a peek: the same datagram is read again below
     data, peer = s.recvfrom(100)
@@ -98,7 +100,7 @@ def scenario(tmp_path_factory):
         capped = udp.UdpFlows(f"/var/run/netns/{ns}", max_flows=3)
         server = ns_python(ns, SERVER)
         procs.append(server)
-        server_pid, port = map(int, server.stdout.readline().split())
+        server_pid, port, idle_port = map(int, server.stdout.readline().split())
         client = ns_python(ns, CLIENT, str(port), "--marker=udp-test-client")
         procs.append(client)
         truth = json.loads(client.stdout.readline())
@@ -117,7 +119,7 @@ def scenario(tmp_path_factory):
                 x.close()
         subprocess.run(["ip", "netns", "del", ns], check=False)
     window = time.strftime("%Y-%m-%dT%H:%M:00Z", time.gmtime(now))
-    return dict(records=records, window=window, port=port, server_pid=server_pid, client=truth, stats=stats,
+    return dict(records=records, window=window, port=port, idle_port=idle_port, server_pid=server_pid, client=truth, stats=stats,
                 capped_flows=capped_flows, capped_counts=capped_counts)
 
 
@@ -182,14 +184,23 @@ def test_the_next_quiet_minute_ends_every_flow(scenario):
 
 
 def test_the_udp_listener_is_a_bound_port(scenario):
+    """The echo server's port, per local address of its traffic; its idle port with its bind address."""
     s = scenario
     ports = [r for r in s["records"]["VMBoundPort"] if r["Protocol"] == "udp" and r["TimeGenerated"] == s["window"]]
-    assert {(r["Ip"], r["Port"], r["IsWildcardBind"]) for r in ports} == {("127.0.0.1", s["port"], True),
-                                                                           ("::1", s["port"], True)}
+    assert {(r["Ip"], r["Port"], r["IsWildcardBind"]) for r in ports} == {
+        ("127.0.0.1", s["port"], True), ("::1", s["port"], True), ("127.0.0.1", s["idle_port"], False)}
     server = udp_rows(s, Direction="inbound")[0]["Process"]
-    assert all(r["Process"] == server and r["PortId"].endswith(f":{s['port']}/udp") for r in ports)
-    v4 = next(r for r in ports if r["Ip"] == "127.0.0.1")
+    assert all(r["Process"] == server and r["PortId"].endswith(f":{r['Port']}/udp") for r in ports)
+    v4 = next(r for r in ports if r["Ip"] == "127.0.0.1" and r["Port"] == s["port"])
     assert (v4["BytesReceived"], v4["BytesSent"], v4["LinksEstablished"], v4["Responses"]) == (70, 60, 3, 6)
+    idle = next(r for r in ports if r["Port"] == s["idle_port"])
+    assert (idle["BytesReceived"], idle["BytesSent"], idle["LinksEstablished"], idle["LinksLive"]) == (0, 0, 0, 0)
+    # a listener is reported idle once an hour (idle_port_interval), not every minute
+    later = [r for r in s["records"]["VMBoundPort"] if r["Protocol"] == "udp" and r["TimeGenerated"] > s["window"]
+             and r["Port"] == s["idle_port"]]
+    assert later == []
+    # the client's sockets bound no port: none of them is a listener
+    assert not [r for r in s["records"]["VMBoundPort"] if r["Port"] in s["client"]["ports"]]
 
 
 def test_the_flow_cap_counts_what_does_not_fit(scenario):
@@ -303,7 +314,8 @@ def test_the_workspace_stores_them_and_the_readme_query_answers(scenario, tmp_pa
             ws.ingest(table, s["records"][table])
         rows = ws.query('VMConnection | where Protocol == "udp" and Direction == "outbound" | summarize Flows = '
                         'sum(LinksEstablished), Answers = sum(Responses) by ProcessName, DestinationPort').rows
-        ports = ws.query('VMBoundPort | where Protocol == "udp" | summarize In = sum(BytesReceived) by Port').rows
+        ports = ws.query('VMBoundPort | where Protocol == "udp" and BytesReceived > 0 | summarize In = '
+                         'sum(BytesReceived) by Port').rows
     finally:
         ws.close()
     assert [row[1:] for row in rows] == [[s["port"], 4, 7]]

@@ -16,7 +16,8 @@
 // request. Counters go to one of two slots, chosen by the epoch user space sets (na_udp_config[1]):
 // user space moves the epoch on, then reads the slot of the previous epoch: a window's counts without
 // resetting anything the kernel is writing. Only sockets of one network namespace are counted
-// (na_udp_config[0], 0 = every namespace). Build: scripts/build-bpf.sh (udp.bpf.o beside this).
+// (na_udp_config[0], 0 = every namespace). UDP sockets that bind a port (cgroup/post_bind4|6) are
+// kept in na_udp_bound until released (cgroup/sock_release): the UDP listeners. Build: scripts/build-bpf.sh (udp.bpf.o beside this).
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
@@ -73,6 +74,28 @@ struct peer {                      // an unconnected send/receive's other end, f
     __u16 family;
     __u32 pad;
 };
+
+struct udp_listener {                  // a UDP socket that bound a port itself (bind()); 40 bytes
+    __u32 tgid;
+    __u16 family;
+    __u16 port;                    // host order
+    __u8 addr[16];
+    char comm[16];
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 16384);
+    __type(key, __u64);            // socket cookie
+    __type(value, struct udp_listener);
+} na_udp_bound SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, __u64);          // the netns cookie of the observed namespace (0: every namespace)
+} na_udp_netns_cookie SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
@@ -149,6 +172,55 @@ int on_recvmsg4(struct bpf_sock_addr *ctx) { remember_peer(ctx, 0); return 1; }
 
 SEC("cgroup/recvmsg6")
 int on_recvmsg6(struct bpf_sock_addr *ctx) { remember_peer(ctx, 1); return 1; }
+
+// ---- cgroup sock hooks: UDP sockets that bound a port (the listeners), until they are released ----
+static __always_inline int wanted_sock(struct bpf_sock *ctx)
+{
+    if (ctx->protocol != IPPROTO_UDP)
+        return 0;
+    __u32 zero = 0;
+    __u64 *want = bpf_map_lookup_elem(&na_udp_netns_cookie, &zero);
+    return !want || !*want || bpf_get_netns_cookie(ctx) == *want;
+}
+
+static __always_inline void bound(struct bpf_sock *ctx, int v6)
+{
+    if (!wanted_sock(ctx))
+        return;
+    struct udp_listener l = {};
+    l.tgid = bpf_get_current_pid_tgid() >> 32;
+    bpf_get_current_comm(l.comm, sizeof(l.comm));
+    l.port = ctx->src_port;
+    if (v6) {
+        l.family = AF_INET6;
+        __u32 *a = (__u32 *)l.addr;
+        a[0] = ctx->src_ip6[0];
+        a[1] = ctx->src_ip6[1];
+        a[2] = ctx->src_ip6[2];
+        a[3] = ctx->src_ip6[3];
+    } else {
+        l.family = AF_INET;
+        *(__u32 *)l.addr = ctx->src_ip4;
+    }
+    __u64 cookie = bpf_get_socket_cookie(ctx);
+    bpf_map_update_elem(&na_udp_bound, &cookie, &l, BPF_ANY);
+}
+
+SEC("cgroup/post_bind4")
+int on_bind4(struct bpf_sock *ctx) { bound(ctx, 0); return 1; }
+
+SEC("cgroup/post_bind6")
+int on_bind6(struct bpf_sock *ctx) { bound(ctx, 1); return 1; }
+
+SEC("cgroup/sock_release")
+int on_release(struct bpf_sock *ctx)
+{
+    if (ctx->protocol == IPPROTO_UDP) {
+        __u64 cookie = bpf_get_socket_cookie(ctx);
+        bpf_map_delete_elem(&na_udp_bound, &cookie);
+    }
+    return 1;
+}
 
 // ---- tracepoints: one datagram ---------------------------------------------------------------------
 static __always_inline struct slot *slot_of(struct flow *f, __u32 epoch)
