@@ -168,6 +168,8 @@ class Collector:
                 log.info("proc connector unavailable (%s): new sockets are looked for in every process "
                          "of /proc", e)
         self._dumped = float("-inf")                       # monotonic time of the last dump (ebpf)
+        self.udp = self._udp_start()                       # UDP flows (udp.py), or None
+        self._udp_read = float("-inf")
         self._thread = threading.Thread(target=self._loop, name="netatlas-poll", daemon=True)
         if start:
             self.start()
@@ -200,7 +202,7 @@ class Collector:
         self._stop.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=10)
-        for s in (self.diag, self.destroy, self.connector, self.bpf, self.dns):
+        for s in (self.diag, self.destroy, self.connector, self.bpf, self.dns, self.udp):
             if s is not None:
                 try:
                     s.close()
@@ -228,6 +230,8 @@ class Collector:
             self._poll_bpf(now)
         else:
             self._poll_netlink(now)
+        if self.udp is not None:
+            self._poll_udp(now)
         ms = (time.monotonic() - t0) * 1000
         self.stats["polls"] += 1
         self.stats["last_poll_ms"] = round(ms, 2)
@@ -310,6 +314,48 @@ class Collector:
             self._dumped = mono
             self._dump()
             self.stats["ebpf"] = self.bpf.counters()
+
+    # ---- UDP flows (udp.py) ------------------------------------------------------------------
+    def _udp_start(self):
+        """The UDP flows' kernel half when the ``udp`` setting is on and it loads, else None (said once)."""
+        if not self.config.udp:
+            return None
+        from .udp import UdpFlows, prerequisites
+        ok, why = prerequisites()
+        if ok:
+            try:
+                return UdpFlows(self.netns, max_flows=self.config.max_udp_flows)
+            except OSError as e:
+                why = str(e)
+        log.warning("UDP flows off: %s", why)
+        return None
+
+    def _poll_udp(self, now: float | None) -> None:
+        """The UDP flows' traffic, read every ``dump_interval``, just before each minute ends, and at
+        a poll after the poll thread was told to stop (a last look)."""
+        now = time.time() if now is None else now
+        mono = time.monotonic()
+        minute_ends = int((now + self.config.poll) // 60) != int(now // 60)
+        if mono - self._udp_read < self.config.dump_interval and not minute_ends and not self._stop.is_set():
+            return
+        self._udp_read = mono
+        flows = self.udp.read()
+        owners = {}
+        for f in flows:
+            if f.tgid not in owners:
+                info = self._process(f.tgid, now, f.comm)
+                if info is not None:
+                    owners[f.tgid] = info
+        listeners = self.udp.listeners()
+        for lst in listeners:
+            if lst.tgid not in owners:
+                info = self._process(lst.tgid, now, lst.comm)
+                if info is not None:
+                    owners[lst.tgid] = info
+        with self._lock:
+            self.agg.udp_listeners(now, listeners, owners)
+            self.agg.udp_flows(now, flows, owners)
+        self.stats["udp"] = dict(self.udp.counters(), flows_read=len(flows))
 
     def _restore(self, events: list[Socket], now: float) -> tuple[list[Socket], dict[int, ProcessInfo]]:
         """Close events with the inode (and owner) a dump reported for their cookie. An outbound

@@ -261,6 +261,10 @@ SETTINGS: tuple[Setting, ...] = (
             "(RemoteDnsQuestions, RemoteDnsCanonicalNames); needs CAP_NET_RAW"),
     Setting("dns_cache_size", 10_000, "count", "most remote addresses whose DNS names are kept; past "
             "it the least recently used are forgotten and counted"),
+    Setting("udp", True, "bool", "report UDP flows (Protocol udp in VMConnection and VMBoundPort): "
+            "needs the eBPF kernel half (root, BTF, cgroup v2); off where it cannot load"),
+    Setting("max_udp_flows", 65_536, "count", "most UDP flows tracked at once (in the kernel); "
+            "datagrams of flows past it are counted, not reported"),
     Setting("netns", "", "path", "observe the network namespace at this path (/proc/PID/ns/net, "
             "/run/netns/NAME) instead of the agent's own"),
     Setting("machine_id_file", "/var/lib/netatlas-agent/machine-id", "path", "file holding this "

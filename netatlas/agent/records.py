@@ -80,6 +80,20 @@ The rules, and the heuristics where the kernel does not say:
   minute without such a record; a specific bind has IsWildcardBind = false. A port without
   traffic gets an idle record when first seen and then every ``idle_port_interval`` seconds
   (default one hour, as the demo data does; 60 gives one per minute).
+* UDP flows (``udp_flows(now, flows, owners)``, from ``udp.py``; Protocol "udp"): a flow is one
+  5-tuple (local address/port, remote address/port) of one process. Its payload bytes and responses
+  (a request then the first answer on the flow, the time between them) count in the window of the
+  call that brings them; Direction is the kernel's (inbound: the socket is a server's, it bound its
+  port or its flow began with a datagram in; else outbound), ConnectionId as TCP's. LinksEstablished
+  = flows first seen (or seen again after they ended) in the window; LinksLive = flows with a
+  datagram in the window (a connectionless flow is "open" while it talks); LinksTerminated = flows
+  whose previous window had traffic and this one none (ended by one idle minute, as a stateful
+  firewall times a UDP flow out), reported in that quiet window with no bytes; LinksFailed stays 0.
+  Over a flow's life established = terminated, as for TCP. Flows of unknown processes are counted
+  in ``unowned``. VMBoundPort (Protocol "udp", PortId ".../udp"): the inbound flows' metrics per
+  server socket and local address, in each window with traffic; a UDP socket bound to a port
+  (``udp_listeners(now, listeners, owners)``, the current ones) gets an idle record with its bind
+  address when first seen and every ``idle_port_interval`` without traffic, as TCP listeners.
 * Caps: at most ``max_connections`` tracked sockets and logical keys per window, at most
   ``max_processes`` tracked pids; what does not fit is counted in ``overflow`` (a refused cookie
   once while it stays refused; a pid over the cap still gets its deterministic Process id on its
@@ -111,6 +125,7 @@ WINDOW = 60                 # seconds per record window
 INVENTORY_INTERVAL = 3600   # seconds between a process pool's inventory records
 MAX_GAP_WINDOWS = 10        # windows without any call that still get their live links
 PROTOCOL = "tcp"
+UDP = "udp"
 INBOUND, OUTBOUND = "inbound", "outbound"
 
 PENDING = frozenset({TCP_SYN_SENT, TCP_SYN_RECV})     # not yet a connection
@@ -295,7 +310,108 @@ def is_failed_close(s: Socket) -> bool:
 
 # ---- the stage -------------------------------------------------------------------------------------
 
-class Aggregator:
+class UdpAggregate:
+    """The UDP half of the Aggregator (module doc, "UDP flows"); its state is made on first use."""
+
+    def _udp_state(self) -> dict:
+        st = self.__dict__.get("_udp")
+        if st is None:
+            st = self.__dict__["_udp"] = dict(flows={}, metrics={}, ports={}, listeners={}, reported={})
+        return st
+
+    def udp_listeners(self, now: float, listeners, owners: dict[int, ProcessInfo]) -> None:
+        """The UDP sockets bound to a port now (``udp.UdpListener``s), with the process of each tgid:
+        they replace the previous ones; each gets an idle VMBoundPort record as TCP listeners do."""
+        now = self._advance(now)
+        st = self._udp_state()
+        table: dict[PortKey, None] = {}
+        for lst in listeners:
+            info = owners.get(lst.tgid)
+            owner = self._owner(info, now) if info is not None else None
+            if owner is not None:
+                table[PortKey(owner[0], owner[1], lst.ip, lst.port)] = None
+        st["listeners"] = table
+        st["reported"] = {lk: w for lk, w in st["reported"].items() if lk in table}
+
+    def udp_flows(self, now: float, flows, owners: dict[int, ProcessInfo]) -> None:
+        """UDP flows' traffic since the last call (``udp.UdpFlow``s), with the process of each tgid."""
+        now = self._advance(now)
+        st, w = self._udp_state(), self._window
+        for f in flows:
+            info = owners.get(f.tgid)
+            if info is None:
+                self.unowned += 1
+                continue
+            owner = self._owner(info, now)
+            if owner is None or (self.exclude_loopback and is_loopback(f.src) and is_loopback(f.dst)):
+                continue
+            process, name = owner
+            if f.inbound:
+                key = LinkKey(INBOUND, process, name, f.dst, f.src, f.sport)
+                st["ports"][key] = PortKey(process, name, f.bind, f.sport)
+            else:
+                key = LinkKey(OUTBOUND, process, name, f.src, f.dst, f.dport)
+            m = st["metrics"].get(key)
+            if m is None:
+                if len(st["metrics"]) >= self.max_connections:
+                    self.overflow["connections"] += 1
+                    continue
+                m = st["metrics"][key] = Metrics()
+            flow = (f.src, f.sport, f.dst, f.dport, process)
+            known = st["flows"].get(flow)
+            if known is None or known[0] != key:
+                m.established += 1
+                if known is not None:                  # the same 5-tuple, now the other way: the old one ends
+                    st["metrics"].setdefault(known[0], Metrics()).terminated += 1
+            st["flows"][flow] = (key, w)
+            m.sent += f.sent
+            m.received += f.received
+            if f.responses:
+                m.merge(Metrics(responses=f.responses, rt_sum=f.rt_sum_ms, rt_min=f.rt_min_ms, rt_max=f.rt_max_ms))
+
+    def _udp_finish(self, base: dict, w: int) -> None:
+        """Close window w for UDP: live and ended flows, then its VMConnection and VMBoundPort records."""
+        st = self.__dict__.get("_udp")
+        if st is None:
+            return
+        metrics = st["metrics"]
+        for flow, (key, last) in list(st["flows"].items()):
+            if last >= w:
+                m = metrics.get(key)
+                if m is not None:
+                    m.live += 1
+                continue
+            del st["flows"][flow]                   # quiet for a whole window: ended
+            m = metrics.get(key)
+            if m is None:
+                if len(metrics) >= self.max_connections:
+                    self.overflow["connections"] += 1
+                    continue
+                m = metrics[key] = Metrics()
+            m.terminated += 1
+        by_port: dict[tuple[PortKey, str], Metrics] = {}
+        for key, m in metrics.items():
+            if not m.active():
+                continue
+            record = self._connection_record(base, key, m)
+            record["Protocol"] = UDP
+            self._ready["VMConnection"].append(record)
+            lk = st["ports"].get(key)
+            if lk is not None:
+                by_port.setdefault((lk, key.destination_ip), Metrics()).merge(m)
+        idle = [((lk, lk.ip), Metrics()) for lk in st["listeners"]
+                if lk not in {k for k, _ in by_port} and w - st["reported"].get(lk, -math.inf) >= self.idle_port_interval]
+        for (lk, ip), m in [*by_port.items(), *idle]:
+            record = self._port_record(base, lk, ip, m)
+            record.update(Protocol=UDP, PortId=f"{self.machine_id}/{lk.process}/{host_port(ip, lk.port)}/{UDP}")
+            self._ready["VMBoundPort"].append(record)
+            if lk in st["listeners"]:
+                st["reported"][lk] = w
+        alive = {key for key, _ in st["flows"].values()}
+        st["metrics"], st["ports"] = {}, {k: lk for k, lk in st["ports"].items() if k in alive}
+
+
+class Aggregator(UdpAggregate):
     def __init__(self, machine_id: str, computer: str, agent_id: str, *, max_connections: int = 100_000,
                  max_processes: int = 20_000, exclude_processes=frozenset(), exclude_loopback: bool = False,
                  versions: dict[str, tuple[str, str]] | None = None, idle_port_interval: int = INVENTORY_INTERVAL,
@@ -472,6 +588,7 @@ class Aggregator:
             if m.active():
                 self._ready["VMConnection"].append(self._connection_record(base, key, m))
         self._ready["VMBoundPort"].extend(self._port_records(base, w))
+        self._udp_finish(base, w)
         self._metrics, self._port_of, self._window_listeners = {}, {}, {}
 
     # ---- connections ----------------------------------------------------------------------------
