@@ -113,7 +113,7 @@ class Collector:
         self.agent_id = agent_id or load_machine_id(config.machine_id_file)
         self.machine_id = self.agent_id if self.agent_id.startswith("m-") else f"m-{self.agent_id}"
         machine = self.proc.machine()
-        self.computer = machine.fqdn or machine.hostname or socket.getfqdn()
+        self.computer = config.computer_name or machine.fqdn or machine.hostname or socket.getfqdn()
         self.dns: DnsSniffer | None = None
         self.names: Names | None = None
         if config.dns:
@@ -618,6 +618,24 @@ class Collector:
                     out.setdefault(table, []).extend(records)
             except Exception:
                 log.exception("machine records failed")
+        return {t: r for t, r in out.items() if r}
+
+
+    def final(self) -> dict[str, list[dict]]:
+        """The agent is stopping: a last look at the sockets (a dump for the byte counts of open
+        connections), then every record not flushed yet, the open minute's included (``flush(final=True)``)."""
+        self._stop.set()
+        thread = getattr(self, "_thread", None)
+        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+            thread.join(timeout=10)
+        try:
+            self.poll()
+            if self.bpf is not None:
+                self._dump()
+        except Exception:
+            log.exception("the last look at the sockets failed; the open minute goes as it stands")
+        with self._lock:
+            out = self.agg.flush(time.time(), final=True)
         return {t: r for t, r in out.items() if r}
 
 

@@ -220,6 +220,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("workspace_id", "", "text", "the workspace id (`netatlas keys list` prints it)", required=True),
     Setting("key", "", "key", "an ingest key of the workspace; prefer the file or the environment "
             "variable (a flag shows in `ps`)", required=True),
+    Setting("computer_name", "", "text", "the name this host reports as Computer in every record (default: "
+            "its fully qualified host name); give one where hosts share a hostname (containers, network "
+            "namespaces, cloned VMs). The machine id stays the data directory's own"),
     Setting("interval", 15.0, "seconds", "seconds between two batches sent to the workspace"),
     Setting("collector", "auto", "collector", "how sockets are observed: ebpf (tracepoints: every "
             "connection with the process that made it), netlink (sock_diag polling, close events, proc "

@@ -534,10 +534,16 @@ class Aggregator(UdpAggregate):
         self._advance(now)
         self._leave(pid)
 
-    def flush(self, now: float) -> dict[str, list[dict]]:
-        """The records of every window that ended at or before ``now`` (and not flushed yet)."""
+    def flush(self, now: float, final: bool = False) -> dict[str, list[dict]]:
+        """The records of every window that ended at or before ``now`` (and not flushed yet);
+        ``final`` (the agent is stopping): the open window too, closed as it stands (its open
+        connections live), with its inventory. A restart does not count them again: its first look
+        at the sockets is a baseline (``observe``)."""
         now = self._advance(now)
         cutoff = window_of(now)
+        if final and self._window is not None:
+            self._finish(self._window)
+            cutoff = self._window + WINDOW
         out, self._ready = self._ready, {t: [] for t in TABLES}
         keep = []
         for t, pool in self._inventory:

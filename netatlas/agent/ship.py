@@ -709,17 +709,39 @@ def run(config: AgentConfig, collect: Collect, *, stop: threading.Event | None =
     shipper.start()
     try:
         next_at = time.monotonic() + config.interval
-        while not stop.wait(max(0.0, next_at - time.monotonic())):
-            next_at = max(next_at + config.interval, time.monotonic())   # late: skip, do not bunch up
-            try:
-                for table, records in collect().items():
-                    shipper.enqueue(table, records)
-            except Exception:
-                shipper.stats["collect_errors"] += 1
-                log.exception("collect() failed; trying again in %g s", config.interval)
+        try:
+            while not stop.wait(max(0.0, next_at - time.monotonic())):
+                next_at = max(next_at + config.interval, time.monotonic())   # late: skip, do not bunch up
+                try:
+                    for table, records in collect().items():
+                        shipper.enqueue(table, records)
+                except Exception:
+                    shipper.stats["collect_errors"] += 1
+                    log.exception("collect() failed; trying again in %g s", config.interval)
+        except KeyboardInterrupt:
+            pass
+        last_minute(collect, shipper)
     finally:
-        shipper.close()
+        shipper.close()           # one last flush; what it cannot send stays in the spool
     return dict(shipper.stats)
+
+
+def last_minute(collect: Collect, shipper: Shipper) -> None:
+    """Stopping: the collector's open minute (``collect.final()``, where it has one) enqueued, so
+    it is sent by the last flush or kept in the spool for the next start."""
+    final = getattr(collect, "final", None)
+    if final is None:
+        return
+    try:
+        records = final()
+    except Exception:
+        shipper.stats["collect_errors"] += 1
+        log.exception("the open minute could not be closed")
+        return
+    for table, rows in records.items():
+        shipper.enqueue(table, rows)
+    log.info("netatlas agent: the open minute closed: %s",
+             ", ".join(f"{len(rows)} {table}" for table, rows in records.items()) or "nothing to send")
 
 
 # where the collector plugs in: COLLECTOR[0].COLLECTOR[1](config) -> Collect, joining the observe
