@@ -279,6 +279,8 @@ class Collector:
             if self.destroy is None:       # no close event will forget a socket: the dump does
                 self._exchanges.retain({s.cookie for s in sockets})
             sockets = self._payloads(self._orphans(sockets, owners))
+        else:
+            sockets = self._kernel_counts(sockets)
         with self._lock:
             self.agg.observe(now, sockets, owners)
         self._packages(owners)
@@ -287,6 +289,7 @@ class Collector:
         """Close events carry their owner (recorded at connect, or at the first send or receive of an
         accepted socket); a dump is taken every ``dump_interval``, just before each minute ends, and
         when a socket starts listening (before the close events: their direction depends on it)."""
+        self.bpf.set_window(int(time.time() // 60))   # exchanges' min/max are kept per minute
         closes, procs, listens = self.bpf.read()
         self.stats["close_events"] += len(closes)
         if listens:          # a new listening port: dump now, so its connections count as inbound
@@ -405,6 +408,21 @@ class Collector:
             responses, rt_sum, rt_min, rt_max = self._exchanges.observe(s, outbound, sent, received, final)
             if responses or sent != s.bytes_sent or received != s.bytes_received:
                 s = with_payload(s, sent, received, responses, rt_sum, rt_min, rt_max)
+            out.append(s)
+        return out
+
+    def _kernel_counts(self, sockets: list[Socket]) -> list[Socket]:
+        """eBPF: the sockets with the payload bytes and exchanges the kernel half counted; one open
+        before it was loaded gets tcp_info's payload bytes (``netlink.payload``) and no exchanges."""
+        out = []
+        for s in sockets:
+            if s.state != TCP_LISTEN and s.dst not in WILDCARDS:
+                c = self.bpf.counts(s.cookie)
+                if c is None:
+                    sent, received = payload(s, not self._inbound(s))
+                    s = with_payload(s, sent, received, 0, 0, 0, 0)
+                else:
+                    s = with_payload(s, c.sent, c.received, c.responses, c.rt_sum_us, c.rt_min_us, c.rt_max_us)
             out.append(s)
         return out
 
@@ -619,7 +637,6 @@ class Collector:
             except Exception:
                 log.exception("machine records failed")
         return {t: r for t, r in out.items() if r}
-
 
     def final(self) -> dict[str, list[dict]]:
         """The agent is stopping: a last look at the sockets (a dump for the byte counts of open

@@ -9,7 +9,13 @@ it through libbpf (``libbpf.so.1``, by ctypes), attaches it, and reads:
   of a socket that has no file any more; tgid/comm of its owner, 0/"" when not known),
   ``("exec" | "exit", tgid)`` process events, and ``(tgid, inode)`` of each new listening socket;
 * ``owner(cookie)`` -> tgid the kernel half recorded for an open socket (connect() caller for
-  outbound sockets, first sender/receiver for accepted ones), or 0.
+  outbound sockets, first sender/receiver for accepted ones), or 0;
+* ``counts(cookie)`` -> ``Counts`` of an open socket the kernel half follows: payload bytes (what the
+  application wrote and read: no SYN, FIN or retransmission) and request/response exchanges
+  (count, summed response time, and min/max over those completed in the current window), or None.
+
+Close events carry the same counts. ``set_window(n)`` tells the kernel half which window the
+min/max it keeps belong to (the aggregator's minute): min/max from another window read as 0.
 
 Only sockets of one network namespace are reported (``netns``: a name under /var/run/netns, a
 path, or None for the agent's own); eBPF sees them all. ``available()`` says whether this host can
@@ -35,7 +41,7 @@ log = logging.getLogger("netatlas.agent.ebpf")
 OBJECT = Path(__file__).with_name("bpf") / "collector.bpf.o"
 PROGRAMS = ("on_state", "on_recv", "on_send", "on_exec", "on_exit")
 EV_CLOSE, EV_EXEC, EV_EXIT, EV_LISTEN = 1, 2, 3, 4
-CLOSE_EVENT = struct.Struct("<IIQQQIIIIHHHBB16s16s16s")     # struct na_close_event
+CLOSE_EVENT = struct.Struct("<IIQQQQIIIIIIIIHHHBB16s16s16s")     # struct na_close_event
 PROC_EVENT = struct.Struct("<IIII")                       # struct na_proc_event
 LISTEN_EVENT = struct.Struct("<IIQ")                      # struct na_listen_event
 EVENT_SIZES = {EV_CLOSE: CLOSE_EVENT.size, EV_EXEC: PROC_EVENT.size, EV_EXIT: PROC_EVENT.size,
@@ -48,7 +54,20 @@ _PRINT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes
 
 class SockInfo(ctypes.Structure):
     """struct sock_info, the value of the na_socks map: the kernel writes all of it on a lookup."""
-    _fields_ = [("tgid", ctypes.c_uint32), ("flags", ctypes.c_uint32), ("comm", ctypes.c_char * 16)]
+    _fields_ = [("tgid", ctypes.c_uint32), ("flags", ctypes.c_uint32), ("comm", ctypes.c_char * 16),
+                ("sent", ctypes.c_uint64), ("received", ctypes.c_uint64), ("req_end_ns", ctypes.c_uint64),
+                ("resp_end_ns", ctypes.c_uint64), ("rt_sum_us", ctypes.c_uint64), ("responses", ctypes.c_uint32),
+                ("rt_min_us", ctypes.c_uint32), ("rt_max_us", ctypes.c_uint32), ("rt_epoch", ctypes.c_uint32)]
+
+
+class Counts(NamedTuple):
+    """What the kernel half counted for a socket (cumulative, but min/max: the current window's)."""
+    sent: int
+    received: int
+    responses: int
+    rt_sum_us: int
+    rt_min_us: int
+    rt_max_us: int
 
 
 class Events(NamedTuple):
@@ -152,6 +171,7 @@ class BpfEvents:
         self.bad_events = 0                    # samples of an unexpected size, dropped
         self._sample = _SAMPLE_FN(self._on_sample)
         self.netns = netns_inode(netns)
+        self.window = 0                        # na_config[1]: the window min/max belong to
         self.cpus = max(1, self.lib.libbpf_num_possible_cpus())
         path = str(obj_path or OBJECT).encode()
         try:
@@ -160,8 +180,9 @@ class BpfEvents:
             self._check_sizes()
             self._socks = self._map_fd("na_socks")
             self._counters = self._map_fd("na_counters")
+            self._config = self._map_fd("na_config")
             key, value = ctypes.c_uint32(0), ctypes.c_uint32(self.netns)
-            self._check(self.lib.bpf_map_update_elem(self._map_fd("na_config"), ctypes.byref(key),
+            self._check(self.lib.bpf_map_update_elem(self._config, ctypes.byref(key),
                                                      ctypes.byref(value), 0) == 0 or None, "configure")
             if load_only:
                 return
@@ -202,10 +223,13 @@ class BpfEvents:
             self.bad_events += 1
             return 0
         if kind == EV_CLOSE:
-            (_, tgid, cookie, acked, received, srtt, segs_in, segs_out, _ns, family, sport, dport, oldstate,
-             flags, saddr, daddr, comm) = CLOSE_EVENT.unpack_from(raw)
+            (_, tgid, cookie, sent, received, rt_sum, responses, rt_min, rt_max, epoch, srtt, segs_in, segs_out, _ns,
+             family, sport, dport, oldstate, flags, saddr, daddr, comm) = CLOSE_EVENT.unpack_from(raw)
+            if epoch != self.window:
+                rt_min = rt_max = 0
             self._closes.append((_socket(family, oldstate, _address(family, saddr), sport, _address(family, daddr),
-                                         dport, -cookie, 0, cookie, acked, received, srtt, segs_out, segs_in),
+                                         dport, -cookie, 0, cookie, sent, received, srtt, segs_out, segs_in,
+                                         responses, rt_sum, rt_min, rt_max),
                                  tgid, comm.split(b"\0", 1)[0].decode(errors="replace")))
         elif kind == EV_LISTEN:
             _, tgid, inode = LISTEN_EVENT.unpack_from(raw)
@@ -231,6 +255,24 @@ class BpfEvents:
         if self.lib.bpf_map_lookup_elem(self._socks, ctypes.byref(key), ctypes.byref(value)) != 0:
             return 0
         return value.tgid
+
+    def counts(self, cookie: int) -> Counts | None:
+        """Payload bytes and exchanges of an open socket the kernel half follows, else None (a
+        socket open before it was loaded)."""
+        key, v = ctypes.c_uint64(cookie), SockInfo()
+        if self.lib.bpf_map_lookup_elem(self._socks, ctypes.byref(key), ctypes.byref(v)) != 0:
+            return None
+        current = v.rt_epoch == self.window
+        return Counts(v.sent, v.received, v.responses, v.rt_sum_us, v.rt_min_us if current else 0,
+                      v.rt_max_us if current else 0)
+
+    def set_window(self, window: int) -> None:
+        """The window (any number that changes with it: the minute) exchanges now complete in."""
+        window &= 0xFFFFFFFF
+        if window != self.window:
+            key, value = ctypes.c_uint32(1), ctypes.c_uint32(window)
+            self.lib.bpf_map_update_elem(self._config, ctypes.byref(key), ctypes.byref(value), 0)
+            self.window = window
 
     def counters(self) -> dict[str, int]:
         """Sockets not tracked (the kernel map was full) and events lost (ring buffer full)."""

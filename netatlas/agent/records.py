@@ -41,10 +41,12 @@ The rules, and the heuristics where the kernel does not say:
   closed by an event in state SYN_SENT, or by an event in state CLOSE with no byte either way and
   at most one segment received (a RST, or nothing: a refusal or a timeout), or was seen in
   SYN_SENT and then vanished from a dump.
-* Responses (an estimate from tcp_info): one response per observation of a connection in which
-  both byte counters grew (an exchange in both directions since the last poll or, for a close
-  event, since the last poll before it), with response time = the smoothed RTT
-  (``tcpi_rtt``) rounded to whole milliseconds. One-way streams give no responses.
+* Responses, ResponseTimeMin/Max/Sum: the request/response exchanges the collector counted on the
+  socket (``Socket.responses``, ``rt_sum_us``, cumulative; ``rt_min_us``/``rt_max_us`` of the
+  current window, 0 when not known: then the mean of those exchanges stands for them), the
+  increase since the last observation going to the window; milliseconds, the sum rounded once
+  per window. eBPF counts every exchange in the kernel; netlink estimates them (netlink.Exchanges).
+  Nothing is inferred from byte counts or the round-trip time; no exchange, no ResponseTime columns.
 * Owner of a socket: ``owners[inode]``. netlink's close events carry inode 0 and state CLOSE,
   eBPF's inode -cookie and the state the socket left (ebpf.py): a tracked cookie keeps the owner
   it had; an unknown outbound one is reported only when the runner gives its owner (under its
@@ -187,21 +189,24 @@ class Metrics:
     responses: int = 0
     rt_min: int | None = None
     rt_max: int | None = None
-    rt_sum: int = 0
+    rt_sum: float = 0              # ms, rounded in columns()
 
-    def traffic(self, sent: int, received: int, rtt_us: int) -> None:
-        """Bytes since the last observation; both directions moving is one response (module doc)."""
-        sent, received = max(0, sent), max(0, received)
-        self.sent += sent
-        self.received += received
-        if sent and received and rtt_us > 0:
-            self.response(round(rtt_us / 1000))
+    def traffic(self, sent: int, received: int) -> None:
+        """Payload bytes since the last observation."""
+        self.sent += max(0, sent)
+        self.received += max(0, received)
 
-    def response(self, ms: int) -> None:
-        self.responses += 1
-        self.rt_sum += ms
-        self.rt_min = ms if self.rt_min is None else min(self.rt_min, ms)
-        self.rt_max = ms if self.rt_max is None else max(self.rt_max, ms)
+    def exchanges(self, n: int, sum_us: int, min_us: int = 0, max_us: int = 0) -> None:
+        """``n`` exchanges completed since the last observation, their response times summed (µs),
+        and the min/max of the window's exchanges (µs; 0: not known, the mean stands for them)."""
+        if n <= 0:
+            return
+        mean = max(0, sum_us) / n
+        lo, hi = round((min_us or mean) / 1000), round((max_us or mean) / 1000)
+        self.responses += n
+        self.rt_sum += max(0, sum_us) / 1000
+        self.rt_min = lo if self.rt_min is None else min(self.rt_min, lo)
+        self.rt_max = hi if self.rt_max is None else max(self.rt_max, hi)
 
     def merge(self, o: Metrics) -> None:
         for name in ("established", "terminated", "failed", "live", "sent", "received", "responses", "rt_sum"):
@@ -219,7 +224,7 @@ class Metrics:
         if failed:
             out["LinksFailed"] = self.failed
         if self.responses:
-            out.update(ResponseTimeMin=self.rt_min, ResponseTimeMax=self.rt_max, ResponseTimeSum=self.rt_sum)
+            out.update(ResponseTimeMin=self.rt_min, ResponseTimeMax=self.rt_max, ResponseTimeSum=round(self.rt_sum))
         return out
 
 
@@ -231,6 +236,8 @@ class Conn:
     established: bool
     sent: int
     received: int
+    responses: int = 0
+    rt_sum_us: int = 0
 
 
 @dataclass(slots=True)
@@ -490,13 +497,14 @@ class Aggregator(UdpAggregate):
                     self.overflow["connections"] += 1
                 continue
             established = s.state not in PENDING
-            conn = Conn(key, listener, established, s.bytes_sent, s.bytes_received)
+            conn = Conn(key, listener, established, s.bytes_sent, s.bytes_received, s.responses, s.rt_sum_us)
             self._conns[s.cookie] = conn
             if established and not self._baseline:
                 m = self._metric(key, listener)
                 if m is not None:
                     m.established += 1
-                    m.traffic(s.bytes_sent, s.bytes_received, s.rtt_us)
+                    m.traffic(s.bytes_sent, s.bytes_received)
+                    m.exchanges(s.responses, s.rt_sum_us, s.rt_min_us, s.rt_max_us)
         self._refused = refused
         for cookie in [c for c in self._conns if c not in seen]:
             conn = self._conns[cookie]
@@ -617,14 +625,18 @@ class Aggregator(UdpAggregate):
     def _update(self, conn: Conn, s: Socket, links: bool = True) -> None:
         """Counters since the last observation; a pending socket seen established is established now."""
         sent, received = s.bytes_sent - conn.sent, s.bytes_received - conn.received
+        responses = s.responses - conn.responses
         if links and not conn.established and s.state not in PENDING:
             conn.established = True
             self._count(conn, "established")
-        if sent > 0 or received > 0:
+        if sent > 0 or received > 0 or responses > 0:
             m = self._metric(conn.key, conn.listener)
             if m is not None:
-                m.traffic(sent, received, s.rtt_us)
+                m.traffic(sent, received)
+                m.exchanges(responses, s.rt_sum_us - conn.rt_sum_us, s.rt_min_us, s.rt_max_us)
         conn.sent, conn.received = max(conn.sent, s.bytes_sent), max(conn.received, s.bytes_received)
+        if responses > 0:
+            conn.responses, conn.rt_sum_us = s.responses, s.rt_sum_us
 
     def _close(self, cookie: int, conn: Conn, failed: bool) -> None:
         """A tracked socket ends: terminated if it was a connection, failed if an outbound connect."""
@@ -661,14 +673,15 @@ class Aggregator(UdpAggregate):
         m = self._metric(key, listener)
         if m is None:
             return
-        conn = Conn(key, listener, False, s.bytes_sent, s.bytes_received)
+        conn = Conn(key, listener, False, s.bytes_sent, s.bytes_received, s.responses, s.rt_sum_us)
         if key.direction == OUTBOUND and is_failed_close(s):
             m.failed += 1
         else:
             conn.established = True
             m.established += 1
             m.terminated += 1
-            m.traffic(s.bytes_sent, s.bytes_received, s.rtt_us)
+            m.traffic(s.bytes_sent, s.bytes_received)
+            m.exchanges(s.responses, s.rt_sum_us, s.rt_min_us, s.rt_max_us)
         self._remember(s.cookie, conn)
 
     def _link(self, s: Socket, owner: tuple[str, str]) -> tuple[LinkKey | None, PortKey | None]:

@@ -107,10 +107,10 @@ def test_the_object_and_this_module_agree_on_every_layout(can_load):
     """A lookup writes a whole map value into the buffer it is given (a smaller one corrupted the
     agent's memory); ring buffer events are parsed with fixed structures."""
     with ebpf.BpfEvents(load_only=True) as bpf:
-        for name, size in (("na_socks", 24), ("na_config", 4), ("na_counters", 8)):
+        for name, size in (("na_socks", 80), ("na_config", 4), ("na_counters", 8)):
             m = bpf.lib.bpf_object__find_map_by_name(bpf._obj, name.encode())
             assert bpf.lib.bpf_map__value_size(m) == size, name
-    assert ebpf.CLOSE_EVENT.size == 104 and ebpf.PROC_EVENT.size == 16 and ebpf.LISTEN_EVENT.size == 16
+    assert ebpf.CLOSE_EVENT.size == 128 and ebpf.PROC_EVENT.size == 16 and ebpf.LISTEN_EVENT.size == 16
 
 
 def test_owner_lookups_of_thousands_of_sockets(can_load, netns):

@@ -33,11 +33,15 @@ SSHD = proc(400, "/usr/sbin/sshd", "/usr/sbin/sshd -D")
 PG = proc(500, "/usr/lib/postgresql/15/bin/postgres", "postgres -D /var/lib/postgresql")
 
 
-def sock(src, sport, dst, dport, cookie, state=TCP_ESTABLISHED, inode=None, sent=0, recv=0, rtt_us=0, segs_in=0):
+def sock(src, sport, dst, dport, cookie, state=TCP_ESTABLISHED, inode=None, sent=0, recv=0, rtt_us=0, segs_in=0,
+         resp=0, rt_us=0, rt_min=0, rt_max=0):
+    """A socket as a collector reports it: payload bytes, and the exchanges it counted (``resp``,
+    ``rt_us`` cumulative; ``rt_min``/``rt_max`` of the window, 0 when not known)."""
     fam = socket.AF_INET6 if ":" in src else socket.AF_INET
     return Socket(family=fam, state=state, src=src, sport=sport, dst=dst, dport=dport,
                   inode=cookie + 10_000 if inode is None else inode, uid=0, cookie=cookie,
-                  bytes_sent=sent, bytes_received=recv, rtt_us=rtt_us, segs_in=segs_in)
+                  bytes_sent=sent, bytes_received=recv, rtt_us=rtt_us, segs_in=segs_in,
+                  responses=resp, rt_sum_us=rt_us, rt_min_us=rt_min, rt_max_us=rt_max)
 
 
 def listener(src, port, cookie):
@@ -51,7 +55,8 @@ def owned(sockets, p):
 
 def closing(s, **counters):
     """The kernel's close event for s: state CLOSE, inode 0, final counters."""
-    fields = dict(state=TCP_CLOSE, inode=0, sent=s.bytes_sent, recv=s.bytes_received, rtt_us=s.rtt_us, segs_in=5)
+    fields = dict(state=TCP_CLOSE, inode=0, sent=s.bytes_sent, recv=s.bytes_received, rtt_us=s.rtt_us, segs_in=5,
+                  resp=s.responses, rt_us=s.rt_sum_us)
     fields.update(counters)
     return sock(s.src, s.sport, s.dst, s.dport, s.cookie, **fields)
 
@@ -82,13 +87,13 @@ def by_time(records):
 def test_long_lived_connection_across_three_windows():
     a = started(agg())
     c = lambda **kw: sock(LOCAL, 40000, "10.0.0.9", 443, 1, **kw)    # noqa: E731
-    a.observe(T0 + 10, [c(sent=1000, recv=5000, rtt_us=2000)], {10001: CURL})
-    a.observe(T0 + 50, [c(sent=1500, recv=5000, rtt_us=2000)], {10001: CURL})      # one-way: no response
+    a.observe(T0 + 10, [c(sent=1000, recv=5000, resp=1, rt_us=2000, rt_min=2000, rt_max=2000)], {10001: CURL})
+    a.observe(T0 + 50, [c(sent=1500, recv=5000, resp=1, rt_us=2000)], {10001: CURL})   # no exchange since
     assert a.flush(T0 + 59.9)["VMConnection"] == []                                   # no window ended yet
-    a.observe(T0 + 70, [c(sent=3000, recv=9000, rtt_us=4400)], {10001: CURL})
+    a.observe(T0 + 70, [c(sent=3000, recv=9000, resp=2, rt_us=6400, rt_min=4400, rt_max=4400)], {10001: CURL})
     first = a.flush(T0 + 120)["VMConnection"]                                         # windows 0 and 1 ended
-    a.observe(T0 + 130, [c(sent=3000, recv=9000, rtt_us=4400)], {10001: CURL})     # idle, still open
-    a.closed(T0 + 150, [closing(c(sent=3100, recv=9100, rtt_us=900))], {})
+    a.observe(T0 + 130, [c(sent=3000, recv=9000, resp=2, rt_us=6400)], {10001: CURL})  # idle, still open
+    a.closed(T0 + 150, [closing(c(sent=3100, recv=9100, resp=3, rt_us=7300))], {})    # min/max unknown: the mean
     assert [r["TimeGenerated"] for r in first] == W[:2]
     rest = a.flush(T0 + 180)["VMConnection"]
     assert [r["TimeGenerated"] for r in rest] == W[2:3]
@@ -109,15 +114,18 @@ def test_long_lived_connection_across_three_windows():
                       Computer=HOST, AgentId=AGENT, ConnectionId=f"U({LOCAL}-10.0.0.9:443)/{p}")
 
 
-def test_responses_need_traffic_both_ways_and_an_rtt():
+def test_responses_are_the_exchanges_the_collector_counted_never_guessed_from_bytes_or_rtt():
+    """Issue 12: an RTT and both byte counters growing were taken for one response of RTT ms."""
     a = started(agg())
     c = lambda **kw: sock(LOCAL, 40000, "10.0.0.9", 443, 1, **kw)    # noqa: E731
     a.observe(T0 + 5, [c(sent=10, recv=0, rtt_us=3000)], {10001: CURL})
-    a.observe(T0 + 20, [c(sent=10, recv=50, rtt_us=3000)], {10001: CURL})         # only received grew
-    a.observe(T0 + 35, [c(sent=20, recv=90, rtt_us=0)], {10001: CURL})            # no rtt reported
-    a.observe(T0 + 50, [c(sent=30, recv=95, rtt_us=12_600)], {10001: CURL})       # 12.6 ms -> 13
+    a.observe(T0 + 20, [c(sent=20, recv=50, rtt_us=3000)], {10001: CURL})         # both grew: no exchange counted
     (r,) = a.flush(T0 + 60)["VMConnection"]
-    assert (r["Responses"], r["ResponseTimeMin"], r["ResponseTimeMax"], r["ResponseTimeSum"]) == (1, 13, 13, 13)
+    assert r["Responses"] == 0 and "ResponseTimeSum" not in r and "ResponseTimeMin" not in r
+    a.observe(T0 + 65, [c(sent=30, recv=95, resp=2, rt_us=25_200, rt_min=12_000, rt_max=13_200)], {10001: CURL})
+    a.observe(T0 + 80, [c(sent=40, recv=99, resp=3, rt_us=45_200, rt_min=12_000, rt_max=20_000)], {10001: CURL})
+    (r,) = a.flush(T0 + 120)["VMConnection"]
+    assert (r["Responses"], r["ResponseTimeMin"], r["ResponseTimeMax"], r["ResponseTimeSum"]) == (3, 12, 20, 45)
 
 
 def test_baseline_dump_is_live_not_established_and_sets_byte_counters():
@@ -137,7 +145,7 @@ def test_hundred_short_lived_connections_seen_only_as_close_events():
     a.observe(T0 + 1, [lst], {lst.inode: JAVA})
     # outbound: the runner knew each socket's inode (replace(sock, inode=...)) and its owner
     out = [sock(LOCAL, 50000 + i, "10.0.0.9", 5432, 1000 + i, state=TCP_CLOSE, sent=10, recv=20 + i,
-                rtt_us=1000, segs_in=4) for i in range(100)]
+                rtt_us=1000, segs_in=4, resp=1, rt_us=1000) for i in range(100)]
     a.closed(T0 + 30, out, {s.inode: JAVA for s in out})
     # inbound, as the kernel sends them (inode 0): the listener's process accepted them
     inbound = [sock(LOCAL, 8080, f"10.0.1.{i % 4}", 60000 + i, 2000 + i, state=TCP_CLOSE, inode=0, sent=100,
@@ -319,8 +327,8 @@ def test_wildcard_bind_reporting_rules():
     ]
     assert all(p["Process"] == java and p["ProcessName"] == "java" and p["Protocol"] == "tcp" for p in w0)
     # window 1: traffic to :8080 through two local addresses, and to the specific :9000
-    conns = [sock(LOCAL, 8080, "10.1.1.1", 50000, 1, sent=100, recv=10, rtt_us=5000),
-             sock(LOCAL, 8080, "10.1.1.2", 50001, 2, sent=200, recv=20, rtt_us=1000),
+    conns = [sock(LOCAL, 8080, "10.1.1.1", 50000, 1, sent=100, recv=10, resp=1, rt_us=5000),
+             sock(LOCAL, 8080, "10.1.1.2", 50001, 2, sent=200, recv=20, resp=1, rt_us=1000),
              sock("127.0.0.1", 8080, "127.0.0.1", 50002, 3, sent=7, recv=7),
              sock(LOCAL, 9000, "10.1.1.3", 50003, 4, sent=1, recv=1)]
     a.observe(T0 + 65, lsn + conns, {**own, **{s.inode: JAVA for s in conns}})
@@ -637,16 +645,16 @@ def scenario() -> dict[str, list[dict]]:
            listener("::", 443, 904)]
     own = {901: NGINX, 902: SSHD, 903: JAVA, 904: NGINX}
     a.observe(T0 + 1, lsn, own)
-    web = [sock(LOCAL, 80, f"203.0.113.{i}", 50000 + i, 10 + i, sent=1000 * i, recv=100, rtt_us=1500)
+    web = [sock(LOCAL, 80, f"203.0.113.{i}", 50000 + i, 10 + i, sent=1000 * i, recv=100, resp=1, rt_us=1500)
            for i in range(1, 4)]
-    v6 = sock("2001:db8::5", 443, "2001:db8::99", 50100, 20, sent=10, recv=20, rtt_us=800)
+    v6 = sock("2001:db8::5", 443, "2001:db8::99", 50100, 20, sent=10, recv=20, resp=1, rt_us=800)
     out = sock(LOCAL, 41000, "10.0.0.9", 5432, 30, sent=10, recv=10)
     syn = sock(LOCAL, 41001, "10.0.0.9", 5432, 31, state=TCP_SYN_SENT)
     conns = web + [v6, out, syn]
     owners = {**own, **{s.inode: NGINX for s in web + [v6]}, out.inode: JAVA, syn.inode: JAVA}
     a.observe(T0 + 10, lsn + conns, owners)
     a.observe(T0 + 70, lsn + web + [v6, sock(LOCAL, 41000, "10.0.0.9", 5432, 30, sent=50, recv=90,
-                                            rtt_us=2000)], owners)          # syn vanished: failed
+                                            resp=1, rt_us=2000)], owners)   # syn vanished: failed
     short = [sock(LOCAL, 80, "198.51.100.7", 51000 + i, 40 + i, state=TCP_CLOSE, inode=0, sent=5, recv=5,
                   segs_in=3) for i in range(5)]
     a.closed(T0 + 75, short + [closing(web[0], sent=1500)], {})

@@ -6,7 +6,13 @@
 //   SYN_RECV -> ESTABLISHED  (passive open, softirq)        remember it as inbound, owner unknown
 //   SYN_SENT -> ESTABLISHED                                 mark it established
 //   first send/recv in process context of an inbound one    its owner is the current tgid
-//   any -> CLOSE             emit a close event: owner, addresses, final byte counts, rtt, segments
+//   every send/recv (sock_send_length / sock_recv_length)  payload bytes (what the application wrote
+//                            and read: no SYN, FIN or retransmission), and request/response exchanges:
+//                            an exchange is delimited by the change of direction of the data; its
+//                            response time runs from the last byte of the request (out for an outbound
+//                            socket, in for an inbound one) to the last byte of the response, and is
+//                            counted when the next request starts or the socket closes
+//   any -> CLOSE             emit a close event: owner, addresses, final payload counts, exchanges, rtt
 //   CLOSE -> LISTEN          (listen(), process context)    emit a listen event: owner and inode, so
 //                            user space knows a new port is inbound before its first connection ends
 // and, per process: exec (in the namespace) and exit of a thread-group leader as events.
@@ -23,24 +29,39 @@ char LICENSE[] SEC("license") = "GPL";
 #define AF_INET 2
 #define AF_INET6 10
 #define IPPROTO_TCP 6
+#define RCV_SHUTDOWN 1
 
 enum { ST_ESTABLISHED = 1, ST_SYN_SENT = 2, ST_SYN_RECV = 3, ST_CLOSE = 7, ST_LISTEN = 10 };
 enum { F_OUTBOUND = 1, F_INBOUND = 2, F_ESTABLISHED = 4 };
 enum { EV_CLOSE = 1, EV_EXEC = 2, EV_EXIT = 3, EV_LISTEN = 4 };
 enum { C_SOCKS_FULL = 0, C_EVENTS_LOST = 1, C_NCOUNTERS = 2 };
 
-struct sock_info {
+struct sock_info {                 // 80 bytes, mirrored by ebpf.py's SockInfo
     __u32 tgid;                 // 0: not known yet
     __u32 flags;                // F_*
     char comm[16];              // the owner's name, for an owner gone before user space reads /proc
+    __u64 sent;                 // payload bytes written by the application (sock_send_length)
+    __u64 received;             // payload bytes read by it (sock_recv_length, peeks left out)
+    __u64 req_end_ns;           // the last byte of the current request (0: none yet)
+    __u64 resp_end_ns;          // the last byte of its response so far (0: no response yet)
+    __u64 rt_sum_us;            // response times of the exchanges completed, summed
+    __u32 responses;            // exchanges completed
+    __u32 rt_min_us;            // min and max over the exchanges completed in window rt_epoch
+    __u32 rt_max_us;
+    __u32 rt_epoch;             // na_config[1] when they were set: user space's current window
 };
 
-struct na_close_event {            // EV_CLOSE; 104 bytes, layout mirrored by netatlas/agent/ebpf.py
+struct na_close_event {            // EV_CLOSE; 128 bytes, layout mirrored by netatlas/agent/ebpf.py
     __u32 kind;
     __u32 tgid;
     __u64 cookie;
-    __u64 bytes_acked;
-    __u64 bytes_received;
+    __u64 bytes_acked;          // payload bytes sent (sock_info.sent)
+    __u64 bytes_received;       // payload bytes received (sock_info.received)
+    __u64 rt_sum_us;
+    __u32 responses;
+    __u32 rt_min_us;
+    __u32 rt_max_us;
+    __u32 rt_epoch;
     __u32 srtt_us;              // tcp_sock.srtt_us >> 3, as tcpi_rtt
     __u32 segs_in;
     __u32 segs_out;
@@ -82,7 +103,7 @@ struct {
 
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);
-    __uint(max_entries, 1);
+    __uint(max_entries, 2);            // [0] the network namespace's inode (0: all), [1] the window (epoch)
     __type(key, __u32);
     __type(value, __u32);
 } na_config SEC(".maps");
@@ -106,6 +127,34 @@ static __always_inline __u32 wanted_netns(void)
     __u32 zero = 0;
     __u32 *ns = bpf_map_lookup_elem(&na_config, &zero);
     return ns ? *ns : 0;
+}
+
+static __always_inline __u32 current_epoch(void)
+{
+    __u32 one = 1;
+    __u32 *ep = bpf_map_lookup_elem(&na_config, &one);
+    return ep ? *ep : 0;
+}
+
+// an exchange ends: its response time into the socket's sums, min and max (of the current window)
+static __always_inline void exchange_done(struct sock_info *info)
+{
+    if (!info->req_end_ns || !info->resp_end_ns || info->resp_end_ns < info->req_end_ns)
+        return;
+    __u32 us = (info->resp_end_ns - info->req_end_ns) / 1000;
+    __u32 epoch = current_epoch();
+    info->responses += 1;
+    info->rt_sum_us += us;
+    if (info->rt_epoch != epoch || info->rt_max_us == 0 && info->rt_min_us == 0) {
+        info->rt_epoch = epoch;
+        info->rt_min_us = info->rt_max_us = us ? us : 1;
+    } else {
+        if (us < info->rt_min_us)
+            info->rt_min_us = us ? us : 1;
+        if (us > info->rt_max_us)
+            info->rt_max_us = us;
+    }
+    info->resp_end_ns = 0;
 }
 
 static __always_inline int in_our_netns(const struct sock *sk)
@@ -153,8 +202,36 @@ static __always_inline void emit_close(struct sock *sk, __u64 cookie, int oldsta
     if (info)
         __builtin_memcpy(e->comm, info->comm, 16);
     e->cookie = cookie;
-    e->bytes_acked = BPF_CORE_READ(tp, bytes_acked);
-    e->bytes_received = BPF_CORE_READ(tp, bytes_received);
+    if (info) {
+        // data that arrived but was not read yet (the peer's FIN can end the socket before the
+        // application reads the last response): received, less the FIN itself
+        __u32 unread = BPF_CORE_READ(tp, rcv_nxt) - BPF_CORE_READ(tp, copied_seq);
+        if (unread && (BPF_CORE_READ_BITFIELD_PROBED(sk, sk_shutdown) & RCV_SHUTDOWN))
+            unread -= 1;
+        if (unread > (1U << 30))
+            unread = 0;
+        if (unread) {
+            info->received += unread;
+            if (info->req_end_ns && !(info->flags & F_INBOUND))
+                info->resp_end_ns = bpf_ktime_get_ns();   // an outbound socket's response arrived
+        }
+        exchange_done(info);                  // the response in progress ends with the socket
+        e->bytes_acked = info->sent;
+        e->bytes_received = info->received;
+        e->rt_sum_us = info->rt_sum_us;
+        e->responses = info->responses;
+        e->rt_min_us = info->rt_min_us;
+        e->rt_max_us = info->rt_max_us;
+        e->rt_epoch = info->rt_epoch;
+    } else {                                  // open before we were loaded, or the map was full:
+        // data bytes sent less those sent again (no SYN, FIN or retransmission), and received
+        e->bytes_acked = BPF_CORE_READ(tp, bytes_sent) - BPF_CORE_READ(tp, bytes_retrans);
+        e->bytes_received = BPF_CORE_READ(tp, bytes_received);
+        if (e->bytes_received && (BPF_CORE_READ_BITFIELD_PROBED(sk, sk_shutdown) & RCV_SHUTDOWN))
+            e->bytes_received -= 1;           // the peer's FIN is counted in it
+        e->rt_sum_us = 0;
+        e->responses = e->rt_min_us = e->rt_max_us = e->rt_epoch = 0;
+    }
     e->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
     e->segs_in = BPF_CORE_READ(tp, segs_in);
     e->segs_out = BPF_CORE_READ(tp, segs_out);
@@ -208,29 +285,53 @@ int BPF_PROG(on_state, struct sock *sk, int oldstate, int newstate)
     return 0;
 }
 
-static __always_inline void claim(struct sock *sk)
+#define MSG_PEEK 2
+
+// data moved by the application: its owner (the first one, for an accepted socket), the payload
+// bytes, and the exchanges (``out``: the application wrote, else it read)
+static __always_inline void data(struct sock *sk, int ret, int out)
 {
     if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
         return;
     __u64 cookie = bpf_get_socket_cookie(sk);
     struct sock_info *info = bpf_map_lookup_elem(&na_socks, &cookie);
-    if (info && !info->tgid) {
+    if (!info)
+        return;
+    if (!info->tgid) {
         info->tgid = bpf_get_current_pid_tgid() >> 32;
         bpf_get_current_comm(info->comm, sizeof(info->comm));
+    }
+    if (ret <= 0)
+        return;
+    __u64 now = bpf_ktime_get_ns();
+    if (out)
+        __sync_fetch_and_add(&info->sent, ret);
+    else
+        __sync_fetch_and_add(&info->received, ret);
+    // the request goes out from an outbound socket, comes in to an inbound one
+    int request = (info->flags & F_INBOUND) ? !out : out;
+    if (request) {
+        if (info->resp_end_ns)
+            exchange_done(info);              // the direction turned: the last exchange is over
+        info->req_end_ns = now;
+    } else if (info->req_end_ns) {
+        info->resp_end_ns = now;
     }
 }
 
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(on_recv, struct sock *sk, int ret, int flags)
 {
-    claim(sk);
+    if (flags & MSG_PEEK)
+        ret = 0;                              // a peek reads nothing away
+    data(sk, ret, 0);
     return 0;
 }
 
 SEC("tp_btf/sock_send_length")
 int BPF_PROG(on_send, struct sock *sk, int ret, int flags)
 {
-    claim(sk);
+    data(sk, ret, 1);
     return 0;
 }
 
