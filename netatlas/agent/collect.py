@@ -71,6 +71,7 @@ from collections import OrderedDict
 
 from .config import AgentConfig, load_machine_id
 from .dns import DnsSniffer, Names
+from .names import display_name
 from .model import TCP_LISTEN, TCP_SYN_RECV, TCP_TIME_WAIT, ProcessInfo, Socket
 from .netlink import ALL_STATES, DestroyListener, Exchanges, ProcConnector, SockDiag, payload, with_payload
 from .proc import Proc
@@ -412,17 +413,15 @@ class Collector:
         return out
 
     def _kernel_counts(self, sockets: list[Socket]) -> list[Socket]:
-        """eBPF: the sockets with the payload bytes and exchanges the kernel half counted; one open
-        before it was loaded gets tcp_info's payload bytes (``netlink.payload``) and no exchanges."""
+        """eBPF: the sockets with tcp_info's payload bytes (``netlink.payload``, as the close events
+        count them) and the exchanges the kernel half counted (none for one open before it was loaded)."""
         out = []
         for s in sockets:
             if s.state != TCP_LISTEN and s.dst not in WILDCARDS:
+                sent, received = payload(s, not self._inbound(s))
                 c = self.bpf.counts(s.cookie)
-                if c is None:
-                    sent, received = payload(s, not self._inbound(s))
-                    s = with_payload(s, sent, received, 0, 0, 0, 0)
-                else:
-                    s = with_payload(s, c.sent, c.received, c.responses, c.rt_sum_us, c.rt_min_us, c.rt_max_us)
+                s = (with_payload(s, sent, received, 0, 0, 0, 0) if c is None else
+                     with_payload(s, sent, received, c.responses, c.rt_sum_us, c.rt_min_us, c.rt_max_us))
             out.append(s)
         return out
 
@@ -532,10 +531,22 @@ class Collector:
         except OSError:
             if cached is not None:
                 return cached[1]
-            if not comm:
+            execd = self.bpf.execs.get(pid) if self.bpf is not None else None
+            if execd is not None and execd[0]:
+                # gone before we looked, but its exec was seen: the program and arguments it ran
+                path, argv = execd
+                name = os.path.basename(path)
+                info = ProcessInfo(pid, 0, name, path, " ".join(argv), "", 0, "", 0.0,
+                                   display=display_name(name, argv))
+            elif not comm:
                 return None
-            # gone before we looked (a short-lived client): its name is what is left
-            info = ProcessInfo(pid, 0, comm, "", "", "", 0, "", 0.0)
+            else:   # gone before we looked (a short-lived client): its name is what is left
+                info = ProcessInfo(pid, 0, comm, "", "", "", 0, "", 0.0)
+        execd = self.bpf.execs.get(pid) if self.bpf is not None and not info.exe and not info.cmdline else None
+        if execd is not None and execd[0]:      # caught exiting (memory gone): what it exec'd
+            info.exe, info.cmdline = execd[0], " ".join(execd[1])
+            info.name = os.path.basename(execd[0])
+            info.display = display_name(info.name, execd[1])
         if not info.exe and not info.cmdline and pid in self._forked and depth < 4:
             # a forked child caught exiting (its memory, so exe and command line, already gone, its
             # fds not yet): it runs its parent's program, having exec'd nothing since (proc connector)

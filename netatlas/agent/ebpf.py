@@ -10,11 +10,12 @@ it through libbpf (``libbpf.so.1``, by ctypes), attaches it, and reads:
   ``("exec" | "exit", tgid)`` process events, and ``(tgid, inode)`` of each new listening socket;
 * ``owner(cookie)`` -> tgid the kernel half recorded for an open socket (connect() caller for
   outbound sockets, first sender/receiver for accepted ones), or 0;
-* ``counts(cookie)`` -> ``Counts`` of an open socket the kernel half follows: payload bytes (what the
-  application wrote and read: no SYN, FIN or retransmission) and request/response exchanges
-  (count, summed response time, and min/max over those completed in the current window), or None.
+* ``counts(cookie)`` -> ``Counts`` of an open socket the kernel half follows: its request/response
+  exchanges (count, summed response time, and min/max over those completed in the current
+  window), or None.
 
-Close events carry the same counts. ``set_window(n)`` tells the kernel half which window the
+Close events carry the same counts, and payload bytes (tcp_sock's data bytes, retransmissions
+once, the peer's FIN left out). ``set_window(n)`` tells the kernel half which window the
 min/max it keeps belong to (the aggregator's minute): min/max from another window read as 0.
 
 Only sockets of one network namespace are reported (``netns``: a name under /var/run/netns, a
@@ -30,6 +31,7 @@ import logging
 import os
 import socket
 import struct
+from collections import OrderedDict
 from pathlib import Path
 from typing import NamedTuple
 
@@ -42,9 +44,11 @@ OBJECT = Path(__file__).with_name("bpf") / "collector.bpf.o"
 PROGRAMS = ("on_state", "on_recv", "on_send", "on_exec", "on_exit")
 EV_CLOSE, EV_EXEC, EV_EXIT, EV_LISTEN = 1, 2, 3, 4
 CLOSE_EVENT = struct.Struct("<IIQQQQIIIIIIIIHHHBB16s16s16s")     # struct na_close_event
-PROC_EVENT = struct.Struct("<IIII")                       # struct na_proc_event
+PROC_EVENT = struct.Struct("<IIII")                       # struct na_proc_event (exit)
+EXEC_EVENT = struct.Struct("<IIII256s512s")               # struct na_exec_event
+EXECS_KEPT = 4096                                          # exec'd programs remembered (execs)
 LISTEN_EVENT = struct.Struct("<IIQ")                      # struct na_listen_event
-EVENT_SIZES = {EV_CLOSE: CLOSE_EVENT.size, EV_EXEC: PROC_EVENT.size, EV_EXIT: PROC_EVENT.size,
+EVENT_SIZES = {EV_CLOSE: CLOSE_EVENT.size, EV_EXEC: EXEC_EVENT.size, EV_EXIT: PROC_EVENT.size,
                EV_LISTEN: LISTEN_EVENT.size}
 COUNTERS = ("socks_full", "events_lost")                  # the na_counters array, in order
 
@@ -55,15 +59,13 @@ _PRINT_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes
 class SockInfo(ctypes.Structure):
     """struct sock_info, the value of the na_socks map: the kernel writes all of it on a lookup."""
     _fields_ = [("tgid", ctypes.c_uint32), ("flags", ctypes.c_uint32), ("comm", ctypes.c_char * 16),
-                ("sent", ctypes.c_uint64), ("received", ctypes.c_uint64), ("req_end_ns", ctypes.c_uint64),
+                ("req_end_ns", ctypes.c_uint64),
                 ("resp_end_ns", ctypes.c_uint64), ("rt_sum_us", ctypes.c_uint64), ("responses", ctypes.c_uint32),
                 ("rt_min_us", ctypes.c_uint32), ("rt_max_us", ctypes.c_uint32), ("rt_epoch", ctypes.c_uint32)]
 
 
 class Counts(NamedTuple):
-    """What the kernel half counted for a socket (cumulative, but min/max: the current window's)."""
-    sent: int
-    received: int
+    """The exchanges the kernel half counted for a socket (cumulative, but min/max: the current window's)."""
     responses: int
     rt_sum_us: int
     rt_min_us: int
@@ -172,6 +174,9 @@ class BpfEvents:
         self._sample = _SAMPLE_FN(self._on_sample)
         self.netns = netns_inode(netns)
         self.window = 0                        # na_config[1]: the window min/max belong to
+        # tgid -> (program path, argv) at exec time, the newest EXECS_KEPT: the identity of a
+        # process gone before /proc could be read (a client that lived 30 ms)
+        self.execs: OrderedDict[int, tuple[str, list[str]]] = OrderedDict()
         self.cpus = max(1, self.lib.libbpf_num_possible_cpus())
         path = str(obj_path or OBJECT).encode()
         try:
@@ -234,9 +239,18 @@ class BpfEvents:
         elif kind == EV_LISTEN:
             _, tgid, inode = LISTEN_EVENT.unpack_from(raw)
             self._listens.append((tgid, inode))
-        elif kind in (EV_EXEC, EV_EXIT):
+        elif kind == EV_EXEC:
+            _, tgid, _pid, n, path, args = EXEC_EVENT.unpack_from(raw)
+            argv = args[:n].rstrip(b"\0").decode("utf-8", "replace").split("\0") if n else []
+            path = path.split(b"\0", 1)[0].decode("utf-8", "replace")
+            self.execs[tgid] = (os.path.realpath(path) if path.startswith("/") else path, argv)
+            self.execs.move_to_end(tgid)
+            while len(self.execs) > EXECS_KEPT:
+                self.execs.popitem(last=False)
+            self._procs.append(("exec", tgid))
+        elif kind == EV_EXIT:
             _, tgid, _pid, _ = PROC_EVENT.unpack_from(raw)
-            self._procs.append(("exec" if kind == EV_EXEC else "exit", tgid))
+            self._procs.append(("exit", tgid))
         return 0
 
     def read(self) -> Events:
@@ -257,13 +271,13 @@ class BpfEvents:
         return value.tgid
 
     def counts(self, cookie: int) -> Counts | None:
-        """Payload bytes and exchanges of an open socket the kernel half follows, else None (a
-        socket open before it was loaded)."""
+        """The exchanges of an open socket the kernel half follows, else None (a socket open
+        before it was loaded)."""
         key, v = ctypes.c_uint64(cookie), SockInfo()
         if self.lib.bpf_map_lookup_elem(self._socks, ctypes.byref(key), ctypes.byref(v)) != 0:
             return None
         current = v.rt_epoch == self.window
-        return Counts(v.sent, v.received, v.responses, v.rt_sum_us, v.rt_min_us if current else 0,
+        return Counts(v.responses, v.rt_sum_us, v.rt_min_us if current else 0,
                       v.rt_max_us if current else 0)
 
     def set_window(self, window: int) -> None:

@@ -6,13 +6,14 @@
 //   SYN_RECV -> ESTABLISHED  (passive open, softirq)        remember it as inbound, owner unknown
 //   SYN_SENT -> ESTABLISHED                                 mark it established
 //   first send/recv in process context of an inbound one    its owner is the current tgid
-//   every send/recv (sock_send_length / sock_recv_length)  payload bytes (what the application wrote
-//                            and read: no SYN, FIN or retransmission), and request/response exchanges:
+//   every send/recv (sock_send_length / sock_recv_length)  request/response exchanges:
 //                            an exchange is delimited by the change of direction of the data; its
 //                            response time runs from the last byte of the request (out for an outbound
 //                            socket, in for an inbound one) to the last byte of the response, and is
 //                            counted when the next request starts or the socket closes
-//   any -> CLOSE             emit a close event: owner, addresses, final payload counts, exchanges, rtt
+//   any -> CLOSE             emit a close event: owner, addresses, payload bytes (tcp_sock's data bytes
+//                            sent less those sent again, and received less the peer's FIN: no SYN, FIN
+//                            or retransmission), exchanges, rtt
 //   CLOSE -> LISTEN          (listen(), process context)    emit a listen event: owner and inode, so
 //                            user space knows a new port is inbound before its first connection ends
 // and, per process: exec (in the namespace) and exit of a thread-group leader as events.
@@ -36,12 +37,10 @@ enum { F_OUTBOUND = 1, F_INBOUND = 2, F_ESTABLISHED = 4 };
 enum { EV_CLOSE = 1, EV_EXEC = 2, EV_EXIT = 3, EV_LISTEN = 4 };
 enum { C_SOCKS_FULL = 0, C_EVENTS_LOST = 1, C_NCOUNTERS = 2 };
 
-struct sock_info {                 // 80 bytes, mirrored by ebpf.py's SockInfo
+struct sock_info {                 // 64 bytes, mirrored by ebpf.py's SockInfo
     __u32 tgid;                 // 0: not known yet
     __u32 flags;                // F_*
     char comm[16];              // the owner's name, for an owner gone before user space reads /proc
-    __u64 sent;                 // payload bytes written by the application (sock_send_length)
-    __u64 received;             // payload bytes read by it (sock_recv_length, peeks left out)
     __u64 req_end_ns;           // the last byte of the current request (0: none yet)
     __u64 resp_end_ns;          // the last byte of its response so far (0: no response yet)
     __u64 rt_sum_us;            // response times of the exchanges completed, summed
@@ -55,8 +54,8 @@ struct na_close_event {            // EV_CLOSE; 128 bytes, layout mirrored by ne
     __u32 kind;
     __u32 tgid;
     __u64 cookie;
-    __u64 bytes_acked;          // payload bytes sent (sock_info.sent)
-    __u64 bytes_received;       // payload bytes received (sock_info.received)
+    __u64 bytes_acked;          // payload bytes sent: data bytes sent less retransmitted
+    __u64 bytes_received;       // payload bytes received: data bytes received less the peer's FIN
     __u64 rt_sum_us;
     __u32 responses;
     __u32 rt_min_us;
@@ -76,11 +75,22 @@ struct na_close_event {            // EV_CLOSE; 128 bytes, layout mirrored by ne
     char comm[16];
 };
 
-struct na_proc_event {             // EV_EXEC / EV_EXIT; 16 bytes
+struct na_proc_event {             // EV_EXIT; 16 bytes
     __u32 kind;
     __u32 tgid;
     __u32 pid;
     __u32 pad;
+};
+
+#define EXEC_PATH 256
+#define EXEC_ARGS 512
+struct na_exec_event {             // EV_EXEC; 784 bytes: the program and its arguments at exec time,
+    __u32 kind;                    // so a process gone before user space reads /proc keeps its identity
+    __u32 tgid;
+    __u32 pid;
+    __u32 args_len;             // bytes of args used (NUL-separated, as /proc/PID/cmdline)
+    char path[EXEC_PATH];       // the file exec'd (bprm->filename)
+    char args[EXEC_ARGS];
 };
 
 struct na_listen_event {           // EV_LISTEN; 16 bytes
@@ -202,33 +212,26 @@ static __always_inline void emit_close(struct sock *sk, __u64 cookie, int oldsta
     if (info)
         __builtin_memcpy(e->comm, info->comm, 16);
     e->cookie = cookie;
+    // tcp_sock's data bytes (no SYN or FIN), retransmissions once; the peer's FIN is counted in
+    // bytes_received (Linux >= 4.19 for bytes_sent / bytes_retrans, as CO-RE relocates them)
+    int fin = (BPF_CORE_READ_BITFIELD_PROBED(sk, sk_shutdown) & RCV_SHUTDOWN) != 0;
+    e->bytes_acked = BPF_CORE_READ(tp, bytes_sent) - BPF_CORE_READ(tp, bytes_retrans);
+    e->bytes_received = BPF_CORE_READ(tp, bytes_received);
+    if (fin && e->bytes_received)
+        e->bytes_received -= 1;
     if (info) {
         // data that arrived but was not read yet (the peer's FIN can end the socket before the
-        // application reads the last response): received, less the FIN itself
+        // application reads the last response): the response of an outbound socket is in
         __u32 unread = BPF_CORE_READ(tp, rcv_nxt) - BPF_CORE_READ(tp, copied_seq);
-        if (unread && (BPF_CORE_READ_BITFIELD_PROBED(sk, sk_shutdown) & RCV_SHUTDOWN))
-            unread -= 1;
-        if (unread > (1U << 30))
-            unread = 0;
-        if (unread) {
-            info->received += unread;
-            if (info->req_end_ns && !(info->flags & F_INBOUND))
-                info->resp_end_ns = bpf_ktime_get_ns();   // an outbound socket's response arrived
-        }
+        if (unread > (__u32)fin && unread < (1U << 30) && info->req_end_ns && !(info->flags & F_INBOUND))
+            info->resp_end_ns = bpf_ktime_get_ns();
         exchange_done(info);                  // the response in progress ends with the socket
-        e->bytes_acked = info->sent;
-        e->bytes_received = info->received;
         e->rt_sum_us = info->rt_sum_us;
         e->responses = info->responses;
         e->rt_min_us = info->rt_min_us;
         e->rt_max_us = info->rt_max_us;
         e->rt_epoch = info->rt_epoch;
-    } else {                                  // open before we were loaded, or the map was full:
-        // data bytes sent less those sent again (no SYN, FIN or retransmission), and received
-        e->bytes_acked = BPF_CORE_READ(tp, bytes_sent) - BPF_CORE_READ(tp, bytes_retrans);
-        e->bytes_received = BPF_CORE_READ(tp, bytes_received);
-        if (e->bytes_received && (BPF_CORE_READ_BITFIELD_PROBED(sk, sk_shutdown) & RCV_SHUTDOWN))
-            e->bytes_received -= 1;           // the peer's FIN is counted in it
+    } else {                                  // open before we were loaded, or the map was full
         e->rt_sum_us = 0;
         e->responses = e->rt_min_us = e->rt_max_us = e->rt_epoch = 0;
     }
@@ -287,8 +290,8 @@ int BPF_PROG(on_state, struct sock *sk, int oldstate, int newstate)
 
 #define MSG_PEEK 2
 
-// data moved by the application: its owner (the first one, for an accepted socket), the payload
-// bytes, and the exchanges (``out``: the application wrote, else it read)
+// data moved by the application: its owner (the first one, for an accepted socket) and the
+// exchanges (``out``: the application wrote, else it read)
 static __always_inline void data(struct sock *sk, int ret, int out)
 {
     if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
@@ -304,10 +307,6 @@ static __always_inline void data(struct sock *sk, int ret, int out)
     if (ret <= 0)
         return;
     __u64 now = bpf_ktime_get_ns();
-    if (out)
-        __sync_fetch_and_add(&info->sent, ret);
-    else
-        __sync_fetch_and_add(&info->received, ret);
     // the request goes out from an outbound socket, comes in to an inbound one
     int request = (info->flags & F_INBOUND) ? !out : out;
     if (request) {
@@ -355,7 +354,26 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
     __u32 want = wanted_netns();
     if (want && BPF_CORE_READ(p, nsproxy, net_ns, ns.inum) != want)
         return 0;
-    emit_proc(EV_EXEC, BPF_CORE_READ(p, tgid), BPF_CORE_READ(p, pid));
+    struct na_exec_event *e = bpf_ringbuf_reserve(&na_events, sizeof(*e), 0);
+    if (!e) {
+        count(C_EVENTS_LOST);
+        return 0;
+    }
+    e->kind = EV_EXEC;
+    e->tgid = BPF_CORE_READ(p, tgid);
+    e->pid = BPF_CORE_READ(p, pid);
+    e->args_len = 0;
+    e->path[0] = 0;
+    bpf_probe_read_kernel_str(e->path, sizeof(e->path), BPF_CORE_READ(bprm, filename));
+    // the new program's arguments, just written to its stack by execve (current is the new task)
+    unsigned long start = BPF_CORE_READ(p, mm, arg_start), end = BPF_CORE_READ(p, mm, arg_end);
+    unsigned long len = end > start ? end - start : 0;
+    if (len > EXEC_ARGS)
+        len = EXEC_ARGS;
+    if (len && bpf_probe_read_user(e->args, len & (EXEC_ARGS - 1) ? len & (EXEC_ARGS - 1) : EXEC_ARGS,
+                                   (const void *)start) == 0)
+        e->args_len = len;
+    bpf_ringbuf_submit(e, 0);
     return 0;
 }
 
