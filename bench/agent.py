@@ -34,10 +34,10 @@ ROOT = Path(__file__).resolve().parents[1]
 AGENT = r'''
 import json, sys, tempfile, time
 from netatlas.agent.config import AgentConfig
-from netatlas.agent.collect import Collector
+from netatlas.agent.collect import collector
 port, poll, kind, udp_port = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 d = tempfile.mkdtemp()
-c = Collector(AgentConfig(workspace_url="http://127.0.0.1:9", workspace_id="bench", key="YmVuY2g=",
+c = collector(AgentConfig(workspace_url="http://127.0.0.1:9", workspace_id="bench", key="YmVuY2g=",
                           poll=poll, collector=kind, spool=d + "/spool", machine_id_file=d + "/machine-id"))
 counts = {"established": 0, "terminated": 0, "failed": 0, "records": 0, "udp": 0}
 def take(out):
@@ -58,9 +58,7 @@ while True:                       # collect() every 15 s, as `agent run` does, u
         sys.stdin.readline()
         break
 time.sleep(2 * poll)              # the last close events
-c._stop.set(); c._thread.join()
-c.poll()
-take(c.agg.flush(time.time() + 120))     # close the open window
+take(c.final())                   # a last look, and the open window closed
 print(json.dumps(dict(counts, stats=c.stats, unowned=c.agg.unowned, overflow=c.agg.overflow)), flush=True)
 '''
 

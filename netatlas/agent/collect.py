@@ -65,6 +65,7 @@ import dataclasses
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -667,9 +668,33 @@ class Collector:
         return {t: r for t, r in out.items() if r}
 
 
-def collector(config: AgentConfig) -> Collector:
-    """The host's ``Collect`` for ``ship.run`` (starts its poll thread)."""
-    return Collector(config)
+def collector(config: AgentConfig):
+    """The host's ``Collect`` for ``ship.run`` (starts its poll thread): ``Collector`` (eBPF or
+    netlink), or ``portable.PortableCollector`` when asked for (psutil) or, with auto, where
+    neither runs (not Linux, no sock_diag)."""
+    from .portable import PortableCollector, available
+    if config.collector == "psutil":
+        return PortableCollector(config)
+    if config.collector == "auto" and (sys.platform != "linux" or os.environ.get(NO_NETLINK_ENV)):
+        ok, why = available()
+        if ok:
+            log.info("collector: psutil (netlink and eBPF unavailable: %s)",
+                     "not Linux" if sys.platform != "linux" else f"{NO_NETLINK_ENV} is set")
+            return PortableCollector(config)
+        log.warning("collector: none runs here (not Linux, and %s)", why)
+    try:
+        return Collector(config)
+    except OSError as e:
+        ok, why = available()
+        if config.collector != "auto" or not ok:
+            raise
+        log.info("collector: psutil (netlink unavailable: %s)", e)
+        return PortableCollector(config)
+
+
+# set (to anything) to make auto behave as on a host without netlink or eBPF (tests, containers
+# whose seccomp profile refuses sock_diag)
+NO_NETLINK_ENV = "NETATLAS_AGENT_NO_NETLINK"
 
 
 __all__ = ["Collector", "collector", "TABLES"]

@@ -148,7 +148,7 @@ def _key(value) -> str:
     return text
 
 
-COLLECTORS = ("auto", "netlink", "ebpf")
+COLLECTORS = ("auto", "netlink", "ebpf", "psutil")
 
 
 def _collector(value) -> str:
@@ -226,7 +226,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("interval", 15.0, "seconds", "seconds between two batches sent to the workspace"),
     Setting("collector", "auto", "collector", "how sockets are observed: ebpf (tracepoints: every "
             "connection with the process that made it), netlink (sock_diag polling, close events, proc "
-            "connector: runs everywhere) or auto (ebpf where the kernel allows, else netlink)"),
+            "connector: runs on any Linux), psutil (the connection table: any OS psutil supports; no bytes, responses or failed links) or auto (ebpf where the kernel allows, else netlink, else psutil)"),
     Setting("poll", 1.0, "seconds", "seconds between two looks at the host's sockets and processes"),
     Setting("dump_interval", 10.0, "seconds", "with the ebpf collector: seconds between two sock_diag "
             "dumps (byte counts of open connections; one is also taken just before each minute ends)"),

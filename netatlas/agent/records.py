@@ -423,8 +423,12 @@ class Aggregator(UdpAggregate):
                  max_processes: int = 20_000, exclude_processes=frozenset(), exclude_loopback: bool = False,
                  versions: dict[str, tuple[str, str]] | None = None, idle_port_interval: int = INVENTORY_INTERVAL,
                  agent_version: str = "",
-                 names: Callable[[str, float], tuple[list[str], list[str]]] | None = None):
+                 names: Callable[[str, float], tuple[list[str], list[str]]] | None = None,
+                 unmeasured: frozenset[str] = frozenset()):
         self.machine_id = machine_id
+        # the VMConnection / VMBoundPort columns the collector cannot measure (``UNMEASURED`` of
+        # portable.py): left out of the records (empty in the workspace), never reported as 0
+        self.unmeasured = frozenset(unmeasured)
         self.computer = computer
         self.agent_id = agent_id
         self.max_connections = max_connections
@@ -694,11 +698,14 @@ class Aggregator(UdpAggregate):
             return LinkKey(INBOUND, process, name, s.dst, s.src, s.sport), hit[1]
         return LinkKey(OUTBOUND, process, name, s.src, s.dst, s.dport), None
 
+    def _measured(self, columns: dict) -> dict:
+        return {c: v for c, v in columns.items() if c not in self.unmeasured} if self.unmeasured else columns
+
     def _connection_record(self, base: dict, key: LinkKey, m: Metrics) -> dict:
         record = dict(base, Direction=key.direction, Process=key.process, ProcessName=key.process_name,
                       SourceIp=key.source_ip, DestinationIp=key.destination_ip,
                       DestinationPort=key.destination_port, Protocol=PROTOCOL, RemoteIp=key.remote_ip,
-                      ConnectionId=connection_id(key), **m.columns())
+                      ConnectionId=connection_id(key), **self._measured(m.columns()))
         if self.names is not None and key.direction == OUTBOUND:
             questions, canonical = self.names(key.remote_ip, self._clock)
             if questions:
@@ -755,7 +762,7 @@ class Aggregator(UdpAggregate):
     def _port_record(self, base: dict, lk: PortKey, ip: str, m: Metrics) -> dict:
         return dict(base, Process=lk.process, ProcessName=lk.process_name, Ip=ip, Port=lk.port, Protocol=PROTOCOL,
                     PortId=f"{self.machine_id}/{lk.process}/{host_port(ip, lk.port)}/{PROTOCOL}",
-                    IsWildcardBind=lk.ip in WILDCARD_ADDRESSES, **m.columns(failed=False))
+                    IsWildcardBind=lk.ip in WILDCARD_ADDRESSES, **self._measured(m.columns(failed=False)))
 
     # ---- processes ----------------------------------------------------------------------------------
     def _excluded(self, info: ProcessInfo) -> bool:
