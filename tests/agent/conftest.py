@@ -1,4 +1,5 @@
 """The agent's tests. ``fixtures/`` holds captured /proc trees and netlink bytes, not tests."""
+import contextlib
 import os
 import shutil
 import subprocess
@@ -9,19 +10,34 @@ import pytest
 collect_ignore = ["fixtures"]
 
 
-@pytest.fixture
-def netns():
-    """A fresh network namespace (its name), with lo up; deleted afterwards."""
+@contextlib.contextmanager
+def new_netns(prefix: str = "netatlas-test"):
+    """A fresh network namespace (its name), with lo up, deleted on exit; skips, saying why, where
+    one cannot be made."""
     if os.geteuid() != 0:
         print("skipping: network namespaces need root")
         pytest.skip("network namespaces need root")
     if shutil.which("ip") is None:
         print("skipping: no ip(8) (iproute2) to create a network namespace")
         pytest.skip("no ip(8) (iproute2) to create a network namespace")
-    name = f"netatlas-test-{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:
         subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
         yield name
     finally:
         subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+@pytest.fixture
+def netns():
+    """A fresh network namespace (its name), with lo up; deleted afterwards."""
+    with new_netns() as name:
+        yield name
+
+
+@pytest.fixture(scope="module")
+def module_netns():
+    """The same, shared by a module's tests (one scenario, several checks)."""
+    with new_netns() as name:
+        yield name

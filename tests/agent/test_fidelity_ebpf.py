@@ -89,40 +89,30 @@ def in_ns(netns: str, code: str, *args: str) -> subprocess.Popen:
 
 
 @pytest.fixture(scope="module")
-def captured(tmp_path_factory):
+def captured(tmp_path_factory, module_netns):
     """The ground truth and the collector's VMConnection records of the scenario."""
     ok, why = ebpf.available()
     if not ok:
         print(f"skipping: eBPF unavailable: {why}")
         pytest.skip(f"eBPF unavailable: {why}")
-    import os
-    import uuid
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root")
-    netns = f"netatlas-fid-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", netns], check=True)
-    tmp = tmp_path_factory.mktemp("fidelity")
+    netns, tmp = module_netns, tmp_path_factory.mktemp("fidelity")
+    config = AgentConfig(workspace_url="http://127.0.0.1:9", workspace_id="t", key="dGVzdA==",
+                         collector="ebpf", netns=f"/var/run/netns/{netns}", spool=str(tmp / "spool"),
+                         machine_id_file=str(tmp / "machine-id"), poll=0.5, dns=False, udp=False)
+    c = Collector(config)
+    server = in_ns(netns, SERVER, str(DELAYS["fast"]), str(DELAYS["slow"]))
     try:
-        subprocess.run(["ip", "-n", netns, "link", "set", "lo", "up"], check=True)
-        config = AgentConfig(workspace_url="http://127.0.0.1:9", workspace_id="t", key="dGVzdA==",
-                             collector="ebpf", netns=f"/var/run/netns/{netns}", spool=str(tmp / "spool"),
-                             machine_id_file=str(tmp / "machine-id"), poll=0.5, dns=False, udp=False)
-        c = Collector(config)
-        server = in_ns(netns, SERVER, str(DELAYS["fast"]), str(DELAYS["slow"]))
-        try:
-            fast, slow = map(int, server.stdout.readline().split())
-            time.sleep(1.5)                            # the collector's baseline dump: the listeners
-            client = in_ns(netns, CLIENT, str(fast), str(slow), str(ROUNDS), str(EVERY), str(SHORT))
-            made = json.loads(client.stdout.readline())
-            client.wait(timeout=60)
-            time.sleep(1)
-            records = c.final()["VMConnection"]
-        finally:
-            server.kill()
-            server.wait()
-            c.close()
+        fast, slow = map(int, server.stdout.readline().split())
+        time.sleep(1.5)                            # the collector's baseline dump: the listeners
+        client = in_ns(netns, CLIENT, str(fast), str(slow), str(ROUNDS), str(EVERY), str(SHORT))
+        made = json.loads(client.stdout.readline())
+        client.wait(timeout=60)
+        time.sleep(1)
+        records = c.final()["VMConnection"]
     finally:
-        subprocess.run(["ip", "netns", "del", netns], check=False)
+        server.kill()
+        server.wait()
+        c.close()
     return dict(made=made, ports={"fast": fast, "slow": slow}, records=records)
 
 

@@ -61,21 +61,6 @@ print(json.dumps({"kind": c.kind, "port": port, "client": client.pid, "records":
 '''
 
 
-@pytest.fixture(scope="module")
-def netns_name():
-    if os.geteuid() != 0:
-        print("skipping: network namespaces need root")
-        pytest.skip("network namespaces need root")
-    import uuid
-    name = f"netatlas-ps-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
-
-
 def collect(netns: str, kind: str, **env) -> dict:
     p = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", COLLECT, kind, SERVER, CLIENT],
                        capture_output=True, text=True, timeout=120, cwd=ROOT,
@@ -85,8 +70,8 @@ def collect(netns: str, kind: str, **env) -> dict:
 
 
 @pytest.fixture(scope="module")
-def psutil_run(netns_name):
-    return collect(netns_name, "psutil")
+def psutil_run(module_netns):
+    return collect(module_netns, "psutil")
 
 
 def test_connections_made_after_its_first_look_are_established_with_their_process(psutil_run):
@@ -117,8 +102,8 @@ def test_the_machine_comes_from_psutil(psutil_run):
     assert psutil_run["kind"] == "psutil"
 
 
-def test_auto_picks_it_where_netlink_is_unavailable(netns_name):
-    run = collect(netns_name, "auto", NETATLAS_AGENT_NO_NETLINK="1")
+def test_auto_picks_it_where_netlink_is_unavailable(module_netns):
+    run = collect(module_netns, "auto", NETATLAS_AGENT_NO_NETLINK="1")
     assert run["kind"] == "psutil"
     out = [r for r in run["records"]["VMConnection"] if r["DestinationPort"] == run["port"]]
     assert out and not any("BytesSent" in r for r in out)
