@@ -6,8 +6,8 @@
 A load generator keeps ``--open`` connections open and opens ``--rate`` new short connections a
 second (connect, send 10 bytes, close) and ``--udp-rate`` new UDP sockets a second (each sends a
 10-byte request and waits for its 10-byte answer, as a DNS lookup does; the flows expected are the
-distinct minute and local port pairs, a port reused to the same server within a minute being the
-same flow) for ``--seconds``,
+agent's new flows: the distinct minute and local port pairs whose port had no datagram the minute
+before, a port reused to the same server within a minute, or the next, being the same flow) for ``--seconds``,
 against a server in another process. The
 agent's collector (``netatlas.agent.collect.Collector``, the one `netatlas agent run` uses, without
 the shipper) runs in a third process, once per collector, one after the other, against the same
@@ -112,16 +112,21 @@ async def load(port: int, udp_port: int, keep: int, rate: int, udp_rate: int, se
     for _ in range(keep):
         held.append(await asyncio.open_connection("127.0.0.1", port))
     short = errors = 0
-    flows = set()     # (minute, local port): a new socket on a port used to the same peer that minute is the same flow
+    # (minute, local port) of each datagram: a new socket on a port used to the same peer that minute
+    # is the same flow, and one used the minute before continues it (not new; the agent's rule)
+    flows = set()
     loop = asyncio.get_running_loop()
 
     async def flow():
         nonlocal errors
         done = loop.create_future()
+        sent_at = time.time()
         t, _ = await loop.create_datagram_endpoint(lambda: _Ask(done), remote_addr=("127.0.0.1", udp_port))
         try:
             await asyncio.wait_for(done, 5)
-            flows.add((int(time.time() // 60), t.get_extra_info("sockname")[1]))
+            local = t.get_extra_info("sockname")[1]
+            flows.add((int(sent_at // 60), local))
+            flows.add((int(time.time() // 60), local))
         except (OSError, asyncio.TimeoutError):
             errors += 1
         finally:
@@ -153,7 +158,8 @@ async def load(port: int, udp_port: int, keep: int, rate: int, udp_rate: int, se
     await asyncio.gather(*tasks)
     for _, w in held:
         w.close()
-    return {"long": keep, "short": short, "udp": len(flows), "errors": errors, "seconds": time.monotonic() - t0}
+    new_flows = sum(1 for minute, local in flows if (minute - 1, local) not in flows)
+    return {"long": keep, "short": short, "udp": new_flows, "errors": errors, "seconds": time.monotonic() - t0}
 
 
 def main() -> int:

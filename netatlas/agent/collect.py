@@ -81,10 +81,12 @@ from .records import TABLES, Aggregator
 log = logging.getLogger("netatlas.agent.collect")
 
 MACHINE_INTERVAL = 3600.0        # seconds between two VMComputer records
+FLUSH_GRACE = 1.0                # seconds after a window's end, beyond one poll, before it is flushed
 UNFOUND_RETRY = 30.0             # seconds before an inode no process held is looked for everywhere again
 PROCESS_RECHECK = 60.0           # seconds between two re-reads of a cached process (exec without connector)
 NEW_PROCESS_TTL = 10.0           # seconds a process started (proc connector) is looked at first for new sockets
 MAX_NEW_PROCESSES = 4096         # most such processes remembered (the oldest are forgotten first)
+MAX_KERNEL_LINKS = 16384         # eBPF: links the kernel half sums itself (na_links; more go as close events)
 # The machine's unknown process: the owner of every connection whose process could not be found
 # (it opened and closed between two polls, or hid its fd table), as Service Map's "Unknown
 # processes" group. Process = pool id of (exe "", command line "", name "unknown").
@@ -131,7 +133,7 @@ class Collector:
                               exclude_loopback=config.exclude_loopback, agent_version=_version(),
                               names=self.names.lookup if self.names is not None else None)
         self.stats = dict(polls=0, dumps=0, poll_errors=0, close_events=0, event_overflows=0, full_scans=0,
-                          targeted_scans=0, unknown_owner=0, last_poll_ms=0.0, max_poll_ms=0.0)
+                          targeted_scans=0, unknown_owner=0, kernel_links=0, last_poll_ms=0.0, max_poll_ms=0.0)
         self._lock = threading.Lock()                      # the aggregator
         self._stop = threading.Event()
         self._machine_due = 0.0
@@ -170,8 +172,10 @@ class Collector:
                 log.info("proc connector unavailable (%s): new sockets are looked for in every process "
                          "of /proc", e)
         self._dumped = float("-inf")                       # monotonic time of the last dump (ebpf)
+        self._links_minute = -1                            # the minute of the last links() (ebpf)
         self.udp = self._udp_start()                       # UDP flows (udp.py), or None
         self._udp_read = float("-inf")
+        self._udp_minute = -1
         self._thread = threading.Thread(target=self._loop, name="netatlas-poll", daemon=True)
         if start:
             self.start()
@@ -185,7 +189,8 @@ class Collector:
         ok, why = prerequisites() if wanted == "auto" else (True, "")      # then one load tells the rest
         if ok:
             try:
-                self.bpf = BpfEvents(self.netns)
+                self.bpf = BpfEvents(self.netns, aggregate=True,
+                                     max_links=min(max(self.config.max_connections, 1024), MAX_KERNEL_LINKS))
                 log.info("collector: ebpf")
                 return "ebpf"
             except OSError as e:
@@ -271,9 +276,29 @@ class Collector:
         self._dump()
 
     def _dump(self) -> None:
+        kernel = None
+        if self.bpf is not None:
+            # the sockets made from now on are the kernel half's until the next dump: those that
+            # end before it go into its link counters, so this dump leaves them out (ebpf.py)
+            gen = self.bpf.next_generation()
         sockets = self.diag.dump(states=DUMP_STATES)
+        if self.bpf is not None:
+            kernel, kept = {}, []
+            for s in sockets:
+                if s.state != TCP_LISTEN and s.dst not in WILDCARDS:
+                    c = self.bpf.sock(s.cookie)
+                    if c is not None:
+                        if c.gen == gen:
+                            continue
+                        kernel[s.cookie] = c
+                    elif self.stats["dumps"] and s.inode not in self._inode_pid:
+                        # not one open before the kernel half loaded (the first dump has those): it
+                        # ended between the dump and this look, and its end is counted (event or link)
+                        continue
+                kept.append(s)
+            sockets = kept
         now = time.time()
-        owners = self._owners(sockets, now)
+        owners = self._owners(sockets, now, kernel)
         self.stats["dumps"] += 1
         if self.bpf is None:
             if self._waiting:              # their owner is looked for at the next dump (_owners)
@@ -282,7 +307,7 @@ class Collector:
                 self._exchanges.retain({s.cookie for s in sockets})
             sockets = self._payloads(self._orphans(sockets, owners))
         else:
-            sockets = self._kernel_counts(sockets)
+            sockets = self._kernel_counts(sockets, kernel)
         with self._lock:
             self.agg.observe(now, sockets, owners)
         self._packages(owners)
@@ -291,7 +316,10 @@ class Collector:
         """Close events carry their owner (recorded at connect, or at the first send or receive of an
         accepted socket); a dump is taken every ``dump_interval``, just before each minute ends, and
         when a socket starts listening (before the close events: their direction depends on it)."""
-        self.bpf.set_window(int(time.time() // 60))   # exchanges' min/max are kept per minute
+        self.bpf.sync_clock()                          # the kernel half's minutes are the wall clock's
+        wall = time.time() if now is None else now
+        if int(wall // 60) != self._links_minute:
+            self._read_links(wall)           # first: a minute that ended gets its links before it closes
         closes, procs, listens = self.bpf.read()
         self.stats["close_events"] += len(closes)
         if listens:          # a new listening port: dump now, so its connections count as inbound
@@ -318,7 +346,25 @@ class Collector:
         if mono - self._dumped >= self.config.dump_interval or minute_ends:
             self._dumped = mono
             self._dump()
+            self._read_links(time.time())
             self.stats["ebpf"] = self.bpf.counters()
+
+    def _read_links(self, now: float) -> None:
+        """eBPF: the connections the kernel half summed per link (those no dump saw), into the
+        aggregator, each in its minute's window (``Aggregator.links``)."""
+        self._links_minute = int(now // 60)
+        links = self.bpf.links()
+        if not links:
+            return
+        owners = {}
+        for link in links:
+            if link.tgid and link.tgid not in owners:
+                info = self._process(link.tgid, now, link.comm)
+                if info is not None:
+                    owners[link.tgid] = info
+        self.stats["kernel_links"] += len(links)
+        with self._lock:
+            self.agg.links(now, links, owners)
 
     # ---- UDP flows (udp.py) ------------------------------------------------------------------
     def _udp_start(self):
@@ -336,21 +382,22 @@ class Collector:
         return None
 
     def _poll_udp(self, now: float | None) -> None:
-        """The UDP flows' traffic, read every ``dump_interval``, just before each minute ends, and at
-        a poll after the poll thread was told to stop (a last look)."""
+        """The UDP links' counters (udp.py), read at the first poll of each minute (the minute that
+        ended is complete then), every ``dump_interval``, and at a poll after the poll thread was
+        told to stop (a last look)."""
         now = time.time() if now is None else now
         mono = time.monotonic()
-        minute_ends = int((now + self.config.poll) // 60) != int(now // 60)
-        if mono - self._udp_read < self.config.dump_interval and not minute_ends and not self._stop.is_set():
+        if (int(now // 60) == self._udp_minute and mono - self._udp_read < self.config.dump_interval
+                and not self._stop.is_set()):
             return
-        self._udp_read = mono
-        flows = self.udp.read()
+        self._udp_read, self._udp_minute = mono, int(now // 60)
+        links = self.udp.read()
         owners = {}
-        for f in flows:
-            if f.tgid not in owners:
-                info = self._process(f.tgid, now, f.comm)
+        for link in links:
+            if link.tgid not in owners:
+                info = self._process(link.tgid, now, link.comm)
                 if info is not None:
-                    owners[f.tgid] = info
+                    owners[link.tgid] = info
         listeners = self.udp.listeners()
         for lst in listeners:
             if lst.tgid not in owners:
@@ -358,9 +405,9 @@ class Collector:
                 if info is not None:
                     owners[lst.tgid] = info
         with self._lock:
+            self.agg.udp_links(now, links, owners)
             self.agg.udp_listeners(now, listeners, owners)
-            self.agg.udp_flows(now, flows, owners)
-        self.stats["udp"] = dict(self.udp.counters(), flows_read=len(flows))
+        self.stats["udp"] = dict(self.udp.counters(), links_read=len(links))
 
     def _restore(self, events: list[Socket], now: float) -> tuple[list[Socket], dict[int, ProcessInfo]]:
         """Close events with the inode (and owner) a dump reported for their cookie. An outbound
@@ -413,14 +460,15 @@ class Collector:
             out.append(s)
         return out
 
-    def _kernel_counts(self, sockets: list[Socket]) -> list[Socket]:
+    def _kernel_counts(self, sockets: list[Socket], kernel: dict) -> list[Socket]:
         """eBPF: the sockets with tcp_info's payload bytes (``netlink.payload``, as the close events
-        count them) and the exchanges the kernel half counted (none for one open before it was loaded)."""
+        count them) and the exchanges the kernel half counted (``kernel``: cookie -> ``ebpf.Counts``;
+        none for one open before it was loaded)."""
         out = []
         for s in sockets:
             if s.state != TCP_LISTEN and s.dst not in WILDCARDS:
                 sent, received = payload(s, not self._inbound(s))
-                c = self.bpf.counts(s.cookie)
+                c = kernel.get(s.cookie)
                 s = (with_payload(s, sent, received, 0, 0, 0, 0) if c is None else
                      with_payload(s, sent, received, c.responses, c.rt_sum_us, c.rt_min_us, c.rt_max_us))
             out.append(s)
@@ -430,8 +478,9 @@ class Collector:
         addrs = self._listen.get(s.sport)
         return bool(addrs) and (s.src in addrs or any(w in addrs for w in WILDCARDS))
 
-    def _owners(self, sockets: list[Socket], now: float) -> dict[int, ProcessInfo]:
-        """inode -> owning process for the sockets of this dump; remembers cookies and remotes."""
+    def _owners(self, sockets: list[Socket], now: float, kernel: dict | None = None) -> dict[int, ProcessInfo]:
+        """inode -> owning process for the sockets of this dump (``kernel``, eBPF: what the kernel
+        half keeps of each, by cookie); remembers cookies and remotes."""
         listen: dict[int, set[str]] = {}
         inodes = set()
         for s in sockets:
@@ -447,7 +496,8 @@ class Collector:
         if missing and self.bpf is not None:        # the owner the kernel half recorded
             for s in sockets:
                 if s.inode in missing and s.state != TCP_LISTEN:
-                    tgid = self.bpf.owner(s.cookie)
+                    c = kernel.get(s.cookie) if kernel is not None else None
+                    tgid = c.tgid if c is not None else 0
                     if tgid:
                         self._inode_pid[s.inode] = tgid
                         missing.discard(s.inode)
@@ -637,7 +687,9 @@ class Collector:
     def __call__(self) -> dict[str, list[dict]]:
         now = time.time()
         with self._lock:
-            out = self.agg.flush(now)
+            # a window is flushed once the poll thread had a poll after its end (eBPF: the links
+            # the kernel half summed in its last seconds are read at that poll)
+            out = self.agg.flush(now - self.config.poll - FLUSH_GRACE)
         if now >= self._machine_due:
             self._machine_due = now + MACHINE_INTERVAL
             try:
@@ -661,6 +713,7 @@ class Collector:
             self.poll()
             if self.bpf is not None:
                 self._dump()
+                self._read_links(time.time())
         except Exception:
             log.exception("the last look at the sockets failed; the open minute goes as it stands")
         with self._lock:

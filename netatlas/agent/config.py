@@ -228,8 +228,9 @@ SETTINGS: tuple[Setting, ...] = (
             "connection with the process that made it), netlink (sock_diag polling, close events, proc "
             "connector: runs on any Linux), psutil (the connection table: any OS psutil supports; no bytes, responses or failed links) or auto (ebpf where the kernel allows, else netlink, else psutil)"),
     Setting("poll", 1.0, "seconds", "seconds between two looks at the host's sockets and processes"),
-    Setting("dump_interval", 10.0, "seconds", "with the ebpf collector: seconds between two sock_diag "
-            "dumps (byte counts of open connections; one is also taken just before each minute ends)"),
+    Setting("dump_interval", 30.0, "seconds", "with the ebpf collector: seconds between two sock_diag "
+            "dumps (byte counts of open connections; one is also taken just before each minute ends; the "
+            "connections no dump saw are summed in the kernel)"),
     Setting("timeout", 10.0, "seconds", "seconds to connect to the workspace, and to wait for each "
             "part of its answer"),
     Setting("backoff_max", 60.0, "seconds", "most seconds between two tries to send when the workspace "

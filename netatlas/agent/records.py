@@ -82,15 +82,16 @@ The rules, and the heuristics where the kernel does not say:
   minute without such a record; a specific bind has IsWildcardBind = false. A port without
   traffic gets an idle record when first seen and then every ``idle_port_interval`` seconds
   (default one hour, as the demo data does; 60 gives one per minute).
-* UDP flows (``udp_flows(now, flows, owners)``, from ``udp.py``; Protocol "udp"): a flow is one
-  5-tuple (local address/port, remote address/port) of one process. Its payload bytes and responses
-  (a request then the first answer on the flow, the time between them) count in the window of the
-  call that brings them; Direction is the kernel's (inbound: the socket is a server's, it bound its
-  port or its flow began with a datagram in; else outbound), ConnectionId as TCP's. LinksEstablished
-  = flows first seen (or seen again after they ended) in the window; LinksLive = flows with a
-  datagram in the window (a connectionless flow is "open" while it talks); LinksTerminated = flows
-  whose previous window had traffic and this one none (ended by one idle minute, as a stateful
-  firewall times a UDP flow out), reported in that quiet window with no bytes; LinksFailed stays 0.
+* UDP flows (``udp_links(now, links, owners)``, from ``udp.py``, which the kernel half counted per
+  link and minute; Protocol "udp"): a flow is one 5-tuple (local address/port, remote address/port)
+  of one process. Its payload bytes and responses (a request then the first answer on the flow, the
+  time between them) count in the window of their minute (in the open one when that has closed
+  already); Direction is the kernel's (inbound: the socket is a server's, it bound its port or its
+  flow began with a datagram in; else outbound), ConnectionId as TCP's. LinksEstablished = flows
+  with a datagram in the window and none in the one before; LinksLive = flows with a datagram in
+  the window (a connectionless flow is "open" while it talks); LinksTerminated = flows whose
+  previous window had traffic and this one none (ended by one idle minute, as a stateful firewall
+  times a UDP flow out), reported in that quiet window; LinksFailed stays 0.
   Over a flow's life established = terminated, as for TCP. Flows of unknown processes are counted
   in ``unowned``. VMBoundPort (Protocol "udp", PortId ".../udp"): the inbound flows' metrics per
   server socket and local address, in each window with traffic; a UDP socket bound to a port
@@ -323,7 +324,7 @@ class UdpAggregate:
     def _udp_state(self) -> dict:
         st = self.__dict__.get("_udp")
         if st is None:
-            st = self.__dict__["_udp"] = dict(flows={}, metrics={}, ports={}, listeners={}, reported={})
+            st = self.__dict__["_udp"] = dict(metrics={}, live={}, before={}, ports={}, listeners={}, reported={})
         return st
 
     def udp_listeners(self, now: float, listeners, owners: dict[int, ProcessInfo]) -> None:
@@ -340,62 +341,54 @@ class UdpAggregate:
         st["listeners"] = table
         st["reported"] = {lk: w for lk, w in st["reported"].items() if lk in table}
 
-    def udp_flows(self, now: float, flows, owners: dict[int, ProcessInfo]) -> None:
-        """UDP flows' traffic since the last call (``udp.UdpFlow``s), with the process of each tgid."""
-        now = self._advance(now)
-        st, w = self._udp_state(), self._window
-        for f in flows:
-            info = owners.get(f.tgid)
+    def udp_links(self, now: float, links, owners: dict[int, ProcessInfo]) -> None:
+        """UDP links' traffic since the last call (``udp.UdpLink``s, oldest minute first), with the
+        process of each tgid; each row goes to its minute's window while that is open."""
+        st = self._udp_state()
+        for link in links:
+            t = self._advance(min(now, (link.minute + 1) * WINDOW - 0.001))
+            current = self._window == link.minute * WINDOW
+            info = owners.get(link.tgid)
             if info is None:
-                self.unowned += 1
+                self.unowned += link.flows_new
                 continue
-            owner = self._owner(info, now)
-            if owner is None or (self.exclude_loopback and is_loopback(f.src) and is_loopback(f.dst)):
+            owner = self._owner(info, t)
+            if owner is None or (self.exclude_loopback and is_loopback(link.src) and is_loopback(link.dst)):
                 continue
             process, name = owner
-            if f.inbound:
-                key = LinkKey(INBOUND, process, name, f.dst, f.src, f.sport)
-                st["ports"][key] = PortKey(process, name, f.bind, f.sport)
+            if link.inbound:
+                key = LinkKey(INBOUND, process, name, link.dst, link.src, link.port)
+                st["ports"][key] = PortKey(process, name, link.bind, link.port)
             else:
-                key = LinkKey(OUTBOUND, process, name, f.src, f.dst, f.dport)
+                key = LinkKey(OUTBOUND, process, name, link.src, link.dst, link.port)
             m = st["metrics"].get(key)
             if m is None:
                 if len(st["metrics"]) >= self.max_connections:
                     self.overflow["connections"] += 1
                     continue
                 m = st["metrics"][key] = Metrics()
-            flow = (f.src, f.sport, f.dst, f.dport, process)
-            known = st["flows"].get(flow)
-            if known is None or known[0] != key:
-                m.established += 1
-                if known is not None:                  # the same 5-tuple, now the other way: the old one ends
-                    st["metrics"].setdefault(known[0], Metrics()).terminated += 1
-            st["flows"][flow] = (key, w)
-            m.sent += f.sent
-            m.received += f.received
-            if f.responses:
-                m.merge(Metrics(responses=f.responses, rt_sum=f.rt_sum_ms, rt_min=f.rt_min_ms, rt_max=f.rt_max_ms))
+            m.established += link.flows_new
+            if current:                            # the minute's flows so far (a count, not a difference)
+                st["live"][key] = max(st["live"].get(key, 0), link.flows_live)
+            m.traffic(link.sent, link.received)
+            m.exchanges(link.responses, link.rt_sum_us, link.rt_min_us, link.rt_max_us)
 
     def _udp_finish(self, base: dict, w: int) -> None:
         """Close window w for UDP: live and ended flows, then its VMConnection and VMBoundPort records."""
         st = self.__dict__.get("_udp")
         if st is None:
             return
-        metrics = st["metrics"]
-        for flow, (key, last) in list(st["flows"].items()):
-            if last >= w:
-                m = metrics.get(key)
-                if m is not None:
-                    m.live += 1
-                continue
-            del st["flows"][flow]                   # quiet for a whole window: ended
+        metrics, live, before = st["metrics"], st["live"], st["before"]
+        for key in [*metrics, *(k for k in before if k not in metrics)]:
             m = metrics.get(key)
             if m is None:
                 if len(metrics) >= self.max_connections:
                     self.overflow["connections"] += 1
                     continue
                 m = metrics[key] = Metrics()
-            m.terminated += 1
+            m.live = max(live.get(key, 0), m.established)
+            # the flows of the window before that had no datagram in this one have ended
+            m.terminated += max(0, before.get(key, 0) - (m.live - m.established))
         by_port: dict[tuple[PortKey, str], Metrics] = {}
         for key, m in metrics.items():
             if not m.active():
@@ -414,8 +407,9 @@ class UdpAggregate:
             self._ready["VMBoundPort"].append(record)
             if lk in st["listeners"]:
                 st["reported"][lk] = w
-        alive = {key for key, _ in st["flows"].values()}
-        st["metrics"], st["ports"] = {}, {k: lk for k, lk in st["ports"].items() if k in alive}
+        st["before"] = {k: m.live for k, m in metrics.items() if m.live}
+        st["metrics"], st["live"] = {}, {}
+        st["ports"] = {k: lk for k, lk in st["ports"].items() if k in st["before"]}
 
 
 class Aggregator(UdpAggregate):
@@ -537,6 +531,39 @@ class Aggregator(UdpAggregate):
                 self._close(s.cookie, conn, failed=failed)
                 continue
             self._closed_unknown(s, owners)
+
+    def links(self, now: float, links, owners: dict[int, ProcessInfo]) -> None:
+        """What the eBPF kernel half aggregated itself (``ebpf.Link``s, oldest minute first): the
+        connections no dump saw, made and ended within their minute, summed per link. Each row goes
+        to its minute's window while that is still open, else (a few microseconds late) to the open
+        one. An accepted connection its process never read nor wrote (tgid 0) is its listener's."""
+        for link in links:
+            t = self._advance(min(now, (link.minute + 1) * WINDOW - 0.001))
+            info = owners.get(link.tgid) if link.tgid else None
+            owner = self._owner(info, t) if info is not None else None
+            if info is not None and owner is None:
+                continue                                    # excluded
+            hit = self._listener_for(link.local, link.port) if link.inbound else None
+            if owner is None:
+                if hit is None or hit[1] is None:
+                    self.unowned += link.established + link.failed
+                    continue
+                owner = (hit[1].process, hit[1].process_name)
+                self._touch(hit[1].process, t)
+            if self.exclude_loopback and is_loopback(link.local) and is_loopback(link.remote):
+                continue
+            if link.inbound:
+                key = LinkKey(INBOUND, owner[0], owner[1], link.remote, link.local, link.port)
+            else:
+                key = LinkKey(OUTBOUND, owner[0], owner[1], link.local, link.remote, link.port)
+            m = self._metric(key, hit[1] if hit is not None else None)
+            if m is None:
+                continue
+            m.established += link.established
+            m.terminated += link.established
+            m.failed += link.failed
+            m.traffic(link.sent, link.received)
+            m.exchanges(link.responses, link.rt_sum_us, link.rt_min_us, link.rt_max_us)
 
     def process_started(self, now: float, info: ProcessInfo) -> None:
         self._advance(now)

@@ -7,9 +7,12 @@ comes from cgroup sock_addr hooks (``cgroup/sendmsg4|6``, ``cgroup/recvmsg4|6``)
 cgroup v2 root, a connected socket's from the socket. The map's size is the cap on tracked flows
 (``max_flows``); datagrams of flows past it are counted (``counters()["flows_full"]``).
 
-``read()`` -> the ``UdpFlow``s that moved since the last call (one call per record window or more):
-it moves the kernel's epoch on and reads the counters of the previous one (``udp.bpf.c`` says how),
-and forgets flows idle for ``IDLE_FORGET`` seconds. This module reuses ``ebpf.py``'s libbpf loader.
+The kernel half counts each datagram into its flow (5-tuple and minute) and its link's per-minute
+counters (``udp.bpf.c`` says how). ``read()`` -> the ``UdpLink``s whose counters moved since the
+last call (a row per minute and link: flows new and live in the minute, payload bytes, datagrams,
+responses), and forgets the minutes that can no longer change (links and flows before the last
+minute). So the work here is per link and minute, not per flow. ``sync_clock()`` gives the kernel
+half the wall clock. This module reuses ``ebpf.py``'s libbpf loader and map reading.
 """
 from __future__ import annotations
 
@@ -37,36 +40,18 @@ OBJECT = Path(__file__).with_name("bpf") / "udp.bpf.o"
 TRACEPOINTS = ("on_udp_send", "on_udp_recv")
 CGROUP_HOOKS = ("on_sendmsg4", "on_sendmsg6", "on_recvmsg4", "on_recvmsg6", "on_bind4", "on_bind6", "on_release")
 SO_NETNS_COOKIE = 71
-COUNTERS = ("flows_full", "no_peer")        # na_udp_counters, in order
+COUNTERS = ("flows_full", "no_peer", "links_full")    # na_udp_counters, in order
 MAX_FLOWS = 65_536
-IDLE_FORGET = 30.0                          # seconds without a datagram before a flow leaves the map
-BATCH = 4096                                # flows read by one system call
-F_BOUND = 1
-CFG_NETNS, CFG_EPOCH = 0, 1
+CFG_NETNS, CFG_CLOCK = 0, 1
 WILDCARDS = frozenset({"0.0.0.0", "::"})
 
 
-class FlowKey(ctypes.Structure):
-    """struct flow_key (udp.bpf.c)."""
-    _fields_ = [("laddr", ctypes.c_uint8 * 16), ("raddr", ctypes.c_uint8 * 16), ("lport", ctypes.c_uint16),
-                ("rport", ctypes.c_uint16), ("family", ctypes.c_uint16), ("pad", ctypes.c_uint16)]
-
-
-class Slot(ctypes.Structure):
-    """struct slot: one epoch's counters."""
-    _fields_ = [("sent", ctypes.c_uint64), ("received", ctypes.c_uint64), ("rt_sum_us", ctypes.c_uint64),
-                ("dgrams_out", ctypes.c_uint32), ("dgrams_in", ctypes.c_uint32), ("responses", ctypes.c_uint32),
-                ("rt_min_us", ctypes.c_uint32), ("rt_max_us", ctypes.c_uint32), ("epoch", ctypes.c_uint32)]
-
-
-class Flow(ctypes.Structure):
-    """struct flow, the value of na_udp_flows."""
-    _fields_ = [("tgid", ctypes.c_uint32), ("flags", ctypes.c_uint32), ("last_ns", ctypes.c_uint64),
-                ("pending_ns", ctypes.c_uint64), ("comm", ctypes.c_char * 16), ("slots", Slot * 2)]
-
-
-FLOW = struct.Struct("<IIQQ16s" + "QQQIIIIII" * 2)    # struct flow, read in bulk
-KEY_TAIL = struct.Struct("<HHH")                       # lport, rport, family after the two addresses
+FLOW_KEY = struct.Struct("<16s16sHHHxxI")             # struct flow_key
+FLOW_VALUE = struct.Struct("<IIQ")                     # struct flow
+LINK_KEY = struct.Struct("<IIHHB3x16s16s")             # struct link_key
+LINK_VALUE = struct.Struct("<QQQIIIIIII4x16s")         # struct link_value (one CPU's)
+MAX_LINKS = 8192                                       # na_udp_links' size (preallocated, per CPU)
+DIR_INBOUND = 2
 
 
 LISTENER = struct.Struct("<IHH16s16s")                 # struct udp_listener
@@ -80,36 +65,37 @@ class UdpListener(NamedTuple):
     comm: str
 
 
-class UdpFlow(NamedTuple):
-    """One flow's traffic since the last read. ``bind`` is the local socket's own address (a wildcard
-    for an unbound or 0.0.0.0-bound socket), ``src`` the local address used (the route's source
-    address to ``dst`` when the socket has none)."""
+class UdpLink(NamedTuple):
+    """What one link's flows gained in one minute since the last read. ``bind`` is the local
+    socket's own address (a wildcard for an unbound or 0.0.0.0-bound socket), ``src`` the local
+    address used (the route's source address to ``dst`` when the socket has none); ``port`` the
+    server's (``dport`` for outbound, the local port for inbound). ``flows_live`` is the minute's
+    count so far (not a difference): flows with a datagram in it; ``flows_new`` those of them that had
+    none in the minute before (a difference, as the rest)."""
+    minute: int
     src: str
-    sport: int
     dst: str
-    dport: int
+    port: int
     bind: str
     inbound: bool           # the local socket bound its port itself: a server
     tgid: int
     comm: str
+    flows_new: int
+    flows_live: int
     sent: int               # payload bytes
     received: int
     datagrams_out: int
     datagrams_in: int
     responses: int
-    rt_sum_ms: int
-    rt_min_ms: int
-    rt_max_ms: int
+    rt_sum_us: int
+    rt_min_us: int
+    rt_max_us: int
 
 
 def _lib():
     lib = ebpf._lib()
     p, i = ctypes.c_void_p, ctypes.c_int
-    for fn, res, args in (("bpf_program__attach_cgroup", p, [p, i]),
-                          ("bpf_map__set_max_entries", i, [p, ctypes.c_uint32]),
-                          ("bpf_map_get_next_key", i, [i, p, p]),
-                          ("bpf_map_delete_elem", i, [i, p]),
-                          ("bpf_map_lookup_batch", i, [i, p, p, p, p, p, p])):
+    for fn, res, args in (("bpf_program__attach_cgroup", p, [p, i]),):
         try:
             f = getattr(lib, fn)
         except AttributeError:
@@ -157,7 +143,8 @@ def prerequisites() -> tuple[bool, str]:
 class UdpFlows:
     """The loaded, attached UDP kernel half (one per agent)."""
 
-    def __init__(self, netns: str | None = None, *, max_flows: int = MAX_FLOWS, obj_path: Path | None = None):
+    def __init__(self, netns: str | None = None, *, max_flows: int = MAX_FLOWS, obj_path: Path | None = None,
+                 max_links: int = MAX_LINKS):
         self.lib = _lib()
         self.lib.libbpf_set_print(ebpf._libbpf_log)
         self._obj = None
@@ -166,8 +153,9 @@ class UdpFlows:
         self.netns = netns_inode(netns)
         self.max_flows = max_flows
         self.cpus = max(1, self.lib.libbpf_num_possible_cpus())
-        self.epoch = 0
-        self._batch = True                         # the kernel has batch lookups (until it says no)
+        self._clock = None                         # the offset last written to na_udp_config[CFG_CLOCK]
+        self._seen: dict[bytes, tuple] = {}        # na_udp_links key -> its sums at the last read
+        self._map_state: dict = {}                 # ebpf.read_map's: batch lookups or key by key
         self._route: dict[str, str] = {}           # remote address -> local source address (routing)
         self._route_socks: dict[int, socket.socket] = {}
         path = str(obj_path or OBJECT).encode()
@@ -176,12 +164,16 @@ class UdpFlows:
             self._obj = self._check(self.lib.bpf_object__open_file(path, None), f"open {path.decode()}")
             flows = self._check(self.lib.bpf_object__find_map_by_name(self._obj, b"na_udp_flows"), "map na_udp_flows")
             self._check(self.lib.bpf_map__set_max_entries(flows, max_flows) == 0 or None, "set the flow cap")
+            links = self._check(self.lib.bpf_object__find_map_by_name(self._obj, b"na_udp_links"), "map na_udp_links")
+            self._check(self.lib.bpf_map__set_max_entries(links, max(16, max_links)) == 0 or None, "size the links")
             self._check(self.lib.bpf_object__load(self._obj) == 0 or None, "load (verifier or BTF)")
             self._check_sizes()
             self._flows = self.lib.bpf_map__fd(flows)
+            self._links_fd = self.lib.bpf_map__fd(links)
             self._counters = self._map_fd("na_udp_counters")
             self._config = self._map_fd("na_udp_config")
             self._set(CFG_NETNS, self.netns)
+            self.sync_clock()
             self._bound = self._map_fd("na_udp_bound")
             cookie = self._netns_cookie()
             key, value = ctypes.c_uint32(0), ctypes.c_uint64(cookie)
@@ -234,7 +226,8 @@ class UdpFlows:
 
     def _check_sizes(self) -> None:
         """Keys and values read here must be the size the object says (udp.bpf.c and this module agree)."""
-        for name, size in (("na_udp_flows", ctypes.sizeof(Flow)), ("na_udp_config", 4), ("na_udp_counters", 8),
+        for name, size in (("na_udp_flows", FLOW_VALUE.size), ("na_udp_config", 8), ("na_udp_counters", 8),
+                           ("na_udp_links", LINK_VALUE.size),
                            ("na_udp_bound", LISTENER.size), ("na_udp_netns_cookie", 8)):
             m = self._check(self.lib.bpf_object__find_map_by_name(self._obj, name.encode()), f"map {name}")
             got = self.lib.bpf_map__value_size(m)
@@ -247,71 +240,67 @@ class UdpFlows:
         return self.lib.bpf_map__fd(m)
 
     def _set(self, index: int, value: int) -> None:
-        key, v = ctypes.c_uint32(index), ctypes.c_uint32(value)
+        key, v = ctypes.c_uint32(index), ctypes.c_uint64(value & 0xFFFFFFFFFFFFFFFF)
         self._check(self.lib.bpf_map_update_elem(self._config, ctypes.byref(key), ctypes.byref(v), 0) == 0 or None,
                     "configure")
 
     # ---- reading --------------------------------------------------------------------------------
-    def read(self) -> list[UdpFlow]:
-        """The flows that carried datagrams since the last call, with what they carried."""
-        old = self.epoch
-        self.epoch = (old + 1) & 0xFFFFFFFF
-        if self.epoch == 0xFFFFFFFF:          # the kernel's "never used" mark
-            self.epoch = 0
-        self._set(CFG_EPOCH, self.epoch)
-        forget = time.clock_gettime_ns(time.CLOCK_MONOTONIC) - int(IDLE_FORGET * 1e9)
-        half = old & 1
-        out, idle = [], []
-        for raw_key, raw_value in self._entries():
-            v = FLOW.unpack(raw_value)
-            tgid, flags, last_ns, _pending, comm = v[:5]
-            sent, received, rt_sum, d_out, d_in, responses, rt_min, rt_max, epoch = v[5 + 9 * half:14 + 9 * half]
-            if epoch == old and (d_out or d_in):
-                lport, rport, family = KEY_TAIL.unpack_from(raw_key, 32)
-                bind = _address(family, raw_key[:16])
-                dst = _address(family, raw_key[16:32])
-                src = self._source(dst) if bind in WILDCARDS else bind
-                out.append(UdpFlow(src, lport, dst, rport, bind, bool(flags & F_BOUND), tgid,
-                                   comm.split(b"\0", 1)[0].decode(errors="replace"), sent, received, d_out, d_in,
-                                   responses, round(rt_sum / 1000), round(rt_min / 1000), round(rt_max / 1000)))
-            elif last_ns < forget:
-                idle.append(raw_key)
-        for raw in idle:                   # deleted after the walk: deleting during it restarts it
-            k = FlowKey.from_buffer_copy(raw)
-            self.lib.bpf_map_delete_elem(self._flows, ctypes.byref(k))
+    def sync_clock(self) -> None:
+        """The wall clock to the kernel half (as ``ebpf.BpfEvents.sync_clock``)."""
+        offset = time.time_ns() - time.monotonic_ns()
+        if self._clock is None or abs(offset - self._clock) >= 1_000_000:
+            self._set(CFG_CLOCK, offset)
+            self._clock = offset
+
+    def read(self) -> list[UdpLink]:
+        """What each link's counters gained since the last call, a row per minute and link, oldest
+        minute first; links and flows of the minutes before the last one are forgotten (their links
+        read one last time)."""
+        self.sync_clock()
+        current = int(time.time() // 60)
+        entries = ebpf.read_map(self.lib, self._links_fd, LINK_KEY.size, LINK_VALUE.size * self.cpus,
+                                self._map_state)
+        out, old, seen, step = [], [], self._seen, LINK_VALUE.size
+        for raw_key, raw in entries:
+            sums = [0] * 8            # new, live, sent, received, out, in, responses, rt_sum
+            rt_min = rt_max = 0
+            comm = b""
+            for c in range(self.cpus):
+                sent, received, rt_sum, new, live, d_out, d_in, n, lo, hi, cm = LINK_VALUE.unpack_from(raw, c * step)
+                for i, v in enumerate((new, live, sent, received, d_out, d_in, n, rt_sum)):
+                    sums[i] += v
+                if lo and (not rt_min or lo < rt_min):
+                    rt_min = lo
+                rt_max = max(rt_max, hi)
+                comm = comm or cm.split(b"\0", 1)[0]
+            minute = LINK_KEY.unpack_from(raw_key)[0]
+            before = seen.get(raw_key, (0,) * 8)
+            now = tuple(sums)
+            if minute < current - 1:
+                old.append(raw_key)
+                seen.pop(raw_key, None)
+            else:
+                seen[raw_key] = now
+            if now == before:
+                continue
+            _, tgid, family, port, direction, bind_raw, remote_raw = LINK_KEY.unpack(raw_key)
+            bind, dst = _address(family, bind_raw), _address(family, remote_raw)
+            d = [a - b for a, b in zip(now, before)]
+            out.append(UdpLink(minute, self._source(dst) if bind in WILDCARDS else bind, dst, port, bind,
+                               direction == DIR_INBOUND, tgid, comm.decode(errors="replace"), d[0], now[1],
+                               d[2], d[3], d[4], d[5], d[6], d[7], rt_min, rt_max))
+        ebpf.delete_keys(self.lib, self._links_fd, old)
+        self._forget_flows(current)
+        out.sort(key=lambda link: link.minute)
         return out
 
-    def _entries(self):
-        """(key bytes, value bytes) of every flow in the map: by batches of BATCH (one system call
-        each), or key by key where the kernel has no batch lookups."""
-        if self._batch:
-            ks, vs = ctypes.sizeof(FlowKey), ctypes.sizeof(Flow)
-            keys, values = ctypes.create_string_buffer(ks * BATCH), ctypes.create_string_buffer(vs * BATCH)
-            count, cursor, nxt = ctypes.c_uint32(), ctypes.c_uint32(), ctypes.c_uint32()
-            first, got = True, []
-            while True:
-                count.value = BATCH
-                rc = self.lib.bpf_map_lookup_batch(self._flows, None if first else ctypes.byref(cursor),
-                                                   ctypes.byref(nxt), keys, values, ctypes.byref(count), None)
-                err = ctypes.get_errno() if rc else 0
-                if rc and err != errno.ENOENT:
-                    if first and err in (errno.EINVAL, errno.EOPNOTSUPP, 524):     # 524: ENOTSUPP
-                        self._batch = False          # an older kernel: key by key
-                        break
-                    raise BpfError(err, f"UDP flows: reading the flow map failed: {os.strerror(err)}")
-                kb, vb = keys.raw, values.raw
-                got.extend((kb[i * ks:(i + 1) * ks], vb[i * vs:(i + 1) * vs]) for i in range(count.value))
-                if rc:
-                    return got
-                first = False
-                cursor.value = nxt.value
-        got, key, nxt_key, value, prev = [], FlowKey(), FlowKey(), Flow(), None
-        while self.lib.bpf_map_get_next_key(self._flows, prev, ctypes.byref(nxt_key)) == 0:
-            ctypes.memmove(ctypes.byref(key), ctypes.byref(nxt_key), ctypes.sizeof(FlowKey))
-            prev = ctypes.byref(key)
-            if self.lib.bpf_map_lookup_elem(self._flows, ctypes.byref(key), ctypes.byref(value)) == 0:
-                got.append((bytes(key), bytes(value)))
-        return got
+    def _forget_flows(self, current: int) -> None:
+        """Delete the flows of the minutes before the last one (the kernel looks only at the current
+        and the previous minute's)."""
+        ks = FLOW_KEY.size
+        stale = [k for k, _ in ebpf.read_map(self.lib, self._flows, ks, FLOW_VALUE.size, self._map_state)
+                 if int.from_bytes(k[40:44], "little") < current - 1]
+        ebpf.delete_keys(self.lib, self._flows, stale)
 
     def _source(self, remote: str) -> str:
         """The local address the namespace's routes pick to reach ``remote`` (no packet is sent)."""
@@ -334,12 +323,7 @@ class UdpFlows:
 
     def tracked(self) -> int:
         """Flows in the kernel's map now."""
-        n, key, nxt, prev = 0, FlowKey(), FlowKey(), None
-        while self.lib.bpf_map_get_next_key(self._flows, prev, ctypes.byref(nxt)) == 0:
-            ctypes.memmove(ctypes.byref(key), ctypes.byref(nxt), ctypes.sizeof(FlowKey))
-            prev = ctypes.byref(key)
-            n += 1
-        return n
+        return len(ebpf.read_map(self.lib, self._flows, FLOW_KEY.size, FLOW_VALUE.size, self._map_state))
 
     def counters(self) -> dict[str, int]:
         """Datagrams of flows past the cap (``flows_full``) and datagrams without a known peer."""

@@ -1,4 +1,4 @@
-"""UDP flows (netatlas/agent/udp.py, bpf/udp.bpf.c, records.Aggregator.udp_flows) on this kernel.
+"""UDP flows (netatlas/agent/udp.py, bpf/udp.bpf.c, records.Aggregator.udp_links) on this kernel.
 
 One scenario in a network namespace of the test's own: a UDP echo server (bound to [::]:0, dual
 stack, peeking at each datagram before reading it, answering after 20 ms, ignoring requests that
@@ -108,7 +108,7 @@ def scenario(tmp_path_factory):
         c.poll(now)                              # reads the flows (the first UDP read is at once)
         stats = dict(c.stats["udp"])
         records = c.agg.flush(now + 120)         # the scenario's window and the next, quiet one
-        capped._batch = False                    # the key-by-key walk of kernels without batch lookups
+        capped._map_state["batch"] = False       # the key-by-key walk of kernels without batch lookups
         capped_flows, capped_counts = capped.read(), capped.counters()
     finally:
         for p in procs:
@@ -206,9 +206,9 @@ def test_the_udp_listener_is_a_bound_port(scenario):
 def test_the_flow_cap_counts_what_does_not_fit(scenario):
     """Three flows fit the capped kernel half; every datagram of the other five is counted."""
     s = scenario
-    flows, counts = s["capped_flows"], s["capped_counts"]
-    assert len(flows) == 3
-    tracked = sum(f.datagrams_out + f.datagrams_in for f in flows)
+    links, counts = s["capped_flows"], s["capped_counts"]
+    assert sum(k.flows_live for k in links) == 3
+    tracked = sum(k.datagrams_out + k.datagrams_in for k in links)
     total = 2 * (6 + 4 + 3 + 2)          # both ends of the four flows: a 6, b 4, c 3, d 2 datagrams
     assert counts["flows_full"] == total - tracked > 0
     assert s["stats"]["flows_full"] == 0 and s["stats"]["no_peer"] == 0
@@ -231,28 +231,43 @@ def test_where_it_cannot_load_udp_is_off_saying_why(tmp_path, monkeypatch, caplo
     assert c.udp is None and "UDP flows off:" in caplog.text
 
 
-def _flow(**kw):
-    base = dict(src="10.0.0.4", sport=40000, dst="10.0.0.53", dport=53, bind="0.0.0.0", inbound=False, tgid=7,
-                comm="dig", sent=30, received=90, datagrams_out=1, datagrams_in=1, responses=1, rt_sum_ms=4,
-                rt_min_ms=4, rt_max_ms=4)
+def _link(minute: int, **kw):
+    base = dict(minute=minute, src="10.0.0.4", dst="10.0.0.53", port=53, bind="0.0.0.0", inbound=False, tgid=7,
+                comm="dig", flows_new=0, flows_live=1, sent=30, received=90, datagrams_out=1, datagrams_in=1,
+                responses=1, rt_sum_us=4000, rt_min_us=4000, rt_max_us=4000)
     base.update(kw)
-    return udp.UdpFlow(**base)
+    return udp.UdpLink(**base)
 
 
 def test_windows_established_live_terminated_without_a_kernel():
     """The records' rules alone: a flow talking across two windows is established once and live in
-    both; the first quiet window ends it; a flow seen again after that is a new one."""
+    both; the first quiet window ends it; a flow seen again after that is a new one. Rows of a
+    minute read after its window closed count in the open one (bytes), not lost."""
     agg = Aggregator("m-1", "h", "a")
     owners = {7: ProcessInfo(7, 1, "dig", "/usr/bin/dig", "dig example.com", "/", 0, "root", 0.0)}
-    agg.udp_flows(60.0, [_flow()], owners)
-    agg.udp_flows(125.0, [_flow(rt_sum_ms=10, rt_min_ms=10, rt_max_ms=10)], owners)
-    agg.udp_flows(250.0, [_flow(sent=10, received=0, responses=0, rt_sum_ms=0, rt_min_ms=0, rt_max_ms=0)], owners)
-    rows = [r for r in agg.flush(400.0)["VMConnection"]]
+    agg.udp_links(61.0, [_link(1, flows_new=1)], owners)
+    agg.udp_links(125.0, [_link(2, rt_sum_us=10000, rt_min_us=10000, rt_max_us=10000)], owners)
+    agg.udp_links(250.0, [_link(4, flows_new=1, sent=10, received=0, responses=0, rt_sum_us=0, rt_min_us=0,
+                                rt_max_us=0)], owners)
+    rows = agg.flush(370.0)["VMConnection"]
+    agg.udp_links(370.0, [_link(4, flows_new=0, sent=5, received=0, responses=0, rt_sum_us=0, rt_min_us=0,
+                                rt_max_us=0)], owners)                 # late: minute 4 closed at 300
+    rows += agg.flush(430.0)["VMConnection"]
     got = [(r["TimeGenerated"][11:16], r["LinksEstablished"], r["LinksLive"], r["LinksTerminated"], r["BytesSent"],
             r["Responses"], r.get("ResponseTimeMax")) for r in rows]
     assert got == [("00:01", 1, 1, 0, 30, 1, 4), ("00:02", 0, 1, 0, 30, 1, 10), ("00:03", 0, 0, 1, 0, 0, None),
-                   ("00:04", 1, 1, 0, 10, 0, None), ("00:05", 0, 0, 1, 0, 0, None)]
+                   ("00:04", 1, 1, 0, 10, 0, None), ("00:05", 0, 0, 1, 0, 0, None), ("00:06", 0, 0, 0, 5, 0, None)]
     assert all(r["Protocol"] == "udp" and r["Direction"] == "outbound" for r in rows)
+
+
+def test_flows_of_a_minute_in_parts_count_once():
+    """The same minute read three times (differences, the live count so far): one flow, not three."""
+    agg = Aggregator("m-1", "h", "a")
+    owners = {7: ProcessInfo(7, 1, "dig", "/usr/bin/dig", "dig example.com", "/", 0, "root", 0.0)}
+    for t, new, live in ((61.0, 1, 1), (70.0, 1, 2), (80.0, 0, 2)):
+        agg.udp_links(t, [_link(1, flows_new=new, flows_live=live)], owners)
+    [row] = agg.flush(120.0)["VMConnection"]
+    assert (row["LinksEstablished"], row["LinksLive"], row["BytesSent"], row["Responses"]) == (2, 2, 90, 3)
 
 
 def test_the_source_rebuilds_and_the_result_loads_under_ip_netns_exec(tmp_path):
@@ -289,18 +304,6 @@ print(json.dumps(flows))
         subprocess.run(["ip", "netns", "del", ns], check=False)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == [[False, 10, 10, 1], [True, 10, 10, 1]]
-
-
-def test_a_flow_that_turns_around_ends_the_old_one():
-    """The kernel forgot a quiet flow and saw it again the other way (its first datagram now in):
-    the outbound flow ends as the inbound one is established, so each still balances."""
-    agg = Aggregator("m-1", "h", "a")
-    owners = {7: ProcessInfo(7, 1, "dig", "/usr/bin/dig", "dig example.com", "/", 0, "root", 0.0)}
-    agg.udp_flows(60.0, [_flow()], owners)
-    agg.udp_flows(90.0, [_flow(inbound=True, responses=0, rt_sum_ms=0, rt_min_ms=0, rt_max_ms=0)], owners)
-    rows = agg.flush(200.0)["VMConnection"]
-    got = sorted((r["TimeGenerated"][11:16], r["Direction"], r["LinksEstablished"], r["LinksTerminated"]) for r in rows)
-    assert got == [("00:01", "inbound", 1, 0), ("00:01", "outbound", 1, 1), ("00:02", "inbound", 0, 1)]
 
 
 def test_the_workspace_stores_them_and_the_readme_query_answers(scenario, tmp_path):

@@ -1,23 +1,30 @@
 // SPDX-License-Identifier: GPL-2.0
 // netatlas UDP flows: the kernel half (libbpf CO-RE; tp_btf tracepoints and cgroup sock_addr hooks).
 //
-// A flow is one 5-tuple seen from this host (local address/port, remote address/port, UDP), kept in
-// na_udp_flows (a hash map whose size is the agent's cap; a datagram of a flow that does not fit is
-// counted in na_udp_counters[C_FLOWS_FULL]). Per datagram:
+// A flow is one 5-tuple seen from this host (local address/port, remote address/port, UDP) in one
+// minute of the wall clock (bpf_ktime_get_ns() plus the offset user space writes to
+// na_udp_config[CFG_CLOCK], divided by 60 s: user space's one-minute windows). Flows are kept in
+// na_udp_flows keyed by 5-tuple and minute (a hash map whose size is the agent's cap on the flows of
+// two minutes; a datagram of a flow that does not fit is counted in na_udp_counters[C_FLOWS_FULL]);
+// user space deletes the minutes before the last one. Per datagram:
 //   cgroup/sendmsg4|6, cgroup/recvmsg4|6   (unconnected sendto / recvfrom, process context) remember
 //                                          the peer's address for the current thread (na_udp_peer)
-//   tp_btf/sock_send_length, sock_recv_length (after the datagram went / came, same thread) add its
-//                                          payload bytes to the flow; the peer is the remembered
+//   tp_btf/sock_send_length, sock_recv_length (after the datagram went / came, same thread) count it
+//                                          into its flow and its link; the peer is the remembered
 //                                          one, or the socket's own for a connected socket
 // A flow is inbound (its socket is a server's) when the socket bound its port itself
 // (SOCK_BINDPORT_LOCK), or is unconnected and the flow began with a datagram in (a server bound to
-// port 0, as tests do); any other flow is outbound (the socket sent first, from an ephemeral port). A request is a datagram from the side that starts (out for outbound, in for
-// inbound); the first answer after it is a response, its time the time since the first unanswered
-// request. Counters go to one of two slots, chosen by the epoch user space sets (na_udp_config[1]):
-// user space moves the epoch on, then reads the slot of the previous epoch: a window's counts without
-// resetting anything the kernel is writing. Only sockets of one network namespace are counted
-// (na_udp_config[0], 0 = every namespace). UDP sockets that bind a port (cgroup/post_bind4|6) are
-// kept in na_udp_bound until released (cgroup/sock_release): the UDP listeners. Build: scripts/build-bpf.sh (udp.bpf.o beside this).
+// port 0, as tests do); any other flow is outbound (the socket sent first, from an ephemeral port).
+// A flow that had datagrams in the previous minute continues (same owner and direction); any other
+// is new. A request is a datagram from the side that starts (out for outbound, in for inbound); the
+// first answer after it is a response, its time the time since the first unanswered request.
+// What user space reads is na_udp_links, per minute and link (owner tgid, direction, the socket's
+// bound address, the remote address, the server's port), per CPU (no lock): flows active in the
+// minute (live) and new in it, payload bytes, datagrams, responses and their times. So 500 new flows
+// a second cost user space a few entries a minute. Only sockets of one network namespace are counted
+// (na_udp_config[CFG_NETNS], 0 = every namespace). UDP sockets that bind a port (cgroup/post_bind4|6)
+// are kept in na_udp_bound until released (cgroup/sock_release): the UDP listeners.
+// Build: scripts/build-bpf.sh (udp.bpf.o beside this).
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
@@ -34,37 +41,50 @@ char LICENSE[] SEC("license") = "GPL";
 #define SOCK_BINDPORT_LOCK 4
 
 enum { F_BOUND = 1 };
-enum { C_FLOWS_FULL = 0, C_NO_PEER = 1, C_NCOUNTERS = 2 };
-enum { CFG_NETNS = 0, CFG_EPOCH = 1, CFG_N = 2 };
+enum { C_FLOWS_FULL = 0, C_NO_PEER = 1, C_LINKS_FULL = 2, C_NCOUNTERS = 3 };
+enum { CFG_NETNS = 0, CFG_CLOCK = 1, CFG_N = 2 };
+enum { DIR_OUTBOUND = 1, DIR_INBOUND = 2 };
 
-struct flow_key {                  // 40 bytes, mirrored by netatlas/agent/udp.py
+struct flow_key {                  // 44 bytes, mirrored by netatlas/agent/udp.py
     __u8 laddr[16];
     __u8 raddr[16];
     __u16 lport;                   // host order
     __u16 rport;                   // host order
     __u16 family;
     __u16 pad;
+    __u32 minute;
 };
 
-struct slot {                      // one epoch's counters; 48 bytes
+struct flow {                      // 16 bytes
+    __u32 tgid;                    // the process that sent or received first
+    __u32 flags;                   // F_*
+    __u64 pending_ns;              // first unanswered request, 0 if none
+};
+
+struct link_key {                  // 48 bytes, mirrored by netatlas/agent/udp.py
+    __u32 minute;
+    __u32 tgid;
+    __u16 family;
+    __u16 port;                    // the server's: remote for outbound, local for inbound; host order
+    __u8 direction;                // DIR_*
+    __u8 pad[3];
+    __u8 bind[16];                 // the local socket's own address (a wildcard when unbound)
+    __u8 remote[16];
+};
+
+struct link_value {                // 72 bytes per CPU
     __u64 sent;                    // payload bytes
     __u64 received;
     __u64 rt_sum_us;
+    __u32 flows_new;               // flows that began in the minute
+    __u32 flows_live;              // flows with a datagram in the minute
     __u32 dgrams_out;
     __u32 dgrams_in;
     __u32 responses;
-    __u32 rt_min_us;
+    __u32 rt_min_us;               // 0: none yet
     __u32 rt_max_us;
-    __u32 epoch;                   // the epoch these counters belong to
-};
-
-struct flow {                      // 136 bytes
-    __u32 tgid;                    // the process that sent or received first
-    __u32 flags;                   // F_*
-    __u64 last_ns;                 // bpf_ktime_get_ns() of its last datagram
-    __u64 pending_ns;              // first unanswered request, 0 if none
-    char comm[16];
-    struct slot slots[2];
+    __u32 pad;
+    char comm[16];                 // the owner's name, for an owner gone before user space reads /proc
 };
 
 struct peer {                      // an unconnected send/receive's other end, for one thread
@@ -105,6 +125,13 @@ struct {
 } na_udp_flows SEC(".maps");
 
 struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+    __uint(max_entries, 8192);     // links of the last minutes; user space sets it before loading
+    __type(key, struct link_key);
+    __type(value, struct link_value);
+} na_udp_links SEC(".maps");
+
+struct {
     __uint(type, BPF_MAP_TYPE_LRU_HASH);
     __uint(max_entries, 16384);
     __type(key, __u64);            // pid_tgid
@@ -115,7 +142,7 @@ struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);
     __uint(max_entries, CFG_N);
     __type(key, __u32);
-    __type(value, __u32);
+    __type(value, __u64);          // CFG_*: the network namespace's inode (0: all), the clock offset (ns)
 } na_udp_config SEC(".maps");
 
 struct {
@@ -132,9 +159,9 @@ static __always_inline void count(__u32 which)
         *c += 1;
 }
 
-static __always_inline __u32 setting(__u32 which)
+static __always_inline __u64 setting(__u32 which)
 {
-    __u32 *v = bpf_map_lookup_elem(&na_udp_config, &which);
+    __u64 *v = bpf_map_lookup_elem(&na_udp_config, &which);
     return v ? *v : 0;
 }
 
@@ -223,16 +250,6 @@ int on_release(struct bpf_sock *ctx)
 }
 
 // ---- tracepoints: one datagram ---------------------------------------------------------------------
-static __always_inline struct slot *slot_of(struct flow *f, __u32 epoch)
-{
-    struct slot *s = &f->slots[epoch & 1];
-    if (s->epoch != epoch) {
-        __builtin_memset(s, 0, sizeof(*s));
-        s->epoch = epoch;
-    }
-    return s;
-}
-
 static __always_inline void datagram(struct sock *sk, int ret, int out)
 {
     if (ret < 0 || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_UDP)
@@ -274,35 +291,65 @@ static __always_inline void datagram(struct sock *sk, int ret, int out)
             BPF_CORE_READ_INTO((__u32 *)key.raddr, sk, __sk_common.skc_daddr);
     }
     __u64 now = bpf_ktime_get_ns();
+    key.minute = (now + setting(CFG_CLOCK)) / 60000000000ULL;
+    int created = 0, fresh_flow = 0;
     struct flow *f = bpf_map_lookup_elem(&na_udp_flows, &key);
     if (!f) {
         struct flow fresh = {};
-        fresh.tgid = id >> 32;
-        bpf_get_current_comm(fresh.comm, sizeof(fresh.comm));
-        // a server: its port bound by itself, or an unconnected socket whose flow began with a datagram in
-        if ((BPF_CORE_READ(sk, sk_userlocks) & SOCK_BINDPORT_LOCK) || (unconnected && !out))
-            fresh.flags = F_BOUND;
-        fresh.slots[0].epoch = fresh.slots[1].epoch = 0xffffffff;
-        if (bpf_map_update_elem(&na_udp_flows, &key, &fresh, BPF_NOEXIST)) {
-            f = bpf_map_lookup_elem(&na_udp_flows, &key);      // another CPU made it meanwhile?
-            if (!f) {
-                count(C_FLOWS_FULL);
-                return;
-            }
+        struct flow_key before = key;
+        before.minute -= 1;
+        struct flow *prev = bpf_map_lookup_elem(&na_udp_flows, &before);
+        if (prev) {                        // it had datagrams in the previous minute: it continues
+            fresh.tgid = prev->tgid;
+            fresh.flags = prev->flags;
+            fresh.pending_ns = prev->pending_ns;
         } else {
-            f = bpf_map_lookup_elem(&na_udp_flows, &key);
-            if (!f)
-                return;
+            fresh.tgid = id >> 32;
+            // a server: its port bound by itself, or an unconnected socket whose flow began with a datagram in
+            if ((BPF_CORE_READ(sk, sk_userlocks) & SOCK_BINDPORT_LOCK) || (unconnected && !out))
+                fresh.flags = F_BOUND;
+            fresh_flow = 1;
+        }
+        if (bpf_map_update_elem(&na_udp_flows, &key, &fresh, BPF_NOEXIST) == 0)
+            created = 1;                   // else another CPU made it meanwhile, or the map is full
+        f = bpf_map_lookup_elem(&na_udp_flows, &key);
+        if (!f) {
+            count(C_FLOWS_FULL);
+            return;
         }
     }
-    struct slot *s = slot_of(f, setting(CFG_EPOCH));
-    int request = (f->flags & F_BOUND) ? !out : out;
+    struct link_key lk = {};
+    lk.minute = key.minute;
+    lk.tgid = f->tgid;
+    lk.family = key.family;
+    int inbound = (f->flags & F_BOUND) != 0;
+    lk.direction = inbound ? DIR_INBOUND : DIR_OUTBOUND;
+    lk.port = inbound ? key.lport : key.rport;
+    __builtin_memcpy(lk.bind, key.laddr, 16);
+    __builtin_memcpy(lk.remote, key.raddr, 16);
+    struct link_value *v = bpf_map_lookup_elem(&na_udp_links, &lk);
+    if (!v) {
+        struct link_value zero = {};
+        bpf_get_current_comm(zero.comm, sizeof(zero.comm));
+        bpf_map_update_elem(&na_udp_links, &lk, &zero, BPF_NOEXIST);
+        v = bpf_map_lookup_elem(&na_udp_links, &lk);
+        if (!v) {
+            count(C_LINKS_FULL);
+            return;
+        }
+    }
+    if (created) {
+        v->flows_live += 1;
+        if (fresh_flow)
+            v->flows_new += 1;
+    }
+    int request = inbound ? !out : out;
     if (out) {
-        s->sent += ret;
-        s->dgrams_out += 1;
+        v->sent += ret;
+        v->dgrams_out += 1;
     } else {
-        s->received += ret;
-        s->dgrams_in += 1;
+        v->received += ret;
+        v->dgrams_in += 1;
     }
     if (request) {
         if (!f->pending_ns)
@@ -310,14 +357,13 @@ static __always_inline void datagram(struct sock *sk, int ret, int out)
     } else if (f->pending_ns) {
         __u32 us = (now - f->pending_ns) / 1000;
         f->pending_ns = 0;
-        s->responses += 1;
-        s->rt_sum_us += us;
-        if (!s->rt_min_us || us < s->rt_min_us)
-            s->rt_min_us = us ? us : 1;
-        if (us > s->rt_max_us)
-            s->rt_max_us = us;
+        v->responses += 1;
+        v->rt_sum_us += us;
+        if (!v->rt_min_us || us < v->rt_min_us)
+            v->rt_min_us = us ? us : 1;
+        if (us > v->rt_max_us)
+            v->rt_max_us = us;
     }
-    f->last_ns = now;
 }
 
 SEC("tp_btf/sock_send_length")
