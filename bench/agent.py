@@ -14,7 +14,10 @@ the shipper) runs in a third process, once per collector, one after the other, a
 server. Reported: its CPU over the load (share of one core, from
 /proc/PID/stat), its VmRSS and VmHWM, and the connections to the load's port its records count
 (LinksEstablished, outbound; UDP: Protocol "udp" flows) against the ground truth. Goals for eBPF:
-100 % captured, < 1 % of a core, < 60 MB. A collector this tree does not have is reported as such.
+100 % captured, < 1 % of a core, < 60 MB. ``errors`` are the load's own failures (a connect refused,
+an answer not back within 5 s, a write that failed): a connection counts in the truth once
+established and a flow once its request went, whatever follows. A collector this tree does not
+have is reported as such.
 Needs root (netlink close events). Runs in a fresh network namespace when it can create one.
 """
 from __future__ import annotations
@@ -121,14 +124,18 @@ async def load(port: int, udp_port: int, keep: int, rate: int, udp_rate: int, se
         nonlocal errors
         done = loop.create_future()
         sent_at = time.time()
-        t, _ = await loop.create_datagram_endpoint(lambda: _Ask(done), remote_addr=("127.0.0.1", udp_port))
+        try:
+            t, _ = await loop.create_datagram_endpoint(lambda: _Ask(done), remote_addr=("127.0.0.1", udp_port))
+        except OSError:
+            errors += 1
+            return
+        local = t.get_extra_info("sockname")[1]
+        flows.add((int(sent_at // 60), local))        # the request went (connection_made sent it)
         try:
             await asyncio.wait_for(done, 5)
-            local = t.get_extra_info("sockname")[1]
-            flows.add((int(sent_at // 60), local))
             flows.add((int(time.time() // 60), local))
         except (OSError, asyncio.TimeoutError):
-            errors += 1
+            errors += 1                               # no answer: the request's flow still counts
         finally:
             t.close()
 
@@ -136,11 +143,15 @@ async def load(port: int, udp_port: int, keep: int, rate: int, udp_rate: int, se
         nonlocal short, errors
         try:
             r, w = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            errors += 1                               # never established: not in the truth
+            return
+        short += 1                                    # established: it counts whatever follows
+        try:
             w.write(b"0123456789")
             await w.drain()
             w.close()
             await w.wait_closed()
-            short += 1
         except OSError:
             errors += 1
 
@@ -201,12 +212,12 @@ def main() -> int:
     print(f"load: {args.open} held + {args.rate} new TCP connections and {args.udp_rate} UDP flows a second "
           f"for {args.seconds:g} s, poll {args.poll:g} s; goals for ebpf: 100 % captured, < 1 % of a core, < 60 MB")
     print(f"{'collector':10} {'TCP captured':>17} {'share':>8} {'UDP flows':>15} {'share':>8} {'CPU':>7} "
-          f"{'VmRSS':>7} {'VmHWM':>7}  {'unowned':>7}  goals")
+          f"{'VmRSS':>7} {'VmHWM':>7}  {'unowned':>7} {'errors':>6}  goals")
     for kind, r in rows.items():
         met = r["share"] == 1.0 and r["core"] < 0.01 and r["rss_kb"] < 60 * 1024
         print(f"{kind:10} {r['established']:>8}/{r['expected']:<8} {r['share']:8.2%} {r['udp']:>7}/{r['udp_expected']:<7} "
               f"{r['udp_share']:8.2%} {r['core']:7.2%} {r['rss_kb'] / 1024:5.0f}MB {r['hwm_kb'] / 1024:5.0f}MB  "
-              f"{r['unowned']:>7}  {('met' if met else 'NOT met') if kind == 'ebpf' else ''}")
+              f"{r['unowned']:>7} {r['errors']:>6}  {('met' if met else 'NOT met') if kind == 'ebpf' else ''}")
     for kind in missing:
         print(f"{kind:10} not a collector of this tree (it has: {', '.join(COLLECTORS)})")
     for kind, r in rows.items():

@@ -38,6 +38,9 @@ class Socket:
     last_data_recv_ms: int = 0
     data_sent: int = -1
     rqueue: int = 0          # idiag_rqueue: rcv_nxt - copied_seq (bytes, and the FIN, not read by the app)
+    # tcpi_data_segs_out / tcpi_data_segs_in: segments that carried data (-1 before Linux 4.6)
+    data_segs_out: int = -1
+    data_segs_in: int = -1
 
 
 @dataclass(slots=True)

@@ -94,8 +94,10 @@ _DIAG_MSG_LEN = 16 + 72
 _RTATTR = struct.Struct("=HH")
 # struct tcp_info (<linux/tcp.h>): tcpi_last_data_sent @44, tcpi_last_data_recv @52, tcpi_rtt @68,
 # tcpi_bytes_acked @120, tcpi_bytes_received @128, tcpi_segs_out @136, tcpi_segs_in @140,
-# tcpi_bytes_sent @200, tcpi_bytes_retrans @208; older kernels send a shorter struct.
-_TCPI_FULL = struct.Struct("=44xI4xI12xI48xQQII56xQQ")      # 216 bytes: Linux >= 4.19
+# tcpi_data_segs_in @152, tcpi_data_segs_out @156, tcpi_bytes_sent @200, tcpi_bytes_retrans @208;
+# older kernels send a shorter struct.
+_TCPI_FULL = struct.Struct("=44xI4xI12xI48xQQII8xII40xQQ")  # 216 bytes: Linux >= 4.19
+_TCPI_DATA_SEGS = struct.Struct("=44xI4xI12xI48xQQII8xII")          # 160 bytes: Linux >= 4.6
 _TCPI_SEGS = struct.Struct("=44xI4xI12xI48xQQII")                  # 144 bytes: Linux >= 4.2
 _TCPI_BYTES = struct.Struct("=44xI4xI12xI48xQQ")                   # 136 bytes: Linux >= 4.1
 _TCPI_RTT = struct.Struct("=44xI4xI12xI")                          # 72 bytes: any
@@ -184,7 +186,7 @@ def _parse(buf, end: int, out: list[Socket], seq: int | None = None) -> bool:
             (family, state, sp0, sp1, dp0, dp1, src, dst, c0, c1, rqueue, uid,
              inode) = _DIAG_MSG.unpack_from(buf, off + 16)
             rtt = acked = received = segs_out = segs_in = lds = ldr = 0
-            data_sent = -1
+            data_sent = d_in = d_out = -1
             a, mend = off + _DIAG_MSG_LEN, off + length
             while a + 4 <= mend:
                 alen, atype = _RTATTR.unpack_from(buf, a)
@@ -193,9 +195,12 @@ def _parse(buf, end: int, out: list[Socket], seq: int | None = None) -> bool:
                 if atype & NLA_TYPE_MASK == INET_DIAG_INFO:
                     size = min(alen, mend - a) - 4
                     if size >= 216:
-                        (lds, ldr, rtt, acked, received, segs_out, segs_in, tx,
+                        (lds, ldr, rtt, acked, received, segs_out, segs_in, d_in, d_out, tx,
                          retrans) = _TCPI_FULL.unpack_from(buf, a + 4)
                         data_sent = tx - retrans
+                    elif size >= 160:
+                        (lds, ldr, rtt, acked, received, segs_out, segs_in, d_in,
+                         d_out) = _TCPI_DATA_SEGS.unpack_from(buf, a + 4)
                     elif size >= 144:
                         lds, ldr, rtt, acked, received, segs_out, segs_in = _TCPI_SEGS.unpack_from(buf, a + 4)
                     elif size >= 136:
@@ -212,7 +217,7 @@ def _parse(buf, end: int, out: list[Socket], seq: int | None = None) -> bool:
                 d = v6.get(dst) or _v6_name(dst)
             out.append(_socket(family, state, s, sp0 << 8 | sp1, d, dp0 << 8 | dp1, inode, uid,
                               c1 << 32 | c0, acked, received, rtt, segs_out, segs_in, 0, 0, 0, 0, lds, ldr,
-                              data_sent, rqueue))
+                              data_sent, rqueue, d_out, d_in))
         elif mtype == NLMSG_DONE:
             return True
         elif mtype == NLMSG_ERROR:
@@ -482,31 +487,40 @@ def payload(s: Socket, outbound: bool) -> tuple[int, int]:
 
 
 class Exchanges:
-    """Request/response exchanges of each socket (by cookie), estimated from tcp_info's
-    tcpi_last_data_sent / tcpi_last_data_recv at each observation (a dump entry or a close event).
+    """Request/response exchanges of each socket (by cookie), estimated from tcp_info at each
+    observation (a dump entry or a close event).
 
-    An outbound socket made an exchange since its previous observation when data came in, the
-    last data came in (not out), and a request went out since then (bytes sent grew, or the last
-    data was going out at the previous observation); its time is last_data_sent -
+    How many: where the kernel reports data segments (tcpi_data_segs_out / _in, Linux >= 4.6), the
+    exchanges so far are min(data segments out, data segments in): exact for the usual shape where
+    each request or each response fits one segment (a small request and a response of any size, or
+    the reverse; a request/response pair split over several segments both ways counts as several;
+    a request whose answer has not come yet is not counted until it has). Before 4.6, one exchange
+    per observation at most, when the data turned around since the last one.
+
+    Their time: an outbound socket made an exchange since its previous observation when data came
+    in, the last data came in (not out), and a request went out since then (bytes sent grew, or the
+    last data was going out at the previous observation); its time is last_data_sent -
     last_data_recv: from the request's last byte sent to the response's last byte received.
     Inbound sockets mirror it (request in, response out; time from the request's last byte to the
     response's last byte). Both timestamps come from the same tcp_info, so the delay of a poll or of
-    a close event does not enter. Tolerance: one exchange per socket per observation (several
-    between two polls count as one, with the last one's time); times have the kernel's jiffy
-    resolution (1 ms at HZ=1000, 4 ms at HZ=250) and span the last bytes, not the first; when
-    both timestamps fall in the same jiffy the byte counters say which way the data went last.
+    a close event does not enter. Several exchanges between two observations all get the last one's
+    time (or, when the data has turned again since, the socket's last known time); times have the
+    kernel's jiffy resolution (1 ms at HZ=1000, 4 ms at HZ=250) and span the last bytes, not the
+    first; when both timestamps fall in the same jiffy the byte counters say which way the data
+    went last.
     """
 
     def __init__(self, cap: int = 100_000):
         self.cap = cap
-        self._by_cookie: dict[int, list] = {}     # cookie -> [sent, received, waiting, responses, rt_sum_us]
+        # cookie -> [sent, received, waiting, responses, rt_sum_us, last time (µs, -1: none)]
+        self._by_cookie: dict[int, list] = {}
 
     def observe(self, s: Socket, outbound: bool, sent: int, received: int,
                 final: bool = False) -> tuple[int, int, int, int]:
         """(responses, rt_sum_us) cumulative and (rt_min_us, rt_max_us) of this observation (0 when
         no exchange); ``final`` forgets the socket (its close event)."""
-        state = self._by_cookie.pop(s.cookie, None) or [0, 0, False, 0, 0]
-        prev_sent, prev_received, waiting, responses, rt_sum = state
+        state = self._by_cookie.pop(s.cookie, None) or [0, 0, False, 0, 0, -1]
+        prev_sent, prev_received, waiting, responses, rt_sum, last_us = state
         lds, ldr = s.last_data_sent_ms, s.last_data_recv_ms
         rt = -1
         if outbound:
@@ -517,15 +531,20 @@ class Exchanges:
             if sent > prev_sent and received and lds <= ldr and (received > prev_received or waiting):
                 rt = ldr - lds
             waiting = received > 0 and (sent == 0 or ldr < lds)    # the last data came in
-        us = rt * 1000 if rt >= 0 else 0
         if rt >= 0:
-            responses += 1
-            rt_sum += us
+            last_us = rt * 1000
+        if s.data_segs_out >= 0 and s.data_segs_in >= 0:
+            n = max(0, min(s.data_segs_out, s.data_segs_in) - responses)
+        else:
+            n = 1 if rt >= 0 else 0
+        us = max(0, last_us) if n else 0
+        responses += n
+        rt_sum += n * us
         if not final:
             if len(self._by_cookie) >= self.cap:
                 del self._by_cookie[next(iter(self._by_cookie))]
             self._by_cookie[s.cookie] = [max(sent, prev_sent), max(received, prev_received), waiting,
-                                         responses, rt_sum]
+                                         responses, rt_sum, last_us]
         return responses, rt_sum, us, us
 
     def retain(self, cookies: set[int]) -> None:

@@ -40,7 +40,9 @@ def test_dump_fixture_parses_every_socket():
     assert got[23002, 23001] == Socket(family=AF_INET, state=TCP_ESTABLISHED, src="127.0.0.1", sport=23002,
                                        dst="127.0.0.1", dport=23001, inode=147454, uid=0, cookie=20727,
                                        bytes_sent=1001, bytes_received=300, rtt_us=22, segs_out=4, segs_in=3,
-                                       last_data_sent_ms=200, last_data_recv_ms=200, data_sent=1000)
+                                       last_data_sent_ms=200, last_data_recv_ms=200, data_sent=1000,
+                                       data_segs_out=1, data_segs_in=1)     # one request, one answer
+    assert (got[23005, 23006].data_segs_out, got[23005, 23006].data_segs_in) == (0, 1)   # 10 bytes in only
     server = got[23001, 23002]
     assert (server.state, server.bytes_sent, server.bytes_received) == (TCP_ESTABLISHED, 300, 1000)
     listener = got[23001, 0]
@@ -82,7 +84,8 @@ def test_destroy_fixture_reports_final_counters_in_state_close():
     # destination port and the counters before the socket was freed; the destination address stays
     assert got[23011, 0] == Socket(family=AF_INET, state=TCP_CLOSE, src="0.0.0.0", sport=23011,
                                    dst="127.0.0.1", dport=0, inode=0, uid=0, cookie=20736,
-                                   last_data_sent_ms=5875816, last_data_recv_ms=5875816, data_sent=0)
+                                   last_data_sent_ms=5875816, last_data_recv_ms=5875816, data_sent=0,
+                                   data_segs_out=0, data_segs_in=0)
     # a non-blocking connect refused: ports kept, one SYN out, one RST in, no RTT sample
     refused = got[23010, 23007]
     assert (refused.src, refused.dst, refused.segs_out, refused.segs_in, refused.rtt_us) == \
@@ -322,6 +325,7 @@ def test_destroy_listener_sees_refused_connects(family, host):
         got = by_ports(_events(events, lambda e: e.sport in (bport, nport), 2))
         assert got[bport, 0] == Socket(family=family, state=TCP_CLOSE, src=unspecified, sport=bport, dst=host,
                                        dport=0, inode=0, uid=0, cookie=got[bport, 0].cookie, data_sent=0,
+                                       data_segs_out=0, data_segs_in=0,
                                        last_data_sent_ms=got[bport, 0].last_data_sent_ms,
                                        last_data_recv_ms=got[bport, 0].last_data_recv_ms)
         refused = got[nport, closed]
