@@ -292,7 +292,7 @@ def duckdb_floor(bodies: list[bytes], group: int) -> float:
     tmp = Path(tempfile.mkdtemp(prefix="netatlas-bench-floor-"))
     table = Catalogue.load().get("VMConnection")
     con = duckdb.connect(str(tmp / "floor.duckdb"))
-    from netatlas.workspace import CHECKPOINT_THRESHOLD
+    from netatlas.store.duckdb import CHECKPOINT_THRESHOLD
     con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
     con.execute("CREATE TABLE VMConnection (" + ", ".join(f'"{c}" {DUCKDB_TYPES[t]}' for c, t in table.columns) + ")")
     spec = "{" + ", ".join(f"'{c}': '{DUCKDB_TYPES[t]}'" for c, t in table.columns) + "}"
@@ -373,7 +373,7 @@ def run(batches: int, size: int, use_gzip: bool, clients: int = 2) -> dict:
     table = cat.get("VMConnection")
     types = DUCKDB_TYPES
     con = duckdb.connect(str(tmp / "hand.duckdb"))
-    from netatlas.workspace import CHECKPOINT_THRESHOLD
+    from netatlas.store.duckdb import CHECKPOINT_THRESHOLD
     con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")   # the workspace's own setting
     con.execute("CREATE TABLE VMConnection (" + ", ".join(f'"{c}" {types[t]}' for c, t in table.columns) + ")")
     spec = "{" + ", ".join(f"'{c}': '{types[t]}'" for c, t in table.columns) + "}"

@@ -28,7 +28,7 @@ from . import __version__, discovery
 from .errors import NetatlasError
 from .keys import WORKSPACE_FILE
 
-DB_FILE = "netatlas.duckdb"             # workspace.DB_FILE (the engine is not imported to parse a command line)
+DB_FILE = "netatlas.duckdb"             # store.duckdb.DB_FILE (the engine is not imported to parse a command line)
 
 MANIFEST = "backup.json"
 DEMO_MARKER = ".demo-loaded"          # up.DEMO_MARKER (up.py is not imported: it loads the server)

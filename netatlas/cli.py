@@ -113,14 +113,14 @@ def geoip_setting(value: str | None):
 
 
 def open_workspace(path: str | None, geoip: str | None = None) -> Workspace:
-    import duckdb
     from .geoip import GeoIPError
+    from .store.duckdb import Error as StoreError
     from .workspace import connect
     try:
         return connect(path, geoip=geoip_setting(geoip))
     except GeoIPError as e:
         raise NetatlasError(str(e)) from None
-    except (OSError, duckdb.Error) as e:
+    except (OSError, StoreError) as e:
         raise NetatlasError(f"cannot open the workspace in {path!r}: {str(e).splitlines()[0]}") from None
 
 
@@ -284,9 +284,9 @@ def version_arguments(p: argparse.ArgumentParser) -> None:
 def version_text(full: bool) -> str:
     if not full:
         return f"netatlas {__version__}"
-    import duckdb
     import sqlglot
-    return (f"netatlas {__version__}\nduckdb {duckdb.__version__}\nsqlglot {sqlglot.__version__}\n"
+    from .store.duckdb import VERSION as duckdb_version
+    return (f"netatlas {__version__}\nduckdb {duckdb_version}\nsqlglot {sqlglot.__version__}\n"
             f"python {sys.version.split()[0]}")
 
 

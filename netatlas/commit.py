@@ -37,12 +37,12 @@ import zlib
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-import duckdb
 import numpy as np
 
 from . import ingest
 from .catalogue import Catalogue, Table
 from .errors import IngestError, StorageError
+from .store import duckdb as db
 
 log = logging.getLogger("netatlas.commit")
 
@@ -326,7 +326,7 @@ def store_group(con, table: Table, items: list[Pending], context: dict) -> list[
 class Committer:
     """One thread, one DuckDB cursor: stores the batches ``submit`` queues, in groups."""
 
-    def __init__(self, cursor: duckdb.DuckDBPyConnection, inflight: str | os.PathLike | None = None):
+    def __init__(self, cursor: db.Connection, inflight: str | os.PathLike | None = None):
         self.con = cursor
         # the frames' object columns hold str (or None) only: DuckDB need not sample them for a type
         cursor.execute("SET pandas_analyze_sample = 0")
@@ -407,7 +407,7 @@ class Committer:
         try:
             stored = {r[0] for r in con.execute(f"SELECT batch_id FROM {ingest.BATCHES} WHERE batch_id IN "
                                                 f"(SELECT unnest(?::VARCHAR[]))", [ids]).fetchall()} if ids else set()
-        except duckdb.Error as e:
+        except db.Error as e:
             err = ingest.storage_error(e)
             for it in items:
                 it.finish(error=err)
@@ -433,7 +433,7 @@ class Committer:
                           e.__cause__ or e)
                 for it in grouped:
                     it.finish(error=e)
-            except (duckdb.Error, IngestError):
+            except (db.Error, IngestError):
                 alone = grouped + alone              # a bad value somewhere: one batch at a time
             else:
                 self.groups += 1
@@ -470,7 +470,7 @@ class Committer:
             from .machines import note_senders
             try:
                 note_senders(self.con, it.records, it.context["sender"])
-            except duckdb.Error as e:
+            except db.Error as e:
                 log.warning("could not note the senders of a VMComputer batch: %s", e)
 
 

@@ -36,7 +36,6 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Callable
 
-import duckdb
 import numpy as np
 import orjson
 
@@ -44,6 +43,7 @@ from .catalogue import Catalogue, Table
 from .errors import IngestError, StorageError, did_you_mean
 from .kql import types as T
 from .kql.literals import format_timespan
+from .store import duckdb as db
 
 BATCHES = "_netatlas_batches"
 REQUIRED = ("TimeGenerated",)
@@ -348,7 +348,7 @@ def inflate(body: bytes, limit: int | None) -> bytes:
         raise IngestError(f"the body is not valid gzip: {e}", code="INGEST_BAD_BODY") from None
 
 
-def ingest_json(con: duckdb.DuckDBPyConnection, catalogue: Catalogue, table_name: str, body: bytes, *,
+def ingest_json(con: db.Connection, catalogue: Catalogue, table_name: str, body: bytes, *,
                 batch_id: str | None = None, context: dict | None = None) -> IngestReport:
     """Parse a JSON array of records and ingest it (the caller holds the workspace lock)."""
     table = resolve_table(catalogue, table_name)
@@ -378,7 +378,7 @@ def resolve_table(catalogue: Catalogue, table_name: str) -> Table:
     return table
 
 
-def ingest_records(con: duckdb.DuckDBPyConnection, catalogue: Catalogue, table_name: str, records: list, *,
+def ingest_records(con: db.Connection, catalogue: Catalogue, table_name: str, records: list, *,
                    batch_id: str | None = None, context: dict | None = None,
                    body: bytes | None = None, inflight: str | os.PathLike | None = None) -> IngestReport:
     """Check, stage and store a batch of records (dicts); all or nothing.
@@ -404,11 +404,11 @@ def ingest_records(con: duckdb.DuckDBPyConnection, catalogue: Catalogue, table_n
     try:
         try:
             n, nbytes = store(con, table, read_json_source(table, path), enrich(table, context), batch_id, lookups)
-        except (duckdb.ConstraintException, StorageError):
+        except (db.ConstraintException, StorageError):
             if batch_id is not None and stored_batch(con, batch_id):
                 return IngestReport(table.name, 0, 0, batch_id, True)   # the same batch, sent twice at once
             raise
-        except duckdb.Error as e:
+        except db.Error as e:
             explain(con, table, records, e, context)   # names the first bad record and field
         t3 = time.perf_counter()
     finally:
@@ -553,7 +553,7 @@ def frame_remote_ips(frame: dict, n: int) -> set[str]:
     return {ip for ip in set(ips.tolist()) if ip and type(ip) is str}
 
 
-def ingest_frame(con: duckdb.DuckDBPyConnection, catalogue: Catalogue, table_name: str, frame: dict, *,
+def ingest_frame(con: db.Connection, catalogue: Catalogue, table_name: str, frame: dict, *,
                  batch_id: str | None = None, context: dict | None = None) -> IngestReport:
     """Check, stage and store a batch given as columns (a frame, above); all or nothing. The same
     stages, enrichment and Usage as ``ingest_records``."""
@@ -573,11 +573,11 @@ def ingest_frame(con: duckdb.DuckDBPyConnection, catalogue: Catalogue, table_nam
         try:
             count, nbytes = store(con, table, frame_source(table, name, frame), enrich(table, context), batch_id,
                                   lookups)
-        except (duckdb.ConstraintException, StorageError):
+        except (db.ConstraintException, StorageError):
             if batch_id is not None and stored_batch(con, batch_id):
                 return IngestReport(table.name, 0, 0, batch_id, True)
             raise
-        except duckdb.Error as e:
+        except db.Error as e:
             explain_frame(con, table, name, frame, e)
     finally:
         con.unregister(name)
@@ -769,7 +769,7 @@ def explain(con, table: Table, records: list, err: Exception, context: dict | No
         try:
             con.execute(f"CREATE TEMP TABLE {src} AS {_records_sql()}",
                         [json.dumps({c: "JSON" for c, _ in table.columns}), text])
-        except duckdb.Error as e:
+        except db.Error as e:
             raise IngestError(f"{table.name}: the body must be a JSON array of records ({_first_line(e)})",
                               code="INGEST_BAD_BODY") from None
         validate(con, table, src, (context or {}).get("datetime_window"))
@@ -875,18 +875,17 @@ def rollback(con) -> None:
     conflict) ends the transaction, and the ROLLBACK's own error must not hide the real one."""
     try:
         con.execute("ROLLBACK")
-    except duckdb.Error:
+    except db.Error:
         pass
 
 
-# DuckDB errors that say the store could not write, not that the batch is bad: answered 503, retried
-STORAGE_ERRORS = (duckdb.IOException, duckdb.TransactionException, duckdb.FatalException,
-                  duckdb.OutOfMemoryException)
+# the store's errors that say it could not write, not that the batch is bad: answered 503, retried
+STORAGE_ERRORS = db.STORAGE_ERRORS
 
 
 def storage_error(e: Exception) -> Exception:
     """``e`` as a StorageError when it is the store's failure (STORAGE_ERRORS), else ``e`` itself."""
-    if isinstance(e, STORAGE_ERRORS) and not isinstance(e, duckdb.ConstraintException):
+    if isinstance(e, STORAGE_ERRORS) and not isinstance(e, db.ConstraintException):
         return StorageError(f"the workspace could not store the batch: {_first_line(e)}")
     return e
 

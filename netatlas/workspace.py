@@ -1,4 +1,4 @@
-"""The workspace: a DuckDB database holding every catalogue table, with ingest and query."""
+"""The workspace: a store (store/; DuckDB by default) holding every catalogue table, with ingest and query."""
 from __future__ import annotations
 
 import os
@@ -8,28 +8,21 @@ import weakref
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import duckdb
-
 from . import kql
 from .catalogue import Catalogue
-from .errors import IngestError, NetatlasError, QueryExecutionError, QueryLimitError
+from .errors import IngestError, QueryExecutionError, QueryLimitError
 from . import ingest, migrate
 from .ingest import MAX_POST_BYTES
-from .kql import runtime
 from .kql import types as T
 from .kql.values import convert_rows
 from .limits import DEFAULT_MAX_RESULT_BYTES, DEFAULT_TIMEOUT, Deadline
 from .pool import QueryPool
 from .result import Result
+from .store import StoreBusyError
+from .store import duckdb as db
+from .store.duckdb import DuckDBStore
 
-DB_FILE = "netatlas.duckdb"
-
-
-class WorkspaceBusyError(NetatlasError):
-    code = "WORKSPACE_BUSY"
-
-
-CHECKPOINT_THRESHOLD = "256MB"
+WorkspaceBusyError = StoreBusyError     # the store's files are another process's
 
 RETENTION_TABLE = "_netatlas_retention"
 DEFAULT_RETENTION_DAYS = 30
@@ -64,20 +57,14 @@ class Workspace:
             self.path.mkdir(parents=True, exist_ok=True)
             from .commit import INFLIGHT
             self.inflight = self.path / INFLIGHT
-            try:
-                self.connection = duckdb.connect(str(self.path / DB_FILE))
-            except duckdb.IOException as e:
-                if "lock" in str(e).lower():
-                    raise WorkspaceBusyError(
-                        f"the workspace in {self.path} is held by another process (a running "
-                        f"'netatlas workspace serve'?); query it through its HTTP API or stop it first") from None
-                raise
+            self.store = DuckDBStore(self.path)
             # the database's lock is ours: batch files left in DIR/inflight are a stopped server's
             from .commit import clean_inflight
             self.inflight.mkdir(mode=0o700, exist_ok=True)
             clean_inflight(self.inflight)
         else:
-            self.connection = duckdb.connect(":memory:")
+            self.store = DuckDBStore(None)
+        self.connection = self.store.connection
         # _lock serializes the short statements of the main connection (settings, retention
         # days, indicators); no query or ingestion holds it. Queries take a cursor of the pool;
         # ingestion a cursor per thread (_cursor_lock while one is made); the matcher and GeoIP
@@ -86,13 +73,8 @@ class Workspace:
         self._cursor_lock = threading.Lock()
         self._lookup_lock = threading.Lock()
         self._local = threading.local()
-        self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self._cursors: list[db.Connection] = []
         self.pool = QueryPool(self._new_cursor)
-        self.connection.execute("SET TimeZone = 'UTC'")
-        # Checkpoint when the write-ahead log reaches 256 MB rather than DuckDB's 16 MB: under a
-        # steady stream of batches the small default rewrites the database every second or two.
-        self.connection.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
-        runtime.install(self.connection)
         # the schema this code uses: migrations from the stored version, missing tables and columns
         try:
             self.upgrade = migrate.upgrade(self.connection, self.catalogue, self._create_tables)
@@ -126,15 +108,11 @@ class Workspace:
     # Batches from several agents are ingested side by side: each thread has its own DuckDB
     # cursor (a connection to the same database) and its own transaction; DuckDB appends
     # concurrently. Queries take cursors of the pool (pool.py).
-    def _new_cursor(self) -> duckdb.DuckDBPyConnection:
+    def _new_cursor(self) -> db.Connection:
         """A connection of its own to the database, set up as the main one."""
-        with self._cursor_lock:
-            cur = self.connection.cursor()
-        cur.execute("SET TimeZone = 'UTC'")
-        runtime.install(cur)
-        return cur
+        return self.store.cursor()
 
-    def _ingest_cursor(self) -> duckdb.DuckDBPyConnection:
+    def _ingest_cursor(self) -> db.Connection:
         cur = getattr(self._local, "cursor", None)
         if cur is None:
             cur = self._new_cursor()
@@ -361,10 +339,10 @@ class Workspace:
             if cut is not None:
                 cur.execute("SELECT 1").fetchall()     # ends the streaming result the cap left open
             return rows, cut
-        except duckdb.InterruptException:
+        except db.InterruptException:
             raise (deadline.error() if deadline is not None else
                    QueryLimitError("the query was interrupted")) from None
-        except duckdb.Error as e:
+        except db.Error as e:
             raise QueryExecutionError(f"the query could not run: {_clean(e)}") from None
         finally:
             if token is not None:
@@ -407,7 +385,7 @@ class Workspace:
             for cur in self._cursors:
                 try:
                     cur.close()
-                except duckdb.Error:
+                except db.Error:
                     pass
             self._cursors.clear()
             if self._geoip is not None:

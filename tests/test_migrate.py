@@ -13,7 +13,7 @@ import pytest
 import netatlas
 from netatlas import migrate
 from netatlas.catalogue import Catalogue, Table
-from netatlas.workspace import DB_FILE
+from netatlas.store.duckdb import DB_FILE
 
 FIXTURE = Path(__file__).parent / "fixtures" / "workspace-v1"
 

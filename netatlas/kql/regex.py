@@ -4,31 +4,15 @@ than a failure of the finished SQL. RE2 itself judges (through a private in-memo
 not Python's ``re``, whose syntax differs (\\pL, lookarounds)."""
 from __future__ import annotations
 
-import functools
-import threading
-
-import duckdb
-
 from ..errors import KqlSemanticError, Span
 
 HINT = "regular expressions are RE2 syntax (https://github.com/google/re2/wiki/Syntax)"
 
-_lock = threading.Lock()
-_connection: duckdb.DuckDBPyConnection | None = None
 
-
-@functools.lru_cache(maxsize=1024)
 def re2_error(pattern: str) -> str | None:
-    """Why RE2 rejects the pattern, or None when it compiles."""
-    global _connection
-    with _lock:
-        if _connection is None:
-            _connection = duckdb.connect(":memory:")
-        try:
-            _connection.execute("SELECT regexp_matches('', ?)", [pattern]).fetchall()
-        except duckdb.Error as e:
-            return str(e).split("\n")[0].removeprefix("Invalid Input Error: ")
-    return None
+    """Why RE2 rejects the pattern, or None when it compiles (the store's RE2 judges)."""
+    from ..store.duckdb import re2_error as judge
+    return judge(pattern)
 
 
 def check(pattern, span: Span | None, what: str = "regular expression") -> None:

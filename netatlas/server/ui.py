@@ -17,12 +17,13 @@ import os
 import tempfile
 from pathlib import Path
 
-import duckdb
 import orjson
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
+
+from ..store.duckdb import scratch
 
 from . import query as query_view
 from ..auth import verify_bearer
@@ -103,9 +104,8 @@ def write_parquet(result, path: Path) -> None:
     columns = "{" + ", ".join(f"'{k}': '{PARQUET_TYPES.get(t, 'VARCHAR')}'"
                               for k, t in zip(keys, result.types)) + "}"
     select = ", ".join(f"{k} AS {_quote(name)}" for k, name in zip(keys, result.columns))
-    con = duckdb.connect()
+    con = scratch()
     try:
-        con.execute("SET TimeZone = 'UTC'")
         source = f"read_json('{staged}', format = 'newline_delimited', columns = {columns})"
         con.execute(f"COPY (SELECT {select} FROM {source}) TO '{path}' (FORMAT parquet)")
     finally:

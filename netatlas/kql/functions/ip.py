@@ -1,4 +1,4 @@
-"""IPv4 and IPv6 functions (SQL macros and UDFs installed by netatlas.kql.runtime)."""
+"""IPv4 and IPv6 functions (SQL macros and UDFs of the DuckDB dialect's runtime, kql/dialects/duckdb/runtime.py)."""
 from __future__ import annotations
 
 from sqlglot import exp

@@ -9,7 +9,7 @@ from typing import Callable
 
 from sqlglot import exp
 
-from ..printer import to_sql
+from ...printer import to_sql
 
 
 @dataclass(frozen=True)

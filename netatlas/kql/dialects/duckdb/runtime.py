@@ -1,17 +1,16 @@
-"""Execute stage support: the helper SQL macros and functions generated SQL may call.
+"""The DuckDB dialect's runtime, as data: the helper SQL macros and functions generated SQL may call.
 
-Installed once per DuckDB connection by ``install(connection)``. Simple conversions are SQL
-macros (inlined by DuckDB, so they cost nothing); rare, intricate ones (IPv6, timespan
-formats, datetime text parsing) are Python functions registered with DuckDB.
+The store installs them once per connection (``netatlas.store.duckdb.install_runtime``): simple
+conversions are SQL macros (``MACROS``: name -> "(params) AS body", inlined by DuckDB, so they
+cost nothing); rare, intricate ones (IPv6, timespan formats, datetime text parsing) are Python
+functions (``UDFS``: name, function, argument types, result type) registered with DuckDB.
 """
 from __future__ import annotations
 
 import ipaddress
 import json
 
-import duckdb
-
-from .literals import format_timespan, parse_datetime, parse_timespan
+from ...literals import format_timespan, parse_datetime, parse_timespan
 
 MACROS = {
     "netatlas_datetime_str": (
@@ -245,14 +244,4 @@ UDFS = [
 ]
 
 
-def install(con: duckdb.DuckDBPyConnection) -> None:
-    for name, body in MACROS.items():
-        con.execute(f"CREATE OR REPLACE TEMP MACRO {name}{body}")
-    for name, func, args, ret in UDFS:
-        try:
-            con.create_function(name, func, args, ret, null_handling="special", side_effects=False)
-        except duckdb.CatalogException:
-            pass
-
-
-__all__ = ["install", "format_timespan"]
+__all__ = ["MACROS", "UDFS", "format_timespan"]

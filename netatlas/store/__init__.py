@@ -1,0 +1,76 @@
+"""The store stage: where a workspace's tables live, behind one seam.
+
+A store holds the catalogue's tables and the workspace's side tables (batches, usage, senders,
+retention, keys, settings) and runs the SQL the compiler renders for its dialect. What a store
+offers the workspace (``Store``, below) is what the rest of netatlas may ask of one; everything
+that names an engine (its Python package, its exceptions, its session settings, how its dialect's
+runtime is installed) lives in the store's own module here (``store/duckdb.py``), and no module
+outside this package imports an engine's package (``tests/test_store_seam.py`` checks it).
+
+``open_store(spec)`` makes one from the ``--store`` text: ``duckdb:DIR`` (or a bare directory, or
+None for an in-memory database) is DuckDB, embedded, the default. Other engines are named in the
+spec and refused, saying which ones this build has, until their module is here.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..errors import NetatlasError
+
+
+class StoreError(NetatlasError):
+    code = "STORE"
+
+
+class StoreBusyError(StoreError):
+    """The store's files are held by another process."""
+    code = "WORKSPACE_BUSY"
+
+
+class Store(Protocol):
+    """What the workspace asks of a store (DuckDB's answers are in store/duckdb.py)."""
+
+    name: str                          # the dialect its SQL is rendered in (kql/dialects)
+    path: Path | None                  # its directory, None in memory
+
+    def cursor(self) -> Any:
+        """A connection of its own to the same database, set up as the main one (one per thread
+        that ingests, a pool of them for queries)."""
+
+    def execute(self, sql: str, params: list | None = None) -> Any:
+        """A short statement on the main connection (side tables, settings)."""
+
+    def interrupt(self, cursor: Any) -> None:
+        """Stop what ``cursor`` runs now (a query past its time limit, a client gone)."""
+
+    def close(self) -> None:
+        ...
+
+
+STORES = ("duckdb",)                   # the engines this build has
+
+
+def parse_spec(spec: str | os.PathLike | None) -> tuple[str, Path | None]:
+    """(engine, directory) of a ``--store`` text; a bare path is DuckDB's."""
+    if spec is None:
+        return "duckdb", None
+    text = os.fspath(spec)
+    engine, sep, rest = text.partition(":")
+    if sep and engine in STORES:
+        return engine, Path(rest) if rest else None
+    if sep and engine.isalpha() and len(engine) > 1:        # "chdb:DIR", "clickhouse://..."
+        raise StoreError(f"unknown store {engine!r} in {text!r}: this build has {', '.join(STORES)} "
+                         f"(duckdb:DIR, or a directory)")
+    return "duckdb", Path(text)
+
+
+def open_store(spec: str | os.PathLike | None):
+    """The store a ``--store`` text names (see the module doc)."""
+    engine, path = parse_spec(spec)
+    from .duckdb import DuckDBStore
+    return DuckDBStore(path)
+
+
+__all__ = ["Store", "StoreError", "StoreBusyError", "STORES", "open_store", "parse_spec"]

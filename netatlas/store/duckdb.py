@@ -1,0 +1,116 @@
+"""DuckDB, the embedded default store: everything that names DuckDB's Python package.
+
+``DuckDBStore(path)`` opens ``DIR/netatlas.duckdb`` (or an in-memory database for None), sets a
+session up (UTC, a 256 MB checkpoint threshold, the dialect's runtime: the macros and functions
+of ``kql/dialects/duckdb/runtime.py``) and hands out cursors set up the same way. The exception
+classes the rest of netatlas catches are re-exported here (``Error``, ``ConstraintException``,
+``InterruptException``, ``STORAGE_ERRORS``: the store could not write, as opposed to a bad batch),
+so no other module imports ``duckdb``. ``scratch()`` is a private in-memory database (exports,
+RE2 checks); ``re2_error`` asks DuckDB's RE2 whether a pattern compiles.
+"""
+from __future__ import annotations
+
+import functools
+import threading
+from pathlib import Path
+
+import duckdb
+
+from . import StoreBusyError
+from ..kql.dialects.duckdb import runtime
+
+DB_FILE = "netatlas.duckdb"
+CHECKPOINT_THRESHOLD = "256MB"
+VERSION = duckdb.__version__
+
+Error = duckdb.Error
+ConstraintException = duckdb.ConstraintException
+InterruptException = duckdb.InterruptException
+CatalogException = duckdb.CatalogException
+Connection = duckdb.DuckDBPyConnection
+# the store could not write (disk, lock, memory): answered 503 and retried, not a bad batch
+STORAGE_ERRORS = (duckdb.IOException, duckdb.TransactionException, duckdb.FatalException,
+                  duckdb.OutOfMemoryException)
+
+
+def install_runtime(con: Connection) -> None:
+    """The DuckDB dialect's macros and functions on one connection."""
+    for name, body in runtime.MACROS.items():
+        con.execute(f"CREATE OR REPLACE TEMP MACRO {name}{body}")
+    for name, func, args, ret in runtime.UDFS:
+        try:
+            con.create_function(name, func, args, ret, null_handling="special", side_effects=False)
+        except duckdb.CatalogException:
+            pass
+
+
+def scratch() -> Connection:
+    """A private in-memory database in UTC (the caller closes it)."""
+    con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+_re2_lock = threading.Lock()
+_re2: Connection | None = None
+
+
+@functools.lru_cache(maxsize=1024)
+def re2_error(pattern: str) -> str | None:
+    """Why RE2 (DuckDB's regular expressions) rejects the pattern, or None when it compiles."""
+    global _re2
+    with _re2_lock:
+        if _re2 is None:
+            _re2 = duckdb.connect(":memory:")
+        try:
+            _re2.execute("SELECT regexp_matches('', ?)", [pattern]).fetchall()
+        except duckdb.Error as e:
+            return str(e).split("\n")[0].removeprefix("Invalid Input Error: ")
+    return None
+
+
+class DuckDBStore:
+    """One DuckDB database (a file in ``path``, or in memory) and its session setup."""
+
+    name = "duckdb"
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path is not None else None
+        if self.path is not None:
+            try:
+                self.connection = duckdb.connect(str(self.path / DB_FILE))
+            except duckdb.IOException as e:
+                if "lock" in str(e).lower():
+                    raise StoreBusyError(
+                        f"the workspace in {self.path} is held by another process (a running "
+                        f"'netatlas workspace serve'?); query it through its HTTP API or stop it first") from None
+                raise
+        else:
+            self.connection = duckdb.connect(":memory:")
+        self._cursor_lock = threading.Lock()
+        self.connection.execute("SET TimeZone = 'UTC'")
+        # Checkpoint when the write-ahead log reaches 256 MB rather than DuckDB's 16 MB: under a
+        # steady stream of batches the small default rewrites the database every second or two.
+        self.connection.execute(f"SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
+        install_runtime(self.connection)
+
+    def cursor(self) -> Connection:
+        """A connection of its own to the database, set up as the main one."""
+        with self._cursor_lock:
+            cur = self.connection.cursor()
+        cur.execute("SET TimeZone = 'UTC'")
+        install_runtime(cur)
+        return cur
+
+    def execute(self, sql: str, params: list | None = None):
+        return self.connection.execute(sql, params) if params is not None else self.connection.execute(sql)
+
+    def interrupt(self, cursor: Connection) -> None:
+        cursor.interrupt()
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+__all__ = ["DuckDBStore", "DB_FILE", "Error", "ConstraintException", "InterruptException", "CatalogException",
+           "STORAGE_ERRORS", "install_runtime", "scratch", "re2_error", "VERSION"]
