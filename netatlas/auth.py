@@ -59,7 +59,7 @@ from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Mapping
 
-from .errors import NetatlasError
+from .errors import AuthError
 from .keys import Identity, Key
 
 SCHEME = "SharedKey"
@@ -72,13 +72,6 @@ MAX_SKEW = timedelta(minutes=15)
 ALLOWED = {"query": ("query", "admin"), "admin": ("admin",), "ingest": ("ingest",)}
 
 
-class AuthError(NetatlasError):
-    code = "AUTH"
-
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status = status
-        self.code = code
 
 
 # ---------------------------------------------------------------- client side

@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__, discovery
-from .errors import NetatlasError
+from .errors import BackupError, NetatlasError
 from .keys import WORKSPACE_FILE
 
 DB_FILE = "netatlas.duckdb"             # store.duckdb.DB_FILE (the engine is not imported to parse a command line)
@@ -37,9 +37,6 @@ COPIED = (WORKSPACE_FILE, DEMO_MARKER)
 WORKSPACE_FILES = (DB_FILE, DB_FILE + ".wal", WORKSPACE_FILE, DEMO_MARKER)
 
 
-class BackupError(NetatlasError):
-    """A backup or restore that cannot be done as asked (the target, the backup's contents)."""
-    code = "BACKUP_INVALID"
 
 
 def _lit(text: str) -> str:

@@ -13,12 +13,9 @@ import tomllib
 from pathlib import Path
 from typing import Iterable
 
-from .errors import NetatlasError, did_you_mean
+from .errors import ConfigError, NetatlasError, did_you_mean
 
 
-class ConfigError(NetatlasError):
-    """A setting that is missing, unknown or not of its kind (the message names where it came from)."""
-    code = "CONFIG"
 
 
 def toml_str(text: str) -> str:

@@ -169,3 +169,111 @@ class StorageFullError(StorageError):
     """Free space below the workspace's reserve (min_free_bytes): refused before the store fails
     (HTTP 507 STORAGE_FULL with Retry-After)."""
     code = "STORAGE_FULL"
+
+
+# ---- the other stages' errors, all here (issue 13): each module imports its own from this one
+
+class QueryBusyError(NetatlasError):
+    """Every query cursor is busy and the queue is full: retry after ``retry_after`` seconds."""
+    code = "QUERY_BUSY"
+
+    def __init__(self, message: str, retry_after: int = 1):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class WebMapError(NetatlasError):
+    """A request the map cannot answer: names the parameter (``field``) and the HTTP status."""
+    code = "BAD_PARAMETER"
+
+    def __init__(self, message: str, *, field: str, status: int = 400, code: str | None = None):
+        super().__init__(message)
+        self.field, self.status = field, status
+        if code:
+            self.code = code
+
+
+class AuthError(NetatlasError):
+    code = "AUTH"
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class BackupError(NetatlasError):
+    """A backup or restore that cannot be done as asked (the target, the backup's contents)."""
+    code = "BACKUP_INVALID"
+
+
+class ConfigError(NetatlasError):
+    """A setting that is missing, unknown or not of its kind (the message names where it came from)."""
+    code = "CONFIG"
+
+
+class ServerUnavailableError(NetatlasError):
+    """The workspace is held, and no live server of it can be reached."""
+    code = "WORKSPACE_BUSY"
+
+
+class ImportFileError(NetatlasError):
+    """The file cannot be imported as it is: says which row and column, and why."""
+    code = "IMPORT_INVALID"
+
+    def __init__(self, message: str, *, record: int | None = None, field: str | None = None):
+        super().__init__(message)
+        self.record, self.field = record, field
+
+
+class ServerRefused(NetatlasError):
+    """The server's error answer: ``str`` names the request, ``server_message`` is its message."""
+    code = "IMPORT_REFUSED"
+
+    def __init__(self, where: str, status: int, error: dict):
+        self.server_message = str(error.get("message"))
+        super().__init__(f"{where}: {status} {error.get('code', '')}: {self.server_message}".replace(" : ", ": "))
+        self.status, self.record, self.field = status, error.get("record"), error.get("field")
+
+
+class AgentError(NetatlasError):
+    code = "AGENT"
+
+
+class CollectorUnavailable(AgentError):
+    code = "AGENT_NO_COLLECTOR"
+
+
+class SpoolBusy(AgentError):
+    code = "AGENT_SPOOL_BUSY"
+
+
+class StoreError(NetatlasError):
+    """A store that cannot be opened as named (an unknown engine, a bad --store text)."""
+    code = "STORE"
+
+
+class StoreBusyError(StoreError):
+    """The store's files are held by another process."""
+    code = "WORKSPACE_BUSY"
+
+
+class SchemaVersionError(NetatlasError):
+    """The workspace was written by a newer netatlas (migrate.py)."""
+    code = "WORKSPACE_TOO_NEW"
+
+
+class SettingsError(ConfigError, ValueError):
+    """A server setting that is not of its kind, or settings that do not fit together (TLS)."""
+    code = "SERVER_SETTINGS"
+
+
+class AgentConfigError(ConfigError):
+    """An agent setting that is missing, unknown or not of its kind (the message names where it
+    came from); ``agent.config.ConfigError``."""
+    code = "AGENT_CONFIG"
+
+
+class MarkerError(NetatlasError):
+    """The live demo's marker file cannot be read as its own (demo/live.py)."""
+    code = "DEMO_MARKER"

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from .catalogue import Catalogue, Table
-from .errors import NetatlasError, did_you_mean
+from .errors import ImportFileError, NetatlasError, ServerRefused, did_you_mean
 from .kql import types as T
 
 BATCH_RECORDS = 5000
@@ -47,13 +47,6 @@ AZURE_ONLY = {
 }
 
 
-class ImportFileError(NetatlasError):
-    """The file cannot be imported as it is: says which row and column, and why."""
-    code = "IMPORT_INVALID"
-
-    def __init__(self, message: str, *, record: int | None = None, field: str | None = None):
-        super().__init__(message)
-        self.record, self.field = record, field
 
 
 # ---------------------------------------------------------------- read
@@ -414,14 +407,6 @@ def import_through(server: str, ingest_key: str, data: bytes, name: str, *, tabl
     return report
 
 
-class ServerRefused(NetatlasError):
-    """The server's error answer: ``str`` names the request, ``server_message`` is its message."""
-    code = "IMPORT_REFUSED"
-
-    def __init__(self, where: str, status: int, error: dict):
-        self.server_message = str(error.get("message"))
-        super().__init__(f"{where}: {status} {error.get('code', '')}: {self.server_message}".replace(" : ", ": "))
-        self.status, self.record, self.field = status, error.get("record"), error.get("field")
 
 
 def _call(base: str, method: str, path: str, *, key: str | None = None, body: dict | None = None,

@@ -16,17 +16,13 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .catalogue import Catalogue
-from .errors import NetatlasError
+from .errors import SchemaVersionError
 from .kql import types as T
 
 SCHEMA_VERSION = 2
 META = "_netatlas_meta"
 # a table every version of the schema has: its presence tells an old database from a new file
 V1_MARKER = "_netatlas_batches"
-
-
-class SchemaVersionError(NetatlasError):
-    code = "WORKSPACE_TOO_NEW"
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import threading
 import time
 from contextlib import contextmanager
 
-from .errors import NetatlasError
+from .errors import NetatlasError, QueryBusyError
 from .limits import Deadline
 
 SLOTS_PER_CORE = 4      # as Kusto's query throttling sizes its concurrency by the cores (x10)
@@ -27,13 +27,6 @@ def default_slots() -> int:
     return SLOTS_PER_CORE * (os.cpu_count() or 1)
 
 
-class QueryBusyError(NetatlasError):
-    """Every query cursor is busy and the queue is full: retry after ``retry_after`` seconds."""
-    code = "QUERY_BUSY"
-
-    def __init__(self, message: str, retry_after: int = RETRY_AFTER):
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 class Watchdog:
@@ -169,7 +162,7 @@ class QueryPool:
                     raise QueryBusyError(
                         f"too many queries: {self.running} running and {self.waiting} waiting "
                         f"(query_concurrency {self.slots}, query_queue {self.queue}); "
-                        f"retry in {RETRY_AFTER} s")
+                        f"retry in {RETRY_AFTER} s", RETRY_AFTER)
                 self.waiting += 1
                 try:
                     while not self._free and self._made >= self.slots:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import discovery
 from .catalogue import Catalogue
-from .errors import KqlError, NetatlasError, QueryExecutionError, QueryLimitError
+from .errors import KqlError, NetatlasError, QueryExecutionError, QueryLimitError, ServerUnavailableError
 from .result import Result
 
 # seconds the client waits beyond the query's own time limit (the server answers 504 at that limit)
@@ -26,9 +26,6 @@ REPLY_GRACE = 30.0
 RUNTIME_ERRORS = {"KQL_TIMEOUT": QueryLimitError, "KQL_RUNTIME": QueryExecutionError}
 
 
-class ServerUnavailableError(NetatlasError):
-    """The workspace is held, and no live server of it can be reached."""
-    code = "WORKSPACE_BUSY"
 
 
 def pinned_context(cafile: str) -> ssl.SSLContext:

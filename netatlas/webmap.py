@@ -41,7 +41,7 @@ from functools import cached_property
 from importlib import resources
 
 from . import addresses
-from .errors import NetatlasError
+from .errors import WebMapError
 from .limits import DEFAULT_TIMEOUT
 
 LOOKBACK = timedelta(days=1)        # inventory, bound ports and processes reported this long before the range count
@@ -55,15 +55,6 @@ PORTS_WINDOW = timedelta(hours=1)   # bound ports of /api/machines/{id}: the las
 WEIGHTS = ("bytes", "links")
 
 
-class WebMapError(NetatlasError):
-    """A request the map cannot answer: names the parameter (``field``) and the HTTP status."""
-    code = "BAD_PARAMETER"
-
-    def __init__(self, message: str, *, field: str, status: int = 400, code: str | None = None):
-        super().__init__(message)
-        self.field, self.status = field, status
-        if code:
-            self.code = code
 
 
 # ---------------------------------------------------------------- the request's products

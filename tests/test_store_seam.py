@@ -1,5 +1,6 @@
-"""The store seam (netatlas/store/): only the store's own modules name an engine's package, and the
-``--store`` text names a store or says which ones this build has."""
+"""The seam work of issue 13: only the store's own modules (netatlas/store/) name an engine's
+package, the ``--store`` text names a store or says which ones this build has, and every error
+class the package raises to its callers is defined in netatlas/errors.py."""
 from __future__ import annotations
 
 import ast
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from netatlas import errors
 from netatlas.store import StoreError, open_store, parse_spec
 
 PACKAGE = Path(__file__).resolve().parents[1] / "netatlas"
@@ -56,3 +58,20 @@ def test_open_store_gives_a_working_duckdb(tmp_path):
                            ).fetchone() == ("01:00:00", 864000000000)
     finally:
         store.close()
+
+
+def test_every_netatlas_error_is_defined_in_errors_py():
+    """A class deriving from an error class of errors.py, defined anywhere else, is one of these."""
+    ours = {name for name, obj in vars(errors).items()
+            if isinstance(obj, type) and issubclass(obj, errors.NetatlasError)}
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.name == "errors.py" and path.parent == PACKAGE:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ClassDef):
+                bases = {b.id if isinstance(b, ast.Name) else getattr(b, "attr", "") for b in node.bases}
+                if bases & ours:
+                    offenders.append(f"{path.relative_to(PACKAGE)}: {node.name}")
+    assert offenders == []
+    assert {"StoreBusyError", "QueryBusyError", "AgentError", "ConfigError"} <= ours

@@ -34,6 +34,7 @@ from typing import Callable, Mapping
 from urllib.parse import urlsplit
 
 from .. import configfile
+from ..errors import AgentConfigError
 from ..configfile import toml_str as _toml_str
 
 ENV_PREFIX = "NETATLAS_AGENT_"
@@ -41,9 +42,7 @@ CONFIG_ENV = ENV_PREFIX + "CONFIG"
 MiB = 1024 * 1024
 
 
-class ConfigError(configfile.ConfigError):
-    """A setting that is missing, unknown or not of its kind (the message names where it came from)."""
-    code = "AGENT_CONFIG"
+ConfigError = AgentConfigError      # a setting that is missing, unknown or not of its kind
 
 
 # ---------------------------------------------------------------- kinds: text -> value -> TOML

@@ -48,7 +48,7 @@ from urllib.parse import quote, urlsplit
 import orjson
 
 from ..auth import signed_headers
-from ..errors import NetatlasError
+from ..errors import AgentError, CollectorUnavailable, SpoolBusy
 from .config import AgentConfig, ConfigError, load_machine_id
 
 log = logging.getLogger("netatlas.agent.ship")
@@ -76,16 +76,6 @@ BATCH_FILE = re.compile(r"(\d{12})\.([A-Za-z0-9_]+)\.(\d+)\.([A-Za-z0-9._:\-]{1,
 JSON_OPTIONS = orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z | orjson.OPT_SERIALIZE_NUMPY
 
 
-class AgentError(NetatlasError):
-    code = "AGENT"
-
-
-class CollectorUnavailable(AgentError):
-    code = "AGENT_NO_COLLECTOR"
-
-
-class SpoolBusy(AgentError):
-    code = "AGENT_SPOOL_BUSY"
 
 
 # ---------------------------------------------------------------- sending

@@ -32,13 +32,11 @@ from typing import Callable
 
 import orjson
 
-from ..errors import NetatlasError
+from ..errors import MarkerError
 
 MARKER = ".demo-loaded"
 
 
-class MarkerError(NetatlasError):
-    code = "DEMO_MARKER"
 
 # seconds between the producer's looks at the clock (NETATLAS_DEMO_TICK_SECONDS, for tests)
 TICK = float(os.environ.get("NETATLAS_DEMO_TICK_SECONDS", "5"))

@@ -24,13 +24,11 @@ from dataclasses import dataclass, field, make_dataclass
 from typing import Callable, Mapping
 
 from .. import configfile
+from ..errors import SettingsError
 
 CONFIG_ENV = "NETATLAS_CONFIG"
 
 
-class SettingsError(configfile.ConfigError, ValueError):
-    """A server setting that is not of its kind, or settings that do not fit together (TLS)."""
-    code = "SERVER_SETTINGS"
 
 
 @dataclass(frozen=True)

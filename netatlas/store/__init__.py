@@ -17,16 +17,9 @@ import os
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..errors import NetatlasError
+from ..errors import StoreBusyError, StoreError
 
 
-class StoreError(NetatlasError):
-    code = "STORE"
-
-
-class StoreBusyError(StoreError):
-    """The store's files are held by another process."""
-    code = "WORKSPACE_BUSY"
 
 
 class Store(Protocol):
