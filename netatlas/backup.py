@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -51,32 +50,6 @@ def check_target(target: Path) -> None:
         raise BackupError(f"the backup target {target} exists and is not an empty directory")
     if not target.parent.is_dir():
         raise BackupError(f"the backup target's parent directory {target.parent} does not exist")
-
-
-def copy_database(con, dest: Path, catalogue) -> dict:
-    """Copy the database on ``con`` (a cursor of its own) to a new DuckDB file ``dest`` in one
-    transaction; the rows per table and the batch ids the copy holds."""
-    alias = f"netatlas_backup_{uuid.uuid4().hex[:8]}"
-    source = con.execute("SELECT current_database()").fetchone()[0]
-    con.execute(f"ATTACH {_lit(str(dest))} AS {alias}")
-    try:
-        con.execute("BEGIN TRANSACTION")
-        try:
-            con.execute(f"COPY FROM DATABASE {source} TO {alias}")
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        tables = {r[0] for r in con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_catalog = ? AND table_type = 'BASE TABLE'",
-            [alias]).fetchall()}
-        rows = {t: con.execute(f'SELECT count(*) FROM {alias}."{t}"').fetchone()[0]
-                for t in catalogue.names() if t in tables}
-        batches = [r[0] for r in con.execute(f"SELECT batch_id FROM {alias}._netatlas_batches ORDER BY batch_id").fetchall()]
-        version = con.execute(f"SELECT value FROM {alias}._netatlas_meta WHERE \"key\" = 'schema_version'").fetchone()
-    finally:
-        con.execute(f"DETACH {alias}")
-    return {"rows": rows, "batches": batches, "schema_version": int(version[0]) if version else 1}
 
 
 def snapshot(ws, data_dir: Path | None, target: Path) -> dict:
@@ -206,7 +179,7 @@ def _server_key(args, data: Path) -> str:
         token = None
     if token:
         return token
-    from .cli import UsageError
+    from .errors import UsageError
     raise UsageError("--server needs --key (an admin key: `netatlas keys create --role admin`) or "
                      "NETATLAS_ADMIN_KEY")
 
@@ -239,7 +212,7 @@ def describe(manifest: dict, where: Path | str) -> str:
 
 
 def cmd_backup(args) -> int:
-    from .cli import UsageError
+    from .errors import UsageError
     from .workspace import WorkspaceBusyError
     data, target = Path(args.data), Path(args.target).absolute()
     server = args.server or discovery.live_url(data)
@@ -258,7 +231,7 @@ def cmd_backup(args) -> int:
 
 
 def cmd_restore(args) -> int:
-    from .cli import UsageError
+    from .errors import UsageError
     try:
         report = restore(Path(args.backup), Path(args.data), force=args.force)
     except BackupError as e:

@@ -28,7 +28,7 @@ from . import __version__
 from . import up
 from .agent.config import agent_arguments, cmd_agent
 from .demo.command import cmd_demo, demo_arguments
-from .errors import KqlError, NetatlasError
+from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, KqlError, NetatlasError, UsageError
 from .shell import describe
 from .limits import DEFAULT_MAX_ROWS, DEFAULT_TIMEOUT
 
@@ -37,13 +37,8 @@ if TYPE_CHECKING:       # the engine is imported where a command uses it: `netat
     from .result import Result
     from .workspace import Workspace
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 UP_DATA = "netatlas-data"
 NUMERIC = {"long", "int", "real", "decimal"}
-
-
-class UsageError(Exception):
-    """A mistake on the command line (not in the KQL text): exit 2 with the message."""
 
 
 # ---------------------------------------------------------------- output formats
@@ -105,23 +100,10 @@ FORMATS: dict[str, Callable[[Result], str]] = {
 
 # ---------------------------------------------------------------- shared helpers
 
-def geoip_setting(value: str | None):
-    """--geoip-db text -> Workspace's ``geoip``: "" the bundled database, "off" none, else a path."""
-    if not value:
-        return None
-    return False if value.strip().lower() in ("off", "none", "false", "0") else value
-
-
-def open_workspace(path: str | None, geoip: str | None = None) -> Workspace:
-    from .geoip import GeoIPError
-    from .store.duckdb import Error as StoreError
-    from .workspace import connect
-    try:
-        return connect(path, geoip=geoip_setting(geoip))
-    except GeoIPError as e:
-        raise NetatlasError(str(e)) from None
-    except (OSError, StoreError) as e:
-        raise NetatlasError(f"cannot open the workspace in {path!r}: {str(e).splitlines()[0]}") from None
+def open_workspace(path: str | None, geoip: str | None = None) -> "Workspace":
+    """``workspace.open_workspace`` (imported when a command opens one: the CLI starts without DuckDB)."""
+    from .workspace import open_workspace as open_it
+    return open_it(path, geoip)
 
 
 WORKSPACE_MARKS = ("netatlas.duckdb", "workspace.json")   # a directory holding either is a workspace

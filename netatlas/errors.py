@@ -277,3 +277,12 @@ class AgentConfigError(ConfigError):
 class MarkerError(NetatlasError):
     """The live demo's marker file cannot be read as its own (demo/live.py)."""
     code = "DEMO_MARKER"
+
+
+# ---- the command line's --------------------------------------------------------------------
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130     # what a command exits with
+
+
+class UsageError(Exception):
+    """A mistake on the command line (not in the KQL text): exit 2 with the message."""

@@ -492,7 +492,8 @@ def warnings(report: Report) -> list[str]:
 def cmd_import(args) -> int:
     import sys
     from .discovery import live_url
-    from .cli import UsageError, open_workspace
+    from .errors import UsageError
+    from .workspace import open_workspace
     if args.retention is not None and not 1 <= args.retention <= 4383:
         raise UsageError("--retention is a whole number of days from 1 to 4383 (12 years)")
     if args.file == "-":

@@ -54,7 +54,7 @@ def start_demo(data: Path, args, out=sys.stdout):
     if not marker.live:
         return None
     from . import connect
-    from .cli import geoip_setting
+    from .workspace import geoip_setting
     from .demo.live import catch_up, upgrade
     ws = connect(data, geoip=geoip_setting(args.geoip_db))
     try:
@@ -75,7 +75,8 @@ def start_demo(data: Path, args, out=sys.stdout):
 def load_demo(data: Path, args, out=sys.stdout):
     """The first start: the demo's window, with progress; writes the marker."""
     from . import connect
-    from .cli import UsageError, geoip_setting
+    from .errors import UsageError
+    from .workspace import geoip_setting
     from .demo import MIN_MACHINES
     from .demo.live import marker_for
     from .demo.pipeline import load, plan
@@ -233,7 +234,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         agent = start_local_agent(data, identity, settings, args)
         producer = start_live_demo(data, marker, identity, settings)
-        from .cli import open_workspace
+        from .workspace import open_workspace
         return serve(data, settings, open_workspace=lambda d: open_workspace(d, settings.geoip_db))
     except Stop as e:
         return 128 + e.args[0]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import kql
 from .catalogue import Catalogue
-from .errors import IngestError, QueryExecutionError, QueryLimitError
+from .errors import IngestError, NetatlasError, QueryExecutionError, QueryLimitError
 from . import ingest, migrate
 from .ingest import MAX_POST_BYTES
 from .kql import types as T
@@ -224,9 +224,9 @@ class Workspace:
 
     # ---- backup -------------------------------------------------------------------------------
     def snapshot(self, path: str | os.PathLike) -> dict:
-        """Copy the database, in one transaction, to a new DuckDB file (backup.py) while ingestion
-        and queries go on; the rows per table and batch ids the copy holds."""
-        from .backup import copy_database
+        """Copy the database, in one transaction, to a new DuckDB file (for backup.py) while
+        ingestion and queries go on; the rows per table and batch ids the copy holds."""
+        from .store.duckdb import copy_database
         cur = self._new_cursor()
         try:
             return copy_database(cur, Path(path), self.catalogue)
@@ -454,3 +454,22 @@ def connect(path: str | os.PathLike | None = None, *, geoip: str | os.PathLike |
     """Open a workspace: in memory, or stored in a directory (DuckDB file inside). ``geoip``: see
     ``Workspace``."""
     return Workspace(path, geoip=geoip)
+
+
+def geoip_setting(value: str | None):
+    """--geoip-db text -> Workspace's ``geoip``: "" the bundled database, "off" none, else a path."""
+    if not value:
+        return None
+    return False if value.strip().lower() in ("off", "none", "false", "0") else value
+
+
+def open_workspace(path: str | None, geoip: str | None = None) -> Workspace:
+    """The workspace a command names (``--workspace``, ``--geoip-db`` text), or a NetatlasError
+    saying why it cannot be opened."""
+    from .geoip import GeoIPError
+    try:
+        return connect(path, geoip=geoip_setting(geoip))
+    except GeoIPError as e:
+        raise NetatlasError(str(e)) from None
+    except (OSError, db.Error) as e:
+        raise NetatlasError(f"cannot open the workspace in {path!r}: {str(e).splitlines()[0]}") from None

@@ -75,3 +75,73 @@ def test_every_netatlas_error_is_defined_in_errors_py():
                     offenders.append(f"{path.relative_to(PACKAGE)}: {node.name}")
     assert offenders == []
     assert {"StoreBusyError", "QueryBusyError", "AgentError", "ConfigError"} <= ours
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the package's modules it imports, anywhere in it (function-level imports too)."""
+    mods = {}
+    for p in PACKAGE.rglob("*.py"):
+        parts = p.relative_to(PACKAGE.parent).with_suffix("").parts
+        mods[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = p
+    edges = {m: set() for m in mods}
+    for m, p in mods.items():
+        pkg = m if p.name == "__init__.py" else m.rsplit(".", 1)[0]
+        for node in ast.walk(ast.parse(p.read_text(), str(p))):
+            targets = []
+            if isinstance(node, ast.ImportFrom):
+                base = pkg.split(".")[:len(pkg.split(".")) - (node.level - 1)] if node.level else []
+                name = ".".join(base + ([node.module] if node.module else [])) if node.level else node.module or ""
+                subs = [f"{name}.{a.name}" for a in node.names if f"{name}.{a.name}" in mods]
+                targets = subs or [name]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            edges[m] |= {t for t in targets if t in mods and t != m and not m.startswith(t + ".")}
+    return edges
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan, iteratively)."""
+    index, low, on, stack, out, counter = {}, {}, set(), [], [], [0]
+    for root in edges:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(edges[root])))]
+        index[root] = low[root] = counter[0]
+        counter[0] += 1
+        stack.append(root)
+        on.add(root)
+        while work:
+            v, it = work[-1]
+            w = next(it, None)
+            if w is not None:
+                if w not in index:
+                    index[w] = low[w] = counter[0]
+                    counter[0] += 1
+                    stack.append(w)
+                    on.add(w)
+                    work.append((w, iter(sorted(edges[w]))))
+                elif w in on:
+                    low[v] = min(low[v], index[w])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[v])
+            if low[v] == index[v]:
+                comp = []
+                while True:
+                    w = stack.pop()
+                    on.discard(w)
+                    comp.append(w)
+                    if w == v:
+                        break
+                if len(comp) > 1:
+                    out.append(sorted(comp))
+    return out
+
+
+def test_no_import_cycles_in_the_package():
+    """kql/'s planner, operators, plugins, make-series and generator, and cli.py with the
+    commands around it, import each other in one direction only (plan.py holds the plan's product
+    and the operator tables; errors.py the command line's errors; workspace.py opening one)."""
+    assert cycles(import_graph()) == []
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]   # the check finds one

@@ -459,7 +459,7 @@ def agent_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
-    from ..cli import UsageError
+    from ..errors import UsageError
     action = next(a for a in ACTIONS if a.name == args.action)
     try:
         config = from_args(args, require=action.requires)

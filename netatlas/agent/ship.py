@@ -766,7 +766,7 @@ def cmd_run(args, config: AgentConfig) -> int:
         return 0
     # before the collector starts: what it says while starting (which collector, why not another) is logged too
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from ..cli import UsageError
+    from ..errors import UsageError
     try:   # before anything else: a second agent on this spool would send the same batch ids
         lock = SpoolLock(config.spool).acquire("run an agent on")
     except AgentError as e:
@@ -900,7 +900,7 @@ def spool_arguments(p) -> None:
 
 
 def cmd_spool(args, config: AgentConfig) -> int:
-    from ..cli import UsageError
+    from ..errors import UsageError
     if args.spool_action == "list":
         rows = spool_rows(config.spool)
         if not rows:

@@ -28,7 +28,7 @@ def demo_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _end(text: str | None) -> datetime | None:
-    from ..cli import UsageError
+    from ..errors import UsageError
     if text is None:
         return None
     from ..kql.literals import parse_datetime
@@ -48,7 +48,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
     """``netatlas demo remove``: the marker's machines out of every table (demo/remove.py)."""
     from pathlib import Path
 
-    from ..cli import EXIT_FAILED, EXIT_OK, UsageError
+    from ..errors import EXIT_FAILED, EXIT_OK, UsageError
     from ..workspace import WorkspaceBusyError
     from .live import Marker
     from .remove import remove
@@ -87,7 +87,8 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_fill(args: argparse.Namespace) -> int:
-    from ..cli import EXIT_OK, UsageError, open_workspace
+    from ..errors import EXIT_OK, UsageError
+    from ..workspace import open_workspace
     from . import MIN_MACHINES
     from .pipeline import TimedWorkspace
     if args.machines < MIN_MACHINES:

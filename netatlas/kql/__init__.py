@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ..errors import KqlError, Span
+from .operators import OPERATORS    # loading it fills plan.OPERATORS and plan.SOURCES
 from .generator import generate
 from .parser import parse
-from .planner import Plan, Planner
+from .plan import Plan
+from .planner import Planner
 from .tokens import tokenize
 from ..limits import DEFAULT_MAX_ROWS, Deadline
 
@@ -66,4 +68,4 @@ def _no_deadline() -> None:
     pass
 
 
-__all__ = ["compile", "Compiled", "tokenize", "parse", "generate", "DEFAULT_MAX_ROWS"]
+__all__ = ["compile", "Compiled", "tokenize", "parse", "generate", "DEFAULT_MAX_ROWS", "OPERATORS", "Plan", "Planner"]

@@ -23,6 +23,7 @@ from sqlglot import exp
 from ..errors import KqlSemanticError
 from . import syntax as s
 from . import types as T
+from .relations import scope_of, values_rel
 from .scalars import to_string
 from .typed import Typed, col
 
@@ -35,7 +36,6 @@ MAX_DIMENSIONS = 10
 
 
 def autocluster(pl, rel, call: s.Call):
-    from .operators import scope_of, values_rel
     args = [pl.scalar(a, scope_of(rel)) for a in call.args]
     size_weight = _const(args, 0, 0.5, float, "SizeWeight")
     weight_col = args[1].name if len(args) > 1 and args[1].name else None

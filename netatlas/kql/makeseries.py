@@ -11,8 +11,9 @@ from sqlglot import exp
 from ..errors import KqlSemanticError
 from . import syntax as s
 from . import types as T
-from .operators import aliased, contains_aggregate, next_column_name, scope_of
-from .planner import Planner, Rel
+from .plan import Rel
+from .planner import Planner
+from .relations import aliased, contains_aggregate, next_column_name, scope_of
 from .scalars import binary, unify
 from .typed import Typed, cast, col, const, fn
 

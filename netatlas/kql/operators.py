@@ -1,4 +1,5 @@
-"""Plan stage, tabular half: one function per KQL operator, found through OPERATORS.
+"""Plan stage, tabular half: one function per KQL operator, found through OPERATORS (copied into
+plan.OPERATORS when this module loads).
 
 Each takes the planner, the input ``Rel`` and the operator node, and returns a new ``Rel``
 whose SQL selects from the input's.
@@ -14,7 +15,11 @@ from ..errors import KqlSemanticError, Span, did_you_mean
 from . import syntax as s
 from . import types as T
 from .aggregates import AGGREGATES, ARG_EXTREMES
-from .planner import Planner, Rel
+from .makeseries import make_series, top_nested
+from .plan import OPERATORS as _OPERATORS, SOURCES as _SOURCES, Binding, Rel
+from .planner import Planner
+from .plugins import PLUGINS
+from .relations import aliased, contains_aggregate, mv_cast, next_column_name, scope_of, values_rel
 from .regex import check as check_regex, re2_error
 from .scalars import Scope, binary, to_bool, to_string, unify
 from .typed import Typed, cast, col, const, fn, ident
@@ -23,28 +28,11 @@ N = exp.Literal.number
 L = exp.Literal.string
 
 
-def scope_of(rel: Rel, table: str | None = None) -> Scope:
-    return Scope(dict(rel.cols), table, rel.order)
-
-
 def select_all(rel: Rel, table: str | None = None) -> list[exp.Expression]:
     """Every column of rel, in order: * when unqualified (a Rel's SQL yields exactly its columns)."""
     if table is None:
         return [exp.Star()]
     return [col(c, table) for c, _ in rel.cols]
-
-
-def aliased(e: exp.Expression, name: str) -> exp.Expression:
-    if isinstance(e, exp.Column) and e.name == name and not e.table:
-        return e
-    return exp.Alias(this=e, alias=ident(name))
-
-
-def next_column_name(taken) -> str:
-    i = 1
-    while f"Column{i}" in taken:
-        i += 1
-    return f"Column{i}"
 
 
 def order_survives(order, cols: dict[str, str], changed: set[str] = frozenset()):
@@ -276,17 +264,6 @@ def _dedupe(name: str, taken: set[str]) -> str:
     while f"{name}{i}" in taken:
         i += 1
     return f"{name}{i}"
-
-
-def contains_aggregate(e: exp.Expression) -> bool:
-    if isinstance(e, exp.AggFunc):
-        return True
-    aggs = {"list", "any_value", "stddev_samp", "stddev_pop", "var_samp", "var_pop", "quantile_disc",
-            "max_by", "min_by", "netatlas_make_set_dynamic", "netatlas_make_bag", "count_if"}
-    for node in e.walk():
-        if isinstance(node, exp.AggFunc) or (isinstance(node, exp.Anonymous) and node.name.lower() in aggs):
-            return True
-    return False
 
 
 def arg_extreme(pl: Planner, rel: Rel, call: s.Call, item: s.Assign, by_names, taken, scope, row_alias: str,
@@ -677,20 +654,6 @@ def op_mv_expand(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
     return Rel(pl.wrap(inner, sel, where=where), cols, None, rel.name)
 
 
-def mv_cast(e: exp.Expression, to: str) -> exp.Expression:
-    if to == T.DYNAMIC:
-        return e
-    if to == T.STRING:
-        return exp.Coalesce(this=fn("netatlas_dynamic_str", e), expressions=[L("")])
-    if to in (T.DATETIME, T.BOOL, T.GUID):
-        return exp.TryCast(this=fn("json_extract_string", e, L("$")), to=T.storage(to))
-    if to == T.TIMESPAN:
-        return fn("netatlas_totimespan", fn("json_extract_string", e, L("$")))
-    # numbers: only JSON numbers convert ("2" as a JSON string does not)
-    is_number = exp.In(this=fn("json_type", e), expressions=[L("BIGINT"), L("UBIGINT"), L("DOUBLE")])
-    return exp.Case(ifs=[exp.If(this=is_number, true=exp.TryCast(this=e.copy(), to=T.storage(to)))], default=exp.null())
-
-
 # ---- search ---------------------------------------------------------------------------------
 
 def search_predicate(pl: Planner, node: s.Node, rel: Rel, cs: bool = False) -> Typed:
@@ -886,60 +849,12 @@ def op_serialize(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
     return rel
 
 
-def row_window(pl: Planner, node: s.Call, scope: Scope) -> Typed:
-    order = [o.copy() for o in scope.order] if scope.order else None
-    over = exp.Window(this=None, order=exp.Order(expressions=order) if order else None)
-    args = [pl.scalar(a, scope) for a in node.args]
-    name = node.name
-    if name == "row_number":
-        start = args[0].sql if args else N(1)
-        w = exp.Window(this=exp.RowNumber(), order=over.args.get("order"))
-        if len(args) > 1:
-            raise KqlSemanticError("row_number() with a restart condition is not supported yet", node.span,
-                                   code="KQL_UNSUPPORTED")
-        return Typed(cast(exp.Add(this=exp.Sub(this=w, expression=N(1)), expression=start), T.LONG), T.LONG, node.span)
-    if name in ("prev", "next"):
-        if not args:
-            raise KqlSemanticError(f"{name}() needs a column", node.span, code="KQL_ARGUMENTS")
-        offset = args[1].sql if len(args) > 1 else N(1)
-        f = "lag" if name == "prev" else "lead"
-        call_args = [args[0].sql, offset]
-        if len(args) > 2:
-            d, _, _ = unify(args[2], args[0], node.span, name)
-            call_args.append(cast(d.sql, args[0].type) if args[0].type != T.DYNAMIC else d.sql)
-        w = exp.Window(this=fn(f, *call_args), order=over.args.get("order"))
-        e = w
-        if args[0].type == T.STRING:
-            e = exp.Coalesce(this=w, expressions=[L("")])
-        return Typed(e, args[0].type, node.span)
-    if name == "row_cumsum":
-        w = exp.Window(this=exp.Sum(this=args[0].sql), order=over.args.get("order"),
-                       spec=exp.WindowSpec(kind="ROWS", start="UNBOUNDED", start_side="PRECEDING", end="CURRENT ROW"))
-        rtype = T.LONG if args[0].type in T.INTEGER else args[0].type
-        return Typed(cast(w, rtype), rtype, node.span)
-    if name in ("row_rank_dense", "row_rank_min"):
-        f = exp.Anonymous(this="dense_rank" if name == "row_rank_dense" else "rank", expressions=[])
-        order_e = [exp.Ordered(this=args[0].sql)]
-        return Typed(cast(exp.Window(this=f, order=exp.Order(expressions=order_e)), T.LONG), T.LONG, node.span)
-    raise KqlSemanticError(f"unknown window function {name}()", node.span, code="KQL_UNKNOWN_FUNCTION")
-
-
 def op_getschema(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
     rows = []
     for i, (c, t) in enumerate(rel.cols):
         rows.append(exp.Tuple(expressions=[L(c), cast(N(i), T.INT), L(T.DOTNET[t]), L(t)]))
     cols = [("ColumnName", T.STRING), ("ColumnOrdinal", T.INT), ("DataType", T.STRING), ("ColumnType", T.STRING)]
     return values_rel(pl, rows, cols)
-
-
-def values_rel(pl: Planner, rows: list[exp.Tuple], cols: list[tuple[str, str]]) -> Rel:
-    if not rows:
-        sel = exp.Select(expressions=[aliased(cast(exp.null(), t), c) for c, t in cols]).where(exp.false())
-        return Rel(sel, cols, None)
-    alias = pl.fresh("_v")
-    values = exp.Values(expressions=rows, alias=exp.TableAlias(this=ident(alias), columns=[ident(c) for c, _ in cols]))
-    sel = exp.Select(expressions=[col(c) for c, _ in cols]).from_(values, copy=False)
-    return Rel(sel, cols, None)
 
 
 RENDER_KINDS = {"table", "timechart", "barchart", "columnchart", "piechart", "scatterchart", "areachart",
@@ -957,7 +872,6 @@ def op_render(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
 
 
 def op_evaluate(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
-    from .plugins import PLUGINS
     call: s.Call = op.args["plugin"]
     plugin = PLUGINS.get(call.name)
     if plugin is None:
@@ -967,7 +881,6 @@ def op_evaluate(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
 
 
 def op_invoke(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
-    from .planner import Binding
     call: s.Call = op.args["call"]
     b = pl.env.get(call.name)
     if b is None or b.kind != "function" or not b.value.params or b.value.params[0].type is not None:
@@ -982,12 +895,10 @@ def op_invoke(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
 # ---- make-series, top-nested ------------------------------------------------------------------
 
 def op_make_series(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
-    from .makeseries import make_series
     return make_series(pl, rel, op)
 
 
 def op_top_nested(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
-    from .makeseries import top_nested
     return top_nested(pl, rel, op)
 
 
@@ -1077,3 +988,6 @@ SOURCES = {
     s.Datatable: src_datatable, s.RangeSource: src_range, s.PrintSource: src_print,
     s.UnionSource: src_union, s.SearchSource: src_search,
 }
+
+_OPERATORS.update(OPERATORS)      # the planner dispatches through plan.py's tables
+_SOURCES.update(SOURCES)

@@ -1,15 +1,14 @@
 """Stage 3, plan: Query syntax tree + Catalogue -> Plan.
 
 The planner resolves every name against the catalogue and the `let` scope, checks types, and
-builds each tabular operator as a sqlglot SELECT over the previous one (``Rel``). Tabular
-operators are a table (OPERATORS, in operators.py); scalar expressions are compiled by the
-methods below with the tables in scalars.py, functions/ and aggregates.py.
+builds each tabular operator as a sqlglot SELECT over the previous one (``Rel``, plan.py). Tabular
+operators are a table (``plan.OPERATORS``, filled by operators.py); scalar expressions are
+compiled by the methods below with the tables in scalars.py, functions/ and aggregates.py.
 """
 from __future__ import annotations
 
 import itertools
 from collections import Counter
-from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from sqlglot import exp
@@ -22,49 +21,10 @@ from . import syntax as s
 from . import types as T
 from .aggregates import AGGREGATES
 from .functions import FUNCTIONS
+from .plan import OPERATORS, SOURCES, Binding, Plan, Rel
 from .scalars import Scope, binary, dynamic_to, to_dynamic, to_string, type_error, unify
 from .typed import Typed, cast, col, const, fn, ident, json_key_path, null
-
-
-@dataclass
-class Rel:
-    """A planned tabular expression: a SELECT and the KQL schema of its output."""
-    sql: exp.Expression
-    cols: list[tuple[str, str]]
-    order: list[exp.Ordered] | None = None
-    name: str | None = None           # a table's name, for union withsource and search $table
-    serialized: bool = False
-    # rebuild(needed column names) -> a cheaper Rel with at least those columns, when the operator
-    # that made this one can drop work for columns nobody reads (arg_max(x, *) keeps whole rows)
-    rebuild: object = None
-
-    @property
-    def types(self) -> dict[str, str]:
-        return dict(self.cols)
-
-    def names(self) -> list[str]:
-        return [c for c, _ in self.cols]
-
-    def copy(self) -> "Rel":
-        # The SQL tree is shared, not copied: operators only ever wrap a Rel's SQL in a new SELECT,
-        # and the printer handles a subtree that appears in several places.
-        return Rel(self.sql, list(self.cols), list(self.order) if self.order else self.order,
-                   self.name, self.serialized, self.rebuild)
-
-
-@dataclass
-class Plan:
-    rel: Rel
-    ctes: list[tuple[str, exp.Expression, bool]]
-    render: dict | None
-
-
-@dataclass
-class Binding:
-    kind: str                 # scalar, table, function, cte
-    value: object
-    env: dict | None = None   # closure of a function
-    size: int = 1             # SQL nodes of a scalar's value: each use copies them (planner steps)
+from .generator import render
 
 
 class Planner:
@@ -254,7 +214,6 @@ class Planner:
 
     # ---- tabular expressions ------------------------------------------------------------------
     def tab(self, node: s.Node) -> Rel:
-        from .operators import OPERATORS
         ops = []
         while isinstance(node, s.Pipe):    # a loop, not recursion: pipelines may be long
             ops.append(node.op)
@@ -267,7 +226,6 @@ class Planner:
         return rel
 
     def source(self, node: s.Node) -> Rel:
-        from .operators import SOURCES
         handler = SOURCES.get(type(node))
         if handler:
             return handler(self, node)
@@ -356,7 +314,6 @@ class Planner:
         """Run a helper query at plan time (schema discovery, e.g. bag_unpack's keys)."""
         for name, body, materialized in self.ctes:
             tree = tree.with_(ident(name), as_=body.copy(), materialized=materialized, copy=False)
-        from .generator import render
         return self.executor(render(tree))
 
     # ---- user functions -----------------------------------------------------------------------
@@ -667,7 +624,6 @@ class Planner:
         raise KqlSemanticError("typeof() is only valid in mv-expand ... to typeof()", node.span, code="KQL_SYNTAX")
 
     def call_row_window(self, node: s.Call, scope, agg) -> Typed:
-        from .operators import row_window
         return row_window(self, node, scope)
 
 
@@ -795,3 +751,43 @@ def plan(query: s.Query, catalogue: "_catalogue.Catalogue | None" = None, **kw) 
 
 
 __all__ = ["Planner", "Plan", "Rel", "plan", "KqlError"]
+
+
+def row_window(pl: Planner, node: s.Call, scope: Scope) -> Typed:
+    """row_number(), prev(), next(), row_cumsum() over the serialized input's order."""
+    N, L = exp.Literal.number, exp.Literal.string
+    order = [o.copy() for o in scope.order] if scope.order else None
+    over = exp.Window(this=None, order=exp.Order(expressions=order) if order else None)
+    args = [pl.scalar(a, scope) for a in node.args]
+    name = node.name
+    if name == "row_number":
+        start = args[0].sql if args else N(1)
+        w = exp.Window(this=exp.RowNumber(), order=over.args.get("order"))
+        if len(args) > 1:
+            raise KqlSemanticError("row_number() with a restart condition is not supported yet", node.span,
+                                   code="KQL_UNSUPPORTED")
+        return Typed(cast(exp.Add(this=exp.Sub(this=w, expression=N(1)), expression=start), T.LONG), T.LONG, node.span)
+    if name in ("prev", "next"):
+        if not args:
+            raise KqlSemanticError(f"{name}() needs a column", node.span, code="KQL_ARGUMENTS")
+        offset = args[1].sql if len(args) > 1 else N(1)
+        f = "lag" if name == "prev" else "lead"
+        call_args = [args[0].sql, offset]
+        if len(args) > 2:
+            d, _, _ = unify(args[2], args[0], node.span, name)
+            call_args.append(cast(d.sql, args[0].type) if args[0].type != T.DYNAMIC else d.sql)
+        w = exp.Window(this=fn(f, *call_args), order=over.args.get("order"))
+        e = w
+        if args[0].type == T.STRING:
+            e = exp.Coalesce(this=w, expressions=[L("")])
+        return Typed(e, args[0].type, node.span)
+    if name == "row_cumsum":
+        w = exp.Window(this=exp.Sum(this=args[0].sql), order=over.args.get("order"),
+                       spec=exp.WindowSpec(kind="ROWS", start="UNBOUNDED", start_side="PRECEDING", end="CURRENT ROW"))
+        rtype = T.LONG if args[0].type in T.INTEGER else args[0].type
+        return Typed(cast(w, rtype), rtype, node.span)
+    if name in ("row_rank_dense", "row_rank_min"):
+        f = exp.Anonymous(this="dense_rank" if name == "row_rank_dense" else "rank", expressions=[])
+        order_e = [exp.Ordered(this=args[0].sql)]
+        return Typed(cast(exp.Window(this=f, order=exp.Order(expressions=order_e)), T.LONG), T.LONG, node.span)
+    raise KqlSemanticError(f"unknown window function {name}()", node.span, code="KQL_UNKNOWN_FUNCTION")

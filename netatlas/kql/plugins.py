@@ -6,13 +6,14 @@ from sqlglot import exp
 from ..errors import KqlSemanticError
 from . import syntax as s
 from . import types as T
-from .planner import Planner, Rel
+from .plan import Rel
+from .planner import Planner
+from .relations import aliased, mv_cast, scope_of
 from .typed import col, fn, json_key_path
 
 
 def bag_unpack(pl: Planner, rel: Rel, call: s.Call) -> Rel:
     """evaluate bag_unpack(Column [, OutputColumnPrefix]): one column per key of the bags."""
-    from .operators import aliased, mv_cast, scope_of
     if not call.args:
         raise KqlSemanticError("bag_unpack() needs the dynamic column to unpack", call.span, code="KQL_ARGUMENTS")
     bag = pl.scalar(call.args[0], scope_of(rel))

@@ -6,12 +6,14 @@ of ``kql/dialects/duckdb/runtime.py``) and hands out cursors set up the same way
 classes the rest of netatlas catches are re-exported here (``Error``, ``ConstraintException``,
 ``InterruptException``, ``STORAGE_ERRORS``: the store could not write, as opposed to a bad batch),
 so no other module imports ``duckdb``. ``scratch()`` is a private in-memory database (exports,
-RE2 checks); ``re2_error`` asks DuckDB's RE2 whether a pattern compiles.
+RE2 checks); ``re2_error`` asks DuckDB's RE2 whether a pattern compiles; ``copy_database`` copies
+the whole database in one transaction into a new file (backups).
 """
 from __future__ import annotations
 
 import functools
 import threading
+import uuid
 from pathlib import Path
 
 import duckdb
@@ -69,6 +71,33 @@ def re2_error(pattern: str) -> str | None:
     return None
 
 
+def copy_database(con: Connection, dest: Path, catalogue) -> dict:
+    """Copy the database on ``con`` (a cursor of its own) to a new DuckDB file ``dest`` in one
+    transaction; the rows per table and the batch ids the copy holds."""
+    alias = f"netatlas_backup_{uuid.uuid4().hex[:8]}"
+    source = con.execute("SELECT current_database()").fetchone()[0]
+    target = "'" + str(dest).replace("'", "''") + "'"
+    con.execute(f"ATTACH {target} AS {alias}")
+    try:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(f"COPY FROM DATABASE {source} TO {alias}")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        tables = {r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_catalog = ? AND table_type = 'BASE TABLE'",
+            [alias]).fetchall()}
+        rows = {t: con.execute(f'SELECT count(*) FROM {alias}."{t}"').fetchone()[0]
+                for t in catalogue.names() if t in tables}
+        batches = [r[0] for r in con.execute(f"SELECT batch_id FROM {alias}._netatlas_batches ORDER BY batch_id").fetchall()]
+        version = con.execute(f"SELECT value FROM {alias}._netatlas_meta WHERE \"key\" = 'schema_version'").fetchone()
+    finally:
+        con.execute(f"DETACH {alias}")
+    return {"rows": rows, "batches": batches, "schema_version": int(version[0]) if version else 1}
+
+
 class DuckDBStore:
     """One DuckDB database (a file in ``path``, or in memory) and its session setup."""
 
@@ -112,5 +141,5 @@ class DuckDBStore:
         self.connection.close()
 
 
-__all__ = ["DuckDBStore", "DB_FILE", "Error", "ConstraintException", "InterruptException", "CatalogException",
+__all__ = ["DuckDBStore", "copy_database", "DB_FILE", "Error", "ConstraintException", "InterruptException", "CatalogException",
            "STORAGE_ERRORS", "install_runtime", "scratch", "re2_error", "VERSION"]

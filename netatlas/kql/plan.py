@@ -1,0 +1,58 @@
+"""The plan stage's product, and the tables the planner dispatches through.
+
+``Plan`` is what ``Planner.plan`` returns and ``generator.py`` renders: the final ``Rel`` (a sqlglot
+SELECT and the KQL schema of its output), the common table expressions, and the render
+properties. ``Binding`` is a name of the ``let`` scope. ``OPERATORS`` (KQL operator name ->
+function(planner, rel, operator node) -> Rel) and ``SOURCES`` (syntax node class -> function(planner,
+node) -> Rel) are filled by operators.py when the package loads (kql/__init__.py imports it): the
+planner reads them here, so it never imports the operators, which import it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlglot import exp
+
+OPERATORS: dict = {}
+SOURCES: dict = {}
+
+
+@dataclass
+class Rel:
+    """A planned tabular expression: a SELECT and the KQL schema of its output."""
+    sql: exp.Expression
+    cols: list[tuple[str, str]]
+    order: list[exp.Ordered] | None = None
+    name: str | None = None           # a table's name, for union withsource and search $table
+    serialized: bool = False
+    # rebuild(needed column names) -> a cheaper Rel with at least those columns, when the operator
+    # that made this one can drop work for columns nobody reads (arg_max(x, *) keeps whole rows)
+    rebuild: object = None
+
+    @property
+    def types(self) -> dict[str, str]:
+        return dict(self.cols)
+
+    def names(self) -> list[str]:
+        return [c for c, _ in self.cols]
+
+    def copy(self) -> "Rel":
+        # The SQL tree is shared, not copied: operators only ever wrap a Rel's SQL in a new SELECT,
+        # and the printer handles a subtree that appears in several places.
+        return Rel(self.sql, list(self.cols), list(self.order) if self.order else self.order,
+                   self.name, self.serialized, self.rebuild)
+
+
+@dataclass
+class Plan:
+    rel: Rel
+    ctes: list[tuple[str, exp.Expression, bool]]
+    render: dict | None
+
+
+@dataclass
+class Binding:
+    kind: str                 # scalar, table, function, cte
+    value: object
+    env: dict | None = None   # closure of a function
+    size: int = 1             # SQL nodes of a scalar's value: each use copies them (planner steps)
