@@ -233,6 +233,41 @@ def delete_keys(lib, fd: int, keys: list[bytes]) -> None:
         lib.bpf_map_delete_elem(fd, ctypes.create_string_buffer(raw, len(raw)))
 
 
+def link_deltas(lib, fd: int, value: struct.Struct, cpus: int, seen: dict, state: dict) -> list[tuple]:
+    """The entries of a per-CPU link map (key: ``LINK_KEY``'s layout, the minute first; value: summed
+    counters, then rt_min_us, rt_max_us and comm, as collector.bpf.c's and udp.bpf.c's link_value)
+    whose counters moved since the last call, oldest minute first: (key fields, counters now,
+    counters at the last call, rt_min_us, rt_max_us, comm), the counters summed over the CPUs and
+    rt_min/max taken over them. Entries of the minutes before the last one are read one last time
+    and deleted (nothing writes them any more); ``seen`` keeps each key's counters between calls."""
+    current = int(time.time() // 60)
+    out, old = [], []
+    for raw_key, raw in read_map(lib, fd, LINK_KEY.size, value.size * cpus, state):
+        sums, rt_min, rt_max, comm = None, 0, 0, b""
+        for c in range(cpus):
+            *counters, lo, hi, cm = value.unpack_from(raw, c * value.size)
+            sums = counters if sums is None else [a + b for a, b in zip(sums, counters)]
+            if lo and (not rt_min or lo < rt_min):
+                rt_min = lo
+            rt_max = max(rt_max, hi)
+            comm = comm or cm.split(b"\0", 1)[0]
+        key = LINK_KEY.unpack(raw_key)
+        now = tuple(sums)
+        before = seen.get(raw_key, (0,) * len(now))
+        if key[0] < current - 1:
+            old.append(raw_key)
+            seen.pop(raw_key, None)
+        else:
+            seen[raw_key] = now
+        if now != before:
+            out.append((key, now, before, rt_min, rt_max, comm.decode(errors="replace")))
+    delete_keys(lib, fd, old)
+    for raw_key in [k for k in seen if LINK_KEY.unpack_from(k)[0] < current - 1]:
+        del seen[raw_key]                        # gone from the map without our reading it (cannot be)
+    out.sort(key=lambda row: row[0][0])
+    return out
+
+
 def netns_inode(netns: str | None) -> int:
     return os.stat(netns_path(netns) if netns else "/proc/self/ns/net").st_ino
 
@@ -400,9 +435,6 @@ class BpfEvents:
         c = self.sock(cookie)
         return c.tgid if c is not None else 0
 
-    def counts(self, cookie: int) -> Counts | None:
-        return self.sock(cookie)
-
     def next_generation(self) -> int:
         """A dump is about to be taken: the sockets made from now on are the next generation's
         (the kernel half aggregates those that end before the next call; module doc)."""
@@ -422,44 +454,14 @@ class BpfEvents:
         """What each link's counters in the kernel gained since the last call, a row per minute and
         link, oldest minute first; the minutes before the last one are forgotten (read one last time:
         no socket ends in them any more)."""
-        current = int(time.time() // 60)
-        entries = read_map(self.lib, self._links_fd, LINK_KEY.size, LINK_VALUE.size * self.cpus, self._map_state)
-        out, old, seen = [], [], self._link_seen
-        step = LINK_VALUE.size
-        for raw_key, raw in entries:
-            est = failed = sent = received = responses = rt_sum = rt_min = rt_max = 0
-            comm = b""
-            for c in range(self.cpus):
-                s_, r_, rs, e, f, n, lo, hi, cm = LINK_VALUE.unpack_from(raw, c * step)
-                est += e
-                failed += f
-                sent += s_
-                received += r_
-                responses += n
-                rt_sum += rs
-                if lo and (not rt_min or lo < rt_min):
-                    rt_min = lo
-                rt_max = max(rt_max, hi)
-                comm = comm or cm.split(b"\0", 1)[0]
-            minute = LINK_KEY.unpack_from(raw_key)[0]
-            now = (est, failed, sent, received, responses, rt_sum)
-            before = seen.get(raw_key, (0, 0, 0, 0, 0, 0))
-            if minute < current - 1:
-                old.append(raw_key)
-                seen.pop(raw_key, None)
-            else:
-                seen[raw_key] = now
-            if now == before:
-                continue
-            _, tgid, family, port, direction, local, remote = LINK_KEY.unpack(raw_key)
-            out.append(Link(minute, tgid, comm.decode(errors="replace"),
-                            direction == DIR_INBOUND, _address(family, local), _address(family, remote), port,
-                            est - before[0], failed - before[1], sent - before[2], received - before[3],
-                            responses - before[4], rt_sum - before[5], rt_min, rt_max))
-        delete_keys(self.lib, self._links_fd, old)
-        for raw_key in [k for k in seen if LINK_KEY.unpack_from(k)[0] < current - 1]:
-            del seen[raw_key]                    # gone from the map without our reading it (cannot be)
-        out.sort(key=lambda link: link.minute)
+        out = []
+        for key, now, before, rt_min, rt_max, comm in link_deltas(self.lib, self._links_fd, LINK_VALUE, self.cpus,
+                                                                  self._link_seen, self._map_state):
+            minute, tgid, family, port, direction, local, remote = key
+            sent, received, rt_sum, est, failed, responses = (a - b for a, b in zip(now, before))
+            out.append(Link(minute, tgid, comm, direction == DIR_INBOUND, _address(family, local),
+                            _address(family, remote), port, est, failed, sent, received, responses, rt_sum,
+                            rt_min, rt_max))
         return out
 
     def counters(self) -> dict[str, int]:

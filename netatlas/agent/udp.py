@@ -48,7 +48,7 @@ WILDCARDS = frozenset({"0.0.0.0", "::"})
 
 FLOW_KEY = struct.Struct("<16s16sHHHxxI")             # struct flow_key
 FLOW_VALUE = struct.Struct("<IIQ")                     # struct flow
-LINK_KEY = struct.Struct("<IIHHB3x16s16s")             # struct link_key
+LINK_KEY = ebpf.LINK_KEY                               # struct link_key: the same layout as TCP's
 LINK_VALUE = struct.Struct("<QQQIIIIIII4x16s")         # struct link_value (one CPU's)
 MAX_LINKS = 8192                                       # na_udp_links' size (preallocated, per CPU)
 DIR_INBOUND = 2
@@ -258,40 +258,16 @@ class UdpFlows:
         read one last time)."""
         self.sync_clock()
         current = int(time.time() // 60)
-        entries = ebpf.read_map(self.lib, self._links_fd, LINK_KEY.size, LINK_VALUE.size * self.cpus,
-                                self._map_state)
-        out, old, seen, step = [], [], self._seen, LINK_VALUE.size
-        for raw_key, raw in entries:
-            sums = [0] * 8            # new, live, sent, received, out, in, responses, rt_sum
-            rt_min = rt_max = 0
-            comm = b""
-            for c in range(self.cpus):
-                sent, received, rt_sum, new, live, d_out, d_in, n, lo, hi, cm = LINK_VALUE.unpack_from(raw, c * step)
-                for i, v in enumerate((new, live, sent, received, d_out, d_in, n, rt_sum)):
-                    sums[i] += v
-                if lo and (not rt_min or lo < rt_min):
-                    rt_min = lo
-                rt_max = max(rt_max, hi)
-                comm = comm or cm.split(b"\0", 1)[0]
-            minute = LINK_KEY.unpack_from(raw_key)[0]
-            before = seen.get(raw_key, (0,) * 8)
-            now = tuple(sums)
-            if minute < current - 1:
-                old.append(raw_key)
-                seen.pop(raw_key, None)
-            else:
-                seen[raw_key] = now
-            if now == before:
-                continue
-            _, tgid, family, port, direction, bind_raw, remote_raw = LINK_KEY.unpack(raw_key)
+        out = []
+        for key, now, before, rt_min, rt_max, comm in ebpf.link_deltas(self.lib, self._links_fd, LINK_VALUE, self.cpus,
+                                                                       self._seen, self._map_state):
+            minute, tgid, family, port, direction, bind_raw, remote_raw = key
             bind, dst = _address(family, bind_raw), _address(family, remote_raw)
-            d = [a - b for a, b in zip(now, before)]
+            sent, received, rt_sum, new, _, d_out, d_in, n = (a - b for a, b in zip(now, before))
             out.append(UdpLink(minute, self._source(dst) if bind in WILDCARDS else bind, dst, port, bind,
-                               direction == DIR_INBOUND, tgid, comm.decode(errors="replace"), d[0], now[1],
-                               d[2], d[3], d[4], d[5], d[6], d[7], rt_min, rt_max))
-        ebpf.delete_keys(self.lib, self._links_fd, old)
+                               direction == DIR_INBOUND, tgid, comm, new, now[4], sent, received, d_out, d_in, n,
+                               rt_sum, rt_min, rt_max))
         self._forget_flows(current)
-        out.sort(key=lambda link: link.minute)
         return out
 
     def _forget_flows(self, current: int) -> None:
