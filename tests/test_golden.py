@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 import pytest
 
 import netatlas
+from netatlas.catalogue import Catalogue
 from netatlas.errors import KqlError
 from compare import assert_matches
 
@@ -34,6 +35,9 @@ def directives(text: str) -> dict:
             out["ordered"] = True
         elif body.startswith("error:"):
             out["error"] = body.split(":", 1)[1].strip()
+        elif body.startswith("not on "):          # "// not on clickhouse: <reason>"
+            store, _, reason = body[len("not on "):].partition(":")
+            out.setdefault("not_on", {})[store.strip()] = reason.strip()
     return out
 
 
@@ -61,3 +65,50 @@ def test_golden(path: pathlib.Path, ws, update_golden):
         snap.write_text(sql + "\n")
     else:
         assert snap.read_text().strip() == sql.strip(), "generated SQL changed; review and run pytest --update-golden"
+
+
+# ---- the same files on ClickHouse (chdb, ClickHouse's engine embedded) -----------------------------
+# Every case runs on both stores and must give the same rows; a file may opt out of one store only
+# with its reason ("// not on clickhouse: why"); the opt-outs are counted and printed at the end.
+OPTED_OUT: dict[str, str] = {}
+
+
+@pytest.fixture(scope="module")
+def clickhouse():
+    try:
+        from netatlas.store.chdb import ChdbStore
+    except ImportError as e:                 # scripts/test.sh installs it (the [clickhouse] extra)
+        pytest.skip(f"chdb is not installed ({e}): pip install -e '.[clickhouse]'")
+    store = ChdbStore(None)
+    yield store
+    store.close()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report_opt_outs(request):
+    yield
+    if OPTED_OUT:
+        lines = [f"  {case}: {reason}" for case, reason in sorted(OPTED_OUT.items())]
+        print(f"\ngolden files not run on clickhouse: {len(OPTED_OUT)} of {len(CASES)}\n" + "\n".join(lines))
+
+
+@pytest.mark.parametrize("path", CASES, ids=[f"{p.parent.name}/{p.stem}" for p in CASES])
+def test_golden_clickhouse(path: pathlib.Path, clickhouse):
+    from netatlas.store import query
+    text = path.read_text()
+    expected = json.loads(path.with_suffix(".expected.json").read_text())
+    d = directives(text)
+    case = f"{path.parent.name}/{path.stem}"
+    reason = d.get("not_on", {}).get("clickhouse")
+    if reason is not None:
+        assert reason, f"{case}: an opt-out needs its reason"
+        OPTED_OUT[case] = reason
+        return
+    catalogue = Catalogue.load()
+    if "error" in expected or "error" in d:
+        with pytest.raises(KqlError) as info:
+            query(clickhouse, catalogue, text, now=NOW)
+        assert info.value.code == expected["error"], str(info.value)
+        return
+    res = query(clickhouse, catalogue, text, now=NOW)
+    assert_matches(res, expected, d.get("ordered", False), where=f"{case} on clickhouse")

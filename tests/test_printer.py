@@ -1,4 +1,4 @@
-"""The fast SQL printer (netatlas/kql/printer.py) prints exactly what sqlglot prints.
+"""The fast SQL printer (netatlas/kql/dialects/duckdb/printer.py) prints exactly what sqlglot prints.
 
 For every golden case and seed query: plan it, build the final tree as generator.generate does,
 and compare the printer's text with sqlglot's ``prepare(tree).sql(dialect="duckdb")`` for the same
@@ -19,7 +19,8 @@ from sqlglot import exp
 
 import netatlas
 from conftest import PACKAGE
-from netatlas.kql import parse, printer, tokenize
+from netatlas.kql import parse, tokenize
+from netatlas.kql.dialects.duckdb import printer
 from netatlas.kql.dialects import DIALECTS
 from netatlas.kql.generator import build, generate, prepare, render
 from netatlas.kql.planner import Planner

@@ -145,3 +145,49 @@ def test_no_import_cycles_in_the_package():
     and the operator tables; errors.py the command line's errors; workspace.py opening one)."""
     assert cycles(import_graph()) == []
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]   # the check finds one
+
+
+# ---- dialects as data -----------------------------------------------------------------------------
+
+def planner_function_names() -> set[str]:
+    """Every store function the planner calls by name: the first argument of ``fn("...")`` and of
+    ``exp.Anonymous(this="...")`` in the KQL modules outside kql/dialects/."""
+    names = set()
+    for p in (PACKAGE / "kql").rglob("*.py"):
+        if "dialects" in p.relative_to(PACKAGE / "kql").parts:
+            continue
+        for node in ast.walk(ast.parse(p.read_text(), str(p))):
+            if not isinstance(node, ast.Call):
+                continue
+            f = node.func
+            name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else None
+            if name == "fn" and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+                names.add(node.args[0].value.lower())
+            elif name == "Anonymous":
+                for kw in node.keywords:
+                    if kw.arg == "this" and isinstance(kw.value, ast.Constant):
+                        names.add(kw.value.value.lower())
+                    elif kw.arg == "this" and isinstance(kw.value, ast.IfExp):     # "a" if ... else "b"
+                        names |= {v.value.lower() for v in (kw.value.body, kw.value.orelse) if isinstance(v, ast.Constant)}
+    return names
+
+
+def test_every_function_the_planner_names_is_handled_by_every_dialect():
+    """The planner's calls by name are DuckDB's spelling: DuckDB runs them as written (its own
+    functions, or its runtime's macros and Python functions); ClickHouse must rewrite each one
+    (its FUNCTIONS table, a function of its runtime of the same name, or sqlglot's typed node for
+    it), so none reaches ClickHouse as an unknown function."""
+    from sqlglot import exp
+    from netatlas.kql.dialects.base import typed_node
+    from netatlas.kql.dialects.clickhouse import FUNCTIONS, runtime as ch_runtime
+    from netatlas.kql.dialects.duckdb import runtime as duck_runtime
+    names = planner_function_names()
+    assert {"regexp_matches", "netatlas_ipv4_in_range", "to_json", "list"} <= names      # the scan finds them
+    duck_own = {n for n in names if n.startswith("netatlas_")}
+    assert duck_own <= set(duck_runtime.MACROS) | {n for n, *_ in duck_runtime.UDFS}, "DuckDB's runtime lacks some"
+    unhandled = sorted(n for n in names if n not in FUNCTIONS and n not in ch_runtime.FUNCTIONS
+                       and type(typed_node(exp.Anonymous(this=n, expressions=[exp.column("x")] * 3), "duckdb"))
+                       is exp.Anonymous
+                       and type(typed_node(exp.Anonymous(this=n, expressions=[exp.column("x")]), "duckdb"))
+                       is exp.Anonymous)
+    assert unhandled == [], f"the ClickHouse dialect does not handle {unhandled}"

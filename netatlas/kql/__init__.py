@@ -47,7 +47,7 @@ def compile(text: str, catalogue=None, *, dialect: str = "duckdb", params: dict 
         check()
         t2 = time.perf_counter()
         plan = Planner(catalogue or Catalogue.load(), now=now, params=params, executor=executor,
-                       timespan=timespan, deadline=deadline, tokens=len(tokens)).plan(query)
+                       timespan=timespan, deadline=deadline, tokens=len(tokens), dialect=dialect).plan(query)
         check()
         t3 = time.perf_counter()
         sql = generate(plan, dialect, max_rows=max_rows)

@@ -135,7 +135,7 @@ def maxif(x, p):
 
 
 def _json_list(values: exp.Expression, distinct: bool, limit: Typed | None = None,
-               where: exp.Expression | None = None) -> exp.Expression:
+               where: exp.Expression | None = None, of_dynamic: bool = False) -> exp.Expression:
     inner = exp.Distinct(expressions=[values]) if distinct else values
     agg = fn("list", inner)
     cond = exp.Not(this=exp.Is(this=values, expression=exp.null()))
@@ -144,7 +144,9 @@ def _json_list(values: exp.Expression, distinct: bool, limit: Typed | None = Non
     agg = exp.Filter(this=agg, expression=exp.Where(this=cond))
     if limit is not None:
         agg = fn("list_slice", agg, N(1), limit.sql)
-    return exp.Coalesce(this=cast(fn("to_json", agg), T.DYNAMIC), expressions=[cast(exp.Literal.string("[]"), T.DYNAMIC)])
+    to_json = fn("to_json", agg)
+    to_json.meta["json_list"] = of_dynamic          # see functions/dynamic._json
+    return exp.Coalesce(this=cast(to_json, T.DYNAMIC), expressions=[cast(exp.Literal.string("[]"), T.DYNAMIC)])
 
 
 def _element(x: Typed) -> exp.Expression:
@@ -157,33 +159,26 @@ def _element(x: Typed) -> exp.Expression:
 
 @aggregate("make_list", "list", 1, 2, "makelist")
 def make_list(x, limit=None):
-    return Typed(_json_list(_element(x), False, limit), T.DYNAMIC)
+    return Typed(_json_list(_element(x), False, limit, of_dynamic=x.type == T.DYNAMIC), T.DYNAMIC)
 
 
 @aggregate("make_list_if", "list", 2, 3, "makelist_if")
 def make_list_if(x, p, limit=None):
-    return Typed(_json_list(_element(x), False, limit, to_bool(p).sql), T.DYNAMIC)
-
-
-def _set_values(x: Typed) -> exp.Expression:
-    # a dynamic array's elements are added one by one (make_set flattens arrays)
-    if x.type == T.DYNAMIC:
-        return fn("unnest", fn("netatlas_set_elements", x.sql))
-    return _element(x)
+    return Typed(_json_list(_element(x), False, limit, to_bool(p).sql, of_dynamic=x.type == T.DYNAMIC), T.DYNAMIC)
 
 
 @aggregate("make_set", "set", 1, 2, "makeset")
 def make_set(x, limit=None):
     if x.type == T.DYNAMIC:
         return Typed(fn("netatlas_make_set_dynamic", fn("list", x.sql)), T.DYNAMIC)
-    return Typed(_json_list(_element(x), True, limit), T.DYNAMIC)
+    return Typed(_json_list(_element(x), True, limit, of_dynamic=x.type == T.DYNAMIC), T.DYNAMIC)
 
 
 @aggregate("make_set_if", "set", 2, 3, "makeset_if")
 def make_set_if(x, p, limit=None):
     if x.type == T.DYNAMIC:
         return Typed(fn("netatlas_make_set_dynamic", exp.Filter(this=fn("list", x.sql), expression=exp.Where(this=to_bool(p).sql))), T.DYNAMIC)
-    return Typed(_json_list(_element(x), True, limit, to_bool(p).sql), T.DYNAMIC)
+    return Typed(_json_list(_element(x), True, limit, to_bool(p).sql, of_dynamic=x.type == T.DYNAMIC), T.DYNAMIC)
 
 
 @aggregate("make_bag", "bag", 1, 2, "make_dictionary")

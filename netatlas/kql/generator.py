@@ -39,8 +39,8 @@ def render(tree: exp.Expression, dialect: str = "duckdb", *, printer: str | None
     d = DIALECTS[dialect]
     fast = _fast_printer(d, printer, False)
     if fast is not None:
-        return fast(d.rewrite(tree.copy()) if d.functions else tree)
-    return prepare(d.rewrite(tree.copy())).sql(dialect=d.sqlglot)
+        return fast(d.rewrite(tree.copy()) if d.functions or d.transforms else tree)
+    return prepare(d.rewrite(prepare(tree.copy()))).sql(dialect=d.sqlglot)
 
 
 def generate(plan: Plan, dialect: str = "duckdb", *, max_rows: int | None = None, pretty: bool = False,
@@ -49,11 +49,13 @@ def generate(plan: Plan, dialect: str = "duckdb", *, max_rows: int | None = None
     one (DuckDB: printer.py) and ``pretty`` is off; "sqlglot" prints with sqlglot's generator.
     For DuckDB both give the same text (tests/test_printer.py)."""
     d = DIALECTS[dialect]
-    tree = d.rewrite(build(plan, max_rows=max_rows))
+    tree = build(plan, max_rows=max_rows)
     fast = _fast_printer(d, printer, pretty)
     if fast is not None:
-        return fast(tree)
-    return prepare(tree).sql(dialect=d.sqlglot, pretty=pretty)
+        return fast(d.rewrite(tree))
+    # shared nodes copied (prepare) before the rewrite, so each place is rewritten
+    rewritten = d.rewrite(prepare(tree.copy())) if d.functions or d.transforms else tree   # the plan's nodes untouched
+    return prepare(rewritten).sql(dialect=d.sqlglot, pretty=pretty)
 
 
 def _fast_printer(d, printer: str | None, pretty: bool):

@@ -294,7 +294,9 @@ def arg_extreme(pl: Planner, rel: Rel, call: s.Call, item: s.Assign, by_names, t
         and target.name in rel.types and keep is None
     if whole_row:
         # the input row itself is the struct: max_by(row, x), then "__am"."Column" picks a field
-        agg = fn(ARG_EXTREMES[call.name], col(row_alias), target.sql)
+        row = col(row_alias)
+        row.meta["row_columns"] = [c for c, _ in rel.cols]    # a store without row values builds the tuple
+        agg = fn(ARG_EXTREMES[call.name], row, target.sql)
         keys = [n if i else target.name for i, (n, _) in enumerate(fields)]
     else:
         struct = exp.Struct(expressions=[exp.PropertyEQ(this=ident(f"f{i}"), expression=t.sql)

@@ -29,7 +29,8 @@ from .generator import render
 
 class Planner:
     def __init__(self, catalogue: "_catalogue.Catalogue", *, now: datetime | None = None, params: dict | None = None,
-                 executor=None, timespan=None, deadline: Deadline | None = None, tokens: int = 0):
+                 executor=None, timespan=None, deadline: Deadline | None = None, tokens: int = 0,
+                 dialect: str = "duckdb"):
         """``deadline``: checked every few hundred steps; ``tokens``: the query's length in tokens,
         which sets the step budget (limits.MAX_PLAN_STEPS + PLAN_STEPS_PER_TOKEN per token)."""
         self.catalogue = catalogue
@@ -37,6 +38,7 @@ class Planner:
         self.now = now.astimezone(timezone.utc).replace(tzinfo=None) if now.tzinfo else now
         self.params = params or {}
         self.executor = executor
+        self.dialect = dialect          # what the plan-time helper queries are rendered in
         self.timespan = tuple(_naive_utc(x) for x in timespan) if timespan else None
         self.env: dict[str, Binding] = {}
         self.ctes: list[tuple[str, exp.Expression, bool]] = []
@@ -314,7 +316,7 @@ class Planner:
         """Run a helper query at plan time (schema discovery, e.g. bag_unpack's keys)."""
         for name, body, materialized in self.ctes:
             tree = tree.with_(ident(name), as_=body.copy(), materialized=materialized, copy=False)
-        return self.executor(render(tree))
+        return self.executor(render(tree, self.dialect))
 
     # ---- user functions -----------------------------------------------------------------------
     def call_function(self, call: s.Call, b: Binding, scope: Scope, tabular: bool):

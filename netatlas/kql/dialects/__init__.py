@@ -1,11 +1,14 @@
-"""Dialects: how a Plan's SQL is rendered for a store.
+"""Dialects: how a Plan's SQL is rendered for a store (``base.py`` says what one is).
 
-A dialect is a few flags plus overrides. ``DIALECTS[name]`` gives the sqlglot dialect used to
-render, and ``rewrite(sql_tree)`` for the small differences (function names, literal forms).
-DuckDB is the default; ClickHouse comes as another small file.
+``DIALECTS[name]`` is the dialect a store's SQL is rendered in: ``duckdb`` (the embedded
+default; ``duckdb/``) and ``clickhouse`` (``clickhouse/``: chdb and ClickHouse servers).
 """
 from __future__ import annotations
 
+from .base import Dialect
+from .clickhouse import CLICKHOUSE
 from .duckdb import DUCKDB
 
-DIALECTS = {"duckdb": DUCKDB}
+DIALECTS: dict[str, Dialect] = {"duckdb": DUCKDB, "clickhouse": CLICKHOUSE}
+
+__all__ = ["DIALECTS", "Dialect"]

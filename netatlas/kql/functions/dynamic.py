@@ -16,8 +16,12 @@ def _list(y: Typed):
     return fn("netatlas_json_list", y.sql)
 
 
-def _json(list_sql):
-    return cast(fn("to_json", list_sql), T.DYNAMIC)
+def _json(list_sql, of_dynamic: bool = True):
+    """A list as a dynamic array; ``of_dynamic``: its elements are dynamic values themselves (a store
+    keeping dynamic values as JSON text joins them rather than quoting them: meta "json_list")."""
+    to_json = fn("to_json", list_sql)
+    to_json.meta["json_list"] = of_dynamic
+    return cast(to_json, T.DYNAMIC)
 
 
 @scalar("array_length", "y", T.LONG)
@@ -76,7 +80,7 @@ def array_sum(y):
 @scalar("bag_keys", "y", T.DYNAMIC)
 def bag_keys(y):
     return exp.Case(ifs=[exp.If(this=exp.EQ(this=fn("json_type", y.sql), expression=L("OBJECT")),
-                                true=_json(fn("json_keys", y.sql)))], default=exp.null())
+                                true=_json(fn("json_keys", y.sql), False))], default=exp.null())
 
 
 @scalar("bag_merge", "yy*", T.DYNAMIC)
@@ -134,14 +138,22 @@ def set_has_element(y, v):
 @scalar("zip", "yy*", T.DYNAMIC)
 def zip_(*arrays):
     return _json(fn("list_transform", fn("list_zip", *[_list(a) for a in arrays]), exp.Lambda(
-        this=fn("to_json", fn("json_array", *[fn("struct_extract", exp.column("_z"), N(i + 1)) for i in range(len(arrays))])),
+        this=_as_json(fn("json_array", *[fn("struct_extract", exp.column("_z"), N(i + 1)) for i in range(len(arrays))])),
         expressions=[exp.to_identifier("_z")])))
+
+
+def _as_json(json_sql):
+    """to_json of a value that is JSON already: the same value (meta "json_value" tells a store
+    keeping JSON as text that there is nothing to encode)."""
+    to_json = fn("to_json", json_sql)
+    to_json.meta["json_value"] = True
+    return to_json
 
 
 @scalar("range", "aaa?", T.DYNAMIC)
 def range_(start, stop, step=None):
     st = step.sql if step is not None else N(1)
     if start.type in T.NUMERIC:
-        return _json(fn("generate_series", start.sql, stop.sql, st))
+        return _json(fn("generate_series", start.sql, stop.sql, st), False)
     return _json(fn("list_transform", fn("generate_series", start.sql, stop.sql, fn("to_microseconds", exp.IntDiv(this=st, expression=N(10)))),
-                    exp.Lambda(this=fn("netatlas_datetime_str", exp.column("_d")), expressions=[exp.to_identifier("_d")])))
+                    exp.Lambda(this=fn("netatlas_datetime_str", exp.column("_d")), expressions=[exp.to_identifier("_d")])), False)

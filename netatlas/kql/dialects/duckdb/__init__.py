@@ -1,38 +1,11 @@
-"""DuckDB: the embedded default store. The planner's SQL is already DuckDB's; nothing to rewrite.
-
-Its text comes from the fast printer (netatlas/kql/printer.py), which prints what sqlglot would.
-"""
+"""DuckDB: the embedded default store. The planner's vocabulary is DuckDB's spelling, so nothing
+is rewritten; the text comes from the fast printer (``printer.py`` here), which prints what
+sqlglot's DuckDB generator would, and the runtime (``runtime.py``) is installed by
+``store/duckdb.py``."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable
+from ..base import Dialect
+from . import runtime
+from .printer import to_sql
 
-from sqlglot import exp
-
-from ...printer import to_sql
-
-
-@dataclass(frozen=True)
-class Dialect:
-    name: str
-    sqlglot: str
-    # function name -> rewrite of an Anonymous call with that name
-    functions: dict[str, Callable[[exp.Anonymous], exp.Expression]] = field(default_factory=dict)
-    # a fast printer giving the same text as sqlglot's generator for the planner's trees
-    # (``generator.prepare`` applied), or None to print with sqlglot
-    printer: Callable[[exp.Expression], str] | None = None
-
-    def rewrite(self, tree: exp.Expression) -> exp.Expression:
-        if not self.functions:
-            return tree
-
-        def visit(node):
-            if isinstance(node, exp.Anonymous):
-                f = self.functions.get(node.name.lower())
-                if f:
-                    return f(node)
-            return node
-        return tree.transform(visit, copy=False)
-
-
-DUCKDB = Dialect("duckdb", "duckdb", printer=to_sql)
+DUCKDB = Dialect("duckdb", "duckdb", printer=to_sql, runtime=runtime, flags={"materialized_cte": True})

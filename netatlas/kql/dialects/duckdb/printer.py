@@ -110,7 +110,7 @@ def _fallback(node) -> str:
 
 
 def _sqlglot(node) -> str:
-    from .prepare import prepare
+    from ...prepare import prepare
     return _DIALECT.generator().sql(prepare(node.copy()))
 
 

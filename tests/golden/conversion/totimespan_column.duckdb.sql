@@ -1,0 +1,1 @@
+SELECT "s", "t" FROM (SELECT *, NETATLAS_TOTIMESPAN("s") AS "t" FROM (SELECT "s" FROM (VALUES ('01:02:03'), ('1.02:03:04'), ('00:00:00.5'), ('-00:00:05'), ('2h'), ('1.5d'), ('100ms'), ('bad'), ('3')) AS "_v1"("s")) AS _q2) AS _result LIMIT 500001
