@@ -22,6 +22,34 @@ from .addresses import canonical
 SENDERS = "_netatlas_senders"      # created with the workspace (ingest.SETUP_SQL)
 
 
+# the machines whose latest inventory names an address: KQL, so any store runs it
+RESOLVE_KQL = """declare query_parameters(since:datetime);
+VMComputer
+| where TimeGenerated >= since and Machine != ""
+| summarize arg_max(TimeGenerated, Computer, Ipv4Addresses, Ipv6Addresses) by Machine
+| mv-expand ip = array_concat(Ipv4Addresses, Ipv6Addresses) to typeof(string)
+| where ip in (ADDRESSES)
+| project ip, Machine, Computer
+| order by Machine asc"""
+
+
+def resolve_kql(query, addresses: list[str], lookback_days: float = 1.0,
+                now: datetime | None = None) -> dict[str, list[dict]]:
+    """``resolve`` by the machines' own addresses only, through KQL: ``query(text, params)`` runs a
+    query (a workspace on any store) and gives a Result. (NAT senders are learned at ingestion,
+    which the ClickHouse stores do not do yet.)"""
+    import json
+    now = (now or datetime.now(timezone.utc)).replace(tzinfo=None)
+    wanted = {a: canonical(a) for a in addresses}
+    keys = sorted({c for c in wanted.values() if c})
+    found: dict[str, list[dict]] = {k: [] for k in keys}
+    if keys:
+        text = RESOLVE_KQL.replace("ADDRESSES", ", ".join(json.dumps(k) for k in keys))
+        for ip, machine, computer in query(text, {"since": now - timedelta(days=lookback_days)}).rows:
+            found[ip].append({"machine": machine, "computer": computer, "via": "address"})
+    return {a: found.get(c, []) if c else [] for a, c in wanted.items()}
+
+
 def note_senders(con, records: list, sender: str, now: datetime | None = None) -> int:
     """Remember ``sender`` as the NAT address of the machines of a VMComputer batch whose own
     addresses do not include it; the number of machines noted."""

@@ -400,6 +400,90 @@ class Workspace:
         self.close()
 
 
+class StoreWorkspace:
+    """A workspace on a store that runs the SQL it is given (ClickHouse: store/chdb.py): the
+    catalogue's tables, queries with the same limits as ``Workspace.query`` (time, rows, bytes),
+    the map's address lookups (``machines.resolve_kql``) and the tables' retention. Ingestion
+    over HTTP, Usage and the side tables are DuckDB's ``Workspace`` only so far (issue 13)."""
+
+    def __init__(self, store, catalogue: Catalogue | None = None, retention: dict[str, int] | None = None):
+        self.store = store
+        self.catalogue = catalogue or Catalogue.load()
+        self.default_retention_days = DEFAULT_RETENTION_DAYS
+        self._retention = {t: (retention or {}).get(t, DEFAULT_RETENTION_DAYS) for t in self.catalogue.names()}
+        self.id = "local"
+        store.create_tables(self.catalogue, self._retention)
+
+    def retention(self) -> dict[str, int]:
+        return dict(self._retention)
+
+    def compile(self, text: str, *, params: dict | None = None, now: datetime | None = None,
+                max_rows: int | None = kql.DEFAULT_MAX_ROWS, timespan=None, deadline: Deadline | None = None):
+        return kql.compile(text, self.catalogue, dialect=self.store.name, params=params, now=now,
+                           executor=lambda sql: self.store.fetch(sql, timeout=deadline.left() if deadline else None),
+                           max_rows=None if max_rows is None else max_rows + 1, timespan=timespan, deadline=deadline)
+
+    def query(self, text: str, *, params: dict | None = None, now: datetime | None = None,
+              timeout: float = DEFAULT_TIMEOUT, max_rows: int = kql.DEFAULT_MAX_ROWS, timespan=None,
+              max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES) -> Result:
+        """As ``Workspace.query``: the time limit covers compiling and running (ClickHouse's
+        max_execution_time stops the SQL at what is left), the rows stop at ``max_rows`` or
+        ``max_result_bytes``."""
+        deadline = Deadline(timeout)
+        t0 = time.perf_counter()
+        compiled = self.compile(text, params=params, now=now, max_rows=max_rows, timespan=timespan, deadline=deadline)
+        t1 = time.perf_counter()
+        left = deadline.left()
+        if left <= 0:
+            raise deadline.error()
+        raw = self.store.fetch(compiled.sql, timeout=left)
+        t2 = time.perf_counter()
+        raw, cut = cap_rows(raw, compiled.types, max_rows, max_result_bytes)
+        rows = convert_rows(raw, compiled.types)
+        t3 = time.perf_counter()
+        timings = dict(compiled.timings, compile=t1 - t0, execute=t2 - t1, convert=t3 - t2)
+        limit = {"max_rows": max_rows, "max_result_bytes": max_result_bytes}.get(cut)
+        return Result(compiled.columns, compiled.types, rows, compiled.render, cut is not None, compiled.sql,
+                      timings, truncated_by=cut, limit=limit)
+
+    def resolve_addresses(self, addresses, lookback_days: float = 1.0, *,
+                          now: datetime | None = None) -> dict[str, list[dict]]:
+        from .machines import resolve_kql
+        return resolve_kql(lambda text, params: self.query(text, params=params), list(addresses), lookback_days, now=now)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def cap_rows(rows: list[tuple], types: list[str], max_rows: int | None, max_bytes: int | None):
+    """The rows up to ``max_rows`` or ``max_bytes`` of the JSON answer (``row_sizer``), and the limit
+    that cut them (None, "max_rows" or "max_result_bytes")."""
+    cut = None
+    if max_rows is not None and len(rows) > max_rows:
+        rows, cut = rows[:max_rows], "max_rows"
+    if max_bytes is not None and rows:
+        sizer, size = row_sizer(types), 0
+        for i in range(0, len(rows), FETCH_ROWS):
+            chunk = rows[i:i + FETCH_ROWS]
+            grown = size + sizer(chunk)
+            if grown > max_bytes:
+                keep = i
+                for r in chunk:
+                    size += sizer([r])
+                    if size > max_bytes:
+                        break
+                    keep += 1
+                return rows[:keep], "max_result_bytes"
+            size = grown
+    return rows, cut
+
+
 def delete_in_steps(cur, target: str, where: str, params: list, step: int = RETENTION_STEP_ROWS) -> int:
     """Delete the rows of ``target`` that match ``where``, ``step`` rows per transaction, so no
     transaction of retention lasts long; returns how many were deleted."""

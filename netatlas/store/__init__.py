@@ -45,6 +45,28 @@ class Store(Protocol):
 STORES = ("duckdb",)                   # the engines a workspace opens on (--store)
 
 
+def copy_tables(workspace, target, tables=None) -> dict[str, int]:
+    """Copy a DuckDB workspace's catalogue tables (all, or ``tables``) into another store whose
+    tables exist (``target.append``), a million rows at a time; rows copied per table."""
+    import pyarrow as pa
+    from .duckdb import read_table
+    copied = {}
+    cur = workspace._new_cursor()
+    try:
+        for name in tables or workspace.catalogue.names():
+            if name == "Usage":
+                continue
+            n = 0
+            for batch in read_table(cur, name):
+                if batch.num_rows:
+                    target.append(name, pa.Table.from_batches([batch]))
+                    n += batch.num_rows
+            copied[name] = n
+    finally:
+        cur.close()
+    return copied
+
+
 def query(store, catalogue, text: str, *, now=None, params: dict | None = None, max_rows: int | None = None):
     """Run KQL text on a store that ``fetch``es SQL rows (the ClickHouse stores): compiled for the
     store's dialect, the rows converted as the workspace converts DuckDB's; a ``Result``.
@@ -84,4 +106,4 @@ def open_store(spec: str | os.PathLike | None):
     return DuckDBStore(path)
 
 
-__all__ = ["Store", "StoreError", "StoreBusyError", "STORES", "open_store", "parse_spec", "query"]
+__all__ = ["Store", "StoreError", "StoreBusyError", "STORES", "open_store", "parse_spec", "query", "copy_tables"]

@@ -1,16 +1,37 @@
-"""ClickHouse embedded through chdb: everything that names the chdb package."""
+"""ClickHouse embedded through chdb: everything that names the chdb package.
+
+``ChdbStore(path)`` opens a chdb session in ``DIR/chdb`` (or in memory for None) with the session
+settings that give Kusto's semantics (``SETTINGS``) and the ClickHouse dialect's runtime (SQL
+functions, ``kql/dialects/clickhouse/runtime.py``). The catalogue's tables are MergeTree tables
+(``table_ddl``): partitioned by day of TimeGenerated, ordered for the common filters
+(``ORDER_BY``: a machine's rows over time), a TTL from the table's retention, LowCardinality for
+the columns with few values (``LOW_CARDINALITY``); strings are never null in KQL, so string
+columns are plain ``String`` with '' for a missing value, every other column Nullable.
+
+``append(table, rows, batch_id)`` inserts a batch (an Arrow table of the table's columns) with
+the batch id as ClickHouse's ``insert_deduplication_token``: the same batch sent again is stored
+once (each table keeps the last ``DEDUP_WINDOW`` tokens). ``fetch(sql, timeout=)`` runs a query
+(ClickHouse's ``max_execution_time`` stops it at the time limit) and returns its rows as the
+Python values the DuckDB store gives.
+"""
 from __future__ import annotations
 
+import re
+import shutil
 import threading
+import uuid
 from pathlib import Path
 
 import chdb
 
+from ..errors import QueryExecutionError, QueryLimitError, StoreBusyError
+from ..kql import types as T
 from ..kql.dialects.clickhouse import runtime
 
 VERSION = chdb.__version__
 ENGINE_VERSION = getattr(chdb, "engine_version", "")
-Error = chdb.ChdbError if hasattr(chdb, "ChdbError") else RuntimeError
+Error = getattr(chdb, "ChdbError", RuntimeError)
+DIR = "chdb"
 
 # session settings every connection gets: Kusto's semantics where ClickHouse's default differs
 SETTINGS = {
@@ -23,10 +44,54 @@ SETTINGS = {
     "enable_named_columns_in_function_tuple": 1,  # tuple(x AS k): the planner's structs
 }
 
+# KQL type -> ClickHouse column type (strings are never null: '' instead)
+COLUMN_TYPES = {T.STRING: "String", T.LONG: "Nullable(Int64)", T.INT: "Nullable(Int32)", T.REAL: "Nullable(Float64)",
+                T.DECIMAL: "Nullable(Decimal(38, 18))", T.BOOL: "Nullable(Bool)",
+                T.DATETIME: "Nullable(DateTime64(6, 'UTC'))", T.TIMESPAN: "Nullable(Int64)", T.GUID: "Nullable(UUID)",
+                T.DYNAMIC: "Nullable(String)"}
+# the sorting key of each table (what queries filter on first); TimeGenerated alone otherwise
+ORDER_BY = {"VMConnection": ("Computer", "TimeGenerated"), "VMBoundPort": ("Computer", "TimeGenerated"),
+            "VMComputer": ("Computer", "TimeGenerated"), "VMProcess": ("Computer", "TimeGenerated"),
+            "ServiceMapComputer_CL": ("Computer", "TimeGenerated"),
+            "ServiceMapProcess_CL": ("Computer", "TimeGenerated"), "VMComputerTags_CL": ("Computer", "TimeGenerated")}
+# string columns with few distinct values: dictionary-encoded
+LOW_CARDINALITY = {"Computer", "Direction", "Protocol", "ProcessName", "Type", "SourceSystem", "RemoteCountry",
+                   "RemoteClassification", "Machine", "AgentId", "_ResourceId", "_SubscriptionId", "IsActive",
+                   "_IsBillable", "Confidence", "TLPLevel", "IndicatorThreatType", "Severity", "OperatingSystemFamily",
+                   "OperatingSystemFullName", "Ipv4DefaultGateways", "BootTime", "TimeZone", "VirtualizationState",
+                   "HostingProvider", "ExecutableName", "DisplayName", "CompanyName", "ProductName", "UserName"}
+DEDUP_WINDOW = 10_000       # batch ids each table remembers (ClickHouse's non_replicated_deduplication_window)
+DEFAULT_RETENTION_DAYS = 30
+
 
 def install_runtime(con) -> None:
     for name, body in runtime.FUNCTIONS.items():
         con.query(f"CREATE OR REPLACE FUNCTION {name} AS {body}")
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def table_ddl(table, retention_days: int = DEFAULT_RETENTION_DAYS) -> str:
+    """CREATE TABLE for a catalogue table: MergeTree by day, sorted by ORDER_BY, TTL its retention."""
+    cols = []
+    for name, typ in table.columns:
+        ctype = COLUMN_TYPES[typ]
+        if name == "TimeGenerated":
+            ctype = "DateTime64(6, 'UTC')"            # the partition and sorting key: never null
+        elif typ == T.STRING and name in LOW_CARDINALITY:
+            ctype = "LowCardinality(String)"
+        cols.append(f"{_q(name)} {ctype}")
+    order = ", ".join(_q(c) for c in ORDER_BY.get(table.name, ("TimeGenerated",)))
+    return (f"CREATE TABLE IF NOT EXISTS {_q(table.name)} ({', '.join(cols)}) ENGINE = MergeTree "
+            f"PARTITION BY toYYYYMMDD(TimeGenerated) ORDER BY ({order}) "
+            f"TTL toDateTime(TimeGenerated) + INTERVAL {int(retention_days)} DAY DELETE "
+            f"SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}, index_granularity = 8192")
+
+
+# ClickHouse's error codes that mean the query ran out of its time
+_TIMEOUT = re.compile(r"Code: (159|160|394)\b|TIMEOUT_EXCEEDED|QUERY_WAS_CANCELLED")
 
 
 class ChdbStore:
@@ -38,16 +103,63 @@ class ChdbStore:
         self.path = Path(path) if path is not None else None
         if self.path is not None:
             self.path.mkdir(parents=True, exist_ok=True)
-        self.connection = chdb.connect(str(self.path / "chdb") if self.path is not None else ":memory:")
+        try:
+            self.connection = chdb.connect(str(self.path / DIR) if self.path is not None else ":memory:")
+        except RuntimeError as e:     # chdb runs one engine per process, on one directory
+            raise StoreBusyError(f"cannot open the ClickHouse store in {self.path or 'memory'}: "
+                                 f"{str(e).split('Exception: ')[-1]}") from None
         self._lock = threading.Lock()
         for k, v in SETTINGS.items():
             self.connection.query(f"SET {k} = {v}")
+        # a store of its own in the process's engine: a directory's store is its database
+        # "netatlas"; each store in memory a database of its own (the engine is shared)
+        self.database = "netatlas" if self.path is not None else f"netatlas_{uuid.uuid4().hex[:12]}"
+        self.connection.query(f"CREATE DATABASE IF NOT EXISTS {self.database}")
+        self.connection.query(f"USE {self.database}")
         install_runtime(self.connection)
 
-    def fetch(self, sql: str) -> list[tuple]:
-        """All rows of a query, as Python values in the shapes the DuckDB store gives."""
+    # ---- tables -----------------------------------------------------------------------------
+    def create_tables(self, catalogue, retention: dict[str, int] | None = None) -> None:
+        """Every catalogue table that is missing (Usage is the workspace's own)."""
+        for table in catalogue.tables.values():
+            if table.name == "Usage":
+                continue
+            self.execute(table_ddl(table, (retention or {}).get(table.name, DEFAULT_RETENTION_DAYS)))
+
+    def append(self, table: str, rows, batch_id: str | None = None) -> None:
+        """Insert ``rows`` (a pyarrow Table whose columns are the table's, by name) in one INSERT;
+        with a ``batch_id`` a second insert of the same batch stores nothing."""
+        token = " SETTINGS insert_deduplicate = 0"       # two equal batches without ids are two batches
+        if batch_id is not None:
+            token = " SETTINGS insert_deduplication_token = '" + batch_id.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        names = ", ".join(_q(c) for c in rows.column_names)
+        netatlas_batch = rows     # noqa: F841 -- chdb's Python() table function reads this local by name
         with self._lock:
-            table = self.connection.query(sql, "ArrowTable")
+            self.connection.query(f"INSERT INTO {_q(table)} ({names}){token} SELECT {names} FROM Python(netatlas_batch)")
+
+    def count(self, table: str) -> int:
+        return int(self.fetch(f"SELECT count() FROM {_q(table)}")[0][0])
+
+    def bytes_on_disk(self, table: str) -> int:
+        """Bytes the table's active parts take on disk."""
+        rows = self.fetch(f"SELECT sum(bytes_on_disk) FROM system.parts WHERE active AND table = '{table}' "
+                          f"AND database = '{self.database}'")
+        return int(rows[0][0] or 0)
+
+    # ---- queries ----------------------------------------------------------------------------
+    def fetch(self, sql: str, *, timeout: float | None = None) -> list[tuple]:
+        """All rows of a query, as Python values in the shapes the DuckDB store gives; past
+        ``timeout`` seconds QueryLimitError, any other refusal QueryExecutionError."""
+        if timeout is not None:
+            sql = f"{sql} SETTINGS max_execution_time = {max(timeout, 0.001):.3f}, timeout_overflow_mode = 'throw'"
+        try:
+            with self._lock:
+                table = self.connection.query(sql, "ArrowTable")
+        except Exception as e:      # chdb raises its own error class (or RuntimeError) with the server's text
+            msg = str(e).split("\n")[0]
+            if _TIMEOUT.search(msg):
+                raise QueryLimitError(f"the query ran past its time limit ({timeout:g} s)") from None
+            raise QueryExecutionError(f"the query could not run: {msg}") from None
         cols = [c.to_pylist() for c in table.columns]
         return list(zip(*cols)) if cols else []
 
@@ -56,7 +168,18 @@ class ChdbStore:
             return self.connection.query(sql)
 
     def close(self) -> None:
+        if self.path is None:           # an in-memory store's database goes with it
+            try:
+                self.connection.query(f"DROP DATABASE IF EXISTS {self.database}")
+            except Exception:          # closing must not fail on a store already broken
+                pass
         self.connection.close()
 
+    def destroy(self) -> None:
+        """Close and remove the store's files (benchmarks' scratch stores)."""
+        self.close()
+        if self.path is not None:
+            shutil.rmtree(self.path / DIR, ignore_errors=True)
 
-__all__ = ["ChdbStore", "VERSION", "Error", "install_runtime"]
+
+__all__ = ["ChdbStore", "VERSION", "ENGINE_VERSION", "Error", "install_runtime", "table_ddl", "SETTINGS"]

@@ -98,6 +98,12 @@ def copy_database(con: Connection, dest: Path, catalogue) -> dict:
     return {"rows": rows, "batches": batches, "schema_version": int(version[0]) if version else 1}
 
 
+def read_table(con: Connection, table: str, batch_rows: int = 1_000_000):
+    """The rows of a table as Arrow record batches (a pyarrow RecordBatchReader), for copying a
+    workspace into another store."""
+    return con.sql(f'SELECT * FROM "{table}"').to_arrow_reader(batch_rows)
+
+
 class DuckDBStore:
     """One DuckDB database (a file in ``path``, or in memory) and its session setup."""
 
@@ -141,5 +147,5 @@ class DuckDBStore:
         self.connection.close()
 
 
-__all__ = ["DuckDBStore", "copy_database", "DB_FILE", "Error", "ConstraintException", "InterruptException", "CatalogException",
+__all__ = ["DuckDBStore", "copy_database", "read_table", "DB_FILE", "Error", "ConstraintException", "InterruptException", "CatalogException",
            "STORAGE_ERRORS", "install_runtime", "scratch", "re2_error", "VERSION"]

@@ -1,0 +1,122 @@
+"""The ClickHouse store (store/chdb.py, ClickHouse's engine embedded through chdb) against DuckDB.
+
+One demo workspace (the simulated datacenter at its smallest, two days) is built on DuckDB and
+copied into a chdb store; the web UI's answers (the map, the network, the machine search and
+detail, an edge's records) must be the same from both. Then the store's own promises: the
+MergeTree tables the catalogue gives, a batch id stored once, and a query's limits (time, rows,
+bytes) and mistakes answered as on DuckDB.
+"""
+from __future__ import annotations
+
+import ipaddress
+from datetime import datetime, timedelta, timezone
+
+import pyarrow as pa
+import pytest
+
+import netatlas
+import netatlas.demo
+from netatlas import webmap
+from netatlas.errors import KqlError, QueryLimitError
+from netatlas.workspace import StoreWorkspace
+
+chdb_store = pytest.importorskip("netatlas.store.chdb", reason="chdb is not installed: pip install -e '.[clickhouse]'")
+
+END = datetime(2026, 11, 20, tzinfo=timezone.utc)
+LAST_DAY = webmap.Span(END - timedelta(days=1), END)
+
+
+@pytest.fixture(scope="module")
+def stores():
+    duck = netatlas.connect()
+    netatlas.demo.generate(duck, machines=netatlas.demo.MIN_MACHINES, days=2, end=END)
+    from netatlas.store import copy_tables
+    ch = StoreWorkspace(chdb_store.ChdbStore(None), duck.catalogue,
+                        retention={t: 4383 for t in duck.catalogue.names()})   # dated data: no TTL yet
+    copied = copy_tables(duck, ch.store)
+    assert copied["VMConnection"] > 1000 and copied["VMComputer"] > 0
+    yield duck, ch
+    ch.close()
+    duck.close()
+
+
+def same(a, b):
+    """JSON answers equal, lists compared without their order where the API gives no order."""
+    import json
+    canon = lambda v: json.dumps(v, sort_keys=True, default=str)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return sorted(map(canon, a)) == sorted(map(canon, b))
+    return a == b
+
+
+@pytest.mark.parametrize("selection", [webmap.Selection("all"), webmap.Selection("machine", "web-01"),
+                                       webmap.Selection("subnet", ipaddress.ip_network("10.1.1.0/24"))],
+                         ids=["all", "machine", "subnet"])
+def test_the_map_is_the_same_on_clickhouse(stores, selection):
+    duck, ch = stores
+    want = webmap.build_map(duck, selection, LAST_DAY)
+    got = webmap.build_map(ch, selection, LAST_DAY)
+    assert want["machines"] and want["edges"]
+    for key in want:
+        if key not in ("timings", "took"):
+            assert same(got[key], want[key]), key
+
+
+def test_network_search_detail_and_edge_records_are_the_same_on_clickhouse(stores):
+    duck, ch = stores
+    want, got = webmap.network(duck, LAST_DAY), webmap.network(ch, LAST_DAY)
+    assert want and same(got, want)
+    want, got = webmap.find_machines(duck, "web"), webmap.find_machines(ch, "web")
+    assert want["machines"] and same(got["machines"], want["machines"])
+    key = want["machines"][0]["id"]
+    d, c = webmap.machine_detail(duck, key), webmap.machine_detail(ch, key)
+    assert d["processes"] and same(c, d)
+    full = webmap.build_map(duck, webmap.Selection("all"), LAST_DAY)
+    edge = next(e for e in full["edges"] if e.get("port"))
+    want = webmap.edge_records(duck, edge["source"], edge["target"], edge["port"], LAST_DAY)
+    got = webmap.edge_records(ch, edge["source"], edge["target"], edge["port"], LAST_DAY)
+    assert want["rows"] and same(got["rows"], want["rows"]) and got["columns"] == want["columns"]
+
+
+def test_tables_are_merge_trees_by_day_sorted_by_machine_and_time_with_ttl(stores):
+    _, ch = stores
+    row = ch.store.fetch("SELECT engine, partition_key, sorting_key, create_table_query FROM system.tables "
+                         f"WHERE name = 'VMConnection' AND database = '{ch.store.database}'")[0]
+    engine, partition, sorting, ddl = row
+    assert engine == "MergeTree" and partition == "toYYYYMMDD(TimeGenerated)"
+    assert sorting == "Computer, TimeGenerated"
+    assert "TTL toDateTime(TimeGenerated) + toIntervalDay(4383)" in ddl
+    assert "`Computer` LowCardinality(String)" in ddl and "`BytesSent` Nullable(Int64)" in ddl
+
+
+def test_a_batch_id_is_stored_once():
+    store = chdb_store.ChdbStore(None)
+    try:
+        store.create_tables(netatlas.connect().catalogue)
+        now = datetime.now(timezone.utc)
+        batch = pa.table({"TimeGenerated": pa.array([now] * 3, pa.timestamp("us", tz="UTC")),
+                          "Computer": ["a", "b", "c"], "BytesSent": pa.array([1, None, 3], pa.int64())})
+        store.append("VMConnection", batch, "batch-1")
+        store.append("VMConnection", batch, "batch-1")        # an agent's retry
+        assert store.count("VMConnection") == 3
+        store.append("VMConnection", batch, "batch-2")
+        store.append("VMConnection", batch, None)             # no id: equal batches are two batches
+        store.append("VMConnection", batch, None)
+        assert store.count("VMConnection") == 12
+    finally:
+        store.close()
+
+
+def test_limits_and_mistakes_on_clickhouse(stores):
+    _, ch = stores
+    res = ch.query("VMConnection | project Computer", max_rows=10)
+    assert len(res.rows) == 10 and res.truncated and res.truncated_by == "max_rows"
+    res = ch.query("VMConnection | project Computer, ProcessName", max_result_bytes=500)
+    assert res.truncated_by == "max_result_bytes" and 0 < len(res.rows) < 30
+    with pytest.raises(QueryLimitError):
+        ch.query("range i from 1 to 2000000000 step 1 | summarize count() by bin(i % 1000003, 1)", timeout=0.5)
+    with pytest.raises(KqlError) as info:
+        ch.query("VMConnection | summarise count()")
+    assert info.value.code and "^" in str(info.value)
