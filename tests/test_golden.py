@@ -79,9 +79,10 @@ def clickhouse():
         from netatlas.store.chdb import ChdbStore
     except ImportError as e:                 # scripts/test.sh installs it (the [clickhouse] extra)
         pytest.skip(f"chdb is not installed ({e}): pip install -e '.[clickhouse]'")
-    store = ChdbStore(None)
-    yield store
-    store.close()
+    from netatlas.workspace import StoreWorkspace
+    ws = StoreWorkspace(ChdbStore(None), Catalogue.load())
+    yield ws
+    ws.close()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -95,7 +96,6 @@ def report_opt_outs(request):
 
 @pytest.mark.parametrize("path", CASES, ids=[f"{p.parent.name}/{p.stem}" for p in CASES])
 def test_golden_clickhouse(path: pathlib.Path, clickhouse):
-    from netatlas.store import query
     text = path.read_text()
     expected = json.loads(path.with_suffix(".expected.json").read_text())
     d = directives(text)
@@ -105,11 +105,10 @@ def test_golden_clickhouse(path: pathlib.Path, clickhouse):
         assert reason, f"{case}: an opt-out needs its reason"
         OPTED_OUT[case] = reason
         return
-    catalogue = Catalogue.load()
     if "error" in expected or "error" in d:
         with pytest.raises(KqlError) as info:
-            query(clickhouse, catalogue, text, now=NOW)
+            clickhouse.query(text, now=NOW)
         assert info.value.code == expected["error"], str(info.value)
         return
-    res = query(clickhouse, catalogue, text, now=NOW)
+    res = clickhouse.query(text, now=NOW)
     assert_matches(res, expected, d.get("ordered", False), where=f"{case} on clickhouse")

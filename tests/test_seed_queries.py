@@ -91,22 +91,21 @@ def clickhouse(ws):
     except ImportError as e:                 # scripts/test.sh installs it (the [clickhouse] extra)
         pytest.skip(f"chdb is not installed ({e}): pip install -e '.[clickhouse]'")
     from netatlas.store import copy_tables
-    store = ChdbStore(None)
+    from netatlas.workspace import StoreWorkspace
     # the fixture's data is from 2024: a retention long enough that ClickHouse's TTL keeps it
-    store.create_tables(ws.catalogue, {t: 4383 for t in ws.catalogue.names()})
-    copied = copy_tables(ws, store)
+    ch = StoreWorkspace(ChdbStore(None), ws.catalogue, {t: 4383 for t in ws.catalogue.names()})
+    copied = copy_tables(ws, ch.store)
     assert copied["VMConnection"] == ws.query("VMConnection | count").rows[0][0] > 0
-    yield store
-    store.close()
+    yield ch
+    ch.close()
 
 
 @pytest.mark.parametrize("title,query", BLOCKS, ids=[slug(t)[:60] for t, _ in BLOCKS])
 def test_seed_query_on_clickhouse_matches_duckdb(title, query, ws, clickhouse):
     """Every seed query gives the same rows, columns and render on ClickHouse as on DuckDB (whose
     answers the test above checks against hand-computed ones)."""
-    from netatlas.store import query as store_query
     want = ws.query(query, now=NOW)
-    got = store_query(clickhouse, ws.catalogue, query, now=NOW)
+    got = clickhouse.query(query, now=NOW)
     expected = result_json(want)
     if "evaluate autocluster" in query:
         check_segments(ws, query, got)

@@ -76,6 +76,30 @@ def parse_timespan(text: str) -> int | None:
         return None
 
 
+def timespan_format_tokens(fmt: str) -> list[tuple[str, str, int]]:
+    """A format_timespan format as tokens: ("field", letter, run length) for d h H m s f F, and
+    ("text", text, 0) for the rest (quoted text, a backslash's next character, other characters)."""
+    out, i = [], 0
+    while i < len(fmt):
+        c = fmt[i]
+        j = i
+        while j < len(fmt) and fmt[j] == c:
+            j += 1
+        if c in "dhHmsfF":
+            out.append(("field", c, j - i))
+        elif c in "'\"":
+            end = fmt.find(c, i + 1)
+            out.append(("text", fmt[i + 1:end if end > 0 else len(fmt)], 0))
+            j = end + 1 if end > 0 else len(fmt)
+        elif c == "\\" and i + 1 < len(fmt):
+            out.append(("text", fmt[i + 1], 0))
+            j = i + 2
+        else:
+            out.append(("text", fmt[i:j], 0))
+        i = j
+    return out
+
+
 class Timespan(timedelta):
     """A timedelta that remembers its exact ticks (100 ns), which a timedelta cannot hold."""
     __slots__ = ("ticks",)

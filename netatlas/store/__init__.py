@@ -67,24 +67,6 @@ def copy_tables(workspace, target, tables=None) -> dict[str, int]:
     return copied
 
 
-def query(store, catalogue, text: str, *, now=None, params: dict | None = None, max_rows: int | None = None):
-    """Run KQL text on a store that ``fetch``es SQL rows (the ClickHouse stores): compiled for the
-    store's dialect, the rows converted as the workspace converts DuckDB's; a ``Result``.
-    (``Workspace.query`` is the same path with the pool, limits and timings of a workspace.)"""
-    from .. import kql
-    from ..kql.values import convert_rows
-    from ..result import Result
-    compiled = kql.compile(text, catalogue, dialect=store.name, now=now, params=params, executor=store.fetch,
-                           max_rows=None if max_rows is None else max_rows + 1)
-    raw = store.fetch(compiled.sql)
-    cut = max_rows is not None and len(raw) > max_rows
-    if cut:
-        del raw[max_rows:]
-    return Result(compiled.columns, compiled.types, convert_rows(raw, compiled.types), compiled.render, cut,
-                  compiled.sql, compiled.timings, truncated_by="max_rows" if cut else None,
-                  limit=max_rows if cut else None)
-
-
 def parse_spec(spec: str | os.PathLike | None) -> tuple[str, Path | None]:
     """(engine, directory) of a ``--store`` text; a bare path is DuckDB's."""
     if spec is None:
@@ -106,4 +88,4 @@ def open_store(spec: str | os.PathLike | None):
     return DuckDBStore(path)
 
 
-__all__ = ["Store", "StoreError", "StoreBusyError", "STORES", "open_store", "parse_spec", "query", "copy_tables"]
+__all__ = ["Store", "StoreError", "StoreBusyError", "STORES", "open_store", "parse_spec", "copy_tables"]

@@ -17,7 +17,6 @@ Python values the DuckDB store gives.
 from __future__ import annotations
 
 import re
-import shutil
 import threading
 import uuid
 from pathlib import Path
@@ -29,7 +28,6 @@ from ..kql import types as T
 from ..kql.dialects.clickhouse import runtime
 
 VERSION = chdb.__version__
-ENGINE_VERSION = getattr(chdb, "engine_version", "")
 Error = getattr(chdb, "ChdbError", RuntimeError)
 DIR = "chdb"
 
@@ -175,11 +173,5 @@ class ChdbStore:
                 pass
         self.connection.close()
 
-    def destroy(self) -> None:
-        """Close and remove the store's files (benchmarks' scratch stores)."""
-        self.close()
-        if self.path is not None:
-            shutil.rmtree(self.path / DIR, ignore_errors=True)
 
-
-__all__ = ["ChdbStore", "VERSION", "ENGINE_VERSION", "Error", "install_runtime", "table_ddl", "SETTINGS"]
+__all__ = ["ChdbStore", "VERSION", "Error", "install_runtime", "table_ddl", "SETTINGS"]

@@ -18,6 +18,7 @@ import re
 
 from sqlglot import exp
 
+from ...literals import timespan_format_tokens
 from ..base import Dialect, args, call, rename
 from . import runtime
 
@@ -296,6 +297,12 @@ def _column(node: exp.Column) -> exp.Expression:
     return call("tuple", *[exp.alias_(exp.column(c, table=node.name, quoted=True), c, quoted=True) for c in names])
 
 
+def _cte(node: exp.CTE) -> exp.Expression:
+    """ClickHouse has no MATERIALIZED CTEs: a plain one."""
+    node.set("materialized", None)
+    return node
+
+
 def _table(node: exp.Table) -> exp.Expression:
     """A list in FROM (a range the table function cannot give) -> SELECT arrayJoin(list)."""
     this = node.this
@@ -472,33 +479,19 @@ def _format_timespan(node):
         return node
     t = call("abs", a[0])
     parts: list[exp.Expression] = []
-    i = 0
-    while i < len(fmt):
-        c = fmt[i]
-        j = i
-        while j < len(fmt) and fmt[j] == c:
-            j += 1
-        run = j - i
-        if c in _TICKS:
+    for kind, c, run in timespan_format_tokens(fmt):
+        if kind == "text":
+            parts.append(L(c))
+        elif c in "fF":
+            digits = call("substring", call("leftPad", call("toString", exp.Mod(this=t.copy(), expression=N(10_000_000))),
+                                              N(7), L("0")), N(1), N(run))
+            parts.append(call("trimRight", digits, L("0")) if c == "F" else digits)
+        else:
             per, mod = _TICKS[c]
             v = call("intDiv", t.copy(), N(per))
             if mod:
                 v = exp.Mod(this=v, expression=N(mod))
             parts.append(call("leftPad", call("toString", v), call("greatest", N(run), call("length", call("toString", v.copy()))), L("0")))
-        elif c in "fF":
-            digits = call("substring", call("leftPad", call("toString", exp.Mod(this=t.copy(), expression=N(10_000_000))),
-                                              N(7), L("0")), N(1), N(run))
-            parts.append(call("trimRight", digits, L("0")) if c == "F" else digits)
-        elif c in "'\"":
-            end = fmt.find(c, i + 1)
-            parts.append(L(fmt[i + 1:end if end > 0 else len(fmt)]))
-            j = end + 1 if end > 0 else len(fmt)
-        elif c == "\\" and i + 1 < len(fmt):
-            parts.append(L(fmt[i + 1]))
-            j = i + 2
-        else:
-            parts.append(L(fmt[i:j]))
-        i = j
     sign = exp.Case(ifs=[exp.If(this=exp.LT(this=a[0].copy(), expression=N(0)), true=L("-"))], default=L(""))
     body = call("concat", sign, *parts) if parts else L("")
     return exp.Case(ifs=[exp.If(this=exp.Is(this=a[0].copy(), expression=exp.null()), true=L(""))], default=body)
@@ -618,7 +611,7 @@ TRANSFORMS = {
     exp.DataType: _datatype,
     exp.TryCast: _try_cast,
     exp.Cast: _cast,
-    exp.CTE: lambda node: (node.set("materialized", None), node)[1],
+    exp.CTE: _cte,
     exp.Table: _table,
     exp.Struct: _struct,
     exp.Select: _select,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 
-from ...literals import format_timespan, parse_datetime, parse_timespan
+from ...literals import format_timespan, parse_datetime, parse_timespan, timespan_format_tokens
 
 MACROS = {
     "netatlas_datetime_str": (
@@ -155,29 +155,15 @@ def _format_timespan(ticks: int | None, fmt: str):
     neg, t = ticks < 0, abs(ticks)
     parts = {"d": t // 864_000_000_000, "h": (t // 36_000_000_000) % 24, "m": (t // 600_000_000) % 60,
              "s": (t // 10_000_000) % 60, "f": t % 10_000_000}
-    out, i = [], 0
-    while i < len(fmt):
-        c = fmt[i]
-        j = i
-        while j < len(fmt) and fmt[j] == c:
-            j += 1
-        run = j - i
-        if c in "dhHms":
-            v = parts["h" if c == "H" else c]
-            out.append(str(v).zfill(run))
+    out = []
+    for kind, c, run in timespan_format_tokens(fmt):
+        if kind == "text":
+            out.append(c)
         elif c in "fF":
             digits = f"{parts['f']:07d}"[:run]
             out.append(digits.rstrip("0") if c == "F" else digits)
-        elif c in "'\"":
-            end = fmt.find(c, i + 1)
-            out.append(fmt[i + 1:end if end > 0 else len(fmt)])
-            j = end + 1 if end > 0 else len(fmt)
-        elif c == "\\" and i + 1 < len(fmt):
-            out.append(fmt[i + 1])
-            j = i + 2
         else:
-            out.append(fmt[i:j])
-        i = j
+            out.append(str(parts["h" if c == "H" else c]).zfill(run))
     return ("-" if neg else "") + "".join(out)
 
 
