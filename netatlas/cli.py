@@ -100,10 +100,10 @@ FORMATS: dict[str, Callable[[Result], str]] = {
 
 # ---------------------------------------------------------------- shared helpers
 
-def open_workspace(path: str | None, geoip: str | None = None) -> "Workspace":
+def open_workspace(path: str | None, geoip: str | None = None, store: str | None = None) -> "Workspace":
     """``workspace.open_workspace`` (imported when a command opens one: the CLI starts without DuckDB)."""
     from .workspace import open_workspace as open_it
-    return open_it(path, geoip)
+    return open_it(path, geoip, store)
 
 
 WORKSPACE_MARKS = ("netatlas.duckdb", "workspace.json")   # a directory holding either is a workspace
@@ -324,7 +324,8 @@ def server_settings(args: argparse.Namespace):
 def cmd_serve(args: argparse.Namespace) -> int:
     from .server import serve
     settings = server_settings(args)
-    return serve(settings.data, settings, open_workspace=lambda d: open_workspace(d, settings.geoip_db))
+    return serve(settings.data, settings,
+                 open_workspace=lambda d: open_workspace(d, settings.geoip_db, settings.store))
 
 
 def cmd_install_workspace(args: argparse.Namespace) -> int:

@@ -296,14 +296,16 @@ def store_group(con, table: Table, items: list[Pending], context: dict) -> list[
         uniq, inverse = np.unique(hours, return_inverse=True)
         per_hour = np.bincount(inverse, weights=sizes, minlength=len(uniq)) if n else []
         ids = [(it.batch_id, it.n) for it in items if it.batch_id is not None]
+        outbox = context.get("outbox")
+        group = outbox.group() if outbox is not None else None
         con.execute("BEGIN TRANSACTION")
         try:
             if ids:
                 con.execute(f"INSERT INTO {ingest.BATCHES} SELECT unnest(?::VARCHAR[]), ?, unnest(?::BIGINT[]), now()",
                             [[i for i, _ in ids], table.name, [k for _, k in ids]])
-            con.execute(f"INSERT INTO {ingest._q(table.name)} {select}", params)
+            con.execute(ingest.insert_sql(table.name, select, outbox, group), params)
             if len(uniq):
-                con.executemany(f"INSERT INTO {ingest.USAGE_RAW} VALUES (?, ?, ?, ?)",
+                con.executemany(ingest.usage_sql(outbox, group),
                                 [(ingest._EPOCH + timedelta(seconds=int(h)), table.name,
                                   ingest.SOLUTION.get(table.name, "LogManagement"), int(b))
                                  for h, b in zip(uniq.tolist(), np.asarray(per_hour).tolist())])
@@ -317,6 +319,8 @@ def store_group(con, table: Table, items: list[Pending], context: dict) -> list[
     finally:
         for r in registered:
             con.unregister(r)
+    if outbox is not None:
+        outbox.forward_quietly(con, group, [table.name, ingest.USAGE_RAW])
     bounds = np.cumsum([0] + [it.n for it in items])
     return [int(sizes[a:b].sum()) for a, b in zip(bounds[:-1], bounds[1:])]
 

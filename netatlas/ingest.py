@@ -403,7 +403,8 @@ def ingest_records(con: db.Connection, catalogue: Catalogue, table_name: str, re
     t2 = time.perf_counter()
     try:
         try:
-            n, nbytes = store(con, table, read_json_source(table, path), enrich(table, context), batch_id, lookups)
+            n, nbytes = store(con, table, read_json_source(table, path), enrich(table, context), batch_id, lookups,
+                              context.get("outbox"))
         except (db.ConstraintException, StorageError):
             if batch_id is not None and stored_batch(con, batch_id):
                 return IngestReport(table.name, 0, 0, batch_id, True)   # the same batch, sent twice at once
@@ -572,7 +573,7 @@ def ingest_frame(con: db.Connection, catalogue: Catalogue, table_name: str, fram
     try:
         try:
             count, nbytes = store(con, table, frame_source(table, name, frame), enrich(table, context), batch_id,
-                                  lookups)
+                                  lookups, context.get("outbox"))
         except (db.ConstraintException, StorageError):
             if batch_id is not None and stored_batch(con, batch_id):
                 return IngestReport(table.name, 0, 0, batch_id, True)
@@ -834,24 +835,37 @@ def enrich(table: Table, context: dict) -> dict[str, str]:
     return exprs
 
 
+def insert_sql(table: str, select: str, outbox=None, group: str | None = None) -> str:
+    """The INSERT of ``select``'s rows into ``table``, or into its outbox (store/outbox.py) when the
+    workspace's tables live in another store."""
+    return f"INSERT INTO {_q(table)} {select}" if outbox is None else outbox.insert(table, select, group)
+
+
+def usage_sql(outbox=None, group: str | None = None) -> str:
+    """The INSERT of one row of hourly Usage bytes (hour, DataType, Solution, bytes)."""
+    return insert_sql(USAGE_RAW, "SELECT ?, ?, ?, ?", outbox, group)
+
+
 def store(con, table: Table, source: str, enriched: dict[str, str], batch_id: str | None,
-          lookups: list[Lookup] = ()) -> tuple[int, int]:
+          lookups: list[Lookup] = (), outbox=None) -> tuple[int, int]:
     """One transaction: the batch id, the rows read from the batch (``source``, see
-    ``staged_select``), and their Usage bytes."""
+    ``staged_select``), and their Usage bytes; with an ``outbox`` the rows and bytes are staged
+    there and forwarded to its store once committed."""
     size = "_BilledSize" if "_BilledSize" in table.column_types else record_size_sql(table, empty_strings_absent=True)
+    group = outbox.group() if outbox is not None else None
     con.execute("BEGIN TRANSACTION")
     try:
         if batch_id is not None:
             con.execute(f"INSERT INTO {BATCHES} VALUES (?, ?, 0, now())", [batch_id, table.name])
         select, params = staged_select(table, source, enriched, lookups)
         # the hour as epoch seconds and the bytes of every row, as two numpy columns
-        rows = con.execute(f"INSERT INTO {_q(table.name)} {select} RETURNING CAST(epoch(date_trunc('hour', "
+        rows = con.execute(f"{insert_sql(table.name, select, outbox, group)} RETURNING CAST(epoch(date_trunc('hour', "
                            f"TimeGenerated)) AS BIGINT) AS h, CAST({size} AS BIGINT) AS b", params).fetchnumpy()
         hours, inverse = np.unique(rows["h"], return_inverse=True)
         sums = np.bincount(inverse, weights=rows["b"], minlength=len(hours)) if len(hours) else []
         per_hour = {_EPOCH + timedelta(seconds=int(h)): int(b) for h, b in zip(hours.tolist(), np.asarray(sums).tolist())}
         if per_hour:
-            con.executemany(f"INSERT INTO {USAGE_RAW} VALUES (?, ?, ?, ?)",
+            con.executemany(usage_sql(outbox, group),
                             [(h, table.name, SOLUTION.get(table.name, "LogManagement"), b) for h, b in per_hour.items()])
         if batch_id is not None:
             con.execute(f"UPDATE {BATCHES} SET records = ? WHERE batch_id = ?", [len(rows["h"]), batch_id])
@@ -862,6 +876,8 @@ def store(con, table: Table, source: str, enriched: dict[str, str], batch_id: st
         if err is e:
             raise
         raise err from e
+    if outbox is not None:
+        outbox.forward_quietly(con, group, [table.name, USAGE_RAW])
     return len(rows["h"]), sum(per_hour.values())
 
 

@@ -33,7 +33,7 @@ def up_arguments(p: argparse.ArgumentParser) -> None:
                            help=f"{s.help} (default: {s.default}; env {s.env})")
 
 
-UP_SETTINGS = ("host", "port", "geoip_db", "threatintel_feeds")    # server settings up takes too
+UP_SETTINGS = ("host", "port", "geoip_db", "threatintel_feeds", "store")    # server settings up takes too
 
 
 def start_demo(data: Path, args, out=sys.stdout):
@@ -56,7 +56,7 @@ def start_demo(data: Path, args, out=sys.stdout):
     from . import connect
     from .workspace import geoip_setting
     from .demo.live import catch_up, upgrade
-    ws = connect(data, geoip=geoip_setting(args.geoip_db))
+    ws = connect(data, geoip=geoip_setting(args.geoip_db), store=args.store or None)
     try:
         if marker.end is None:          # loaded by a version before the live demo
             if not upgrade(ws, marker):
@@ -88,7 +88,7 @@ def load_demo(data: Path, args, out=sys.stdout):
     out.flush()
     t0 = time.monotonic()
     progress = _progress("  loading the demo", args.days * 24, out)
-    ws = connect(data, geoip=geoip_setting(args.geoip_db))
+    ws = connect(data, geoip=geoip_setting(args.geoip_db), store=args.store or None)
     try:
         env = plan(args.machines, args.days, args.seed, None)
         counts = load(ws, env, progress=progress)
@@ -235,7 +235,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         agent = start_local_agent(data, identity, settings, args)
         producer = start_live_demo(data, marker, identity, settings)
         from .workspace import open_workspace
-        return serve(data, settings, open_workspace=lambda d: open_workspace(d, settings.geoip_db))
+        return serve(data, settings, open_workspace=lambda d: open_workspace(d, settings.geoip_db, settings.store))
     except Stop as e:
         return 128 + e.args[0]
     finally:

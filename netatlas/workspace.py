@@ -23,6 +23,9 @@ from .store import duckdb as db
 from .store.duckdb import DuckDBStore
 
 WorkspaceBusyError = StoreBusyError     # the store's files are another process's
+STORE_KEY = "store"                     # _netatlas_meta: where the catalogue's tables live (--store)
+# the hourly Usage bytes (ingest.USAGE_RAW) as the outbox stages them
+USAGE_RAW_COLUMNS = [("hour", "TIMESTAMP"), ("DataType", "VARCHAR"), ("Solution", "VARCHAR"), ("bytes", "BIGINT")]
 
 RETENTION_TABLE = "_netatlas_retention"
 DEFAULT_RETENTION_DAYS = 30
@@ -37,9 +40,11 @@ MEASURED = (T.STRING, T.DYNAMIC)
 
 class Workspace:
     def __init__(self, path: str | os.PathLike | None = None, catalogue: Catalogue | None = None, *,
-                 geoip: str | os.PathLike | bool | None = None):
+                 geoip: str | os.PathLike | bool | None = None, store: str | None = None):
         """``geoip``: the city database that places remote addresses (geoip.py): None for the
-        bundled GeoLite2-City, a path for another mmdb, False for no geolocation."""
+        bundled GeoLite2-City, a path for another mmdb, False for no geolocation. ``store``: where
+        the catalogue's tables live (store.parse_spec: ``duckdb``, ``chdb[:DIR]``); None: where
+        the workspace was created with (``STORE_KEY``), DuckDB for a new one."""
         self.catalogue = catalogue or Catalogue.load()
         self._geoip_setting = geoip
         self._geoip = None
@@ -82,6 +87,83 @@ class Workspace:
             self.connection.close()         # a refused or failed upgrade releases the file
             raise
         self.id = self._workspace_id()
+        # the catalogue's tables in another store: queries go there, batches through the outbox
+        self.remote: StoreWorkspace | None = None
+        self.outbox = None
+        try:
+            self._open_store(store)
+        except BaseException:
+            self.connection.close()
+            raise
+
+    def _open_store(self, spec: str | None) -> None:
+        """The store of the catalogue's tables (see ``__init__``), recorded on first use."""
+        from .store import StoreError, parse_spec
+        recorded = self.connection.execute(f"SELECT value FROM {migrate.META} WHERE \"key\" = ?",
+                                           [STORE_KEY]).fetchone()
+        recorded = recorded[0] if recorded else "duckdb"
+        if spec is None:
+            spec = recorded
+        engine, where = parse_spec(spec)
+        if engine == "chdb":
+            if where is None:
+                if self.path is None:
+                    raise StoreError("chdb needs a directory (chdb:DIR) for a workspace in memory")
+                where = self.path
+            spec = f"chdb:{Path(where).resolve()}"
+        else:
+            spec = "duckdb"
+        if spec != recorded:
+            if parse_spec(recorded)[0] != "duckdb" or self._holds_rows():
+                raise StoreError(f"this workspace keeps its tables in {recorded}, not {spec}: open it without "
+                                 f"--store, or give a new directory for a workspace in {spec}")
+            with self._lock:
+                self.connection.execute(f"INSERT OR REPLACE INTO {migrate.META} VALUES (?, ?)", [STORE_KEY, spec])
+        if engine == "chdb":
+            try:
+                from .store.chdb import ChdbStore
+            except ImportError as e:
+                raise StoreError(f"the chdb store needs the chdb package ({e}): pip install 'netatlas[clickhouse]'"
+                                 ) from None
+            from .store.outbox import Outbox
+            self.remote = StoreWorkspace(ChdbStore(where), self.catalogue, self.retention())
+            self.remote.id = self.id
+            tables = {t.name: [(c, T.storage_sql(typ)) for c, typ in t.columns]
+                      for t in self.catalogue.tables.values() if t.name != ingest.USAGE}
+            tables[ingest.USAGE_RAW] = USAGE_RAW_COLUMNS
+            self.outbox = Outbox(self.remote.store, tables)
+            with self._lock:
+                self.outbox.open(self.connection)
+            self._mirror_indicators()
+
+    def _holds_rows(self) -> bool:
+        """Whether any catalogue table of this DuckDB database holds a row."""
+        with self._lock:
+            return any(self.connection.execute(f'SELECT 1 FROM "{t.name}" LIMIT 1').fetchone()
+                       for t in self.catalogue.tables.values() if t.name != ingest.USAGE)
+
+    @property
+    def store_name(self) -> str:
+        """The engine of the catalogue's tables: duckdb or chdb."""
+        return "chdb" if self.remote is not None else "duckdb"
+
+    @property
+    def store_description(self) -> str:
+        """The store in words, for the server's banner."""
+        if self.remote is None:
+            return "duckdb (embedded)"
+        from .store.chdb import VERSION
+        return f"chdb {VERSION} (ClickHouse embedded) in {self.remote.store.path}"
+
+    def _mirror_indicators(self) -> None:
+        """The threat indicators (kept here, where the matcher reads them) copied to the store,
+        so that KQL over ThreatIntelligenceIndicator sees them."""
+        if self.remote is None:
+            return
+        from .store import copy_tables
+        from .threatintel import TABLE
+        self.remote.store.execute(f'TRUNCATE TABLE "{TABLE}"')
+        copy_tables(self, self.remote.store, [TABLE])
 
     def _create_tables(self) -> None:
         """Every catalogue table and side table that is missing (migrate.upgrade calls it)."""
@@ -124,6 +206,8 @@ class Workspace:
     def _context(self, table: str) -> dict:
         """What the enrichers of a batch of ``table`` need (ingest.ENRICHERS, ingest.LOOKUPS)."""
         ctx = {"workspace_id": self.id}
+        if self.outbox is not None:
+            ctx["outbox"] = self.outbox
         if (t := self.catalogue.get(table)) is not None:
             days = self._retention_days(table) if self.refuse_expired else None
             ctx["datetime_window"] = ingest.datetime_window(t, datetime.now(timezone.utc), days)
@@ -160,6 +244,7 @@ class Workspace:
         from .threatintel import Matcher, store
         with self._lock:
             n = store(self.connection, indicators, source)
+        self._mirror_indicators()
         matcher = Matcher.load(self._new_cursor())
         with self._lookup_lock:
             self._matcher = matcher
@@ -218,6 +303,8 @@ class Workspace:
                           now: datetime | None = None) -> dict[str, list[dict]]:
         """Which monitored machines each address belongs to (machines.resolve); ``now``: the end of
         the lookback (default: the clock)."""
+        if self.remote is not None:
+            return self.remote.resolve_addresses(addresses, lookback_days, now=now)
         from .machines import resolve
         with self.pool.cursor() as cur:
             return resolve(cur, list(addresses), lookback_days, now=now)
@@ -226,6 +313,10 @@ class Workspace:
     def snapshot(self, path: str | os.PathLike) -> dict:
         """Copy the database, in one transaction, to a new DuckDB file (for backup.py) while
         ingestion and queries go on; the rows per table and batch ids the copy holds."""
+        if self.remote is not None:
+            from .store import StoreError
+            raise StoreError(f"backups of a workspace whose tables are in ClickHouse ({self.store_name}) "
+                             f"are not made by netatlas yet: back up its directory with the server stopped")
         from .store.duckdb import copy_database
         cur = self._new_cursor()
         try:
@@ -257,6 +348,8 @@ class Workspace:
         with self._lock:
             self.connection.execute(f'INSERT OR REPLACE INTO {RETENTION_TABLE} VALUES (?, ?)', [table, days])
         self._retention_cache.clear()
+        if self.remote is not None:
+            self.remote.set_retention(table, days)
 
     def apply_retention(self, now: datetime | None = None) -> dict[str, int]:
         """Delete rows older than each table's retention, and rows dated beyond the datetime window
@@ -288,6 +381,9 @@ class Workspace:
                 deadline: Deadline | None = None) -> kql.Compiled:
         """Compile KQL text; with a ``deadline`` every stage, and the queries plugins run while
         planning (bag_unpack's keys, autocluster's rows), stop at it with QueryLimitError."""
+        if self.remote is not None:
+            return self.remote.compile(text, params=params, now=now, max_rows=max_rows, timespan=timespan,
+                                       deadline=deadline)
         return kql.compile(text, self.catalogue, params=params, now=now,
                            executor=lambda sql: self._execute(sql, deadline),
                            max_rows=None if max_rows is None else max_rows + 1, timespan=timespan, deadline=deadline)
@@ -360,6 +456,9 @@ class Workspace:
         records and 64 MB), whichever comes first: ``Result.truncated`` and ``truncated_by``.
         timespan: (start, end) limits every table the query reads to TimeGenerated in [start, end),
         as the Log Analytics query API's timespan does."""
+        if self.remote is not None:
+            return self.remote.query(text, params=params, now=now, timeout=timeout, max_rows=max_rows,
+                                     timespan=timespan, max_result_bytes=max_result_bytes)
         deadline = Deadline(timeout)
         t0 = time.perf_counter()
         with self.pool.cursor(deadline) as cur:
@@ -380,6 +479,8 @@ class Workspace:
     def close(self) -> None:
         if self._committer is not None:
             self._committer.close()
+        if self.remote is not None:
+            self.remote.close()
         self.pool.close()
         with self._lock:
             for cur in self._cursors:
@@ -416,6 +517,11 @@ class StoreWorkspace:
 
     def retention(self) -> dict[str, int]:
         return dict(self._retention)
+
+    def set_retention(self, table: str, days: int) -> None:
+        """The table's rows expire after ``days`` (the store's TTL)."""
+        self._retention[table] = days
+        self.store.set_retention(table, days)
 
     def compile(self, text: str, *, params: dict | None = None, now: datetime | None = None,
                 max_rows: int | None = kql.DEFAULT_MAX_ROWS, timespan=None, deadline: Deadline | None = None):
@@ -534,10 +640,11 @@ def expired_or_future(column: str, cutoff: datetime, now: datetime) -> tuple[str
     return f"({column} < ? OR {column} > ?)", [cutoff, now + ingest.FUTURE]
 
 
-def connect(path: str | os.PathLike | None = None, *, geoip: str | os.PathLike | bool | None = None) -> Workspace:
-    """Open a workspace: in memory, or stored in a directory (DuckDB file inside). ``geoip``: see
-    ``Workspace``."""
-    return Workspace(path, geoip=geoip)
+def connect(path: str | os.PathLike | None = None, *, geoip: str | os.PathLike | bool | None = None,
+            store: str | None = None) -> Workspace:
+    """Open a workspace: in memory, or stored in a directory (DuckDB file inside). ``geoip``,
+    ``store``: see ``Workspace``."""
+    return Workspace(path, geoip=geoip, store=store)
 
 
 def geoip_setting(value: str | None):
@@ -547,12 +654,12 @@ def geoip_setting(value: str | None):
     return False if value.strip().lower() in ("off", "none", "false", "0") else value
 
 
-def open_workspace(path: str | None, geoip: str | None = None) -> Workspace:
-    """The workspace a command names (``--workspace``, ``--geoip-db`` text), or a NetatlasError
-    saying why it cannot be opened."""
+def open_workspace(path: str | None, geoip: str | None = None, store: str | None = None) -> Workspace:
+    """The workspace a command names (``--workspace``, ``--geoip-db``, ``--store`` text), or a
+    NetatlasError saying why it cannot be opened."""
     from .geoip import GeoIPError
     try:
-        return connect(path, geoip=geoip_setting(geoip))
+        return connect(path, geoip=geoip_setting(geoip), store=store or None)
     except GeoIPError as e:
         raise NetatlasError(str(e)) from None
     except (OSError, db.Error) as e:

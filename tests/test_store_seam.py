@@ -38,14 +38,17 @@ def test_no_module_outside_store_imports_an_engine():
     ("duckdb:/var/lib/netatlas", ("duckdb", Path("/var/lib/netatlas"))),
     ("/var/lib/netatlas", ("duckdb", Path("/var/lib/netatlas"))),
     ("relative/dir", ("duckdb", Path("relative/dir"))),
+    ("chdb:/var/lib/netatlas", ("chdb", Path("/var/lib/netatlas"))),
+    ("chdb", ("chdb", None)),
 ])
 def test_a_store_spec_names_duckdb_or_a_directory(spec, expected):
     assert parse_spec(spec) == expected
 
 
 def test_an_engine_this_build_lacks_is_refused_saying_which_it_has():
-    with pytest.raises(StoreError, match=r"unknown store 'chdb' in 'chdb:/data': this build has duckdb"):
-        parse_spec("chdb:/data")
+    with pytest.raises(StoreError, match=r"unknown store 'clickhouse' in 'clickhouse://h:8123/db': "
+                                         r"this build has duckdb, chdb"):
+        parse_spec("clickhouse://h:8123/db")
 
 
 def test_open_store_gives_a_working_duckdb(tmp_path):

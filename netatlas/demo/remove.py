@@ -35,6 +35,8 @@ def delete_records(ws, marker, since: datetime | None = None) -> dict[str, int]:
     ids, names = list(marker.machine_ids), list(marker.computers)
     if not ids:
         return {}
+    if getattr(ws, "remote", None) is not None:
+        return _delete_in_store(ws, ids, names, since)
     con = ws.connection
     deleted = {}
     with ws._lock:
@@ -63,6 +65,21 @@ def delete_records(ws, marker, since: datetime | None = None) -> dict[str, int]:
         except Exception:
             con.execute("ROLLBACK")
             raise
+    return deleted
+
+
+def _delete_in_store(ws, ids: list[str], names: list[str], since: datetime | None) -> dict[str, int]:
+    """``delete_records`` where the tables live in another store (ClickHouse): the rows go; the
+    bytes they were billed stay in Usage, as a purge leaves Log Analytics' Usage."""
+    deleted = {}
+    for table in ws.catalogue.tables.values():
+        if table.name == ingest.USAGE or (which := machine_column(table)) is None:
+            continue
+        column, kind = which
+        if n := ws.remote.store.delete(table.name, column, ids if kind == "id" else names, since):
+            deleted[table.name] = n
+    with ws._lock:
+        ws.connection.execute("DELETE FROM _netatlas_senders WHERE Machine IN (SELECT unnest(?::VARCHAR[]))", [ids])
     return deleted
 
 

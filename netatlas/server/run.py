@@ -25,12 +25,13 @@ from .settings import Settings
 SHUTDOWN_GRACE = 10
 
 
-def banner(data_dir: Path, identity: Identity, settings: Settings) -> str:
+def banner(data_dir: Path, identity: Identity, settings: Settings, store: str = "duckdb") -> str:
     host = settings.host if ":" not in settings.host else f"[{settings.host}]"
     base = f"{settings.scheme}://{host}:{settings.port}"
     lines = [f"netatlas {__version__} workspace server",
              f"  workspace id  {identity.workspace_id}",
-             f"  data          {data_dir.resolve()}"]
+             f"  data          {data_dir.resolve()}",
+             f"  store         {store}"]
     if settings.tls_cert:
         from ..tlscert import fingerprint
         lines.append(f"  tls           {settings.tls_cert}")
@@ -128,7 +129,7 @@ def serve(data_dir: str | os.PathLike, settings: Settings | None = None, *,
     token = discovery.new_token()
     workspace = (open_workspace or connect)(data_dir)
     try:
-        out.write(banner(data_dir, identity, settings))
+        out.write(banner(data_dir, identity, settings, getattr(workspace, "store_description", "duckdb")))
         out.flush()
         app = create_app(data_dir, settings=settings, workspace=workspace, local_token=token)
         config = uvicorn.Config(app, host=settings.host, port=settings.port, lifespan="on",

@@ -73,6 +73,10 @@ DEFAULT_DATA = "netatlas-data"
 SETTINGS: tuple[Setting, ...] = (
     Setting("data", DEFAULT_DATA, str, "DIR",
             "the workspace directory: its DuckDB file and workspace.json (id and keys); created if missing"),
+    Setting("store", "", str, "STORE",
+            "where the catalogue's tables live: duckdb (in DIR's DuckDB file) or chdb[:DIR2] (ClickHouse "
+            "embedded through chdb, in DIR2, default DIR; the [clickhouse] extra); default: what the "
+            "workspace was created with, duckdb for a new one"),
     Setting("host", "127.0.0.1", str, "ADDRESS",
             "address to listen on (0.0.0.0 or :: for every interface: other hosts' agents)"),
     Setting("port", 8080, int, "PORT", "TCP port to listen on"),

@@ -7,9 +7,12 @@ that names an engine (its Python package, its exceptions, its session settings, 
 runtime is installed) lives in the store's own module here (``store/duckdb.py``), and no module
 outside this package imports an engine's package (``tests/test_store_seam.py`` checks it).
 
-``open_store(spec)`` makes one from the ``--store`` text: ``duckdb:DIR`` (or a bare directory, or
-None for an in-memory database) is DuckDB, embedded, the default. Other engines are named in the
-spec and refused, saying which ones this build has, until their module is here.
+``parse_spec(spec)`` reads the ``--store`` text: ``duckdb:DIR`` (or a bare directory, or None for
+an in-memory database) is DuckDB, embedded, the default; ``chdb:DIR`` (or ``chdb``: in the
+workspace's directory) is ClickHouse embedded through the chdb package (``store/chdb.py``, the
+``[clickhouse]`` extra), holding the catalogue's tables while the workspace's own DuckDB database
+keeps the side tables and stages each batch on its way there (``store/outbox.py``). Other engines
+(``clickhouse://`` among them) are refused, saying which ones this build has.
 """
 from __future__ import annotations
 
@@ -42,20 +45,22 @@ class Store(Protocol):
         ...
 
 
-STORES = ("duckdb",)                   # the engines a workspace opens on (--store)
+STORES = ("duckdb", "chdb")            # the engines a workspace opens on (--store)
 
 
 def copy_tables(workspace, target, tables=None) -> dict[str, int]:
-    """Copy a DuckDB workspace's catalogue tables (all, or ``tables``) into another store whose
-    tables exist (``target.append``), a million rows at a time; rows copied per table."""
+    """Copy a DuckDB workspace's catalogue tables (all, or ``tables``; Usage as its hourly bytes)
+    into another store whose tables exist (``target.append``), a million rows at a time; rows
+    copied per table."""
     import pyarrow as pa
     from .duckdb import read_table
     copied = {}
     cur = workspace._new_cursor()
     try:
+        # Usage is a view over the hourly bytes (ingest.USAGE_RAW), copied in its place
         for name in tables or workspace.catalogue.names():
             if name == "Usage":
-                continue
+                name = "_netatlas_usage"
             n = 0
             for batch in read_table(cur, name):
                 if batch.num_rows:
@@ -75,9 +80,11 @@ def parse_spec(spec: str | os.PathLike | None) -> tuple[str, Path | None]:
     engine, sep, rest = text.partition(":")
     if sep and engine in STORES:
         return engine, Path(rest) if rest else None
+    if text in STORES:                                      # "chdb": in the workspace's directory
+        return text, None
     if sep and engine.isalpha() and len(engine) > 1:        # "chdb:DIR", "clickhouse://..."
         raise StoreError(f"unknown store {engine!r} in {text!r}: this build has {', '.join(STORES)} "
-                         f"(duckdb:DIR, or a directory)")
+                         f"(duckdb:DIR or a directory, chdb:DIR)")
     return "duckdb", Path(text)
 
 

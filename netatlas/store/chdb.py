@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import threading
 import uuid
+from datetime import timezone
 from pathlib import Path
 
 import chdb
@@ -58,6 +59,12 @@ LOW_CARDINALITY = {"Computer", "Direction", "Protocol", "ProcessName", "Type", "
                    "_IsBillable", "Confidence", "TLPLevel", "IndicatorThreatType", "Severity", "OperatingSystemFamily",
                    "OperatingSystemFullName", "Ipv4DefaultGateways", "BootTime", "TimeZone", "VirtualizationState",
                    "HostingProvider", "ExecutableName", "DisplayName", "CompanyName", "ProductName", "UserName"}
+USAGE, USAGE_RAW = "Usage", "_netatlas_usage"     # ingest.USAGE_RAW: the bytes per hour and table
+# Usage as Log Analytics gives it: MB (10^6 bytes, ingest.MB) per hour, table and solution (the DuckDB store's view, ingest.USAGE_SQL)
+USAGE_VIEW = f"""CREATE OR REPLACE VIEW "Usage" AS SELECT hour AS TimeGenerated, hour AS StartTime,
+    hour + INTERVAL 1 HOUR AS EndTime, DataType, Solution, toFloat64(sum(bytes) / 1000000.0) AS Quantity,
+    'MBytes' AS QuantityUnit, true AS IsBillable, 'OMS' AS SourceSystem, 'Usage' AS Type
+    FROM {USAGE_RAW} GROUP BY hour, DataType, Solution"""
 DEDUP_WINDOW = 10_000       # batch ids each table remembers (ClickHouse's non_replicated_deduplication_window)
 DEFAULT_RETENTION_DAYS = 30
 
@@ -69,6 +76,10 @@ def install_runtime(con) -> None:
 
 def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def _lit(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def table_ddl(table, retention_days: int = DEFAULT_RETENTION_DAYS) -> str:
@@ -97,7 +108,9 @@ class ChdbStore:
 
     name = "clickhouse"
 
-    def __init__(self, path: str | Path | None = None):
+    def __init__(self, path: str | Path | None = None, database: str | None = None):
+        """``database``: the database in the engine (default: "netatlas" in a directory, a new one in
+        memory); several stores of one directory share its engine, each in its own database."""
         self.path = Path(path) if path is not None else None
         if self.path is not None:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -111,29 +124,55 @@ class ChdbStore:
             self.connection.query(f"SET {k} = {v}")
         # a store of its own in the process's engine: a directory's store is its database
         # "netatlas"; each store in memory a database of its own (the engine is shared)
-        self.database = "netatlas" if self.path is not None else f"netatlas_{uuid.uuid4().hex[:12]}"
+        self.database = database or ("netatlas" if self.path is not None else f"netatlas_{uuid.uuid4().hex[:12]}")
         self.connection.query(f"CREATE DATABASE IF NOT EXISTS {self.database}")
         self.connection.query(f"USE {self.database}")
         install_runtime(self.connection)
 
     # ---- tables -----------------------------------------------------------------------------
     def create_tables(self, catalogue, retention: dict[str, int] | None = None) -> None:
-        """Every catalogue table that is missing (Usage is the workspace's own)."""
+        """Every catalogue table that is missing; Usage a view over the hourly bytes (USAGE_RAW)."""
+        retention = retention or {}
         for table in catalogue.tables.values():
-            if table.name == "Usage":
+            if table.name == USAGE:
                 continue
-            self.execute(table_ddl(table, (retention or {}).get(table.name, DEFAULT_RETENTION_DAYS)))
+            self.execute(table_ddl(table, retention.get(table.name, DEFAULT_RETENTION_DAYS)))
+        days = int(retention.get(USAGE, DEFAULT_RETENTION_DAYS))
+        self.execute(f"CREATE TABLE IF NOT EXISTS {USAGE_RAW} (hour DateTime64(6, 'UTC'), "
+                     f"DataType LowCardinality(String), Solution LowCardinality(String), bytes Int64) "
+                     f"ENGINE = MergeTree PARTITION BY toYYYYMM(hour) ORDER BY (hour, DataType) "
+                     f"TTL toDateTime(hour) + INTERVAL {days} DAY DELETE "
+                     f"SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}")
+        self.execute(USAGE_VIEW)
+
+    def set_retention(self, table: str, days: int) -> None:
+        """The table's rows expire ``days`` after their TimeGenerated (its TTL)."""
+        name, column = (USAGE_RAW, "hour") if table == USAGE else (_q(table), "TimeGenerated")
+        self.execute(f"ALTER TABLE {name} MODIFY TTL toDateTime({column}) + INTERVAL {int(days)} DAY DELETE")
 
     def append(self, table: str, rows, batch_id: str | None = None) -> None:
         """Insert ``rows`` (a pyarrow Table whose columns are the table's, by name) in one INSERT;
         with a ``batch_id`` a second insert of the same batch stores nothing."""
         token = " SETTINGS insert_deduplicate = 0"       # two equal batches without ids are two batches
         if batch_id is not None:
-            token = " SETTINGS insert_deduplication_token = '" + batch_id.replace("\\", "\\\\").replace("'", "\\'") + "'"
+            token = " SETTINGS insert_deduplication_token = " + _lit(batch_id)
         names = ", ".join(_q(c) for c in rows.column_names)
         netatlas_batch = rows     # noqa: F841 -- chdb's Python() table function reads this local by name
         with self._lock:
             self.connection.query(f"INSERT INTO {_q(table)} ({names}){token} SELECT {names} FROM Python(netatlas_batch)")
+
+    def delete(self, table: str, column: str, values: list[str], since=None) -> int:
+        """Delete the rows whose ``column`` is one of ``values`` (and TimeGenerated >= ``since``,
+        when given); rows deleted."""
+        where = f"{_q(column)} IN ({', '.join(_lit(v) for v in values)})"
+        if since is not None:
+            if since.tzinfo is not None:
+                since = since.astimezone(timezone.utc)
+            where += f" AND TimeGenerated >= toDateTime64('{since.strftime('%Y-%m-%d %H:%M:%S.%f')}', 6, 'UTC')"
+        n = int(self.fetch(f"SELECT count() FROM {_q(table)} WHERE {where}")[0][0])
+        if n:
+            self.execute(f"DELETE FROM {_q(table)} WHERE {where}")
+        return n
 
     def count(self, table: str) -> int:
         return int(self.fetch(f"SELECT count() FROM {_q(table)}")[0][0])

@@ -104,6 +104,11 @@ def read_table(con: Connection, table: str, batch_rows: int = 1_000_000):
     return con.sql(f'SELECT * FROM "{table}"').to_arrow_reader(batch_rows)
 
 
+def fetch_arrow(con: Connection, sql: str, params: list | None = None):
+    """The rows of a query as one pyarrow Table."""
+    return con.sql(sql, params=params).to_arrow_table()
+
+
 class DuckDBStore:
     """One DuckDB database (a file in ``path``, or in memory) and its session setup."""
 

@@ -139,7 +139,13 @@ class Agent:
 
     def stop(self, sig: int) -> str:
         self.p.send_signal(sig)
-        assert self.p.wait(30) == 0, self.log()
+        try:
+            code = self.p.wait(30)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait()
+            raise AssertionError(f"the agent did not stop within 30 s of signal {sig}; its log:\n{self.log()}")
+        assert code == 0, self.log()
         return self.log()
 
 
