@@ -16,7 +16,7 @@ read_json). Here each batch is
               ``MAX_RECORDS``; per table, batch ids already stored answer ``duplicate``, a batch id
               twice in the group is stored once (the others answer ``duplicate``)
     store     one transaction: the batch ids, ONE INSERT of the concatenated frames (enriched
-              by ingest.ENRICHERS and LOOKUPS, billed sizes given: no per-batch planning), the
+              by enrich.py's FILLS and LOOKUPS, billed sizes given: no per-batch planning), the
               hourly Usage bytes; then each batch's sender learns its result
     alone     a group that fails on a value (a datetime DuckDB cannot cast or outside its window:
               ingest.datetime_checks) is stored again one
@@ -39,7 +39,7 @@ from datetime import timedelta
 
 import numpy as np
 
-from . import ingest
+from . import enrich, ingest
 from .catalogue import Catalogue, Table
 from .errors import IngestError, StorageError
 from .store import duckdb as db
@@ -228,7 +228,7 @@ def sql_sizes(con, table: Table, name: str, frame: dict) -> tuple[np.ndarray, np
 
 
 # ---- lookups as registered columns ---------------------------------------------------------------
-# A Lookup joins as a relation of bound lists (ingest.Lookup.join); binding a few hundred
+# A Lookup joins as a relation of bound lists (enrich.Lookup.join); binding a few hundred
 # addresses' values costs DuckDB tens of milliseconds per statement, once per group here. The
 # same values as numpy columns, registered for the statement, cost nothing to bind.
 
@@ -236,15 +236,15 @@ LOOKUP_KIND = {"VARCHAR": (object, (str,)), "DOUBLE": (np.float64, (float, int))
 
 
 @dataclass
-class FrameLookup(ingest.Lookup):
+class FrameLookup(enrich.Lookup):
     """A Lookup whose values are a registered frame ``name`` (the same join, no parameters)."""
     name: str = ""
 
     def join(self) -> tuple[str, list]:
-        return (f" LEFT JOIN {ingest._q(self.name)} AS {self.alias} ON {self.alias}.lk_key = __batch.__remote", [])
+        return self.join_relation(self.name), []
 
 
-def as_frame(lk: ingest.Lookup) -> tuple[ingest.Lookup, dict | None]:
+def as_frame(lk: enrich.Lookup) -> tuple[enrich.Lookup, dict | None]:
     """The lookup as a FrameLookup and its frame, or itself (and None) when a value is of a type
     the numpy column would not hold as the bound list does."""
     rows = list(lk.values.values())
@@ -282,17 +282,16 @@ def store_group(con, table: Table, items: list[Pending], context: dict) -> list[
         if table.name == "VMConnection":
             ctx["remote_ips"] = set().union(*(it.remote_ips for it in items))
         lookups = []
-        for f in ingest.LOOKUPS:
-            if (lk := f(table, [], ctx)) is not None:
-                lk, lk_frame = as_frame(lk)
-                if lk_frame is not None:
-                    con.register(lk.name, lk_frame)
-                    registered.append(lk.name)
-                lookups.append(lk)
+        for lk in enrich.lookups(table, [], ctx):
+            lk, lk_frame = as_frame(lk)
+            if lk_frame is not None:
+                con.register(lk.name, lk_frame)
+                registered.append(lk.name)
+            lookups.append(lk)
         cols = ", ".join(f"CAST({ingest._q(c) if c in frame else 'NULL'} AS {ingest.READ_AS[t]}) AS {ingest._q(c)}"
                          for c, t in table.columns)
         source = f"(SELECT {cols}, \"__nbytes\" FROM {ingest._q(name)})"
-        select, params = ingest.staged_select(table, source, ingest.enrich(table, ctx), lookups, size='"__nbytes"')
+        select, params = ingest.staged_select(table, source, ingest.finished(table, ctx), lookups, size='"__nbytes"')
         uniq, inverse = np.unique(hours, return_inverse=True)
         per_hour = np.bincount(inverse, weights=sizes, minlength=len(uniq)) if n else []
         ids = [(it.batch_id, it.n) for it in items if it.batch_id is not None]

@@ -10,9 +10,9 @@ done by DuckDB, in named stages:
               appended, into a batch file
     lookup    (Python) for VMConnection, the batch's distinct remote addresses looked up in the
               GeoIP database (geoip.py) and the threat-intelligence matcher (threatintel.py),
-              both cached per address: LOOKUPS, joined to the batch as one relation
+              both cached per address: enrich.LOOKUPS, joined to the batch as one relation
     stage     DuckDB's read_json reads the file with the catalogue's column types, and the
-              enrichers (ENRICHERS, LOOKUPS) add the columns the workspace fills itself: Type,
+              enrich stage (enrich.py: FILLS, LOOKUPS) adds the columns the workspace fills itself: Type,
               SourceSystem, _BilledSize, _IsBillable, _ResourceId, and for VMConnection RemoteIp,
               RemoteCountry/Latitude/Longitude and the malicious-IP columns (values a record
               brings are kept).
@@ -34,11 +34,11 @@ import zlib
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Callable
 
 import numpy as np
 import orjson
 
+from . import enrich
 from .catalogue import Catalogue, Table
 from .errors import IngestError, StorageError, did_you_mean
 from .kql import types as T
@@ -102,63 +102,6 @@ class IngestReport:
                 "duplicate": self.duplicate, "truncated": self.truncated}
 
 
-# ---- enrich: columns the workspace fills, per table -------------------------------------------
-
-SOURCE_SYSTEM = {"ServiceMapComputer_CL": "OpsManager", "ServiceMapProcess_CL": "OpsManager", "Usage": "OMS"}
-
-# Enrichers see the batch as read: one column per catalogue column, typed ("Computer" is a
-# VARCHAR, maybe NULL), plus __bytes, the size of the record as ingested.
-
-
-def azure_columns(table: Table, ctx: dict) -> dict[str, str]:
-    cols = table.column_types
-    out = {}
-    if "Type" in cols:
-        out["Type"] = _lit(table.name)
-    if "SourceSystem" in cols:
-        out["SourceSystem"] = f"coalesce(nullif(\"SourceSystem\", ''), {_lit(SOURCE_SYSTEM.get(table.name, 'Insights'))})"
-    if "_BilledSize" in cols:
-        out["_BilledSize"] = "CAST(__bytes AS DOUBLE)"
-    if "_IsBillable" in cols:
-        out["_IsBillable"] = "'True'"
-    if "_ResourceId" in cols and "Computer" in cols:
-        prefix = f"/netatlas/workspaces/{ctx.get('workspace_id', 'local')}/machines/"
-        out["_ResourceId"] = (f"coalesce(nullif(\"_ResourceId\", ''), CASE WHEN coalesce(\"Computer\", '') = '' "
-                              f"THEN '' ELSE {_lit(prefix)} || lower(\"Computer\") END)")
-    return out
-
-
-# RemoteIp as the workspace fills it: given, else SourceIp of an inbound record, DestinationIp of
-# an outbound one (the seed: "For inbound connections, RemoteIp is the same as SourceIp...")
-REMOTE_IP_SQL = ("coalesce(nullif(\"RemoteIp\", ''), CASE WHEN \"Direction\" = 'inbound' THEN "
-                 "coalesce(\"SourceIp\", '') WHEN \"Direction\" = 'outbound' THEN coalesce(\"DestinationIp\", '') "
-                 "ELSE '' END)")
-
-
-def remote_ip(table: Table, ctx: dict) -> dict[str, str]:
-    if table.name != "VMConnection":
-        return {}
-    return {"RemoteIp": REMOTE_IP_SQL}
-
-
-def remote_ips(records: list, ctx: dict | None = None) -> set[str]:
-    """The distinct RemoteIp of a batch, by the rule of REMOTE_IP_SQL (kept in ``ctx``: each
-    lookup enricher asks)."""
-    if ctx is not None and "remote_ips" in ctx:
-        return ctx["remote_ips"]
-    out = set()
-    for r in records:
-        ip = r.get("RemoteIp")
-        if not ip:
-            d = r.get("Direction")
-            ip = r.get("SourceIp") if d == "inbound" else r.get("DestinationIp") if d == "outbound" else None
-        if ip and type(ip) is str:
-            out.add(ip)
-    if ctx is not None:
-        ctx["remote_ips"] = out
-    return out
-
-
 # ---- the datetime window: what a stored datetime may be -------------------------------------------
 #
 # A datetime beyond Kusto's (and Python's) range, year 1 to 9999, cannot be answered; a TimeGenerated
@@ -206,84 +149,6 @@ def datetime_checks(table: Table, ctx: dict) -> dict[str, str]:
         out[name] = (f"CASE WHEN {outside_window_sql(c, low, high)} THEN "
                      f"error({_lit(name + ': ' + window_message(name, low, high))}) ELSE {c} END")
     return out
-
-
-# Each enricher: (table, context) -> {column: SQL over the staged batch}.
-ENRICHERS: list[Callable[[Table, dict], dict[str, str]]] = [azure_columns, remote_ip, datetime_checks]
-
-
-@dataclass
-class Lookup:
-    """Values looked up in Python for the keys of a batch (its distinct remote addresses).
-
-    ``values``: key -> one value per ``columns`` (name, SQL type), for the keys found only;
-    ``exprs``: table column -> SQL over the staged batch and the looked-up columns
-    (``{alias}.<name>``, NULL for a key not found). Each lookup is joined as a relation built
-    from bound lists (``unnest(?)``): no SQL text to parse (a VALUES list of a few thousand rows
-    takes ~130 ms), and DuckDB builds its hash table on it rather than on the wide batch (whose
-    read_json estimate is a few dozen rows)."""
-    alias: str
-    columns: tuple[tuple[str, str], ...]
-    values: dict[str, tuple]
-    exprs: dict[str, str]
-
-    def join(self) -> tuple[str, list]:
-        """The LEFT JOIN of this lookup to the staged batch, and its parameters."""
-        keys = list(self.values)
-        rows = list(self.values.values())
-        params = [keys] + [[row[i] for row in rows] for i in range(len(self.columns))]
-        cols = ", ".join(["unnest(?::VARCHAR[]) AS lk_key"] + [f"unnest(?::{t}[]) AS {n}" for n, t in self.columns])
-        return f" LEFT JOIN (SELECT {cols}) AS {self.alias} ON {self.alias}.lk_key = __batch.__remote", params
-
-
-def geolocation(table: Table, records: list, ctx: dict) -> Lookup | None:
-    """RemoteCountry, RemoteLatitude, RemoteLongitude of public remote addresses (geoip.py); values
-    a record brings are kept."""
-    geo = ctx.get("geoip")
-    if table.name != "VMConnection" or geo is None:
-        return None
-    found = {ip: hit for ip in remote_ips(records, ctx) if (hit := geo.lookup(ip)) is not None}
-    if not found:
-        return None
-    # looked-up columns are prefixed: DuckDB compares names without case, and a bare "description"
-    # would make VMConnection's Description ambiguous
-    return Lookup("__geo", (("geo_country", "VARCHAR"), ("geo_lat", "DOUBLE"), ("geo_lon", "DOUBLE")), found, {
-        "RemoteCountry": "coalesce(nullif(\"RemoteCountry\", ''), __geo.geo_country, '')",
-        "RemoteLatitude": "coalesce(\"RemoteLatitude\", __geo.geo_lat)",
-        "RemoteLongitude": "coalesce(\"RemoteLongitude\", __geo.geo_lon)",
-    })
-
-
-# VMConnection column -> the Match field (threatintel.py) it takes; MaliciousIp is the remote address
-THREAT_COLUMNS = {"IndicatorThreatType": "threat_type", "Description": "description", "TLPLevel": "tlp",
-                  "Confidence": "confidence", "Severity": "severity", "FirstReportedDateTime": "first_reported",
-                  "LastReportedDateTime": "last_reported", "ReportReferenceLink": "reference",
-                  "AdditionalInformation": "additional"}
-
-
-def threat_intelligence(table: Table, records: list, ctx: dict) -> Lookup | None:
-    """The malicious-IP columns of connections whose remote address matches an active indicator
-    (threatintel.py); the others stay empty."""
-    matcher = ctx.get("threatintel")
-    if table.name != "VMConnection" or not matcher:
-        return None
-    fields = tuple(THREAT_COLUMNS.values())
-    found = {ip: (ip, *(getattr(m, f) for f in fields)) for ip in remote_ips(records, ctx)
-             if (m := matcher.match(ip)) is not None}
-    if not found:
-        return None
-    columns = (("ti_ip", "VARCHAR"),) + tuple((f"ti_{f}", "INTEGER" if f == "severity" else "VARCHAR")
-                                              for f in fields)
-    exprs = {col: (f"coalesce(\"{col}\", __ti.ti_{f})" if table.column_types[col] != T.STRING
-                   else f"coalesce(nullif(\"{col}\", ''), __ti.ti_{f}, '')") for col, f in THREAT_COLUMNS.items()}
-    exprs["MaliciousIp"] = "coalesce(nullif(\"MaliciousIp\", ''), __ti.ti_ip, '')"
-    exprs["IsActive"] = "coalesce(nullif(\"IsActive\", ''), CASE WHEN __ti.ti_ip IS NULL THEN '' ELSE 'True' END)"
-    return Lookup("__ti", columns, found, exprs)
-
-
-# Each lookup enricher: (table, records, context) -> a Lookup, or None when it found nothing
-# for the batch (then there is no join at all).
-LOOKUPS: list[Callable[[Table, list, dict], Lookup | None]] = [geolocation, threat_intelligence]
 
 
 def _lit(v: str) -> str:
@@ -397,13 +262,13 @@ def ingest_records(con: db.Connection, catalogue: Catalogue, table_name: str, re
     if truncated := truncate_long_strings(table, records, body):
         body = None     # the batch file is written from the records, as cut
     context = context or {}
-    lookups = [lk for f in LOOKUPS if (lk := f(table, records, context)) is not None]
+    lookups = enrich.lookups(table, records, context)
     t1 = time.perf_counter()
     path = serialize(records, body, inflight)
     t2 = time.perf_counter()
     try:
         try:
-            n, nbytes = store(con, table, read_json_source(table, path), enrich(table, context), batch_id, lookups,
+            n, nbytes = store(con, table, read_json_source(table, path), finished(table, context), batch_id, lookups,
                               context.get("outbox"))
         except (db.ConstraintException, StorageError):
             if batch_id is not None and stored_batch(con, batch_id):
@@ -543,7 +408,7 @@ def frame_source(table: Table, name: str, frame: dict) -> str:
 
 
 def frame_remote_ips(frame: dict, n: int) -> set[str]:
-    """The distinct RemoteIp of a frame, by the rule of REMOTE_IP_SQL."""
+    """The distinct RemoteIp of a frame, by the rule of enrich.REMOTE_IP."""
     def strings(c):
         col = frame.get(c)
         return np.full(n, None, dtype=object) if col is None or col.dtype != object else col
@@ -566,13 +431,13 @@ def ingest_frame(con: db.Connection, catalogue: Catalogue, table_name: str, fram
     context = dict(context or {})
     if table.name == "VMConnection":
         context["remote_ips"] = frame_remote_ips(frame, n)
-    lookups = [lk for f in LOOKUPS if (lk := f(table, [], context)) is not None]
+    lookups = enrich.lookups(table, [], context)
     name = f"__frame_{uuid.uuid4().hex[:12]}"
     t1 = time.perf_counter()
     con.register(name, frame)
     try:
         try:
-            count, nbytes = store(con, table, frame_source(table, name, frame), enrich(table, context), batch_id,
+            count, nbytes = store(con, table, frame_source(table, name, frame), finished(table, context), batch_id,
                                   lookups, context.get("outbox"))
         except (db.ConstraintException, StorageError):
             if batch_id is not None and stored_batch(con, batch_id):
@@ -723,7 +588,7 @@ def strict_source(table: Table, source: str) -> str:
 
 
 def staged_select(table: Table, source: str, enriched: dict[str, str],
-                  lookups: list[Lookup] = (), size: str | None = None) -> tuple[str, list]:
+                  lookups: list[enrich.Lookup] = (), size: str | None = None) -> tuple[str, list]:
     """SQL reading the batch (``source``: a relation of the table's columns typed as READ_AS says:
     ``read_json_source`` or ``frame_source``) as finished rows (joined to the lookups), and its
     parameters."""
@@ -741,7 +606,7 @@ def staged_select(table: Table, source: str, enriched: dict[str, str],
         sql, values = lk.join()
         join += sql
         params += values
-    key = f", {REMOTE_IP_SQL} AS __remote" if lookups else ""
+    key = f", {enrich.key_sql()} AS {enrich.KEY}" if lookups else ""
     return (f"SELECT {', '.join(cols)} FROM (SELECT *, {size or record_size_sql(table)} AS __bytes{key} FROM "
             f"{source}) AS __batch{join}", params)
 
@@ -828,11 +693,10 @@ def validate(con, table: Table, src: str, window: dict | None = None) -> int:
     return n
 
 
-def enrich(table: Table, context: dict) -> dict[str, str]:
-    exprs = {}
-    for enricher in ENRICHERS:
-        exprs.update(enricher(table, context))
-    return exprs
+def finished(table: Table, context: dict) -> dict[str, str]:
+    """Column -> SQL over the staged batch, for the columns not simply read: those the enrich
+    stage fills (enrich.py), and the datetime columns checked against their window."""
+    return {**enrich.columns(table, context), **datetime_checks(table, context)}
 
 
 def insert_sql(table: str, select: str, outbox=None, group: str | None = None) -> str:
@@ -847,7 +711,7 @@ def usage_sql(outbox=None, group: str | None = None) -> str:
 
 
 def store(con, table: Table, source: str, enriched: dict[str, str], batch_id: str | None,
-          lookups: list[Lookup] = (), outbox=None) -> tuple[int, int]:
+          lookups: list[enrich.Lookup] = (), outbox=None) -> tuple[int, int]:
     """One transaction: the batch id, the rows read from the batch (``source``, see
     ``staged_select``), and their Usage bytes; with an ``outbox`` the rows and bytes are staged
     there and forwarded to its store once committed."""

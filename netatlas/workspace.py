@@ -204,7 +204,7 @@ class Workspace:
         return cur
 
     def _context(self, table: str) -> dict:
-        """What the enrichers of a batch of ``table`` need (ingest.ENRICHERS, ingest.LOOKUPS)."""
+        """What the enrichers of a batch of ``table`` need (enrich.py's FILLS and LOOKUPS, the datetime window)."""
         ctx = {"workspace_id": self.id}
         if self.outbox is not None:
             ctx["outbox"] = self.outbox

@@ -378,3 +378,54 @@ def test_addresses_resolve_to_machines_by_their_own_addresses_and_behind_a_nat()
         "::ffff:10.0.5.2": [{"machine": "m-db2", "computer": "db-2", "via": "address"}],
         "8.8.8.8": []}
     assert ws.resolve_addresses(["10.0.5.9"], lookback_days=7)["10.0.5.9"][0]["machine"] == "m-old"
+
+
+# ---- the enrich stage's tables (enrich.py) -----------------------------------------------------
+
+def test_every_fill_and_lookup_renders_sql_the_store_runs_for_every_table():
+    """Each FILLS row and each lookup's fills, rendered for every catalogue table they apply to,
+    runs in DuckDB over a staged row of that table (the columns as read, __bytes, the lookups'
+    columns): a row of the tables is never a text that only fails when a batch arrives."""
+    from netatlas import enrich, ingest
+    from netatlas.catalogue import Catalogue
+    cat = Catalogue.load()
+    ws = netatlas.connect()
+    try:
+        con = ws.connection
+        checked = 0
+        for table in cat.tables.values():
+            exprs = dict(enrich.columns(table, {"workspace_id": "w"}))
+            joins = ""
+            for spec in enrich.LOOKUPS:
+                if table.name in spec.tables:
+                    exprs.update(enrich._lookup_exprs(spec, table))
+                    cols = ", ".join(f"CAST(NULL AS {t}) AS {n}" for n, t in spec.columns)
+                    joins += f", (SELECT {cols}) AS {spec.alias}"
+            if not exprs:
+                continue
+            staged = ", ".join(f"CAST(NULL AS {ingest.READ_AS[t]}) AS {ingest._q(c)}" for c, t in table.columns)
+            select = ", ".join(f"{e} AS {ingest._q(c)}" for c, e in exprs.items())
+            row = con.execute(f"SELECT {select} FROM (SELECT {staged}, 17 AS __bytes) AS __batch{joins}").fetchone()
+            got = dict(zip(exprs, row))
+            assert got.get("Type", table.name) == table.name
+            if "_BilledSize" in got:
+                assert got["_BilledSize"] == 17.0
+            checked += 1
+        assert checked == sum(1 for t in cat.tables.values() if "Type" in t.column_types)
+    finally:
+        ws.close()
+
+
+def test_fills_apply_by_the_tables_columns():
+    """A column is filled only in the tables that have it (and what it needs): _ResourceId needs a
+    Computer, RemoteIp is VMConnection's; the workspace id is in the machine's resource id."""
+    from netatlas import enrich
+    from netatlas.catalogue import Catalogue
+    cat = Catalogue.load()
+    vm = enrich.columns(cat.get("VMConnection"), {"workspace_id": "ws-7"})
+    assert {"Type", "SourceSystem", "_BilledSize", "_IsBillable", "_ResourceId", "RemoteIp"} <= set(vm)
+    assert "/netatlas/workspaces/ws-7/machines/" in vm["_ResourceId"]
+    usage_like = [t for t in cat.tables.values() if "Computer" not in t.column_types and "_ResourceId" in t.column_types]
+    for t in usage_like:
+        assert "_ResourceId" not in enrich.columns(t, {})
+    assert all("RemoteIp" not in enrich.columns(t, {}) for t in cat.tables.values() if t.name != "VMConnection")

@@ -159,7 +159,7 @@ class ChdbStore:
         names = ", ".join(_q(c) for c in rows.column_names)
         netatlas_batch = rows     # noqa: F841 -- chdb's Python() table function reads this local by name
         with self._lock:
-            self.connection.query(f"INSERT INTO {_q(table)} ({names}){token} SELECT {names} FROM Python(netatlas_batch)")
+            self._query(f"INSERT INTO {_q(table)} ({names}){token} SELECT {names} FROM Python(netatlas_batch)")
 
     def delete(self, table: str, column: str, values: list[str], since=None) -> int:
         """Delete the rows whose ``column`` is one of ``values`` (and TimeGenerated >= ``since``,
@@ -191,7 +191,7 @@ class ChdbStore:
             sql = f"{sql} SETTINGS max_execution_time = {max(timeout, 0.001):.3f}, timeout_overflow_mode = 'throw'"
         try:
             with self._lock:
-                table = self.connection.query(sql, "ArrowTable")
+                table = self._query(sql, "ArrowTable")
         except Exception as e:      # chdb raises its own error class (or RuntimeError) with the server's text
             msg = str(e).split("\n")[0]
             if _TIMEOUT.search(msg):
@@ -202,7 +202,27 @@ class ChdbStore:
 
     def execute(self, sql: str):
         with self._lock:
-            return self.connection.query(sql)
+            return self._query(sql)
+
+    def _query(self, sql: str, fmt: str = "CSV"):
+        """Run ``sql`` in the session. A statement that fails after it began to answer (a time
+        limit reached, a throwIf) leaves part of its answer in chdb's session, and the next
+        statement reads it (chdb 4.4: "Invalid flatbuffers message", "Old metadata version not
+        supported"): after a failure the session is drained with a probe until it answers
+        cleanly, so the failure is the failing statement's only."""
+        try:
+            return self.connection.query(sql, fmt)
+        except Exception:
+            self._drain()
+            raise
+
+    def _drain(self, tries: int = 3) -> None:
+        for _ in range(tries):
+            try:
+                if self.connection.query("SELECT 1", "CSV").bytes() == b"1\n":
+                    return
+            except Exception:       # the leftover of the failed statement, read by the probe
+                pass
 
     def close(self) -> None:
         if self.path is None:           # an in-memory store's database goes with it

@@ -44,11 +44,12 @@ def _datatype(node: exp.DataType) -> exp.Expression:
 
 
 def _not_null(node: exp.Expression) -> exp.Expression:
-    """A cast without Nullable (table functions refuse Nullable arguments)."""
+    """A cast without Nullable, casts inside it too (table functions refuse Nullable arguments,
+    and with cast_keep_nullable a cast of a Nullable stays Nullable)."""
     if isinstance(node, exp.Cast) and isinstance(node.to, exp.DataType):
         to = node.to.copy()
         to.set("nullable", False)
-        return exp.Cast(this=node.this, to=to)
+        return exp.Cast(this=_not_null(node.this), to=to)
     return node
 
 
