@@ -1,6 +1,6 @@
 """Stores side by side: DuckDB (embedded, the default) and ClickHouse (chdb) on the same rows.
 
-    python bench/stores.py [--rows 10000000] [--big 100000000] [--repeat 3] [--no-big]
+    python bench/stores.py [--rows 10000000] [--big 100000000] [--repeat 3] [--no-big | --big-only]
 
 1. The same ``--rows`` VMConnection records (bench/kql.py's synthetic table, cached in
    bench/.data/vmconnection-<rows>/) in DuckDB and, copied, in chdb (bench/.data/chdb/, database
@@ -13,12 +13,13 @@
    store's own bulk append of 1M rows from Arrow (DuckDB ``INSERT ... SELECT`` from Arrow,
    chdb ``append``).
 3. Bytes on disk per million VMConnection records in each.
-4. ``--big`` rows in chdb (database ``rows_<big>``): the --rows records copied ten times inside
-   ClickHouse (five machine groups: 1,000 machines; two copies of each 20 s apart) and moved to
-   end where the simulated datacenter of 1,000 machines over one day (bench/.data/demo-1000x1/,
-   every table) ends, which is copied in too. Then the web map of all machines over the last
-   24 h (``webmap.build_map``; goal < 2 s), every seed query of netatlas/seed-queries.kql
-   (goal < 5 s each), and a full scan's rate (rows/s) for the cluster arithmetic in the README.
+4. ``--big`` VMConnection rows in chdb (database ``fleet_<big>``): the simulated datacenter of
+   1,000 machines over one day (bench/.data/demo-1000x1/, every table: 1.7M connection records)
+   copied onto the days before it inside ClickHouse, as many days as make --big rows (59 for
+   100M): a fleet of 1,000 machines over two months. Then the web map of all 1,000 machines over
+   the last 24 h (``webmap.build_map``; goal < 2 s), every seed query of
+   netatlas/seed-queries.kql (goal < 5 s each), and a full scan's rate (rows/s) for the cluster
+   arithmetic in bench/README.md.
 """
 from __future__ import annotations
 
@@ -173,44 +174,62 @@ def bulk_rates(duck, rows: int = 1_000_000) -> tuple[float, float]:
 
 # ---------------------------------------------------------------- 4. the big store
 
-def ensure_big(big, small, rows: int, big_rows: int, bench_end, demo, write) -> None:
-    """``big`` holds the small store's rows copied ten times (five machine groups, two copies each)
-    moved to end at the demo's end, plus the 1,000-machine demo day (every table)."""
+def ensure_big(big, big_rows: int, demo, write) -> int:
+    """``big`` holds the 1,000-machine demo day (every table) copied onto the days before it, as
+    many days as make ``big_rows`` VMConnection rows: a fleet's month or two, each day as dense as
+    the simulated one. Returns the days."""
     import netatlas
     from netatlas.store import copy_tables
-    copies = big_rows // rows
-    want = copies * rows + demo.counts["VMConnection"]
+    per_day = demo.counts["VMConnection"]
+    days = -(-big_rows // per_day)
+    want = days * per_day
     if big.count("VMConnection") == want:
-        write(f"  reused: {want:,} VMConnection rows in chdb database {big.database}")
-        return
-    write(f"  building {copies} copies of {rows:,} rows in chdb database {big.database} ...")
-    for t in big.fetch(f"SELECT name FROM system.tables WHERE database = '{big.database}' AND engine LIKE '%MergeTree'"):
-        big.execute(f'TRUNCATE TABLE "{t[0]}"')
-    shift_s = int((demo.end.replace(tzinfo=None) - bench_end).total_seconds())
-    cols = [c for c, _ in small_catalogue_columns(small)]
+        write(f"  reused: {want:,} VMConnection rows ({days} days) in chdb database {big.database}")
+        settle(big, write)
+        return days
+    write(f"  building {days} days of the {per_day:,}-row demo day in chdb database {big.database} ...")
     t0 = time.perf_counter()
-    for k in range(copies):
-        group, later = k % 5, (k // 5) * 20
-        expr = {c: f'"{c}"' for c in cols}
-        if group:
-            for c in ("Computer", "Machine", "AgentId"):
-                expr[c] = f"concat(\"{c}\", '-g{group}')"
-        expr["TimeGenerated"] = f"TimeGenerated + toIntervalSecond({shift_s + later})"
-        select = ", ".join(f"{expr[c]} AS \"{c}\"" for c in cols)
-        big.execute(f'INSERT INTO {big.database}."VMConnection" SETTINGS insert_deduplicate = 0 '
-                    f'SELECT {select} FROM {small.database}."VMConnection"')
-        write(f"    copy {k + 1}/{copies}: {time.perf_counter() - t0:.0f} s")
-    ws = netatlas.connect(demo.path)
+    day = open_chdb("demo_day")
     try:
-        copy_tables(ws, big)
+        day.create_tables(big_catalogue(), {t: 4383 for t in big_catalogue().names()})
+        for (t,) in day.fetch("SELECT name FROM system.tables WHERE database = 'demo_day' AND engine LIKE '%MergeTree'"):
+            day.execute(f'TRUNCATE TABLE "{t}"')
+        ws = netatlas.connect(demo.path)
+        try:
+            copy_tables(ws, day)
+        finally:
+            ws.close()
+        for table in big_catalogue().tables.values():
+            if table.name == "Usage" or not day.count(table.name):
+                continue
+            big.execute(f'TRUNCATE TABLE "{table.name}"')
+            cols = [c for c, _ in table.columns]
+            select = ", ".join("TimeGenerated - toIntervalDay(k) AS TimeGenerated" if c == "TimeGenerated" else f'"{c}"'
+                               for c in cols)
+            big.execute(f'INSERT INTO {big.database}."{table.name}" SETTINGS insert_deduplicate = 0 '
+                        f'SELECT {select} FROM demo_day."{table.name}" ARRAY JOIN range({days}) AS k')
+            write(f"    {table.name}: {big.count(table.name):,} rows, {time.perf_counter() - t0:.0f} s")
     finally:
-        ws.close()
-    write(f"  built in {time.perf_counter() - t0:.0f} s")
+        day.execute("DROP DATABASE demo_day")
+    settle(big, write)
+    return days
 
 
-def small_catalogue_columns(store):
+def settle(store, write, limit: float = 900) -> None:
+    """Wait for ClickHouse's background merges of the new parts to end: a query measured while
+    they run shares the cores with them."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < limit:
+        (running,), = store.fetch(f"SELECT count() FROM system.merges WHERE database = '{store.database}'")
+        if not running:
+            break
+        time.sleep(2)
+    write(f"  background merges done after {time.perf_counter() - t0:.0f} s")
+
+
+def big_catalogue():
     from netatlas.catalogue import Catalogue
-    return Catalogue.load().get("VMConnection").columns
+    return Catalogue.load()
 
 
 def big_store(big_ws, demo, repeat: int, write) -> dict:
@@ -218,9 +237,9 @@ def big_store(big_ws, demo, repeat: int, write) -> dict:
     span = webmap.Span(demo.end - timedelta(hours=24), demo.end)
     out = {}
     m_s, answer = timed(lambda: webmap.build_map(big_ws, webmap.Selection("all"), span), repeat)
-    machines = len([n for n in answer.get("nodes", []) if n.get("kind", "machine") == "machine"])
+    machines = len(answer["machines"])
     ok = m_s < MAP_GOAL_S
-    write(f"  map of all machines, last 24 h: {m_s:.2f} s ({machines} machine nodes, {len(answer.get('edges', []))} "
+    write(f"  map of all machines, last 24 h: {m_s:.2f} s ({machines} machines, {len(answer['edges'])} "
           f"edges)  goal < {MAP_GOAL_S:g} s  {'PASS' if ok else 'MISS'}")
     out["map"] = (m_s, ok)
     worst = 0.0
@@ -247,11 +266,19 @@ def scan_rate(store, repeat: int) -> float:
 
 # ---------------------------------------------------------------- run
 
-def run(rows: int, big_rows: int | None, repeat: int, write=print) -> dict:
+def run(rows: int, big_rows: int | None, repeat: int, write=print, parts=(1, 2, 3, 4)) -> dict:
     import chdb
+    from netatlas.store.duckdb import VERSION as DUCKDB
+    write(f"DuckDB {DUCKDB} and chdb {chdb.__version__} (ClickHouse {chdb.engine_version}), {os.cpu_count()} cores")
+    results = run_small(rows, repeat, write) if 1 in parts else {}
+    if big_rows and 4 in parts:
+        results.update(run_big(big_rows, repeat, write))
+    return results
+
+
+def run_small(rows: int, repeat: int, write) -> dict:
     import netatlas
     from netatlas.store import copy_tables
-    from netatlas.store.duckdb import VERSION as DUCKDB
 
     duck_dir = DATA_DIR / f"vmconnection-{rows}"
     duck_dir.mkdir(parents=True, exist_ok=True)
@@ -264,8 +291,7 @@ def run(rows: int, big_rows: int | None, repeat: int, write=print) -> dict:
         t0 = time.perf_counter()
         copy_tables(duck, small, ["VMConnection"])
         write(f"copied {rows:,} rows into chdb in {time.perf_counter() - t0:.1f} s")
-    write(f"DuckDB {DUCKDB} and chdb {chdb.__version__} (ClickHouse {chdb.engine_version}), "
-          f"{os.cpu_count()} cores; VMConnection: {rows:,} rows over the 7 days to {data.end:%Y-%m-%d %H:%M} UTC")
+    write(f"VMConnection: {rows:,} rows over the 7 days to {data.end:%Y-%m-%d %H:%M} UTC")
     write(f"\n1. the bench/kql.py queries, median of {repeat} after a warm-up")
     results = {"queries": side_by_side(duck, ch, data.end, repeat, write)}
 
@@ -296,20 +322,28 @@ def run(rows: int, big_rows: int | None, repeat: int, write=print) -> dict:
     c_bytes = small.bytes_on_disk("VMConnection") / (rows / 1e6)
     write(f"  DuckDB {d_bytes / 1e6:.1f} MB (the whole file)  chdb {c_bytes / 1e6:.1f} MB  ({c_bytes / d_bytes:.2f}x)")
     results["bytes_per_million"] = {"duckdb": d_bytes, "chdb": c_bytes}
-    duck_catalogue = duck.catalogue
     duck.close()
+    return results
 
-    if big_rows:
-        write(f"\n4. {big_rows:,} rows in chdb")
-        demo = seeds_bench.ensure_data(DATA_DIR / "demo-1000x1", machines=1000, days=1, write=write)
-        big = open_chdb(f"rows_{big_rows}")
-        big_ws = chdb_workspace(big, duck_catalogue)
-        ensure_big(big, small, rows, big_rows, data.end, demo, write)
-        results["big"] = big_store(big_ws, demo, repeat, write)
-        rate = scan_rate(big, repeat)
-        write(f"  full scan (3 columns, grouped): {rate / 1e6:,.0f} M rows/s on {os.cpu_count()} cores "
-              f"({rate / 1e6 / os.cpu_count():,.0f} M rows/s per core)")
-        results["scan_rows_per_s"] = rate
+
+def run_big(big_rows: int, repeat: int, write) -> dict:
+    results = {}
+    write(f"\n4. {big_rows:,} VMConnection rows in chdb")
+    demo = seeds_bench.ensure_data(DATA_DIR / "demo-1000x1", machines=1000, days=1, write=write)
+    big = open_chdb(f"fleet_{big_rows}")
+    big_ws = chdb_workspace(big, big_catalogue())
+    results["days"] = ensure_big(big, big_rows, demo, write)
+    results["big"] = big_store(big_ws, demo, repeat, write)
+    tables = {t.name: big.bytes_on_disk(t.name) for t in big_catalogue().tables.values()}
+    vmc_rows = big.count("VMConnection")
+    write(f"  bytes on disk: VMConnection {tables['VMConnection'] / vmc_rows:.1f} MB per million rows; "
+          f"every table {sum(tables.values()) / 1e9:.2f} GB, {sum(tables.values()) / vmc_rows:.1f} MB "
+          f"per million VMConnection rows")
+    results["big_bytes"] = {"tables": tables, "vmconnection_rows": vmc_rows}
+    rate = scan_rate(big, repeat)
+    write(f"  full scan (3 columns, grouped): {rate / 1e6:,.0f} M rows/s on {os.cpu_count()} cores "
+          f"({rate / 1e6 / os.cpu_count():,.0f} M rows/s per core)")
+    results["scan_rows_per_s"] = rate
     return results
 
 
@@ -318,10 +352,12 @@ def main(argv=None) -> int:
     p.add_argument("--rows", type=int, default=10_000_000)
     p.add_argument("--big", type=int, default=100_000_000)
     p.add_argument("--no-big", action="store_true", help="skip part 4")
+    p.add_argument("--big-only", action="store_true", help="part 4 only")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--json", metavar="PATH", help="also write the numbers as JSON")
     args = p.parse_args(argv)
-    results = run(args.rows, None if args.no_big else args.big, args.repeat)
+    results = run(args.rows, None if args.no_big else args.big, args.repeat,
+                  parts=(4,) if args.big_only else (1, 2, 3, 4))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
     return 0
