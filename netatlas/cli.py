@@ -297,8 +297,7 @@ def workspace_arguments(p: argparse.ArgumentParser) -> None:
                        help=f"a TOML file of settings, one key per option below (max_rows = 1000 for "
                        f"--max-rows) (env {CONFIG_ENV}; default: none)")
         for setting in SETTINGS:
-            a.add_argument(setting.flag, dest=setting.name, type=setting.type, default=None,
-                           metavar=setting.metavar,
+            a.add_argument(setting.flag, dest=setting.name, default=None, metavar=setting.value_name,
                            help=f"{setting.help} (default: {setting.default or 'none'}; env {setting.env})")
     install_arguments(i)
     from .backup import backup_arguments

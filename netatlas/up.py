@@ -29,7 +29,7 @@ def up_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-agent", action="store_true", help="do not start the agent for this machine")
     for s in SETTINGS:
         if s.name in UP_SETTINGS:
-            p.add_argument(s.flag, metavar=s.metavar, type=s.type, default=None,
+            p.add_argument(s.flag, metavar=s.value_name, default=None,
                            help=f"{s.help} (default: {s.default}; env {s.env})")
 
 

@@ -14,7 +14,7 @@ from .errors import IngestError, NetatlasError, QueryExecutionError, QueryLimitE
 from . import ingest, migrate
 from .ingest import MAX_POST_BYTES
 from .kql import types as T
-from .kql.values import convert_rows
+from .kql.values import convert_columns, convert_rows
 from .limits import DEFAULT_MAX_RESULT_BYTES, DEFAULT_TIMEOUT, Deadline
 from .pool import QueryPool
 from .result import Result
@@ -542,10 +542,16 @@ class StoreWorkspace:
         left = deadline.left()
         if left <= 0:
             raise deadline.error()
-        raw = self.store.fetch(compiled.sql, timeout=left)
-        t2 = time.perf_counter()
-        raw, cut = cap_rows(raw, compiled.types, max_rows, max_result_bytes)
-        rows = convert_rows(raw, compiled.types)
+        fetch_arrow = getattr(self.store, "fetch_arrow", None)
+        table = fetch_arrow(compiled.sql, timeout=left) if fetch_arrow is not None else None
+        if table is not None and fits(table, compiled.types, max_rows, max_result_bytes):
+            t2 = time.perf_counter()         # within the limits as a whole: converted column by column
+            rows, cut = convert_columns(self.store.columns_of(table), compiled.types), None
+        else:
+            raw = self.store.rows_of(table) if table is not None else self.store.fetch(compiled.sql, timeout=left)
+            t2 = time.perf_counter()
+            raw, cut = cap_rows(raw, compiled.types, max_rows, max_result_bytes)
+            rows = convert_rows(raw, compiled.types)
         t3 = time.perf_counter()
         timings = dict(compiled.timings, compile=t1 - t0, execute=t2 - t1, convert=t3 - t2)
         limit = {"max_rows": max_rows, "max_result_bytes": max_result_bytes}.get(cut)
@@ -588,6 +594,26 @@ def cap_rows(rows: list[tuple], types: list[str], max_rows: int | None, max_byte
                 return rows[:keep], "max_result_bytes"
             size = grown
     return rows, cut
+
+
+def fits(table, types: list[str], max_rows: int | None, max_bytes: int | None) -> bool:
+    """Whether an Arrow answer is within both limits as a whole, by ``row_sizer``'s measure
+    summed over the columns at once (then ``cap_rows`` has nothing to cut, and is not needed)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    n = table.num_rows
+    if max_rows is not None and n > max_rows:
+        return False
+    if max_bytes is None or not n:
+        return True
+    fixed = 2 + sum(VALUE_BYTES.get(t, 8) + 1 for t in types if t not in MEASURED)
+    size = n * (fixed + 4 * sum(1 for t in types if t in MEASURED))
+    for column, t in zip(table.columns, types):
+        if t in MEASURED:
+            if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+                return False                   # not text in Arrow: measured row by row (cap_rows)
+            size += pc.sum(pc.utf8_length(column)).as_py() or 0
+    return size <= max_bytes
 
 
 def delete_in_steps(cur, target: str, where: str, params: list, step: int = RETENTION_STEP_ROWS) -> int:

@@ -128,6 +128,22 @@ def test_what_a_stopped_process_left_in_the_outbox_is_forwarded_at_the_next_open
         assert again.ingest("VMConnection", records(10), batch_id="one").duplicate     # its id still known
 
 
+def test_batches_from_many_threads_are_all_stored_once(chdb_ws):
+    """Batches posted side by side (the group committer's path, each group forwarded before its
+    batches are answered): every record arrives once, none waits in the outbox."""
+    import threading
+    def post(i):
+        chdb_ws.ingest_json("VMConnection", json.dumps(records(25, 1000 * i)).encode(), batch_id=f"t{i}")
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(24)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert rows(chdb_ws, "VMConnection | count") == [[600]]
+    assert rows(chdb_ws, "VMConnection | summarize dcount(BytesSent)") == [[600]]
+    assert chdb_ws.outbox.waiting(chdb_ws.connection) == 0
+
+
 def test_retention_is_the_stores_ttl(chdb_ws):
     chdb_ws.set_retention("VMConnection", 7)
     chdb_ws.set_retention("Usage", 90)

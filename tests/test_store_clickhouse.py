@@ -135,3 +135,32 @@ def test_a_query_that_fails_while_running_leaves_the_next_answer_whole(stores):
     with pytest.raises(Exception, match="throwIf"):
         ch.store.fetch("SELECT throwIf(number = 5) FROM numbers(10)")
     assert ch.store.fetch("SELECT 41 + 1") == [(42,)]
+
+
+def test_an_answer_within_the_limits_as_a_whole_is_measured_as_row_by_row():
+    """workspace.fits sums row_sizer's measure over Arrow columns at once: exactly the total
+    cap_rows reaches row by row, so an answer passes whole only when cap_rows would cut nothing."""
+    from netatlas.workspace import cap_rows, fits, row_sizer
+    types = ["string", "long", "dynamic", "datetime", "string"]
+    now = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    table = pa.table({"a": ["x", "ééé", None, ""], "n": pa.array([1, None, 3, 4], pa.int64()),
+                      "d": ['{"k":1}', None, "[1,2]", "null"],
+                      "t": pa.array([now, None, now, now], pa.timestamp("us", tz="UTC")),
+                      "s": ["a" * 100, "b", "c", "d"]})
+    rows = chdb_store.ChdbStore.rows_of(table)
+    total = row_sizer(types)(rows)
+    assert fits(table, types, 4, total) and cap_rows(rows, types, 4, total) == (rows, None)
+    assert not fits(table, types, 4, total - 1) and cap_rows(rows, types, 4, total - 1)[1] == "max_result_bytes"
+    assert not fits(table, types, 3, total) and cap_rows(rows, types, 3, total)[1] == "max_rows"
+    assert fits(table, types, None, None)
+
+
+def test_columns_convert_as_rows_do():
+    """values.convert_columns (the chdb store's answers, a column at a time) gives the rows
+    convert_rows gives, datetimes aware in UTC."""
+    from netatlas.kql.values import convert_columns, convert_rows
+    now = datetime(2026, 1, 2, 3, 4, 5)
+    types = ["string", "datetime", "long", "dynamic", "bool"]
+    raw = [("a", now, 1, '{"k": 1}', True), (None, None, None, None, None), ("", now, 3, "[1]", False)]
+    assert convert_columns([list(c) for c in zip(*raw)], types) == convert_rows(raw, types)
+    assert convert_columns([list(c) for c in zip(*raw)], types)[0][1] == now.replace(tzinfo=timezone.utc)

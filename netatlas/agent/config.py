@@ -22,20 +22,17 @@ This module also declares the ``netatlas agent`` command line (``agent_arguments
 from __future__ import annotations
 
 import argparse
-import base64
-import binascii
-import math
 import os
 import re
 import uuid
-from dataclasses import dataclass, field, make_dataclass
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Callable, Mapping
-from urllib.parse import urlsplit
+from typing import Mapping
 
 from .. import configfile
+from ..configure import KINDS, Kind, Setting as _Setting, one_of, resolve, settings_class
 from ..errors import AgentConfigError
-from ..configfile import toml_str as _toml_str
 
 ENV_PREFIX = "NETATLAS_AGENT_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
@@ -45,173 +42,13 @@ MiB = 1024 * 1024
 ConfigError = AgentConfigError      # a setting that is missing, unknown or not of its kind
 
 
-# ---------------------------------------------------------------- kinds: text -> value -> TOML
-
-def _split(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def _text(value) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"expected a string, got {value!r}")
-    return value.strip()
-
-
-def _count(value) -> int:
-    if isinstance(value, str):
-        try:
-            value = int(value.strip().replace("_", ""))
-        except ValueError:
-            raise ValueError(f"expected a whole number, got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"expected a whole number of at least 1, got {value!r}")
-    return value
-
-
-def _seconds(value) -> float:
-    if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            raise ValueError(f"expected a number of seconds, got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"expected a positive number of seconds, got {value!r}")
-    return float(value)
-
-
-UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2,
-         "g": 1000**3, "gb": 1000**3, "gib": 1024**3}
-
-
-def _bytes(value) -> int:
-    if isinstance(value, str):
-        m = re.fullmatch(r"\s*(\d[\d_]*)\s*([A-Za-z]*)\s*", value)
-        if not m or m.group(2).lower() not in UNITS:
-            raise ValueError(f"expected a size in bytes (65536, 256MiB, 1GB), got {value!r}")
-        value = int(m.group(1).replace("_", "")) * UNITS[m.group(2).lower()]
-    return _count(value)
-
-
-TRUE, FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
-
-
-def _bool(value) -> bool:
-    if isinstance(value, str) and value.strip().lower() in TRUE | FALSE:
-        return value.strip().lower() in TRUE
-    if not isinstance(value, bool):
-        raise ValueError(f"expected true or false, got {value!r}")
-    return value
-
-
-def _names(value) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return tuple(_split(value))
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-        raise ValueError(f"expected a list of names, got {value!r}")
-    return tuple(v.strip() for v in value if v.strip())
-
-
-def _tags(value) -> dict[str, str]:
-    if isinstance(value, str):
-        value = _split(value)
-    if isinstance(value, (list, tuple)):
-        pairs = {}
-        for item in value:
-            name, sep, text = item.partition("=") if isinstance(item, str) else ("", "", "")
-            if not sep or not name.strip():
-                raise ValueError(f"expected key=value, got {item!r}")
-            pairs[name.strip()] = text.strip()
-        value = pairs
-    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        raise ValueError(f"expected key=value pairs, got {value!r}")
-    return dict(value)
-
-
-def _url(value) -> str:
-    text = _text(value)
-    if text:
-        parts = urlsplit(text)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"expected an http:// or https:// URL with a host, got {text!r}")
-        parts.port   # raises ValueError on a port out of range
-    return text.rstrip("/")
-
-
-def _key(value) -> str:
-    text = _text(value)
-    if text:
-        try:
-            base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError):
-            raise ValueError("expected an ingest key (base64, as `netatlas keys list` prints it)") from None
-    return text
-
+# ---------------------------------------------------------------- the settings
+# (their kinds, reading and precedence: configure.py, shared with the workspace server)
 
 COLLECTORS = ("auto", "netlink", "ebpf", "psutil")
+KINDS.setdefault("collector", Kind("|".join(COLLECTORS), one_of(*COLLECTORS), KINDS["text"].toml))
 
-
-def _collector(value) -> str:
-    text = _text(value).lower()
-    if text not in COLLECTORS:
-        raise ValueError(f"expected one of {', '.join(COLLECTORS)}, got {value!r}")
-    return text
-
-
-@dataclass(frozen=True)
-class Kind:
-    metavar: str
-    coerce: Callable[[object], object]   # a value from a flag, the environment (text) or TOML -> the value
-    toml: Callable[[object], str]        # the value -> TOML text
-    show: Callable[[object], str] = str  # the value -> text for help and --check
-
-
-def _toml_list(v) -> str:
-    return "[" + ", ".join(_toml_str(x) for x in v) + "]"
-
-
-def _toml_table(v) -> str:
-    return "{" + ", ".join(f"{_toml_str(k)} = {_toml_str(x)}" for k, x in v.items()) + "}"
-
-
-KINDS: dict[str, Kind] = {
-    "text": Kind("TEXT", _text, _toml_str, lambda v: v or "none"),
-    "path": Kind("PATH", _text, _toml_str, lambda v: v or "none"),
-    "url": Kind("URL", _url, _toml_str, lambda v: v or "none"),
-    "key": Kind("KEY", _key, _toml_str, lambda v: "(hidden)" if v else "none"),
-    "count": Kind("N", _count, str, lambda v: f"{v:,}"),
-    "seconds": Kind("SECONDS", _seconds, repr, lambda v: f"{v:g}"),
-    "bytes": Kind("BYTES", _bytes, str, lambda v: f"{v:,}" + (f" ({v // MiB} MiB)" if v % MiB == 0 else "")),
-    "bool": Kind("BOOL", _bool, lambda v: "true" if v else "false", lambda v: "true" if v else "false"),
-    "names": Kind("NAME,...", _names, _toml_list, lambda v: ",".join(v) or "none"),
-    "collector": Kind("|".join(COLLECTORS), _collector, _toml_str),
-    "tags": Kind("KEY=VALUE,...", _tags, _toml_table, lambda v: ",".join(f"{k}={x}" for k, x in v.items()) or "none"),
-}
-
-
-# ---------------------------------------------------------------- the settings
-
-@dataclass(frozen=True)
-class Setting:
-    name: str
-    default: object
-    kind: str
-    help: str
-    required: bool = False
-
-    @property
-    def env(self) -> str:
-        return ENV_PREFIX + self.name.upper()
-
-    @property
-    def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
-
-    def coerce(self, value):
-        return KINDS[self.kind].coerce(value)
-
-    def show(self, value) -> str:
-        return KINDS[self.kind].show(value)
-
+Setting = partial(_Setting, prefix=ENV_PREFIX)
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("workspace_url", "", "url", "the workspace server's base URL (http://host:8080 or https://...)",
@@ -277,43 +114,15 @@ SETTINGS: tuple[Setting, ...] = (
 BY_NAME = {s.name: s for s in SETTINGS}
 
 
-def _post_init(self) -> None:
-    for s in SETTINGS:
-        try:
-            object.__setattr__(self, s.name, s.coerce(getattr(self, s.name)))
-        except ValueError as e:
-            raise ConfigError(f"{s.name}: {e}") from None
-
-
-def _missing(self) -> list[Setting]:
+def _missing(self) -> list:
     """The required settings left empty."""
     return [s for s in SETTINGS if s.required and not getattr(self, s.name)]
 
 
-def _describe(self) -> str:
-    """Every setting and its value, one a line (the key hidden): what ``agent run --check`` prints."""
-    width = max(len(s.name) for s in SETTINGS)
-    return "".join(f"{s.name:<{width}}  {s.show(getattr(self, s.name))}\n" for s in SETTINGS)
-
-
-def _changed(self) -> dict[str, object]:
-    """The settings whose value is not the default."""
-    return {s.name: getattr(self, s.name) for s in SETTINGS if getattr(self, s.name) != s.default}
-
-
-def _default_factory(s: Setting):
-    return field(default_factory=lambda: type(s.default)(s.default)) if isinstance(s.default, dict) \
-        else field(default=s.default)
-
-
 # The settings as one frozen dataclass generated from the table: AgentConfig(interval=5).interval.
 # Values are coerced and checked on construction (ConfigError), so AgentConfig(interval="5") works.
-AgentConfig = make_dataclass(
-    "AgentConfig", [(s.name, object, _default_factory(s)) for s in SETTINGS], frozen=True,
-    namespace={"__post_init__": _post_init, "missing": _missing, "describe": _describe, "changed": _changed})
-AgentConfig.__module__ = __name__
+AgentConfig = settings_class("AgentConfig", SETTINGS, ConfigError, __name__, {"missing": _missing})
 AgentConfig.__doc__ = "The agent's settings (see SETTINGS): AgentConfig(workspace_url=..., interval=5)."
-AgentConfig.__hash__ = None   # tags is a dict
 
 
 # ---------------------------------------------------------------- loading: flags > env > file > default
@@ -328,24 +137,9 @@ def load(flags: Mapping[str, object] | None = None, environ: Mapping[str, str] |
     """The configuration from ``flags`` (values that are not None), ``environ`` (default
     ``os.environ``), ``file`` (default: the ``NETATLAS_AGENT_CONFIG`` variable; none if unset) and
     the defaults. With ``require``, a missing workspace URL, id or key is a ConfigError."""
-    flags = flags or {}
     environ = os.environ if environ is None else environ
     file = file or environ.get(CONFIG_ENV) or None
-    from_file = read_file(file) if file else {}
-    values = {}
-    for s in SETTINGS:
-        if flags.get(s.name) is not None:
-            source, raw = s.flag, flags[s.name]
-        elif s.env in environ:
-            source, raw = s.env, environ[s.env]
-        elif s.name in from_file:
-            source, raw = f"{file}: {s.name}", from_file[s.name]
-        else:
-            continue
-        try:
-            values[s.name] = s.coerce(raw)
-        except ValueError as e:
-            raise ConfigError(f"{source}: {e}") from None
+    values = resolve(SETTINGS, flags, environ, file, ConfigError)
     config = AgentConfig(**values)
     if require and config.missing():
         raise ConfigError("missing " + "; ".join(f"{s.name} (flag {s.flag}, environment {s.env}, or "
@@ -400,7 +194,7 @@ def settings_help() -> str:
              "precedence: flag > environment > file > default):"]
     for s in SETTINGS:
         default = "required" if s.required else f"default: {s.show(s.default)}"
-        flag = f"{s.flag} | --no-{s.flag[2:]}" if s.kind == "bool" else f"{s.flag} {KINDS[s.kind].metavar}"
+        flag = f"{s.flag} | --no-{s.flag[2:]}" if s.kind == "bool" else f"{s.flag} {s.value_name}"
         lines.append(f"  {flag}   {s.env}   {s.name}")
         lines.append(f"      {s.help} ({default})")
     lines.append(f"  --config FILE   {CONFIG_ENV}   the TOML file of settings (default: none)")
@@ -417,10 +211,10 @@ def add_setting_arguments(p: argparse.ArgumentParser) -> None:
         if s.kind == "bool":
             p.add_argument(s.flag, dest=s.name, action=argparse.BooleanOptionalAction, default=None, help=text)
         elif s.kind in ("names", "tags"):
-            p.add_argument(s.flag, dest=s.name, action="append", default=None, metavar=KINDS[s.kind].metavar,
+            p.add_argument(s.flag, dest=s.name, action="append", default=None, metavar=s.value_name,
                            help=text + "; comma-separated, repeatable")
         else:
-            p.add_argument(s.flag, dest=s.name, default=None, metavar=KINDS[s.kind].metavar, help=text)
+            p.add_argument(s.flag, dest=s.name, default=None, metavar=s.value_name, help=text)
 
 
 @dataclass(frozen=True)

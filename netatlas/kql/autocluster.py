@@ -44,25 +44,35 @@ def autocluster(pl, rel, call: s.Call):
         raise KqlSemanticError("autocluster(): SizeWeight is between 0 and 1", call.span, code="KQL_ARGUMENTS")
     candidates = [(c, t) for c, t in rel.cols if c != weight_col and t not in (T.DYNAMIC, T.DATETIME, T.TIMESPAN)]
     numeric = [c for c, t in candidates if t in (T.REAL, T.DECIMAL, T.LONG, T.INT)]
-    distinct = {}
-    if numeric:
-        q = exp.Select(expressions=[exp.Count(this=exp.Star())] +
-                       [exp.Count(this=exp.Distinct(expressions=[col(c)])) for c in numeric]).from_(
-            pl.finish(rel).subquery(pl.fresh(), copy=False), copy=False)
-        nrows, *counts = pl.run(q)[0]
-        # a number is a dimension when its values repeat: few of them, each on several rows
-        limit = min(MAX_DISTINCT_NUMERIC, nrows * MAX_NUMERIC_SHARE)
-        distinct = {c: n for c, n in zip(numeric, counts) if n > limit}
-    dims = [c for c, t in candidates if c not in distinct][:MAX_DIMENSIONS]
-    if not dims:
-        raise KqlSemanticError("autocluster() found no discrete column to cluster on", call.span, code="KQL_ARGUMENTS")
     types = rel.types
-    select = [to_string(Typed(col(c), types[c])).sql for c in dims]
+    # one read of the input: each candidate as text, the numbers as they are, the weight; when it
+    # holds at most MAX_ROWS rows (the usual case: autocluster follows a summarize) the numbers'
+    # distinct counts come from these rows, without a second pass over the input
+    select = [to_string(Typed(col(c), types[c])).sql for c, _ in candidates] + [col(c) for c in numeric]
     if weight_col:
         select.append(exp.Coalesce(this=exp.Cast(this=col(weight_col), to=T.storage(T.REAL)),
                                    expressions=[exp.Literal.number(0)]))
-    q = exp.Select(expressions=select).from_(pl.finish(rel).subquery(pl.fresh(), copy=False), copy=False).limit(MAX_ROWS)
-    rows = pl.run(q)
+    q = exp.Select(expressions=select).from_(pl.finish(rel).subquery(pl.fresh(), copy=False), copy=False)
+    read = pl.run(q.limit(MAX_ROWS + 1))
+    distinct = {}
+    if numeric:
+        if len(read) <= MAX_ROWS:
+            nrows = len(read)
+            at = len(candidates)
+            counts = [len({r[at + i] for r in read} - {None}) for i in range(len(numeric))]
+        else:
+            q = exp.Select(expressions=[exp.Count(this=exp.Star())] +
+                           [exp.Count(this=exp.Distinct(expressions=[col(c)])) for c in numeric]).from_(
+                pl.finish(rel).subquery(pl.fresh(), copy=False), copy=False)
+            nrows, *counts = pl.run(q)[0]
+        # a number is a dimension when its values repeat: few of them, each on several rows
+        limit = min(MAX_DISTINCT_NUMERIC, nrows * MAX_NUMERIC_SHARE)
+        distinct = {c: n for c, n in zip(numeric, counts) if n > limit}
+    picked = [i for i, (c, _) in enumerate(candidates) if c not in distinct][:MAX_DIMENSIONS]
+    dims = [candidates[i][0] for i in picked]
+    if not dims:
+        raise KqlSemanticError("autocluster() found no discrete column to cluster on", call.span, code="KQL_ARGUMENTS")
+    rows = [tuple(r[i] for i in picked) + ((r[-1],) if weight_col else ()) for r in read[:MAX_ROWS]]
     segments = find_segments(rows, len(dims), size_weight, weighted=bool(weight_col),
                              check=pl.deadline.check if pl.deadline is not None else None)
     out_rows = []

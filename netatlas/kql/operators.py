@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from dataclasses import dataclass
 
 from sqlglot import exp
 
@@ -203,6 +204,8 @@ def op_project_reorder(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
 # ---- summarize ------------------------------------------------------------------------------
 
 def op_summarize(pl: Planner, rel: Rel, op: s.Operator, keep: frozenset | None = None) -> Rel:
+    if rel.join is not None and (eager := eager_summarize(pl, rel, op)) is not None:
+        return eager
     scope = scope_of(rel)
     whole_rows = False
     by = named_items(pl, rel, op.args["by"], set())
@@ -516,7 +519,119 @@ def op_join(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
     sql = exp.Select(expressions=select).from_(left.sql.subquery("_l", copy=False), copy=False)
     sql.set("joins", [j])
     cols = list(left.cols) + [(n, t) for _, n, t in rnames]
-    return Rel(sql, cols, None, None)
+    out = Rel(sql, cols, None, None)
+    out.join = JoinParts(left, right, keys, jsql, lnull, rnull, rnames)
+    return out
+
+
+# ---- summarize right after a join: each side counted first ----------------------------------
+# `A | join kind=fullouter (B) on K | summarize count() by a` builds every pair of rows sharing
+# K before counting them: a machine's 100,000 connections times its 1,500 inventory records is
+# 150 million pairs for one machine. When every aggregate is a count (count(), count(x)) and every
+# `by` is a plain column, each side is grouped by its join keys and its own `by` columns first,
+# the (far fewer) groups are joined, and a pair of groups stands for n_left x n_right pairs: the
+# counts are sums of products (a side missing in an outer join counts one row, whose columns
+# are null). The rows are the same; the work is the sides' sizes, not their product.
+
+@dataclass
+class JoinParts:
+    left: Rel                  # after innerunique's dedup
+    right: Rel
+    keys: list                 # join_keys(): (left key, right key, left name, right name)
+    sql_kind: str              # JOIN_SQL's
+    lnull: bool                # the left side may be missing (right and full outer)
+    rnull: bool
+    rnames: list               # (right column, its name in the output, type)
+
+
+def eager_summarize(pl: Planner, rel: Rel, op: s.Operator) -> Rel | None:
+    """The summarize over the join's sides counted first, or None when it does not qualify."""
+    jp: JoinParts = rel.join
+    if op.args.get("params") or any(it.names and len(it.names) > 1 for it in op.args["aggs"] + op.args["by"]):
+        return None
+    if any(ln is None or rn is None or ln not in jp.left.types or rn not in jp.right.types
+           or not isinstance(lk.sql, exp.Column) or not isinstance(rk.sql, exp.Column) for lk, rk, ln, rn in jp.keys):
+        return None                        # keys must be plain columns of each side
+    right_of = {n: c for c, n, _ in jp.rnames}
+    left_names = set(jp.left.names())
+
+    def side_of(name: str):
+        return ("l", name) if name in left_names else ("r", right_of[name]) if name in right_of else None
+
+    by = []                                # (output name, side, column)
+    for it in op.args["by"]:
+        if not isinstance(it.expr, s.Name) or (where := side_of(it.expr.name)) is None:
+            return None
+        by.append((it.names[0] if it.names else it.expr.name, *where))
+    counts = []                            # (side or None for count(), column or None)
+    for it in op.args["aggs"]:
+        e = it.expr
+        if not (isinstance(e, s.Call) and e.name == "count" and len(e.args) <= 1):
+            return None
+        if e.args:
+            if not isinstance(e.args[0], s.Name) or (where := side_of(e.args[0].name)) is None:
+                return None
+            counts.append(where)
+        else:
+            counts.append((None, None))
+    plain = op_summarize(pl, Rel(rel.sql, rel.cols), op)     # its names and types, planned the usual way
+    if len(plain.cols) != len(by) + len(counts) or any(t != T.LONG for _, t in plain.cols[len(by):]):
+        return None
+
+    def grouped(side: str, srel: Rel, keys: list[str]) -> tuple[Rel, dict]:
+        names = list(dict.fromkeys(keys + [c for _, sd, c in by if sd == side]))
+        select = [col(c) for c in names] + [aliased(exp.Count(this=exp.Star()), "__n")]
+        counted = {}
+        for i, (sd, c) in enumerate(counts):
+            if sd == side:
+                counted[i] = f"__c{i}"
+                select.append(aliased(exp.Count(this=col(c)), f"__c{i}"))
+        sql = pl.wrap(srel, select, group=[col(c) for c in names])
+        return Rel(sql, [(c, srel.types[c]) for c in names] + [("__n", T.LONG)]
+                   + [(n, T.LONG) for n in counted.values()]), counted
+
+    left, lcounted = grouped("l", jp.left, [ln for _, _, ln, _ in jp.keys])
+    right, rcounted = grouped("r", jp.right, [rn for _, _, _, rn in jp.keys])
+
+    def side_col(side: str, c: str, typ: str) -> exp.Expression:
+        nullable = jp.lnull if side == "l" else jp.rnull
+        e = col(c, "_" + side)
+        return _nz(e, typ) if nullable else e
+
+    def rows(side: str) -> exp.Expression:     # the pairs one group of this side stands for
+        n = col("__n", "_" + side)
+        return exp.Coalesce(this=n, expressions=[N(1)]) if (jp.lnull if side == "l" else jp.rnull) else n
+
+    select, group = [], []
+    for (name, side, c), (_, typ) in zip(by, plain.cols):
+        e = side_col(side, c, typ)
+        select.append(aliased(e, name))
+        group.append(e.copy())
+    for i, ((side, c), (name, _)) in enumerate(zip(counts, plain.cols[len(by):])):
+        if side is None:
+            term = exp.Mul(this=rows("l"), expression=rows("r"))
+        else:
+            mine = col((lcounted if side == "l" else rcounted)[i], "_" + side)
+            # a missing side's column is null, except a string's: '' (never null in KQL), counted
+            absent = N(1) if (jp.left if side == "l" else jp.right).types[c] == T.STRING else N(0)
+            term = exp.Mul(this=exp.Coalesce(this=mine, expressions=[absent]), expression=rows("r" if side == "l" else "l"))
+        total = exp.Coalesce(this=exp.Sum(this=term), expressions=[N(0)])
+        select.append(aliased(cast(total, T.LONG), name))
+    on = None
+    for _, _, ln, rn in jp.keys:
+        c = exp.EQ(this=col(ln, "_l"), expression=col(rn, "_r"))
+        on = c if on is None else exp.And(this=on, expression=c)
+    j = exp.Join(this=right.sql.subquery("_r", copy=False), on=on)
+    if jp.sql_kind == "INNER":
+        j.set("kind", "INNER")
+    else:
+        j.set("side", jp.sql_kind)
+        j.set("kind", "OUTER")
+    sql = exp.Select(expressions=select).from_(left.sql.subquery("_l", copy=False), copy=False)
+    sql.set("joins", [j])
+    if group:
+        sql.set("group", exp.Group(expressions=group))
+    return Rel(sql, list(plain.cols), None, None)
 
 
 def op_lookup(pl: Planner, rel: Rel, op: s.Operator) -> Rel:

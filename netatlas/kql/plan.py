@@ -28,6 +28,9 @@ class Rel:
     # rebuild(needed column names) -> a cheaper Rel with at least those columns, when the operator
     # that made this one can drop work for columns nobody reads (arg_max(x, *) keeps whole rows)
     rebuild: object = None
+    # what a join was made of (operators.JoinParts), for a summarize directly after it
+    # (operators.eager_summarize); never carried by copy(): any other operator in between ends it
+    join: object = None
 
     @property
     def types(self) -> dict[str, str]:

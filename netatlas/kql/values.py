@@ -228,6 +228,23 @@ def convert_rows(raw: list[tuple], types: list[str]) -> list[list]:
     return rows
 
 
+def convert_columns(columns: list[list], types: list[str]) -> list[list]:
+    """Columns of store values -> Result rows: ``convert_rows`` a column at a time (for a store
+    that answers in columns, as Arrow does); the same values."""
+    for i, t in enumerate(types):
+        if t in AS_IS:
+            continue
+        conv, column = OUTPUT[t], columns[i]
+        if conv is _out_string:
+            columns[i] = ["" if v is None else v for v in column]
+        elif conv is _out_datetime:
+            seen: dict = {}
+            columns[i] = [None if v is None else (seen.get(v) or seen.setdefault(v, _aware(v))) for v in column]
+        else:
+            columns[i] = [conv(v) for v in column]
+    return [list(r) for r in zip(*columns)] if columns else []
+
+
 _UTC = timezone.utc
 
 

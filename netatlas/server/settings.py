@@ -17,13 +17,12 @@ what ``netatlas workspace install`` writes:
 from __future__ import annotations
 
 import ipaddress
-import math
 import os
 import ssl
-from dataclasses import dataclass, field, make_dataclass
-from typing import Callable, Mapping
+from typing import Mapping
 
 from .. import configfile
+from ..configure import Setting as _Setting, resolve, settings_class
 from ..errors import SettingsError
 
 CONFIG_ENV = "NETATLAS_CONFIG"
@@ -31,105 +30,75 @@ CONFIG_ENV = "NETATLAS_CONFIG"
 
 
 
-@dataclass(frozen=True)
-class Setting:
-    name: str
-    default: object
-    type: Callable
-    metavar: str
-    help: str
-
-    @property
-    def env(self) -> str:
-        return "NETATLAS_" + self.name.upper()
-
-    @property
-    def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
-
-    def coerce(self, value):
-        """Text (a flag, the environment) or a TOML value -> the setting's type; ValueError otherwise."""
-        if isinstance(value, str) and self.type is not str:
-            try:
-                value = self.type(value.strip())
-            except ValueError:
-                raise ValueError(f"expected {TYPE_NAMES[self.type]}, got {value!r}") from None
-        ok = {str: lambda v: isinstance(v, str),
-              int: lambda v: isinstance(v, int) and not isinstance(v, bool),
-              float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
-        if not ok[self.type](value):
-            raise ValueError(f"expected {TYPE_NAMES[self.type]}, got {value!r}")
-        return self.type(value)
-
-    def toml(self, value) -> str:
-        """The value as TOML text."""
-        return configfile.toml_str(value) if self.type is str else repr(value)
+def Setting(name: str, default, kind: str, metavar: str, help: str) -> _Setting:
+    """A server setting (configure.Setting): its kind ``string``, ``int`` or ``number``, its flag's
+    value name, environment variable NETATLAS_<NAME>."""
+    return _Setting(name, default, kind, help, metavar=metavar)
 
 
-TYPE_NAMES = {str: "a string", int: "a whole number", float: "a number"}
 MiB = 1024 * 1024
 DEFAULT_DATA = "netatlas-data"
 
-SETTINGS: tuple[Setting, ...] = (
-    Setting("data", DEFAULT_DATA, str, "DIR",
+SETTINGS: tuple[_Setting, ...] = (
+    Setting("data", DEFAULT_DATA, "string", "DIR",
             "the workspace directory: its DuckDB file and workspace.json (id and keys); created if missing"),
-    Setting("store", "", str, "STORE",
+    Setting("store", "", "string", "STORE",
             "where the catalogue's tables live: duckdb (in DIR's DuckDB file) or chdb[:DIR2] (ClickHouse "
             "embedded through chdb, in DIR2, default DIR; the [clickhouse] extra); default: what the "
             "workspace was created with, duckdb for a new one"),
-    Setting("host", "127.0.0.1", str, "ADDRESS",
+    Setting("host", "127.0.0.1", "string", "ADDRESS",
             "address to listen on (0.0.0.0 or :: for every interface: other hosts' agents)"),
-    Setting("port", 8080, int, "PORT", "TCP port to listen on"),
-    Setting("tls_cert", "", str, "PATH",
+    Setting("port", 8080, "int", "PORT", "TCP port to listen on"),
+    Setting("tls_cert", "", "string", "PATH",
             "a PEM certificate (chain) to serve https with; needs tls_key (default: plain http)"),
-    Setting("tls_key", "", str, "PATH", "the PEM private key of tls_cert"),
-    Setting("max_body_bytes", 30 * MiB, int, "BYTES",
+    Setting("tls_key", "", "string", "PATH", "the PEM private key of tls_cert"),
+    Setting("max_body_bytes", 30 * MiB, "int", "BYTES",
             "largest request body accepted, counted after gzip decompression (larger: 413); "
             "30 MiB is Azure's Data Collector API limit"),
-    Setting("max_rows", 500_000, int, "ROWS",
+    Setting("max_rows", 500_000, "int", "ROWS",
             "most rows a query returns; past it the result is cut and statistics.truncated is true"),
-    Setting("query_timeout", 60.0, float, "SECONDS", "seconds a query may run before it is stopped (504)"),
-    Setting("retention_days", 30, int, "DAYS",
+    Setting("query_timeout", 60.0, "number", "SECONDS", "seconds a query may run before it is stopped (504)"),
+    Setting("retention_days", 30, "int", "DAYS",
             "days of data kept in a table whose retention was not set with PUT /api/retention/{Table} "
             "(1 to 4383)"),
-    Setting("retention_interval", 3600.0, float, "SECONDS",
+    Setting("retention_interval", 3600.0, "number", "SECONDS",
             "seconds between two retention passes (the first runs at start)"),
-    Setting("max_clock_skew", 900.0, float, "SECONDS",
+    Setting("max_clock_skew", 900.0, "number", "SECONDS",
             "seconds an ingestion request's x-ms-date may differ from the server's clock (401 past it)"),
-    Setting("geoip_db", "", str, "PATH",
+    Setting("geoip_db", "", "string", "PATH",
             "a MaxMind-format city database (GeoLite2-City, DB-IP, IPinfo mmdb) to place remote addresses; "
             "default: the GeoLite2-City of July 2018 shipped by maxminddb-geolite2; 'off' for none"),
-    Setting("threatintel_feeds", "", str, "FEEDS",
+    Setting("threatintel_feeds", "", "string", "FEEDS",
             "comma-separated threat-intelligence feeds imported at start and then every "
             "threatintel_interval: files or http(s) URLs, each optionally prefixed by its format "
             "(stix:, csv:, list:; otherwise guessed)"),
-    Setting("threatintel_interval", 3600.0, float, "SECONDS", "seconds between two imports of the feeds"),
+    Setting("threatintel_interval", 3600.0, "number", "SECONDS", "seconds between two imports of the feeds"),
     # ---- storage (commit helper, issue 11 item 1) ----
-    Setting("min_free_bytes", 1024 * MiB, int, "BYTES",
+    Setting("min_free_bytes", 1024 * MiB, "int", "BYTES",
             "free space kept on the data directory's filesystem: below it ingestion answers 507 "
             "STORAGE_FULL (with Retry-After) before the store fails, and /healthz says why; 0 for none"),
     # ---- query helper (issue 11, items 7 and 9): the result's size cap, queries side by side
-    Setting("max_result_bytes", 64 * MiB, int, "BYTES",
+    Setting("max_result_bytes", 64 * MiB, "int", "BYTES",
             "largest query result (its JSON, estimated); past it the result is cut and statistics.truncated is true"),
-    Setting("query_concurrency", 0, int, "QUERIES",
+    Setting("query_concurrency", 0, "int", "QUERIES",
             "queries run at once, each on a DuckDB cursor of its own (0: 4 per core)"),
-    Setting("query_queue", 0, int, "QUERIES",
+    Setting("query_queue", 0, "int", "QUERIES",
             "queries that may wait for a cursor when all are busy; past it 429 QUERY_BUSY (0: 2 per cursor)"),
     # --- auth helper (issue 11): a self-signed certificate made on first start
-    Setting("tls", "", str, "MODE",
+    Setting("tls", "", "string", "MODE",
             "self-signed: serve https with a certificate generated in DIR/tls on first start (its "
             "SHA-256 fingerprint is printed for agents to pin); default: tls_cert/tls_key, else plain http"),
     # -- http helper (issue 11, items 8 and 12): slow clients, the connection cap, proxies (server/guard.py)
-    Setting("header_timeout", 10.0, float, "SECONDS",
+    Setting("header_timeout", 10.0, "number", "SECONDS",
             "seconds a connection may take to send a request's headers (also after a keep-alive "
             "answer); past it: 408 and the connection is closed"),
-    Setting("body_timeout", 30.0, float, "SECONDS",
+    Setting("body_timeout", 30.0, "number", "SECONDS",
             "seconds a request's body may take to arrive once its headers are complete (408 past it)"),
-    Setting("keepalive_timeout", 5.0, float, "SECONDS", "seconds an idle keep-alive connection stays open"),
-    Setting("max_connections", 1000, int, "COUNT",
+    Setting("keepalive_timeout", 5.0, "number", "SECONDS", "seconds an idle keep-alive connection stays open"),
+    Setting("max_connections", 1000, "int", "COUNT",
             "most open connections; a new one past it closes the oldest that has not sent a whole "
             "request's headers, or is refused (503) when every one is busy"),
-    Setting("trusted_proxies", "", str, "ADDRESSES",
+    Setting("trusted_proxies", "", "string", "ADDRESSES",
             "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For and "
             "X-Forwarded-Proto are believed (default: none, the headers are ignored)"),
 )
@@ -149,21 +118,7 @@ def _from_env(cls, environ: Mapping[str, str] | None = None, *, file: str | os.P
     A value not of its setting's kind is a SettingsError naming where it came from."""
     environ = os.environ if environ is None else environ
     file = file or environ.get(CONFIG_ENV) or None
-    from_file = read_file(file) if file else {}
-    values = {}
-    for s in SETTINGS:
-        if overrides.get(s.name) is not None:
-            source, raw = s.flag, overrides[s.name]
-        elif s.env in environ:
-            source, raw = f"{s.env}={environ[s.env]!r}", environ[s.env]
-        elif s.name in from_file:
-            source, raw = f"{file}: {s.name}", from_file[s.name]
-        else:
-            continue
-        try:
-            values[s.name] = s.coerce(raw)
-        except ValueError as e:
-            raise SettingsError(f"{source}: {e}") from None
+    values = resolve(SETTINGS, overrides, environ, file, SettingsError)
     settings = cls(**values)
     settings.check()
     return settings
@@ -254,9 +209,6 @@ def _scheme(self) -> str:
 
 
 # The settings as one frozen dataclass, generated from the table: Settings(port=9000).port
-Settings = make_dataclass("Settings", [(s.name, s.type, field(default=s.default)) for s in SETTINGS],
-                          frozen=True, namespace={"from_env": classmethod(_from_env), "check": _check,
-                                                  "tls_context": _tls_context,
-                                                  "proxy_networks": _proxy_networks,
-                                                  "scheme": property(_scheme)})
-Settings.__module__ = __name__
+Settings = settings_class("Settings", SETTINGS, SettingsError, __name__,
+                          {"from_env": classmethod(_from_env), "check": _check, "tls_context": _tls_context,
+                           "proxy_networks": _proxy_networks, "scheme": property(_scheme)})

@@ -106,7 +106,7 @@ def test_every_kind_reads_from_flags_environment_and_file(tmp_path):
 
 @pytest.mark.parametrize("argv, env, file, message", [
     (["--interval", "0"], {}, "", "--interval: expected a positive number of seconds, got 0"),
-    ([], {"NETATLAS_AGENT_BATCH_MAX_RECORDS": "many"}, "", "NETATLAS_AGENT_BATCH_MAX_RECORDS: expected a whole number"),
+    ([], {"NETATLAS_AGENT_BATCH_MAX_RECORDS": "many"}, "", "NETATLAS_AGENT_BATCH_MAX_RECORDS='many': expected a whole number"),
     ([], {}, "exclude_loopback = 3\n", "exclude_loopback: expected true or false, got 3"),
     ([], {}, "intervall = 5\n", "unknown setting 'intervall'; did you mean 'interval'?"),
     ([], {}, "interval = \n", "not valid TOML"),
@@ -191,3 +191,17 @@ def test_install_writes_a_config_that_loads_back_to_the_same_settings(tmp_path):
 def test_install_quotes_paths_for_systemd():
     text = install.unit_text("/etc/net atlas/50%.toml", python="/opt/py $x/bin/python")
     assert 'ExecStart="/opt/py $$x/bin/python" -m netatlas agent run --config "/etc/net atlas/50%%.toml"' in text
+
+
+def test_one_settings_machinery_for_the_agent_and_the_server():
+    """configure.py: both tables are configure.Setting rows read by the same kinds and precedence;
+    a key from the environment is refused without showing it (other values are shown)."""
+    from netatlas import configure
+    from netatlas.server import settings as server
+    assert all(type(s) is configure.Setting for s in (*cfg.SETTINGS, *server.SETTINGS))
+    assert {s.kind for s in (*cfg.SETTINGS, *server.SETTINGS)} <= set(configure.KINDS)
+    with pytest.raises(cfg.ConfigError) as e:
+        parsed(environ={"NETATLAS_AGENT_KEY": "secret but not base64!"})
+    assert "NETATLAS_AGENT_KEY: expected an ingest key" in str(e.value) and "secret" not in str(e.value)
+    with pytest.raises(server.SettingsError, match="NETATLAS_PORT='eighty': expected a whole number"):
+        server.Settings.from_env({"NETATLAS_PORT": "eighty"})
