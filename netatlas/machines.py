@@ -36,8 +36,8 @@ VMComputer
 def resolve_kql(query, addresses: list[str], lookback_days: float = 1.0,
                 now: datetime | None = None) -> dict[str, list[dict]]:
     """``resolve`` by the machines' own addresses only, through KQL: ``query(text, params)`` runs a
-    query (a workspace on any store) and gives a Result. (NAT senders are learned at ingestion,
-    which the ClickHouse stores do not do yet.)"""
+    query (a workspace on any store) and gives a Result. The NAT senders are the workspace's
+    own database's (``add_senders``)."""
     import json
     now = (now or datetime.now(timezone.utc)).replace(tzinfo=None)
     wanted = {a: canonical(a) for a in addresses}
@@ -48,6 +48,28 @@ def resolve_kql(query, addresses: list[str], lookback_days: float = 1.0,
         for ip, machine, computer in query(text, {"since": now - timedelta(days=lookback_days)}).rows:
             found[ip].append({"machine": machine, "computer": computer, "via": "address"})
     return {a: found.get(c, []) if c else [] for a, c in wanted.items()}
+
+
+def add_senders(con, resolved: dict[str, list[dict]], lookback_days: float = 1.0,
+                now: datetime | None = None) -> dict[str, list[dict]]:
+    """``resolved`` (address -> machines, as ``resolve_kql`` gives) with the machines seen behind
+    each address through a NAT (``via`` = "nat"), from the senders the workspace's own database
+    learned at ingestion: a workspace whose tables are in another store resolves as ``resolve``."""
+    now = (now or datetime.now(timezone.utc)).replace(tzinfo=None)
+    keys = sorted({c for a in resolved if (c := canonical(a))})
+    if not keys:
+        return resolved
+    nat: dict[str, list[tuple]] = {}
+    for ip, machine, computer in con.execute(
+            f"SELECT Address, Machine, Computer FROM {SENDERS} WHERE LastSeen >= ? AND "
+            f"Address IN (SELECT unnest(?::VARCHAR[])) ORDER BY Machine",
+            [now - timedelta(days=lookback_days), keys]).fetchall():
+        nat.setdefault(ip, []).append((machine, computer))
+    for address, machines in resolved.items():
+        for machine, computer in nat.get(canonical(address), ()):
+            if not any(m["machine"] == machine for m in machines):
+                machines.append({"machine": machine, "computer": computer, "via": "nat"})
+    return resolved
 
 
 def note_senders(con, records: list, sender: str, now: datetime | None = None) -> int:

@@ -303,8 +303,11 @@ class Workspace:
                           now: datetime | None = None) -> dict[str, list[dict]]:
         """Which monitored machines each address belongs to (machines.resolve); ``now``: the end of
         the lookback (default: the clock)."""
-        if self.remote is not None:
-            return self.remote.resolve_addresses(addresses, lookback_days, now=now)
+        if self.remote is not None:             # own addresses from the store, NAT senders from here
+            from .machines import add_senders
+            found = self.remote.resolve_addresses(addresses, lookback_days, now=now)
+            with self.pool.cursor() as cur:
+                return add_senders(cur, found, lookback_days, now=now)
         from .machines import resolve
         with self.pool.cursor() as cur:
             return resolve(cur, list(addresses), lookback_days, now=now)

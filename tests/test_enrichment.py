@@ -350,8 +350,21 @@ def test_cli_import_into_a_workspace_directory(tmp_path):
 
 # ---------------------------------------------------------------- remote machines
 
-def test_addresses_resolve_to_machines_by_their_own_addresses_and_behind_a_nat():
-    ws = netatlas.connect()
+@pytest.fixture(params=["duckdb", "chdb"])
+def any_store_ws(request, tmp_path):
+    """A workspace on each store: DuckDB (in memory) and ClickHouse (chdb, its tables there, the
+    senders learned at ingestion in the workspace's own database)."""
+    if request.param == "chdb":
+        pytest.importorskip("chdb", reason="chdb is not installed: pip install -e '.[clickhouse]'")
+        ws = netatlas.connect(tmp_path / "ws", store="chdb")
+    else:
+        ws = netatlas.connect()
+    yield ws
+    ws.close()
+
+
+def test_addresses_resolve_to_machines_by_their_own_addresses_and_behind_a_nat(any_store_ws):
+    ws = any_store_ws
     ws.ingest("VMComputer", [
         dict(TimeGenerated=T, Computer="db-1", Machine="m-db1", Ipv4Addresses=["10.0.5.1", "10.0.6.1"],
              Ipv6Addresses=["fd00::51"]),
