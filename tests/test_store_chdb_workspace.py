@@ -164,6 +164,31 @@ def test_the_demo_s_records_are_deleted_from_the_store(chdb_ws):
     assert rows(chdb_ws, "VMConnection | summarize count() by Machine | order by Machine asc") == [["m-0", 3], ["m-2", 3]]
 
 
+def test_the_demo_s_bytes_leave_usage_in_both_stores_alike(tmp_path):
+    """Deleting machines' records (``netatlas demo remove``) takes the bytes they were billed out of
+    Usage, on ClickHouse as on DuckDB: by _BilledSize, and for the ServiceMap tables (which have
+    none) by the size ingestion gave them; Usage is then the same in both."""
+    import netatlas.demo
+    from netatlas.demo.remove import delete_records
+    end = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(hours=1)
+    usage = "Usage | summarize b = round(sum(Quantity) * 1000000) by DataType | order by DataType asc"
+    with Workspace(tmp_path / "duck") as duck, Workspace(tmp_path / "ch", store="chdb") as ch:
+        for ws in (duck, ch):
+            netatlas.demo.generate(ws, machines=netatlas.demo.MIN_MACHINES, days=1, end=end)
+        before = rows(duck, usage)
+        assert rows(ch, usage) == before
+        picked = rows(duck, "VMComputer | summarize by Machine, Computer | order by Machine asc | take 3")
+
+        class Marker:
+            machine_ids, computers = [m for m, _ in picked], [c for _, c in picked]
+        gone = delete_records(duck, Marker())
+        assert delete_records(ch, Marker()) == gone and {"VMConnection", "ServiceMapComputer_CL"} <= set(gone)
+        after = rows(duck, usage)
+        assert rows(ch, usage) == after
+        lost = {t for (t, b0), (_, b1) in zip(before, after) if b1 < b0}
+        assert set(gone) <= lost
+
+
 def test_chdb_needs_a_directory():
     with pytest.raises(StoreError, match="chdb needs a directory"):
         netatlas.connect(None, store="chdb")

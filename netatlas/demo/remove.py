@@ -69,18 +69,43 @@ def delete_records(ws, marker, since: datetime | None = None) -> dict[str, int]:
 
 
 def _delete_in_store(ws, ids: list[str], names: list[str], since: datetime | None) -> dict[str, int]:
-    """``delete_records`` where the tables live in another store (ClickHouse): the rows go; the
-    bytes they were billed stay in Usage, as a purge leaves Log Analytics' Usage."""
+    """``delete_records`` where the tables live in another store (ClickHouse): the rows go, and
+    the bytes they were billed leave Usage, as on DuckDB."""
     deleted = {}
+    store = ws.remote.store
     for table in ws.catalogue.tables.values():
         if table.name == ingest.USAGE or (which := machine_column(table)) is None:
             continue
         column, kind = which
-        if n := ws.remote.store.delete(table.name, column, ids if kind == "id" else names, since):
+        values = ids if kind == "id" else names
+        if "_BilledSize" in table.column_types:
+            hours = store.billed_hours(table.name, column, values, since)
+        else:                                   # sized as ingestion sized them, by DuckDB
+            hours = _sized_hours(ws, table, store.select(table.name, column, values, since))
+        if n := store.delete(table.name, column, values, since):
             deleted[table.name] = n
+            store.unbill(table.name, hours)
     with ws._lock:
         ws.connection.execute("DELETE FROM _netatlas_senders WHERE Machine IN (SELECT unnest(?::VARCHAR[]))", [ids])
     return deleted
+
+
+def _sized_hours(ws, table: Table, rows) -> list[tuple]:
+    """[(hour, bytes)] of ``rows`` (Arrow, the table's columns) sized as ingestion sizes a record
+    of a table without _BilledSize (``ingest.record_size_sql`` over the columns as DuckDB keeps them)."""
+    if not rows.num_rows:
+        return []
+    from ..kql import types as T
+    cols = ", ".join(f'CAST("{c}" AS {T.storage_sql(t)}) AS "{c}"' for c, t in table.columns if c in rows.column_names)
+    size = ingest.record_size_sql(table, empty_strings_absent=True)
+    with ws._lock:
+        con = ws.connection
+        con.register("__gone", rows)
+        try:
+            return con.execute(f"SELECT date_trunc('hour', TimeGenerated) AS h, CAST(sum({size}) AS BIGINT) "
+                               f"FROM (SELECT {cols} FROM __gone) GROUP BY h").fetchall()
+        finally:
+            con.unregister("__gone")
 
 
 def _unbill(con, table: str, hours: list[tuple]) -> None:

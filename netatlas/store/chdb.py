@@ -162,18 +162,46 @@ class ChdbStore:
         with self._lock:
             self._query(f"INSERT INTO {_q(table)} ({names}){token} SELECT {names} FROM Python(netatlas_batch)")
 
+    @staticmethod
+    def _rows_of(column: str, values: list[str], since=None) -> str:
+        """The WHERE of the rows whose ``column`` is one of ``values`` (and TimeGenerated >= ``since``)."""
+        where = f"{_q(column)} IN ({', '.join(_lit(v) for v in values)})"
+        return where + (f" AND TimeGenerated >= {_datetime(since)}" if since is not None else "")
+
     def delete(self, table: str, column: str, values: list[str], since=None) -> int:
         """Delete the rows whose ``column`` is one of ``values`` (and TimeGenerated >= ``since``,
         when given); rows deleted."""
-        where = f"{_q(column)} IN ({', '.join(_lit(v) for v in values)})"
-        if since is not None:
-            if since.tzinfo is not None:
-                since = since.astimezone(timezone.utc)
-            where += f" AND TimeGenerated >= toDateTime64('{since.strftime('%Y-%m-%d %H:%M:%S.%f')}', 6, 'UTC')"
+        where = self._rows_of(column, values, since)
         n = int(self.fetch(f"SELECT count() FROM {_q(table)} WHERE {where}")[0][0])
         if n:
             self.execute(f"DELETE FROM {_q(table)} WHERE {where}")
         return n
+
+    def billed_hours(self, table: str, column: str, values: list[str], since=None) -> list[tuple]:
+        """[(hour, bytes)]: what those rows (as ``delete`` picks them) were billed, by their _BilledSize."""
+        return self.fetch(f"SELECT toDateTime64(toStartOfHour(TimeGenerated), 6, 'UTC') AS h, toInt64(sum(_BilledSize)) "
+                          f"FROM {_q(table)} "
+                          f"WHERE {self._rows_of(column, values, since)} GROUP BY h")
+
+    def select(self, table: str, column: str, values: list[str], since=None):
+        """Those rows (as ``delete`` picks them), as an Arrow table."""
+        return self.fetch_arrow(f"SELECT * FROM {_q(table)} WHERE {self._rows_of(column, values, since)}")
+
+    def unbill(self, data_type: str, hours: list[tuple]) -> None:
+        """Take ``hours`` [(hour, bytes)] of a table (``data_type``) out of Usage's byte counts: each
+        hour's rows are replaced by one holding what is left (none when nothing is)."""
+        gone = {h: b for h, b in hours if b}
+        if not gone:
+            return
+        which = f"DataType = {_lit(data_type)} AND hour IN ({', '.join(_datetime(h) for h in gone)})"
+        now = self.fetch(f"SELECT hour, any(Solution), toInt64(sum(bytes)) FROM {USAGE_RAW} WHERE {which} GROUP BY hour")
+        self.execute(f"DELETE FROM {USAGE_RAW} WHERE {which}")
+        kept = [(h, solution, total - gone.get(h, 0)) for h, solution, total in now if total - gone.get(h, 0) > 0]
+        if kept:
+            self.append(USAGE_RAW, pa.table({
+                "hour": pa.array([h for h, _, _ in kept], pa.timestamp("us", tz="UTC")),
+                "DataType": [data_type] * len(kept), "Solution": [s for _, s, _ in kept],
+                "bytes": pa.array([b for _, _, b in kept], pa.int64())}))
 
     def count(self, table: str) -> int:
         return int(self.fetch(f"SELECT count() FROM {_q(table)}")[0][0])
@@ -252,6 +280,13 @@ class ChdbStore:
             except Exception:          # closing must not fail on a store already broken
                 pass
         self.connection.close()
+
+
+def _datetime(d) -> str:
+    """A datetime (naive: UTC) as a ClickHouse DateTime64 literal."""
+    if d.tzinfo is not None:
+        d = d.astimezone(timezone.utc)
+    return f"toDateTime64('{d.strftime('%Y-%m-%d %H:%M:%S.%f')}', 6, 'UTC')"
 
 
 __all__ = ["ChdbStore", "VERSION", "Error", "install_runtime", "table_ddl", "SETTINGS"]
