@@ -773,8 +773,7 @@ def cmd_run(args, config: AgentConfig) -> int:
         raise UsageError(str(e)) from None
     collect = find_collector(config)
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, lambda *_: stop.set())
+    stop_on_signals(stop)
     watch_parent(stop)
     exit_after_stop(stop, config.timeout + STOP_GRACE)
     shipper = Shipper(config)
@@ -793,6 +792,17 @@ def cmd_run(args, config: AgentConfig) -> int:
 
 PARENT_ENV = "NETATLAS_AGENT_PARENT"   # set by `netatlas up`: the agent stops when that process is gone
 STOP_GRACE = 5.0                        # seconds past the last flush's timeout that stopping may take
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+
+
+def stop_on_signals(stop: threading.Event) -> None:
+    """SIGTERM, SIGHUP and SIGINT (Ctrl-C) set ``stop``: the agent stops between two collections.
+    Ctrl-C as Python's KeyboardInterrupt, raised wherever the main thread was (a netlink dump half
+    read, a lock held), could leave the open minute's close waiting forever."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, lambda *_: stop.set())
 
 
 def exit_after_stop(stop: threading.Event, seconds: float) -> None:
