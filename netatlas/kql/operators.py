@@ -533,6 +533,15 @@ def op_join(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
 # counts are sums of products (a side missing in an outer join counts one row, whose columns
 # are null). The rows are the same; the work is the sides' sizes, not their product.
 
+# the aggregates counted on each side first: name -> the column types it takes (count: any);
+# sums of whole numbers only (a sum of reals in another order could differ in its last bits)
+EAGER = {"count": None, "sum": (T.LONG, T.INT), "min": (T.LONG, T.INT, T.REAL, T.DATETIME, T.TIMESPAN),
+         "max": (T.LONG, T.INT, T.REAL, T.DATETIME, T.TIMESPAN)}
+# each side's part of one (grouped by its keys and by columns)
+PARTIAL = {"count": lambda c: exp.Count(this=c), "sum": lambda c: exp.Sum(this=c),
+           "min": lambda c: exp.Min(this=c), "max": lambda c: exp.Max(this=c)}
+
+
 @dataclass
 class JoinParts:
     left: Rel                  # after innerunique's dedup
@@ -545,7 +554,8 @@ class JoinParts:
 
 
 def eager_summarize(pl: Planner, rel: Rel, op: s.Operator) -> Rel | None:
-    """The summarize over the join's sides counted first, or None when it does not qualify."""
+    """The summarize over the join's sides counted (and summed, and their extremes taken) first, or
+    None when it does not qualify."""
     jp: JoinParts = rel.join
     if op.args.get("params") or any(it.names and len(it.names) > 1 for it in op.args["aggs"] + op.args["by"]):
         return None
@@ -563,32 +573,35 @@ def eager_summarize(pl: Planner, rel: Rel, op: s.Operator) -> Rel | None:
         if not isinstance(it.expr, s.Name) or (where := side_of(it.expr.name)) is None:
             return None
         by.append((it.names[0] if it.names else it.expr.name, *where))
-    counts = []                            # (side or None for count(), column or None)
+    counts = []                            # (aggregate, side or None for count(), column or None)
     for it in op.args["aggs"]:
         e = it.expr
-        if not (isinstance(e, s.Call) and e.name == "count" and len(e.args) <= 1):
+        if not (isinstance(e, s.Call) and e.name in EAGER and len(e.args) <= 1) or (e.name != "count" and not e.args):
             return None
         if e.args:
             if not isinstance(e.args[0], s.Name) or (where := side_of(e.args[0].name)) is None:
                 return None
-            counts.append(where)
+            side, c = where
+            if e.name != "count" and (jp.left if side == "l" else jp.right).types[c] not in EAGER[e.name]:
+                return None
+            counts.append((e.name, side, c))
         else:
-            counts.append((None, None))
+            counts.append(("count", None, None))
     plain = op_summarize(pl, Rel(rel.sql, rel.cols), op)     # its names and types, planned the usual way
-    if len(plain.cols) != len(by) + len(counts) or any(t != T.LONG for _, t in plain.cols[len(by):]):
+    if len(plain.cols) != len(by) + len(counts):
         return None
 
     def grouped(side: str, srel: Rel, keys: list[str]) -> tuple[Rel, dict]:
         names = list(dict.fromkeys(keys + [c for _, sd, c in by if sd == side]))
         select = [col(c) for c in names] + [aliased(exp.Count(this=exp.Star()), "__n")]
-        counted = {}
-        for i, (sd, c) in enumerate(counts):
+        counted, types = {}, []
+        for i, (agg, sd, c) in enumerate(counts):
             if sd == side:
                 counted[i] = f"__c{i}"
-                select.append(aliased(exp.Count(this=col(c)), f"__c{i}"))
+                select.append(aliased(PARTIAL[agg](col(c)), f"__c{i}"))
+                types.append((f"__c{i}", T.LONG if agg in ("count", "sum") else srel.types[c]))
         sql = pl.wrap(srel, select, group=[col(c) for c in names])
-        return Rel(sql, [(c, srel.types[c]) for c in names] + [("__n", T.LONG)]
-                   + [(n, T.LONG) for n in counted.values()]), counted
+        return Rel(sql, [(c, srel.types[c]) for c in names] + [("__n", T.LONG)] + types), counted
 
     left, lcounted = grouped("l", jp.left, [ln for _, _, ln, _ in jp.keys])
     right, rcounted = grouped("r", jp.right, [rn for _, _, _, rn in jp.keys])
@@ -607,16 +620,23 @@ def eager_summarize(pl: Planner, rel: Rel, op: s.Operator) -> Rel | None:
         e = side_col(side, c, typ)
         select.append(aliased(e, name))
         group.append(e.copy())
-    for i, ((side, c), (name, _)) in enumerate(zip(counts, plain.cols[len(by):])):
+    for i, ((agg, side, c), (name, typ)) in enumerate(zip(counts, plain.cols[len(by):])):
         if side is None:
             term = exp.Mul(this=rows("l"), expression=rows("r"))
         else:
             mine = col((lcounted if side == "l" else rcounted)[i], "_" + side)
-            # a missing side's column is null, except a string's: '' (never null in KQL), counted
-            absent = N(1) if (jp.left if side == "l" else jp.right).types[c] == T.STRING else N(0)
-            term = exp.Mul(this=exp.Coalesce(this=mine, expressions=[absent]), expression=rows("r" if side == "l" else "l"))
-        total = exp.Coalesce(this=exp.Sum(this=term), expressions=[N(0)])
-        select.append(aliased(cast(total, T.LONG), name))
+            if agg in ("min", "max"):           # the extreme over the pairs: over the groups paired
+                select.append(aliased(cast((exp.Min if agg == "min" else exp.Max)(this=mine), typ), name))
+                continue
+            if agg == "count":
+                # a missing side's column is null, except a string's: '' (never null in KQL), counted
+                absent = N(1) if (jp.left if side == "l" else jp.right).types[c] == T.STRING else N(0)
+                mine = exp.Coalesce(this=mine, expressions=[absent])
+            term = exp.Mul(this=mine, expression=rows("r" if side == "l" else "l"))
+        total = exp.Sum(this=term)
+        if agg == "count" or not by:            # count() of no pairs is 0, and so is sum() without by
+            total = exp.Coalesce(this=total, expressions=[N(0)])
+        select.append(aliased(cast(total, typ), name))
     on = None
     for _, _, ln, rn in jp.keys:
         c = exp.EQ(this=col(ln, "_l"), expression=col(rn, "_r"))
