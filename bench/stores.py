@@ -24,6 +24,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -191,7 +192,8 @@ def ensure_big(big, big_rows: int, demo, write) -> int:
     t0 = time.perf_counter()
     day = open_chdb("demo_day")
     try:
-        day.create_tables(big_catalogue(), {t: 4383 for t in big_catalogue().names()})
+        catalogue = big_catalogue()
+        day.create_tables(catalogue, {t: 4383 for t in catalogue.names()})
         for (t,) in day.fetch("SELECT name FROM system.tables WHERE database = 'demo_day' AND engine LIKE '%MergeTree'"):
             day.execute(f'TRUNCATE TABLE "{t}"')
         ws = netatlas.connect(demo.path)
@@ -199,7 +201,7 @@ def ensure_big(big, big_rows: int, demo, write) -> int:
             copy_tables(ws, day)
         finally:
             ws.close()
-        for table in big_catalogue().tables.values():
+        for table in catalogue.tables.values():
             if table.name == "Usage" or not day.count(table.name):
                 continue
             big.execute(f'TRUNCATE TABLE "{table.name}"')
@@ -227,6 +229,7 @@ def settle(store, write, limit: float = 900) -> None:
     write(f"  background merges done after {time.perf_counter() - t0:.0f} s")
 
 
+@functools.lru_cache(maxsize=1)
 def big_catalogue():
     from netatlas.catalogue import Catalogue
     return Catalogue.load()

@@ -113,9 +113,4 @@ def resolve(con, addresses: list[str], lookback_days: float = 1.0,
                WHERE ip IN (SELECT unnest(?::VARCHAR[])) ORDER BY Machine""", [since, keys]).fetchall()
         for ip, machine, computer in own:
             found[ip].append({"machine": machine, "computer": computer, "via": "address"})
-        nat = con.execute(f"SELECT Address, Machine, Computer FROM {SENDERS} WHERE LastSeen >= ? AND "
-                          f"Address IN (SELECT unnest(?::VARCHAR[])) ORDER BY Machine", [since, keys]).fetchall()
-        for ip, machine, computer in nat:
-            if not any(m["machine"] == machine for m in found[ip]):
-                found[ip].append({"machine": machine, "computer": computer, "via": "nat"})
-    return {a: found.get(c, []) if c else [] for a, c in wanted.items()}
+    return add_senders(con, {a: found.get(c, []) if c else [] for a, c in wanted.items()}, lookback_days, now=now)

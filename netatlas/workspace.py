@@ -609,8 +609,8 @@ def fits(table, types: list[str], max_rows: int | None, max_bytes: int | None) -
         return False
     if max_bytes is None or not n:
         return True
-    fixed = 2 + sum(VALUE_BYTES.get(t, 8) + 1 for t in types if t not in MEASURED)
-    size = n * (fixed + 4 * sum(1 for t in types if t in MEASURED))
+    fixed, measured = _row_widths(types)
+    size = n * (fixed + 4 * len(measured))
     for column, t in zip(table.columns, types):
         if t in MEASURED:
             if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
@@ -631,11 +631,17 @@ def delete_in_steps(cur, target: str, where: str, params: list, step: int = RETE
             return total
 
 
+def _row_widths(types: list[str]) -> tuple[int, list[int]]:
+    """A row's fixed bytes in the JSON answer (brackets, separators, the fixed-width values), and
+    the columns whose values are measured (strings, dynamic)."""
+    return (2 + sum(VALUE_BYTES.get(t, 8) + 1 for t in types if t not in MEASURED),
+            [i for i, t in enumerate(types) if t in MEASURED])
+
+
 def row_sizer(types: list[str]):
     """A function of some rows -> their estimated bytes in the JSON answer: strings and dynamic
     values measured (their characters), the other types at a fixed width (``VALUE_BYTES``)."""
-    fixed = 2 + sum(VALUE_BYTES.get(t, 8) + 1 for t in types if t not in MEASURED)
-    measured = [i for i, t in enumerate(types) if t in MEASURED]
+    fixed, measured = _row_widths(types)
 
     def size(rows: list[tuple]) -> int:
         n = len(rows) * (fixed + 4 * len(measured))

@@ -438,7 +438,7 @@ def test_fills_apply_by_the_tables_columns():
     vm = enrich.columns(cat.get("VMConnection"), {"workspace_id": "ws-7"})
     assert {"Type", "SourceSystem", "_BilledSize", "_IsBillable", "_ResourceId", "RemoteIp"} <= set(vm)
     assert "/netatlas/workspaces/ws-7/machines/" in vm["_ResourceId"]
-    usage_like = [t for t in cat.tables.values() if "Computer" not in t.column_types and "_ResourceId" in t.column_types]
-    for t in usage_like:
-        assert "_ResourceId" not in enrich.columns(t, {})
+    from netatlas.catalogue import Table
+    no_computer = Table("Custom_CL", (("TimeGenerated", "datetime"), ("_ResourceId", "string"), ("Type", "string")))
+    assert set(enrich.columns(no_computer, {})) == {"Type"}          # no machine to make a resource id of
     assert all("RemoteIp" not in enrich.columns(t, {}) for t in cat.tables.values() if t.name != "VMConnection")

@@ -30,13 +30,11 @@ from functools import partial
 from pathlib import Path
 from typing import Mapping
 
-from .. import configfile
-from ..configure import KINDS, Kind, Setting as _Setting, one_of, resolve, settings_class
+from ..configure import KINDS, Kind, MiB, Setting as _Setting, one_of, resolve, settings_class
 from ..errors import AgentConfigError
 
 ENV_PREFIX = "NETATLAS_AGENT_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
-MiB = 1024 * 1024
 
 
 ConfigError = AgentConfigError      # a setting that is missing, unknown or not of its kind
@@ -111,9 +109,6 @@ SETTINGS: tuple[Setting, ...] = (
             "agent's id (created on first start)"),
 )
 
-BY_NAME = {s.name: s for s in SETTINGS}
-
-
 def _missing(self) -> list:
     """The required settings left empty."""
     return [s for s in SETTINGS if s.required and not getattr(self, s.name)]
@@ -126,11 +121,6 @@ AgentConfig.__doc__ = "The agent's settings (see SETTINGS): AgentConfig(workspac
 
 
 # ---------------------------------------------------------------- loading: flags > env > file > default
-
-def read_file(path: str | os.PathLike) -> dict[str, object]:
-    """The settings a TOML file sets; ConfigError for an unreadable file, bad TOML or an unknown key."""
-    return configfile.read(path, BY_NAME, ConfigError)
-
 
 def load(flags: Mapping[str, object] | None = None, environ: Mapping[str, str] | None = None,
          file: str | os.PathLike | None = None, *, require: bool = False) -> AgentConfig:

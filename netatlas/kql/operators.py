@@ -509,29 +509,23 @@ def op_join(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
         select.append(_star("_r"))
     else:
         select += [aliased(_nz(col(c, "_r"), t) if rnull else col(c, "_r"), n) for c, n, t in rnames]
-    j = exp.Join(this=right.sql.subquery("_r", copy=False), on=_on(keys), side=None, kind=None)
     jsql = JOIN_SQL[kind]
-    if jsql == "INNER":
-        j.set("kind", "INNER")
-    else:
-        j.set("side", jsql)
-        j.set("kind", "OUTER")
-    sql = exp.Select(expressions=select).from_(left.sql.subquery("_l", copy=False), copy=False)
-    sql.set("joins", [j])
+    sql = _joined(select, left, right, _on(keys), jsql)
     cols = list(left.cols) + [(n, t) for _, n, t in rnames]
     out = Rel(sql, cols, None, None)
     out.join = JoinParts(left, right, keys, jsql, lnull, rnull, rnames)
     return out
 
 
-# ---- summarize right after a join: each side counted first ----------------------------------
+# ---- summarize right after a join: each side aggregated first ---------------------------------
 # `A | join kind=fullouter (B) on K | summarize count() by a` builds every pair of rows sharing
 # K before counting them: a machine's 100,000 connections times its 1,500 inventory records is
-# 150 million pairs for one machine. When every aggregate is a count (count(), count(x)) and every
-# `by` is a plain column, each side is grouped by its join keys and its own `by` columns first,
-# the (far fewer) groups are joined, and a pair of groups stands for n_left x n_right pairs: the
-# counts are sums of products (a side missing in an outer join counts one row, whose columns
-# are null). The rows are the same; the work is the sides' sizes, not their product.
+# 150 million pairs for one machine. When every aggregate is in EAGER and every `by` is a plain
+# column, each side is grouped by its join keys and its own `by` columns first (PARTIAL), the
+# (far fewer) groups are joined, and a pair of groups stands for n_left x n_right pairs: counts
+# and sums are sums of a side's part times the other side's rows, extremes the extremes of the
+# parts (a side missing in an outer join counts one row, whose columns are null). The rows are
+# the same; the work is the sides' sizes, not their product.
 
 # the aggregates counted on each side first: name -> the column types it takes (count: any);
 # sums of whole numbers only (a sum of reals in another order could differ in its last bits)
@@ -637,21 +631,23 @@ def eager_summarize(pl: Planner, rel: Rel, op: s.Operator) -> Rel | None:
         if agg == "count" or not by:            # count() of no pairs is 0, and so is sum() without by
             total = exp.Coalesce(this=total, expressions=[N(0)])
         select.append(aliased(cast(total, typ), name))
-    on = None
-    for _, _, ln, rn in jp.keys:
-        c = exp.EQ(this=col(ln, "_l"), expression=col(rn, "_r"))
-        on = c if on is None else exp.And(this=on, expression=c)
-    j = exp.Join(this=right.sql.subquery("_r", copy=False), on=on)
-    if jp.sql_kind == "INNER":
-        j.set("kind", "INNER")
-    else:
-        j.set("side", jp.sql_kind)
-        j.set("kind", "OUTER")
-    sql = exp.Select(expressions=select).from_(left.sql.subquery("_l", copy=False), copy=False)
-    sql.set("joins", [j])
+    sql = _joined(select, left, right, _on(jp.keys), jp.sql_kind)
     if group:
         sql.set("group", exp.Group(expressions=group))
     return Rel(sql, list(plain.cols), None, None)
+
+
+def _joined(select: list, left: Rel, right: Rel, on: exp.Expression, sql_kind: str) -> exp.Select:
+    """SELECT ``select`` FROM left AS _l <sql_kind> JOIN right AS _r ON ``on``."""
+    j = exp.Join(this=right.sql.subquery("_r", copy=False), on=on)
+    if sql_kind == "INNER":
+        j.set("kind", "INNER")
+    else:
+        j.set("side", sql_kind)
+        j.set("kind", "OUTER")
+    sql = exp.Select(expressions=select).from_(left.sql.subquery("_l", copy=False), copy=False)
+    sql.set("joins", [j])
+    return sql
 
 
 def op_lookup(pl: Planner, rel: Rel, op: s.Operator) -> Rel:

@@ -21,8 +21,7 @@ import os
 import ssl
 from typing import Mapping
 
-from .. import configfile
-from ..configure import Setting as _Setting, resolve, settings_class
+from ..configure import MiB, Setting as _Setting, resolve, settings_class
 from ..errors import SettingsError
 
 CONFIG_ENV = "NETATLAS_CONFIG"
@@ -36,7 +35,6 @@ def Setting(name: str, default, kind: str, metavar: str, help: str) -> _Setting:
     return _Setting(name, default, kind, help, metavar=metavar)
 
 
-MiB = 1024 * 1024
 DEFAULT_DATA = "netatlas-data"
 
 SETTINGS: tuple[_Setting, ...] = (
@@ -102,14 +100,6 @@ SETTINGS: tuple[_Setting, ...] = (
             "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For and "
             "X-Forwarded-Proto are believed (default: none, the headers are ignored)"),
 )
-
-BY_NAME = {s.name: s for s in SETTINGS}
-
-
-def read_file(path: str | os.PathLike) -> dict[str, object]:
-    """The settings a TOML file sets; SettingsError for an unreadable file, bad TOML or an unknown key."""
-    return configfile.read(path, BY_NAME, SettingsError)
-
 
 def _from_env(cls, environ: Mapping[str, str] | None = None, *, file: str | os.PathLike | None = None,
               **overrides) -> "Settings":
