@@ -152,10 +152,10 @@ def test_no_import_cycles_in_the_package():
 
 # ---- dialects as data -----------------------------------------------------------------------------
 
-def planner_function_names() -> set[str]:
-    """Every store function the planner calls by name: the first argument of ``fn("...")`` and of
-    ``exp.Anonymous(this="...")`` in the KQL modules outside kql/dialects/."""
-    names = set()
+def planner_calls() -> tuple[set[str], list[str]]:
+    """The functions the KQL modules outside kql/dialects/ call by name: the first argument of
+    ``fn("...")``, and where they build an ``exp.Anonymous`` themselves (only typed.fn may)."""
+    names, anonymous = set(), []
     for p in (PACKAGE / "kql").rglob("*.py"):
         if "dialects" in p.relative_to(PACKAGE / "kql").parts:
             continue
@@ -165,32 +165,76 @@ def planner_function_names() -> set[str]:
             f = node.func
             name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else None
             if name == "fn" and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
-                names.add(node.args[0].value.lower())
+                names.add(node.args[0].value)
             elif name == "Anonymous":
-                for kw in node.keywords:
-                    if kw.arg == "this" and isinstance(kw.value, ast.Constant):
-                        names.add(kw.value.value.lower())
-                    elif kw.arg == "this" and isinstance(kw.value, ast.IfExp):     # "a" if ... else "b"
-                        names |= {v.value.lower() for v in (kw.value.body, kw.value.orelse) if isinstance(v, ast.Constant)}
-    return names
+                anonymous.append(f"{p.relative_to(PACKAGE)}:{node.lineno}")
+    return names, anonymous
 
 
-def test_every_function_the_planner_names_is_handled_by_every_dialect():
-    """The planner's calls by name are DuckDB's spelling: DuckDB runs them as written (its own
-    functions, or its runtime's macros and Python functions); ClickHouse must rewrite each one
-    (its FUNCTIONS table, a function of its runtime of the same name, or sqlglot's typed node for
-    it), so none reaches ClickHouse as an unknown function."""
+def test_the_planner_names_only_its_own_vocabulary():
+    """No module outside kql/dialects/ names a store's function: the planner builds sqlglot's typed
+    nodes, and calls what sqlglot has no node for by the names of its own vocabulary
+    (dialects/base.FUNCTIONS); typed.fn refuses any other name."""
+    from netatlas.kql.dialects.base import FUNCTIONS
+    from netatlas.kql.typed import fn
+    names, anonymous = planner_calls()
+    assert {"collect_list", "json_at", "netatlas_ipv4_in_range"} <= names          # the scan finds them
+    assert sorted(names - set(FUNCTIONS)) == []
+    assert [a.split(":")[0] for a in anonymous] == ["kql/typed.py"], anonymous
+    with pytest.raises(KeyError, match="vocabulary"):
+        fn("regexp_matches")                 # DuckDB's name for exp.RegexpLike: not the planner's to use
+
+
+def test_every_call_of_the_corpus_is_in_the_vocabulary():
+    """The same, at run time: every call by name in the plans of the golden corpus and the seed
+    queries (names built from parts, as the set functions' are, too) is in the vocabulary."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).parent))
     from sqlglot import exp
-    from netatlas.kql.dialects.base import typed_node
-    from netatlas.kql.dialects.clickhouse import FUNCTIONS, runtime as ch_runtime
+    import netatlas
+    from netatlas.kql.dialects.base import FUNCTIONS
+    from netatlas.kql.generator import build
+    from test_printer import CORPUS, plan_of
+    ws = netatlas.connect()
+    try:
+        seen = {n.name for _, text in CORPUS for n in build(plan_of(ws, text)).walk() if type(n) is exp.Anonymous}
+    finally:
+        ws.close()
+    assert {"collect_list", "netatlas_set_union"} <= seen
+    assert sorted(seen - set(FUNCTIONS)) == []
+
+
+def vocabulary_handled(dialect, runtime_names: set[str]) -> list[str]:
+    from netatlas.kql.dialects.base import FUNCTIONS, RUNTIME_PREFIX
+    return sorted(n for n in FUNCTIONS if n not in dialect.spellings and n not in dialect.functions
+                  and not (n.startswith(RUNTIME_PREFIX) and n in runtime_names))
+
+
+def test_every_dialect_spells_every_function_of_the_vocabulary():
+    """Each name of the vocabulary is spelled or rewritten by each dialect, but the runtime's own,
+    which each store's runtime installs under that name."""
+    from netatlas.kql.dialects import DIALECTS
+    from netatlas.kql.dialects.clickhouse import runtime as ch_runtime
     from netatlas.kql.dialects.duckdb import runtime as duck_runtime
-    names = planner_function_names()
-    assert {"regexp_matches", "netatlas_ipv4_in_range", "to_json", "list"} <= names      # the scan finds them
-    duck_own = {n for n in names if n.startswith("netatlas_")}
-    assert duck_own <= set(duck_runtime.MACROS) | {n for n, *_ in duck_runtime.UDFS}, "DuckDB's runtime lacks some"
-    unhandled = sorted(n for n in names if n not in FUNCTIONS and n not in ch_runtime.FUNCTIONS
-                       and type(typed_node(exp.Anonymous(this=n, expressions=[exp.column("x")] * 3), "duckdb"))
-                       is exp.Anonymous
-                       and type(typed_node(exp.Anonymous(this=n, expressions=[exp.column("x")]), "duckdb"))
-                       is exp.Anonymous)
-    assert unhandled == [], f"the ClickHouse dialect does not handle {unhandled}"
+    assert vocabulary_handled(DIALECTS["duckdb"], set(duck_runtime.MACROS) | {n for n, *_ in duck_runtime.UDFS}) == []
+    assert vocabulary_handled(DIALECTS["clickhouse"], set(ch_runtime.FUNCTIONS)) == []
+
+
+def test_every_spelling_is_a_function_of_its_store():
+    """The spellings name functions the engines have: DuckDB's duckdb_functions(), ClickHouse's
+    system.functions (chdb), case as each engine wants it."""
+    import duckdb
+    from netatlas.kql.dialects import DIALECTS
+    con = duckdb.connect()
+    duck = {r[0] for r in con.execute("SELECT function_name FROM duckdb_functions()").fetchall()}
+    assert sorted(set(DIALECTS["duckdb"].spellings.values()) - duck) == []
+    try:
+        import chdb
+    except ImportError as e:
+        print(f"skipping ClickHouse's half: chdb is not installed ({e})")
+        pytest.skip(f"chdb is not installed: {e}")
+    rows = chdb.query("SELECT name, case_insensitive FROM system.functions", "CSV").data().splitlines()
+    exact = {r.split(",")[0].strip('"') for r in rows}
+    folded = {r.split(",")[0].strip('"').lower() for r in rows if r.endswith(",1")}
+    missing = sorted(n for n in set(DIALECTS["clickhouse"].spellings.values()) if n not in exact and n.lower() not in folded)
+    assert missing == []

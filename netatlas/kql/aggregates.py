@@ -60,7 +60,7 @@ def _sum_type(t: str) -> str:
 def _sum(x: Typed) -> Typed:
     if x.type not in T.NUMERIC and x.type != T.TIMESPAN:
         if x.type == T.DYNAMIC:
-            return Typed(fn("sum", to_real(x).sql), T.REAL)
+            return Typed(fn(exp.Sum, to_real(x).sql), T.REAL)
         type_error(f"sum() needs a number, not {x.type}", x.span)
     rtype = _sum_type(x.type)
     e = exp.Sum(this=x.sql)
@@ -105,7 +105,7 @@ def sumif(x, p):
 @aggregate("avg", "avg", 1, 1)
 def avg(x):
     if x.type == T.TIMESPAN:
-        return Typed(cast(fn("round", exp.Avg(this=x.sql)), T.LONG), T.TIMESPAN)
+        return Typed(cast(fn(exp.Round, exp.Avg(this=x.sql)), T.LONG), T.TIMESPAN)
     return Typed(exp.Avg(this=to_real(x).sql), T.REAL)
 
 
@@ -137,14 +137,14 @@ def maxif(x, p):
 def _json_list(values: exp.Expression, distinct: bool, limit: Typed | None = None,
                where: exp.Expression | None = None, of_dynamic: bool = False) -> exp.Expression:
     inner = exp.Distinct(expressions=[values]) if distinct else values
-    agg = fn("list", inner)
+    agg = fn("collect_list", inner)
     cond = exp.Not(this=exp.Is(this=values, expression=exp.null()))
     if where is not None:
         cond = exp.And(this=cond, expression=where)
     agg = exp.Filter(this=agg, expression=exp.Where(this=cond))
     if limit is not None:
-        agg = fn("list_slice", agg, N(1), limit.sql)
-    to_json = fn("to_json", agg)
+        agg = fn("sublist", agg, N(1), limit.sql)
+    to_json = fn("as_json", agg)
     to_json.meta["json_list"] = of_dynamic          # see functions/dynamic._json
     return exp.Coalesce(this=cast(to_json, T.DYNAMIC), expressions=[cast(exp.Literal.string("[]"), T.DYNAMIC)])
 
@@ -170,20 +170,20 @@ def make_list_if(x, p, limit=None):
 @aggregate("make_set", "set", 1, 2, "makeset")
 def make_set(x, limit=None):
     if x.type == T.DYNAMIC:
-        return Typed(fn("netatlas_make_set_dynamic", fn("list", x.sql)), T.DYNAMIC)
+        return Typed(fn("netatlas_make_set_dynamic", fn("collect_list", x.sql)), T.DYNAMIC)
     return Typed(_json_list(_element(x), True, limit, of_dynamic=x.type == T.DYNAMIC), T.DYNAMIC)
 
 
 @aggregate("make_set_if", "set", 2, 3, "makeset_if")
 def make_set_if(x, p, limit=None):
     if x.type == T.DYNAMIC:
-        return Typed(fn("netatlas_make_set_dynamic", exp.Filter(this=fn("list", x.sql), expression=exp.Where(this=to_bool(p).sql))), T.DYNAMIC)
+        return Typed(fn("netatlas_make_set_dynamic", exp.Filter(this=fn("collect_list", x.sql), expression=exp.Where(this=to_bool(p).sql))), T.DYNAMIC)
     return Typed(_json_list(_element(x), True, limit, to_bool(p).sql, of_dynamic=x.type == T.DYNAMIC), T.DYNAMIC)
 
 
 @aggregate("make_bag", "bag", 1, 2, "make_dictionary")
 def make_bag(x, limit=None):
-    return Typed(fn("netatlas_make_bag", fn("list", to_dynamic(x).sql)), T.DYNAMIC)
+    return Typed(fn("netatlas_make_bag", fn("collect_list", to_dynamic(x).sql)), T.DYNAMIC)
 
 
 @aggregate("any", "any", 1, None)
@@ -196,27 +196,27 @@ def take_any(*xs):
     if len(xs) != 1:
         raise KqlSemanticError("take_any() with several arguments must be the only expression; name each column",
                                xs[0].span, code="KQL_UNSUPPORTED")
-    return Typed(fn("any_value", xs[0].sql), xs[0].type)
+    return Typed(fn(exp.AnyValue, xs[0].sql), xs[0].type)
 
 
 @aggregate("stdev", "stdev", 1, 1)
 def stdev(x):
-    return Typed(fn("stddev_samp", to_real(x).sql), T.REAL)
+    return Typed(fn(exp.StddevSamp, to_real(x).sql), T.REAL)
 
 
 @aggregate("stdevp", "stdevp", 1, 1)
 def stdevp(x):
-    return Typed(fn("stddev_pop", to_real(x).sql), T.REAL)
+    return Typed(fn(exp.StddevPop, to_real(x).sql), T.REAL)
 
 
 @aggregate("variance", "variance", 1, 1)
 def variance(x):
-    return Typed(fn("var_samp", to_real(x).sql), T.REAL)
+    return Typed(fn("sample_variance", to_real(x).sql), T.REAL)
 
 
 @aggregate("variancep", "variancep", 1, 1)
 def variancep(x):
-    return Typed(fn("var_pop", to_real(x).sql), T.REAL)
+    return Typed(fn(exp.VariancePop, to_real(x).sql), T.REAL)
 
 
 def _pct_value(p: Typed) -> float:
@@ -231,7 +231,7 @@ def _pct_name(v: float) -> str:
 
 def _percentile(x: Typed, v: float) -> Typed:
     # nearest-rank percentile, as Kusto computes it
-    e = exp.Anonymous(this="quantile_disc", expressions=[x.sql, exp.Literal.number(v / 100.0)])
+    e = fn(exp.PercentileDisc, x.sql, exp.Literal.number(v / 100.0))
     rtype = x.type if x.type != T.INT else T.INT
     return Typed(e, rtype)
 
@@ -250,8 +250,8 @@ def percentiles(x, *ps):
 @aggregate("percentiles_array", "percentiles", 2, None)
 def percentiles_array(x, *ps):
     items = [_percentile(x, _pct_value(p)).sql for p in ps]
-    return Typed(fn("json_array", *items), T.DYNAMIC)
+    return Typed(fn(exp.JSONArray, *items), T.DYNAMIC)
 
 
 # arg_max / arg_min are planned by the summarize operator itself (they need the whole row).
-ARG_EXTREMES = {"arg_max": "max_by", "arg_min": "min_by"}
+ARG_EXTREMES = {"arg_max": "value_at_max", "arg_min": "value_at_min"}

@@ -39,7 +39,7 @@ def render(tree: exp.Expression, dialect: str = "duckdb", *, printer: str | None
     d = DIALECTS[dialect]
     fast = _fast_printer(d, printer, False)
     if fast is not None:
-        return fast(d.rewrite(tree.copy()) if d.functions or d.transforms else tree)
+        return fast(d.rewrite(tree.copy(), spell=False) if d.functions or d.transforms else tree)
     return prepare(d.rewrite(prepare(tree.copy()))).sql(dialect=d.sqlglot)
 
 
@@ -52,9 +52,9 @@ def generate(plan: Plan, dialect: str = "duckdb", *, max_rows: int | None = None
     tree = build(plan, max_rows=max_rows)
     fast = _fast_printer(d, printer, pretty)
     if fast is not None:
-        return fast(d.rewrite(tree))
+        return fast(d.rewrite(tree, spell=False))      # the fast printer spells the vocabulary
     # shared nodes copied (prepare) before the rewrite, so each place is rewritten
-    rewritten = d.rewrite(prepare(tree.copy())) if d.functions or d.transforms else tree   # the plan's nodes untouched
+    rewritten = d.rewrite(prepare(tree.copy())) if d.functions or d.transforms or d.spellings else tree   # the plan's nodes untouched
     return prepare(rewritten).sql(dialect=d.sqlglot, pretty=pretty)
 
 

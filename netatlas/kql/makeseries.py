@@ -86,11 +86,11 @@ def make_series(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
     else:
         kq = exp.Select(expressions=[aliased(N(1), "__one")])
     if axis.type == T.DATETIME:
-        series = fn("generate_series", start.sql.copy(), stop.sql.copy(),
-                    fn("to_microseconds", exp.IntDiv(this=step.sql.copy(), expression=N(10))))
+        series = fn(exp.GenerateSeries, start.sql.copy(), stop.sql.copy(),
+                    fn("microseconds", exp.IntDiv(this=step.sql.copy(), expression=N(10))))
     else:
-        series = fn("generate_series", start.sql.copy(), stop.sql.copy(), step.sql.copy())
-    grid_inner = exp.Select(expressions=[exp.Star(), aliased(fn("unnest", series), "__bin")]).from_(
+        series = fn(exp.GenerateSeries, start.sql.copy(), stop.sql.copy(), step.sql.copy())
+    grid_inner = exp.Select(expressions=[exp.Star(), aliased(fn(exp.Explode, series), "__bin")]).from_(
         kq.subquery(pl.fresh(), copy=False), copy=False)
     grid = exp.Select(expressions=[exp.Star()]).from_(grid_inner.subquery(pl.fresh(), copy=False), copy=False).where(
         exp.LT(this=col("__bin"), expression=stop.sql.copy()), copy=False)
@@ -103,7 +103,7 @@ def make_series(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
         v = exp.Coalesce(this=cast(col(f"__a{i}", "_c"), rtype) if rtype != t.type else col(f"__a{i}", "_c"), expressions=[dv])
         sel.append(aliased(_json_list_ordered(v, order.copy()), n))
     if axis.type == T.DATETIME:
-        shown = exp.DPipe(this=fn("strftime", col("__bin", "_g"), L("%Y-%m-%dT%H:%M:%S.%f")), expression=L("0Z"))
+        shown = exp.DPipe(this=fn(exp.TimeToStr, col("__bin", "_g"), L("%Y-%m-%dT%H:%M:%S.%f")), expression=L("0Z"))
     else:
         shown = col("__bin", "_g")
     sel.append(aliased(_json_list_ordered(shown, order.copy()), axis_name))
@@ -116,8 +116,8 @@ def make_series(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
 
 
 def _json_list_ordered(value: exp.Expression, order: exp.Order) -> exp.Expression:
-    agg = exp.Anonymous(this="list", expressions=[exp.Order(this=value, expressions=order.expressions)])
-    return exp.Coalesce(this=cast(fn("to_json", agg), T.DYNAMIC), expressions=[cast(L("[]"), T.DYNAMIC)])
+    agg = fn("collect_list", exp.Order(this=value, expressions=order.expressions))
+    return exp.Coalesce(this=cast(fn("as_json", agg), T.DYNAMIC), expressions=[cast(L("[]"), T.DYNAMIC)])
 
 
 def top_nested(pl: Planner, rel: Rel, op: s.Operator) -> Rel:

@@ -398,7 +398,7 @@ def op_count(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
 
 def op_sample(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
     n = limit_value(pl, op.args["count"])
-    sql = pl.wrap(rel, select_all(rel), order=[exp.Ordered(this=fn("random"))], limit=n)
+    sql = pl.wrap(rel, select_all(rel), order=[exp.Ordered(this=fn(exp.Rand))], limit=n)
     return Rel(sql, rel.cols, None, rel.name)
 
 
@@ -773,10 +773,10 @@ def op_mv_expand(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
         if n not in rel.types:
             sel.append(aliased(mv_cast(col(f"__mv{i}"), to), n))
             cols.append((n, to))
-    unn = [aliased(fn("unnest", col(f"__mv{i}")), f"__mv{i}") for i in range(len(expanded))]
+    unn = [aliased(fn(exp.Explode, col(f"__mv{i}")), f"__mv{i}") for i in range(len(expanded))]
     keep = [col(c) for c, _ in rel.cols if c not in newcols]
     if itemindex or limit is not None:
-        unn.append(aliased(exp.Sub(this=fn("generate_subscripts", col("__mv0"), N(1)), expression=N(1)), "__idx"))
+        unn.append(aliased(exp.Sub(this=fn("list_positions", col("__mv0"), N(1)), expression=N(1)), "__idx"))
     inner = Rel(pl.wrap(pre, keep + unn), [], None)
     if itemindex:
         sel.append(aliased(cast(col("__idx"), T.LONG), itemindex))
@@ -836,8 +836,8 @@ def term_match(t: Typed, term: str, span: Span, cs: bool = False) -> Typed:
     if "*" in term:
         regex = ".*".join(re.escape(p) for p in term.split("*"))
         if cs:
-            return Typed(fn("regexp_matches", to_string(t).sql, L(regex)), T.BOOL)
-        return Typed(fn("regexp_matches", exp.Lower(this=to_string(t).sql), L(regex.lower())), T.BOOL)
+            return Typed(fn(exp.RegexpLike, to_string(t).sql, L(regex)), T.BOOL)
+        return Typed(fn(exp.RegexpLike, exp.Lower(this=to_string(t).sql), L(regex.lower())), T.BOOL)
     return binary(op + ("_cs" if cs else ""), t, const(term, T.STRING), span)
 
 
@@ -925,10 +925,10 @@ def _parse_rel(pl: Planner, rel: Rel, op: s.Operator, filter_matches: bool) -> R
         regex = f"(?{flags})" + regex
     if kind == "regex" and re2_error(regex):
         check_parse_regex(op, regex)
-    matched = fn("regexp_matches", src.sql, L(regex))
+    matched = fn(exp.RegexpLike, src.sql, L(regex))
     new = {}
     for i, (name, typ) in enumerate(cols, start=1):
-        raw = fn("regexp_extract", src.sql, L(regex), N(i))
+        raw = fn(exp.RegexpExtract, src.sql, L(regex), group=N(i), null_if_pos_overflow=True)
         if typ == T.STRING:
             v = raw
         elif typ == T.DATETIME:
@@ -1076,8 +1076,8 @@ def src_range(pl: Planner, node: s.RangeSource) -> Rel:
         if step.type != T.TIMESPAN:
             raise KqlSemanticError("a datetime range needs a timespan step", node.step.span, code="KQL_TYPE")
         stop2 = stop if stop.type == T.DATETIME else binary("+", start, stop, node.stop.span)
-        interval = fn("to_microseconds", exp.IntDiv(this=step.sql, expression=N(10)))
-        series = fn("generate_series", start.sql, stop2.sql, interval)
+        interval = fn("microseconds", exp.IntDiv(this=step.sql, expression=N(10)))
+        series = fn(exp.GenerateSeries, start.sql, stop2.sql, interval)
         typ = T.DATETIME
     else:
         typ = T.promote(start.type, stop.type) or start.type
@@ -1086,7 +1086,7 @@ def src_range(pl: Planner, node: s.RangeSource) -> Rel:
         typ = T.promote(typ, step.type) or typ
         if typ == T.INT:
             typ = T.LONG
-        series = fn("generate_series", cast(start.sql, typ), cast(stop.sql, typ), cast(step.sql, typ))
+        series = fn(exp.GenerateSeries, cast(start.sql, typ), cast(stop.sql, typ), cast(step.sql, typ))
     # the table function streams; unnest() of a list would build the whole range in memory
     sel = exp.Select(expressions=[aliased(col("generate_series"), node.column)]).from_(
         exp.Table(this=series), copy=False)

@@ -425,7 +425,7 @@ class Planner:
                                    code="KQL_TYPE", hint="convert it with todynamic() / parse_json()")
         path = json_key_path(node.name)
         name = f"{target.name}_{node.name}" if target.name else node.name
-        return Typed(fn("json_extract", target.sql, exp.Literal.string(path)), T.DYNAMIC, node.span, name=name)
+        return Typed(fn("json_at", target.sql, exp.Literal.string(path)), T.DYNAMIC, node.span, name=name)
 
     def sc_index(self, node: s.Index, scope, agg) -> Typed:
         target = self.scalar(node.target, scope, agg)
@@ -435,17 +435,17 @@ class Planner:
         if idx.is_const and isinstance(idx.const, str):
             path = exp.Literal.string(json_key_path(idx.const))
             name = f"{target.name}_{idx.const}" if target.name else idx.const
-            return Typed(fn("json_extract", target.sql, path), T.DYNAMIC, node.span, name=name)
+            return Typed(fn("json_at", target.sql, path), T.DYNAMIC, node.span, name=name)
         if idx.is_const and isinstance(idx.const, int):
             i = idx.const
             path = exp.Literal.string(f"$[{i}]" if i >= 0 else f"$[#{i}]")
-            return Typed(fn("json_extract", target.sql, path), T.DYNAMIC, node.span)
+            return Typed(fn("json_at", target.sql, path), T.DYNAMIC, node.span)
         if idx.type in T.INTEGER:
             path = exp.DPipe(this=exp.DPipe(this=exp.Literal.string("$["), expression=cast(idx.sql, T.STRING)),
                              expression=exp.Literal.string("]"))
         else:
-            path = exp.DPipe(this=exp.Literal.string("$."), expression=fn("to_json", to_string(idx).sql))
-        return Typed(fn("json_extract", target.sql, path), T.DYNAMIC, node.span)
+            path = exp.DPipe(this=exp.Literal.string("$."), expression=fn("as_json", to_string(idx).sql))
+        return Typed(fn("json_at", target.sql, path), T.DYNAMIC, node.span)
 
     def sc_unary(self, node: s.Unary, scope, agg) -> Typed:
         v = self.scalar(node.operand, scope, agg)
@@ -773,7 +773,7 @@ def row_window(pl: Planner, node: s.Call, scope: Scope) -> Typed:
         if not args:
             raise KqlSemanticError(f"{name}() needs a column", node.span, code="KQL_ARGUMENTS")
         offset = args[1].sql if len(args) > 1 else N(1)
-        f = "lag" if name == "prev" else "lead"
+        f = exp.Lag if name == "prev" else exp.Lead
         call_args = [args[0].sql, offset]
         if len(args) > 2:
             d, _, _ = unify(args[2], args[0], node.span, name)
@@ -789,7 +789,7 @@ def row_window(pl: Planner, node: s.Call, scope: Scope) -> Typed:
         rtype = T.LONG if args[0].type in T.INTEGER else args[0].type
         return Typed(cast(w, rtype), rtype, node.span)
     if name in ("row_rank_dense", "row_rank_min"):
-        f = exp.Anonymous(this="dense_rank" if name == "row_rank_dense" else "rank", expressions=[])
+        f = (exp.DenseRank if name == "row_rank_dense" else exp.Rank)()
         order_e = [exp.Ordered(this=args[0].sql)]
         return Typed(cast(exp.Window(this=f, order=exp.Order(expressions=order_e)), T.LONG), T.LONG, node.span)
     raise KqlSemanticError(f"unknown window function {name}()", node.span, code="KQL_UNKNOWN_FUNCTION")

@@ -28,13 +28,13 @@ def bag_unpack(pl: Planner, rel: Rel, call: s.Call) -> Rel:
                                code="KQL_UNSUPPORTED")
     # discover the keys and the JSON types of their values (a key of one type gets that column type)
     inner = exp.Select(expressions=[exp.alias_(bag.sql, "__b", quoted=True),
-                                    exp.alias_(fn("unnest", fn("json_keys", bag.sql.copy())), "__k", quoted=True)]).from_(
+                                    exp.alias_(fn(exp.Explode, fn(exp.JSONKeys, bag.sql.copy())), "__k", quoted=True)]).from_(
         pl.finish(rel).subquery(pl.fresh(), copy=False), copy=False)
     # a JSON pointer names any key (a key may hold " or \\): / then the key, ~ as ~0 and / as ~1
-    path = exp.DPipe(this=exp.Literal.string("/"), expression=fn("replace", fn("replace", col("__k"), exp.Literal.string("~"),
+    path = exp.DPipe(this=exp.Literal.string("/"), expression=fn(exp.Replace, fn(exp.Replace, col("__k"), exp.Literal.string("~"),
                                                                              exp.Literal.string("~0")),
                                                                  exp.Literal.string("/"), exp.Literal.string("~1")))
-    keys_sql = exp.Select(expressions=[exp.Distinct(expressions=[col("__k")]), fn("json_type", fn("json_extract", col("__b"), path))]).from_(
+    keys_sql = exp.Select(expressions=[exp.Distinct(expressions=[col("__k")]), fn(exp.JSONType, fn("json_at", col("__b"), path))]).from_(
         inner.subquery(pl.fresh(), copy=False), copy=False)
     found: dict[str, set] = {}
     for k, jt in pl.run(keys_sql):
@@ -60,7 +60,7 @@ def bag_unpack(pl: Planner, rel: Rel, call: s.Call) -> Rel:
                                    code="KQL_ARGUMENTS", hint="pass an OutputColumnPrefix")
         path = exp.Literal.string(json_key_path(k))
         typ = JSON_TYPES.get(frozenset(found[k]), T.DYNAMIC)
-        value = fn("json_extract", bag.sql.copy(), path)
+        value = fn("json_at", bag.sql.copy(), path)
         sel.append(aliased(mv_cast(value, typ), name))
         cols.append((name, typ))
     return Rel(pl.wrap(rel, sel), cols, None, rel.name)

@@ -9,6 +9,26 @@ _NEEDS_PARENS = (exp.Binary, exp.Neg, exp.Not, exp.Between, exp.In, exp.Is)
 _TIGHT_PARENTS = (exp.Binary, exp.Neg, exp.Not, exp.Cast, exp.TryCast, exp.Between)
 
 
+def needs_parens(node: exp.Expression) -> bool:
+    """An operator nested in a tight parent is parenthesized; an operator sqlglot also knows as a
+    function (``exp.RegexpLike``) is printed as a call by our dialects: it needs none, and its
+    arguments none either (``is_tight``)."""
+    return isinstance(node, _NEEDS_PARENS) and not is_call(node)
+
+
+def is_tight(node: exp.Expression) -> bool:
+    return isinstance(node, _TIGHT_PARENTS) and not is_call(node)
+
+
+# operator classes sqlglot also knows as functions, which our dialects print as calls
+CALLS = (exp.RegexpLike, exp.RegexpFullMatch)
+
+
+def is_call(node: exp.Expression) -> bool:
+    """An operator node printed as a call (``CALLS``)."""
+    return isinstance(node, CALLS)
+
+
 def prepare(tree: exp.Expression) -> exp.Expression:
     """One pass over the tree before rendering.
 
@@ -21,7 +41,7 @@ def prepare(tree: exp.Expression) -> exp.Expression:
     while stack:
         node = stack.pop()
         seen.add(id(node))
-        tight = isinstance(node, _TIGHT_PARENTS)
+        tight = is_tight(node)
         for key, value in list(node.args.items()):
             if isinstance(value, exp.Expression):
                 child = _fix(node, key, value, seen, tight)
@@ -32,7 +52,7 @@ def prepare(tree: exp.Expression) -> exp.Expression:
                 for i, v in enumerate(value):
                     if isinstance(v, exp.Expression):
                         w = v.copy() if id(v) in seen else v
-                        if tight and isinstance(w, _NEEDS_PARENS):
+                        if tight and needs_parens(w):
                             w = exp.Paren(this=w)
                         if items is None and (w is not v or v.parent is not node):
                             items = value[:i]
@@ -52,7 +72,7 @@ def _fix(node, key, child, seen, tight):
         node.set(key, child)
     elif child.parent is not node:
         node.set(key, child)
-    if tight and isinstance(child, _NEEDS_PARENS):
+    if tight and needs_parens(child):
         paren = exp.Paren(this=child)
         node.set(key, paren)
     return child

@@ -9,6 +9,7 @@ from sqlglot import exp
 from . import types as T
 from .plan import Rel
 from .scalars import Scope
+from .dialects.base import AGGREGATES as VOCABULARY_AGGREGATES
 from .typed import cast, col, fn, ident
 
 L = exp.Literal.string
@@ -34,10 +35,8 @@ def next_column_name(taken) -> str:
 def contains_aggregate(e: exp.Expression) -> bool:
     if isinstance(e, exp.AggFunc):
         return True
-    aggs = {"list", "any_value", "stddev_samp", "stddev_pop", "var_samp", "var_pop", "quantile_disc",
-            "max_by", "min_by", "netatlas_make_set_dynamic", "netatlas_make_bag", "count_if"}
     for node in e.walk():
-        if isinstance(node, exp.AggFunc) or (isinstance(node, exp.Anonymous) and node.name.lower() in aggs):
+        if isinstance(node, exp.AggFunc) or (isinstance(node, exp.Anonymous) and node.name in VOCABULARY_AGGREGATES):
             return True
     return False
 
@@ -48,11 +47,11 @@ def mv_cast(e: exp.Expression, to: str) -> exp.Expression:
     if to == T.STRING:
         return exp.Coalesce(this=fn("netatlas_dynamic_str", e), expressions=[L("")])
     if to in (T.DATETIME, T.BOOL, T.GUID):
-        return exp.TryCast(this=fn("json_extract_string", e, L("$")), to=T.storage(to))
+        return exp.TryCast(this=fn("json_text_at", e, L("$")), to=T.storage(to))
     if to == T.TIMESPAN:
-        return fn("netatlas_totimespan", fn("json_extract_string", e, L("$")))
+        return fn("netatlas_totimespan", fn("json_text_at", e, L("$")))
     # numbers: only JSON numbers convert ("2" as a JSON string does not)
-    is_number = exp.In(this=fn("json_type", e), expressions=[L("BIGINT"), L("UBIGINT"), L("DOUBLE")])
+    is_number = exp.In(this=fn(exp.JSONType, e), expressions=[L("BIGINT"), L("UBIGINT"), L("DOUBLE")])
     return exp.Case(ifs=[exp.If(this=is_number, true=exp.TryCast(this=e.copy(), to=T.storage(to)))], default=exp.null())
 
 

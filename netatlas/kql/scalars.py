@@ -61,10 +61,10 @@ def dynamic_to(t: Typed, typ: str) -> Typed:
     if typ == T.DYNAMIC:
         return t
     if typ == T.BOOL:
-        return t.with_sql(exp.TryCast(this=fn("json_extract_string", t.sql, exp.Literal.string("$")),
+        return t.with_sql(exp.TryCast(this=fn("json_text_at", t.sql, exp.Literal.string("$")),
                                       to=T.storage(T.BOOL)), typ)
     if typ == T.DATETIME:
-        return t.with_sql(exp.TryCast(this=fn("json_extract_string", t.sql, exp.Literal.string("$")),
+        return t.with_sql(exp.TryCast(this=fn("json_text_at", t.sql, exp.Literal.string("$")),
                                       to=T.storage(T.DATETIME)), typ)
     return t.with_sql(exp.TryCast(this=t.sql, to=T.storage(typ)), typ)
 
@@ -75,10 +75,10 @@ def to_dynamic(t: Typed) -> Typed:
     if t.is_const:
         return const(t.const if t.type not in (T.DATETIME, T.TIMESPAN, T.GUID) else str(t.const), T.DYNAMIC, t.span)
     if t.type == T.STRING:
-        return t.with_sql(fn("to_json", t.sql), T.DYNAMIC)
+        return t.with_sql(fn("as_json", t.sql), T.DYNAMIC)
     if t.type in (T.DATETIME, T.TIMESPAN, T.GUID):
-        return t.with_sql(fn("to_json", to_string(t).sql), T.DYNAMIC)
-    return t.with_sql(fn("to_json", t.sql), T.DYNAMIC)
+        return t.with_sql(fn("as_json", to_string(t).sql), T.DYNAMIC)
+    return t.with_sql(fn("as_json", t.sql), T.DYNAMIC)
 
 
 def to_real(t: Typed) -> Typed:
@@ -124,11 +124,11 @@ def unify(a: Typed, b: Typed, span: Span | None, what: str) -> tuple[Typed, Type
 # ---- arithmetic ----------------------------------------------------------------------------
 
 def _epoch_ticks(e):  # datetime -> ticks since 1970
-    return exp.Mul(this=fn("epoch_us", e), expression=exp.Literal.number(10))
+    return exp.Mul(this=fn("epoch_microseconds", e), expression=exp.Literal.number(10))
 
 
 def _add_span(dt, ticks, sign=1):
-    interval = fn("to_microseconds", exp.IntDiv(this=ticks, expression=exp.Literal.number(10)))
+    interval = fn("microseconds", exp.IntDiv(this=ticks, expression=exp.Literal.number(10)))
     return exp.Add(this=dt, expression=interval) if sign > 0 else exp.Sub(this=dt, expression=interval)
 
 
@@ -154,9 +154,9 @@ _TS_ARITH = {
     ("/", T.TIMESPAN, T.TIMESPAN): (T.REAL, lambda a, b: exp.Div(this=cast(a.sql, T.REAL), expression=b.sql, typed=False, safe=False)),
 }
 for _n in T.NUMERIC:
-    _TS_ARITH[("*", T.TIMESPAN, _n)] = (T.TIMESPAN, lambda a, b: cast(fn("round", exp.Mul(this=a.sql, expression=b.sql)), T.LONG))
-    _TS_ARITH[("*", _n, T.TIMESPAN)] = (T.TIMESPAN, lambda a, b: cast(fn("round", exp.Mul(this=a.sql, expression=b.sql)), T.LONG))
-    _TS_ARITH[("/", T.TIMESPAN, _n)] = (T.TIMESPAN, lambda a, b: cast(fn("round", exp.Div(this=cast(a.sql, T.REAL), expression=b.sql, typed=False, safe=False)), T.LONG))
+    _TS_ARITH[("*", T.TIMESPAN, _n)] = (T.TIMESPAN, lambda a, b: cast(fn(exp.Round, exp.Mul(this=a.sql, expression=b.sql)), T.LONG))
+    _TS_ARITH[("*", _n, T.TIMESPAN)] = (T.TIMESPAN, lambda a, b: cast(fn(exp.Round, exp.Mul(this=a.sql, expression=b.sql)), T.LONG))
+    _TS_ARITH[("/", T.TIMESPAN, _n)] = (T.TIMESPAN, lambda a, b: cast(fn(exp.Round, exp.Div(this=cast(a.sql, T.REAL), expression=b.sql, typed=False, safe=False)), T.LONG))
 
 
 def arithmetic(op: str, a: Typed, b: Typed, span: Span) -> Typed:
@@ -208,27 +208,27 @@ def _has(a: Typed, b: Typed, cs: bool, kind: str) -> exp.Expression:
         else:
             pat = re.escape(term) + (r"($|[^[:alnum:]])" if term[-1:].isalnum() else "")
         lhs = a.sql if cs else _lower(a.sql)
-        pre = fn("contains", lhs, exp.Literal.string(term))
-        return exp.And(this=pre, expression=fn("regexp_matches", lhs, exp.Literal.string(pat)))
+        pre = fn(exp.Contains, lhs, exp.Literal.string(term))
+        return exp.And(this=pre, expression=fn(exp.RegexpLike, lhs, exp.Literal.string(pat)))
     # non-constant term: build the pattern in SQL
     term = b.sql if cs else _lower(b.sql)
-    esc = fn("regexp_escape", term)
+    esc = fn("regex_quote", term)
     alnum = r"(^|[^[:alnum:]])", r"($|[^[:alnum:]])"
     pieces = {"has": (alnum[0], alnum[1]), "hasprefix": (alnum[0], ""), "hassuffix": ("", alnum[1])}[kind]
     pat = exp.DPipe(this=exp.DPipe(this=exp.Literal.string(pieces[0]), expression=esc), expression=exp.Literal.string(pieces[1]))
-    return fn("regexp_matches", a.sql if cs else _lower(a.sql), pat)
+    return fn(exp.RegexpLike, a.sql if cs else _lower(a.sql), pat)
 
 
 def _contains(a, b, cs):
-    return fn("contains", a.sql if cs else _lower(a.sql), b.sql if cs else _lower(b.sql))
+    return fn(exp.Contains, a.sql if cs else _lower(a.sql), b.sql if cs else _lower(b.sql))
 
 
 def _starts(a, b, cs):
-    return fn("starts_with", a.sql if cs else _lower(a.sql), b.sql if cs else _lower(b.sql))
+    return fn(exp.StartsWith, a.sql if cs else _lower(a.sql), b.sql if cs else _lower(b.sql))
 
 
 def _ends(a, b, cs):
-    return fn("suffix", a.sql if cs else _lower(a.sql), b.sql if cs else _lower(b.sql))
+    return fn("ends_with", a.sql if cs else _lower(a.sql), b.sql if cs else _lower(b.sql))
 
 
 def _eq_ci(a, b, cs):
@@ -286,7 +286,7 @@ def logical(op: str, a: Typed, b: Typed, span: Span) -> Typed:
 def regex_match(a: Typed, b: Typed, span: Span) -> Typed:
     from .regex import check_typed
     check_typed(b)
-    return Typed(fn("regexp_matches", to_string(a).sql, to_string(b).sql), T.BOOL, span)
+    return Typed(fn(exp.RegexpLike, to_string(a).sql, to_string(b).sql), T.BOOL, span)
 
 
 def binary(op: str, a: Typed, b: Typed, span: Span) -> Typed:

@@ -16,6 +16,7 @@ from sqlglot import exp
 
 from ..errors import Span
 from . import types as T
+from .dialects.base import FUNCTIONS
 
 NOCONST = object()
 
@@ -50,9 +51,24 @@ def cast(e: exp.Expression, kql_type: str) -> exp.Expression:
     return exp.Cast(this=e, to=T.storage(kql_type))
 
 
-def fn(name: str, *args: exp.Expression) -> exp.Expression:
-    """A store function called by name (rendered as written)."""
-    return exp.Anonymous(this=name, expressions=list(args))
+def fn(f: str | type, *args: exp.Expression, **flags) -> exp.Expression:
+    """A function call: ``f`` a sqlglot function node class (that typed node: the arguments in its
+    ``arg_types`` order, ``flags`` its other arguments, e.g. ``ignore_nulls=True``) or a name of the
+    planner's vocabulary (``dialects/base.FUNCTIONS``, for what sqlglot has no node for: each
+    dialect spells it)."""
+    if type(f) is str:
+        if f not in FUNCTIONS:
+            raise KeyError(f"{f!r} is not in the planner's vocabulary (kql/dialects/base.FUNCTIONS)")
+        return exp.Anonymous(this=f, expressions=list(args))
+    node = f.from_arg_list(list(args))
+    for k, v in flags.items():
+        node.set(k, v)
+    return node
+
+
+def from_microseconds(us: exp.Expression) -> exp.Expression:
+    """The datetime ``us`` microseconds after 1970-01-01 (a whole number)."""
+    return fn(exp.UnixToTime, us, exp.Literal.number(6))
 
 
 def sql_literal(value, typ: str) -> exp.Expression:

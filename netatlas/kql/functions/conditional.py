@@ -86,18 +86,18 @@ def not_(a):
 
 @scalar("max_of", "aa*", T.STRING)
 def max_of(*args):
-    return _extreme("greatest", args)
+    return _extreme(exp.Greatest, "max_of", args)
 
 
 @scalar("min_of", "aa*", T.STRING)
 def min_of(*args):
-    return _extreme("least", args)
+    return _extreme(exp.Least, "min_of", args)
 
 
-def _extreme(name, args):
+def _extreme(f, name, args):
     conv = list(args)
     typ = conv[0].type
     for a in conv[1:]:
         _, _, typ = unify(conv[0], a, a.span, name)
     conv = [c if c.type == typ else unify(c, Typed(exp.null(), typ), c.span, name)[0] for c in conv]
-    return Typed(fn(name, *[c.sql for c in conv]), typ)
+    return Typed(fn(f, *[c.sql for c in conv], ignore_nulls=True), typ)

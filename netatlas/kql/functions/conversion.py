@@ -5,7 +5,7 @@ from sqlglot import exp
 
 from .. import types as T
 from ..scalars import dynamic_to, to_string
-from ..typed import Typed, fn
+from ..typed import Typed, fn, from_microseconds
 from . import scalar
 
 L = exp.Literal.string
@@ -21,20 +21,20 @@ def _to_number(typ):
         if a.type == T.DYNAMIC:
             return dynamic_to(a, typ)
         if a.type == T.STRING:
-            e = exp.TryCast(this=fn("trim", a.sql), to=T.storage(T.REAL if typ in T.INTEGER else typ))
+            e = exp.TryCast(this=fn(exp.Trim, a.sql), to=T.storage(T.REAL if typ in T.INTEGER else typ))
             if typ in T.INTEGER:
-                e = exp.TryCast(this=fn("trunc", e), to=T.storage(typ))
+                e = exp.TryCast(this=fn(exp.Trunc, e), to=T.storage(typ))
             return Typed(e, typ)
         if a.type == T.BOOL:
             return Typed(exp.Cast(this=a.sql, to=T.storage(typ)), typ)
         if a.type == T.DATETIME:
-            return Typed(exp.Cast(this=exp.Add(this=exp.Mul(this=fn("epoch_us", a.sql), expression=exp.Literal.number(10)),
+            return Typed(exp.Cast(this=exp.Add(this=exp.Mul(this=fn("epoch_microseconds", a.sql), expression=exp.Literal.number(10)),
                                                expression=exp.Literal.number(621355968000000000)), to=T.storage(typ)), typ)
         if a.type in (T.TIMESPAN,):
             return Typed(exp.Cast(this=a.sql, to=T.storage(typ)), typ)
         if a.type in T.NUMERIC:
             if typ in T.INTEGER and a.type in (T.REAL, T.DECIMAL):
-                return Typed(exp.TryCast(this=fn("trunc", a.sql), to=T.storage(typ)), typ)
+                return Typed(exp.TryCast(this=fn(exp.Trunc, a.sql), to=T.storage(typ)), typ)
             return Typed(exp.TryCast(this=a.sql, to=T.storage(typ)), typ)
         return Typed(exp.Cast(this=exp.null(), to=T.storage(typ)), typ)
     return build
@@ -52,7 +52,7 @@ def tobool(a):
         return a
     if a.type in T.NUMERIC:
         return Typed(exp.NEQ(this=a.sql, expression=exp.Literal.number(0)), T.BOOL)
-    s = exp.Lower(this=fn("trim", to_string(a).sql))
+    s = exp.Lower(this=fn(exp.Trim, to_string(a).sql))
     return Typed(exp.Case(ifs=[exp.If(this=exp.In(this=s, expressions=[L("true"), L("1")]), true=exp.true()),
                                exp.If(this=exp.In(this=s, expressions=[L("false"), L("0")]), true=exp.false())],
                           default=exp.null()), T.BOOL)
@@ -70,8 +70,8 @@ def todatetime(a):
     if a.type in (T.STRING, T.DYNAMIC):
         return Typed(fn("netatlas_todatetime", to_string(a).sql), T.DATETIME)
     if a.type in T.INTEGER:   # ticks since 0001-01-01
-        return Typed(fn("make_timestamp", exp.IntDiv(this=exp.Sub(this=a.sql, expression=exp.Literal.number(621355968000000000)),
-                                                      expression=exp.Literal.number(10))), T.DATETIME)
+        return Typed(from_microseconds(exp.IntDiv(this=exp.Sub(this=a.sql, expression=exp.Literal.number(621355968000000000)),
+                                                  expression=exp.Literal.number(10))), T.DATETIME)
     return Typed(exp.Cast(this=exp.null(), to=T.storage(T.DATETIME)), T.DATETIME)
 
 

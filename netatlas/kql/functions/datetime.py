@@ -8,7 +8,7 @@ from sqlglot import exp
 from ...errors import KqlSemanticError
 from .. import types as T
 from ..scalars import arithmetic, type_error
-from ..typed import Typed, cast, const, fn
+from ..typed import Typed, cast, const, fn, from_microseconds as _from_microseconds
 from . import scalar
 
 L, N = exp.Literal.string, exp.Literal.number
@@ -40,27 +40,27 @@ def _bin(value: Typed, size: Typed, origin: Typed | None = None):
             type_error("bin() of a datetime needs a timespan size, e.g. bin(TimeGenerated, 1h)", size.span)
         if size.is_const and size.const in TRUNC_UNITS and not origin:
             # a whole second, minute, hour or day: date_trunc is the same and cheaper than time_bucket
-            return Typed(fn("date_trunc", L(TRUNC_UNITS[size.const]), value.sql), T.DATETIME, name=value.name)
+            return Typed(fn("datetime_trunc", L(TRUNC_UNITS[size.const]), value.sql), T.DATETIME, name=value.name)
         if size.is_const and size.const and not origin:
             us = size.const // 10
             interval = exp.Interval(this=L(str(us)), unit=exp.var("MICROSECOND"))
             args = [interval, value.sql]
             if TICKS_PER_DAY % size.const:
                 args.append(cast(L("0001-01-01 00:00:00"), T.DATETIME))
-            return Typed(fn("time_bucket", *args), T.DATETIME, name=value.name)
+            return Typed(fn(exp.DateBin, *args), T.DATETIME, name=value.name)
         # general form: floor((ticks - origin) / size) * size + origin
         base = origin.sql if origin is not None else cast(L("0001-01-01 00:00:00"), T.DATETIME)
-        diff = exp.Sub(this=fn("epoch_us", value.sql), expression=fn("epoch_us", base))
+        diff = exp.Sub(this=fn("epoch_microseconds", value.sql), expression=fn("epoch_microseconds", base))
         step = exp.IntDiv(this=size.sql, expression=N(10))
-        floored = exp.Mul(this=fn("floor", exp.Div(this=diff, expression=step, typed=False, safe=False)), expression=step)
-        return Typed(exp.Add(this=base, expression=fn("to_microseconds", cast(floored, T.LONG))), T.DATETIME, name=value.name)
+        floored = exp.Mul(this=fn(exp.Floor, exp.Div(this=diff, expression=step, typed=False, safe=False)), expression=step)
+        return Typed(exp.Add(this=base, expression=fn("microseconds", cast(floored, T.LONG))), T.DATETIME, name=value.name)
     if value.type == T.TIMESPAN:
-        e = exp.Mul(this=fn("floor", exp.Div(this=value.sql, expression=size.sql, typed=False, safe=False)), expression=size.sql)
+        e = exp.Mul(this=fn(exp.Floor, exp.Div(this=value.sql, expression=size.sql, typed=False, safe=False)), expression=size.sql)
         return Typed(cast(e, T.LONG), T.TIMESPAN, name=value.name)
     if value.type in T.NUMERIC:
         off = origin.sql if origin is not None else None
         v = exp.Sub(this=value.sql, expression=off) if off is not None else value.sql
-        e = exp.Mul(this=fn("floor", exp.Div(this=v, expression=size.sql, typed=False, safe=False)), expression=size.sql)
+        e = exp.Mul(this=fn(exp.Floor, exp.Div(this=v, expression=size.sql, typed=False, safe=False)), expression=size.sql)
         if off is not None:
             e = exp.Add(this=e, expression=off)
         rtype = T.REAL if T.REAL in (value.type, size.type) else value.type
@@ -84,7 +84,7 @@ def bin_at(value, size, origin):
 
 def _trunc(part):
     def build(d, offset=None):
-        e = fn("date_trunc", L(part), d.sql)
+        e = fn("datetime_trunc", L(part), d.sql)
         if offset is not None:
             e = exp.Add(this=e, expression=exp.Interval(this=offset.sql, unit=exp.var(part.upper())))
         return e
@@ -106,23 +106,23 @@ for _part in ("day", "month", "year"):
 
 @scalar("startofweek", "di?", T.DATETIME)
 def startofweek(d, offset=None):   # weeks start on Sunday
-    day = fn("date_trunc", L("day"), d.sql)
-    e = exp.Sub(this=day, expression=fn("to_days", cast(fn("dayofweek", d.sql), T.INT)))
+    day = fn("datetime_trunc", L("day"), d.sql)
+    e = exp.Sub(this=day, expression=fn(exp.ToDays, cast(fn(exp.DayOfWeek, d.sql), T.INT)))
     if offset is not None:
-        e = exp.Add(this=e, expression=fn("to_days", cast(exp.Mul(this=offset.sql, expression=N(7)), T.INT)))
+        e = exp.Add(this=e, expression=fn(exp.ToDays, cast(exp.Mul(this=offset.sql, expression=N(7)), T.INT)))
     return e
 
 
 @scalar("endofweek", "di?", T.DATETIME)
 def endofweek(d, offset=None):
     start = startofweek(d, offset)
-    return exp.Sub(this=exp.Add(this=start, expression=fn("to_days", N(7))),
+    return exp.Sub(this=exp.Add(this=start, expression=fn(exp.ToDays, N(7))),
                    expression=exp.Interval(this=N(1), unit=exp.var("MICROSECOND")))
 
 
 @scalar("dayofweek", "d", T.TIMESPAN)
 def dayofweek(d):
-    return exp.Mul(this=cast(fn("dayofweek", d.sql), T.LONG), expression=N(TICKS_PER_DAY))
+    return exp.Mul(this=cast(fn(exp.DayOfWeek, d.sql), T.LONG), expression=N(TICKS_PER_DAY))
 
 
 def _part(name, typ=T.INT):
@@ -131,12 +131,12 @@ def _part(name, typ=T.INT):
     return build
 
 
-scalar("dayofmonth", "d", T.INT)(_part("day"))
-scalar("dayofyear", "d", T.INT)(_part("dayofyear"))
-scalar("getmonth", "d", T.INT, "monthofyear")(_part("month"))
-scalar("getyear", "d", T.INT)(_part("year"))
-scalar("hourofday", "d", T.INT)(_part("hour"))
-scalar("week_of_year", "d", T.INT, "weekofyear")(_part("weekofyear"))
+scalar("dayofmonth", "d", T.INT)(_part(exp.Day))
+scalar("dayofyear", "d", T.INT)(_part(exp.DayOfYear))
+scalar("getmonth", "d", T.INT, "monthofyear")(_part(exp.Month))
+scalar("getyear", "d", T.INT)(_part(exp.Year))
+scalar("hourofday", "d", T.INT)(_part(exp.Hour))
+scalar("week_of_year", "d", T.INT, "weekofyear")(_part(exp.WeekOfYear))
 
 # datetime_part / datetime_add / datetime_diff parts -> DuckDB parts
 PARTS = {"year": "year", "quarter": "quarter", "month": "month", "week_of_year": "week", "week": "week",
@@ -155,21 +155,21 @@ def _part_name(p: Typed, fname: str) -> str:
 def datetime_part(p, d):
     part = _part_name(p, "datetime_part")
     if part == "millisecond":
-        return cast(exp.Mod(this=fn("millisecond", d.sql), expression=N(1000)), T.INT)
+        return cast(exp.Mod(this=fn("minute_milliseconds", d.sql), expression=N(1000)), T.INT)
     if part == "microsecond":
-        return cast(exp.Mod(this=fn("microsecond", d.sql), expression=N(1000000)), T.INT)
+        return cast(exp.Mod(this=fn("minute_microseconds", d.sql), expression=N(1000000)), T.INT)
     if part == "nanosecond":
-        return cast(exp.Mul(this=exp.Mod(this=fn("microsecond", d.sql), expression=N(1000000)), expression=N(1000)), T.INT)
-    return cast(fn("date_part", L(part), d.sql), T.INT)
+        return cast(exp.Mul(this=exp.Mod(this=fn("minute_microseconds", d.sql), expression=N(1000000)), expression=N(1000)), T.INT)
+    return cast(fn("datetime_part", L(part), d.sql), T.INT)
 
 
 @scalar("datetime_add", "sid", T.DATETIME)
 def datetime_add(p, amount, d):
     part = _part_name(p, "datetime_add")
     if part == "nanosecond":
-        return exp.Add(this=d.sql, expression=fn("to_microseconds", exp.IntDiv(this=amount.sql, expression=N(1000))))
+        return exp.Add(this=d.sql, expression=fn("microseconds", exp.IntDiv(this=amount.sql, expression=N(1000))))
     if part == "week":
-        return exp.Add(this=d.sql, expression=fn("to_days", cast(exp.Mul(this=amount.sql, expression=N(7)), T.INT)))
+        return exp.Add(this=d.sql, expression=fn(exp.ToDays, cast(exp.Mul(this=amount.sql, expression=N(7)), T.INT)))
     return exp.Add(this=d.sql, expression=exp.Interval(this=amount.sql, unit=exp.var(part.upper())))
 
 
@@ -177,11 +177,11 @@ def datetime_add(p, amount, d):
 def datetime_diff(p, d1, d2):
     part = _part_name(p, "datetime_diff")
     if part == "nanosecond":
-        return exp.Mul(this=fn("date_diff", L("microsecond"), d2.sql, d1.sql), expression=N(1000))
+        return exp.Mul(this=fn("datetime_diff", L("microsecond"), d2.sql, d1.sql), expression=N(1000))
     if part == "week":   # Sunday boundaries crossed, like startofweek()
-        days = fn("date_diff", L("day"), startofweek(d2), startofweek(d1))
+        days = fn("datetime_diff", L("day"), startofweek(d2), startofweek(d1))
         return cast(exp.IntDiv(this=days, expression=N(7)), T.LONG)
-    return cast(fn("date_diff", L(part), d2.sql, d1.sql), T.LONG)
+    return cast(fn("datetime_diff", L(part), d2.sql, d1.sql), T.LONG)
 
 
 # Kusto format specifiers -> strftime (longest first)
@@ -208,7 +208,7 @@ def kusto_to_strftime(f: str) -> str:
 def format_datetime(d, f):
     if not f.is_const:
         type_error("format_datetime() needs a constant format", f.span)
-    return exp.Coalesce(this=fn("strftime", d.sql, L(kusto_to_strftime(f.const))), expressions=[L("")])
+    return exp.Coalesce(this=fn(exp.TimeToStr, d.sql, L(kusto_to_strftime(f.const))), expressions=[L("")])
 
 
 @scalar("format_timespan", "ts", T.STRING)
@@ -222,7 +222,7 @@ def _from_unix(per_second: int):
     """unixtime_*_todatetime: a number of units since 1970 -> datetime (microsecond store)."""
     def build(n):
         us = exp.Mul(this=cast(n.sql, T.REAL), expression=N(1_000_000 / per_second))
-        return fn("make_timestamp", cast(fn("round", us), T.LONG))
+        return _from_microseconds(cast(fn(exp.Round, us), T.LONG))
     return build
 
 
@@ -232,19 +232,19 @@ scalar("unixtime_milliseconds_todatetime", "n", T.DATETIME)(_from_unix(1_000))
 
 @scalar("unixtime_microseconds_todatetime", "n", T.DATETIME)
 def unix_us(n):
-    return fn("make_timestamp", cast(n.sql, T.LONG))
+    return _from_microseconds(cast(n.sql, T.LONG))
 
 
 @scalar("unixtime_nanoseconds_todatetime", "n", T.DATETIME)
 def unix_ns(n):
-    return fn("make_timestamp", cast(exp.IntDiv(this=cast(n.sql, T.LONG), expression=N(1000)), T.LONG))
+    return _from_microseconds(cast(exp.IntDiv(this=cast(n.sql, T.LONG), expression=N(1000)), T.LONG))
 
 
 @scalar("make_datetime", "iiii?i?r?", T.DATETIME)
 def make_datetime(y, m, d, h=None, mi=None, s=None):
     # an invalid date (2023-02-29) is null, not an error
     z = N(0)
-    return fn("try", fn("make_timestamp", cast(y.sql, T.LONG), cast(m.sql, T.LONG), cast(d.sql, T.LONG),
+    return fn(exp.Try, fn(exp.TimestampFromParts, cast(y.sql, T.LONG), cast(m.sql, T.LONG), cast(d.sql, T.LONG),
                         cast(h.sql, T.LONG) if h else z, cast(mi.sql, T.LONG) if mi else z,
                         cast(s.sql if s else z, T.REAL)))
 
@@ -260,7 +260,7 @@ def make_timespan(*args):
     terms = []
     for unit, a in zip(_SPAN_ARGS[len(args)], args):
         if unit == "s":    # seconds may have a fraction: round to ticks
-            terms.append(cast(fn("round", exp.Mul(this=a.sql, expression=N(10_000_000))), T.LONG))
+            terms.append(cast(fn(exp.Round, exp.Mul(this=a.sql, expression=N(10_000_000))), T.LONG))
         else:
             terms.append(exp.Mul(this=cast(a.sql, T.LONG), expression=N(_SPAN_TICKS[unit])))
     tot = terms[0]
@@ -271,4 +271,4 @@ def make_timespan(*args):
 
 @scalar("totimestamp_seconds", "d", T.LONG, "tounixtime")
 def unix_seconds(d):
-    return cast(fn("epoch", d.sql), T.LONG)
+    return cast(fn(exp.TimeToUnix, d.sql), T.LONG)

@@ -19,22 +19,22 @@ def _list(y: Typed):
 def _json(list_sql, of_dynamic: bool = True):
     """A list as a dynamic array; ``of_dynamic``: its elements are dynamic values themselves (a store
     keeping dynamic values as JSON text joins them rather than quoting them: meta "json_list")."""
-    to_json = fn("to_json", list_sql)
+    to_json = fn("as_json", list_sql)
     to_json.meta["json_list"] = of_dynamic
     return cast(to_json, T.DYNAMIC)
 
 
 @scalar("array_length", "y", T.LONG)
 def array_length(y):
-    return exp.Case(ifs=[exp.If(this=exp.EQ(this=fn("json_type", y.sql), expression=L("ARRAY")),
-                                true=cast(fn("json_array_length", y.sql), T.LONG))], default=exp.null())
+    return exp.Case(ifs=[exp.If(this=exp.EQ(this=fn(exp.JSONType, y.sql), expression=L("ARRAY")),
+                                true=cast(fn("json_length", y.sql), T.LONG))], default=exp.null())
 
 
 @scalar("array_concat", "yy*", T.DYNAMIC)
 def array_concat(*arrays):
     out = _list(arrays[0])
     for a in arrays[1:]:
-        out = fn("list_concat", out, _list(a))
+        out = fn(exp.ArrayConcat, out, _list(a))
     return _json(out)
 
 
@@ -45,7 +45,7 @@ def array_slice(y, start, end):
 
 def _index_of(y: Typed, v: Typed, start=None, length=None, occurrence=None):
     """Zero-based position of v in the array y (compared as JSON text), -1 when absent."""
-    texts = fn("list_transform", _list(y), exp.Lambda(this=cast(exp.column("_e"), T.STRING),
+    texts = fn(exp.Transform, _list(y), exp.Lambda(this=cast(exp.column("_e"), T.STRING),
                                                       expressions=[exp.to_identifier("_e")]))
     opt = [x.sql if x is not None else d for x, d in ((start, N(0)), (length, exp.Neg(this=N(1))), (occurrence, N(1)))]
     return cast(fn("netatlas_array_index_of", texts, cast(to_dynamic(v).sql, T.STRING), *opt), T.LONG)
@@ -58,7 +58,7 @@ def array_index_of(y, v, start=None, length=None, occurrence=None):
 
 @scalar("array_reverse", "y", T.DYNAMIC)
 def array_reverse(y):
-    return _json(fn("list_reverse", _list(y)))
+    return _json(fn("reverse_list", _list(y)))
 
 
 @scalar("array_sort_asc", "y", T.DYNAMIC)
@@ -73,14 +73,14 @@ def array_sort_desc(y):
 
 @scalar("array_sum", "y", T.REAL)
 def array_sum(y):
-    return fn("list_sum", fn("list_transform", _list(y), exp.Lambda(
+    return fn("sum_list", fn(exp.Transform, _list(y), exp.Lambda(
         this=exp.TryCast(this=exp.column("_e"), to=T.storage(T.REAL)), expressions=[exp.to_identifier("_e")])))
 
 
 @scalar("bag_keys", "y", T.DYNAMIC)
 def bag_keys(y):
-    return exp.Case(ifs=[exp.If(this=exp.EQ(this=fn("json_type", y.sql), expression=L("OBJECT")),
-                                true=_json(fn("json_keys", y.sql), False))], default=exp.null())
+    return exp.Case(ifs=[exp.If(this=exp.EQ(this=fn(exp.JSONType, y.sql), expression=L("OBJECT")),
+                                true=_json(fn(exp.JSONKeys, y.sql), False))], default=exp.null())
 
 
 @scalar("bag_merge", "yy*", T.DYNAMIC)
@@ -88,13 +88,13 @@ def bag_merge(*bags):
     # the first bag wins on conflicts: patch in reverse order
     out = bags[-1].sql
     for b in reversed(bags[:-1]):
-        out = fn("json_merge_patch", out, b.sql)
+        out = fn("json_merge", out, b.sql)
     return out
 
 
 @scalar("bag_has_key", "ys", T.BOOL)
 def bag_has_key(y, k):
-    return fn("json_exists", y.sql, exp.DPipe(this=L("$."), expression=fn("to_json", k.sql)))
+    return fn("json_has", y.sql, exp.DPipe(this=L("$."), expression=fn("as_json", k.sql)))
 
 
 @scalar("pack", "aa*", T.DYNAMIC, "bag_pack", "pack_dictionary")
@@ -103,12 +103,12 @@ def pack(*args):
     items = []
     for i in range(0, len(args) - 1, 2):
         items += [to_string(args[i]).sql, to_dynamic(args[i + 1]).sql]
-    return fn("json_object", *items)
+    return fn("json_of_pairs", *items)
 
 
 @scalar("pack_array", "aa*", T.DYNAMIC, "make_array")
 def pack_array(*args):
-    return fn("json_array", *[to_dynamic(a).sql for a in args])
+    return fn(exp.JSONArray, *[to_dynamic(a).sql for a in args])
 
 
 def _set_op(name):
@@ -122,7 +122,7 @@ def _set_op(name):
         out = _list(arrays[0])
         for a in arrays[1:]:
             out = fn("netatlas_" + name, out, _list(a))
-        return _json(fn("list_distinct", out))
+        return _json(fn(exp.ArrayDistinct, out))
     scalar(name, "yy*", T.DYNAMIC)(build)
 
 
@@ -137,15 +137,15 @@ def set_has_element(y, v):
 
 @scalar("zip", "yy*", T.DYNAMIC)
 def zip_(*arrays):
-    return _json(fn("list_transform", fn("list_zip", *[_list(a) for a in arrays]), exp.Lambda(
-        this=_as_json(fn("json_array", *[fn("struct_extract", exp.column("_z"), N(i + 1)) for i in range(len(arrays))])),
+    return _json(fn(exp.Transform, fn("zip_lists", *[_list(a) for a in arrays]), exp.Lambda(
+        this=_as_json(fn(exp.JSONArray, *[fn(exp.StructExtract, exp.column("_z"), N(i + 1)) for i in range(len(arrays))])),
         expressions=[exp.to_identifier("_z")])))
 
 
 def _as_json(json_sql):
     """to_json of a value that is JSON already: the same value (meta "json_value" tells a store
     keeping JSON as text that there is nothing to encode)."""
-    to_json = fn("to_json", json_sql)
+    to_json = fn("as_json", json_sql)
     to_json.meta["json_value"] = True
     return to_json
 
@@ -154,6 +154,6 @@ def _as_json(json_sql):
 def range_(start, stop, step=None):
     st = step.sql if step is not None else N(1)
     if start.type in T.NUMERIC:
-        return _json(fn("generate_series", start.sql, stop.sql, st), False)
-    return _json(fn("list_transform", fn("generate_series", start.sql, stop.sql, fn("to_microseconds", exp.IntDiv(this=st, expression=N(10)))),
+        return _json(fn(exp.GenerateSeries, start.sql, stop.sql, st), False)
+    return _json(fn(exp.Transform, fn(exp.GenerateSeries, start.sql, stop.sql, fn("microseconds", exp.IntDiv(this=st, expression=N(10)))),
                     exp.Lambda(this=fn("netatlas_datetime_str", exp.column("_d")), expressions=[exp.to_identifier("_d")])), False)

@@ -76,7 +76,7 @@ def format_ipv4_mask(ip, bits=None):
     b = bits.sql if bits is not None else N(32)
     if ip.type not in T.INTEGER:
         from ..scalars import to_string
-        b = fn("least", b, fn("netatlas_ipv4_prefix", to_string(ip).sql))
+        b = fn(exp.Least, b, fn("netatlas_ipv4_prefix", to_string(ip).sql), ignore_nulls=True)
     s = format_ipv4(ip, bits)
     return exp.Case(ifs=[exp.If(this=exp.EQ(this=s, expression=exp.Literal.string("")), true=exp.Literal.string(""))],
                     default=exp.DPipe(this=exp.DPipe(this=s, expression=exp.Literal.string("/")),

@@ -13,8 +13,8 @@ N = exp.Literal.number
 @scalar("abs", "a", same_as_first)
 def abs_(x):
     if x.type == T.TIMESPAN:
-        return Typed(fn("abs", x.sql), T.TIMESPAN)
-    return fn("abs", x.sql)
+        return Typed(fn(exp.Abs, x.sql), T.TIMESPAN)
+    return fn(exp.Abs, x.sql)
 
 
 def _keep_type(x: Typed, e: exp.Expression) -> exp.Expression:
@@ -25,12 +25,12 @@ def _keep_type(x: Typed, e: exp.Expression) -> exp.Expression:
 @scalar("round", "ni?", same_as_first)
 def round_(x, digits=None):
     # Kusto rounds half away from zero, as DuckDB's round() does
-    return _keep_type(x, fn("round", x.sql, digits.sql if digits is not None else N(0)))
+    return _keep_type(x, fn(exp.Round, x.sql, digits.sql if digits is not None else N(0)))
 
 
 @scalar("ceiling", "n", same_as_first)
 def ceiling(x):
-    return x.sql if x.type in T.INTEGER else _keep_type(x, fn("ceil", x.sql))
+    return x.sql if x.type in T.INTEGER else _keep_type(x, fn(exp.Ceil, x.sql))
 
 
 def _null_if_negative(e, x):
@@ -38,18 +38,18 @@ def _null_if_negative(e, x):
     return exp.Case(ifs=[exp.If(this=exp.LT(this=x, expression=N(0)), true=exp.null())], default=e)
 
 
-def _unary(name, sql_name):
+def _unary(name, f):
     def build(x):
-        e = fn(sql_name, x.sql)
+        e = fn(f, x.sql)
         return _null_if_negative(e, x.sql) if name in _REAL_DOMAIN_NONNEG else e
     scalar(name, "r", T.REAL)(build)
 
 
 _REAL_DOMAIN_NONNEG = {"sqrt", "log", "log10", "log2"}
-for _k, _v in {"sqrt": "sqrt", "exp": "exp", "log": "ln", "log10": "log10",
-               "log2": "log2", "sin": "sin", "cos": "cos", "tan": "tan", "asin": "asin",
-               "acos": "acos", "atan": "atan", "degrees": "degrees", "radians": "radians",
-               "isnan": "isnan", "isinf": "isinf", "isfinite": "isfinite", "gamma": "gamma"}.items():
+for _k, _v in {"sqrt": exp.Sqrt, "exp": exp.Exp, "log": exp.Ln, "log10": "log10",
+               "log2": "log2", "sin": exp.Sin, "cos": exp.Cos, "tan": exp.Tan, "asin": exp.Asin,
+               "acos": exp.Acos, "atan": exp.Atan, "degrees": exp.Degrees, "radians": exp.Radians,
+               "isnan": exp.IsNan, "isinf": exp.IsInf, "isfinite": "is_finite", "gamma": "gamma"}.items():
     _unary(_k, _v)
 for _k in ("isnan", "isinf", "isfinite"):
     from . import FUNCTIONS as _F
@@ -58,38 +58,38 @@ for _k in ("isnan", "isinf", "isfinite"):
 
 @scalar("exp2", "r", T.REAL)
 def exp2(x):
-    return fn("pow", N(2), x.sql)
+    return fn("power", N(2), x.sql)
 
 
 @scalar("exp10", "r", T.REAL)
 def exp10(x):
-    return fn("pow", N(10), x.sql)
+    return fn("power", N(10), x.sql)
 
 
 @scalar("pow", "rr", T.REAL, "power")
 def pow_(x, y):
-    return fn("pow", x.sql, y.sql)
+    return fn("power", x.sql, y.sql)
 
 
 @scalar("atan2", "rr", T.REAL)
 def atan2(y, x):
-    return fn("atan2", y.sql, x.sql)
+    return fn(exp.Atan2, y.sql, x.sql)
 
 
 @scalar("pi", "", T.REAL)
 def pi():
-    return fn("pi")
+    return fn(exp.Pi)
 
 
 @scalar("sign", "n", T.REAL)
 def sign(x):
-    return cast(fn("sign", x.sql), T.REAL)
+    return cast(fn(exp.Sign, x.sql), T.REAL)
 
 
 @scalar("hash", "ai?", T.LONG)
 def hash_(x, mod=None):
     from ..scalars import to_string
-    h = cast(exp.Mod(this=fn("hash", to_string(x).sql), expression=N(9223372036854775807)), T.LONG)
+    h = cast(exp.Mod(this=fn("hash64", to_string(x).sql), expression=N(9223372036854775807)), T.LONG)
     if mod is not None:
         h = exp.Mod(this=h, expression=mod.sql)
     return h
@@ -97,8 +97,8 @@ def hash_(x, mod=None):
 
 @scalar("rand", "n?", T.REAL)
 def rand(n=None):
-    r = fn("random")
-    return cast(fn("floor", exp.Mul(this=r, expression=n.sql)), T.LONG) if n is not None else r
+    r = fn(exp.Rand)
+    return cast(fn(exp.Floor, exp.Mul(this=r, expression=n.sql)), T.LONG) if n is not None else r
 
 
 
@@ -125,5 +125,7 @@ def binary_not(a):
 
 # ---- cryptographic hashes (lower-case hex of the UTF-8 bytes) --------------------------------
 
-for _k, _v in {"hash_sha256": "sha256", "hash_sha1": "sha1", "hash_md5": "md5"}.items():
-    scalar(_k, "s", T.STRING)(lambda x, _f=_v: exp.Coalesce(this=fn(_f, x.sql), expressions=[exp.Literal.string("")]))
+for _k, (_f, _flags) in {"hash_sha256": (exp.SHA2, {"length": N(256)}), "hash_sha1": (exp.SHA, {}),
+                         "hash_md5": (exp.MD5, {})}.items():
+    scalar(_k, "s", T.STRING)(lambda x, _f=_f, _flags=_flags: exp.Coalesce(
+        this=fn(_f, x.sql, **{k: v.copy() for k, v in _flags.items()}), expressions=[exp.Literal.string("")]))

@@ -19,7 +19,7 @@ def _nz(e):
 
 @scalar("strlen", "s", T.LONG)
 def strlen(s):
-    return exp.Cast(this=fn("length", s.sql), to=T.storage(T.LONG))
+    return exp.Cast(this=fn(exp.Length, s.sql), to=T.storage(T.LONG))
 
 
 @scalar("strcat", "ss*", T.STRING)
@@ -32,14 +32,14 @@ def strcat(*args):
 
 @scalar("strcat_array", "ys", T.STRING)
 def strcat_array(arr, delim):
-    items = fn("list_transform", fn("netatlas_json_list", arr.sql), exp.Lambda(
+    items = fn(exp.Transform, fn("netatlas_json_list", arr.sql), exp.Lambda(
         this=_nz(fn("netatlas_dynamic_str", exp.column("_e"))), expressions=[exp.to_identifier("_e")]))
-    return _nz(fn("array_to_string", items, delim.sql))
+    return _nz(fn(exp.ArrayToString, items, delim.sql))
 
 
 @scalar("strcat_delim", "sss*", T.STRING)
 def strcat_delim(delim, *args):
-    return fn("concat_ws", delim.sql, *[a.sql for a in args])
+    return fn(exp.ConcatWs, delim.sql, *[a.sql for a in args], safe=True, coalesce=True)
 
 
 @scalar("tolower", "s", T.STRING)
@@ -55,11 +55,11 @@ def toupper(s):
 @scalar("substring", "sii?", T.STRING)
 def substring(s, start, length=None):
     # Kusto: 0-based start; negative start counts from 0 after clamping
-    st = exp.Add(this=fn("greatest", start.sql, N(0)), expression=N(1))
+    st = exp.Add(this=fn(exp.Greatest, start.sql, N(0), ignore_nulls=True), expression=N(1))
     args = [s.sql, st]
     if length is not None:
-        args.append(fn("greatest", length.sql, N(0)))
-    return _nz(exp.Anonymous(this="substring", expressions=args))
+        args.append(fn(exp.Greatest, length.sql, N(0), ignore_nulls=True))
+    return _nz(fn(exp.Substring, *args))
 
 
 def _trim_regex(kind):
@@ -73,7 +73,7 @@ def _trim_regex(kind):
             pat = exp.DPipe(this=exp.DPipe(this=L("^(?:"), expression=r), expression=L(")+"))
         else:
             pat = exp.DPipe(this=exp.DPipe(this=L("(?:"), expression=r), expression=L(")+$"))
-        return _nz(fn("regexp_replace", s.sql, pat, L(""), L("g")))
+        return _nz(fn(exp.RegexpReplace, s.sql, pat, L(""), modifiers=L("g")))
     return build
 
 
@@ -84,31 +84,31 @@ scalar("trim_end", "ss", T.STRING)(_trim_regex("end"))
 
 @scalar("split", "ssi?", T.DYNAMIC)
 def split(s, delim, index=None):
-    parts = fn("string_split", s.sql, delim.sql)
+    parts = fn("split_string", s.sql, delim.sql)
     if index is None:
-        return fn("to_json", parts)
+        return fn("as_json", parts)
     # with an index: a one-element array, empty when the index is out of range
     i = exp.Add(this=index.sql, expression=N(1))
-    return fn("to_json", fn("list_slice", parts, i, i))
+    return fn("as_json", fn("sublist", parts, i, i))
 
 
 @scalar("replace_string", "sss", T.STRING)
 def replace_string(s, lookup, rewrite):
-    return _nz(fn("replace", s.sql, lookup.sql, rewrite.sql))
+    return _nz(fn(exp.Replace, s.sql, lookup.sql, rewrite.sql))
 
 
 @scalar("replace_regex", "sss", T.STRING, "replace")
 def replace_regex(s, regex, rewrite):
     check_typed(regex)
     # Kusto rewrite uses \1 for groups, as RE2 does
-    return _nz(fn("regexp_replace", s.sql, regex.sql, rewrite.sql, L("g")))
+    return _nz(fn(exp.RegexpReplace, s.sql, regex.sql, rewrite.sql, modifiers=L("g")))
 
 
 @scalar("extract", "sisa?", T.STRING)
 def extract(regex, group, s, typ=None):
     check_typed(regex)
-    e = fn("regexp_extract", s.sql, regex.sql, group.sql)
-    e = exp.Case(ifs=[exp.If(this=fn("regexp_matches", s.sql, regex.sql), true=e)], default=exp.null())
+    e = fn(exp.RegexpExtract, s.sql, regex.sql, group=group.sql, null_if_pos_overflow=True)
+    e = exp.Case(ifs=[exp.If(this=fn(exp.RegexpLike, s.sql, regex.sql), true=e)], default=exp.null())
     if typ is not None and typ.type != T.STRING:
         return Typed(exp.TryCast(this=e, to=T.storage(typ.type)), typ.type)
     return _nz(e)
@@ -121,14 +121,14 @@ def extract_all(regex, groups_or_s, s=None):
     picks = _capture_groups(regex, groups)
     text = to_s(src)
     if len(picks) == 1:    # one group: a flat array of strings
-        found = fn("regexp_extract_all", text, regex.sql, N(picks[0]))
+        found = fn(exp.RegexpExtractAll, text, regex.sql, N(picks[0]))
     else:                  # several groups: an array of [g1, g2, ...] per match
-        lists = [fn("regexp_extract_all", text, regex.sql, N(g)) for g in picks]
-        found = fn("list_transform", fn("list_zip", *lists), exp.Lambda(
-            this=fn("list_value", *[fn("struct_extract", exp.column("_z"), N(i + 1)) for i in range(len(picks))]),
+        lists = [fn(exp.RegexpExtractAll, text, regex.sql, N(g)) for g in picks]
+        found = fn(exp.Transform, fn("zip_lists", *lists), exp.Lambda(
+            this=fn("make_list", *[fn(exp.StructExtract, exp.column("_z"), N(i + 1)) for i in range(len(picks))]),
             expressions=[exp.to_identifier("_z")]))
     # no match: null
-    return exp.Case(ifs=[exp.If(this=exp.GT(this=fn("len", found), expression=N(0)), true=fn("to_json", found))],
+    return exp.Case(ifs=[exp.If(this=exp.GT(this=fn("list_length", found), expression=N(0)), true=fn("as_json", found))],
                     default=exp.null())
 
 
@@ -167,7 +167,7 @@ def _capture_groups(regex, groups) -> list[int]:
 @scalar("indexof", "ssi?i?i?", T.LONG)
 def indexof(s, lookup, start=None, length=None, occurrence=None):
     if start is None:
-        return exp.Cast(this=exp.Sub(this=fn("strpos", s.sql, lookup.sql), expression=N(1)), to=T.storage(T.LONG))
+        return exp.Cast(this=exp.Sub(this=fn(exp.StrPosition, s.sql, lookup.sql), expression=N(1)), to=T.storage(T.LONG))
     # start < 0 counts from the end; length -1 = to the end; the occurrence-th match inside the range
     rest = [x.sql if x is not None else d for x, d in ((length, exp.Neg(this=N(1))), (occurrence, N(1)))]
     return exp.Cast(this=fn("netatlas_indexof", s.sql, lookup.sql, start.sql, *rest), to=T.storage(T.LONG))
@@ -175,14 +175,14 @@ def indexof(s, lookup, start=None, length=None, occurrence=None):
 
 @scalar("reverse", "s", T.STRING)
 def reverse(s):
-    return fn("reverse", s.sql)
+    return fn(exp.Reverse, s.sql)
 
 
 @scalar("strrep", "sis?", T.STRING)
 def strrep(s, n, delim=None):
     if delim is None:
-        return fn("repeat", s.sql, n.sql)
-    return fn("array_to_string", fn("list_transform", fn("range", n.sql), exp.Lambda(
+        return fn(exp.Repeat, s.sql, n.sql)
+    return fn(exp.ArrayToString, fn(exp.Transform, fn("range_list", n.sql), exp.Lambda(
         this=s.sql, expressions=[exp.to_identifier("_x")])), delim.sql)
 
 
@@ -194,7 +194,7 @@ def countof(s, sub, kind=None):
         type_error("countof() kind must be the constant 'normal' or 'regex'", kind.span)
     if mode == "regex":    # regex matches do not overlap
         check_typed(sub)
-        return exp.Cast(this=fn("len", fn("regexp_extract_all", s.sql, sub.sql)), to=T.storage(T.LONG))
+        return exp.Cast(this=fn("list_length", fn(exp.RegexpExtractAll, s.sql, sub.sql)), to=T.storage(T.LONG))
     return exp.Cast(this=fn("netatlas_countof", s.sql, sub.sql), to=T.storage(T.LONG))   # plain matches may overlap
 
 
@@ -211,17 +211,17 @@ def url_encode_component(s):
 @scalar("url_decode", "s", T.STRING)
 def url_decode(s):
     # '+' is a space in application/x-www-form-urlencoded (a literal '+' arrives as %2b)
-    return _nz(fn("url_decode", fn("replace", s.sql, L("+"), L(" "))))
+    return _nz(fn("decode_url", fn(exp.Replace, s.sql, L("+"), L(" "))))
 
 
 @scalar("base64_encode_tostring", "s", T.STRING, "base64_encodestring")
 def b64enc(s):
-    return fn("to_base64", fn("encode", s.sql))
+    return fn(exp.ToBase64, fn(exp.Encode, s.sql))
 
 
 @scalar("base64_decode_tostring", "s", T.STRING, "base64_decodestring")
 def b64dec(s):
-    return _nz(fn("try", fn("decode", fn("from_base64", s.sql))))
+    return _nz(fn(exp.Try, fn(exp.Decode, fn(exp.FromBase64, s.sql))))
 
 
 @scalar("strcmp", "ss", T.INT)
@@ -232,7 +232,7 @@ def strcmp(a, b):
 
 @scalar("isascii", "s", T.BOOL)
 def isascii(s):
-    return fn("regexp_full_match", s.sql, L("[\\x00-\\x7F]*"))
+    return fn(exp.RegexpFullMatch, s.sql, L("[\\x00-\\x7F]*"))
 
 
 @scalar("parse_url", "s", T.DYNAMIC)
@@ -242,9 +242,9 @@ def parse_url(s):
 
 @scalar("translate", "sss", T.STRING)
 def translate(src, dst, s):
-    return fn("translate", s.sql, src.sql, dst.sql)
+    return fn(exp.Translate, s.sql, src.sql, dst.sql)
 
 
 @scalar("string_size", "s", T.LONG)
 def string_size(s):
-    return exp.Cast(this=fn("strlen", s.sql), to=T.storage(T.LONG))
+    return exp.Cast(this=fn("byte_length", s.sql), to=T.storage(T.LONG))

@@ -6,11 +6,12 @@ Decimal(38, 18), bool Bool, datetime DateTime64(6, 'UTC'), timespan Int64 ticks,
 dynamic JSON *text* in a String (ClickHouse's JSON type holds objects only); a list of dynamic
 values (DuckDB's JSON[]) is an Array(String) of JSON texts. Every column is Nullable.
 
-``FUNCTIONS`` rewrites the planner's calls (its vocabulary is DuckDB's spelling) to ClickHouse's;
-a call missing here becomes the typed sqlglot node DuckDB's parser would build
-(``base.typed_node``) and sqlglot prints ClickHouse's spelling. ``TRANSFORMS`` handles types,
-casts and the few operators whose meaning differs. Helpers too long to inline are SQL functions
-in ``runtime.py``, which the store installs.
+The planner's vocabulary (``base.FUNCTIONS``) is spelled by ``SPELLINGS`` (same arguments) or
+rewritten by ``FUNCTIONS``; its typed nodes are printed by sqlglot's ClickHouse generator, but
+those ``CALLS`` rewrites to the meaning the planner wants (ClickHouse's ``length`` counts bytes,
+its ``match`` is RE2 without anchors, ...). ``TRANSFORMS`` handles types, casts and the few
+operators whose meaning differs. Helpers too long to inline are SQL functions in ``runtime.py``,
+which the store installs.
 """
 from __future__ import annotations
 
@@ -147,7 +148,7 @@ def _json_exists(node):
 
 
 def _to_json(node):
-    """to_json(x): a list of dynamic values (JSON texts; the planner marks it) is joined, anything
+    """as_json(x): a list of dynamic values (JSON texts; the planner marks it) is joined, anything
     else encoded."""
     if node.meta.get("json_list"):
         return call("netatlas_json_array", args(node)[0])
@@ -157,7 +158,7 @@ def _to_json(node):
 
 
 def _json_object(node):
-    """json_object(k1, v1, ...): keys encoded, values (dynamic or plain) as JSON."""
+    """json_of_pairs(k1, v1, ...): keys encoded, values (dynamic or plain) as JSON."""
     a = args(node)
     items = [call("concat", call("toJSONString", a[i]), L(":"), call("netatlas_json_value", a[i + 1]))
              for i in range(0, len(a) - 1, 2)]
@@ -241,7 +242,7 @@ def _values(node: exp.Values) -> exp.Expression:
 
 
 def _list_agg(node):
-    """list(x [ORDER BY k]) -> groupArray, sorted by the keys when ordered."""
+    """collect_list(x [ORDER BY k]) -> groupArray, sorted by the keys when ordered."""
     a = args(node)
     inner = a[0]
     if isinstance(inner, exp.Order):
@@ -260,15 +261,24 @@ def _list_agg(node):
 
 
 def _lambda_first(name):
-    """list_filter(l, lambda) -> arrayFilter(lambda, l)."""
+    """A lambda last (Transform: list, lambda) -> ClickHouse's lambda first (arrayMap(lambda, list))."""
     def f(node):
         a = args(node)
         return call(name, a[1], a[0], *a[2:])
     return f
 
 
+def _sum_list(node):
+    """The sum of a list's values but its nulls, null when it has none (as DuckDB's list_sum):
+    arraySum refuses Nullable elements."""
+    x = exp.to_identifier("_x")
+    values = call("arrayFilter", exp.Lambda(this=call("isNotNull", exp.column("_x")), expressions=[x]), args(node)[0])
+    total = call("arraySum", call("arrayMap", exp.Lambda(this=call("assumeNotNull", exp.column("_x")), expressions=[x]), values))
+    return exp.If(this=call("notEmpty", values.copy()), true=total, false=exp.null())
+
+
 def _generate_series(node):
-    """generate_series(a, b, step) as a list (inclusive); over datetimes with a microsecond step."""
+    """GenerateSeries(a, b, step) as a list (inclusive); over datetimes with a microsecond step."""
     a = args(node)
     start, stop, step = a
     if isinstance(step, exp.Anonymous) and step.name == "toIntervalMicrosecond":     # datetimes
@@ -308,7 +318,10 @@ def _table(node: exp.Table) -> exp.Expression:
     """A list in FROM (a range the table function cannot give) -> SELECT arrayJoin(list)."""
     this = node.this
     if isinstance(this, exp.Anonymous) and this.name == "generate_series":
-        return node
+        # the table function streams UInt64: a long is Int64 (a default of prev() must fit it)
+        sel = exp.Select(expressions=[exp.alias_(call("toInt64", exp.column("generate_series")), "generate_series", quoted=True)],
+                         from_=exp.From(this=node.copy()))
+        return exp.Subquery(this=sel, alias=node.args.get("alias") or exp.TableAlias(this=exp.to_identifier("_series")))
     if isinstance(this, (exp.Anonymous, exp.Func)):
         sel = exp.Select(expressions=[exp.alias_(call("arrayJoin", this), "generate_series", quoted=True)])
         return exp.Subquery(this=sel, alias=node.args.get("alias") or exp.TableAlias(this=exp.to_identifier("_series")))
@@ -356,14 +369,6 @@ def _time_bucket(node):
     diff = exp.Sub(this=call("toUnixTimestamp64Micro", ts), expression=base)
     floored = exp.Mul(this=call("floor", exp.Div(this=diff, expression=us)), expression=us)
     return call("fromUnixTimestamp64Micro", call("toInt64", exp.Add(this=floored, expression=base)), L("UTC"))
-
-
-def _make_timestamp(node):
-    a = args(node)
-    if len(a) == 1:
-        return call("fromUnixTimestamp64Micro", call("toInt64", a[0]), L("UTC"))
-    y, m, d, h, mi, s = a
-    return call("netatlas_make_datetime", y, m, d, h, mi, s)
 
 
 def _microseconds(node):
@@ -515,98 +520,125 @@ def _url_encode(node):
     return call("arrayStringConcat", call("arrayMap", exp.Lambda(this=enc, expressions=[exp.to_identifier("_c")]), chars))
 
 
-def _sha256(node):
-    return call("lower", call("hex", call("SHA256", *args(node))))
+# the planner's vocabulary (base.FUNCTIONS) that ClickHouse calls by another name, same arguments
+SPELLINGS = {
+    "zip_lists": "arrayZip",
+    "reverse_list": "arrayReverse",
+    "list_length": "length",
+    "range_list": "range",
+    "json_length": "JSONLength",
+    "json_merge": "JSONMergePatch",
+    "byte_length": "length",
+    "ends_with": "endsWith",
+    "regex_quote": "regexpQuoteMeta",
+    "decode_url": "decodeURLComponent",
+    "power": "pow",
+    "log10": "log10",
+    "log2": "log2",
+    "gamma": "tgamma",
+    "is_finite": "isFinite",
+    "hash64": "xxHash64",
+    "sample_variance": "varSamp",
+    "value_at_max": "argMax",
+    "value_at_min": "argMin",
+    "datetime_diff": "dateDiff",
+    "epoch_microseconds": "toUnixTimestamp64Micro",
+}
 
-
+# the vocabulary's calls ClickHouse shapes differently
 FUNCTIONS = {
-    # dynamic values: JSON text
-    "json_extract": _json_extract,
-    "json_extract_string": _json_extract_string,
-    "json_type": _json_type,
-    "json_exists": _json_exists,
-    "json_array_length": lambda n: call("JSONLength", *args(n)),
-    "json_array": lambda n: call("netatlas_json_array", exp.Array(expressions=[call("netatlas_json_value", x) for x in args(n)])),
-    "json_object": _json_object,
-    "json_merge_patch": rename("JSONMergePatch"),
-    "to_json": _to_json,
-    # lists
-    "list": _list_agg,
-    "list_value": lambda n: exp.Array(expressions=args(n)),
-    "list_transform": _lambda_first("arrayMap"),
-    "list_filter": _lambda_first("arrayFilter"),
-    "list_zip": rename("arrayZip"),
-    "list_slice": _list_slice,
-    "list_sum": rename("arraySum"),
-    "list_reverse": rename("arrayReverse"),
-    "list_distinct": rename("arrayDistinct"),
-    "list_concat": rename("arrayConcat"),
-    "len": rename("length"),
-    "range": rename("range"),
-    "unnest": rename("arrayJoin"),
-    "generate_series": _generate_series,
-    "generate_subscripts": lambda n: call("arrayJoin", call("arrayEnumerate", args(n)[0])),
-    "json_keys": lambda n: call("JSONExtractKeys", *args(n)),
-    "struct_extract": _struct_extract,
-    "array_to_string": rename("arrayStringConcat"),
-    # strings
-    "contains": _contains,
-    "starts_with": rename("startsWith"),
-    "suffix": rename("endsWith"),
-    "strpos": rename("positionUTF8"),
-    "strlen": rename("length"),
-    "length": rename("lengthUTF8"),
-    "replace": rename("replaceAll"),
-    "reverse": rename("reverseUTF8"),
-    "translate": rename("translateUTF8"),
-    "trim": lambda n: call("trimBoth", *args(n)),
-    "string_split": _string_split,
-    "concat_ws": rename("concatWithSeparator"),
-    "to_base64": rename("base64Encode"),
-    "from_base64": rename("tryBase64Decode"),
-    "encode": lambda n: args(n)[0],
-    "decode": lambda n: args(n)[0],
-    "url_decode": rename("decodeURLComponent"),
-    "sha256": _sha256,
-    "regexp_matches": lambda n: call("match", *args(n)[:2]),
-    "regexp_full_match": lambda n: call("match", args(n)[0], exp.DPipe(this=exp.DPipe(this=L("^(?:"), expression=args(n)[1]), expression=L(")$"))),
-    "regexp_extract": lambda n: call("regexpExtract", *args(n)),
-    "regexp_extract_all": _regexp_extract_all,
-    "regexp_replace": _regexp_replace,
-    "regexp_escape": rename("regexpQuoteMeta"),
-    # numbers
-    "round": _round,
-    "random": lambda n: call("randCanonical"),
-    "pow": rename("pow"),
-    "trunc": rename("trunc"),
-    "var_samp": rename("varSamp"),
-    "var_pop": rename("varPop"),
-    "stddev_samp": rename("stddevSamp"),
-    "stddev_pop": rename("stddevPop"),
-    "any_value": rename("any"),
-    "quantile_disc": _quantile,
-    # datetimes
-    "epoch_us": rename("toUnixTimestamp64Micro"),
-    "epoch": lambda n: exp.Div(this=call("toUnixTimestamp64Micro", args(n)[0]), expression=N("1e6")),
-    "to_microseconds": _microseconds,
-    "to_days": _days,
-    "make_timestamp": _make_timestamp,
-    "date_trunc": _date_trunc,
-    "time_bucket": _time_bucket,
-    "date_diff": lambda n: call("dateDiff", *args(n)),
-    "dayofweek": lambda n: call("toDayOfWeek", args(n)[0], N(2)),
-    "microsecond": lambda n: exp.Mod(this=call("toUnixTimestamp64Micro", args(n)[0]), expression=N(60_000_000)),
-    "millisecond": lambda n: exp.Mod(this=call("intDiv", call("toUnixTimestamp64Micro", args(n)[0]), N(1000)),
-                                     expression=N(60_000)),
-    "weekofyear": lambda n: call("toISOWeek", args(n)[0]),
-    "strftime": _strftime,
-    "date_part": _date_part,
-    "try": _try,
+    "json_at": _json_extract,
+    "json_text_at": _json_extract_string,
+    "json_has": _json_exists,
+    "json_of_pairs": _json_object,
+    "as_json": _to_json,
+    "collect_list": _list_agg,
+    "make_list": lambda n: exp.Array(expressions=args(n)),
+    "sublist": _list_slice,
+    "sum_list": _sum_list,
+    "list_positions": lambda n: call("arrayJoin", call("arrayEnumerate", args(n)[0])),
+    "split_string": _string_split,
+    "microseconds": _microseconds,
+    "datetime_trunc": _date_trunc,
+    "datetime_part": _date_part,
+    "minute_microseconds": lambda n: exp.Mod(this=call("toUnixTimestamp64Micro", args(n)[0]), expression=N(60_000_000)),
+    "minute_milliseconds": lambda n: exp.Mod(this=call("intDiv", call("toUnixTimestamp64Micro", args(n)[0]), N(1000)),
+                                             expression=N(60_000)),
     "netatlas_format_timespan": _format_timespan,
     "netatlas_url_encode": _url_encode,
-    "hash": lambda n: call("xxHash64", *args(n)),
     "netatlas_todatetime": lambda n: call("parseDateTime64BestEffortOrNull", args(n)[0], N(6), L("UTC")),
 }
+
+# typed function nodes whose ClickHouse spelling by sqlglot is not the meaning the planner wants
+CALLS = {
+    # dynamic values: JSON text
+    exp.JSONType: _json_type,
+    exp.JSONArray: lambda n: call("netatlas_json_array", exp.Array(expressions=[call("netatlas_json_value", x) for x in args(n)])),
+    exp.JSONKeys: lambda n: call("JSONExtractKeys", *args(n)),
+    # lists
+    exp.Transform: _lambda_first("arrayMap"),
+    exp.ArrayDistinct: rename("arrayDistinct"),
+    exp.ArrayConcat: rename("arrayConcat"),
+    exp.Explode: rename("arrayJoin"),
+    exp.GenerateSeries: _generate_series,
+    exp.StructExtract: _struct_extract,
+    exp.ArrayToString: rename("arrayStringConcat"),
+    # strings
+    exp.Contains: _contains,
+    exp.StartsWith: rename("startsWith"),
+    exp.StrPosition: rename("positionUTF8"),
+    exp.Length: rename("lengthUTF8"),
+    exp.Replace: rename("replaceAll"),
+    exp.Reverse: rename("reverseUTF8"),
+    exp.Translate: rename("translateUTF8"),
+    exp.Trim: lambda n: call("trimBoth", *args(n)),
+    exp.ConcatWs: rename("concatWithSeparator"),
+    exp.ToBase64: rename("base64Encode"),
+    exp.FromBase64: rename("tryBase64Decode"),
+    exp.Encode: lambda n: args(n)[0],
+    exp.Decode: lambda n: args(n)[0],
+    exp.SHA2: lambda n: _hex(call("SHA256", n.this)),
+    exp.SHA: lambda n: _hex(call("SHA1", n.this)),
+    exp.MD5: lambda n: _hex(call("MD5", n.this)),
+    exp.RegexpLike: lambda n: call("match", n.this, n.expression),
+    exp.RegexpFullMatch: lambda n: call("match", n.this, exp.DPipe(this=exp.DPipe(this=L("^(?:"), expression=n.expression), expression=L(")$"))),
+    exp.RegexpExtract: lambda n: call("regexpExtract", *args(n)),
+    exp.RegexpExtractAll: _regexp_extract_all,
+    exp.RegexpReplace: _regexp_replace,
+    # numbers
+    exp.Round: _round,
+    exp.Rand: lambda n: call("randCanonical"),
+    exp.Trunc: rename("trunc"),
+    exp.VariancePop: rename("varPop"),
+    exp.StddevSamp: rename("stddevSamp"),
+    exp.StddevPop: rename("stddevPop"),
+    exp.AnyValue: rename("any"),
+    exp.PercentileDisc: _quantile,
+    # datetimes
+    exp.TimeToUnix: lambda n: exp.Div(this=call("toUnixTimestamp64Micro", n.this), expression=N("1e6")),
+    exp.ToDays: _days,
+    exp.UnixToTime: lambda n: call("fromUnixTimestamp64Micro", call("toInt64", n.this), L("UTC")),
+    exp.TimestampFromParts: lambda n: call("netatlas_make_datetime", *args(n)),
+    exp.DateBin: _time_bucket,
+    exp.DayOfWeek: lambda n: call("toDayOfWeek", n.this, N(2)),
+    exp.WeekOfYear: lambda n: call("toISOWeek", n.this),
+    exp.TimeToStr: _strftime,
+    exp.Try: _try,
+    # windows: past the frame a value of a type without null gives 0, not null; and a default
+    # must have the value's very type (the planner's casts are Nullable)
+    exp.Lag: lambda n: _nullable_value(n),
+    exp.Lead: lambda n: _nullable_value(n),
+}
+
+
+def _nullable_value(node: exp.Expression) -> exp.Expression:
+    node.set("this", call("toNullable", node.this))
+    return node
+
+
+def _hex(digest: exp.Expression) -> exp.Expression:
+    """A digest as lower-case hex, as DuckDB's sha256() and Kusto's hash_sha256() give it."""
+    return call("lower", call("hex", digest))
 
 TRANSFORMS = {
     exp.DataType: _datatype,
@@ -627,5 +659,5 @@ TRANSFORMS = {
     exp.BitwiseNot: lambda node: call("bitNot", node.this),
 }
 
-CLICKHOUSE = Dialect("clickhouse", "clickhouse", functions=FUNCTIONS, transforms=TRANSFORMS, runtime=runtime,
-                     typed_from="duckdb", flags={"materialized_cte": False})
+CLICKHOUSE = Dialect("clickhouse", "clickhouse", spellings=SPELLINGS, functions=FUNCTIONS,
+                     transforms={**CALLS, **TRANSFORMS}, runtime=runtime, flags={"materialized_cte": False})

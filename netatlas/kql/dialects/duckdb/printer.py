@@ -26,6 +26,9 @@ from collections import Counter
 from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 
+from ...prepare import CALLS
+from .spellings import SPELLINGS
+
 DIALECT = "duckdb"
 _DIALECT = Dialect.get_or_raise(DIALECT)
 _GEN_CLS = _DIALECT.generator_class
@@ -67,8 +70,14 @@ def _t(node) -> str:
     cls = node.__class__
     needs = _NEEDS.get(cls)
     if needs is None:
-        needs = _NEEDS[cls] = issubclass(cls, NEEDS_PARENS)
+        needs = _NEEDS[cls] = issubclass(cls, NEEDS_PARENS) and not _is_call(cls)   # prepare.needs_parens
     return f"({s})" if needs else s
+
+
+def _is_call(cls) -> bool:
+    """An operator class printed as a call (``exp.RegexpLike``): no parentheses around it or its
+    arguments (``prepare.is_call``)."""
+    return issubclass(cls, CALLS)
 
 
 def _s(value) -> str:
@@ -111,13 +120,14 @@ def _fallback(node) -> str:
 
 def _sqlglot(node) -> str:
     from ...prepare import prepare
-    return _DIALECT.generator().sql(prepare(node.copy()))
+    from . import DUCKDB
+    return _DIALECT.generator().sql(prepare(DUCKDB.rewrite(prepare(node.copy()))))
 
 
 def _generic_func(cls):
     name = cls.sql_name().upper()
     keys = tuple(cls.arg_types)
-    arg = _t if issubclass(cls, TIGHT_PARENTS) else _sql
+    arg = _t if issubclass(cls, TIGHT_PARENTS) and not _is_call(cls) else _sql   # prepare.is_tight
 
     def generic(node):
         a = node.args
@@ -335,7 +345,8 @@ def _alias(node) -> str:
 def _anonymous(node) -> str:
     a = node.args
     name = a.get("this")
-    name = (name if isinstance(name, str) else _s(name)).upper()
+    name = name if isinstance(name, str) else _s(name)
+    name = SPELLINGS.get(name, name).upper()
     args = a.get("expressions")
     if not args:
         return f"{name}()"
@@ -830,5 +841,85 @@ _H: dict[type, tuple] = {
 }
 for _cls, _op in _BINARY_OPS.items():
     _H[_cls] = (_binary(_op), _BINARY_KEYS)
+
+
+# ---- typed function nodes DuckDB's generator spells its own way ---------------------------------
+# (the others print generically, ``_generic_func``). Each: DuckDB's name, the argument keys printed
+# in order, and the flags the planner sets, which the plain call needs (True, or a literal's text):
+# a node without them is printed by sqlglot. A key in ``omit`` is left out when it holds that
+# literal (sqlglot drops DuckDB's default).
+
+def _call(name: str, keys: tuple, omit: dict | None = None, **flags):
+    omit = omit or {}
+
+    def call(node) -> str:
+        a = node.args
+        for k, want in flags.items():
+            v = a.get(k)
+            if not (v is True if want is True else isinstance(v, exp.Literal) and v.name == want):
+                return _fallback(node)
+        parts = []
+        for k in keys:
+            v = a.get(k)
+            if v is None or (k in omit and isinstance(v, exp.Literal) and v.name == omit[k]):
+                continue
+            if type(v) is list:
+                parts.extend(_sql(x) for x in v)
+            else:
+                parts.append(_sql(v))
+        return f"{name}({', '.join(parts)})"
+    return call, frozenset(keys) | frozenset(flags)
+
+
+CALL_SPELLINGS = {
+    exp.AnyValue: ("ANY_VALUE", ("this",)),
+    exp.ArrayConcat: ("LIST_CONCAT", ("this", "expressions")),
+    exp.ArrayDistinct: ("LIST_DISTINCT", ("this",)),
+    exp.ArrayToString: ("ARRAY_TO_STRING", ("this", "expression")),
+    exp.Ceil: ("CEIL", ("this",)),
+    exp.ConcatWs: ("CONCAT_WS", ("expressions",), None, {"safe": True, "coalesce": True}),
+    exp.DateBin: ("TIME_BUCKET", ("this", "expression")),
+    exp.DayOfWeek: ("DAYOFWEEK", ("this",)),
+    exp.DayOfYear: ("DAYOFYEAR", ("this",)),
+    exp.Decode: ("DECODE", ("this",)),
+    exp.Encode: ("ENCODE", ("this",)),
+    exp.Explode: ("UNNEST", ("this",)),
+    exp.Floor: ("FLOOR", ("this",)),
+    exp.GenerateSeries: ("GENERATE_SERIES", ("start", "end", "step")),
+    exp.Greatest: ("GREATEST", ("this", "expressions"), None, {"ignore_nulls": True}),
+    exp.IsInf: ("ISINF", ("this",)),
+    exp.IsNan: ("ISNAN", ("this",)),
+    exp.JSONArray: ("JSON_ARRAY", ("expressions",)),
+    exp.Least: ("LEAST", ("this", "expressions"), None, {"ignore_nulls": True}),
+    exp.Length: ("LENGTH", ("this",)),
+    exp.PercentileDisc: ("QUANTILE_DISC", ("this", "expression")),
+    exp.Rand: ("RANDOM", ()),
+    exp.RegexpExtract: ("REGEXP_EXTRACT", ("this", "expression", "group"), {"group": "0"},
+                        {"null_if_pos_overflow": True}),
+    exp.RegexpExtractAll: ("REGEXP_EXTRACT_ALL", ("this", "expression", "group"), {"group": "0"}),
+    exp.RegexpLike: ("REGEXP_MATCHES", ("this", "expression")),
+    exp.RegexpReplace: ("REGEXP_REPLACE", ("this", "expression", "replacement", "modifiers")),
+    exp.Replace: ("REPLACE", ("this", "expression", "replacement")),
+    exp.Reverse: ("REVERSE", ("this",)),
+    exp.Round: ("ROUND", ("this", "decimals")),
+    exp.SHA: ("SHA1", ("this",)),
+    exp.SHA2: ("SHA256", ("this",), None, {"length": "256"}),
+    exp.StartsWith: ("STARTS_WITH", ("this", "expression")),
+    exp.StrPosition: ("STRPOS", ("this", "substr")),
+    exp.Substring: ("SUBSTRING", ("this", "start", "length")),
+    exp.TimeToStr: ("STRFTIME", ("this", "format")),
+    exp.TimeToUnix: ("EPOCH", ("this",)),
+    exp.TimestampFromParts: ("MAKE_TIMESTAMP", ("year", "month", "day", "hour", "min", "sec")),
+    exp.Transform: ("LIST_TRANSFORM", ("this", "expression")),
+    exp.Trim: ("TRIM", ("this",)),
+    exp.Trunc: ("TRUNC", ("this",)),
+    exp.Try: ("TRY", ("this",)),
+    exp.UnixToTime: ("MAKE_TIMESTAMP", ("this",), None, {"scale": "6"}),
+    exp.VariancePop: ("VAR_POP", ("this",)),
+    exp.WeekOfYear: ("WEEKOFYEAR", ("this",)),
+}
+for _cls, (_name, _keys_, *_rest) in CALL_SPELLINGS.items():
+    _omit, _flags = (_rest + [None, None])[:2]
+    _H[_cls] = _call(_name, _keys_, _omit, **(_flags or {}))
 
 _SQLGLOT_HANDLED = _sqlglot_handled()

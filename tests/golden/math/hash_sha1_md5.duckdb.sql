@@ -1,0 +1,1 @@
+SELECT "a", "b", "c", "d" FROM (SELECT COALESCE(SHA1('abc'), '') AS "a", COALESCE(MD5('abc'), '') AS "b", COALESCE(SHA1(''), '') AS "c", COALESCE(MD5('netatlas'), '') = COALESCE(MD5('netatlas'), '') AS "d") AS _result LIMIT 500001
