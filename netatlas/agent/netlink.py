@@ -504,10 +504,12 @@ class Exchanges:
     Inbound sockets mirror it (request in, response out; time from the request's last byte to the
     response's last byte). Both timestamps come from the same tcp_info, so the delay of a poll or of
     a close event does not enter. Several exchanges between two observations all get the last one's
-    time (or, when the data has turned again since, the socket's last known time); times have the
-    kernel's jiffy resolution (1 ms at HZ=1000, 4 ms at HZ=250) and span the last bytes, not the
-    first; when both timestamps fall in the same jiffy the byte counters say which way the data
-    went last.
+    time (or, when the data has turned again since, the socket's last known time; a socket with
+    none yet, first seen after its data turned again, counts them at its first time, or at its close
+    with 0 ms if it never had one: every observation fell between a request and its answer); times
+    have the kernel's jiffy resolution (1 ms at HZ=1000, 4 ms at HZ=250) and span the last bytes,
+    not the first; when both timestamps fall in the same jiffy the byte counters say which way the
+    data went last.
     """
 
     def __init__(self, cap: int = 100_000):
@@ -534,7 +536,9 @@ class Exchanges:
         if rt >= 0:
             last_us = rt * 1000
         if s.data_segs_out >= 0 and s.data_segs_in >= 0:
-            n = max(0, min(s.data_segs_out, s.data_segs_in) - responses)
+            # exchanges made before any time could be read wait, uncounted, for the socket's first
+            # time or its close (an observation after the data turned again has none to give)
+            n = max(0, min(s.data_segs_out, s.data_segs_in) - responses) if last_us >= 0 or final else 0
         else:
             n = 1 if rt >= 0 else 0
         us = max(0, last_us) if n else 0

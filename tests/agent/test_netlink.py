@@ -442,6 +442,25 @@ def test_exchanges_are_seen_when_the_last_data_turns_around():
     assert ex.observe(_at(100, 100, 60, 2, cookie=4), True, 100, 100) == (1, 58_000, 58_000, 58_000)
 
 
+def test_exchanges_seen_first_after_the_data_turned_again_wait_for_a_time():
+    """A connection first dumped after one exchange and the next request (data segments 1 out, 2
+    in, the last data came in): the first exchange's time is gone from tcp_info, so it is not
+    counted at 0 ms but waits for the socket's first time (the flake of test_fidelity_delays: a
+    server polled in phase with its client's requests reported ResponseTimeMin 0 for 50 ms)."""
+    def at(sent, received, lds, ldr, out, into, cookie=1):
+        return dataclasses.replace(_at(sent, received, lds, ldr, cookie), data_segs_out=out, data_segs_in=into)
+    ex = netlink.Exchanges()
+    assert ex.observe(at(60, 80, 404, 4, 1, 2), False, 60, 80) == (0, 0, 0, 0)
+    assert ex.observe(at(120, 120, 452, 52, 2, 3), False, 120, 120) == (0, 0, 0, 0)   # turned again
+    # the third answer went out 50 ms after its request: all three exchanges get that time
+    assert ex.observe(at(180, 120, 3, 53, 3, 3), False, 180, 120) == (3, 150_000, 50_000, 50_000)
+    # later exchanges seen turned take the last time known, as before
+    assert ex.observe(at(240, 200, 400, 2, 4, 5), False, 240, 200) == (4, 200_000, 50_000, 50_000)
+    # a socket that never had a time counts its exchanges at its close, at 0 ms
+    assert ex.observe(at(60, 80, 404, 4, 1, 2, cookie=2), False, 60, 80) == (0, 0, 0, 0)
+    assert ex.observe(at(60, 80, 900, 500, 1, 2, cookie=2), False, 60, 80, final=True) == (1, 0, 0, 0)
+
+
 def test_with_payload_is_replace_of_the_counters():
     s = by_ports(netlink.parse_messages((FIXTURES / "sock-diag-dump.bin").read_bytes()))[23002, 23001]
     assert netlink.with_payload(s, 1000, 300, 2, 5000, 2000, 3000) == dataclasses.replace(
