@@ -31,7 +31,13 @@ def default_slots() -> int:
 
 class Watchdog:
     """Interrupts running statements at their deadlines: one thread for any number of cursors,
-    started on first use (a timer thread per query cost a visible share of a 10 ms query)."""
+    started on first use (a timer thread per query cost a visible share of a 10 ms query).
+
+    Past its deadline a cursor is interrupted again every ``AGAIN`` seconds until disarmed: an
+    interrupt that lands before the statement starts (a query armed with a few microseconds left)
+    is lost, and the statement would then run unbounded."""
+
+    AGAIN = 0.05
 
     def __init__(self):
         self._cond = threading.Condition()
@@ -75,10 +81,13 @@ class Watchdog:
                 if left > 0:
                     self._cond.wait(left)
                     continue
+                cursor = self._armed[token][1]
+                self._armed[token] = (time.monotonic() + self.AGAIN, cursor)
                 try:
-                    self._armed.pop(token)[1].interrupt()
+                    cursor.interrupt()
                 except Exception:
                     pass
+                del cursor
 
 
 class QueryPool:

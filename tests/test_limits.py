@@ -440,3 +440,26 @@ def test_accepted_odd_input_over_http(server):
 def test_the_server_logged_no_traceback(server):
     # runs after the HTTP tests above (file order): none of them left a traceback in the log
     assert "Traceback" not in server.log.read_text()
+
+
+def test_a_deadline_that_passes_before_the_statement_starts_still_stops_it():
+    """The watchdog's interrupt can land before the statement starts (a query armed with
+    microseconds left), where DuckDB drops it; it interrupts again until disarmed, so the statement
+    stops within a moment instead of running unbounded (found through the Kusto API: a 1 ms
+    servertimeout ran a 20 s query to its end)."""
+    import duckdb
+    from netatlas.pool import Watchdog
+    dog = Watchdog()
+    con = duckdb.connect()
+    try:
+        token = dog.arm(con, 0.001)
+        time.sleep(0.2)                             # the first interrupt hits an idle connection
+        t0 = time.perf_counter()
+        with pytest.raises(duckdb.InterruptException):
+            con.execute("SELECT count(DISTINCT 'k' || range::VARCHAR) FROM range(200000000)").fetchall()
+        assert time.perf_counter() - t0 < 5
+        dog.disarm(token)
+        assert con.execute("SELECT 42").fetchall() == [(42,)]     # disarmed: the cursor runs on
+    finally:
+        dog.stop()
+        con.close()
