@@ -7,6 +7,7 @@ types the Result promises.
 from __future__ import annotations
 
 import json
+import re
 import math
 import uuid
 from datetime import date, datetime, timedelta, timezone
@@ -117,7 +118,33 @@ INPUT = {
 def python_to_kql(v, typ: str):
     if v is None:
         return None
+    if isinstance(v, LiteralText):
+        return v.to(typ)
     return INPUT[typ](v)
+
+
+_WRAPPED = re.compile(r"^\s*(bool|boolean|int|long|real|double|decimal|datetime|date|timespan|time|guid|uuid"
+                      r"|uniqueid|dynamic|string)\s*\((.*)\)\s*$", re.S | re.I)
+
+
+class LiteralText(str):
+    """A query parameter's value as Kusto's clients send it: text, taken as is for a string
+    parameter, else read as a literal of the declared type (``datetime(2024-01-31)`` or
+    ``2024-01-31``, ``1h``, ``dynamic([1, 2])`` or ``[1, 2]``, ``guid(...)``, ``true``, ``42``)."""
+
+    def to(self, typ: str):
+        if typ == T.STRING:
+            return str(self)
+        m = _WRAPPED.match(self)
+        text = m.group(2).strip() if m else self.strip()
+        if text.lower() == "null":
+            return None
+        if typ == T.DYNAMIC:
+            try:
+                return json.loads(text)
+            except ValueError:
+                raise ValueError(f"{text!r} is not a dynamic literal (JSON)") from None
+        return INPUT[typ](text)
 
 
 def _out_datetime(v):

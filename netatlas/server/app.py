@@ -22,7 +22,7 @@ from ..catalogue import Catalogue
 from ..keys import KeyStore
 from ..metrics import Metrics, add_storage_metrics
 from ..pool import QueryBusyError
-from . import backup, health, ingest, machines, query, retention, threatintel, views
+from . import azure, backup, health, ingest, machines, query, retention, threatintel, views
 from . import ui
 from .http import HttpError, error_response
 from .settings import Settings
@@ -49,6 +49,8 @@ ROUTES = (
     Route("/api/usage", views.usage, methods=["GET"]),
     Route("/api/schema", views.schema, methods=["GET"]),
     Route("/api/samples", views.samples, methods=["GET"]),
+    # Azure's protocols (server/azure/): the Kusto REST API, ...
+    *azure.ROUTES,
     Route("/healthz", health.healthz, methods=["GET"]),
     Route("/metrics", health.metrics, methods=["GET"]),
     # the web UI (server/ui.py): after every API route, which keep priority

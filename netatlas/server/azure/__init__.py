@@ -1,0 +1,28 @@
+"""Azure's protocols, so the clients teams already use work against netatlas unchanged; one module
+per API:
+
+- ``kusto.py``: the Kusto (Azure Data Explorer) REST API: ``/v2/rest/query``, ``/v1/rest/query``,
+  ``/v1/rest/mgmt``, ``/v1/rest/auth/metadata`` (azure-kusto-data, Kqlmagic);
+- ``loganalytics.py``: the Log Analytics query API: ``/v1/workspaces/{id}/query``, ``/v1/$batch``
+  (azure-monitor-query);
+- ``ingestion.py``: the Logs Ingestion API through data collection rules
+  (``/dataCollectionRules/{id}/streams/{stream}``, azure-monitor-ingestion);
+- ``collector.py``: the HTTP Data Collector API (``/api/logs``).
+
+``common.py`` holds what they share: the database's name, how an answer's columns are typed for
+Kusto, the query request's limits. ``ROUTES`` is mounted by ``server/app.py``.
+"""
+from __future__ import annotations
+
+from starlette.routing import Route
+
+from . import kusto
+
+ROUTES = [
+    Route("/v2/rest/query", kusto.query_v2, methods=["POST"]),
+    Route("/v1/rest/query", kusto.query_v1, methods=["POST"]),
+    Route("/v1/rest/mgmt", kusto.mgmt, methods=["POST"]),
+    Route("/v1/rest/auth/metadata", kusto.auth_metadata, methods=["GET"]),
+]
+
+__all__ = ["ROUTES"]
