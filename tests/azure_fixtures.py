@@ -22,6 +22,17 @@ NOW = datetime.now(timezone.utc).replace(microsecond=0)
 COMPUTERS = ["web-1", "web-2", "db-1"]
 
 
+class Key:
+    """A credential giving a query key as its token: what an SDK's static token credential does."""
+
+    def __init__(self, key: str):
+        self.key = key
+
+    def get_token(self, *scopes, **kwargs):
+        from azure.core.credentials import AccessToken
+        return AccessToken(self.key, int(time.time()) + 3600)
+
+
 def records() -> list[dict]:
     """VMConnection rows over the last three hours: three machines, every column kind a client reads."""
     out = []
@@ -46,8 +57,8 @@ def free_port() -> int:
 class Served:
     """A workspace served on loopback by ``netatlas workspace serve`` in a process of its own."""
 
-    def __init__(self, data: Path, https: bool):
-        self.data, self.https = data, https
+    def __init__(self, data: Path, https: bool, *options: str):
+        self.data, self.https, self.options = data, https, options
         self.port = free_port()
         self.log = data.parent / f"{data.name}-{'https' if https else 'http'}.log"
         self.proc = None
@@ -64,7 +75,7 @@ class Served:
     def start(self, timeout: float = 60) -> "Served":
         env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         args = [sys.executable, "-m", "netatlas", "workspace", "serve", "--data", str(self.data),
-                "--port", str(self.port)] + (["--tls", "self-signed"] if self.https else [])
+                "--port", str(self.port), *self.options] + (["--tls", "self-signed"] if self.https else [])
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + timeout
@@ -126,9 +137,9 @@ def filled(tmp_path_factory, name: str) -> Path:
     return data
 
 
-def serve(tmp_path_factory, name: str, https: bool):
+def serve(tmp_path_factory, name: str, https: bool, *options: str):
     """For a module fixture (``yield from``): the filled workspace served, stopped afterwards."""
-    s = Served(filled(tmp_path_factory, name), https).start()
+    s = Served(filled(tmp_path_factory, name), https, *options).start()
     try:
         yield s
     finally:

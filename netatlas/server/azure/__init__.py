@@ -16,13 +16,15 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from . import kusto
+from . import kusto, loganalytics
 
 ROUTES = [
     Route("/v2/rest/query", kusto.query_v2, methods=["POST"]),
     Route("/v1/rest/query", kusto.query_v1, methods=["POST"]),
     Route("/v1/rest/mgmt", kusto.mgmt, methods=["POST"]),
     Route("/v1/rest/auth/metadata", kusto.auth_metadata, methods=["GET"]),
+    Route("/v1/workspaces/{workspace}/query", loganalytics.query, methods=["GET", "POST"]),
+    Route("/v1/$batch", loganalytics.batch, methods=["POST"]),
 ]
 
 __all__ = ["ROUTES"]
