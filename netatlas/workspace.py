@@ -9,9 +9,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from . import kql
-from .catalogue import Catalogue
+from .catalogue import Catalogue, Table
 from .errors import IngestError, NetatlasError, QueryExecutionError, QueryLimitError
-from . import ingest, migrate
+from . import custom, ingest, migrate
 from .ingest import MAX_POST_BYTES
 from .kql import types as T
 from .kql.values import convert_columns, convert_rows
@@ -45,7 +45,8 @@ class Workspace:
         bundled GeoLite2-City, a path for another mmdb, False for no geolocation. ``store``: where
         the catalogue's tables live (store.parse_spec: ``duckdb``, ``chdb[:DIR]``); None: where
         the workspace was created with (``STORE_KEY``), DuckDB for a new one."""
-        self.catalogue = catalogue or Catalogue.load()
+        # the workspace's own catalogue: the package's tables and the custom ones it created (custom.py)
+        self.catalogue = Catalogue(dict((catalogue or Catalogue.load()).tables))
         self._geoip_setting = geoip
         self._geoip = None
         self._matcher = None
@@ -86,6 +87,7 @@ class Workspace:
         except BaseException:
             self.connection.close()         # a refused or failed upgrade releases the file
             raise
+        self.catalogue.tables.update(custom.load(self.connection))
         self.id = self._workspace_id()
         # the catalogue's tables in another store: queries go there, batches through the outbox
         self.remote: StoreWorkspace | None = None
@@ -176,6 +178,40 @@ class Workspace:
             for sql in ingest.SETUP_SQL + ingest.USAGE_SQL:
                 self.connection.execute(sql)
             self.connection.execute(f'CREATE TABLE IF NOT EXISTS {RETENTION_TABLE} ("table" VARCHAR PRIMARY KEY, days INTEGER)')
+
+    def define_table(self, name: str, columns: list[tuple[str, str]]) -> Table:
+        """Create the custom table ``name`` (custom.py) with ``columns``, or add those it lacks;
+        returns the table as it now is. Built-in tables are not changed; a column's type never is."""
+        custom.check_name(name)
+        with self._lock:
+            old = self.catalogue.get(name)
+            if old is not None and name not in self._custom_names():
+                raise IngestError(f"{name} is one of netatlas's own tables, not a custom table", code="CUSTOM_TABLE_NAME")
+            table = custom.merged(name, old, columns)
+            if old is not None and table.columns == old.columns:
+                return old
+            if self.remote is not None:
+                raise IngestError("custom tables are made in workspaces on DuckDB; this one keeps its tables in chdb",
+                                  code="CUSTOM_TABLE_STORE")
+            con = self.connection
+            con.execute("BEGIN")
+            try:
+                if old is None:
+                    cols = ", ".join(f'"{c}" {T.storage_sql(t)}' for c, t in table.columns)
+                    con.execute(f'CREATE TABLE "{name}" ({cols})')
+                else:
+                    for c, t in table.columns[len(old.columns):]:
+                        con.execute(f'ALTER TABLE "{name}" ADD COLUMN "{c}" {T.storage_sql(t)}')
+                custom.save(con, table)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            self.catalogue.tables[name] = table
+            return table
+
+    def _custom_names(self) -> set[str]:
+        return {r[0] for r in self.connection.execute(f"SELECT name FROM {custom.TABLE}").fetchall()}
 
     def _workspace_id(self) -> str:
         if self.path is not None and (self.path / "workspace.json").exists():
@@ -512,7 +548,8 @@ class StoreWorkspace:
 
     def __init__(self, store, catalogue: Catalogue | None = None, retention: dict[str, int] | None = None):
         self.store = store
-        self.catalogue = catalogue or Catalogue.load()
+        # the workspace's own catalogue: the package's tables and the custom ones it created (custom.py)
+        self.catalogue = Catalogue(dict((catalogue or Catalogue.load()).tables))
         self.default_retention_days = DEFAULT_RETENTION_DAYS
         self._retention = {t: (retention or {}).get(t, DEFAULT_RETENTION_DAYS) for t in self.catalogue.names()}
         self.id = "local"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from . import kusto, loganalytics
+from . import collector, kusto, loganalytics
 
 ROUTES = [
     Route("/v2/rest/query", kusto.query_v2, methods=["POST"]),
@@ -25,6 +25,7 @@ ROUTES = [
     Route("/v1/rest/auth/metadata", kusto.auth_metadata, methods=["GET"]),
     Route("/v1/workspaces/{workspace}/query", loganalytics.query, methods=["GET", "POST"]),
     Route("/v1/$batch", loganalytics.batch, methods=["POST"]),
+    Route(collector.PATH, collector.post, methods=["POST"]),
 ]
 
 __all__ = ["ROUTES"]

@@ -398,7 +398,7 @@ def show_functions(svc, m) -> dict:
 
 _NAME = r"(?:\[\s*(?:'[^']*'|\"[^\"]*\")\s*\]|[A-Za-z_][\w]*)"
 MGMT = [
-    (re.compile(rf"^\.show\s+tables(?:\s+details)?$", re.I), show_tables),
+    (re.compile(r"^\.show\s+tables(?:\s+details)?$", re.I), show_tables),
     (re.compile(rf"^\.show\s+table\s+(?P<table>{_NAME})\s+(?:c?schema)(?P<json>\s+as\s+json)?$", re.I), show_table_schema),
     (re.compile(rf"^\.show\s+database(?:\s+{_NAME})?\s+c?schema(?:\s+details)?(?P<json>\s+as\s+json)?$", re.I),
      show_database_schema),
