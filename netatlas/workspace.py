@@ -10,8 +10,8 @@ from pathlib import Path
 
 from . import kql
 from .catalogue import Catalogue, Table
-from .errors import IngestError, NetatlasError, QueryExecutionError, QueryLimitError
-from . import custom, ingest, migrate
+from .errors import IngestError, KqlError, NetatlasError, QueryExecutionError, QueryLimitError
+from . import custom, dcr, ingest, migrate
 from .ingest import MAX_POST_BYTES
 from .kql import types as T
 from .kql.values import convert_columns, convert_rows
@@ -209,6 +209,62 @@ class Workspace:
                 raise
             self.catalogue.tables[name] = table
             return table
+
+    # ---- data collection rules (dcr.py): the Logs Ingestion API's streams -----------------------
+    def define_rule(self, rule_id: str, doc: dict) -> "dcr.Rule":
+        """Check and keep a data collection rule (Azure's JSON); its custom output tables are made
+        or widened from its transformations' columns. RuleError (an IngestError) says what is wrong."""
+        rule = dcr.parse(rule_id, doc, self.catalogue)
+        custom_outputs = []
+        for flow in rule.flows:
+            cols = dcr.output_columns(self, rule, flow)
+            if flow.custom:
+                custom_outputs.append((flow.table, cols))
+            else:
+                dcr.check_output(self.catalogue, flow, cols)
+        for table, cols in custom_outputs:
+            self.define_table(table, cols)
+        with self._lock:
+            dcr.save(self.connection, rule)
+        return rule
+
+    def rules(self) -> dict[str, dict]:
+        """The data collection rules kept: id -> their JSON."""
+        with self._lock:
+            return dcr.load(self.connection)
+
+    def delete_rule(self, rule_id: str) -> bool:
+        with self._lock:
+            return dcr.delete(self.connection, rule_id)
+
+    def ingest_stream(self, rule_id: str, stream: str, records: list, *, batch_id: str | None = None) -> list:
+        """A batch of a stream through its rule: each flow's transformation, then ingestion into
+        its table (all checks, enrichment, Usage); the IngestReports, one per flow."""
+        doc = self.rules().get(rule_id)
+        if doc is None:
+            raise IngestError(f"there is no data collection rule {rule_id!r} in this workspace", code="DCR_UNKNOWN")
+        rule = dcr.parse(rule_id, doc, self.catalogue)
+        if stream not in rule.streams:
+            raise IngestError(f"the rule {rule_id} declares no stream {stream!r}; its streams are "
+                              f"{', '.join(rule.streams)}", code="DCR_UNKNOWN_STREAM")
+        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+            raise IngestError("a stream's batch is a JSON array of objects", code="INGEST_SHAPE")
+        from .kql.values import to_json_value
+        reports = []
+        for i, flow in enumerate(rule.flows_of(stream)):
+            text = dcr.source_query(rule.streams[stream]) + flow.transform
+            try:
+                res = self.query(text, params={dcr.ROWS: records}, max_rows=max(len(records), 1) * 10)
+            except (KqlError, QueryExecutionError) as e:
+                raise IngestError(f"the transformation of {stream} into {flow.table} failed: {e}",
+                                  code="DCR_TRANSFORM") from None
+            if res.truncated:
+                raise IngestError(f"the transformation of {stream} into {flow.table} gave more than ten rows a record",
+                                  code="DCR_TRANSFORM")
+            out = [{c: to_json_value(v, t) for c, t, v in zip(res.columns, res.types, row) if v is not None}
+                   for row in res.rows]
+            reports.append(self.ingest(flow.table, out, batch_id=None if batch_id is None else f"{batch_id}/{i}"))
+        return reports
 
     def _custom_names(self) -> set[str]:
         return {r[0] for r in self.connection.execute(f"SELECT name FROM {custom.TABLE}").fetchall()}

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from starlette.routing import Route
 
-from . import collector, kusto, loganalytics
+from . import collector, ingestion, kusto, loganalytics
 
 ROUTES = [
     Route("/v2/rest/query", kusto.query_v2, methods=["POST"]),
@@ -26,6 +26,9 @@ ROUTES = [
     Route("/v1/workspaces/{workspace}/query", loganalytics.query, methods=["GET", "POST"]),
     Route("/v1/$batch", loganalytics.batch, methods=["POST"]),
     Route(collector.PATH, collector.post, methods=["POST"]),
+    Route("/dataCollectionRules/{rule}/streams/{stream}", ingestion.upload, methods=["POST"]),
+    Route("/api/dcr", ingestion.rules, methods=["GET"]),
+    Route("/api/dcr/{rule}", ingestion.rule, methods=["GET", "PUT", "DELETE"]),
 ]
 
 __all__ = ["ROUTES"]
