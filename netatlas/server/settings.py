@@ -96,6 +96,11 @@ SETTINGS: tuple[_Setting, ...] = (
     Setting("max_connections", 1000, "int", "COUNT",
             "most open connections; a new one past it closes the oldest that has not sent a whole "
             "request's headers, or is refused (503) when every one is busy"),
+    # -- Azure's protocols (issue 14): Kqlmagic's anonymous mode sends no token
+    Setting("anonymous_query", "", "string", "ADDRESSES",
+            "comma-separated addresses or CIDRs (or 'loopback') whose requests to the Kusto and Log "
+            "Analytics APIs may come without a key, as query requests (Kqlmagic's kusto://anonymous); "
+            "default: none, every request needs a key"),
     Setting("trusted_proxies", "", "string", "ADDRESSES",
             "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For and "
             "X-Forwarded-Proto are believed (default: none, the headers are ignored)"),
@@ -146,18 +151,33 @@ def _check_http(self) -> None:
         if getattr(self, name) <= 0:
             raise SettingsError(f"{name}: expected a positive number, got {getattr(self, name)}")
     self.proxy_networks()
+    self.anonymous_networks()
 
 
-def _proxy_networks(self) -> list:
-    """trusted_proxies as ipaddress networks; SettingsError naming an item that is not an address or CIDR."""
+def _networks(name: str, text: str) -> list:
+    """A setting's comma-separated addresses or CIDRs as ipaddress networks ('loopback': 127.0.0.0/8
+    and ::1); SettingsError naming an item that is not one."""
     networks = []
-    for item in filter(None, (p.strip() for p in self.trusted_proxies.split(","))):
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        if item.lower() == "loopback":
+            networks += [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
+            continue
         try:
             networks.append(ipaddress.ip_network(item, strict=False))
         except ValueError:
-            raise SettingsError(f"trusted_proxies: {item!r} is not an IP address or a CIDR network "
+            raise SettingsError(f"{name}: {item!r} is not an IP address or a CIDR network "
                                 f"(e.g. 10.0.0.5, 10.0.0.0/8, ::1)") from None
     return networks
+
+
+def _proxy_networks(self) -> list:
+    """trusted_proxies as ipaddress networks."""
+    return _networks("trusted_proxies", self.trusted_proxies)
+
+
+def _anonymous_networks(self) -> list:
+    """anonymous_query as ipaddress networks."""
+    return _networks("anonymous_query", self.anonymous_query)
 
 
 TLS_PEM = (("tls_cert", b"-----BEGIN CERTIFICATE-----", "a PEM certificate"),
@@ -201,4 +221,5 @@ def _scheme(self) -> str:
 # The settings as one frozen dataclass, generated from the table: Settings(port=9000).port
 Settings = settings_class("Settings", SETTINGS, SettingsError, __name__,
                           {"from_env": classmethod(_from_env), "check": _check, "tls_context": _tls_context,
-                           "proxy_networks": _proxy_networks, "scheme": property(_scheme)})
+                           "proxy_networks": _proxy_networks, "anonymous_networks": _anonymous_networks,
+                           "scheme": property(_scheme)})

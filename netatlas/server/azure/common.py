@@ -47,6 +47,26 @@ class BadRequest(Exception):
         self.status = status
 
 
+def authorize_query(request) -> None:
+    """A query request's key (``Authorization: Bearer`` or ``x-api-key``), or none from an address
+    the operator lets query without one (the anonymous_query setting: Kqlmagic's anonymous mode).
+    AuthError otherwise."""
+    import ipaddress
+    from ...auth import verify_bearer
+    from ..http import service
+    svc = service(request)
+    if not request.headers.get("authorization") and not request.headers.get("x-api-key"):
+        networks = svc.settings.anonymous_networks()
+        host = request.client.host if request.client else None
+        try:
+            address = ipaddress.ip_address(host) if host else None
+        except ValueError:
+            address = None
+        if address is not None and any(address in n for n in networks):
+            return
+    verify_bearer(svc.keys.identity, request.headers, role="query", local_token=svc.local_token)
+
+
 def timeout_seconds(value) -> float:
     """A timeout as clients send it: a number of seconds, or a timespan ('00:04:00', '4m')."""
     if isinstance(value, bool):

@@ -32,11 +32,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ... import __version__
-from ...auth import AuthError, verify_bearer
+from ...auth import AuthError
 from ...kql import types as T
 from ...kql.values import LiteralText, to_json_value
 from ..http import HttpError, read_json_object, service
-from .common import (DATABASE, FAILURES, NET_TYPES, V1_TYPES, BadRequest, described, is_database, limits,
+from .common import (authorize_query, DATABASE, FAILURES, NET_TYPES, V1_TYPES, BadRequest, described, is_database, limits,
                      positive_int, run, timeout_seconds)
 
 BODY_LIMIT = 1024 * 1024
@@ -64,9 +64,8 @@ TRUNCATED = "E_QUERY_RESULT_SET_TOO_LARGE"
 # ---- the request ----------------------------------------------------------------------------
 
 def _authorize(request: Request):
-    svc = service(request)
-    verify_bearer(svc.keys.identity, request.headers, role="query", local_token=svc.local_token)
-    return svc
+    authorize_query(request)
+    return service(request)
 
 
 def _properties(body: dict) -> dict:

@@ -26,14 +26,14 @@ import uuid
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ...auth import AuthError, verify_bearer
+from ...auth import AuthError
 from ...errors import KqlError, KqlSyntaxError, QueryExecutionError, QueryLimitError
 from ...kql import types as T
 from ...kql.values import LiteralText, to_json_value
 from ...pool import QueryBusyError
 from ..http import HttpError, read_json_object, service
 from ..timespan import TimespanError, parse_timespan
-from .common import BadRequest, described, limits, run, timeout_seconds
+from .common import authorize_query, BadRequest, described, limits, run, timeout_seconds
 
 BODY_LIMIT = 1024 * 1024
 BATCH_LIMIT = 8 * 1024 * 1024
@@ -196,9 +196,8 @@ def _applied(prefer: dict) -> dict:
 
 
 def _authorize(request: Request):
-    svc = service(request)
-    verify_bearer(svc.keys.identity, request.headers, role="query", local_token=svc.local_token)
-    return svc
+    authorize_query(request)
+    return service(request)
 
 
 def _auth_failed(e: AuthError) -> Response:
