@@ -9,10 +9,9 @@ from __future__ import annotations
 import re
 import time
 
-from ...errors import KqlError, KqlSyntaxError, QueryExecutionError, QueryLimitError
+from ...errors import KqlError, QueryExecutionError, QueryLimitError
 from ...kql import types as T
 from ...kql.literals import parse_timespan
-from ...pool import QueryBusyError
 
 DATABASE = "netatlas"
 _PY_DAYS = re.compile(r"^(-?\d+) days?, (\d+:\d\d:\d\d(?:\.\d+)?)$")
@@ -128,16 +127,6 @@ async def run(svc, text: str, **options):
     return res
 
 
-# how each failure of a query is told by the Kusto API: (class, HTTP status, OneApi code, @type, prefix)
-FAILURES = (
-    (KqlSyntaxError, 400, "General_BadRequest", "Kusto.Data.Exceptions.SyntaxException", "Syntax error: "),
-    (KqlError, 400, "General_BadRequest", "Kusto.Data.Exceptions.SemanticException", "Semantic error: "),
-    (QueryLimitError, 504, "Request_ExecutionTimeout", "Kusto.Data.Exceptions.KustoRequestExecutionTimeoutException", ""),
-    (QueryBusyError, 429, "LimitsExceeded", "Kusto.DataNode.Exceptions.ControlCommandThrottledException", ""),
-    (QueryExecutionError, 400, "General_BadRequest", "Kusto.Data.Exceptions.KustoDataStreamException", ""),
-)
-
-
 def described(e: Exception) -> str:
     """An error's message as the APIs send it: a KQL mistake with where it is and the hint."""
     if isinstance(e, KqlError):
@@ -147,5 +136,5 @@ def described(e: Exception) -> str:
     return str(e)
 
 
-__all__ = ["BadRequest", "DATABASE", "FAILURES", "NET_TYPES", "V1_TYPES", "described", "is_database",
+__all__ = ["BadRequest", "DATABASE", "NET_TYPES", "V1_TYPES", "described", "is_database",
            "limits", "positive_int", "run", "timeout_seconds"]

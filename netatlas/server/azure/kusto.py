@@ -33,10 +33,12 @@ from starlette.responses import Response
 
 from ... import __version__
 from ...auth import AuthError
+from ...errors import KqlError, KqlSyntaxError, QueryExecutionError, QueryLimitError
 from ...kql import types as T
 from ...kql.values import LiteralText, to_json_value
+from ...pool import QueryBusyError
 from ..http import HttpError, read_json_object, service
-from .common import (authorize_query, DATABASE, FAILURES, NET_TYPES, V1_TYPES, BadRequest, described, is_database, limits,
+from .common import (authorize_query, DATABASE, NET_TYPES, V1_TYPES, BadRequest, described, is_database, limits,
                      positive_int, run, timeout_seconds)
 
 BODY_LIMIT = 1024 * 1024
@@ -59,6 +61,14 @@ VISUALIZATION = {"visualization": ("Visualization", None), "title": ("Title", No
                  "kind": ("Kind", None), "ymin": ("Ymin", "NaN"), "ymax": ("Ymax", "NaN"),
                  "xmin": ("Xmin", None), "xmax": ("Xmax", None)}
 TRUNCATED = "E_QUERY_RESULT_SET_TOO_LARGE"
+# how each failure of a query is told: (class, HTTP status, OneApi code, @type, @message's prefix)
+FAILURES = (
+    (KqlSyntaxError, 400, "General_BadRequest", "Kusto.Data.Exceptions.SyntaxException", "Syntax error: "),
+    (KqlError, 400, "General_BadRequest", "Kusto.Data.Exceptions.SemanticException", "Semantic error: "),
+    (QueryLimitError, 504, "Request_ExecutionTimeout", "Kusto.Data.Exceptions.KustoRequestExecutionTimeoutException", ""),
+    (QueryBusyError, 429, "LimitsExceeded", "Kusto.DataNode.Exceptions.ControlCommandThrottledException", ""),
+    (QueryExecutionError, 400, "General_BadRequest", "Kusto.Data.Exceptions.KustoDataStreamException", ""),
+)
 
 
 # ---- the request ----------------------------------------------------------------------------
@@ -278,13 +288,19 @@ async def _body(request: Request, request_id: str):
         return None, _bad_request(BadRequest(e.message, status=e.status), None, request_id)
 
 
-async def _query(request: Request, v1: bool) -> Response:
+async def _opened(request: Request):
+    """(the service, the request's id, its JSON body, None), or an answer refusing it in the last place."""
     request_id = _request_id(request)
     try:
         svc = _authorize(request)
     except AuthError as e:
-        return _auth_error(e, request_id)
+        return None, request_id, None, _auth_error(e, request_id)
     body, failed = await _body(request, request_id)
+    return svc, request_id, body, failed
+
+
+async def _query(request: Request, v1: bool) -> Response:
+    svc, request_id, body, failed = await _opened(request)
     if failed is not None:
         return failed
     text = body.get("csl") if isinstance(body.get("csl"), str) else None
@@ -408,12 +424,7 @@ MGMT = [
 
 
 async def mgmt(request: Request) -> Response:
-    request_id = _request_id(request)
-    try:
-        svc = _authorize(request)
-    except AuthError as e:
-        return _auth_error(e, request_id)
-    body, failed = await _body(request, request_id)
+    svc, request_id, body, failed = await _opened(request)
     if failed is not None:
         return failed
     text = body.get("csl")

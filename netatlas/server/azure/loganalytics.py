@@ -200,17 +200,20 @@ def _authorize(request: Request):
     return service(request)
 
 
-def _auth_failed(e: AuthError) -> Response:
-    code = "AuthorizationRequiredError" if e.status == 401 else "InsufficientAccessError"
-    headers = {"WWW-Authenticate": 'Bearer realm="netatlas"'} if e.status == 401 else None
-    return _json({"error": _error(code, str(e))}, e.status, headers)
+def _opened(request: Request):
+    """(the service, None), or (None, the answer refusing the request's key)."""
+    try:
+        return _authorize(request), None
+    except AuthError as e:
+        code = "AuthorizationRequiredError" if e.status == 401 else "InsufficientAccessError"
+        headers = {"WWW-Authenticate": 'Bearer realm="netatlas"'} if e.status == 401 else None
+        return None, _json({"error": _error(code, str(e))}, e.status, headers)
 
 
 async def query(request: Request) -> Response:
-    try:
-        svc = _authorize(request)
-    except AuthError as e:
-        return _auth_failed(e)
+    svc, refused = _opened(request)
+    if refused is not None:
+        return refused
     try:
         prefer = _prefer(request.headers.get("prefer"))
         if request.method == "GET":
@@ -230,10 +233,9 @@ async def query(request: Request) -> Response:
 
 
 async def batch(request: Request) -> Response:
-    try:
-        svc = _authorize(request)
-    except AuthError as e:
-        return _auth_failed(e)
+    svc, refused = _opened(request)
+    if refused is not None:
+        return refused
     try:
         body = await read_json_object(request, BATCH_LIMIT)
     except HttpError as e:
