@@ -22,7 +22,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from .errors import IngestError, KqlError
+from .errors import KqlError, RuleError
 from .kql import types as T
 
 TABLE = "_netatlas_dcr"
@@ -35,11 +35,6 @@ TYPES = {"string": (T.STRING, "tostring"), "int": (T.INT, "toint"), "long": (T.L
          "datetime": (T.DATETIME, "todatetime"), "dynamic": (T.DYNAMIC, ""), "guid": (T.GUID, "toguid"),
          "timespan": (T.TIMESPAN, "totimespan")}
 ROWS = "__netatlas_rows"
-
-
-class RuleError(IngestError):
-    def __init__(self, message: str, code: str = "DCR_INVALID"):
-        super().__init__(message, code=code)
 
 
 @dataclass(frozen=True)

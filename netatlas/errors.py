@@ -159,6 +159,13 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
     return f"did you mean '{lowered[close[0]]}'?" if close else None
 
 
+
+class RuleError(IngestError):
+    """A data collection rule that cannot work (dcr.py): what is wrong, and where."""
+
+    def __init__(self, message: str, code: str = "DCR_INVALID"):
+        super().__init__(message, code=code)
+
 class StorageError(NetatlasError):
     """The store could not write (a full disk, an I/O error, a write conflict): nothing of the batch
     was stored, and sending it again later may work (HTTP 503 STORAGE_UNAVAILABLE with Retry-After)."""
