@@ -721,6 +721,54 @@ def fold(op: str, a: Typed, b: Typed) -> Typed | None:
     return None
 
 
+def call_pack_all(planner, node: s.Call, scope: Scope, agg: bool) -> Typed:
+    """pack_all([ignore_null_empty]): a bag of the row's columns (those the operator reads, not the
+    ones the same extend defines); with true, null and empty values are left out."""
+    from .functions.dynamic import pack
+    if len(node.args) > 1:
+        raise KqlSemanticError("pack_all() takes at most one argument (ignore_null_empty)", node.span,
+                               code="KQL_ARGUMENTS")
+    skip = False
+    if node.args:
+        flag = planner.scalar(node.args[0], scope, agg)
+        if flag.type != T.BOOL or not flag.is_const:
+            raise KqlSemanticError("pack_all()'s argument must be a constant bool", node.args[0].span, code="KQL_TYPE")
+        skip = bool(flag.const)
+    names = [c for c in scope.columns if c not in scope.inline]
+    return _packed(planner, node, scope, names, skip, pack)
+
+
+def call_bag_pack_columns(planner, node: s.Call, scope: Scope, agg: bool) -> Typed:
+    """bag_pack_columns(c1, c2, ...): a bag of the named columns, keyed by their names."""
+    from .functions.dynamic import pack
+    names = []
+    for a in node.args:
+        if not isinstance(a, s.Name) or a.name not in scope.columns:
+            raise KqlSemanticError("bag_pack_columns() takes column names", a.span, code="KQL_ARGUMENTS")
+        names.append(a.name)
+    if not names:
+        raise KqlSemanticError("bag_pack_columns() needs at least one column", node.span, code="KQL_ARGUMENTS")
+    return _packed(planner, node, scope, names, False, pack)
+
+
+def _packed(planner, node, scope, names, skip_null_empty: bool, pack) -> Typed:
+    from .typed import const as constant
+    L = exp.Literal.string
+    items = []
+    for name in names:
+        value = planner.scalar(s.Name(span=node.span, name=name), scope, False)
+        if skip_null_empty:       # a JSON null, then the bag's null members dropped
+            empty = exp.Or(this=exp.Is(this=value.sql, expression=exp.null()),
+                           expression=exp.EQ(this=exp.Cast(this=value.sql, to=T.storage(T.STRING)), expression=L("")))
+            value = Typed(exp.Case(ifs=[exp.If(this=empty, true=exp.null())], default=value.sql), value.type)
+        items += [constant(name, T.STRING), value]
+    bag = pack(*items)
+    sql = bag.sql if isinstance(bag, Typed) else bag
+    if skip_null_empty:
+        sql = fn("netatlas_json_drop_nulls", sql)
+    return Typed(sql, T.DYNAMIC, node.span)
+
+
 FOLDABLE: set[str] = set()
 
 
@@ -744,6 +792,7 @@ SPECIAL_CALLS = {
     "row_number": Planner.call_row_window, "prev": Planner.call_row_window,
     "next": Planner.call_row_window, "row_cumsum": Planner.call_row_window,
     "row_rank_dense": Planner.call_row_window, "row_rank_min": Planner.call_row_window,
+    "pack_all": call_pack_all, "bag_pack_columns": call_bag_pack_columns,
 }
 
 

@@ -73,11 +73,15 @@ def to_dynamic(t: Typed) -> Typed:
     if t.type == T.DYNAMIC:
         return t
     if t.is_const:
-        return const(t.const if t.type not in (T.DATETIME, T.TIMESPAN, T.GUID) else str(t.const), T.DYNAMIC, t.span)
+        value = t.const
+        if value is not None and t.type in (T.DATETIME, T.TIMESPAN, T.GUID):
+            value = to_string(t).const if to_string(t).is_const else str(value)
+        return const(value, T.DYNAMIC, t.span)
     if t.type == T.STRING:
         return t.with_sql(fn("as_json", t.sql), T.DYNAMIC)
-    if t.type in (T.DATETIME, T.TIMESPAN, T.GUID):
-        return t.with_sql(fn("as_json", to_string(t).sql), T.DYNAMIC)
+    if t.type in (T.DATETIME, T.TIMESPAN, T.GUID):      # their text; a null stays a JSON null, not ""
+        return t.with_sql(exp.Case(ifs=[exp.If(this=exp.Is(this=t.sql, expression=exp.null()), true=exp.null())],
+                                   default=fn("as_json", to_string(t).sql)), T.DYNAMIC)
     return t.with_sql(fn("as_json", t.sql), T.DYNAMIC)
 
 

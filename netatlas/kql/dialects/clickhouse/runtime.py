@@ -67,6 +67,10 @@ FUNCTIONS: dict[str, str] = {
     # a value as JSON text: a String is a dynamic value already (the planner passes dynamic values)
     "netatlas_json_value": ("(x) -> if(toTypeName(x) IN ('String', 'Nullable(String)'), ifNull(toString(x), 'null'), "
                             "toJSONString(x))"),
+    # a JSON object (text) without its null-valued members
+    "netatlas_json_drop_nulls": ("(j) -> if(isNull(j), NULL, concat('{', arrayStringConcat(arrayMap(m -> "
+                                 "concat(toJSONString(m.1), ':', m.2), arrayFilter(m -> m.2 != 'null', "
+                                 "JSONExtractKeysAndValuesRaw(assumeNotNull(j)))), ','), '}'))"),
     "netatlas_json_array": "(texts) -> concat('[', arrayStringConcat(arrayMap(t -> ifNull(t, 'null'), texts), ','), ']')",
     # dynamic arrays as lists of JSON texts (DuckDB's JSON[]): empty for a value that is no array
     "netatlas_json_list": "(j) -> if(toString(JSONType(ifNull(j, ''))) = 'Array', JSONExtractArrayRaw(ifNull(j, '')), [])",

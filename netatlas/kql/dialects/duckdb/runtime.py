@@ -13,6 +13,8 @@ import json
 from ...literals import format_timespan, parse_datetime, parse_timespan, timespan_format_tokens
 
 MACROS = {
+    # a JSON object without its null-valued members (merge patching it onto {} drops them)
+    "netatlas_json_drop_nulls": "(j) AS json_merge_patch(CAST('{}' AS JSON), j)",
     "netatlas_datetime_str": (
         "(ts) AS CASE WHEN ts IS NULL THEN NULL WHEN microsecond(ts) % 1000000 = 0 "
         "THEN strftime(ts, '%Y-%m-%dT%H:%M:%SZ') "

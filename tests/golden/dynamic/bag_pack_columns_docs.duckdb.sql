@@ -1,0 +1,1 @@
+SELECT "Id", "Value", "Other", "Packed" FROM (SELECT *, JSON_OBJECT('Id', TO_JSON("Id"), 'Value', TO_JSON("Value")) AS "Packed" FROM (SELECT "Id", "Value", "Other" FROM (VALUES ('A', 'val_a', CAST(1 AS BIGINT)), ('B', 'val_b', CAST(2 AS BIGINT)), ('C', 'val_c', CAST(3 AS BIGINT))) AS "_v1"("Id", "Value", "Other")) AS _q2) AS _result LIMIT 500001
