@@ -14,7 +14,7 @@ from .errors import IngestError, KqlError, NetatlasError, QueryExecutionError, Q
 from . import custom, dcr, ingest, migrate
 from .ingest import MAX_POST_BYTES
 from .kql import types as T
-from .kql.values import convert_columns, convert_rows
+from .kql.values import AS_IS, convert_columns, convert_rows
 from .limits import DEFAULT_MAX_RESULT_BYTES, DEFAULT_TIMEOUT, Deadline
 from .pool import QueryPool
 from .result import Result
@@ -604,8 +604,8 @@ class StoreWorkspace:
 
     def __init__(self, store, catalogue: Catalogue | None = None, retention: dict[str, int] | None = None):
         self.store = store
-        # the workspace's own catalogue: the package's tables and the custom ones it created (custom.py)
-        self.catalogue = Catalogue(dict((catalogue or Catalogue.load()).tables))
+        self._as_is = getattr(store, "AS_IS", AS_IS)      # the types its answers hold as Result values
+        self.catalogue = catalogue or Catalogue.load()
         self.default_retention_days = DEFAULT_RETENTION_DAYS
         self._retention = {t: (retention or {}).get(t, DEFAULT_RETENTION_DAYS) for t in self.catalogue.names()}
         self.id = "local"
@@ -642,12 +642,12 @@ class StoreWorkspace:
         table = fetch_arrow(compiled.sql, timeout=left) if fetch_arrow is not None else None
         if table is not None and fits(table, compiled.types, max_rows, max_result_bytes):
             t2 = time.perf_counter()         # within the limits as a whole: converted column by column
-            rows, cut = convert_columns(self.store.columns_of(table), compiled.types), None
+            rows, cut = convert_columns(self.store.columns_of(table), compiled.types, self._as_is), None
         else:
             raw = self.store.rows_of(table) if table is not None else self.store.fetch(compiled.sql, timeout=left)
             t2 = time.perf_counter()
             raw, cut = cap_rows(raw, compiled.types, max_rows, max_result_bytes)
-            rows = convert_rows(raw, compiled.types)
+            rows = convert_rows(raw, compiled.types, self._as_is)
         t3 = time.perf_counter()
         timings = dict(compiled.timings, compile=t1 - t0, execute=t2 - t1, convert=t3 - t2)
         limit = {"max_rows": max_rows, "max_result_bytes": max_result_bytes}.get(cut)

@@ -164,3 +164,16 @@ def test_columns_convert_as_rows_do():
     raw = [("a", now, 1, '{"k": 1}', True), (None, None, None, None, None), ("", now, 3, "[1]", False)]
     assert convert_columns([list(c) for c in zip(*raw)], types) == convert_rows(raw, types)
     assert convert_columns([list(c) for c in zip(*raw)], types)[0][1] == now.replace(tzinfo=timezone.utc)
+
+
+def test_bools_are_bools_on_clickhouse(stores):
+    """A comparison's value is a UInt8 in ClickHouse: the answer still holds Python's bools, as on
+    DuckDB (JSON true/false over HTTP, not 1/0), in the column-wise and the row-wise conversion."""
+    duck, ch = stores
+    q = "print a = 1 == 1, b = 2 < 1, c = true, d = 1 == long(null)"
+    for ws in (duck, ch):
+        r = ws.query(q)
+        assert r.rows == [[True, False, True, None]]
+        assert [type(v) for v in r.rows[0][:3]] == [bool, bool, bool]
+    wide = ch.query("range x from 1 to 5 step 1 | extend odd = x % 2 == 1", max_rows=3)       # cut: row-wise
+    assert wide.truncated and all(type(r[1]) is bool for r in wide.rows)

@@ -102,6 +102,25 @@ def to_bool(t: Typed, what: str = "a condition") -> Typed:
                hint="compare it with ==, or use isnotempty() / isnotnull()")
 
 
+# Kusto compares a number with a string literal as numbers (workbooks' multi-select parameters
+# arrive quoted: where Port in ('443', '80')); a literal that is no number matches nothing
+IMPLICIT_NUMBER_COMPARISONS = {"compare (==)", "compare (!=)", "compare (in)", "compare (!in)", "compare (<>)"}
+_WHOLE = re.compile(r"\s*[+-]?\d+\s*")
+
+
+def number_literal(t: Typed) -> Typed:
+    """A string literal's number: a long for whole numbers, else a real; NaN when it is none (it
+    equals no number, and differs from every one)."""
+    text = t.const
+    if isinstance(text, str) and _WHOLE.fullmatch(text) and -2**63 <= int(text) < 2**63:
+        return const(int(text), T.LONG, t.span)
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        value = float("nan")
+    return const(value, T.REAL, t.span)
+
+
 def unify(a: Typed, b: Typed, span: Span | None, what: str) -> tuple[Typed, Typed, str]:
     """Bring two operands to a common type for comparison or coalescing."""
     if a.type == b.type:
@@ -117,6 +136,13 @@ def unify(a: Typed, b: Typed, span: Span | None, what: str) -> tuple[Typed, Type
         return dynamic_to(a, b.type), b, b.type
     if b.type == T.DYNAMIC:
         return a, dynamic_to(b, a.type), a.type
+    if what in IMPLICIT_NUMBER_COMPARISONS:
+        if a.type in T.NUMERIC and b.type == T.STRING and b.is_const:
+            n = number_literal(b)
+            return a, n, T.promote(a.type, n.type) or a.type
+        if b.type in T.NUMERIC and a.type == T.STRING and a.is_const:
+            n = number_literal(a)
+            return n, b, T.promote(n.type, b.type) or b.type
     if {a.type, b.type} == {T.GUID, T.STRING}:
         return (a if a.type == T.STRING else to_string(a)), (b if b.type == T.STRING else to_string(b)), T.STRING
     if {a.type, b.type} == {T.DATETIME, T.TIMESPAN}:

@@ -55,7 +55,9 @@ _IDENT = re.compile(r"(?:[^\W\d]|\$)\w*")
 _ASCII_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # A lone UTF-16 surrogate is not a character: JSON can carry one ("\ud800"), UTF-8 cannot.
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_SPACE = re.compile(r"(?:\s+|//[^\n]*)+")
+# Spaces: Unicode's (no-break space too), and the zero-width space, word joiner and byte-order mark,
+# which text pasted from documents and chats carries and Kusto's lexer skips as it does spaces
+_SPACE = re.compile(r"(?:[\s\u200b\u2060\ufeff]+|//[^\n]*)+")
 
 
 @dataclass(slots=True)

@@ -231,9 +231,10 @@ def to_json_value(v, typ: str):
     return v
 
 
-def convert_rows(raw: list[tuple], types: list[str]) -> list[list]:
-    """DuckDB rows -> Result rows, converting only the columns whose type needs it."""
-    work = [(i, OUTPUT[t]) for i, t in enumerate(types) if t not in AS_IS]
+def convert_rows(raw: list[tuple], types: list[str], as_is: frozenset | set = AS_IS) -> list[list]:
+    """DuckDB rows -> Result rows, converting only the columns whose type needs it (``as_is``: the
+    types the store answers as Result values already)."""
+    work = [(i, OUTPUT[t]) for i, t in enumerate(types) if t not in as_is]
     rows = [list(r) for r in raw]
     for i, conv in work:
         if conv is _out_string:
@@ -255,11 +256,11 @@ def convert_rows(raw: list[tuple], types: list[str]) -> list[list]:
     return rows
 
 
-def convert_columns(columns: list[list], types: list[str]) -> list[list]:
+def convert_columns(columns: list[list], types: list[str], as_is: frozenset | set = AS_IS) -> list[list]:
     """Columns of store values -> Result rows: ``convert_rows`` a column at a time (for a store
     that answers in columns, as Arrow does); the same values."""
     for i, t in enumerate(types):
-        if t in AS_IS:
+        if t in as_is:
             continue
         conv, column = OUTPUT[t], columns[i]
         if conv is _out_string:

@@ -28,6 +28,7 @@ import pyarrow as pa
 from ..errors import QueryExecutionError, QueryLimitError, StoreBusyError
 from ..kql import types as T
 from ..kql.dialects.clickhouse import runtime
+from ..kql.values import AS_IS
 
 VERSION = chdb.__version__
 Error = getattr(chdb, "ChdbError", RuntimeError)
@@ -108,6 +109,10 @@ class ChdbStore:
     """One chdb database (a directory, or in memory)."""
 
     name = "clickhouse"
+
+    # the Result types its answers hold as Python's values already: not bool (a comparison's value
+    # is a UInt8 0 or 1 in ClickHouse)
+    AS_IS = frozenset(AS_IS - {T.BOOL})
 
     def __init__(self, path: str | Path | None = None, database: str | None = None):
         """``database``: the database in the engine (default: "netatlas" in a directory, a new one in

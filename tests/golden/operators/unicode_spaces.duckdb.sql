@@ -1,0 +1,1 @@
+SELECT "Computer", "Double" FROM (SELECT "Computer", ("Bytes" * 2) AS "Double" FROM (SELECT "Computer", "Bytes" FROM (VALUES ('a', CAST(1 AS BIGINT)), ('b', CAST(2 AS BIGINT))) AS "_v1"("Computer", "Bytes")) AS _q3 WHERE "Bytes" > 1) AS _result LIMIT 500001
