@@ -23,7 +23,7 @@ from .plugins import PLUGINS
 from .relations import aliased, contains_aggregate, mv_cast, next_column_name, scope_of, values_rel
 from .regex import check as check_regex, re2_error
 from .scalars import Scope, binary, to_bool, to_string, unify
-from .typed import Typed, cast, col, const, fn, ident
+from .typed import Typed, cast, col, const, fn, ident, sql_literal
 
 N = exp.Literal.number
 L = exp.Literal.string
@@ -237,7 +237,13 @@ def op_summarize(pl: Planner, rel: Rel, op: s.Operator, keep: frozenset | None =
                 taken.add(name)
             continue
         t = pl.scalar(e, scope, agg=True)
-        if not contains_aggregate(t.sql):
+        if t.is_const and t.type != T.DYNAMIC:
+            # a constant is an aggregate of itself (summarize Scope = 'Overall', n = count()): one
+            # value per group, and one row over no rows at all, as any summarize without by
+            # (count(*) makes the SELECT an aggregate one even when nothing else does)
+            t = t.with_sql(exp.Case(ifs=[exp.If(this=exp.GTE(this=exp.Count(this=exp.Star()), expression=N(0)),
+                                                true=t.sql)], default=t.sql.copy()))
+        elif not contains_aggregate(t.sql):
             raise KqlSemanticError("summarize needs an aggregation here, such as count() or sum(x)", it.expr.span,
                                    code="KQL_ARGUMENTS", hint="put plain expressions after 'by'")
         name = it.names[0] if it.names else (t.name or next_column_name(taken))
@@ -247,6 +253,8 @@ def op_summarize(pl: Planner, rel: Rel, op: s.Operator, keep: frozenset | None =
         sql = t.sql
         if not by and isinstance(sql.this if isinstance(sql, exp.Cast) else sql, exp.Sum):
             sql = exp.Coalesce(this=sql, expressions=[N(0)])   # sum over no rows is 0
+        elif not by and isinstance(sql, exp.Avg) and t.type == T.REAL:
+            sql = exp.Coalesce(this=sql, expressions=[sql_literal(float("nan"), T.REAL)])   # avg over no rows: NaN
         select.append(aliased(sql, name))
         cols.append((name, t.type))
     if not op.args["aggs"] and not by:
