@@ -719,26 +719,46 @@ def union_rels(pl: Planner, rels: list[Rel], params: dict, span: Span) -> Rel:
     return Rel(sql, cols, None, None)
 
 
-def union_inputs(pl: Planner, tables: list[s.Node]) -> list[Rel]:
+# what a leg of union isfuzzy=true may fail with and be left out: a table or column that is not there
+FUZZY_FAILURES = {"KQL_UNKNOWN_TABLE", "KQL_UNKNOWN_COLUMN"}
+
+
+def _fuzzy(params: dict) -> bool:
+    v = params.get("isfuzzy", (False, None))[0]
+    return v is True or (isinstance(v, str) and v.lower() == "true")
+
+
+def union_inputs(pl: Planner, tables: list[s.Node], fuzzy: bool = False) -> list[Rel]:
+    """The legs' relations; with ``fuzzy`` (isfuzzy=true) a leg naming a table or a column that is
+    not there is left out, as Kusto does (the union fails when no leg is left)."""
     rels = []
     for t in tables:
         if isinstance(t, s.Name) and "*" in t.name:
             hits = [n for n in pl.catalogue.names() if fnmatch.fnmatchcase(n, t.name)]
             hits += [k for k, b in pl.env.items() if b.kind == "table" and fnmatch.fnmatchcase(k, t.name)]
             rels.extend(pl.table_ref(s.Name(t.span, n)) for n in hits)
+        elif fuzzy:
+            try:
+                rels.append(pl.tab(t))
+            except KqlSemanticError as e:
+                if e.code not in FUZZY_FAILURES:
+                    raise
         else:
             rels.append(pl.tab(t))
     return rels
 
 
 def op_union(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
-    return union_rels(pl, [rel] + union_inputs(pl, op.args["tables"]), op.args["params"], op.span)
+    params = op.args["params"]
+    return union_rels(pl, [rel] + union_inputs(pl, op.args["tables"], _fuzzy(params)), params, op.span)
 
 
 def src_union(pl: Planner, node: s.UnionSource) -> Rel:
-    rels = union_inputs(pl, node.tables)
+    fuzzy = _fuzzy(node.params)
+    rels = union_inputs(pl, node.tables, fuzzy)
     if not rels:
-        raise KqlSemanticError("union matched no tables", node.span, code="KQL_UNKNOWN_TABLE")
+        raise KqlSemanticError("union matched no tables" + (" (isfuzzy=true left out every leg: none names a "
+                               "table and columns that are there)" if fuzzy else ""), node.span, code="KQL_UNKNOWN_TABLE")
     return union_rels(pl, rels, node.params, node.span)
 
 
