@@ -298,8 +298,6 @@ def arg_extreme(pl: Planner, rel: Rel, call: s.Call, item: s.Assign, by_names, t
             else:
                 t = pl.scalar(x, scope)
                 fields.append((t.name or next_column_name(taken), t))
-    if item.names:
-        fields[0] = (item.names[0], fields[0][1])
     alias = pl.fresh("__am")
     whole_row = len(rest) == 1 and isinstance(rest[0], s.Star) and isinstance(target.sql, exp.Column) \
         and target.name in rel.types and keep is None
@@ -316,8 +314,9 @@ def arg_extreme(pl: Planner, rel: Rel, call: s.Call, item: s.Assign, by_names, t
         keys = [f"f{i}" for i in range(len(fields))]
     out = []
     names_here = set()
-    for (n, t), key in zip(fields, keys):
-        name = n
+    given = item.names or []          # (T, P) = arg_max(t, p): a name for each column, in order
+    for i, ((n, t), key) in enumerate(zip(fields, keys)):
+        name = given[i] if i < len(given) else n
         if name in taken or name in names_here:
             name = _dedupe(name, taken | names_here)
         names_here.add(name)
