@@ -16,6 +16,7 @@ from ..errors import KqlSemanticError, Span, did_you_mean
 from . import syntax as s
 from . import types as T
 from .aggregates import AGGREGATES, ARG_EXTREMES
+from .builtins import PLUGINS as KUSTO_PLUGINS, not_yet
 from .makeseries import make_series, top_nested
 from .plan import OPERATORS as _OPERATORS, SOURCES as _SOURCES, Binding, Rel
 from .planner import Planner
@@ -1034,6 +1035,9 @@ def op_render(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
 def op_evaluate(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
     call: s.Call = op.args["plugin"]
     plugin = PLUGINS.get(call.name)
+    if plugin is None and call.name in KUSTO_PLUGINS:
+        raise KqlSemanticError(not_yet(call.name, "plugin"), call.name_span, code="KQL_NOT_SUPPORTED",
+                               hint=f"the plugins netatlas has: {', '.join(sorted(PLUGINS))}")
     if plugin is None:
         raise KqlSemanticError(f"unknown plugin '{call.name}'", call.name_span, code="KQL_UNKNOWN_FUNCTION",
                                hint=did_you_mean(call.name, PLUGINS) or f"plugins: {', '.join(sorted(PLUGINS))}")

@@ -20,6 +20,7 @@ from ..limits import (MAX_FUNCTION_DEPTH, MAX_PLAN_STEPS, MAX_SCALAR_NODES, MAX_
 from . import syntax as s
 from . import types as T
 from .aggregates import AGGREGATES
+from .builtins import KUSTO_FUNCTIONS, not_yet
 from .functions import FUNCTIONS
 from .plan import OPERATORS, SOURCES, Binding, Plan, Rel
 from .scalars import Scope, binary, dynamic_to, to_dynamic, to_string, type_error, unify
@@ -565,6 +566,9 @@ class Planner:
             return self.aggregate_call(node, scope)
         f = FUNCTIONS.get(name)
         if f is None:
+            if name in KUSTO_FUNCTIONS:           # Kusto has it, netatlas not yet: not a typo
+                raise KqlSemanticError(not_yet(name), node.name_span, code="KQL_NOT_SUPPORTED",
+                                       hint="the name is right (no typo): netatlas lacks this function for now")
             cands = list(FUNCTIONS) + list(AGGREGATES) + [k for k, v in self.env.items() if v.kind == "function"]
             raise KqlSemanticError(f"unknown function '{name}'", node.name_span, code="KQL_UNKNOWN_FUNCTION",
                                    hint=did_you_mean(name, cands))

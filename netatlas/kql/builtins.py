@@ -1,0 +1,88 @@
+"""Kusto's built-in functions and plugins, by name (from the Kusto reference's lists of scalar
+functions, aggregation functions and plugins): a query calling one that netatlas lacks is told so
+(KQL_NOT_SUPPORTED: "not supported by netatlas yet"), not offered a did-you-mean for another, as a
+typo is (KQL_UNKNOWN_FUNCTION)."""
+from __future__ import annotations
+
+_SCALAR = """
+binary_and binary_not binary_or binary_shift_left binary_shift_right binary_xor bitset_count_ones
+tobool toboolean todatetime todouble toreal tostring totimespan toint tolong toguid todecimal todynamic toobject
+ago datetime_add datetime_diff datetime_local_to_utc datetime_part datetime_utc_to_local dayofmonth dayofweek
+dayofyear endofday endofmonth endofweek endofyear format_datetime format_timespan getyear getmonth hourofday
+make_datetime make_timespan monthofyear now startofday startofmonth startofweek startofyear
+unixtime_microseconds_todatetime unixtime_milliseconds_todatetime unixtime_nanoseconds_todatetime
+unixtime_seconds_todatetime weekofyear week_of_year
+array_concat array_iff array_index_of array_length array_reverse array_rotate_left array_rotate_right
+array_shift_left array_shift_right array_slice array_sort_asc array_sort_desc array_split array_sum
+bag_has_key bag_keys bag_merge bag_pack bag_pack_columns bag_remove_keys bag_set_key bag_zip jaccard_index
+pack pack_all pack_array pack_dictionary repeat set_difference set_has_element set_intersect set_union treepath zip
+next prev row_cumsum row_number row_rank_dense row_rank_min row_window_session toscalar
+abs acos asin atan atan2 beta_cdf beta_inv beta_pdf cos cot degrees erf erfc exp exp10 exp2 gamma isfinite
+isinf isnan log log10 log2 loggamma not pi pow radians rand range round sign sin sqrt tan welch_test
+column_ifexists current_cluster_endpoint current_database current_principal current_principal_details
+current_principal_is_member_of cursor_after cursor_before_or_at cursor_current estimate_data_size extent_id
+extent_tags ingestion_time
+bin bin_at bin_auto ceiling floor case coalesce iff iif max_of min_of
+series_abs series_acos series_add series_asin series_atan series_ceiling series_cos series_divide series_equals
+series_exp series_floor series_greater series_greater_equals series_less series_less_equals series_log
+series_multiply series_not_equals series_pow series_sign series_sin series_subtract series_tan
+series_cosine_similarity series_decompose series_decompose_anomalies series_decompose_forecast series_dot_product
+series_fill_backward series_fill_const series_fill_forward series_fill_linear series_fft series_fir
+series_fit_2lines series_fit_2lines_dynamic series_fit_line series_fit_line_dynamic series_fit_poly series_ifft
+series_iir series_magnitude series_outliers series_pearson_correlation series_periods_detect
+series_periods_validate series_seasonal series_stats series_stats_dynamic series_sum
+base64_encode_tostring base64_encode_fromguid base64_encode_fromarray base64_decode_tostring
+base64_decode_toarray base64_decode_toguid countof extract extract_all extract_json extractjson has_any_index
+indexof indexof_regex isempty isnotempty isnotnull isnull isascii isutf8 parse_command_line parse_csv parse_ipv4
+parse_ipv4_mask parse_ipv6 parse_ipv6_mask parse_json parse_xml parse_url parse_urlquery parse_path
+parse_version parse_user_agent replace replace_regex replace_string replace_strings punycode_from_string
+punycode_to_string reverse split strcat strcat_array strcat_delim strcmp string_size strlen strrep substring
+tolower toupper translate trim trim_end trim_start url_decode url_encode url_encode_component
+ipv4_compare ipv4_is_in_range ipv4_is_in_any_range ipv4_is_match ipv4_is_private ipv4_netmask_suffix
+ipv4_range_to_cidr_list ipv6_compare ipv6_is_match format_ipv4 format_ipv4_mask ipv6_is_in_range
+ipv6_is_in_any_range geo_info_from_ip_address has_ipv4 has_ipv4_prefix has_any_ipv4 has_any_ipv4_prefix
+gettype dcount_hll hll_merge percentile_tdigest percentile_array_tdigest percentrank_tdigest rank_tdigest
+merge_tdigest
+geo_distance_2points geo_distance_point_to_line geo_distance_point_to_polygon geo_intersects_2lines
+geo_intersects_2polygons geo_intersects_line_with_polygon geo_intersection_2lines geo_intersection_2polygons
+geo_intersection_line_with_polygon geo_point_buffer geo_point_in_circle geo_point_in_polygon geo_point_to_geohash
+geo_point_to_s2cell geo_point_to_h3cell geo_line_buffer geo_line_centroid geo_line_densify geo_line_length
+geo_line_simplify geo_line_to_s2cells geo_polygon_area geo_polygon_buffer geo_polygon_centroid
+geo_polygon_densify geo_polygon_perimeter geo_polygon_simplify geo_polygon_to_s2cells
+geo_geohash_to_central_point geo_geohash_neighbors geo_geohash_to_polygon geo_s2cell_to_central_point
+geo_s2cell_neighbors geo_s2cell_to_polygon geo_h3cell_to_central_point geo_h3cell_neighbors
+geo_h3cell_to_polygon geo_h3cell_parent geo_h3cell_children geo_h3cell_level geo_h3cell_rings
+geo_simplify_polygons_array geo_union_lines_array geo_union_polygons_array
+hash hash_combine hash_many hash_md5 hash_sha1 hash_sha256 hash_xxhash64 hash_crc32
+convert_angle convert_energy convert_force convert_length convert_mass convert_speed convert_temperature
+convert_volume
+"""
+
+_AGGREGATE = """
+any anyif arg_max arg_min avg avgif binary_all_and binary_all_or binary_all_xor buildschema count
+count_distinct count_distinctif countif dcount dcountif hll hll_if hll_merge make_bag make_bag_if
+make_dictionary make_list make_list_if make_list_with_nulls make_set make_set_if makelist makeset max maxif
+min minif percentile percentiles percentiles_array percentilew percentilesw percentilesw_array stdev stdevif
+stdevp sum sumif take_any take_anyif tdigest tdigest_merge variance varianceif variancep variancepif covariance
+covarianceif covariancep covariancepif
+"""
+
+_PLUGINS = """
+autocluster basket bag_unpack diffpatterns diffpatterns_text infer_storage_schema ipv4_lookup ipv6_lookup
+narrow pivot preview rolling_percentile schema_merge sequence_detect sliding_window_counts
+active_users_count activity_counts_metrics activity_engagement activity_metrics funnel_sequence
+funnel_sequence_completion session_count python r sql_request cosmosdb_sql_request http_request
+http_request_post mysql_request postgresql_request geo_clustering_dbscan
+"""
+
+SCALAR_FUNCTIONS = frozenset(_SCALAR.split())
+AGGREGATE_FUNCTIONS = frozenset(_AGGREGATE.split())
+PLUGINS = frozenset(_PLUGINS.split())
+KUSTO_FUNCTIONS = SCALAR_FUNCTIONS | AGGREGATE_FUNCTIONS
+
+
+def not_yet(name: str, what: str = "function") -> str:
+    return f"{name}() is a Kusto {what} that netatlas does not support yet"
+
+
+__all__ = ["AGGREGATE_FUNCTIONS", "KUSTO_FUNCTIONS", "PLUGINS", "SCALAR_FUNCTIONS", "not_yet"]
