@@ -33,11 +33,18 @@ class Key:
         return AccessToken(self.key, int(time.time()) + 3600)
 
 
+def minutes_ago(i: int) -> int:
+    """Row i's age: 20 rows in each of the last hour (1-20 min), the one before (71-90) and the third
+    hour back (151-170), far from the hours' edges, so windows relative to the server's clock (PT1H)
+    count the same for half an hour after the rows are made: 20, 40, 60."""
+    return (0, 70, 150)[i // 20] + 1 + i % 20
+
+
 def records() -> list[dict]:
     """VMConnection rows over the last three hours: three machines, every column kind a client reads."""
     out = []
     for i in range(60):
-        t = NOW - timedelta(minutes=3 * i + 1)
+        t = NOW - timedelta(minutes=minutes_ago(i))
         out.append({"TimeGenerated": t.isoformat().replace("+00:00", "Z"), "Computer": COMPUTERS[i % 3],
                     "Direction": "outbound" if i % 2 else "inbound", "ProcessName": f"p{i % 4}",
                     "SourceIp": f"10.0.0.{i % 3 + 1}", "DestinationIp": f"10.0.1.{i % 5 + 1}",
