@@ -21,6 +21,11 @@
 | ``GET /api/schema``, ``GET /api/samples`` | Bearer, query key | tables, columns, function and operator names; the seed queries | ``views.py`` |
 | ``POST /api/export?format=parquet`` | Bearer, query key | the body of ``/api/query``; the result as a Parquet file | ``ui.py`` |
 | ``GET /``, ``GET /ui/...`` | none (the page asks for the query key) | the web UI: ``netatlas/ui/`` | ``ui.py`` |
+| ``POST /v2/rest/query``, ``/v1/rest/query``, ``/v1/rest/mgmt``; ``GET /v1/rest/auth/metadata`` | Bearer, query key (anonymous_query addresses: none); the metadata none | the Kusto REST API (Azure Data Explorer's clients, Kqlmagic) | ``azure/kusto.py`` |
+| ``POST``/``GET /v1/workspaces/{id}/query``, ``POST /v1/$batch`` | Bearer, query key (anonymous_query addresses: none) | the Log Analytics query API (azure-monitor-query) | ``azure/loganalytics.py`` |
+| ``POST /dataCollectionRules/{id}/streams/{stream}`` | Bearer, ingest key | the Logs Ingestion API through a data collection rule (azure-monitor-ingestion) | ``azure/ingestion.py`` |
+| ``PUT``/``GET``/``DELETE /api/dcr/{id}``, ``GET /api/dcr`` | Bearer, admin key | define, read, remove data collection rules (Azure's JSON) | ``azure/ingestion.py`` |
+| ``POST /api/logs?api-version=2016-04-01`` | SharedKey, ingest key | the HTTP Data Collector API: ``Log-Type`` -> ``<Log-Type>_CL``, made on first sight | ``azure/collector.py`` |
 | ``GET /healthz`` | none | ``{"status": "ok", ...}`` | ``health.py`` |
 | ``GET /metrics`` | none | Prometheus text format | ``health.py`` |
 
@@ -38,6 +43,8 @@ Queries: max_result_bytes (a result is cut past it, or past max_rows: ``statisti
 that many DuckDB cursors; when all are busy and the queue is full: 429 QUERY_BUSY with Retry-After).
 Against slow and spoofing clients (``guard.py``): header_timeout, body_timeout, keepalive_timeout,
 max_connections; trusted_proxies (X-Forwarded-For is believed only from those addresses).
+Azure's protocols (``azure/``): anonymous_query (addresses or CIDRs, or loopback, whose requests to
+the Kusto and Log Analytics APIs need no key: Kqlmagic's anonymous mode; default none).
 
 Ingestion headers: ``Authorization: SharedKey <workspace id>:<signature>`` and ``x-ms-date`` (see
 ``netatlas.auth``), ``Content-Type: application/json``, ``Content-Length``, optionally
