@@ -51,6 +51,7 @@ class Planner:
         self._next_check = 256
         self._where: Span | None = None     # the statement or let being planned, for the budget's error
         self._fn_depth = 0
+        self._params: frozenset = frozenset()    # the scalar parameters of the function being planned
         self._query: s.Query | None = None
         self._uses: Counter | None = None   # name -> how often the query names it (on first need)
 
@@ -357,8 +358,11 @@ class Planner:
                 bound[p.name] = Binding("scalar", self.coerce(self.scalar(p.default, Scope()), p.type, p.default.span))
             else:
                 raise KqlSemanticError(f"{call.name}() is missing argument '{p.name}'", call.span, code="KQL_ARGUMENTS")
-        saved = self.env
+        saved, saved_params = self.env, self._params
         self.env = {**b.env, **bound}
+        # inside the body its scalar parameters win over columns of the same name (the caller's row,
+        # or a table the body reads), as in Kusto
+        self._params = frozenset(n for n, v in bound.items() if v.kind == "scalar")
         try:
             result = None
             for st in fdef.body:
@@ -372,7 +376,7 @@ class Planner:
                 return self.tab(result)
             return self.scalar(result, scope)
         finally:
-            self.env = saved
+            self.env, self._params = saved, saved_params
 
     # ---- scalar expressions -------------------------------------------------------------------
     def scalar(self, node: s.Node, scope: Scope, agg: bool = False) -> Typed:
@@ -392,6 +396,9 @@ class Planner:
         return const(node.value, node.type, node.span)
 
     def sc_name(self, node: s.Name, scope: Scope, agg) -> Typed:
+        if node.name in self._params:             # a parameter of the function being planned
+            v: Typed = self.env[node.name].value
+            return Typed(v.sql.copy(), v.type, node.span, v.const, None)
         if node.name in scope.inline:
             v: Typed = scope.inline[node.name]
             return Typed(v.sql.copy(), v.type, node.span, v.const, node.name)
