@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from sqlglot import exp
 
+from ...errors import KqlSemanticError
 from .. import types as T
-from ..typed import fn
+from ..scalars import to_string
+from ..typed import const, fn
 from . import scalar
 
 N = exp.Literal.number
@@ -30,12 +32,92 @@ def ipv4_is_in_range(ip, rng):
     return fn("netatlas_ipv4_in_range", ip.sql, rng.sql)
 
 
-@scalar("ipv4_is_in_any_range", "sss*", T.BOOL)
+def _listed(fname: str, args) -> list:
+    """The strings a function's trailing arguments give: strings, or constant dynamic arrays of them
+    (ipv4_is_in_any_range(ip, dynamic(["10.0.0.0/8", ...])))."""
+    out = []
+    for a in args:
+        if a.type == T.DYNAMIC:
+            if not (a.is_const and isinstance(a.const, list)):
+                raise KqlSemanticError(f"{fname}() takes strings or a constant dynamic array of them here", a.span,
+                                       code="KQL_ARGUMENTS")
+            out += [const(x if isinstance(x, str) else str(x), T.STRING, a.span) for x in a.const if x is not None]
+        else:
+            out.append(to_string(a))
+    return out
+
+
+@scalar("ipv4_is_in_any_range", "aa*", T.BOOL)
 def ipv4_is_in_any_range(ip, *ranges):
+    ranges = _listed("ipv4_is_in_any_range", ranges)
+    ip = to_string(ip)
+    if not ranges:
+        return exp.false()
     out = fn("netatlas_ipv4_in_range", ip.sql, ranges[0].sql)
     for r in ranges[1:]:
         out = exp.Or(this=out, expression=fn("netatlas_ipv4_in_range", ip.sql, r.sql))
     return exp.Paren(this=out)
+
+
+# ---- IPv4 addresses in text: has_ipv4(), has_ipv4_prefix(), has_any_ipv4(), has_any_ipv4_prefix() ----
+# An address in the text counts when it is properly delimited (no letter or digit right before or
+# after it) and valid (four octets of 0-255); a prefix is a whole address or 1-3 octets and a dot.
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_EDGE_BEFORE, _EDGE_AFTER = "(^|[^0-9A-Za-z])", "($|[^0-9A-Za-z])"
+
+
+def _octets_ok(parts: list[str]) -> bool:
+    return all(p.isdigit() and len(p) <= 3 and int(p) <= 255 for p in parts)
+
+
+def ipv4_pattern(value: str, prefix: bool) -> str | None:
+    """The regular expression finding ``value`` (an address, or with ``prefix`` an address prefix)
+    as an address of a text; None when ``value`` is no valid address (prefix)."""
+    if not isinstance(value, str):
+        return None
+    if value.count(".") == 3 and _octets_ok(value.split(".")):
+        return _EDGE_BEFORE + value.replace(".", r"\.") + _EDGE_AFTER
+    if prefix and value.endswith(".") and 1 <= value.count(".") <= 3 and _octets_ok(value[:-1].split(".")):
+        rest = 4 - value.count(".")
+        return _EDGE_BEFORE + value.replace(".", r"\.") + r"\.".join([_OCTET] * rest) + _EDGE_AFTER
+    return None
+
+
+def _has_ipv4(fname: str, text, wanted, prefix: bool):
+    text = to_string(text)
+    tests = []
+    for w in wanted:
+        if not w.is_const:
+            raise KqlSemanticError(f"{fname}() needs constant addresses here", w.span, code="KQL_ARGUMENTS")
+        pattern = ipv4_pattern(w.const, prefix)
+        if pattern is not None:               # an invalid address (prefix) matches nothing
+            tests.append(fn(exp.RegexpLike, text.sql, exp.Literal.string(pattern)))
+    if not tests:
+        return exp.false()
+    out = tests[0]
+    for t in tests[1:]:
+        out = exp.Or(this=out, expression=t)
+    return exp.Coalesce(this=exp.Paren(this=out), expressions=[exp.false()])
+
+
+@scalar("has_ipv4", "ss", T.BOOL)
+def has_ipv4(text, ip):
+    return _has_ipv4("has_ipv4", text, [ip], prefix=False)
+
+
+@scalar("has_ipv4_prefix", "ss", T.BOOL)
+def has_ipv4_prefix(text, ip):
+    return _has_ipv4("has_ipv4_prefix", text, [ip], prefix=True)
+
+
+@scalar("has_any_ipv4", "saa*", T.BOOL)
+def has_any_ipv4(text, *ips):
+    return _has_ipv4("has_any_ipv4", text, _listed("has_any_ipv4", ips), prefix=False)
+
+
+@scalar("has_any_ipv4_prefix", "saa*", T.BOOL)
+def has_any_ipv4_prefix(text, *ips):
+    return _has_ipv4("has_any_ipv4_prefix", text, _listed("has_any_ipv4_prefix", ips), prefix=True)
 
 
 @scalar("ipv4_compare", "ssi?", T.LONG)
