@@ -82,7 +82,7 @@ FUNCTIONS: dict[str, str] = {
         "array_index_of", "array_slice", "array_sort", "countof", "datetime_str", "dynamic_str",
         "format_ipv4", "format_timespan", "gettype", "indexof", "ipv4_compare", "ipv4_in_range", "json_drop_nulls",
         "ipv4_is_private", "ipv4_masked", "ipv4_prefix", "ipv6_compare", "json_list", "make_bag",
-        "make_set_dynamic", "mv_list", "parse_ipv4", "parse_json", "parse_url", "real_str",
+        "make_set_dynamic", "mv_list", "parse_ipv4", "parse_ipv6", "parse_json", "parse_url", "real_str",
         "set_difference", "set_intersect", "set_union", "timespan_str", "todatetime",
         "totimespan", "url_encode")},
 }

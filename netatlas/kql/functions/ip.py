@@ -22,6 +22,17 @@ def parse_ipv4_mask(s, bits):
     return fn("netatlas_ipv4_masked", fn("netatlas_parse_ipv4", s.sql), bits.sql)
 
 
+@scalar("parse_ipv6", "s", T.STRING)
+def parse_ipv6(s):
+    """An IPv6 or IPv4 address (with /n) as canonical IPv6 text: eight groups of four hex digits."""
+    return fn("netatlas_parse_ipv6", s.sql, exp.Cast(this=exp.null(), to=T.storage(T.LONG)))
+
+
+@scalar("parse_ipv6_mask", "si", T.STRING)
+def parse_ipv6_mask(s, bits):
+    return exp.Coalesce(this=fn("netatlas_parse_ipv6", s.sql, bits.sql), expressions=[exp.Literal.string("")])
+
+
 @scalar("ipv4_is_private", "s", T.BOOL)
 def ipv4_is_private(s):
     return fn("netatlas_ipv4_is_private", s.sql)

@@ -106,16 +106,23 @@ FUNCTIONS: dict[str, str] = {
         "(toInt64(if(assumeNotNull(st) < 0, greatest(toInt64(lengthUTF8(assumeNotNull(s))) + assumeNotNull(st), 0), assumeNotNull(st))), "
         "toInt64(0))), 2))"),
     # ipv6_compare(a, b, bits): IPv4 as IPv4-mapped IPv6, prefixes from "/n" (DuckDB's runtime: _ipv6_compare)
+    # an address with ':' is IPv6, but ::a.b.c.d, which Kusto reads as the IPv4 address a.b.c.d
+    "netatlas_ipv6_is_v6": r"(a) -> position(a, ':') > 0 AND NOT match(a, '^::\d+\.\d+\.\d+\.\d+$')",
     "netatlas_ipv6_addr": (
-        "(s) -> toIPv6OrNull(if(position(splitByChar('/', s)[1], ':') > 0, splitByChar('/', s)[1], "
-        "concat('::ffff:', splitByChar('/', s)[1])))"),
+        "(s) -> toIPv6OrNull(if(netatlas_ipv6_is_v6(splitByChar('/', s)[1]), splitByChar('/', s)[1], "
+        "concat('::ffff:', replaceOne(splitByChar('/', s)[1], '::', ''))))"),
     "netatlas_ipv6_bits": (
-        r"(s) -> if(position(splitByChar('/', s)[1], ':') > 0, coalesce(toInt64OrNull(extract(s, '/(\d+)$')), 128), "
+        r"(s) -> if(netatlas_ipv6_is_v6(splitByChar('/', s)[1]), coalesce(toInt64OrNull(extract(s, '/(\d+)$')), 128), "
         r"coalesce(toInt64OrNull(extract(s, '/(\d+)$')) + 96, 128))"),
     "netatlas_ipv6_compare": (
         "(a, b, bits) -> if(isNull(netatlas_ipv6_addr(a)) OR isNull(netatlas_ipv6_addr(b)), NULL, "
         "toInt64(sign(netatlas_ipv6_prefix_cmp(assumeNotNull(netatlas_ipv6_addr(a)), assumeNotNull(netatlas_ipv6_addr(b)), "
         "toUInt8(least(coalesce(bits, 128), netatlas_ipv6_bits(a), netatlas_ipv6_bits(b)))))))"),
+    # parse_ipv6(s) / parse_ipv6_mask(s, bits): eight groups of four hex digits, masked ("" when no address)
+    "netatlas_parse_ipv6": (
+        "(s, m) -> if(isNull(netatlas_ipv6_addr(s)), '', arrayStringConcat(arrayMap(i -> substring(lower(hex("
+        "tupleElement(IPv6CIDRToRange(assumeNotNull(netatlas_ipv6_addr(s)), toUInt8(greatest(least(netatlas_ipv6_bits(s), "
+        "coalesce(m, 128)), 0))), 1))), i * 4 + 1, 4), range(8)), ':'))"),
     "netatlas_ipv6_prefix_cmp": (
         "(x, y, p) -> if(tupleElement(IPv6CIDRToRange(x, p), 1) < tupleElement(IPv6CIDRToRange(y, p), 1), -1, "
         "if(tupleElement(IPv6CIDRToRange(x, p), 1) > tupleElement(IPv6CIDRToRange(y, p), 1), 1, 0))"),

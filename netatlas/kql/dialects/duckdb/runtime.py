@@ -142,8 +142,23 @@ def _ipv6_compare(a: str | None, b: str | None, bits: int | None):
     return (va > vb) - (va < vb)
 
 
+def _parse_ipv6(s: str | None, bits: int | None):
+    """parse_ipv6 / parse_ipv6_mask: the canonical IPv6 text (eight groups of four hex digits, IPv4
+    as IPv4-mapped), masked to the address's own prefix and ``bits``; "" when it is none."""
+    try:
+        net = ipaddress.ip_network(_v6(s), strict=False)
+    except (ValueError, TypeError):
+        return ""
+    p = max(0, min(net.prefixlen, bits if bits is not None else 128))
+    v = (int(net.network_address) >> (128 - p)) << (128 - p) if p else 0
+    h = f"{v:032x}"
+    return ":".join(h[i:i + 4] for i in range(0, 32, 4))
+
+
 def _v6(s: str) -> str:
     addr, _, bits = s.partition("/")
+    if addr.startswith("::") and addr.count(".") == 3 and ":" not in addr[2:]:
+        addr = addr[2:]          # ::a.b.c.d is the IPv4 address a.b.c.d, as Kusto reads it
     ip = ipaddress.ip_address(addr)
     if ip.version == 4:
         ip = ipaddress.IPv6Address("::ffff:" + addr)
@@ -225,6 +240,7 @@ UDFS = [
     ("netatlas_todatetime", _todatetime, ["VARCHAR"], "TIMESTAMP"),
     ("netatlas_totimespan", _totimespan, ["VARCHAR"], "BIGINT"),
     ("netatlas_ipv6_compare", _ipv6_compare, ["VARCHAR", "VARCHAR", "BIGINT"], "BIGINT"),
+    ("netatlas_parse_ipv6", _parse_ipv6, ["VARCHAR", "BIGINT"], "VARCHAR"),
     ("netatlas_format_timespan", _format_timespan, ["BIGINT", "VARCHAR"], "VARCHAR"),
     ("netatlas_parse_url", _parse_url, ["VARCHAR"], "JSON"),
     ("netatlas_indexof", _indexof, ["VARCHAR", "VARCHAR", "BIGINT", "BIGINT", "BIGINT"], "BIGINT"),
