@@ -103,7 +103,8 @@ def named_items(pl: Planner, rel: Rel, items: list[s.Assign], taken: set[str], s
 
 
 def op_project(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
-    items = named_items(pl, rel, op.args["items"], set())
+    scope = scope_of(rel)
+    items = named_items(pl, rel, op.args["items"], set(), scope)
     seen = set()
     for (name, t), it in zip(items, op.args["items"]):
         if name in seen:
@@ -113,8 +114,21 @@ def op_project(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
     cols = [(n, t.type) for n, t in items]
     changed = {n for n, t in items if not (isinstance(t.sql, exp.Column) and t.sql.name == n)}
     select = [aliased(t.sql, n) for n, t in items]
-    rel = pruned(rel, [t.sql for _, t in items] + [o for o in rel.order or []])
+    rel, pre = with_pre(pl, rel, scope)
+    if not pre:
+        rel = pruned(rel, [t.sql for _, t in items] + [o for o in rel.order or []])
     return Rel(pl.wrap(rel, select), cols, order_survives(rel.order, dict(cols), changed), None, rel.serialized)
+
+
+def with_pre(pl: Planner, rel: Rel, scope) -> tuple[Rel, bool]:
+    """The input with the helper columns its operator's expressions asked for (``Scope.pre``)
+    computed below it, each in a SELECT of its own (one may use the one before), not among its KQL
+    columns; and whether there were any."""
+    if not scope.pre:
+        return rel, False
+    for n, e in scope.pre.items():
+        rel = Rel(pl.wrap(rel, [exp.Star(), aliased(e, n)]), list(rel.cols), rel.order, rel.name, rel.serialized)
+    return rel, True
 
 
 def op_extend(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
@@ -127,7 +141,8 @@ def op_extend(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
         scope.inline[name] = t
     new = dict(items)
     select, cols = [], []
-    if not any(c in new for c, _ in rel.cols):   # only new columns: *, then them
+    rel, pre = with_pre(pl, rel, scope)
+    if not pre and not any(c in new for c, _ in rel.cols):   # only new columns: *, then them
         select, cols = [exp.Star()], list(rel.cols)
     else:
         for c, typ in rel.cols:

@@ -23,7 +23,7 @@ from .aggregates import AGGREGATES
 from .builtins import KUSTO_FUNCTIONS, not_yet
 from .functions import FUNCTIONS
 from .plan import OPERATORS, SOURCES, Binding, Plan, Rel
-from .scalars import Scope, binary, dynamic_to, to_dynamic, to_string, type_error, unify
+from .scalars import Scope, binary, dynamic_to, to_bool, to_dynamic, to_string, type_error, unify
 from .typed import Typed, cast, col, const, fn, ident, json_key_path, null
 from .generator import render
 
@@ -822,12 +822,28 @@ def row_window(pl: Planner, node: s.Call, scope: Scope) -> Typed:
     over = exp.Window(this=None, order=exp.Order(expressions=order) if order else None)
     args = [pl.scalar(a, scope) for a in node.args]
     name = node.name
+    if name in ("row_cumsum", "row_rank_dense", "row_rank_min") and len(args) > 1:
+        raise KqlSemanticError(f"{name}() with a restart argument is not supported by netatlas yet", node.args[1].span,
+                               code="KQL_NOT_SUPPORTED", hint="a restart here would be ignored: it is refused instead")
     if name == "row_number":
         start = args[0].sql if args else N(1)
         w = exp.Window(this=exp.RowNumber(), order=over.args.get("order"))
         if len(args) > 1:
-            raise KqlSemanticError("row_number() with a restart condition is not supported yet", node.span,
-                                   code="KQL_UNSUPPORTED")
+            # restart: numbering starts again at each row where it is true. Helper columns, each one
+            # SELECT below the other (the condition may hold windows itself: prev(g) != g): the
+            # condition, the row's position, the position of the last restart so far (positions grow:
+            # a running max); no PARTITION BY, which would lose the serialized order
+            cond = to_bool(args[1], "the restart argument of row_number()")
+            h = pl.fresh("__restart")
+            scope.pre[h + "_at"] = cond.sql
+            scope.pre[h + "_n"] = w
+            scope.pre[h + "_from"] = exp.Window(
+                this=exp.Max(this=exp.Case(ifs=[exp.If(this=exp.Coalesce(this=col(h + "_at"), expressions=[exp.false()]),
+                                                      true=col(h + "_n"))])),
+                order=over.args.get("order"),
+                spec=exp.WindowSpec(kind="ROWS", start="UNBOUNDED", start_side="PRECEDING", end="CURRENT ROW"))
+            w = exp.Add(this=exp.Sub(this=col(h + "_n"), expression=exp.Coalesce(this=col(h + "_from"), expressions=[N(1)])),
+                        expression=N(1))
         return Typed(cast(exp.Add(this=exp.Sub(this=w, expression=N(1)), expression=start), T.LONG), T.LONG, node.span)
     if name in ("prev", "next"):
         if not args:

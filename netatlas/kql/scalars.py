@@ -23,6 +23,9 @@ class Scope:
     table: str | None = None        # qualifier for column references (joins)
     order: list | None = None       # the row order, for row_number(), prev(), next()
     inline: dict = field(default_factory=dict)   # columns defined earlier in the same extend: name -> Typed
+    # helper columns the operator computes on its input first (name -> SQL): window functions that
+    # windows of its own expressions partition by (row_number(1, restart): the restart's segment)
+    pre: dict = field(default_factory=dict)
 
     def ref(self, name: str) -> exp.Expression:
         return col(name, self.table)
