@@ -713,6 +713,16 @@ def union_rels(pl: Planner, rels: list[Rel], params: dict, span: Span) -> Rel:
                 names.append((c, c, ts[0]))
             else:
                 names.extend((c, f"{c}_{t}", t) for t in ts)
+    # no two output columns share a name: the withsource column, a column named like another's
+    # typed suffix (a_long beside a of long and string), get a number as join's right side does
+    taken = {source} if source else set()
+    unique = []
+    for orig, out, t in names:
+        if out in taken:
+            out = _dedupe(out, taken | {o for _, o, _ in names})
+        taken.add(out)
+        unique.append((orig, out, t))
+    names = unique
     branches = []
     for i, r in enumerate(rels):
         types = r.types
