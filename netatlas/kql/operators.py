@@ -1014,6 +1014,135 @@ def op_parse(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
     return _parse_rel(pl, rel, op, False)
 
 
+def captured(raw: exp.Expression, typ: str) -> exp.Expression:
+    """A captured text as a value of ``typ`` (null when it is none; strings as they are)."""
+    if typ == T.STRING:
+        return raw
+    if typ == T.DATETIME:
+        return fn("netatlas_todatetime", raw)
+    if typ == T.TIMESPAN:
+        return fn("netatlas_totimespan", raw)
+    if typ == T.DYNAMIC:
+        return fn("netatlas_parse_json", raw)
+    return exp.TryCast(this=raw, to=T.storage(typ))
+
+
+# ---- parse-kv -------------------------------------------------------------------------------
+
+KV_OPTIONS = {"pair_delimiter", "kv_delimiter", "quote", "escape", "greedy", "regex"}
+
+
+def _class(chars: str) -> str:
+    """A regex character class body matching any of ``chars`` (escaped)."""
+    return "".join("\\" + c if c in "\\]^-[" else c for c in chars)
+
+
+def kv_pattern(key: str, options: dict) -> tuple[str, int]:
+    """(a regex whose group ``n`` is key's value in the text, n): parse-kv's modes as RE2 patterns."""
+    one = lambda name, default=None: options[name][0][0] if name in options else default   # noqa: E731
+    quotes = [q for q, _ in options.get("quote", [])]
+    escapes = "".join(e for e, _ in options.get("escape", []))
+    pd, kvd = one("pair_delimiter"), one("kv_delimiter")
+    k = re.escape(key)
+    keys = [k] + [re.escape(q[0]) + k + re.escape(q[-1]) for q in quotes]
+    key_re = "(?:" + "|".join(keys) + ")"
+    quoted = []
+    for q in quotes:
+        o, c = re.escape(q[0]), q[-1]
+        body = f"(?:[{_class(escapes)}].|[^{_class(c + escapes)}])*" if escapes else f"[^{_class(c)}]*"
+        quoted.append(f"{o}({body}){re.escape(c)}")
+    if pd is None:            # no delimiters named: any character but a letter or a digit delimits
+        lead = "(?:^|[^0-9A-Za-z_])"
+        sep = f"[^0-9A-Za-z_{_class(''.join(q[0] for q in quotes))}]+"
+        plain = "([0-9A-Za-z_.\\-]+)"
+    else:
+        lead = f"(?:^|{re.escape(pd)})"
+        sep = f"\\s*{re.escape(kvd or '=')}\\s*"
+        if one("greedy", False):   # up to the next key (a pair delimiter, a word, the kv delimiter) or the end
+            plain = f"(.*?)\\s*(?:{re.escape(pd)}+[^{_class(pd + (kvd or '='))}]+{re.escape(kvd or '=')}|$)"
+        else:
+            plain = f"([^{_class(pd)}]*)"
+    alternatives = "|".join(quoted + [plain])
+    return f"{lead}\\s*{key_re}{sep}(?:{alternatives})", len(quoted) + 1
+
+
+def kv_regex_key(pattern: str, key: str) -> str | None:
+    """A parse-kv regex (two groups: key, value) with its first group replaced by the key itself,
+    so its one group left is that key's value; None when it has no first group."""
+    i, n, depth, start = 0, len(pattern), 0, None
+    in_class = False
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+        elif c == "(":
+            if start is None and not pattern.startswith("(?", i):
+                start, depth = i, 0
+            if start is not None:
+                depth += 1
+        elif c == ")" and start is not None:
+            depth -= 1
+            if depth == 0:
+                return pattern[:start] + "(?:" + re.escape(key) + ")" + pattern[i + 1:]
+        i += 1
+    return None
+
+
+def op_parse_kv(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
+    """parse-kv Expr as (Key:Type, ...) with (...): a column per key, its first value in the text
+    (trimmed; quoted values unquoted and unescaped), null or "" where the key is missing."""
+    options = op.args["options"]
+    for name, values in options.items():
+        if name not in KV_OPTIONS:
+            raise KqlSemanticError(f"parse-kv has no option '{name}'", values[0][1], code="KQL_ARGUMENTS",
+                                   hint=did_you_mean(name, KV_OPTIONS) or f"the options: {', '.join(sorted(KV_OPTIONS))}")
+    if ("pair_delimiter" in options) != ("kv_delimiter" in options):
+        raise KqlSemanticError("parse-kv needs both pair_delimiter and kv_delimiter, or neither", op.span,
+                               code="KQL_ARGUMENTS")
+    src = to_string(pl.scalar(op.args["source"], scope_of(rel)))
+    escapes = "".join(e for e, _ in options.get("escape", []))
+    new = {}
+    for key, typ, span in op.args["keys"]:
+        if "regex" in options:
+            user = options["regex"][0][0]
+            check_regex(user, options["regex"][0][1])
+            pattern, groups = kv_regex_key(user, key), 1
+            if pattern is None:
+                raise KqlSemanticError("parse-kv's regex needs two groups: the key, then the value",
+                                       options["regex"][0][1], code="KQL_ARGUMENTS")
+        else:
+            pattern, groups = kv_pattern(key, options)
+        found = fn(exp.RegexpLike, src.sql, L(pattern))
+        parts = [fn(exp.RegexpExtract, src.sql, L(pattern), group=N(g), null_if_pos_overflow=True)
+                 for g in range(1, groups + 1)]
+        # the one alternative that matched gives its group, the others "": the greatest is it
+        raw = parts[0] if len(parts) == 1 else fn(exp.Greatest, *parts, ignore_nulls=True)
+        raw = fn(exp.Trim, raw)
+        if escapes:     # \x -> x inside quoted values
+            raw = fn(exp.RegexpReplace, raw, L(f"[{_class(escapes)}](.)"), L("\\1"), modifiers=L("g"))
+        value = captured(raw, typ)
+        default = L("") if typ == T.STRING else cast(exp.null(), typ)
+        new[key] = (exp.Case(ifs=[exp.If(this=found, true=value)], default=default), typ)
+    select, out = [], []
+    for c, t in rel.cols:
+        if c in new:
+            select.append(aliased(new[c][0], c))
+            out.append((c, new[c][1]))
+        else:
+            select.append(col(c))
+            out.append((c, t))
+    for name, (e, typ) in new.items():
+        if name not in rel.types:
+            select.append(aliased(e, name))
+            out.append((name, typ))
+    return Rel(pl.wrap(rel, select), out, order_survives(rel.order, dict(out), set(new)), rel.name, rel.serialized)
+
+
 def op_parse_where(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
     return _parse_rel(pl, rel, op, True)
 
@@ -1169,7 +1298,7 @@ OPERATORS = {
     "project-reorder": op_project_reorder, "summarize": op_summarize, "order": op_order,
     "top": op_top, "take": op_take, "distinct": op_distinct, "count": op_count, "join": op_join,
     "lookup": op_lookup, "union": op_union, "mv-expand": op_mv_expand, "search": op_search,
-    "parse": op_parse, "parse-where": op_parse_where, "as": op_as, "serialize": op_serialize,
+    "parse": op_parse, "parse-where": op_parse_where, "parse-kv": op_parse_kv, "as": op_as, "serialize": op_serialize,
     "make-series": op_make_series, "top-nested": op_top_nested, "getschema": op_getschema,
     "render": op_render, "evaluate": op_evaluate, "invoke": op_invoke, "sample": op_sample,
 }

@@ -483,6 +483,37 @@ class Parser:
             self.error("expected a parse pattern after 'with'")
         return {"params": params, "source": source, "pattern": pattern}
 
+    def op_parse_kv(self):
+        """parse-kv Expr as (Key:Type, ...) [with (name=value, ...)]"""
+        source = self.expr()
+        self.expect_word("as")
+        self.expect_op("(")
+        keys = []
+        while True:
+            name = self.ident("a key's name")
+            self.expect_op(":")
+            keys.append((name.value, self.type_name(), name.span))
+            if not self.accept_op(","):
+                break
+        self.expect_op(")")
+        options: dict[str, list] = {}
+        if self.accept_word("with"):
+            self.expect_op("(")
+            while not self.tok.is_op(")"):
+                name = self.ident("an option (pair_delimiter, kv_delimiter, quote, escape, greedy, regex)")
+                self.expect_op("=")
+                v = self.tok
+                if v.kind == STRING or (v.kind == IDENT and v.value in ("true", "false")):
+                    self.advance()
+                    options.setdefault(name.value, []).append((v.value if v.kind == STRING else v.value == "true",
+                                                               v.span))
+                else:
+                    self.error(f"expected a string or true/false for {name.value}, found {v.describe()}")
+                if not self.accept_op(","):
+                    break
+            self.expect_op(")")
+        return {"source": source, "keys": keys, "options": options}
+
     def op_as(self):
         self.op_params()
         return {"name": self.ident("a name after 'as'").value}
@@ -893,7 +924,7 @@ OPERATORS = {
     "distinct": Parser.op_distinct, "count": Parser.op_count,
     "join": Parser.op_join, "lookup": Parser.op_lookup, "union": Parser.op_union,
     "mv-expand": Parser.op_mv_expand, "mvexpand": Parser.op_mv_expand,
-    "search": Parser.op_search, "parse": Parser.op_parse, "parse-where": Parser.op_parse,
+    "search": Parser.op_search, "parse": Parser.op_parse, "parse-where": Parser.op_parse, "parse-kv": Parser.op_parse_kv,
     "as": Parser.op_as, "serialize": Parser.op_serialize, "make-series": Parser.op_make_series,
     "top-nested": Parser.op_top_nested, "getschema": Parser.op_getschema,
     "render": Parser.op_render, "evaluate": Parser.op_evaluate, "invoke": Parser.op_invoke,
