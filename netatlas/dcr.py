@@ -110,7 +110,7 @@ def parse(rule_id: str, doc: dict, catalogue) -> Rule:
         if not isinstance(f, dict):
             raise RuleError(f"dataFlows[{i}] must be an object")
         names = f.get("streams")
-        if not isinstance(names, list) or not names or any(s not in streams for s in names):
+        if not isinstance(names, list) or not names or not all(isinstance(s, str) and s in streams for s in names):
             raise RuleError(f"dataFlows[{i}]: 'streams' must name declared streams ({', '.join(streams)})")
         out = f.get("outputStream")
         if not isinstance(out, str) or not (out.startswith("Custom-") or out.startswith("Microsoft-")):
@@ -161,17 +161,17 @@ def check_output(catalogue, flow: Flow, cols: list[tuple[str, str]]) -> None:
 
 
 def load(con) -> dict[str, dict]:
+    """The rules kept (id -> their JSON); the table made first if it is not there (save, delete
+    come after)."""
     con.execute(SETUP_SQL)
     return {rid: json.loads(text) for rid, text in con.execute(f"SELECT id, definition FROM {TABLE}").fetchall()}
 
 
 def save(con, rule: Rule) -> None:
-    con.execute(SETUP_SQL)
     con.execute(f"INSERT OR REPLACE INTO {TABLE} VALUES (?, ?)", [rule.id, json.dumps(rule.definition)])
 
 
 def delete(con, rule_id: str) -> bool:
-    con.execute(SETUP_SQL)
     return bool(con.execute(f"DELETE FROM {TABLE} WHERE id = ? RETURNING id", [rule_id]).fetchall())
 
 

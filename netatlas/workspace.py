@@ -14,7 +14,7 @@ from .errors import IngestError, KqlError, NetatlasError, QueryExecutionError, Q
 from . import custom, dcr, ingest, migrate
 from .ingest import MAX_POST_BYTES
 from .kql import types as T
-from .kql.values import AS_IS, convert_columns, convert_rows
+from .kql.values import AS_IS, convert_columns, convert_rows, to_json_value
 from .limits import DEFAULT_MAX_RESULT_BYTES, DEFAULT_TIMEOUT, Deadline
 from .pool import QueryPool
 from .result import Result
@@ -87,7 +87,10 @@ class Workspace:
         except BaseException:
             self.connection.close()         # a refused or failed upgrade releases the file
             raise
-        self.catalogue.tables.update(custom.load(self.connection))
+        # the custom tables and data collection rules this workspace keeps, read once here
+        self._custom = custom.load(self.connection)
+        self.catalogue.tables.update(self._custom)
+        self._rules = dcr.load(self.connection)
         self.id = self._workspace_id()
         # the catalogue's tables in another store: queries go there, batches through the outbox
         self.remote: StoreWorkspace | None = None
@@ -185,7 +188,7 @@ class Workspace:
         custom.check_name(name)
         with self._lock:
             old = self.catalogue.get(name)
-            if old is not None and name not in self._custom_names():
+            if old is not None and name not in self._custom:
                 raise IngestError(f"{name} is one of netatlas's own tables, not a custom table", code="CUSTOM_TABLE_NAME")
             table = custom.merged(name, old, columns)
             if old is not None and table.columns == old.columns:
@@ -207,7 +210,7 @@ class Workspace:
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
-            self.catalogue.tables[name] = table
+            self.catalogue.tables[name] = self._custom[name] = table
             return table
 
     # ---- data collection rules (dcr.py): the Logs Ingestion API's streams -----------------------
@@ -226,21 +229,24 @@ class Workspace:
             self.define_table(table, cols)
         with self._lock:
             dcr.save(self.connection, rule)
+            self._rules[rule.id] = rule.definition
         return rule
 
     def rules(self) -> dict[str, dict]:
         """The data collection rules kept: id -> their JSON."""
         with self._lock:
-            return dcr.load(self.connection)
+            return dict(self._rules)
 
     def delete_rule(self, rule_id: str) -> bool:
         with self._lock:
+            self._rules.pop(rule_id, None)
             return dcr.delete(self.connection, rule_id)
 
     def ingest_stream(self, rule_id: str, stream: str, records: list, *, batch_id: str | None = None) -> list:
         """A batch of a stream through its rule: each flow's transformation, then ingestion into
         its table (all checks, enrichment, Usage); the IngestReports, one per flow."""
-        doc = self.rules().get(rule_id)
+        with self._lock:
+            doc = self._rules.get(rule_id)
         if doc is None:
             raise IngestError(f"there is no data collection rule {rule_id!r} in this workspace", code="DCR_UNKNOWN")
         rule = dcr.parse(rule_id, doc, self.catalogue)
@@ -249,7 +255,6 @@ class Workspace:
                               f"{', '.join(rule.streams)}", code="DCR_UNKNOWN_STREAM")
         if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
             raise IngestError("a stream's batch is a JSON array of objects", code="INGEST_SHAPE")
-        from .kql.values import to_json_value
         reports = []
         for i, flow in enumerate(rule.flows_of(stream)):
             text = dcr.source_query(rule.streams[stream]) + flow.transform
@@ -265,9 +270,6 @@ class Workspace:
                    for row in res.rows]
             reports.append(self.ingest(flow.table, out, batch_id=None if batch_id is None else f"{batch_id}/{i}"))
         return reports
-
-    def _custom_names(self) -> set[str]:
-        return {r[0] for r in self.connection.execute(f"SELECT name FROM {custom.TABLE}").fetchall()}
 
     def _workspace_id(self) -> str:
         if self.path is not None and (self.path / "workspace.json").exists():

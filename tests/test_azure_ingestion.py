@@ -127,6 +127,8 @@ def test_mistakes_raise_with_our_words(server, client):
     (lambda d: d["properties"]["streamDeclarations"]["Custom-Links"]["columns"].append({"name": "X", "type": "blob"}),
      "has type 'blob'"),
     (lambda d: d["properties"]["dataFlows"][0].update(outputStream="Custom-NoSuffix"), "ending in _CL"),
+    # a stream that is not a name (a list: unhashable, it was a TypeError and a 500)
+    (lambda d: d["properties"]["dataFlows"][0].update(streams=[["Custom-Links"]]), "must name declared streams"),
 ])
 def test_bad_rules_are_refused_with_what_is_wrong(server, admin, change, words):
     doc = json.loads(json.dumps(DEFINITION))

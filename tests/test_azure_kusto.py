@@ -257,6 +257,10 @@ def test_bad_bodies_are_kusto_bad_requests(http_server):
         assert status == 400, answer
         assert words in answer["error"]["@message"], answer
         assert answer["error"]["code"] == "General_BadRequest"
+    # a command's db is checked as a query's is (a number named the default database)
+    for path in ("/v2/rest/query", "/v1/rest/mgmt"):
+        status, _, answer = http_server.request("POST", path, b'{"csl": ".show tables", "db": 5}', h)
+        assert status == 400 and "'db' must be a database's name" in answer["error"]["@message"], (path, answer)
 
 
 def test_v1_answers_parse_with_the_clients_v1_reader(http_server):

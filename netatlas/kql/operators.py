@@ -982,49 +982,47 @@ def _parse_rel(pl: Planner, rel: Rel, op: s.Operator, filter_matches: bool) -> R
     new = {}
     for i, (name, typ) in enumerate(cols, start=1):
         raw = fn(exp.RegexpExtract, src.sql, L(regex), group=N(i), null_if_pos_overflow=True)
-        if typ == T.STRING:
-            v = raw
-        elif typ == T.DATETIME:
-            v = fn("netatlas_todatetime", raw)
-        elif typ == T.TIMESPAN:
-            v = fn("netatlas_totimespan", raw)
-        elif typ == T.DYNAMIC:
-            v = fn("netatlas_parse_json", raw)
-        else:
-            v = exp.TryCast(this=raw, to=T.storage(typ))
-        default = L("") if typ == T.STRING else cast(exp.null(), typ)
-        new[name] = (exp.Case(ifs=[exp.If(this=matched, true=v)], default=default), typ)
-    select, out = [], []
-    for c, t in rel.cols:
-        if c in new:
-            select.append(aliased(new[c][0], c))
-            out.append((c, new[c][1]))
-        else:
-            select.append(col(c))
-            out.append((c, t))
-    for name, (e, typ) in new.items():
-        if name not in rel.types:
-            select.append(aliased(e, name))
-            out.append((name, typ))
-    return Rel(pl.wrap(rel, select, where=matched if filter_matches else None), out,
-               order_survives(rel.order, dict(out), set(new)), rel.name, rel.serialized)
+        new[name] = (_when(matched, captured(raw, typ), typ), typ)
+    return with_columns(pl, rel, new, where=matched if filter_matches else None)
 
 
 def op_parse(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
     return _parse_rel(pl, rel, op, False)
 
 
+# how a captured text becomes a value of each type (strings as they are; the rest try-cast)
+CAPTURED = {T.STRING: lambda raw: raw,
+            T.DATETIME: lambda raw: fn("netatlas_todatetime", raw),
+            T.TIMESPAN: lambda raw: fn("netatlas_totimespan", raw),
+            T.DYNAMIC: lambda raw: fn("netatlas_parse_json", raw)}
+
+
 def captured(raw: exp.Expression, typ: str) -> exp.Expression:
-    """A captured text as a value of ``typ`` (null when it is none; strings as they are)."""
-    if typ == T.STRING:
-        return raw
-    if typ == T.DATETIME:
-        return fn("netatlas_todatetime", raw)
-    if typ == T.TIMESPAN:
-        return fn("netatlas_totimespan", raw)
-    if typ == T.DYNAMIC:
-        return fn("netatlas_parse_json", raw)
-    return exp.TryCast(this=raw, to=T.storage(typ))
+    """A captured text as a value of ``typ`` (null when it is none)."""
+    convert = CAPTURED.get(typ)
+    return convert(raw) if convert else exp.TryCast(this=raw, to=T.storage(typ))
+
+
+def _when(found: exp.Expression, value: exp.Expression, typ: str) -> exp.Expression:
+    """value where the text matched, else "" for a string and null for the rest (as parse gives)."""
+    default = L("") if typ == T.STRING else cast(exp.null(), typ)
+    return exp.Case(ifs=[exp.If(this=found, true=value)], default=default)
+
+
+def with_columns(pl: Planner, rel: Rel, new: dict, where: exp.Expression | None = None) -> Rel:
+    """rel with the columns ``new`` ({name: (sql, type)}): those it has are replaced in place, the
+    others appended in order; the order survives unless it rests on a replaced column."""
+    select, out = [], []
+    for c, t in rel.cols:
+        e, t = new.get(c, (col(c), t))
+        select.append(aliased(e, c) if c in new else e)
+        out.append((c, t))
+    for name, (e, typ) in new.items():
+        if name not in rel.types:
+            select.append(aliased(e, name))
+            out.append((name, typ))
+    return Rel(pl.wrap(rel, select, where=where), out, order_survives(rel.order, dict(out), set(new)),
+               rel.name, rel.serialized)
 
 
 # ---- parse-kv -------------------------------------------------------------------------------
@@ -1125,22 +1123,8 @@ def op_parse_kv(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
         raw = fn(exp.Trim, raw)
         if escapes:     # \x -> x inside quoted values
             raw = fn(exp.RegexpReplace, raw, L(f"[{_class(escapes)}](.)"), L("\\1"), modifiers=L("g"))
-        value = captured(raw, typ)
-        default = L("") if typ == T.STRING else cast(exp.null(), typ)
-        new[key] = (exp.Case(ifs=[exp.If(this=found, true=value)], default=default), typ)
-    select, out = [], []
-    for c, t in rel.cols:
-        if c in new:
-            select.append(aliased(new[c][0], c))
-            out.append((c, new[c][1]))
-        else:
-            select.append(col(c))
-            out.append((c, t))
-    for name, (e, typ) in new.items():
-        if name not in rel.types:
-            select.append(aliased(e, name))
-            out.append((name, typ))
-    return Rel(pl.wrap(rel, select), out, order_survives(rel.order, dict(out), set(new)), rel.name, rel.serialized)
+        new[key] = (_when(found, captured(raw, typ), typ), typ)
+    return with_columns(pl, rel, new)
 
 
 def op_parse_where(pl: Planner, rel: Rel, op: s.Operator) -> Rel:

@@ -41,9 +41,10 @@ def error_response(status: int, code: str, message: str, headers: dict | None = 
     return JSONResponse(error_body(code, message, **extra), status_code=status, headers=headers)
 
 
-def json_response(data: dict, status: int = 200) -> Response:
+def json_response(data, status: int = 200, headers: dict | None = None,
+                  media_type: str = "application/json") -> Response:
     return Response(json.dumps(data, ensure_ascii=False, separators=(",", ":")), status_code=status,
-                    media_type="application/json")
+                    media_type=media_type, headers=headers)
 
 
 def too_large(limit: int) -> HttpError:

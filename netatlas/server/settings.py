@@ -16,6 +16,7 @@ what ``netatlas workspace install`` writes:
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import ssl
@@ -154,9 +155,11 @@ def _check_http(self) -> None:
     self.anonymous_networks()
 
 
-def _networks(name: str, text: str) -> list:
+@functools.lru_cache(maxsize=16)
+def _networks(name: str, text: str) -> tuple:
     """A setting's comma-separated addresses or CIDRs as ipaddress networks ('loopback': 127.0.0.0/8
-    and ::1); SettingsError naming an item that is not one."""
+    and ::1); SettingsError naming an item that is not one. Parsed once per text (requests ask for
+    anonymous_query's)."""
     networks = []
     for item in filter(None, (p.strip() for p in text.split(","))):
         if item.lower() == "loopback":
@@ -167,15 +170,15 @@ def _networks(name: str, text: str) -> list:
         except ValueError:
             raise SettingsError(f"{name}: {item!r} is not an IP address or a CIDR network "
                                 f"(e.g. 10.0.0.5, 10.0.0.0/8, ::1)") from None
-    return networks
+    return tuple(networks)
 
 
-def _proxy_networks(self) -> list:
+def _proxy_networks(self) -> tuple:
     """trusted_proxies as ipaddress networks."""
     return _networks("trusted_proxies", self.trusted_proxies)
 
 
-def _anonymous_networks(self) -> list:
+def _anonymous_networks(self) -> tuple:
     """anonymous_query as ipaddress networks."""
     return _networks("anonymous_query", self.anonymous_query)
 

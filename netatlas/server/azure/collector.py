@@ -30,6 +30,8 @@ from ...errors import IngestError, StorageError
 from ...kql import types as T
 from ...kql.literals import parse_datetime
 from ..http import HttpError, read_body, service
+from ..ingest import counted
+from .common import json_response
 
 PATH = "/api/logs"
 API_VERSION = "2016-04-01"
@@ -101,8 +103,7 @@ def columns_and_records(body: bytes, time_field: str | None, now: datetime) -> t
 
 
 def _refusal(status: int, error: str, message: str) -> Response:
-    return Response(json.dumps({"Error": error, "Message": message}), status_code=status,
-                    media_type="application/json; charset=utf-8")
+    return json_response({"Error": error, "Message": message}, status)
 
 
 async def post(request: Request) -> Response:
@@ -150,11 +151,9 @@ async def _post(request: Request, svc) -> Response:
     except IngestError as e:
         raise Refused(400, "InvalidDataFormat", f"{e}" + (f" (record {e.record})" if e.record is not None else "")) from None
     except StorageError as e:
+        svc.metrics.storage_errors.inc()
         raise Refused(503, "ServiceUnavailable", f"{e}; nothing of the batch was stored, send it again later") from None
-    m = svc.metrics
-    m.records_ingested.inc(report.records, table=table)
-    m.bytes_ingested.inc(report.bytes, table=table)
-    m.batches_ingested.inc(table=table)
+    counted(svc.metrics, report)
     return Response(status_code=200)
 
 

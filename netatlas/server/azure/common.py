@@ -1,17 +1,23 @@
 """What the Azure APIs share: the database's name, Kusto's names of our types, a query request's
-limits and parameters, and running it with the errors sorted.
+key, limits and parameters, running it with the errors sorted, and the answer's rows and JSON.
 
 netatlas serves one database. Its name is ``netatlas``; the workspace's id names it too (the Log
 Analytics API puts it in the path, and Kusto tools that were pointed at a workspace pass it).
 """
 from __future__ import annotations
 
+import ipaddress
+import json
 import re
 import time
 
+from starlette.responses import Response
+
+from ...auth import verify_bearer
 from ...errors import KqlError, QueryExecutionError, QueryLimitError
 from ...kql import types as T
 from ...kql.literals import parse_timespan
+from .. import http
 
 DATABASE = "netatlas"
 _PY_DAYS = re.compile(r"^(-?\d+) days?, (\d+:\d\d:\d\d(?:\.\d+)?)$")
@@ -46,14 +52,11 @@ class BadRequest(Exception):
         self.status = status
 
 
-def authorize_query(request) -> None:
-    """A query request's key (``Authorization: Bearer`` or ``x-api-key``), or none from an address
-    the operator lets query without one (the anonymous_query setting: Kqlmagic's anonymous mode).
-    AuthError otherwise."""
-    import ipaddress
-    from ...auth import verify_bearer
-    from ..http import service
-    svc = service(request)
+def authorize_query(request):
+    """The service, once the request's query key (``Authorization: Bearer`` or ``x-api-key``) is
+    checked, or it has none and comes from an address the operator lets query without one (the
+    anonymous_query setting: Kqlmagic's anonymous mode). AuthError otherwise."""
+    svc = http.service(request)
     if not request.headers.get("authorization") and not request.headers.get("x-api-key"):
         networks = svc.settings.anonymous_networks()
         host = request.client.host if request.client else None
@@ -62,8 +65,9 @@ def authorize_query(request) -> None:
         except ValueError:
             address = None
         if address is not None and any(address in n for n in networks):
-            return
+            return svc
     verify_bearer(svc.keys.identity, request.headers, role="query", local_token=svc.local_token)
+    return svc
 
 
 def timeout_seconds(value) -> float:
@@ -127,6 +131,23 @@ async def run(svc, text: str, **options):
     return res
 
 
+def json_rows(res, dynamic_as_text: bool = False) -> list[list]:
+    """A Result's rows as JSON values; dynamic values as JSON text where the API sends them so
+    (Log Analytics, Kusto's v1)."""
+    rows = res.json_rows()
+    dynamic = [i for i, t in enumerate(res.types) if t == T.DYNAMIC] if dynamic_as_text else []
+    for row in rows if dynamic else ():
+        for i in dynamic:
+            if row[i] is not None:
+                row[i] = json.dumps(row[i], separators=(",", ":"))
+    return rows
+
+
+def json_response(data, status: int = 200, headers: dict | None = None) -> Response:
+    """An answer as Azure's APIs send it (their media type names the charset)."""
+    return http.json_response(data, status, headers, media_type="application/json; charset=utf-8")
+
+
 def described(e: Exception) -> str:
     """An error's message as the APIs send it: a KQL mistake with where it is and the hint."""
     if isinstance(e, KqlError):
@@ -136,5 +157,5 @@ def described(e: Exception) -> str:
     return str(e)
 
 
-__all__ = ["BadRequest", "DATABASE", "NET_TYPES", "V1_TYPES", "described", "is_database",
-           "limits", "positive_int", "run", "timeout_seconds"]
+__all__ = ["BadRequest", "DATABASE", "NET_TYPES", "V1_TYPES", "authorize_query", "described", "is_database",
+           "json_response", "json_rows", "limits", "positive_int", "run", "timeout_seconds"]

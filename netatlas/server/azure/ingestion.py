@@ -21,6 +21,8 @@ from starlette.responses import Response
 from ...auth import AuthError, verify_bearer
 from ...errors import IngestError, StorageError
 from ..http import HttpError, json_response, read_body, read_json_object, service
+from ..ingest import counted
+from .common import json_response as azure_json
 
 API_VERSIONS = ("2023-01-01", "2021-11-01-preview")
 RULE_BODY_LIMIT = 1024 * 1024
@@ -30,8 +32,7 @@ CODES = {"DCR_UNKNOWN": (404, "InvalidDataCollectionRule"), "DCR_UNKNOWN_STREAM"
 
 
 def _error(status: int, code: str, message: str, headers: dict | None = None) -> Response:
-    return Response(json.dumps({"error": {"code": code, "message": message}}), status_code=status,
-                    media_type="application/json; charset=utf-8", headers=headers)
+    return azure_json({"error": {"code": code, "message": message}}, status, headers)
 
 
 async def upload(request: Request) -> Response:
@@ -65,11 +66,8 @@ async def upload(request: Request) -> Response:
         svc.metrics.storage_errors.inc()
         return _error(503, "ServiceUnavailable", f"{e}; nothing of the batch was stored, send it again later",
                       {"Retry-After": "5"})
-    m = svc.metrics
     for r in reports:
-        m.records_ingested.inc(r.records, table=r.table)
-        m.bytes_ingested.inc(r.bytes, table=r.table)
-        m.batches_ingested.inc(table=r.table)
+        counted(svc.metrics, r)
     return Response(status_code=204)
 
 

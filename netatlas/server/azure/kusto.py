@@ -34,12 +34,11 @@ from starlette.responses import Response
 from ... import __version__
 from ...auth import AuthError
 from ...errors import KqlError, KqlSyntaxError, QueryExecutionError, QueryLimitError
-from ...kql import types as T
-from ...kql.values import LiteralText, to_json_value
+from ...kql.values import LiteralText
 from ...pool import QueryBusyError
-from ..http import HttpError, read_json_object, service
-from .common import (authorize_query, DATABASE, NET_TYPES, V1_TYPES, BadRequest, described, is_database, limits,
-                     positive_int, run, timeout_seconds)
+from ..http import HttpError, read_json_object
+from .common import (authorize_query, DATABASE, NET_TYPES, V1_TYPES, BadRequest, described, is_database,
+                     json_response as _json, json_rows, limits, positive_int, run, timeout_seconds)
 
 BODY_LIMIT = 1024 * 1024
 
@@ -73,11 +72,6 @@ FAILURES = (
 
 # ---- the request ----------------------------------------------------------------------------
 
-def _authorize(request: Request):
-    authorize_query(request)
-    return service(request)
-
-
 def _properties(body: dict) -> dict:
     """ClientRequestProperties: a JSON text (the SDKs) or an object; {} when none."""
     props = body.get("properties")
@@ -98,12 +92,7 @@ def _request(body: dict, svc) -> tuple[str, dict, dict]:
     text = body.get("csl")
     if not isinstance(text, str) or not text.strip():
         raise BadRequest("'csl' must be the query's text")
-    db = body.get("db")
-    if db is not None and not isinstance(db, str):
-        raise BadRequest("'db' must be a database's name")
-    if not is_database(db, svc.keys.identity.workspace_id):
-        raise BadRequest(f"Entity ID '{db}' of kind 'Database' was not found: this workspace's database is "
-                         f"'{DATABASE}'", kind="not_found")
+    _check_database(body, svc)
     props = _properties(body)
     options = props.get("Options") or props.get("options") or {}
     params = props.get("Parameters") or props.get("parameters") or {}
@@ -120,6 +109,16 @@ def _request(body: dict, svc) -> tuple[str, dict, dict]:
                timeout=None if timeout is None else timeout_seconds(timeout))
     q["params"] = {str(k): v if not isinstance(v, str) else LiteralText(v) for k, v in params.items()}
     return text, q, options
+
+
+def _check_database(body: dict, svc) -> None:
+    """The request's ``db`` names this workspace's database (or none: the default); BadRequest if not."""
+    db = body.get("db")
+    if db is not None and not isinstance(db, str):
+        raise BadRequest("'db' must be a database's name")
+    if not is_database(db, svc.keys.identity.workspace_id):
+        raise BadRequest(f"Entity ID '{db}' of kind 'Database' was not found: this workspace's database is "
+                         f"'{DATABASE}'", kind="not_found")
 
 
 def _flag(v) -> bool:
@@ -141,20 +140,6 @@ def visualization(render: dict | None) -> str:
             continue
         out[name] = ", ".join(value) if isinstance(value, (list, tuple)) else value
     return json.dumps(out, separators=(",", ":"), default=str)
-
-
-def _cell(value, typ: str, v1: bool):
-    out = to_json_value(value, typ)
-    if v1 and typ == T.DYNAMIC and out is not None:
-        return json.dumps(out, separators=(",", ":"))       # v1 sends dynamic values as JSON text
-    return out
-
-
-def _rows(res, v1: bool = False) -> list[list]:
-    types = res.types
-    if not v1 and T.DYNAMIC not in types:
-        return res.json_rows()
-    return [[_cell(v, t, v1) for v, t in zip(r, types)] for r in res.rows]
 
 
 def one_api_error(code: str, message: str, type_: str, description: str, *, permanent: bool = True,
@@ -198,7 +183,7 @@ def _completion_rows(res, request_id: str, v1: bool) -> list[list]:
 def frames_v2(res, request_id: str, *, progressive: bool = False, defer: bool = False) -> list[dict]:
     """The v2 answer of a Result: the list of frames."""
     columns = [{"ColumnName": c, "ColumnType": t} for c, t in zip(res.columns, res.types)]
-    rows = _rows(res)
+    rows = json_rows(res)
     error = _truncation_error(res, request_id) if res.truncated and not defer else None
     out = [{"FrameType": "DataSetHeader", "IsProgressive": progressive, "Version": "v2.0",
             "IsFragmented": progressive, "ErrorReportingPlacement": "InData"},
@@ -231,7 +216,7 @@ def tables_v1(res, request_id: str) -> dict:
         return [{"ColumnName": c, "DataType": V1_TYPES[t], "ColumnType": t} for c, t in pairs]
     ids = [str(uuid.uuid4()) for _ in range(3)]
     return {"Tables": [
-        {"TableName": "Table_0", "Columns": columns(zip(res.columns, res.types)), "Rows": _rows(res, v1=True)},
+        {"TableName": "Table_0", "Columns": columns(zip(res.columns, res.types)), "Rows": json_rows(res, dynamic_as_text=True)},
         {"TableName": "Table_1", "Columns": columns([("Value", "string")]),
          "Rows": [[json.dumps({"Visualization": json.loads(visualization(res.render))})]]},
         {"TableName": "Table_2", "Columns": columns(STATUS_COLUMNS), "Rows": _completion_rows(res, request_id, v1=True)},
@@ -248,11 +233,6 @@ def table_v1(columns: list[tuple[str, str]], rows: list[list]) -> dict:
     return {"Tables": [{"TableName": "Table_0",
                         "Columns": [{"ColumnName": c, "DataType": V1_TYPES[t], "ColumnType": t} for c, t in columns],
                         "Rows": rows}]}
-
-
-def _json(data, status: int = 200) -> Response:
-    return Response(json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(),
-                    status_code=status, media_type="application/json; charset=utf-8")
 
 
 def _error(status: int, error: dict) -> Response:
@@ -292,7 +272,7 @@ async def _opened(request: Request):
     """(the service, the request's id, its JSON body, None), or an answer refusing it in the last place."""
     request_id = _request_id(request)
     try:
-        svc = _authorize(request)
+        svc = authorize_query(request)
     except AuthError as e:
         return None, request_id, None, _auth_error(e, request_id)
     body, failed = await _body(request, request_id)
@@ -359,13 +339,9 @@ def show_table_schema(svc, m) -> dict:
     table = svc.catalogue.get(name)
     if table is None:
         raise BadRequest(f"Table '{name}' was not found in database '{DATABASE}'", kind="not_found")
-    if m.group("json"):
-        return table_v1([("TableName", "string"), ("Schema", "string"), ("DatabaseName", "string"),
-                         ("Folder", "string"), ("DocString", "string")],
-                        [[name, json.dumps(_schema_json(table)), DATABASE, "", ""]])
+    schema = json.dumps(_schema_json(table)) if m.group("json") else ", ".join(f"{c}:{t}" for c, t in table.columns)
     return table_v1([("TableName", "string"), ("Schema", "string"), ("DatabaseName", "string"),
-                     ("Folder", "string"), ("DocString", "string")],
-                    [[name, ", ".join(f"{c}:{t}" for c, t in table.columns), DATABASE, "", ""]])
+                     ("Folder", "string"), ("DocString", "string")], [[name, schema, DATABASE, "", ""]])
 
 
 def show_database_schema(svc, m) -> dict:
@@ -412,14 +388,16 @@ def show_functions(svc, m) -> dict:
 
 
 _NAME = r"(?:\[\s*(?:'[^']*'|\"[^\"]*\")\s*\]|[A-Za-z_][\w]*)"
+# each command: (its pattern, its answer, how the refusal of an unknown one names it)
 MGMT = [
-    (re.compile(r"^\.show\s+tables(?:\s+details)?$", re.I), show_tables),
-    (re.compile(rf"^\.show\s+table\s+(?P<table>{_NAME})\s+(?:c?schema)(?P<json>\s+as\s+json)?$", re.I), show_table_schema),
+    (re.compile(r"^\.show\s+tables(?:\s+details)?$", re.I), show_tables, ".show tables"),
+    (re.compile(rf"^\.show\s+table\s+(?P<table>{_NAME})\s+(?:c?schema)(?P<json>\s+as\s+json)?$", re.I),
+     show_table_schema, ".show table T schema as json"),
     (re.compile(rf"^\.show\s+database(?:\s+{_NAME})?\s+c?schema(?:\s+details)?(?P<json>\s+as\s+json)?$", re.I),
-     show_database_schema),
-    (re.compile(r"^\.show\s+databases(?:\s+details)?$", re.I), show_databases),
-    (re.compile(r"^\.show\s+version$", re.I), show_version),
-    (re.compile(r"^\.show\s+functions$", re.I), show_functions),
+     show_database_schema, ".show database schema [as json]"),
+    (re.compile(r"^\.show\s+databases(?:\s+details)?$", re.I), show_databases, ".show databases"),
+    (re.compile(r"^\.show\s+version$", re.I), show_version, ".show version"),
+    (re.compile(r"^\.show\s+functions$", re.I), show_functions, ".show functions"),
 ]
 
 
@@ -431,19 +409,15 @@ async def mgmt(request: Request) -> Response:
     if not isinstance(text, str) or not text.strip():
         return _bad_request(BadRequest("'csl' must be the command's text"), None, request_id)
     command = " ".join(text.split()).rstrip(";")
-    db = body.get("db")
-    if not is_database(db if isinstance(db, str) else None, svc.keys.identity.workspace_id):
-        return _bad_request(BadRequest(f"Entity ID '{db}' of kind 'Database' was not found: this workspace's "
-                                       f"database is '{DATABASE}'", kind="not_found"), text, request_id)
-    for pattern, answer in MGMT:
-        m = pattern.match(command)
-        if m:
-            try:
+    try:
+        _check_database(body, svc)
+        for pattern, answer, _ in MGMT:
+            m = pattern.match(command)
+            if m:
                 return _json(answer(svc, m))
-            except BadRequest as e:
-                return _bad_request(e, text, request_id)
-    known = ", ".join([".show tables", ".show table T schema as json", ".show database schema [as json]",
-                       ".show databases", ".show version", ".show functions"])
+    except BadRequest as e:
+        return _bad_request(e, text, request_id)
+    known = ", ".join(name for _, _, name in MGMT)
     return _bad_request(BadRequest(f"Syntax error: the command {command[:80]!r} is not one netatlas answers "
                                    f"(the commands are {known}); queries go to /v2/rest/query", kind="syntax"),
                         text, request_id)

@@ -19,7 +19,6 @@ workspace's.
 """
 from __future__ import annotations
 
-import json
 import time
 import uuid
 
@@ -28,12 +27,12 @@ from starlette.responses import Response
 
 from ...auth import AuthError
 from ...errors import KqlError, KqlSyntaxError, QueryExecutionError, QueryLimitError
-from ...kql import types as T
-from ...kql.values import LiteralText, to_json_value
+from ...kql.values import LiteralText
 from ...pool import QueryBusyError
-from ..http import HttpError, read_json_object, service
+from ..http import HttpError, read_json_object
 from ..timespan import TimespanError, parse_timespan
-from .common import authorize_query, BadRequest, described, limits, run, timeout_seconds
+from .common import (authorize_query, BadRequest, described, json_response as _json, json_rows, limits, run,
+                     timeout_seconds)
 
 BODY_LIMIT = 1024 * 1024
 BATCH_LIMIT = 8 * 1024 * 1024
@@ -99,20 +98,11 @@ def _render(render: dict | None) -> dict:
     return out
 
 
-def _cell(value, typ: str):
-    out = to_json_value(value, typ)
-    if typ == T.DYNAMIC and out is not None:
-        return json.dumps(out, separators=(",", ":"))     # Log Analytics sends dynamic values as JSON text
-    return out
-
-
 def answer(res, prefer: dict, elapsed: float) -> dict:
     """The body of a query's answer (a Result)."""
-    types = res.types
-    rows = res.json_rows() if T.DYNAMIC not in types else \
-        [[_cell(v, t) for v, t in zip(r, types)] for r in res.rows]
+    rows = json_rows(res, dynamic_as_text=True)      # Log Analytics sends dynamic values as JSON text
     out = {"tables": [{"name": "PrimaryResult",
-                       "columns": [{"name": c, "type": t} for c, t in zip(res.columns, types)],
+                       "columns": [{"name": c, "type": t} for c, t in zip(res.columns, res.types)],
                        "rows": rows}]}
     if prefer.get("include-statistics"):
         out["statistics"] = {"query": {"executionTime": round(elapsed, 6),
@@ -129,7 +119,7 @@ def answer(res, prefer: dict, elapsed: float) -> dict:
     return out
 
 
-def _failure(e: Exception, text: str) -> Failed:
+def _failure(e: Exception) -> Failed:
     for cls, status, code, inner_code, inner_message in FAILURES:
         if isinstance(e, cls):
             detail = {"code": e.code if hasattr(e, "code") else inner_code, "message": described(e)}
@@ -179,13 +169,8 @@ async def _run(svc, body: dict, prefer: dict, workspace: str | None) -> dict:
     try:
         res = await run(svc, text, **options)
     except (KqlError, QueryLimitError, QueryExecutionError, QueryBusyError) as e:
-        raise _failure(e, text) from None
+        raise _failure(e) from None
     return answer(res, prefer, time.perf_counter() - t0)
-
-
-def _json(data, status: int = 200, headers: dict | None = None) -> Response:
-    return Response(json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(),
-                    status_code=status, media_type="application/json; charset=utf-8", headers=headers)
 
 
 def _applied(prefer: dict) -> dict:
@@ -195,15 +180,10 @@ def _applied(prefer: dict) -> dict:
     return {"Preference-Applied": ",".join(parts)} if parts else {}
 
 
-def _authorize(request: Request):
-    authorize_query(request)
-    return service(request)
-
-
 def _opened(request: Request):
     """(the service, None), or (None, the answer refusing the request's key)."""
     try:
-        return _authorize(request), None
+        return authorize_query(request), None
     except AuthError as e:
         code = "AuthorizationRequiredError" if e.status == 401 else "InsufficientAccessError"
         headers = {"WWW-Authenticate": 'Bearer realm="netatlas"'} if e.status == 401 else None
@@ -251,9 +231,14 @@ async def batch(request: Request) -> Response:
         try:
             if not isinstance(item, dict) or not isinstance(item.get("body"), dict):
                 raise _bad(f"request {rid}: 'body' must be the query request")
-            headers = {str(k).lower(): v for k, v in (item.get("headers") or {}).items()}
-            prefer = _prefer(headers.get("prefer"))
-            out = await _run(svc, item["body"], prefer, item.get("workspace"))
+            headers = item.get("headers") or {}
+            if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+                raise _bad(f"request {rid}: 'headers' must be an object of header names and their text")
+            workspace = item.get("workspace")
+            if workspace is not None and not isinstance(workspace, str):
+                raise _bad(f"request {rid}: 'workspace' must be a workspace id")
+            prefer = _prefer({str(k).lower(): v for k, v in headers.items()}.get("prefer"))
+            out = await _run(svc, item["body"], prefer, workspace)
             responses.append({"id": rid, "status": 200, "headers": _applied(prefer), "body": out})
         except Failed as f:
             responses.append({"id": rid, "status": f.status, "body": {"error": f.error}})
