@@ -73,9 +73,10 @@ from collections import OrderedDict
 from .config import AgentConfig, load_machine_id
 from .dns import DnsSniffer, Names
 from .names import display_name
-from .model import TCP_LISTEN, TCP_SYN_RECV, TCP_TIME_WAIT, ProcessInfo, Socket
+from .model import TCP_LISTEN, TCP_SYN_RECV, TCP_TIME_WAIT, MachineInfo, ProcessInfo, Socket
 from .netlink import ALL_STATES, DestroyListener, Exchanges, ProcConnector, SockDiag, payload, with_payload
 from .proc import Proc
+from .perf import Sampler, heartbeat_columns, read_proc
 from .records import TABLES, Aggregator
 
 log = logging.getLogger("netatlas.agent.collect")
@@ -176,6 +177,9 @@ class Collector:
         self.udp = self._udp_start()                       # UDP flows (udp.py), or None
         self._udp_read = float("-inf")
         self._udp_minute = -1
+        self.sampler = Sampler(self.computer, self.agent_id, lambda: read_proc(self.proc.root, self.netns),
+                               heartbeat=self._heartbeat, metrics=config.metrics, perf=config.perf)
+        self._machine: MachineInfo | None = None
         self._thread = threading.Thread(target=self._loop, name="netatlas-poll", daemon=True)
         if start:
             self.start()
@@ -693,14 +697,21 @@ class Collector:
         if now >= self._machine_due:
             self._machine_due = now + MACHINE_INTERVAL
             try:
-                info = self.proc.machine()
+                info = self._machine = self.proc.machine()
                 with self._lock:
                     machine = self.agg.machine_records(now, info, self.config.tags)
                 for table, records in machine.items():
                     out.setdefault(table, []).extend(records)
             except Exception:
                 log.exception("machine records failed")
+        for table, records in self.sampler(now).items():
+            out.setdefault(table, []).extend(records)
         return {t: r for t, r in out.items() if r}
+
+    def _heartbeat(self) -> dict:
+        """The Heartbeat columns of this machine (its facts as of the last VMComputer record)."""
+        info = self._machine or self.proc.machine()
+        return heartbeat_columns(info, self.config.tags, _version())
 
     def final(self) -> dict[str, list[dict]]:
         """The agent is stopping: a last look at the sockets (a dump for the byte counts of open

@@ -103,6 +103,12 @@ SETTINGS: tuple[Setting, ...] = (
             "needs the eBPF kernel half (root, BTF, cgroup v2); off where it cannot load"),
     Setting("max_udp_flows", 65_536, "count", "most UDP flows tracked at once (in the kernel); "
             "datagrams of flows past it are counted, not reported"),
+    Setting("metrics", True, "bool", "sample the machine's performance once a minute as VM insights does "
+            "(InsightsMetrics: processor, memory, each network adapter and disk mount) and send a Heartbeat "
+            "record every minute"),
+    Setting("perf", False, "bool", "also write the samples as the Log Analytics agent's Perf counters "
+            "(objects Processor, Memory, Logical Disk and Network Adapter, with their Windows counter names), "
+            "for queries older than VM insights"),
     Setting("netns", "", "path", "observe the network namespace at this path (/proc/PID/ns/net, "
             "/run/netns/NAME) instead of the agent's own"),
     Setting("machine_id_file", "/var/lib/netatlas-agent/machine-id", "path", "file holding this "

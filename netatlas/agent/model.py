@@ -76,3 +76,6 @@ class MachineInfo:
     timezone: str
     virtualization: str      # "physical", "virtual", "unknown"
     hypervisor: str          # e.g. "kvm", "vmware", "" when physical or unknown
+    os_name: str = ""        # NAME from os-release ("Debian GNU/Linux")
+    os_version: str = ""     # VERSION_ID from os-release ("12", "22.04")
+    vm_uuid: str = ""        # the firmware's product UUID (sys/class/dmi/id/product_uuid), "" when unreadable

@@ -30,6 +30,7 @@ from .model import (TCP_CLOSE, TCP_CLOSE_WAIT, TCP_CLOSING, TCP_ESTABLISHED, TCP
                     TCP_LAST_ACK, TCP_LISTEN, TCP_SYN_RECV, TCP_SYN_SENT, TCP_TIME_WAIT, MachineInfo, ProcessInfo,
                     Socket)
 from .names import display_name
+from .perf import Sampler, agent_version, heartbeat_columns, read_psutil
 from .records import Aggregator
 
 log = logging.getLogger("netatlas.agent.portable")
@@ -84,7 +85,8 @@ def machine() -> MachineInfo:
                        else "32-bit", cpus=psutil.cpu_count() or 1,
                        cpu_speed_mhz=int(freq.max or freq.current) if freq else 0,
                        memory_mb=psutil.virtual_memory().total // (1 << 20), boot_time=psutil.boot_time(),
-                       timezone=time.strftime("%Z"), virtualization="unknown", hypervisor="")
+                       timezone=time.strftime("%Z"), virtualization="unknown", hypervisor="",
+                       os_name=platform.system(), os_version=platform.release())
 
 
 class PortableCollector:
@@ -114,6 +116,10 @@ class PortableCollector:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._machine_due = 0.0
+        self._machine = info
+        self.sampler = Sampler(self.computer, self.agent_id, read_psutil,
+                               heartbeat=lambda: heartbeat_columns(self._machine, config.tags, agent_version()),
+                               metrics=config.metrics, perf=config.perf)
         self._thread = threading.Thread(target=self._loop, name="netatlas-poll", daemon=True)
         log.info("collector: psutil (connection table every %g s; bytes, responses and failed links "
                  "are not measured)", config.poll)
@@ -180,12 +186,15 @@ class PortableCollector:
         if now >= self._machine_due:
             self._machine_due = now + 3600
             try:
+                self._machine = info = machine()
                 with self._lock:
-                    records = self.agg.machine_records(now, machine(), self.config.tags)
+                    records = self.agg.machine_records(now, info, self.config.tags)
                 for table, rows in records.items():
                     out.setdefault(table, []).extend(rows)
             except Exception:
                 log.exception("machine records failed")
+        for table, rows in self.sampler(now).items():
+            out.setdefault(table, []).extend(rows)
         return {t: r for t, r in out.items() if r}
 
     def final(self) -> dict[str, list[dict]]:

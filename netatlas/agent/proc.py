@@ -205,7 +205,9 @@ class Proc:
             os_full_name=os_release.get("PRETTY_NAME") or os_release.get("NAME", "Linux"),
             bitness=self._bitness(cpuinfo), cpus=_count_cpus(cpuinfo), cpu_speed_mhz=self._cpu_mhz(cpuinfo),
             memory_mb=_memory_mb(_read_or(self.proc / "meminfo")), boot_time=self.boot_time(),
-            timezone=self._timezone(), virtualization=virtualization, hypervisor=hypervisor)
+            timezone=self._timezone(), virtualization=virtualization, hypervisor=hypervisor,
+            os_name=os_release.get("NAME", "Linux"), os_version=os_release.get("VERSION_ID", ""),
+            vm_uuid=_read_or(self.root / "sys/class/dmi/id/product_uuid").strip().lower())
 
     def _names(self, hostname: str) -> tuple[str, list[str]]:
         """The FQDN and DNS names: a dotted name for the host in root/etc/hosts, else (live root

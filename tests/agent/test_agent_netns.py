@@ -56,6 +56,7 @@ HOSTS = ("ws", "h1", "h2")
 # netlink one: both collectors, against the same ground truth
 COLLECTORS = {"ws": "auto", "h1": "auto", "h2": "netlink"}
 TAGS = {"h2": "datacenter=fra1,rack=r12"}
+PERF = {"h2": "--perf"}    # h2 also writes the Log Analytics agent's Perf counters
 
 SERVER = r'''
 import json, socket, sys, threading
@@ -240,6 +241,82 @@ def spooled(spool: Path) -> list[str]:
     return sorted(p.name for p in spool.glob("*.gz") if ship.BATCH_FILE.fullmatch(p.name)) if spool.exists() else []
 
 
+def proc_netdev(netns: str | None) -> dict[str, tuple[int, int]]:
+    """/proc/net/dev of a namespace: adapter -> (bytes received, bytes sent)."""
+    text = in_netns(netns, lambda: Path("/proc/thread-self/net/dev").read_text())
+    out = {}
+    for line in text.splitlines()[2:]:
+        name, _, rest = line.partition(":")
+        f = rest.split()
+        out[name.strip()] = (int(f[0]), int(f[8]))
+    return out
+
+
+def wait_for_or_none(check, timeout: float, every: float = 1.0):
+    deadline = time.monotonic() + timeout
+    while not (value := check()) and time.monotonic() < deadline:
+        time.sleep(every)
+    return value
+
+
+def check_performance_and_heartbeats(query, topo, sent: int) -> None:
+    """InsightsMetrics, Perf and Heartbeat of the three agents, against what the host's /proc (and
+    each namespace's own /proc/net/dev) says."""
+    import netatlas.agent.perf as perf
+    meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+    mem_total_mb = round(int(meminfo["MemTotal"].split()[0]) / 1024)
+    cpus = sum(1 for line in Path("/proc/stat").read_text().splitlines() if line[:3] == "cpu" and line[3] != " ")
+    st = os.statvfs("/")
+    os_release = dict(line.split("=", 1) for line in Path("/etc/os-release").read_text().splitlines() if "=" in line)
+    metrics = query("InsightsMetrics | extend T = todynamic(Tags)")
+    beats = query("Heartbeat")
+    perf_rows = query("Perf")
+    for host in HOSTS:
+        computer = host            # each agent's --computer-name
+        mine = [r for r in metrics if r["Computer"] == computer]
+        assert {(r["Namespace"], r["Name"]) for r in mine} >= {(m.namespace, m.name) for m in perf.METRICS}, host
+        assert all(r["Origin"] == "vm.azm.ms" and r["SourceSystem"] == "Insights" for r in mine)
+        assert len([r for r in mine if r["Name"] == "Heartbeat"]) >= 2, host      # one a minute
+        for r in mine:
+            tags = r["T"]
+            if r["Name"] == "UtilizationPercentage":
+                assert tags["vm.azm.ms/totalCpus"] == cpus and 0 <= r["Val"] <= 100
+            elif r["Name"] == "AvailableMB":
+                assert tags["vm.azm.ms/memorySizeMB"] == mem_total_mb and 0 < r["Val"] <= mem_total_mb
+            elif r["Namespace"] == "Network":      # the namespace's own adapter only: eth0 (no lo)
+                assert tags["vm.azm.ms/networkDeviceId"] == "eth0", r
+            elif r["Name"] == "FreeSpaceMB" and tags["vm.azm.ms/mountId"] == "/":
+                assert tags["vm.azm.ms/diskSizeMB"] == round(st.f_blocks * st.f_frsize / 2 ** 20)
+                assert abs(r["Val"] - st.f_bavail * st.f_frsize / 2 ** 20) < 2048      # other tests write too
+        assert "/" in {r["T"].get("vm.azm.ms/mountId") for r in mine if r["Namespace"] == "LogicalDisk"}
+        # bytes over the minutes: at least the payload h1 sent h2, at most what the adapter counted since
+        netdev = proc_netdev(topo.names[host])["eth0"]
+        received = sum(r["T"]["vm.azm.ms/bytesReceived"] for r in mine
+                       if r["Namespace"] == "Network" and r["Name"] == "ReadBytesPerSecond")
+        transmitted = sum(r["T"]["vm.azm.ms/bytesSent"] for r in mine
+                          if r["Namespace"] == "Network" and r["Name"] == "WriteBytesPerSecond")
+        assert received <= netdev[0] and transmitted <= netdev[1], (host, received, transmitted, netdev)
+        if host == "h2":
+            assert received >= sent, (received, sent)
+        if host == "h1":
+            assert transmitted >= sent, (transmitted, sent)
+        hb = [r for r in beats if r["Computer"] == computer]
+        assert len(hb) >= 2, host
+        assert {(r["ComputerIP"], r["OSType"], r["OSName"], r["Category"], r["SourceSystem"]) for r in hb} == \
+            {(topo.ip[host], "Linux", os_release["NAME"].strip('"'), "Direct Agent", "Linux")}
+        assert {r["OSMajorVersion"] for r in hb} == {os_release.get("VERSION_ID", "").strip('"').split(".")[0]}
+        assert all(r["Version"] and r["_ResourceId"] for r in hb)
+        counters = [r for r in perf_rows if r["Computer"] == computer]
+        if host in PERF:
+            vm = {r["TimeGenerated"]: r["Val"] for r in mine if r["Name"] == "UtilizationPercentage"}
+            cpu = {r["TimeGenerated"]: r["CounterValue"] for r in counters if r["CounterName"] == "% Processor Time"}
+            common = cpu.keys() & vm.keys()
+            assert common and all(cpu[t] == vm[t] for t in common)
+            assert {(r["ObjectName"], r["CounterName"]) for r in counters} >= {v[:2] for v in perf.PERF.values()}
+        else:
+            assert not counters, host        # Perf is off by default
+
+
 @pytest.mark.timeout(OUTAGE + 300)
 def test_three_agents_in_namespaces_report_known_traffic_across_a_workspace_outage(topology, tmp_path):
     t_start = time.monotonic()
@@ -291,6 +368,7 @@ def test_three_agents_in_namespaces_report_known_traffic_across_a_workspace_outa
                         "--workspace-url", f"http://{ip['ws']}:8080", "--workspace-id", identity.workspace_id,
                         "--key", ingest, "--interval", str(INTERVAL), "--poll", "0.5", "--backoff-max", str(BACKOFF),
                         "--collector", COLLECTORS[host], "--tags", TAGS.get(host, ""),
+                        PERF.get(host, "--no-perf"), "--computer-name", host,
                         "--spool", str(spools[host]),
                         "--machine-id-file", str(tmp_path / f"{host}.machine-id"))
         for host in HOSTS:
@@ -445,6 +523,15 @@ def test_three_agents_in_namespaces_report_known_traffic_across_a_workspace_outa
         assert tags == {machines["h2"]: {"datacenter": "fra1", "rack": "r12"}}     # only h2 has tags
         processes = [r for r in query("VMProcess") if r["Machine"] == machines["h1"]]
         assert {r["Process"] for r in out} <= {r["Process"] for r in processes}
+        def performance_checked():
+            try:
+                check_performance_and_heartbeats(query, topo, sent)
+                return True
+            except AssertionError:
+                return False
+        # the minute's look that follows the traffic ships with the minute's records, or one interval later
+        if not wait_for_or_none(performance_checked, 3 * INTERVAL):
+            check_performance_and_heartbeats(query, topo, sent)      # fails, saying what
 
         # no record lost: the batches spooled during the outage were all sent, nothing was refused
         # or dropped, and the spools drain (new batches come each minute: empty at some point)

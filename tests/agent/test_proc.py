@@ -61,7 +61,8 @@ def test_machine_from_the_fixture_tree():
         macs=["02:fc:00:00:00:01", "46:a4:09:2e:a8:ab", "d2:46:98:cb:dc:94"], dns_names=["vm"],
         os_family="Linux", os_full_name="Debian GNU/Linux 12 (bookworm)", bitness="64-bit", cpus=2,
         cpu_speed_mhz=2596, memory_mb=24105, boot_time=float(BTIME), timezone="Etc/UTC",
-        virtualization="virtual", hypervisor="kvm")      # kvm-clock among the clock sources
+        virtualization="virtual", hypervisor="kvm",      # kvm-clock among the clock sources
+        os_name="Debian GNU/Linux", os_version="12")
 
 
 def test_package_version_from_the_fixture_dpkg_database():
