@@ -784,7 +784,8 @@ USAGE_SQL = [
 
 
 SOLUTION = {"VMConnection": "VMInsights", "VMBoundPort": "VMInsights", "VMComputer": "VMInsights",
-            "VMProcess": "VMInsights", "ServiceMapComputer_CL": "ServiceMap", "ServiceMapProcess_CL": "ServiceMap"}
+            "VMProcess": "VMInsights", "InsightsMetrics": "VMInsights", "ServiceMapComputer_CL": "ServiceMap",
+            "ServiceMapProcess_CL": "ServiceMap"}
 
 
 def _first_line(e: Exception) -> str:

@@ -516,3 +516,38 @@ FLOWS: list[tuple] = [
     (None, "linux", "apt", "public:update", None, "update", 1, {}),
     (None, "linux", "yum", "public:update", None, "update", 1, {}),
 ]
+
+
+# ---- performance and health (performance.py) -----------------------------------------------------
+# tier -> its machines' performance: the daily shape of their load (traffic.SHAPES), CPU % (the idle
+# floor, what the load adds at its peak), the share of memory in use (floor, added at the peak),
+# network bytes/s each way at the peak (read, write), disk transfers/s at the peak, the share of
+# transfers that are reads, the disk latency (ms), and a data disk (GB, 0: none) beside the system disk
+PERFORMANCE: dict[str, dict] = {
+    "web": dict(shape="consumer", cpu=(6, 38), mem=(0.35, 0.20), net=(2.4e6, 9.0e6), iops=40, reads=0.3, lat=1.6, data=0),
+    "app": dict(shape="consumer", cpu=(9, 44), mem=(0.45, 0.25), net=(3.1e6, 2.2e6), iops=60, reads=0.4, lat=2.1, data=0),
+    "sql": dict(shape="business", cpu=(8, 42), mem=(0.72, 0.15), net=(1.1e6, 3.5e6), iops=900, reads=0.7, lat=4.2, data=512),
+    "pg": dict(shape="business", cpu=(6, 35), mem=(0.60, 0.20), net=(0.8e6, 2.6e6), iops=600, reads=0.65, lat=3.4, data=256),
+    "cache": dict(shape="consumer", cpu=(4, 20), mem=(0.78, 0.10), net=(2.9e6, 3.3e6), iops=5, reads=0.2, lat=0.9, data=0),
+    "queue": dict(shape="business", cpu=(5, 25), mem=(0.50, 0.15), net=(1.0e6, 1.0e6), iops=150, reads=0.2, lat=2.0, data=64),
+    "dc": dict(shape="business", cpu=(3, 12), mem=(0.40, 0.05), net=(2.0e5, 2.4e5), iops=20, reads=0.6, lat=2.2, data=0),
+    "mon": dict(shape="flat", cpu=(16, 10), mem=(0.55, 0.05), net=(6.0e5, 2.0e5), iops=120, reads=0.1, lat=3.1, data=128),
+    "build": dict(shape="business", cpu=(3, 70), mem=(0.30, 0.40), net=(1.2e6, 4.0e5), iops=300, reads=0.5, lat=2.8, data=256),
+    "file": dict(shape="business", cpu=(3, 15), mem=(0.30, 0.10), net=(1.5e6, 4.5e6), iops=400, reads=0.75, lat=5.5, data=2048),
+    "worker": dict(shape="night", cpu=(5, 60), mem=(0.40, 0.30), net=(6.0e5, 4.0e5), iops=100, reads=0.5, lat=2.4, data=0),
+    "jump": dict(shape="business", cpu=(2, 8), mem=(0.25, 0.10), net=(1.0e5, 6.0e4), iops=10, reads=0.6, lat=2.0, data=0),
+}
+# the app servers whose payment calls fail (from the last day on) run hot: retries, a growing backlog
+HOT = dict(cpu=(86, 11), mem=(0.90, 0.06))
+# family -> (system disk mount, size GB, data disk mount, network adapter)
+DISKS = {"linux": ("/", 64, "/data", "eth0"), "windows": ("C:", 128, "D:", "Ethernet")}
+# the first file server's data disk fills up over the window (a disk-space problem to find)
+FILLING_TIER = "file"
+# OS key -> Heartbeat's OSName, OSMajorVersion, OSMinorVersion
+OS_HEARTBEAT = {"ws2016": ("Windows Server 2016 Datacenter", "10", "0"),
+                "ws2019": ("Windows Server 2019 Datacenter", "10", "0"),
+                "ws2022": ("Windows Server 2022 Datacenter Azure Edition", "10", "0"),
+                "ubuntu18": ("Ubuntu", "18", "04"), "ubuntu20": ("Ubuntu", "20", "04"),
+                "ubuntu22": ("Ubuntu", "22", "04"), "centos7": ("CentOS Linux", "7", "9"),
+                "rhel8": ("Red Hat Enterprise Linux", "8", "9")}
+AGENT_VERSION = {"linux": "1.29.4", "windows": "1.26.0.0"}     # Heartbeat's Version (Azure Monitor Agent)

@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Callable
 
 from . import environment, inventory
+from .performance import Performance
 from .traffic import PART, Traffic
 
 BATCH = 25_000          # records per ws.ingest call
 FLUSH_PARTS = 4         # parts per ws.ingest_frame call (a day: fewer, larger transactions)
-TABLES = ("ServiceMapComputer_CL", "VMComputer", "ServiceMapProcess_CL", "VMProcess", "VMConnection", "VMBoundPort")
+TABLES = ("ServiceMapComputer_CL", "VMComputer", "ServiceMapProcess_CL", "VMProcess", "VMConnection", "VMBoundPort",
+          "InsightsMetrics", "Perf", "Heartbeat")
 
 
 def default_end() -> datetime:
@@ -43,6 +45,7 @@ class Simulation:
     def __init__(self, env: environment.Environment):
         self.env = env
         self.traffic = Traffic(env)
+        self.performance = Performance(env)
         self._inventory = None
 
     @property
@@ -70,6 +73,7 @@ class Simulation:
         out = self.inventory.window(m0, m0 + width)
         connections, ports = self.traffic.part_frames(self.key(m0), m0, width)
         out["VMConnection"], out["VMBoundPort"] = connections, ports
+        out.update(self.performance.frames(m0, width))
         return {t: out[t] for t in TABLES if t in out and len(out[t]["TimeGenerated"])}
 
     def records(self, m0: int, width: int) -> dict[str, list[dict]]:
@@ -80,6 +84,7 @@ class Simulation:
         for table, record in inventory.processes(self.env, m0, m0 + width):
             out[table].append(record)
         out["VMConnection"], out["VMBoundPort"] = self.traffic.part(self.key(m0), m0, width)
+        out.update(self.performance.records(m0, width))
         return {t: v for t, v in out.items() if v}
 
     def fill(self, ws, lo: int, hi: int, *, progress=None, after_part: Callable[[int], None] | None = None,

@@ -20,7 +20,7 @@ from .builtins import PLUGINS as KUSTO_PLUGINS, not_yet
 from .makeseries import make_series, top_nested
 from .plan import OPERATORS as _OPERATORS, SOURCES as _SOURCES, Binding, Rel
 from .planner import Planner
-from .plugins import PLUGINS
+from .plugins import PLUGINS, conform
 from .relations import aliased, contains_aggregate, mv_cast, next_column_name, scope_of, values_rel
 from .regex import check as check_regex, re2_error
 from .scalars import Scope, binary, to_bool, to_string, unify
@@ -1179,7 +1179,11 @@ def op_evaluate(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
     if plugin is None:
         raise KqlSemanticError(f"unknown plugin '{call.name}'", call.name_span, code="KQL_UNKNOWN_FUNCTION",
                                hint=did_you_mean(call.name, PLUGINS) or f"plugins: {', '.join(sorted(PLUGINS))}")
-    return plugin(pl, rel, call)
+    schema = op.args.get("schema")
+    if schema is not None and call.name == "bag_unpack":      # the schema names the slots: no look at the data
+        return plugin(pl, rel, call, schema)
+    out = plugin(pl, rel, call)
+    return conform(pl, out, schema) if schema is not None else out
 
 
 def op_invoke(pl: Planner, rel: Rel, op: s.Operator) -> Rel:

@@ -617,7 +617,18 @@ class Parser:
         call = self.postfix()
         if not isinstance(call, s.Call):
             self.error("expected a plugin call after 'evaluate', e.g. evaluate bag_unpack(Col)")
-        return {"plugin": call, "params": params}
+        schema = None
+        if self.accept_op(":"):                   # an output schema: : ([*,] Name:type, ...)
+            start = self.expect_op("(", "to start the plugin's output schema").span
+            star = False
+            if self.tok.is_op("*"):
+                self.advance()
+                star = True
+                self.accept_op(",")
+            cols = self.column_decls(")")
+            end = self.expect_op(")", "to close the plugin's output schema").span
+            schema = {"star": star, "columns": cols, "span": Span(start.start, end.end)}
+        return {"plugin": call, "params": params, "schema": schema}
 
     def op_invoke(self):
         call = self.postfix()

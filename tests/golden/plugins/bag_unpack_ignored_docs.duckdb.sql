@@ -1,0 +1,1 @@
+SELECT "Name" FROM (SELECT COALESCE(NETATLAS_DYNAMIC_STR(JSON_EXTRACT("d", '$."Name"')), '') AS "Name" FROM (SELECT "d" FROM (VALUES (CAST('{"Name":"John","Age":20,"Address":"Address-1"}' AS JSON)), (CAST('{"Name":"Dave","Age":40,"Address":"Address-2"}' AS JSON)), (CAST('{"Name":"Jasmine","Age":30,"Address":"Address-3"}' AS JSON))) AS "_v1"("d")) AS _q4) AS _result LIMIT 500001
