@@ -127,7 +127,9 @@ def with_pre(pl: Planner, rel: Rel, scope) -> tuple[Rel, bool]:
     if not scope.pre:
         return rel, False
     for n, e in scope.pre.items():
-        rel = Rel(pl.wrap(rel, [exp.Star(), aliased(e, n)]), list(rel.cols), rel.order, rel.name, rel.serialized)
+        reorder = e.meta.get("reorder") if e.meta else None    # restore the serialized order by this column
+        rel = Rel(pl.wrap(rel, [exp.Star(), aliased(e, n)], order=[exp.Ordered(this=col(reorder))] if reorder else None),
+                  list(rel.cols), rel.order, rel.name, rel.serialized)
     return rel, True
 
 
