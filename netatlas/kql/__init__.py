@@ -12,6 +12,7 @@ from datetime import datetime
 
 from ..errors import KqlError, Span
 from .operators import OPERATORS    # loading it fills plan.OPERATORS and plan.SOURCES
+from . import mvapply  # noqa: E402,F401  (registers mv-apply, built on the operators)
 from .generator import generate
 from .parser import parse
 from .plan import Plan
