@@ -64,6 +64,10 @@ def ip_lookup(version: int):
             if where.types[node.name] != T.STRING:
                 raise KqlSemanticError(f"{fname}() matches IP addresses as strings, but '{node.name}' is "
                                        f"{where.types[node.name]}", node.span, code="KQL_TYPE")
+        for e in extras:
+            if rel.types[e.name] != lookup.types[e.name]:
+                raise KqlSemanticError(f"{fname}(): the extra key '{e.name}' is {rel.types[e.name]} in the input but "
+                                       f"{lookup.types[e.name]} in the lookup table", e.span, code="KQL_TYPE")
         extra = [e.name for e in extras]
         # the lookup side: its columns renamed apart from the input's, a flag for the all-null row
         hid = {c: pl.fresh("__lk") for c, _ in lookup.cols}

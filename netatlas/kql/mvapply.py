@@ -92,20 +92,13 @@ def op_mv_apply(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
         if missing:
             raise KqlSemanticError(f"mv-apply's subquery cannot keep its records apart through this '{sop.name}' "
                                    "in netatlas", sop.span, code="KQL_NOT_SUPPORTED")
-    # 5. the records' other columns (as the subquery left them, else as they were), then the
-    # subquery's, in the records' order and each subtable's
+    # 5. the records' other columns the subquery did not keep, then the subquery's (as mv-expand's
+    # order when it kept them all), in the records' order and each subtable's
     hidden = set(sub.hidden())
-    result = dict((c, t) for c, t in cur.cols if c not in hidden)
-    sel, out_cols = [], []
-    for c, h, t in sub.outer:
-        if c in result:
-            sel.append(col(c))
-            out_cols.append((c, result.pop(c)))
-        else:
-            sel.append(aliased(col(h), c))
-            out_cols.append((c, t))
-    sel += [col(c) for c in result]
-    out_cols += list(result.items())
+    result = [(c, t) for c, t in cur.cols if c not in hidden]
+    kept = {c for c, _ in result}
+    sel = [aliased(col(h), c) for c, h, _ in sub.outer if c not in kept] + [col(c) for c, _ in result]
+    out_cols = [(c, t) for c, _, t in sub.outer if c not in kept] + result
     sql = pl.wrap(cur, sel, where=exp.Not(this=col(sub.deleted)),
                   order=[exp.Ordered(this=col(sub.id)), exp.Ordered(this=col(sub.pos))])
     return Rel(sql, out_cols, None, None)
@@ -251,7 +244,7 @@ def ordered_lists(body: exp.Expression, sub: Sub) -> None:
         parent = node.parent.parent if isinstance(node.parent, exp.Filter) else node.parent
         if isinstance(parent, exp.Anonymous) and parent.name in UNORDERED:
             continue
-        if node.name == "collect_list" and node.expressions and not isinstance(node.expressions[0], exp.Order):
+        if node.name == "collect_list" and node.expressions and not isinstance(node.expressions[0], (exp.Order, exp.Distinct)):
             node.set("expressions", [exp.Order(this=node.expressions[0],
                                                expressions=[exp.Ordered(this=col(sub.pos))])])
 
