@@ -23,9 +23,9 @@ from .plan import OPERATORS as _OPERATORS, Rel
 from .planner import Planner
 from .relations import aliased, contains_aggregate, scope_of
 from .scalars import to_bool
-from .typed import col, sql_literal
+from .typed import cast, col, fn, sql_literal
 
-N = exp.Literal.number
+N, L = exp.Literal.number, exp.Literal.string
 
 # operators applied as they are: they neither drop nor order rows (a new row window is refused)
 AS_IS = {"extend", "project-rename", "project-reorder", "project-away", "project-keep", "parse", "serialize"}
@@ -174,7 +174,34 @@ def apply(pl: Planner, cur: Rel, sop: s.Operator, sub: Sub) -> Rel:
         if drop:
             j = pl.fresh("__mva_j")
             params["with_itemindex"] = (j, sop.span)
-        out = op_mv_expand(pl, cur, s.Operator(sop.span, "mv-expand", {**sop.args, "params": params}))
+        # a row whose arrays are all empty would vanish, and with it maybe its record's every row (a
+        # summarize without by still owes that record its row): it expands to one null row, deleted
+        bagexp = params.get("bagexpansion", params.get("kind", ("bag", None)))[0]
+        scope = scope_of(cur)
+        items, values, empties = [], {}, []
+        for a, to in sop.args["items"]:
+            t = pl.scalar(a.expr, scope)
+            name = a.names[0] if a.names else t.name
+            if name is None or t.type != T.DYNAMIC:
+                items = None            # mv-expand says what is wrong
+                break
+            h = pl.fresh("__mva_x")
+            values[h] = t.sql
+            empties.append(exp.EQ(this=fn("list_length", fn("netatlas_mv_list", t.sql.copy(), L(bagexp))),
+                                  expression=N(0)))
+            items.append((s.Assign(a.span, [name], s.Name(a.span, h)), to))
+        if items is not None:
+            empty = exp.and_(*empties)
+            sel = [aliased(exp.or_(col(sub.deleted), exp.Paren(this=empty)), c) if c == sub.deleted else col(c)
+                   for c, _ in cur.cols]
+            sel += [aliased(exp.Case(ifs=[exp.If(this=empty.copy(), true=cast(exp.null(), T.DYNAMIC))], default=v), h)
+                    for h, v in values.items()]
+            cur = Rel(pl.wrap(cur, sel), list(cur.cols) + [(h, T.DYNAMIC) for h in values], None, None)
+        out = op_mv_expand(pl, cur, s.Operator(sop.span, "mv-expand", {**sop.args, "params": params,
+                                                                      **({"items": items} if items else {})}))
+        for h in values:
+            if h in out.types:
+                out = without(pl, out, h)
         out = Rel(out.sql, out.cols, None, None)
         # the places in the record again: the row's, then the element's
         place = exp.Window(this=exp.RowNumber(), partition_by=[col(sub.id)],
