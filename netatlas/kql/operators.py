@@ -127,7 +127,9 @@ def with_pre(pl: Planner, rel: Rel, scope) -> tuple[Rel, bool]:
     if not scope.pre:
         return rel, False
     for n, e in scope.pre.items():
-        rel = Rel(pl.wrap(rel, [exp.Star(), aliased(e, n)]), list(rel.cols), rel.order, rel.name, rel.serialized)
+        reorder = e.meta.get("reorder") if e.meta else None    # restore the serialized order by this column
+        rel = Rel(pl.wrap(rel, [exp.Star(), aliased(e, n)], order=[exp.Ordered(this=col(reorder))] if reorder else None),
+                  list(rel.cols), rel.order, rel.name, rel.serialized)
     return rel, True
 
 
@@ -829,7 +831,13 @@ def op_mv_expand(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
     unn = [aliased(fn(exp.Explode, col(f"__mv{i}")), f"__mv{i}") for i in range(len(expanded))]
     keep = [col(c) for c, _ in rel.cols if c not in newcols]
     if itemindex or limit is not None:
-        unn.append(aliased(exp.Sub(this=fn("list_positions", col("__mv0"), N(1)), expression=N(1)), "__idx"))
+        # the places of the longest list (the others pad with null beyond their ends)
+        longest = col("__mv0")
+        for i in range(1, len(expanded)):
+            longer = exp.GTE(this=exp.Coalesce(this=fn("list_length", longest.copy()), expressions=[N(0)]),
+                             expression=exp.Coalesce(this=fn("list_length", col(f"__mv{i}")), expressions=[N(0)]))
+            longest = exp.Case(ifs=[exp.If(this=longer, true=longest)], default=col(f"__mv{i}"))
+        unn.append(aliased(exp.Sub(this=fn("list_positions", longest, N(1)), expression=N(1)), "__idx"))
     inner = Rel(pl.wrap(pre, keep + unn), [], None)
     if itemindex:
         sel.append(aliased(cast(col("__idx"), T.LONG), itemindex))

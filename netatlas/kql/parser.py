@@ -451,6 +451,18 @@ class Parser:
         limit = self.expr() if self.accept_word("limit") else None
         return {"params": params, "items": items, "limit": limit}
 
+    def op_mv_apply(self):
+        """mv-apply [with_itemindex=I] [Name =] Array [to typeof(T)], ... [limit N] on (Operators)."""
+        args = self.op_mv_expand()
+        self.expect_word("on")
+        self.expect_op("(", "and the subquery in parentheses after 'on'")
+        ops = [self.operator()]
+        while self.accept_op("|"):
+            ops.append(self.operator())
+        self.expect_op(")")
+        args["subquery"] = ops
+        return args
+
     def op_search(self):
         params = self.op_params()
         return {"params": params, "predicate": self.search_predicate()}
@@ -935,13 +947,14 @@ OPERATORS = {
     "distinct": Parser.op_distinct, "count": Parser.op_count,
     "join": Parser.op_join, "lookup": Parser.op_lookup, "union": Parser.op_union,
     "mv-expand": Parser.op_mv_expand, "mvexpand": Parser.op_mv_expand,
+    "mv-apply": Parser.op_mv_apply, "mvapply": Parser.op_mv_apply,
     "search": Parser.op_search, "parse": Parser.op_parse, "parse-where": Parser.op_parse, "parse-kv": Parser.op_parse_kv,
     "as": Parser.op_as, "serialize": Parser.op_serialize, "make-series": Parser.op_make_series,
     "top-nested": Parser.op_top_nested, "getschema": Parser.op_getschema,
     "render": Parser.op_render, "evaluate": Parser.op_evaluate, "invoke": Parser.op_invoke,
     "sample": Parser.op_sample,
 }
-CANONICAL = {"filter": "where", "sort": "order", "limit": "take", "mvexpand": "mv-expand"}
+CANONICAL = {"filter": "where", "sort": "order", "limit": "take", "mvexpand": "mv-expand", "mvapply": "mv-apply"}
 SOURCES = {
     "datatable": Parser.src_datatable, "range": Parser.src_range, "print": Parser.src_print,
     "union": Parser.src_union, "search": Parser.src_search,

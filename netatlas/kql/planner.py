@@ -822,9 +822,6 @@ def row_window(pl: Planner, node: s.Call, scope: Scope) -> Typed:
     over = exp.Window(this=None, order=exp.Order(expressions=order) if order else None)
     args = [pl.scalar(a, scope) for a in node.args]
     name = node.name
-    if name in ("row_cumsum", "row_rank_dense", "row_rank_min") and len(args) > 1:
-        raise KqlSemanticError(f"{name}() with a restart argument is not supported by netatlas yet", node.args[1].span,
-                               code="KQL_NOT_SUPPORTED", hint="a restart here would be ignored: it is refused instead")
     if name == "row_number":
         start = args[0].sql if args else N(1)
         w = exp.Window(this=exp.RowNumber(), order=over.args.get("order"))
@@ -859,13 +856,78 @@ def row_window(pl: Planner, node: s.Call, scope: Scope) -> Typed:
         if args[0].type == T.STRING:
             e = exp.Coalesce(this=w, expressions=[L("")])
         return Typed(e, args[0].type, node.span)
-    if name == "row_cumsum":
-        w = exp.Window(this=exp.Sum(this=args[0].sql), order=over.args.get("order"),
-                       spec=exp.WindowSpec(kind="ROWS", start="UNBOUNDED", start_side="PRECEDING", end="CURRENT ROW"))
-        rtype = T.LONG if args[0].type in T.INTEGER else args[0].type
-        return Typed(cast(w, rtype), rtype, node.span)
-    if name in ("row_rank_dense", "row_rank_min"):
-        f = (exp.DenseRank if name == "row_rank_dense" else exp.Rank)()
-        order_e = [exp.Ordered(this=args[0].sql)]
-        return Typed(cast(exp.Window(this=f, order=exp.Order(expressions=order_e)), T.LONG), T.LONG, node.span)
+    if name in ("row_cumsum", "row_rank_dense", "row_rank_min"):
+        return running(pl, node, scope, args, over.args.get("order"))
     raise KqlSemanticError(f"unknown window function {name}()", node.span, code="KQL_UNKNOWN_FUNCTION")
+
+
+def running(pl: Planner, node: s.Call, scope: Scope, args: list[Typed], order) -> Typed:
+    """row_cumsum(), row_rank_dense(), row_rank_min() over the serialized order, each restarting at
+    the rows where its second argument is true. Helper columns one SELECT below each other
+    (``Scope.pre``): the term, the restart condition, the row's position, then running counts and
+    maxima over the rows so far; the ranks follow runs of equal terms in that order (a term unlike
+    the row before's starts a new rank), not a sort of the terms."""
+    N = exp.Literal.number
+    name = node.name
+    if not args:
+        raise KqlSemanticError(f"{name}() needs a term", node.span, code="KQL_ARGUMENTS")
+    if len(args) > 2:
+        raise KqlSemanticError(f"{name}() takes a term and an optional restart condition", node.args[2].span,
+                               code="KQL_ARGUMENTS")
+    term = args[0]
+    if name == "row_cumsum" and term.type not in (*T.INTEGER, T.REAL, T.DECIMAL):
+        type_error(f"row_cumsum() sums numbers, but this expression is {term.type}", term.span)
+    h = pl.fresh("__run")
+    so_far = dict(spec=exp.WindowSpec(kind="ROWS", start="UNBOUNDED", start_side="PRECEDING", end="CURRENT ROW"))
+
+    def window(f, **kw):
+        return exp.Window(this=f, order=order.copy() if order else None, **kw)
+
+    def flag(c):
+        return exp.Coalesce(this=col(c), expressions=[exp.false()])
+
+    scope.pre[h + "_t"] = term.sql
+    at = None
+    if len(args) > 1:
+        scope.pre[h + "_at"] = to_bool(args[1], f"the restart argument of {name}()").sql
+        at = flag(h + "_at")
+    scope.pre[h + "_n"] = window(exp.RowNumber())
+    if name == "row_cumsum":
+        rtype = T.LONG if term.type in T.INTEGER else term.type
+        if at is None:
+            return Typed(cast(window(exp.Sum(this=col(h + "_t")), **so_far), rtype), rtype, node.span)
+        # the restarts so far number the partitions; within one the position orders the sum
+        scope.pre[h + "_g"] = window(exp.Sum(this=exp.Case(ifs=[exp.If(this=at.copy(), true=N(1))], default=N(0))), **so_far)
+        # (a SELECT of its own, put back in the serialized order when no sort gives it: DuckDB
+        # returns a partitioned window's rows partition by partition)
+        w = exp.Window(this=exp.Sum(this=col(h + "_t")), partition_by=[col(h + "_g")],
+                       order=exp.Order(expressions=[exp.Ordered(this=col(h + "_n"))]), **so_far)
+        if not order:
+            w.meta["reorder"] = h + "_n"
+        scope.pre[h + "_s"] = w
+        return Typed(cast(col(h + "_s"), rtype), rtype, node.span)
+    # a new run: the first row, a restart, or a term unlike the row before's (nulls alike)
+    new_run = exp.or_(exp.EQ(this=col(h + "_n"), expression=N(1)),
+                      exp.NullSafeNEQ(this=col(h + "_t"), expression=window(exp.Lag(this=col(h + "_t")))),
+                      *([at.copy()] if at is not None else []))
+    scope.pre[h + "_new"] = new_run
+    if at is not None:
+        scope.pre[h + "_from"] = window(exp.Max(this=exp.Case(ifs=[exp.If(this=at.copy(), true=col(h + "_n"))])), **so_far)
+    if name == "row_rank_min":
+        # the position of the run's first row, counted from the last restart
+        scope.pre[h + "_run"] = window(exp.Max(this=exp.Case(ifs=[exp.If(this=flag(h + "_new"), true=col(h + "_n"))])),
+                                       **so_far)
+        base = col(h + "_from") if at is not None else None
+    else:
+        # the runs so far, counted from the last restart's
+        scope.pre[h + "_run"] = window(exp.Sum(this=exp.Case(ifs=[exp.If(this=flag(h + "_new"), true=N(1))],
+                                                            default=N(0))), **so_far)
+        base = None
+        if at is not None:
+            scope.pre[h + "_base"] = window(exp.Max(this=exp.Case(ifs=[exp.If(this=at.copy(), true=col(h + "_run"))])),
+                                            **so_far)
+            base = col(h + "_base")
+    e = col(h + "_run")
+    if base is not None:
+        e = exp.Add(this=exp.Sub(this=e, expression=exp.Coalesce(this=base, expressions=[N(1)])), expression=N(1))
+    return Typed(cast(e, T.LONG), T.LONG, node.span)

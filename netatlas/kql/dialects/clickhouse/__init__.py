@@ -260,6 +260,20 @@ def _list_agg(node):
     return call("groupArray", inner)
 
 
+def _filter(node: exp.Filter):
+    """An aggregate FILTERed: sqlglot writes the -If combinator onto the outer call, which for an
+    ordered list (arrayMap over a sorted groupArray, _list_agg) is no aggregate: the condition goes
+    onto its groupArray instead."""
+    inner = node.this
+    if isinstance(inner, exp.Anonymous) and inner.name == "arrayMap":
+        arrays = [g for g in inner.find_all(exp.Anonymous) if g.name == "groupArray"]
+        if len(arrays) == 1:
+            g = arrays[0]
+            g.replace(call("groupArrayIf", *args(g), node.expression.this))
+            return inner
+    return node
+
+
 def _lambda_first(name):
     """A lambda last (Transform: list, lambda) -> ClickHouse's lambda first (arrayMap(lambda, list))."""
     def f(node):
@@ -657,6 +671,7 @@ TRANSFORMS = {
     exp.BitwiseLeftShift: _bitwise("bitShiftLeft"),
     exp.BitwiseRightShift: _bitwise("bitShiftRight"),
     exp.BitwiseNot: lambda node: call("bitNot", node.this),
+    exp.Filter: _filter,
 }
 
 CLICKHOUSE = Dialect("clickhouse", "clickhouse", spellings=SPELLINGS, functions=FUNCTIONS,

@@ -134,7 +134,7 @@ def _ipv6_compare(a: str | None, b: str | None, bits: int | None):
     try:
         na = ipaddress.ip_network(_v6(a), strict=False)
         nb = ipaddress.ip_network(_v6(b), strict=False)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, AttributeError):    # not an address, or null
         return None
     p = min(bits if bits is not None else 128, na.prefixlen, nb.prefixlen)
     va = int(na.network_address) >> (128 - p) if p else 0
