@@ -346,8 +346,29 @@ COLUMNS = ("TimeGenerated", "IndicatorId", "ExternalIndicatorId", "SourceSystem"
            "ReportReferenceLink", "AdditionalInformation", "Tags", "Type")
 
 
+# Sentinel's other columns: what an imported indicator has in them (a network indicator alerts; strings
+# no feed here fills are '', flags false, numbers null), after COLUMNS in this order
+SENTINEL_VALUES = {"Action": "alert", "PassiveOnly": False, "_IsBillable": "True"}
+SQL_TYPES = {"bool": "BOOLEAN", "int": "INTEGER", "long": "BIGINT", "real": "DOUBLE", "datetime": "TIMESTAMP"}
+
+
+def sentinel_columns() -> list[tuple[str, str]]:
+    """(column, KQL type) of the table's columns beyond COLUMNS (catalogue order)."""
+    from .catalogue import Catalogue
+    return [(c, t) for c, t in Catalogue.load().get(TABLE).columns if c not in COLUMNS]
+
+
+def _sentinel_value(column: str, typ: str, source: str):
+    if column == "IndicatorProvider":
+        return source
+    if column in SENTINEL_VALUES:
+        return SENTINEL_VALUES[column]
+    return "" if typ == "string" else False if typ == "bool" else None
+
+
 def rows(indicators: list[Indicator], source: str, now: datetime | None = None) -> list[tuple]:
     now = (now or datetime.now(timezone.utc)).replace(tzinfo=None)
+    extra = tuple(_sentinel_value(c, t, source) for c, t in sentinel_columns())
     out, seen = [], set()
     for ind in indicators:
         key = (ind.network, ind.external_id)
@@ -359,7 +380,7 @@ def rows(indicators: list[Indicator], source: str, now: datetime | None = None) 
         out.append((now, ident, ind.external_id, source, ind.active, ind.threat_type, ind.description,
                     "" if ind.is_range else ind.network, ind.network if ind.is_range else "", ind.tlp,
                     float(ind.confidence), int(ind.severity), naive(ind.first_reported), naive(ind.last_reported),
-                    naive(ind.expires), ind.reference, ind.additional, json.dumps(ind.tags), TABLE))
+                    naive(ind.expires), ind.reference, ind.additional, json.dumps(ind.tags), TABLE) + extra)
     return out
 
 
@@ -379,12 +400,15 @@ def store(con, indicators: list[Indicator], source: str, now: datetime | None = 
     fd, path = tempfile.mkstemp(prefix="netatlas-indicators-", suffix=".json")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(orjson.dumps([dict(zip(COLUMNS, r)) for r in data], option=orjson.OPT_NAIVE_UTC))
+            names = COLUMNS + tuple(c for c, _ in sentinel_columns())
+            f.write(orjson.dumps([dict(zip(names, r)) for r in data], option=orjson.OPT_NAIVE_UTC))
     except BaseException:
         os.unlink(path)
         raise
-    cols = ", ".join(f'"{c}"' for c in COLUMNS)
-    spec = ", ".join(f"'{c}': '{READ.get(c, 'VARCHAR')}'" for c in COLUMNS)
+    names = COLUMNS + tuple(c for c, _ in sentinel_columns())
+    read = READ | {c: SQL_TYPES.get(t, "VARCHAR") for c, t in sentinel_columns()}
+    cols = ", ".join(f'"{c}"' for c in names)
+    spec = ", ".join(f"'{c}': '{read.get(c, 'VARCHAR')}'" for c in names)
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(f'DELETE FROM "{TABLE}" WHERE SourceSystem = ?', [source])

@@ -217,3 +217,43 @@ def test_a_rebooting_machine_has_no_heartbeat_while_down(ws, env):
     # and every machine beats each minute of the window's last DENSE minutes
     res = run(ws, "Heartbeat | where TimeGenerated >= ago(1h) | summarize n = count() by Computer")
     assert len(res.rows) == MACHINES and all(r[1] == 60 for r in res.rows)
+
+
+# Microsoft Sentinel's "TI map IP entity to VMConnection" analytics rule, in its usual shape: every
+# column it names is one of Sentinel's ThreatIntelligenceIndicator columns
+TI_MAP_IP_TO_VMCONNECTION = """
+let dt_lookBack = 1d;
+let ioc_lookBack = 14d;
+let IP_Indicators = ThreatIntelligenceIndicator
+  | where TimeGenerated >= ago(ioc_lookBack) and ExpirationDateTime > now()
+  | where Active == true and Action == "alert" and PassiveOnly == false
+  | where isnotempty(NetworkIP) or isnotempty(EmailSourceIpAddress) or isnotempty(NetworkDestinationIP) or isnotempty(NetworkSourceIP)
+  | extend TI_ipEntity = iff(isnotempty(NetworkIP), NetworkIP, NetworkDestinationIP)
+  | extend TI_ipEntity = iff(isempty(TI_ipEntity) and isnotempty(NetworkSourceIP), NetworkSourceIP, TI_ipEntity)
+  | extend TI_ipEntity = iff(isempty(TI_ipEntity) and isnotempty(EmailSourceIpAddress), EmailSourceIpAddress, TI_ipEntity)
+  | summarize LatestIndicatorTime = arg_max(TimeGenerated, *) by IndicatorId;
+IP_Indicators
+| join kind=innerunique (
+    VMConnection
+    | where TimeGenerated >= ago(dt_lookBack)
+    | where isnotempty(RemoteIp)
+    | extend VMConnection_TimeGenerated = TimeGenerated
+  ) on $left.TI_ipEntity == $right.RemoteIp
+| where VMConnection_TimeGenerated < ExpirationDateTime
+| summarize VMConnection_TimeGenerated = arg_max(VMConnection_TimeGenerated, *) by IndicatorId, RemoteIp
+| project VMConnection_TimeGenerated, Description, ActivityGroupNames, IndicatorId, ThreatType, Url, DomainName,
+    ExpirationDateTime, ConfidenceScore, KillChainC2, MalwareNames, IndicatorProvider, Computer, Direction,
+    ProcessName, SourceIp, DestinationIp, RemoteIp, Protocol, DestinationPort
+"""
+
+
+def test_sentinels_ti_map_rule_runs_on_the_demo(ws):
+    from netatlas.demo import SUSPICIOUS_IPS
+    res = run(ws, TI_MAP_IP_TO_VMCONNECTION)
+    assert res.rows
+    row = dict(zip(res.columns, res.rows[0]))
+    assert row["RemoteIp"] in SUSPICIOUS_IPS and row["IndicatorProvider"] == "netatlas-demo-feed"
+    assert row["KillChainC2"] is False and row["Url"] == "" and row["MalwareNames"] == ""
+    cols = run(ws, "ThreatIntelligenceIndicator | getschema | project ColumnName").rows
+    assert {"NetworkSourceIP", "NetworkDestinationIP", "EmailSourceIpAddress", "FileHashValue", "Url",
+            "DomainName", "KillChainC2", "TenantId"} <= {c[0] for c in cols}

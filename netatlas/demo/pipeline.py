@@ -29,8 +29,14 @@ SAMPLE_SOURCE = "netatlas-demo-feed"
 def import_sample_feed(ws) -> int:
     """The demo's STIX feed (its indicators cover SUSPICIOUS_IPS: one address by a CIDR range) into
     ThreatIntelligenceIndicator, before any connection is ingested, so enrichment flags them."""
+    from dataclasses import replace
+    from datetime import timedelta
+
     from ..threatintel import parse
     indicators, _ = parse(SAMPLE_FEED.read_bytes(), "stix", source=SAMPLE_SOURCE)
+    # valid for a year from the import (Sentinel's rules keep only indicators with ExpirationDateTime > now())
+    until = datetime.now(timezone.utc) + timedelta(days=365)
+    indicators = [i if i.expires else replace(i, expires=until) for i in indicators]
     return ws.import_indicators(indicators, SAMPLE_SOURCE)
 
 
