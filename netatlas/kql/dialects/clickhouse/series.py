@@ -1,0 +1,153 @@
+"""The series_* functions the ClickHouse runtime installs (``runtime.FUNCTIONS``), the same answers
+as the DuckDB runtime's Python (``dialects/duckdb/series.py``), and the ones it refuses.
+
+A series is JSON text; its elements are worked on as their raw JSON texts: a number is an element
+whose JSON type is a number (``netatlas_series_num``), anything else is null; an integer stays an
+integer where DuckDB's Python keeps it one; a non-finite real is written as null. The functions
+needing medians or interpolation (decompose, decompose_forecast, fill_linear) and cosine_similarity
+and pearson_correlation have no SQL here that gives the same numbers: ``REFUSED``, and the
+dialect refuses them at generation with KQL_NOT_SUPPORTED.
+"""
+from __future__ import annotations
+
+_NUM = "if(toString(JSONType({x})) IN ('Int64', 'UInt64', 'Double'), toFloat64OrNull({x}), NULL)"
+_INT = "(toString(JSONType({x})) IN ('Int64', 'UInt64'))"
+
+
+def num(x: str) -> str:
+    return f"netatlas_series_num({x})"
+
+
+def isint(x: str) -> str:
+    return f"netatlas_series_isint({x})"
+
+
+def real(v: str) -> str:
+    return f"netatlas_series_real({v})"
+
+
+# binary: (float expression, int expression or None, kind of result)
+_BINARY = {
+    "add": ("{a} + {b}", "{a} + {b}"), "subtract": ("{a} - {b}", "{a} - {b}"),
+    "multiply": ("{a} * {b}", "{a} * {b}"), "divide": ("{a} / {b}", None), "pow": ("pow({a}, {b})", None),
+    "greater": (">",), "greater_equals": (">=",), "less": ("<",), "less_equals": ("<=",), "equals": ("=",),
+    "not_equals": ("!=",),
+}
+
+
+def _binary(op: str) -> str:
+    spec = _BINARY[op]
+    x, y = num("x"), num("y")
+    if len(spec) == 1:
+        body = f"if(isNull({x}) OR isNull({y}), 'null', if(assumeNotNull({x}) {spec[0]} assumeNotNull({y}), 'true', 'false'))"
+    else:
+        fexpr = spec[0].format(a=f"assumeNotNull({x})", b=f"assumeNotNull({y})")
+        out = real(fexpr)
+        if spec[1]:
+            iexpr = spec[1].format(a="toInt64(x)", b="toInt64(y)")
+            out = f"if({isint('x')} AND {isint('y')}, toString({iexpr}), {out})"
+        body = f"if(isNull({x}) OR isNull({y}), 'null', {out})"
+    return (f"(a, b) -> if(NOT netatlas_series_isarr(a) AND NOT netatlas_series_isarr(b), NULL, "
+            f"netatlas_json_array(arrayMap((x, y) -> {body}, "
+            f"netatlas_series_pad(a, greatest(netatlas_series_len(a), netatlas_series_len(b))), "
+            f"netatlas_series_pad(b, greatest(netatlas_series_len(a), netatlas_series_len(b))))))")
+
+
+_UNARY = {
+    "abs": ("abs({v})", "abs({i})"), "sign": ("sign({v})", "sign({i})"),
+    "ceiling": ("ceil({v})", "{i}"), "floor": ("floor({v})", "{i}"),
+    "acos": ("acos({v})", None), "asin": ("asin({v})", None), "atan": ("atan({v})", None),
+    "cos": ("cos({v})", None), "sin": ("sin({v})", None), "tan": ("tan({v})", None), "exp": ("exp({v})", None),
+    "log": ("log({v})", None),
+}
+
+
+def _unary(op: str) -> str:
+    fexpr, iexpr = _UNARY[op]
+    v = f"assumeNotNull({num('x')})"
+    out = real(fexpr.format(v=v))
+    if op == "sign":
+        out = f"toString(toInt64(sign({v})))"
+    elif iexpr:
+        out = f"if({isint('x')}, toString({iexpr.format(i='toInt64(x)')}), {out})"
+    return (f"(a) -> if(NOT netatlas_series_isarr(a), NULL, netatlas_json_array(arrayMap(x -> "
+            f"if(isNull({num('x')}), 'null', {out}), JSONExtractArrayRaw(assumeNotNull(a)))))")
+
+
+def _missing(x: str, p: str) -> str:
+    """Whether element x (raw JSON) is the placeholder p (JSON text; NULL: a null element)."""
+    return f"if(isNull({p}) OR {p} = 'null', toString(JSONType({x})) = 'Null', ifNull({num(x)} = {num(p)}, false))"
+
+
+_STATS_FIELDS = ("min", "min_idx", "max", "max_idx", "avg", "stdev", "variance", "sum", "len")
+
+FUNCTIONS: dict[str, str] = {
+    "netatlas_series_num": "(x) -> " + _NUM.format(x="x"),
+    "netatlas_series_isint": "(x) -> " + _INT.format(x="x"),
+    "netatlas_series_real": "(v) -> if(isNull(v) OR NOT isFinite(assumeNotNull(v)), 'null', toString(assumeNotNull(v)))",
+    "netatlas_series_isarr": "(j) -> toString(JSONType(ifNull(j, ''))) = 'Array'",
+    "netatlas_series_len": "(j) -> if(netatlas_series_isarr(j), toUInt64(JSONLength(assumeNotNull(j))), toUInt64(0))",
+    # an operand as n raw elements: a series padded with nulls, a scalar repeated
+    "netatlas_series_pad": ("(j, n) -> if(netatlas_series_isarr(j), arrayResize(JSONExtractArrayRaw(assumeNotNull(j)), n, 'null'), "
+                            "arrayResize([ifNull(j, 'null')], n, ifNull(j, 'null')))"),
+    "netatlas_series_nums": "(j) -> arrayMap(x -> netatlas_series_num(x), JSONExtractArrayRaw(assumeNotNull(j)))",
+    **{f"netatlas_series_{op}": _binary(op) for op in _BINARY},
+    **{f"netatlas_series_{op}": _unary(op) for op in _UNARY},
+    "netatlas_series_sum": ("(a) -> if(NOT netatlas_series_isarr(a), NULL, "
+                            "arraySum(arrayMap(v -> ifNull(v, 0.), netatlas_series_nums(a))))"),
+    "netatlas_series_fill_const": ("(a, c, p) -> if(NOT netatlas_series_isarr(a), NULL, netatlas_json_array(arrayMap(x -> "
+                                   f"if({_missing('x', 'p')}, ifNull(c, 'null'), x), JSONExtractArrayRaw(assumeNotNull(a)))))"),
+    "netatlas_series_fill_forward": ("(a, p) -> if(NOT netatlas_series_isarr(a), NULL, netatlas_json_array(arrayFill(x -> "
+                                     f"NOT {_missing('x', 'p')}, JSONExtractArrayRaw(assumeNotNull(a)))))"),
+    "netatlas_series_fill_backward": ("(a, p) -> if(NOT netatlas_series_isarr(a), NULL, netatlas_json_array(arrayReverseFill(x -> "
+                                      f"NOT {_missing('x', 'p')}, JSONExtractArrayRaw(assumeNotNull(a)))))"),
+    # stats over the finite elements v (all of them unless ignore), their places in the series
+    "netatlas_series_stats": ("(a, ignore) -> if(NOT netatlas_series_isarr(a), NULL, netatlas_series_stats_of("
+                              "netatlas_series_nums(a), ignore))"),
+    "netatlas_series_stats_of": (
+        "(v, ignore) -> if((NOT ignore AND has(v, NULL)) OR empty(arrayFilter(x -> isNotNull(x), v)), "
+        + "'{" + ",".join(f'"{f}":null' for f in _STATS_FIELDS) + "}', "
+        "netatlas_series_stats_json(v, arrayMap(x -> assumeNotNull(x), arrayFilter(x -> isNotNull(x), v))))"),
+    "netatlas_series_stats_json": (
+        "(v, f) -> concat('{\"min\":', netatlas_series_real(arrayMin(f)), ',\"min_idx\":', toString(indexOf(v, arrayMin(f)) - 1), "
+        "',\"max\":', netatlas_series_real(arrayMax(f)), ',\"max_idx\":', toString(indexOf(v, arrayMax(f)) - 1), "
+        "',\"avg\":', netatlas_series_real(arrayAvg(f)), ',\"stdev\":', netatlas_series_real(sqrt(netatlas_series_var(f))), "
+        "',\"variance\":', netatlas_series_real(netatlas_series_var(f)), ',\"sum\":', netatlas_series_real(arraySum(f)), "
+        "',\"len\":', toString(length(v)), '}')"),
+    "netatlas_series_var": "(f) -> if(length(f) < 2, 0., arraySum(arrayMap(x -> (x - arrayAvg(f)) * (x - arrayAvg(f)), f)) / (length(f) - 1))",
+    # one line over x = 1..n by least squares
+    "netatlas_series_fit_line": ("(a) -> if(NOT netatlas_series_isarr(a) OR JSONLength(assumeNotNull(a)) = 0 "
+                                 "OR has(netatlas_series_nums(a), NULL), NULL, "
+                                 "netatlas_series_fit_of(arrayMap(x -> assumeNotNull(x), netatlas_series_nums(a))))"),
+    "netatlas_series_fit_of": ("(y) -> netatlas_series_fit_json(y, netatlas_series_slope(y), "
+                               "arrayAvg(y) - netatlas_series_slope(y) * (length(y) + 1) / 2)"),
+    "netatlas_series_slope": ("(y) -> if(length(y) < 2, 0., arraySum(arrayMap((v, i) -> (i - (length(y) + 1) / 2) * (v - arrayAvg(y)), "
+                              "y, arrayEnumerate(y))) / arraySum(arrayMap(i -> (i - (length(y) + 1) / 2) * (i - (length(y) + 1) / 2), "
+                              "arrayEnumerate(y))))"),
+    "netatlas_series_fit_json": (
+        "(y, s, c) -> concat('{\"rsquare\":', netatlas_series_real(if(netatlas_series_sst(y) > 0, "
+        "1 - netatlas_series_ssr(y, s, c) / netatlas_series_sst(y), 1.)), "
+        "',\"slope\":', netatlas_series_real(s), ',\"variance\":', netatlas_series_real(if(length(y) > 1, "
+        "netatlas_series_sst(y) / (length(y) - 1), 0.)), ',\"rvariance\":', netatlas_series_real(if(length(y) > 1, "
+        "netatlas_series_ssr(y, s, c) / (length(y) - 1), 0.)), ',\"interception\":', netatlas_series_real(c), "
+        "',\"line_fit\":', netatlas_json_array(arrayMap(i -> netatlas_series_real(s * i + c), arrayEnumerate(y))), '}')"),
+    "netatlas_series_sst": "(y) -> arraySum(arrayMap(v -> (v - arrayAvg(y)) * (v - arrayAvg(y)), y))",
+    "netatlas_series_ssr": "(y, s, c) -> arraySum(arrayMap((v, i) -> (v - (s * i + c)) * (v - (s * i + c)), y, arrayEnumerate(y)))",
+    # vectors: the longer series cut to the shorter, non-numbers left out (0 in the sums)
+    "netatlas_series_dot_product": (
+        "(a, b) -> if((NOT netatlas_series_isarr(a) AND NOT netatlas_series_isarr(b)) "
+        "OR (netatlas_series_isarr(a) AND netatlas_series_len(a) = 0) "
+        "OR (netatlas_series_isarr(b) AND netatlas_series_len(b) = 0), NULL, arraySum(arrayMap((x, y) -> "
+        "ifNull(netatlas_series_num(x) * netatlas_series_num(y), 0.), netatlas_series_pad(a, netatlas_series_shorter(a, b)), "
+        "netatlas_series_pad(b, netatlas_series_shorter(a, b)))))"),
+    # the length of the shorter series (a number, repeated, takes the series' length)
+    "netatlas_series_shorter": ("(a, b) -> if(netatlas_series_isarr(a) AND netatlas_series_isarr(b), "
+                                "least(netatlas_series_len(a), netatlas_series_len(b)), "
+                                "greatest(netatlas_series_len(a), netatlas_series_len(b)))"),
+    "netatlas_series_magnitude": ("(a) -> if(NOT netatlas_series_isarr(a), NULL, "
+                                  "sqrt(arraySum(arrayMap(v -> ifNull(v * v, 0.), netatlas_series_nums(a)))))"),
+}
+
+REFUSED = ("fill_linear", "decompose", "decompose_forecast", "cosine_similarity", "pearson_correlation")
+
+__all__ = ["FUNCTIONS", "REFUSED"]
