@@ -110,8 +110,22 @@ def fit_line_dynamic(y):
 @scalar("series_decompose_forecast", "yii?s?", T.DYNAMIC)
 def decompose_forecast(y, points, seasonality=None, trend=None):
     _period("series_decompose_forecast", seasonality, y.span)
+    if trend is None:     # its page's table says avg, its example and older pages linefit
+        raise KqlSemanticError("series_decompose_forecast() needs its trend given: 'avg', 'linefit' or 'none' "
+                               "(Kusto's pages disagree on its default)", y.span, code="KQL_NOT_SUPPORTED")
     return _runtime("decompose_forecast", _y(y), cast(points.sql, T.LONG), _opt(seasonality, T.LONG),
                     _opt(trend, T.STRING))
+
+
+@scalar("series_iir", "yyy", T.DYNAMIC)
+def iir(y, numerators, denominators):
+    return _runtime("iir", _y(y), _y(numerators), _y(denominators))
+
+
+@scalar("series_fir", "yyb?b?", T.DYNAMIC)
+def fir(y, filt, normalize=None, center=None):
+    return _runtime("fir", _y(y), _y(filt), _opt(normalize, T.BOOL), _opt(center, T.BOOL) if center is not None
+                    else exp.false())
 
 
 @scalar("series_dot_product", "aa", T.REAL)

@@ -271,6 +271,8 @@ def _series_udfs():
         ("netatlas_series_fill_linear", lambda s, p, e, c: S.fill_linear(s, _jv(p), e, _jv(c)), [V, V, "BOOLEAN", V], J),
         ("netatlas_series_decompose", S.decompose, [V, "BIGINT", V, "BIGINT"], J),
         ("netatlas_series_decompose_forecast", S.decompose_forecast, [V, "BIGINT", "BIGINT", V], J),
+        ("netatlas_series_iir", S.iir, [V, V, V], J),
+        ("netatlas_series_fir", S.fir, [V, V, "BOOLEAN", "BOOLEAN"], J),
         ("netatlas_series_dot_product", S.dot_product, [V, V], "DOUBLE"),
         ("netatlas_series_cosine_similarity", S.cosine_similarity, [V, V], "DOUBLE"),
         ("netatlas_series_pearson_correlation", S.pearson_correlation, [V, V], "DOUBLE"),

@@ -344,13 +344,18 @@ def _decompose(y: np.ndarray, period: int, trend: str, test_points: int):
 
 
 def _decompose_args(s, seasonality, trend, test_points):
-    y = _numeric(s)
-    if y is None:
+    """The series (its learning points all numbers; the test points, to forecast, may be anything),
+    the period, the trend's kind and the test points; None when they are not valid."""
+    values = _load(s)
+    if values is None:
         return None
+    y = _floats(values)
     period = -1 if seasonality is None else int(seasonality)
     trend = "avg" if trend is None else trend.lower()
     test_points = 0 if test_points is None else int(test_points)
     if period < 0 or trend not in ("avg", "linefit", "none") or not 0 <= test_points < len(y):
+        return None
+    if not np.isfinite(y[:len(y) - test_points]).all():
         return None
     return y, period, trend, test_points
 
@@ -365,15 +370,63 @@ def decompose(s, seasonality, trend, test_points):
 
 
 def decompose_forecast(s, points, seasonality, trend):
-    y = _numeric(s)
-    if y is None:
-        return None
-    points = int(points)
-    args = _decompose_args(s, seasonality, "linefit" if trend is None else trend, points)
+    args = _decompose_args(s, seasonality, trend, points)
     if args is None:
         return None
     baseline, _, _, _ = _decompose(*args)
     return _dump(list(baseline))
+
+
+# ---- filters ------------------------------------------------------------------------------------------
+
+def _coefficients(text):
+    c = _load(text)
+    if c is None or not c or any(_num(v) is None for v in c):
+        return None
+    return [float(v) for v in c]
+
+
+def iir(s, numerators, denominators):
+    """y[i] = (b[0] x[i] + b[1] x[i-1] + ... - a[1] y[i-1] - a[2] y[i-2] - ...) / a[0], the points
+    before the series 0; a non-number in the series as 0 (Kusto's docs leave it open: null)."""
+    values = _load(s)
+    b, a = _coefficients(numerators), _coefficients(denominators)
+    if values is None or b is None or a is None or a[0] == 0:
+        return None
+    if any(_num(v) is None for v in values):
+        return None
+    x = [float(v) for v in values]
+    y: list[float] = []
+    for i in range(len(x)):
+        acc = sum(b[k] * x[i - k] for k in range(len(b)) if i - k >= 0)
+        acc -= sum(a[k] * y[i - k] for k in range(1, len(a)) if i - k >= 0)
+        y.append(acc / a[0])
+    return _dump(y)
+
+
+def fir(s, filt, normalize, center):
+    """y[i] = c[0] x[i] + c[1] x[i-1] + ... (the points outside the series 0); normalize (by default
+    unless a coefficient is negative) divides the coefficients by their sum; center moves the window
+    (m - 1) / 2 points forward so that it is around the point."""
+    values = _load(s)
+    c = _coefficients(filt)
+    if values is None or c is None or any(_num(v) is None for v in values):
+        return None
+    negative = any(v < 0 for v in c)
+    if normalize is None:
+        normalize = not negative
+    if normalize:
+        total = sum(c)
+        if negative or total == 0:
+            return None
+        c = [v / total for v in c]
+    x = [float(v) for v in values]
+    shift = (len(c) - 1) // 2 if center else 0
+    out = []
+    for i in range(len(x)):
+        j0 = i + shift
+        out.append(sum(c[k] * x[j0 - k] for k in range(len(c)) if 0 <= j0 - k < len(x)))
+    return _dump(out)
 
 
 # ---- vectors ------------------------------------------------------------------------------------------
