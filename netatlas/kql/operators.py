@@ -23,7 +23,7 @@ from .planner import Planner
 from .plugins import PLUGINS
 from .relations import aliased, contains_aggregate, mv_cast, next_column_name, scope_of, values_rel
 from .regex import check as check_regex, re2_error
-from .functions.series import TUPLES
+from .functions.series import NAMES_NEEDED, TUPLES
 from .scalars import Scope, binary, dynamic_to, to_bool, to_string, unify
 from .typed import Typed, cast, col, const, fn, ident, sql_literal
 
@@ -127,11 +127,10 @@ def tuple_items(pl: Planner, it: s.Assign, scope: Scope, all_fields: bool) -> li
                                code="KQL_ARGUMENTS")
     names = list(it.names or [])
     if not names or (all_fields and len(names) < len(fields)):
-        base = args[0].name if args else None
-        if base is None:
-            raise KqlSemanticError(f"name the columns {call.name}() gives: its series is not a column", call.span,
-                                   code="KQL_ARGUMENTS",
-                                   hint=f"| extend ({', '.join(n for n, _ in fields[:2])}, ...) = {call.name}(...)")
+        if call.name in NAMES_NEEDED:
+            raise KqlSemanticError(f"name the columns {call.name}() gives", call.span, code="KQL_ARGUMENTS",
+                                   hint=f"| extend ({', '.join(n for n, _ in fields)}) = {call.name}(...)")
+        base = (args[0].name if args else None) or ""      # series_stats(f(x)): series_stats__min
         names += [f"{call.name}_{base}_{n}" for n, _ in fields[len(names):]]
     h = pl.fresh("__tuple")
     scope.pre[h] = bag.sql

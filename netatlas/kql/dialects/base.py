@@ -36,7 +36,7 @@ SERIES_RUNTIME = (
     "add", "subtract", "multiply", "divide", "pow", "greater", "greater_equals", "less", "less_equals", "equals",
     "not_equals", "abs", "acos", "asin", "atan", "ceiling", "cos", "exp", "floor", "log", "sign", "sin", "tan",
     "sum", "stats", "fit_line", "fill_const", "fill_forward", "fill_backward", "fill_linear",
-    "decompose", "decompose_forecast", "iir", "fir", "dot_product", "cosine_similarity",
+    "decompose", "decompose_forecast", "iir", "fir", "seasonal", "fit_poly", "fft", "ifft", "dot_product", "cosine_similarity",
     "pearson_correlation", "magnitude")
 
 # The planner's vocabulary for the functions sqlglot has no node for (or none that prints them

@@ -117,6 +117,14 @@ def decompose_forecast(y, points, seasonality=None, trend=None):
                     _opt(trend, T.STRING))
 
 
+@scalar("series_seasonal", "yi?", T.DYNAMIC)
+def seasonal(y, period=None):
+    if period is None or not period.is_const or period.const == -1:
+        raise KqlSemanticError("series_seasonal() needs its period given (a number of bins); detecting it (-1, the "
+                               "default) is not supported yet", y.span, code="KQL_NOT_SUPPORTED")
+    return _runtime("seasonal", _y(y), cast(period.sql, T.LONG))
+
+
 @scalar("series_iir", "yyy", T.DYNAMIC)
 def iir(y, numerators, denominators):
     return _runtime("iir", _y(y), _y(numerators), _y(denominators))
@@ -154,11 +162,18 @@ R, LG, D = T.REAL, T.LONG, T.DYNAMIC
 TUPLES: dict[str, tuple[Function, list[tuple[str, str]]]] = {}
 
 
-def tuple_function(name: str, sig: str, fields: list[tuple[str, str]]):
-    """Register a function of several columns: ``fields`` (name, KQL type) in Kusto's order."""
+NAMES_NEEDED: set[str] = set()
+
+
+def tuple_function(name: str, sig: str, fields: list[tuple[str, str]], named: bool = False):
+    """Register a function of several columns: ``fields`` (name, KQL type) in Kusto's order;
+    ``named``: its columns must be named (Kusto's pages name them only so: the default names
+    are not known)."""
     def deco(build):
         lo, hi = _arity(sig)
         TUPLES[name] = (Function(name, sig, T.DYNAMIC, build, lo, hi, False, False), fields)
+        if named:
+            NAMES_NEEDED.add(name)
         return build
     return deco
 
@@ -184,6 +199,22 @@ def _period(name: str, seasonality: Typed | None, span) -> None:
 def decompose(y, seasonality=None, trend=None, test_points=None, threshold=None):
     _period("series_decompose", seasonality, y.span)
     return _runtime("decompose", _y(y), _opt(seasonality, T.LONG), _opt(trend, T.STRING), _opt(test_points, T.LONG))
+
+
+@tuple_function("series_fit_poly", "yy?i?", [("rsquare", R), ("coefficients", D), ("variance", R), ("rvariance", R),
+                                            ("poly_fit", D)])
+def fit_poly(y, x=None, degree=None):
+    return _runtime("fit_poly", _y(y), _scalar_json(x), _opt(degree, T.LONG))
+
+
+@tuple_function("series_fft", "yy?", [("real", D), ("imag", D)], named=True)
+def fft(re, im=None):
+    return _runtime("fft", _y(re), _scalar_json(im))
+
+
+@tuple_function("series_ifft", "yy?", [("real", D), ("imag", D)], named=True)
+def ifft(re, im=None):
+    return _runtime("ifft", _y(re), _scalar_json(im))
 
 
 def not_alone(name: str, span) -> None:

@@ -4,7 +4,8 @@ as the DuckDB runtime's Python (``dialects/duckdb/series.py``), and the ones it 
 A series is JSON text; its elements are worked on as their raw JSON texts: a number is an element
 whose JSON type is a number (``netatlas_series_num``), anything else is null; an integer stays an
 integer where DuckDB's Python keeps it one; a non-finite real is written as null. The functions
-needing medians, interpolation or recursion (decompose, decompose_forecast, fill_linear, iir, fir)
+needing medians, interpolation or recursion (decompose, decompose_forecast, seasonal, fill_linear, iir, fir), least
+squares of polynomials and Fourier transforms (fit_poly, fft, ifft)
 and cosine_similarity and pearson_correlation have no SQL here that gives the same numbers: ``REFUSED``, and the
 dialect refuses them at generation with KQL_NOT_SUPPORTED.
 """
@@ -148,6 +149,6 @@ FUNCTIONS: dict[str, str] = {
                                   "sqrt(arraySum(arrayMap(v -> ifNull(v * v, 0.), netatlas_series_nums(a)))))"),
 }
 
-REFUSED = ("fill_linear", "decompose", "decompose_forecast", "iir", "fir", "cosine_similarity", "pearson_correlation")
+REFUSED = ("fill_linear", "decompose", "decompose_forecast", "iir", "fir", "seasonal", "fit_poly", "fft", "ifft", "cosine_similarity", "pearson_correlation")
 
 __all__ = ["FUNCTIONS", "REFUSED"]

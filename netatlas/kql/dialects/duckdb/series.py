@@ -377,6 +377,72 @@ def decompose_forecast(s, points, seasonality, trend):
     return _dump(list(baseline))
 
 
+def seasonal(s, period):
+    """The median of the points of each phase of the period, repeated; zeros for a period < 1."""
+    y = _numeric(s)
+    if y is None or period is None:
+        return None
+    seasonal = np.zeros(len(y))
+    if period > 0:
+        for ph in range(min(period, len(y))):
+            seasonal[ph::period] = float(np.median(y[ph::period]))
+    return _dump(list(seasonal))
+
+
+def fit_poly(s, xs, degree):
+    """Least squares polynomial of the degree (1 by default) from x (1..n by default) to y:
+    rsquare, coefficients (highest power first), variance, rvariance, poly_fit."""
+    y = _numeric(s)
+    if y is None or len(y) == 0:
+        return None
+    degree = 1 if degree is None else int(degree)
+    if xs is None or _load(xs) is None:
+        x = np.arange(1, len(y) + 1, dtype=float)
+    else:
+        x = _numeric(xs)
+        if x is None or len(x) != len(y):
+            return None
+    if degree < 1 or len(y) <= degree:
+        return None
+    coef = np.polyfit(x, y, degree)
+    fit = np.polyval(coef, x)
+    n = len(y)
+    ss_tot = float(((y - y.mean()) ** 2).sum())
+    ss_res = float(((y - fit) ** 2).sum())
+    return _dump_bag({"rsquare": 1.0 - ss_res / ss_tot if ss_tot > 0 else 1.0, "coefficients": list(coef),
+                      "variance": ss_tot / (n - 1), "rvariance": ss_res / (n - 1), "poly_fit": list(fit)})
+
+
+def _complex(re, im):
+    x = _numeric(re)
+    if x is None:
+        return None
+    if im is None or _load(im) is None:
+        return x.astype(complex)
+    i = _numeric(im)
+    if i is None or len(i) != len(x):
+        return None
+    return x + 1j * i
+
+
+def fft(re, im):
+    """The discrete Fourier transform (no scaling): the real and the imaginary parts."""
+    z = _complex(re, im)
+    if z is None or len(z) == 0:
+        return None
+    f = np.fft.fft(z)
+    return _dump_bag({"real": list(f.real), "imag": list(f.imag)})
+
+
+def ifft(re, im):
+    """The inverse discrete Fourier transform (scaled by 1/n): the real and the imaginary parts."""
+    z = _complex(re, im)
+    if z is None or len(z) == 0:
+        return None
+    f = np.fft.ifft(z)
+    return _dump_bag({"real": list(f.real), "imag": list(f.imag)})
+
+
 # ---- filters ------------------------------------------------------------------------------------------
 
 def _coefficients(text):
