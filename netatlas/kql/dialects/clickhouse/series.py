@@ -4,15 +4,15 @@ as the DuckDB runtime's Python (``dialects/duckdb/series.py``), and the ones it 
 A series is JSON text; its elements are worked on as their raw JSON texts: a number is an element
 whose JSON type is a number (``netatlas_series_num``), anything else is null; an integer stays an
 integer where DuckDB's Python keeps it one; a non-finite real is written as null. The functions
-needing medians, interpolation or recursion (decompose, decompose_forecast, seasonal, fill_linear, iir, fir), least
-squares of polynomials and Fourier transforms (fit_poly, fft, ifft)
-and cosine_similarity and pearson_correlation have no SQL here that gives the same numbers: ``REFUSED``, and the
+needing medians or recursion (decompose, decompose_forecast, seasonal, iir, fir), least squares of
+polynomials and Fourier transforms (fit_poly, fft, ifft) have no SQL here that gives the same numbers: ``REFUSED``, and the
 dialect refuses them at generation with KQL_NOT_SUPPORTED.
 """
 from __future__ import annotations
 
 _NUM = "if(toString(JSONType({x})) IN ('Int64', 'UInt64', 'Double'), toFloat64OrNull({x}), NULL)"
-_INT = "(toString(JSONType({x})) IN ('Int64', 'UInt64'))"
+# an integer is written without a point or an exponent (ClickHouse's JSONType calls 1.0 an Int64)
+_INT = "match({x}, '^-?[0-9]+$')"
 
 
 def num(x: str) -> str:
@@ -72,7 +72,7 @@ def _unary(op: str) -> str:
     elif iexpr:
         out = f"if({isint('x')}, toString({iexpr.format(i='toInt64(x)')}), {out})"
     return (f"(a) -> if(NOT netatlas_series_isarr(a), NULL, netatlas_json_array(arrayMap(x -> "
-            f"if(isNull({num('x')}), 'null', {out}), JSONExtractArrayRaw(assumeNotNull(a)))))")
+            f"if(isNull({num('x')}), 'null', {out}), netatlas_series_raw(a))))")
 
 
 def _missing(x: str, p: str) -> str:
@@ -86,22 +86,26 @@ FUNCTIONS: dict[str, str] = {
     "netatlas_series_num": "(x) -> " + _NUM.format(x="x"),
     "netatlas_series_isint": "(x) -> " + _INT.format(x="x"),
     "netatlas_series_real": "(v) -> if(isNull(v) OR NOT isFinite(assumeNotNull(v)), 'null', toString(assumeNotNull(v)))",
+    # the raw elements of a series; a real written as an integer (ClickHouse writes 1.0 back as 1) keeps ".0"
+    "netatlas_series_raw": ("(j) -> arrayMap((x, t) -> if(t = 'Double' AND match(x, '^-?[0-9]+$'), concat(x, '.0'), x), "
+                            "JSONExtractArrayRaw(assumeNotNull(j)), arrayMap(i -> toString(JSONType(assumeNotNull(j), i)), "
+                            "range(1, toUInt64(JSONLength(assumeNotNull(j))) + 1)))"),
     "netatlas_series_isarr": "(j) -> toString(JSONType(ifNull(j, ''))) = 'Array'",
     "netatlas_series_len": "(j) -> if(netatlas_series_isarr(j), toUInt64(JSONLength(assumeNotNull(j))), toUInt64(0))",
     # an operand as n raw elements: a series padded with nulls, a scalar repeated
-    "netatlas_series_pad": ("(j, n) -> if(netatlas_series_isarr(j), arrayResize(JSONExtractArrayRaw(assumeNotNull(j)), n, 'null'), "
+    "netatlas_series_pad": ("(j, n) -> if(netatlas_series_isarr(j), arrayResize(netatlas_series_raw(j), n, 'null'), "
                             "arrayResize([ifNull(j, 'null')], n, ifNull(j, 'null')))"),
-    "netatlas_series_nums": "(j) -> arrayMap(x -> netatlas_series_num(x), JSONExtractArrayRaw(assumeNotNull(j)))",
+    "netatlas_series_nums": "(j) -> arrayMap(x -> netatlas_series_num(x), netatlas_series_raw(j))",
     **{f"netatlas_series_{op}": _binary(op) for op in _BINARY},
     **{f"netatlas_series_{op}": _unary(op) for op in _UNARY},
     "netatlas_series_sum": ("(a) -> if(NOT netatlas_series_isarr(a), NULL, "
                             "arraySum(arrayMap(v -> ifNull(v, 0.), netatlas_series_nums(a))))"),
     "netatlas_series_fill_const": ("(a, c, p) -> if(NOT netatlas_series_isarr(a), NULL, netatlas_json_array(arrayMap(x -> "
-                                   f"if({_missing('x', 'p')}, ifNull(c, 'null'), x), JSONExtractArrayRaw(assumeNotNull(a)))))"),
+                                   f"if({_missing('x', 'p')}, ifNull(c, 'null'), x), netatlas_series_raw(a))))"),
     "netatlas_series_fill_forward": ("(a, p) -> if(NOT netatlas_series_isarr(a), NULL, netatlas_json_array(arrayFill(x -> "
-                                     f"NOT {_missing('x', 'p')}, JSONExtractArrayRaw(assumeNotNull(a)))))"),
+                                     f"NOT {_missing('x', 'p')}, netatlas_series_raw(a))))"),
     "netatlas_series_fill_backward": ("(a, p) -> if(NOT netatlas_series_isarr(a), NULL, netatlas_json_array(arrayReverseFill(x -> "
-                                      f"NOT {_missing('x', 'p')}, JSONExtractArrayRaw(assumeNotNull(a)))))"),
+                                      f"NOT {_missing('x', 'p')}, netatlas_series_raw(a))))"),
     # stats over the finite elements v (all of them unless ignore), their places in the series
     "netatlas_series_stats": ("(a, ignore) -> if(NOT netatlas_series_isarr(a), NULL, netatlas_series_stats_of("
                               "netatlas_series_nums(a), ignore))"),
@@ -147,8 +151,50 @@ FUNCTIONS: dict[str, str] = {
                                 "greatest(netatlas_series_len(a), netatlas_series_len(b)))"),
     "netatlas_series_magnitude": ("(a) -> if(NOT netatlas_series_isarr(a), NULL, "
                                   "sqrt(arraySum(arrayMap(v -> ifNull(v * v, 0.), netatlas_series_nums(a)))))"),
+    # pairs of numbers at the same places (the longer series cut to the shorter)
+    "netatlas_series_pairs": (
+        "(a, b) -> arrayMap(p -> (assumeNotNull(p.1), assumeNotNull(p.2)), arrayFilter(p -> isNotNull(p.1) AND isNotNull(p.2), "
+        "arrayMap((x, y) -> (netatlas_series_num(x), netatlas_series_num(y)), "
+        "netatlas_series_pad(a, netatlas_series_shorter(a, b)), netatlas_series_pad(b, netatlas_series_shorter(a, b)))))"),
+    "netatlas_series_cosine_similarity": ("(a, b) -> if(NOT netatlas_series_isarr(a) OR NOT netatlas_series_isarr(b), NULL, "
+                                          "netatlas_series_cosine_of(netatlas_series_pairs(a, b)))"),
+    "netatlas_series_cosine_of": (
+        "(ps) -> if(sqrt(arraySum(arrayMap(p -> p.1 * p.1, ps))) * sqrt(arraySum(arrayMap(p -> p.2 * p.2, ps))) = 0, NULL, "
+        "arraySum(arrayMap(p -> p.1 * p.2, ps)) / (sqrt(arraySum(arrayMap(p -> p.1 * p.1, ps))) "
+        "* sqrt(arraySum(arrayMap(p -> p.2 * p.2, ps)))))"),
+    # series of the same length, all numbers, at least two
+    "netatlas_series_pearson_correlation": (
+        "(a, b) -> if(NOT netatlas_series_isarr(a) OR NOT netatlas_series_isarr(b) "
+        "OR netatlas_series_len(a) != netatlas_series_len(b) OR netatlas_series_len(a) < 2 "
+        "OR has(netatlas_series_nums(a), NULL) OR has(netatlas_series_nums(b), NULL), NULL, "
+        "netatlas_series_pearson_of(arrayMap(v -> assumeNotNull(v), netatlas_series_nums(a)), "
+        "arrayMap(v -> assumeNotNull(v), netatlas_series_nums(b))))"),
+    "netatlas_series_pearson_of": (
+        "(x, y) -> if(sqrt(arraySum(arrayMap(u -> (u - arrayAvg(x)) * (u - arrayAvg(x)), x)) "
+        "* arraySum(arrayMap(v -> (v - arrayAvg(y)) * (v - arrayAvg(y)), y))) = 0, NULL, "
+        "arraySum(arrayMap((u, v) -> (u - arrayAvg(x)) * (v - arrayAvg(y)), x, y)) / "
+        "sqrt(arraySum(arrayMap(u -> (u - arrayAvg(x)) * (u - arrayAvg(x)), x)) "
+        "* arraySum(arrayMap(v -> (v - arrayAvg(y)) * (v - arrayAvg(y)), y))))"),
+    # fill_linear(series, placeholder, fill_edges, const): l the raw elements, f whether each is present
+    "netatlas_series_fill_linear": (
+        "(a, p, e, c) -> if(NOT netatlas_series_isarr(a), NULL, netatlas_series_fill_linear_of(netatlas_series_raw(a), "
+        f"arrayMap(x -> NOT {_missing('x', 'p')}, netatlas_series_raw(a)), ifNull(e, true), ifNull(c, 'null')))"),
+    "netatlas_series_fill_linear_of": (
+        "(l, f, e, c) -> netatlas_json_array(if(NOT has(f, true), arrayMap(x -> c, l), arrayMap((x, i) -> "
+        "netatlas_series_fill_at(l, f, e, x, i, arrayLastIndex((g, j) -> g AND j < i, f, arrayEnumerate(l)), "
+        "arrayFirstIndex((g, j) -> g AND j > i, f, arrayEnumerate(l)), "
+        "arrayAll((y, g) -> NOT g OR netatlas_series_isint(y), l, f)), l, arrayEnumerate(l))))"),
+    # element x at i (1-based), the present ones before (lo) and after (hi) it (0: none)
+    "netatlas_series_fill_at": (
+        "(l, f, e, x, i, lo, hi, ints) -> multiIf(f[i], x, lo > 0 AND hi > 0, "
+        "if(isNull(netatlas_series_num(l[lo])) OR isNull(netatlas_series_num(l[hi])), x, "
+        "netatlas_series_between(assumeNotNull(netatlas_series_num(l[lo])), assumeNotNull(netatlas_series_num(l[hi])), "
+        "toFloat64(i - lo), toFloat64(hi - lo), ints)), "
+        "lo = 0 AND e, l[hi], hi = 0 AND e, l[lo], x)"),
+    "netatlas_series_between": ("(va, vb, k, m, ints) -> if(ints, toString(toInt64(va + (vb - va) * k / m)), "
+                                "netatlas_series_real(va + (vb - va) * k / m))"),
 }
 
-REFUSED = ("fill_linear", "decompose", "decompose_forecast", "iir", "fir", "seasonal", "fit_poly", "fft", "ifft", "cosine_similarity", "pearson_correlation")
+REFUSED = ("decompose", "decompose_forecast", "iir", "fir", "seasonal", "fit_poly", "fft", "ifft")
 
 __all__ = ["FUNCTIONS", "REFUSED"]
