@@ -4,8 +4,8 @@ as the DuckDB runtime's Python (``dialects/duckdb/series.py``), and the ones it 
 A series is JSON text; its elements are worked on as their raw JSON texts: a number is an element
 whose JSON type is a number (``netatlas_series_num``), anything else is null; an integer stays an
 integer where DuckDB's Python keeps it one; a non-finite real is written as null. The functions
-needing medians or recursion (decompose, decompose_forecast, seasonal, iir, fir), least squares of
-polynomials and Fourier transforms (fit_poly, fft, ifft) have no SQL here that gives the same numbers: ``REFUSED``, and the
+needing recursion (iir, fir), least squares of polynomials and Fourier transforms (fit_poly, fft,
+ifft) have no SQL here that gives the same numbers: ``REFUSED``, and the
 dialect refuses them at generation with KQL_NOT_SUPPORTED.
 """
 from __future__ import annotations
@@ -193,8 +193,53 @@ FUNCTIONS: dict[str, str] = {
         "lo = 0 AND e, l[hi], hi = 0 AND e, l[lo], x)"),
     "netatlas_series_between": ("(va, vb, k, m, ints) -> if(ints, toString(toInt64(va + (vb - va) * k / m)), "
                                 "netatlas_series_real(va + (vb - va) * k / m))"),
+    # decompose(series, period, trend, test points): seasonal medians of the learning points of each phase,
+    # the trend (avg, linefit, none) of the learning points less them, extended over the test points
+    "netatlas_series_decompose": (
+        "(a, p, tr, tp) -> if(NOT netatlas_series_decompose_ok(a, p, tr, tp), NULL, netatlas_series_decompose_json("
+        "netatlas_series_nums(a), netatlas_series_seasonal_of(netatlas_series_nums(a), p, netatlas_series_learn(a, tp)), "
+        "netatlas_series_trend_of(netatlas_series_nums(a), netatlas_series_deseason(netatlas_series_nums(a), "
+        "netatlas_series_seasonal_of(netatlas_series_nums(a), p, netatlas_series_learn(a, tp)), netatlas_series_learn(a, tp)), "
+        "lower(ifNull(tr, 'avg')))))"),
+    "netatlas_series_decompose_forecast": (
+        "(a, tp, p, tr) -> if(NOT netatlas_series_decompose_ok(a, p, tr, tp), NULL, netatlas_json_array(arrayMap((s, t) -> "
+        "netatlas_series_real(s + t), "
+        "netatlas_series_seasonal_of(netatlas_series_nums(a), p, netatlas_series_learn(a, tp)), "
+        "netatlas_series_trend_of(netatlas_series_nums(a), netatlas_series_deseason(netatlas_series_nums(a), "
+        "netatlas_series_seasonal_of(netatlas_series_nums(a), p, netatlas_series_learn(a, tp)), netatlas_series_learn(a, tp)), "
+        "lower(ifNull(tr, 'avg'))))))"),
+    "netatlas_series_decompose_ok": (
+        "(a, p, tr, tp) -> netatlas_series_isarr(a) AND isNotNull(p) AND ifNull(p, -1) >= 0 "
+        "AND lower(ifNull(tr, 'avg')) IN ('avg', 'linefit', 'none') AND ifNull(tp, 0) >= 0 "
+        "AND ifNull(tp, 0) < netatlas_series_len(a) "
+        "AND NOT has(arraySlice(netatlas_series_nums(a), 1, netatlas_series_learn(a, tp)), NULL)"),
+    "netatlas_series_learn": "(a, tp) -> toInt64(netatlas_series_len(a)) - ifNull(tp, 0)",
+    "netatlas_series_seasonal_of": (
+        "(y, p, learn) -> if(ifNull(p, 0) <= 0, arrayMap(v -> 0., y), "
+        "arrayMap(i -> netatlas_series_phase_median(y, assumeNotNull(p), learn, i), range(length(y))))"),
+    "netatlas_series_phase_median": (
+        "(y, p, learn, i) -> if(empty(netatlas_series_phase(y, p, learn, i)), 0., "
+        "toFloat64(arrayReduce('quantileExactInclusive(0.5)', netatlas_series_phase(y, p, learn, i))))"),
+    "netatlas_series_phase": (
+        "(y, p, learn, i) -> arrayMap(v -> assumeNotNull(v), arrayFilter((v, k) -> k <= learn AND (k - 1) % p = i % p, "
+        "y, arrayEnumerate(y)))"),
+    "netatlas_series_deseason": ("(y, s, learn) -> arrayMap((v, w) -> assumeNotNull(v) - w, arraySlice(y, 1, learn), "
+                                 "arraySlice(s, 1, learn))"),
+    "netatlas_series_trend_of": (
+        "(y, d, tr) -> multiIf(tr = 'avg', arrayMap(v -> arrayAvg(d), y), tr = 'linefit', arrayMap(i -> "
+        "netatlas_series_slope(d) * i + (arrayAvg(d) - netatlas_series_slope(d) * (length(d) + 1) / 2), arrayEnumerate(y)), "
+        "arrayMap(v -> 0., y))"),
+    "netatlas_series_decompose_json": (
+        "(y, s, t) -> concat('{\"baseline\":', netatlas_json_array(arrayMap((u, w) -> netatlas_series_real(u + w), s, t)), "
+        "',\"seasonal\":', netatlas_json_array(arrayMap(u -> netatlas_series_real(u), s)), "
+        "',\"trend\":', netatlas_json_array(arrayMap(w -> netatlas_series_real(w), t)), "
+        "',\"residual\":', netatlas_json_array(arrayMap((v, u, w) -> netatlas_series_real(v - (u + w)), y, s, t)), '}')"),
+    "netatlas_series_seasonal": (
+        "(a, p) -> if(NOT netatlas_series_isarr(a) OR isNull(p) OR has(netatlas_series_nums(a), NULL), NULL, "
+        "netatlas_json_array(arrayMap(u -> netatlas_series_real(u), netatlas_series_seasonal_of(netatlas_series_nums(a), p, "
+        "toInt64(netatlas_series_len(a))))))"),
 }
 
-REFUSED = ("decompose", "decompose_forecast", "iir", "fir", "seasonal", "fit_poly", "fft", "ifft")
+REFUSED = ("iir", "fir", "fit_poly", "fft", "ifft")
 
 __all__ = ["FUNCTIONS", "REFUSED"]
