@@ -4,8 +4,8 @@ as the DuckDB runtime's Python (``dialects/duckdb/series.py``), and the ones it 
 A series is JSON text; its elements are worked on as their raw JSON texts: a number is an element
 whose JSON type is a number (``netatlas_series_num``), anything else is null; an integer stays an
 integer where DuckDB's Python keeps it one; a non-finite real is written as null. The functions
-needing recursion (iir, fir), least squares of polynomials and Fourier transforms (fit_poly, fft,
-ifft) have no SQL here that gives the same numbers: ``REFUSED``, and the
+fitting polynomials (fit_poly, least squares by QR in numpy) and Fourier transforms (fft, ifft)
+have no SQL here that gives the same numbers: ``REFUSED``, and the
 dialect refuses them at generation with KQL_NOT_SUPPORTED.
 """
 from __future__ import annotations
@@ -238,8 +238,34 @@ FUNCTIONS: dict[str, str] = {
         "(a, p) -> if(NOT netatlas_series_isarr(a) OR isNull(p) OR has(netatlas_series_nums(a), NULL), NULL, "
         "netatlas_json_array(arrayMap(u -> netatlas_series_real(u), netatlas_series_seasonal_of(netatlas_series_nums(a), p, "
         "toInt64(netatlas_series_len(a))))))"),
+    # fir(series, filter, normalize, center): y[i] = c[0] x[i + shift] + c[1] x[i + shift - 1] + ..., outside 0
+    "netatlas_series_fir": (
+        "(a, f, nz, ce) -> if(NOT netatlas_series_isarr(a) OR NOT netatlas_series_isarr(f) OR netatlas_series_len(f) = 0 "
+        "OR has(netatlas_series_nums(a), NULL) OR has(netatlas_series_nums(f), NULL), NULL, netatlas_series_fir_of("
+        "arrayMap(v -> assumeNotNull(v), netatlas_series_nums(a)), arrayMap(v -> assumeNotNull(v), netatlas_series_nums(f)), "
+        "ifNull(nz, NOT arrayExists(v -> v < 0, arrayMap(v -> assumeNotNull(v), netatlas_series_nums(f)))), ifNull(ce, false)))"),
+    "netatlas_series_fir_of": (
+        "(x, c, nz, ce) -> if(nz AND (arrayExists(v -> v < 0, c) OR arraySum(c) = 0), NULL, netatlas_series_fir_apply(x, "
+        "if(nz, arrayMap(v -> v / arraySum(c), c), c), if(ce, intDiv(toInt64(length(c)) - 1, 2), 0)))"),
+    "netatlas_series_fir_apply": (
+        "(x, c, sh) -> netatlas_json_array(arrayMap(i -> netatlas_series_real(arraySum(arrayMap(k -> "
+        "if(toInt64(i) + sh - toInt64(k) + 1 BETWEEN 1 AND toInt64(length(x)), c[k] * x[toInt64(i) + sh - toInt64(k) + 1], 0.), "
+        "arrayEnumerate(c)))), arrayEnumerate(x)))"),
+    # iir(series, numerators b, denominators a): y[i] = (b[0] x[i] + b[1] x[i-1] + ... - a[1] y[i-1] - ...) / a[0]
+    "netatlas_series_iir": (
+        "(s, b, a) -> if(NOT netatlas_series_isarr(s) OR NOT netatlas_series_isarr(b) OR NOT netatlas_series_isarr(a) "
+        "OR netatlas_series_len(b) = 0 OR netatlas_series_len(a) = 0 OR has(netatlas_series_nums(s), NULL) "
+        "OR has(netatlas_series_nums(b), NULL) OR has(netatlas_series_nums(a), NULL) "
+        "OR netatlas_series_nums(a)[1] = 0, NULL, netatlas_series_iir_of("
+        "arrayMap(v -> assumeNotNull(v), netatlas_series_nums(s)), arrayMap(v -> assumeNotNull(v), netatlas_series_nums(b)), "
+        "arrayMap(v -> assumeNotNull(v), netatlas_series_nums(a))))"),
+    "netatlas_series_iir_of": (
+        "(x, b, a) -> netatlas_json_array(arrayMap(v -> netatlas_series_real(v), arrayFold((acc, i) -> arrayPushBack(acc, "
+        "(arraySum(arrayMap(k -> if(toInt64(i) - toInt64(k) >= 0, b[k + 1] * x[toInt64(i) - toInt64(k) + 1], 0.), range(length(b)))) "
+        "- arraySum(arrayMap(k -> if(toInt64(i) - toInt64(k) >= 0, a[k + 1] * acc[toInt64(i) - toInt64(k) + 1], 0.), "
+        "range(1, length(a))))) / a[1]), range(length(x)), CAST([], 'Array(Float64)'))))"),
 }
 
-REFUSED = ("iir", "fir", "fit_poly", "fft", "ifft")
+REFUSED = ("fit_poly", "fft", "ifft")
 
 __all__ = ["FUNCTIONS", "REFUSED"]
