@@ -21,8 +21,6 @@ from ..typed import Typed, cast, fn
 from . import Function, _arity, scalar
 
 L = exp.Literal.string
-N = exp.Literal.number
-NULL_JSON = None        # a missing dynamic argument: SQL NULL
 
 
 def _y(t: Typed):

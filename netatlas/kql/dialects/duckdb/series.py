@@ -93,16 +93,6 @@ BINARY = {
 _KEEPS_INT = {"add", "subtract", "multiply"}
 
 
-def _scalar(text):
-    """A scalar argument passed as JSON text: its number, or None."""
-    if text is None:
-        return None
-    try:
-        return _num(json.loads(text))
-    except (TypeError, ValueError):
-        return None
-
-
 def binary(op: str, j1, j2):
     """series_<op>(series1, series2): either side may be a number (a scalar) broadcast over the other."""
     v1 = json.loads(j1) if j1 is not None else None
@@ -246,14 +236,6 @@ def _is_missing(v, placeholder):
     if placeholder is None:
         return v is None
     return _num(v) is not None and v == placeholder
-
-
-def _typed_like(values, v):
-    """A filled value in the elements' type: an integer series keeps integers."""
-    ints = all(isinstance(x, int) and not isinstance(x, bool) for x in values if x is not None)
-    if ints and isinstance(v, float) and math.isfinite(v) and v == int(v):
-        return int(v)
-    return v
 
 
 def fill_const(s, const, placeholder):
@@ -454,7 +436,7 @@ def _coefficients(text):
 
 def iir(s, numerators, denominators):
     """y[i] = (b[0] x[i] + b[1] x[i-1] + ... - a[1] y[i-1] - a[2] y[i-2] - ...) / a[0], the points
-    before the series 0; a non-number in the series as 0 (Kusto's docs leave it open: null)."""
+    before the series 0; null for a series with a non-number, or a[0] = 0."""
     values = _load(s)
     b, a = _coefficients(numerators), _coefficients(denominators)
     if values is None or b is None or a is None or a[0] == 0:
