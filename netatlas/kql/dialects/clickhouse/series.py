@@ -162,13 +162,13 @@ FUNCTIONS: dict[str, str] = {
         "(ps) -> if(sqrt(arraySum(arrayMap(p -> p.1 * p.1, ps))) * sqrt(arraySum(arrayMap(p -> p.2 * p.2, ps))) = 0, NULL, "
         "arraySum(arrayMap(p -> p.1 * p.2, ps)) / (sqrt(arraySum(arrayMap(p -> p.1 * p.1, ps))) "
         "* sqrt(arraySum(arrayMap(p -> p.2 * p.2, ps)))))"),
-    # series of the same length, all numbers, at least two
+    # series of the same length, all numbers, at least two (both branches of if() run: b is cut to a's length)
     "netatlas_series_pearson_correlation": (
         "(a, b) -> if(NOT netatlas_series_isarr(a) OR NOT netatlas_series_isarr(b) "
         "OR netatlas_series_len(a) != netatlas_series_len(b) OR netatlas_series_len(a) < 2 "
         "OR has(netatlas_series_nums(a), NULL) OR has(netatlas_series_nums(b), NULL), NULL, "
-        "netatlas_series_pearson_of(arrayMap(v -> assumeNotNull(v), netatlas_series_nums(a)), "
-        "arrayMap(v -> assumeNotNull(v), netatlas_series_nums(b))))"),
+        "netatlas_series_pearson_of(arrayMap(v -> ifNull(v, 0.), netatlas_series_nums(a)), "
+        "arrayResize(arrayMap(v -> ifNull(v, 0.), netatlas_series_nums(b)), netatlas_series_len(a), 0.)))"),
     "netatlas_series_pearson_of": (
         "(x, y) -> if(sqrt(arraySum(arrayMap(u -> (u - arrayAvg(x)) * (u - arrayAvg(x)), x)) "
         "* arraySum(arrayMap(v -> (v - arrayAvg(y)) * (v - arrayAvg(y)), y))) = 0, NULL, "
@@ -183,7 +183,7 @@ FUNCTIONS: dict[str, str] = {
         "(l, f, e, c) -> netatlas_json_array(if(NOT has(f, true), arrayMap(x -> c, l), arrayMap((x, i) -> "
         "netatlas_series_fill_at(l, f, e, x, i, arrayLastIndex((g, j) -> g AND j < i, f, arrayEnumerate(l)), "
         "arrayFirstIndex((g, j) -> g AND j > i, f, arrayEnumerate(l)), "
-        "arrayAll((y, g) -> NOT g OR netatlas_series_isint(y), l, f)), l, arrayEnumerate(l))))"),
+        "arrayAll((y, g) -> NOT g OR y = 'null' OR netatlas_series_isint(y), l, f)), l, arrayEnumerate(l))))"),
     # element x at i (1-based), the present ones before (lo) and after (hi) it (0: none)
     "netatlas_series_fill_at": (
         "(l, f, e, x, i, lo, hi, ints) -> multiIf(f[i], x, lo > 0 AND hi > 0, "

@@ -246,31 +246,31 @@ def fill_const(s, const, placeholder):
 
 
 def fill_forward(s, placeholder):
+    """Each missing element takes the nearest element before it that is not missing (a null too, when
+    the placeholder is another value); the first ones stay."""
     values = _load(s)
     if values is None:
         return None
-    out, last = [], None
+    return _dump(_fill_forward(values, placeholder))
+
+
+def _fill_forward(values, placeholder):
+    out, last, seen = [], None, False
     for v in values:
         if _is_missing(v, placeholder):
-            out.append(last if last is not None else v)
+            out.append(last if seen else v)
         else:
             out.append(v)
-            last = v
-    return _dump(out)
+            last, seen = v, True
+    return out
 
 
 def fill_backward(s, placeholder):
+    """The same from the right: each missing element takes the nearest one after it; the last ones stay."""
     values = _load(s)
     if values is None:
         return None
-    out, nxt = [], None
-    for v in reversed(values):
-        if _is_missing(v, placeholder):
-            out.append(nxt if nxt is not None else v)
-        else:
-            out.append(v)
-            nxt = v
-    return _dump(out[::-1])
+    return _dump(_fill_forward(values[::-1], placeholder)[::-1])
 
 
 def fill_linear(s, placeholder, fill_edges, const):
@@ -283,7 +283,7 @@ def fill_linear(s, placeholder, fill_edges, const):
     present = [i for i, v in enumerate(values) if not _is_missing(v, placeholder)]
     if not present:
         return _dump([const for _ in values])
-    ints = all(isinstance(values[i], int) and not isinstance(values[i], bool) for i in present)
+    ints = all(isinstance(values[i], int) and not isinstance(values[i], bool) for i in present if values[i] is not None)
     out = list(values)
     for a, b in zip(present, present[1:]):
         va, vb = values[a], values[b]
