@@ -91,11 +91,13 @@ def op_where(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
 
 
 def named_items(pl: Planner, rel: Rel, items: list[s.Assign], taken: set[str], scope: Scope | None = None,
-                agg: bool = False, all_fields: bool = False) -> list[tuple[str, Typed]]:
+                agg: bool = False, all_fields: bool = False, tuples: bool = False) -> list[tuple[str, Typed]]:
+    """The items' names and values; ``tuples``: an item may be a function of several columns
+    (extend and project: ``tuple_items``), else it is refused as any other use of one is."""
     out = []
     scope = scope or scope_of(rel)
     for it in items:
-        if is_tuple_call(pl, it.expr) and not agg:
+        if tuples and is_tuple_call(pl, it.expr):
             out += tuple_items(pl, it, scope, all_fields)
             continue
         if it.names and len(it.names) > 1:
@@ -143,7 +145,7 @@ def tuple_items(pl: Planner, it: s.Assign, scope: Scope, all_fields: bool) -> li
 
 def op_project(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
     scope = scope_of(rel)
-    items = named_items(pl, rel, op.args["items"], set(), scope, all_fields=True)
+    items = named_items(pl, rel, op.args["items"], set(), scope, all_fields=True, tuples=True)
     seen = set()
     for name, t in items:
         if name in seen:
@@ -175,7 +177,7 @@ def op_extend(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
     scope = scope_of(rel)
     items = []
     for it in op.args["items"]:
-        for name, t in named_items(pl, rel, [it], set(rel.names()) | {n for n, _ in items}, scope):
+        for name, t in named_items(pl, rel, [it], set(rel.names()) | {n for n, _ in items}, scope, tuples=True):
             items.append((name, t))
             scope.inline[name] = t
     new = dict(items)

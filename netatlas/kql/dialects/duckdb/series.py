@@ -58,6 +58,11 @@ def _int_result(a, b):
     return isinstance(a, int) and isinstance(b, int)
 
 
+def _wrap(v: int) -> int:
+    """A long as Kusto's arithmetic leaves it: 64 bits, wrapping around."""
+    return (v + 2 ** 63) % 2 ** 64 - 2 ** 63
+
+
 def _add(a, b):
     return a + b
 
@@ -114,7 +119,8 @@ def binary(op: str, j1, j2):
             continue
         if op in _KEEPS_INT and not _int_result(a, b):
             a, b = float(a), float(b)
-        out.append(f(a, b))
+        v = f(a, b)
+        out.append(_wrap(v) if op in _KEEPS_INT and isinstance(v, int) else v)
     return _dump(out)
 
 
