@@ -3,10 +3,9 @@ as the DuckDB runtime's Python (``dialects/duckdb/series.py``), and the ones it 
 
 A series is JSON text; its elements are worked on as their raw JSON texts: a number is an element
 whose JSON type is a number (``netatlas_series_num``), anything else is null; an integer stays an
-integer where DuckDB's Python keeps it one; a non-finite real is written as null. The functions
-fitting polynomials (fit_poly, least squares by QR in numpy) and Fourier transforms (fft, ifft)
-have no SQL here that gives the same numbers: ``REFUSED``, and the
-dialect refuses them at generation with KQL_NOT_SUPPORTED.
+integer where DuckDB's Python keeps it one; a non-finite real is written as null. Fitting polynomials (fit_poly: least
+squares by QR in numpy) has no SQL here that gives the same numbers: ``REFUSED``, and the
+dialect refuses it at generation with KQL_NOT_SUPPORTED.
 """
 from __future__ import annotations
 
@@ -264,8 +263,46 @@ FUNCTIONS: dict[str, str] = {
         "(arraySum(arrayMap(k -> if(toInt64(i) - toInt64(k) >= 0, b[k + 1] * x[toInt64(i) - toInt64(k) + 1], 0.), range(length(b)))) "
         "- arraySum(arrayMap(k -> if(toInt64(i) - toInt64(k) >= 0, a[k + 1] * acc[toInt64(i) - toInt64(k) + 1], 0.), "
         "range(1, length(a))))) / a[1]), range(length(x)), CAST([], 'Array(Float64)'))))"),
+    # fft / ifft(real, imaginary) as the discrete Fourier transform's sums (ifft scaled by 1/n): the same
+    # numbers as numpy's FFT up to rounding (angles taken modulo the length)
+    "netatlas_series_fft": "(re, im) -> netatlas_series_dft(re, im, -1., false)",
+    "netatlas_series_ifft": "(re, im) -> netatlas_series_dft(re, im, 1., true)",
+    # arrayMap(v -> ..., [x])[1] binds x once (a function's argument is copied at each of its uses)
+    "netatlas_series_dft": (
+        "(re, im, sg, inv) -> arrayMap(r -> arrayMap(i -> if(NOT netatlas_series_isarr(re) OR length(r) = 0 OR has(r, NULL) "
+        "OR (netatlas_series_isarr(im) AND (length(i) != length(r) OR has(i, NULL))), NULL, netatlas_series_dft_json("
+        "arrayMap(v -> ifNull(v, 0.), r), arrayResize(arrayMap(v -> ifNull(v, 0.), i), length(r), 0.), sg, "
+        "if(inv, 1. / length(r), 1.))), [if(netatlas_series_isarr(im), netatlas_series_nums(im), [])])[1], "
+        "[netatlas_series_nums(re)])[1]"),
+    "netatlas_series_w": "(k, n, m) -> 2 * pi() * ((k * n) % m) / m",
+    "netatlas_series_dft_json": (
+        "(xr, xi, sg, sc) -> arrayMap(z -> concat('{\"real\":', netatlas_json_array(arrayMap(k -> netatlas_series_real(sc * "
+        "arraySum(arrayMap((a, b, n) -> a * cos(netatlas_series_w(k, n, length(z.1))) - sg * b * sin(netatlas_series_w(k, n, "
+        "length(z.1))), z.1, z.2, range(length(z.1))))), range(length(z.1)))), ',\"imag\":', netatlas_json_array(arrayMap(k -> "
+        "netatlas_series_real(sc * arraySum(arrayMap((a, b, n) -> b * cos(netatlas_series_w(k, n, length(z.1))) "
+        "+ sg * a * sin(netatlas_series_w(k, n, length(z.1))), z.1, z.2, range(length(z.1))))), range(length(z.1)))), '}'), "
+        "[(xr, xi)])[1]"),
 }
 
-REFUSED = ("fit_poly", "fft", "ifft")
+REFUSED = ("fit_poly",)
+
+
+def _bound(text: str) -> str:
+    """(a, b) -> body as (a_, b_) -> arrayMap((a, b) -> body, [a_], [b_])[1]: each argument computed
+    once (ClickHouse copies a function's argument at each of its uses, so series functions of series
+    functions grew exponentially)."""
+    params, _, body = text.partition(" -> ")
+    names = [p.strip() for p in params.strip("()").split(",")]
+    outer = ", ".join(f"{n}_" for n in names)
+    return f"({outer}) -> arrayMap(({', '.join(names)}) -> {body}, {', '.join(f'[{n}_]' for n in names)})[1]"
+
+
+PUBLIC = {f"netatlas_series_{name}" for name in (
+    "add", "subtract", "multiply", "divide", "pow", "greater", "greater_equals", "less", "less_equals", "equals",
+    "not_equals", "abs", "acos", "asin", "atan", "ceiling", "cos", "exp", "floor", "log", "sign", "sin", "tan",
+    "sum", "stats", "fit_line", "fill_const", "fill_forward", "fill_backward", "fill_linear", "decompose",
+    "decompose_forecast", "seasonal", "iir", "fir", "fft", "ifft", "dot_product", "cosine_similarity",
+    "pearson_correlation", "magnitude")}
+FUNCTIONS = {name: _bound(text) if name in PUBLIC else text for name, text in FUNCTIONS.items()}
 
 __all__ = ["FUNCTIONS", "REFUSED"]
