@@ -23,7 +23,8 @@ from .planner import Planner
 from .plugins import PLUGINS, conform
 from .relations import aliased, contains_aggregate, mv_cast, next_column_name, scope_of, values_rel
 from .regex import check as check_regex, re2_error
-from .scalars import Scope, binary, to_bool, to_string, unify
+from .functions.series import NAMES_NEEDED, TUPLES
+from .scalars import Scope, binary, dynamic_to, to_bool, to_string, unify
 from .typed import Typed, cast, col, const, fn, ident, sql_literal
 
 N = exp.Literal.number
@@ -90,10 +91,15 @@ def op_where(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
 
 
 def named_items(pl: Planner, rel: Rel, items: list[s.Assign], taken: set[str], scope: Scope | None = None,
-                agg: bool = False) -> list[tuple[str, Typed]]:
+                agg: bool = False, all_fields: bool = False, tuples: bool = False) -> list[tuple[str, Typed]]:
+    """The items' names and values; ``tuples``: an item may be a function of several columns
+    (extend and project: ``tuple_items``), else it is refused as any other use of one is."""
     out = []
     scope = scope or scope_of(rel)
     for it in items:
+        if tuples and is_tuple_call(pl, it.expr):
+            out += tuple_items(pl, it, scope, all_fields)
+            continue
         if it.names and len(it.names) > 1:
             raise KqlSemanticError("tuple assignment is not supported here", it.span, code="KQL_UNSUPPORTED")
         t = pl.scalar(it.expr, scope, agg)
@@ -102,13 +108,48 @@ def named_items(pl: Planner, rel: Rel, items: list[s.Assign], taken: set[str], s
     return out
 
 
+def is_tuple_call(pl: Planner, node: s.Node) -> bool:
+    if not isinstance(node, s.Call) or node.name not in TUPLES:
+        return False
+    b = pl.env.get(node.name)
+    return b is None or b.kind != "function"
+
+
+def tuple_items(pl: Planner, it: s.Assign, scope: Scope, all_fields: bool) -> list[tuple[str, Typed]]:
+    """A function of several columns (functions/series.TUPLES) as an item: one helper column of
+    the JSON object of its fields, computed below the operator (``Scope.pre``), read field by field.
+    ``(a, b) = f(x)`` names them in order; with fewer names than fields, extend keeps only the named
+    ones and project (``all_fields``) names the rest as ``f(x)`` does: ``f_x_<field>``."""
+    call = it.expr
+    f, fields = TUPLES[call.name]
+    args = [pl.scalar(a, scope) for a in call.args]
+    bag = f.call(pl, args, call.span, call.name_span)
+    if it.names and len(it.names) > len(fields):
+        raise KqlSemanticError(f"{call.name}() gives {len(fields)} columns, not {len(it.names)}", it.span,
+                               code="KQL_ARGUMENTS")
+    names = list(it.names or [])
+    if not names or (all_fields and len(names) < len(fields)):
+        if call.name in NAMES_NEEDED:
+            raise KqlSemanticError(f"name the columns {call.name}() gives", call.span, code="KQL_ARGUMENTS",
+                                   hint=f"| extend ({', '.join(n for n, _ in fields)}) = {call.name}(...)")
+        base = (args[0].name if args else None) or ""      # series_stats(f(x)): series_stats__min
+        names += [f"{call.name}_{base}_{n}" for n, _ in fields[len(names):]]
+    h = pl.fresh("__tuple")
+    scope.pre[h] = bag.sql
+    out = []
+    for name, (field, typ) in zip(names, fields):
+        v = Typed(fn("json_at", col(h), exp.Literal.string(f"$.{field}")), T.DYNAMIC, it.span)
+        out.append((name, dynamic_to(v, typ)))
+    return out
+
+
 def op_project(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
     scope = scope_of(rel)
-    items = named_items(pl, rel, op.args["items"], set(), scope)
+    items = named_items(pl, rel, op.args["items"], set(), scope, all_fields=True, tuples=True)
     seen = set()
-    for (name, t), it in zip(items, op.args["items"]):
+    for name, t in items:
         if name in seen:
-            raise KqlSemanticError(f"column '{name}' appears twice in project", it.span, code="KQL_ARGUMENTS",
+            raise KqlSemanticError(f"column '{name}' appears twice in project", t.span, code="KQL_ARGUMENTS",
                                    hint="give one of them another name: NewName = ...")
         seen.add(name)
     cols = [(n, t.type) for n, t in items]
@@ -138,9 +179,9 @@ def op_extend(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
     scope = scope_of(rel)
     items = []
     for it in op.args["items"]:
-        (name, t), = named_items(pl, rel, [it], set(rel.names()) | {n for n, _ in items}, scope)
-        items.append((name, t))
-        scope.inline[name] = t
+        for name, t in named_items(pl, rel, [it], set(rel.names()) | {n for n, _ in items}, scope, tuples=True):
+            items.append((name, t))
+            scope.inline[name] = t
     new = dict(items)
     select, cols = [], []
     rel, pre = with_pre(pl, rel, scope)

@@ -22,6 +22,7 @@ from . import types as T
 from .aggregates import AGGREGATES
 from .builtins import KUSTO_FUNCTIONS, not_yet
 from .functions import FUNCTIONS
+from .functions.series import TUPLES, not_alone
 from .plan import OPERATORS, SOURCES, Binding, Plan, Rel
 from .scalars import Scope, binary, dynamic_to, to_bool, to_dynamic, to_string, type_error, unify
 from .typed import Typed, cast, col, const, fn, ident, json_key_path, null
@@ -572,6 +573,8 @@ class Planner:
                                        hint=f"e.g. | summarize {name}(...) by ...")
             return self.aggregate_call(node, scope)
         f = FUNCTIONS.get(name)
+        if f is None and name in TUPLES:
+            not_alone(name, node.name_span)
         if f is None:
             if name in KUSTO_FUNCTIONS:           # Kusto has it, netatlas not yet: not a typo
                 raise KqlSemanticError(not_yet(name), node.name_span, code="KQL_NOT_SUPPORTED",

@@ -32,6 +32,13 @@ from sqlglot import exp
 Rewrite = Callable[[exp.Expression], exp.Expression]
 
 
+SERIES_RUNTIME = (
+    "add", "subtract", "multiply", "divide", "pow", "greater", "greater_equals", "less", "less_equals", "equals",
+    "not_equals", "abs", "acos", "asin", "atan", "ceiling", "cos", "exp", "floor", "log", "sign", "sin", "tan",
+    "sum", "stats", "fit_line", "fill_const", "fill_forward", "fill_backward", "fill_linear",
+    "decompose", "decompose_forecast", "iir", "fir", "seasonal", "fit_poly", "fft", "ifft", "dot_product", "cosine_similarity",
+    "pearson_correlation", "magnitude")
+
 # The planner's vocabulary for the functions sqlglot has no node for (or none that prints them
 # with the meaning wanted): name -> what the call means. The ``netatlas_*`` ones are the runtime's.
 FUNCTIONS: dict[str, str] = {
@@ -85,6 +92,8 @@ FUNCTIONS: dict[str, str] = {
         "make_set_dynamic", "mv_list", "parse_ipv4", "parse_ipv6", "parse_json", "parse_url", "real_str",
         "set_difference", "set_intersect", "set_union", "timespan_str", "todatetime",
         "totimespan", "url_encode")},
+    # the series_* functions (functions/series.py): series as JSON text in, JSON text out
+    **{f"netatlas_series_{name}": "the runtime's" for name in SERIES_RUNTIME},
 }
 RUNTIME_PREFIX = "netatlas_"
 AGGREGATES = frozenset(name for name, meaning in FUNCTIONS.items() if meaning.startswith("aggregate:"))

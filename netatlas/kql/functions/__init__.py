@@ -151,7 +151,7 @@ def common_type(args: list[Typed]) -> str:
 
 
 def load_all() -> None:
-    from . import conditional, conversion, datetime, dynamic, ip, math, strings  # noqa: F401
+    from . import conditional, conversion, datetime, dynamic, ip, math, series, strings  # noqa: F401
 
 
 load_all()

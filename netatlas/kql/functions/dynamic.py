@@ -153,6 +153,13 @@ def _as_json(json_sql):
 @scalar("range", "aaa?", T.DYNAMIC)
 def range_(start, stop, step=None):
     st = step.sql if step is not None else N(1)
+    if start.type in T.NUMERIC and T.REAL in (start.type, stop.type, step.type if step is not None else T.LONG):
+        # reals: start + i * step for i = 0 .. (stop - start) / step (the stores' series are of integers)
+        n = cast(fn(exp.Floor, exp.Div(this=exp.Paren(this=exp.Sub(this=cast(stop.sql, T.REAL), expression=cast(start.sql, T.REAL))),
+                                       expression=cast(st, T.REAL))), T.LONG)
+        return _json(fn(exp.Transform, fn(exp.GenerateSeries, N(0), n, N(1)), exp.Lambda(
+            this=exp.Add(this=cast(start.sql, T.REAL), expression=exp.Mul(this=exp.column("_i"), expression=cast(st, T.REAL))),
+            expressions=[exp.to_identifier("_i")])), False)
     if start.type in T.NUMERIC:
         return _json(fn(exp.GenerateSeries, start.sql, stop.sql, st), False)
     return _json(fn(exp.Transform, fn(exp.GenerateSeries, start.sql, stop.sql, fn("microseconds", exp.IntDiv(this=st, expression=N(10)))),

@@ -21,7 +21,9 @@ from sqlglot import exp
 
 from ...literals import timespan_format_tokens
 from ..base import Dialect, args, call, rename
+from ....errors import KqlError
 from . import runtime
+from .series import REFUSED as SERIES_REFUSED
 
 L = exp.Literal.string
 N = exp.Literal.number
@@ -673,6 +675,15 @@ TRANSFORMS = {
     exp.BitwiseNot: lambda node: call("bitNot", node.this),
     exp.Filter: _filter,
 }
+
+def _refuse(name: str):
+    def rewrite(node):
+        raise KqlError(f"series_{name}() is not supported on the ClickHouse store (its numbers would differ "
+                       "from Kusto's); run it on DuckDB", code="KQL_NOT_SUPPORTED")
+    return rewrite
+
+
+FUNCTIONS.update({f"netatlas_series_{name}": _refuse(name) for name in SERIES_REFUSED})
 
 CLICKHOUSE = Dialect("clickhouse", "clickhouse", spellings=SPELLINGS, functions=FUNCTIONS,
                      transforms={**CALLS, **TRANSFORMS}, runtime=runtime, flags={"materialized_cte": False})

@@ -9,6 +9,7 @@ DateTime64(6, 'UTC'). Each one does what the DuckDB runtime's function of the sa
 from __future__ import annotations
 
 from ...tokens import TICKS
+from .series import FUNCTIONS as SERIES_FUNCTIONS
 
 # DuckDB's json_type names for ClickHouse's JSONType names
 _JSON_TYPES = ("['Null', 'String', 'Array', 'Object', 'Int64', 'UInt64', 'Double', 'Bool']",
@@ -188,5 +189,7 @@ FUNCTIONS: dict[str, str] = {
         "(ip) -> netatlas_ipv4_in_range(ip, '10.0.0.0/8') OR netatlas_ipv4_in_range(ip, '172.16.0.0/12') "
         "OR netatlas_ipv4_in_range(ip, '192.168.0.0/16')"),
 }
+
+FUNCTIONS.update(SERIES_FUNCTIONS)
 
 __all__ = ["FUNCTIONS"]

@@ -248,4 +248,45 @@ UDFS = [
 ]
 
 
-__all__ = ["MACROS", "UDFS", "format_timespan"]
+
+def _jv(text):
+    """A scalar argument passed as JSON text (a dynamic value): its value."""
+    return None if text is None else json.loads(text)
+
+
+def _series_udfs():
+    """The series_* functions (``series.py``): series and scalars that keep their type (fill values,
+    broadcast operands) arrive as JSON text."""
+    from . import series as S
+    V, J = "VARCHAR", "JSON"
+    out = [(f"netatlas_series_{op}", (lambda op: lambda a, b: S.binary(op, a, b))(op), [V, V], J) for op in S.BINARY]
+    out += [(f"netatlas_series_{op}", (lambda op: lambda a: S.unary(op, a))(op), [V], J) for op in S.UNARY]
+    out += [
+        ("netatlas_series_sum", S.series_sum, [V], "DOUBLE"),
+        ("netatlas_series_stats", S.stats, [V, "BOOLEAN"], J),
+        ("netatlas_series_fit_line", S.fit_line, [V], J),
+        ("netatlas_series_fill_const", lambda s, c, p: S.fill_const(s, _jv(c), _jv(p)), [V, V, V], J),
+        ("netatlas_series_fill_forward", lambda s, p: S.fill_forward(s, _jv(p)), [V, V], J),
+        ("netatlas_series_fill_backward", lambda s, p: S.fill_backward(s, _jv(p)), [V, V], J),
+        ("netatlas_series_fill_linear", lambda s, p, e, c: S.fill_linear(s, _jv(p), e, _jv(c)), [V, V, "BOOLEAN", V], J),
+        ("netatlas_series_decompose", S.decompose, [V, "BIGINT", V, "BIGINT"], J),
+        ("netatlas_series_decompose_forecast", S.decompose_forecast, [V, "BIGINT", "BIGINT", V], J),
+        ("netatlas_series_seasonal", S.seasonal, [V, "BIGINT"], J),
+        ("netatlas_series_fit_poly", S.fit_poly, [V, V, "BIGINT"], J),
+        ("netatlas_series_fft", S.fft, [V, V], J),
+        ("netatlas_series_ifft", S.ifft, [V, V], J),
+        ("netatlas_series_iir", S.iir, [V, V, V], J),
+        ("netatlas_series_fir", S.fir, [V, V, "BOOLEAN", "BOOLEAN"], J),
+        ("netatlas_series_dot_product", S.dot_product, [V, V], "DOUBLE"),
+        ("netatlas_series_cosine_similarity", S.cosine_similarity, [V, V], "DOUBLE"),
+        ("netatlas_series_pearson_correlation", S.pearson_correlation, [V, V], "DOUBLE"),
+        ("netatlas_series_magnitude", S.magnitude, [V], "DOUBLE"),
+    ]
+    return out
+
+
+UDFS += _series_udfs()
+SERIES_UDFS = [name for name, *_ in UDFS if name.startswith("netatlas_series_")]
+
+
+__all__ = ["MACROS", "UDFS", "SERIES_UDFS", "format_timespan"]

@@ -1,0 +1,308 @@
+"""The series_* functions the ClickHouse runtime installs (``runtime.FUNCTIONS``), the same answers
+as the DuckDB runtime's Python (``dialects/duckdb/series.py``), and the ones it refuses.
+
+A series is JSON text; its elements are worked on as their raw JSON texts: a number is an element
+whose JSON type is a number (``netatlas_series_num``), anything else is null; an integer stays an
+integer where DuckDB's Python keeps it one; a non-finite real is written as null. Fitting polynomials (fit_poly: least
+squares by QR in numpy) has no SQL here that gives the same numbers: ``REFUSED``, and the
+dialect refuses it at generation with KQL_NOT_SUPPORTED.
+"""
+from __future__ import annotations
+
+_NUM = "if(toString(JSONType({x})) IN ('Int64', 'UInt64', 'Double'), toFloat64OrNull({x}), NULL)"
+# an integer is written without a point or an exponent (ClickHouse's JSONType calls 1.0 an Int64)
+_INT = "match({x}, '^-?[0-9]+$')"
+
+
+def num(x: str) -> str:
+    return f"netatlas_series_num({x})"
+
+
+def isint(x: str) -> str:
+    return f"netatlas_series_isint({x})"
+
+
+def real(v: str) -> str:
+    return f"netatlas_series_real({v})"
+
+
+# binary: (float expression, int expression or None, kind of result)
+_BINARY = {
+    "add": ("{a} + {b}", "{a} + {b}"), "subtract": ("{a} - {b}", "{a} - {b}"),
+    "multiply": ("{a} * {b}", "{a} * {b}"), "divide": ("{a} / {b}", None), "pow": ("pow({a}, {b})", None),
+    "greater": (">",), "greater_equals": (">=",), "less": ("<",), "less_equals": ("<=",), "equals": ("=",),
+    "not_equals": ("!=",),
+}
+
+
+def _binary(op: str) -> str:
+    spec = _BINARY[op]
+    x, y = num("x"), num("y")
+    if len(spec) == 1:
+        body = f"if(isNull({x}) OR isNull({y}), 'null', if(assumeNotNull({x}) {spec[0]} assumeNotNull({y}), 'true', 'false'))"
+    else:
+        fexpr = spec[0].format(a=f"assumeNotNull({x})", b=f"assumeNotNull({y})")
+        out = real(fexpr)
+        if spec[1]:
+            iexpr = spec[1].format(a="toInt64(x)", b="toInt64(y)")
+            out = f"if({isint('x')} AND {isint('y')}, toString({iexpr}), {out})"
+        body = f"if(isNull({x}) OR isNull({y}), 'null', {out})"
+    return (f"(a, b) -> if(NOT netatlas_series_isarr(a) AND NOT netatlas_series_isarr(b), NULL, "
+            f"netatlas_json_array(arrayMap((x, y) -> {body}, "
+            f"netatlas_series_pad(a, greatest(netatlas_series_len(a), netatlas_series_len(b))), "
+            f"netatlas_series_pad(b, greatest(netatlas_series_len(a), netatlas_series_len(b))))))")
+
+
+_UNARY = {
+    "abs": ("abs({v})", "abs({i})"), "sign": ("sign({v})", "sign({i})"),
+    "ceiling": ("ceil({v})", "{i}"), "floor": ("floor({v})", "{i}"),
+    "acos": ("acos({v})", None), "asin": ("asin({v})", None), "atan": ("atan({v})", None),
+    "cos": ("cos({v})", None), "sin": ("sin({v})", None), "tan": ("tan({v})", None), "exp": ("exp({v})", None),
+    "log": ("log({v})", None),
+}
+
+
+def _unary(op: str) -> str:
+    fexpr, iexpr = _UNARY[op]
+    v = f"assumeNotNull({num('x')})"
+    out = real(fexpr.format(v=v))
+    if op == "sign":
+        out = f"toString(toInt64(sign({v})))"
+    elif iexpr:
+        out = f"if({isint('x')}, toString({iexpr.format(i='toInt64(x)')}), {out})"
+    return (f"(a) -> if(NOT netatlas_series_isarr(a), NULL, netatlas_json_array(arrayMap(x -> "
+            f"if(isNull({num('x')}), 'null', {out}), netatlas_series_raw(a))))")
+
+
+def _missing(x: str, p: str) -> str:
+    """Whether element x (raw JSON) is the placeholder p (JSON text; NULL: a null element)."""
+    return f"if(isNull({p}) OR {p} = 'null', toString(JSONType({x})) = 'Null', ifNull({num(x)} = {num(p)}, false))"
+
+
+_STATS_FIELDS = ("min", "min_idx", "max", "max_idx", "avg", "stdev", "variance", "sum", "len")
+
+FUNCTIONS: dict[str, str] = {
+    "netatlas_series_num": "(x) -> " + _NUM.format(x="x"),
+    "netatlas_series_isint": "(x) -> " + _INT.format(x="x"),
+    "netatlas_series_real": "(v) -> if(isNull(v) OR NOT isFinite(assumeNotNull(v)), 'null', toString(assumeNotNull(v)))",
+    # the raw elements of a series; a real written as an integer (ClickHouse writes 1.0 back as 1) keeps ".0"
+    "netatlas_series_raw": ("(j) -> arrayMap((x, t) -> if(t = 'Double' AND match(x, '^-?[0-9]+$'), concat(x, '.0'), x), "
+                            "JSONExtractArrayRaw(assumeNotNull(j)), arrayMap(i -> toString(JSONType(assumeNotNull(j), i)), "
+                            "range(1, toUInt64(JSONLength(assumeNotNull(j))) + 1)))"),
+    "netatlas_series_isarr": "(j) -> toString(JSONType(ifNull(j, ''))) = 'Array'",
+    "netatlas_series_len": "(j) -> if(netatlas_series_isarr(j), toUInt64(JSONLength(assumeNotNull(j))), toUInt64(0))",
+    # an operand as n raw elements: a series padded with nulls, a scalar repeated
+    "netatlas_series_pad": ("(j, n) -> if(netatlas_series_isarr(j), arrayResize(netatlas_series_raw(j), n, 'null'), "
+                            "arrayResize([ifNull(j, 'null')], n, ifNull(j, 'null')))"),
+    "netatlas_series_nums": "(j) -> arrayMap(x -> netatlas_series_num(x), netatlas_series_raw(j))",
+    **{f"netatlas_series_{op}": _binary(op) for op in _BINARY},
+    **{f"netatlas_series_{op}": _unary(op) for op in _UNARY},
+    "netatlas_series_sum": ("(a) -> if(NOT netatlas_series_isarr(a), NULL, "
+                            "arraySum(arrayMap(v -> ifNull(v, 0.), netatlas_series_nums(a))))"),
+    "netatlas_series_fill_const": ("(a, c, p) -> if(NOT netatlas_series_isarr(a), NULL, netatlas_json_array(arrayMap(x -> "
+                                   f"if({_missing('x', 'p')}, ifNull(c, 'null'), x), netatlas_series_raw(a))))"),
+    "netatlas_series_fill_forward": ("(a, p) -> if(NOT netatlas_series_isarr(a), NULL, netatlas_json_array(arrayFill(x -> "
+                                     f"NOT {_missing('x', 'p')}, netatlas_series_raw(a))))"),
+    "netatlas_series_fill_backward": ("(a, p) -> if(NOT netatlas_series_isarr(a), NULL, netatlas_json_array(arrayReverseFill(x -> "
+                                      f"NOT {_missing('x', 'p')}, netatlas_series_raw(a))))"),
+    # stats over the finite elements v (all of them unless ignore), their places in the series
+    "netatlas_series_stats": ("(a, ignore) -> if(NOT netatlas_series_isarr(a), NULL, netatlas_series_stats_of("
+                              "netatlas_series_nums(a), ignore))"),
+    "netatlas_series_stats_of": (
+        "(v, ignore) -> if((NOT ignore AND has(v, NULL)) OR empty(arrayFilter(x -> isNotNull(x), v)), "
+        + "'{" + ",".join(f'"{f}":null' for f in _STATS_FIELDS) + "}', "
+        "netatlas_series_stats_json(v, arrayMap(x -> assumeNotNull(x), arrayFilter(x -> isNotNull(x), v))))"),
+    "netatlas_series_stats_json": (
+        "(v, f) -> concat('{\"min\":', netatlas_series_real(arrayMin(f)), ',\"min_idx\":', toString(indexOf(v, arrayMin(f)) - 1), "
+        "',\"max\":', netatlas_series_real(arrayMax(f)), ',\"max_idx\":', toString(indexOf(v, arrayMax(f)) - 1), "
+        "',\"avg\":', netatlas_series_real(arrayAvg(f)), ',\"stdev\":', netatlas_series_real(sqrt(netatlas_series_var(f))), "
+        "',\"variance\":', netatlas_series_real(netatlas_series_var(f)), ',\"sum\":', netatlas_series_real(arraySum(f)), "
+        "',\"len\":', toString(length(v)), '}')"),
+    "netatlas_series_var": "(f) -> if(length(f) < 2, 0., arraySum(arrayMap(x -> (x - arrayAvg(f)) * (x - arrayAvg(f)), f)) / (length(f) - 1))",
+    # one line over x = 1..n by least squares
+    "netatlas_series_fit_line": ("(a) -> if(NOT netatlas_series_isarr(a) OR JSONLength(assumeNotNull(a)) = 0 "
+                                 "OR has(netatlas_series_nums(a), NULL), NULL, "
+                                 "netatlas_series_fit_of(arrayMap(x -> assumeNotNull(x), netatlas_series_nums(a))))"),
+    "netatlas_series_fit_of": ("(y) -> netatlas_series_fit_json(y, netatlas_series_slope(y), "
+                               "arrayAvg(y) - netatlas_series_slope(y) * (length(y) + 1) / 2)"),
+    "netatlas_series_slope": ("(y) -> if(length(y) < 2, 0., arraySum(arrayMap((v, i) -> (i - (length(y) + 1) / 2) * (v - arrayAvg(y)), "
+                              "y, arrayEnumerate(y))) / arraySum(arrayMap(i -> (i - (length(y) + 1) / 2) * (i - (length(y) + 1) / 2), "
+                              "arrayEnumerate(y))))"),
+    "netatlas_series_fit_json": (
+        "(y, s, c) -> concat('{\"rsquare\":', netatlas_series_real(if(netatlas_series_sst(y) > 0, "
+        "1 - netatlas_series_ssr(y, s, c) / netatlas_series_sst(y), 1.)), "
+        "',\"slope\":', netatlas_series_real(s), ',\"variance\":', netatlas_series_real(if(length(y) > 1, "
+        "netatlas_series_sst(y) / (length(y) - 1), 0.)), ',\"rvariance\":', netatlas_series_real(if(length(y) > 1, "
+        "netatlas_series_ssr(y, s, c) / (length(y) - 1), 0.)), ',\"interception\":', netatlas_series_real(c), "
+        "',\"line_fit\":', netatlas_json_array(arrayMap(i -> netatlas_series_real(s * i + c), arrayEnumerate(y))), '}')"),
+    "netatlas_series_sst": "(y) -> arraySum(arrayMap(v -> (v - arrayAvg(y)) * (v - arrayAvg(y)), y))",
+    "netatlas_series_ssr": "(y, s, c) -> arraySum(arrayMap((v, i) -> (v - (s * i + c)) * (v - (s * i + c)), y, arrayEnumerate(y)))",
+    # vectors: the longer series cut to the shorter, non-numbers left out (0 in the sums)
+    "netatlas_series_dot_product": (
+        "(a, b) -> if((NOT netatlas_series_isarr(a) AND NOT netatlas_series_isarr(b)) "
+        "OR (netatlas_series_isarr(a) AND netatlas_series_len(a) = 0) "
+        "OR (netatlas_series_isarr(b) AND netatlas_series_len(b) = 0), NULL, arraySum(arrayMap((x, y) -> "
+        "ifNull(netatlas_series_num(x) * netatlas_series_num(y), 0.), netatlas_series_pad(a, netatlas_series_shorter(a, b)), "
+        "netatlas_series_pad(b, netatlas_series_shorter(a, b)))))"),
+    # the length of the shorter series (a number, repeated, takes the series' length)
+    "netatlas_series_shorter": ("(a, b) -> if(netatlas_series_isarr(a) AND netatlas_series_isarr(b), "
+                                "least(netatlas_series_len(a), netatlas_series_len(b)), "
+                                "greatest(netatlas_series_len(a), netatlas_series_len(b)))"),
+    "netatlas_series_magnitude": ("(a) -> if(NOT netatlas_series_isarr(a), NULL, "
+                                  "sqrt(arraySum(arrayMap(v -> ifNull(v * v, 0.), netatlas_series_nums(a)))))"),
+    # pairs of numbers at the same places (the longer series cut to the shorter)
+    "netatlas_series_pairs": (
+        "(a, b) -> arrayMap(p -> (assumeNotNull(p.1), assumeNotNull(p.2)), arrayFilter(p -> isNotNull(p.1) AND isNotNull(p.2), "
+        "arrayMap((x, y) -> (netatlas_series_num(x), netatlas_series_num(y)), "
+        "netatlas_series_pad(a, netatlas_series_shorter(a, b)), netatlas_series_pad(b, netatlas_series_shorter(a, b)))))"),
+    "netatlas_series_cosine_similarity": ("(a, b) -> if(NOT netatlas_series_isarr(a) OR NOT netatlas_series_isarr(b), NULL, "
+                                          "netatlas_series_cosine_of(netatlas_series_pairs(a, b)))"),
+    "netatlas_series_cosine_of": (
+        "(ps) -> if(sqrt(arraySum(arrayMap(p -> p.1 * p.1, ps))) * sqrt(arraySum(arrayMap(p -> p.2 * p.2, ps))) = 0, NULL, "
+        "arraySum(arrayMap(p -> p.1 * p.2, ps)) / (sqrt(arraySum(arrayMap(p -> p.1 * p.1, ps))) "
+        "* sqrt(arraySum(arrayMap(p -> p.2 * p.2, ps)))))"),
+    # series of the same length, all numbers, at least two (both branches of if() run: b is cut to a's length)
+    "netatlas_series_pearson_correlation": (
+        "(a, b) -> if(NOT netatlas_series_isarr(a) OR NOT netatlas_series_isarr(b) "
+        "OR netatlas_series_len(a) != netatlas_series_len(b) OR netatlas_series_len(a) < 2 "
+        "OR has(netatlas_series_nums(a), NULL) OR has(netatlas_series_nums(b), NULL), NULL, "
+        "netatlas_series_pearson_of(arrayMap(v -> ifNull(v, 0.), netatlas_series_nums(a)), "
+        "arrayResize(arrayMap(v -> ifNull(v, 0.), netatlas_series_nums(b)), netatlas_series_len(a), 0.)))"),
+    "netatlas_series_pearson_of": (
+        "(x, y) -> if(sqrt(arraySum(arrayMap(u -> (u - arrayAvg(x)) * (u - arrayAvg(x)), x)) "
+        "* arraySum(arrayMap(v -> (v - arrayAvg(y)) * (v - arrayAvg(y)), y))) = 0, NULL, "
+        "arraySum(arrayMap((u, v) -> (u - arrayAvg(x)) * (v - arrayAvg(y)), x, y)) / "
+        "sqrt(arraySum(arrayMap(u -> (u - arrayAvg(x)) * (u - arrayAvg(x)), x)) "
+        "* arraySum(arrayMap(v -> (v - arrayAvg(y)) * (v - arrayAvg(y)), y))))"),
+    # fill_linear(series, placeholder, fill_edges, const): l the raw elements, f whether each is present
+    "netatlas_series_fill_linear": (
+        "(a, p, e, c) -> if(NOT netatlas_series_isarr(a), NULL, netatlas_series_fill_linear_of(netatlas_series_raw(a), "
+        f"arrayMap(x -> NOT {_missing('x', 'p')}, netatlas_series_raw(a)), ifNull(e, true), ifNull(c, 'null')))"),
+    "netatlas_series_fill_linear_of": (
+        "(l, f, e, c) -> netatlas_json_array(if(NOT has(f, true), arrayMap(x -> c, l), arrayMap((x, i) -> "
+        "netatlas_series_fill_at(l, f, e, x, i, arrayLastIndex((g, j) -> g AND j < i, f, arrayEnumerate(l)), "
+        "arrayFirstIndex((g, j) -> g AND j > i, f, arrayEnumerate(l)), "
+        "arrayAll((y, g) -> NOT g OR y = 'null' OR netatlas_series_isint(y), l, f)), l, arrayEnumerate(l))))"),
+    # element x at i (1-based), the present ones before (lo) and after (hi) it (0: none)
+    "netatlas_series_fill_at": (
+        "(l, f, e, x, i, lo, hi, ints) -> multiIf(f[i], x, lo > 0 AND hi > 0, "
+        "if(isNull(netatlas_series_num(l[lo])) OR isNull(netatlas_series_num(l[hi])), x, "
+        "netatlas_series_between(assumeNotNull(netatlas_series_num(l[lo])), assumeNotNull(netatlas_series_num(l[hi])), "
+        "toFloat64(i - lo), toFloat64(hi - lo), ints)), "
+        "lo = 0 AND e, l[hi], hi = 0 AND e, l[lo], x)"),
+    "netatlas_series_between": ("(va, vb, k, m, ints) -> if(ints, toString(toInt64(va + (vb - va) * k / m)), "
+                                "netatlas_series_real(va + (vb - va) * k / m))"),
+    # decompose(series, period, trend, test points): seasonal medians of the learning points of each phase,
+    # the trend (avg, linefit, none) of the learning points less them, extended over the test points
+    "netatlas_series_decompose": (
+        "(a, p, tr, tp) -> if(NOT netatlas_series_decompose_ok(a, p, tr, tp), NULL, netatlas_series_decompose_json("
+        "netatlas_series_nums(a), netatlas_series_seasonal_of(netatlas_series_nums(a), p, netatlas_series_learn(a, tp)), "
+        "netatlas_series_trend_of(netatlas_series_nums(a), netatlas_series_deseason(netatlas_series_nums(a), "
+        "netatlas_series_seasonal_of(netatlas_series_nums(a), p, netatlas_series_learn(a, tp)), netatlas_series_learn(a, tp)), "
+        "lower(ifNull(tr, 'avg')))))"),
+    "netatlas_series_decompose_forecast": (
+        "(a, tp, p, tr) -> if(NOT netatlas_series_decompose_ok(a, p, tr, tp), NULL, netatlas_json_array(arrayMap((s, t) -> "
+        "netatlas_series_real(s + t), "
+        "netatlas_series_seasonal_of(netatlas_series_nums(a), p, netatlas_series_learn(a, tp)), "
+        "netatlas_series_trend_of(netatlas_series_nums(a), netatlas_series_deseason(netatlas_series_nums(a), "
+        "netatlas_series_seasonal_of(netatlas_series_nums(a), p, netatlas_series_learn(a, tp)), netatlas_series_learn(a, tp)), "
+        "lower(ifNull(tr, 'avg'))))))"),
+    "netatlas_series_decompose_ok": (
+        "(a, p, tr, tp) -> netatlas_series_isarr(a) AND isNotNull(p) AND ifNull(p, -1) >= 0 "
+        "AND lower(ifNull(tr, 'avg')) IN ('avg', 'linefit', 'none') AND ifNull(tp, 0) >= 0 "
+        "AND ifNull(tp, 0) < netatlas_series_len(a) "
+        "AND NOT has(arraySlice(netatlas_series_nums(a), 1, netatlas_series_learn(a, tp)), NULL)"),
+    "netatlas_series_learn": "(a, tp) -> toInt64(netatlas_series_len(a)) - ifNull(tp, 0)",
+    "netatlas_series_seasonal_of": (
+        "(y, p, learn) -> if(ifNull(p, 0) <= 0, arrayMap(v -> 0., y), "
+        "arrayMap(i -> netatlas_series_phase_median(y, assumeNotNull(p), learn, i), range(length(y))))"),
+    "netatlas_series_phase_median": (
+        "(y, p, learn, i) -> if(empty(netatlas_series_phase(y, p, learn, i)), 0., "
+        "toFloat64(arrayReduce('quantileExactInclusive(0.5)', netatlas_series_phase(y, p, learn, i))))"),
+    "netatlas_series_phase": (
+        "(y, p, learn, i) -> arrayMap(v -> assumeNotNull(v), arrayFilter((v, k) -> k <= learn AND (k - 1) % p = i % p, "
+        "y, arrayEnumerate(y)))"),
+    "netatlas_series_deseason": ("(y, s, learn) -> arrayMap((v, w) -> assumeNotNull(v) - w, arraySlice(y, 1, learn), "
+                                 "arraySlice(s, 1, learn))"),
+    "netatlas_series_trend_of": (
+        "(y, d, tr) -> multiIf(tr = 'avg', arrayMap(v -> arrayAvg(d), y), tr = 'linefit', arrayMap(i -> "
+        "netatlas_series_slope(d) * i + (arrayAvg(d) - netatlas_series_slope(d) * (length(d) + 1) / 2), arrayEnumerate(y)), "
+        "arrayMap(v -> 0., y))"),
+    "netatlas_series_decompose_json": (
+        "(y, s, t) -> concat('{\"baseline\":', netatlas_json_array(arrayMap((u, w) -> netatlas_series_real(u + w), s, t)), "
+        "',\"seasonal\":', netatlas_json_array(arrayMap(u -> netatlas_series_real(u), s)), "
+        "',\"trend\":', netatlas_json_array(arrayMap(w -> netatlas_series_real(w), t)), "
+        "',\"residual\":', netatlas_json_array(arrayMap((v, u, w) -> netatlas_series_real(v - (u + w)), y, s, t)), '}')"),
+    "netatlas_series_seasonal": (
+        "(a, p) -> if(NOT netatlas_series_isarr(a) OR isNull(p) OR has(netatlas_series_nums(a), NULL), NULL, "
+        "netatlas_json_array(arrayMap(u -> netatlas_series_real(u), netatlas_series_seasonal_of(netatlas_series_nums(a), p, "
+        "toInt64(netatlas_series_len(a))))))"),
+    # fir(series, filter, normalize, center): y[i] = c[0] x[i + shift] + c[1] x[i + shift - 1] + ..., outside 0
+    "netatlas_series_fir": (
+        "(a, f, nz, ce) -> if(NOT netatlas_series_isarr(a) OR NOT netatlas_series_isarr(f) OR netatlas_series_len(f) = 0 "
+        "OR has(netatlas_series_nums(a), NULL) OR has(netatlas_series_nums(f), NULL), NULL, netatlas_series_fir_of("
+        "arrayMap(v -> assumeNotNull(v), netatlas_series_nums(a)), arrayMap(v -> assumeNotNull(v), netatlas_series_nums(f)), "
+        "ifNull(nz, NOT arrayExists(v -> v < 0, arrayMap(v -> assumeNotNull(v), netatlas_series_nums(f)))), ifNull(ce, false)))"),
+    "netatlas_series_fir_of": (
+        "(x, c, nz, ce) -> if(nz AND (arrayExists(v -> v < 0, c) OR arraySum(c) = 0), NULL, netatlas_series_fir_apply(x, "
+        "if(nz, arrayMap(v -> v / arraySum(c), c), c), if(ce, intDiv(toInt64(length(c)) - 1, 2), 0)))"),
+    "netatlas_series_fir_apply": (
+        "(x, c, sh) -> netatlas_json_array(arrayMap(i -> netatlas_series_real(arraySum(arrayMap(k -> "
+        "if(toInt64(i) + sh - toInt64(k) + 1 BETWEEN 1 AND toInt64(length(x)), c[k] * x[toInt64(i) + sh - toInt64(k) + 1], 0.), "
+        "arrayEnumerate(c)))), arrayEnumerate(x)))"),
+    # iir(series, numerators b, denominators a): y[i] = (b[0] x[i] + b[1] x[i-1] + ... - a[1] y[i-1] - ...) / a[0]
+    "netatlas_series_iir": (
+        "(s, b, a) -> if(NOT netatlas_series_isarr(s) OR NOT netatlas_series_isarr(b) OR NOT netatlas_series_isarr(a) "
+        "OR netatlas_series_len(b) = 0 OR netatlas_series_len(a) = 0 OR has(netatlas_series_nums(s), NULL) "
+        "OR has(netatlas_series_nums(b), NULL) OR has(netatlas_series_nums(a), NULL) "
+        "OR netatlas_series_nums(a)[1] = 0, NULL, netatlas_series_iir_of("
+        "arrayMap(v -> assumeNotNull(v), netatlas_series_nums(s)), arrayMap(v -> assumeNotNull(v), netatlas_series_nums(b)), "
+        "arrayMap(v -> assumeNotNull(v), netatlas_series_nums(a))))"),
+    "netatlas_series_iir_of": (
+        "(x, b, a) -> netatlas_json_array(arrayMap(v -> netatlas_series_real(v), arrayFold((acc, i) -> arrayPushBack(acc, "
+        "(arraySum(arrayMap(k -> if(toInt64(i) - toInt64(k) >= 0, b[k + 1] * x[toInt64(i) - toInt64(k) + 1], 0.), range(length(b)))) "
+        "- arraySum(arrayMap(k -> if(toInt64(i) - toInt64(k) >= 0, a[k + 1] * acc[toInt64(i) - toInt64(k) + 1], 0.), "
+        "range(1, length(a))))) / a[1]), range(length(x)), CAST([], 'Array(Float64)'))))"),
+    # fft / ifft(real, imaginary) as the discrete Fourier transform's sums (ifft scaled by 1/n): the same
+    # numbers as numpy's FFT up to rounding (angles taken modulo the length)
+    "netatlas_series_fft": "(re, im) -> netatlas_series_dft(re, im, -1., false)",
+    "netatlas_series_ifft": "(re, im) -> netatlas_series_dft(re, im, 1., true)",
+    # arrayMap(v -> ..., [x])[1] binds x once (a function's argument is copied at each of its uses)
+    "netatlas_series_dft": (
+        "(re, im, sg, inv) -> arrayMap(r -> arrayMap(i -> if(NOT netatlas_series_isarr(re) OR length(r) = 0 OR has(r, NULL) "
+        "OR (netatlas_series_isarr(im) AND (length(i) != length(r) OR has(i, NULL))), NULL, netatlas_series_dft_json("
+        "arrayMap(v -> ifNull(v, 0.), r), arrayResize(arrayMap(v -> ifNull(v, 0.), i), length(r), 0.), sg, "
+        "if(inv, 1. / length(r), 1.))), [if(netatlas_series_isarr(im), netatlas_series_nums(im), [])])[1], "
+        "[netatlas_series_nums(re)])[1]"),
+    "netatlas_series_w": "(k, n, m) -> 2 * pi() * ((k * n) % m) / m",
+    "netatlas_series_dft_json": (
+        "(xr, xi, sg, sc) -> arrayMap(z -> concat('{\"real\":', netatlas_json_array(arrayMap(k -> netatlas_series_real(sc * "
+        "arraySum(arrayMap((a, b, n) -> a * cos(netatlas_series_w(k, n, length(z.1))) - sg * b * sin(netatlas_series_w(k, n, "
+        "length(z.1))), z.1, z.2, range(length(z.1))))), range(length(z.1)))), ',\"imag\":', netatlas_json_array(arrayMap(k -> "
+        "netatlas_series_real(sc * arraySum(arrayMap((a, b, n) -> b * cos(netatlas_series_w(k, n, length(z.1))) "
+        "+ sg * a * sin(netatlas_series_w(k, n, length(z.1))), z.1, z.2, range(length(z.1))))), range(length(z.1)))), '}'), "
+        "[(xr, xi)])[1]"),
+}
+
+REFUSED = ("fit_poly",)
+
+
+def _bound(text: str) -> str:
+    """(a, b) -> body as (a_, b_) -> arrayMap((a, b) -> body, [a_], [b_])[1]: each argument computed
+    once (ClickHouse copies a function's argument at each of its uses, so series functions of series
+    functions grew exponentially)."""
+    params, _, body = text.partition(" -> ")
+    names = [p.strip() for p in params.strip("()").split(",")]
+    outer = ", ".join(f"{n}_" for n in names)
+    return f"({outer}) -> arrayMap(({', '.join(names)}) -> {body}, {', '.join(f'[{n}_]' for n in names)})[1]"
+
+
+PUBLIC = {f"netatlas_series_{name}" for name in (
+    "add", "subtract", "multiply", "divide", "pow", "greater", "greater_equals", "less", "less_equals", "equals",
+    "not_equals", "abs", "acos", "asin", "atan", "ceiling", "cos", "exp", "floor", "log", "sign", "sin", "tan",
+    "sum", "stats", "fit_line", "fill_const", "fill_forward", "fill_backward", "fill_linear", "decompose",
+    "decompose_forecast", "seasonal", "iir", "fir", "fft", "ifft", "dot_product", "cosine_similarity",
+    "pearson_correlation", "magnitude")}
+FUNCTIONS = {name: _bound(text) if name in PUBLIC else text for name, text in FUNCTIONS.items()}
+
+__all__ = ["FUNCTIONS", "REFUSED"]

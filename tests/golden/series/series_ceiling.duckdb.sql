@@ -1,0 +1,1 @@
+SELECT "s", "s_ceiling" FROM (SELECT *, NETATLAS_SERIES_CEILING(CAST("s" AS TEXT)) AS "s_ceiling" FROM (SELECT CAST('[-1.5,1,2.5]' AS JSON) AS "s") AS _q1) AS _result LIMIT 500001

@@ -1,0 +1,1 @@
+SELECT "s1", "s2", "cosine_similarity" FROM (SELECT *, NETATLAS_SERIES_COSINE_SIMILARITY(CAST("s1" AS TEXT), CAST("s2" AS TEXT)) AS "cosine_similarity" FROM (SELECT "s1", "s2" FROM (VALUES (CAST('[0.1,0.2,0.1,0.2]' AS JSON), CAST('[0.11,0.2,0.11,0.21]' AS JSON)), (CAST('[0.1,0.2,0.1,0.2]' AS JSON), CAST('[1,2,3,4]' AS JSON))) AS "_v1"("s1", "s2")) AS _q2) AS _result LIMIT 500001

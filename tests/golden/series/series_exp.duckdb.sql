@@ -1,0 +1,1 @@
+SELECT "s", "s_exp" FROM (SELECT *, NETATLAS_SERIES_EXP(CAST("s" AS TEXT)) AS "s_exp" FROM (SELECT CAST('[1,2,3]' AS JSON) AS "s") AS _q1) AS _result LIMIT 500001

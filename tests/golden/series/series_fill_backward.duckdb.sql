@@ -1,0 +1,1 @@
+SELECT "arr", "fill_backward" FROM (SELECT "arr", NETATLAS_SERIES_FILL_BACKWARD(CAST("arr" AS TEXT), CAST(NULL AS TEXT)) AS "fill_backward" FROM (SELECT "arr" FROM (VALUES (CAST('[111,null,36,41,null,null,16,61,33,null,null]' AS JSON))) AS "_v1"("arr")) AS _q2) AS _result LIMIT 500001

@@ -1,0 +1,1 @@
+SELECT "arr", "fill_forward" FROM (SELECT "arr", NETATLAS_SERIES_FILL_FORWARD(CAST("arr" AS TEXT), CAST(NULL AS TEXT)) AS "fill_forward" FROM (SELECT "arr" FROM (VALUES (CAST('[null,null,36,41,null,null,16,61,33,null,null]' AS JSON))) AS "_v1"("arr")) AS _q2) AS _result LIMIT 500001

@@ -1,0 +1,1 @@
+SELECT "s", "s_floor" FROM (SELECT *, NETATLAS_SERIES_FLOOR(CAST("s" AS TEXT)) AS "s_floor" FROM (SELECT CAST('[-1.5,1,2.5]' AS JSON) AS "s") AS _q1) AS _result LIMIT 500001

@@ -1,0 +1,1 @@
+SELECT "s", "s_log" FROM (SELECT *, NETATLAS_SERIES_LOG(CAST("s" AS TEXT)) AS "s_log" FROM (SELECT CAST('[1,2,3]' AS JSON) AS "s") AS _q1) AS _result LIMIT 500001

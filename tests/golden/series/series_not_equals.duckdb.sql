@@ -1,0 +1,1 @@
+SELECT "s1", "s2", "s1_not_equals_s2" FROM (SELECT *, NETATLAS_SERIES_NOT_EQUALS(CAST("s1" AS TEXT), CAST("s2" AS TEXT)) AS "s1_not_equals_s2" FROM (SELECT CAST('[1,2,4]' AS JSON) AS "s1", CAST('[4,2,1]' AS JSON) AS "s2") AS _q1) AS _result LIMIT 500001

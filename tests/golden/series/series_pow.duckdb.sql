@@ -1,0 +1,1 @@
+SELECT "x", "y", "x_pow_y" FROM (SELECT *, NETATLAS_SERIES_POW(CAST("x" AS TEXT), CAST("y" AS TEXT)) AS "x_pow_y" FROM (SELECT CAST('[1,2,3,4]' AS JSON) AS "x", CAST('[1,2,3,0.5]' AS JSON) AS "y") AS _q1) AS _result LIMIT 500001
