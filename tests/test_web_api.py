@@ -443,7 +443,8 @@ def test_usage_per_day_is_the_usage_table(client):
     assert u["total_mb"] == pytest.approx(sum(sum(t.values()) for t in expect.values()), abs=1e-4)
     assert len(u["machines"]) == 10 and all(set(m) == {"computer", "mb"} for m in u["machines"])
     assert [m["mb"] for m in u["machines"]] == sorted((m["mb"] for m in u["machines"]), reverse=True)
-    [top] = kql(client, """union VMConnection, VMBoundPort, VMComputer, VMProcess, VMComputerTags_CL
+    [top] = kql(client, """union VMConnection, VMBoundPort, VMComputer, VMProcess, VMComputerTags_CL,
+            InsightsMetrics, Perf, Heartbeat
         | summarize mb = sum(_BilledSize) / 1e6 by Computer | top 1 by mb desc""")
     assert (u["machines"][0]["computer"], u["machines"][0]["mb"]) == (top["Computer"], pytest.approx(top["mb"], abs=1e-5))
     assert len(u["processes"]) == 10 and all(set(p) == {"process", "computer", "mb"} for p in u["processes"])
