@@ -152,7 +152,7 @@ def test_an_unknown_column_is_refused_naming_the_row_and_nothing_is_stored(tmp_p
     ("TimeGenerated,Computer\nyesterday,a\n", "VMConnection.csv", "row 1, field TimeGenerated (datetime)"),
     ("TimeGenerated [Local Time],Computer\n{t},a\n", "VMConnection.csv", "holds times in Local Time"),
     ("TimeGenerated,Computer\n{t},a\n", "export.csv", "'export' (from the file name) is not a table"),
-    ("TimeGenerated,Computer,Type\n{t},a,Heartbeat\n", "x.csv", "'Heartbeat' (from its Type column)"),
+    ("TimeGenerated,Computer,Type\n{t},a,SecurityEvent\n", "x.csv", "'SecurityEvent' (from its Type column)"),
     ('{{"value": 1}}', "x.json", "not the query API's answer"),
     ("TimeGenerated,Computer\n{t},a,extra\n", "VMConnection.csv", "row 1 (line 2): 3 values for 2 columns"),
 ])
