@@ -21,6 +21,7 @@ The map is built in named, timed steps (the timings go out as the ``Server-Timin
 | processes | machines | process -> display name | ``PROCESSES`` (VMProcess) |
 | fold | rows + the above | ``Edge``s: one per (source, target, port); the hidden loopback rows' too, to count them | ``Ends.classify`` (the ``ENDS`` table), ``fold()`` |
 | shape | edges now and before | the JSON answer with each edge's ``status`` (``status()``) | ``map_json()`` |
+| heartbeats | the machines of the answer | each machine's ``last_heartbeat`` and ``heartbeat_stopped`` (older than ``STALE`` as of the range's end) | ``HEARTBEATS`` (Heartbeat and InsightsMetrics' Computer Heartbeat), ``heartbeat_state()`` |
 
 An edge goes from the process that opened the connection to the process that accepted it (found
 through the remote machine's bound ports), or to a group of remote ends without an agent. Each
@@ -53,6 +54,7 @@ MAX_MACHINES_FOUND = 50             # machines of /api/machines?search=
 TOP = 10                            # machines and processes of /api/usage
 PORTS_WINDOW = timedelta(hours=1)   # bound ports of /api/machines/{id}: the last hour the machine reported
 WEIGHTS = ("bytes", "links")
+STALE = timedelta(minutes=5)        # a machine whose last heartbeat is older than this (as of the range's end) stopped
 
 
 
@@ -256,6 +258,15 @@ VMBoundPort
 | summarize by Ip, Port, Protocol, Process, ProcessName, IsWildcardBind
 | order by Port asc, Ip asc"""
 
+# The last heartbeat of the machines named (lower-case): the Heartbeat table's records and
+# VM insights' Computer Heartbeat metric, whichever the agent writes.
+HEARTBEATS = """declare query_parameters(since:datetime, stop:datetime, computers:dynamic);
+union (Heartbeat | where TimeGenerated >= since and TimeGenerated < stop | project TimeGenerated, Computer),
+      (InsightsMetrics | where TimeGenerated >= since and TimeGenerated < stop
+           and Namespace == "Computer" and Name == "Heartbeat" | project TimeGenerated, Computer)
+| where tolower(Computer) in (computers)
+| summarize Last = max(TimeGenerated) by Computer"""
+
 USAGE_DAYS = """declare query_parameters(since:datetime);
 Usage
 | where TimeGenerated >= since
@@ -293,6 +304,14 @@ def _subnet_of(v4: list, masks: list) -> str:
         except ValueError:
             continue
     return ""
+
+
+def heartbeat_state(last: datetime | None, end: datetime, now: datetime) -> dict:
+    """A machine's last heartbeat (before ``end``) and whether it stopped: older than STALE as of the
+    range's end (or now, for a range that ends later). A machine without heartbeats never stopped."""
+    asof = min(end, now)
+    return {"last_heartbeat": iso(last) if last is not None else None,
+            "heartbeat_stopped": last is not None and asof - last > STALE}
 
 
 def inventory(rows: list[dict], tag_rows: list[dict]) -> dict[str, Machine]:
@@ -581,8 +600,15 @@ def build_map(ws, selection: Selection, span: Span, options: Options = Options()
     owners = {p: (names.get(p) or listeners.process.get(p))[0] for p in shown}
     display = {r["Process"]: r["DisplayName"] or r["ExecutableName"] for r in src.kql(
         "processes", PROCESSES, since=since, stop=span.end, machines=sorted(set(owners.values()))).to_dicts()}
-    return src.step("shape", map_json, span, focus, machines, edges, names, listeners, display, owners, rows,
-                    loopback_hidden)
+    answer = src.step("shape", map_json, span, focus, machines, edges, names, listeners, display, owners, rows,
+                      loopback_hidden)
+    computers = sorted({m["computer"].lower() for m in answer["machines"] if m["computer"]})
+    last = {r["Computer"].lower(): r["Last"] for r in src.kql(
+        "heartbeats", HEARTBEATS, since=span.end - LOOKBACK, stop=span.end, computers=computers).to_dicts()}
+    now = datetime.now(timezone.utc)
+    for m in answer["machines"]:
+        m.update(heartbeat_state(last.get(m["computer"].lower()), span.end, now))
+    return answer
 
 
 def loopback_apart(rows: list[dict], options: Options) -> tuple[list[dict], list[dict]]:
