@@ -9,8 +9,8 @@ below and texts built from the ``COUNTERS`` table's constants; values only throu
 
 | product | endpoint | queries | shaped by |
 |---|---|---|---|
-| one machine's charts over the range, binned to at most ``MAX_POINTS`` points, and its last heartbeat | ``GET /api/machines/{id}/performance`` (``machine_performance``) | ``MACHINE_METRICS``, ``webmap.HEARTBEATS`` | the ``CHARTS`` table: each chart's lines (a counter, one series per instance or summed over them, a scale) |
-| machines ranked by a statistic of a counter over the range (VM insights' "Top N"), each with its series | ``GET /api/performance`` (``top_machines``) | ``ranking_query``, ``series_query`` of a ``Counter``, ``webmap.HEARTBEATS`` | the ``COUNTERS`` and ``STATS`` tables |
+| one machine's charts over the range, binned to at most ``MAX_POINTS`` points, and its last heartbeat | ``GET /api/machines/{id}/performance`` (``machine_performance``) | ``MACHINE_METRICS``, ``webmap.last_heartbeats`` | the ``CHARTS`` table: each chart's lines (a counter, one series per instance or summed over them, a scale) |
+| machines ranked by a statistic of a counter over the range (VM insights' "Top N"), each with its series | ``GET /api/performance`` (``top_machines``) | ``ranking_query``, ``series_query`` of a ``Counter``, ``webmap.last_heartbeats`` | the ``COUNTERS`` and ``STATS`` tables |
 
 A machine's value of a counter at one time is its instances' values combined (``Counter.combine``:
 summed for rates and memory, the largest for disk space used and latency); a statistic is then
@@ -26,8 +26,8 @@ from datetime import datetime, timedelta, timezone
 
 from .errors import WebMapError
 from .limits import DEFAULT_TIMEOUT
-from .webmap import (HEARTBEATS, LATEST_MACHINES, LOOKBACK, Source, Span, heartbeat_state, inventory, iso,
-                     _names_machine)
+from .webmap import (LATEST_MACHINES, LOOKBACK, Source, Span, heartbeat_state, inventory, iso, last_heartbeats,
+                     machine_named)
 
 MAX_POINTS = 120                     # bins of a series at most: the step grows with the range
 STEPS = tuple(timedelta(minutes=m) for m in (1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440))
@@ -132,9 +132,7 @@ def _inventory_by_computer(src: Source) -> dict[str, object]:
 
 def _heartbeats(src: Source, span: Span, computers: list[str], now: datetime) -> dict[str, dict]:
     """lower-case Computer -> ``webmap.heartbeat_state``."""
-    rows = src.kql("heartbeats", HEARTBEATS, since=span.end - LOOKBACK, stop=span.end,
-                   computers=sorted({c.lower() for c in computers})).to_dicts()
-    last = {r["Computer"].lower(): r["Last"] for r in rows}
+    last = last_heartbeats(src, computers, span.end)
     return {c.lower(): heartbeat_state(last.get(c.lower()), span.end, now) for c in computers}
 
 
@@ -256,8 +254,7 @@ def machine_performance(ws, key: str, span: Span, *, now: datetime | None = None
     now = now or datetime.now(timezone.utc)
     src = Source(ws, timeout)
     machines = inventory(src.kql("inventory", LATEST_MACHINES).to_dicts(), [])
-    found = machines.get(key) or next((m for m in sorted(machines.values(), key=lambda m: m.id)
-                                       if _names_machine(m, key)), None)
+    found = machine_named(machines, key)
     if found is not None:
         mid, computer = found.id, found.computer
     elif src.kql("known", KNOWN, since=span.start - LOOKBACK, stop=span.end, computer=key).rows:

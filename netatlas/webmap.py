@@ -21,7 +21,7 @@ The map is built in named, timed steps (the timings go out as the ``Server-Timin
 | processes | machines | process -> display name | ``PROCESSES`` (VMProcess) |
 | fold | rows + the above | ``Edge``s: one per (source, target, port); the hidden loopback rows' too, to count them | ``Ends.classify`` (the ``ENDS`` table), ``fold()`` |
 | shape | edges now and before | the JSON answer with each edge's ``status`` (``status()``) | ``map_json()`` |
-| heartbeats | the machines of the answer | each machine's ``last_heartbeat`` and ``heartbeat_stopped`` (older than ``STALE`` as of the range's end) | ``HEARTBEATS`` (Heartbeat and InsightsMetrics' Computer Heartbeat), ``heartbeat_state()`` |
+| heartbeats | the machines of the answer | each machine's ``last_heartbeat`` and ``heartbeat_stopped`` (older than ``STALE`` as of the range's end) | ``HEARTBEATS`` (Heartbeat, else InsightsMetrics' Computer Heartbeat), ``last_heartbeats()``, ``heartbeat_state()`` |
 
 An edge goes from the process that opened the connection to the process that accepted it (found
 through the remote machine's bound ports), or to a group of remote ends without an agent. Each
@@ -258,14 +258,21 @@ VMBoundPort
 | summarize by Ip, Port, Protocol, Process, ProcessName, IsWildcardBind
 | order by Port asc, Ip asc"""
 
-# The last heartbeat of the machines named (lower-case): the Heartbeat table's records and
-# VM insights' Computer Heartbeat metric, whichever the agent writes.
-HEARTBEATS = """declare query_parameters(since:datetime, stop:datetime, computers:dynamic);
-union (Heartbeat | where TimeGenerated >= since and TimeGenerated < stop | project TimeGenerated, Computer),
-      (InsightsMetrics | where TimeGenerated >= since and TimeGenerated < stop
-           and Namespace == "Computer" and Name == "Heartbeat" | project TimeGenerated, Computer)
-| where tolower(Computer) in (computers)
-| summarize Last = max(TimeGenerated) by Computer"""
+# Where a machine's heartbeats are, in the order asked: the Heartbeat table's records, then (for the
+# machines not found there) VM insights' Computer Heartbeat metric. Each: its last one per Computer
+# named (lower-case) in [since, stop).
+HEARTBEATS = (
+    """declare query_parameters(since:datetime, stop:datetime, computers:dynamic);
+Heartbeat
+| where TimeGenerated >= since and TimeGenerated < stop and tolower(Computer) in (computers)
+| summarize Last = max(TimeGenerated) by Computer""",
+    """declare query_parameters(since:datetime, stop:datetime, computers:dynamic);
+InsightsMetrics
+| where TimeGenerated >= since and TimeGenerated < stop and Namespace == "Computer" and Name == "Heartbeat"
+    and tolower(Computer) in (computers)
+| summarize Last = max(TimeGenerated) by Computer""",
+)
+
 
 USAGE_DAYS = """declare query_parameters(since:datetime);
 Usage
@@ -306,6 +313,20 @@ def _subnet_of(v4: list, masks: list) -> str:
     return ""
 
 
+def last_heartbeats(src: "Source", computers, end: datetime) -> dict[str, datetime]:
+    """lower-case Computer -> its last heartbeat in the LOOKBACK before ``end`` (``HEARTBEATS``, in order)."""
+    last: dict[str, datetime] = {}
+    wanted = sorted({c.lower() for c in computers if c})
+    for text in HEARTBEATS:
+        if not wanted:
+            break
+        for r in src.kql("heartbeats", text, since=end - LOOKBACK, stop=end, computers=wanted).to_dicts():
+            key = r["Computer"].lower()
+            last[key] = max(last.get(key, r["Last"]), r["Last"])
+        wanted = [c for c in wanted if c not in last]
+    return last
+
+
 def heartbeat_state(last: datetime | None, end: datetime, now: datetime) -> dict:
     """A machine's last heartbeat (before ``end``) and whether it stopped: older than STALE as of the
     range's end (or now, for a range that ends later). A machine without heartbeats never stopped."""
@@ -329,6 +350,12 @@ def inventory(rows: list[dict], tag_rows: list[dict]) -> dict[str, Machine]:
 def _names_machine(m: Machine, text: str) -> bool:
     t = text.strip().lower()
     return t in (m.id.lower(), m.computer.lower(), m.short.lower()) or t in (a.lower() for a in m.ips)
+
+
+def machine_named(machines: dict[str, Machine], key: str) -> Machine | None:
+    """The machine of an id, else the first (by id) with that Computer name, first label or address."""
+    return machines.get(key) or next((m for m in sorted(machines.values(), key=lambda m: m.id)
+                                      if _names_machine(m, key)), None)
 
 
 def _in_subnet(m: Machine, net) -> bool:
@@ -602,9 +629,7 @@ def build_map(ws, selection: Selection, span: Span, options: Options = Options()
         "processes", PROCESSES, since=since, stop=span.end, machines=sorted(set(owners.values()))).to_dicts()}
     answer = src.step("shape", map_json, span, focus, machines, edges, names, listeners, display, owners, rows,
                       loopback_hidden)
-    computers = sorted({m["computer"].lower() for m in answer["machines"] if m["computer"]})
-    last = {r["Computer"].lower(): r["Last"] for r in src.kql(
-        "heartbeats", HEARTBEATS, since=span.end - LOOKBACK, stop=span.end, computers=computers).to_dicts()}
+    last = last_heartbeats(src, [m["computer"] for m in answer["machines"]], span.end)
     now = datetime.now(timezone.utc)
     for m in answer["machines"]:
         m.update(heartbeat_state(last.get(m["computer"].lower()), span.end, now))
@@ -841,8 +866,7 @@ def machine_detail(ws, key: str, *, timeout: float = DEFAULT_TIMEOUT) -> dict:
     processes (latest VMProcess each) and bound ports (``GET /api/machines/{id}``)."""
     src = Source(ws, timeout)
     machines = inventory(src.kql("inventory", LATEST_MACHINES).to_dicts(), src.kql("tags", ALL_TAGS).to_dicts())
-    found = machines.get(key) or next((m for m in sorted(machines.values(), key=lambda m: m.id)
-                                       if _names_machine(m, key)), None)
+    found = machine_named(machines, key)
     if found is None:
         raise WebMapError(f"no machine {key!r} (give its Machine id, its Computer name or one of its addresses)",
                           field="id", status=404, code="MACHINE_NOT_FOUND")
