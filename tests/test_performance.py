@@ -314,6 +314,17 @@ BAD = [
     ("/api/performance", {"counter": "cpu", "to": "2026-13-45T00:00:00Z"}, "to", "ISO 8601"),
     ("/api/performance", {"counter": "cpu", "from": HOUR["to"], "to": HOUR["from"]}, "from", "before"),
     ("/api/performance", {"counter": "cpu", "to": "0001-01-01T00:10:00Z"}, "from", "give from"),
+    ("/api/performance", {"counter": "cpu", "top": "\uff11\uff10"}, "top", "1 to 100"),       # fullwidth digits
+    ("/api/performance", {"counter": "cpu", "from": "0001-01-01T00:00:00Z", "to": "0001-01-02T00:00:00Z"},
+     "from", "earliest"),
+    ("/api/machines/edge-01.perf.test/performance", {"from": "0001-01-01T00:00:00Z", "to": "0001-01-01T00:00:01Z"},
+     "from", "earliest"),
+    ("/api/machines/nosuch/performance", {"from": "0001-01-02T00:00:00Z", "to": "0001-01-05T00:00:00Z"},
+     "from", "earliest"),
+    ("/api/map", {"group": "all", "from": "0001-01-01T00:00:00Z", "to": "0001-01-02T00:00:00Z"}, "from", "earliest"),
+    ("/api/network", {"from": "0001-01-01T00:00:00Z", "to": "0001-01-02T00:00:00Z"}, "from", "earliest"),
+    ("/api/edges", {"source": "p-1", "target": "p-2", "port": "1", "from": "0001-01-01T00:00:00Z",
+                    "to": "0001-01-02T00:00:00Z"}, "from", "earliest"),
     ("/api/machines/web-01.perf.test/performance", {"from": "soon"}, "from", "ISO 8601"),
     ("/api/machines/web-01.perf.test/performance", {"from": HOUR["to"], "to": HOUR["to"]}, "from", "before"),
     ("/api/machines/web-01.perf.test/performance", {"to": "0001-01-01T00:00:00"}, "from", "give from"),
@@ -335,8 +346,10 @@ def test_an_unknown_machine_is_a_404_and_no_key_a_401(client, server):
 
 
 def test_the_widest_range_is_answered_in_few_bins(client):
-    widest = {"from": "0001-01-01T00:00:00Z", "to": "9999-12-31T00:00:00Z"}
+    widest = {"from": "0001-01-03T00:00:00Z", "to": "9999-12-31T23:59:59.999999Z"}
     got = ok(client, "/api/performance", counter="cpu", **widest)
     assert len(got["times"]) <= perf.MAX_POINTS and len(got["machines"]) == len(MACHINES)
-    got = ok(client, "/api/machines/web-01.perf.test/performance", **widest)
-    assert len(got["times"]) <= perf.MAX_POINTS
+    for path in ("/api/machines/web-01.perf.test/performance", "/api/machines/edge-01.perf.test/performance"):
+        got = ok(client, path, **widest)
+        assert len(got["times"]) <= perf.MAX_POINTS and got["last_heartbeat"] is None     # none in 9999
+    assert len(ok(client, "/api/map", group="all", **widest)["machines"]) == 3

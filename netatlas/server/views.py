@@ -34,6 +34,9 @@ from .http import HttpError, json_response, service
 from .timespan import TimespanError, parse_datetime
 
 DEFAULT_RANGE = timedelta(minutes=30)
+# the earliest start of a range: the views look back before it (inventory, heartbeats: a day; the
+# map's comparison: a day more), and no datetime comes before year 1
+EARLIEST = datetime(1, 1, 1, tzinfo=timezone.utc) + webmap.LOOKBACK + webmap.COMPARE
 MAX_DAYS = 4383                      # as retention: 12 years
 FLAGS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
@@ -102,7 +105,7 @@ def _choice(table: dict):
 
 def _top(values: list[str]) -> int:
     text = values[-1].strip()
-    if not text.isdigit() or not 1 <= int(text) <= perf.MAX_TOP:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= perf.MAX_TOP:
         raise ValueError(f"{text!r} is not a whole number from 1 to {perf.MAX_TOP}")
     return int(text)
 
@@ -147,6 +150,9 @@ def span_of(p: dict) -> webmap.Span:
     if start >= end:
         raise HttpError(400, "BAD_PARAMETER", f"from ({webmap.iso(start)}) must be before to ({webmap.iso(end)})",
                         field="from")
+    if start < EARLIEST:
+        raise HttpError(400, "BAD_PARAMETER", f"from ({webmap.iso(start)}) is before {webmap.iso(EARLIEST)}, the "
+                        "earliest a range may start (the views look back two days before it)", field="from")
     return webmap.Span(start, end)
 
 
