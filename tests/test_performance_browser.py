@@ -5,7 +5,8 @@ whose heartbeat stopped 20 minutes before NOW, and edge-01 that sends only count
 The Performance page ranks them as /api/performance does, draws each one's value as a bar and
 its series as a sparkline, and opens a machine's details (its record, its charts, its last
 heartbeat) on a click; the map marks app-01 as a machine whose heartbeat stopped, and its details
-say so. Skipped without /usr/bin/chromium, as tests/test_ui_browser.py is.
+say so. Skipped without /usr/bin/chromium, as tests/test_ui_browser.py is; its screenshots go where
+tests/test_ui_browser.py's go (``scripts/screenshots.sh`` runs both files).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 
 from test_performance import HOUR, MACHINES, STOPPED, fill, minutes_of
 from test_server import serve_filled
-from test_ui_browser import CHROMIUM, signed_in, wait_map, map_elements, click_canvas  # noqa: F401 (skips without it)
+from test_ui_browser import CHROMIUM, shot, shots, signed_in, wait_map, click_canvas  # noqa: F401 (skips without it)
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
@@ -70,7 +71,7 @@ def rows(page) -> list[dict]:
       heartbeat: tr.lastElementChild.textContent}))""")
 
 
-def test_the_performance_page_ranks_machines_by_a_counter_and_opens_one(page, base, client):
+def test_the_performance_page_ranks_machines_by_a_counter_and_opens_one(page, base, client, shot):
     page.goto(f"{base}/#/performance?{RANGE}")
     wait_list(page)
     assert page.locator("nav a.active").inner_text() == "Performance"
@@ -117,6 +118,13 @@ def test_the_performance_page_ranks_machines_by_a_counter_and_opens_one(page, ba
     assert {c["id"] for c in drawn} == {"cpu", "memory", "memory_percent", "disk_free", "disk_io", "network"}
     beat = page.locator("#perf-details #machine-heartbeat").inner_text()
     assert "ago" in beat and "stopped" not in beat
+    page.select_option("#perf-counter", "cpu")              # the picture: CPU of all four
+    page.fill("#perf-top", "10")
+    page.press("#perf-top", "Enter")
+    page.wait_for_function("() => !location.hash.includes('top=') && !location.hash.includes('counter=')")
+    wait_list(page)
+    page.mouse.move(5, 5)
+    shot(page, "performance.png")
 
 
 def test_a_machine_without_a_record_opens_its_charts_and_bad_n_says_why(page, base):
@@ -135,7 +143,7 @@ def test_a_machine_without_a_record_opens_its_charts_and_bad_n_says_why(page, ba
     page.errors[:] = [e for e in page.errors if "status of 400" not in e]
 
 
-def test_the_map_marks_a_machine_whose_heartbeat_stopped(page, base):
+def test_the_map_marks_a_machine_whose_heartbeat_stopped(page, base, shot):
     page.goto(f"{base}/#/map?group=all&{RANGE}")
     wait_map(page)
     nodes = page.evaluate("""() => window.netatlasMap.nodes("[kind = 'machine']").map((n) => ({
@@ -156,3 +164,4 @@ def test_the_map_marks_a_machine_whose_heartbeat_stopped(page, base):
     beat = page.locator("#details #machine-heartbeat").inner_text()
     assert "heartbeat stopped" in beat and re.search(r"\b2\d min ago", beat), beat
     assert int(page.get_attribute("#details #machine-perf", "data-charts")) >= 5
+    shot(page, "map-heartbeat.png")
