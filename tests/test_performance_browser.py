@@ -157,8 +157,13 @@ def test_the_map_marks_a_machine_whose_heartbeat_stopped(page, base, shot):
     assert by_name["app-01.perf.test"]["color"] == "rgb(197,15,31)"
     assert "1 heartbeat stopped" in page.locator(".map-status").inner_text()
     assert "heartbeat stopped" in page.locator(".legend").inner_text()
-    # its details say when its last heartbeat was, and draw its charts
+    # hovering it says so; its details say when its last heartbeat was, and draw its charts
     app = by_name["app-01.perf.test"]
+    box = page.locator("#cy").bounding_box()
+    page.mouse.move(box["x"] + app["x"], box["y"] + app["y"])
+    page.wait_for_selector(".tooltip:not([hidden])")
+    tip = page.locator(".tooltip").inner_text()
+    assert "app-01.perf.test" in tip and "heartbeat stopped" in tip and re.search(r"\b2\d min ago", tip), tip
     click_canvas(page, "#cy", app["x"], app["y"])
     page.wait_for_selector("#details #machine-perf[data-ready='1']")
     beat = page.locator("#details #machine-heartbeat").inner_text()

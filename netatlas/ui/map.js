@@ -3,7 +3,7 @@
 import { api, ApiError } from "./api.js";
 import { timeRangeFrom } from "./timerange.js";
 import { h, clear, fmtBytes, fmtNum, fmtMs, fmtTime, debounce, store, notice, hashParams, setHashParams } from "./util.js";
-import { machinePanel, processPanel, recordsTable } from "./details.js";
+import { ago, machinePanel, processPanel, recordsTable } from "./details.js";
 import { layered } from "./layout.js";
 
 const SYSTEM_PROCESSES = "System,svchost.exe,lsass.exe,services.exe,wininit.exe,csrss.exe,smss.exe";
@@ -519,6 +519,14 @@ export async function mount(main) {
     });
     cy.on("mousemove", "edge", (evt) => place(evt.renderedPosition));
     cy.on("mouseout", "edge", () => { tooltip.hidden = true; });
+    cy.on("mouseover", "node[kind = 'machine'][?stopped]", (evt) => {
+      const d = evt.target.data();
+      clear(tooltip, h("div.tt-title", d.label), h("div", h("b.bad", "heartbeat stopped"),
+        d.lastHeartbeat ? ` · last ${fmtTime(d.lastHeartbeat)} (${ago(d.lastHeartbeat)})` : ""));
+      tooltip.hidden = false;
+      place(evt.renderedPosition);
+    });
+    cy.on("mouseout", "node", () => { tooltip.hidden = true; });
     cy.on("tap", "node", (evt) => select(evt.target));
     cy.on("tap", "edge", (evt) => showEdge(evt.target.data()));
     cy.on("tap", (evt) => { if (evt.target === cy) clear(details, notice("Select a machine, a process, a group or a connection.")); });
