@@ -5,7 +5,8 @@ The workspace holds four machines over the hour before NOW, written here as the 
 minute): web-01, db-01 and app-01 with VMComputer records, app-01 silent for its last 20 minutes
 (its heartbeat stopped), and edge-01, which sends only counters and VM insights' Computer
 Heartbeat metric (no VMComputer, no Heartbeat record). Every expected value is computed here from
-the records written, or by independent KQL over /api/query.
+the records written, or by independent KQL over /api/query; the same records copied into a
+ClickHouse store (chdb) give the same answers.
 """
 from __future__ import annotations
 
@@ -353,3 +354,38 @@ def test_the_widest_range_is_answered_in_few_bins(client):
         got = ok(client, path, **widest)
         assert len(got["times"]) <= perf.MAX_POINTS and got["last_heartbeat"] is None     # none in 9999
     assert len(ok(client, "/api/map", group="all", **widest)["machines"]) == 3
+
+
+# ---------------------------------------------------------------- the same answers from ClickHouse
+
+@pytest.fixture(scope="module")
+def stores():
+    chdb_store = pytest.importorskip("netatlas.store.chdb", reason="chdb is not installed: pip install -e '.[clickhouse]'")
+    from netatlas.store import copy_tables
+    from netatlas.workspace import StoreWorkspace
+    duck = netatlas.connect()
+    fill(duck)
+    ch = StoreWorkspace(chdb_store.ChdbStore(None), duck.catalogue, retention={t: 4383 for t in duck.catalogue.names()})
+    assert copy_tables(duck, ch.store)["InsightsMetrics"] > 1000
+    yield duck, ch
+    ch.close()
+    duck.close()
+
+
+def test_the_performance_answers_are_the_same_on_clickhouse(stores):
+    duck, ch = stores
+    span = Span(NOW - timedelta(hours=1), NOW)
+    day = Span(NOW - timedelta(days=1), NOW)
+    for counter in perf.COUNTERS:
+        for stat in perf.STATS:
+            want = perf.top_machines(duck, counter, stat, 10, span, now=NOW)
+            assert perf.top_machines(ch, counter, stat, 10, span, now=NOW) == want, (counter, stat)
+        assert perf.top_machines(ch, counter, "avg", 3, day, now=NOW) == \
+            perf.top_machines(duck, counter, "avg", 3, day, now=NOW), counter
+    for key in list(MACHINES) + [mid(0xa1), "10.20.0.12"]:
+        for s in (span, day):
+            assert perf.machine_performance(ch, key, s, now=NOW) == perf.machine_performance(duck, key, s, now=NOW), key
+    want = webmap.build_map(duck, webmap.Selection("all"), span)
+    assert [(m["computer"], m["last_heartbeat"], m["heartbeat_stopped"]) for m in want["machines"]] == \
+        [(m["computer"], m["last_heartbeat"], m["heartbeat_stopped"])
+         for m in webmap.build_map(ch, webmap.Selection("all"), span)["machines"]]
