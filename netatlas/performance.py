@@ -17,6 +17,9 @@ summed for rates and memory, the largest for disk space used and latency); a sta
 taken over those values in the range. The map's heartbeat state (``webmap.heartbeat_state``:
 stopped when the last heartbeat in the day before the range's end is older than ``webmap.STALE``)
 is the same for the map, a machine's details and the ranking.
+
+Not read yet: the Log Analytics agent's ``Perf`` records (a machine that sends only those has no
+charts and is not ranked; its Heartbeat records count).
 """
 from __future__ import annotations
 

@@ -97,11 +97,6 @@ export function performanceSection(key, range) {
   return section;
 }
 
-// The ECharts instances of the machine panels on the page (for the browser tests and the console).
-export function machineCharts() {
-  return perfCharts.filter((c) => document.body.contains(c.getDom()));
-}
-
 // actions: focus (the map of this machine), toggle (expand its processes), open, range ({from, to}:
 // its performance over this range).
 export function machinePanel(m, info, actions = {}) {
