@@ -21,6 +21,7 @@ The map is built in named, timed steps (the timings go out as the ``Server-Timin
 | processes | machines | process -> display name | ``PROCESSES`` (VMProcess) |
 | fold | rows + the above | ``Edge``s: one per (source, target, port); the hidden loopback rows' too, to count them | ``Ends.classify`` (the ``ENDS`` table), ``fold()`` |
 | shape | edges now and before | the JSON answer with each edge's ``status`` (``status()``) | ``map_json()`` |
+| heartbeats | the machines of the answer | each machine's ``last_heartbeat`` and ``heartbeat_stopped`` (older than ``STALE`` as of the range's end) | ``HEARTBEATS`` (Heartbeat, else InsightsMetrics' Computer Heartbeat), ``last_heartbeats()``, ``heartbeat_state()`` |
 
 An edge goes from the process that opened the connection to the process that accepted it (found
 through the remote machine's bound ports), or to a group of remote ends without an agent. Each
@@ -53,6 +54,7 @@ MAX_MACHINES_FOUND = 50             # machines of /api/machines?search=
 TOP = 10                            # machines and processes of /api/usage
 PORTS_WINDOW = timedelta(hours=1)   # bound ports of /api/machines/{id}: the last hour the machine reported
 WEIGHTS = ("bytes", "links")
+STALE = timedelta(minutes=5)        # a machine whose last heartbeat is older than this (as of the range's end) stopped
 
 
 
@@ -256,6 +258,22 @@ VMBoundPort
 | summarize by Ip, Port, Protocol, Process, ProcessName, IsWildcardBind
 | order by Port asc, Ip asc"""
 
+# Where a machine's heartbeats are, in the order asked: the Heartbeat table's records, then (for the
+# machines not found there) VM insights' Computer Heartbeat metric. Each: its last one per Computer
+# named (lower-case) in [since, stop).
+HEARTBEATS = (
+    """declare query_parameters(since:datetime, stop:datetime, computers:dynamic);
+Heartbeat
+| where TimeGenerated >= since and TimeGenerated < stop and tolower(Computer) in (computers)
+| summarize Last = max(TimeGenerated) by Computer""",
+    """declare query_parameters(since:datetime, stop:datetime, computers:dynamic);
+InsightsMetrics
+| where TimeGenerated >= since and TimeGenerated < stop and Namespace == "Computer" and Name == "Heartbeat"
+    and tolower(Computer) in (computers)
+| summarize Last = max(TimeGenerated) by Computer""",
+)
+
+
 USAGE_DAYS = """declare query_parameters(since:datetime);
 Usage
 | where TimeGenerated >= since
@@ -295,6 +313,28 @@ def _subnet_of(v4: list, masks: list) -> str:
     return ""
 
 
+def last_heartbeats(src: "Source", computers, end: datetime) -> dict[str, datetime]:
+    """lower-case Computer -> its last heartbeat in the LOOKBACK before ``end`` (``HEARTBEATS``, in order)."""
+    last: dict[str, datetime] = {}
+    wanted = sorted({c.lower() for c in computers if c})
+    for text in HEARTBEATS:
+        if not wanted:
+            break
+        for r in src.kql("heartbeats", text, since=end - LOOKBACK, stop=end, computers=wanted).to_dicts():
+            key = r["Computer"].lower()
+            last[key] = max(last.get(key, r["Last"]), r["Last"])
+        wanted = [c for c in wanted if c not in last]
+    return last
+
+
+def heartbeat_state(last: datetime | None, end: datetime, now: datetime) -> dict:
+    """A machine's last heartbeat (before ``end``) and whether it stopped: older than STALE as of the
+    range's end (or now, for a range that ends later). A machine without heartbeats never stopped."""
+    asof = min(end, now)
+    return {"last_heartbeat": iso(last) if last is not None else None,
+            "heartbeat_stopped": last is not None and asof - last > STALE}
+
+
 def inventory(rows: list[dict], tag_rows: list[dict]) -> dict[str, Machine]:
     """Latest VMComputer rows (and VMComputerTags_CL rows) -> Machine per id."""
     tags = {r["Machine"]: r["Tags"] for r in tag_rows if isinstance(r.get("Tags"), dict)}
@@ -310,6 +350,12 @@ def inventory(rows: list[dict], tag_rows: list[dict]) -> dict[str, Machine]:
 def _names_machine(m: Machine, text: str) -> bool:
     t = text.strip().lower()
     return t in (m.id.lower(), m.computer.lower(), m.short.lower()) or t in (a.lower() for a in m.ips)
+
+
+def machine_named(machines: dict[str, Machine], key: str) -> Machine | None:
+    """The machine of an id, else the first (by id) with that Computer name, first label or address."""
+    return machines.get(key) or next((m for m in sorted(machines.values(), key=lambda m: m.id)
+                                      if _names_machine(m, key)), None)
 
 
 def _in_subnet(m: Machine, net) -> bool:
@@ -581,8 +627,13 @@ def build_map(ws, selection: Selection, span: Span, options: Options = Options()
     owners = {p: (names.get(p) or listeners.process.get(p))[0] for p in shown}
     display = {r["Process"]: r["DisplayName"] or r["ExecutableName"] for r in src.kql(
         "processes", PROCESSES, since=since, stop=span.end, machines=sorted(set(owners.values()))).to_dicts()}
-    return src.step("shape", map_json, span, focus, machines, edges, names, listeners, display, owners, rows,
-                    loopback_hidden)
+    answer = src.step("shape", map_json, span, focus, machines, edges, names, listeners, display, owners, rows,
+                      loopback_hidden)
+    last = last_heartbeats(src, [m["computer"] for m in answer["machines"]], span.end)
+    now = datetime.now(timezone.utc)
+    for m in answer["machines"]:
+        m.update(heartbeat_state(last.get(m["computer"].lower()), span.end, now))
+    return answer
 
 
 def loopback_apart(rows: list[dict], options: Options) -> tuple[list[dict], list[dict]]:
@@ -815,8 +866,7 @@ def machine_detail(ws, key: str, *, timeout: float = DEFAULT_TIMEOUT) -> dict:
     processes (latest VMProcess each) and bound ports (``GET /api/machines/{id}``)."""
     src = Source(ws, timeout)
     machines = inventory(src.kql("inventory", LATEST_MACHINES).to_dicts(), src.kql("tags", ALL_TAGS).to_dicts())
-    found = machines.get(key) or next((m for m in sorted(machines.values(), key=lambda m: m.id)
-                                       if _names_machine(m, key)), None)
+    found = machine_named(machines, key)
     if found is None:
         raise WebMapError(f"no machine {key!r} (give its Machine id, its Computer name or one of its addresses)",
                           field="id", status=404, code="MACHINE_NOT_FOUND")

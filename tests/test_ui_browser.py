@@ -527,6 +527,7 @@ def test_every_page_comes_from_the_package_and_no_cdn(base):
     import urllib.request
     html = urllib.request.urlopen(base + "/").read().decode()
     assert "http://" not in html and "https://" not in html
-    for module in ("app.js", "api.js", "map.js", "logs.js", "usage.js", "network.js", "charts.js", "kql-mode.js"):
+    for module in ("app.js", "api.js", "map.js", "logs.js", "usage.js", "network.js", "charts.js", "kql-mode.js",
+                   "performance.js", "details.js"):
         text = (ROOT / "netatlas" / "ui" / module).read_text()
         assert "https://" not in text.replace("https://www.maxmind.com", ""), module

@@ -50,7 +50,7 @@ def test_every_web_route_is_in_the_endpoint_table_and_the_doc():
     from netatlas.server import app, views
     doc = (ROOT / "docs" / "web-api.md").read_text()
     paths = [r.path for r in app.ROUTES if getattr(getattr(r, "endpoint", None), "__module__", "") == views.__name__]
-    assert len(paths) == 8
+    assert len(paths) == 10
     for path in paths:
         assert f"GET {path}" in server_pkg.__doc__, path
         assert f"`GET {path}" in doc or f"`{path}" in doc, path
@@ -197,7 +197,9 @@ def test_the_map_of_all_machines_has_the_documented_shape(full_map, inventory):
     assert m["range"] == LAST_DAY
     assert sorted(m["focus"]) == sorted(v["id"] for v in inventory.values())
     for mm in m["machines"]:
-        assert set(mm) == {"id", "computer", "os", "ips", "tags", "focus", "processes"}
+        assert set(mm) == {"id", "computer", "os", "ips", "tags", "focus", "processes", "last_heartbeat",
+                           "heartbeat_stopped"}
+        assert mm["heartbeat_stopped"] in (True, False) and (mm["last_heartbeat"] is None) <= (not mm["heartbeat_stopped"])
         assert mm["focus"] is True and mm["os"] and inventory[mm["computer"]]["ip"] in mm["ips"]
         for p in mm["processes"]:
             assert set(p) == {"id", "name", "display", "ports"} and p["id"].startswith("p-") and p["name"]

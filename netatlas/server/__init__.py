@@ -15,6 +15,8 @@
 | ``GET /api/map?machine=M`` or ``?group=G`` | Bearer, query key | the dependency map of a machine or a group (all, tag:K=V, subnet:CIDR) over ``from``/``to``: machines, processes, groups, edges with status (docs/web-api.md) | ``views.py`` (``webmap.py``) |
 | ``GET /api/machines?search=TEXT`` | Bearer, query key | machines (latest VMComputer) whose name or an address matches | ``views.py`` |
 | ``GET /api/machines/{id}`` | Bearer, query key | one machine: its latest VMComputer record, tags, processes, bound ports | ``views.py`` |
+| ``GET /api/machines/{id}/performance`` | Bearer, query key | one machine's performance charts over ``from``/``to`` (InsightsMetrics, binned) and its last heartbeat | ``views.py`` (``performance.py``) |
+| ``GET /api/performance?counter=&stat=&top=`` | Bearer, query key | machines ranked by a statistic of a counter over ``from``/``to`` (VM insights' Top N), each with its series and last heartbeat | ``views.py`` (``performance.py``) |
 | ``GET /api/edges?source=&target=&port=`` | Bearer, query key | the VMConnection records under one map edge | ``views.py`` |
 | ``GET /api/network`` | Bearer, query key | machine-to-machine traffic for the network chart | ``views.py`` |
 | ``GET /api/usage?days=N`` | Bearer, query key | MB per day and table, the top machines and processes, retention | ``views.py`` |

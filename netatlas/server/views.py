@@ -5,6 +5,8 @@
 | ``GET /api/map`` | machine or group, from, to, only_failures, hide_loopback, exclude | ``build_map`` |
 | ``GET /api/machines`` | search | ``find_machines`` |
 | ``GET /api/machines/{id}`` | | ``machine_detail`` |
+| ``GET /api/machines/{id}/performance`` | from, to | ``performance.machine_performance`` |
+| ``GET /api/performance`` | counter, stat, top, from, to | ``performance.top_machines`` |
 | ``GET /api/edges`` | source, target, port, from, to | ``edge_records`` |
 | ``GET /api/network`` | from, to, subnet, weight, exclude | ``network`` |
 | ``GET /api/usage`` | days | ``usage`` |
@@ -25,13 +27,16 @@ from datetime import datetime, timedelta, timezone
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .. import webmap
+from .. import performance as perf, webmap
 from ..auth import verify_bearer
 from ..errors import KqlError, QueryExecutionError, QueryLimitError
 from .http import HttpError, json_response, service
 from .timespan import TimespanError, parse_datetime
 
 DEFAULT_RANGE = timedelta(minutes=30)
+# the earliest start of a range: the views look back before it (inventory, heartbeats: a day; the
+# map's comparison: a day more), and no datetime comes before year 1
+EARLIEST = datetime(1, 1, 1, tzinfo=timezone.utc) + webmap.LOOKBACK + webmap.COMPARE
 MAX_DAYS = 4383                      # as retention: 12 years
 FLAGS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
@@ -89,6 +94,22 @@ def _weight(values: list[str]) -> str:
     return text
 
 
+def _choice(table: dict):
+    def parse(values: list[str]) -> str:
+        text = values[-1].strip().lower()
+        if text not in table:
+            raise ValueError(f"{values[-1]!r} is not one of {', '.join(table)}")
+        return text
+    return parse
+
+
+def _top(values: list[str]) -> int:
+    text = values[-1].strip()
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= perf.MAX_TOP:
+        raise ValueError(f"{text!r} is not a whole number from 1 to {perf.MAX_TOP}")
+    return int(text)
+
+
 # name -> (parser, default when absent or empty)
 PARAMETERS = {
     "from": (_datetime, None), "to": (_datetime, None),
@@ -96,6 +117,8 @@ PARAMETERS = {
     "only_failures": (_flag, False), "hide_loopback": (_flag, True), "exclude": (_names, ()),
     "source": (_text, None), "target": (_text, None), "port": (_port, None),
     "subnet": (_cidr, None), "weight": (_weight, "bytes"), "days": (_days, 30), "search": (_text, ""),
+    "counter": (_choice(perf.COUNTERS), None), "stat": (_choice(perf.STATS), perf.DEFAULT_STAT),
+    "top": (_top, perf.DEFAULT_TOP),
 }
 
 
@@ -119,10 +142,17 @@ def read(request: Request, *names: str, required: tuple[str, ...] = ()) -> dict:
 
 def span_of(p: dict) -> webmap.Span:
     end = p["to"] or datetime.now(timezone.utc)
-    start = p["from"] or end - DEFAULT_RANGE
+    try:
+        start = p["from"] or end - DEFAULT_RANGE
+    except OverflowError:
+        raise HttpError(400, "BAD_PARAMETER", f"to ({webmap.iso(end)}) leaves no room for the default "
+                        f"{DEFAULT_RANGE} before it: give from", field="from") from None
     if start >= end:
         raise HttpError(400, "BAD_PARAMETER", f"from ({webmap.iso(start)}) must be before to ({webmap.iso(end)})",
                         field="from")
+    if start < EARLIEST:
+        raise HttpError(400, "BAD_PARAMETER", f"from ({webmap.iso(start)}) is before {webmap.iso(EARLIEST)}, the "
+                        "earliest a range may start (the views look back two days before it)", field="from")
     return webmap.Span(start, end)
 
 
@@ -185,6 +215,20 @@ async def machines(request: Request) -> Response:
 async def machine(request: Request) -> Response:
     svc = authorized(request)
     return await answer(request, webmap.machine_detail, svc.workspace, request.path_params["id"],
+                        timeout=svc.settings.query_timeout)
+
+
+async def machine_performance(request: Request) -> Response:
+    svc = authorized(request)
+    p = read(request, "from", "to")
+    return await answer(request, perf.machine_performance, svc.workspace, request.path_params["id"], span_of(p),
+                        timeout=svc.settings.query_timeout)
+
+
+async def performance(request: Request) -> Response:
+    svc = authorized(request)
+    p = read(request, "counter", "stat", "top", "from", "to", required=("counter",))
+    return await answer(request, perf.top_machines, svc.workspace, p["counter"], p["stat"], p["top"], span_of(p),
                         timeout=svc.settings.query_timeout)
 
 

@@ -8,6 +8,7 @@ const PAGES = {
   logs: { title: "Logs", load: () => import("./logs.js") },
   usage: { title: "Usage", load: () => import("./usage.js") },
   network: { title: "Network", load: () => import("./network.js") },
+  performance: { title: "Performance", load: () => import("./performance.js") },
 };
 const DEFAULT_PAGE = "map";
 

@@ -1,7 +1,7 @@
 // Query results as ECharts charts: the `render` operator's visualizations, and the world map
 // (render scatterchart with (kind=map), or any result with latitude/longitude columns), drawn
 // offline on the country shapes of world-atlas (vendor/world-atlas/countries-110m.json).
-import { h, fmtNum } from "./util.js";
+import { h, fmtNum, fmtBytes } from "./util.js";
 
 const NUMERIC = new Set(["long", "int", "real", "decimal"]);
 const isLat = (n) => /latitude(_d)?$/i.test(n) || /^(lat|Lat|LAT)$|(_lat|Lat)$/.test(n);
@@ -263,4 +263,66 @@ function geoipText(info) {
   if (info.built) parts.push(`built ${info.built}`);
   if (info.ageDays !== undefined) parts.push(`${fmtNum(info.ageDays)} days old`);
   return `${parts.join(", ")}. ${info.attribution || ""}`;
+}
+
+// ------------------------------------------------------------------ performance counters
+
+// A counter's unit (docs/web-api.md: /api/performance's counters, /api/machines/{id}/performance's charts) -> its text.
+const UNIT_FORMATS = {
+  "%": (v) => `${(+v).toFixed(1)} %`,
+  MB: (v) => `${fmtNum(Math.round(v))} MB`,
+  "B/s": (v) => `${fmtBytes(v)}/s`,
+  "/s": (v) => `${fmtNum(v)}/s`,
+  ms: (v) => `${fmtNum(v)} ms`,
+};
+export function fmtUnit(v, unit) {
+  if (v === null || v === undefined || Number.isNaN(+v)) return "–";
+  return (UNIT_FORMATS[unit] || fmtNum)(v);
+}
+
+// One chart of /api/machines/{id}/performance ({id, title, unit, series: [{name, values}]}) over the bins' times.
+export function perfOption(chart, times) {
+  const axis = { "%": { min: 0, max: 100 } }[chart.unit] || { min: 0 };
+  return {
+    animation: false,
+    title: { text: chart.title, left: 4, top: 0, textStyle: { fontSize: 12, fontWeight: 600 } },
+    tooltip: { trigger: "axis", confine: true, valueFormatter: (v) => fmtUnit(v, chart.unit) },
+    legend: chart.series.length > 1 ? { type: "scroll", bottom: 0, textStyle: { fontSize: 10 }, itemHeight: 8 } : undefined,
+    grid: { left: 8, right: 12, top: 26, bottom: chart.series.length > 1 ? 30 : 8, containLabel: true },
+    xAxis: { type: "time", axisLabel: { fontSize: 10, hideOverlap: true } },
+    yAxis: { type: "value", ...axis, axisLabel: { fontSize: 10, formatter: (v) => compactUnit(v, chart.unit) } },
+    series: chart.series.map((s) => ({ name: s.name, type: "line", showSymbol: false, connectNulls: false,
+      data: s.values.map((v, i) => [times[i], v]) })),
+  };
+}
+
+function compactUnit(v, unit) {
+  if (unit === "B/s") return fmtBytes(v);
+  return compact(v);
+}
+
+// A small SVG line of values (nulls are gaps), scaled to [min(0, low), high].
+export function sparkline(values, { width = 120, height = 24, max } = {}) {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("width", width);
+  svg.setAttribute("height", height);
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  svg.classList.add("sparkline");
+  const known = values.filter((v) => v !== null && v !== undefined);
+  const top = max ?? Math.max(0, ...known), bottom = Math.min(0, ...known);
+  const span = top - bottom || 1;
+  const step = values.length > 1 ? width / (values.length - 1) : 0;
+  let d = "", pen = false;
+  values.forEach((v, i) => {
+    if (v === null || v === undefined) { pen = false; return; }
+    const x = (i * step).toFixed(1), y = (height - 1 - ((v - bottom) / span) * (height - 2)).toFixed(1);
+    d += `${pen ? "L" : "M"}${x},${y}`;
+    pen = true;
+  });
+  const path = document.createElementNS(ns, "path");
+  path.setAttribute("d", d);
+  svg.append(path);
+  svg.dataset.points = String(known.length);
+  return svg;
 }

@@ -1,6 +1,9 @@
-// The side panels of the map and the network chart: a machine (its VMComputer record, tags,
-// processes and ports), a process (command line, version, user), and tables of records.
-import { h, fmtNum, fmtTime } from "./util.js";
+// The side panels of the map, the network chart and the performance page: a machine (its
+// VMComputer record, tags, processes and ports; its performance charts and last heartbeat over the
+// page's range), a process (command line, version, user), and tables of records.
+import { api } from "./api.js";
+import { perfOption } from "./charts.js";
+import { h, clear, fmtNum, fmtTime, notice } from "./util.js";
 
 // The first of several spellings a field may have (VMComputer's column or a short name).
 export function pick(obj, ...names) {
@@ -41,6 +44,61 @@ function propRows(pairs) {
     .map(([k, v]) => [h("dt", k), h("dd", Array.isArray(v) ? v.join(", ") : text(v))]));
 }
 
+// How long ago a time was, in words: "4 min ago", "3 h ago", "2 d ago".
+export function ago(t, now = Date.now()) {
+  const minutes = Math.max(0, Math.round((now - new Date(t)) / 60000));
+  if (minutes < 90) return `${minutes} min ago`;
+  if (minutes < 2880) return `${Math.round(minutes / 60)} h ago`;
+  return `${Math.round(minutes / 1440)} d ago`;
+}
+
+// A machine's last heartbeat ({last_heartbeat, heartbeat_stopped} of /api/map, /api/performance...).
+// short: how long ago only (the time in the title).
+export function heartbeatText(x, { short = false } = {}) {
+  if (!x || !x.last_heartbeat) return h("span.muted", short ? "none" : "no heartbeat in the day before the range's end");
+  const when = short ? ago(x.last_heartbeat) : `${fmtTime(x.last_heartbeat)} (${ago(x.last_heartbeat)})`;
+  return h(x.heartbeat_stopped ? "span.bad.heartbeat-stopped" : "span.heartbeat-ok", { title: fmtTime(x.last_heartbeat) },
+    `${when}${x.heartbeat_stopped ? " · heartbeat stopped" : ""}`);
+}
+
+let perfCharts = [];       // the ECharts of machine panels: disposed once their panel has left the page
+
+// A machine's performance over the range ({from, to}): GET /api/machines/{key}/performance, its last
+// heartbeat and one small chart per counter (charts.perfOption).
+export function performanceSection(key, range) {
+  const beat = h("div#machine-heartbeat", notice("loading…"));
+  const box = h("div.perf-charts#machine-perf");
+  const section = h("div.perf-section", h("h3", "Last heartbeat"), beat, h("h3", "Performance"), box);
+  perfCharts = perfCharts.filter((c) => { if (document.body.contains(c.getDom())) return true; c.dispose(); return false; });
+  api.get(`/api/machines/${encodeURIComponent(key)}/performance`, { from: range.from, to: range.to }).then((perf) => {
+    clear(beat, heartbeatText(perf));
+    const charts = perf.charts.filter((c) => c.series.length);
+    if (!charts.length) {
+      clear(box, notice("no performance counters (InsightsMetrics) in this range"));
+      box.dataset.ready = "1";
+      box.dataset.charts = "0";
+      return;
+    }
+    clear(box);
+    for (const c of charts) {
+      const el = h("div.perf-chart", { dataset: { chart: c.id } });
+      box.append(el);
+      const chart = window.echarts.init(el, null, { renderer: "canvas" });
+      chart.setOption(perfOption(c, perf.times));
+      perfCharts.push(chart);
+    }
+    box.dataset.ready = "1";
+    box.dataset.charts = String(charts.length);
+  }).catch((e) => {
+    clear(beat);
+    clear(box, notice(e.message, "error"));
+    box.dataset.ready = "1";
+  });
+  return section;
+}
+
+// actions: focus (the map of this machine), toggle (expand its processes), open, range ({from, to}:
+// its performance over this range).
 export function machinePanel(m, info, actions = {}) {
   const { record, tags, processes, ports } = machineInfo(info);
   const memory = pick(record, "PhysicalMemoryMB", "PhysicalMemory_d", "memory_mb");
@@ -69,6 +127,7 @@ export function machinePanel(m, info, actions = {}) {
       ["machine id", pick(record, "Machine") || m.id],
       ["last record", pick(record, "TimeGenerated") ? fmtTime(pick(record, "TimeGenerated")) : undefined],
     ])),
+    actions.range ? performanceSection(pick(record, "Machine") || m.id, actions.range) : null,
     h("h3", "Tags"),
     tagEntries.length ? h("div.tags", tagEntries.map(([k, v]) => h("span.tag", `${k}=${text(v)}`))) : h("p.muted", "no tags"),
     h("h3", `Processes (${processes.length})`),

@@ -3,7 +3,7 @@
 import { api, ApiError } from "./api.js";
 import { timeRangeFrom } from "./timerange.js";
 import { h, clear, fmtBytes, fmtNum, fmtMs, fmtTime, debounce, store, notice, hashParams, setHashParams } from "./util.js";
-import { machinePanel, processPanel, recordsTable } from "./details.js";
+import { ago, machinePanel, processPanel, recordsTable } from "./details.js";
 import { layered } from "./layout.js";
 
 const SYSTEM_PROCESSES = "System,svchost.exe,lsass.exe,services.exe,wininit.exe,csrss.exe,smss.exe";
@@ -38,6 +38,9 @@ const STYLE = [
     "text-margin-y": -4, "background-opacity": 0.9, padding: 10 } },
   { selector: "node[kind = 'machine'][?focus]", style: { "border-width": 3, "border-color": "#0b62d6", "background-color": "#dde9fb" } },
   { selector: "node[kind = 'machine'][?failing]", style: { "border-color": "#d13438" } },
+  // a machine whose heartbeat stopped (webmap.heartbeat_state): dashed red border, pale red box
+  { selector: "node[kind = 'machine'][?stopped], node[kind = 'container'][?stopped]", style: { "border-style": "dashed",
+    "border-color": "#c50f1f", "border-width": 2.5, "background-color": "#fde7e9" } },
   { selector: "node[kind = 'process']", style: { shape: "round-rectangle", "background-color": "#ffffff",
     "border-width": 1, "border-color": "#9fb3c8", width: 120, height: 22, "font-size": 10, "text-valign": "center",
     "text-max-width": 112 } },
@@ -108,6 +111,7 @@ export function buildElements(data, view) {
     const cid = containerOf ? `c-${containerOf(m)}` : null;
     if (cid && !containers.has(cid)) containers.set(cid, { label: cid.slice(2), count: 0 });
     if (cid) containers.get(cid).count++;
+    if (cid && m.heartbeat_stopped) containers.get(cid).stopped = (containers.get(cid).stopped || 0) + 1;
     const containerShut = cid && view.collapsedContainers.has(cid);
     const open = view.expanded.has(m.id) || (!view.collapsed.has(m.id) && ((m.focus && fewFocus) || !manyMachines));
     const shown = containerShut ? cid : m.id;
@@ -116,7 +120,8 @@ export function buildElements(data, view) {
     if (!containerShut) {
       const processFailing = procs.some((p) => failing.has(p.id));
       els.push({ group: "nodes", data: { id: m.id, kind: "machine", label: shortName(m.computer) + (open || !procs.length ? "" : `  (${procs.length})`),
-        parent: cid || undefined, focus: !!m.focus, failing: processFailing, open } });
+        parent: cid || undefined, focus: !!m.focus, failing: processFailing, open, stopped: !!m.heartbeat_stopped,
+        lastHeartbeat: m.last_heartbeat || undefined } });
     }
     for (const p of procs) {
       visible.set(p.id, containerShut ? cid : open ? p.id : m.id);
@@ -127,7 +132,8 @@ export function buildElements(data, view) {
   }
   for (const [cid, c] of containers) {
     const shut = view.collapsedContainers.has(cid);
-    els.push({ group: "nodes", data: { id: cid, kind: "container", label: `${c.label} · ${c.count} machine${c.count === 1 ? "" : "s"}${shut ? " (collapsed)" : ""}` } });
+    els.push({ group: "nodes", data: { id: cid, kind: "container", stopped: shut && !!c.stopped,
+      label: `${c.label} · ${c.count} machine${c.count === 1 ? "" : "s"}${shut && c.stopped ? `, ${c.stopped} without heartbeat` : ""}${shut ? " (collapsed)" : ""}` } });
   }
   // Clients groups that call into one collapsed group of machines fold into one node with it.
   const callees = new Map();
@@ -359,6 +365,7 @@ export async function mount(main) {
       Object.entries(STATUS).map(([id, s]) => h("div.legend-row",
         h("span.swatch", { style: { borderTop: `3px ${id === "used_to_work" ? "dashed" : id === "new" ? "dotted" : "solid"} ${s.color}` } }), s.label)),
       h("div.legend-row", h("span.box.machine"), "machine (box of its processes)"),
+      h("div.legend-row", h("span.box.stopped"), "machine whose heartbeat stopped"),
       h("div.legend-row", h("span.box.clients"), "clients of a port"),
       h("div.legend-row", h("span.box.servers"), "servers of a port"),
       h("div.legend-row", h("span.box.internet"), "internet endpoints")));
@@ -417,10 +424,12 @@ export async function mount(main) {
     const failing = data.edges.filter((e) => e.failed > 0).length;
     const usedToWork = data.edges.filter((e) => e.status === "used_to_work").length;
     const fresh = data.edges.filter((e) => e.status === "new").length;
+    const stopped = data.machines.filter((m) => m.heartbeat_stopped).length;
     const r = data.range || {};
     return [`${data.machines.length} machines, ${(data.groups || []).length} remote groups, ${data.edges.length} connections`,
       failing ? h("span.bad", ` · ${failing} failing`) : "", usedToWork ? h("span.bad", ` · ${usedToWork} used to work`) : "",
       fresh ? h("span.new", ` · ${fresh} new since yesterday`) : "",
+      stopped ? h("span.bad#heartbeat-stopped", ` · ${stopped} heartbeat${stopped === 1 ? "" : "s"} stopped`) : "",
       data.loopback_hidden ? h("span.muted", ` · ${fmtNum(data.loopback_hidden)} loopback hidden`) : "",
       r.from ? h("span.muted", ` · ${fmtTime(r.from)} → ${fmtTime(r.to)}`) : ""];
   }
@@ -510,6 +519,14 @@ export async function mount(main) {
     });
     cy.on("mousemove", "edge", (evt) => place(evt.renderedPosition));
     cy.on("mouseout", "edge", () => { tooltip.hidden = true; });
+    cy.on("mouseover", "node[kind = 'machine'][?stopped]", (evt) => {
+      const d = evt.target.data();
+      clear(tooltip, h("div.tt-title", d.label), h("div", h("b.bad", "heartbeat stopped"),
+        d.lastHeartbeat ? ` · last ${fmtTime(d.lastHeartbeat)} (${ago(d.lastHeartbeat)})` : ""));
+      tooltip.hidden = false;
+      place(evt.renderedPosition);
+    });
+    cy.on("mouseout", "node", () => { tooltip.hidden = true; });
     cy.on("tap", "node", (evt) => select(evt.target));
     cy.on("tap", "edge", (evt) => showEdge(evt.target.data()));
     cy.on("tap", (evt) => { if (evt.target === cy) clear(details, notice("Select a machine, a process, a group or a connection.")); });
@@ -561,7 +578,7 @@ export async function mount(main) {
         const info = await details_of(d.id);
         clear(details, machinePanel(m, info, {
           focus: () => { search.value = m.computer; pickMachine(m.id); },
-          toggle: () => toggle(node), open: d.open,
+          toggle: () => toggle(node), open: d.open, range: data.range,
         }));
       } catch (e) { clear(details, h("h2", m.computer), notice(e.message, "error")); }
     } else if (d.kind === "process") {

@@ -132,7 +132,7 @@ export async function mount(main) {
     try {
       const info = await api.get(`/api/machines/${encodeURIComponent(id)}`);
       clear(details, machinePanel({ id, computer: n.computer, ips: [] }, info, {
-        focus: () => { location.hash = `#/map?machine=${encodeURIComponent(id)}`; },
+        focus: () => { location.hash = `#/map?machine=${encodeURIComponent(id)}`; }, range: time.value(),
       }), h("dl.props", h("dt", "traffic"), h("dd", `${fmtBytes(n.bytes)} · ${fmtNum(n.links)} links`)));
     } catch (e) {
       clear(details, h("h2", n.computer), notice(e.message, "error"));
