@@ -646,8 +646,8 @@ def _periods(y: np.ndarray, min_p: float, max_p: float):
     least squares line d (``_detrend``) (1 <= k <= n / 2, higher than k - 1 and at least
     k + 1) with n / k in range is a candidate; its period is the integer lag L between n / (k + 1)
     and n / (k - 1) (n / 2 for k = 1) in range with the highest autocorrelation (the smallest of
-    equal ones); its score that autocorrelation (``_significant``). Periods scoring 0 are dropped;
-    a period found twice counts once."""
+    equal ones); its score that autocorrelation (``_significant``). Periods scoring 0 are dropped,
+    and so are multiples of a shorter period found scoring about as much (``_multiple``); a period found twice counts once."""
     n = len(y)
     lo, hi = max(float(min_p), 4.0), min(float(max_p), n / 2)
     d = _detrend(y)
@@ -668,7 +668,17 @@ def _periods(y: np.ndarray, min_p: float, max_p: float):
                 best, score = L, r
         if best is not None and _significant(score, n) > 0:
             found[best] = _significant(score, n)
-    return sorted(found.items(), key=lambda kv: (-kv[1], kv[0]))
+    return sorted(((L, v) for L, v in found.items() if not _multiple(L, found)), key=lambda kv: (-kv[1], kv[0]))
+
+
+def _multiple(L: int, found) -> bool:
+    """Whether L is a multiple of a shorter period M found (within one bin of r M, r = floor(L / M +
+    0.5) >= 2) that scores at least 0.9 times as much."""
+    for M in found:
+        r = math.floor(L / M + 0.5)
+        if M < L and r >= 2 and abs(L - r * M) <= 1 and found[M] >= 0.9 * found[L]:
+            return True
+    return False
 
 
 def periods_detect(s, min_p, max_p, num):
