@@ -6,6 +6,12 @@ whose JSON type is a number (``netatlas_series_num``), anything else is null; an
 integer where DuckDB's Python keeps it one; a non-finite real is written as null. Fitting polynomials (fit_poly: least
 squares by QR in numpy) has no SQL here that gives the same numbers: ``REFUSED``, and the
 dialect refuses it at generation with KQL_NOT_SUPPORTED.
+
+Outliers, periods, anomalies and two lines (``_MORE``) compute the formulas documented in
+``dialects/duckdb/series.py``; ClickHouse's own seriesOutliersDetectTukey, seriesPeriodDetectFFT and
+seriesDecomposeSTL are other methods (their own quantiles, a single FFT period, STL), not used. The
+lambda variables in them are named <var>_<function>: a function's arguments are inlined into its
+body, and an argument naming a variable the body binds would be captured by it.
 """
 from __future__ import annotations
 

@@ -6,6 +6,36 @@ Kusto's rules kept here: an element that is not a number (null, a string, a bool
 integer arithmetic stays integer where Kusto's does (add, subtract, multiply of two longs), division
 and the math functions give reals; the fill functions keep the elements' own types. A non-finite
 real (NaN, an infinity) cannot be written in JSON text and becomes null.
+
+Outliers, periods, anomalies and two lines (Kusto publishes no numbers for them; these are
+netatlas' formulas, the same in the ClickHouse runtime's SQL):
+
+- series_outliers(y, kind, ignore_val, min_percentile, max_percentile): the numbers of y other than
+  ignore_val, sorted, s[0..m-1]; the p-th percentile is linear between the closest ranks: r = (m - 1)
+  p / 100, i = floor(r), s[i] + (r - i) (s[i + 1] - s[i]) (numpy's 'linear', ClickHouse's
+  quantileExactInclusive); Q_lo, Q_hi the 25th/75th percentiles ("tukey") or min/max_percentile
+  (10/90 by default, "ctukey", the default); each element x scores (x - Q_hi) / (Q_hi - Q_lo) above
+  Q_hi, (x - Q_lo) / (Q_hi - Q_lo) below Q_lo, else 0; nulls, non-numbers and ignore_val score 0, and
+  every element when Q_hi = Q_lo. Percentiles outside [2, 98], min >= max or another kind: null.
+- the autocorrelation of d (n points) at lag L: (sum_i d[i] d[i + L] / (n - L)) / (sum_i d[i]^2 / n),
+  linear between the integer lags around a real one; a score is it capped at 1, 0 under 2 / sqrt(n)
+  (the 95% bound of white noise's). d is the series less its least squares line over x = 1..n.
+- series_periods_validate: each period's score; 0 for periods under 4 or over n / 2.
+- series_periods_detect(y, min, max, k): within [max(min, 4), min(max, n / 2)]; each peak k of the
+  periodogram |DFT(d)_k|^2 (1 <= k <= n / 2, above k - 1 and at least k + 1) with n / k in range
+  gives the integer lag of the highest autocorrelation between n / (k + 1) and n / (k - 1) (n / 2
+  for k = 1), scored; 0 scores dropped, and periods within one bin of a multiple (r >= 2) of a
+  shorter one found scoring at least 0.9 times as much; best first (ties: shorter first); padded to
+  k with period 0, score 0.
+- seasonality -1 (series_decompose, _forecast, _anomalies, series_seasonal): the best period
+  series_periods_detect finds in [4, n / 2] of the learning points if it scores at least the
+  seasonality threshold (0.6 by default; series_seasonal's 0.7), else no seasonality.
+- series_decompose_anomalies: series_decompose's baseline and residual; ad_score = series_outliers of
+  the residual (ctukey 10/90 or tukey 25/75); ad_flag +1 above threshold (1.5), -1 below -threshold.
+- series_fit_2lines: lines by least squares over x = 1..n (both on that axis); split_idx is the first
+  index of the right line, each line at least 3 points (n < 6: null); the split of the least total
+  squared error E (the first whose E is within 1e-9 SST of it); rsquare = 1 - E / SST, variance =
+  SST / (n - 1), rvariance = E / (n - 1); each side's as series_fit_line's over its points.
 """
 from __future__ import annotations
 
