@@ -28,6 +28,16 @@ def series(rng: random.Random, n: int) -> list:
     return out
 
 
+def periodic(rng: random.Random, n: int) -> list:
+    """A series with a period (4 to 9 bins), noise, sometimes a trend and a spike or a dip."""
+    p, amp, slope = rng.randint(4, 9), rng.uniform(1, 10), rng.choice([0, 0, rng.uniform(-0.3, 0.3)])
+    shape = [rng.uniform(-amp, amp) for _ in range(p)]
+    out = [round(shape[i % p] + slope * i + rng.gauss(0, amp / 5), 3) for i in range(n)]
+    if rng.random() < 0.7:
+        out[rng.randrange(n)] += rng.choice([-1, 1]) * 4 * amp
+    return out
+
+
 def numbers(rng: random.Random, n: int) -> list:
     return [rng.randint(-9, 9) if rng.random() < 0.5 else round(rng.uniform(-10, 10), 3) for _ in range(n)]
 
@@ -51,6 +61,25 @@ EXPRESSIONS = [
     "series_fir(a, dynamic([1, 1]))", "series_iir(a, dynamic([1]), dynamic([1, -1]))", "series_fit_line_dynamic(a)",
     "series_fir(n, dynamic([1, 2, 1]))", "series_fir(n, dynamic([1, -1]), false, true)", "series_iir(n, dynamic([1, 0.5]), dynamic([2, -1]))",
 ]
+# outliers, two lines, periods, anomalies (compared in queries of their own: ClickHouse's query tree has a bound)
+MORE = [
+    "series_outliers(a)", "series_outliers(a, 'tukey')", "series_outliers(a, 'ctukey', 2, 20, 80)", "series_outliers(w)",
+    "series_outliers(n, 'ctukey', double(null), 5, 95)", "series_outliers(a, 'other')", "series_outliers(dynamic([]))",
+    "series_fit_2lines_dynamic(w)", "series_fit_2lines_dynamic(n)", "series_fit_2lines_dynamic(a)",
+    "series_fit_2lines_dynamic(dynamic([1, 2, 3, 4, 5]))", "series_seasonal(w)", "series_seasonal(n)",
+    "series_decompose_forecast(w, 5, -1, 'avg')", "series_decompose_forecast(w, 4, -1, 'linefit', 0.3)",
+]
+# functions of several columns: (item, names) -> the columns compared
+TUPLE_ITEMS = [
+    ("(pd1, pd2) = series_periods_detect(w, 0, 100, 3)", "pd1, pd2"),
+    ("(pe1, pe2) = series_periods_detect(w, 5, 9, 2)", "pe1, pe2"),
+    ("(pv1, pv2) = series_periods_validate(w, 4, 5.5, 7, 3, 30)", "pv1, pv2"),
+    ("(da1, da2, da3) = series_decompose_anomalies(w)", "da1, da2, da3"),
+    ("(db1, db2, db3) = series_decompose_anomalies(w, 2, 5, 'linefit', 3, 'tukey')", "db1, db2, db3"),
+    ("(dc1, dc2, dc3) = series_decompose_anomalies(a, 1.5, 0)", "dc1, dc2, dc3"),
+    ("(dd1, dd2, dd3, dd4) = series_decompose(w)", "dd1, dd2, dd3, dd4"),
+    ("(de1, de2, de3) = series_decompose_anomalies(w, 1.5, -1, 'avg', 0, 'ctukey', 0.2)", "de1, de2, de3"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -68,21 +97,25 @@ def stores():
     ch.close()
 
 
-@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("seed", range(6))
 def test_both_stores_give_the_same_series(stores, seed):
     rng = random.Random(seed)
     la, lb = rng.randint(0, 9), rng.randint(0, 9)
     a, b = json.dumps(series(rng, la)), json.dumps(series(rng, lb))
     n = json.dumps(numbers(rng, 9))
     m = json.dumps(numbers(rng, 9))
+    w = json.dumps(periodic(rng, rng.randint(20, 60)))
     items = ", ".join(f"e{i} = {e}" for i, e in enumerate(EXPRESSIONS))
-    text = (f"print a = dynamic({a}), b = dynamic({b}), n = dynamic({n}), m = dynamic({m})"
-            " | extend (f1, f2) = series_fft(n), (i1, i2) = series_ifft(n, m), (a1, a2) = series_fft(a), (z1, z2) = series_ifft(n, dynamic([1]))"
-            f" | project {items}, f1, f2, i1, i2, a1, a2, z1, z2")
-    duck, ch = stores
-    got = [result_json(ws.query(text))["rows"][0] for ws in stores]
-    for e, x, y in zip(EXPRESSIONS + ["fft(n)"] * 2 + ["ifft(n, m)"] * 2 + ["fft(a)"] * 2 + ["ifft(n, [1])"] * 2, *got):
-        assert close(x, y), f"{e} over a={a} b={b} n={n} m={m}: duckdb {x}, clickhouse {y}"
+    data = f"print a = dynamic({a}), b = dynamic({b}), n = dynamic({n}), m = dynamic({m}), w = dynamic({w})"
+    texts = [(data + " | extend (f1, f2) = series_fft(n), (i1, i2) = series_ifft(n, m), (a1, a2) = series_fft(a), (z1, z2) = series_ifft(n, dynamic([1]))"
+              f" | project {items}, f1, f2, i1, i2, a1, a2, z1, z2",
+              EXPRESSIONS + ["fft(n)"] * 2 + ["ifft(n, m)"] * 2 + ["fft(a)"] * 2 + ["ifft(n, [1])"] * 2),
+             (data + " | project " + ", ".join(f"e{i} = {e}" for i, e in enumerate(MORE)), MORE)]
+    texts += [(data + f" | extend {t} | project {cs}", [f"{t} [{c}]" for c in cs.split(", ")]) for t, cs in TUPLE_ITEMS]
+    for text, labels in texts:
+        got = [result_json(ws.query(text))["rows"][0] for ws in stores]
+        for e, x, y in zip(labels, *got):
+            assert close(x, y), f"{e} over a={a} b={b} n={n} m={m} w={w}: duckdb {x}, clickhouse {y}"
 
 
 @pytest.mark.parametrize("name", REFUSED)

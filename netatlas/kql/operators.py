@@ -23,7 +23,7 @@ from .planner import Planner
 from .plugins import PLUGINS, conform
 from .relations import aliased, contains_aggregate, mv_cast, next_column_name, scope_of, values_rel
 from .regex import check as check_regex, re2_error
-from .functions.series import NAMES_NEEDED, TUPLES
+from .functions.series import NAMES_NEEDED, PATHS, TUPLES
 from .scalars import Scope, binary, dynamic_to, to_bool, to_string, unify
 from .typed import Typed, cast, col, const, fn, ident, sql_literal
 
@@ -138,7 +138,8 @@ def tuple_items(pl: Planner, it: s.Assign, scope: Scope, all_fields: bool) -> li
     scope.pre[h] = bag.sql
     out = []
     for name, (field, typ) in zip(names, fields):
-        v = Typed(fn("json_at", col(h), exp.Literal.string(f"$.{field}")), T.DYNAMIC, it.span)
+        path = PATHS.get(call.name, {}).get(field, field)
+        v = Typed(fn("json_at", col(h), exp.Literal.string(f"$.{path}")), T.DYNAMIC, it.span)
         out.append((name, dynamic_to(v, typ)))
     return out
 
@@ -1320,13 +1321,21 @@ def src_range(pl: Planner, node: s.RangeSource) -> Rel:
 
 
 def src_print(pl: Planner, node: s.PrintSource) -> Rel:
-    sel, cols = [], []
+    """print's items; a function of several columns (``tuple_items``) as in extend: its object
+    computed in a SELECT below."""
+    sel, cols, scope = [], [], Scope()
     for i, it in enumerate(node.items):
-        t = pl.scalar(it.expr, Scope())
-        name = it.names[0] if it.names else f"print_{i}"
-        sel.append(aliased(t.sql, name))
-        cols.append((name, t.type))
-    return Rel(exp.Select(expressions=sel), cols, None)
+        if is_tuple_call(pl, it.expr):
+            named = tuple_items(pl, it, scope, False)
+        else:
+            named = [(it.names[0] if it.names else f"print_{i}", pl.scalar(it.expr, scope))]
+        for name, t in named:
+            sel.append(aliased(t.sql, name))
+            cols.append((name, t.type))
+    if not scope.pre:
+        return Rel(exp.Select(expressions=sel), cols, None)
+    base, _ = with_pre(pl, Rel(exp.Select(expressions=[aliased(exp.Literal.number(0), "__print")]), [], None), scope)
+    return Rel(pl.wrap(base, sel), cols, None)
 
 
 OPERATORS = {

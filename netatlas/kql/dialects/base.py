@@ -37,7 +37,8 @@ SERIES_RUNTIME = (
     "not_equals", "abs", "acos", "asin", "atan", "ceiling", "cos", "exp", "floor", "log", "sign", "sin", "tan",
     "sum", "stats", "fit_line", "fill_const", "fill_forward", "fill_backward", "fill_linear",
     "decompose", "decompose_forecast", "iir", "fir", "seasonal", "fit_poly", "fft", "ifft", "dot_product", "cosine_similarity",
-    "pearson_correlation", "magnitude")
+    "pearson_correlation", "magnitude", "outliers", "periods_detect", "periods_validate", "decompose_anomalies",
+    "fit_2lines")
 
 # The planner's vocabulary for the functions sqlglot has no node for (or none that prints them
 # with the meaning wanted): name -> what the call means. The ``netatlas_*`` ones are the runtime's.

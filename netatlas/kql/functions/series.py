@@ -105,22 +105,34 @@ def fit_line_dynamic(y):
     return _runtime("fit_line", _y(y))
 
 
-@scalar("series_decompose_forecast", "yii?s?", T.DYNAMIC)
-def decompose_forecast(y, points, seasonality=None, trend=None):
-    _period("series_decompose_forecast", seasonality, y.span)
+@scalar("series_decompose_forecast", "yii?s?r?", T.DYNAMIC)
+def decompose_forecast(y, points, seasonality=None, trend=None, s_threshold=None):
     if trend is None:     # its page's table says avg, its example and older pages linefit
         raise KqlSemanticError("series_decompose_forecast() needs its trend given: 'avg', 'linefit' or 'none' "
                                "(Kusto's pages disagree on its default)", y.span, code="KQL_NOT_SUPPORTED")
-    return _runtime("decompose_forecast", _y(y), cast(points.sql, T.LONG), _opt(seasonality, T.LONG),
-                    _opt(trend, T.STRING))
+    return _runtime("decompose_forecast", _y(y), cast(points.sql, T.LONG), _season(seasonality),
+                    _opt(trend, T.STRING), _opt(s_threshold, T.REAL))
 
 
 @scalar("series_seasonal", "yi?", T.DYNAMIC)
 def seasonal(y, period=None):
-    if period is None or not period.is_const or period.const == -1:
-        raise KqlSemanticError("series_seasonal() needs its period given (a number of bins); detecting it (-1, the "
-                               "default) is not supported yet", y.span, code="KQL_NOT_SUPPORTED")
-    return _runtime("seasonal", _y(y), cast(period.sql, T.LONG))
+    return _runtime("seasonal", _y(y), _season(period))
+
+
+def _season(seasonality: Typed | None):
+    """Seasonality: a period in bins, 0 (none) or -1 (the default): detected (series_periods_detect's
+    best period in [4, n / 2] when it scores at least the seasonality threshold, 0.6 by default)."""
+    return cast(exp.Literal.number(-1), T.LONG) if seasonality is None else cast(seasonality.sql, T.LONG)
+
+
+@scalar("series_outliers", "ys?r?r?r?", T.DYNAMIC)
+def outliers(y, kind=None, ignore=None, lo=None, hi=None):
+    return _runtime("outliers", _y(y), _opt(kind, T.STRING), _opt(ignore, T.REAL), _opt(lo, T.REAL), _opt(hi, T.REAL))
+
+
+@scalar("series_fit_2lines_dynamic", "y", T.DYNAMIC)
+def fit_2lines_dynamic(y):
+    return _runtime("fit_2lines", _y(y))
 
 
 @scalar("series_iir", "yyy", T.DYNAMIC)
@@ -161,6 +173,7 @@ TUPLES: dict[str, tuple[Function, list[tuple[str, str]]]] = {}
 
 
 NAMES_NEEDED: set[str] = set()
+PATHS: dict[str, dict[str, str]] = {}     # a field's JSON path in the runtime's object, when not its name
 
 
 def tuple_function(name: str, sig: str, fields: list[tuple[str, str]], named: bool = False):
@@ -182,21 +195,35 @@ tuple_function("series_fit_line", "y", [("rsquare", R), ("slope", R), ("variance
                                         ("interception", R), ("line_fit", D)])(fit_line_dynamic)
 
 
-def _period(name: str, seasonality: Typed | None, span) -> None:
-    """Seasonality: 0 (none) or a period in bins, a constant; autodetection (-1, the default) is
-    series_periods_detect's, which netatlas lacks."""
-    if seasonality is not None and seasonality.is_const and isinstance(seasonality.const, int) \
-            and seasonality.const >= 0:
-        return
-    raise KqlSemanticError(f"{name}() needs its seasonality given: 0 (none) or the period in bins; "
-                           "autodetection (-1, the default) is not supported yet", span, code="KQL_NOT_SUPPORTED",
-                           hint=f"e.g. {name}(y, 0) or, for hourly bins and a daily period, the period 24")
-
-
 @tuple_function("series_decompose", "yi?s?i?r?", [("baseline", D), ("seasonal", D), ("trend", D), ("residual", D)])
-def decompose(y, seasonality=None, trend=None, test_points=None, threshold=None):
-    _period("series_decompose", seasonality, y.span)
-    return _runtime("decompose", _y(y), _opt(seasonality, T.LONG), _opt(trend, T.STRING), _opt(test_points, T.LONG))
+def decompose(y, seasonality=None, trend=None, test_points=None, s_threshold=None):
+    return _runtime("decompose", _y(y), _season(seasonality), _opt(trend, T.STRING), _opt(test_points, T.LONG),
+                    _opt(s_threshold, T.REAL))
+
+
+@tuple_function("series_periods_detect", "yrri", [("periods", D), ("scores", D)])
+def periods_detect(y, min_period, max_period, num_periods):
+    return _runtime("periods_detect", _y(y), cast(min_period.sql, T.REAL), cast(max_period.sql, T.REAL),
+                    cast(num_periods.sql, T.LONG))
+
+
+@tuple_function("series_periods_validate", "yrr*", [("periods", D), ("scores", D)])
+def periods_validate(y, *periods):
+    return _runtime("periods_validate", _y(y), cast(fn(exp.JSONArray, *[to_dynamic(p).sql for p in periods]), T.STRING))
+
+
+@tuple_function("series_decompose_anomalies", "yr?i?s?i?s?r?", [("ad_flag", D), ("ad_score", D), ("baseline", D)])
+def decompose_anomalies(y, threshold=None, seasonality=None, trend=None, test_points=None, method=None,
+                        s_threshold=None):
+    return _runtime("decompose_anomalies", _y(y), _opt(threshold, T.REAL), _season(seasonality), _opt(trend, T.STRING),
+                    _opt(test_points, T.LONG), _opt(method, T.STRING), _opt(s_threshold, T.REAL))
+
+
+_SIDE = [("rsquare", R), ("slope", R), ("interception", R), ("variance", R), ("rvariance", R)]
+tuple_function("series_fit_2lines", "y", [("rsquare", R), ("split_idx", LG), ("variance", R), ("rvariance", R),
+                                          ("line_fit", D)] + [(f"{side}_{f}", t) for side in ("right", "left")
+                                                              for f, t in _SIDE])(fit_2lines_dynamic)
+PATHS["series_fit_2lines"] = {f"{side}_{f}": f"{side}.{f}" for side in ("right", "left") for f, _ in _SIDE}
 
 
 @tuple_function("series_fit_poly", "yy?i?", [("rsquare", R), ("coefficients", D), ("variance", R), ("rvariance", R),

@@ -6,6 +6,12 @@ whose JSON type is a number (``netatlas_series_num``), anything else is null; an
 integer where DuckDB's Python keeps it one; a non-finite real is written as null. Fitting polynomials (fit_poly: least
 squares by QR in numpy) has no SQL here that gives the same numbers: ``REFUSED``, and the
 dialect refuses it at generation with KQL_NOT_SUPPORTED.
+
+Outliers, periods, anomalies and two lines (``_MORE``) compute the formulas documented in
+``dialects/duckdb/series.py``; ClickHouse's own seriesOutliersDetectTukey, seriesPeriodDetectFFT and
+seriesDecomposeSTL are other methods (their own quantiles, a single FFT period, STL), not used. The
+lambda variables in them are named <var>_<function>: a function's arguments are inlined into its
+body, and an argument naming a variable the body binds would be captured by it.
 """
 from __future__ import annotations
 
@@ -195,18 +201,22 @@ FUNCTIONS: dict[str, str] = {
     # decompose(series, period, trend, test points): seasonal medians of the learning points of each phase,
     # the trend (avg, linefit, none) of the learning points less them, extended over the test points
     "netatlas_series_decompose": (
-        "(a, p, tr, tp) -> if(NOT netatlas_series_decompose_ok(a, p, tr, tp), NULL, netatlas_series_decompose_json("
-        "netatlas_series_nums(a), netatlas_series_seasonal_of(netatlas_series_nums(a), p, netatlas_series_learn(a, tp)), "
+        "(a, p, tr, tp, th) -> arrayMap(q_period -> if(NOT netatlas_series_decompose_ok(a, q_period, tr, tp), NULL, netatlas_series_decompose_json("
+        "netatlas_series_nums(a), netatlas_series_seasonal_of(netatlas_series_nums(a), q_period, netatlas_series_learn(a, tp)), "
         "netatlas_series_trend_of(netatlas_series_nums(a), netatlas_series_deseason(netatlas_series_nums(a), "
-        "netatlas_series_seasonal_of(netatlas_series_nums(a), p, netatlas_series_learn(a, tp)), netatlas_series_learn(a, tp)), "
-        "lower(ifNull(tr, 'avg')))))"),
+        "netatlas_series_seasonal_of(netatlas_series_nums(a), q_period, netatlas_series_learn(a, tp)), netatlas_series_learn(a, tp)), "
+        "lower(ifNull(tr, 'avg'))))), [netatlas_series_period(a, p, tp, th)])[1]"),
     "netatlas_series_decompose_forecast": (
-        "(a, tp, p, tr) -> if(NOT netatlas_series_decompose_ok(a, p, tr, tp), NULL, netatlas_json_array(arrayMap((s, t) -> "
+        "(a, tp, p, tr, th) -> arrayMap(q_period -> if(NOT netatlas_series_decompose_ok(a, q_period, tr, tp), NULL, netatlas_json_array(arrayMap((s, t) -> "
         "netatlas_series_real(s + t), "
-        "netatlas_series_seasonal_of(netatlas_series_nums(a), p, netatlas_series_learn(a, tp)), "
+        "netatlas_series_seasonal_of(netatlas_series_nums(a), q_period, netatlas_series_learn(a, tp)), "
         "netatlas_series_trend_of(netatlas_series_nums(a), netatlas_series_deseason(netatlas_series_nums(a), "
-        "netatlas_series_seasonal_of(netatlas_series_nums(a), p, netatlas_series_learn(a, tp)), netatlas_series_learn(a, tp)), "
-        "lower(ifNull(tr, 'avg'))))))"),
+        "netatlas_series_seasonal_of(netatlas_series_nums(a), q_period, netatlas_series_learn(a, tp)), netatlas_series_learn(a, tp)), "
+        "lower(ifNull(tr, 'avg')))))), [netatlas_series_period(a, p, tp, th)])[1]"),
+    # the period: -1 (or null) detected in the learning points (their non-numbers as 0: such a series is refused anyway)
+    "netatlas_series_period": (
+        "(a, p, tp, th) -> if(ifNull(p, -1) = -1, netatlas_series_autoperiod(arrayMap(v -> ifNull(v, 0.), "
+        "arraySlice(netatlas_series_nums(a), 1, greatest(netatlas_series_learn(a, tp), 0))), th), assumeNotNull(p))"),
     "netatlas_series_decompose_ok": (
         "(a, p, tr, tp) -> netatlas_series_isarr(a) AND isNotNull(p) AND ifNull(p, -1) >= 0 "
         "AND lower(ifNull(tr, 'avg')) IN ('avg', 'linefit', 'none') AND ifNull(tp, 0) >= 0 "
@@ -235,7 +245,8 @@ FUNCTIONS: dict[str, str] = {
         "',\"residual\":', netatlas_json_array(arrayMap((v, u, w) -> netatlas_series_real(v - (u + w)), y, s, t)), '}')"),
     "netatlas_series_seasonal": (
         "(a, p) -> if(NOT netatlas_series_isarr(a) OR isNull(p) OR has(netatlas_series_nums(a), NULL), NULL, "
-        "netatlas_json_array(arrayMap(u -> netatlas_series_real(u), netatlas_series_seasonal_of(netatlas_series_nums(a), p, "
+        "netatlas_json_array(arrayMap(u -> netatlas_series_real(u), netatlas_series_seasonal_of(netatlas_series_nums(a), "
+        "if(p = -1, netatlas_series_autoperiod(arrayMap(v -> ifNull(v, 0.), netatlas_series_nums(a)), 0.7), p), "
         "toInt64(netatlas_series_len(a))))))"),
     # fir(series, filter, normalize, center): y[i] = c[0] x[i + shift] + c[1] x[i + shift - 1] + ..., outside 0
     "netatlas_series_fir": (
@@ -284,6 +295,47 @@ FUNCTIONS: dict[str, str] = {
         "[(xr, xi)])[1]"),
 }
 
+# ---- outliers, periods, anomalies, two lines (the formulas of dialects/duckdb/series.py) -----------------------
+
+_MORE: dict[str, str] = {  # lambda variables named <var>_<function>: inlined arguments cannot be captured
+    'netatlas_series_pct': '(s, p) -> if(empty(s), 0., arrayMap(r_pct -> s[toInt64(floor(r_pct)) + 1] + (r_pct - floor(r_pct)) * (s[least(toInt64(floor(r_pct)) + 2, toInt64(length(s)))] - s[toInt64(floor(r_pct)) + 1]), [(toInt64(length(s)) - 1) * p / 100.])[1])',
+    'netatlas_series_tukey_of': '(v, lo, hi) -> arrayMap(s_tukey_of -> arrayMap(q_tukey_of -> arrayMap(x_tukey_of -> if(isNull(x_tukey_of) OR q_tukey_of.2 - q_tukey_of.1 <= 0, 0., multiIf(assumeNotNull(x_tukey_of) > q_tukey_of.2, (assumeNotNull(x_tukey_of) - q_tukey_of.2) / (q_tukey_of.2 - q_tukey_of.1), assumeNotNull(x_tukey_of) < q_tukey_of.1, (assumeNotNull(x_tukey_of) - q_tukey_of.1) / (q_tukey_of.2 - q_tukey_of.1), 0.)), v), [(netatlas_series_pct(s_tukey_of, lo), netatlas_series_pct(s_tukey_of, hi))])[1], [arraySort(arrayMap(x_tukey_of -> assumeNotNull(x_tukey_of), arrayFilter(x_tukey_of -> isNotNull(x_tukey_of), v)))])[1]',
+    'netatlas_series_outlier_ok': "(k, lo, hi) -> lower(ifNull(k, 'ctukey')) IN ('tukey', 'ctukey') AND ifNull(lo, 10.) BETWEEN 2 AND 98 AND ifNull(hi, 90.) BETWEEN 2 AND 98 AND ifNull(lo, 10.) < ifNull(hi, 90.)",
+    'netatlas_series_outliers': "(a, k, ig, lo, hi) -> if(NOT netatlas_series_isarr(a) OR NOT netatlas_series_outlier_ok(k, lo, hi), NULL, netatlas_json_array(arrayMap(v_outliers -> netatlas_series_real(v_outliers), netatlas_series_tukey_of(arrayMap(v_outliers -> if(isNull(ig) OR ifNull(v_outliers != ig, true), v_outliers, NULL), netatlas_series_nums(a)), if(lower(ifNull(k, 'ctukey')) = 'tukey', 25., ifNull(lo, 10.)), if(lower(ifNull(k, 'ctukey')) = 'tukey', 75., ifNull(hi, 90.))))))",
+    'netatlas_series_power': '(d) -> arrayMap(k_power -> pow(arraySum(arrayMap((x_power, i_power) -> x_power * cos(netatlas_series_w(k_power, i_power, length(d))), d, range(length(d)))), 2) + pow(arraySum(arrayMap((x_power, i_power) -> x_power * sin(netatlas_series_w(k_power, i_power, length(d))), d, range(length(d)))), 2), range(intDiv(length(d), 2) + 1))',
+    'netatlas_series_acf_at': '(d, L) -> if(L < 0 OR L >= length(d) OR arraySum(arrayMap(x_acf_at -> x_acf_at * x_acf_at, d)) = 0, 0., arraySum(arrayMap(i_acf_at -> d[i_acf_at] * d[i_acf_at + L], range(1, greatest(toInt64(length(d)) - L + 1, 1)))) / (toInt64(length(d)) - L) / (arraySum(arrayMap(x_acf_at -> x_acf_at * x_acf_at, d)) / length(d)))',
+    'netatlas_series_acf': '(d, lag) -> if(lag = floor(lag), netatlas_series_acf_at(d, toInt64(floor(lag))), (1 - (lag - floor(lag))) * netatlas_series_acf_at(d, toInt64(floor(lag))) + (lag - floor(lag)) * netatlas_series_acf_at(d, toInt64(floor(lag)) + 1))',
+    'netatlas_series_periods_of': '(y, lo, hi) -> netatlas_series_no_multiples(arrayMap(d_periods_of -> arrayMap(P_periods_of -> arraySort(c_periods_of -> (-c_periods_of.2, c_periods_of.1), arrayDistinct(arrayMap(c_periods_of -> (c_periods_of.1, least(c_periods_of.2, 1.)), arrayFilter(c_periods_of -> c_periods_of.2 >= 2 / sqrt(length(d_periods_of)), arrayMap(k_periods_of -> netatlas_series_best_lag(d_periods_of, greatest(toInt64(ceil(length(d_periods_of) / (k_periods_of + 1))), toInt64(ceil(greatest(lo, 4.)))), least(if(k_periods_of > 1, toInt64(floor(length(d_periods_of) / greatest(k_periods_of - 1, 1))), toInt64(intDiv(length(d_periods_of), 2))), toInt64(floor(least(hi, length(d_periods_of) / 2))))), arrayFilter(k_periods_of -> P_periods_of[k_periods_of + 1] > P_periods_of[k_periods_of] AND (k_periods_of = intDiv(length(d_periods_of), 2) OR P_periods_of[k_periods_of + 1] >= P_periods_of[k_periods_of + 2]) AND length(d_periods_of) / k_periods_of >= greatest(lo, 4.) AND length(d_periods_of) / k_periods_of <= least(hi, length(d_periods_of) / 2), range(1, intDiv(length(d_periods_of), 2) + 1))))))), [netatlas_series_power(d_periods_of)])[1], [netatlas_series_detrend(y)])[1])',
+    'netatlas_series_best_lag': '(d, a, b) -> arrayMap(r_best_lag -> if(empty(r_best_lag), (0., 0.), (toFloat64(a + indexOf(r_best_lag, arrayMax(r_best_lag)) - 1), arrayMax(r_best_lag))), [arrayMap(L_best_lag -> netatlas_series_acf_at(d, L_best_lag), range(a, greatest(b + 1, a)))])[1]',
+    'netatlas_series_periods_detect': '(a, lo, hi, num) -> if(NOT netatlas_series_isarr(a) OR has(netatlas_series_nums(a), NULL) OR isNull(lo) OR isNull(hi) OR isNull(num) OR num < 0, NULL, arrayMap(ps_periods_detect -> concat(\'{"periods":\', netatlas_json_array(arrayMap(i_periods_detect -> netatlas_series_real(if(i_periods_detect <= length(ps_periods_detect), ps_periods_detect[i_periods_detect].1, 0.)), range(1, greatest(num, 0) + 1))), \',"scores":\', netatlas_json_array(arrayMap(i_periods_detect -> netatlas_series_real(if(i_periods_detect <= length(ps_periods_detect), ps_periods_detect[i_periods_detect].2, 0.)), range(1, greatest(num, 0) + 1))), \'}\'), [arraySlice(netatlas_series_periods_of(arrayMap(v_periods_detect -> ifNull(v_periods_detect, 0.), netatlas_series_nums(a)), ifNull(lo, 0.), ifNull(hi, 0.)), 1, greatest(ifNull(num, 0), 0))])[1])',
+    'netatlas_series_periods_validate': '(a, ps) -> if(NOT netatlas_series_isarr(a) OR has(netatlas_series_nums(a), NULL) OR NOT netatlas_series_isarr(ps), NULL, arrayMap(d_periods_validate -> concat(\'{"periods":\', netatlas_json_array(arrayMap(p_periods_validate -> netatlas_series_real(p_periods_validate), netatlas_series_nums(ps))), \',"scores":\', netatlas_json_array(arrayMap(p_periods_validate -> netatlas_series_real(if(isNotNull(p_periods_validate) AND assumeNotNull(p_periods_validate) >= 4 AND assumeNotNull(p_periods_validate) <= length(d_periods_validate) / 2, netatlas_series_significant(netatlas_series_acf(d_periods_validate, assumeNotNull(p_periods_validate)), length(d_periods_validate)), 0.)), netatlas_series_nums(ps))), \'}\'), [arrayMap(y_periods_validate -> netatlas_series_detrend(y_periods_validate), [arrayMap(v_periods_validate -> ifNull(v_periods_validate, 0.), netatlas_series_nums(a))])[1]])[1])',
+    'netatlas_series_autoperiod': '(y, th) -> arrayMap(ps_autoperiod -> if(notEmpty(ps_autoperiod) AND ps_autoperiod[1].2 >= ifNull(th, 0.6), toInt64(ps_autoperiod[1].1), toInt64(0)), [netatlas_series_periods_of(y, 4., length(y) / 2)])[1]',
+    'netatlas_series_decompose_anomalies': "(a, t, p, tr, tp, m, th) -> arrayMap(q_decompose_anomalies -> if(NOT netatlas_series_decompose_ok(a, q_decompose_anomalies, tr, tp) OR lower(ifNull(m, 'ctukey')) NOT IN ('tukey', 'ctukey'), NULL, arrayMap(y_decompose_anomalies -> arrayMap(s_decompose_anomalies -> netatlas_series_anomalies_of(y_decompose_anomalies, s_decompose_anomalies, netatlas_series_trend_of(y_decompose_anomalies, netatlas_series_deseason(y_decompose_anomalies, s_decompose_anomalies, netatlas_series_learn(a, tp)), lower(ifNull(tr, 'avg'))), ifNull(t, 1.5), if(lower(ifNull(m, 'ctukey')) = 'tukey', 25., 10.), if(lower(ifNull(m, 'ctukey')) = 'tukey', 75., 90.)), [netatlas_series_seasonal_of(y_decompose_anomalies, q_decompose_anomalies, netatlas_series_learn(a, tp))])[1], [netatlas_series_nums(a)])[1]), [netatlas_series_period(a, p, tp, th)])[1]",
+    'netatlas_series_anomalies_of': '(y, s, w, thr, lo, hi) -> arrayMap(sc_anomalies_of -> concat(\'{"ad_flag":\', netatlas_json_array(arrayMap(x_anomalies_of -> if(x_anomalies_of > thr, \'1\', if(x_anomalies_of < -thr, \'-1\', \'0\')), sc_anomalies_of)), \',"ad_score":\', netatlas_json_array(arrayMap(x_anomalies_of -> netatlas_series_real(x_anomalies_of), sc_anomalies_of)), \',"baseline":\', netatlas_json_array(arrayMap((u_anomalies_of, v_anomalies_of) -> netatlas_series_real(u_anomalies_of + v_anomalies_of), s, w)), \'}\'), [netatlas_series_tukey_of(arrayMap((v_anomalies_of, u_anomalies_of, x_anomalies_of) -> v_anomalies_of - (u_anomalies_of + x_anomalies_of), y, s, w), lo, hi)])[1]',
+    'netatlas_series_part': '(y, x) -> arrayMap(sl_part -> (sl_part, arrayAvg(y) - sl_part * arrayAvg(x)), [arraySum(arrayMap((u_part, v_part) -> (u_part - arrayAvg(x)) * (v_part - arrayAvg(y)), x, y)) / arraySum(arrayMap(u_part -> (u_part - arrayAvg(x)) * (u_part - arrayAvg(x)), x))])[1]',
+    'netatlas_series_part_ssr': '(y, x, l) -> arraySum(arrayMap((u_part_ssr, v_part_ssr) -> (v_part_ssr - (l.1 * u_part_ssr + l.2)) * (v_part_ssr - (l.1 * u_part_ssr + l.2)), x, y))',
+    'netatlas_series_part_err': '(y, x) -> netatlas_series_part_ssr(y, x, netatlas_series_part(y, x))',
+    'netatlas_series_fit_2lines': '(a) -> if(NOT netatlas_series_isarr(a) OR has(netatlas_series_nums(a), NULL) OR netatlas_series_len(a) < 6, NULL, arrayMap(y_fit_2lines -> arrayMap(x_fit_2lines -> arrayMap(e_fit_2lines -> netatlas_series_2lines_at(y_fit_2lines, x_fit_2lines, toInt64(arrayFirstIndex(v_fit_2lines -> v_fit_2lines <= arrayMin(e_fit_2lines) + 1e-9 * netatlas_series_sst(y_fit_2lines), e_fit_2lines) + 2)), [arrayMap(i_fit_2lines -> netatlas_series_part_err(arraySlice(y_fit_2lines, 1, i_fit_2lines), arraySlice(x_fit_2lines, 1, i_fit_2lines)) + netatlas_series_part_err(arraySlice(y_fit_2lines, i_fit_2lines + 1), arraySlice(x_fit_2lines, i_fit_2lines + 1)), range(3, length(y_fit_2lines) - 2))])[1], [arrayMap(i_fit_2lines -> toFloat64(i_fit_2lines), arrayEnumerate(y_fit_2lines))])[1], [arrayMap(v_fit_2lines -> ifNull(v_fit_2lines, 0.), netatlas_series_nums(a))])[1])',
+    'netatlas_series_2lines_at': '(y, x, i) -> arrayMap(l_2lines_at -> arrayMap(r_2lines_at -> concat(\'{"rsquare":\', netatlas_series_real(if(netatlas_series_sst(y) > 0, 1 - (l_2lines_at.2 + r_2lines_at.2) / netatlas_series_sst(y), 1.)), \',"split_idx":\', toString(i), \',"variance":\', netatlas_series_real(netatlas_series_sst(y) / (length(y) - 1)), \',"rvariance":\', netatlas_series_real((l_2lines_at.2 + r_2lines_at.2) / (length(y) - 1)), \',"line_fit":\', netatlas_json_array(arrayMap(u_2lines_at -> netatlas_series_real(if(u_2lines_at <= i, l_2lines_at.1.1 * u_2lines_at + l_2lines_at.1.2, r_2lines_at.1.1 * u_2lines_at + r_2lines_at.1.2)), x)), \',"right":\', netatlas_series_side(arraySlice(y, i + 1), r_2lines_at), \',"left":\', netatlas_series_side(arraySlice(y, 1, i), l_2lines_at), \'}\'), [arrayMap(c_2lines_at -> (c_2lines_at, netatlas_series_part_ssr(arraySlice(y, i + 1), arraySlice(x, i + 1), c_2lines_at)), [netatlas_series_part(arraySlice(y, i + 1), arraySlice(x, i + 1))])[1]])[1], [arrayMap(c_2lines_at -> (c_2lines_at, netatlas_series_part_ssr(arraySlice(y, 1, i), arraySlice(x, 1, i), c_2lines_at)), [netatlas_series_part(arraySlice(y, 1, i), arraySlice(x, 1, i))])[1]])[1]',
+    'netatlas_series_side': '(y, l) -> concat(\'{"rsquare":\', netatlas_series_real(if(netatlas_series_sst(y) > 0, 1 - l.2 / netatlas_series_sst(y), 1.)), \',"slope":\', netatlas_series_real(l.1.1), \',"interception":\', netatlas_series_real(l.1.2), \',"variance":\', netatlas_series_real(netatlas_series_sst(y) / (length(y) - 1)), \',"rvariance":\', netatlas_series_real(l.2 / (length(y) - 1)), \'}\')',
+}
+
+_MORE.update({
+    # the series less its least squares line over x = 1..n
+    "netatlas_series_detrend": (
+        "(y) -> arrayMap(s_detrend -> arrayMap((v_detrend, i_detrend) -> v_detrend - (s_detrend * i_detrend + "
+        "(arrayAvg(y) - s_detrend * (length(y) + 1) / 2)), y, arrayEnumerate(y)), [netatlas_series_slope(y)])[1]"),
+    # periods less the multiples of a shorter one among them scoring at least 0.9 times as much
+    # (within one bin of r M, r = floor(L / M + 0.5) >= 2)
+    "netatlas_series_no_multiples": (
+        "(ps) -> arrayFilter(c_no_multiples -> NOT arrayExists(m_no_multiples -> m_no_multiples.1 < c_no_multiples.1 "
+        "AND floor(c_no_multiples.1 / m_no_multiples.1 + 0.5) >= 2 AND abs(c_no_multiples.1 - floor(c_no_multiples.1 / "
+        "m_no_multiples.1 + 0.5) * m_no_multiples.1) <= 1 AND m_no_multiples.2 >= 0.9 * c_no_multiples.2, ps), ps)"),
+    # an autocorrelation as a score: at most 1, 0 under 2 / sqrt(n)
+    "netatlas_series_significant": "(r, n) -> if(r >= 2 / sqrt(n), least(r, 1.), 0.)",
+})
+FUNCTIONS.update(_MORE)
+
 REFUSED = ("fit_poly",)
 
 
@@ -302,7 +354,8 @@ PUBLIC = {f"netatlas_series_{name}" for name in (
     "not_equals", "abs", "acos", "asin", "atan", "ceiling", "cos", "exp", "floor", "log", "sign", "sin", "tan",
     "sum", "stats", "fit_line", "fill_const", "fill_forward", "fill_backward", "fill_linear", "decompose",
     "decompose_forecast", "seasonal", "iir", "fir", "fft", "ifft", "dot_product", "cosine_similarity",
-    "pearson_correlation", "magnitude")}
+    "pearson_correlation", "magnitude", "outliers", "periods_detect", "periods_validate", "decompose_anomalies",
+    "fit_2lines")}
 FUNCTIONS = {name: _bound(text) if name in PUBLIC else text for name, text in FUNCTIONS.items()}
 
 __all__ = ["FUNCTIONS", "REFUSED"]

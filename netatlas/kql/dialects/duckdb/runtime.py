@@ -269,8 +269,8 @@ def _series_udfs():
         ("netatlas_series_fill_forward", lambda s, p: S.fill_forward(s, _jv(p)), [V, V], J),
         ("netatlas_series_fill_backward", lambda s, p: S.fill_backward(s, _jv(p)), [V, V], J),
         ("netatlas_series_fill_linear", lambda s, p, e, c: S.fill_linear(s, _jv(p), e, _jv(c)), [V, V, "BOOLEAN", V], J),
-        ("netatlas_series_decompose", S.decompose, [V, "BIGINT", V, "BIGINT"], J),
-        ("netatlas_series_decompose_forecast", S.decompose_forecast, [V, "BIGINT", "BIGINT", V], J),
+        ("netatlas_series_decompose", S.decompose, [V, "BIGINT", V, "BIGINT", "DOUBLE"], J),
+        ("netatlas_series_decompose_forecast", S.decompose_forecast, [V, "BIGINT", "BIGINT", V, "DOUBLE"], J),
         ("netatlas_series_seasonal", S.seasonal, [V, "BIGINT"], J),
         ("netatlas_series_fit_poly", S.fit_poly, [V, V, "BIGINT"], J),
         ("netatlas_series_fft", S.fft, [V, V], J),
@@ -281,6 +281,11 @@ def _series_udfs():
         ("netatlas_series_cosine_similarity", S.cosine_similarity, [V, V], "DOUBLE"),
         ("netatlas_series_pearson_correlation", S.pearson_correlation, [V, V], "DOUBLE"),
         ("netatlas_series_magnitude", S.magnitude, [V], "DOUBLE"),
+        ("netatlas_series_outliers", S.outliers, [V, V, "DOUBLE", "DOUBLE", "DOUBLE"], J),
+        ("netatlas_series_periods_detect", S.periods_detect, [V, "DOUBLE", "DOUBLE", "BIGINT"], J),
+        ("netatlas_series_periods_validate", S.periods_validate, [V, V], J),
+        ("netatlas_series_decompose_anomalies", S.anomalies, [V, "DOUBLE", "BIGINT", V, "BIGINT", V, "DOUBLE"], J),
+        ("netatlas_series_fit_2lines", S.fit_2lines, [V], J),
     ]
     return out
 

@@ -6,6 +6,36 @@ Kusto's rules kept here: an element that is not a number (null, a string, a bool
 integer arithmetic stays integer where Kusto's does (add, subtract, multiply of two longs), division
 and the math functions give reals; the fill functions keep the elements' own types. A non-finite
 real (NaN, an infinity) cannot be written in JSON text and becomes null.
+
+Outliers, periods, anomalies and two lines (Kusto publishes no numbers for them; these are
+netatlas' formulas, the same in the ClickHouse runtime's SQL):
+
+- series_outliers(y, kind, ignore_val, min_percentile, max_percentile): the numbers of y other than
+  ignore_val, sorted, s[0..m-1]; the p-th percentile is linear between the closest ranks: r = (m - 1)
+  p / 100, i = floor(r), s[i] + (r - i) (s[i + 1] - s[i]) (numpy's 'linear', ClickHouse's
+  quantileExactInclusive); Q_lo, Q_hi the 25th/75th percentiles ("tukey") or min/max_percentile
+  (10/90 by default, "ctukey", the default); each element x scores (x - Q_hi) / (Q_hi - Q_lo) above
+  Q_hi, (x - Q_lo) / (Q_hi - Q_lo) below Q_lo, else 0; nulls, non-numbers and ignore_val score 0, and
+  every element when Q_hi = Q_lo. Percentiles outside [2, 98], min >= max or another kind: null.
+- the autocorrelation of d (n points) at lag L: (sum_i d[i] d[i + L] / (n - L)) / (sum_i d[i]^2 / n),
+  linear between the integer lags around a real one; a score is it capped at 1, 0 under 2 / sqrt(n)
+  (the 95% bound of white noise's). d is the series less its least squares line over x = 1..n.
+- series_periods_validate: each period's score; 0 for periods under 4 or over n / 2.
+- series_periods_detect(y, min, max, k): within [max(min, 4), min(max, n / 2)]; each peak k of the
+  periodogram |DFT(d)_k|^2 (1 <= k <= n / 2, above k - 1 and at least k + 1) with n / k in range
+  gives the integer lag of the highest autocorrelation between n / (k + 1) and n / (k - 1) (n / 2
+  for k = 1), scored; 0 scores dropped, and periods within one bin of a multiple (r >= 2) of a
+  shorter one found scoring at least 0.9 times as much; best first (ties: shorter first); padded to
+  k with period 0, score 0.
+- seasonality -1 (series_decompose, _forecast, _anomalies, series_seasonal): the best period
+  series_periods_detect finds in [4, n / 2] of the learning points if it scores at least the
+  seasonality threshold (0.6 by default; series_seasonal's 0.7), else no seasonality.
+- series_decompose_anomalies: series_decompose's baseline and residual; ad_score = series_outliers of
+  the residual (ctukey 10/90 or tukey 25/75); ad_flag +1 above threshold (1.5), -1 below -threshold.
+- series_fit_2lines: lines by least squares over x = 1..n (both on that axis); split_idx is the first
+  index of the right line, each line at least 3 points (n < 6: null); the split of the least total
+  squared error E (the first whose E is within 1e-9 SST of it); rsquare = 1 - E / SST, variance =
+  SST / (n - 1), rvariance = E / (n - 1); each side's as series_fit_line's over its points.
 """
 from __future__ import annotations
 
@@ -331,9 +361,10 @@ def _decompose(y: np.ndarray, period: int, trend: str, test_points: int):
     return baseline, seasonal, tr, y - baseline
 
 
-def _decompose_args(s, seasonality, trend, test_points):
+def _decompose_args(s, seasonality, trend, test_points, s_threshold=None):
     """The series (its learning points all numbers; the test points, to forecast, may be anything),
-    the period, the trend's kind and the test points; None when they are not valid."""
+    the period (-1, the default: detected in the learning points, ``_autoperiod``), the trend's kind
+    and the test points; None when they are not valid."""
     values = _load(s)
     if values is None:
         return None
@@ -341,15 +372,17 @@ def _decompose_args(s, seasonality, trend, test_points):
     period = -1 if seasonality is None else int(seasonality)
     trend = "avg" if trend is None else trend.lower()
     test_points = 0 if test_points is None else int(test_points)
-    if period < 0 or trend not in ("avg", "linefit", "none") or not 0 <= test_points < len(y):
+    if period < -1 or trend not in ("avg", "linefit", "none") or not 0 <= test_points < len(y):
         return None
     if not np.isfinite(y[:len(y) - test_points]).all():
         return None
+    if period == -1:
+        period = _autoperiod(y[:len(y) - test_points], s_threshold)
     return y, period, trend, test_points
 
 
-def decompose(s, seasonality, trend, test_points):
-    args = _decompose_args(s, seasonality, trend, test_points)
+def decompose(s, seasonality, trend, test_points, s_threshold):
+    args = _decompose_args(s, seasonality, trend, test_points, s_threshold)
     if args is None:
         return None
     baseline, seasonal, tr, residual = _decompose(*args)
@@ -357,8 +390,8 @@ def decompose(s, seasonality, trend, test_points):
                       "residual": list(residual)})
 
 
-def decompose_forecast(s, points, seasonality, trend):
-    args = _decompose_args(s, seasonality, trend, points)
+def decompose_forecast(s, points, seasonality, trend, s_threshold):
+    args = _decompose_args(s, seasonality, trend, points, s_threshold)
     if args is None:
         return None
     baseline, _, _, _ = _decompose(*args)
@@ -366,10 +399,13 @@ def decompose_forecast(s, points, seasonality, trend):
 
 
 def seasonal(s, period):
-    """The median of the points of each phase of the period, repeated; zeros for a period < 1."""
+    """The median of the points of each phase of the period, repeated; zeros for a period of 0 (or below -1); -1
+    detects the period (``_autoperiod``)."""
     y = _numeric(s)
     if y is None or period is None:
         return None
+    if period == -1:
+        period = _autoperiod(y, SEASONAL_THRESHOLD)
     seasonal = np.zeros(len(y))
     if period > 0:
         for ph in range(min(period, len(y))):
@@ -543,3 +579,230 @@ def pearson_correlation(s1, s2):
     xm, ym = x - x.mean(), y - y.mean()
     d = math.sqrt((xm ** 2).sum() * (ym ** 2).sum())
     return float((xm * ym).sum() / d) if d else None
+
+
+# ---- outliers, periods, anomalies, two lines ------------------------------------------------------------------
+# The formulas are documented in ARCHITECTURE.md ("series: outliers, periods, anomalies, two lines") and are
+# the same in the ClickHouse runtime's SQL (dialects/clickhouse/series.py).
+
+def _percentile(v: np.ndarray, p: float) -> float:
+    """The p-th percentile (0..100) by linear interpolation between the closest ranks: the point
+    at rank (n - 1) p / 100 of the sorted values (numpy's 'linear', ClickHouse's
+    quantileExactInclusive): with s sorted, r = (n - 1) p / 100, i = floor(r),
+    s[i] + (r - i) (s[i + 1] - s[i]) (s[i] alone at the end)."""
+    s = sorted(float(x) for x in v)
+    r = (len(s) - 1) * p / 100
+    i = math.floor(r)
+    return s[i] + (r - i) * (s[min(i + 1, len(s) - 1)] - s[i])
+
+
+def _outlier_scores(x: np.ndarray, skip: np.ndarray, kind: str, lo_p: float, hi_p: float):
+    """Tukey's k of each element: (x - Q_hi) / (Q_hi - Q_lo) above Q_hi, (x - Q_lo) / (Q_hi - Q_lo)
+    below Q_lo, 0 between them; 0 for the skipped elements (nulls, the ignored value) and everywhere
+    when Q_hi = Q_lo. The quantiles are of the elements not skipped."""
+    if kind == "tukey":
+        lo_p, hi_p = 25.0, 75.0
+    v = x[~skip]
+    out = np.zeros(len(x))
+    if len(v) == 0:
+        return out
+    q1, q3 = _percentile(v, lo_p), _percentile(v, hi_p)
+    iqr = q3 - q1
+    if iqr <= 0:
+        return out
+    for i in range(len(x)):
+        if skip[i]:
+            continue
+        if x[i] > q3:
+            out[i] = (x[i] - q3) / iqr
+        elif x[i] < q1:
+            out[i] = (x[i] - q1) / iqr
+    return out
+
+
+def _outlier_args(kind, lo_p, hi_p):
+    kind = "ctukey" if kind is None else kind.lower()
+    lo_p = 10.0 if lo_p is None else float(lo_p)
+    hi_p = 90.0 if hi_p is None else float(hi_p)
+    if kind not in ("tukey", "ctukey") or not (2 <= lo_p <= 98 and 2 <= hi_p <= 98 and lo_p < hi_p):
+        return None
+    return kind, lo_p, hi_p
+
+
+def outliers(s, kind, ignore, lo_p, hi_p):
+    """series_outliers(series, kind, ignore_val, min_percentile, max_percentile)."""
+    values = _load(s)
+    args = _outlier_args(kind, lo_p, hi_p)
+    if values is None or args is None:
+        return None
+    x = _floats(values)
+    skip = ~np.isfinite(x)
+    if ignore is not None:
+        skip |= x == float(ignore)
+    return _dump(list(_outlier_scores(np.where(skip, 0.0, x), skip, *args)))
+
+
+def _acf(d: np.ndarray, lag: float) -> float:
+    """The autocorrelation of the centered series d (n points) at a lag L, each sum by its number of
+    terms: (sum d[i] d[i + L] / (n - L)) / (sum d[i]^2 / n); a lag between two integers
+    interpolates linearly between theirs; 0 for a constant series."""
+    n = len(d)
+    den = float((d * d).sum())
+    if den == 0:
+        return 0.0
+
+    def at(L: int) -> float:
+        return float((d[:n - L] * d[L:]).sum()) / (n - L) / (den / n) if 0 <= L < n else 0.0
+    lo = math.floor(lag)
+    f = lag - lo
+    return at(lo) if f == 0 else (1 - f) * at(lo) + f * at(lo + 1)
+
+
+def _significant(r: float, n: int) -> float:
+    """An autocorrelation as a score: at most 1; 0 under 2 / sqrt(n), the bound white noise's stays
+    under 95% of the time (Bartlett)."""
+    return min(r, 1.0) if r >= 2 / math.sqrt(n) else 0.0
+
+
+def _detrend(y: np.ndarray) -> np.ndarray:
+    """The series less its least squares line over x = 1..n (``_line``)."""
+    slope, icpt = _line(y)
+    return y - (slope * np.arange(1, len(y) + 1, dtype=float) + icpt)
+
+
+def _periods(y: np.ndarray, min_p: float, max_p: float):
+    """The periods found in [max(min_p, 4), min(max_p, n / 2)] with their scores, best first: each
+    peak k of the periodogram |DFT(d)_k|^2 of the series less its
+    least squares line d (``_detrend``) (1 <= k <= n / 2, higher than k - 1 and at least
+    k + 1) with n / k in range is a candidate; its period is the integer lag L between n / (k + 1)
+    and n / (k - 1) (n / 2 for k = 1) in range with the highest autocorrelation (the smallest of
+    equal ones); its score that autocorrelation (``_significant``). Periods scoring 0 are dropped,
+    and so are multiples of a shorter period found scoring about as much (``_multiple``); a period found twice counts once."""
+    n = len(y)
+    lo, hi = max(float(min_p), 4.0), min(float(max_p), n / 2)
+    d = _detrend(y)
+    half = n // 2
+    f = np.fft.fft(d)
+    p = (f.real ** 2 + f.imag ** 2)[:half + 1]
+    found: dict[int, float] = {}
+    for k in range(1, half + 1):
+        if not (p[k] > p[k - 1] and (k == half or p[k] >= p[k + 1])):
+            continue
+        if not lo <= n / k <= hi:
+            continue
+        a, b = max(math.ceil(n / (k + 1)), math.ceil(lo)), min(math.floor(n / (k - 1)) if k > 1 else half, math.floor(hi))
+        best, score = None, None
+        for L in range(a, b + 1):
+            r = _acf(d, L)
+            if score is None or r > score:
+                best, score = L, r
+        if best is not None and _significant(score, n) > 0:
+            found[best] = _significant(score, n)
+    return sorted(((L, v) for L, v in found.items() if not _multiple(L, found)), key=lambda kv: (-kv[1], kv[0]))
+
+
+def _multiple(L: int, found) -> bool:
+    """Whether L is a multiple of a shorter period M found (within one bin of r M, r = floor(L / M +
+    0.5) >= 2) that scores at least 0.9 times as much."""
+    for M in found:
+        r = math.floor(L / M + 0.5)
+        if M < L and r >= 2 and abs(L - r * M) <= 1 and found[M] >= 0.9 * found[L]:
+            return True
+    return False
+
+
+def periods_detect(s, min_p, max_p, num):
+    y = _numeric(s)
+    if y is None or min_p is None or max_p is None or num is None or num < 0:
+        return None
+    got = _periods(y, min_p, max_p)[:int(num)] if len(y) else []
+    got += [(0, 0.0)] * (int(num) - len(got))
+    return _dump_bag({"periods": [float(k) for k, _ in got], "scores": [v for _, v in got]})
+
+
+def periods_validate(s, periods):
+    """Each period's score: the autocorrelation at that lag (``_acf``, ``_significant``), 0 outside [4, n / 2]."""
+    y = _numeric(s)
+    ps = _load(periods)
+    if y is None or ps is None:
+        return None
+    d = _detrend(y) if len(y) else y
+    scores = []
+    for p in ps:
+        p = _num(p)
+        ok = p is not None and 4 <= p <= len(y) / 2
+        scores.append(_significant(_acf(d, float(p)), len(y)) if ok else 0.0)
+    return _dump_bag({"periods": [None if _num(p) is None else float(p) for p in ps], "scores": scores})
+
+
+SEASONALITY_THRESHOLD = 0.6     # series_decompose's, series_decompose_anomalies' and _forecast's default
+SEASONAL_THRESHOLD = 0.7        # series_seasonal's (its reference page)
+
+
+def _autoperiod(y: np.ndarray, threshold: float | None) -> int:
+    """Seasonality -1: the best period series_periods_detect finds in [4, n / 2] when its score is
+    at least the threshold (0.6 by default; series_seasonal's 0.7), else 0 (none)."""
+    got = _periods(y, 4, len(y) / 2) if len(y) else []
+    t = SEASONALITY_THRESHOLD if threshold is None else float(threshold)
+    return got[0][0] if got and got[0][1] >= t else 0
+
+
+def anomalies(s, threshold, seasonality, trend, test_points, method, s_threshold):
+    """series_decompose_anomalies: series_decompose's baseline and residual, Tukey's scores
+    (series_outliers, ctukey 10/90 or tukey 25/75) of the residual, +1 / -1 where a score is above
+    threshold / below -threshold."""
+    args = _decompose_args(s, seasonality, trend, test_points, s_threshold)
+    kind = "ctukey" if method is None else method.lower()
+    if args is None or kind not in ("tukey", "ctukey"):
+        return None
+    baseline, _, _, residual = _decompose(*args)
+    skip = ~np.isfinite(residual)
+    score = _outlier_scores(np.where(skip, 0.0, residual), skip, kind, 10.0, 90.0)
+    t = 1.5 if threshold is None else float(threshold)
+    flag = [1 if v > t else -1 if v < -t else 0 for v in score]
+    return _dump_bag({"ad_flag": flag, "ad_score": list(score), "baseline": list(baseline)})
+
+
+def _line_part(y: np.ndarray, x: np.ndarray):
+    """Least squares over (x, y): slope, interception, sum of squares about the mean and of the residuals."""
+    xm, ym = x.mean(), y.mean()
+    sxx = float(((x - xm) ** 2).sum())
+    slope = float(((x - xm) * (y - ym)).sum() / sxx)
+    icpt = float(ym - slope * xm)
+    sst = float(((y - ym) ** 2).sum())
+    ssr = float(((y - (slope * x + icpt)) ** 2).sum())
+    return slope, icpt, sst, ssr
+
+
+MIN_SEGMENT = 3
+
+
+def _side(slope, icpt, sst, ssr, m):
+    return {"rsquare": 1.0 - ssr / sst if sst > 0 else 1.0, "slope": slope, "interception": icpt,
+            "variance": sst / (m - 1), "rvariance": ssr / (m - 1)}
+
+
+def fit_2lines(s):
+    """Two lines over x = 1..n, split at i (the first index, zero-based, of the right line): each
+    side has at least MIN_SEGMENT (3) points; the split is the first i whose total squared error
+    (left's + right's) is within 1e-9 of the series' sum of squares about its mean of the least."""
+    y = _numeric(s)
+    if y is None or len(y) < 2 * MIN_SEGMENT:
+        return None
+    n = len(y)
+    x = np.arange(1, n + 1, dtype=float)
+    splits = list(range(MIN_SEGMENT, n - MIN_SEGMENT + 1))
+    errs = [_line_part(y[:i], x[:i])[3] + _line_part(y[i:], x[i:])[3] for i in splits]
+    sst = float(((y - y.mean()) ** 2).sum())
+    best = min(errs)
+    i = next(sp for sp, e in zip(splits, errs) if e <= best + 1e-9 * sst)
+    left, right = _line_part(y[:i], x[:i]), _line_part(y[i:], x[i:])
+    fit = np.concatenate([left[0] * x[:i] + left[1], right[0] * x[i:] + right[1]])
+    ssr = left[3] + right[3]
+    return _dump_bag({"rsquare": 1.0 - ssr / sst if sst > 0 else 1.0, "split_idx": i, "variance": sst / (n - 1),
+                      "rvariance": ssr / (n - 1), "line_fit": list(fit),
+                      "right": _dump_side(_side(*right, n - i)), "left": _dump_side(_side(*left, i))})
+
+
+def _dump_side(d):
+    return {k: _clean(v) for k, v in d.items()}
