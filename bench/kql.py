@@ -333,7 +333,7 @@ def bench_queries(end: datetime) -> list[BenchQuery]:
 | summarize sum(BytesSent), sum(BytesReceived) by bin(TimeGenerated, 1h), Computer
 | order by Computer desc""",
             """SELECT date_trunc('hour', TimeGenerated) AS TimeGenerated, Computer,
-       sum(BytesSent) AS sum_BytesSent, sum(BytesReceived) AS sum_BytesReceived
+       CAST(sum(BytesSent) AS BIGINT) AS sum_BytesSent, CAST(sum(BytesReceived) AS BIGINT) AS sum_BytesReceived
 FROM VMConnection
 GROUP BY ALL
 ORDER BY Computer DESC"""),
@@ -381,7 +381,7 @@ GROUP BY 1"""),
 | project bythehour, LinksFailed
 | summarize failCount = sum(LinksFailed) by bythehour
 | sort by bythehour asc""",
-            f"""SELECT hour(TimeGenerated) AS bythehour, sum(LinksFailed) AS failCount
+            f"""SELECT hour(TimeGenerated) AS bythehour, CAST(sum(LinksFailed) AS BIGINT) AS failCount
 FROM VMConnection
 WHERE Computer = '{FOCUS}'
 GROUP BY bythehour
@@ -391,7 +391,7 @@ ORDER BY bythehour"""),
             """VMConnection
 | summarize SentBytes = sum(BytesSent), ReceivedBytes = sum(BytesReceived) by Computer, ProcessName
 | top 10 by SentBytes desc""",
-            """SELECT Computer, ProcessName, sum(BytesSent) AS SentBytes, sum(BytesReceived) AS ReceivedBytes
+            """SELECT Computer, ProcessName, CAST(sum(BytesSent) AS BIGINT) AS SentBytes, CAST(sum(BytesReceived) AS BIGINT) AS ReceivedBytes
 FROM VMConnection
 GROUP BY Computer, ProcessName
 ORDER BY SentBytes DESC
@@ -434,10 +434,10 @@ FROM VMConnection"""),
 | project RemoteIp, OutBytes, InBytes, OutLinks, InLinks
 | order by OutBytes desc""",
             """WITH o AS (
-    SELECT RemoteIp, sum(BytesSent) AS OutBytes, sum(LinksEstablished) AS OutLinks
+    SELECT RemoteIp, CAST(sum(BytesSent) AS BIGINT) AS OutBytes, CAST(sum(LinksEstablished) AS BIGINT) AS OutLinks
     FROM VMConnection WHERE Direction = 'outbound' GROUP BY RemoteIp
 ), i AS (
-    SELECT RemoteIp, sum(BytesReceived) AS InBytes, sum(LinksEstablished) AS InLinks
+    SELECT RemoteIp, CAST(sum(BytesReceived) AS BIGINT) AS InBytes, CAST(sum(LinksEstablished) AS BIGINT) AS InLinks
     FROM VMConnection WHERE Direction = 'inbound' GROUP BY RemoteIp
 )
 SELECT o.RemoteIp, OutBytes, InBytes, OutLinks, InLinks
@@ -449,7 +449,7 @@ ORDER BY OutBytes DESC"""),
 | where RemoteIp !startswith "127."
 | summarize Connections = sum(LinksEstablished), Bytes = sum(BytesSent + BytesReceived) by Computer, RemoteIp, DestinationPort""",
             """SELECT Computer, RemoteIp, DestinationPort,
-       sum(LinksEstablished) AS Connections, sum(BytesSent + BytesReceived) AS Bytes
+       CAST(sum(LinksEstablished) AS BIGINT) AS Connections, CAST(sum(BytesSent + BytesReceived) AS BIGINT) AS Bytes
 FROM VMConnection
 WHERE RemoteIp NOT LIKE '127.%'
 GROUP BY Computer, RemoteIp, DestinationPort"""),
@@ -459,7 +459,7 @@ GROUP BY Computer, RemoteIp, DestinationPort"""),
 | where RemoteLatitude > 0
 | summarize Bytes = sum(BytesSent), Latitude = avg(RemoteLatitude), Longitude = avg(RemoteLongitude) by RemoteCountry
 | order by Bytes desc""",
-            """SELECT RemoteCountry, sum(BytesSent) AS Bytes, avg(RemoteLatitude) AS Latitude, avg(RemoteLongitude) AS Longitude
+            """SELECT RemoteCountry, CAST(sum(BytesSent) AS BIGINT) AS Bytes, avg(RemoteLatitude) AS Latitude, avg(RemoteLongitude) AS Longitude
 FROM VMConnection
 WHERE RemoteLatitude > 0
 GROUP BY RemoteCountry

@@ -231,7 +231,7 @@ WHERE contains(OperatingSystemFullName_s, 'CentOS')"""),
 
         "Bytes sent and received per hour and machine (docs)": Hand("bytes_per_hour", """
 SELECT date_trunc('hour', TimeGenerated) AS TimeGenerated, Computer,
-       sum(BytesSent) AS sum_BytesSent, sum(BytesReceived) AS sum_BytesReceived
+       CAST(sum(BytesSent) AS BIGINT) AS sum_BytesSent, CAST(sum(BytesReceived) AS BIGINT) AS sum_BytesReceived
 FROM VMConnection
 GROUP BY ALL
 ORDER BY Computer DESC"""),
@@ -284,8 +284,8 @@ ORDER BY OpenPorts DESC"""),
 
         "Aggregate behavior for each port (docs)": Hand("port_behaviour", """
 SELECT Machine, Computer, ProcessName, Ip, Port, IsWildcardBind,
-       sum(BytesSent) AS BytesSent, sum(BytesReceived) AS BytesReceived,
-       sum(LinksEstablished) AS LinksEstablished, sum(LinksTerminated) AS LinksTerminated,
+       CAST(sum(BytesSent) AS BIGINT) AS BytesSent, CAST(sum(BytesReceived) AS BIGINT) AS BytesReceived,
+       CAST(sum(LinksEstablished) AS BIGINT) AS LinksEstablished, CAST(sum(LinksTerminated) AS BIGINT) AS LinksTerminated,
        arg_max(LinksLive, TimeGenerated) AS LinksLive
 FROM VMBoundPort
 WHERE Ip <> '127.0.0.1'
