@@ -702,6 +702,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _loads(body: bytes):
+    """The answer parsed as a fast client would: orjson (json's parse of 500,000 rows costs 3x
+    the server's whole answer, most of it in Python's cyclic collector), json where orjson refuses."""
+    import orjson
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)
+
+
 def post_query(url: str, key: str, kql: str) -> dict:
     """POST /api/query and the parsed JSON answer; RuntimeError with the server's message when it refuses."""
     body = json.dumps({"query": kql}).encode("utf-8")
@@ -709,7 +719,7 @@ def post_query(url: str, key: str, kql: str) -> dict:
                                  headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
     try:
         with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT) as r:
-            return json.loads(r.read())
+            return _loads(r.read())
     except urllib.error.HTTPError as e:
         detail = e.read().decode("utf-8", "replace")
         try:

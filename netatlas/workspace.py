@@ -38,6 +38,7 @@ DEFAULT_RETENTION_DAYS = 30
 RETENTION_STEP_ROWS = 50_000     # rows deleted per transaction by a retention pass
 FETCH_ROWS = 2048                # rows fetched at a time from a query (a DuckDB vector)
 HAVE_ARROW = importlib.util.find_spec("pyarrow") is not None   # optional (the clickhouse extra)
+ARROW_OVER_READ = 2             # an answer read as Arrow may be estimated at up to this many times max_result_bytes
 ARROW_BATCH_ROWS = 65_536        # rows per Arrow record batch of a large answer (Workspace._fetch_arrow)
 
 # estimated bytes of a value in the JSON answer, by KQL type (strings and dynamic are measured)
@@ -525,10 +526,11 @@ class Workspace:
             if (arrow and HAVE_ARROW and len(chunk) == FETCH_ROWS and max_rows is not None
                     and max_rows >= FETCH_ROWS):
                 # a large answer: the rest in Arrow when its columns convert alike and, judged by
-                # its first vector, the whole of it (max_rows at most) stays within max_bytes,
-                # since DuckDB hands a DB-API result over to Arrow whole, not streamed
+                # its first vector, the whole of it (max_rows at most) stays within ARROW_OVER_READ
+                # times max_bytes, since DuckDB hands a DB-API result over to Arrow whole, not
+                # streamed (what passes max_bytes is then cut, but was read)
                 first = sizer(chunk) if sizer is not None else 0
-                if ((sizer is None or first * (max_rows + 1) <= max_bytes * FETCH_ROWS)
+                if ((sizer is None or first * (max_rows + 1) <= ARROW_OVER_READ * max_bytes * FETCH_ROWS)
                         and all(str(d[1]) in ARROW_TYPES for d in res.description)):
                     answer, cut = self._fetch_arrow(res, chunk, first, types, max_rows, max_bytes)
                     if cut is not None:
