@@ -397,7 +397,7 @@ class ArrowAnswer:
                 if conv is _out_string and all(pa.types.is_string(c.type) for c in chunks):
                     column = ["" if v is None else v for v in head]
                     for c in chunks:
-                        column += pc.fill_null(c, "").to_pylist()
+                        column += _texts(pc.fill_null(c, ""))
                 elif conv is _out_datetime and all(pa.types.is_timestamp(c.type) and c.type.tz is None
                                                    for c in chunks):
                     seen: dict = {}
@@ -413,6 +413,19 @@ class ArrowAnswer:
                         column += [conv(v) for v in c.to_pylist()]
                 columns.append(column)
             return list(map(list, zip(*columns))) if columns else []
+
+
+def _texts(array) -> list:
+    """An Arrow text array without nulls as Python strings: a column of few distinct values (as
+    a map's machines, processes, countries) makes each distinct string once and repeats it, a
+    third of the time of one string per row; else one string per row."""
+    import numpy as np
+    import pyarrow.compute as pc
+    encoded = pc.dictionary_encode(array)
+    if 2 * len(encoded.dictionary) > len(array):
+        return array.to_pylist()
+    values = np.array(encoded.dictionary.to_pylist() + [None], dtype=object)[:-1]   # 1-D, whatever the texts
+    return values[encoded.indices.to_numpy(zero_copy_only=False)].tolist()
 
 
 def convert_answer(raw, types: list[str], as_is: frozenset | set = AS_IS) -> list[list]:
