@@ -530,7 +530,8 @@ class Workspace:
                 # times max_bytes, since DuckDB hands a DB-API result over to Arrow whole, not
                 # streamed (what passes max_bytes is then cut, but was read)
                 first = sizer(chunk) if sizer is not None else 0
-                if ((sizer is None or first * (max_rows + 1) <= ARROW_OVER_READ * max_bytes * FETCH_ROWS)
+                if ((sizer is None or (first <= max_bytes and
+                                       first * (max_rows + 1) <= ARROW_OVER_READ * max_bytes * FETCH_ROWS))
                         and all(str(d[1]) in ARROW_TYPES for d in res.description)):
                     answer, cut = self._fetch_arrow(res, chunk, first, types, max_rows, max_bytes)
                     if cut is not None:
