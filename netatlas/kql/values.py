@@ -398,15 +398,17 @@ class ArrowAnswer:
                     column = ["" if v is None else v for v in head]
                     for c in chunks:
                         column += _texts(pc.fill_null(c, ""))
-                elif conv is _out_datetime and all(pa.types.is_timestamp(c.type) and c.type.tz is None
-                                                   for c in chunks):
+                elif conv is _out_datetime:        # as convert_rows: _aware, each instant once
                     seen: dict = {}
                     column = [None if v is None else (seen.get(v) or seen.setdefault(v, _aware(v))) for v in head]
-                    seen = {}
                     for c in chunks:
-                        us = c.cast(pa.int64()).to_pylist()
-                        column += [None if v is None else (seen[v] if v in seen else seen.setdefault(v, _us_aware(v)))
-                                   for v in us]
+                        if pa.types.is_timestamp(c.type) and c.type.tz is None and c.type.unit == "us":
+                            us, seen_us = c.cast(pa.int64()).to_pylist(), {}
+                            column += [None if v is None else seen_us[v] if v in seen_us else
+                                       seen_us.setdefault(v, _us_aware(v)) for v in us]
+                        else:
+                            column += [None if v is None else (seen.get(v) or seen.setdefault(v, _aware(v)))
+                                       for v in c.to_pylist()]
                 else:
                     column = [conv(v) for v in head]
                     for c in chunks:
