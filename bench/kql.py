@@ -333,7 +333,7 @@ def bench_queries(end: datetime) -> list[BenchQuery]:
 | summarize sum(BytesSent), sum(BytesReceived) by bin(TimeGenerated, 1h), Computer
 | order by Computer desc""",
             """SELECT date_trunc('hour', TimeGenerated) AS TimeGenerated, Computer,
-       sum(BytesSent) AS sum_BytesSent, sum(BytesReceived) AS sum_BytesReceived
+       CAST(sum(BytesSent) AS BIGINT) AS sum_BytesSent, CAST(sum(BytesReceived) AS BIGINT) AS sum_BytesReceived
 FROM VMConnection
 GROUP BY ALL
 ORDER BY Computer DESC"""),
@@ -381,7 +381,7 @@ GROUP BY 1"""),
 | project bythehour, LinksFailed
 | summarize failCount = sum(LinksFailed) by bythehour
 | sort by bythehour asc""",
-            f"""SELECT hour(TimeGenerated) AS bythehour, sum(LinksFailed) AS failCount
+            f"""SELECT hour(TimeGenerated) AS bythehour, CAST(sum(LinksFailed) AS BIGINT) AS failCount
 FROM VMConnection
 WHERE Computer = '{FOCUS}'
 GROUP BY bythehour
@@ -391,7 +391,7 @@ ORDER BY bythehour"""),
             """VMConnection
 | summarize SentBytes = sum(BytesSent), ReceivedBytes = sum(BytesReceived) by Computer, ProcessName
 | top 10 by SentBytes desc""",
-            """SELECT Computer, ProcessName, sum(BytesSent) AS SentBytes, sum(BytesReceived) AS ReceivedBytes
+            """SELECT Computer, ProcessName, CAST(sum(BytesSent) AS BIGINT) AS SentBytes, CAST(sum(BytesReceived) AS BIGINT) AS ReceivedBytes
 FROM VMConnection
 GROUP BY Computer, ProcessName
 ORDER BY SentBytes DESC
@@ -434,10 +434,10 @@ FROM VMConnection"""),
 | project RemoteIp, OutBytes, InBytes, OutLinks, InLinks
 | order by OutBytes desc""",
             """WITH o AS (
-    SELECT RemoteIp, sum(BytesSent) AS OutBytes, sum(LinksEstablished) AS OutLinks
+    SELECT RemoteIp, CAST(sum(BytesSent) AS BIGINT) AS OutBytes, CAST(sum(LinksEstablished) AS BIGINT) AS OutLinks
     FROM VMConnection WHERE Direction = 'outbound' GROUP BY RemoteIp
 ), i AS (
-    SELECT RemoteIp, sum(BytesReceived) AS InBytes, sum(LinksEstablished) AS InLinks
+    SELECT RemoteIp, CAST(sum(BytesReceived) AS BIGINT) AS InBytes, CAST(sum(LinksEstablished) AS BIGINT) AS InLinks
     FROM VMConnection WHERE Direction = 'inbound' GROUP BY RemoteIp
 )
 SELECT o.RemoteIp, OutBytes, InBytes, OutLinks, InLinks
@@ -449,7 +449,7 @@ ORDER BY OutBytes DESC"""),
 | where RemoteIp !startswith "127."
 | summarize Connections = sum(LinksEstablished), Bytes = sum(BytesSent + BytesReceived) by Computer, RemoteIp, DestinationPort""",
             """SELECT Computer, RemoteIp, DestinationPort,
-       sum(LinksEstablished) AS Connections, sum(BytesSent + BytesReceived) AS Bytes
+       CAST(sum(LinksEstablished) AS BIGINT) AS Connections, CAST(sum(BytesSent + BytesReceived) AS BIGINT) AS Bytes
 FROM VMConnection
 WHERE RemoteIp NOT LIKE '127.%'
 GROUP BY Computer, RemoteIp, DestinationPort"""),
@@ -459,7 +459,7 @@ GROUP BY Computer, RemoteIp, DestinationPort"""),
 | where RemoteLatitude > 0
 | summarize Bytes = sum(BytesSent), Latitude = avg(RemoteLatitude), Longitude = avg(RemoteLongitude) by RemoteCountry
 | order by Bytes desc""",
-            """SELECT RemoteCountry, sum(BytesSent) AS Bytes, avg(RemoteLatitude) AS Latitude, avg(RemoteLongitude) AS Longitude
+            """SELECT RemoteCountry, CAST(sum(BytesSent) AS BIGINT) AS Bytes, avg(RemoteLatitude) AS Latitude, avg(RemoteLongitude) AS Longitude
 FROM VMConnection
 WHERE RemoteLatitude > 0
 GROUP BY RemoteCountry
@@ -503,6 +503,8 @@ class Outcome:
     rows: int | None = None
     error: str | None = None  # the engine failed on the KQL
     mismatch: str | None = None  # the engine's result differs from the hand-written SQL's
+    other_s: float | None = None  # --duckdb-kql: duckdb_kql.query(con, kql).fetchall()
+    other_error: str | None = None  # duckdb-kql failed on the query or its rows differ
 
     @property
     def ratio(self) -> float | None:
@@ -521,7 +523,8 @@ def _timed(fn):
     return time.perf_counter() - t0, value
 
 
-def measure(q: BenchQuery, ws, compile_kql, repeat: int, compile_runs: int) -> Outcome:
+def measure(q: BenchQuery, ws, compile_kql, repeat: int, compile_runs: int, other=None) -> Outcome:
+    """``other``: the duckdb_kql module (--duckdb-kql), timed on the same connection as a third side."""
     out = Outcome(q)
     con = ws.connection
 
@@ -556,12 +559,28 @@ def measure(q: BenchQuery, ws, compile_kql, repeat: int, compile_runs: int) -> O
             out.error = f"query: {type(e).__name__}: {e}"
             kql_ok = False
 
+    other_times = []
+    other_ok = other is not None
+
+    def run_other():
+        return other.query(con, q.kql).fetchall()
+    if other_ok:
+        try:
+            got = run_other()  # warm-up
+            differs = compare(sql_columns, got, sql_columns, sql_rows)
+            if differs:
+                out.other_error = f"rows differ from the hand SQL: {differs}"
+        except Exception as e:  # noqa: BLE001
+            out.other_error, other_ok = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}", False
+
     kql_times, sql_times = [], []
     for r in range(repeat):  # interleaved, alternating which side goes first
-        steps = [(sql_times, run_sql)] + ([(kql_times, run_kql)] if kql_ok else [])
+        steps = ([(sql_times, run_sql)] + ([(kql_times, run_kql)] if kql_ok else [])
+                 + ([(other_times, run_other)] if other_ok else []))
         for bucket, fn in (steps if r % 2 else steps[::-1]):
             bucket.append(_timed(fn)[0])
     out.hand_s = statistics.median(sql_times) if sql_times else None
+    out.other_s = statistics.median(other_times) if other_times else None
     out.netatlas_s = statistics.median(kql_times) if kql_times else None
     return out
 
@@ -605,16 +624,31 @@ def summary(outcomes: list[Outcome]) -> list[tuple[str, bool]]:
 def report(outcomes: list[Outcome], write=print) -> None:
     """Print the table, the summary lines with PASS/MISS, then each engine error or mismatch."""
     width = max(len(o.query.name) for o in outcomes)
+    other = any(o.other_s is not None or o.other_error for o in outcomes)
     write(f"{'query':<{width}}  {'compile ms':>10}  {'netatlas s':>10}  {'hand SQL s':>10}  {'ratio':>7}  "
-          f"{'rows':>8}  result")
+          + (f"{'duckdb-kql s':>12}  {'na/dk':>6}  " if other else "") + f"{'rows':>8}  result")
     for o in outcomes:
         state = "ERROR" if o.error else "MISMATCH" if o.mismatch else "ok"
         ratio = "-" if o.ratio is None else f"{o.ratio:.2f}x"
+        versus = ""
+        if other:
+            vs = "-" if o.other_s is None or o.netatlas_s is None else f"{o.netatlas_s / o.other_s:.2f}x"
+            versus = f"{_fmt(o.other_s, '.4f'):>12}  {vs:>6}  "
         write(f"{o.query.name:<{width}}  {_fmt(o.compile_ms, '.3f'):>10}  {_fmt(o.netatlas_s, '.4f'):>10}  "
-              f"{_fmt(o.hand_s, '.4f'):>10}  {ratio:>7}  {_fmt(o.rows, 'd'):>8}  {state}")
+              f"{_fmt(o.hand_s, '.4f'):>10}  {ratio:>7}  {versus}{_fmt(o.rows, 'd'):>8}  {state}")
     write("")
     for line, good in summary(outcomes):
         write(f"{line}  {'PASS' if good else 'MISS'}")
+    if other:
+        pairs = [o for o in outcomes if o.other_s and o.netatlas_s]
+        if pairs:
+            geo = math.exp(statistics.fmean(math.log(o.netatlas_s / o.other_s) for o in pairs))
+            ahead = sum(o.netatlas_s < o.other_s for o in pairs)
+            write(f"netatlas / duckdb-kql: {geo:.2f}x geometric mean; netatlas faster on {ahead} of {len(pairs)}"
+                  f" queries (duckdb-kql failed or differed on {sum(bool(o.other_error) for o in outcomes)})")
+        for o in outcomes:
+            if o.other_error:
+                write(f"  duckdb-kql on {o.query.name}: {o.other_error}")
     for o in outcomes:
         if o.matched:
             continue
@@ -627,7 +661,8 @@ def report(outcomes: list[Outcome], write=print) -> None:
 
 
 def run_benchmark(rows: int = 10_000_000, repeat: int = 5, data_dir: Path | None = None,
-                  compile_runs: int = 200, only: list[str] | None = None, write=print) -> list[Outcome]:
+                  compile_runs: int = 200, only: list[str] | None = None, write=print,
+                  duckdb_kql: bool = False) -> list[Outcome]:
     """Build or reuse the workspace, measure every query, print the report; returns the outcomes."""
     import netatlas
     from netatlas.kql import compile as compile_kql
@@ -645,7 +680,12 @@ def run_benchmark(rows: int = 10_000_000, repeat: int = 5, data_dir: Path | None
           f"end to end: median of {repeat} interleaved runs after one warm-up")
     write("")
     queries = [q for q in bench_queries(data.end) if not only or q.name in only]
-    outcomes = [measure(q, ws, compile_kql, repeat, compile_runs) for q in queries]
+    other = None
+    if duckdb_kql:
+        import duckdb_kql as other  # noqa: F811 - the third-party KQL-to-DuckDB translator (pip install duckdb-kql)
+        write(f"duckdb-kql {getattr(other, '__version__', '?')}: duckdb_kql.query(con, kql).fetchall() on the same connection")
+        write("")
+    outcomes = [measure(q, ws, compile_kql, repeat, compile_runs, other) for q in queries]
     report(outcomes, write)
     return outcomes
 
@@ -658,6 +698,8 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", type=Path, help="workspace directory (default bench/.data/vmconnection-<rows>)")
     p.add_argument("--query", action="append", dest="only", metavar="NAME", help="run only this query (repeatable)")
     p.add_argument("--check", action="store_true", help="exit 1 when a goal is missed or a result differs")
+    p.add_argument("--duckdb-kql", action="store_true",
+                   help="time duckdb-kql (pip install duckdb-kql) on the same connection as a third side")
     args = p.parse_args(argv)
     if args.rows < 1 or args.repeat < 1 or args.compile_runs < 1:
         p.error("--rows, --repeat and --compile-runs must be at least 1")
@@ -665,7 +707,8 @@ def main(argv=None) -> int:
     unknown = sorted(set(args.only or ()) - set(names))
     if unknown:
         p.error(f"unknown query {', '.join(unknown)}; the queries are {', '.join(names)}")
-    outcomes = run_benchmark(args.rows, args.repeat, args.data_dir, args.compile_runs, args.only)
+    outcomes = run_benchmark(args.rows, args.repeat, args.data_dir, args.compile_runs, args.only,
+                             duckdb_kql=args.duckdb_kql)
     met = all(good for _, good in summary(outcomes))
     return 1 if args.check and not met else 0
 

@@ -1,12 +1,17 @@
 """The product of the execute stage: a Result."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
-from .kql.values import from_json_value, to_json_value
+from .kql import types as T
+from .kql.values import from_json_value, gc_paused, to_json_value
 
 # the limit that cut a result -> what it is, for the message (Kusto: E_QUERY_RESULT_SET_TOO_LARGE)
 LIMITS = {"max_rows": "{limit:,} rows", "max_result_bytes": "{limit:,} bytes"}
+# types whose Result value is its JSON value (``to_json_value`` returns it as it is)
+JSON_AS_IS = frozenset({T.STRING, T.LONG, T.INT, T.BOOL, T.DYNAMIC})
+_INF = float("inf")
 
 
 @dataclass
@@ -42,12 +47,54 @@ class Result:
         return [dict(zip(self.columns, r)) for r in self.rows]
 
     def json_rows(self) -> list[list]:
-        return [[to_json_value(v, t) for v, t in zip(r, self.types)] for r in self.rows]
+        """The rows as JSON values (``to_json_value``), built a column at a time: the columns whose
+        values are their JSON already are kept, a real is converted only when NaN or infinite, each
+        distinct datetime once."""
+        rows, types = self.rows, self.types
+        if len(rows) < 64 or not types:
+            return [[to_json_value(v, t) for v, t in zip(r, types)] for r in rows]
+        if self._json_as_is():
+            with gc_paused:
+                return list(map(list, rows))
+        with gc_paused:
+            columns = []
+            for column, t in zip(zip(*rows), types):
+                if t in JSON_AS_IS:
+                    columns.append(column)
+                elif t == T.REAL:
+                    columns.append([v if v is None or -_INF < v < _INF else to_json_value(v, t) for v in column])
+                elif t == T.DATETIME:
+                    seen: dict = {}
+                    columns.append([None if v is None else seen[v] if v in seen else
+                                    seen.setdefault(v, to_json_value(v, t)) for v in column])
+                else:
+                    columns.append([to_json_value(v, t) for v in column])
+            return list(map(list, zip(*columns)))
+
+    def _json_as_is(self) -> bool:
+        """Whether every value is its JSON value already: the columns are of ``JSON_AS_IS`` types or
+        reals without a null, NaN or infinity (their sum is finite; checked in C)."""
+        for i, t in enumerate(self.types):
+            if t in JSON_AS_IS:
+                continue
+            if t != T.REAL:
+                return False
+            column = [r[i] for r in self.rows]
+            if None in column:
+                return False
+            try:
+                if not math.isfinite(sum(column)):
+                    return False
+            except TypeError:
+                return False
+        return True
 
     def to_json(self, name: str = "PrimaryResult") -> dict:
+        # the rows as they are when they are their JSON already (the answer is only read)
+        rows = self.rows if len(self.rows) >= 64 and self.types and self._json_as_is() else self.json_rows()
         return {
             "tables": [{"name": name, "columns": [{"name": c, "type": t} for c, t in zip(self.columns, self.types)],
-                        "rows": self.json_rows()}],
+                        "rows": rows}],
             "render": self.render,
             "statistics": {"rows": len(self.rows), "truncated": self.truncated,
                            "timings_ms": {k: round(v * 1000, 3) for k, v in self.timings.items()},

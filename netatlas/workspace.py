@@ -1,9 +1,11 @@
 """The workspace: a store (store/; DuckDB by default) holding every catalogue table, with ingest and query."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import threading
 import time
+import warnings
 import weakref
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -14,13 +16,17 @@ from .errors import IngestError, KqlError, NetatlasError, QueryExecutionError, Q
 from . import custom, dcr, ingest, migrate
 from .ingest import MAX_POST_BYTES
 from .kql import types as T
-from .kql.values import AS_IS, convert_columns, convert_rows, to_json_value
+from .kql.values import ARROW_TYPES, AS_IS, ArrowAnswer, convert_answer, convert_columns, convert_rows, to_json_value
 from .limits import DEFAULT_MAX_RESULT_BYTES, DEFAULT_TIMEOUT, Deadline
 from .pool import QueryPool
 from .result import Result
 from .store import StoreBusyError
 from .store import duckdb as db
 from .store.duckdb import DuckDBStore
+
+# Workspace._fetch_arrow reads the rest of a large answer as Arrow from the DB-API result whose first
+# vector it fetched as rows; DuckDB warns that this copies the rows (as its own fetch does)
+warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning)
 
 WorkspaceBusyError = StoreBusyError     # the store's files are another process's
 STORE_KEY = "store"                     # _netatlas_meta: where the catalogue's tables live (--store)
@@ -31,6 +37,9 @@ RETENTION_TABLE = "_netatlas_retention"
 DEFAULT_RETENTION_DAYS = 30
 RETENTION_STEP_ROWS = 50_000     # rows deleted per transaction by a retention pass
 FETCH_ROWS = 2048                # rows fetched at a time from a query (a DuckDB vector)
+HAVE_ARROW = importlib.util.find_spec("pyarrow") is not None   # optional (the clickhouse extra)
+ARROW_OVER_READ = 2             # an answer read as Arrow may be estimated at up to this many times max_result_bytes
+ARROW_BATCH_ROWS = 65_536        # rows per Arrow record batch of a large answer (Workspace._fetch_arrow)
 
 # estimated bytes of a value in the JSON answer, by KQL type (strings and dynamic are measured)
 VALUE_BYTES = {T.LONG: 10, T.INT: 8, T.REAL: 14, T.DECIMAL: 22, T.BOOL: 6, T.DATETIME: 31,
@@ -494,11 +503,15 @@ class Workspace:
             return self._fetch(cur, sql, deadline)[0]
 
     def _fetch(self, cur, sql: str, deadline: Deadline | None, *, max_rows: int | None = None,
-               max_bytes: int | None = None, types: list[str] | None = None) -> tuple[list[tuple], str | None]:
+               max_bytes: int | None = None, types: list[str] | None = None,
+               arrow: bool = False) -> tuple[list[tuple] | ArrowAnswer, str | None]:
         """Run SQL on ``cur`` and fetch its rows a vector at a time, stopping past ``max_rows``
         rows (one more is fetched, to know there were more) or ``max_bytes`` of the JSON answer
         (estimated by ``types``: ``result_bytes``); returns the rows and the limit that cut them
-        (None, "max_rows" or "max_result_bytes"). The watchdog interrupts it at the deadline."""
+        (None, "max_rows" or "max_result_bytes"). With ``arrow``, an answer longer than one
+        vector whose columns all convert alike from Arrow (``values.ARROW_TYPES``) is fetched
+        after its first vector as Arrow record batches: an ``ArrowAnswer``. The watchdog
+        interrupts it at the deadline."""
         token = None
         if deadline is not None:
             left = deadline.left()
@@ -509,8 +522,22 @@ class Workspace:
             res = cur.execute(sql)
             rows, size, cut = [], 0, None
             sizer = row_sizer(types) if max_bytes is not None else None
+            chunk = res.fetchmany(FETCH_ROWS)
+            if (arrow and HAVE_ARROW and len(chunk) == FETCH_ROWS and max_rows is not None
+                    and max_rows >= FETCH_ROWS):
+                # a large answer: the rest in Arrow when its columns convert alike and, judged by
+                # its first vector, the whole of it (max_rows at most) stays within ARROW_OVER_READ
+                # times max_bytes, since DuckDB hands a DB-API result over to Arrow whole, not
+                # streamed (what passes max_bytes is then cut, but was read)
+                first = sizer(chunk) if sizer is not None else 0
+                if ((sizer is None or (first <= max_bytes and
+                                       first * (max_rows + 1) <= ARROW_OVER_READ * max_bytes * FETCH_ROWS))
+                        and all(str(d[1]) in ARROW_TYPES for d in res.description)):
+                    answer, cut = self._fetch_arrow(res, chunk, first, types, max_rows, max_bytes)
+                    if cut is not None:
+                        cur.execute("SELECT 1").fetchall()     # ends the result the cap left open
+                    return answer, cut
             while True:
-                chunk = res.fetchmany(FETCH_ROWS)
                 if not chunk:
                     break
                 if sizer is not None:
@@ -529,6 +556,7 @@ class Workspace:
                     del rows[max_rows:]
                     cut = "max_rows"
                     break
+                chunk = res.fetchmany(FETCH_ROWS)
             if cut is not None:
                 cur.execute("SELECT 1").fetchall()     # ends the streaming result the cap left open
             return rows, cut
@@ -540,6 +568,40 @@ class Workspace:
         finally:
             if token is not None:
                 self.pool.watchdog.disarm(token)
+
+    @staticmethod
+    def _fetch_arrow(res, first: list[tuple], size: int, types: list[str], max_rows: int,
+                     max_bytes: int | None) -> tuple[ArrowAnswer, str | None]:
+        """The rest of a large answer after its ``first`` vector (``size`` bytes by ``row_sizer``),
+        as Arrow record batches, with ``_fetch``'s limits: rows counted, bytes measured a batch at
+        a time (``arrow_bytes``, ``row_sizer``'s measure), the batch that passes a limit cut at the
+        row that does."""
+        n, batches, cut = len(first), [], None
+        reader = res.to_arrow_reader(ARROW_BATCH_ROWS)
+        try:
+            for batch in reader:
+                if max_rows is not None and n + batch.num_rows > max_rows:
+                    batch, cut = batch.slice(0, max_rows - n), "max_rows"
+                if max_bytes is not None:
+                    grown = size + arrow_bytes(batch, types)
+                    if grown > max_bytes:       # the row that passes the cap, and those before it
+                        keep = 0
+                        for width in arrow_row_bytes(batch, types):
+                            if size + width > max_bytes:
+                                break
+                            size += width
+                            keep += 1
+                        batches.append(batch.slice(0, keep))
+                        cut = "max_result_bytes"
+                        break
+                    size = grown
+                batches.append(batch)
+                n += batch.num_rows
+                if cut is not None:
+                    break
+        finally:
+            reader.close()
+        return ArrowAnswer(first, batches), cut
 
     def query(self, text: str, *, params: dict | None = None, now: datetime | None = None,
               timeout: float = DEFAULT_TIMEOUT, max_rows: int = kql.DEFAULT_MAX_ROWS, timespan=None,
@@ -564,9 +626,9 @@ class Workspace:
                                     deadline=deadline)
             t2 = time.perf_counter()
             raw, cut = self._fetch(cur, compiled.sql, deadline, max_rows=max_rows,
-                                   max_bytes=max_result_bytes, types=compiled.types)
+                                   max_bytes=max_result_bytes, types=compiled.types, arrow=True)
         t3 = time.perf_counter()
-        rows = convert_rows(raw, compiled.types)
+        rows = convert_answer(raw, compiled.types)
         t4 = time.perf_counter()
         timings = dict(compiled.timings, queue=t1 - t0, compile=t2 - t1, execute=t3 - t2, convert=t4 - t3)
         limit = {"max_rows": max_rows, "max_result_bytes": max_result_bytes}.get(cut)
@@ -744,6 +806,33 @@ def row_sizer(types: list[str]):
             n += sum(len(v) for r in rows if isinstance(v := r[i], str))
         return n
     return size
+
+
+def arrow_row_bytes(batch, types: list[str]) -> list[int]:
+    """``row_sizer``'s estimate of each row of an Arrow record batch."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    fixed, measured = _row_widths(types)
+    widths = [fixed + 4 * len(measured)] * batch.num_rows
+    for i in measured:
+        column = batch.column(i)
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            widths = [w + n for w, n in zip(widths, pc.fill_null(pc.utf8_length(column), 0).to_pylist())]
+    return widths
+
+
+def arrow_bytes(batch, types: list[str]) -> int:
+    """``row_sizer``'s estimate for an Arrow record batch: the fixed widths by its row count, the
+    characters of its text columns (JSON text included) counted by Arrow."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    fixed, measured = _row_widths(types)
+    n = batch.num_rows * (fixed + 4 * len(measured))
+    for i in measured:
+        column = batch.column(i)
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            n += pc.sum(pc.utf8_length(column)).as_py() or 0
+    return n
 
 
 # DuckDB messages -> what they mean for the query's author

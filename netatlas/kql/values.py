@@ -6,9 +6,11 @@ types the Result promises.
 """
 from __future__ import annotations
 
+import gc
 import json
 import re
 import math
+import threading
 import uuid
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -309,3 +311,130 @@ def from_json_value(v, typ: str):
     if v is None or typ not in FROM_JSON:
         return v
     return FROM_JSON[typ](v)
+
+
+# ---------------------------------------------------------------- large answers, a column at a time
+
+class _GcPause:
+    """Python's cyclic garbage collector paused while a large answer is built: its hundreds of
+    thousands of new lists hold no cycles (they are freed by reference counts), yet every 700 of
+    them start a collection that walks them all again (5x the conversion's own time at 500,000
+    rows). Re-entrant across threads: the collector runs again when the last holder leaves, if
+    it ran before the first came."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._holds = 0
+        self._restore = False
+
+    def __enter__(self):
+        with self._lock:
+            if self._holds == 0:
+                self._restore = gc.isenabled()
+                gc.disable()
+            self._holds += 1
+        return self
+
+    def __exit__(self, *exc):
+        with self._lock:
+            self._holds -= 1
+            if self._holds == 0 and self._restore:
+                gc.enable()
+
+
+gc_paused = _GcPause()
+
+# DuckDB types whose Arrow form converts to the same Python values as DuckDB's own rows
+# (``ArrowAnswer``); an answer with any other column is fetched as rows.
+ARROW_TYPES = frozenset({"VARCHAR", "JSON", "BIGINT", "INTEGER", "SMALLINT", "TINYINT", "DOUBLE", "BOOLEAN",
+                         "TIMESTAMP"})
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_INT64_MAX = 2 ** 63 - 1
+_MIN_US = (datetime(1, 1, 1) - datetime(1970, 1, 1)) // timedelta(microseconds=1)
+_MAX_US = (datetime.max - datetime(1970, 1, 1)) // timedelta(microseconds=1)
+
+
+def _us_aware(v):
+    """Microseconds since 1970 (DuckDB's TIMESTAMP in Arrow) -> the aware datetime ``_aware`` gives
+    for DuckDB's own value: infinity and -infinity are Python's last and first instants, an
+    instant beyond years 1 to 9999 (DuckDB's text) is null."""
+    if v == _INT64_MAX:
+        return datetime.max.replace(tzinfo=_UTC)
+    if v == -_INT64_MAX:
+        return datetime.min.replace(tzinfo=_UTC)
+    if not _MIN_US <= v <= _MAX_US:
+        return None
+    return _EPOCH + timedelta(microseconds=v)
+
+
+class ArrowAnswer:
+    """A large answer as fetched: its first rows (DuckDB's tuples) and the rest as Arrow record
+    batches of the same columns (DuckDB types in ``ARROW_TYPES``)."""
+
+    def __init__(self, first: list[tuple], batches: list):
+        self.first = first
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.first) + sum(b.num_rows for b in self.batches)
+
+    def rows(self, types: list[str], as_is: frozenset | set = AS_IS) -> list[list]:
+        """Result rows, the same values ``convert_rows`` makes of DuckDB's rows, built a column at
+        a time: Arrow fills null strings and reads timestamps as integers, each instant converted once."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        with gc_paused:
+            firsts = list(zip(*self.first)) if self.first else [()] * len(types)
+            columns = []
+            for i, t in enumerate(types):
+                chunks = [b.column(i) for b in self.batches]
+                head = list(firsts[i])
+                if t in as_is:
+                    columns.append(head + [v for c in chunks for v in c.to_pylist()] if len(chunks) != 1
+                                   else head + chunks[0].to_pylist())
+                    continue
+                conv = OUTPUT[t]
+                if conv is _out_string and all(pa.types.is_string(c.type) for c in chunks):
+                    column = ["" if v is None else v for v in head]
+                    for c in chunks:
+                        column += _texts(pc.fill_null(c, ""))
+                elif conv is _out_datetime:        # as convert_rows: _aware, each instant once
+                    seen: dict = {}
+                    column = [None if v is None else (seen.get(v) or seen.setdefault(v, _aware(v))) for v in head]
+                    for c in chunks:
+                        if pa.types.is_timestamp(c.type) and c.type.tz is None and c.type.unit == "us":
+                            us, seen_us = c.cast(pa.int64()).to_pylist(), {}
+                            column += [None if v is None else seen_us[v] if v in seen_us else
+                                       seen_us.setdefault(v, _us_aware(v)) for v in us]
+                        else:
+                            column += [None if v is None else (seen.get(v) or seen.setdefault(v, _aware(v)))
+                                       for v in c.to_pylist()]
+                else:
+                    column = [conv(v) for v in head]
+                    for c in chunks:
+                        column += [conv(v) for v in c.to_pylist()]
+                columns.append(column)
+            return list(map(list, zip(*columns))) if columns else []
+
+
+def _texts(array) -> list:
+    """An Arrow text array without nulls as Python strings: a column of few distinct values (as
+    a map's machines, processes, countries) makes each distinct string once and repeats it, a
+    third of the time of one string per row; else one string per row."""
+    import numpy as np
+    import pyarrow.compute as pc
+    encoded = pc.dictionary_encode(array)
+    if 2 * len(encoded.dictionary) > len(array):
+        return array.to_pylist()
+    values = np.array(encoded.dictionary.to_pylist() + [None], dtype=object)[:-1]   # 1-D, whatever the texts
+    return values[encoded.indices.to_numpy(zero_copy_only=False)].tolist()
+
+
+def convert_answer(raw, types: list[str], as_is: frozenset | set = AS_IS) -> list[list]:
+    """``convert_rows`` of DuckDB's rows, or an ``ArrowAnswer``'s rows."""
+    if isinstance(raw, ArrowAnswer):
+        return raw.rows(types, as_is)
+    if len(raw) > 2048:
+        with gc_paused:
+            return convert_rows(raw, types, as_is)
+    return convert_rows(raw, types, as_is)
