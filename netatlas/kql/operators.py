@@ -270,6 +270,8 @@ def op_summarize(pl: Planner, rel: Rel, op: s.Operator, keep: frozenset | None =
     whole_rows = False
     by = named_items(pl, rel, op.args["by"], set())
     by_names = [n for n, _ in by]
+    if (window := window_arg_extreme(pl, rel, op, by, keep)) is not None:
+        return window
     select = [aliased(t.sql, n) for n, t in by]
     cols = [(n, t.type) for n, t in by]
     group = [t.sql for _, t in by]
@@ -337,9 +339,8 @@ def _dedupe(name: str, taken: set[str]) -> str:
     return f"{name}{i}"
 
 
-def arg_extreme(pl: Planner, rel: Rel, call: s.Call, item: s.Assign, by_names, taken, scope, row_alias: str,
-                keep: frozenset | None = None):
-    """arg_max(Expr, *) / arg_max(Expr, Col1, Col2): the row where Expr is largest."""
+def _arg_fields(pl: Planner, rel: Rel, call: s.Call, by_names, taken, scope, keep: frozenset | None):
+    """arg_max(Expr, ...)'s target and its output fields (Expr first), as (default name, value)."""
     if not call.args:
         raise KqlSemanticError(f"{call.name}() needs the expression to maximize", call.span, code="KQL_ARGUMENTS")
     target = pl.scalar(call.args[0], scope)
@@ -358,6 +359,28 @@ def arg_extreme(pl: Planner, rel: Rel, call: s.Call, item: s.Assign, by_names, t
             else:
                 t = pl.scalar(x, scope)
                 fields.append((t.name or next_column_name(taken), t))
+    return target, fields
+
+
+def _arg_names(fields, item: s.Assign, taken) -> list[str]:
+    """The output name of each field: (T, P) = arg_max(t, p) names them in order, repeats get 1, 2..."""
+    out = []
+    names_here = set()
+    given = item.names or []
+    for i, (n, _) in enumerate(fields):
+        name = given[i] if i < len(given) else n
+        if name in taken or name in names_here:
+            name = _dedupe(name, taken | names_here)
+        names_here.add(name)
+        out.append(name)
+    return out
+
+
+def arg_extreme(pl: Planner, rel: Rel, call: s.Call, item: s.Assign, by_names, taken, scope, row_alias: str,
+                keep: frozenset | None = None):
+    """arg_max(Expr, *) / arg_max(Expr, Col1, Col2): the row where Expr is largest."""
+    target, fields = _arg_fields(pl, rel, call, by_names, taken, scope, keep)
+    rest = call.args[1:]
     alias = pl.fresh("__am")
     whole_row = len(rest) == 1 and isinstance(rest[0], s.Star) and isinstance(target.sql, exp.Column) \
         and target.name in rel.types and keep is None
@@ -372,17 +395,82 @@ def arg_extreme(pl: Planner, rel: Rel, call: s.Call, item: s.Assign, by_names, t
                                          for i, (_, t) in enumerate(fields)])
         agg = fn(ARG_EXTREMES[call.name], struct, target.sql)
         keys = [f"f{i}" for i in range(len(fields))]
-    out = []
-    names_here = set()
-    given = item.names or []          # (T, P) = arg_max(t, p): a name for each column, in order
-    for i, ((n, t), key) in enumerate(zip(fields, keys)):
-        name = given[i] if i < len(given) else n
-        if name in taken or name in names_here:
-            name = _dedupe(name, taken | names_here)
-        names_here.add(name)
-        out.append((name, t.type, key))
+    names = _arg_names(fields, item, taken)
+    out = [(name, t.type, key) for name, (_, t), key in zip(names, fields, keys)]
     # one struct column, expanded by expand_structs() into "alias"."key" AS name
     return [(alias, "__struct__", agg)] + [(f"{alias}{SEP}{key}{SEP}{name}", typ, None) for name, typ, key in out]
+
+
+# summarize arg_max(Expr, ...) by keys, alone, as a window: the row numbered 1 in each group when ordered
+# by Expr (DESC for arg_max, ASC for arg_min), nulls last. DuckDB runs it 1.2-1.75x faster than
+# max_by(row, Expr) ... GROUP BY on wide tables. max_by skips rows whose Expr is null, and a group with
+# no other row gives null for every column: the picked row's Expr is then null (nulls sort last), and
+# every column but the keys is read as null. The window is used only where it gives max_by's answer on
+# both stores: plain column keys of types whose grouping and ordering agree with max_by's (not real,
+# where ClickHouse's argMax and ORDER BY place NaN differently; not dynamic), and at least one key
+# (without keys, summarize gives one row even over no rows). WINDOW_ARG_EXTREMES = False turns it off
+# (the tests compare both plans).
+WINDOW_ARG_EXTREMES = True
+_WINDOW_ORDER_TYPES = (T.LONG, T.INT, T.DATETIME, T.TIMESPAN, T.STRING, T.BOOL)
+_WINDOW_KEY_TYPES = (T.LONG, T.INT, T.DATETIME, T.TIMESPAN, T.STRING, T.BOOL, T.GUID)
+
+
+def _row_local(sql: exp.Expression) -> bool:
+    """A value of the row alone, from its columns by name: the same on the picked row as in max_by's
+    struct (no aggregate, window, subquery or column of a named table)."""
+    if contains_aggregate(sql) or sql.find(exp.Window, exp.Subquery, exp.Select, exp.Star) is not None:
+        return False
+    return all(not c.table and isinstance(c.this, exp.Identifier) for c in sql.find_all(exp.Column))
+
+
+def window_arg_extreme(pl: Planner, rel: Rel, op: s.Operator, by, keep: frozenset | None) -> Rel | None:
+    """summarize arg_max(x, ...) by k as SELECT k, ... QUALIFY row_number() OVER (...) = 1, or None."""
+    aggs = op.args["aggs"]
+    if not WINDOW_ARG_EXTREMES or len(aggs) != 1 or not by:
+        return None
+    item = aggs[0]
+    call = item.expr
+    if not (isinstance(call, s.Call) and call.name in ARG_EXTREMES and call.args):
+        return None
+    by_names = [n for n, _ in by]
+    if len(set(by_names)) != len(by_names):
+        return None
+    for n, t in by:
+        if not (isinstance(t.sql, exp.Column) and not t.sql.table and t.sql.name == n and n in rel.types
+                and rel.types[n] in _WINDOW_KEY_TYPES):
+            return None
+    scope = scope_of(rel)
+    target, fields = _arg_fields(pl, rel, call, by_names, set(by_names), scope, keep)
+    if target.type not in _WINDOW_ORDER_TYPES or any(not _row_local(t.sql) for t in [target] + [t for _, t in fields]):
+        return None
+    if len(fields) == 1:
+        return None     # only Expr is read (... | count): max(Expr) by keys, as max_by plans it, is cheaper
+    names = _arg_names(fields, item, set(by_names))
+    select = [col(n) for n in by_names]
+    cols = [(n, rel.types[n]) for n in by_names]
+    for i, (name, (_, t)) in enumerate(zip(names, fields)):
+        value = t.sql.copy()
+        if i:   # a group whose Expr is null on every row: max_by gives null, so does every column here
+            value = exp.Case(ifs=[exp.If(this=exp.Is(this=target.sql.copy(), expression=exp.Null()),
+                                         true=exp.Null())], default=value)
+        select.append(aliased(value, name))
+        cols.append((name, t.type))
+    order = exp.Ordered(this=target.sql.copy(), desc=call.name == "arg_max", nulls_first=False)
+    number = exp.Window(this=exp.RowNumber(), partition_by=[col(n) for n in by_names],
+                        order=exp.Order(expressions=[order]))
+    whole_rows = len(call.args) == 2 and isinstance(call.args[1], s.Star)
+    if not whole_rows:
+        rel = pruned(rel, [x.this if isinstance(x, exp.Alias) else x for x in select] + [target.sql])
+    # the rows numbered 1 first, then the columns: the CASEs run on one row per group, not on every row
+    # (the columns they read, by name: DuckDB carries every column a window's input has through the window)
+    read = {c.name for e in select + [target.sql] for c in e.find_all(exp.Column) if not c.table}
+    inner = [(c, t) for c, t in rel.cols if c in read or c in by_names]
+    picked = Rel(pl.wrap(rel, [col(c) for c, _ in inner], qualify=exp.EQ(this=number, expression=N(1))), inner,
+                 None, rel.name)
+    out = Rel(pl.wrap(picked, select), cols, None, None)
+    if whole_rows and keep is None:
+        out.rebuild = lambda needed: op_summarize(pl, rel, op, keep=needed)
+    return out
 
 
 SEP = "\x00"

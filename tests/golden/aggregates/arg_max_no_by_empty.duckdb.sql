@@ -1,0 +1,1 @@
+SELECT "T", "K", "S", "L" FROM (SELECT "__am4"."T" AS "T", "__am4"."K" AS "K", "__am4"."S" AS "S", "__am4"."L" AS "L" FROM (SELECT MAX_BY("__row3", "T") AS "__am4" FROM (SELECT "K", "T", "S", "L" FROM (VALUES ('a', CAST('2024-01-01 00:00:00.000000' AS TIMESTAMP), 'x', CAST(1 AS BIGINT))) AS "_v1"("K", "T", "S", "L")) AS __row3 WHERE "L" > 5) AS _q5) AS _result LIMIT 500001
