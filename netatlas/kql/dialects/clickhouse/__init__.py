@@ -243,6 +243,27 @@ def _values(node: exp.Values) -> exp.Expression:
     return exp.Subquery(this=_rows_select(rows, names), alias=exp.TableAlias(this=alias.this))
 
 
+def _nullable(e):
+    """An argMax/argMin value made Nullable, so that no row (or only null keys) gives null, not the
+    type's default (1970-01-01, 0, '') as ClickHouse's aggregates give over nothing."""
+    if isinstance(e, exp.Alias):
+        return exp.Alias(this=call("toNullable", e.this), alias=e.args["alias"])
+    return call("toNullable", e)
+
+
+def _arg_extreme(name):
+    def spell(node):
+        value, key = args(node)[:2]
+        if isinstance(value, exp.Anonymous) and str(value.this).lower() == "tuple":   # a row: each field
+            value = call("tuple", *[_nullable(e) for e in value.expressions])
+        elif isinstance(value, (exp.Tuple, exp.Struct)):
+            value = value.__class__(expressions=[_nullable(e) for e in value.expressions])
+        else:
+            value = _nullable(value)
+        return call(name, value, key)
+    return spell
+
+
 def _list_agg(node):
     """collect_list(x [ORDER BY k]) -> groupArray, sorted by the keys when ordered."""
     a = args(node)
@@ -555,8 +576,6 @@ SPELLINGS = {
     "is_finite": "isFinite",
     "hash64": "xxHash64",
     "sample_variance": "varSamp",
-    "value_at_max": "argMax",
-    "value_at_min": "argMin",
     "datetime_diff": "dateDiff",
     "epoch_microseconds": "toUnixTimestamp64Micro",
 }
@@ -569,6 +588,8 @@ FUNCTIONS = {
     "json_of_pairs": _json_object,
     "as_json": _to_json,
     "collect_list": _list_agg,
+    "value_at_max": _arg_extreme("argMax"),
+    "value_at_min": _arg_extreme("argMin"),
     "make_list": lambda n: exp.Array(expressions=args(n)),
     "sublist": _list_slice,
     "sum_list": _sum_list,
