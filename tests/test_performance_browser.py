@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import re
 import urllib.parse
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from test_performance import HOUR, MACHINES, STOPPED, fill, minutes_of
+from test_performance import HOUR, MACHINES, NOW, SILENT, STOPPED, fill, minutes_of
 from test_server import serve_filled
 from test_ui_browser import CHROMIUM, shot, shots, signed_in, wait_map, click_canvas  # noqa: F401 (skips without it)
 
@@ -143,6 +144,14 @@ def test_a_machine_without_a_record_opens_its_charts_and_bad_n_says_why(page, ba
     page.errors[:] = [e for e in page.errors if "status of 400" not in e]
 
 
+def ago_is_right(text: str) -> bool:
+    """The "N min ago" of app-01's last heartbeat, counted from the browser's clock now: the data
+    were written when the module was imported, which on a slow run may be many minutes before."""
+    m = re.search(r"\b(\d+) min ago", text)
+    last = NOW - timedelta(minutes=SILENT + 1)
+    return m is not None and abs(int(m[1]) - (datetime.now(timezone.utc) - last) / timedelta(minutes=1)) <= 1.5
+
+
 def test_the_map_marks_a_machine_whose_heartbeat_stopped(page, base, shot):
     page.goto(f"{base}/#/map?group=all&{RANGE}")
     wait_map(page)
@@ -163,10 +172,10 @@ def test_the_map_marks_a_machine_whose_heartbeat_stopped(page, base, shot):
     page.mouse.move(box["x"] + app["x"], box["y"] + app["y"])
     page.wait_for_selector(".tooltip:not([hidden])")
     tip = page.locator(".tooltip").inner_text()
-    assert "app-01.perf.test" in tip and "heartbeat stopped" in tip and re.search(r"\b2\d min ago", tip), tip
+    assert "app-01.perf.test" in tip and "heartbeat stopped" in tip and ago_is_right(tip), tip
     click_canvas(page, "#cy", app["x"], app["y"])
     page.wait_for_selector("#details #machine-perf[data-ready='1']")
     beat = page.locator("#details #machine-heartbeat").inner_text()
-    assert "heartbeat stopped" in beat and re.search(r"\b2\d min ago", beat), beat
+    assert "heartbeat stopped" in beat and ago_is_right(beat), beat
     assert int(page.get_attribute("#details #machine-perf", "data-charts")) >= 5
     shot(page, "map-heartbeat.png")
