@@ -5,7 +5,7 @@ app servers whose payment calls fail run hot, a file server's data disk fills up
 machines stop their heartbeats."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -13,7 +13,7 @@ import netatlas
 from netatlas.agent import perf
 from netatlas.demo import generate
 from netatlas.demo import catalog as C
-from netatlas.demo.pipeline import plan
+from netatlas.demo.pipeline import plan, silent_agent
 
 END = datetime(2024, 5, 2, 12, 0, tzinfo=timezone.utc)
 MACHINES, DAYS = 40, 4
@@ -214,9 +214,29 @@ def test_a_rebooting_machine_has_no_heartbeat_while_down(ws, env):
                   f"during = countif(TimeGenerated >= datetime({down.isoformat()}) and TimeGenerated < datetime({up.isoformat()})), "
                   f"total = count()")
     assert res.rows[0][0] == 0 and res.rows[0][1] > 0
-    # and every machine beats each minute of the window's last DENSE minutes
+    # and every machine beats each minute of the window's last DENSE minutes, but the one whose
+    # agent stopped 40 minutes before the end (pipeline.silent_agent)
+    silent, since = silent_agent(env)
     res = run(ws, "Heartbeat | where TimeGenerated >= ago(1h) | summarize n = count() by Computer")
-    assert len(res.rows) == MACHINES and all(r[1] == 60 for r in res.rows)
+    assert len(res.rows) == MACHINES and all(r[1] == (20 if r[0] == silent else 60) for r in res.rows)
+
+
+def test_one_agent_stops_and_the_map_says_its_heartbeat_stopped(ws, env):
+    from netatlas import webmap
+    silent, since = silent_agent(env)
+    assert C.AGENT_STOPS[1] == 40 and since == (END - timedelta(minutes=40)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    last = run(ws, "union VMConnection, VMBoundPort, VMComputer, VMProcess, InsightsMetrics, Perf, Heartbeat "
+                   f"| where Computer == '{silent}' | summarize max(TimeGenerated)").rows[0][0]
+    assert last < END - timedelta(minutes=40)
+    # the machines that call it still report those connections after it went quiet
+    ip = next(m.ip for m in env.machines if m.name == silent)
+    assert run(ws, f"VMConnection | where DestinationIp == '{ip}' and Computer != '{silent}' "
+                   f"and TimeGenerated >= datetime({since}) | count").rows[0][0] > 0
+    m = webmap.build_map(ws, webmap.Selection("all"), webmap.Span(END - timedelta(hours=1), END))
+    machines = {n["id"]: n for n in m["machines"]}
+    silent_id = next(x.id for x in env.machines if x.name == silent)
+    assert {i for i, n in machines.items() if n["heartbeat_stopped"]} == {silent_id}
+    assert machines[silent_id]["last_heartbeat"] == (END - timedelta(minutes=41)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # Microsoft Sentinel's "TI map IP entity to VMConnection" analytics rule, in its usual shape: every

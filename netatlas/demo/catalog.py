@@ -551,3 +551,7 @@ OS_HEARTBEAT = {"ws2016": ("Windows Server 2016 Datacenter", "10", "0"),
                 "ubuntu22": ("Ubuntu", "22", "04"), "centos7": ("CentOS Linux", "7", "9"),
                 "rhel8": ("Red Hat Enterprise Linux", "8", "9")}
 AGENT_VERSION = {"linux": "1.29.4", "windows": "1.26.0.0"}     # Heartbeat's Version (Azure Monitor Agent)
+# one machine's agent stops reporting this many minutes before the window's end and stays silent
+# (its heartbeat stops; the machines that talk to it still report those connections): the first
+# machine of this tier that is not a sample and does not reboot
+AGENT_STOPS = ("worker", 40)

@@ -8,6 +8,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from . import environment, inventory
 from .performance import Performance
 from .traffic import PART, Traffic
@@ -16,6 +18,17 @@ BATCH = 25_000          # records per ws.ingest call
 FLUSH_PARTS = 4         # parts per ws.ingest_frame call (a day: fewer, larger transactions)
 TABLES = ("ServiceMapComputer_CL", "VMComputer", "ServiceMapProcess_CL", "VMProcess", "VMConnection", "VMBoundPort",
           "InsightsMetrics", "Perf", "Heartbeat")
+
+
+def silent_agent(env: environment.Environment) -> tuple[str, str] | None:
+    """(Computer, ISO time) of the machine whose agent stops reporting (``catalog.AGENT_STOPS``)."""
+    from . import catalog as C
+    tier, before = C.AGENT_STOPS
+    samples = {s.get("guid") for s in C.SAMPLES}
+    m = next((m for m in env.machines if m.tier == tier and m.guid not in samples and not m.reboot), None)
+    if m is None or env.minutes <= before:
+        return None
+    return m.name, env.time(env.minutes - before).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def default_end() -> datetime:
@@ -53,6 +66,7 @@ class Simulation:
         self.traffic = Traffic(env)
         self.performance = Performance(env)
         self._inventory = None
+        self.silent = silent_agent(env)
 
     @property
     def inventory(self) -> inventory.Frames:
@@ -80,7 +94,8 @@ class Simulation:
         connections, ports = self.traffic.part_frames(self.key(m0), m0, width)
         out["VMConnection"], out["VMBoundPort"] = connections, ports
         out.update(self.performance.frames(m0, width))
-        return {t: out[t] for t in TABLES if t in out and len(out[t]["TimeGenerated"])}
+        out = {t: self._quiet_frame(out[t]) for t in TABLES if t in out}
+        return {t: f for t, f in out.items() if len(f["TimeGenerated"])}
 
     def records(self, m0: int, width: int) -> dict[str, list[dict]]:
         """{table: records} of the minutes [m0, m0 + width), as dicts (the same records as ``frames``)."""
@@ -91,7 +106,22 @@ class Simulation:
             out[table].append(record)
         out["VMConnection"], out["VMBoundPort"] = self.traffic.part(self.key(m0), m0, width)
         out.update(self.performance.records(m0, width))
+        if self.silent is not None:
+            name, since = self.silent
+            out = {t: [r for r in v if r.get("Computer") != name or r["TimeGenerated"][:19] < since[:19]]
+                   for t, v in out.items()}
         return {t: v for t, v in out.items() if v}
+
+    def _quiet_frame(self, frame: dict) -> dict:
+        """A frame without the silent agent's rows from the minute it stopped (``silent_agent``)."""
+        if self.silent is None or "Computer" not in frame:
+            return frame
+        name, since = self.silent
+        drop = (frame["Computer"] == name) & (frame["TimeGenerated"] >= np.datetime64(since[:19], "s"))
+        if not drop.any():
+            return frame
+        keep = ~np.asarray(drop)
+        return {c: v[keep] for c, v in frame.items()}
 
     def fill(self, ws, lo: int, hi: int, *, progress=None, after_part: Callable[[int], None] | None = None,
              columnar: bool | None = None) -> dict[str, int]:
