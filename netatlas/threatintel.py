@@ -397,16 +397,16 @@ def store(con, indicators: list[Indicator], source: str, now: datetime | None = 
 
     import orjson
     data = rows(indicators, source, now)
+    extra = sentinel_columns()
+    names = COLUMNS + tuple(c for c, _ in extra)
+    read = READ | {c: SQL_TYPES.get(t, "VARCHAR") for c, t in extra}
     fd, path = tempfile.mkstemp(prefix="netatlas-indicators-", suffix=".json")
     try:
         with os.fdopen(fd, "wb") as f:
-            names = COLUMNS + tuple(c for c, _ in sentinel_columns())
             f.write(orjson.dumps([dict(zip(names, r)) for r in data], option=orjson.OPT_NAIVE_UTC))
     except BaseException:
         os.unlink(path)
         raise
-    names = COLUMNS + tuple(c for c, _ in sentinel_columns())
-    read = READ | {c: SQL_TYPES.get(t, "VARCHAR") for c, t in sentinel_columns()}
     cols = ", ".join(f'"{c}"' for c in names)
     spec = ", ".join(f"'{c}': '{read.get(c, 'VARCHAR')}'" for c in names)
     con.execute("BEGIN TRANSACTION")

@@ -18,9 +18,8 @@ import pytest
 
 from test_performance import HOUR, MACHINES, NOW, SILENT, STOPPED, fill, minutes_of
 from test_server import serve_filled
-from test_ui_browser import CHROMIUM, shot, shots, signed_in, wait_map, click_canvas  # noqa: F401 (skips without it)
+from test_ui_browser import CHROMIUM, browser, shot, shots, signed_in, wait_map, click_canvas  # noqa: F401 (skips without it; browser: its Chromium fixture)
 
-from playwright.sync_api import sync_playwright  # noqa: E402
 
 RANGE = urllib.parse.urlencode(HOUR)
 
@@ -38,14 +37,6 @@ def client(server):
 @pytest.fixture(scope="module")
 def base(server):
     return f"http://127.0.0.1:{server.port}"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM))
-        yield b
-        b.close()
 
 
 @pytest.fixture

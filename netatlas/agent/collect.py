@@ -70,6 +70,7 @@ import threading
 import time
 from collections import OrderedDict
 
+from .. import __version__
 from .config import AgentConfig, load_machine_id
 from .dns import DnsSniffer, Names
 from .names import display_name
@@ -99,14 +100,6 @@ WILDCARDS = ("0.0.0.0", "::")
 DUMP_STATES = tuple(s for s in ALL_STATES if s not in (TCP_TIME_WAIT, TCP_SYN_RECV))
 
 
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-        return version("netatlas")
-    except Exception:
-        return ""
-
-
 class Collector:
     """A poll thread feeding an Aggregator; calling the object returns the finished records."""
 
@@ -131,7 +124,7 @@ class Collector:
         self.agg = Aggregator(self.machine_id, self.computer, self.agent_id,
                               max_connections=config.max_connections, max_processes=config.max_processes,
                               exclude_processes=config.exclude_processes,
-                              exclude_loopback=config.exclude_loopback, agent_version=_version(),
+                              exclude_loopback=config.exclude_loopback, agent_version=__version__,
                               names=self.names.lookup if self.names is not None else None)
         self.stats = dict(polls=0, dumps=0, poll_errors=0, close_events=0, event_overflows=0, full_scans=0,
                           targeted_scans=0, unknown_owner=0, kernel_links=0, last_poll_ms=0.0, max_poll_ms=0.0)
@@ -711,7 +704,7 @@ class Collector:
     def _heartbeat(self) -> dict:
         """The Heartbeat columns of this machine (its facts as of the last VMComputer record)."""
         info = self._machine or self.proc.machine()
-        return heartbeat_columns(info, self.config.tags, _version())
+        return heartbeat_columns(info, self.config.tags, __version__)
 
     def final(self) -> dict[str, list[dict]]:
         """The agent is stopping: a last look at the sockets (a dump for the byte counts of open

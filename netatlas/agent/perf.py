@@ -30,10 +30,12 @@ import logging
 import math
 import os
 import platform
+import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
+
+from .records import iso
 
 log = logging.getLogger("netatlas.agent.perf")
 
@@ -106,7 +108,6 @@ def read_proc(root: str | os.PathLike = "/", netns: str | None = None) -> Counte
     namespace the agent observes), the adapters are that namespace's (read by a thread inside it)."""
     root = Path(root)
     proc = root / "proc"
-    import time
     c = Counters(at=time.time())
     cpus = 0
     for line in _read(proc / "stat").splitlines():
@@ -184,8 +185,6 @@ def _disk_of(source: str, where: str, root: Path, stats: dict) -> Disk | None:
 
 def read_psutil() -> Counters:
     """A look at the counters through psutil (hosts where /proc is not Linux's)."""
-    import time
-
     import psutil
     c = Counters(at=time.time())
     t = psutil.cpu_times()
@@ -271,6 +270,13 @@ def _free_percent(p, c, i, dt):
     return 100.0 * s.free / (s.used + s.free) if s.used + s.free else 0.0
 
 
+def _net(k):
+    return lambda c, i: c.net[i][k] if i in c.net else None
+
+
+NET_READ, NET_WRITE = _rate(_net(0)), _rate(_net(1))
+
+
 def _net_bytes(k):
     def tags(p, c, i, dt):
         if p is None or i not in p.net or i not in c.net:
@@ -283,10 +289,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("Processor", "UtilizationPercentage", "", _cpu, lambda p, c, i, dt: {"totalCpus": c.cpus}),
     Metric("Memory", "AvailableMB", "", lambda p, c, i, dt: c.mem_available / MB,
            lambda p, c, i, dt: {"memorySizeMB": round(c.mem_total / MB)}),
-    Metric("Network", "ReadBytesPerSecond", "net", _rate(lambda c, i: c.net[i][0] if i in c.net else None),
-           _net_bytes(0)),
-    Metric("Network", "WriteBytesPerSecond", "net", _rate(lambda c, i: c.net[i][1] if i in c.net else None),
-           _net_bytes(1)),
+    Metric("Network", "ReadBytesPerSecond", "net", NET_READ, _net_bytes(0)),
+    Metric("Network", "WriteBytesPerSecond", "net", NET_WRITE, _net_bytes(1)),
     Metric("LogicalDisk", "FreeSpaceMB", "space", lambda p, c, i, dt: c.space[i].free / MB,
            lambda p, c, i, dt: {"diskSizeMB": round(c.space[i].size / MB)}),
     Metric("LogicalDisk", "FreeSpacePercentage", "space", _free_percent),
@@ -330,23 +334,11 @@ PERF_DERIVED = (
     ("Memory", "% Used Memory", "",
      lambda p, c, i, dt: 100.0 - 100.0 * c.mem_available / c.mem_total if c.mem_total else None),
     ("Network Adapter", "Bytes Total/sec", "net",
-     lambda p, c, i, dt: None if (r := METRICS[2].value(p, c, i, dt)) is None
-     or (w := METRICS[3].value(p, c, i, dt)) is None else r + w),
+     lambda p, c, i, dt: None if (r := NET_READ(p, c, i, dt)) is None
+     or (w := NET_WRITE(p, c, i, dt)) is None else r + w),
 )
 # the InstanceName of a machine-wide counter, by object (Linux agent's names)
 PERF_INSTANCE = {"Processor": "_Total", "Memory": "Memory"}
-
-
-def agent_version() -> str:
-    try:
-        from importlib.metadata import version
-        return version("netatlas")
-    except Exception:
-        return ""
-
-
-def iso(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def metric_values(prev: Counters | None, cur: Counters):

@@ -25,12 +25,13 @@ import socket
 import threading
 import time
 
+from .. import __version__
 from .config import AgentConfig, load_machine_id
 from .model import (TCP_CLOSE, TCP_CLOSE_WAIT, TCP_CLOSING, TCP_ESTABLISHED, TCP_FIN_WAIT1, TCP_FIN_WAIT2,
                     TCP_LAST_ACK, TCP_LISTEN, TCP_SYN_RECV, TCP_SYN_SENT, TCP_TIME_WAIT, MachineInfo, ProcessInfo,
                     Socket)
 from .names import display_name
-from .perf import Sampler, agent_version, heartbeat_columns, read_psutil
+from .perf import Sampler, heartbeat_columns, read_psutil
 from .records import Aggregator
 
 log = logging.getLogger("netatlas.agent.portable")
@@ -118,7 +119,7 @@ class PortableCollector:
         self._machine_due = 0.0
         self._machine = info
         self.sampler = Sampler(self.computer, self.agent_id, read_psutil,
-                               heartbeat=lambda: heartbeat_columns(self._machine, config.tags, agent_version()),
+                               heartbeat=lambda: heartbeat_columns(self._machine, config.tags, __version__),
                                metrics=config.metrics, perf=config.perf)
         self._thread = threading.Thread(target=self._loop, name="netatlas-poll", daemon=True)
         log.info("collector: psutil (connection table every %g s; bytes, responses and failed links "

@@ -47,6 +47,7 @@ from urllib.parse import quote, urlsplit
 
 import orjson
 
+from .. import __version__
 from ..auth import signed_headers
 from ..errors import AgentError, CollectorUnavailable, SpoolBusy
 from .config import AgentConfig, ConfigError, load_machine_id
@@ -170,7 +171,7 @@ class HttpSender:
         self.host, self.port, self.base = url.hostname, url.port, url.path.rstrip("/")
         self.context = self._tls_context(config) if self.https else None
         self.conn: http.client.HTTPConnection | None = None
-        self.user_agent = f"netatlas-agent/{_version()}"
+        self.user_agent = f"netatlas-agent/{__version__}"
 
     @staticmethod
     def _tls_context(config: AgentConfig) -> ssl.SSLContext:
@@ -224,11 +225,6 @@ class HttpSender:
         if self.conn is not None:
             self.conn.close()
             self.conn = None
-
-
-def _version() -> str:
-    from .. import __version__
-    return __version__
 
 
 # ---------------------------------------------------------------- the spool

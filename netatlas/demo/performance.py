@@ -95,8 +95,7 @@ class Performance:
     def _series(self, disks) -> None:
         env, ms = self.env, self.env.machines
         im, perf, self.im_kind, self.im_row, self.perf_kind, self.perf_row = [], [], [], [], [], []
-        self.net_rows = []                 # series (InsightsMetrics) whose Tags carry the minute's bytes
-        tags_of = {}
+        self.net_prefix = {}               # series (InsightsMetrics) whose Tags carry the minute's bytes -> Tags' start
 
         def common(m):
             return dict(Computer=m.name, _ResourceId=m.resource_id, _SubscriptionId=env.subscription)
@@ -109,16 +108,15 @@ class Performance:
             for ns, name, kind in MACHINE_METRICS:
                 tags = machine_tags[kind]
                 if kind.startswith("net"):
-                    self.net_rows.append(len(im))
+                    self.net_prefix[len(im)] = _tags(tags)[:-1]
                 im.append(dict(common(m), AgentId=m.guid, Origin=ORIGIN, Namespace=ns, Name=name,
                                Tags=_tags(tags), SourceSystem="Insights"))
                 self.im_kind.append(kind)
                 self.im_row.append(i)
-                tags_of[len(im) - 1] = tags
             for ns_name in PERF_SERIES[:2]:
                 obj, counter, _ = PERF[ns_name]
                 perf.append(self._perf_base(m, obj, counter, PERF_INSTANCE.get(obj, "")))
-                self.perf_kind.append(dict(MACHINE_METRICS_KIND)[ns_name])
+                self.perf_kind.append(MACHINE_METRICS_KIND[ns_name])
                 self.perf_row.append(i)
             for obj, counter, kind in PERF_OWN:
                 perf.append(self._perf_base(m, obj, counter, adapter if kind == "net_total" else PERF_INSTANCE.get(obj, "")))
@@ -135,18 +133,16 @@ class Performance:
             for ns_name in PERF_SERIES[2:]:
                 obj, counter, _ = PERF[ns_name]
                 perf.append(self._perf_base(m, obj, counter, mount))
-                self.perf_kind.append(dict(DISK_METRICS)[ns_name[1]])
+                self.perf_kind.append(DISK_KIND[ns_name[1]])
                 self.perf_row.append(d)
         self.im_machine = np.array([self._machine_of(k, r) for k, r in zip(self.im_kind, self.im_row)], dtype=np.int64)
         self.perf_machine = np.array([self._machine_of(k, r) for k, r in zip(self.perf_kind, self.perf_row)],
                                      dtype=np.int64)
         self.im_kind, self.im_row = np.array(self.im_kind), np.array(self.im_row, dtype=np.int64)
         self.perf_kind, self.perf_row = np.array(self.perf_kind), np.array(self.perf_row, dtype=np.int64)
-        self.net_prefix = {s: _tags(tags_of[s])[:-1] for s in self.net_rows}
+        self.net_rows = list(self.net_prefix)
         self.bases = {"InsightsMetrics": base_frame("InsightsMetrics", im), "Perf": base_frame("Perf", perf),
                       "Heartbeat": base_frame("Heartbeat", [self._heartbeat_base(m) for m in ms])}
-        self.base_records = {"InsightsMetrics": im, "Perf": perf,
-                             "Heartbeat": [self._heartbeat_base(m) for m in ms]}
 
     def _machine_of(self, kind: str, row: int) -> int:
         return int(self.disk_machine[row]) if kind in DISK_KINDS else row
@@ -259,7 +255,8 @@ class Performance:
 
 
 MACHINE_METRICS_KIND = {(ns, name): kind for ns, name, kind in MACHINE_METRICS}
-DISK_KINDS = frozenset(kind for _, kind in DISK_METRICS)
+DISK_KIND = dict(DISK_METRICS)          # Name -> series kind
+DISK_KINDS = frozenset(DISK_KIND.values())
 
 
 def _tags(tags: dict) -> str:
