@@ -19,6 +19,10 @@ from .kql import types as T
 
 SENTINEL = ("ThreatIntelligenceIndicator",)
 
+# The columns every record must have (ingest refuses a record without one): the planner knows a
+# table's values of them are never null.
+REQUIRED = ("TimeGenerated",)
+
 # Which key roles may ingest into a table (netatlas.auth): agents' ingest keys reach the Azure
 # agent tables and the _CL tables; a table that changes what every machine shows (threat
 # intelligence flags any address everywhere) takes an admin key only.
@@ -36,9 +40,35 @@ class Table:
         return dict(self.columns)
 
 
+class _Tables(dict):
+    """A catalogue's tables by name, counting its changes (the compile cache's key holds the count)."""
+    generation = 0
+
+    def _changed(method):
+        def changed(self, *args, **kwargs):
+            self.generation += 1
+            return method(self, *args, **kwargs)
+        return changed
+
+    __setitem__ = _changed(dict.__setitem__)
+    __delitem__ = _changed(dict.__delitem__)
+    update = _changed(dict.update)
+    pop = _changed(dict.pop)
+    popitem = _changed(dict.popitem)
+    setdefault = _changed(dict.setdefault)
+    clear = _changed(dict.clear)
+    __ior__ = _changed(dict.__ior__)
+    del _changed
+
+
 class Catalogue:
     def __init__(self, tables: dict[str, Table]):
-        self.tables = tables
+        self.tables = _Tables(tables)
+
+    @property
+    def generation(self) -> int:
+        """How many times the tables changed: a compile made before a change is not reused after it."""
+        return self.tables.generation
 
     def get(self, name: str) -> Table | None:
         return self.tables.get(name)

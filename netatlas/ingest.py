@@ -39,14 +39,14 @@ import numpy as np
 import orjson
 
 from . import enrich
-from .catalogue import Catalogue, Table
+from .catalogue import REQUIRED as CATALOGUE_REQUIRED, Catalogue, Table
 from .errors import IngestError, StorageError, did_you_mean
 from .kql import types as T
 from .kql.literals import format_timespan
 from .store import duckdb as db
 
 BATCHES = "_netatlas_batches"
-REQUIRED = ("TimeGenerated",)
+REQUIRED = CATALOGUE_REQUIRED       # a record without one of them is refused
 USAGE = "Usage"
 MB = 1_000_000
 

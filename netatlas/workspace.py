@@ -16,6 +16,7 @@ from .errors import IngestError, KqlError, NetatlasError, QueryExecutionError, Q
 from . import custom, dcr, ingest, migrate
 from .ingest import MAX_POST_BYTES
 from .kql import types as T
+from .kql.cache import CompileCache
 from .kql.values import ARROW_TYPES, AS_IS, ArrowAnswer, convert_answer, convert_columns, convert_rows, to_json_value
 from .limits import DEFAULT_MAX_RESULT_BYTES, DEFAULT_TIMEOUT, Deadline
 from .pool import QueryPool
@@ -60,6 +61,7 @@ class Workspace:
         the workspace was created with (``STORE_KEY``), DuckDB for a new one."""
         # the workspace's own catalogue: the package's tables and the custom ones it created (custom.py)
         self.catalogue = Catalogue(dict((catalogue or Catalogue.load()).tables))
+        self.compile_cache = CompileCache()       # queries run again skip compiling (kql/cache.py)
         self._geoip_setting = geoip
         self._geoip = None
         self._matcher = None
@@ -494,7 +496,7 @@ class Workspace:
         if self.remote is not None:
             return self.remote.compile(text, params=params, now=now, max_rows=max_rows, timespan=timespan,
                                        deadline=deadline)
-        return kql.compile(text, self.catalogue, params=params, now=now,
+        return self.compile_cache.compile(text, self.catalogue, params=params, now=now,
                            executor=lambda sql: self._execute(sql, deadline),
                            max_rows=None if max_rows is None else max_rows + 1, timespan=timespan, deadline=deadline)
 
@@ -674,6 +676,7 @@ class StoreWorkspace:
         self.store = store
         self._as_is = getattr(store, "AS_IS", AS_IS)      # the types its answers hold as Result values
         self.catalogue = catalogue or Catalogue.load()
+        self.compile_cache = CompileCache()
         self.default_retention_days = DEFAULT_RETENTION_DAYS
         self._retention = {t: (retention or {}).get(t, DEFAULT_RETENTION_DAYS) for t in self.catalogue.names()}
         self.id = "local"
@@ -689,7 +692,7 @@ class StoreWorkspace:
 
     def compile(self, text: str, *, params: dict | None = None, now: datetime | None = None,
                 max_rows: int | None = kql.DEFAULT_MAX_ROWS, timespan=None, deadline: Deadline | None = None):
-        return kql.compile(text, self.catalogue, dialect=self.store.name, params=params, now=now,
+        return self.compile_cache.compile(text, self.catalogue, dialect=self.store.name, params=params, now=now,
                            executor=lambda sql: self.store.fetch(sql, timeout=deadline.left() if deadline else None),
                            max_rows=None if max_rows is None else max_rows + 1, timespan=timespan, deadline=deadline)
 

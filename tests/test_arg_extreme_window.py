@@ -81,9 +81,11 @@ def test_window_plan_matches_max_by(store, make, monkeypatch):
             for q, applies in QUERIES:
                 text = data + q
                 monkeypatch.setattr(operators, "WINDOW_ARG_EXTREMES", True)
+                ws.compile_cache.clear()        # the switch is not part of the cache's key
                 new_sql = ws.compile(text, now=NOW).sql
                 new = ws.query(text, now=NOW)
                 monkeypatch.setattr(operators, "WINDOW_ARG_EXTREMES", False)
+                ws.compile_cache.clear()
                 old_sql = ws.compile(text, now=NOW).sql
                 old = ws.query(text, now=NOW)
                 assert ("ROW_NUMBER()" in new_sql.upper()) == applies, (q, new_sql)

@@ -30,6 +30,8 @@ class Compiled:
     render: dict | None
     plan: Plan
     timings: dict[str, float] = field(default_factory=dict)
+    read_now: bool = False      # the SQL depends on now (now(), ago() were planned)
+    ran_sql: bool = False       # planning read the data (a plugin's helper query)
 
 
 def compile(text: str, catalogue=None, *, dialect: str = "duckdb", params: dict | None = None,
@@ -48,8 +50,9 @@ def compile(text: str, catalogue=None, *, dialect: str = "duckdb", params: dict 
         query = parse(text, tokens)
         check()
         t2 = time.perf_counter()
-        plan = Planner(catalogue or Catalogue.load(), now=now, params=params, executor=executor,
-                       timespan=timespan, deadline=deadline, tokens=len(tokens), dialect=dialect).plan(query)
+        planner = Planner(catalogue or Catalogue.load(), now=now, params=params, executor=executor,
+                          timespan=timespan, deadline=deadline, tokens=len(tokens), dialect=dialect)
+        plan = planner.plan(query)
         check()
         t3 = time.perf_counter()
         sql = generate(plan, dialect, max_rows=max_rows)
@@ -63,7 +66,8 @@ def compile(text: str, catalogue=None, *, dialect: str = "duckdb", params: dict 
                        code="KQL_QUERY_TOO_COMPLEX", hint="split it with let statements") from None
     timings.update(lex=t1 - t0, parse=t2 - t1, plan=t3 - t2, generate=t4 - t3)
     cols = plan.rel.cols
-    return Compiled(sql, [c for c, _ in cols], [t for _, t in cols], plan.render, plan, timings)
+    return Compiled(sql, [c for c, _ in cols], [t for _, t in cols], plan.render, plan, timings,
+                    planner.read_now, planner.ran_sql)
 
 
 def _no_deadline() -> None:

@@ -15,10 +15,15 @@ def build(plan: Plan, *, max_rows: int | None = None) -> exp.Expression:
     Built with node constructors (the tree sqlglot's builders give, without their parsing and
     wrapping checks)."""
     rel = plan.rel
-    args = {
-        "expressions": [exp.Column(this=exp.Identifier(this=c, quoted=True)) for c, _ in rel.cols],
-        "from_": exp.From(this=exp.Subquery(this=rel.sql, alias=exp.TableAlias(this=exp.Identifier(this="_result", quoted=False)))),
-    }
+    columns = [exp.Column(this=exp.Identifier(this=c, quoted=True)) for c, _ in rel.cols]
+    if _narrowable(rel.sql, columns):
+        # the plan's last SELECT only picks columns: the row cap and the order go on it
+        args = dict(rel.sql.args, expressions=columns)
+    else:
+        args = {
+            "expressions": columns,
+            "from_": exp.From(this=exp.Subquery(this=rel.sql, alias=exp.TableAlias(this=exp.Identifier(this="_result", quoted=False)))),
+        }
     order = [e for o in rel.order or () for e in (o.expressions if isinstance(o, exp.Order) else (o,))]
     if order and not all(e.meta.get("natural") for e in order):   # a range's own order needs no sort
         args["order"] = exp.Order(expressions=order)
@@ -29,6 +34,19 @@ def build(plan: Plan, *, max_rows: int | None = None) -> exp.Expression:
             exp.CTE(this=body, alias=ident(name), materialized=materialized, scalar=None)
             for name, body, materialized in plan.ctes])
     return exp.Select(**args)
+
+
+def _narrowable(sql: exp.Expression, columns: list[exp.Column]) -> bool:
+    """Whether the result's columns can be picked from ``sql``'s own SELECT list: it only picks
+    columns (all of the result's), with no order, row limit, DISTINCT or WITH of its own."""
+    if type(sql) is not exp.Select or any(sql.args.get(k) for k in ("order", "limit", "offset", "distinct", "with_")):
+        return False
+    have = set()
+    for e in sql.expressions:
+        if type(e) is not exp.Column or e.args.get("table") or type(e.this) is not exp.Identifier:
+            return False
+        have.add(e.name)
+    return all(c.name in have for c in columns)
 
 
 def render(tree: exp.Expression, dialect: str = "duckdb", *, printer: str | None = None) -> str:

@@ -83,7 +83,7 @@ def op_where(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
         sql = exp.Select(**args)
     else:
         sql = pl.wrap(rel, select_all(rel), where=pred.sql)
-    out = Rel(sql, rel.cols, rel.order, rel.name, rel.serialized)
+    out = Rel(sql, rel.cols, rel.order, rel.name, rel.serialized, notnull=rel.notnull)
     if rel.rebuild is not None:
         reads = {c.name for c in pred.sql.find_all(exp.Column)}
         out.rebuild = lambda needed: op_where(pl, rel.rebuild(needed | reads), op)
@@ -450,7 +450,8 @@ def window_arg_extreme(pl: Planner, rel: Rel, op: s.Operator, by, keep: frozense
     cols = [(n, rel.types[n]) for n in by_names]
     for i, (name, (_, t)) in enumerate(zip(names, fields)):
         value = t.sql.copy()
-        if i:   # a group whose Expr is null on every row: max_by gives null, so does every column here
+        if i and not (isinstance(target.sql, exp.Column) and target.sql.name in rel.notnull):
+            # a group whose Expr is null on every row: max_by gives null, so does every column here
             value = exp.Case(ifs=[exp.If(this=exp.Is(this=target.sql.copy(), expression=exp.Null()),
                                          true=exp.Null())], default=value)
         select.append(aliased(value, name))

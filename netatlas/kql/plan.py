@@ -31,6 +31,9 @@ class Rel:
     # what a join was made of (operators.JoinParts), for a summarize directly after it
     # (operators.eager_summarize); never carried by copy(): any other operator in between ends it
     join: object = None
+    # columns known to hold no null: a table's columns that ingestion requires (ingest.REQUIRED,
+    # TimeGenerated), carried through the operators that keep them as they are (where)
+    notnull: frozenset = frozenset()
 
     @property
     def types(self) -> dict[str, str]:
@@ -43,7 +46,7 @@ class Rel:
         # The SQL tree is shared, not copied: operators only ever wrap a Rel's SQL in a new SELECT,
         # and the printer handles a subtree that appears in several places.
         return Rel(self.sql, list(self.cols), list(self.order) if self.order else self.order,
-                   self.name, self.serialized, self.rebuild)
+                   self.name, self.serialized, self.rebuild, notnull=self.notnull)
 
 
 @dataclass

@@ -1,1 +1,1 @@
-SELECT "Id", "Other" FROM (SELECT "Id", "Other" FROM (SELECT "Id", "ColA", "ColB", "Other", "Col" FROM (VALUES (CAST(1 AS BIGINT), 'a', CAST(2 AS BIGINT), CAST(1.5 AS DOUBLE), TRUE), (CAST(2 AS BIGINT), 'b', CAST(3 AS BIGINT), CAST(2.5 AS DOUBLE), FALSE)) AS "_v1"("Id", "ColA", "ColB", "Other", "Col")) AS _q2) AS _result LIMIT 500001
+SELECT "Id", "Other" FROM (VALUES (CAST(1 AS BIGINT), 'a', CAST(2 AS BIGINT), CAST(1.5 AS DOUBLE), TRUE), (CAST(2 AS BIGINT), 'b', CAST(3 AS BIGINT), CAST(2.5 AS DOUBLE), FALSE)) AS "_v1"("Id", "ColA", "ColB", "Other", "Col") LIMIT 500001

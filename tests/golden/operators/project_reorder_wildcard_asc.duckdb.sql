@@ -1,1 +1,1 @@
-SELECT "m1", "m2", "z", "k" FROM (SELECT "m1", "m2", "z", "k" FROM (SELECT "z", "m2", "k", "m1" FROM (VALUES (CAST(1 AS BIGINT), CAST(2 AS BIGINT), CAST(3 AS BIGINT), CAST(4 AS BIGINT))) AS "_v1"("z", "m2", "k", "m1")) AS _q2) AS _result LIMIT 500001
+SELECT "m1", "m2", "z", "k" FROM (VALUES (CAST(1 AS BIGINT), CAST(2 AS BIGINT), CAST(3 AS BIGINT), CAST(4 AS BIGINT))) AS "_v1"("z", "m2", "k", "m1") LIMIT 500001

@@ -1,1 +1,1 @@
-SELECT "Name", "Score" FROM (SELECT "Name", "Score" FROM (VALUES ('a', CAST(3 AS BIGINT)), ('b', CAST(NULL AS BIGINT)), ('c', CAST(10 AS BIGINT)), ('d', CAST(7 AS BIGINT))) AS "_v1"("Name", "Score")) AS _result ORDER BY "Score" DESC LIMIT 500001
+SELECT "Name", "Score" FROM (VALUES ('a', CAST(3 AS BIGINT)), ('b', CAST(NULL AS BIGINT)), ('c', CAST(10 AS BIGINT)), ('d', CAST(7 AS BIGINT))) AS "_v1"("Name", "Score") ORDER BY "Score" DESC LIMIT 500001

@@ -1,1 +1,1 @@
-SELECT "Id", "D" FROM (SELECT "Id", "D" FROM (VALUES (CAST(1 AS BIGINT), CAST('{"a":1,"b":["x","y"]}' AS JSON)), (CAST(2 AS BIGINT), CAST('[1,2.5,"three",true]' AS JSON)), (CAST(3 AS BIGINT), CAST('42' AS JSON)), (CAST(4 AS BIGINT), CAST(NULL AS JSON))) AS "_v1"("Id", "D")) AS _result LIMIT 500001
+SELECT "Id", "D" FROM (VALUES (CAST(1 AS BIGINT), CAST('{"a":1,"b":["x","y"]}' AS JSON)), (CAST(2 AS BIGINT), CAST('[1,2.5,"three",true]' AS JSON)), (CAST(3 AS BIGINT), CAST('42' AS JSON)), (CAST(4 AS BIGINT), CAST(NULL AS JSON))) AS "_v1"("Id", "D") LIMIT 500001

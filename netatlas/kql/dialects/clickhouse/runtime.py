@@ -65,8 +65,10 @@ FUNCTIONS: dict[str, str] = {
     "netatlas_gettype": (f"(j) -> if(isNull(j), 'null', transform(toString(JSONType(j)), "
                          f"['Array', 'Object', 'String', 'Int64', 'UInt64', 'Double', 'Bool', 'Null'], {_KQL_TYPES}, 'null'))"),
     "netatlas_parse_json": "(s) -> if(isValidJSON(s), s, toJSONString(s))",
-    # a value as JSON text: a String is a dynamic value already (the planner passes dynamic values)
-    "netatlas_json_value": ("(x) -> if(toTypeName(x) IN ('String', 'Nullable(String)'), ifNull(toString(x), 'null'), "
+    # a value as JSON text: a String is a dynamic value already (the planner passes dynamic values),
+    # LowCardinality too (toJSONString of a LowCardinality column is one)
+    "netatlas_json_value": ("(x) -> if(toTypeName(x) IN ('String', 'Nullable(String)', 'LowCardinality(String)', "
+                            "'LowCardinality(Nullable(String))'), ifNull(toString(x), 'null'), "
                             "toJSONString(x))"),
     # a JSON object (text) without its null-valued members
     "netatlas_json_drop_nulls": ("(j) -> if(isNull(j), NULL, concat('{', arrayStringConcat(arrayMap(m -> "
