@@ -7,6 +7,7 @@ import threading
 import time
 import warnings
 import weakref
+from operator import itemgetter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -810,7 +811,11 @@ def row_sizer(types: list[str]):
     def size(rows: list[tuple]) -> int:
         n = len(rows) * (fixed + 4 * len(measured))
         for i in measured:
-            n += sum(len(v) for r in rows if isinstance(v := r[i], str))
+            values = filter(None, map(itemgetter(i), rows))     # nulls and "" add nothing
+            try:
+                n += sum(map(len, values))
+            except TypeError:       # not only text: the strings alone, as below
+                n += sum(len(v) for r in rows if isinstance(v := r[i], str))
         return n
     return size
 

@@ -101,6 +101,8 @@ class CompileCache:
                 deadline=None) -> Compiled:
         """As ``kql.compile``; a compile found in the cache costs a dictionary look-up."""
         t0 = time.perf_counter()
+        if deadline is not None:
+            deadline.check()
         now = _naive_utc(now)
         key = _key(text, catalogue, dialect, params, max_rows, timespan)
         with self._lock:

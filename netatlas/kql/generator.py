@@ -6,7 +6,11 @@ from sqlglot import exp
 from .dialects import DIALECTS
 from .plan import Plan
 from .prepare import prepare
+from .prune import prune
 from .typed import ident
+
+
+PRUNE = True    # drop the columns nobody reads (prune.py); the tests compare answers with it off
 
 
 def build(plan: Plan, *, max_rows: int | None = None) -> exp.Expression:
@@ -33,7 +37,10 @@ def build(plan: Plan, *, max_rows: int | None = None) -> exp.Expression:
         args["with_"] = exp.With(expressions=[
             exp.CTE(this=body, alias=ident(name), materialized=materialized, scalar=None)
             for name, body, materialized in plan.ctes])
-    return exp.Select(**args)
+    root = exp.Select(**args)
+    if PRUNE:
+        prune(root)
+    return root
 
 
 def _narrowable(sql: exp.Expression, columns: list[exp.Column]) -> bool:

@@ -1,1 +1,1 @@
-SELECT "Count" FROM (SELECT COUNT(*) AS "Count" FROM (SELECT "a", "b" FROM (VALUES ('x', CAST(1 AS BIGINT)), ('y', CAST(2 AS BIGINT)), ('z', CAST(3 AS BIGINT))) AS "_v1"("a", "b")) AS _q2) AS _result LIMIT 500001
+SELECT "Count" FROM (SELECT COUNT(*) AS "Count" FROM (SELECT "a" FROM (VALUES ('x', CAST(1 AS BIGINT)), ('y', CAST(2 AS BIGINT)), ('z', CAST(3 AS BIGINT))) AS "_v1"("a", "b")) AS _q2) AS _result LIMIT 500001
