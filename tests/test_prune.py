@@ -109,3 +109,21 @@ def test_every_golden_query_answers_the_same_pruned(ws, monkeypatch):
         assert sorted(map(repr, pruned.rows)) == sorted(map(repr, whole.rows)), path
         ran += 1
     assert ran > 400
+
+
+@pytest.mark.parametrize("text,rows", [
+    ("let m = datatable(x:string)['a', 'b']; datatable(y:string)['a', 'c', 'B'] | where y in (m)", [["a"]]),
+    ("let m = datatable(x:string)['a', 'b']; datatable(y:string)['a', 'c', 'B'] | where y !in (m)", [["c"], ["B"]]),
+    ("let m = datatable(x:string)['a', 'b']; datatable(y:string)['a', 'c', 'B'] | where y in~ (m)", [["a"], ["B"]]),
+    ("let m = datatable(x:string)[]; datatable(y:string)['a'] | where y !in (m)", [["a"]]),
+    ("let m = datatable(x:int)[1, 3]; datatable(y:long)[1, 2, 3] | where y in (m) | where y in (m)", [[1], [3]]),
+    ("let m = datatable(x:long)[1, long(null)]; datatable(y:long)[1, 2] | where y !in (m)", []),
+    ("let m = datatable(x:dynamic)[dynamic(1)]; datatable(y:long)[1, 2] | where y in (m)", [[1]]),
+])
+def test_in_a_datatable_lists_its_values(ws, text, rows):
+    """`x in (T)` of a datatable is `x IN (literals)` (the store filters its scan by them), with the
+    answers of the subquery it replaces; the datatable's CTE, read by nothing else, is gone."""
+    res = ws.query(text, now=NOW)
+    assert sorted(map(repr, res.rows)) == sorted(map(repr, rows))
+    if "dynamic" not in text:
+        assert "MATERIALIZED" not in res.sql and "VALUES" not in res.sql.split("WHERE", 1)[-1], res.sql

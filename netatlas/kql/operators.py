@@ -1360,7 +1360,13 @@ def src_datatable(pl: Planner, node: s.Datatable) -> Rel:
                 raise KqlSemanticError("datatable values must be literals", v.span, code="KQL_SYNTAX")
             row.append(datatable_value(t, typ, v.span).sql)
         rows.append(exp.Tuple(expressions=row))
-    return values_rel(pl, rows, list(node.columns))
+    rel = values_rel(pl, rows, list(node.columns))
+    if len(rows) <= LITERAL_ROWS_MAX:
+        rel.literals = [list(r.expressions) for r in rows]
+    return rel
+
+
+LITERAL_ROWS_MAX = 1000     # a datatable `in` lists as literals (Rel.literals)
 
 
 def datatable_value(t: Typed, typ: str, span: Span) -> Typed:

@@ -34,6 +34,9 @@ class Rel:
     # columns known to hold no null: a table's columns that ingestion requires (ingest.REQUIRED,
     # TimeGenerated), carried through the operators that keep them as they are (where)
     notnull: frozenset = frozenset()
+    # a datatable's rows as SQL literals (up to LITERAL_ROWS_MAX): `x in (T)` lists them instead of
+    # reading T, so the store can filter its scan by them; carried where the rows stay the same
+    literals: list | None = None
 
     @property
     def types(self) -> dict[str, str]:
@@ -46,7 +49,7 @@ class Rel:
         # The SQL tree is shared, not copied: operators only ever wrap a Rel's SQL in a new SELECT,
         # and the printer handles a subtree that appears in several places.
         return Rel(self.sql, list(self.cols), list(self.order) if self.order else self.order,
-                   self.name, self.serialized, self.rebuild, notnull=self.notnull)
+                   self.name, self.serialized, self.rebuild, notnull=self.notnull, literals=self.literals)
 
 
 @dataclass

@@ -150,7 +150,8 @@ class Planner:
         names = set(rel.names())
         keeps = rel.order and all(isinstance(o, exp.Ordered) and isinstance(o.this, exp.Column)
                                   and not o.this.table and o.this.name in names for o in rel.order)
-        return Rel(sel, list(rel.cols), list(rel.order) if keeps else None, rel.name, rel.serialized)
+        return Rel(sel, list(rel.cols), list(rel.order) if keeps else None, rel.name, rel.serialized,
+                   literals=rel.literals)
 
     @staticmethod
     def _named(rel: Rel, name: str) -> Rel:
@@ -517,8 +518,10 @@ class Planner:
         negated = op.startswith("!")
         if op in ("has_any", "has_all"):
             return self.has_any_all(node, left, scope, agg)
-        if len(node.items) == 1 and self.is_tabular(node.items[0], scope):
-            rel = self.tab(node.items[0])
+        tabular = len(node.items) == 1 and self.is_tabular(node.items[0], scope)
+        rel = self.tab(node.items[0]) if tabular else None
+        literal = rel is not None and rel.literals is not None and rel.cols[0][1] != T.DYNAMIC
+        if tabular and not literal:
             sub_col, sub_type = rel.cols[0]
             sub = self.finish(rel)
             first = exp.Select(expressions=[col(sub_col)]).from_(sub.subquery(self.fresh(), copy=False), copy=False)
@@ -526,21 +529,26 @@ class Planner:
             if sub_type != left.type:
                 lhs, _, _ = unify(left, Typed(exp.null(), sub_type), node.span, "compare (in)")
                 if lhs.type != sub_type and sub_type == T.DYNAMIC:
+                    # dynamic values against a scalar: both sides as text (1 in (dynamic(1)))
                     first = exp.Select(expressions=[to_string(Typed(col(sub_col), T.DYNAMIC)).sql]).from_(
                         sub.subquery(self.fresh(), copy=False), copy=False)
+                    lhs = Typed(to_string(lhs).sql, T.STRING, lhs.span)
             lsql = exp.Lower(this=to_string(lhs).sql) if ci else lhs.sql
             if ci:
                 first = exp.Select(expressions=[exp.Lower(this=col(sub_col))]).from_(sub.subquery(self.fresh(), copy=False), copy=False)
             e = exp.In(this=lsql, query=exp.Subquery(this=first))
         else:
             items = []
-            for it in node.items:
+            # a datatable's first column, listed: the store filters its scan by the values
+            for it in (() if literal else node.items):
                 v = self.scalar(it, scope, agg)
                 if v.type == T.DYNAMIC and v.is_const and isinstance(v.const, list):
                     items.extend(const(x, left.type if left.type != T.DYNAMIC else T.DYNAMIC, v.span)
                                  if not isinstance(x, (dict, list)) else const(x, T.DYNAMIC, v.span) for x in v.const)
                 else:
                     items.append(v)
+            if literal:
+                items = [Typed(row[0].copy(), rel.cols[0][1], node.items[0].span) for row in rel.literals]
             conv = []
             for v in items:
                 _, bb, _ = unify(left, v, v.span, f"compare ({op})")

@@ -32,6 +32,14 @@ def prune(root: exp.Select) -> None:
         for cte in with_.expressions:
             ctes[cte.alias_or_name] = cte.this
     order = _topological(root, ctes)
+    if with_ is not None:       # a CTE nothing reads any more (a datatable listed by `in`): gone
+        reached = {id(n) for n in order}
+        kept = [cte for cte in with_.expressions if id(cte.this) in reached]
+        if len(kept) != len(with_.expressions):
+            if kept:
+                with_.set("expressions", kept)
+            else:
+                root.set("with_", None)
     demand: dict[int, set | None] = {id(root): ALL}
     for node in order:
         want = demand.get(id(node), ALL)
