@@ -27,7 +27,6 @@ from .plan import OPERATORS, SOURCES, Binding, Plan, Rel
 from .scalars import Scope, binary, dynamic_to, to_bool, to_dynamic, to_string, type_error, unify
 from .typed import Typed, cast, col, const, fn, ident, json_key_path, null
 from .generator import render
-from .dialects import DIALECTS
 
 
 class Planner:
@@ -44,7 +43,6 @@ class Planner:
         self.params = params or {}
         self.executor = executor
         self.dialect = dialect          # what the plan-time helper queries are rendered in
-        self._fold_case = DIALECTS[dialect].flags.get("names_fold_case", False)
         self.timespan = tuple(_naive_utc(x) for x in timespan) if timespan else None
         self.env: dict[str, Binding] = {}
         self.ctes: list[tuple[str, exp.Expression, bool]] = []
@@ -236,27 +234,10 @@ class Planner:
             node = node.source
         self.step()
         rel = self.source(node)
-        if self._fold_case:
-            self.distinct_names(rel, node.span)
         for op in reversed(ops):
             self.step()
             rel = OPERATORS[op.name](self, rel, op)
-            if self._fold_case:
-                self.distinct_names(rel, op.span)
         return rel
-
-    def distinct_names(self, rel: Rel, span: Span) -> None:
-        """A store whose names fold case (DuckDB) cannot hold columns whose names differ only in
-        case: one would be read for the other. KQL names are case-sensitive: refused, not answered wrong."""
-        names = rel.names()
-        if len({n.lower() for n in names}) == len(names):
-            return
-        seen: dict[str, str] = {}
-        for n in names:
-            if (other := seen.setdefault(n.lower(), n)) != n:
-                raise KqlSemanticError(f"columns '{other}' and '{n}' differ only in case, which this store "
-                                       f"cannot tell apart", span, code="KQL_UNSUPPORTED",
-                                       hint="give one of them another name")
 
     def source(self, node: s.Node) -> Rel:
         handler = SOURCES.get(type(node))
