@@ -127,3 +127,16 @@ def test_in_a_datatable_lists_its_values(ws, text, rows):
     assert sorted(map(repr, res.rows)) == sorted(map(repr, rows))
     if "dynamic" not in text:
         assert "MATERIALIZED" not in res.sql and "VALUES" not in res.sql.split("WHERE", 1)[-1], res.sql
+
+
+@pytest.mark.parametrize("text", [
+    DATA + "T | distinct * | project K",
+    DATA + "T | extend Z = A + 1 | distinct * | project K, Z",
+    DATA + "T | join kind=leftouter (T | extend J = strcat(K, 'x')) on K | project K, J, S1",
+    DATA + "T | extend Z = A * 2 | summarize count() by K, Z | project K",
+    DATA + "T | extend Z = A * 2 | project-away B | where Z > 1 | project K",
+])
+def test_a_star_reads_only_what_its_readers_want(ws, monkeypatch, text):
+    """`SELECT *, x AS y FROM src`: its source gives what is wanted of it and not made by x; DISTINCT
+    and GROUP BY keep every column the star gives."""
+    both(ws, monkeypatch, text)

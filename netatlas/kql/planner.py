@@ -303,7 +303,7 @@ class Planner:
             return merged
         # built with constructors: sqlglot's builder methods cost several times more per call
         name = exp.TableAlias(this=exp.Identifier(this=alias or self.fresh(), quoted=False))
-        source = _filtered_source(rel.sql)
+        source = _filtered_source(rel.sql, select)
         if source is not None:
             # the input is SELECT * FROM src [WHERE w]: select from src itself, keeping w
             src, old_where = source
@@ -667,9 +667,16 @@ class Planner:
 _NOT_PLAIN = ("joins", "group", "having", "qualify", "order", "limit", "distinct", "with_", "windows", "offset")
 
 
-def _filtered_source(sql: exp.Expression):
-    """(source, where condition or None) when sql is SELECT * FROM one table or subquery [WHERE ...]."""
-    if not isinstance(sql, exp.Select) or len(sql.expressions) != 1 or not isinstance(sql.expressions[0], exp.Star):
+def _filtered_source(sql: exp.Expression, select: list[exp.Expression] | None = None):
+    """(source, where condition or None) when sql is SELECT * FROM one table or subquery [WHERE ...],
+    or, for a ``select`` without ``*``, SELECT a, b FROM it [WHERE ...] (plain columns: the
+    select reads only them, by the same names, from the source itself)."""
+    if not isinstance(sql, exp.Select):
+        return None
+    star = len(sql.expressions) == 1 and isinstance(sql.expressions[0], exp.Star)
+    if not star and not (select is not None and sql.expressions
+                         and all(_plain_column(e) for e in sql.expressions)
+                         and not any(e.find(exp.Star) for e in select)):
         return None
     if any(sql.args.get(k) for k in _NOT_PLAIN):
         return None

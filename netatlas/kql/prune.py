@@ -46,7 +46,7 @@ def prune(root: exp.Select) -> None:
         if isinstance(node, exp.Select):
             if node is not root and want is not ALL:
                 _narrow(node, want)
-            for child, need in _reads(node, ctes):
+            for child, need in _reads(node, ctes, want):
                 _add(demand, child, need)
         else:   # a UNION, EXCEPT or INTERSECT: its sides by position
             for child in _query_children(node, ctes):
@@ -117,8 +117,10 @@ def _sources(sel: exp.Select, ctes: dict) -> list[tuple[str, exp.Expression | No
     return out
 
 
-def _reads(sel: exp.Select, ctes: dict) -> list[tuple[exp.Expression, set | None]]:
-    """(query, the columns of it this SELECT reads) for every query this SELECT reads from."""
+def _reads(sel: exp.Select, ctes: dict, want: set | None = ALL) -> list[tuple[exp.Expression, set | None]]:
+    """(query, the columns of it this SELECT reads) for every query this SELECT reads from, given
+    ``want``, the columns of this SELECT its readers read: a ``*`` (or ``alias.*``) in its list
+    reads from its source what is wanted of this SELECT and not made by its other items."""
     sources = _sources(sel, ctes)
     aliases = {a for a, _, _ in sources}
     named: dict[str, set] = {a: set() for a in aliases}
@@ -127,8 +129,40 @@ def _reads(sel: exp.Select, ctes: dict) -> list[tuple[exp.Expression, set | None
     everything = False
     nested: list[exp.Expression] = []
 
+    # the SELECT list's stars: what they give is what is wanted and not made here
+    stack: list[tuple[exp.Expression, exp.Expression | None]] = []
+    made = set()
+    starred: set = set()        # aliases whose star gives what is wanted
+    for item in sel.expressions:
+        if isinstance(item, exp.Star) and not item.args.get("except") and not item.args.get("replace") \
+                and not item.args.get("rename") and len(sources) == 1:
+            starred.add(sources[0][0])
+        elif isinstance(item, exp.Column) and isinstance(item.this, exp.Star) and item.table in aliases \
+                and not item.this.args.get("except") and not item.this.args.get("replace"):
+            starred.add(item.table)
+        else:
+            if not isinstance(item, exp.Star):
+                made.add(item.alias_or_name)
+            stack.append((item, sel))
+    if starred and want is not ALL and not sel.args.get("distinct") and not sel.args.get("group"):
+        # (DISTINCT and GROUP BY make their rows of every column the star gives)
+        for a in starred:
+            named[a].update(want - made)
+    elif starred:
+        whole.update(starred)
     # iterative: a chain of 500 terms is 500 levels deep
-    stack: list[tuple[exp.Expression, exp.Expression | None]] = [(sel, None)]
+    for key, value in sel.args.items():
+        if key in ("expressions", "with_", "from_"):
+            continue
+        for child in value if isinstance(value, list) else (value,):
+            if not isinstance(child, exp.Expression):
+                continue
+            if key == "joins":
+                for k, v in child.args.items():     # the ON condition, not the source
+                    if k != "this" and isinstance(v, exp.Expression):
+                        stack.append((v, child))
+                continue
+            stack.append((child, sel))
     while stack:
         node, parent = stack.pop()
         if isinstance(node, exp.Query) and node is not sel:
@@ -153,18 +187,10 @@ def _reads(sel: exp.Select, ctes: dict) -> list[tuple[exp.Expression, set | None
             continue
         if isinstance(node, exp.Anonymous) and node.name.upper() == "COLUMNS":
             everything = True
-        for key, value in node.args.items():
-            if node is sel and key in ("with_", "from_"):
-                continue
+        for value in node.args.values():
             for child in value if isinstance(value, list) else (value,):
-                if not isinstance(child, exp.Expression):
-                    continue
-                if node is sel and key == "joins":
-                    for k, v in child.args.items():     # the ON condition, not the source
-                        if k != "this" and isinstance(v, exp.Expression):
-                            stack.append((v, child))
-                    continue
-                stack.append((child, node))
+                if isinstance(child, exp.Expression):
+                    stack.append((child, node))
 
     out = []
     for alias, query, renamed in sources:
@@ -184,10 +210,9 @@ def _narrow(sel: exp.Select, want: set) -> None:
         return
     items = sel.expressions
     names = []
-    for e in items:
-        if isinstance(e, exp.Star) or (isinstance(e, exp.Column) and isinstance(e.this, exp.Star)):
-            return
-        names.append(e.alias_or_name)
+    for e in items:     # a * keeps what it gives (its readers' demand on the source is every column)
+        star = isinstance(e, exp.Star) or (isinstance(e, exp.Column) and isinstance(e.this, exp.Star))
+        names.append(None if star else e.alias_or_name)
     own = set()
     for key, value in sel.args.items():
         if key in ("expressions", "with_", "from_"):
@@ -199,7 +224,7 @@ def _narrow(sel: exp.Select, want: set) -> None:
             for part in parts:
                 if isinstance(part, exp.Expression):
                     own.update(c.name for c in part.find_all(exp.Column))
-    keep = [e for e, n in zip(items, names) if n in want or n in own]
+    keep = [e for e, n in zip(items, names) if n is None or n in want or n in own]
     if len(keep) == len(items):
         return
     if not keep:
