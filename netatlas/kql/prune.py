@@ -150,19 +150,8 @@ def _reads(sel: exp.Select, ctes: dict, want: set | None = ALL) -> list[tuple[ex
             named[a].update(want - made)
     elif starred:
         whole.update(starred)
+    stack += [(clause, sel) for clause in _clauses(sel)]
     # iterative: a chain of 500 terms is 500 levels deep
-    for key, value in sel.args.items():
-        if key in ("expressions", "with_", "from_"):
-            continue
-        for child in value if isinstance(value, list) else (value,):
-            if not isinstance(child, exp.Expression):
-                continue
-            if key == "joins":
-                for k, v in child.args.items():     # the ON condition, not the source
-                    if k != "this" and isinstance(v, exp.Expression):
-                        stack.append((v, child))
-                continue
-            stack.append((child, sel))
     while stack:
         node, parent = stack.pop()
         if isinstance(node, exp.Query) and node is not sel:
@@ -204,6 +193,23 @@ def _reads(sel: exp.Select, ctes: dict, want: set | None = ALL) -> list[tuple[ex
     return out
 
 
+def _clauses(sel: exp.Select) -> list[exp.Expression]:
+    """The SELECT's parts besides its list, its WITH and its sources: WHERE, GROUP BY, HAVING,
+    QUALIFY, ORDER BY, LIMIT ..., and each join's condition (not the joined source)."""
+    out = []
+    for key, value in sel.args.items():
+        if key in ("expressions", "with_", "from_"):
+            continue
+        for v in value if isinstance(value, list) else (value,):
+            if not isinstance(v, exp.Expression):
+                continue
+            if key == "joins":
+                out += [x for k, x in v.args.items() if k != "this" and isinstance(x, exp.Expression)]
+            else:
+                out.append(v)
+    return out
+
+
 def _narrow(sel: exp.Select, want: set) -> None:
     """Keep the SELECT list's columns in ``want`` or named by its own clauses."""
     if sel.args.get("distinct") or _positional(sel):
@@ -213,17 +219,7 @@ def _narrow(sel: exp.Select, want: set) -> None:
     for e in items:     # a * keeps what it gives (its readers' demand on the source is every column)
         star = isinstance(e, exp.Star) or (isinstance(e, exp.Column) and isinstance(e.this, exp.Star))
         names.append(None if star else e.alias_or_name)
-    own = set()
-    for key, value in sel.args.items():
-        if key in ("expressions", "with_", "from_"):
-            continue
-        for v in value if isinstance(value, list) else (value,):
-            if not isinstance(v, exp.Expression):
-                continue
-            parts = [x for k, x in v.args.items() if k != "this"] if key == "joins" else [v]
-            for part in parts:
-                if isinstance(part, exp.Expression):
-                    own.update(c.name for c in part.find_all(exp.Column))
+    own = {c.name for clause in _clauses(sel) for c in clause.find_all(exp.Column)}
     keep = [e for e, n in zip(items, names) if n is None or n in want or n in own]
     if len(keep) == len(items):
         return
