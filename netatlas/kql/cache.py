@@ -127,6 +127,9 @@ class CompileCache:
                 return compiled
             entry = None if probe.ran_sql else _template(compiled, probe, now)
         if entry is not None:
+            # the entry keeps the SQL and the schema, not the plan's trees (large, and read by nobody
+            # after generate)
+            entry = replace(entry, compiled=replace(entry.compiled, plan=None))
             with self._lock:
                 self._entries[key] = entry
                 self._entries.move_to_end(key)
