@@ -706,17 +706,14 @@ def _loads(body: bytes):
     """The answer parsed as a fast client would: orjson, with Python's cyclic collector paused
     (its passes over 500,000 new row lists cost 0.5-0.8 s, more than the server's whole answer),
     json where orjson refuses."""
-    import gc
     import orjson
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return json.loads(body)
-    finally:
-        if enabled:
-            gc.enable()
+
+    from netatlas.kql.values import gc_paused
+    with gc_paused:
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return json.loads(body)
 
 
 def post_query(url: str, key: str, kql: str) -> dict:

@@ -50,10 +50,17 @@ class Result:
         """The rows as JSON values (``to_json_value``), built a column at a time: the columns whose
         values are their JSON already are kept, a real is converted only when NaN or infinite, each
         distinct datetime once."""
+        return self._json_rows(copy=True)
+
+    def _json_rows(self, copy: bool) -> list[list]:
+        """``json_rows``; without ``copy``, the rows themselves when they are their JSON already
+        (for an answer that is only read)."""
         rows, types = self.rows, self.types
         if len(rows) < 64 or not types:
             return [[to_json_value(v, t) for v, t in zip(r, types)] for r in rows]
         if self._json_as_is():
+            if not copy:
+                return rows
             with gc_paused:
                 return list(map(list, rows))
         with gc_paused:
@@ -90,8 +97,7 @@ class Result:
         return True
 
     def to_json(self, name: str = "PrimaryResult") -> dict:
-        # the rows as they are when they are their JSON already (the answer is only read)
-        rows = self.rows if len(self.rows) >= 64 and self.types and self._json_as_is() else self.json_rows()
+        rows = self._json_rows(copy=False)
         return {
             "tables": [{"name": name, "columns": [{"name": c, "type": t} for c, t in zip(self.columns, self.types)],
                         "rows": rows}],

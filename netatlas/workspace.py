@@ -23,10 +23,6 @@ from .limits import DEFAULT_MAX_RESULT_BYTES, DEFAULT_TIMEOUT, Deadline
 from .pool import QueryPool
 from .result import Result
 from .store import StoreBusyError
-
-# _fetch_arrow reads the rest of a large answer from the cursor's result on purpose (the first rows
-# were fetched already; the copy is the measured trade, ARCHITECTURE.md): DuckDB's note about it is noise
-warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning)
 from .store import duckdb as db
 from .store.duckdb import DuckDBStore
 
@@ -767,7 +763,6 @@ def cap_rows(rows: list[tuple], types: list[str], max_rows: int | None, max_byte
 def fits(table, types: list[str], max_rows: int | None, max_bytes: int | None) -> bool:
     """Whether an Arrow answer is within both limits as a whole, by ``row_sizer``'s measure
     summed over the columns at once (then ``cap_rows`` has nothing to cut, and is not needed)."""
-    import pyarrow as pa
     import pyarrow.compute as pc
     n = table.num_rows
     if max_rows is not None and n > max_rows:
@@ -775,12 +770,10 @@ def fits(table, types: list[str], max_rows: int | None, max_bytes: int | None) -
     if max_bytes is None or not n:
         return True
     fixed, measured = _row_widths(types)
-    size = n * (fixed + 4 * len(measured))
-    for column, t in zip(table.columns, types):
-        if t in MEASURED:
-            if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
-                return False                   # not text in Arrow: measured row by row (cap_rows)
-            size += pc.sum(pc.utf8_length(column)).as_py() or 0
+    texts = _text_lengths(table.columns, types)
+    if any(lengths is None for lengths in texts):
+        return False                           # not text in Arrow: measured row by row (cap_rows)
+    size = n * (fixed + 4 * len(measured)) + sum(pc.sum(lengths).as_py() or 0 for lengths in texts)
     return size <= max_bytes
 
 
@@ -820,31 +813,32 @@ def row_sizer(types: list[str]):
     return size
 
 
-def arrow_row_bytes(batch, types: list[str]) -> list[int]:
-    """``row_sizer``'s estimate of each row of an Arrow record batch."""
+def _text_lengths(columns, types: list[str]) -> list:
+    """The characters of each measured column (``MEASURED``: strings, dynamic) of an Arrow answer,
+    as Arrow counts them (nulls 0); None for a measured column that is not text in Arrow."""
     import pyarrow as pa
     import pyarrow.compute as pc
+    return [pc.fill_null(pc.utf8_length(c), 0) if pa.types.is_string(c.type) or pa.types.is_large_string(c.type)
+            else None for c, t in zip(columns, types) if t in MEASURED]
+
+
+def arrow_row_bytes(batch, types: list[str]) -> list[int]:
+    """``row_sizer``'s estimate of each row of an Arrow record batch."""
     fixed, measured = _row_widths(types)
     widths = [fixed + 4 * len(measured)] * batch.num_rows
-    for i in measured:
-        column = batch.column(i)
-        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-            widths = [w + n for w, n in zip(widths, pc.fill_null(pc.utf8_length(column), 0).to_pylist())]
+    for lengths in _text_lengths(batch.columns, types):
+        if lengths is not None:
+            widths = [w + n for w, n in zip(widths, lengths.to_pylist())]
     return widths
 
 
 def arrow_bytes(batch, types: list[str]) -> int:
     """``row_sizer``'s estimate for an Arrow record batch: the fixed widths by its row count, the
     characters of its text columns (JSON text included) counted by Arrow."""
-    import pyarrow as pa
     import pyarrow.compute as pc
     fixed, measured = _row_widths(types)
-    n = batch.num_rows * (fixed + 4 * len(measured))
-    for i in measured:
-        column = batch.column(i)
-        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-            n += pc.sum(pc.utf8_length(column)).as_py() or 0
-    return n
+    return batch.num_rows * (fixed + 4 * len(measured)) + sum(
+        pc.sum(lengths).as_py() or 0 for lengths in _text_lengths(batch.columns, types) if lengths is not None)
 
 
 # DuckDB messages -> what they mean for the query's author

@@ -448,9 +448,10 @@ def window_arg_extreme(pl: Planner, rel: Rel, op: s.Operator, by, keep: frozense
     names = _arg_names(fields, item, set(by_names))
     select = [col(n) for n in by_names]
     cols = [(n, rel.types[n]) for n in by_names]
+    nullable = not (isinstance(target.sql, exp.Column) and target.sql.name in rel.notnull)
     for i, (name, (_, t)) in enumerate(zip(names, fields)):
         value = t.sql.copy()
-        if i and not (isinstance(target.sql, exp.Column) and target.sql.name in rel.notnull):
+        if i and nullable:
             # a group whose Expr is null on every row: max_by gives null, so does every column here
             value = exp.Case(ifs=[exp.If(this=exp.Is(this=target.sql.copy(), expression=exp.Null()),
                                          true=exp.Null())], default=value)
