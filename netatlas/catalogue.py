@@ -23,6 +23,10 @@ SENTINEL = ("ThreatIntelligenceIndicator",)
 # table's values of them are never null.
 REQUIRED = ("TimeGenerated",)
 
+# The tables the workspace computes from others (a view over stored rows): no row of theirs is
+# stored, so none has a row identity (the planner's latest-row plan needs one).
+COMPUTED = ("Usage",)
+
 # Which key roles may ingest into a table (netatlas.auth): agents' ingest keys reach the Azure
 # agent tables and the _CL tables; a table that changes what every machine shows (threat
 # intelligence flags any address everywhere) takes an admin key only.

@@ -95,3 +95,103 @@ def test_window_plan_matches_max_by(store, make, monkeypatch):
                 assert new.rows, q
     finally:
         ws.close()
+
+
+# ---- stored tables: the rows picked by their identity (operators._stored_extremes) ---------------
+
+STORED = [
+    # (query, whether the picked rows are read by row identity on DuckDB)
+    ("Latest_CL | summarize arg_max(TimeGenerated, *) by K", True),
+    ("Latest_CL | summarize arg_min(TimeGenerated, *) by K", True),
+    ("Latest_CL | where V > 0 | summarize arg_max(TimeGenerated, S, V) by K", True),
+    ("Latest_CL | summarize arg_max(TimeGenerated, *) by K, S | project K, S, V", True),
+    ("let M = materialize(Latest_CL | summarize arg_max(TimeGenerated, *) by K); "
+     "M | where V > 0 | union (M | where V <= 0 | extend S = 'neg')", True),
+    ("Latest_CL | summarize arg_max(V, *) by K", False),          # V may be null: the window plan
+    ("Latest_CL | extend W = V * 2 | summarize arg_max(TimeGenerated, W) by K", False),   # not the table's rows
+]
+
+
+def _stored(ws, seed: int, n: int = 300):
+    rng = random.Random(seed)
+    ws.define_table("Latest_CL", [("K", "string"), ("V", "long"), ("S", "string")])
+    base = datetime(2024, 5, 1, tzinfo=timezone.utc)
+    seconds = rng.sample(range(86400), n)      # distinct: a tie would let either plan pick any row
+    ws.ingest("Latest_CL", [
+        {"TimeGenerated": (base + timedelta(seconds=s)).isoformat(), "K": rng.choice(["a", "b", "c", ""]),
+         "V": None if rng.random() < 0.2 else rng.randrange(-50, 50), "S": rng.choice(["x", "y", ""])}
+        for s in seconds])
+
+
+def test_stored_rows_picked_by_identity(tmp_path, monkeypatch):
+    """On a stored DuckDB table, arg_max(TimeGenerated, ...) by keys reads the keys and TimeGenerated
+    of every row and the other columns of the picked rows only: the same answer as max_by's plan."""
+    ws = netatlas.connect(tmp_path)
+    try:
+        _stored(ws, 1)
+        for q, by_identity in STORED:
+            monkeypatch.setattr(operators, "WINDOW_ARG_EXTREMES", True)
+            ws.compile_cache.clear()
+            new_sql = ws.compile(q, now=NOW).sql
+            new = ws.query(q, now=NOW)
+            monkeypatch.setattr(operators, "WINDOW_ARG_EXTREMES", False)
+            ws.compile_cache.clear()
+            old = ws.query(q, now=NOW)
+            assert ('"rowid"' in new_sql) == by_identity, (q, new_sql)
+            assert new.columns == old.columns, q
+            assert sorted(map(key, new.rows)) == sorted(map(key, old.rows)), q
+            assert new.rows, q
+        # a time range given beside the query filters the rows the identities are picked from
+        monkeypatch.setattr(operators, "WINDOW_ARG_EXTREMES", True)
+        span = (datetime(2024, 5, 1, 6, tzinfo=timezone.utc), datetime(2024, 5, 1, 12, tzinfo=timezone.utc))
+        q = "Latest_CL | summarize arg_max(TimeGenerated, *) by K"
+        got = ws.query(q, now=NOW, timespan=span)
+        want = ws.query("Latest_CL | where TimeGenerated >= datetime(2024-05-01 06:00) and TimeGenerated < "
+                        "datetime(2024-05-01 12:00) | summarize arg_max(TimeGenerated, *) by K", now=NOW)
+        assert sorted(map(key, got.rows)) == sorted(map(key, want.rows)) and got.rows
+        assert all(span[0] <= r[got.columns.index("TimeGenerated")] < span[1] for r in got.rows)
+    finally:
+        ws.close()
+
+
+def test_stored_rows_ties_pick_one_whole_row(tmp_path):
+    ws = netatlas.connect(tmp_path)
+    try:
+        ws.define_table("Ties_CL", [("K", "string"), ("V", "long"), ("S", "string")])
+        when = "2024-05-01T10:00:00Z"
+        ws.ingest("Ties_CL", [{"TimeGenerated": when, "K": "a", "V": 1, "S": "one"},
+                              {"TimeGenerated": when, "K": "a", "V": 2, "S": "two"},
+                              {"TimeGenerated": "2024-05-01T09:00:00Z", "K": "a", "V": 3, "S": "three"}])
+        r = ws.query("Ties_CL | summarize arg_max(TimeGenerated, *) by K | project K, V, S", now=NOW)
+        assert '"rowid"' in ws.compile("Ties_CL | summarize arg_max(TimeGenerated, *) by K", now=NOW).sql
+        assert r.rows in ([["a", 1, "one"]], [["a", 2, "two"]])      # one of the tied rows, whole
+    finally:
+        ws.close()
+
+
+def test_no_row_identity_where_there_is_none(tmp_path):
+    """A view (Usage), a table with its own column named rowid, and ClickHouse keep the window plan."""
+    ws = netatlas.connect(tmp_path)
+    try:
+        ws.define_table("Own_CL", [("K", "string"), ("rowid", "long")])
+        ws.ingest("Own_CL", [{"TimeGenerated": "2024-05-01T10:00:00Z", "K": "a", "rowid": 7},
+                             {"TimeGenerated": "2024-05-01T11:00:00Z", "K": "a", "rowid": 8},
+                             {"TimeGenerated": "2024-05-01T09:00:00Z", "K": "b", "rowid": 9}])
+        q = "Own_CL | summarize arg_max(TimeGenerated, *) by K | project K, rowid | order by K asc"
+        assert "IN (SELECT MAX_BY(" not in ws.compile(q, now=NOW).sql.upper()
+        assert ws.query(q, now=NOW).rows == [["a", 8], ["b", 9]]
+        q = "Usage | summarize arg_max(TimeGenerated, *) by DataType"
+        sql = ws.compile(q, now=NOW).sql
+        assert '"rowid"' not in sql and "ROW_NUMBER()" in sql.upper()
+        assert {r[0] for r in ws.query(q + " | project DataType", now=NOW).rows} == {"Own_CL"}
+    finally:
+        ws.close()
+    for store, make in stores()[1:]:
+        ch = make()
+        try:
+            q = "VMConnection | summarize arg_max(TimeGenerated, *) by ConnectionId"
+            sql = ch.compile(q, now=NOW).sql
+            assert "rowid" not in sql.lower() and "row_number()" in sql.lower(), sql
+            assert ch.query(q, now=NOW).rows == []
+        finally:
+            ch.close()

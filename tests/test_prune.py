@@ -28,8 +28,9 @@ def ws():
 
 
 def cte(sql: str, name: str) -> str:
-    """The SELECT list of CTE ``name`` in the SQL text (up to its first FROM)."""
-    m = re.search(rf'"{name}" AS MATERIALIZED \((SELECT .*?) FROM ', sql)
+    """The SELECT list of CTE ``name`` in the SQL text (up to its first FROM); a let read once is
+    not MATERIALIZED (generator._inline_single_uses)."""
+    m = re.search(rf'"{name}" AS (?:MATERIALIZED )?\((SELECT .*?) FROM ', sql)
     assert m, sql
     return m.group(1)
 
@@ -66,7 +67,7 @@ def test_readers_that_read_every_column_keep_them(ws, monkeypatch, use):
     text = DATA + "let M = materialize(T | summarize arg_max(When, *) by K); " + use
     whole, pruned = both(ws, monkeypatch, text)
     if use in ("M", "M | extend r = pack_all() | project K, r"):
-        name = re.search(r'"(_m\d+)" AS MATERIALIZED', pruned).group(1)
+        name = re.search(r'"(_m\d+)" AS (?:MATERIALIZED )?\(', pruned).group(1)
         assert '"B"' in cte(pruned, name)
 
 
@@ -140,3 +141,13 @@ def test_a_star_reads_only_what_its_readers_want(ws, monkeypatch, text):
     """`SELECT *, x AS y FROM src`: its source gives what is wanted of it and not made by x; DISTINCT
     and GROUP BY keep every column the star gives."""
     both(ws, monkeypatch, text)
+
+
+def test_a_let_read_once_is_left_to_the_store(ws):
+    """materialize() shares a let's rows between its uses; a let the SQL reads once is not
+    MATERIALIZED, so the store plans it with its reader (generator._inline_single_uses)."""
+    once = ws.compile(DATA + "let M = materialize(T | where A > 1); M | summarize n = count() by K", now=NOW).sql
+    assert re.search(r'"_m\d+" AS \(', once) and "MATERIALIZED" not in once, once
+    twice = DATA + "let M = materialize(T | where A > 1); M | where K == 'p' | union (M | where K != 'p') | count"
+    assert re.search(r'"_m\d+" AS MATERIALIZED \(', ws.compile(twice, now=NOW).sql)
+    assert ws.query(twice, now=NOW).rows == ws.query(DATA + "T | where A > 1 | count", now=NOW).rows

@@ -167,17 +167,30 @@ def make_list_if(x, p, limit=None):
     return Typed(_json_list(_element(x), False, limit, to_bool(p).sql, of_dynamic=x.type == T.DYNAMIC), T.DYNAMIC)
 
 
+def _dynamic_set(x: Typed, limit: Typed | None, where: exp.Expression | None = None) -> Typed:
+    """make_set of dynamic values: the elements of arrays, the other values themselves, each once.
+    The values are made distinct before their elements are: a group's rows often repeat one array
+    (a machine's addresses on every inventory record), and the elements' work is then done once."""
+    agg = fn("collect_list", exp.Distinct(expressions=[x.sql]))
+    if where is not None:
+        agg = exp.Filter(this=agg, expression=exp.Where(this=where))
+    out = fn("netatlas_make_set_dynamic", agg)
+    if limit is not None:
+        out = fn("netatlas_array_slice", out, N(0), exp.Sub(this=limit.sql, expression=N(1)))
+    return Typed(out, T.DYNAMIC)
+
+
 @aggregate("make_set", "set", 1, 2, "makeset")
 def make_set(x, limit=None):
     if x.type == T.DYNAMIC:
-        return Typed(fn("netatlas_make_set_dynamic", fn("collect_list", x.sql)), T.DYNAMIC)
+        return _dynamic_set(x, limit)
     return Typed(_json_list(_element(x), True, limit, of_dynamic=x.type == T.DYNAMIC), T.DYNAMIC)
 
 
 @aggregate("make_set_if", "set", 2, 3, "makeset_if")
 def make_set_if(x, p, limit=None):
     if x.type == T.DYNAMIC:
-        return Typed(fn("netatlas_make_set_dynamic", exp.Filter(this=fn("collect_list", x.sql), expression=exp.Where(this=to_bool(p).sql))), T.DYNAMIC)
+        return _dynamic_set(x, limit, to_bool(p).sql)
     return Typed(_json_list(_element(x), True, limit, to_bool(p).sql, of_dynamic=x.type == T.DYNAMIC), T.DYNAMIC)
 
 

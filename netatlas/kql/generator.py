@@ -40,7 +40,26 @@ def build(plan: Plan, *, max_rows: int | None = None) -> exp.Expression:
     root = exp.Select(**args)
     if PRUNE:
         prune(root)
+    if root.args.get("with_") is not None:
+        _inline_single_uses(root)
     return root
+
+
+def _inline_single_uses(root: exp.Select) -> None:
+    """A materialized CTE that the SQL reads once is left for the store to inline: materialize()
+    computes a let once for all its uses, and with one use there is nothing to share (after
+    pruning, a let's other uses may be gone). DuckDB then plans it with its reader: one pipeline
+    less, its filters pushed in."""
+    ctes = {cte.alias_or_name: cte for cte in root.args["with_"].expressions if cte.args.get("materialized")}
+    if not ctes:
+        return
+    uses = dict.fromkeys(ctes, 0)
+    for t in root.find_all(exp.Table):
+        if t.name in uses and not t.args.get("db"):
+            uses[t.name] += 1
+    for name, n in uses.items():
+        if n == 1:
+            ctes[name].set("materialized", None)
 
 
 def _narrowable(sql: exp.Expression, columns: list[exp.Column]) -> bool:

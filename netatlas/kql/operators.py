@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
+from .. import catalogue as _catalogue   # a module: catalogue.py imports kql.types, which loads this package
 from ..errors import KqlSemanticError, Span, did_you_mean
 from . import syntax as s
 from . import types as T
@@ -19,7 +20,7 @@ from .aggregates import AGGREGATES, ARG_EXTREMES
 from .builtins import PLUGINS as KUSTO_PLUGINS, not_yet
 from .makeseries import make_series, top_nested
 from .plan import OPERATORS as _OPERATORS, SOURCES as _SOURCES, Binding, Rel
-from .planner import Planner
+from .planner import Planner, _filtered_source
 from .plugins import PLUGINS, conform
 from .relations import aliased, contains_aggregate, mv_cast, next_column_name, scope_of, values_rel
 from .regex import check as check_regex, re2_error
@@ -467,12 +468,46 @@ def window_arg_extreme(pl: Planner, rel: Rel, op: s.Operator, by, keep: frozense
     # (the columns they read, by name: DuckDB carries every column a window's input has through the window)
     read = {c.name for e in select + [target.sql] for c in e.find_all(exp.Column) if not c.table}
     inner = [(c, t) for c, t in rel.cols if c in read or c in by_names]
-    picked = Rel(pl.wrap(rel, [col(c) for c, _ in inner], qualify=exp.EQ(this=number, expression=N(1))), inner,
-                 None, rel.name)
+    picked = (_stored_extremes(pl, rel, target, by_names, call.name, inner)
+              or Rel(pl.wrap(rel, [col(c) for c, _ in inner], qualify=exp.EQ(this=number, expression=N(1))), inner,
+                     None, rel.name))
     out = Rel(pl.wrap(picked, select), cols, None, None)
     if whole_rows and keep is None:
         out.rebuild = lambda needed: op_summarize(pl, rel, op, keep=needed)
     return out
+
+
+def _stored_extremes(pl: Planner, rel: Rel, target: Typed, keys: list[str], name: str, inner) -> Rel | None:
+    """The window's rows by their identity, where rel is a stored table's rows [WHERE ...] and Expr
+    one of its never-null columns: SELECT cols FROM T WHERE rowid IN (SELECT max_by(rowid, Expr)
+    FROM T [WHERE ...] GROUP BY keys), or None. Only the keys and Expr are read from every row; the
+    other columns from one row per group. DuckDB finds this plan itself for a lone window, but not
+    for one that feeds several readers (a materialized let), and its own reads every column of
+    every row first: 7.7 ms here against 12 ms for 14,000 rows of VMConnection. The dialect names
+    the identity (flags: row_id); ClickHouse has none. Ties pick any one of the tied rows, as the
+    window does."""
+    row_id = pl.flag("row_id")
+    if row_id is None or not (isinstance(target.sql, exp.Column) and not target.sql.table
+                              and target.sql.name in rel.notnull):
+        return None
+    source = _filtered_source(rel.sql, [col(c) for c, _ in inner])
+    if source is None:
+        return None
+    src, where = source
+    table = pl.catalogue.get(src.name) if isinstance(src, exp.Table) and not src.args.get("db") else None
+    if table is None or table.name in _catalogue.COMPUTED or any(c.lower() == row_id for c in table.column_types):
+        return None
+    identity = exp.Column(this=exp.Identifier(this=row_id, quoted=True))
+    pick = fn("value_at_max" if name == "arg_max" else "value_at_min", identity, target.sql.copy())
+    rows = exp.Select(expressions=[pick], from_=exp.From(this=src.copy()),
+                      group=exp.Group(expressions=[col(k) for k in keys]))
+    if where is not None:
+        rows.set("where", exp.Where(this=where.copy()))
+    alias = exp.TableAlias(this=exp.Identifier(this=pl.fresh(), quoted=False))
+    sel = exp.Select(expressions=[col(c) for c, _ in inner],
+                     from_=exp.From(this=exp.Table(this=ident(table.name), alias=alias)),
+                     where=exp.Where(this=exp.In(this=identity.copy(), query=exp.Subquery(this=rows))))
+    return Rel(sel, inner, None, rel.name)
 
 
 SEP = "\x00"

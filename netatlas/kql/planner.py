@@ -26,6 +26,7 @@ from .functions.series import TUPLES, not_alone
 from .plan import OPERATORS, SOURCES, Binding, Plan, Rel
 from .scalars import Scope, binary, dynamic_to, to_bool, to_dynamic, to_string, type_error, unify
 from .typed import Typed, cast, col, const, fn, ident, json_key_path, null
+from .dialects import DIALECTS
 from .generator import render
 
 
@@ -57,6 +58,10 @@ class Planner:
         self._params: frozenset = frozenset()    # the scalar parameters of the function being planned
         self._query: s.Query | None = None
         self._uses: Counter | None = None   # name -> how often the query names it (on first need)
+
+    def flag(self, name: str):
+        """A fact of the dialect the plan is for (``dialects.base``: flags), None where it has none."""
+        return DIALECTS[self.dialect].flags.get(name)
 
     @property
     def now(self) -> datetime:
@@ -304,6 +309,12 @@ class Planner:
         # built with constructors: sqlglot's builder methods cost several times more per call
         name = exp.TableAlias(this=exp.Identifier(this=alias or self.fresh(), quoted=False))
         source = _filtered_source(rel.sql, select)
+        if source is None and len(select) == 1 and type(select[0]) is exp.Star and type(rel.sql) is exp.Select:
+            # SELECT * of a SELECT that only picks columns: its columns, from its source
+            inner = rel.sql.expressions
+            if inner and all(_plain_column(e) for e in inner) and (
+                    source := _filtered_source(rel.sql, mine := [e.copy() for e in inner])) is not None:
+                select = mine
         if source is not None:
             # the input is SELECT * FROM src [WHERE w]: select from src itself, keeping w
             src, old_where = source
@@ -739,19 +750,59 @@ def _plain_column(e: exp.Expression) -> bool:
 
 
 def _narrowed(inner: exp.Expression, select: list[exp.Expression]) -> exp.Select | None:
-    """SELECT a, b FROM (SELECT a, b, c FROM src ...) as SELECT a, b FROM src ...: the columns
-    picked from a SELECT that itself only picks columns (no DISTINCT, whose rows the columns
-    make), the rest of it unchanged. Its WHERE, GROUP BY, QUALIFY and ORDER BY read the source's
-    columns, which stay there. DuckDB plans every nesting level: one less is faster on short
-    queries. None when it does not apply."""
+    """SELECT a, b FROM (SELECT a, f(x) AS b, c FROM src ...) as SELECT a, f(x) AS b FROM src ...:
+    the columns picked from a SELECT (no DISTINCT, whose rows the columns make) are its own items
+    for those names, the rest of it unchanged; a bare ``*`` there gives the other names from src as
+    they are (an extend of new columns: SELECT *, f(x) AS b). Its WHERE, GROUP BY, QUALIFY and
+    ORDER BY stay; where they or a picked item name an item left out, by its alias, nothing is
+    merged. DuckDB plans every nesting level: one less is faster on short queries. None when it does
+    not apply."""
     if type(inner) is not exp.Select or inner.args.get("distinct") or not inner.expressions:
         return None
-    if not all(_plain_column(e) for e in select) or not all(_plain_column(e) for e in inner.expressions):
+    if not all(_plain_column(e) for e in select):
         return None
-    have = {e.name for e in inner.expressions}
-    if not all(e.name in have for e in select):
+    items: dict[str, exp.Expression] = {}
+    star = computed = False
+    for e in inner.expressions:
+        if type(e) is exp.Star and not any(e.args.values()):
+            star = True
+        elif _plain_column(e):
+            items[e.name] = e
+        elif type(e) is exp.Alias and e.alias:
+            items[e.alias] = e
+            computed = True
+        else:
+            return None
+    if len(items) + star != len(inner.expressions):      # a name given twice
         return None
-    return exp.Select(**dict(inner.args, expressions=[e.copy() for e in select]))
+    for k in ("group", "order"):        # GROUP BY ALL and ordinals read the items by place
+        v = inner.args.get(k)
+        if v is not None and (v.args.get("all") or any(type(x.this if type(x) is exp.Ordered else x) is exp.Literal
+                                                       for x in v.expressions)):
+            return None
+    picked = [items.get(e.name) for e in select]
+    if not star and None in picked:
+        return None
+    if star and (not computed or inner.args.get("joins")):
+        return None         # SELECT * alone: wrap's _filtered_source reads through it; of a join: two sides
+    if computed:
+        aliases = {n for n, e in items.items() if type(e) is exp.Alias}
+        wanted = {e.name for e in select}
+        named = {c.name for k in _CLAUSES for v in _as_list(inner.args.get(k))
+                 for c in v.find_all(exp.Column) if not c.table}
+        dropped = aliases - wanted
+        named |= {c.name for e in picked if type(e) is exp.Alias for c in e.this.find_all(exp.Column) if not c.table}
+        if named & dropped:
+            return None
+    return exp.Select(**dict(inner.args, expressions=[
+        (p if p is not None else e).copy() for p, e in zip(picked, select)]))
+
+
+_CLAUSES = ("where", "group", "having", "qualify", "order", "joins")   # the clauses that may name an alias
+
+
+def _as_list(v) -> list:
+    return [] if v is None else v if isinstance(v, list) else [v]
 
 
 def _naive_utc(d: datetime) -> datetime:

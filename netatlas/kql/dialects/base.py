@@ -17,7 +17,9 @@ A dialect turns that tree into its store's text in one pass and one print:
   of our own that gives the same text (DuckDB);
 - ``runtime``: the helper functions the store installs so the SQL may call them (DuckDB: macros
   and Python functions; ClickHouse: SQL functions), read by the store's module (``store/``);
-- ``flags``: small facts the generate stage asks (e.g. whether a CTE may be ``MATERIALIZED``).
+- ``flags``: small facts the plan and generate stages ask (e.g. whether a CTE may be
+  ``MATERIALIZED``; ``row_id``: the name of a stored row's identity, which DuckDB's tables have
+  and ClickHouse's do not).
 
 A rewrite returns the node to print instead (or the node itself); rewrites see children already
 rewritten, so they compose bottom-up.

@@ -1,1 +1,1 @@
-SELECT "B" FROM (SELECT *, JSON_OBJECT('host', TO_JSON("Host"), 'port', TO_JSON("Port")) AS "B" FROM (SELECT "Host", "Port" FROM (VALUES ('a.example', CAST(80 AS BIGINT)), ('b.example', CAST(443 AS BIGINT))) AS "_v1"("Host", "Port")) AS _q2) AS _q3 LIMIT 500001
+SELECT "B" FROM (SELECT JSON_OBJECT('host', TO_JSON("Host"), 'port', TO_JSON("Port")) AS "B" FROM (SELECT "Host", "Port" FROM (VALUES ('a.example', CAST(80 AS BIGINT)), ('b.example', CAST(443 AS BIGINT))) AS "_v1"("Host", "Port")) AS _q2) AS _result LIMIT 500001

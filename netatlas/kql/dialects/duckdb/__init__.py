@@ -10,4 +10,4 @@ from . import runtime
 from .printer import to_sql
 from .spellings import SPELLINGS
 
-DUCKDB = Dialect("duckdb", "duckdb", spellings=SPELLINGS, printer=to_sql, runtime=runtime, flags={"materialized_cte": True})
+DUCKDB = Dialect("duckdb", "duckdb", spellings=SPELLINGS, printer=to_sql, runtime=runtime, flags={"materialized_cte": True, "row_id": "rowid"})
