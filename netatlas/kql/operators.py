@@ -20,7 +20,7 @@ from .aggregates import AGGREGATES, ARG_EXTREMES
 from .builtins import PLUGINS as KUSTO_PLUGINS, not_yet
 from .makeseries import make_series, top_nested
 from .plan import OPERATORS as _OPERATORS, SOURCES as _SOURCES, Binding, Rel
-from .planner import Planner, _filtered_source
+from .planner import Planner, _filtered_source, _narrowed
 from .plugins import PLUGINS, conform
 from .relations import aliased, contains_aggregate, mv_cast, next_column_name, scope_of, values_rel
 from .regex import check as check_regex, re2_error
@@ -903,7 +903,12 @@ def union_rels(pl: Planner, rels: list[Rel], params: dict, span: Span) -> Rel:
                 sel.append(aliased(col(orig), out))
             else:
                 sel.append(aliased(L("") if t == T.STRING else cast(exp.null(), t), out))
-        branches.append(exp.Select(expressions=sel).from_(pl.finish(r).subquery(pl.fresh(), copy=False), copy=False))
+        inner = pl.finish(r)
+        if not any(inner.args.get(k) for k in ("order", "limit", "offset", "with_")) \
+                and (merged := _narrowed(inner, sel)) is not None:
+            branches.append(merged)     # its own columns, as they are: one nesting level less
+            continue
+        branches.append(exp.Select(expressions=sel).from_(inner.subquery(pl.fresh(), copy=False), copy=False))
     sql = branches[0]
     for b in branches[1:]:
         sql = exp.Union(this=sql, expression=b, distinct=False)

@@ -287,6 +287,17 @@ STRING_OPS = {
 }
 
 
+# Case-insensitive operators whose right side, a constant, has no letter with a case (ASCII digits,
+# dots, colons: '127.', ':443'): matching it ignoring case is matching it as it is, without lowering
+# the left side of every row.
+CASE_FREE = {"contains": _contains, "startswith": _starts, "endswith": _ends,
+             "=~": lambda a, b, cs: exp.EQ(this=a.sql, expression=b.sql)}
+
+
+def _caseless(b: Typed) -> bool:
+    return b.is_const and isinstance(b.const, str) and b.const.isascii() and not any(c.isalpha() for c in b.const)
+
+
 def string_op(op: str, a: Typed, b: Typed, span: Span) -> Typed:
     negated = op.startswith("!") and op not in ("!=",)
     name = op[1:] if negated else op
@@ -294,6 +305,8 @@ def string_op(op: str, a: Typed, b: Typed, span: Span) -> Typed:
         negated, name = True, "=~"
     build, cs = STRING_OPS[name]
     a, b = to_string(a), to_string(b)
+    if not cs and name in CASE_FREE and _caseless(b):
+        build, cs = CASE_FREE[name], True
     e = build(a, b, cs)
     if negated:
         e = exp.Not(this=exp.Paren(this=e))

@@ -1,1 +1,1 @@
-SELECT "a", "b" FROM (SELECT * FROM (SELECT "a", "b" FROM (SELECT "a", "b" FROM (VALUES (CAST(1 AS BIGINT), 'x')) AS "_v1"("a", "b")) AS _q3 UNION ALL SELECT "a", "b" FROM (SELECT "b", "a" FROM (VALUES ('y', CAST(2 AS BIGINT))) AS "_v2"("b", "a")) AS _q4) AS _q5) AS _result LIMIT 500001
+SELECT "a", "b" FROM (SELECT * FROM (SELECT "a", "b" FROM (VALUES (CAST(1 AS BIGINT), 'x')) AS "_v1"("a", "b") UNION ALL SELECT "a", "b" FROM (VALUES ('y', CAST(2 AS BIGINT))) AS "_v2"("b", "a")) AS _q3) AS _result LIMIT 500001

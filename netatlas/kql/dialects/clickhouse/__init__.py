@@ -623,6 +623,8 @@ CALLS = {
     # strings
     exp.Contains: _contains,
     exp.StartsWith: rename("startsWith"),
+    exp.Lower: rename("lowerUTF8"),         # lower/upper change ASCII letters only: 'ÉCOLE' kept its É
+    exp.Upper: rename("upperUTF8"),
     exp.StrPosition: rename("positionUTF8"),
     exp.Length: rename("lengthUTF8"),
     exp.Replace: rename("replaceAll"),
