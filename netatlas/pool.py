@@ -8,11 +8,12 @@ against its deadline, and a query that finds the queue full is refused at once w
 (``Workspace._ingest_cursor``) and never waits here. One ``Watchdog`` thread interrupts each
 running statement at its own deadline.
 
-A query run again (its compile served by the compile cache, and not a template of now) runs as a
-statement its cursor prepared the first time it ran there (``QueryPool.execute``): DuckDB then
-skips parsing, binding and planning the SQL, 2-3 ms of a 20 ms query with a few joins. Each cursor
-keeps its ``PREPARED_PER_CURSOR`` most recent ones; DuckDB binds a statement again when a table or
-view it reads has changed.
+A query whose SQL text the pool has run before runs as a statement its cursor prepared the first
+time it ran it there (``QueryPool.execute``): DuckDB then skips parsing, binding and planning the
+SQL, 2-3 ms of a 20 ms query with a few joins. A text seen once is run as it is (a template of
+now() gives a new text at every now, and is never prepared in a server). Each cursor keeps its
+``PREPARED_PER_CURSOR`` most recent statements; DuckDB binds one again when a table, view or macro
+it reads has changed.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ SLOTS_PER_CORE = 4      # as Kusto's query throttling sizes its concurrency by t
 QUEUE_PER_SLOT = 2      # queries that may wait for a cursor, per cursor
 RETRY_AFTER = 1         # seconds a refused client is told to wait
 PREPARED_PER_CURSOR = 64    # the statements a cursor keeps prepared, most recently run
+SEEN_TEXTS = 1024           # the SQL texts (their hashes) the pool remembers having run
 
 
 def default_slots() -> int:
@@ -123,6 +125,8 @@ class QueryPool:
         self._opening = 0                       # cursors being opened (close waits for them)
         self._held = threading.local()          # the cursor this thread holds, for nested use
         self._prepared: dict = {}               # cursor -> OrderedDict(SQL text -> statement name)
+        self._seen: OrderedDict = OrderedDict()  # hashes of the SQL texts run, most recent last
+        self._seen_lock = threading.Lock()
         self._names = itertools.count(1)
         self.watchdog = Watchdog()
 
@@ -179,17 +183,20 @@ class QueryPool:
             self._held.cursor = None
             self._release(cur)
 
-    def execute(self, cur, sql: str, *, again: bool = False):
-        """``cur.execute(sql)``; with ``again`` (a query run before), as a statement ``cur``
-        prepares the first time it runs it and executes after. A statement that does not prepare
-        runs as it is (its error is the SQL's own); one that fails is forgotten."""
-        if not again:
+    def execute(self, cur, sql: str, *, prepare: bool = False):
+        """``cur.execute(sql)``; with ``prepare`` (a query's SQL), once the pool has run the same
+        text before, as a statement ``cur`` prepares the first time and executes after. A
+        statement that does not prepare runs as it is (its error is the SQL's own); one that
+        fails is forgotten."""
+        if not prepare:
             return cur.execute(sql)
         names = self._prepared.get(cur)
         if names is None:
             names = self._prepared.setdefault(cur, OrderedDict())
         name = names.get(sql)
         if name is None:
+            if not self._seen_before(sql):
+                return cur.execute(sql)
             name = f"netatlas_q{next(self._names)}"
             try:
                 cur.execute(f"PREPARE {name} AS {sql}")
@@ -213,6 +220,18 @@ class QueryPool:
             except Exception:           # noqa: BLE001 - interrupted or closed: nothing to free
                 pass
             raise
+
+    def _seen_before(self, sql: str) -> bool:
+        """Whether the pool ran this text before (by its hash: a collision only prepares a
+        statement once more than needed); it is remembered now."""
+        key = hash(sql)
+        with self._seen_lock:
+            seen = key in self._seen
+            self._seen[key] = None
+            self._seen.move_to_end(key)
+            while len(self._seen) > SEEN_TEXTS:
+                self._seen.popitem(last=False)
+        return seen
 
     def _acquire(self, deadline: Deadline | None):
         with self._cond:

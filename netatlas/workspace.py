@@ -507,15 +507,15 @@ class Workspace:
 
     def _fetch(self, cur, sql: str, deadline: Deadline | None, *, max_rows: int | None = None,
                max_bytes: int | None = None, types: list[str] | None = None,
-               arrow: bool = False, again: bool = False) -> tuple[list[tuple] | ArrowAnswer, str | None]:
+               arrow: bool = False, prepare: bool = False) -> tuple[list[tuple] | ArrowAnswer, str | None]:
         """Run SQL on ``cur`` and fetch its rows a vector at a time, stopping past ``max_rows``
         rows (one more is fetched, to know there were more) or ``max_bytes`` of the JSON answer
         (estimated by ``types``: ``result_bytes``); returns the rows and the limit that cut them
         (None, "max_rows" or "max_result_bytes"). With ``arrow``, an answer longer than one
         vector whose columns all convert alike from Arrow (``values.ARROW_TYPES``) is fetched
         after its first vector as Arrow record batches: an ``ArrowAnswer``. The watchdog
-        interrupts it at the deadline. With ``again`` the SQL runs as a statement prepared on
-        ``cur`` (``QueryPool.execute``)."""
+        interrupts it at the deadline. With ``prepare``, SQL the pool ran before runs as a
+        statement prepared on ``cur`` (``QueryPool.execute``)."""
         token = None
         if deadline is not None:
             left = deadline.left()
@@ -523,7 +523,7 @@ class Workspace:
                 raise deadline.error()
             token = self.pool.watchdog.arm(cur, left)
         try:
-            res = self.pool.execute(cur, sql, again=again)
+            res = self.pool.execute(cur, sql, prepare=prepare)
             rows, size, cut = [], 0, None
             sizer = row_sizer(types) if max_bytes is not None else None
             chunk = res.fetchmany(FETCH_ROWS)
@@ -629,10 +629,8 @@ class Workspace:
             compiled = self.compile(text, params=params, now=now, max_rows=max_rows, timespan=timespan,
                                     deadline=deadline)
             t2 = time.perf_counter()
-            # a compile the cache served, not a template of now, is a query run again: prepared
-            again = "cached" in compiled.timings and not compiled.read_now
             raw, cut = self._fetch(cur, compiled.sql, deadline, max_rows=max_rows,
-                                   max_bytes=max_result_bytes, types=compiled.types, arrow=True, again=again)
+                                   max_bytes=max_result_bytes, types=compiled.types, arrow=True, prepare=True)
         t3 = time.perf_counter()
         rows = convert_answer(raw, compiled.types)
         t4 = time.perf_counter()

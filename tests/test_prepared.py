@@ -1,6 +1,7 @@
 """A query run again runs as a statement its cursor prepared (pool.QueryPool.execute): the same
 answers as the SQL run afresh, new rows and new columns seen, a statement that fails forgotten,
-at most PREPARED_PER_CURSOR kept per cursor, and templates of now() never prepared."""
+at most PREPARED_PER_CURSOR kept per cursor, and a text run once (a template of now() at a new
+now) not prepared."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -52,12 +53,18 @@ def test_a_query_run_again_is_prepared_and_sees_new_rows(ws):
     assert ws.query("Prep_CL | where isnotempty(W) | project K, W", now=NOW).rows == [["c", "x"]]
 
 
-def test_templates_of_now_are_not_prepared(ws):
+def test_a_text_run_once_is_not_prepared(ws):
+    """A template of now() gives a new SQL text at every now (a server's clock): none is prepared;
+    the same now twice is the same text, prepared the second time."""
+    from datetime import timedelta
     q = "Prep_CL | where TimeGenerated > ago(2d) | count"
-    for _ in range(3):
-        r = ws.query(q, now=NOW)
+    texts = set()
+    for i in range(3):
+        r = ws.query(q, now=NOW + timedelta(seconds=i))
         assert r.rows == [[2]]
-    assert r.sql not in prepared(ws)
+        texts.add(r.sql)
+    assert len(texts) == 3 and not texts & set(prepared(ws))
+    assert ws.query(q, now=NOW).sql in prepared(ws)
 
 
 def test_each_cursor_keeps_its_most_recent(ws, monkeypatch):
