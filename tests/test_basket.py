@@ -94,3 +94,13 @@ def test_a_plan_that_read_the_data_is_not_cached(ws):
     before = len(ws.compile_cache)
     assert ws.query(q).rows == [[0, 2, pytest.approx(200 / 3), "x"]]
     assert len(ws.compile_cache) == before
+
+
+def test_autocluster_takes_the_tilde_for_a_default(ws):
+    # the argument reader basket shares with autocluster: '~' is the default there too
+    data = 'datatable(a:string, b:string) ["x", "p", "x", "p", "x", "q", "y", "q", "x", "p"]'
+    plain = ws.query(f"{data} | evaluate autocluster()").rows
+    assert ws.query(f"{data} | evaluate autocluster('~', '~', '~', '~')").rows == plain
+    with pytest.raises(KqlError) as info:
+        ws.query(f"{data} | evaluate autocluster('half')")
+    assert info.value.code == "KQL_ARGUMENTS" and "SizeWeight cannot be 'half'" in str(info.value)

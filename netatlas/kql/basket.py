@@ -43,6 +43,8 @@ no pattern. Kusto does not publish its algorithms; the rules netatlas follows, d
 """
 from __future__ import annotations
 
+from decimal import Decimal
+
 from sqlglot import exp
 
 from .. import limits
@@ -65,7 +67,7 @@ NOT_DIMENSIONS = (T.DYNAMIC,)
 # ---- arguments ------------------------------------------------------------------------------
 
 def _number(v) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
+    if isinstance(v, bool) or not isinstance(v, (int, float, Decimal)):
         raise ValueError(v)
     return float(v)
 
