@@ -25,6 +25,10 @@ MAX_PLAN_STEPS = 10_000         # planner steps (one per expression or operator 
 PLAN_STEPS_PER_TOKEN = 4        # queries need about one per token) ... plus this many per token
 MAX_TERMS = 495                 # terms of one flat chain (a + b + ...): DuckDB nests expressions
                                 # 1000 deep, and an arithmetic operator counts two
+PATTERN_MAX_ROWS = 200_000      # distinct value combinations basket() and diffpatterns() read (their
+                                # input grouped by its dimensions): summarize or filter it first past it
+PATTERN_MAX_DIMENSIONS = 32     # columns basket() and diffpatterns() take as dimensions
+PATTERN_MAX_ITEMSETS = 20_000   # frequent patterns they enumerate (raise Threshold, lower MaxDimensions)
 
 
 class Deadline:

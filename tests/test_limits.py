@@ -154,6 +154,9 @@ SLOW_PLUGINS = {
                   "| evaluate bag_unpack(d)",
     "autocluster": "range i from 1 to 300000000 step 1 | extend a = tostring(i % 3), b = i % 5 "
                    "| evaluate autocluster()",
+    "basket": "range i from 1 to 300000000 step 1 | extend a = tostring(i % 3), b = i % 5 | evaluate basket()",
+    "diffpatterns": "range i from 1 to 300000000 step 1 | extend a = tostring(i % 3), b = i % 5 "
+                    "| evaluate diffpatterns(a, '0', '1')",
 }
 
 

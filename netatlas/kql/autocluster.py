@@ -88,12 +88,19 @@ def autocluster(pl, rel, call: s.Call):
     return values_rel(pl, out_rows, cols)
 
 
-def _const(args, i, default, conv, what):
-    if len(args) <= i or (args[i].is_const and args[i].const is None):
+def _const(args, i, default, conv, what, plugin="autocluster"):
+    """Argument ``i`` (a constant) through ``conv``; ``default`` when it is left out, null or the
+    tilde '~' (Kusto's "use the default"). Shared by the pattern plugins (basket.py)."""
+    if len(args) <= i or (args[i].is_const and (args[i].const is None or
+                                                 (isinstance(args[i].const, str) and args[i].const == "~"))):
         return default
     if not args[i].is_const:
-        raise KqlSemanticError(f"autocluster(): {what} must be a constant", args[i].span, code="KQL_ARGUMENTS")
-    return conv(args[i].const)
+        raise KqlSemanticError(f"{plugin}(): {what} must be a constant", args[i].span, code="KQL_ARGUMENTS")
+    try:
+        return conv(args[i].const)
+    except (TypeError, ValueError):
+        raise KqlSemanticError(f"{plugin}(): {what} cannot be {args[i].const!r}", args[i].span,
+                               code="KQL_ARGUMENTS") from None
 
 
 def find_segments(rows: list[tuple], ndims: int, size_weight: float, weighted: bool = False, check=None):

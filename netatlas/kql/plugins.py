@@ -178,7 +178,17 @@ def _autocluster(pl: Planner, rel: Rel, call: s.Call) -> Rel:
     return autocluster(pl, rel, call)
 
 
-PLUGINS = {"bag_unpack": bag_unpack, "autocluster": _autocluster}
+def _basket(pl: Planner, rel: Rel, call: s.Call) -> Rel:
+    from .basket import basket
+    return basket(pl, rel, call)
+
+
+def _diffpatterns(pl: Planner, rel: Rel, call: s.Call) -> Rel:
+    from .basket import diffpatterns
+    return diffpatterns(pl, rel, call)
+
+
+PLUGINS = {"bag_unpack": bag_unpack, "autocluster": _autocluster, "basket": _basket, "diffpatterns": _diffpatterns}
 
 
 def register(name: str, plugin) -> None:
