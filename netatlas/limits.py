@@ -25,6 +25,7 @@ MAX_PLAN_STEPS = 10_000         # planner steps (one per expression or operator 
 PLAN_STEPS_PER_TOKEN = 4        # queries need about one per token) ... plus this many per token
 MAX_TERMS = 495                 # terms of one flat chain (a + b + ...): DuckDB nests expressions
                                 # 1000 deep, and an arithmetic operator counts two
+MAX_PIVOT_COLUMNS = 1_000       # columns evaluate pivot() makes of a column's distinct values
 
 
 class Deadline:
