@@ -104,8 +104,8 @@ def _values(pl: Planner, rel: Rel, key: str, typ: str, call: s.Call) -> list[str
                                "schema naming them)", call.span, code="KQL_UNSUPPORTED")
     v, rn = pl.fresh("__pv"), pl.fresh("__rn")
     numbered = exp.Select(expressions=[aliased(to_string(Typed(col(key), typ)).sql, v),
-                                       aliased(exp.Window(this=exp.RowNumber()), rn)]).from_(
-        pl.finish(rel).subquery(pl.fresh(), copy=False), copy=False)
+                                       aliased(_row_number(rel), rn)]).from_(
+        rel.sql.subquery(pl.fresh(), copy=False), copy=False)
     q = exp.Select(expressions=[col(v)]).from_(numbered.subquery(pl.fresh(), copy=False), copy=False).group_by(
         col(v), copy=False).order_by(exp.Ordered(this=exp.Min(this=col(rn))), copy=False).limit(
         MAX_PIVOT_COLUMNS + 1, copy=False)
@@ -128,6 +128,12 @@ def _names(node) -> set:
             if isinstance(x, s.Node):
                 out |= _names(x)
     return out
+
+
+def _row_number(rel: Rel) -> exp.Window:
+    """The rows' numbers from 1, in the rel's order (a sort's order lives in ``rel.order``)."""
+    order = [o.copy() for o in rel.order] if rel.order else None
+    return exp.Window(this=exp.RowNumber(), order=exp.Order(expressions=order) if order else None)
 
 
 def _name(value: str, taken: set) -> str:
@@ -164,7 +170,7 @@ def narrow(pl: Planner, rel: Rel, call: s.Call) -> Rel:
         else:
             v = to_string(Typed(col(c), t)).sql
         values.append(v)
-    numbered = Rel(pl.wrap(rel, [exp.Star(), aliased(exp.Sub(this=exp.Window(this=exp.RowNumber()), expression=N(1)), row)]),
+    numbered = Rel(pl.wrap(rel, [exp.Star(), aliased(exp.Sub(this=_row_number(rel), expression=N(1)), row)]),
                    list(rel.cols) + [(row, T.LONG)], None, None)
     n = len(rel.cols)
     rows = [aliased(cast(col(row), T.LONG), "Row"),
