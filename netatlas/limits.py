@@ -29,6 +29,7 @@ PATTERN_MAX_ROWS = 200_000      # distinct value combinations basket() and diffp
                                 # input grouped by its dimensions): summarize or filter it first past it
 PATTERN_MAX_DIMENSIONS = 32     # columns basket() and diffpatterns() take as dimensions
 PATTERN_MAX_ITEMSETS = 20_000   # frequent patterns they enumerate (raise Threshold, lower MaxDimensions)
+MAX_PIVOT_COLUMNS = 1_000       # columns evaluate pivot() makes of a column's distinct values
 
 
 class Deadline:

@@ -157,6 +157,7 @@ SLOW_PLUGINS = {
     "basket": "range i from 1 to 300000000 step 1 | extend a = tostring(i % 3), b = i % 5 | evaluate basket()",
     "diffpatterns": "range i from 1 to 300000000 step 1 | extend a = tostring(i % 3), b = i % 5 "
                     "| evaluate diffpatterns(a, '0', '1')",
+    "pivot": "range i from 1 to 300000000 step 1 | extend k = tostring(i % 3) | evaluate pivot(k)",
 }
 
 
@@ -192,6 +193,17 @@ def test_autocluster_segment_search_checks_the_deadline():
     d = Deadline(0.0)
     with pytest.raises(QueryLimitError):
         find_segments(rows, 4, 0.5, check=d.check)
+
+
+def test_pivot_makes_columns_up_to_its_limit_and_is_an_error_past_it(ws):
+    n = limits.MAX_PIVOT_COLUMNS
+    res = ws.query(f"range i from 1 to {n} step 1 | evaluate pivot(i)")
+    assert len(res.columns) == n and res.rows == [[1] * n]
+    with pytest.raises(KqlError) as info:
+        ws.query(f"range i from 1 to {n + 1} step 1\n| evaluate pivot(i)")
+    err = info.value
+    assert err.code == "KQL_QUERY_TOO_COMPLEX" and f"more than {n}" in str(err)
+    assert (err.line, err.column) == (2, 18)
 
 
 # ---------------------------------------------------------------- 13. recursion: depth limits

@@ -11,7 +11,8 @@ is highest (coverage: the share of all rows it matches; specificity: the share o
 fixes), until 10 segments, or until what is left is under 5% of the rows or shares no pattern
 of at least 2 rows and 5% of the rows. Kusto does not publish
 its algorithm; this one is deterministic and keeps Kusto's output shape: SegmentId, Count,
-Percent, then one column per dimension with its value or the wildcard.
+Percent, then one column per dimension with its value or the wildcard ("" unless CustomWildcard
+says otherwise; '~' for any argument means its default).
 """
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ def autocluster(pl, rel, call: s.Call):
     args = [pl.scalar(a, scope_of(rel)) for a in call.args]
     size_weight = _const(args, 0, 0.5, float, "SizeWeight")
     weight_col = args[1].name if len(args) > 1 and args[1].name else None
-    wildcard = _const(args, 3, "*", str, "CustomWildcard")
+    # Kusto's wildcard is null by default, which a string column shows as ""
+    wildcard = _const(args, 3, "", str, "CustomWildcard")
     if not 0 < size_weight < 1:
         raise KqlSemanticError("autocluster(): SizeWeight is between 0 and 1", call.span, code="KQL_ARGUMENTS")
     candidates = [(c, t) for c, t in rel.cols if c != weight_col and t not in (T.DYNAMIC, T.DATETIME, T.TIMESPAN)]
@@ -121,12 +123,17 @@ def find_segments(rows: list[tuple], ndims: int, size_weight: float, weighted: b
             w = weight(r)
             for sub in subsets:
                 counts[tuple((d, r[d]) for d in sub)] += w
+        # the best scoring pattern among those worth a segment (a rarer, more specific one
+        # scoring higher must not end the search while a worthy one is left)
+        least = max(2, MIN_LEFT * total)
         best, best_score = None, -1.0
         for pat, n in counts.items():
+            if n < least:
+                continue
             score = (n / total) ** size_weight * (len(pat) / ndims) ** (1 - size_weight)
             if score > best_score or (score == best_score and pat < best):
                 best, best_score = pat, score
-        if counts[best] < max(2, MIN_LEFT * total):
+        if best is None:
             break   # what is left has no shared pattern worth a segment
         pattern = dict(best)
         chosen.append(pattern)

@@ -1362,6 +1362,8 @@ def op_evaluate(pl: Planner, rel: Rel, op: s.Operator) -> Rel:
     schema = op.args.get("schema")
     if schema is not None and call.name == "bag_unpack":      # the schema names the slots: no look at the data
         return plugin(pl, rel, call, schema)
+    if schema is not None and call.name == "pivot":           # ... or the pivoted values
+        return conform(pl, plugin(pl, rel, call, schema), schema)
     out = plugin(pl, rel, call)
     return conform(pl, out, schema) if schema is not None else out
 
