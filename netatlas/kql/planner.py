@@ -28,6 +28,7 @@ from .scalars import Scope, binary, dynamic_to, to_bool, to_dynamic, to_string, 
 from .typed import Typed, cast, col, const, fn, ident, json_key_path, null
 from .dialects import DIALECTS
 from .generator import render
+from .prune import multiplies
 
 
 class Planner:
@@ -791,6 +792,8 @@ def _narrowed(inner: exp.Expression, select: list[exp.Expression]) -> exp.Select
         named = {c.name for k in _CLAUSES for v in _as_list(inner.args.get(k))
                  for c in v.find_all(exp.Column) if not c.table}
         dropped = aliases - wanted
+        if any(multiplies(items[n]) for n in dropped):
+            return None         # an UNNEST left out would no longer make its rows
         named |= {c.name for e in picked if type(e) is exp.Alias for c in e.this.find_all(exp.Column) if not c.table}
         if named & dropped:
             return None

@@ -11,7 +11,8 @@ SELECT the set of its output columns that its readers name. A SELECT keeps only 
 its own clauses name (DuckDB and ClickHouse let WHERE, GROUP BY, QUALIFY and ORDER BY name the
 SELECT list's aliases). Whatever cannot be read by name keeps every column: a reader with ``*``, a
 row used as a value, a UNION (by position), a subquery inside an expression, a table alias
-naming its columns, and SELECTs with DISTINCT, GROUP BY ALL or ordinal references. The demand
+naming its columns, and SELECTs with DISTINCT, GROUP BY ALL or ordinal references. An item of a
+set-returning function (mv-expand's UNNEST) stays whether read or not: it makes the rows. The demand
 is over-counted rather than under-counted: a qualified name whose qualifier is no source is
 counted as a column of every source (a struct's field), and columns inside nested subqueries are
 counted for the SELECT around them.
@@ -220,12 +221,21 @@ def _narrow(sel: exp.Select, want: set) -> None:
         star = isinstance(e, exp.Star) or (isinstance(e, exp.Column) and isinstance(e.this, exp.Star))
         names.append(None if star else e.alias_or_name)
     own = {c.name for clause in _clauses(sel) for c in clause.find_all(exp.Column)}
-    keep = [e for e, n in zip(items, names) if n is None or n in want or n in own]
+    keep = [e for e, n in zip(items, names) if n is None or n in want or n in own or multiplies(e)]
     if len(keep) == len(items):
         return
     if not keep:
         keep = items[:1]
     sel.set("expressions", keep)
+
+
+# Set-returning functions in a SELECT list make one row per element (mv-expand's UNNEST, ClickHouse's
+# arrayJoin): an item of one changes the row count even when nobody reads its column.
+SET_RETURNING = (exp.Unnest, exp.Explode, exp.Posexplode)
+
+
+def multiplies(e: exp.Expression) -> bool:
+    return e.find(*SET_RETURNING) is not None
 
 
 def _positional(sel: exp.Select) -> bool:
