@@ -280,7 +280,8 @@ def order(graph: Graph, groups: list[list[int]]) -> list[list[int]]:
 def pin(graph: Graph, waves: list[list[int]], pins: dict[int, int], cap: int | None) -> list[list[int]]:
     """``waves`` (pinned machines already taken out) with each pinned machine in its wave (from 1),
     waves added up to the highest pin; a wave the pins overfill gives away its machines least tied
-    to it to the wave with room they are most tied to, else a new last wave."""
+    to it to the wave with room they are most tied to, else to a new wave right after it (a new
+    last wave when a later wave holds a pin)."""
     waves = [list(w) for w in waves]
     while len(waves) < max(pins.values(), default=0):
         waves.append([])
@@ -300,10 +301,12 @@ def pin(graph: Graph, waves: list[list[int]], pins: dict[int, int], cap: int | N
                 room = [j for j, w in enumerate(waves) if j != i and len(w) < cap]
                 tie = {j: sum(graph.adjacent[m].get(x, 0.0) for x in waves[j]) for j in room}
                 target = max(room, key=lambda j: (tie[j], -j)) if room and max(tie.values()) > 0 else None
-                if target is None:
-                    waves.append([m])
-                else:
+                if target is not None:
                     waves[target].append(m)
+                elif any(n > i + 1 for n in pins.values()):
+                    waves.append([m])           # a new wave here would move the later pins
+                else:
+                    waves.insert(i + 1, [m])
     return [sorted(w) for w in waves]
 
 

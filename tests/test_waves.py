@@ -205,3 +205,34 @@ def test_cli_writes_csv_and_json(tmp_path, capsys):
                      "--pin", "m-db-4=2"]) == 2
     assert cli.main(["waves", "--data", str(data), "--range", "soon"]) == 2
     assert cli.main(["waves", "--data", str(tmp_path / "none")]) == 2
+
+
+PLUGIN = ('VMConnection | where TimeGenerated > ago(7d) '
+          '| evaluate migration_waves(MaxWaveSize=4, ExcludedProcesses=dynamic(["bacula-fd"]))')
+
+
+@pytest.mark.parametrize("store", ["duckdb", "chdb"])
+def test_the_kql_plugin_gives_the_waves_of_the_command(tmp_path, store):
+    """`evaluate migration_waves(...)` over VMConnection, its remote addresses resolved through
+    VMComputer at plan time, on DuckDB and on ClickHouse (chdb), as `waves.plan` of the same data."""
+    if store == "chdb":
+        pytest.importorskip("netatlas.store.chdb", reason="chdb is not installed")
+    from netatlas.workspace import Workspace
+    w = Workspace(tmp_path / store, **({"store": "chdb"} if store == "chdb" else {}))
+    try:
+        computers, rows = planted()
+        w.ingest("VMComputer", computers)
+        w.ingest("VMConnection", rows)
+        want = plan(w, options(max_wave_size=4))
+        got = w.query(PLUGIN, now=NOW)
+        assert got.columns[:4] == ["Wave", "Community", "Machine", "Computer"]
+        waves: dict[int, set] = {}
+        for wave, _, machine, _, _, _ in got.rows:
+            waves.setdefault(wave, set()).add(machine)
+        assert [waves[n] for n in sorted(waves)] == wave_sets(want)
+        crossing = {r[2]: r[4] for r in got.rows}
+        assert sum(crossing.values()) == 2 * want["crossing_bytes"]     # each crossing counted at both ends
+        with pytest.raises(Exception, match="MaxWaveSize is a whole number"):
+            w.query("VMConnection | evaluate migration_waves(0)")
+    finally:
+        w.close()

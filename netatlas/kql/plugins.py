@@ -178,7 +178,12 @@ def _autocluster(pl: Planner, rel: Rel, call: s.Call) -> Rel:
     return autocluster(pl, rel, call)
 
 
-PLUGINS = {"bag_unpack": bag_unpack, "autocluster": _autocluster}
+def _migration_waves(pl: Planner, rel: Rel, call: s.Call) -> Rel:
+    from .migration_waves import migration_waves
+    return migration_waves(pl, rel, call)
+
+
+PLUGINS = {"bag_unpack": bag_unpack, "autocluster": _autocluster, "migration_waves": _migration_waves}
 
 
 def register(name: str, plugin) -> None:
