@@ -531,7 +531,13 @@ def cmd_waves(args: argparse.Namespace) -> int:
     require_workspace(data)
     options = Options(max_wave_size=args.max_wave_size, weight=args.weight, pins=pins, exclude=exclude,
                       range=timedelta(microseconds=ticks / 10))
-    with open_workspace(data) as ws:
+    from .workspace import WorkspaceBusyError
+    try:
+        ws = open_workspace(data)
+    except WorkspaceBusyError:          # held by its server (`netatlas up`): ask the server
+        from .remote import through_server
+        ws = through_server(data)
+    with ws:
         try:
             report = plan(ws, options)
         except WavesError as e:

@@ -5,7 +5,7 @@ The stages, each a function below:
 | stage | in | out | where |
 |---|---|---|---|
 | flows | a workspace, a time range | VMConnection summed per (machine, process, direction, remote address, port) | ``FLOWS`` (KQL, so any store runs it) |
-| resolve | remote addresses | address -> monitored machine, as the map resolves them | ``Workspace.resolve_addresses`` (machines.py) |
+| resolve | remote addresses | address -> monitored machine, as the map resolves them | ``resolve()``: ``Workspace.resolve_addresses`` (machines.py) |
 | graph | flows + resolution | ``Dependency``s (caller machine -> callee machine, per process and port), the undirected machine graph | ``dependencies()``, ``Graph`` |
 | communities | the graph | groups of machines that talk together, seeded Leiden (igraph + leidenalg) | ``communities()`` |
 | cap | communities, --max-wave-size | pieces no larger than the cap (Leiden again inside, then chunks) | ``split()`` |
@@ -95,9 +95,31 @@ def _stamp(v) -> str:
         if isinstance(v, datetime) else str(v)
 
 
+MAX_ROWS = 10_000_000
+TIMEOUT = 600.0
+
+
+def _run(ws, text: str, params: dict):
+    """A query of ``ws`` (a workspace, or the server holding one: remote.RemoteWorkspace), its
+    datetime parameters as text (what a server's JSON body carries)."""
+    params = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in params.items()}
+    return ws.query(text, params=params, max_rows=MAX_ROWS, timeout=TIMEOUT)
+
+
 def flows(ws, since: datetime, until: datetime) -> list[dict]:
-    res = ws.query(FLOWS, params={"since": since, "until": until}, max_rows=10_000_000, timeout=600)
+    res = _run(ws, FLOWS, {"since": since, "until": until})
     return [dict(zip(res.columns, row)) for row in res.rows]
+
+
+def resolve(ws, addresses: list[str], lookback_days: float, until: datetime) -> dict[str, list[dict]]:
+    """The workspace's own resolution (machines' addresses and NAT senders); through a server, by
+    the machines' addresses only (``machines.resolve_kql``)."""
+    if not addresses:
+        return {}
+    if hasattr(ws, "resolve_addresses"):
+        return ws.resolve_addresses(addresses, lookback_days, now=until)
+    from .machines import resolve_kql
+    return resolve_kql(lambda text, params: _run(ws, text, params), addresses, lookback_days, now=until)
 
 
 def dependencies(rows: list[dict], resolved: dict[str, list[dict]], exclude: frozenset[str],
@@ -322,9 +344,8 @@ def plan(ws, options: Options) -> dict:
     since = until - options.range
     rows = flows(ws, since, until)
     remotes = sorted({r["RemoteIp"] for r in rows if r["Direction"] == "outbound" and r["RemoteIp"]})
-    resolved = ws.resolve_addresses(remotes, max(options.range / timedelta(days=1), 1.0), now=until) \
-        if remotes else {}
-    res = ws.query(MACHINES, params={"since": since, "until": until}, max_rows=10_000_000, timeout=600)
+    resolved = resolve(ws, remotes, max(options.range / timedelta(days=1), 1.0), until)
+    res = _run(ws, MACHINES, {"since": since, "until": until})
     inventory = {m: c for m, c in res.rows}
     return waves_of(*dependencies(rows, resolved, frozenset(options.exclude), inventory), options,
                     {"since": _stamp(since), "until": _stamp(until)})

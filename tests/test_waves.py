@@ -236,3 +236,32 @@ def test_the_kql_plugin_gives_the_waves_of_the_command(tmp_path, store):
             w.query("VMConnection | evaluate migration_waves(0)")
     finally:
         w.close()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """The planted workspace held by its running server, as `netatlas up` leaves it."""
+    from test_server import serve_filled
+
+    def fill(w):
+        computers, rows = planted()
+        w.ingest("VMComputer", computers)
+        w.ingest("VMConnection", rows)
+    yield from serve_filled(tmp_path_factory, "waves-served", fill)
+
+
+def _answered(server) -> float:
+    from test_server import request
+    text = request(server.port, "GET", "/metrics").body
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("netatlas_queries_total{"))
+
+
+def test_cli_asks_the_server_that_holds_the_workspace(served, tmp_path):
+    out = tmp_path / "w.json"
+    before = _answered(served)
+    assert cli.main(["waves", "--data", str(served.data), "--exclude", "bacula-fd", "--format", "json",
+                     "--output", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert sorted(map(sorted, report["communities"])) == sorted(map(sorted, tiers()))
+    assert report["backward"] == 0 and report["crossing"]
+    assert _answered(served) >= before + 3          # flows, the resolution, the inventory
