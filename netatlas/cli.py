@@ -497,6 +497,59 @@ def _cmd_import(args: argparse.Namespace) -> int:
     return cmd_import(args)
 
 
+# ---------------------------------------------------------------- netatlas waves (waves.py)
+
+def waves_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", metavar="DIR", default=UP_DATA, help=f"the workspace directory (default: ./{UP_DATA})")
+    p.add_argument("--max-wave-size", type=int, default=None, metavar="N", help="at most N machines per wave")
+    p.add_argument("--weight", choices=["bytes", "connections"], default="bytes",
+                   help="what a dependency weighs: BytesSent+BytesReceived or LinksEstablished (default: bytes)")
+    p.add_argument("--pin", action="append", default=[], metavar="MACHINE=WAVE",
+                   help="put a machine (its Machine id or Computer name) in a wave, numbered from 1; repeatable")
+    p.add_argument("--exclude", action="append", default=[], metavar="PROCESS,...",
+                   help="process names whose connections do not count (as caller or listener); repeatable")
+    p.add_argument("--range", default="7d", metavar="TIMESPAN", help="the connections of the last TIMESPAN (default: 7d)")
+    p.add_argument("--format", choices=["text", "csv", "json"], default="text", help="the report's format (default: text)")
+    p.add_argument("--output", metavar="FILE", default=None, help="write the report to FILE (default: standard output)")
+
+
+def cmd_waves(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+    from .kql.literals import parse_timespan
+    from .waves import FORMATS as WAVE_FORMATS, Options, WavesError, plan
+    ticks = parse_timespan(args.range)
+    if ticks is None or ticks <= 0:
+        raise UsageError(f"--range expects a timespan such as 7d or 12h, got {args.range!r}")
+    pins = {}
+    for item in args.pin:
+        name, sep, wave = item.rpartition("=")
+        if not sep or not name or not wave.strip().isdigit():
+            raise UsageError(f"--pin expects MACHINE=WAVE, got {item!r}")
+        pins[name] = int(wave)
+    exclude = frozenset(p.strip() for item in args.exclude for p in item.split(",") if p.strip())
+    data = Path(args.data)
+    require_workspace(data)
+    options = Options(max_wave_size=args.max_wave_size, weight=args.weight, pins=pins, exclude=exclude,
+                      range=timedelta(microseconds=ticks / 10))
+    from .workspace import WorkspaceBusyError
+    try:
+        ws = open_workspace(data)
+    except WorkspaceBusyError:          # held by its server (`netatlas up`): ask the server
+        from .remote import through_server
+        ws = through_server(data)
+    with ws:
+        try:
+            report = plan(ws, options)
+        except WavesError as e:
+            raise UsageError(str(e)) from None
+    text = WAVE_FORMATS[args.format](report)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------- the command table
 
 @dataclass(frozen=True)
@@ -525,6 +578,8 @@ COMMANDS: tuple[Command, ...] = (
             "VMProcess, VMBoundPort...)", _import_arguments, _cmd_import),
     Command("agent", "the agent: `agent run` ships this host's processes and connections to a workspace, "
             "`agent install` writes its configuration and systemd unit", agent_arguments, cmd_agent),
+    Command("waves", "migration waves: groups of machines that talk together, in the order to move them",
+            waves_arguments, cmd_waves),
 )
 
 

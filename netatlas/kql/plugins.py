@@ -188,7 +188,13 @@ def _diffpatterns(pl: Planner, rel: Rel, call: s.Call) -> Rel:
     return diffpatterns(pl, rel, call)
 
 
-PLUGINS = {"bag_unpack": bag_unpack, "autocluster": _autocluster, "basket": _basket, "diffpatterns": _diffpatterns}
+def _migration_waves(pl: Planner, rel: Rel, call: s.Call) -> Rel:
+    from .migration_waves import migration_waves
+    return migration_waves(pl, rel, call)
+
+
+PLUGINS = {"bag_unpack": bag_unpack, "autocluster": _autocluster, "basket": _basket, "diffpatterns": _diffpatterns,
+           "migration_waves": _migration_waves}
 
 
 def register(name: str, plugin) -> None:
