@@ -23,7 +23,7 @@ from sqlglot import exp
 from ..errors import KqlSemanticError
 from . import syntax as s
 from . import types as T
-from .relations import scope_of, values_rel
+from .relations import values_rel
 from .typed import col
 
 ARGS = ("MaxWaveSize", "Weight", "ExcludedProcesses", "Pins")
@@ -35,30 +35,6 @@ OUT = [("Wave", T.LONG), ("Community", T.LONG), ("Machine", T.STRING), ("Compute
        ("CrossingBytes", T.LONG), ("CrossingConnections", T.LONG)]
 
 
-def _args(pl, rel, call: s.Call) -> dict:
-    out: dict = {}
-    for i, a in enumerate(call.args):
-        if isinstance(a, s.Assign):
-            name = a.names[0] if a.names else ""
-            if name not in ARGS:
-                raise KqlSemanticError(f"migration_waves() has no argument '{name}'", a.span, code="KQL_ARGUMENTS",
-                                       hint=f"its arguments: {', '.join(ARGS)}")
-            value = a.expr
-        else:
-            if i >= len(ARGS):
-                raise KqlSemanticError(f"migration_waves() takes at most {len(ARGS)} arguments", a.span,
-                                       code="KQL_ARGUMENTS")
-            name, value = ARGS[i], a
-        v = pl.scalar(value, scope_of(rel))
-        if not v.is_const:
-            raise KqlSemanticError(f"migration_waves(): {name} must be a constant", value.span, code="KQL_ARGUMENTS")
-        c = v.const
-        if isinstance(c, str) and v.type == T.DYNAMIC:
-            c = json.loads(c)
-        out[name] = (c, value.span)
-    return out
-
-
 def _check(ok: bool, message: str, span) -> None:
     if not ok:
         raise KqlSemanticError(f"migration_waves(): {message}", span, code="KQL_ARGUMENTS")
@@ -66,7 +42,8 @@ def _check(ok: bool, message: str, span) -> None:
 
 def migration_waves(pl, rel, call: s.Call):
     from .. import waves
-    args = _args(pl, rel, call)
+    from .plugins import constant_args
+    args = constant_args(pl, rel, call.args, ARGS, "migration_waves")
     cap, span = args.get("MaxWaveSize", (None, call.span))
     _check(cap is None or (isinstance(cap, int) and cap >= 1), "MaxWaveSize is a whole number of at least 1", span)
     weight, span = args.get("Weight", ("bytes", call.span))

@@ -17,31 +17,41 @@ BAG_UNPACK_ARGS = ("OutputColumnPrefix", "columnsConflict", "ignoredProperties")
 CONFLICTS = ("error", "replace_source", "keep_source")
 
 
-def _bag_unpack_args(pl: Planner, rel: Rel, call: s.Call) -> dict:
+def constant_args(pl: Planner, rel: Rel, args: list, names: tuple, plugin: str, before: int = 0) -> dict:
+    """A plugin's constant arguments, by position (in the order of ``names``) and by name:
+    name -> (value, span); a dynamic constant is its JSON value. ``before``: the arguments ahead of
+    these (bag_unpack's column), counted in the error that says how many there may be."""
+    import json
     out: dict = {}
-    for i, a in enumerate(call.args[1:]):
+    for i, a in enumerate(args):
         if isinstance(a, s.Assign):
             name = a.names[0] if a.names else ""
-            if name not in BAG_UNPACK_ARGS:
-                raise KqlSemanticError(f"bag_unpack() has no argument '{name}'", a.span, code="KQL_ARGUMENTS",
-                                       hint=f"its arguments: {', '.join(BAG_UNPACK_ARGS)}")
+            if name not in names:
+                raise KqlSemanticError(f"{plugin}() has no argument '{name}'", a.span, code="KQL_ARGUMENTS",
+                                       hint=f"its arguments: {', '.join(names)}")
             value = a.expr
         else:
-            if i >= len(BAG_UNPACK_ARGS):
-                raise KqlSemanticError("bag_unpack() takes at most 4 arguments", a.span, code="KQL_ARGUMENTS")
-            name, value = BAG_UNPACK_ARGS[i], a
+            if i >= len(names):
+                raise KqlSemanticError(f"{plugin}() takes at most {len(names) + before} arguments", a.span,
+                                       code="KQL_ARGUMENTS")
+            name, value = names[i], a
         v = pl.scalar(value, scope_of(rel))
         if not v.is_const:
-            raise KqlSemanticError(f"bag_unpack(): {name} must be a constant", value.span, code="KQL_ARGUMENTS")
-        out[name] = (v.const, value.span)
+            raise KqlSemanticError(f"{plugin}(): {name} must be a constant", value.span, code="KQL_ARGUMENTS")
+        c = v.const
+        if isinstance(c, str) and v.type == T.DYNAMIC:
+            c = json.loads(c)
+        out[name] = (c, value.span)
+    return out
+
+
+def _bag_unpack_args(pl: Planner, rel: Rel, call: s.Call) -> dict:
+    out = constant_args(pl, rel, call.args[1:], BAG_UNPACK_ARGS, "bag_unpack", before=1)
     conflict, span = out.get("columnsConflict", ("error", call.span))
     if conflict not in CONFLICTS:
         raise KqlSemanticError(f"bag_unpack(): columnsConflict is one of {', '.join(CONFLICTS)}, not {conflict!r}",
                                span, code="KQL_ARGUMENTS")
     ignored = out.get("ignoredProperties", (None, None))[0]
-    if isinstance(ignored, str):
-        import json
-        ignored = json.loads(ignored)
     if ignored is not None and not (isinstance(ignored, list) and all(isinstance(k, str) for k in ignored)):
         raise KqlSemanticError("bag_unpack(): ignoredProperties is a dynamic array of property names",
                                out["ignoredProperties"][1], code="KQL_ARGUMENTS")
