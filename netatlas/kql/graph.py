@@ -29,7 +29,7 @@ from . import types as T
 from .plan import GRAPH_OPERATORS, OPERATORS, Rel
 from .relations import aliased, scope_of
 from .scalars import to_bool
-from .typed import col, ident
+from .typed import cast, col, ident
 
 CYCLES = ("unique_edges", "all", "none")
 ITEM_FUNCTIONS = {"map": None, "all": exp.And, "any": exp.Or}   # functions over a variable edge's items
@@ -240,6 +240,14 @@ class _Match:
     def __init__(self, pl, g: Graph, op: s.Operator):
         self.pl, self.g, self.op = pl, g, op
         a = op.args
+        self.shortest = op.name == "graph-shortest-paths"
+        for k, (_, span) in a["params"].items():
+            if k != ("output" if self.shortest else "cycles"):
+                _err(f"'{k}' is not a parameter of {op.name}", span)
+        output = a["params"].get("output")
+        self.output = output[0] if output else "any"
+        if self.output not in ("any", "all"):
+            _err(f"output must be any or all, not '{self.output}'", output[1])
         cycles = a["params"].get("cycles")
         self.cycles = cycles[0] if cycles else "unique_edges"
         if self.cycles not in CYCLES:
@@ -272,6 +280,12 @@ class _Match:
                         _err(f"'{name}' names an edge and a node", el["span"])
                     self.nodes.setdefault(name, el["span"])
         self._connected()
+        if self.shortest:
+            if len(self.patterns) > 1:
+                _err("graph-shortest-paths takes one sequence", self.patterns[1][0]["span"])
+            if not any(el["kind"] == "edge" and el["var"] for el in self.patterns[0]):
+                _err("graph-shortest-paths needs a variable-length edge in its pattern, e.g. -[e*1..5]->",
+                     self.patterns[0][0]["span"])
         self.var_edges = [el for pat in self.patterns for el in pat if el["kind"] == "edge" and el["var"]]
         self.combos = list(itertools.product(*[range(el["min"], el["max"] + 1) for el in self.var_edges]))
         if len(self.combos) > MAX_GRAPH_LEGS:
@@ -280,6 +294,8 @@ class _Match:
                  hint="narrow the edges' ranges (limits.MAX_GRAPH_LEGS)")
         self.node_types = dict(g.node_cols)
         self.edge_types = dict(g.edge_cols)
+        self.inner = {self.inner_edge(n) for n in _walk([a["where"], a["project"]])
+                      if isinstance(n, s.Call) and n.name == "inner_nodes"}
 
     def _connected(self):
         if len(self.patterns) < 2:
@@ -325,7 +341,12 @@ class _Match:
             if isinstance(n, s.Call) and n.name in ITEM_FUNCTIONS and n.args and isinstance(n.args[0], (s.Name, s.Call)):
                 target = n.args[0]
                 if isinstance(target, s.Call) and target.name == "inner_nodes":
-                    _err("inner_nodes() is not supported yet", target.span, "KQL_NOT_SUPPORTED")
+                    e = self.inner_edge(target)
+                    if len(n.args) != 2:
+                        _err(f"{n.name}() takes inner_nodes(edge) and an expression", n.span)
+                    items = [self.expand(self.bare(n.args[1], e, k, inner=True), lengths, bind)
+                             for k in range(lengths[e] - 1)]
+                    return self.combine(n, items)
                 if isinstance(target, s.Name) and target.name in self.edges:
                     if target.name not in lengths:
                         _err(f"{n.name}() takes a variable-length edge, and '{target.name}' is one edge", target.span)
@@ -333,21 +354,39 @@ class _Match:
                         _err(f"{n.name}() takes a variable-length edge and an expression", n.span)
                     e = target.name
                     items = [self.expand(self.bare(n.args[1], e, j), lengths, {**bind, e: j}) for j in range(lengths[e])]
-                    if n.name == "map":
-                        return s.Call(n.span, "pack_array", items, n.name_span)
-                    op = "and" if n.name == "all" else "or"
-                    out = items[0]
-                    for it in items[1:]:
-                        out = s.Binary(n.span, op, out, it, n.name_span)
-                    return out
+                    return self.combine(n, items)
             return None
         return _rewrite(node, f)
 
-    def bare(self, body, e: str, j: int):
-        """map(e, p): a bare name that is a property of e's edges is e's j-th edge's."""
+    @staticmethod
+    def combine(call: s.Call, items: list):
+        """map(): the list of the items; all(): each is true; any(): one is."""
+        if call.name == "map":
+            if not items:
+                return s.Literal(call.span, [], T.DYNAMIC)
+            return s.Call(call.span, "pack_array", items, call.name_span)
+        if not items:
+            return s.Literal(call.span, call.name == "all", T.BOOL)
+        op = "and" if call.name == "all" else "or"
+        out = items[0]
+        for it in items[1:]:
+            out = s.Binary(call.span, op, out, it, call.name_span)
+        return out
+
+    def inner_edge(self, call: s.Call) -> str:
+        if len(call.args) != 1 or not isinstance(call.args[0], s.Name) or call.args[0].name not in self.edges \
+                or not self.edges[call.args[0].name]["var"]:
+            _err("inner_nodes() takes a variable-length edge of the pattern", call.span)
+        return call.args[0].name
+
+    def bare(self, body, e: str, j: int, inner: bool = False):
+        """map(e, p): a bare name that is a property of e's edges is e's j-th edge's; map(inner_nodes(e),
+        p): of the j-th node inside e."""
+        types = self.node_types if inner else self.edge_types
+
         def f(n):
-            if isinstance(n, s.Name) and n.name in self.edge_types and n.name not in self.nodes and n.name not in self.edges:
-                return s.Name(n.span, self.prop(e, n.name, n.span, j))
+            if isinstance(n, s.Name) and n.name in types and n.name not in self.nodes and n.name not in self.edges:
+                return s.Name(n.span, f"{e}__in{j}__{n.name}" if inner else self.prop(e, n.name, n.span, j))
             if isinstance(n, s.Member):
                 return replace(n, target=_rewrite(n.target, f)) if not isinstance(n.target, s.Name) else n
             return None
@@ -387,6 +426,10 @@ class _Match:
                                 select.append(aliased(col(c, a), f"{name}__{c}"))
                                 cols.append((f"{name}__{c}", t))
                         left = col("__id", a)
+                    elif len(pat) == 1:               # () alone: every node
+                        a = pl.fresh("_n")
+                        items.append([_table(g.nodes, a), a, []])
+                        left = col("__id", a)
                     if left is not None:
                         seq.append((name, left))
                     elif name is None:
@@ -410,6 +453,13 @@ class _Match:
                     left = col("__r", a)
                     if j != order[-1]:            # a node inside the variable edge
                         seq.append((None, left))
+                        if el["name"] in self.inner:
+                            k = j - 1 if el["dir"] == "<-" else j        # its place along the edges' direction
+                            b = pl.fresh("_n")
+                            items.append([_table(g.nodes, b), b, [_eq(col("__id", b), left)]])
+                            for c, t in g.node_cols:
+                                select.append(aliased(col(c, b), f"{el['name']}__in{k}__{c}"))
+                                cols.append((f"{el['name']}__in{k}__{c}", t))
                 # the node after the edge picks `left` up
             if self.cycles == "none":
                 for (n1, i1), (n2, i2) in itertools.combinations(seq, 2):
@@ -431,6 +481,7 @@ class _Match:
         if not select:
             cols = [("__one", T.LONG)]
             sql.set("expressions", [aliased(exp.Literal.number(1), "__one")])
+        self.ends = (seq[0][1], left, instances)     # the last sequence's ends and edges (shortest paths)
         return Rel(sql, cols, None), lengths
 
     def plan(self) -> Rel:
@@ -470,14 +521,56 @@ class _Match:
             elif [t for _, t in cols] != [t for _, t in out_cols]:
                 _err("the project expressions have other types at other lengths of the variable-length edge",
                      self.op.span, "KQL_TYPE")
-            legs.append(pl.wrap(rel, [aliased(t.sql, n) for n, t in items], where=_and(conds) if conds else None,
-                                alias=pl.fresh()))
+            hidden = []
+            if self.shortest:
+                rel = self.with_ends(rel)
+                hidden = [col(c) for c in self.hidden_names()]
+            legs.append(pl.wrap(rel, [aliased(t.sql, n) for n, t in items] + hidden,
+                                where=_and(conds) if conds else None, alias=pl.fresh()))
         sql = legs[0]
         for leg in legs[1:]:
             sql = exp.Union(this=sql, expression=leg, distinct=False)
+        if self.shortest:
+            return self.shortest_of(sql, out_cols)
         if len(legs) > 1:
             sql = exp.Select(expressions=[col(c) for c, _ in out_cols]).from_(
                 exp.Subquery(this=sql, alias=exp.TableAlias(this=ident(pl.fresh()))), copy=False)
+        return Rel(sql, out_cols, None)
+
+
+    # ---- graph-shortest-paths: the matches of least length for each pair of ends ------------------------
+    def hidden_names(self) -> list[str]:
+        most = max(sum(combo) for combo in self.combos) + sum(
+            1 for el in self.patterns[0] if el["kind"] == "edge" and not el["var"])
+        return ["__src", "__dst", "__len"] + (["__k%d" % i for i in range(most)] if self.output == "any" else [])
+
+    def with_ends(self, rel: Rel) -> Rel:
+        """The leg with its ends' ids, its length and (output=any) its edges' numbers in walk order."""
+        first, last, instances = self.ends
+        sql = rel.sql
+        extra = [aliased(first.copy(), "__src"), aliased(last.copy(), "__dst"),
+                 aliased(exp.Literal.number(len(instances)), "__len")]
+        if self.output == "any":
+            names = self.hidden_names()[3:]
+            extra += [aliased(cast(col("__eid", instances[i]) if i < len(instances) else exp.null(), T.LONG), n)
+                      for i, n in enumerate(names)]
+        sql.set("expressions", list(sql.expressions) + extra)
+        return Rel(sql, rel.cols, None)
+
+    def shortest_of(self, union, out_cols) -> Rel:
+        pl = self.pl
+        part = [col("__src"), col("__dst")]
+        if self.output == "any":
+            keys = [exp.Ordered(this=col(n)) for n in self.hidden_names()[2:]]
+            pick = exp.Window(this=exp.RowNumber(), partition_by=part, order=exp.Order(expressions=keys))
+            cond = exp.EQ(this=col("__pick"), expression=exp.Literal.number(1))
+        else:
+            pick = exp.Window(this=exp.Min(this=col("__len")), partition_by=part)
+            cond = exp.EQ(this=col("__len"), expression=col("__pick"))
+        ranked = exp.Select(expressions=[exp.Star(), aliased(pick, "__pick")]).from_(
+            exp.Subquery(this=union, alias=exp.TableAlias(this=ident(pl.fresh()))), copy=False)
+        sql = exp.Select(expressions=[col(c) for c, _ in out_cols]).from_(
+            exp.Subquery(this=ranked, alias=exp.TableAlias(this=ident(pl.fresh()))), copy=False).where(cond, copy=False)
         return Rel(sql, out_cols, None)
 
 
@@ -485,6 +578,7 @@ def op_graph_match(pl, rel: Rel, op: s.Operator) -> Rel:
     return _Match(pl, _graph(rel, op), op).plan()
 
 
-GRAPH = {"make-graph": op_make_graph, "graph-match": op_graph_match, "graph-to-table": op_graph_to_table}
+GRAPH = {"make-graph": op_make_graph, "graph-match": op_graph_match, "graph-shortest-paths": op_graph_match,
+         "graph-to-table": op_graph_to_table}
 OPERATORS.update(GRAPH)
-GRAPH_OPERATORS.update(("graph-match", "graph-to-table"))
+GRAPH_OPERATORS.update(("graph-match", "graph-shortest-paths", "graph-to-table"))

@@ -686,10 +686,11 @@ class Parser:
 
     def op_graph_match(self):
         params = {}
-        while self.tok.kind == IDENT and self.tok.value == "cycles" and self.peek().is_op("="):
-            self.advance(), self.advance()
-            v = self.ident("all, none or unique_edges")
-            params["cycles"] = (v.value, v.span)
+        while self.tok.kind == IDENT and self.tok.value in ("cycles", "output") and self.peek().is_op("="):
+            p = self.advance().value
+            self.advance()
+            v = self.ident("all, none or unique_edges" if p == "cycles" else "any or all")
+            params[p] = (v.value, v.span)
         patterns = [self.graph_pattern()]
         while self.accept_op(","):
             patterns.append(self.graph_pattern())
@@ -1071,7 +1072,7 @@ OPERATORS = {
     "render": Parser.op_render, "evaluate": Parser.op_evaluate, "invoke": Parser.op_invoke,
     "sample": Parser.op_sample,
     "make-graph": Parser.op_make_graph, "graph-match": Parser.op_graph_match,
-    "graph-to-table": Parser.op_graph_to_table,
+    "graph-to-table": Parser.op_graph_to_table, "graph-shortest-paths": Parser.op_graph_match,
 }
 CANONICAL = {"filter": "where", "sort": "order", "limit": "take", "mvexpand": "mv-expand", "mvapply": "mv-apply"}
 SOURCES = {

@@ -255,7 +255,7 @@ class Planner:
 
     @staticmethod
     def not_a_table(span):
-        raise KqlSemanticError("this is a graph, not a table: only graph-match and graph-to-table take a graph",
+        raise KqlSemanticError("this is a graph, not a table: only graph-match, graph-shortest-paths and graph-to-table take a graph",
                                span, code="KQL_TYPE",
                                hint="follow make-graph with graph-match ... project ..., or graph-to-table nodes / edges")
 
