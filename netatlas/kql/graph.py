@@ -111,6 +111,13 @@ def op_make_graph(pl, rel: Rel, op: s.Operator) -> Rel:
                  "KQL_TYPE")
         ids = exp.Union(this=ends, expression=exp.select(col(key)).from_(exp.Subquery(this=nrel.sql, alias=exp.TableAlias(this=ident(pl.fresh())))),
                         distinct=True)
+        # one row per node id: the first in the order of its values (Kusto keeps any one of them)
+        first = exp.Window(this=exp.RowNumber(), partition_by=[col(key)], order=exp.Order(
+            expressions=[exp.Ordered(this=col(c)) for c, t in nrel.cols if t != T.DYNAMIC]))
+        nrel = Rel(exp.Select(expressions=[col(c) for c, _ in nrel.cols]).from_(exp.Subquery(
+            this=pl.wrap(nrel, [col(c) for c, _ in nrel.cols] + [aliased(first, "__first")]),
+            alias=exp.TableAlias(this=ident(pl.fresh()))), copy=False).where(
+            exp.EQ(this=col("__first"), expression=exp.Literal.number(1)), copy=False), nrel.cols)
         props = [aliased(exp.Coalesce(this=col(c, "_p"), expressions=[exp.Literal.string("")]) if t == T.STRING
                          else col(c, "_p"), c) for c, t in nrel.cols]
         nodes_sql = exp.Select(expressions=[col("__id", "_i"), *props, number]).from_(
@@ -338,6 +345,10 @@ class _Match:
                 if n.name in bind:       # a bare property of the edge in map(e, p) / all(e, p > 1)
                     return None
                 _err(f"'{n.name}' is a pattern variable: name one of its properties, e.g. {n.name}.Name", n.span)
+            if isinstance(n, s.Name) and "__" not in n.name and n.name not in self.pl.env:
+                _err(f"unknown name '{n.name}'", n.span, "KQL_UNKNOWN_COLUMN",
+                     hint=f"name a property of a pattern variable: variable.{n.name}" + (
+                         f" (variables: {', '.join(list(self.nodes) + list(self.edges))})" if self.nodes or self.edges else ""))
             if isinstance(n, s.Call) and n.name in ITEM_FUNCTIONS and n.args and isinstance(n.args[0], (s.Name, s.Call)):
                 target = n.args[0]
                 if isinstance(target, s.Call) and target.name == "inner_nodes":
