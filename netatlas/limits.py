@@ -27,6 +27,7 @@ MAX_GRAPH_PATH = 8              # edges of one variable-length graph-match edge 
                                 # length is a chain of joins of its own, UNION ALL of them all
 MAX_GRAPH_LEGS = 64             # those chains in one graph-match (the lengths of its variable edges
                                 # multiplied)
+MAX_GRAPH_JOINS = 32            # nodes and edges one graph-match chain joins (its longest lengths)
 MAX_TERMS = 495                 # terms of one flat chain (a + b + ...): DuckDB nests expressions
                                 # 1000 deep, and an arithmetic operator counts two
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, fields, replace
 from sqlglot import exp
 
 from ..errors import KqlSemanticError, Span, did_you_mean
-from ..limits import MAX_GRAPH_LEGS, MAX_GRAPH_PATH
+from ..limits import MAX_GRAPH_JOINS, MAX_GRAPH_LEGS, MAX_GRAPH_PATH
 from . import syntax as s
 from . import types as T
 from .plan import GRAPH_OPERATORS, OPERATORS, Rel
@@ -299,6 +299,11 @@ class _Match:
             _err(f"the variable-length edges give {len(self.combos)} combinations of lengths, more than "
                  f"{MAX_GRAPH_LEGS}", self.var_edges[0]["span"], "KQL_QUERY_TOO_COMPLEX",
                  hint="narrow the edges' ranges (limits.MAX_GRAPH_LEGS)")
+        joins = len(self.nodes) + sum(el["max"] if el["var"] else 1 for pat in self.patterns for el in pat
+                                      if el["kind"] == "edge")
+        if joins > MAX_GRAPH_JOINS:
+            _err(f"the pattern joins {joins} nodes and edges, more than {MAX_GRAPH_JOINS}", self.patterns[0][0]["span"],
+                 "KQL_QUERY_TOO_COMPLEX", hint="match a shorter pattern (limits.MAX_GRAPH_JOINS)")
         self.node_types = dict(g.node_cols)
         self.edge_types = dict(g.edge_cols)
         self.inner = {self.inner_edge(n) for n in _walk([a["where"], a["project"]])
