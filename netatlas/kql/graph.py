@@ -96,35 +96,44 @@ def op_make_graph(pl, rel: Rel, op: s.Operator) -> Rel:
     ends = exp.Union(this=exp.select(aliased(col("__s"), "__id")).from_(exp.Table(this=ident(edges))),
                      expression=exp.select(col("__t")).from_(exp.Table(this=ident(edges))), distinct=True)
     number = aliased(exp.Window(this=exp.RowNumber(), order=exp.Order(expressions=[exp.Ordered(this=col("__id", "_i"))])), "__n")
-    if len(a["nodes"]) > 1:
-        _err("make-graph takes one nodes table here", a["nodes"][1][2], "KQL_NOT_SUPPORTED",
-             hint="union the nodes tables first: with (union Nodes1, Nodes2) on Id")
+    if len(a["nodes"]) > 2:
+        _err("make-graph takes at most two nodes tables", a["nodes"][2][2], "KQL_ARGUMENTS")
     if a["nodes"]:
-        table, key, key_span = a["nodes"][0]
-        nrel = pl.tab(table)
-        ntypes = nrel.types
-        if key not in ntypes:
-            _err(f"unknown column '{key}' in the nodes table", key_span, "KQL_UNKNOWN_COLUMN",
-                 did_you_mean(key, nrel.names()))
-        if ntypes[key] != id_type:
-            _err(f"the nodes table's '{key}' is {ntypes[key]}, but the edges' node ids are {id_type}", key_span,
-                 "KQL_TYPE")
-        ids = exp.Union(this=ends, expression=exp.select(col(key)).from_(exp.Subquery(this=nrel.sql, alias=exp.TableAlias(this=ident(pl.fresh())))),
-                        distinct=True)
-        # one row per node id: the first in the order of its values (Kusto keeps any one of them)
-        first = exp.Window(this=exp.RowNumber(), partition_by=[col(key)], order=exp.Order(
-            expressions=[exp.Ordered(this=col(c)) for c, t in nrel.cols if t != T.DYNAMIC]))
-        nrel = Rel(exp.Select(expressions=[col(c) for c, _ in nrel.cols]).from_(exp.Subquery(
-            this=pl.wrap(nrel, [col(c) for c, _ in nrel.cols] + [aliased(first, "__first")]),
-            alias=exp.TableAlias(this=ident(pl.fresh()))), copy=False).where(
-            exp.EQ(this=col("__first"), expression=exp.Literal.number(1)), copy=False), nrel.cols)
-        props = [aliased(exp.Coalesce(this=col(c, "_p"), expressions=[exp.Literal.string("")]) if t == T.STRING
-                         else col(c, "_p"), c) for c, t in nrel.cols]
+        ids, joins, merged = ends, [], {}       # merged: property -> (type, [(alias, column)])
+        for table, key, key_span in a["nodes"]:
+            nrel = pl.tab(table)
+            ntypes = nrel.types
+            if key not in ntypes:
+                _err(f"unknown column '{key}' in the nodes table", key_span, "KQL_UNKNOWN_COLUMN",
+                     did_you_mean(key, nrel.names()))
+            if ntypes[key] != id_type:
+                _err(f"the nodes table's '{key}' is {ntypes[key]}, but the edges' node ids are {id_type}", key_span,
+                     "KQL_TYPE")
+            ids = exp.Union(this=ids, expression=exp.select(col(key)).from_(
+                exp.Subquery(this=nrel.sql, alias=exp.TableAlias(this=ident(pl.fresh())))), distinct=True)
+            # one row per node id: the first in the order of its values (Kusto keeps any one of them)
+            first = exp.Window(this=exp.RowNumber(), partition_by=[col(key)], order=exp.Order(
+                expressions=[exp.Ordered(this=col(c)) for c, t in nrel.cols if t != T.DYNAMIC]))
+            one = exp.Select(expressions=[col(c) for c, _ in nrel.cols]).from_(exp.Subquery(
+                this=pl.wrap(nrel, [col(c) for c, _ in nrel.cols] + [aliased(first, "__first")]),
+                alias=exp.TableAlias(this=ident(pl.fresh()))), copy=False).where(
+                exp.EQ(this=col("__first"), expression=exp.Literal.number(1)), copy=False)
+            alias = f"_p{len(joins)}"
+            joins.append((exp.Subquery(this=one, alias=exp.TableAlias(this=ident(alias))), _eq(col(key, alias), col("__id", "_i"))))
+            for c, typ in nrel.cols:
+                if c in merged and merged[c][0] != typ:
+                    _err(f"the nodes tables' '{c}' is {merged[c][0]} in one and {typ} in the other", key_span, "KQL_TYPE")
+                merged.setdefault(c, (typ, []))[1].append(col(c, alias))
+        # a node in both tables merges their properties (the first table's where both have one)
+        props = []
+        for c, (typ, sources) in merged.items():
+            rest = sources[1:] + ([exp.Literal.string("")] if typ == T.STRING else [])
+            props.append(aliased(exp.Coalesce(this=sources[0], expressions=rest) if rest else sources[0], c))
         nodes_sql = exp.Select(expressions=[col("__id", "_i"), *props, number]).from_(
-            exp.Subquery(this=ids, alias=exp.TableAlias(this=ident("_i"))), copy=False).join(
-            exp.Subquery(this=nrel.sql, alias=exp.TableAlias(this=ident("_p"))),
-            on=_eq(col(key, "_p"), col("__id", "_i")), join_type="left", copy=False)
-        node_cols = list(nrel.cols)
+            exp.Subquery(this=ids, alias=exp.TableAlias(this=ident("_i"))), copy=False)
+        for table, on in joins:
+            nodes_sql = nodes_sql.join(table, on=on, join_type="left", copy=False)
+        node_cols = [(c, typ) for c, (typ, _) in merged.items()]
     else:
         node_cols = []
         extra = []
