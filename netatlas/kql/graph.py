@@ -1,8 +1,9 @@
-"""Graph semantics: make-graph, graph-match, graph-to-table, planned as SQL over two relations.
+"""Graph semantics: make-graph, graph-match, graph-shortest-paths, graph-to-table, planned as SQL
+over two relations.
 
 ``make-graph`` gives a ``Graph``: its edges (the input rows, each numbered ``__eid``, its ends
 ``__s`` and ``__t``) and its nodes (every id the edges or the nodes table name, ``__id``, numbered
-``__n`` in id order, with the nodes table's columns as properties), both CTEs. Only the graph
+``__n`` in id order, with the nodes tables' columns as properties), both CTEs. Only the graph
 operators (``plan.GRAPH_OPERATORS``) take a graph; anywhere else the planner refuses it.
 
 ``graph-match`` plans a pattern as one chain of joins: a named node is a row of the nodes CTE, an
@@ -13,7 +14,8 @@ of its own, and the chains are a UNION ALL (``leg``); in a leg, ``e.p`` is the l
 instances' ``p``, ``map(e, x)`` / ``all(e, c)`` / ``any(e, c)`` are built per instance, and a
 ``where`` conjunct naming ``e.p`` must hold for every instance. ``cycles=unique_edges`` (the
 default) keeps an edge from being used twice in a match, ``none`` a node from being visited twice
-in a sequence, ``all`` neither.
+in a sequence, ``all`` neither. ``graph-shortest-paths`` is graph-match's UNION ALL with each
+match's ends and length, of which a window keeps the shortest per pair of ends.
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from .scalars import to_bool
 from .typed import cast, col, ident
 
 CYCLES = ("unique_edges", "all", "none")
-ITEM_FUNCTIONS = {"map": None, "all": exp.And, "any": exp.Or}   # functions over a variable edge's items
+ITEM_FUNCTIONS = {"map", "all", "any"}     # functions over a variable edge's items (or its inner_nodes)
 
 
 @dataclass
