@@ -15,6 +15,7 @@ from .operators import OPERATORS    # loading it fills plan.OPERATORS and plan.S
 from . import mvapply  # noqa: E402,F401  (registers mv-apply, built on the operators)
 from . import iplookup  # noqa: E402,F401  (registers the ipv4_lookup and ipv6_lookup plugins)
 from . import pivot  # noqa: E402,F401  (registers the pivot and narrow plugins)
+from . import graph  # noqa: E402,F401  (registers make-graph, graph-match, graph-to-table)
 from .generator import generate
 from .parser import parse
 from .plan import Plan

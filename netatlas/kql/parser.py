@@ -651,6 +651,124 @@ class Parser:
     def op_sample(self):
         return {"count": self.expr()}
 
+
+    # ---- graph operators (planned in graph.py) --------------------------------------------------
+    def op_make_graph(self):
+        src = self.ident("the source node id column")
+        arrow = self.tok
+        if not (self.tok.is_op("-") and self.peek().is_op("-") and self.peek(2).is_op(">")):
+            self.error("expected '-->' between the source and target columns of make-graph")
+        self.advance(), self.advance(), self.advance()
+        arrow_span = self.span_from(arrow.span)
+        tgt = self.ident("the target node id column")
+        nodes = []
+        if self.accept_word("with"):
+            while True:
+                if self.tok.is_op("("):
+                    self.advance()
+                    table = self.pipe_expr()
+                    self.expect_op(")")
+                else:
+                    name = self.ident("a nodes table")
+                    table = s.Name(name.span, name.value)
+                self.expect_word("on")
+                key = self.ident("the node id column of the nodes table")
+                nodes.append((table, key.value, key.span))
+                if not self.accept_op(","):
+                    break
+        node_id = None
+        if self.tok.is_word("with_node_id") and self.peek().is_op("="):
+            self.advance(), self.advance()
+            t = self.ident("a property name for the node id")
+            node_id = (t.value, t.span)
+        return {"source": (src.value, src.span), "target": (tgt.value, tgt.span), "nodes": nodes,
+                "node_id": node_id, "arrow": arrow_span}
+
+    def op_graph_match(self):
+        params = {}
+        while self.tok.kind == IDENT and self.tok.value in ("cycles", "output") and self.peek().is_op("="):
+            p = self.advance().value
+            self.advance()
+            v = self.ident("all, none or unique_edges" if p == "cycles" else "any or all")
+            params[p] = (v.value, v.span)
+        patterns = [self.graph_pattern()]
+        while self.accept_op(","):
+            patterns.append(self.graph_pattern())
+        where = None
+        if self.accept_word("where"):
+            where = self.expr()
+        if not self.tok.is_word("project"):
+            self.error(f"expected 'project' after the graph-match pattern, found {self.tok.describe()}")
+        self.advance()
+        return {"params": params, "patterns": patterns, "where": where, "project": self.assign_list()}
+
+    def graph_pattern(self) -> list[dict]:
+        """(a)-[e]->(b)<-[*1..3]-()--(c): nodes and the edges between them, in order."""
+        elems = [self.graph_node()]
+        while self.tok.is_op("-") or (self.tok.is_op("<") and self.peek().is_op("-")):
+            elems.append(self.graph_edge())
+            elems.append(self.graph_node())
+        return elems
+
+    def graph_node(self) -> dict:
+        start = self.expect_op("(", "to start a node of the graph pattern, e.g. (n)").span
+        name = None
+        if not self.tok.is_op(")"):
+            name = self.ident("a node variable").value
+        self.expect_op(")", "to close the node")
+        return {"kind": "node", "name": name, "span": self.span_from(start)}
+
+    def graph_edge(self) -> dict:
+        start = self.tok.span
+        left = bool(self.accept_op("<"))
+        self.expect_op("-", "in the edge")
+        name, lo, hi = None, 1, 1
+        var = False
+        if self.accept_op("["):
+            if self.tok.kind == IDENT:
+                name = self.advance().value
+            if self.accept_op("*"):
+                var = True
+                lo_t = self.tok
+                if lo_t.kind != INT:
+                    self.error("expected the least number of edges after '*', e.g. *1..3")
+                lo = self.advance().value
+                hi = lo
+                if self.accept_op(".."):
+                    if self.tok.kind != INT:
+                        self.error("expected the greatest number of edges after '..', e.g. *1..3")
+                    hi = self.advance().value
+            self.expect_op("]", "to close the edge")
+        self.expect_op("-", "in the edge")
+        right = bool(self.accept_op(">"))
+        if left and right:
+            self.error("an edge points one way (-->, <--) or none (--), not both", self.toks[self.i - 1])
+        direction = "<-" if left else "->" if right else "--"
+        return {"kind": "edge", "name": name, "dir": direction, "var": var, "min": lo, "max": hi,
+                "span": self.span_from(start)}
+
+    def op_graph_to_table(self):
+        parts = []
+        while True:
+            what = self.tok
+            if not (what.is_word("nodes") or what.is_word("edges")):
+                self.error(f"expected 'nodes' or 'edges' after graph-to-table, found {what.describe()}")
+            self.advance()
+            part = {"what": what.value, "span": what.span, "as": None, "ids": {}}
+            while True:
+                if self.accept_word("as"):
+                    part["as"] = self.ident("a table name").value
+                elif self.tok.kind == IDENT and self.tok.value in ("with_node_id", "with_source_id", "with_target_id") \
+                        and self.peek().is_op("="):
+                    p = self.advance()
+                    self.advance()
+                    part["ids"][p.value] = (self.ident("a column name").value, p.span)
+                else:
+                    break
+            parts.append(part)
+            if not self.accept_op(","):
+                return {"parts": parts}
+
     # ---- lists of (optionally named) expressions ----------------------------------------------
     def assign_list(self) -> list[s.Assign]:
         items = []
@@ -953,6 +1071,8 @@ OPERATORS = {
     "top-nested": Parser.op_top_nested, "getschema": Parser.op_getschema,
     "render": Parser.op_render, "evaluate": Parser.op_evaluate, "invoke": Parser.op_invoke,
     "sample": Parser.op_sample,
+    "make-graph": Parser.op_make_graph, "graph-match": Parser.op_graph_match,
+    "graph-to-table": Parser.op_graph_to_table, "graph-shortest-paths": Parser.op_graph_match,
 }
 CANONICAL = {"filter": "where", "sort": "order", "limit": "take", "mvexpand": "mv-expand", "mvapply": "mv-apply"}
 SOURCES = {

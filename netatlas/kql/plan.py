@@ -15,6 +15,7 @@ from sqlglot import exp
 
 OPERATORS: dict = {}
 SOURCES: dict = {}
+GRAPH_OPERATORS: set = set()      # operators that take a graph (graph.py fills it); no other does
 
 
 @dataclass

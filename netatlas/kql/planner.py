@@ -23,7 +23,7 @@ from .aggregates import AGGREGATES
 from .builtins import KUSTO_FUNCTIONS, not_yet
 from .functions import FUNCTIONS
 from .functions.series import TUPLES, not_alone
-from .plan import OPERATORS, SOURCES, Binding, Plan, Rel
+from .plan import GRAPH_OPERATORS, OPERATORS, SOURCES, Binding, Plan, Rel
 from .scalars import Scope, binary, dynamic_to, to_bool, to_dynamic, to_string, type_error, unify
 from .typed import Typed, cast, col, const, fn, ident, json_key_path, null
 from .dialects import DIALECTS
@@ -128,7 +128,11 @@ class Planner:
                 rel = self.materialize(v)
                 self.env[stmt.name] = Binding("table", self._named(rel, stmt.name))
             elif self.is_tabular(v):
-                self.env[stmt.name] = Binding("table", self._named(self.shared(self.tab(v), stmt.name), stmt.name))
+                rel = self.tab(v, graph=True)
+                if getattr(rel, "is_graph", False):
+                    self.env[stmt.name] = Binding("table", rel)
+                else:
+                    self.env[stmt.name] = Binding("table", self._named(self.shared(rel, stmt.name), stmt.name))
             else:
                 value = self.scalar(v, Scope())
                 size = sql_size(value.sql, MAX_SCALAR_NODES)
@@ -233,7 +237,8 @@ class Planner:
         return False
 
     # ---- tabular expressions ------------------------------------------------------------------
-    def tab(self, node: s.Node) -> Rel:
+    def tab(self, node: s.Node, graph: bool = False) -> Rel:
+        """The tabular expression's Rel; ``graph``: it may be a graph (make-graph's, for a let)."""
         ops = []
         while isinstance(node, s.Pipe):    # a loop, not recursion: pipelines may be long
             ops.append(node.op)
@@ -242,8 +247,18 @@ class Planner:
         rel = self.source(node)
         for op in reversed(ops):
             self.step()
+            if getattr(rel, "is_graph", False) and op.name not in GRAPH_OPERATORS:
+                self.not_a_table(op.span)
             rel = OPERATORS[op.name](self, rel, op)
+        if not graph and getattr(rel, "is_graph", False):
+            self.not_a_table(node.span if not ops else ops[0].span)
         return rel
+
+    @staticmethod
+    def not_a_table(span):
+        raise KqlSemanticError("this is a graph, not a table: only graph-match, graph-shortest-paths and graph-to-table take a graph",
+                               span, code="KQL_TYPE",
+                               hint="follow make-graph with graph-match ... project ..., or graph-to-table nodes / edges")
 
     def source(self, node: s.Node) -> Rel:
         handler = SOURCES.get(type(node))

@@ -22,7 +22,10 @@ COMPOUND_NAMES = {
     "project-away", "project-rename", "project-reorder", "project-keep", "project-smart",
     "mv-expand", "mv-apply", "parse-where", "parse-kv", "top-nested", "top-hitters",
     "make-series", "make-graph", "order-by", "sort-by",
+    "graph-match", "graph-to-table", "graph-shortest-paths",
 }
+# their prefixes, for names of more than two words (graph-to-table)
+COMPOUND_PREFIXES = {"-".join(n.split("-")[:k]) for n in COMPOUND_NAMES for k in range(2, n.count("-") + 1)}
 
 # Words that may follow "!" to make a negated operator.
 NEGATABLE = {
@@ -143,10 +146,16 @@ def _word(text: str, i: int) -> tuple[Token, int]:
     m = _IDENT.match(text, i)
     word, j = m.group(0), m.end()
     # hyphenated operator names: project-away, mv-expand, ...
-    if text[j:j + 1] == "-":
+    while text[j:j + 1] == "-":
         m2 = _IDENT.match(text, j + 1)
-        if m2 and f"{word}-{m2.group(0)}" in COMPOUND_NAMES:
-            word, j = f"{word}-{m2.group(0)}", m2.end()
+        longer = f"{word}-{m2.group(0)}" if m2 else ""
+        if longer in COMPOUND_NAMES or longer in COMPOUND_PREFIXES:
+            word, j = longer, m2.end()
+        else:
+            break
+    if "-" in word and word not in COMPOUND_NAMES:    # a prefix only (graph-to): words again
+        m, word = _IDENT.match(text, i), _IDENT.match(text, i).group(0)
+        j = m.end()
     if word == "in" and text[j:j + 1] == "~":
         return Token(OP, "in~", Span(i, j + 1), "in~"), j + 1
     k = j
