@@ -498,6 +498,10 @@ def _tuple(node) -> str:
     return "(" + ", ".join(_sql(x) for x in node.args.get("expressions") or ()) + ")"
 
 
+def _array(node) -> str:
+    return "[" + ", ".join(_sql(x) for x in node.args.get("expressions") or ()) + "]"
+
+
 # ---- clauses and queries --------------------------------------------------------------------
 
 _MODIFIER_KEYS = ("prewhere", "where", "group", "having", "qualify", "order", "limit", "offset")
@@ -820,6 +824,7 @@ _H: dict[type, tuple] = {
     exp.Struct: (_struct, _keys("expressions")),
     exp.Exists: (_exists, _keys("this")),
     exp.Tuple: (_tuple, _keys("expressions")),
+    exp.Array: (_array, _keys("expressions")),
     exp.Select: (_select, _SELECT_KEYS),
     exp.Subquery: (_subquery, _keys("this", "alias", *_QUERY_KEYS)),
     exp.Union: (_union, _UNION_KEYS),
