@@ -41,6 +41,12 @@ def test_the_waves_of_the_demo_as_json(report):
         assert (c["caller_wave"], c["callee_wave"]) == (wave_of[c["caller"]], wave_of[c["callee"]])
         assert c["caller_wave"] != c["callee_wave"]
     assert report["crossing_bytes"] == sum(c["bytes"] for c in report["crossing"])
+    # every machine pair, crossing or not (what the network chart recomputes from): its crossing
+    # pairs sum to the same traffic
+    pairs = {(e["caller"], e["callee"]) for e in report["edges"]}
+    assert len(pairs) == len(report["edges"]) and {(c["caller"], c["callee"]) for c in report["crossing"]} <= pairs
+    assert sum(e["bytes"] for e in report["edges"] if e["caller_wave"] != e["callee_wave"]) == report["crossing_bytes"]
+    assert any(e["caller_wave"] == e["callee_wave"] for e in report["edges"])
 
 
 def test_a_cap_pins_weight_and_exclude(client, report):
