@@ -556,7 +556,15 @@ def test_the_network_chart_by_wave_lists_the_crossing_and_a_move_changes_it(page
     moved = dict(wave_of, **{busiest: new})
     expected = sum(e["bytes"] for e in report["edges"] if moved[e["caller"]] != moved[e["callee"]])
     assert expected != report["crossing_bytes"]
-    page.select_option("#move-machine", busiest)
+    # a click on its node picks it in the move list (and opens its details)
+    time.sleep(0.3)
+    xy = page.evaluate("""(id) => { const chart = window.netatlasNetwork;
+      const data = chart.getModel().getSeriesByIndex(0).getData();
+      const i = [...Array(data.count()).keys()].find((k) => data.getRawDataItem(k).id === id);
+      return chart.convertToPixel({seriesIndex: 0}, data.getItemLayout(i)); }""", busiest)
+    click_canvas(page, "#network", xy[0], xy[1])
+    page.wait_for_function(f"() => document.querySelector('#move-machine').value === {busiest!r}")
+    assert page.input_value("#move-wave") == str(wave_of[busiest])
     page.select_option("#move-wave", str(new))
     page.click("#move-apply")
     page.wait_for_function(f"() => document.querySelector('#crossing-total').dataset.bytes === '{expected}'")
