@@ -60,11 +60,20 @@ def test_a_cap_pins_weight_and_exclude(client, report):
     assert first["machine"] in [m["machine"] for m in r.body["waves"][2]["machines"]]
 
 
+def test_a_range_ending_at_to(client, report):
+    until = report["range"]["until"]
+    r = client.call("GET", f"/api/waves?range=1d&to={until}")
+    assert r.status == 200, r.body
+    assert r.body["range"]["until"] == until and r.body["waves"] == report["waves"]
+    r = client.call("GET", "/api/waves?range=1d&to=2000-01-01T00:00:00Z")      # before the demo: no traffic
+    assert r.status == 200 and r.body["crossing"] == [] and r.body["edges"] == []
+
+
 @pytest.mark.parametrize("query,field", [
     ("range=7x", "range"), ("range=-1d", "range"), ("range=0d", "range"),
     ("max_wave_size=0", "max_wave_size"), ("max_wave_size=two", "max_wave_size"),
     ("weight=links", "weight"), ("pin=web", "pin"), ("pin=web%3D0", "pin"), ("pin=web%3Dx", "pin"),
-    ("pin=no-such-machine%3D1", "pin"),
+    ("pin=no-such-machine%3D1", "pin"), ("to=yesterday", "to"), ("range=4000d&to=0010-01-01T00:00:00Z", "range"),
 ])
 def test_each_bad_parameter_is_a_400_naming_it(client, query, field):
     r = client.call("GET", f"/api/waves?range=1d&{query}" if not query.startswith("range") else f"/api/waves?{query}")

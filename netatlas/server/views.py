@@ -9,7 +9,7 @@
 | ``GET /api/performance`` | counter, stat, top, from, to | ``performance.top_machines`` |
 | ``GET /api/edges`` | source, target, port, from, to | ``edge_records`` |
 | ``GET /api/network`` | from, to, subnet, weight, exclude | ``network`` |
-| ``GET /api/waves`` | range, max_wave_size, weight (bytes or connections), pin (MACHINE=WAVE, repeatable), exclude | ``waves.plan`` |
+| ``GET /api/waves`` | range, to, max_wave_size, weight (bytes or connections), pin (MACHINE=WAVE, repeatable), exclude | ``waves.plan`` |
 | ``GET /api/usage`` | days | ``usage`` |
 | ``GET /api/schema`` | | ``schema`` |
 | ``GET /api/samples`` | | ``samples`` |
@@ -289,9 +289,17 @@ def _waves(ws, options: wv.Options) -> dict:
 
 async def waves(request: Request) -> Response:
     svc = authorized(request)
-    p = read(request, "range", "max_wave_size", "weight", "pin", "exclude", table=WAVE_PARAMETERS)
+    p = read(request, "range", "to", "max_wave_size", "weight", "pin", "exclude", table=WAVE_PARAMETERS)
+    end = p["to"].astimezone(timezone.utc) if p["to"] else None
+    try:
+        early = end is not None and end - p["range"] < EARLIEST
+    except OverflowError:
+        early = True
+    if early:
+        raise HttpError(400, "BAD_PARAMETER", f"range: {p['range']} before {webmap.iso(end)} starts before "
+                        f"{webmap.iso(EARLIEST)}", field="range")
     options = wv.Options(max_wave_size=p["max_wave_size"], weight=p["weight"], pins=p["pin"],
-                         exclude=frozenset(p["exclude"]), range=p["range"])
+                         exclude=frozenset(p["exclude"]), range=p["range"], now=end)
     return await answer(request, _waves, svc.workspace, options)
 
 

@@ -84,11 +84,10 @@ export async function mount(main) {
     }
   }
 
-  // The waves of the machines over the chart's range (ending now: the waves' range is a span back
-  // from now), weighted as the chart is.
+  // The waves of the machines over the chart's range, weighted as the chart is.
   function loadWaves(range) {
-    const seconds = Math.max(60, Math.round((Date.parse(range.to) - Date.parse(range.from)) / 1000));
-    return api.get("/api/waves", { range: `${seconds}s`, max_wave_size: state.waveSize,
+    const seconds = Math.max(1, Math.round((Date.parse(range.to) - Date.parse(range.from)) / 1000));
+    return api.get("/api/waves", { range: `${seconds}s`, to: range.to, max_wave_size: state.waveSize,
       weight: state.weight === "links" ? "connections" : "bytes", exclude: state.exclude });
   }
 
