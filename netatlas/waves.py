@@ -11,7 +11,7 @@ The stages, each a function below:
 | cap | communities, --max-wave-size | pieces no larger than the cap (Leiden again inside, then chunks) | ``split()`` |
 | order | pieces | waves: callees before their callers | ``order()`` |
 | pins | waves, machine=wave | pinned machines in their waves, the cap restored around them | ``pin()`` |
-| report | waves + dependencies | per wave its machines, their processes and ports, and every dependency crossing a wave boundary | ``plan()``, ``FORMATS`` |
+| report | waves + dependencies | per wave its machines, their processes and ports, and every dependency crossing a wave boundary; every machine pair's traffic (``edges``: what the network chart recomputes the crossing from when a machine moves) | ``plan()``, ``FORMATS`` |
 
 What counts: outbound VMConnection rows (the caller's side; the callee's inbound row is the same
 traffic seen again) whose remote address resolves to another monitored machine. Loopback rows, a
@@ -390,6 +390,15 @@ def waves_of(deps: list[Dependency], machines: dict[str, dict], options: Options
                 "processes": [{"process": p, "ports": sorted(ports)}
                               for p, ports in sorted(info["processes"].items())]}
 
+    pairs: dict[tuple[str, str], dict] = {}     # every caller -> callee machine pair, crossing or not
+    for d in deps:
+        e = pairs.setdefault((d.caller, d.callee), {
+            "caller": d.caller, "callee": d.callee, "bytes": 0, "connections": 0, "last_seen": d.last_seen,
+            "caller_wave": wave_of[graph.index[d.caller]], "callee_wave": wave_of[graph.index[d.callee]]})
+        e["bytes"] += d.bytes
+        e["connections"] += d.connections
+        e["last_seen"] = max(e["last_seen"], d.last_seen)
+
     mine: dict[int, list[dict]] = {}
     for c in crossing:                      # a crossing dependency under the caller's wave and the callee's
         mine.setdefault(c["caller_wave"], []).append(c)
@@ -402,6 +411,7 @@ def waves_of(deps: list[Dependency], machines: dict[str, dict], options: Options
         "communities": [[names[m] for m in c] for c in found],
         "waves": report_waves,
         "crossing": crossing,
+        "edges": list(pairs.values()),
         "crossing_bytes": sum(c["bytes"] for c in crossing),
         "crossing_connections": sum(c["connections"] for c in crossing),
         "backward": sum(1 for c in crossing if c["backward"]),

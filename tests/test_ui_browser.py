@@ -521,6 +521,86 @@ def test_the_network_chart_draws_machine_traffic_and_opens_a_machine(page, base,
     page.wait_for_function(f"() => document.querySelector('#network').dataset.nodes === '{len(sub['nodes'])}'")
 
 
+def test_the_network_chart_by_wave_lists_the_crossing_and_a_move_changes_it(page, base, client, shot):
+    frm, to = last_hours(72)                        # all of the demo's two days: the waves' range too
+    page.goto(f"{base}/#/network?from={frm}&to={to}")
+    page.wait_for_selector("#network[data-ready='1']")
+    page.select_option("#colour-by", "wave")
+    page.wait_for_selector("#network[data-colour='wave']")
+    page.wait_for_selector("#crossing-total")
+    report = client.call("GET", f"/api/waves?range={72 * 3600}s").body
+    wave_of = {m["machine"]: w["wave"] for w in report["waves"] for m in w["machines"]}
+    assert int(page.get_attribute("#network", "data-waves")) == len(report["waves"]) > 1
+    assert int(page.get_attribute("#crossing-total", "data-bytes")) == report["crossing_bytes"] > 0
+    pairs = {(c["caller"], c["callee"]) for c in report["crossing"]}
+    rows = page.locator("#crossing-list tbody tr")
+    assert rows.count() == len(pairs)
+    assert {(rows.nth(i).get_attribute("data-caller"), rows.nth(i).get_attribute("data-callee"))
+            for i in range(rows.count())} == pairs
+    # each machine in its wave's colour: one colour per wave, a different one for each wave
+    colours = node_colours(page)
+    by_wave = {}
+    for machine, colour in colours.items():
+        by_wave.setdefault(wave_of[machine], set()).add(colour)
+    assert all(len(c) == 1 for c in by_wave.values())
+    assert len({next(iter(c)) for c in by_wave.values()}) == len(by_wave) > 1
+    page.mouse.move(5, 5)
+    shot(page, "network-waves.png")
+    # move the busiest machine to a new wave: the total is the report's pairs crossing after the move
+    traffic = {}
+    for e in report["edges"]:
+        for m in (e["caller"], e["callee"]):
+            traffic[m] = traffic.get(m, 0) + e["bytes"]
+    busiest = max(traffic, key=traffic.get)
+    new = len(report["waves"]) + 1
+    moved = dict(wave_of, **{busiest: new})
+    expected = sum(e["bytes"] for e in report["edges"] if moved[e["caller"]] != moved[e["callee"]])
+    assert expected != report["crossing_bytes"]
+    # a click on its node picks it in the move list (and opens its details)
+    time.sleep(0.3)
+    xy = page.evaluate("""(id) => { const chart = window.netatlasNetwork;
+      const data = chart.getModel().getSeriesByIndex(0).getData();
+      const i = [...Array(data.count()).keys()].find((k) => data.getRawDataItem(k).id === id);
+      return chart.convertToPixel({seriesIndex: 0}, data.getItemLayout(i)); }""", busiest)
+    click_canvas(page, "#network", xy[0], xy[1])
+    page.wait_for_function(f"() => document.querySelector('#move-machine').value === {busiest!r}")
+    assert page.input_value("#move-wave") == str(wave_of[busiest])
+    page.select_option("#move-wave", str(new))
+    page.click("#move-apply")
+    page.wait_for_function(f"() => document.querySelector('#crossing-total').dataset.bytes === '{expected}'")
+    after = node_colours(page)
+    assert after[busiest] not in {colours[m] for m in colours}
+    assert all(after[m] == colours[m] for m in colours if m != busiest)
+    assert int(page.get_attribute("#network", "data-waves")) == new
+    page.click("#move-reset")
+    page.wait_for_function(f"() => document.querySelector('#crossing-total').dataset.bytes === '{report['crossing_bytes']}'")
+    # back to subnets: the waves' list goes away
+    page.select_option("#colour-by", "subnet")
+    page.wait_for_selector("#network[data-colour='subnet']")
+    assert page.locator("#waves-panel").is_hidden()
+
+
+def node_colours(page) -> dict:
+    """machine id -> the colour its node is drawn in (its category's)."""
+    return page.evaluate("""() => { const o = window.netatlasNetwork.getOption().series[0];
+      return Object.fromEntries(o.data.map((n) => [n.id, o.categories[n.category].itemStyle.color])); }""")
+
+
+CLUSTERS_SAMPLE = "Clusters: migration waves"
+
+
+def test_the_clusters_sample_runs_migration_waves(page, base, client):
+    open_logs(page, base)
+    page.click(f".side-list button.entry:has-text({CLUSTERS_SAMPLE!r})")
+    assert "migration_waves" in page.evaluate("() => window.netatlasLogs.editor.getValue()")
+    page.click("#run")
+    page.wait_for_selector("#result-grid tbody tr")
+    assert page.locator("#query-error").is_hidden()
+    expected = kql(client, page.evaluate("() => window.netatlasLogs.editor.getValue()"))
+    assert page.locator("#result-grid tbody tr").count() == len(expected) > 1
+    assert [r["Wave"] for r in expected] == list(range(1, len(expected) + 1))
+
+
 # ---------------------------------------------------------------- the files are served
 
 def test_every_page_comes_from_the_package_and_no_cdn(base):
@@ -528,6 +608,6 @@ def test_every_page_comes_from_the_package_and_no_cdn(base):
     html = urllib.request.urlopen(base + "/").read().decode()
     assert "http://" not in html and "https://" not in html
     for module in ("app.js", "api.js", "map.js", "logs.js", "usage.js", "network.js", "charts.js", "kql-mode.js",
-                   "performance.js", "details.js"):
+                   "performance.js", "details.js", "waves.js"):
         text = (ROOT / "netatlas" / "ui" / module).read_text()
         assert "https://" not in text.replace("https://www.maxmind.com", ""), module

@@ -50,7 +50,7 @@ def test_every_web_route_is_in_the_endpoint_table_and_the_doc():
     from netatlas.server import app, views
     doc = (ROOT / "docs" / "web-api.md").read_text()
     paths = [r.path for r in app.ROUTES if getattr(getattr(r, "endpoint", None), "__module__", "") == views.__name__]
-    assert len(paths) == 10
+    assert len(paths) == 11
     for path in paths:
         assert f"GET {path}" in server_pkg.__doc__, path
         assert f"`GET {path}" in doc or f"`{path}" in doc, path

@@ -19,6 +19,7 @@
 | ``GET /api/performance?counter=&stat=&top=`` | Bearer, query key | machines ranked by a statistic of a counter over ``from``/``to`` (VM insights' Top N), each with its series and last heartbeat | ``views.py`` (``performance.py``) |
 | ``GET /api/edges?source=&target=&port=`` | Bearer, query key | the VMConnection records under one map edge | ``views.py`` |
 | ``GET /api/network`` | Bearer, query key | machine-to-machine traffic for the network chart | ``views.py`` |
+| ``GET /api/waves?range=&to=&max_wave_size=&weight=&pin=M=W&exclude=`` | Bearer, query key | migration waves: machines per wave, the dependencies crossing between waves (``netatlas waves --format json``) | ``views.py`` (``waves.py``) |
 | ``GET /api/usage?days=N`` | Bearer, query key | MB per day and table, the top machines and processes, retention | ``views.py`` |
 | ``GET /api/schema``, ``GET /api/samples`` | Bearer, query key | tables, columns, function and operator names; the seed queries | ``views.py`` |
 | ``POST /api/export?format=parquet`` | Bearer, query key | the body of ``/api/query``; the result as a Parquet file | ``ui.py`` |

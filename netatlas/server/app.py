@@ -48,6 +48,7 @@ ROUTES = (
     Route("/api/performance", views.performance, methods=["GET"]),
     Route("/api/edges", views.edges, methods=["GET"]),
     Route("/api/network", views.network, methods=["GET"]),
+    Route("/api/waves", views.waves, methods=["GET"]),
     Route("/api/usage", views.usage, methods=["GET"]),
     Route("/api/schema", views.schema, methods=["GET"]),
     Route("/api/samples", views.samples, methods=["GET"]),

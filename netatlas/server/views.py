@@ -9,6 +9,7 @@
 | ``GET /api/performance`` | counter, stat, top, from, to | ``performance.top_machines`` |
 | ``GET /api/edges`` | source, target, port, from, to | ``edge_records`` |
 | ``GET /api/network`` | from, to, subnet, weight, exclude | ``network`` |
+| ``GET /api/waves`` | range, to, max_wave_size, weight (bytes or connections), pin (MACHINE=WAVE, repeatable), exclude | ``waves.plan`` |
 | ``GET /api/usage`` | days | ``usage`` |
 | ``GET /api/schema`` | | ``schema`` |
 | ``GET /api/samples`` | | ``samples`` |
@@ -27,7 +28,7 @@ from datetime import datetime, timedelta, timezone
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .. import performance as perf, webmap
+from .. import performance as perf, waves as wv, webmap
 from ..auth import verify_bearer
 from ..errors import KqlError, QueryExecutionError, QueryLimitError
 from .http import HttpError, json_response, service
@@ -38,6 +39,7 @@ DEFAULT_RANGE = timedelta(minutes=30)
 # map's comparison: a day more), and no datetime comes before year 1
 EARLIEST = datetime(1, 1, 1, tzinfo=timezone.utc) + webmap.LOOKBACK + webmap.COMPARE
 MAX_DAYS = 4383                      # as retention: 12 years
+MAX_WAVE_SIZE = 1_000_000
 FLAGS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
@@ -110,6 +112,34 @@ def _top(values: list[str]) -> int:
     return int(text)
 
 
+def _timespan(values: list[str]) -> timedelta:
+    from ..kql.literals import parse_timespan
+    text = values[-1].strip()
+    ticks = parse_timespan(text)
+    if ticks is None or ticks <= 0 or ticks > MAX_DAYS * 864_000_000_000:
+        raise ValueError(f"{text!r} is not a timespan from 1 tick to {MAX_DAYS} days (7d, 12h)")
+    return timedelta(microseconds=ticks / 10)
+
+
+def _size(values: list[str]) -> int:
+    text = values[-1].strip()
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_WAVE_SIZE:
+        raise ValueError(f"{text!r} is not a whole number from 1 to {MAX_WAVE_SIZE}")
+    return int(text)
+
+
+def _pins(values: list[str]) -> dict[str, int]:
+    """MACHINE=WAVE, comma-separated or the parameter repeated; the machine by Machine id or Computer."""
+    pins = {}
+    for item in (n.strip() for v in values for n in v.split(",") if n.strip()):
+        name, sep, wave = item.rpartition("=")
+        if not sep or not name.strip() or not (wave.strip().isascii() and wave.strip().isdigit()) \
+                or int(wave) < 1:
+            raise ValueError(f"{item!r} is not MACHINE=WAVE (a wave number from 1)")
+        pins[name.strip()] = int(wave)
+    return pins
+
+
 # name -> (parser, default when absent or empty)
 PARAMETERS = {
     "from": (_datetime, None), "to": (_datetime, None),
@@ -119,14 +149,17 @@ PARAMETERS = {
     "subnet": (_cidr, None), "weight": (_weight, "bytes"), "days": (_days, 30), "search": (_text, ""),
     "counter": (_choice(perf.COUNTERS), None), "stat": (_choice(perf.STATS), perf.DEFAULT_STAT),
     "top": (_top, perf.DEFAULT_TOP),
+    "range": (_timespan, timedelta(days=7)), "max_wave_size": (_size, None), "pin": (_pins, {}),
 }
+# the waves' own meaning of a shared name
+WAVE_PARAMETERS = {**PARAMETERS, "weight": (_choice(wv.WEIGHTS), "bytes")}
 
 
-def read(request: Request, *names: str, required: tuple[str, ...] = ()) -> dict:
+def read(request: Request, *names: str, required: tuple[str, ...] = (), table: dict = PARAMETERS) -> dict:
     """The named query parameters, parsed; 400 naming the first one refused or missing."""
     out = {}
     for name in names:
-        parse, default = PARAMETERS[name]
+        parse, default = table[name]
         values = [v for v in request.query_params.getlist(name) if v.strip()]
         if not values:
             if name in required:
@@ -244,6 +277,30 @@ async def network(request: Request) -> Response:
     p = read(request, "from", "to", "subnet", "weight", "exclude")
     return await answer(request, webmap.network, svc.workspace, span_of(p), subnet=p["subnet"],
                         weight=p["weight"], exclude=p["exclude"], timeout=svc.settings.query_timeout)
+
+
+def _waves(ws, options: wv.Options) -> dict:
+    try:
+        return wv.plan(ws, options)
+    except wv.WavesError as e:      # pins that cannot be honoured (an unknown machine, a full wave)
+        raise webmap.WebMapError(str(e).replace("--pin ", "").replace("--max-wave-size", "max_wave_size"),
+                                 field="pin") from None
+
+
+async def waves(request: Request) -> Response:
+    svc = authorized(request)
+    p = read(request, "range", "to", "max_wave_size", "weight", "pin", "exclude", table=WAVE_PARAMETERS)
+    end = p["to"].astimezone(timezone.utc) if p["to"] else None
+    try:
+        early = end is not None and end - p["range"] < EARLIEST
+    except OverflowError:
+        early = True
+    if early:
+        raise HttpError(400, "BAD_PARAMETER", f"range: {p['range']} before {webmap.iso(end)} starts before "
+                        f"{webmap.iso(EARLIEST)}", field="range")
+    options = wv.Options(max_wave_size=p["max_wave_size"], weight=p["weight"], pins=p["pin"],
+                         exclude=frozenset(p["exclude"]), range=p["range"], now=end)
+    return await answer(request, _waves, svc.workspace, options)
 
 
 async def usage(request: Request) -> Response:

@@ -11,6 +11,16 @@ const TIMESPANS = [["", "Set in query"], ["PT30M", "Last 30 minutes"], ["PT1H", 
 const PAGE_ROWS = 200;
 const HISTORY_SIZE = 50;
 const NUMERIC = new Set(["long", "int", "real", "decimal"]);
+// The UI's own samples, after the seed's (GET /api/samples): netatlas's answers to what the seed
+// left to be written.
+export const LOCAL_SAMPLES = [
+  { title: "Clusters: migration waves of the machines talking together (netatlas; blog, example 5)",
+    query: `VMConnection
+| where TimeGenerated > ago(1d)
+| evaluate migration_waves(MaxWaveSize = 6, Weight = "bytes")
+| summarize Machines = make_list(Computer), CrossingBytes = sum(CrossingBytes) by Wave, Community
+| order by Wave asc` },
+];
 let modeDefined = false;
 let geoipInfo = null;
 
@@ -114,7 +124,7 @@ export async function mount(main) {
   api.get("/api/schema").then((schema) => { vocab.set(schema); cm.setOption("mode", "kql"); }).catch(() => {});
   let samples = [];
   let sideError = "";
-  const samplesReady = api.get("/api/samples").then((s) => { samples = s.samples || []; }).catch((e) => { samples = []; sideError = e.message; });
+  const samplesReady = api.get("/api/samples").then((s) => { samples = [...(s.samples || []), ...LOCAL_SAMPLES]; }).catch((e) => { samples = []; sideError = e.message; });
   let sideTab = "samples";
   function showSide(which = sideTab) {
     sideTab = which;

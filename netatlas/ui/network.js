@@ -1,7 +1,10 @@
 // The network chart (GET /api/network): machine-to-machine traffic as a zoomable force-directed
 // graph, edges weighted by bytes or links, nodes coloured by subnet (click a subnet in the legend
-// to hide it), a click on a machine opens its details.
+// to hide it), a click on a machine opens its details. Coloured by wave (GET /api/waves, waves.js):
+// a colour per migration wave, the machine pairs crossing between waves listed beside the chart,
+// and a machine can be moved to another wave to see the crossing traffic change (in the browser).
 import { api, ApiError } from "./api.js";
+import { assignment, crossing, waveColour } from "./waves.js";
 import { timeRangeFrom } from "./timerange.js";
 import { machinePanel } from "./details.js";
 import { h, clear, fmtBytes, fmtNum, hashParams, setHashParams, notice } from "./util.js";
@@ -12,10 +15,16 @@ const PALETTE = ["#0f6cbd", "#ca5010", "#498205", "#8764b8", "#038387", "#e3008c
 export async function mount(main) {
   const params = hashParams();
   const state = { subnet: params.subnet || "", weight: params.weight || "bytes", exclude: params.exclude || "",
-    onlyFailing: params.only_failing === "1", data: null };
-  let chart = null, seq = 0, alive = true;
+    onlyFailing: params.only_failing === "1", data: null,
+    colourBy: params.colour === "wave" ? "wave" : "subnet", waveSize: params.wave_size || "", report: null, moves: {} };
+  let chart = null, seq = 0, waveSeq = 0, alive = true;
 
   const time = timeRangeFrom({ range: params.range || "1h", from: params.from, to: params.to }, () => load());
+  const colourBy = h("select#colour-by", { onchange: () => { state.colourBy = colourBy.value; load(); } },
+    h("option", { value: "subnet" }, "subnet"), h("option", { value: "wave" }, "wave"));
+  colourBy.value = state.colourBy;
+  const waveSize = h("input#wave-size", { type: "number", min: "1", placeholder: "no limit", value: state.waveSize,
+    onchange: () => { state.waveSize = waveSize.value.trim(); if (state.colourBy === "wave") load(); } });
   const subnet = h("input#subnet", { placeholder: "10.1.0.0/16", value: state.subnet,
     onchange: () => { state.subnet = subnet.value.trim(); load(); } });
   const weight = h("select#weight", { onchange: () => { state.weight = weight.value; load(); } },
@@ -30,7 +39,9 @@ export async function mount(main) {
   const find = h("input#net-find", { type: "search", placeholder: "highlight a machine", oninput: () => highlight(find.value.trim()) });
   const status = h("div.map-status");
   const box = h("div.network-canvas#network");
-  const details = h("aside.details#net-details", notice("Click a machine for its details."));
+  const machineBox = h("div#net-machine", notice("Click a machine for its details."));
+  const wavesPanel = h("section#waves-panel", { hidden: true });
+  const details = h("aside.details#net-details", wavesPanel, machineBox);
 
   clear(main, h("div.map-page",
     h("aside.controls",
@@ -41,19 +52,30 @@ export async function mount(main) {
         h("label.check", onlyFailing, "Only connections with failures"),
         h("label.check", excludeOn, "Exclude processes"), excludeText,
         h("label.field", "find", find)),
+      h("section", h("h3", "Colour"),
+        h("label.field", "colour by", colourBy),
+        h("label.field", "max machines per wave", waveSize)),
       h("section", h("p.hint", "Scroll to zoom, drag to pan or move a machine; click a subnet in the legend to hide it."))),
     h("div.map-main", status, box), details));
 
   async function load() {
     const mine = ++seq;
     setHashParams("network", { ...time.params(), subnet: state.subnet, weight: state.weight === "bytes" ? "" : state.weight,
-      exclude: state.exclude, only_failing: state.onlyFailing ? 1 : "" });
+      exclude: state.exclude, only_failing: state.onlyFailing ? 1 : "", colour: state.colourBy === "wave" ? "wave" : "",
+      wave_size: state.colourBy === "wave" ? state.waveSize : "" });
     status.textContent = "loading…";
     status.className = "map-status";
     try {
-      const data = await api.get("/api/network", { ...time.value(), subnet: state.subnet, weight: state.weight, exclude: state.exclude });
+      const range = time.value();
+      const [data, report] = await Promise.all([
+        api.get("/api/network", { ...range, subnet: state.subnet, weight: state.weight, exclude: state.exclude }),
+        state.colourBy === "wave" ? loadWaves(range) : null]);
       if (mine !== seq || !alive) return;
       state.data = data;
+      if (report) {
+        if (JSON.stringify(report.waves) !== JSON.stringify(state.report && state.report.waves)) state.moves = {};
+        state.report = report;
+      }
       draw();
     } catch (e) {
       if (mine !== seq) return;
@@ -62,14 +84,46 @@ export async function mount(main) {
     }
   }
 
-  function draw() {
+  // The waves of the machines over the chart's range, weighted as the chart is.
+  function loadWaves(range) {
+    const seconds = Math.max(1, Math.round((Date.parse(range.to) - Date.parse(range.from)) / 1000));
+    return api.get("/api/waves", { range: `${seconds}s`, to: range.to, max_wave_size: state.waveSize,
+      weight: state.weight === "links" ? "connections" : "bytes", exclude: state.exclude });
+  }
+
+  function byWave() {
+    return state.colourBy === "wave" && state.report;
+  }
+
+  // Where the chart put each machine, so a recolouring keeps the picture.
+  function positions() {
+    const out = {};
+    if (!chart) return out;
+    const series = chart.getModel() && chart.getModel().getSeriesByIndex(0);
+    if (!series) return out;
+    const d = series.getData();
+    for (let i = 0; i < d.count(); i++) {
+      const layout = d.getItemLayout(i);
+      if (layout) out[d.getRawDataItem(i).id] = layout;
+    }
+    return out;
+  }
+
+  function draw(keep = false) {
     const data = state.data;
     if (!data) return;
+    const at = keep ? positions() : {};
+    const waves = byWave() ? assignment(state.report, state.moves) : null;
+    const count = waves ? Math.max(state.report.waves.length, ...Object.values(waves)) : 0;
+    const waveNames = Array.from({ length: count }, (_, i) => `wave ${i + 1}`).concat(["no wave"]);
+    const waveOf = (id) => (waves && waves[id]) || 0;
+    const category = (n) => (waves ? (waveOf(n.id) ? waveOf(n.id) - 1 : count) : subnets.indexOf(n.subnet || "other"));
     const key = state.weight === "links" ? "links" : "bytes";
     const edges = data.edges.filter((e) => !state.onlyFailing || e.failed > 0);
     const used = new Set(edges.flatMap((e) => [e.source, e.target]));
     const nodes = data.nodes.filter((n) => !state.onlyFailing || used.has(n.id));
     const subnets = [...new Set(nodes.map((n) => n.subnet || "other"))].sort();
+    const names = waves ? waveNames : subnets;
     const maxNode = Math.max(1, ...nodes.map((n) => n[key] || 0));
     const maxEdge = Math.max(1, ...edges.map((e) => e[key] || 0));
     const failing = edges.filter((e) => e.failed > 0).length;
@@ -86,11 +140,12 @@ export async function mount(main) {
       color: PALETTE,
       tooltip: { confine: true, formatter: (p) => (p.dataType === "edge"
         ? `${p.data.sourceName} → ${p.data.targetName}<br>${fmtBytes(p.data.bytes)} · ${fmtNum(p.data.links)} links${p.data.failed ? ` · <b style="color:#d13438">${fmtNum(p.data.failed)} failed</b>` : ""}`
-        : `<b>${p.data.name}</b><br>${p.data.subnet}<br>${fmtBytes(p.data.bytes)} · ${fmtNum(p.data.links)} links`) },
-      legend: [{ data: subnets, type: "scroll", bottom: 0 }],
+        : `<b>${p.data.name}</b><br>${p.data.subnet}${waves ? ` · ${p.data.wave ? `wave ${p.data.wave}` : "no wave"}` : ""}<br>${fmtBytes(p.data.bytes)} · ${fmtNum(p.data.links)} links`) },
+      legend: [{ data: names, type: "scroll", bottom: 0 }],
       series: [{
         type: "graph", layout: "force", roam: true, draggable: true, zoom: 1,
-        categories: subnets.map((s) => ({ name: s })),
+        categories: waves ? waveNames.map((s, i) => ({ name: s, itemStyle: { color: waveColour(i < count ? i + 1 : 0) } }))
+          : subnets.map((s) => ({ name: s })),
         force: { repulsion: many ? 160 : 900, gravity: many ? 0.12 : 0.06, edgeLength: many ? [40, 180] : [80, 260], friction: 0.2,
           layoutAnimation: nodes.length > 300 },
         label: { show: !many, position: "right", fontSize: 11, formatter: (p) => p.data.name.split(".")[0] },
@@ -98,17 +153,71 @@ export async function mount(main) {
         labelLayout: { hideOverlap: true },
         edgeSymbol: ["none", "arrow"], edgeSymbolSize: 6,
         data: nodes.map((n) => ({ id: n.id, name: n.computer || n.id, subnet: n.subnet || "other",
-          category: subnets.indexOf(n.subnet || "other"), bytes: n.bytes, links: n.links,
+          category: category(n), wave: waveOf(n.id), bytes: n.bytes, links: n.links,
+          ...(at[n.id] ? { x: at[n.id][0], y: at[n.id][1] } : {}),
           symbolSize: 10 + 30 * Math.sqrt((n[key] || 0) / maxNode) })),
         links: edges.map((e) => ({ source: e.source, target: e.target, bytes: e.bytes, links: e.links, failed: e.failed,
           sourceName: name(e.source), targetName: name(e.target),
           lineStyle: { width: 0.8 + 6 * Math.sqrt((e[key] || 0) / maxEdge), color: e.failed > 0 ? "#d13438" : "#9aa5b1",
-            opacity: e.failed > 0 ? 0.95 : 0.6, curveness: 0.1 } })),
+            opacity: e.failed > 0 ? 0.95 : 0.6, curveness: 0.1,
+            type: waves && waveOf(e.source) !== waveOf(e.target) ? "dashed" : "solid" } })),
       }],
     }, true);
     box.dataset.ready = "1";
     box.dataset.nodes = String(nodes.length);
     box.dataset.edges = String(edges.length);
+    box.dataset.colour = waves ? "wave" : "subnet";
+    if (waves) box.dataset.waves = String(count); else delete box.dataset.waves;
+    showWaves(waves);
+  }
+
+  // The side list: the crossing traffic under the current waves, and the move of a machine.
+  function showWaves(waves) {
+    wavesPanel.hidden = !waves;
+    if (!waves) return clear(wavesPanel);
+    const report = state.report;
+    const cross = crossing(report, waves);
+    const count = Math.max(report.waves.length, ...Object.values(waves));
+    const computer = {};
+    for (const w of report.waves) for (const m of w.machines) computer[m.machine] = m.computer || m.machine;
+    const label = (id) => (computer[id] || id).split(".")[0];
+    const machines = Object.keys(waves).sort((a, b) => label(a).localeCompare(label(b)));
+    const moved = Object.keys(state.moves).length;
+    const pick = h("select#move-machine", machines.map((id) => h("option", { value: id }, `${label(id)} (wave ${waves[id]})`)));
+    if (state.selected && waves[state.selected]) pick.value = state.selected;
+    const target = h("select#move-wave", Array.from({ length: count + 1 }, (_, i) =>
+      h("option", { value: String(i + 1) }, i < count ? `wave ${i + 1}` : `wave ${i + 1} (new)`)));
+    const syncTarget = () => { target.value = String(waves[pick.value] || 1); };
+    pick.addEventListener("change", () => { state.selected = pick.value; syncTarget(); });
+    syncTarget();
+    const total = h("p#crossing-total", { dataset: { bytes: String(cross.bytes), pairs: String(cross.edges.length) } },
+      h("b", fmtBytes(cross.bytes)), ` crossing between waves in ${fmtNum(cross.edges.length)} machine pairs`,
+      ` (${fmtNum(cross.connections)} connections${cross.backward ? `, ${cross.backward} called by an earlier wave` : ""})`,
+      moved ? h("span.muted", ` · was ${fmtBytes(report.crossing_bytes)} before ${moved} move${moved > 1 ? "s" : ""}`) : "");
+    clear(wavesPanel,
+      h("h3", `Migration waves (${count})`),
+      h("div.legend", Array.from({ length: count }, (_, i) => h("div.legend-row",
+        h("span.box", { style: { background: waveColour(i + 1), borderColor: waveColour(i + 1) } }),
+        `wave ${i + 1}: ${machines.filter((id) => waves[id] === i + 1).length} machines`))),
+      total,
+      h("div.wave-move", h("label.field", "machine", pick), h("label.field", "to wave", target),
+        h("div.buttons",
+          h("button#move-apply", { type: "button", onclick: () => {
+            const id = pick.value, n = +target.value;
+            if (!id || !n) return;
+            state.selected = id;
+            const original = assignment(report)[id];
+            if (n === original) delete state.moves[id]; else state.moves[id] = n;
+            draw(true);
+          } }, "Move"),
+          h("button#move-reset", { type: "button", disabled: !moved, onclick: () => { state.moves = {}; draw(true); } },
+            "Undo moves"))),
+      h("table.grid.small#crossing-list",
+        h("thead", h("tr", h("th", "from"), h("th", "to"), h("th", "bytes"), h("th", "waves"))),
+        h("tbody", cross.edges.map((e) => h("tr", { dataset: { caller: e.caller, callee: e.callee } },
+          h("td", label(e.caller)), h("td", label(e.callee)), h("td.num", fmtBytes(e.bytes)),
+          h("td", { title: e.caller_wave < e.callee_wave ? "the caller's wave moves first" : "" },
+            `${e.caller_wave} → ${e.callee_wave}${e.caller_wave < e.callee_wave ? " ⚠" : ""}`))))));
   }
 
   function name(id) {
@@ -128,14 +237,20 @@ export async function mount(main) {
 
   async function select(id) {
     const n = state.data.nodes.find((x) => x.id === id) || { id, computer: id };
-    clear(details, h("h2", n.computer), notice("loading…"));
+    state.selected = id;
+    const pick = wavesPanel.querySelector("#move-machine");
+    if (pick && [...pick.options].some((o) => o.value === id)) {
+      pick.value = id;
+      pick.dispatchEvent(new Event("change"));
+    }
+    clear(machineBox, h("h2", n.computer), notice("loading…"));
     try {
       const info = await api.get(`/api/machines/${encodeURIComponent(id)}`);
-      clear(details, machinePanel({ id, computer: n.computer, ips: [] }, info, {
+      clear(machineBox, machinePanel({ id, computer: n.computer, ips: [] }, info, {
         focus: () => { location.hash = `#/map?machine=${encodeURIComponent(id)}`; }, range: time.value(),
       }), h("dl.props", h("dt", "traffic"), h("dd", `${fmtBytes(n.bytes)} · ${fmtNum(n.links)} links`)));
     } catch (e) {
-      clear(details, h("h2", n.computer), notice(e.message, "error"));
+      clear(machineBox, h("h2", n.computer), notice(e.message, "error"));
     }
   }
 
