@@ -23,7 +23,7 @@ from sqlglot import exp
 from ..errors import KqlSemanticError
 from . import syntax as s
 from . import types as T
-from .relations import values_rel
+from .relations import constant_args, values_rel
 from .typed import col
 
 ARGS = ("MaxWaveSize", "Weight", "ExcludedProcesses", "Pins")
@@ -42,7 +42,6 @@ def _check(ok: bool, message: str, span) -> None:
 
 def migration_waves(pl, rel, call: s.Call):
     from .. import waves
-    from .plugins import constant_args
     args = constant_args(pl, rel, call.args, ARGS, "migration_waves")
     cap, span = args.get("MaxWaveSize", (None, call.span))
     _check(cap is None or (isinstance(cap, int) and cap >= 1), "MaxWaveSize is a whole number of at least 1", span)

@@ -8,41 +8,13 @@ from . import syntax as s
 from . import types as T
 from .plan import Rel
 from .planner import Planner
-from .relations import aliased, mv_cast, scope_of
+from .relations import aliased, constant_args, mv_cast, scope_of
 from .typed import col, fn, json_key_path
 
 
 # bag_unpack's arguments after the column, by position and by name
 BAG_UNPACK_ARGS = ("OutputColumnPrefix", "columnsConflict", "ignoredProperties")
 CONFLICTS = ("error", "replace_source", "keep_source")
-
-
-def constant_args(pl: Planner, rel: Rel, args: list, names: tuple, plugin: str, before: int = 0) -> dict:
-    """A plugin's constant arguments, by position (in the order of ``names``) and by name:
-    name -> (value, span); a dynamic constant is its JSON value. ``before``: the arguments ahead of
-    these (bag_unpack's column), counted in the error that says how many there may be."""
-    import json
-    out: dict = {}
-    for i, a in enumerate(args):
-        if isinstance(a, s.Assign):
-            name = a.names[0] if a.names else ""
-            if name not in names:
-                raise KqlSemanticError(f"{plugin}() has no argument '{name}'", a.span, code="KQL_ARGUMENTS",
-                                       hint=f"its arguments: {', '.join(names)}")
-            value = a.expr
-        else:
-            if i >= len(names):
-                raise KqlSemanticError(f"{plugin}() takes at most {len(names) + before} arguments", a.span,
-                                       code="KQL_ARGUMENTS")
-            name, value = names[i], a
-        v = pl.scalar(value, scope_of(rel))
-        if not v.is_const:
-            raise KqlSemanticError(f"{plugin}(): {name} must be a constant", value.span, code="KQL_ARGUMENTS")
-        c = v.const
-        if isinstance(c, str) and v.type == T.DYNAMIC:
-            c = json.loads(c)
-        out[name] = (c, value.span)
-    return out
 
 
 def _bag_unpack_args(pl: Planner, rel: Rel, call: s.Call) -> dict:

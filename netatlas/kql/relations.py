@@ -1,11 +1,13 @@
 """Small helpers over planned relations (``plan.Rel``) that the operator modules share
 (operators.py, makeseries.py, plugins.py, autocluster.py): the scope of a relation, an aliased
 column, the next free ColumnN name, whether an expression aggregates, a dynamic value cast for
-mv-expand, a relation of literal rows."""
+mv-expand, a relation of literal rows, a plugin's constant arguments."""
 from __future__ import annotations
 
 from sqlglot import exp
 
+from ..errors import KqlSemanticError
+from . import syntax as s
 from . import types as T
 from .plan import Rel
 from .scalars import Scope
@@ -63,3 +65,31 @@ def values_rel(pl, rows: list[exp.Tuple], cols: list[tuple[str, str]]) -> Rel:
     values = exp.Values(expressions=rows, alias=exp.TableAlias(this=ident(alias), columns=[ident(c) for c, _ in cols]))
     sel = exp.Select(expressions=[col(c) for c, _ in cols]).from_(values, copy=False)
     return Rel(sel, cols, None)
+
+
+def constant_args(pl, rel: Rel, args: list, names: tuple, plugin: str, before: int = 0) -> dict:
+    """A plugin's constant arguments, by position (in the order of ``names``) and by name:
+    name -> (value, span); a dynamic constant is its JSON value. ``before``: the arguments ahead of
+    these (bag_unpack's column), counted in the error that says how many there may be."""
+    import json
+    out: dict = {}
+    for i, a in enumerate(args):
+        if isinstance(a, s.Assign):
+            name = a.names[0] if a.names else ""
+            if name not in names:
+                raise KqlSemanticError(f"{plugin}() has no argument '{name}'", a.span, code="KQL_ARGUMENTS",
+                                       hint=f"its arguments: {', '.join(names)}")
+            value = a.expr
+        else:
+            if i >= len(names):
+                raise KqlSemanticError(f"{plugin}() takes at most {len(names) + before} arguments", a.span,
+                                       code="KQL_ARGUMENTS")
+            name, value = names[i], a
+        v = pl.scalar(value, scope_of(rel))
+        if not v.is_const:
+            raise KqlSemanticError(f"{plugin}(): {name} must be a constant", value.span, code="KQL_ARGUMENTS")
+        c = v.const
+        if isinstance(c, str) and v.type == T.DYNAMIC:
+            c = json.loads(c)
+        out[name] = (c, value.span)
+    return out
