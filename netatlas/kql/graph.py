@@ -29,6 +29,7 @@ from ..limits import MAX_GRAPH_JOINS, MAX_GRAPH_LEGS, MAX_GRAPH_PATH
 from . import syntax as s
 from . import types as T
 from .plan import GRAPH_OPERATORS, OPERATORS, Rel
+from .planner import _chain
 from .relations import aliased, scope_of
 from .scalars import to_bool
 from .typed import cast, col, ident
@@ -61,13 +62,6 @@ def _table(name: str, alias: str) -> exp.Table:
 
 def _eq(a, b):
     return exp.EQ(this=a, expression=b)
-
-
-def _and(conds):
-    out = None
-    for c in conds:
-        out = c if out is None else exp.And(this=out, expression=c)
-    return out
 
 
 # ---- make-graph ----------------------------------------------------------------------------
@@ -500,11 +494,11 @@ class _Match:
             first[0] if isinstance(first[0], exp.Table) else first[0], copy=False)
         for table, _, conds in items[1:]:
             if conds:
-                sql = sql.join(table, on=_and(conds), copy=False)
+                sql = sql.join(table, on=_chain(exp.And, conds), copy=False)
             else:
                 sql = sql.join(table, join_type="cross", copy=False)
         if where:
-            sql = sql.where(_and(where), copy=False)
+            sql = sql.where(_chain(exp.And, where), copy=False)
         if not select:
             cols = [("__one", T.LONG)]
             sql.set("expressions", [aliased(exp.Literal.number(1), "__one")])
@@ -553,7 +547,7 @@ class _Match:
                 rel = self.with_ends(rel)
                 hidden = [col(c) for c in self.hidden_names()]
             legs.append(pl.wrap(rel, [aliased(t.sql, n) for n, t in items] + hidden,
-                                where=_and(conds) if conds else None, alias=pl.fresh()))
+                                where=_chain(exp.And, conds) if conds else None, alias=pl.fresh()))
         sql = legs[0]
         for leg in legs[1:]:
             sql = exp.Union(this=sql, expression=leg, distinct=False)

@@ -23,6 +23,7 @@ from sqlglot import exp
 from ..errors import KqlSemanticError
 from . import syntax as s
 from . import types as T
+from .planner import _chain, _naive_utc
 from .relations import constant_args, values_rel
 from .typed import col
 
@@ -66,7 +67,7 @@ def migration_waves(pl, rel, call: s.Call):
     keys = ["Machine", "ProcessName", "Direction", "RemoteIp", "DestinationPort"] + (["RemoteMachine"] if given else [])
 
     def total(*names):
-        return exp.Sum(this=_sum(*(exp.Coalesce(this=col(n), expressions=[exp.Literal.number(0)]) for n in names)))
+        return exp.Sum(this=_chain(exp.Add, [exp.Coalesce(this=col(n), expressions=[exp.Literal.number(0)]) for n in names]))
 
     select = [col(k) for k in keys] + [
         exp.alias_(total("BytesSent", "BytesReceived"), "Bytes", quoted=True),
@@ -112,13 +113,6 @@ def migration_waves(pl, rel, call: s.Call):
     return values_rel(pl, out, OUT)
 
 
-def _sum(*parts):
-    e = parts[0]
-    for p in parts[1:]:
-        e = exp.Add(this=e, expression=p)
-    return e
-
-
 def _long(n: int) -> exp.Expression:
     return exp.Cast(this=exp.Literal.number(int(n)), to=T.storage(T.LONG))
 
@@ -136,8 +130,8 @@ def _resolve(pl, rows: list[dict]):
     q = exp.Select(expressions=[col("Machine"), col("Computer"), col("Ipv4Addresses"), col("Ipv6Addresses"),
                                 col("TimeGenerated")]).from_(
         pl.finish(computers).subquery(pl.fresh(), copy=False), copy=False).where(
-        exp.and_(exp.GTE(this=col("TimeGenerated"), expression=const(_naive(first), t).sql),
-                 exp.LTE(this=col("TimeGenerated"), expression=const(_naive(last), t).sql),
+        exp.and_(exp.GTE(this=col("TimeGenerated"), expression=const(_naive_utc(first), t).sql),
+                 exp.LTE(this=col("TimeGenerated"), expression=const(_naive_utc(last), t).sql),
                  exp.NEQ(this=col("Machine"), expression=exp.Literal.string(""))), copy=False)
     latest: dict[str, tuple] = {}
     for machine, computer, v4, v6, when in pl.run(q):
@@ -161,7 +155,3 @@ def _addresses(v) -> list[str]:
         except ValueError:
             return []
     return [a for a in v if isinstance(a, str)] if isinstance(v, list) else []
-
-
-def _naive(d):
-    return d.replace(tzinfo=None) if getattr(d, "tzinfo", None) else d
