@@ -34,3 +34,16 @@ def mount_tmpfs(path: pathlib.Path, size: str):
         yield path
     finally:
         subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
+
+
+@pytest.fixture(scope="session")
+def fleet_server(tmp_path_factory):
+    """The simulated datacenter at full size (200 machines, 2 days ending now, seed 1), served by a
+    Server of its own and shared by every test of the session that reads the fleet views (issue 17:
+    the map, the problems list, workbooks and the browser tests at fleet size). Read only: a test
+    that ingests or changes settings makes its own workspace."""
+    import netatlas
+    import netatlas.demo
+    from test_server import serve_filled
+    yield from serve_filled(tmp_path_factory, "fleet", lambda ws: netatlas.demo.generate(
+        ws, machines=200, days=2, seed=1))
