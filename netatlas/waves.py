@@ -8,6 +8,7 @@ The stages, each a function below:
 | resolve | remote addresses | address -> monitored machine, as the map resolves them | ``resolve()``: ``Workspace.resolve_addresses`` (machines.py) |
 | graph | flows + resolution | ``Dependency``s (caller machine -> callee machine, per process and port), the undirected machine graph | ``dependencies()``, ``Graph`` |
 | communities | the graph | groups of machines that talk together, seeded Leiden (igraph + leidenalg) | ``communities()`` |
+| shared services | the graph, its communities | machines with many more peers than the median, spread over many coarse communities (participation coefficient); grouped as called (moved early) or calling (moved late) | ``shared()``, ``_shared_groups()`` |
 | cap | communities, --max-wave-size | pieces no larger than the cap (Leiden again inside, then chunks) | ``split()`` |
 | order | pieces | waves: callees before their callers | ``order()`` |
 | pins | waves, machine=wave | pinned machines in their waves, the cap restored around them | ``pin()`` |
@@ -194,15 +195,87 @@ def _leiden(n: int, edges: dict[tuple[int, int], float], seed: int, resolution: 
     return sorted((sorted(c) for c in part if c), key=lambda c: c[0])
 
 
-def communities(graph: Graph, seed: int = SEED) -> list[list[int]]:
+def communities(graph: Graph, seed: int = SEED, without: frozenset[int] = frozenset(),
+                resolution: float | None = None) -> list[list[int]]:
     """Machines that talk together, each community's machines in name order; machines without a
-    dependency on another are not in any (``isolated``)."""
-    linked = sorted({i for e in graph.undirected for i in e})
+    dependency on another (``without`` left out) are not in any (``isolated``). ``resolution``:
+    of the Potts model instead of modularity (lower: fewer, larger communities)."""
+    edges = {e: w for e, w in graph.undirected.items() if e[0] not in without and e[1] not in without}
+    linked = sorted({i for e in edges for i in e})
     if not linked:
         return []
     local = {m: k for k, m in enumerate(linked)}
-    edges = {(local[a], local[b]): w for (a, b), w in graph.undirected.items()}
-    return [[linked[k] for k in c] for c in _leiden(len(linked), edges, seed)]
+    edges = {(local[a], local[b]): w for (a, b), w in edges.items()}
+    return [[linked[k] for k in c] for c in _leiden(len(linked), edges, seed, resolution)]
+
+
+# A shared service: a machine linked to many machines of many communities (a domain controller,
+# a monitoring server polling every agent, a jump host): left in the graph it ties every community
+# to every other, and in one wave with the rest it makes cycles no order can break. Found as
+# Bunch's "omnipresent" modules are: the candidates are the machines with many more peers than the
+# median machine; each candidate's peers are placed in the coarse communities of the graph without
+# the candidates (Leiden at a low resolution: an application's tiers together), and Guimera and
+# Amaral's participation coefficient (1 - sum over those communities of the share of its peers in
+# it, squared) tells a hub between communities from a busy machine inside one (a queue that every
+# part of one application calls).
+SHARED_DEGREE = 3.0          # candidates: peers at least this many times the median machine's
+SHARED_SPREAD = 3            # a hub: peers in at least this many coarse communities
+SHARED_PARTICIPATION = 0.5   # and spread over them at least this evenly
+SHARED_RESOLUTION = 0.25     # of the coarse communities
+
+
+def shared(graph: Graph, seed: int = SEED) -> tuple[dict[int, dict], list[list[int]]]:
+    """(shared services: machine -> {"peers", "communities", "participation"}, the communities of
+    the other machines)."""
+    degrees = sorted(len(a) for a in graph.adjacent if a)
+    if not degrees:
+        return {}, []
+    median = degrees[len(degrees) // 2]
+    candidates = frozenset(m for m, a in enumerate(graph.adjacent) if len(a) >= SHARED_DEGREE * median)
+    hubs: dict[int, dict] = {}
+    if candidates:
+        coarse = communities(graph, seed, candidates, SHARED_RESOLUTION)
+        where = {m: k for k, c in enumerate(coarse) for m in c}
+        for m in sorted(candidates):
+            count: dict[int, int] = {}
+            for nb in graph.adjacent[m]:
+                if nb in where:
+                    count[where[nb]] = count.get(where[nb], 0) + 1
+            n = sum(count.values())
+            p = 1.0 - sum((k / n) ** 2 for k in count.values()) if n else 0.0
+            if len(count) >= SHARED_SPREAD and p >= SHARED_PARTICIPATION:
+                hubs[m] = {"peers": len(graph.adjacent[m]), "communities": len(count), "participation": round(p, 3)}
+    return hubs, communities(graph, seed, frozenset(hubs))
+
+
+def _shared_groups(graph: Graph, hubs: dict[int, dict]) -> list[list[int]]:
+    """Shared services as groups by what they do: those called more than they call (a directory,
+    a file server: they move early) and those calling more (monitoring, management: they move
+    late), each by distinct peers; within a kind, the hubs that talk to each other (replicating
+    directory servers) are a group, and the hubs of that kind that talk to none of them one more."""
+    kinds: dict[bool, list[int]] = {True: [], False: []}
+    for m in sorted(hubs):
+        callers = sum(1 for a in range(len(graph.nodes)) if m in graph.calls[a])
+        kinds[callers >= len(graph.calls[m])].append(m)
+    groups = []
+    for members in kinds.values():
+        inside, seen, alone = set(members), set(), []
+        for m in members:
+            if m in seen:
+                continue
+            part, queue = [], [m]
+            seen.add(m)
+            while queue:
+                x = queue.pop()
+                part.append(x)
+                for nb in graph.adjacent[x]:
+                    if nb in inside and nb not in seen:
+                        seen.add(nb)
+                        queue.append(nb)
+            (groups if len(part) > 1 else alone).append(sorted(part) if len(part) > 1 else part[0])
+        if alone:
+            groups.append(sorted(alone))
+    return groups
 
 
 def _sub(graph: Graph, members: list[int]) -> dict[tuple[int, int], float]:
@@ -365,7 +438,8 @@ def waves_of(deps: list[Dependency], machines: dict[str, dict], options: Options
         if n < 1:
             raise WavesError(f"--pin {name}={n}: waves are numbered from 1")
         pins[by_name[name]] = n
-    found = communities(graph, options.seed)
+    hubs, found = shared(graph, options.seed)
+    found += _shared_groups(graph, hubs)
     linked = {m for c in found for m in c}
     isolated = [m for m in range(len(graph.nodes)) if m not in linked]
     # communities in order, then each one's pieces under the cap in order, next to each other
@@ -409,6 +483,8 @@ def waves_of(deps: list[Dependency], machines: dict[str, dict], options: Options
         "range": span or {}, "weight": options.weight, "max_wave_size": cap, "seed": options.seed,
         "library": library(),
         "communities": [[names[m] for m in c] for c in found],
+        "shared": [{"machine": names[m], "computer": machines[names[m]]["computer"], **info}
+                   for m, info in sorted(hubs.items())],
         "waves": report_waves,
         "crossing": crossing,
         "edges": list(pairs.values()),
@@ -433,6 +509,10 @@ def format_text(report: dict) -> str:
     out = [f"{len(report['waves'])} waves, {len(report['communities'])} communities; crossing: "
            f"{len(report['crossing'])} dependencies, {report['crossing_bytes']} bytes, "
            f"{report['crossing_connections']} connections ({report['backward']} backward)"]
+    if report.get("shared"):
+        out.append("shared services: " + ", ".join(
+            f"{s['computer'] or s['machine']} ({s['peers']} peers in {s['communities']} communities)"
+            for s in report["shared"]))
     for w in report["waves"]:
         out.append(f"\nwave {w['wave']}: {len(w['machines'])} machines")
         for m in w["machines"]:

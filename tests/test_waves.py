@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from netatlas import cli
-from netatlas.waves import Options, WavesError, plan
+from netatlas.waves import Options, WavesError, format_text, plan
 from netatlas.workspace import open_workspace
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
@@ -114,11 +114,24 @@ def test_planted_communities_are_recovered_exactly_and_callees_move_first(ws):
     assert plan(ws, options()) == report                  # deterministic
 
 
-def test_without_the_exclusion_the_backup_server_joins_the_machines(ws):
+def test_without_the_exclusion_the_backup_server_is_a_shared_service_moved_first(ws):
+    """Every machine sends to the backup server: a hub between all four communities (participation
+    0.74), peeled off as a shared service, so the tiers are still found exactly and the backup
+    server, called by all and calling none, moves first."""
     report = plan(ws, options(exclude=frozenset()))
-    assert any("m-backup" in c for c in report["communities"])
-    assert any(c["callee"] == "m-backup" for c in report["crossing"]) or \
-        all("m-backup" in w for w in wave_sets(report) if len(w) > 1)
+    assert [s["machine"] for s in report["shared"]] == ["m-backup"]
+    assert report["shared"][0]["peers"] == 22 and report["shared"][0]["communities"] == 4
+    found = [set(c) for c in report["communities"]]
+    assert sorted(map(sorted, found)) == sorted(map(sorted, tiers() + [{"m-backup"}]))
+    assert wave_sets(report)[0] == {"m-backup"}
+    assert report["backward"] == 0
+    assert "shared services: backup (22 peers in 4 communities)" in format_text(report)
+
+
+def test_a_busy_machine_inside_one_community_is_not_a_shared_service(ws):
+    """The planted tiers' machines all call each other (the busiest has 6 peers of its own tier):
+    no machine is a hub without the backup server."""
+    assert plan(ws, options())["shared"] == []
 
 
 @pytest.mark.parametrize("cap", [1, 3, 4, 6])
