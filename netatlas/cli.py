@@ -509,12 +509,14 @@ def waves_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exclude", action="append", default=[], metavar="PROCESS,...",
                    help="process names whose connections do not count (as caller or listener); repeatable")
     p.add_argument("--range", default="7d", metavar="TIMESPAN", help="the connections of the last TIMESPAN (default: 7d)")
+    p.add_argument("--to", default=None, metavar="DATETIME",
+                   help="the end of the range, ISO 8601 (e.g. 2026-11-25T00:00:00Z; default: now)")
     p.add_argument("--format", choices=["text", "csv", "json"], default="text", help="the report's format (default: text)")
     p.add_argument("--output", metavar="FILE", default=None, help="write the report to FILE (default: standard output)")
 
 
 def cmd_waves(args: argparse.Namespace) -> int:
-    from datetime import timedelta
+    from datetime import datetime, timedelta, timezone
     from .kql.literals import parse_timespan
     from .waves import FORMATS as WAVE_FORMATS, Options, WavesError, plan
     ticks = parse_timespan(args.range)
@@ -527,10 +529,17 @@ def cmd_waves(args: argparse.Namespace) -> int:
             raise UsageError(f"--pin expects MACHINE=WAVE, got {item!r}")
         pins[name] = int(wave)
     exclude = frozenset(p.strip() for item in args.exclude for p in item.split(",") if p.strip())
+    end = None
+    if args.to is not None:
+        try:
+            end = datetime.fromisoformat(args.to.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise UsageError(f"--to expects an ISO 8601 time such as 2026-11-25T00:00:00Z, got {args.to!r}") from None
+        end = end.replace(tzinfo=timezone.utc) if end.tzinfo is None else end.astimezone(timezone.utc)
     data = Path(args.data)
     require_workspace(data)
     options = Options(max_wave_size=args.max_wave_size, weight=args.weight, pins=pins, exclude=exclude,
-                      range=timedelta(microseconds=ticks / 10))
+                      range=timedelta(microseconds=ticks / 10), now=end)
     from .workspace import WorkspaceBusyError
     try:
         ws = open_workspace(data)

@@ -218,6 +218,14 @@ def test_cli_writes_csv_and_json(tmp_path, capsys):
                      "--pin", "m-db-4=2"]) == 2
     assert cli.main(["waves", "--data", str(data), "--range", "soon"]) == 2
     assert cli.main(["waves", "--data", str(tmp_path / "none")]) == 2
+    # --to ends the range: a day that ends before the planted rows holds only the old one (web-4 -> db-4)
+    capsys.readouterr()
+    old = (NOW - timedelta(days=9)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert cli.main(["waves", "--data", str(data), "--range", "2d", "--to", old, "--format", "json"]) == 0
+    early = json.loads(capsys.readouterr().out)
+    assert early["range"]["until"].startswith(old[:19]) and [c["caller"] for c in early["crossing"]] in ([], ["m-web-4"])
+    assert {(e["caller"], e["callee"]) for e in early["edges"]} == {("m-web-4", "m-db-4")}
+    assert cli.main(["waves", "--data", str(data), "--to", "yesterday"]) == 2
 
 
 PLUGIN = ('VMConnection | where TimeGenerated > ago(7d) '
