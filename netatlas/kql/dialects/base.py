@@ -89,7 +89,7 @@ FUNCTIONS: dict[str, str] = {
     "minute_milliseconds": "d: the milliseconds within its minute (seconds included)",
     # the runtime's (each store installs them under these names)
     **{f"netatlas_{name}": "the runtime's" for name in (
-        "array_index_of", "array_slice", "array_sort", "countof", "datetime_str", "dynamic_str",
+        "array_index_of", "array_slice", "array_sort", "bag_drop", "bag_get", "bag_put", "countof", "datetime_str", "dynamic_str",
         "format_ipv4", "format_timespan", "gettype", "indexof", "ipv4_compare", "ipv4_in_range", "json_drop_nulls",
         "ipv4_is_private", "ipv4_masked", "ipv4_prefix", "ipv6_compare", "json_list", "make_bag",
         "make_set_dynamic", "mv_list", "parse_ipv4", "parse_ipv6", "parse_json", "parse_url", "real_str",

@@ -97,6 +97,46 @@ def bag_has_key(y, k):
     return fn("json_has", y.sql, exp.DPipe(this=L("$."), expression=fn("as_json", k.sql)))
 
 
+def _removal_tree(keys: Typed) -> dict:
+    """bag_remove_keys()'s keys as a tree: key -> None (remove it) or the tree of its value's keys
+    ('$.a.b' removes b inside a; a plain name or '$.name' a first-level key)."""
+    from ..scalars import type_error
+    items = keys.const if keys.is_const else None
+    items = [items] if isinstance(items, str) else items
+    if not isinstance(items, list) or not all(isinstance(k, str) for k in items):
+        type_error("bag_remove_keys() needs a constant array of key names, e.g. dynamic(['a', '$.b.c'])", keys.span)
+    tree: dict = {}
+    for k in items:
+        path = k[2:].split(".") if k.startswith("$.") else [k]
+        if "" in path or any("[" in p for p in path):
+            type_error(f"bag_remove_keys(): {k!r} is not a key name or a JSONPath of names ($.a.b; "
+                       "array indexing is not supported)", keys.span)
+        node = tree
+        for part in path[:-1]:
+            if node.get(part, {}) is None:
+                break                       # the whole value is removed already
+            node = node.setdefault(part, {})
+        else:
+            node[path[-1]] = None
+    return tree
+
+
+def _remove(bag: exp.Expression, tree: dict) -> exp.Expression:
+    gone = [k for k, sub in tree.items() if sub is None]
+    out = fn("netatlas_bag_drop", bag, exp.Array(expressions=[L(k) for k in gone])) if gone else bag
+    for k, sub in tree.items():
+        if sub is not None:
+            out = fn("netatlas_bag_put", out, L(k), _remove(fn("netatlas_bag_get", bag.copy(), L(k)), sub))
+    return out
+
+
+@scalar("bag_remove_keys", "yy", T.DYNAMIC)
+def bag_remove_keys(y, keys):
+    """The bag without the keys (first-level names, or JSONPath '$.a.b' for nested ones); a value
+    that is not a property bag is returned as it is."""
+    return _remove(y.sql, _removal_tree(keys))
+
+
 @scalar("pack", "aa*", T.DYNAMIC, "bag_pack", "pack_dictionary")
 def pack(*args):
     from ..scalars import to_string

@@ -131,6 +131,16 @@ FUNCTIONS: dict[str, str] = {
         "if(tupleElement(IPv6CIDRToRange(x, p), 1) > tupleElement(IPv6CIDRToRange(y, p), 1), 1, 0))"),
     "netatlas_window_start": "(n, st) -> if(st < 0, greatest(n + st, 0), least(st, n))",
     "netatlas_nth_or": "(l, n, dflt) -> if(length(l) >= n, toInt64(l[n]), dflt)",
+    # bag_remove_keys (as DuckDB's runtime): the bag rebuilt from its raw key/value pairs
+    "netatlas_bag_drop": (
+        "(j, ks) -> if(isNull(j) OR toString(JSONType(ifNull(j, ''))) != 'Object', j, concat('{', arrayStringConcat("
+        "arrayMap(p -> concat(toJSONString(p.1), ':', p.2), arrayFilter(p -> NOT has(ks, p.1), "
+        "JSONExtractKeysAndValuesRaw(ifNull(j, '')))), ','), '}'))"),
+    "netatlas_bag_put": (
+        "(j, k, v) -> if(isNull(j) OR toString(JSONType(ifNull(j, ''))) != 'Object', j, concat('{', arrayStringConcat("
+        "arrayMap(p -> concat(toJSONString(p.1), ':', if(p.1 = k, ifNull(v, 'null'), p.2)), "
+        "JSONExtractKeysAndValuesRaw(ifNull(j, ''))), ','), '}'))"),
+    "netatlas_bag_get": "(j, k) -> JSONExtractRaw(ifNull(j, ''), k)",
     "netatlas_array_slice": (
         "(j, s, e) -> if(toString(JSONType(j)) != 'Array', NULL, netatlas_json_array(arraySlice(JSONExtractArrayRaw(j), "
         "if(s < 0, JSONLength(j) + s, s) + 1, "

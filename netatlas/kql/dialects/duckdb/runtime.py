@@ -56,6 +56,16 @@ MACROS = {
         "(j, s, e) AS CASE WHEN json_type(j) <> 'ARRAY' THEN NULL ELSE to_json(list_slice(CAST(j AS JSON[]), "
         "(CASE WHEN s < 0 THEN json_array_length(j) + s ELSE s END) + 1, "
         "CASE WHEN e < 0 THEN json_array_length(j) + e + 1 ELSE e + 1 END))::JSON END"),
+    # bag_remove_keys: a bag without the listed first-level keys; a key's value replaced; a key's value
+    # (anything not a bag is returned as it is)
+    "netatlas_bag_drop": (
+        "(j, ks) AS CASE WHEN json_type(j) <> 'OBJECT' THEN j ELSE to_json(map_from_entries(list_filter("
+        "map_entries(CAST(j AS MAP(VARCHAR, JSON))), lambda e: NOT list_contains(ks, e.key))))::JSON END"),
+    "netatlas_bag_put": (
+        "(j, k, v) AS CASE WHEN json_type(j) <> 'OBJECT' THEN j ELSE to_json(map_from_entries(list_transform("
+        "map_entries(CAST(j AS MAP(VARCHAR, JSON))), lambda e: CASE WHEN e.key = k THEN {'key': e.key, 'value': v} "
+        "ELSE e END)))::JSON END"),
+    "netatlas_bag_get": "(j, k) AS json_extract(j, '$.' || to_json(k)::VARCHAR)",
     "netatlas_array_sort": (
         "(j, dir) AS CASE WHEN json_type(j) <> 'ARRAY' THEN NULL ELSE to_json(list_sort(CAST(j AS JSON[]), dir))::JSON END"),
     # set_* work on JSON[] lists and return lists (folded over several arrays by the builder)
