@@ -35,17 +35,17 @@ class Smtp:
     to: tuple[str, ...] = ()
     starttls: bool = False
     user: str = ""
-    password: str = ""
+    password_file: str = ""          # read at each login, so a changed password needs no restart
 
     @classmethod
     def from_settings(cls, settings) -> "Smtp":
-        password = ""
-        if settings.smtp_password_file:
-            with open(settings.smtp_password_file) as f:
-                password = f.read().strip()
         return cls(host=settings.smtp_host, port=settings.smtp_port, sender=settings.smtp_from,
                    to=tuple(a.strip() for a in settings.smtp_to.split(",") if a.strip()),
-                   starttls=settings.smtp_starttls, user=settings.smtp_user, password=password)
+                   starttls=settings.smtp_starttls, user=settings.smtp_user, password_file=settings.smtp_password_file)
+
+    def password(self) -> str:
+        with open(self.password_file) as f:
+            return f.read().strip()
 
 
 def link(base: str, query: str) -> str:
@@ -121,7 +121,7 @@ class Notifier:
             if s.starttls:
                 smtp.starttls(context=ssl.create_default_context())
             if s.user:
-                smtp.login(s.user, s.password)
+                smtp.login(s.user, s.password())
             smtp.send_message(msg)
 
 

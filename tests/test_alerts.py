@@ -349,3 +349,57 @@ def test_a_query_that_fails_is_an_error_entry_and_changes_no_state(tmp_path, wor
     result = store.evaluate(rid, workspace)
     assert [c["event"] for c in result["changes"]] == ["error"] and "nope" in result["error"]
     assert store.show(rid)["fired"] == 3
+
+
+# ---------------------------------------------------------------- the Alerts page in Chromium
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def test_the_alerts_page_lists_creates_switches_and_evaluates_rules(server):
+    import os
+    client = server.client()            # the server may have been restarted: its port changed
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is absent: the browser test needs Debian's chromium package")
+    from playwright.sync_api import sync_playwright
+    host = unique()
+    ok(client.ingest("VMConnection", [connection(host, -timedelta(minutes=2), "10.4.0.1", failed=1)]))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM)
+        try:
+            pg = browser.new_page(viewport={"width": 1400, "height": 900})
+            pg.set_default_timeout(20_000)
+            errors = []
+            pg.on("pageerror", lambda e: errors.append(str(e)))
+            pg.on("console", lambda m: errors.append(m.text) if m.type == "error"
+                  and "status of 400" not in m.text else None)       # the bad query below is a 400 on purpose
+            pg.goto(f"http://127.0.0.1:{server.port}/")
+            pg.fill("#key", client.admin_key.secret)
+            pg.click("button[type=submit]")
+            pg.click("header.topbar nav a[data-page=alerts]")
+            pg.wait_for_selector("#alert-rules tr[data-rule=builtin-heartbeat-stopped]")
+            assert "(built-in)" in pg.inner_text("#alert-rules tr[data-rule=builtin-malicious-address]")
+
+            pg.click("#alert-new")
+            pg.fill("#alert-name", "ui rule")
+            pg.fill("#alert-query", f'VMConnection | where Computer == "{host}" | where Nope > 0')
+            pg.click("#alert-save")
+            pg.wait_for_function("document.querySelector('#alert-error').textContent.includes('Nope')")
+            assert "line 1" in pg.inner_text("#alert-error")
+            pg.fill("#alert-query", f'VMConnection | where Computer == "{host}" and LinksFailed > 0')
+            pg.fill("#alert-dimensions", "RemoteIp")
+            pg.fill("#alert-window", "10m")
+            pg.click("#alert-save")
+            pg.wait_for_selector("#alert-rules td:has-text('ui rule')")
+            rule = next(r for r in ok(client.call("GET", "/api/alerts/rules"))["rules"] if r["name"] == "ui rule")
+            assert rule["dimensions"] == ["RemoteIp"] and rule["window"] == "10m" and rule["enabled"]
+            row = f"#alert-rules tr[data-rule='{rule['id']}']"
+            pg.click(f"{row} button:has-text('Evaluate now')")
+            pg.wait_for_selector(f"{row}[data-state=fired]")
+            pg.wait_for_selector("#alert-history tr[data-event=fired]")
+            pg.uncheck(f"{row} input[type=checkbox]")
+            pg.wait_for_function(f"!document.querySelector(\"{row} input[type=checkbox]\").checked")
+            assert ok(client.call("GET", f"/api/alerts/rules/{rule['id']}"))["enabled"] is False
+            assert not errors, errors
+        finally:
+            browser.close()
