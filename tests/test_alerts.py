@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import urllib.parse
 from datetime import datetime, timedelta, timezone
 from email import message_from_bytes
@@ -403,3 +404,58 @@ def test_the_alerts_page_lists_creates_switches_and_evaluates_rules(server):
             assert not errors, errors
         finally:
             browser.close()
+
+
+# ---------------------------------------------------------------- the scheduler in the server process
+
+def test_the_scheduler_evaluates_due_rules_only(tmp_path, workspace):
+    store = alerts.AlertStore(tmp_path)
+    rid = store.create({"name": "x", "query": "range i from 1 to 1 step 1", "frequency": "10m"}, workspace)["id"]
+    t = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    assert store.due(t) == [rid]                            # never evaluated; the built-ins are disabled
+    assert [r["rule"] for r in store.evaluate_due(workspace, t)] == [rid]
+    assert store.due(t + timedelta(minutes=9)) == [] and store.due(t + timedelta(minutes=10)) == [rid]
+    store.update(rid, {"enabled": False})
+    assert store.due(t + timedelta(hours=1)) == []
+
+
+def test_the_server_schedules_evaluations(tmp_path):
+    s = Server(tmp_path / "data", "--alerts-interval", "0.2").start()
+    try:
+        c = s.client()
+        rid = ok(c.admin("POST", "/api/alerts/rules", {"name": "scheduled", "query": "range i from 1 to 2 step 1",
+                                                        "dimensions": ["i"], "frequency": "1m"}), 201)["id"]
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and ok(c.call("GET", f"/api/alerts/rules/{rid}"))["last_evaluated"] is None:
+            time.sleep(0.1)
+        shown = ok(c.call("GET", f"/api/alerts/rules/{rid}"))
+        assert shown["state"] == "fired" and shown["fired"] == 2
+    finally:
+        s.kill()
+
+
+# ---------------------------------------------------------------- the built-in rules on both stores
+
+@pytest.mark.parametrize("store", ["duckdb", "chdb"])
+def test_the_built_in_rules_run_on_both_stores(tmp_path, store):
+    if store == "chdb":
+        pytest.importorskip("netatlas.store.chdb", reason="chdb is not installed")
+    from netatlas import threatintel as ti
+    from netatlas.workspace import Workspace
+    with Workspace(tmp_path / "ws", store=store) as ws:
+        ws.import_indicators(ti.parse("203.0.113.66\n", "list", source="t")[0], "t")
+        day, ten = timedelta(days=1), timedelta(minutes=10)
+        ws.ingest("VMConnection", [connection("a", -day - ten, "10.0.0.1", links=3), connection("a", -ten, "10.0.0.1", failed=2),
+                                   connection("a", -ten, "203.0.113.66")])
+        ws.ingest("VMBoundPort", [{"TimeGenerated": at(-timedelta(hours=5)), "Computer": "a", "Machine": "m", "Port": 22,
+                                   "Protocol": "tcp", "ProcessName": "sshd"},
+                                  {"TimeGenerated": at(-ten), "Computer": "a", "Machine": "m", "Port": 4444,
+                                   "Protocol": "tcp", "ProcessName": "nc"}])
+        ws.ingest("Heartbeat", [{"TimeGenerated": at(-timedelta(minutes=30)), "Computer": "hb"}])
+        st = alerts.AlertStore(tmp_path)
+        fired = {rid: [c["dimensions"] for c in st.evaluate(rid, ws, T)["changes"]] for rid in alerts.BUILTINS}
+    assert fired == {
+        "builtin-used-to-work": [{"Computer": "a", "ProcessName": "app", "RemoteIp": "10.0.0.1", "DestinationPort": 443}],
+        "builtin-malicious-address": [{"Computer": "a", "ProcessName": "app", "RemoteIp": "203.0.113.66"}],
+        "builtin-new-listening-port": [{"Computer": "a", "Port": 4444, "Protocol": "tcp", "ProcessName": "nc"}],
+        "builtin-heartbeat-stopped": [{"Computer": "hb"}]}
