@@ -393,7 +393,10 @@ class AlertStore:
             data = {"version": 1, "rules": self.rules, "state": self.state, "history": self.entries,
                     "seq": self.seq}
             tmp = self.path.with_name(self.path.name + ".tmp")
-            tmp.write_text(json.dumps(data, indent=1, default=str))
+            # 0600 as the workspace's other files: webhook URLs may hold tokens
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(data, indent=1, default=str))
             os.replace(tmp, self.path)
 
     # ---- rules

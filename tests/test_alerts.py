@@ -9,6 +9,7 @@ limits.py are hit on an AlertStore over a workspace of their own.
 from __future__ import annotations
 
 import json
+import stat
 import threading
 import time
 import urllib.parse
@@ -295,6 +296,7 @@ def test_a_restart_keeps_rules_state_and_history(server, client):
         "name": "restart", "window": "10m",
         "query": f'VMConnection | where Computer == "{host}" and LinksFailed > 0', "dimensions": ["RemoteIp"]}), 201)["id"]
     assert events(evaluate(client, rid, timedelta())) == [("fired", "10.3.0.1")]
+    assert stat.S_IMODE((server.data / alerts.FILE).stat().st_mode) == 0o600     # webhook URLs may hold tokens
     server.terminate()
     server.start()
     again = server.client()
