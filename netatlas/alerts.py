@@ -50,7 +50,6 @@ MIN_FREQUENCY = timedelta(minutes=1)
 MAX_SPAN = timedelta(days=30)            # the longest window, frequency and mute
 EVALUATION_TIMEOUT = 60.0
 EVALUATION_ROWS = 100_000                # rows an evaluation reads (past it: an error entry)
-ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 class AlertError(NetatlasError):
@@ -374,7 +373,13 @@ class AlertStore:
         self.history_limit, self.rule_limit = history_limit, rule_limit
         self._lock = threading.RLock()
         self._evaluating = threading.Lock()
-        data = json.loads(self.path.read_text()) if self.path.exists() else {}
+        try:
+            data = json.loads(self.path.read_text()) if self.path.exists() else {}
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as e:
+            raise AlertError(f"{self.path} cannot be read ({e}): repair it, or move it away to start with "
+                             f"the built-in rules only", None, code="ALERT_STORE", status=500) from None
         self.rules: dict[str, dict] = data.get("rules", {})
         self.state: dict[str, dict] = data.get("state", {})     # rule id -> {"instances": {...}, "last_evaluated"}
         self.entries: list[dict] = data.get("history", [])

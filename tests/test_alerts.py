@@ -410,6 +410,13 @@ def test_the_alerts_page_lists_creates_switches_and_evaluates_rules(server):
 
 # ---------------------------------------------------------------- the scheduler in the server process
 
+def test_an_unreadable_store_is_named_and_not_overwritten(tmp_path):
+    (tmp_path / alerts.FILE).write_text("{ not json")
+    with pytest.raises(alerts.AlertError, match="alerts.json cannot be read"):
+        alerts.AlertStore(tmp_path)
+    assert (tmp_path / alerts.FILE).read_text() == "{ not json"
+
+
 def test_the_scheduler_evaluates_due_rules_only(tmp_path, workspace):
     store = alerts.AlertStore(tmp_path)
     rid = store.create({"name": "x", "query": "range i from 1 to 1 step 1", "frequency": "10m"}, workspace)["id"]
@@ -432,6 +439,11 @@ def test_the_server_schedules_evaluations(tmp_path):
             time.sleep(0.1)
         shown = ok(c.call("GET", f"/api/alerts/rules/{rid}"))
         assert shown["state"] == "fired" and shown["fired"] == 2
+        every = ok(c.admin("POST", "/api/alerts/evaluate"))["results"]          # every enabled rule, now
+        assert [r["rule"] for r in every] == [rid] and every[0]["changes"] == []
+        metrics = request(s.port, "GET", "/metrics").body
+        assert 'netatlas_alert_events_total{event="fired"} 2' in metrics
+        assert 'netatlas_alert_evaluations_total{outcome="ok"}' in metrics
     finally:
         s.kill()
 

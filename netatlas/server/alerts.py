@@ -75,11 +75,20 @@ def _at(request: Request) -> datetime | None:
         raise HttpError(400, "BAD_PARAMETER", f"at: {e}", field="at") from None
 
 
+def count(svc, result: dict) -> dict:
+    """One evaluation's outcome and history entries in the server's metrics."""
+    svc.metrics.alert_evaluations.inc(outcome="error" if "error" in result else "ok")
+    for change in result["changes"]:
+        svc.metrics.alert_events.inc(event=change["event"])
+    return result
+
+
 async def schedule(svc) -> None:
     store = _store(svc)
 
     async def one_pass():
         for result in await svc.run(store.evaluate_due, svc.workspace, datetime.now(timezone.utc)):
+            count(svc, result)
             for change in result["changes"]:
                 if change["event"] in ("error", "action_failed"):
                     log.warning("alert rule %s: %s: %s", change["rule"], change["event"], change.get("error"))
@@ -144,7 +153,7 @@ async def evaluate(request: Request) -> Response:
     svc, store = _auth(request, "admin")
     at = _at(request)
     try:
-        return json_response(await svc.run(store.evaluate, request.path_params["id"], svc.workspace, at))
+        return json_response(count(svc, await svc.run(store.evaluate, request.path_params["id"], svc.workspace, at)))
     except al.AlertError as e:
         raise _error(e) from None
 
@@ -153,7 +162,7 @@ async def evaluate_all(request: Request) -> Response:
     svc, store = _auth(request, "admin")
     at = _at(request)
     ids = [r["id"] for r in await svc.run(store.list) if r["enabled"]]
-    results = [await svc.run(store.evaluate, rid, svc.workspace, at) for rid in ids]
+    results = [count(svc, await svc.run(store.evaluate, rid, svc.workspace, at)) for rid in ids]
     return json_response({"results": results})
 
 
