@@ -438,7 +438,8 @@ class AlertStore:
             base = self.rules.get(rid)
         if base is None:
             raise AlertError(f"no alert rule {rid!r}", "id", code="ALERT_NOT_FOUND", status=404)
-        recompile = any(k in body for k in ("query", "measure", "dimensions", "aggregation"))
+        # a changed query, measure or dimensions: compiled again, and the old instances forgotten
+        recompile = any(k in body and body[k] != base.get(k) for k in ("query", "measure", "dimensions", "aggregation"))
         rule = validate(body, base, workspace=workspace if recompile else None)
         with self._lock:
             if rid not in self.rules:

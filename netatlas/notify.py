@@ -36,12 +36,14 @@ class Smtp:
     starttls: bool = False
     user: str = ""
     password_file: str = ""          # read at each login, so a changed password needs no restart
+    ca_file: str = ""                # PEM certificates trusted for STARTTLS (default: the system's)
 
     @classmethod
     def from_settings(cls, settings) -> "Smtp":
         return cls(host=settings.smtp_host, port=settings.smtp_port, sender=settings.smtp_from,
                    to=tuple(a.strip() for a in settings.smtp_to.split(",") if a.strip()),
-                   starttls=settings.smtp_starttls, user=settings.smtp_user, password_file=settings.smtp_password_file)
+                   starttls=settings.smtp_starttls, user=settings.smtp_user, password_file=settings.smtp_password_file,
+                   ca_file=settings.smtp_ca_file)
 
     def password(self) -> str:
         with open(self.password_file) as f:
@@ -119,7 +121,7 @@ class Notifier:
         msg.set_content(text)
         with smtplib.SMTP(s.host, s.port, timeout=self.timeout) as smtp:
             if s.starttls:
-                smtp.starttls(context=ssl.create_default_context())
+                smtp.starttls(context=ssl.create_default_context(cafile=s.ca_file or None))
             if s.user:
                 smtp.login(s.user, s.password())
             smtp.send_message(msg)

@@ -304,6 +304,8 @@ def test_a_restart_keeps_rules_state_and_history(server, client):
     assert shown["state"] == "fired" and shown["instances"][0]["dimensions"] == {"RemoteIp": "10.3.0.1"}
     assert [h["event"] for h in ok(again.call("GET", f"/api/alerts/history?rule={rid}"))["history"]] == ["fired"]
     assert events(evaluate(again, rid, timedelta(minutes=1))) == []              # still fired: not again
+    same = ok(again.admin("PUT", f"/api/alerts/rules/{rid}", {"query": shown["query"], "severity": 1}))
+    assert same["state"] == "fired" and same["severity"] == 1                    # the same query keeps its state
     assert events(evaluate(again, rid, timedelta(minutes=20))) == [("resolved", "10.3.0.1")]
 
 
@@ -473,3 +475,42 @@ def test_the_built_in_rules_run_on_both_stores(tmp_path, store):
         "builtin-malicious-address": [{"Computer": "a", "ProcessName": "app", "RemoteIp": "203.0.113.66"}],
         "builtin-new-listening-port": [{"Computer": "a", "Port": 4444, "Protocol": "tcp", "ProcessName": "nc"}],
         "builtin-heartbeat-stopped": [{"Computer": "hb"}]}
+
+
+# ---------------------------------------------------------------- e-mail with STARTTLS and a login
+
+def test_email_goes_through_starttls_and_a_login_and_a_refused_login_is_a_failure(tmp_path):
+    import ssl
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
+    from netatlas import tlscert
+    from netatlas.notify import Smtp
+    cert, key, _ = tlscert.self_signed(tmp_path)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+
+    def authenticator(server, session, envelope, mechanism, data):
+        return AuthResult(success=(data.login, data.password) == (b"alerts", b"s3cret"), handled=False)
+
+    box = Mailbox()
+    controller = Controller(box, hostname="127.0.0.1", port=free_port(), tls_context=server_tls,
+                            require_starttls=True, authenticator=authenticator, auth_required=True)
+    controller.start()
+    try:
+        secret = tmp_path / "password"
+        secret.write_text("s3cret\n")
+        smtp = Smtp(host="127.0.0.1", port=controller.port, sender="a@example.com", to=("ops@example.com",),
+                    starttls=True, user="alerts", password_file=str(secret), ca_file=str(cert))
+        rule = alerts.validate({"name": "tls", "query": "print 1", "actions": {"email": True}})
+        entry = {"rule": "r1", "event": "fired", "at": "2026-01-01T00:00:00Z", "dimensions": {"Computer": "web-1"},
+                 "value": 1, "window": {"start": "2025-12-31T23:55:00Z", "end": "2026-01-01T00:00:00Z"}}
+        assert Notifier(smtp).send(rule, entry) == [("email", "ops@example.com", None)]
+        assert len(box.messages) == 1 and "Computer=web-1" in box.messages[0][1]["Subject"]
+        secret.write_text("wrong")
+        [(_, _, error)] = Notifier(smtp).send(rule, entry)
+        assert "SMTPAuthenticationError" in error
+        [(_, _, error)] = Notifier(Smtp(host="127.0.0.1", port=controller.port, to=("ops@example.com",))).send(rule, entry)
+        assert error and "STARTTLS" in error.upper()          # the server requires it
+        assert len(box.messages) == 1
+    finally:
+        controller.stop()

@@ -52,7 +52,7 @@ Azure's protocols (``azure/``): anonymous_query (addresses or CIDRs, or loopback
 the Kusto and Log Analytics APIs need no key: Kqlmagic's anonymous mode; default none).
 Alerts (``alerts.py``, ``netatlas/alerts.py``, ``netatlas/notify.py``): alerts_interval (the scheduler's
 pass), public_url (links in notifications), smtp_host, smtp_port, smtp_from, smtp_to, smtp_starttls,
-smtp_user, smtp_password_file (the SMTP server of e-mail actions).
+smtp_user, smtp_password_file, smtp_ca_file (the SMTP server of e-mail actions).
 
 Ingestion headers: ``Authorization: SharedKey <workspace id>:<signature>`` and ``x-ms-date`` (see
 ``netatlas.auth``), ``Content-Type: application/json``, ``Content-Length``, optionally

@@ -119,6 +119,8 @@ SETTINGS: tuple[_Setting, ...] = (
     Setting("smtp_starttls", False, "bool", "BOOL", "upgrade the SMTP connection with STARTTLS before sending"),
     Setting("smtp_user", "", "string", "USER", "log in to the SMTP server as this user (default: no login)"),
     Setting("smtp_password_file", "", "string", "PATH", "a file holding the SMTP password of smtp_user"),
+    Setting("smtp_ca_file", "", "string", "PATH",
+            "PEM certificates to trust for the SMTP server's STARTTLS certificate (default: the system's CAs)"),
 )
 
 def _from_env(cls, environ: Mapping[str, str] | None = None, *, file: str | os.PathLike | None = None,
