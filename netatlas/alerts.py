@@ -34,6 +34,7 @@ import re
 import threading
 import uuid
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 
 from .errors import KqlError, NetatlasError, QueryExecutionError, QueryLimitError
@@ -274,8 +275,9 @@ def measure(rule: dict, columns: list[str], rows: list[tuple]) -> dict[str, tupl
         if rule["measure"] is None:
             out[key] = (d, len(part))
             continue
-        values = [float(r[index[rule["measure"]]]) for r in part
-                  if isinstance(r[index[rule["measure"]]], (int, float)) and not isinstance(r[index[rule["measure"]]], bool)]
+        col = index[rule["measure"]]
+        values = [float(r[col]) for r in part
+                  if isinstance(r[col], (int, float, Decimal)) and not isinstance(r[col], bool)]
         values = [v for v in values if math.isfinite(v)]
         out[key] = (d, AGGREGATIONS[rule["aggregation"]](values) if values else None)
     return out
@@ -516,6 +518,8 @@ class AlertStore:
             except Exception as e:          # noqa: BLE001: an evaluation never stops the scheduler
                 message = f"{type(e).__name__}: {e}" if not isinstance(e, NetatlasError) else str(e)
                 with self._lock:
+                    if rid not in self.rules:           # deleted meanwhile
+                        return dict(base, instances=[], changes=[], error=message)
                     st = self.state.setdefault(rid, {"instances": {}})
                     st["last_evaluated"], st["last_error"] = iso(at), message
                     entry = self._record(dict(base, event="error", error=message))
@@ -524,6 +528,8 @@ class AlertStore:
             mute = parse_span(rule["mute"], "mute")
             changes = []
             with self._lock:
+                if rid not in self.rules:               # deleted meanwhile: nothing to keep
+                    return dict(base, instances=[], changes=[])
                 st = self.state.setdefault(rid, {"instances": {}})
                 instances = st["instances"]
                 for key in set(instances) - set(values):       # no rows now: 0 rows, or no value

@@ -514,3 +514,25 @@ def test_email_goes_through_starttls_and_a_login_and_a_refused_login_is_a_failur
         assert len(box.messages) == 1
     finally:
         controller.stop()
+
+
+# ---------------------------------------------------------------- measures and conditions
+
+@pytest.mark.parametrize("aggregation, want", [("sum", 6.0), ("avg", 2.0), ("min", 1.0), ("max", 3.0)])
+def test_a_measure_column_is_aggregated_per_dimension(aggregation, want):
+    rule = {"dimensions": ["host"], "measure": "ms", "aggregation": aggregation}
+    rows = [("a", 1), ("a", 2), ("a", 3), ("b", None), ("c", 2.5)]
+    got = alerts.measure(rule, ["host", "ms"], rows)
+    assert got[alerts.instance_key({"host": "a"})] == ({"host": "a"}, want)
+    assert got[alerts.instance_key({"host": "b"})] == ({"host": "b"}, None)           # no number: no value
+    counted = alerts.measure({"dimensions": [], "measure": None, "aggregation": "count"}, ["host", "ms"], [])
+    assert counted == {alerts.instance_key({}): ({}, 0)}                               # no rows: 0, one instance
+
+
+@pytest.mark.parametrize("operator, holds", [(">", [False, False, True]), (">=", [False, True, True]),
+                                             ("<", [True, False, False]), ("<=", [True, True, False]),
+                                             ("==", [False, True, False]), ("!=", [True, False, True])])
+def test_each_operator_compares_with_the_threshold(operator, holds):
+    rule = {"operator": operator, "threshold": 2}
+    assert [alerts.holds(rule, v) for v in (1, 2, 3)] == holds
+    assert alerts.holds(rule, None) is False
