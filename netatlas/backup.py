@@ -7,6 +7,7 @@ A backup is a directory:
                       none in part; ingestion and queries go on meanwhile
     workspace.json    the workspace's id and keys (mode 0600)
     .demo-loaded      when the workspace holds the demo datacenter (netatlas up's marker)
+    alerts.json       the alert rules, their state and history (alerts.py), when there are any
     backup.json       the manifest: when, netatlas and schema versions, workspace id, rows per
                       table and batch ids stored
 
@@ -31,9 +32,10 @@ DB_FILE = "netatlas.duckdb"             # store.duckdb.DB_FILE (the engine is no
 
 MANIFEST = "backup.json"
 DEMO_MARKER = ".demo-loaded"          # up.DEMO_MARKER (up.py is not imported: it loads the server)
-COPIED = (WORKSPACE_FILE, DEMO_MARKER)
+ALERTS_FILE = "alerts.json"           # alerts.FILE: alert rules, state and history (written atomically)
+COPIED = (WORKSPACE_FILE, DEMO_MARKER, ALERTS_FILE)
 # what a workspace directory holds besides the database, removed by a forced restore
-WORKSPACE_FILES = (DB_FILE, DB_FILE + ".wal", WORKSPACE_FILE, DEMO_MARKER)
+WORKSPACE_FILES = (DB_FILE, DB_FILE + ".wal", WORKSPACE_FILE, DEMO_MARKER, ALERTS_FILE)
 
 
 

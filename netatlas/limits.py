@@ -57,3 +57,10 @@ class Deadline:
     def error(self):
         from .errors import QueryLimitError
         return QueryLimitError(f"the query ran longer than its time limit of {self.seconds:g} s")
+
+# Alerts (alerts.py, issue 17): log search alert rules and what they keep
+MAX_ALERT_RULES = 200           # rules of a workspace, the built-in ones included
+MAX_ALERT_QUERY_CHARS = 10_000  # characters of a rule's KQL query
+MAX_ALERT_HISTORY = 2_000       # history entries kept (fired, resolved, muted, errors), the oldest dropped
+MAX_ALERT_INSTANCES = 1_000     # dimension combinations one evaluation may make (past it: an error entry)
+MAX_ALERT_WEBHOOKS = 10         # webhook URLs of one rule

@@ -133,6 +133,12 @@ class Metrics:
         # ingest helper (issue 11, item 17)
         self.fields_truncated = Counter("netatlas_fields_truncated_total",
                                         "String values cut at Azure's 32 KB field limit, by table.", ("table",))
+        # alerts (issue 17, server/alerts.py)
+        self.alert_evaluations = Counter("netatlas_alert_evaluations_total",
+                                         "Alert rule evaluations, by outcome (ok, error).", ("outcome",))
+        self.alert_events = Counter("netatlas_alert_events_total",
+                                    "Alert history entries, by event (fired, resolved, muted, error, action_failed).",
+                                    ("event",))
         for t in tables:
             self.records_ingested.touch(table=t)
             self.bytes_ingested.touch(table=t)

@@ -86,7 +86,8 @@ def test_the_backup_answers_and_lists_its_contents(taken):
     assert out.returncode == 0, out.stderr
     manifest = json.loads((target / "backup.json").read_text())
     assert out.stdout.startswith(f"backup of workspace {manifest['workspace_id']} in {target}: ")
-    assert sorted(os.listdir(target)) == [".demo-loaded", "backup.json", "netatlas.duckdb", "workspace.json"]
+    assert sorted(os.listdir(target)) == [".demo-loaded", "alerts.json", "backup.json", "netatlas.duckdb",
+                                    "workspace.json"]   # alerts.json: the server writes its built-in rules
     assert (target / "workspace.json").stat().st_mode & 0o777 == 0o600
     assert manifest["schema_version"] == migrate.SCHEMA_VERSION
     assert taken["during"], "no batch was acknowledged while the backup ran: the test proves nothing"

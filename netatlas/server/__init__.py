@@ -22,6 +22,8 @@
 | ``GET /api/waves?range=&to=&max_wave_size=&weight=&pin=M=W&exclude=`` | Bearer, query key | migration waves: machines per wave, the dependencies crossing between waves (``netatlas waves --format json``) | ``views.py`` (``waves.py``) |
 | ``GET /api/usage?days=N`` | Bearer, query key | MB per day and table, the top machines and processes, retention | ``views.py`` |
 | ``GET /api/schema``, ``GET /api/samples`` | Bearer, query key | tables, columns, function and operator names; the seed queries | ``views.py`` |
+| ``GET /api/alerts/rules``, ``GET /api/alerts/rules/{id}``, ``GET /api/alerts/history`` | Bearer, query key | alert rules with their state; the history of fired, resolved, muted, errors | ``alerts.py`` (``netatlas/alerts.py``) |
+| ``POST``/``PUT``/``DELETE /api/alerts/rules[/{id}]``, ``POST /api/alerts/rules/{id}/enable``, ``/disable``, ``/evaluate[?at=]``, ``POST /api/alerts/evaluate`` | Bearer, admin key | create, change, remove, switch and evaluate alert rules | ``alerts.py`` |
 | ``POST /api/export?format=parquet`` | Bearer, query key | the body of ``/api/query``; the result as a Parquet file | ``ui.py`` |
 | ``GET /``, ``GET /ui/...`` | none (the page asks for the query key) | the web UI: ``netatlas/ui/`` | ``ui.py`` |
 | ``POST /v2/rest/query``, ``/v1/rest/query``, ``/v1/rest/mgmt``; ``GET /v1/rest/auth/metadata`` | Bearer, query key (anonymous_query addresses: none); the metadata none | the Kusto REST API (Azure Data Explorer's clients, Kqlmagic) | ``azure/kusto.py`` |
@@ -48,6 +50,9 @@ Against slow and spoofing clients (``guard.py``): header_timeout, body_timeout, 
 max_connections; trusted_proxies (X-Forwarded-For is believed only from those addresses).
 Azure's protocols (``azure/``): anonymous_query (addresses or CIDRs, or loopback, whose requests to
 the Kusto and Log Analytics APIs need no key: Kqlmagic's anonymous mode; default none).
+Alerts (``alerts.py``, ``netatlas/alerts.py``, ``netatlas/notify.py``): alerts_interval (the scheduler's
+pass), public_url (links in notifications), smtp_host, smtp_port, smtp_from, smtp_to, smtp_starttls,
+smtp_user, smtp_password_file, smtp_ca_file (the SMTP server of e-mail actions).
 
 Ingestion headers: ``Authorization: SharedKey <workspace id>:<signature>`` and ``x-ms-date`` (see
 ``netatlas.auth``), ``Content-Type: application/json``, ``Content-Length``, optionally

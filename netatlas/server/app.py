@@ -23,6 +23,7 @@ from ..keys import KeyStore
 from ..metrics import Metrics, add_storage_metrics
 from ..pool import QueryBusyError
 from . import azure, backup, health, ingest, machines, query, retention, threatintel, views
+from . import alerts
 from . import ui
 from .http import HttpError, error_response
 from .settings import Settings
@@ -52,6 +53,17 @@ ROUTES = (
     Route("/api/usage", views.usage, methods=["GET"]),
     Route("/api/schema", views.schema, methods=["GET"]),
     Route("/api/samples", views.samples, methods=["GET"]),
+    # alert rules, their evaluation and history (server/alerts.py, netatlas/alerts.py)
+    Route("/api/alerts/rules", alerts.list_rules, methods=["GET"]),
+    Route("/api/alerts/rules", alerts.create, methods=["POST"]),
+    Route("/api/alerts/rules/{id}", alerts.show, methods=["GET"]),
+    Route("/api/alerts/rules/{id}", alerts.update, methods=["PUT"]),
+    Route("/api/alerts/rules/{id}", alerts.delete, methods=["DELETE"]),
+    Route("/api/alerts/rules/{id}/enable", alerts.enable, methods=["POST"]),
+    Route("/api/alerts/rules/{id}/disable", alerts.disable, methods=["POST"]),
+    Route("/api/alerts/rules/{id}/evaluate", alerts.evaluate, methods=["POST"]),
+    Route("/api/alerts/evaluate", alerts.evaluate_all, methods=["POST"]),
+    Route("/api/alerts/history", alerts.history, methods=["GET"]),
     # Azure's protocols (server/azure/): the Kusto REST API, ...
     *azure.ROUTES,
     Route("/healthz", health.healthz, methods=["GET"]),
@@ -85,6 +97,7 @@ class Service:
     local_token: str | None = None         # the per-run token of local commands (discovery.py)
     _closed: bool = field(default=False, repr=False)
     query_limiter: object = field(default=None, repr=False)   # threads of queries and views (run_query)
+    alerts: object = field(default=None, repr=False)          # alerts.AlertStore (DIR/alerts.json)
 
     async def run(self, fn, *args, **kwargs):
         """Run blocking DuckDB work in the thread pool."""
@@ -182,8 +195,10 @@ def create_app(data_dir: str | os.PathLike, *, settings: Settings | None = None,
                       catalogue=catalogue, metrics=add_storage_metrics(Metrics(catalogue.names())),
                       replay=ReplayCache(2 * settings.max_clock_skew), local_token=local_token)
         app.state.service = svc
+        svc.alerts = await run_in_threadpool(alerts.open_store, svc)
         tasks = [asyncio.create_task(retention.schedule(svc), name="netatlas-retention"),
-                 asyncio.create_task(threatintel.schedule(svc), name="netatlas-threatintel")]
+                 asyncio.create_task(threatintel.schedule(svc), name="netatlas-threatintel"),
+                 asyncio.create_task(alerts.schedule(svc), name="netatlas-alerts")]
         try:
             yield
         finally:

@@ -105,6 +105,22 @@ SETTINGS: tuple[_Setting, ...] = (
     Setting("trusted_proxies", "", "string", "ADDRESSES",
             "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For and "
             "X-Forwarded-Proto are believed (default: none, the headers are ignored)"),
+    # -- alerts (issue 17): the scheduler, the links in notifications, the SMTP server of e-mail actions
+    Setting("alerts_interval", 30.0, "number", "SECONDS",
+            "seconds between two passes of the alert scheduler, each evaluating the enabled rules that are due"),
+    Setting("public_url", "", "string", "URL",
+            "the server's address as users reach it, for the links in alert notifications "
+            "(default: scheme://host:port of this server)"),
+    Setting("smtp_host", "", "string", "HOST", "the SMTP server alert e-mails go through (default: none, no e-mail)"),
+    Setting("smtp_port", 25, "int", "PORT", "the SMTP server's port (587 for submission with STARTTLS)"),
+    Setting("smtp_from", "", "string", "ADDRESS", "the From address of alert e-mails (default: netatlas@smtp_host)"),
+    Setting("smtp_to", "", "string", "ADDRESSES",
+            "comma-separated addresses an alert rule's e-mail goes to when it names none"),
+    Setting("smtp_starttls", False, "bool", "BOOL", "upgrade the SMTP connection with STARTTLS before sending"),
+    Setting("smtp_user", "", "string", "USER", "log in to the SMTP server as this user (default: no login)"),
+    Setting("smtp_password_file", "", "string", "PATH", "a file holding the SMTP password of smtp_user"),
+    Setting("smtp_ca_file", "", "string", "PATH",
+            "PEM certificates to trust for the SMTP server's STARTTLS certificate (default: the system's CAs)"),
 )
 
 def _from_env(cls, environ: Mapping[str, str] | None = None, *, file: str | os.PathLike | None = None,
@@ -143,6 +159,12 @@ def _check(self) -> None:
         if getattr(self, name) < low:
             raise SettingsError(f"{name}: expected at least {low}, got {getattr(self, name)}")
     _check_http(self)
+    if not 0 < self.smtp_port <= 65535:
+        raise SettingsError(f"smtp_port: expected 1 to 65535, got {self.smtp_port}")
+    if self.alerts_interval <= 0:
+        raise SettingsError(f"alerts_interval: expected a positive number of seconds, got {self.alerts_interval}")
+    if self.smtp_user and not self.smtp_password_file:
+        raise SettingsError("smtp_user is set but smtp_password_file is not: the login needs the password's file")
 
 
 def _check_http(self) -> None:

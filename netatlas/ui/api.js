@@ -49,6 +49,7 @@ export const api = {
   get: (path, params) => call(path, { params }),
   post: (path, body, params) => call(path, { method: "POST", body, params }),
   put: (path, body) => call(path, { method: "PUT", body }),
+  del: (path) => call(path, { method: "DELETE" }),
   blob: (path, body, params) => call(path, { method: "POST", body, params, as: "blob" }),
   // A cheap authenticated call: is this a query key of this workspace?
   check: (key) => call("/api/retention", { key }),

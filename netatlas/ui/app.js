@@ -9,6 +9,7 @@ const PAGES = {
   usage: { title: "Usage", load: () => import("./usage.js") },
   network: { title: "Network", load: () => import("./network.js") },
   performance: { title: "Performance", load: () => import("./performance.js") },
+  alerts: { title: "Alerts", load: () => import("./alerts.js") },
 };
 const DEFAULT_PAGE = "map";
 
