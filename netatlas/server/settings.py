@@ -105,6 +105,9 @@ SETTINGS: tuple[_Setting, ...] = (
     Setting("trusted_proxies", "", "string", "ADDRESSES",
             "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For and "
             "X-Forwarded-Proto are believed (default: none, the headers are ignored)"),
+    # -- share helper (issue 17): the web UI's sign-in session (server/sessions.py)
+    Setting("session_ttl", 43200.0, "number", "SECONDS",
+            "seconds a web UI sign-in (its session cookie) lasts before the key must be typed again"),
 )
 
 def _from_env(cls, environ: Mapping[str, str] | None = None, *, file: str | os.PathLike | None = None,
