@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from netatlas import keys
 from test_server import Server, assert_error_shape, request
 
 TTL = 3          # seconds a session lasts on this server (setting session_ttl)
@@ -91,6 +92,15 @@ def test_a_session_expires(client):
     assert_error_shape(call(client, "GET", "/api/schema", headers={"Cookie": cookie}), 401, "AUTH_SESSION_EXPIRED")
 
 
+def test_a_session_ends_when_its_key_is_revoked(server, client):
+    key = keys.create_key(server.data, "query")
+    _, cookie = sign_in(client, key=key.secret)
+    assert call(client, "GET", "/api/schema", headers={"Cookie": cookie}).status == 200
+    keys.revoke_key(server.data, key.id)
+    time.sleep(0.05)
+    assert_error_shape(call(client, "GET", "/api/schema", headers={"Cookie": cookie}), 401, "AUTH_SESSION_EXPIRED")
+
+
 def test_cookie_requests_that_change_state_must_not_be_cross_site(client):
     _, cookie = sign_in(client, key=client.admin_key.secret)
     body = {"days": 5}
@@ -104,6 +114,9 @@ def test_cookie_requests_that_change_state_must_not_be_cross_site(client):
     ok = call(client, "PUT", "/api/retention/VMBoundPort", body,
               {"Cookie": cookie, "X-Netatlas-CSRF": "1", "Origin": same, "Host": f"127.0.0.1:{port}"})
     assert ok.status == 200, ok.body
+    proxied = call(client, "PUT", "/api/retention/VMBoundPort", body,      # behind a proxy that rewrote Host
+                   {"Cookie": cookie, "X-Netatlas-CSRF": "1", "Origin": "https://atlas.example", "X-Forwarded-Host": "atlas.example"})
+    assert proxied.status == 200, proxied.body
     # reading needs no header; logging in from another site is refused too
     assert call(client, "GET", "/api/retention", headers={"Cookie": cookie}).status == 200
     assert_error_shape(call(client, "POST", "/api/session", {"key": client.query_key.secret}), 403, "CSRF_REFUSED")

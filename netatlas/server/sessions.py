@@ -177,14 +177,16 @@ class ShareLinks:
 # ---------------------------------------------------------------- resolving a request's credential
 
 def _origin_ok(headers, scope) -> bool:
-    """A browser's Origin, when sent, is this server's own; Sec-Fetch-Site, when sent, not cross-site."""
+    """A browser's Origin, when sent, names this server (its Host, or the X-Forwarded-Host of a
+    reverse proxy that rewrote Host); Sec-Fetch-Site, when sent, is not cross-site."""
     if headers.get("sec-fetch-site", "same-origin") == "cross-site":
         return False
     origin = headers.get("origin")
     if origin is None:
         return True
-    host = headers.get("host", "")
-    return origin in (f"{scope.get('scheme', 'http')}://{host}", f"http://{host}", f"https://{host}") and bool(host)
+    _, sep, origin_host = origin.partition("://")
+    hosts = {h.strip().lower() for h in (headers.get("host", ""), *headers.get("x-forwarded-host", "").split(",")) if h.strip()}
+    return bool(sep) and origin_host.lower() in hosts
 
 
 def csrf_ok(method: str, headers, scope) -> bool:

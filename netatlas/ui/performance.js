@@ -39,10 +39,10 @@ export async function mount(main) {
       h("section", h("p.hint", "The machines whose counter is worst first (the least available memory; the most of the others). Click a machine for its charts."))),
     h("div.map-main.perf-main", status, list), details));
 
-  async function load() {
+  async function load(push = true) {       // push: a user's step (Back returns before it)
     const mine = ++seq;
     setHashParams("performance", { ...time.params(), counter: state.counter === DEFAULT_COUNTER ? "" : state.counter,
-      stat: state.stat === "avg" ? "" : state.stat, top: state.top === "10" ? "" : state.top });
+      stat: state.stat === "avg" ? "" : state.stat, top: state.top === "10" ? "" : state.top }, push);
     status.textContent = "loading…";
     status.className = "map-status";
     list.dataset.ready = "";
@@ -118,6 +118,6 @@ export async function mount(main) {
     }
   }
 
-  load();
+  load(false);
   return () => { alive = false; };
 }
