@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from test_server import Server
-from test_ui_browser import CHROMIUM, TIMEOUT_MS, VIEWPORT, sign_in  # noqa: F401  (skips without Chromium)
+from test_ui_browser import CHROMIUM, TIMEOUT_MS, VIEWPORT  # (skips the module without Chromium)
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
@@ -44,6 +44,13 @@ def context(browser, base, fleet):
     ctx.first = pg
     yield ctx
     ctx.close()
+
+
+def sign_in(pg, base: str, key: str) -> None:
+    """Through the login form, on the logs page (the default page, the whole fleet's map, would
+    keep the browser busy laying out 200 machines)."""
+    pg.goto(base + "/#/logs")
+    sign_in_here(pg, key)
 
 
 def new_page(ctx):
@@ -96,8 +103,11 @@ def test_back_returns_to_the_previous_machine_and_forward_to_the_next(page, base
     page.go_forward()
     map_of(page, b["id"])
     # the selected machine is in the address and comes back with it
-    page.evaluate("id => window.netatlasMap.getElementById(id).emit('tap')", b["id"])
+    page.evaluate("id => { window.netatlasMap.getElementById(id).emit('tap'); }", b["id"])
     page.wait_for_function("id => location.hash.includes('sel=' + encodeURIComponent(id))", arg=b["id"])
+    page.reload()
+    map_of(page, b["id"])
+    page.wait_for_function("name => (document.querySelector('#details h2') || {}).textContent === name", arg=b["computer"])
 
 
 def test_a_copied_address_opens_the_same_view_in_a_fresh_browser_after_sign_in(page, browser, base, fleet):

@@ -14,17 +14,20 @@ import { h, clear, fmtBytes, fmtNum, hashParams, setHashParams, notice, store } 
 
 const SYSTEM_PROCESSES = "System,svchost.exe,lsass.exe,services.exe,wininit.exe,csrss.exe,smss.exe";
 const PALETTE = ["#0f6cbd", "#ca5010", "#498205", "#8764b8", "#038387", "#e3008c", "#986f0b", "#4f6bed", "#c239b3", "#6e6e6e"];
-// 48 distinct colours: hues a golden angle apart, at three lightnesses in turn, so that any two
-// neighbouring entries (and any few in a row) differ clearly.
-export const SUBNET_COLOURS = Array.from({ length: 48 }, (_, i) =>
-  `hsl(${Math.round((i * 137.508) % 360)}, ${[70, 60, 75][i % 3]}%, ${[42, 56, 33][i % 3]}%)`);
+// 36 colours told apart at a glance: Kelly's colours of maximum contrast (without white, black
+// and grey, which means "no subnet"), then the light and middle tones of Tableau's 20 and a few
+// more that none of those is close to.
+export const SUBNET_COLOURS = ["#F3C300", "#875692", "#F38400", "#A1CAF1", "#BE0032", "#C2B280", "#008856",
+  "#E68FAC", "#0067A5", "#F99379", "#604E97", "#F6A600", "#B3446C", "#DCD300", "#882D17", "#8DB600", "#654522",
+  "#E25822", "#2B3D26", "#17BECF", "#9467BD", "#E377C2", "#98DF8A", "#C5B0D5", "#FF9896", "#9EDAE5", "#C49C94",
+  "#DBDB8D", "#F7B6D2", "#FFBB78", "#2CA02C", "#003F5C", "#6B6ECF", "#B5CF6B", "#E7969C", "#7B4173"];
 const HUBS = 12;                  // machines labelled on a chart of many: the most connected
 const POSITIONS = new Map();      // machine id -> [x, y] where the chart last put it (kept between views)
 
 // The colour of a subnet, the same whatever else the chart shows: its FNV-1a hash picks a place
 // in SUBNET_COLOURS; when another subnet already has that colour, the next free one. What each
 // subnet got is kept (localStorage "netatlas.subnetColours"), so a subnet keeps its colour in
-// every view and after reloads, and the first 48 subnets all differ. "other" (none) is grey.
+// every view and after reloads, and the first 36 subnets all differ. "other" (none) is grey.
 let assigned = null;
 export function subnetColour(subnet) {
   if (!subnet || subnet === "other") return "#8a8886";
