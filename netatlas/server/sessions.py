@@ -58,6 +58,7 @@ DEFAULT_SHARE = 7 * 86400
 DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
 UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 BODY_LIMIT = 64 * 1024
+MAX_SESSIONS = 10_000                   # past it a new sign-in ends the oldest session
 
 
 def _digest(token: str) -> str:
@@ -93,6 +94,8 @@ class SessionStore:
         session = Session(key.id, auth.key_mark(key), key.role, now, now + self.ttl)
         with self._lock:
             self._sessions = {k: s for k, s in self._sessions.items() if s.expires > now}
+            while len(self._sessions) >= MAX_SESSIONS:
+                del self._sessions[next(iter(self._sessions))]
             self._sessions[_digest(sid)] = session
         return sid, session
 
