@@ -144,6 +144,11 @@ def test_a_share_link_gives_read_only_access_until_revoked(server, client):
     assert client.admin("DELETE", f"/api/shares/{made.body['id']}").status == 200
     assert_error_shape(call(client, "GET", "/api/machines", headers=share), 401, "AUTH_SHARE_UNKNOWN")
     assert_error_shape(client.admin("DELETE", f"/api/shares/{made.body['id']}"), 404)
+    # the page opened from the link: its token is not in the server's access log
+    assert request(client.port, "GET", made.body["path"]).status == 200
+    time.sleep(0.1)
+    log = server.log.read_text()
+    assert "GET /?share=… HTTP" in log and token not in log
 
 
 def test_a_share_link_expires(client):

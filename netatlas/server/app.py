@@ -205,6 +205,7 @@ def create_app(data_dir: str | os.PathLike, *, settings: Settings | None = None,
                     await task
             await run_in_threadpool(svc.close)
 
+    sessions.redact_access_log()            # a share link's token stays out of the access log
     app = Starlette(routes=list(ROUTES), exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan,
                     middleware=[Middleware(sessions.SessionMiddleware)])
     app.router.redirect_slashes = False     # its redirects echo the Host header: /healthz/ is a 404

@@ -25,13 +25,15 @@ Share links: an admin creates one with ``POST /api/shares`` (``{"expires_in": "7
 (0600) keeps its SHA-256. The page ``/?share=<token>#/map?...`` sends it as
 ``X-Netatlas-Share`` with every call: query-only access (every ``role="query"`` endpoint),
 until the expiry (then 401 AUTH_SHARE_EXPIRED) or the revocation (401 AUTH_SHARE_UNKNOWN); an
-admin endpoint answers 403 AUTH_READ_ONLY.
+admin endpoint answers 403 AUTH_READ_ONLY. The access log shows ``share=…`` in place of a token
+(``RedactShares``).
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
+import logging
 import os
 import re
 import secrets
@@ -354,3 +356,23 @@ async def revoke_share(request: Request) -> Response:
     if share is None:
         raise HttpError(404, "NOT_FOUND", f"no share link {request.path_params['id']!r}")
     return json_response({"revoked": share.public()})
+
+
+# ---------------------------------------------------------------- no token in the access log
+
+SHARE_IN_PATH = re.compile(r"([?&]share=)[^&#\s]+")
+
+
+class RedactShares(logging.Filter):
+    """uvicorn's access log line without the share token of ``/?share=<token>``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, str) and "share=" in a for a in record.args):
+            record.args = tuple(SHARE_IN_PATH.sub(r"\1…", a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+def redact_access_log() -> None:
+    logger = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactShares) for f in logger.filters):
+        logger.addFilter(RedactShares())
