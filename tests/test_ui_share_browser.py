@@ -205,6 +205,10 @@ def test_a_chart_says_how_many_series_it_shows_and_lets_the_user_pick(page, base
     page.wait_for_function("() => document.querySelector('#series-note').textContent.startsWith('2 of')")
     names = page.evaluate("() => window.netatlasLogs.chart.chart.getOption().series.map((s) => s.name)")
     assert sorted(names) == sorted(wanted)
+    # a bar chart of more categories than it draws says so too
+    run_query(page, "range x from 1 to 300 step 1 | project Name = strcat('n', x), Bytes = x * 1000 | render columnchart", "")
+    page.wait_for_selector("#chart-cut")
+    assert page.locator("#chart-cut").inner_text() == "200 of 300 categories shown"
 
 
 def test_an_error_is_shown_once_and_the_schema_browser_inserts_names(page, base):

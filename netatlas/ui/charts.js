@@ -9,6 +9,13 @@ const isLat = (n) => /latitude(_d)?$/i.test(n) || /^(lat|Lat|LAT)$|(_lat|Lat)$/.
 const isLon = (n) => /longitude(_d)?$/i.test(n) || /^(lon|lng|Lon|Lng|LON|LNG)$|(_lon|_lng|Lon|Lng)$/.test(n);
 const MAX_SERIES = 25;
 const MAX_POINTS_PER_SERIES = 5000;
+const MAX_CATEGORIES = 200;          // bars: the first 200 categories
+const MAX_SLICES = 100;              // pie: the first 100 slices
+
+// What a chart left out, said over it: choice.notes gets "200 of 350 categories".
+function cut(choice, shown, total, what) {
+  if (choice && total > shown) (choice.notes ||= []).push(`${shown.toLocaleString("en-US")} of ${total.toLocaleString("en-US")} ${what}`);
+}
 
 export const VISUALIZATIONS = {
   timechart: (r, opts, choice) => lineLike(r, opts, { area: false }, choice),
@@ -17,7 +24,7 @@ export const VISUALIZATIONS = {
   stackedareachart: (r, opts, choice) => lineLike(r, opts, { area: true, stack: true }, choice),
   barchart: (r, opts, choice) => bars(r, opts, { horizontal: true }, choice),
   columnchart: (r, opts, choice) => bars(r, opts, { horizontal: false }, choice),
-  piechart: (r, opts) => pie(r, opts),
+  piechart: (r, opts, choice) => pie(r, opts, choice),
   scatterchart: (r, opts, choice) => scatter(r, opts, choice),
 };
 
@@ -89,6 +96,8 @@ function seriesOf(t, { x, ys, split }, xValue, choice = {}) {
   }
   choice.all = ranked.map(([name]) => name);
   choice.shown = list.map(([name]) => name);
+  const longest = Math.max(0, ...list.map(([, pts]) => pts.length));
+  cut(choice, MAX_POINTS_PER_SERIES, longest, "points of the longest series");
   return list.map(([name, pts]) => [name, pts.slice(0, MAX_POINTS_PER_SERIES)]);
 }
 
@@ -134,7 +143,9 @@ function bars(result, render, { horizontal }, choice) {
   const t = table(result);
   const r = roles(t, render, (c) => !NUMERIC.has(c.type));
   const u = unitAxis(t, r.ys);
-  const categories = [...new Set(t.rows.map((row) => String(row[r.x])))].slice(0, 200);
+  const every = [...new Set(t.rows.map((row) => String(row[r.x])))];
+  cut(choice, MAX_CATEGORIES, every.length, "categories");
+  const categories = every.slice(0, MAX_CATEGORIES);
   const pos = new Map(categories.map((c, i) => [c, i]));
   const series = seriesOf(t, r, String, choice).map(([name, pts]) => {
     const data = new Array(categories.length).fill(null);
@@ -151,7 +162,7 @@ function bars(result, render, { horizontal }, choice) {
   });
 }
 
-function pie(result, render) {
+function pie(result, render, choice) {
   const t = table(result);
   const value = t.columns.findIndex((c) => NUMERIC.has(c.type));
   const labels = t.columns.map((c, i) => (i !== value && !NUMERIC.has(c.type) ? i : -1)).filter((i) => i >= 0);
@@ -159,7 +170,7 @@ function pie(result, render) {
   return base(render, {
     tooltip: { trigger: "item", confine: true },
     legend: { type: "scroll", orient: "vertical", right: 10, top: 20, bottom: 20 },
-    series: [{ type: "pie", radius: ["30%", "70%"], center: ["40%", "52%"], data: data.slice(0, 100),
+    series: [{ type: "pie", radius: ["30%", "70%"], center: ["40%", "52%"], data: (cut(choice, MAX_SLICES, data.length, "slices"), data.slice(0, MAX_SLICES)),
       label: { formatter: "{b}: {d}%" } }],
   });
 }
@@ -276,7 +287,8 @@ export async function drawChart(el, result, geoip, choice = {}) {
   const picked = { max: choice.max, only: choice.only };
   const option = VISUALIZATIONS[kind](result, render, picked);
   chart.setOption(option);
-  return { chart, kind, series: option.series.length, allSeries: picked.all || [], shownSeries: picked.shown || [] };
+  return { chart, kind, series: option.series.length, allSeries: picked.all || [], shownSeries: picked.shown || [],
+    notes: picked.notes || [] };
 }
 
 function geoipText(info) {

@@ -315,8 +315,11 @@ export async function mount(main) {
   // draw (the largest first) and which (a list to tick).
   function showSeriesBar() {
     const all = (chart && chart.allSeries) || [];
-    seriesBar.hidden = all.length <= 1;
+    const notes = (chart && chart.notes) || [];
+    seriesBar.hidden = all.length <= 1 && !notes.length;
     if (seriesBar.hidden) return;
+    const cuts = notes.length ? h("span.series-note.warn#chart-cut", `${notes.join(", ")} shown`) : null;
+    if (all.length <= 1) return clear(seriesBar, cuts);
     const count = h("input#series-count", { type: "number", min: "1", max: String(all.length), value: String(Math.min(seriesChoice.max, all.length)),
       title: "How many series to draw, the largest first",
       onchange: () => { seriesChoice.max = Math.max(1, +count.value || 1); seriesChoice.only = null; show("chart"); } });
@@ -339,7 +342,7 @@ export async function mount(main) {
     clear(seriesBar, h(`span.series-note${shown < all.length ? ".warn" : ""}#series-note`,
       shown < all.length ? `${fmtNum(shown)} of ${fmtNum(all.length)} series shown` + (seriesChoice.only ? " (chosen)" : " (the largest)")
         : `all ${fmtNum(all.length)} series shown`),
-      h("label", " draw ", count, " largest "), choose, picker);
+      h("label", " draw ", count, " largest "), choose, picker, cuts);
   }
 
   function exportAsCsv() {
