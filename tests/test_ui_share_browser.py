@@ -308,6 +308,10 @@ def test_a_share_link_opens_a_read_only_view(browser, small):
         status = viewer.evaluate("""async () => (await fetch('/api/retention/apply', {method: 'POST',
           headers: {'X-Netatlas-Share': new URLSearchParams(location.search).get('share'), 'X-Netatlas-CSRF': '1'}})).status""")
         assert status == 403                                    # read only
+        viewer.click("nav a[data-page='usage']")                 # another page of the same link: no Set buttons
+        viewer.wait_for_selector("#usage-retention tbody tr")
+        assert viewer.locator("#usage-retention button").count() == 0
+        assert "share=" in viewer.url
         viewer.errors[:] = [e for e in viewer.errors if "status of 403" not in e]
         # revoked: the link opens nothing
         share_id = client.admin("GET", "/api/shares").body["shares"][0]["id"]

@@ -1,7 +1,7 @@
 // Usage (GET /api/usage): ingested volume per day stacked by table, its cost at the price per GB
 // the operator sets (kept in this browser), the most chatty machines and processes, and each
 // table's retention (PUT /api/retention/{Table} changes it).
-import { api } from "./api.js";
+import { api, session } from "./api.js";
 import { h, clear, fmtNum, fmtMB, store, notice, hashParams, setHashParams } from "./util.js";
 
 const PALETTE = ["#0f6cbd", "#e3008c", "#ca5010", "#498205", "#8764b8", "#038387", "#986f0b", "#c239b3", "#4f6bed", "#6e6e6e"];
@@ -97,6 +97,7 @@ export async function mount(main) {
     const rows = Object.entries(days).sort(([a], [b]) => a.localeCompare(b));
     return h("table.grid#usage-retention", h("thead", h("tr", h("th", "table"), h("th", "days"), h("th", ""))),
       h("tbody", rows.map(([table, d]) => {
+        if (session.readOnly()) return h("tr", h("td", table), h("td", String(d)), h("td", h("span.muted", "read-only share")));
         const input = h("input.days", { type: "number", min: 1, value: d });
         const state = h("span.muted");
         return h("tr", h("td", table), h("td", input), h("td", h("button.small", {
