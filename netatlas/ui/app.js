@@ -75,8 +75,9 @@ async function signOut() {
   login("Signed out.");
 }
 
-// Pages keep their state in the address with history.replaceState, which fires no hashchange:
-// a hashchange is a navigation (a link, the address bar, back), and mounts the page anew.
+// Pages keep their state in the address with history.pushState (a user's step) or replaceState,
+// which fire no event: a hashchange or popstate is a navigation (a link, the address bar, Back,
+// Forward), and mounts the page of the address anew.
 async function route() {
   routed.href = location.href;
   if (!session.who && !(await session.check())) {

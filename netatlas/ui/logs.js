@@ -65,7 +65,7 @@ function resultTable(result) {
         rows = t.rows.slice().sort((a, b) => compare(a[i], b[i], c.type) * (desc ? -1 : 1));
         render();
       },
-    }, c.name, h("span.type", units[i] && units[i] !== "timespan" ? `${c.type}, ${units[i]}` : c.type))));
+    }, c.name, h("span.type", units[i] && units[i] !== "timespan" && units[i] !== "id" ? `${c.type}, ${units[i]}` : c.type))));
     // a value in its unit (1.2 MB, 230 ms); the exact value in its title
     const body = rows.slice(0, shown).map((r) => h("tr", r.map((v, i) => {
       const text = cell(v, t.columns[i].type, units[i]);

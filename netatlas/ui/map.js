@@ -295,7 +295,7 @@ export async function mount(main) {
   function pickMachine(id) {
     if (!id) return;
     suggestions.hidden = true;
-    Object.assign(state, { machine: id, group: "" });
+    Object.assign(state, { machine: id, group: "", selected: "" });
     fillGroups();
     load();
   }
@@ -312,7 +312,7 @@ export async function mount(main) {
       value += typed;
     }
     if (!value) return;
-    Object.assign(state, { group: value, machine: "" });
+    Object.assign(state, { group: value, machine: "", selected: "" });
     search.value = "";
     fillGroups();
     load();
@@ -393,7 +393,6 @@ export async function mount(main) {
   async function load(push = true) {
     const seq = ++loadSeq;
     const q = query();
-    if (push) state.selected = "";
     remember(push);
     status.textContent = "loading…";
     status.className = "map-status";
@@ -412,8 +411,10 @@ export async function mount(main) {
       state.machineDetails.clear();
       collapseLarge();
       draw(true);
+      // the selection (from the address, or kept across a filter) when it is still on the map
       const chosen = state.selected && cy.getElementById(state.selected);
       if (chosen && chosen.nonempty()) { chosen.select(); select(chosen); }
+      else if (state.selected) { state.selected = ""; remember(); }
     } catch (e) {
       if (seq !== loadSeq) return;
       status.textContent = e instanceof ApiError ? `${e.code}: ${e.message}` : e.message;

@@ -9,6 +9,7 @@ const NUMERIC = new Set(["long", "int", "real", "decimal"]);
 // [unit, test of the column's name], first match wins; a name says its unit the way KQL
 // tables name them (BytesSent, ResponseTimeMax in ms, Quantity_MB, DurationSeconds, CpuPercent).
 export const UNIT_RULES = [
+  ["id", /(port|pid|id|year|code|number|version|wave|community|index)$/i],    // numbers that name: no separators
   ["bytes/s", /(bytes?|_b)(_?per_?s(ec(ond)?)?|_?\/_?s|ps)$/i],
   ["bits/s", /(bits?_?per_?s(ec(ond)?)?|bps)$/i],
   ["MB", /(^|_|[a-z])(MB|MiB|Mbytes|Megabytes)$/],
@@ -20,7 +21,8 @@ export const UNIT_RULES = [
   ["/s", /(per_?s(ec(ond)?)?|_?rate|PerSec)$/i],
 ];
 
-// The unit of a column {name, type}: one of UNIT_RULES' units, "timespan", or "" (a plain number or text).
+// The unit of a column {name, type}: one of UNIT_RULES' units ("id": a number that names, a port
+// or a process id, shown as it is), "timespan", or "" (a plain number or text).
 export function unitOf(column) {
   if (!column) return "";
   if (column.type === "timespan") return "timespan";
@@ -50,6 +52,7 @@ export function timespanSeconds(text) {
 }
 
 const FORMATS = {
+  id: (v) => String(v),
   bytes: (v) => fmtBytes(v),
   "bytes/s": (v) => `${fmtBytes(v)}/s`,
   "bits/s": (v) => `${fmtBytes(v).replace(/B$/, "b")}/s`,
