@@ -60,8 +60,10 @@ def test_sign_in_sets_an_httponly_strict_cookie_that_opens_the_api(client):
 
 
 def test_the_cookie_is_secure_over_https(client):
-    r, _ = sign_in(client, headers={"X-Forwarded-Proto": "https"})
+    r, cookie = sign_in(client, headers={"X-Forwarded-Proto": "https"})
     assert r.status == 200 and "Secure" in [p.strip() for p in r.headers["set-cookie"].split(";")]
+    assert cookie.startswith("__Host-netatlas_session=")       # bound to this host by the browser
+    assert call(client, "GET", "/api/schema", headers={"Cookie": cookie}).status == 200
 
 
 def test_a_wrong_key_gets_no_session(client):

@@ -2,9 +2,10 @@
 
 A key typed into the UI is exchanged for a session: ``POST /api/session`` with ``{"key": ...}``
 checks the key (a query or an admin key) and answers ``Set-Cookie: netatlas_session=<id>;
-HttpOnly; SameSite=Strict; Path=/`` (``Secure`` over https), with ``Max-Age`` the setting
-session_ttl. The id is 32 random bytes; the server keeps only its SHA-256, in memory, with the
-key's id and hash and the expiry (a restart signs everyone out). Every tab of the browser sends
+HttpOnly; SameSite=Strict; Path=/``, with ``Max-Age`` the setting session_ttl (over https:
+``__Host-netatlas_session=<id>; ...; Secure``, which browsers bind to this host). The id is 32
+random bytes; the server keeps only its SHA-256, in memory, with the key's id and hash and the
+expiry (a restart signs everyone out). Every tab of the browser sends
 the cookie, so a new tab is signed in. ``GET /api/session`` says who is signed in;
 ``DELETE /api/session`` (logout) forgets the session and clears the cookie.
 
@@ -52,6 +53,7 @@ from ..auth import AuthError, Credential, verify_bearer
 from .http import HttpError, json_response, read_json_object, service
 
 COOKIE = "netatlas_session"
+SECURE_COOKIE = "__Host-netatlas_session"      # over https: the browser keeps it to this host, Secure, Path=/
 CSRF_HEADER = "x-netatlas-csrf"
 SHARE_HEADER = "x-netatlas-share"
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -209,7 +211,10 @@ def cookie_value(headers) -> str | None:
         jar = SimpleCookie(raw)
     except Exception:       # a malformed cookie header is no session
         return None
-    return jar[COOKIE].value if COOKIE in jar else None
+    for name in (SECURE_COOKIE, COOKIE):
+        if name in jar:
+            return jar[name].value
+    return None
 
 
 def resolve(svc, method: str, headers, scope) -> Credential | None:
@@ -260,8 +265,9 @@ class SessionMiddleware:
 # ---------------------------------------------------------------- the endpoints
 
 def _cookie(request: Request, value: str, max_age: int) -> str:
-    secure = "; Secure" if request.url.scheme == "https" else ""
-    return f"{COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}"
+    if request.url.scheme == "https":
+        return f"{SECURE_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}; Secure"
+    return f"{COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}"
 
 
 def _who(session: Session | None, credential: Credential | None) -> dict:
