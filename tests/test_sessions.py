@@ -153,6 +153,17 @@ def test_a_share_link_gives_read_only_access_until_revoked(server, client):
     assert "GET /?share=… HTTP" in log and token not in log
 
 
+def test_a_share_link_ends_with_the_admin_key_that_made_it(server, client):
+    admin = keys.create_key(server.data, "admin")
+    made = client.call("POST", "/api/shares", {"expires_in": "1h"}, key=admin.secret)
+    assert made.status == 201 and made.body["created_by"] == admin.id
+    share = {"X-Netatlas-Share": made.body["token"]}
+    assert call(client, "GET", "/api/machines", headers=share).status == 200
+    keys.revoke_key(server.data, admin.id)
+    time.sleep(0.05)
+    assert_error_shape(call(client, "GET", "/api/machines", headers=share), 401, "AUTH_SHARE_UNKNOWN")
+
+
 def test_a_share_link_expires(client):
     made = client.admin("POST", "/api/shares", {"expires_in": 1})
     share = {"X-Netatlas-Share": made.body["token"]}

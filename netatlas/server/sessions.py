@@ -25,7 +25,8 @@ Share links: an admin creates one with ``POST /api/shares`` (``{"expires_in": "7
 ``DELETE /api/shares/{id}``. The token (32 random bytes) is shown once; ``DIR/shares.json``
 (0600) keeps its SHA-256. The page ``/?share=<token>#/map?...`` sends it as
 ``X-Netatlas-Share`` with every call: query-only access (every ``role="query"`` endpoint),
-until the expiry (then 401 AUTH_SHARE_EXPIRED) or the revocation (401 AUTH_SHARE_UNKNOWN); an
+until the expiry (then 401 AUTH_SHARE_EXPIRED) or the revocation of the link or of the admin key
+that made it (401 AUTH_SHARE_UNKNOWN); an
 admin endpoint answers 403 AUTH_READ_ONLY. The access log shows ``share=…`` in place of a token
 (``RedactShares``).
 """
@@ -228,6 +229,8 @@ def resolve(svc, method: str, headers, scope) -> Credential | None:
             return Credential("share", error=(401, "AUTH_SHARE_UNKNOWN", "this share link is not known (revoked?)"))
         if share.expires <= time.time():
             return Credential("share", error=(401, "AUTH_SHARE_EXPIRED", f"this share link expired at {_iso(share.expires)}"))
+        if share.created_by != "local" and not any(k.id == share.created_by for k in svc.keys.identity.keys):
+            return Credential("share", error=(401, "AUTH_SHARE_UNKNOWN", "the admin key that made this share link was revoked"))
         return Credential("share", role="share", id=share.id)
     sid = cookie_value(headers)
     if not sid:
