@@ -323,3 +323,12 @@ def test_a_share_link_opens_a_read_only_view(browser, small):
         assert not viewer.errors, viewer.errors
     finally:
         viewer_ctx.close()
+
+
+def test_the_performance_page_opens_the_machine_its_address_names(page, base, fleet):
+    top = fleet.call("GET", "/api/performance?counter=cpu&top=3").body["machines"]
+    assert top
+    name = top[-1]["computer"]
+    page.goto(f"{base}/#/performance?range=30m&sel={name}")
+    page.wait_for_function("name => (document.querySelector('#perf-details h2') || {}).textContent === name", arg=name)
+    assert page.locator("#perf-list tbody tr.selected").get_attribute("data-computer") == name
