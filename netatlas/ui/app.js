@@ -109,6 +109,8 @@ window.addEventListener("hashchange", navigated);
 window.addEventListener("popstate", navigated);
 window.addEventListener("netatlas:unauthorized", (e) => {
   session.who = null;
-  login(session.share() ? "This share link expired or was revoked." : `The session ended (${e.detail.code || "401"}); sign in again.`);
+  const code = e.detail.code || "401";
+  login(session.share() ? "This share link expired or was revoked."
+    : code === "AUTH_MISSING" ? "Signed out (in another tab?); sign in again." : `The session ended (${code}); sign in again.`);
 });
 route();
