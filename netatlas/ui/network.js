@@ -68,7 +68,8 @@ export async function mount(main) {
     onchange: () => { state.exclude = excludeOn.checked ? excludeText.value : ""; load(); } });
   const onlyFailing = h("input", { type: "checkbox", checked: state.onlyFailing,
     onchange: () => { state.onlyFailing = onlyFailing.checked; remember(true); draw(true); } });
-  const find = h("input#net-find", { type: "search", placeholder: "highlight a machine", oninput: () => highlight(find.value.trim()) });
+  const find = h("input#net-find", { type: "search", placeholder: "highlight a machine", value: params.find || "",
+    oninput: () => { highlight(find.value.trim()); remember(); } });
   const status = h("div.map-status");
   const box = h("div.network-canvas#network");
   const machineBox = h("div#net-machine", notice("Click a machine for its details."));
@@ -94,7 +95,7 @@ export async function mount(main) {
   function remember(push = false) {
     setHashParams("network", { ...time.params(), subnet: state.subnet, weight: state.weight === "bytes" ? "" : state.weight,
       exclude: state.exclude, only_failing: state.onlyFailing ? 1 : "", colour: state.colourBy === "wave" ? "wave" : "",
-      wave_size: state.colourBy === "wave" ? state.waveSize : "", sel: state.selected }, push);
+      wave_size: state.colourBy === "wave" ? state.waveSize : "", sel: state.selected, find: find.value.trim() }, push);
   }
 
   async function load(push = true) {
@@ -114,6 +115,7 @@ export async function mount(main) {
         state.report = report;
       }
       draw(true);
+      if (find.value.trim()) highlight(find.value.trim());
       if (state.selected && !machineBox.querySelector("h2")) select(state.selected, false);
     } catch (e) {
       if (mine !== seq) return;
