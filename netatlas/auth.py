@@ -50,11 +50,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextvars
 import hashlib
 import hmac
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Mapping
@@ -70,6 +72,23 @@ MAX_SKEW = timedelta(minutes=15)
 
 # the roles whose keys may do what needs ``role`` (an admin key can also query)
 ALLOWED = {"query": ("query", "admin"), "admin": ("admin",), "ingest": ("ingest",)}
+
+
+@dataclass(frozen=True)
+class Credential:
+    """What a request carries besides a key, resolved by the server (``server/sessions.py``): a
+    sign-in session cookie (``kind`` "session": the signed-in key's id and hash) or a read-only
+    share link (``kind`` "share", role "share": query work only). ``error``: (status, code,
+    message) when it is expired, unknown or refused (a cross-site request)."""
+    kind: str
+    role: str = ""
+    id: str = ""
+    key_hash: str = ""
+    error: tuple | None = None
+
+
+# the request's Credential, set for the request by server/sessions.SessionMiddleware
+CREDENTIAL: contextvars.ContextVar[Credential | None] = contextvars.ContextVar("netatlas_credential", default=None)
 
 
 
@@ -292,6 +311,9 @@ def verify_bearer(identity: Identity, headers: Mapping[str, str], *, role: str =
     else:
         token = (headers.get("x-api-key") or "").strip()
         if not token:
+            credential = CREDENTIAL.get()
+            if credential is not None:
+                return _by_credential(identity, credential, role)
             raise AuthError(401, "AUTH_MISSING", "missing Authorization header ('Bearer <query key>') or x-api-key")
     key = _matching(identity.keys, lambda k: k.matches(token))
     if key is None:
@@ -303,3 +325,25 @@ def verify_bearer(identity: Identity, headers: Mapping[str, str], *, role: str =
         raise AuthError(403, "AUTH_WRONG_ROLE", f"key {key.id} is a {key.role} key; this needs a {role} key"
                         + (" (or an admin key)" if role == "query" else ""))
     return key
+
+
+def _by_credential(identity: Identity, credential: Credential, role: str) -> Key | None:
+    """The key of a session (None for a share link) when it may do what needs ``role``."""
+    if credential.error:
+        raise AuthError(*credential.error)
+    if credential.kind == "share":
+        if role != "query":
+            raise AuthError(403, "AUTH_READ_ONLY", f"a share link gives read-only query access; this needs a {role} key")
+        return None
+    key = next((k for k in identity.keys if k.id == credential.id), None)
+    if key is None or not hmac.compare_digest(key_mark(key).encode(), credential.key_hash.encode()):
+        raise AuthError(401, "AUTH_SESSION_EXPIRED", "the key this session signed in with was revoked or rotated; sign in again")
+    if key.role not in ALLOWED[role]:
+        raise AuthError(403, "AUTH_WRONG_ROLE", f"this session signed in with {key.id}, a {key.role} key; this needs a {role} key")
+    return key
+
+
+def key_mark(key: Key) -> str:
+    """What a session remembers of its key: the key's hash (a rotated key has another)."""
+    from .keys import secret_hash
+    return key.hash or secret_hash(key.secret)

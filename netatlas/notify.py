@@ -52,7 +52,7 @@ class Smtp:
 
 def link(base: str, query: str) -> str:
     """The logs page with ``query`` in its address."""
-    return f"{base.rstrip('/')}/#/logs?query={quote(query, safe='')}"
+    return f"{base.rstrip('/')}/#/logs?q={quote(query, safe='')}"
 
 
 def payload(rule: dict, entry: dict, base: str) -> dict:

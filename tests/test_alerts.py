@@ -147,7 +147,7 @@ def test_a_rule_fires_resolves_and_stays_quiet_in_its_mute_period(client, hooks,
     assert payload["rule"]["id"] == rid and payload["rule"]["name"] == "failures"
     assert payload["dimensions"] == {"Computer": host, "RemoteIp": "10.1.1.1"} and payload["value"] == 5
     assert payload["window"]["end"].startswith(at(-timedelta(minutes=45))[:19])
-    assert payload["link"].startswith("https://atlas.example.com/#/logs?query=") and host in \
+    assert payload["link"].startswith("https://atlas.example.com/#/logs?q=") and host in \
         urllib.parse.unquote(payload["link"])
     assert len(box.messages) == 1
     to, mail = box.messages[0]

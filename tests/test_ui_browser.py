@@ -150,11 +150,13 @@ def test_the_login_refuses_a_wrong_key_and_sign_out_forgets_the_key(browser, bas
         assert pg.evaluate("sessionStorage.length") == 0
         sign_in(pg, base, client.query_key.secret)
         assert pg.locator("nav a.active").inner_text() == "Map"
-        pg.reload()                                         # the key lives in sessionStorage: still signed in
+        pg.reload()                                         # the session cookie: still signed in
         pg.wait_for_selector("header.topbar nav")
         pg.click("#signout")
         pg.wait_for_selector("#key")
         assert pg.evaluate("sessionStorage.length") == 0
+        pg.reload()                                         # the session ended on the server too
+        pg.wait_for_selector("#key")
     finally:
         context.close()
 

@@ -25,6 +25,8 @@
 | ``GET /api/alerts/rules``, ``GET /api/alerts/rules/{id}``, ``GET /api/alerts/history`` | Bearer, query key | alert rules with their state; the history of fired, resolved, muted, errors | ``alerts.py`` (``netatlas/alerts.py``) |
 | ``POST``/``PUT``/``DELETE /api/alerts/rules[/{id}]``, ``POST /api/alerts/rules/{id}/enable``, ``/disable``, ``/evaluate[?at=]``, ``POST /api/alerts/evaluate`` | Bearer, admin key | create, change, remove, switch and evaluate alert rules | ``alerts.py`` |
 | ``POST /api/export?format=parquet`` | Bearer, query key | the body of ``/api/query``; the result as a Parquet file | ``ui.py`` |
+| ``POST /api/session`` (``{"key"}``), ``GET``, ``DELETE /api/session`` | the key in the body; the session cookie | sign in to the web UI (an HttpOnly, SameSite=Strict session cookie, session_ttl), who is signed in, sign out | ``sessions.py`` |
+| ``POST /api/shares``, ``GET /api/shares``, ``DELETE /api/shares/{id}`` | Bearer, admin key | read-only share links that expire (``X-Netatlas-Share: <token>``: query-only access) | ``sessions.py`` |
 | ``GET /``, ``GET /ui/...`` | none (the page asks for the query key) | the web UI: ``netatlas/ui/`` | ``ui.py`` |
 | ``POST /v2/rest/query``, ``/v1/rest/query``, ``/v1/rest/mgmt``; ``GET /v1/rest/auth/metadata`` | Bearer, query key (anonymous_query addresses: none); the metadata none | the Kusto REST API (Azure Data Explorer's clients, Kqlmagic) | ``azure/kusto.py`` |
 | ``POST``/``GET /v1/workspaces/{id}/query``, ``POST /v1/$batch`` | Bearer, query key (anonymous_query addresses: none) | the Log Analytics query API (azure-monitor-query) | ``azure/loganalytics.py`` |
@@ -35,7 +37,10 @@
 | ``GET /metrics`` | none | Prometheus text format | ``health.py`` |
 
 "Query key" means a query or an admin key (an admin key can also query), or the per-run local
-token of ``DIR/server.json`` (``discovery.py``), which the admin endpoints take too.
+token of ``DIR/server.json`` (``discovery.py``), which the admin endpoints take too. Every
+endpoint that takes a key also takes the web UI's session cookie of one (a state-changing request
+with the cookie also needs ``X-Netatlas-CSRF: 1``; setting session_ttl), and every query-key
+endpoint a share link's token (``X-Netatlas-Share``, ``sessions.py``).
 
 Settings (``settings.py``; flag ``--max-rows``, environment ``NETATLAS_MAX_ROWS``, key ``max_rows``
 of the ``--config`` TOML file, ...): data, host, port, tls_cert, tls_key (https when both are set),

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from ..auth import AuthError, ReplayCache
@@ -25,6 +26,7 @@ from ..pool import QueryBusyError
 from . import azure, backup, health, ingest, machines, query, retention, threatintel, views
 from . import alerts
 from . import ui
+from . import sessions
 from .http import HttpError, error_response
 from .settings import Settings
 
@@ -64,6 +66,13 @@ ROUTES = (
     Route("/api/alerts/rules/{id}/evaluate", alerts.evaluate, methods=["POST"]),
     Route("/api/alerts/evaluate", alerts.evaluate_all, methods=["POST"]),
     Route("/api/alerts/history", alerts.history, methods=["GET"]),
+    # sign-in sessions (a cookie) and read-only share links (sessions.py, issue 17)
+    Route("/api/session", sessions.sign_in, methods=["POST"]),
+    Route("/api/session", sessions.whoami, methods=["GET"]),
+    Route("/api/session", sessions.sign_out, methods=["DELETE"]),
+    Route("/api/shares", sessions.create_share, methods=["POST"]),
+    Route("/api/shares", sessions.list_shares, methods=["GET"]),
+    Route("/api/shares/{id}", sessions.revoke_share, methods=["DELETE"]),
     # Azure's protocols (server/azure/): the Kusto REST API, ...
     *azure.ROUTES,
     Route("/healthz", health.healthz, methods=["GET"]),
@@ -98,6 +107,8 @@ class Service:
     _closed: bool = field(default=False, repr=False)
     query_limiter: object = field(default=None, repr=False)   # threads of queries and views (run_query)
     alerts: object = field(default=None, repr=False)          # alerts.AlertStore (DIR/alerts.json)
+    sessions: object = None               # sign-in sessions (sessions.SessionStore)
+    shares: object = None                 # read-only share links (sessions.ShareLinks)
 
     async def run(self, fn, *args, **kwargs):
         """Run blocking DuckDB work in the thread pool."""
@@ -193,7 +204,8 @@ def create_app(data_dir: str | os.PathLike, *, settings: Settings | None = None,
         catalogue = getattr(ws, "catalogue", None) or Catalogue.load()
         svc = Service(data_dir=data_dir, settings=settings, workspace=ws, keys=keys,
                       catalogue=catalogue, metrics=add_storage_metrics(Metrics(catalogue.names())),
-                      replay=ReplayCache(2 * settings.max_clock_skew), local_token=local_token)
+                      replay=ReplayCache(2 * settings.max_clock_skew), local_token=local_token,
+                      sessions=sessions.SessionStore(settings.session_ttl), shares=sessions.ShareLinks(data_dir))
         app.state.service = svc
         svc.alerts = await run_in_threadpool(alerts.open_store, svc)
         tasks = [asyncio.create_task(retention.schedule(svc), name="netatlas-retention"),
@@ -208,6 +220,8 @@ def create_app(data_dir: str | os.PathLike, *, settings: Settings | None = None,
                     await task
             await run_in_threadpool(svc.close)
 
-    app = Starlette(routes=list(ROUTES), exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    sessions.redact_access_log()            # a share link's token stays out of the access log
+    app = Starlette(routes=list(ROUTES), exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan,
+                    middleware=[Middleware(sessions.SessionMiddleware)])
     app.router.redirect_slashes = False     # its redirects echo the Host header: /healthz/ is a 404
     return app

@@ -121,6 +121,9 @@ SETTINGS: tuple[_Setting, ...] = (
     Setting("smtp_password_file", "", "string", "PATH", "a file holding the SMTP password of smtp_user"),
     Setting("smtp_ca_file", "", "string", "PATH",
             "PEM certificates to trust for the SMTP server's STARTTLS certificate (default: the system's CAs)"),
+    # -- share helper (issue 17): the web UI's sign-in session (server/sessions.py)
+    Setting("session_ttl", 43200.0, "number", "SECONDS",
+            "seconds a web UI sign-in (its session cookie) lasts before the key must be typed again"),
 )
 
 def _from_env(cls, environ: Mapping[str, str] | None = None, *, file: str | os.PathLike | None = None,

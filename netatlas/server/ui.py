@@ -3,7 +3,7 @@
 The UI is static files shipped in the package (``netatlas/ui/``: ``index.html``, one ES module
 per page, and ``vendor/`` with the libraries' browser builds, see ``vendor/VENDOR.json``); every
 page gets its data from the JSON endpoints (docs/web-api.md). The files need no key: the page
-asks for the query key and sends it with each API call.
+signs in with a key for a session cookie, or opens a share link (``sessions.py``).
 
 ``POST /api/export?format=parquet`` takes the body of ``POST /api/query`` and a query key, runs
 the query the same way (same errors, same row cap) and answers the result as a Parquet file,
@@ -81,8 +81,10 @@ async def to_index(request: Request) -> Response:
 
 
 async def index(request: Request) -> Response:
+    # no Referer leaves the page: its address may hold a share link's token (sessions.py)
     return FileResponse(UI_DIR / "index.html", media_type=CONTENT_TYPES[".html"],
-                        headers={"cache-control": CACHE_APP, "x-content-type-options": "nosniff"})
+                        headers={"cache-control": CACHE_APP, "x-content-type-options": "nosniff",
+                                 "referrer-policy": "no-referrer"})
 
 
 # ---------------------------------------------------------------- POST /api/export?format=parquet

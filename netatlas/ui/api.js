@@ -1,11 +1,29 @@
-// Every call the UI makes: fetch with the query key (kept in sessionStorage), JSON in and out,
-// and the server's one error shape turned into an ApiError (code, message, line, column, hint).
-const KEY = "netatlas.queryKey";
+// Every call the UI makes: fetch with the sign-in session's cookie (HttpOnly: set by
+// POST /api/session, sent by the browser in every tab) or a share link's token (?share= in the
+// page's address), JSON in and out, and the server's one error shape turned into an ApiError
+// (code, message, line, column, hint). Every call carries X-Netatlas-CSRF, which the server
+// asks of a cookie request that changes state (server/sessions.py).
+
+// The share link's token of this page (read-only access), if it was opened from one.
+const shareToken = () => new URLSearchParams(location.search).get("share") || "";
 
 export const session = {
-  key: () => sessionStorage.getItem(KEY),
-  signIn: (key) => sessionStorage.setItem(KEY, key),
-  signOut: () => sessionStorage.removeItem(KEY),
+  who: null,                           // GET /api/session's answer once signed in
+  share: shareToken,
+  // Is this browser signed in (its cookie, or the page's share link)? Fills session.who.
+  async check() {
+    try {
+      const who = await call("/api/session", { quiet: true });
+      session.who = who.signed_in ? who : null;
+    } catch { session.who = null; }
+    return session.who;
+  },
+  async signIn(key) { session.who = await call("/api/session", { method: "POST", body: { key }, quiet: true }); },
+  async signOut() {
+    session.who = null;
+    if (!shareToken()) await call("/api/session", { method: "DELETE", quiet: true }).catch(() => {});
+  },
+  readOnly: () => !!(session.who && session.who.read_only),
 };
 
 export class ApiError extends Error {
@@ -28,16 +46,17 @@ export function qs(params = {}) {
   return text ? `?${text}` : "";
 }
 
-async function call(path, { method = "GET", params, body, key = session.key(), as = "json" } = {}) {
-  const headers = { Authorization: `Bearer ${key}` };
+async function call(path, { method = "GET", params, body, quiet = false, as = "json" } = {}) {
+  const headers = { "X-Netatlas-CSRF": "1" };
+  if (shareToken()) headers["X-Netatlas-Share"] = shareToken();
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const response = await fetch(path + qs(params), {
-    method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+    method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: "same-origin",
   });
   if (!response.ok) {
     let error = { message: `${method} ${path}: HTTP ${response.status}` };
     try { error = (await response.json()).error || error; } catch { /* not JSON */ }
-    if (response.status === 401 || (response.status === 403 && key === session.key())) {
+    if (!quiet && response.status === 401) {
       window.dispatchEvent(new CustomEvent("netatlas:unauthorized", { detail: error }));
     }
     throw new ApiError(response.status, error);
@@ -51,8 +70,7 @@ export const api = {
   put: (path, body) => call(path, { method: "PUT", body }),
   del: (path) => call(path, { method: "DELETE" }),
   blob: (path, body, params) => call(path, { method: "POST", body, params, as: "blob" }),
-  // A cheap authenticated call: is this a query key of this workspace?
-  check: (key) => call("/api/retention", { key }),
+  delete: (path) => call(path, { method: "DELETE" }),
   query: (query, timespan) => call("/api/query", { method: "POST", body: timespan ? { query, timespan } : { query } }),
 };
 

@@ -1,7 +1,9 @@
-// The shell: the login by query key, the navigation between the pages, sign out.
+// The shell: the login by query key (a session cookie, every tab; or a share link's read-only
+// view), the navigation between the pages (Back and Forward step through the user's own steps:
+// pages push an entry per step, util.setHashParams), sign out, share links (share.js).
 // Each page is a module exporting mount(element, params) -> optional unmount function.
 import { api, session, ApiError } from "./api.js";
-import { h, clear } from "./util.js";
+import { h, clear, nav as routed } from "./util.js";
 
 const PAGES = {
   map: { title: "Map", load: () => import("./map.js") },
@@ -36,9 +38,10 @@ function login(message) {
       button.disabled = true;
       error.textContent = "";
       const key = input.value.trim();
+      // a key replaces the page's (expired) share link: the view's address stays
+      if (session.share()) history.replaceState(null, "", location.pathname + location.hash);
       try {
-        await api.check(key);
-        session.signIn(key);
+        await session.signIn(key);
         route();
       } catch (e) {
         error.textContent = e instanceof ApiError && (e.status === 401 || e.status === 403)
@@ -57,22 +60,30 @@ function login(message) {
 function shell() {
   const nav = h("nav", Object.entries(PAGES).map(([id, page]) =>
     h("a", { href: `#/${id}`, dataset: { page: id } }, page.title)));
-  const out = h("button.link#signout", { onclick: signOut, title: "Forget the key in this browser tab" }, "Sign out");
+  const readOnly = session.readOnly();
+  const out = readOnly ? h("span.badge.read-only#read-only", { title: "Opened from a share link: queries only, until it expires" }, "read-only share")
+    : h("button.link#signout", { onclick: signOut, title: "End the session (every tab of this browser)" }, "Sign out");
+  const share = session.who && session.who.role === "admin"
+    ? h("button.link#share", { onclick: () => import("./share.js").then((m) => m.openShare()), title: "A read-only link to this view that expires" }, "Share…") : null;
   const main = h("main#page");
-  clear(root, h("header.topbar", h("a.brand", { href: "#/map" }, h("span.logo", "◉"), " netatlas"), nav, out), main);
+  clear(root, h("header.topbar", h("a.brand", { href: "#/map" }, h("span.logo", "◉"), " netatlas"), nav, share, out), main);
   return main;
 }
 
-function signOut() {
-  session.signOut();
-  location.hash = "";
+async function signOut() {
+  await session.signOut();
+  history.pushState(null, "", location.pathname + location.search);
   login("Signed out.");
 }
 
-// Pages keep their state in the address with history.replaceState, which fires no hashchange:
-// a hashchange is a navigation (a link, the address bar, back), and mounts the page anew.
+// Pages keep their state in the address with history.pushState (a user's step) or replaceState,
+// which fire no event: a hashchange or popstate is a navigation (a link, the address bar, Back,
+// Forward), and mounts the page of the address anew.
 async function route() {
-  if (!session.key()) return login();
+  routed.href = location.href;
+  if (!session.who && !(await session.check())) {
+    return login(session.share() ? "This share link expired or was revoked." : undefined);
+  }
   const name = pageOf(location.hash);
   if (unmount) { unmount(); unmount = null; }
   const main = root.querySelector("#page") || shell();
@@ -92,9 +103,15 @@ async function route() {
   }
 }
 
-window.addEventListener("hashchange", route);
-window.addEventListener("netatlas:unauthorized", () => {
-  session.signOut();
-  login("The key was refused; sign in again.");
+// Back and Forward (popstate) and links (hashchange) to another address mount its view; Chromium
+// fires both for one step between entries that differ in the hash: the second finds routed.href set.
+const navigated = () => { if (location.href !== routed.href) route(); };
+window.addEventListener("hashchange", navigated);
+window.addEventListener("popstate", navigated);
+window.addEventListener("netatlas:unauthorized", (e) => {
+  session.who = null;
+  const code = e.detail.code || "401";
+  login(session.share() ? "This share link expired or was revoked."
+    : code === "AUTH_MISSING" ? "Signed out (in another tab?); sign in again." : `The session ended (${code}); sign in again.`);
 });
 route();

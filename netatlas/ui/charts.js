@@ -2,22 +2,30 @@
 // (render scatterchart with (kind=map), or any result with latitude/longitude columns), drawn
 // offline on the country shapes of world-atlas (vendor/world-atlas/countries-110m.json).
 import { h, fmtNum, fmtBytes } from "./util.js";
+import { commonUnit, fmtValue } from "./units.js";
 
 const NUMERIC = new Set(["long", "int", "real", "decimal"]);
 const isLat = (n) => /latitude(_d)?$/i.test(n) || /^(lat|Lat|LAT)$|(_lat|Lat)$/.test(n);
 const isLon = (n) => /longitude(_d)?$/i.test(n) || /^(lon|lng|Lon|Lng|LON|LNG)$|(_lon|_lng|Lon|Lng)$/.test(n);
 const MAX_SERIES = 25;
 const MAX_POINTS_PER_SERIES = 5000;
+const MAX_CATEGORIES = 200;          // bars: the first 200 categories
+const MAX_SLICES = 100;              // pie: the first 100 slices
+
+// What a chart left out, said over it: choice.notes gets "200 of 350 categories".
+function cut(choice, shown, total, what) {
+  if (choice && total > shown) (choice.notes ||= []).push(`${shown.toLocaleString("en-US")} of ${total.toLocaleString("en-US")} ${what}`);
+}
 
 export const VISUALIZATIONS = {
-  timechart: (r, opts) => lineLike(r, opts, { area: false }),
-  linechart: (r, opts) => lineLike(r, opts, { area: false }),
-  areachart: (r, opts) => lineLike(r, opts, { area: true }),
-  stackedareachart: (r, opts) => lineLike(r, opts, { area: true, stack: true }),
-  barchart: (r, opts) => bars(r, opts, { horizontal: true }),
-  columnchart: (r, opts) => bars(r, opts, { horizontal: false }),
-  piechart: (r, opts) => pie(r, opts),
-  scatterchart: (r, opts) => scatter(r, opts),
+  timechart: (r, opts, choice) => lineLike(r, opts, { area: false }, choice),
+  linechart: (r, opts, choice) => lineLike(r, opts, { area: false }, choice),
+  areachart: (r, opts, choice) => lineLike(r, opts, { area: true }, choice),
+  stackedareachart: (r, opts, choice) => lineLike(r, opts, { area: true, stack: true }, choice),
+  barchart: (r, opts, choice) => bars(r, opts, { horizontal: true }, choice),
+  columnchart: (r, opts, choice) => bars(r, opts, { horizontal: false }, choice),
+  piechart: (r, opts, choice) => pie(r, opts, choice),
+  scatterchart: (r, opts, choice) => scatter(r, opts, choice),
 };
 
 // {columns: [{name, type}], rows} -> helpers
@@ -63,8 +71,10 @@ function roles(t, render, xPrefer) {
   return { x, ys, split };
 }
 
-// Series by (split values, y column): {name: [[x, y], ...]}, at most MAX_SERIES (the largest).
-function seriesOf(t, { x, ys, split }, xValue) {
+// Series by (split values, y column): {name: [[x, y], ...]}: the ones of choice.only (names),
+// else the choice.max (default MAX_SERIES) largest by total. choice.all and choice.shown get the
+// names of every series (the largest first) and of those drawn, for the page to say what it cut.
+function seriesOf(t, { x, ys, split }, xValue, choice = {}) {
   const out = new Map();
   for (const row of t.rows) {
     const key = split.map((i) => row[i]).join(" / ");
@@ -75,11 +85,27 @@ function seriesOf(t, { x, ys, split }, xValue) {
     }
   }
   let list = [...out];
-  if (list.length > MAX_SERIES) {
-    const total = ([, pts]) => pts.reduce((s, [, v]) => s + Math.abs(v || 0), 0);
-    list = list.sort((a, b) => total(b) - total(a)).slice(0, MAX_SERIES);
+  const total = ([, pts]) => pts.reduce((s, [, v]) => s + Math.abs(v || 0), 0);
+  const ranked = list.length > 1 ? list.slice().sort((a, b) => total(b) - total(a)) : list;
+  if (choice.only) {
+    const wanted = new Set(choice.only);
+    list = list.filter(([name]) => wanted.has(name));
+  } else {
+    const max = choice.max || MAX_SERIES;
+    if (list.length > max) list = ranked.slice(0, max);
   }
+  choice.all = ranked.map(([name]) => name);
+  choice.shown = list.map(([name]) => name);
+  const longest = Math.max(0, ...list.map(([, pts]) => pts.length));
+  cut(choice, MAX_POINTS_PER_SERIES, longest, "points of the longest series");
   return list.map(([name, pts]) => [name, pts.slice(0, MAX_POINTS_PER_SERIES)]);
+}
+
+// The value axis and tooltip of y columns sharing a unit (bytes, ms, ...): values in it.
+function unitAxis(t, ys) {
+  const unit = commonUnit(ys.map((i) => t.columns[i]));
+  if (!unit) return { axis: { formatter: compact }, tooltip: {} };
+  return { unit, axis: { formatter: (v) => fmtValue(v, unit) }, tooltip: { valueFormatter: (v) => fmtValue(v, unit) } };
 }
 
 function base(render, extra = {}) {
@@ -94,44 +120,49 @@ function base(render, extra = {}) {
   };
 }
 
-function lineLike(result, render, { area, stack }) {
+function lineLike(result, render, { area, stack }, choice) {
   const t = table(result);
   const r = roles(t, render, (c) => c.type === "datetime");
   const isTime = t.columns[r.x].type === "datetime";
-  const series = seriesOf(t, r, isTime ? (v) => v : num).map(([name, pts]) => ({
+  const u = unitAxis(t, r.ys);
+  const series = seriesOf(t, r, isTime ? (v) => v : num, choice).map(([name, pts]) => ({
     name, type: "line", showSymbol: pts.length < 40, symbolSize: 4, sampling: "lttb",
     data: pts.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)),
     areaStyle: area ? { opacity: 0.35 } : undefined, stack: stack ? "total" : undefined,
   }));
   return base(render, {
     xAxis: { type: isTime ? "time" : "value", name: render.xtitle, nameLocation: "middle", nameGap: 28 },
-    yAxis: { type: "value", name: render.ytitle, scale: false, axisLabel: { formatter: compact } },
+    yAxis: { type: "value", name: render.ytitle || u.unit, scale: false, axisLabel: u.axis },
+    tooltip: { trigger: "axis", confine: true, ...u.tooltip },
     dataZoom: [{ type: "inside" }],
     series,
   });
 }
 
-function bars(result, render, { horizontal }) {
+function bars(result, render, { horizontal }, choice) {
   const t = table(result);
   const r = roles(t, render, (c) => !NUMERIC.has(c.type));
-  const categories = [...new Set(t.rows.map((row) => String(row[r.x])))].slice(0, 200);
+  const u = unitAxis(t, r.ys);
+  const every = [...new Set(t.rows.map((row) => String(row[r.x])))];
+  cut(choice, MAX_CATEGORIES, every.length, "categories");
+  const categories = every.slice(0, MAX_CATEGORIES);
   const pos = new Map(categories.map((c, i) => [c, i]));
-  const series = seriesOf(t, r, String).map(([name, pts]) => {
+  const series = seriesOf(t, r, String, choice).map(([name, pts]) => {
     const data = new Array(categories.length).fill(null);
     for (const [c, v] of pts) if (pos.has(c)) data[pos.get(c)] = v;
     return { name, type: "bar", data, stack: render.kind === "stacked" || render.kind === "stacked100" ? "total" : undefined };
   });
   const cat = { type: "category", data: categories, name: render.xtitle, axisLabel: { interval: 0, width: 160, overflow: "truncate" } };
-  const val = { type: "value", name: render.ytitle, axisLabel: { formatter: compact } };
+  const val = { type: "value", name: render.ytitle || u.unit, axisLabel: u.axis };
   return base(render, {
-    tooltip: { trigger: "axis", axisPointer: { type: "shadow" }, confine: true },
+    tooltip: { trigger: "axis", axisPointer: { type: "shadow" }, confine: true, ...u.tooltip },
     xAxis: horizontal ? val : { ...cat, axisLabel: { ...cat.axisLabel, rotate: categories.length > 8 ? 35 : 0 } },
     yAxis: horizontal ? { ...cat, inverse: true } : val,
     series,
   });
 }
 
-function pie(result, render) {
+function pie(result, render, choice) {
   const t = table(result);
   const value = t.columns.findIndex((c) => NUMERIC.has(c.type));
   const labels = t.columns.map((c, i) => (i !== value && !NUMERIC.has(c.type) ? i : -1)).filter((i) => i >= 0);
@@ -139,23 +170,24 @@ function pie(result, render) {
   return base(render, {
     tooltip: { trigger: "item", confine: true },
     legend: { type: "scroll", orient: "vertical", right: 10, top: 20, bottom: 20 },
-    series: [{ type: "pie", radius: ["30%", "70%"], center: ["40%", "52%"], data: data.slice(0, 100),
+    series: [{ type: "pie", radius: ["30%", "70%"], center: ["40%", "52%"], data: (cut(choice, MAX_SLICES, data.length, "slices"), data.slice(0, MAX_SLICES)),
       label: { formatter: "{b}: {d}%" } }],
   });
 }
 
-function scatter(result, render) {
+function scatter(result, render, choice) {
   const t = table(result);
   const x = render.xcolumn ? t.index(render.xcolumn) : t.columns.findIndex((c) => NUMERIC.has(c.type) || c.type === "datetime");
   const r = roles(t, render, (c, i) => i === x);
   r.x = Math.max(0, x);
   r.ys = r.ys.filter((i) => i !== r.x);
   const isTime = t.columns[r.x].type === "datetime";
-  const series = seriesOf(t, r, isTime ? (v) => v : num).map(([name, pts]) => ({ name, type: "scatter", symbolSize: 7, data: pts }));
+  const u = unitAxis(t, r.ys);
+  const series = seriesOf(t, r, isTime ? (v) => v : num, choice).map(([name, pts]) => ({ name, type: "scatter", symbolSize: 7, data: pts }));
   return base(render, {
-    tooltip: { trigger: "item", confine: true },
+    tooltip: { trigger: "item", confine: true, ...u.tooltip },
     xAxis: { type: isTime ? "time" : "value", name: render.xtitle || t.columns[r.x].name, nameLocation: "middle", nameGap: 28, scale: true },
-    yAxis: { type: "value", name: render.ytitle, scale: true, axisLabel: { formatter: compact } },
+    yAxis: { type: "value", name: render.ytitle || u.unit, scale: true, axisLabel: u.axis },
     series,
   });
 }
@@ -233,8 +265,9 @@ function worldOption(result, render) {
   };
 }
 
-// Draw the result in el; returns {chart, kind, points?} (chart: the ECharts instance).
-export async function drawChart(el, result, geoip) {
+// Draw the result in el; returns {chart, kind, points?, series?, allSeries?, shownSeries?} (chart:
+// the ECharts instance). choice: {max, only} of the series to draw (seriesOf).
+export async function drawChart(el, result, geoip, choice = {}) {
   const kind = chartKind(result);
   const render = result.render || {};
   if (!kind) return null;
@@ -251,9 +284,11 @@ export async function drawChart(el, result, geoip) {
   const box = h("div.chart-box");
   el.replaceChildren(box);
   const chart = window.echarts.init(box, null, { renderer: "canvas" });
-  const option = VISUALIZATIONS[kind](result, render);
+  const picked = { max: choice.max, only: choice.only };
+  const option = VISUALIZATIONS[kind](result, render, picked);
   chart.setOption(option);
-  return { chart, kind, series: option.series.length };
+  return { chart, kind, series: option.series.length, allSeries: picked.all || [], shownSeries: picked.shown || [],
+    notes: picked.notes || [] };
 }
 
 function geoipText(info) {

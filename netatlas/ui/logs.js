@@ -4,7 +4,8 @@
 import { api, ApiError, download } from "./api.js";
 import { defineKql, kqlHint, vocab } from "./kql-mode.js";
 import { drawChart, chartKind } from "./charts.js";
-import { h, clear, fmtNum, fmtTime, store, notice } from "./util.js";
+import { h, clear, fmtNum, fmtTime, store, notice, hashParams, setHashParams } from "./util.js";
+import { unitOf, fmtValue } from "./units.js";
 
 const TIMESPANS = [["", "Set in query"], ["PT30M", "Last 30 minutes"], ["PT1H", "Last hour"], ["PT4H", "Last 4 hours"],
   ["P1D", "Last 24 hours"], ["P2D", "Last 48 hours"], ["P7D", "Last 7 days"], ["P30D", "Last 30 days"]];
@@ -24,10 +25,11 @@ export const LOCAL_SAMPLES = [
 let modeDefined = false;
 let geoipInfo = null;
 
-function cell(v, type) {
+function cell(v, type, unit = "") {
   if (v === null || v === undefined) return "";
   if (typeof v === "object") return JSON.stringify(v);
   if (type === "datetime") return String(v).replace("T", " ").replace("Z", "");
+  if (unit || NUMERIC.has(type)) return fmtValue(v, unit);
   return String(v);
 }
 
@@ -51,6 +53,7 @@ function resultTable(result) {
   const t = result.tables[0];
   let rows = t.rows.slice();
   let sortBy = -1, desc = false, shown = PAGE_ROWS;
+  const units = t.columns.map(unitOf);
   const wrap = h("div.result-table");
   function render() {
     const head = h("tr", t.columns.map((c, i) => h("th", {
@@ -62,8 +65,13 @@ function resultTable(result) {
         rows = t.rows.slice().sort((a, b) => compare(a[i], b[i], c.type) * (desc ? -1 : 1));
         render();
       },
-    }, c.name, h("span.type", c.type))));
-    const body = rows.slice(0, shown).map((r) => h("tr", r.map((v, i) => h(`td${NUMERIC.has(t.columns[i].type) ? ".num" : ""}`, cell(v, t.columns[i].type)))));
+    }, c.name, h("span.type", units[i] && units[i] !== "timespan" && units[i] !== "id" ? `${c.type}, ${units[i]}` : c.type))));
+    // a value in its unit (1.2 MB, 230 ms); the exact value in its title
+    const body = rows.slice(0, shown).map((r) => h("tr", r.map((v, i) => {
+      const text = cell(v, t.columns[i].type, units[i]);
+      const raw = v === null || v === undefined || typeof v === "object" ? "" : String(v);
+      return h(`td${NUMERIC.has(t.columns[i].type) || units[i] ? ".num" : ""}`, raw && raw !== text ? { title: raw } : {}, text);
+    })));
     const more = rows.length > shown ? h("button.small.more", { onclick: () => { shown += PAGE_ROWS * 5; render(); } },
       `Show more (${fmtNum(shown)} of ${fmtNum(rows.length)} rows shown)`) : null;
     clear(wrap, h("table.grid#result-grid", h("thead", head), h("tbody", body)), more);
@@ -76,10 +84,19 @@ export async function mount(main) {
   if (!modeDefined) { defineKql(window.CodeMirror); modeDefined = true; }
   const hint = kqlHint(window.CodeMirror);
   let result = null, chart = null, lastRequest = null, errorMarks = [], alive = true;
+  // The address keeps the query and its range (q, timespan: "query" for "set in query"): a reload
+  // or a copied address opens the same query, run.
+  const params = hashParams();
+  const fromAddress = params.q !== undefined && params.q.trim() !== "";
+  const spanOf = (v) => (v === "query" ? "" : v);
+  const initialSpan = params.timespan !== undefined && TIMESPANS.some(([v]) => v === spanOf(params.timespan))
+    ? spanOf(params.timespan) : store.get("timespan", "P1D");
+  const seriesChoice = { max: 25, only: null };     // the chart's series: how many, or which (charts.js)
 
   const timespan = h("select#timespan", { title: "Time range applied to every table the query reads" },
-    TIMESPANS.map(([v, label]) => h("option", { value: v, selected: v === store.get("timespan", "P1D") }, label)));
-  timespan.addEventListener("change", () => store.set("timespan", timespan.value));
+    TIMESPANS.map(([v, label]) => h("option", { value: v, selected: v === initialSpan }, label)));
+  timespan.value = initialSpan;
+  timespan.addEventListener("change", () => { store.set("timespan", timespan.value); remember(false); });
   const runButton = h("button.primary#run", { onclick: () => run(), title: "Run (Ctrl+Enter)" }, "▶ Run");
   const saveButton = h("button#save", { onclick: () => saveQuery() }, "Save…");
   const stats = h("span.stats#stats");
@@ -89,6 +106,7 @@ export async function mount(main) {
   const exportCsv = h("button.small#export-csv", { disabled: true, onclick: () => exportAsCsv() }, "Export CSV");
   const exportParquet = h("button.small#export-parquet", { disabled: true, onclick: () => exportAsParquet() }, "Export Parquet");
   const output = h("div.output#output", notice("Write a query and run it, or pick a sample."));
+  const seriesBar = h("div.series-bar#series-bar", { hidden: true });
   const sideTabs = h("div.tabs.side-tabs");
   const sideList = h("div.side-list");
 
@@ -98,10 +116,10 @@ export async function mount(main) {
       h("div.toolbar", runButton, timespan, saveButton, stats),
       editorBox, errorBox,
       h("div.results-bar", tabs, h("div.spacer"), exportCsv, exportParquet),
-      output)));
+      seriesBar, output)));
 
   const cm = window.CodeMirror(editorBox, {
-    value: store.get("draft", "VMConnection\n| summarize Connections = count() by Computer\n| top 10 by Connections"),
+    value: fromAddress ? params.q : store.get("draft", "VMConnection\n| summarize Connections = count() by Computer\n| top 10 by Connections"),
     mode: "kql", lineNumbers: true, matchBrackets: true, indentUnit: 4, viewportMargin: Infinity,
     placeholder: "VMConnection | where LinksFailed > 0 | summarize count() by Computer",
     extraKeys: {
@@ -121,19 +139,23 @@ export async function mount(main) {
   window.netatlasLogs = { editor: cm, run: (...a) => run(...a), get result() { return result; }, get chart() { return chart; } };
 
   // --- vocabulary and samples
-  api.get("/api/schema").then((schema) => { vocab.set(schema); cm.setOption("mode", "kql"); }).catch(() => {});
+  let schema = null;
+  api.get("/api/schema").then((answer) => { schema = answer; vocab.set(answer); cm.setOption("mode", "kql"); if (sideTab === "schema") showSide(); })
+    .catch((e) => { sideError = e.message; });
   let samples = [];
   let sideError = "";
   const samplesReady = api.get("/api/samples").then((s) => { samples = [...(s.samples || []), ...LOCAL_SAMPLES]; }).catch((e) => { samples = []; sideError = e.message; });
   let sideTab = "samples";
   function showSide(which = sideTab) {
     sideTab = which;
-    clear(sideTabs, [["samples", "Samples"], ["history", "History"], ["saved", "Saved"]].map(([id, label]) =>
+    clear(sideTabs, [["samples", "Samples"], ["schema", "Schema"], ["history", "History"], ["saved", "Saved"]].map(([id, label]) =>
       h(`button.tab${id === sideTab ? ".active" : ""}`, { onclick: () => showSide(id), dataset: { tab: id } }, label)));
     const entry = (title, query, extra) => h("div.side-entry",
       h("button.entry", { title: query, onclick: () => { cm.setValue(query); cm.focus(); } }, h("span.entry-title", title),
         h("span.entry-query", query.split("\n")[0])), extra);
-    if (which === "samples") {
+    if (which === "schema") {
+      clear(sideList, schemaBrowser());
+    } else if (which === "samples") {
       clear(sideList, samples.length ? samples.map((s) => entry(s.title, s.query)) : notice(sideError || "loading…", sideError ? "error" : "info"));
     } else if (which === "history") {
       const hist = store.get("history", []);
@@ -148,6 +170,39 @@ export async function mount(main) {
   }
   showSide();
   samplesReady.then(() => showSide());
+
+  // The schema browser: the tables of GET /api/schema, each opening to its columns; a click on a
+  // name inserts it at the cursor.
+  const filter = h("input#schema-filter", { type: "search", placeholder: "filter tables and columns", oninput: () => fillSchema() });
+  const schemaList = h("div.schema-list#schema-list");
+  const opened = new Set();
+  function insert(text) {
+    cm.replaceSelection(text);
+    cm.focus();
+  }
+  function fillSchema() {
+    if (!schema) return clear(schemaList, notice(sideError || "loading…", sideError ? "error" : "info"));
+    const text = filter.value.trim().toLowerCase();
+    const tables = Object.entries(schema.tables).sort(([a], [b]) => a.localeCompare(b)).map(([name, cols]) => {
+      const hits = text ? cols.filter(([c]) => c.toLowerCase().includes(text)) : cols;
+      if (text && !name.toLowerCase().includes(text) && !hits.length) return null;
+      const open = opened.has(name) || (text && hits.length && !name.toLowerCase().includes(text));
+      return h("div.schema-table", { dataset: { table: name } },
+        h("div.schema-head",
+          h("button.small.link.toggle", { title: open ? "Hide the columns" : "Show the columns",
+            onclick: () => { if (opened.has(name)) opened.delete(name); else opened.add(name); fillSchema(); } }, open ? "▾" : "▸"),
+          h("button.schema-name", { title: `Insert ${name}`, onclick: () => insert(name) }, name),
+          h("span.muted", ` ${cols.length}`)),
+        open ? h("div.schema-columns", (text && !name.toLowerCase().includes(text) ? hits : cols).map(([c, type]) =>
+          h("button.schema-column", { title: `Insert ${c} (${type})`, dataset: { column: c }, onclick: () => insert(c) },
+            c, h("span.type", type)))) : null);
+    });
+    clear(schemaList, tables.filter(Boolean).length ? tables : notice("No table or column matches."));
+  }
+  function schemaBrowser() {
+    fillSchema();
+    return [filter, schemaList];
+  }
 
   function saveQuery() {
     const name = prompt("Name of this query:", cm.getValue().split("\n")[0].slice(0, 60));
@@ -165,12 +220,15 @@ export async function mount(main) {
     errorBox.hidden = true;
   }
 
+  // An error is shown once: under the text it points at, or (no position) in the box above the results.
   function showError(e) {
     clearError();
-    const where = e.line ? ` at line ${e.line}, column ${e.column}` : "";
-    clear(errorBox, h("b", e.code || "ERROR"), where, ": ", e.message, e.hint ? h("div.hint", `hint: ${e.hint}`) : null);
-    errorBox.hidden = false;
-    if (!e.line || !e.column || e.line > cm.lineCount()) return;
+    if (!e.line || !e.column || e.line > cm.lineCount()) {
+      const where = e.line ? ` at line ${e.line}, column ${e.column}` : "";
+      clear(errorBox, h("b", e.code || "ERROR"), where, ": ", e.message, e.hint ? h("div.hint", `hint: ${e.hint}`) : null);
+      errorBox.hidden = false;
+      return;
+    }
     const line = e.line - 1, ch = Math.min(e.column - 1, cm.getLine(line).length);
     const word = cm.findWordAt({ line, ch });
     const end = word.head.ch > ch && word.anchor.ch === ch ? word.head : { line, ch: Math.min(ch + 1, cm.getLine(line).length) };
@@ -192,8 +250,15 @@ export async function mount(main) {
   }
 
   // --- running
-  async function run(text = cm.getValue(), span = timespan.value) {
+  // The query and its range in the address; push: a run is a step Back returns before.
+  function remember(push) {
+    const text = cm.getValue();
+    setHashParams("logs", { q: text.trim() ? text : "", timespan: timespan.value || "query" }, push);
+  }
+
+  async function run(text = cm.getValue(), span = timespan.value, push = true) {
     if (!text.trim()) return;
+    if (text === cm.getValue()) remember(push);
     clearError();
     runButton.disabled = true;
     stats.textContent = "running…";
@@ -210,6 +275,7 @@ export async function mount(main) {
       stats.textContent = `${fmtNum(s.rows)} rows · ${Math.round(performance.now() - t0)} ms` + (s.truncated ? ` · cut at ${fmtNum(s.max_rows)} rows` : "");
       stats.className = s.truncated ? "stats warn" : "stats";
       exportCsv.disabled = exportParquet.disabled = false;
+      seriesChoice.only = null;
       await show(chartKind(result) ? "chart" : "table");
     } catch (e) {
       result = null;
@@ -235,12 +301,48 @@ export async function mount(main) {
       if (kind === "map" && !geoipInfo) geoipInfo = await api.get("/api/geoip").catch(() => null);
       const box = h("div.chart-wrap#chart");
       clear(output, box);
-      chart = await drawChart(box, result, geoipInfo);
+      chart = await drawChart(box, result, geoipInfo, seriesChoice);
       box.dataset.kind = chart.kind;
       box.dataset.ready = "1";
+      showSeriesBar();
     } else {
+      seriesBar.hidden = true;
       clear(output, result.tables[0].rows.length ? resultTable(result) : notice("The query returned no rows."));
     }
+  }
+
+  // Over the chart: how many of its series are drawn ("25 of 400 series shown"), how many to
+  // draw (the largest first) and which (a list to tick).
+  function showSeriesBar() {
+    const all = (chart && chart.allSeries) || [];
+    const notes = (chart && chart.notes) || [];
+    seriesBar.hidden = all.length <= 1 && !notes.length;
+    if (seriesBar.hidden) return;
+    const cuts = notes.length ? h("span.series-note.warn#chart-cut", `${notes.join(", ")} shown`) : null;
+    if (all.length <= 1) return clear(seriesBar, cuts);
+    const count = h("input#series-count", { type: "number", min: "1", max: String(all.length), value: String(Math.min(seriesChoice.max, all.length)),
+      title: "How many series to draw, the largest first",
+      onchange: () => { seriesChoice.max = Math.max(1, +count.value || 1); seriesChoice.only = null; show("chart"); } });
+    const picker = h("div.series-picker#series-picker", { hidden: true });
+    const choose = h("button.small#series-choose", { onclick: () => { picker.hidden = !picker.hidden; } }, "Choose series…");
+    const ticked = new Set(chart.shownSeries);
+    const find = h("input#series-find", { type: "search", placeholder: "filter series", oninput: () => fillPicker() });
+    const list = h("div.series-list");
+    function fillPicker() {
+      const text = find.value.trim().toLowerCase();
+      clear(list, all.filter((n) => !text || n.toLowerCase().includes(text)).slice(0, 500).map((n) =>
+        h("label.check", h("input", { type: "checkbox", checked: ticked.has(n), dataset: { series: n },
+          onchange: (e) => { if (e.target.checked) ticked.add(n); else ticked.delete(n); } }), n)));
+    }
+    fillPicker();
+    clear(picker, find, list, h("div.row.buttons",
+      h("button.small.primary#series-apply", { onclick: () => { seriesChoice.only = [...ticked]; show("chart"); } }, "Draw these"),
+      h("button.small", { onclick: () => { ticked.clear(); fillPicker(); } }, "None")));
+    const shown = chart.shownSeries.length;
+    clear(seriesBar, h(`span.series-note${shown < all.length ? ".warn" : ""}#series-note`,
+      shown < all.length ? `${fmtNum(shown)} of ${fmtNum(all.length)} series shown` + (seriesChoice.only ? " (chosen)" : " (the largest)")
+        : `all ${fmtNum(all.length)} series shown`),
+      h("label", " draw ", count, " largest "), choose, picker, cuts);
   }
 
   function exportAsCsv() {
@@ -263,6 +365,7 @@ export async function mount(main) {
   const onResize = () => chart && chart.chart.resize();
   window.addEventListener("resize", onResize);
   cm.focus();
+  if (fromAddress) run(params.q, timespan.value, false);
   return () => {
     alive = false;
     window.removeEventListener("resize", onResize);

@@ -235,6 +235,7 @@ export async function mount(main) {
     exclude: params.exclude || "",
     groupBy: params.groupBy || "none",
     layout: params.layout || "layered",
+    selected: params.sel || "",     // the selected node (machine, process, group), in the address
     expanded: new Set(), collapsed: new Set(), collapsedContainers: new Set(),
     data: null, machineDetails: new Map(),
   };
@@ -294,7 +295,7 @@ export async function mount(main) {
   function pickMachine(id) {
     if (!id) return;
     suggestions.hidden = true;
-    Object.assign(state, { machine: id, group: "" });
+    Object.assign(state, { machine: id, group: "", selected: "" });
     fillGroups();
     load();
   }
@@ -311,7 +312,7 @@ export async function mount(main) {
       value += typed;
     }
     if (!value) return;
-    Object.assign(state, { group: value, machine: "" });
+    Object.assign(state, { group: value, machine: "", selected: "" });
     search.value = "";
     fillGroups();
     load();
@@ -381,12 +382,18 @@ export async function mount(main) {
       exclude: state.exclude || undefined };
   }
 
-  async function load() {
-    const seq = ++loadSeq;
-    const q = query();
+  // The view in the address; push: a user's step (a machine or group chosen, a filter), so Back returns before it.
+  function remember(push = false) {
     setHashParams("map", { machine: state.machine, group: state.machine ? "" : state.group, ...time.params(),
       only_failures: state.onlyFailures ? 1 : "", hide_loopback: state.hideLoopback ? "" : 0, exclude: state.exclude,
-      groupBy: state.groupBy === "none" ? "" : state.groupBy, layout: state.layout === "layered" ? "" : state.layout });
+      groupBy: state.groupBy === "none" ? "" : state.groupBy, layout: state.layout === "layered" ? "" : state.layout,
+      sel: state.selected }, push);
+  }
+
+  async function load(push = true) {
+    const seq = ++loadSeq;
+    const q = query();
+    remember(push);
     status.textContent = "loading…";
     status.className = "map-status";
     try {
@@ -404,6 +411,10 @@ export async function mount(main) {
       state.machineDetails.clear();
       collapseLarge();
       draw(true);
+      // the selection (from the address, or kept across a filter) when it is still on the map
+      const chosen = state.selected && cy.getElementById(state.selected);
+      if (chosen && chosen.nonempty()) { chosen.select(); select(chosen); }
+      else if (state.selected) { state.selected = ""; remember(); }
     } catch (e) {
       if (seq !== loadSeq) return;
       status.textContent = e instanceof ApiError ? `${e.code}: ${e.message}` : e.message;
@@ -529,7 +540,7 @@ export async function mount(main) {
     cy.on("mouseout", "node", () => { tooltip.hidden = true; });
     cy.on("tap", "node", (evt) => select(evt.target));
     cy.on("tap", "edge", (evt) => showEdge(evt.target.data()));
-    cy.on("tap", (evt) => { if (evt.target === cy) clear(details, notice("Select a machine, a process, a group or a connection.")); });
+    cy.on("tap", (evt) => { if (evt.target === cy) { state.selected = ""; remember(); clear(details, notice("Select a machine, a process, a group or a connection.")); } });
     // Cytoscape calls any two quick taps a dbltap, even on two elements: both taps must be on this node.
     let taps = [null, null];
     cy.on("tap", (evt) => { taps = [taps[1], evt.target === cy ? null : evt.target.id()]; });
@@ -571,6 +582,8 @@ export async function mount(main) {
   async function select(node) {
     const d = node.data();
     const data = state.data;
+    state.selected = d.id;
+    remember();
     if (d.kind === "machine") {
       const m = data.machines.find((x) => x.id === d.id);
       clear(details, h("h2", m.computer), notice("loading…"));
@@ -628,7 +641,7 @@ export async function mount(main) {
     }
   }
 
-  load();
+  load(false);
   return () => {
     alive = false;
     if (cy) cy.destroy();

@@ -3,19 +3,51 @@
 // to hide it), a click on a machine opens its details. Coloured by wave (GET /api/waves, waves.js):
 // a colour per migration wave, the machine pairs crossing between waves listed beside the chart,
 // and a machine can be moved to another wave to see the crossing traffic change (in the browser).
+// A subnet's colour is the same in every view (a hash into SUBNET_COLOURS, kept: subnetColour); the
+// machines keep their places between filters and redraws (POSITIONS); the hubs (most
+// connected) and the selected machine are labelled, the selection ringed.
 import { api, ApiError } from "./api.js";
 import { assignment, crossing, waveColour } from "./waves.js";
 import { timeRangeFrom } from "./timerange.js";
 import { machinePanel } from "./details.js";
-import { h, clear, fmtBytes, fmtNum, hashParams, setHashParams, notice } from "./util.js";
+import { h, clear, fmtBytes, fmtNum, hashParams, setHashParams, notice, store } from "./util.js";
 
 const SYSTEM_PROCESSES = "System,svchost.exe,lsass.exe,services.exe,wininit.exe,csrss.exe,smss.exe";
 const PALETTE = ["#0f6cbd", "#ca5010", "#498205", "#8764b8", "#038387", "#e3008c", "#986f0b", "#4f6bed", "#c239b3", "#6e6e6e"];
+// 36 colours told apart at a glance: Kelly's colours of maximum contrast (without white, black
+// and grey, which means "no subnet"), then the light and middle tones of Tableau's 20 and a few
+// more that none of those is close to.
+export const SUBNET_COLOURS = ["#F3C300", "#875692", "#F38400", "#A1CAF1", "#BE0032", "#C2B280", "#008856",
+  "#E68FAC", "#0067A5", "#F99379", "#604E97", "#F6A600", "#B3446C", "#DCD300", "#882D17", "#8DB600", "#654522",
+  "#E25822", "#2B3D26", "#17BECF", "#9467BD", "#E377C2", "#98DF8A", "#C5B0D5", "#FF9896", "#9EDAE5", "#C49C94",
+  "#DBDB8D", "#F7B6D2", "#FFBB78", "#2CA02C", "#003F5C", "#6B6ECF", "#B5CF6B", "#E7969C", "#7B4173"];
+const HUBS = 12;                  // machines labelled on a chart of many: the most connected
+const POSITIONS = new Map();      // machine id -> [x, y] where the chart last put it (kept between views)
+
+// The colour of a subnet, the same whatever else the chart shows: its FNV-1a hash picks a place
+// in SUBNET_COLOURS; when another subnet already has that colour, the next free one. What each
+// subnet got is kept (localStorage "netatlas.subnetColours"), so a subnet keeps its colour in
+// every view and after reloads, and the first 36 subnets all differ. "other" (none) is grey.
+let assigned = null;
+export function subnetColour(subnet) {
+  if (!subnet || subnet === "other") return "#8a8886";
+  if (!assigned) assigned = store.get("subnetColours", {});
+  if (!(subnet in assigned)) {
+    const n = SUBNET_COLOURS.length, used = new Set(Object.values(assigned));
+    let x = 0x811c9dc5;
+    for (let i = 0; i < subnet.length; i++) { x ^= subnet.charCodeAt(i); x = Math.imul(x, 0x01000193) >>> 0; }
+    let slot = x % n;
+    for (let k = 0; k < n && used.has(slot); k++) slot = (slot + 1) % n;
+    assigned[subnet] = slot;
+    store.set("subnetColours", assigned);
+  }
+  return SUBNET_COLOURS[assigned[subnet] % SUBNET_COLOURS.length];
+}
 
 export async function mount(main) {
   const params = hashParams();
   const state = { subnet: params.subnet || "", weight: params.weight || "bytes", exclude: params.exclude || "",
-    onlyFailing: params.only_failing === "1", data: null,
+    onlyFailing: params.only_failing === "1", data: null, selected: params.sel || "",
     colourBy: params.colour === "wave" ? "wave" : "subnet", waveSize: params.wave_size || "", report: null, moves: {} };
   let chart = null, seq = 0, waveSeq = 0, alive = true;
 
@@ -35,8 +67,9 @@ export async function mount(main) {
   const excludeOn = h("input", { type: "checkbox", checked: !!state.exclude,
     onchange: () => { state.exclude = excludeOn.checked ? excludeText.value : ""; load(); } });
   const onlyFailing = h("input", { type: "checkbox", checked: state.onlyFailing,
-    onchange: () => { state.onlyFailing = onlyFailing.checked; draw(); } });
-  const find = h("input#net-find", { type: "search", placeholder: "highlight a machine", oninput: () => highlight(find.value.trim()) });
+    onchange: () => { state.onlyFailing = onlyFailing.checked; remember(true); draw(true); } });
+  const find = h("input#net-find", { type: "search", placeholder: "highlight a machine", value: params.find || "",
+    oninput: () => { highlight(find.value.trim()); remember(); } });
   const status = h("div.map-status");
   const box = h("div.network-canvas#network");
   const machineBox = h("div#net-machine", notice("Click a machine for its details."));
@@ -58,11 +91,16 @@ export async function mount(main) {
       h("section", h("p.hint", "Scroll to zoom, drag to pan or move a machine; click a subnet in the legend to hide it."))),
     h("div.map-main", status, box), details));
 
-  async function load() {
-    const mine = ++seq;
+  // The chart's state in the address; push: a user's step (a filter changed), Back returns before it.
+  function remember(push = false) {
     setHashParams("network", { ...time.params(), subnet: state.subnet, weight: state.weight === "bytes" ? "" : state.weight,
       exclude: state.exclude, only_failing: state.onlyFailing ? 1 : "", colour: state.colourBy === "wave" ? "wave" : "",
-      wave_size: state.colourBy === "wave" ? state.waveSize : "" });
+      wave_size: state.colourBy === "wave" ? state.waveSize : "", sel: state.selected, find: find.value.trim() }, push);
+  }
+
+  async function load(push = true) {
+    const mine = ++seq;
+    remember(push);
     status.textContent = "loading…";
     status.className = "map-status";
     try {
@@ -76,7 +114,9 @@ export async function mount(main) {
         if (JSON.stringify(report.waves) !== JSON.stringify(state.report && state.report.waves)) state.moves = {};
         state.report = report;
       }
-      draw();
+      draw(true);
+      if (find.value.trim()) highlight(find.value.trim());
+      if (state.selected && !machineBox.querySelector("h2")) select(state.selected, false);
     } catch (e) {
       if (mine !== seq) return;
       status.textContent = e instanceof ApiError ? `${e.code}: ${e.message}` : e.message;
@@ -112,12 +152,14 @@ export async function mount(main) {
   function draw(keep = false) {
     const data = state.data;
     if (!data) return;
-    const at = keep ? positions() : {};
+    for (const [id, xy] of Object.entries(positions())) POSITIONS.set(id, xy);
+    const at = keep ? Object.fromEntries(POSITIONS) : {};
     const waves = byWave() ? assignment(state.report, state.moves) : null;
     const count = waves ? Math.max(state.report.waves.length, ...Object.values(waves)) : 0;
     const waveNames = Array.from({ length: count }, (_, i) => `wave ${i + 1}`).concat(["no wave"]);
     const waveOf = (id) => (waves && waves[id]) || 0;
     const category = (n) => (waves ? (waveOf(n.id) ? waveOf(n.id) - 1 : count) : subnets.indexOf(n.subnet || "other"));
+    const degree = new Map();
     const key = state.weight === "links" ? "links" : "bytes";
     const edges = data.edges.filter((e) => !state.onlyFailing || e.failed > 0);
     const used = new Set(edges.flatMap((e) => [e.source, e.target]));
@@ -125,6 +167,9 @@ export async function mount(main) {
     const subnets = [...new Set(nodes.map((n) => n.subnet || "other"))].sort();
     const names = waves ? waveNames : subnets;
     const maxNode = Math.max(1, ...nodes.map((n) => n[key] || 0));
+    for (const e of edges) for (const id of [e.source, e.target]) degree.set(id, (degree.get(id) || 0) + 1);
+    const hubs = new Set(nodes.slice().sort((a, b) => (degree.get(b.id) || 0) - (degree.get(a.id) || 0)
+      || (b[key] || 0) - (a[key] || 0)).slice(0, HUBS).map((n) => n.id));
     const maxEdge = Math.max(1, ...edges.map((e) => e[key] || 0));
     const failing = edges.filter((e) => e.failed > 0).length;
     clear(status, `${nodes.length} machines, ${edges.length} connections between them`,
@@ -135,6 +180,7 @@ export async function mount(main) {
       chart.on("click", (p) => { if (p.dataType === "node") select(p.data.id); });
     }
     const many = nodes.length > 60;
+    const pinned = new Set();     // data indexes whose labels are always shown
     chart.setOption({
       animation: false,
       color: PALETTE,
@@ -145,17 +191,25 @@ export async function mount(main) {
       series: [{
         type: "graph", layout: "force", roam: true, draggable: true, zoom: 1,
         categories: waves ? waveNames.map((s, i) => ({ name: s, itemStyle: { color: waveColour(i < count ? i + 1 : 0) } }))
-          : subnets.map((s) => ({ name: s })),
+          : subnets.map((s) => ({ name: s, itemStyle: { color: subnetColour(s) } })),
         force: { repulsion: many ? 160 : 900, gravity: many ? 0.12 : 0.06, edgeLength: many ? [40, 180] : [80, 260], friction: 0.2,
           layoutAnimation: nodes.length > 300 },
         label: { show: !many, position: "right", fontSize: 11, formatter: (p) => p.data.name.split(".")[0] },
+        // on a chart of many: the hubs and the selection keep their labels
+        labelLayout: (p) => ({ hideOverlap: !(p.dataIndex !== undefined && pinned.has(p.dataIndex)) }),
         emphasis: { focus: "adjacency", label: { show: true }, lineStyle: { width: 4 } },
-        labelLayout: { hideOverlap: true },
         edgeSymbol: ["none", "arrow"], edgeSymbolSize: 6,
-        data: nodes.map((n) => ({ id: n.id, name: n.computer || n.id, subnet: n.subnet || "other",
-          category: category(n), wave: waveOf(n.id), bytes: n.bytes, links: n.links,
-          ...(at[n.id] ? { x: at[n.id][0], y: at[n.id][1] } : {}),
-          symbolSize: 10 + 30 * Math.sqrt((n[key] || 0) / maxNode) })),
+        data: nodes.map((n, i) => {
+          const chosen = n.id === state.selected, hub = hubs.has(n.id) && many;
+          if (chosen || hub) pinned.add(i);
+          return { id: n.id, name: n.computer || n.id, subnet: n.subnet || "other",
+            category: category(n), wave: waveOf(n.id), bytes: n.bytes, links: n.links, hub, selected: chosen,
+            ...(at[n.id] ? { x: at[n.id][0], y: at[n.id][1], fixed: true } : {}),
+            symbolSize: 10 + 30 * Math.sqrt((n[key] || 0) / maxNode) + (chosen ? 6 : 0),
+            ...(chosen ? { itemStyle: { borderColor: "#111", borderWidth: 3, shadowBlur: 12, shadowColor: "rgba(0,0,0,.45)" },
+              label: { show: true, fontWeight: "bold", fontSize: 13, backgroundColor: "#fff", padding: [1, 3] }, z: 10 }
+              : hub ? { label: { show: true, fontWeight: 600 } } : {}) };
+        }),
         links: edges.map((e) => ({ source: e.source, target: e.target, bytes: e.bytes, links: e.links, failed: e.failed,
           sourceName: name(e.source), targetName: name(e.target),
           lineStyle: { width: 0.8 + 6 * Math.sqrt((e[key] || 0) / maxEdge), color: e.failed > 0 ? "#d13438" : "#9aa5b1",
@@ -167,6 +221,8 @@ export async function mount(main) {
     box.dataset.nodes = String(nodes.length);
     box.dataset.edges = String(edges.length);
     box.dataset.colour = waves ? "wave" : "subnet";
+    box.dataset.selected = state.selected || "";
+    box.dataset.labelled = String(pinned.size);
     if (waves) box.dataset.waves = String(count); else delete box.dataset.waves;
     showWaves(waves);
   }
@@ -235,9 +291,11 @@ export async function mount(main) {
     if (idx.length) chart.dispatchAction({ type: "highlight", seriesIndex: 0, dataIndex: idx });
   }
 
-  async function select(id) {
+  async function select(id, redraw = true) {
     const n = state.data.nodes.find((x) => x.id === id) || { id, computer: id };
     state.selected = id;
+    remember();
+    if (redraw) draw(true);
     const pick = wavesPanel.querySelector("#move-machine");
     if (pick && [...pick.options].some((o) => o.value === id)) {
       pick.value = id;
@@ -256,7 +314,7 @@ export async function mount(main) {
 
   const onResize = () => chart && chart.resize();
   window.addEventListener("resize", onResize);
-  load();
+  load(false);
   return () => {
     alive = false;
     window.removeEventListener("resize", onResize);

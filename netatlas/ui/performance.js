@@ -14,7 +14,7 @@ const STAT_TITLES = { avg: "average", p50: "P50", p90: "P90", p95: "P95", max: "
 export async function mount(main) {
   const params = hashParams();
   const state = { counter: params.counter || DEFAULT_COUNTER, stat: params.stat || "avg", top: params.top || "10",
-    data: null, selected: "" };
+    data: null, selected: params.sel || "" };
   let seq = 0, alive = true;
 
   const time = timeRangeFrom({ range: params.range || "1h", from: params.from, to: params.to }, () => load());
@@ -39,10 +39,15 @@ export async function mount(main) {
       h("section", h("p.hint", "The machines whose counter is worst first (the least available memory; the most of the others). Click a machine for its charts."))),
     h("div.map-main.perf-main", status, list), details));
 
-  async function load() {
-    const mine = ++seq;
+  // The page's state in the address (sel: the machine whose details are open); push: a user's step.
+  function remember(push = false) {
     setHashParams("performance", { ...time.params(), counter: state.counter === DEFAULT_COUNTER ? "" : state.counter,
-      stat: state.stat === "avg" ? "" : state.stat, top: state.top === "10" ? "" : state.top });
+      stat: state.stat === "avg" ? "" : state.stat, top: state.top === "10" ? "" : state.top, sel: state.selected }, push);
+  }
+
+  async function load(push = true) {       // push: a user's step (Back returns before it)
+    const mine = ++seq;
+    remember(push);
     status.textContent = "loading…";
     status.className = "map-status";
     list.dataset.ready = "";
@@ -95,10 +100,13 @@ export async function mount(main) {
       h("td", heartbeatText(m, { short: true })))))));
     list.dataset.ready = "1";
     list.dataset.rows = String(machines.length);
+    const chosen = machines.find((m) => m.computer === state.selected);
+    if (chosen && !details.querySelector("h2")) select(chosen, list.querySelector("tbody tr.selected"));
   }
 
   async function select(m, row) {
     state.selected = m.computer;
+    remember();
     for (const tr of list.querySelectorAll("tbody tr")) tr.classList.toggle("selected", tr === row);
     const range = state.data.range;
     if (!m.id) {          // counters and heartbeats, but no VMComputer record: its charts only
@@ -118,6 +126,6 @@ export async function mount(main) {
     }
   }
 
-  load();
+  load(false);
   return () => { alive = false; };
 }

@@ -1,8 +1,8 @@
 // Usage (GET /api/usage): ingested volume per day stacked by table, its cost at the price per GB
 // the operator sets (kept in this browser), the most chatty machines and processes, and each
 // table's retention (PUT /api/retention/{Table} changes it).
-import { api } from "./api.js";
-import { h, clear, fmtNum, fmtMB, store, notice } from "./util.js";
+import { api, session } from "./api.js";
+import { h, clear, fmtNum, fmtMB, store, notice, hashParams, setHashParams } from "./util.js";
 
 const PALETTE = ["#0f6cbd", "#e3008c", "#ca5010", "#498205", "#8764b8", "#038387", "#986f0b", "#c239b3", "#4f6bed", "#6e6e6e"];
 
@@ -12,8 +12,9 @@ export async function mount(main) {
     title: "Price per GB ingested (GB = 10^9 bytes), in your currency", oninput: () => { store.set("pricePerGB", +price.value || 0); if (data) draw(); } });
   const currency = h("input#currency", { type: "text", size: 3, maxLength: 4, value: store.get("currency", "$"),
     oninput: () => { store.set("currency", currency.value); if (data) draw(); } });
-  const days = h("select#days", { onchange: () => load() },
-    [7, 14, 30, 90].map((d) => h("option", { value: d, selected: d === store.get("usageDays", 30) }, `Last ${d} days`)));
+  const shownDays = +hashParams().days || store.get("usageDays", 30);      // the address first
+  const days = h("select#days", { onchange: () => load(true) },
+    [7, 14, 30, 90].map((d) => h("option", { value: d, selected: d === shownDays }, `Last ${d} days`)));
   const cards = h("div.cards");
   const chartBox = h("div.chart-box.usage-chart#usage-chart");
   const tables = h("div.usage-tables");
@@ -25,8 +26,9 @@ export async function mount(main) {
   const cost = (mb) => (mb / 1000) * (+price.value || 0);
   const money = (mb) => `${currency.value}${cost(mb).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`;
 
-  async function load() {
+  async function load(push = false) {
     store.set("usageDays", +days.value);
+    setHashParams("usage", { days: days.value }, push);
     clear(cards, notice("loading…"));
     try {
       const answer = await api.get("/api/usage", { days: days.value });
@@ -95,6 +97,7 @@ export async function mount(main) {
     const rows = Object.entries(days).sort(([a], [b]) => a.localeCompare(b));
     return h("table.grid#usage-retention", h("thead", h("tr", h("th", "table"), h("th", "days"), h("th", ""))),
       h("tbody", rows.map(([table, d]) => {
+        if (session.readOnly()) return h("tr", h("td", table), h("td", String(d)), h("td", h("span.muted", "read-only share")));
         const input = h("input.days", { type: "number", min: 1, value: d });
         const state = h("span.muted");
         return h("tr", h("td", table), h("td", input), h("td", h("button.small", {

@@ -79,11 +79,21 @@ export function hashParams() {
   const q = location.hash.split("?")[1] || "";
   return Object.fromEntries(new URLSearchParams(q));
 }
+// The address the app last routed or wrote: a popstate or hashchange to another address is a
+// navigation (Back, Forward, a link), one to this address is not (app.js).
+export const nav = { href: null };
+
 // (Not when the address already names another page: a navigation that has not been handled yet.)
-export function setHashParams(page, params) {
+// push: the change is a user's step (a machine chosen, a query run): a new history entry, so Back
+// returns to the view before it; otherwise the current entry is rewritten.
+export function setHashParams(page, params, push = false) {
   const current = location.hash.replace(/^#\/?/, "").split(/[?/]/)[0];
   if (current && current !== page) return;
   const q = new URLSearchParams(Object.entries(params).filter(([, v]) => v !== undefined && v !== null && v !== ""));
   const next = `#/${page}${q.toString() ? `?${q}` : ""}`;
-  if (location.hash !== next) history.replaceState(null, "", next);
+  if (location.hash !== next) {
+    if (push && current) history.pushState(null, "", next);
+    else history.replaceState(null, "", next);
+  }
+  nav.href = location.href;
 }
