@@ -9,6 +9,7 @@ const PAGES = {
   usage: { title: "Usage", load: () => import("./usage.js") },
   network: { title: "Network", load: () => import("./network.js") },
   performance: { title: "Performance", load: () => import("./performance.js") },
+  workbooks: { title: "Workbooks", load: () => import("./workbooks.js") },
 };
 const DEFAULT_PAGE = "map";
 
@@ -92,6 +93,8 @@ async function route() {
 }
 
 window.addEventListener("hashchange", route);
+// a page shown inside another (a workbook's map tile): without the top bar
+if (window.self !== window.top) document.documentElement.classList.add("embedded");
 window.addEventListener("netatlas:unauthorized", () => {
   session.signOut();
   login("The key was refused; sign in again.");
