@@ -11,6 +11,7 @@ import pytest
 
 import netatlas
 import netatlas.demo
+from netatlas import webmap
 from netatlas import limits, workbooks as wbs
 
 from test_server import serve_filled
@@ -247,7 +248,7 @@ def test_stored_workbook_runs_by_id(client):
 def test_service_map_is_the_seeds_queries(client):
     wb = client.call("GET", f"/api/workbooks/{wbs.BUILTIN_ID}").body
     queries = [t for t in wb["tiles"] if t["type"] == "query"]
-    samples = netatlas.webmap.samples()
+    samples = webmap.samples()
     assert len(queries) == len(samples)
     values = wbs.Values(wb, {}, inventory=lambda: {})
     for tile, sample in zip(queries, samples):

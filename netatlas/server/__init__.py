@@ -22,6 +22,8 @@
 | ``GET /api/waves?range=&to=&max_wave_size=&weight=&pin=M=W&exclude=`` | Bearer, query key | migration waves: machines per wave, the dependencies crossing between waves (``netatlas waves --format json``) | ``views.py`` (``waves.py``) |
 | ``GET /api/usage?days=N`` | Bearer, query key | MB per day and table, the top machines and processes, retention | ``views.py`` |
 | ``GET /api/schema``, ``GET /api/samples`` | Bearer, query key | tables, columns, function and operator names; the seed queries | ``views.py`` |
+| ``GET /api/workbooks``, ``GET /api/workbooks/{id}``; ``POST /api/workbooks``, ``PUT``/``DELETE /api/workbooks/{id}`` | Bearer, query key; admin key to write | saved workbooks (parameters and query tiles) in DIR/workbooks/, the built-in Service Map one (docs/web-api.md) | ``workbooks.py`` (``netatlas/workbooks.py``) |
+| ``POST /api/workbooks/import``, ``POST /api/workbooks/run`` | Bearer, query key | a workbook's JSON (netatlas's or Azure Monitor's) as netatlas's; one tile run with the parameters' values | ``workbooks.py`` |
 | ``POST /api/export?format=parquet`` | Bearer, query key | the body of ``/api/query``; the result as a Parquet file | ``ui.py`` |
 | ``GET /``, ``GET /ui/...`` | none (the page asks for the query key) | the web UI: ``netatlas/ui/`` | ``ui.py`` |
 | ``POST /v2/rest/query``, ``/v1/rest/query``, ``/v1/rest/mgmt``; ``GET /v1/rest/auth/metadata`` | Bearer, query key (anonymous_query addresses: none); the metadata none | the Kusto REST API (Azure Data Explorer's clients, Kqlmagic) | ``azure/kusto.py`` |

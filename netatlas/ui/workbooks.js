@@ -30,6 +30,16 @@ function clean(wb) {
   return copy;
 }
 
+// Tiles run a few at a time: a workbook of 30 tiles does not fill the server's query queue (429).
+const RUN_AT_ONCE = 4;
+let running = 0;
+const waiting = [];
+async function limited(fn) {
+  if (running >= RUN_AT_ONCE) await new Promise((resolve) => waiting.push(resolve));
+  running++;
+  try { return await fn(); } finally { running--; const next = waiting.shift(); if (next) next(); }
+}
+
 // Writes: fetch with the key, whose 403 (a query key may not write) is said in place, not a sign-out.
 async function write(method, path, body) {
   const response = await fetch(path, { method, headers: { Authorization: `Bearer ${session.key()}`,
@@ -234,8 +244,8 @@ function workbookPage(main, wb, isDraft) {
 
   async function runTile(tile, seq, card, heading, body, meta) {
     try {
-      const out = await api.post("/api/workbooks/run", runBody(tile));
-      if (!alive || seq !== runSeq) return;
+      const out = await limited(() => (alive && seq === runSeq ? api.post("/api/workbooks/run", runBody(tile)) : null));
+      if (!alive || seq !== runSeq || !out) return;
       heading.textContent = out.title || "";
       if (out.text !== undefined) {
         body.replaceChildren(markdown(out.text));
@@ -286,6 +296,7 @@ function workbookPage(main, wb, isDraft) {
   function drawEditor() {
     const bind = (obj, key, el, after) => {
       el.value = obj[key] ?? "";
+      el.dataset.field = key;
       el.addEventListener("change", () => { obj[key] = el.value; changed(); if (after) after(); });
       return el;
     };
@@ -345,6 +356,9 @@ function workbookPage(main, wb, isDraft) {
       const stored = isDraft || !wb.id ? await write("POST", "/api/workbooks", body) : await write("PUT", `/api/workbooks/${encodeURIComponent(wb.id)}`, body);
       if (isDraft) sessionStorage.removeItem(DRAFT);
       dirty = false;
+      Object.assign(wb, stored);
+      chrome();
+      say("Saved.");
       location.hash = address(stored.id, {});
     } catch (e) { saveError(e); }
   }
