@@ -320,3 +320,15 @@ def test_azure_import_never_fails_on_odd_items():
     assert [t["type"] for t in wb["tiles"]] == ["unsupported"] * 4
     with pytest.raises(wbs.WorkbookError):      # not a workbook at all: its items are not a list
         wbs.from_azure({"version": "Notebook/1.0", "items": {}})
+
+
+def test_workbooks_are_backed_up_and_restored(tmp_path):
+    from netatlas import backup, keys
+    data = tmp_path / "data"
+    keys.load_or_create(data)
+    netatlas.connect(data).close()
+    stored = wbs.Store(data).create(small_workbook("Kept"))
+    backup.backup_directory(data, tmp_path / "bk")
+    assert (tmp_path / "bk" / "workbooks" / f"{stored['id']}.json").is_file()
+    backup.restore(tmp_path / "bk", tmp_path / "restored")
+    assert wbs.Store(tmp_path / "restored").get(stored["id"]) == stored
