@@ -37,7 +37,6 @@ import re
 import secrets
 import tempfile
 from datetime import datetime, timedelta, timezone
-from importlib import resources
 from pathlib import Path
 
 from . import limits
@@ -541,8 +540,7 @@ def builtin() -> dict:
 
 # ---------------------------------------------------------------- Azure Monitor's gallery format
 
-AZURE_ITEM_KINDS = {1: "text", 2: "?", 3: "query", 9: "parameters", 10: "metric", 11: "links", 12: "group"}
-AZURE_ITEM_NAMES = {10: "metric", 11: "links/tabs", 2: "?", 4: "?", 5: "?", 6: "?", 7: "?", 8: "?"}
+AZURE_ITEM_NAMES = {10: "metric", 11: "links/tabs"}     # the kinds of item the import names when it leaves them out
 AZURE_PARAMETER_TYPES = {1: "text", 2: "drop-down", 3: "?", 4: "time range picker", 5: "resource picker",
                          6: "subscription picker", 7: "resource type", 8: "location", 10: "checkbox",
                          11: "multi-value", 12: "options group"}
@@ -551,6 +549,7 @@ AZURE_VISUALIZATIONS = {
     "areachart": "areachart", "barchart": "barchart", "categoricalbar": "columnchart",
     "unstackedbar": "columnchart", "piechart": "piechart", "scatterchart": "scatterchart",
     "tiles": "tiles", "stat": "tiles",
+    "map": "scatterchart",          # Azure's map of latitude/longitude columns: charts.js's world map
 }
 AZURE_SIZES = {0: "half", 1: "third", 2: "third", 3: "full", 4: "third"}
 
@@ -591,6 +590,7 @@ class _AzureImport:
         self.unsupported = 0
 
     def tile_id(self, name) -> str:
+        name = name if isinstance(name, str) else "item"
         base = re.sub(r"[^a-z0-9]+", "-", str(name or "item").lower()).strip("-")[:56] or "item"
         tid, n = base, 1
         while tid in self.ids:
@@ -601,7 +601,7 @@ class _AzureImport:
 
     def unsupported_tile(self, item: dict, what: str, title: str = "") -> None:
         self.unsupported += 1
-        original = {k: item.get(k) for k in ("type", "name") if k in item}
+        original = {k: item.get(k) for k in ("type", "name") if isinstance(item.get(k), (int, str))}
         self.tiles.append({"id": self.tile_id(item.get("name")), "type": "unsupported", "title": title,
                            "note": f"not supported: {what}", "original": original})
 
@@ -619,14 +619,20 @@ class _AzureImport:
             if not isinstance(item, dict):
                 continue
             content = item.get("content") if isinstance(item.get("content"), dict) else {}
-            handler = ITEM_HANDLERS.get(item.get("type"))
+            kind = item.get("type")
+            kind = kind if isinstance(kind, (int, str)) and not isinstance(kind, bool) else repr(kind)
+            handler = ITEM_HANDLERS.get(kind)
             if handler is None:
-                kind = item.get("type")
                 self.unsupported_tile(item, f"Azure workbook item of type {kind!r}"
-                                      + (f" ({AZURE_ITEM_NAMES[kind]})" if AZURE_ITEM_NAMES.get(kind, "?") != "?"
-                                         else ""), str(content.get("title") or ""))
+                                      + (f" ({AZURE_ITEM_NAMES[kind]})" if kind in AZURE_ITEM_NAMES else ""),
+                                      str(content.get("title") or ""))
                 continue
-            handler(self, item, content, depth)
+            try:
+                handler(self, item, content, depth)
+            except WorkbookError:
+                raise
+            except (TypeError, ValueError, AttributeError, KeyError) as e:     # a malformed item: shown in place
+                self.unsupported_tile(item, f"a malformed item of type {kind} ({type(e).__name__})")
 
     # -- items
 
@@ -666,7 +672,8 @@ class _AzureImport:
         self.tiles.append(tile)
 
     def parameters(self, item, content, depth) -> None:
-        for p in content.get("parameters") or []:
+        params = content.get("parameters")
+        for p in params if isinstance(params, list) else []:
             if not isinstance(p, dict) or not isinstance(p.get("name"), str) or not NAME.fullmatch(p["name"]):
                 continue
             if any(q["name"] == p["name"] for q in self.params):
@@ -701,7 +708,8 @@ class _AzureImport:
     def group(self, item, content, depth) -> None:
         title = content.get("title")
         if isinstance(title, str) and title.strip():
-            self.tiles.append({"id": self.tile_id(str(item.get("name") or "group") + "-title"), "type": "text",
+            name = item.get("name") if isinstance(item.get("name"), str) else "group"
+            self.tiles.append({"id": self.tile_id(name + "-title"), "type": "text",
                                "title": "", "text": f"### {title}"})
         items = content.get("items") or []
         if not isinstance(items, list):

@@ -332,3 +332,19 @@ def test_workbooks_are_backed_up_and_restored(tmp_path):
     assert (tmp_path / "bk" / "workbooks" / f"{stored['id']}.json").is_file()
     backup.restore(tmp_path / "bk", tmp_path / "restored")
     assert wbs.Store(tmp_path / "restored").get(stored["id"]) == stored
+
+
+MALFORMED = [None, 5, "x", [], {}, {"type": None}, {"type": True}, {"type": [3]}, {"type": 1, "content": None},
+             {"type": 1, "content": {"json": 5}}, {"type": 3, "content": {"query": "print 1", "visualization": ["x"]}},
+             {"type": 3, "content": {"query": "print 1", "size": [1], "timeContext": 5, "tileSettings": 3}},
+             {"type": 3, "content": {"query": "print 1", "visualization": "tiles", "tileSettings": {"titleContent": 3}}},
+             {"type": 9, "content": {"parameters": 7}}, {"type": 9, "content": {"parameters": [{"name": "A", "type": 4, "value": "x"}]}},
+             {"type": 9, "content": {"parameters": [{"name": "B", "type": 2, "jsonData": "[1, {}]", "value": 3}]}},
+             {"type": 12, "content": {"items": [{"type": 12, "content": {"title": 5, "items": None}}]}},
+             {"type": 3, "name": ["n"], "content": {"title": {"a": 1}, "query": "print 1"}}]
+
+
+@pytest.mark.parametrize("item", MALFORMED, ids=range(len(MALFORMED)))
+def test_azure_import_takes_any_malformed_item(item):
+    wb = wbs.from_azure({"version": "Notebook/1.0", "items": [item, {"type": 1, "content": {"json": "kept"}}]})
+    assert wb["tiles"][-1]["text"] == "kept"

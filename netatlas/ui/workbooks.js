@@ -320,6 +320,7 @@ function workbookPage(main, wb, isDraft) {
           field("Query (KQL; {Name} puts a parameter's value in)", bind(t, "query", h("textarea.wb-query", { rows: 5, spellcheck: false }))));
       } else if (t.type === "map") {
         parts.push(field("Machine ({Name} allowed)", bind(t, "machine", h("input.wb-map-machine"))),
+          field("or group (all, tag:K=V, subnet:CIDR, {Name})", bind(t, "group", h("input.wb-map-group"))),
           field("Time range", bind(t, "timeRange", select(ranges, t.timeRange || ""))));
       } else if (t.type === "text") {
         parts.push(field("Markdown", bind(t, "text", h("textarea.wb-text", { rows: 4 }))));
