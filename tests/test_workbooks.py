@@ -348,3 +348,14 @@ MALFORMED = [None, 5, "x", [], {}, {"type": None}, {"type": True}, {"type": [3]}
 def test_azure_import_takes_any_malformed_item(item):
     wb = wbs.from_azure({"version": "Notebook/1.0", "items": [item, {"type": 1, "content": {"json": "kept"}}]})
     assert wb["tiles"][-1]["text"] == "kept"
+
+
+def test_every_workbook_route_is_in_the_endpoint_table_and_the_doc():
+    from pathlib import Path
+    from netatlas import server as server_pkg
+    from netatlas.server import app, workbooks as views
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "web-api.md").read_text()
+    paths = {r.path for r in app.ROUTES if getattr(getattr(r, "endpoint", None), "__module__", "") == views.__name__}
+    assert len(paths) == 4
+    for path in paths:
+        assert f"{path}``" in server_pkg.__doc__ and f" {path}" in doc, path

@@ -15,6 +15,7 @@ import netatlas
 import netatlas.demo
 from netatlas import webmap
 
+from screenshots import screenshots_dir
 from test_server import serve_filled
 from workbook_fixtures import AZURE_QUERY_TILES, AZURE_UNSUPPORTED, azure_workbook
 
@@ -64,6 +65,11 @@ def page(browser, fleet):
     assert not pg.errors, pg.errors
 
 
+@pytest.fixture(scope="session")
+def shots(tmp_path_factory) -> Path:
+    return screenshots_dir(tmp_path_factory)
+
+
 def tiles_settled(pg) -> list[dict]:
     """Wait until no tile is running; each tile's id, type, state, rows and text."""
     pg.wait_for_function("() => document.querySelectorAll('#wb-tiles section.wb-tile').length > 0 && "
@@ -76,7 +82,7 @@ def tiles_settled(pg) -> list[dict]:
 
 # ---------------------------------------------------------------- the Service Map workbook
 
-def test_service_map_workbook_tiles_all_return_rows(page, fleet):
+def test_service_map_workbook_tiles_all_return_rows(page, fleet, shots):
     client, base = fleet
     page.click("nav a[data-page=workbooks]")
     page.click("a.wb-entry[data-workbook=service-map]")
@@ -90,6 +96,7 @@ def test_service_map_workbook_tiles_all_return_rows(page, fleet):
     frame = page.frame_locator("section.wb-tile[data-type=map] iframe")
     frame.locator("#cy canvas").first.wait_for()
     assert page.get_attribute("section.wb-tile[data-type=map]", "data-machine") == "acme-demo"
+    page.screenshot(path=str(shots / "workbook-service-map.png"))
     # a parameter's value goes into the address and the tiles that name it
     page.fill("label.wb-param input[data-param=Computer]", "admdemo-appsvr")
     page.press("label.wb-param input[data-param=Computer]", "Enter")
@@ -195,7 +202,7 @@ def test_workbook_made_in_the_ui_round_trips_through_json(page, tmp_path):
 
 # ---------------------------------------------------------------- an Azure Monitor workbook
 
-def test_azure_workbook_imports_with_its_queries_runnable(page, tmp_path):
+def test_azure_workbook_imports_with_its_queries_runnable(page, tmp_path, shots):
     path = tmp_path / "Connections review.json"
     path.write_text(json.dumps(azure_workbook()))
     page.goto(page.url.split("#")[0] + "#/workbooks")
@@ -212,6 +219,7 @@ def test_azure_workbook_imports_with_its_queries_runnable(page, tmp_path):
     assert "The machine acme-demo over Last 2 days" in tiles["intro"]["text"]
     assert page.locator("label.wb-param select[data-param=Direction] option").count() == 2
     assert "not supported" in page.inner_text("#wb-params")      # the subscription picker, in place
+    page.screenshot(path=str(shots / "workbook-azure.png"))
 
 
 # ---------------------------------------------------------------- saving (a small workspace of its own)
