@@ -55,7 +55,7 @@ NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 REFERENCE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([A-Za-z]+))?\}")
 
 WORKBOOK_KEYS = {"format", "version", "id", "title", "description", "parameters", "tiles", "source", "builtin"}
-PARAMETER_KEYS = {"name", "type", "label", "value", "required", "choices", "note"}
+PARAMETER_KEYS = {"name", "type", "label", "value", "required", "choices", "query", "note"}
 # tile type -> its keys besides id, type, title, size
 TILE_KEYS = {
     "query": {"query", "visualization", "timeRange", "timespan", "tiles"},
@@ -146,9 +146,13 @@ def _parameter(p, i: int) -> dict:
         out["required"] = p["required"]
     if p.get("choices") is not None:
         choices = p["choices"]
-        if not isinstance(choices, list) or len(choices) > 1000:
-            raise WorkbookError("must be a list of at most 1000 strings", f"{where}.choices")
+        if not isinstance(choices, list) or len(choices) > limits.WORKBOOK_MAX_CHOICES:
+            raise WorkbookError(f"must be a list of at most {limits.WORKBOOK_MAX_CHOICES} strings", f"{where}.choices")
         out["choices"] = [_text(c, f"{where}.choices[{j}]") for j, c in enumerate(choices)]
+    if p.get("query"):      # a drop-down of the values of its query's first column (run: choices_of)
+        if kind == "timerange":
+            raise WorkbookError("a time range takes no query", f"{where}.query")
+        out["query"] = _text(p["query"], f"{where}.query", limit=limits.WORKBOOK_MAX_QUERY_CHARS)
     if p.get("note"):
         out["note"] = _text(p["note"], f"{where}.note")
     return out
@@ -695,9 +699,9 @@ class _AzureImport:
                     except ValueError:
                         data = None
                     if isinstance(data, list):
-                        out["choices"] = [str(d.get("value", "")) if isinstance(d, dict) else str(d) for d in data][:1000]
-                elif kind == 2 and p.get("query"):
-                    out["note"] = "a drop-down filled by a query in Azure: type its value"
+                        out["choices"] = [str(d.get("value", "")) if isinstance(d, dict) else str(d) for d in data][:limits.WORKBOOK_MAX_CHOICES]
+                elif kind == 2 and isinstance(p.get("query"), str) and p.get("queryType", 0) == 0:
+                    out["query"] = p["query"]
                 elif kind not in (1, 2):
                     self.unsupported += 1
                     out["note"] = f"not supported: Azure's {AZURE_PARAMETER_TYPES.get(kind, f'type {kind}')} " \

@@ -124,6 +124,7 @@ def broken(path: str, value):
     ("parameters[1].name", "has space", "parameters[1].name"),
     ("parameters[1].name", "TimeRange", "parameters[1].name"),
     ("parameters[2].value", "rack:7", "parameters[2].value"),
+    ("parameters[0].query", "print 1", "parameters[0].query"),
     ("tiles[0].type", "gauge", "tiles[0].type"),
     ("tiles[0].visualization", "honeycomb", "tiles[0].visualization"),
     ("tiles[0].query", "", "tiles[0].query"),
@@ -295,6 +296,11 @@ def test_azure_import(client):
     assert params["Computer"] == {"name": "Computer", "type": "text", "label": "Machine", "value": "acme-demo"}
     assert params["Direction"]["choices"] == ["outbound", "inbound"]
     assert "not supported" in params["Subscription"]["note"]
+    assert params["Process"]["query"].startswith("VMConnection") and params["Process"]["value"] == ""
+    choices = client.call("POST", "/api/workbooks/run", {"workbook": wb, "parameter": "Process"})
+    assert choices.status == 200 and "w3wp.exe" in choices.body["choices"], choices.body
+    assert choices.body["choices"] == sorted(choices.body["choices"]) and "'acme-demo'" in choices.body["query"]
+    error(client.call("POST", "/api/workbooks/run", {"workbook": wb, "parameter": "Computer"}), 404, "PARAMETER_NOT_FOUND")
     tiles = {t["id"]: t for t in wb["tiles"]}
     assert {k: tiles[k]["visualization"] for k in AZURE_QUERY_TILES} == AZURE_QUERY_TILES
     assert {k for k, t in tiles.items() if t["type"] == "unsupported"} == AZURE_UNSUPPORTED

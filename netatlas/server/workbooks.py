@@ -8,7 +8,7 @@
 | ``PUT /api/workbooks/{id}`` | admin | replace a stored workbook |
 | ``DELETE /api/workbooks/{id}`` | admin | remove it |
 | ``POST /api/workbooks/import`` | query | netatlas's or Azure Monitor's workbook JSON -> netatlas's (not stored) |
-| ``POST /api/workbooks/run`` | query | ``{"id" or "workbook", "tile", "parameters"}``: the tile's query with the values put in, run |
+| ``POST /api/workbooks/run`` | query | ``{"id" or "workbook", "tile", "parameters"}``: the tile's query with the values put in, run; ``{..., "parameter"}``: a drop-down parameter's choices (its query's first column) |
 
 A workbook refused is a 400 ``BAD_WORKBOOK`` (``WORKBOOK_TOO_LARGE`` past a limit) naming the
 field (``tiles[2].query``); 404 ``WORKBOOK_NOT_FOUND``; 409 ``WORKBOOK_EXISTS``,
@@ -85,7 +85,7 @@ async def import_(request: Request) -> Response:
     return json_response(await _call(svc, wbs.import_json, body, title))
 
 
-RUN_FIELDS = ("id", "workbook", "tile", "parameters")
+RUN_FIELDS = ("id", "workbook", "tile", "parameter", "parameters")
 
 
 def _inventory(svc):
@@ -107,6 +107,8 @@ def _run(svc, body: dict) -> dict:
         wb = _store(svc).get(body["id"])
     else:
         raise wbs.WorkbookError("give the id of a stored workbook or the workbook itself", "id")
+    if body.get("parameter") is not None:
+        return _choices(svc, wb, body)
     tile = next((t for t in wb["tiles"] if t["id"] == body.get("tile")), None)
     if tile is None:
         raise wbs.WorkbookError(f"the workbook has no tile {body.get('tile')!r}", "tile", status=404,
@@ -138,6 +140,22 @@ def _run(svc, body: dict) -> dict:
     if span is not None:
         out["timespan"] = [iso(span[0]), iso(span[1])]
     return out
+
+
+def _choices(svc, wb: dict, body: dict) -> dict:
+    """A drop-down parameter's choices: the distinct values of its query's first column, in order."""
+    param = next((p for p in wb["parameters"] if p["name"] == body["parameter"]), None)
+    if param is None or not param.get("query"):
+        raise wbs.WorkbookError(f"the workbook has no parameter {body['parameter']!r} with a query", "parameter",
+                                status=404, code="PARAMETER_NOT_FOUND")
+    values = wbs.Values(wb, body.get("parameters"), inventory=_inventory(svc))
+    try:
+        text = values.expand(param["query"], "query")
+    except WebMapError as e:
+        raise wbs.WorkbookError(str(e), "parameters", status=e.status, code=e.code) from None
+    res = svc.workspace.query(text, max_rows=limits.WORKBOOK_MAX_CHOICES, timeout=svc.settings.query_timeout)
+    choices = list(dict.fromkeys("" if r[0] is None else str(r[0]) for r in res.rows if r))
+    return {"parameter": param["name"], "choices": choices, "truncated": res.truncated, "query": text}
 
 
 async def run(request: Request) -> Response:

@@ -179,6 +179,20 @@ function workbookPage(main, wb, isDraft) {
       } }, RANGES.map(([v, label]) => h("option", { value: v, selected: v === paramValue(p) }, label)),
       h("option", { value: "custom", selected: !known }, "Custom…"));
       input = h("span", select, custom);
+    } else if (p.query) {
+      // a drop-down filled by its query (POST /api/workbooks/run with "parameter")
+      const select = h("select", { ...attrs, onchange: (e) => set(e.target.value) },
+        h("option", { value: paramValue(p), selected: true }, paramValue(p) || "(none)"));
+      select.dataset.state = "loading";
+      const parameters = Object.fromEntries(wb.parameters.map((q) => [q.name, paramValue(q)]));
+      api.post("/api/workbooks/run", { workbook: clean(wb), parameter: p.name, parameters }).then((out) => {
+        const current = paramValue(p);
+        const choices = out.choices.includes(current) || !current ? out.choices : [current, ...out.choices];
+        clear(select, current ? null : h("option", { value: "" }, "(none)"),
+          choices.map((c) => h("option", { value: c, selected: c === current }, c)));
+        select.dataset.state = "done";
+      }).catch((e) => { select.dataset.state = "error"; select.title = `The choices' query failed: ${e.message}`; });
+      input = select;
     } else if (p.choices && p.choices.length) {
       input = h("select", { ...attrs, onchange: (e) => set(e.target.value) },
         p.choices.map((c) => h("option", { value: c, selected: c === paramValue(p) }, c)));
@@ -306,6 +320,7 @@ function workbookPage(main, wb, isDraft) {
       field("Type", bind(p, "type", select(PARAMETER_TYPES, p.type), drawEditor)),
       field("Label", bind(p, "label", h("input"))),
       field("Default value", bind(p, "value", h("input.wb-param-value", { placeholder: p.type === "timerange" ? "P1D" : "" }))),
+      p.type === "timerange" ? null : field("Choices: a query (its first column)", bind(p, "query", h("input.wb-param-query", { placeholder: "VMComputer | distinct Computer" }))),
       h("button.small", { onclick: () => { wb.parameters.splice(i, 1); changed(); drawEditor(); } }, "Remove")));
     const ranges = ["", ...wb.parameters.filter((p) => p.type === "timerange").map((p) => p.name)];
     const tiles = wb.tiles.map((t, i) => {
