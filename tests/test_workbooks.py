@@ -365,3 +365,23 @@ def test_every_workbook_route_is_in_the_endpoint_table_and_the_doc():
     assert len(paths) == 4
     for path in paths:
         assert f"{path}``" in server_pkg.__doc__ and f" {path}" in doc, path
+
+
+def test_the_tiles_run_on_clickhouse_too(tmp_path):
+    """The Service Map workbook's and the Azure workbook's query tiles on a chdb workspace."""
+    pytest.importorskip("chdb")
+    from netatlas.workspace import Workspace
+    ws = Workspace(tmp_path / "ch", store="chdb")
+    try:
+        netatlas.demo.generate(ws, machines=netatlas.demo.MIN_MACHINES, days=2, seed=1)
+
+        def inventory():
+            src = webmap.Source(ws)
+            return webmap.inventory(src.kql("i", webmap.LATEST_MACHINES).to_dicts(), src.kql("t", webmap.ALL_TAGS).to_dicts())
+        for wb in (wbs.builtin(), wbs.from_azure(azure_workbook())):
+            values = wbs.Values(wb, {}, inventory=inventory)
+            for tile in (t for t in wb["tiles"] if t["type"] == "query"):
+                res = ws.query(values.expand(tile["query"]), timespan=values.timespan(tile), max_rows=limits.WORKBOOK_TILE_ROWS)
+                assert res.rows, tile["title"]
+    finally:
+        ws.close()
