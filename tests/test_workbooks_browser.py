@@ -116,6 +116,10 @@ def test_service_map_workbook_tiles_all_return_rows(page, fleet, shots):
         assert not fresh.errors, fresh.errors
     finally:
         context.close()
+    # Back returns to the values before
+    page.go_back()
+    page.wait_for_function("() => !location.hash.includes('Computer=')")
+    page.wait_for_function("() => document.querySelector('label.wb-param input[data-param=Computer]')?.value === 'acme-demo'")
 
 
 # ---------------------------------------------------------------- a workbook made in the UI, through JSON

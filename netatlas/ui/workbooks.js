@@ -1,6 +1,7 @@
 // Workbooks (GET/POST/PUT/DELETE /api/workbooks, POST /api/workbooks/run and /import): saved pages
 // of parameters and query tiles. The address says which workbook and its parameters' values:
-// #/workbooks/<id>?TimeRange=P1D&Computer=web-01 (a shared link opens the same page); a workbook
+// #/workbooks/<id>?TimeRange=P1D&Computer=web-01 (a shared link opens the same page; each change
+// of a value is a step Back returns from); a workbook
 // made or imported here and not saved yet is #/workbooks/draft (kept in this tab's sessionStorage).
 import { session, ApiError, api, download } from "./api.js";
 import { drawChart, chartKind } from "./charts.js";
@@ -20,6 +21,8 @@ const TABLE_ROWS = 100;
 const TILE_KEYS = { query: ["query", "visualization", "timeRange", "timespan", "tiles"], map: ["machine", "group", "timeRange"],
   text: ["text"], unsupported: ["note", "original"] };
 const COMMON_KEYS = ["id", "type", "title", "size"];
+
+const unwritten = (t) => (t.type === "query" && !(t.query || "").trim()) || (t.type === "map" && !(t.machine || "").trim() && !(t.group || "").trim());
 
 // The workbook as the server takes it: no empty fields, no fields of another tile type.
 function clean(wb) {
@@ -221,7 +224,8 @@ function workbookPage(main, wb, isDraft) {
     const shown = Object.fromEntries(wb.parameters.filter((p) => values[p.name] !== undefined && values[p.name] !== p.value)
       .map((p) => [p.name, values[p.name]]));
     const next = address(isDraft ? "draft" : wb.id, shown);
-    if (location.hash !== next) history.replaceState(null, "", next);
+    // a step of its own: Back returns to the values before (a hashchange, which mounts the page anew)
+    if (location.hash !== next) history.pushState(null, "", next);
   }
 
   function drawParams() {
@@ -232,7 +236,10 @@ function workbookPage(main, wb, isDraft) {
   // --- tiles
   function runBody(tile) {
     const parameters = Object.fromEntries(wb.parameters.map((p) => [p.name, paramValue(p)]));
-    return dirty || !wb.id ? { workbook: clean(wb), tile: tile.id, parameters } : { id: wb.id, tile: tile.id, parameters };
+    if (!dirty && wb.id) return { id: wb.id, tile: tile.id, parameters };
+    const sent = clean(wb);         // a tile not written yet does not stop the others
+    sent.tiles = sent.tiles.filter((t) => !unwritten(t));
+    return { workbook: sent, tile: tile.id, parameters };
   }
 
   function runAll() {
@@ -247,6 +254,11 @@ function workbookPage(main, wb, isDraft) {
     const meta = h("div.hint.wb-tile-meta");
     const card = h(`section.wb-tile.size-${tile.size || "full"}`, { dataset: { tile: tile.id, type: tile.type, state: "running" } },
       heading, body, meta);
+    if (unwritten(tile)) {
+      card.dataset.state = "empty";
+      clear(body, notice("No query yet: Edit, then write one."));
+      return card;
+    }
     if (tile.type === "unsupported") {
       card.dataset.state = "unsupported";
       clear(body, h("div.wb-unsupported", tile.note || "not supported"));
