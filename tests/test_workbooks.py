@@ -160,6 +160,12 @@ def test_limits(client, monkeypatch):
     wb = small_workbook()
     wb["tiles"][0]["query"] = "VMConnection | take 1 // " + "x" * limits.WORKBOOK_MAX_QUERY_CHARS
     error(client.admin("POST", "/api/workbooks", wb), 400, "WORKBOOK_TOO_LARGE", "tiles[0].query")
+    wb = small_workbook()
+    wb["tiles"][3]["text"] = "z" * (limits.WORKBOOK_MAX_TEXT_CHARS + 1)
+    error(client.admin("POST", "/api/workbooks", wb), 400, "WORKBOOK_TOO_LARGE", "tiles[3].text")
+    wb = small_workbook()
+    wb["parameters"][3]["choices"] = ["c"] * (limits.WORKBOOK_MAX_CHOICES + 1)
+    error(client.admin("POST", "/api/workbooks", wb), 400, "BAD_WORKBOOK", "parameters[3].choices")
     wb = small_workbook()      # each tile within its limit, the whole past WORKBOOK_MAX_BYTES
     wb["tiles"] = [{"id": f"t{i}", "type": "text", "text": "y" * (limits.WORKBOOK_MAX_TEXT_CHARS - 10)}
                    for i in range(limits.WORKBOOK_MAX_BYTES // limits.WORKBOOK_MAX_TEXT_CHARS + 1)]
@@ -385,3 +391,10 @@ def test_the_tiles_run_on_clickhouse_too(tmp_path):
                 assert res.rows, tile["title"]
     finally:
         ws.close()
+
+
+def test_choices_of_a_query_stop_at_the_limit(client):
+    wb = small_workbook()
+    wb["parameters"][3]["query"] = "range i from 1 to 5000 step 1"
+    r = client.call("POST", "/api/workbooks/run", {"workbook": wb, "parameter": "Note"})
+    assert r.status == 200 and len(r.body["choices"]) == limits.WORKBOOK_MAX_CHOICES and r.body["truncated"]
