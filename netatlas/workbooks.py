@@ -53,6 +53,7 @@ SIZES = ("full", "half", "third")
 ID = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 REFERENCE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([A-Za-z]+))?\}")
+WRAPPED = re.compile(r"(?:datetime\s*\(\s*|['\"])\Z", re.I)     # what a reference's own datetime() would repeat
 
 WORKBOOK_KEYS = {"format", "version", "id", "title", "description", "parameters", "tiles", "source", "builtin"}
 PARAMETER_KEYS = {"name", "type", "label", "value", "required", "choices", "query", "note"}
@@ -381,7 +382,10 @@ class Values:
             name, fmt = m.group(1), m.group(2)
             if name not in self.params:
                 return m.group(0)
-            return self.format(name, fmt or "", context)
+            value = self.format(name, fmt or "", context)
+            if (fmt or "").lower() in ("start", "end") and WRAPPED.search(text[max(0, m.start() - 24):m.start()]):
+                value = value[len("datetime("):-1]      # datetime({TimeRange:start}), '{TimeRange:end}': the bare time
+            return value
         return REFERENCE.sub(one, text)
 
     def timespan(self, tile: dict) -> tuple[datetime, datetime] | None:

@@ -398,3 +398,15 @@ def test_choices_of_a_query_stop_at_the_limit(client):
     wb["parameters"][3]["query"] = "range i from 1 to 5000 step 1"
     r = client.call("POST", "/api/workbooks/run", {"workbook": wb, "parameter": "Note"})
     assert r.status == 200 and len(r.body["choices"]) == limits.WORKBOOK_MAX_CHOICES and r.body["truncated"]
+
+
+def test_a_time_range_in_its_own_datetime_or_quotes():
+    wb = wbs.validate(small_workbook())
+    values = wbs.Values(wb, {"TimeRange": "2026-12-01T00:00:00Z/2026-12-02T00:00:00Z"})
+    got = values.expand("datetime({TimeRange:start}) todatetime('{TimeRange:end}') {TimeRange:start} {TimeRange} {TimeRange:grain}")
+    assert got == ("datetime(2026-12-01T00:00:00Z) todatetime('2026-12-02T00:00:00Z') datetime(2026-12-01T00:00:00Z) "
+                   "between (datetime(2026-12-01T00:00:00Z) .. datetime(2026-12-02T00:00:00Z)) 15m")
+    assert values.expand("{TimeRange:label}", "text") == "2026-12-01T00:00:00Z to 2026-12-02T00:00:00Z"
+    with pytest.raises(wbs.WorkbookError) as e:
+        values.expand("{TimeRange:sideways}")
+    assert e.value.code == "BAD_FORMAT"

@@ -145,6 +145,7 @@ function workbookPage(main, wb, isDraft) {
   const deleteButton = h("button#wb-delete", { onclick: remove }, "Delete");
   clear(main, h("div.workbooks-page",
     h("div.toolbar", h("a", { href: "#/workbooks" }, "Workbooks"), h("span.muted", "›"), title, h("div.spacer"),
+      h("button#wb-refresh", { onclick: () => runAll(), title: "Run every tile again" }, "Refresh"),
       editButton, saveButton, copyButton,
       h("button#wb-export", { onclick: exportJson, title: "Download this workbook as JSON (netatlas's format)" }, "Export JSON"),
       h("button#wb-share", { onclick: share, title: "A link to this workbook with these parameter values" }, "Copy link"),
