@@ -222,10 +222,14 @@ def test_azure_workbook_imports_with_its_queries_runnable(page, tmp_path, shots)
         assert tiles[tid]["state"] == "unsupported" and "not supported" in tiles[tid]["text"], tiles[tid]
     assert "The machine acme-demo over Last 2 days" in tiles["intro"]["text"]
     assert page.locator("label.wb-param select[data-param=Direction] option").count() == 2
+    page.screenshot(path=str(shots / "workbook-azure.png"))
     page.wait_for_selector("label.wb-param select[data-param=Process][data-state=done]")     # choices from its query
     assert page.locator("label.wb-param select[data-param=Process] option").count() > 2
+    assert page.locator("label.wb-param select[data-param=Process] option[value='java']").count() == 0
+    page.fill("label.wb-param input[data-param=Computer]", "admdemo-appsvr")      # its query names {Computer}
+    page.press("label.wb-param input[data-param=Computer]", "Enter")
+    page.wait_for_selector("label.wb-param select[data-param=Process][data-state=done] option[value='java']", state="attached")
     assert "not supported" in page.inner_text("#wb-params")      # the subscription picker, in place
-    page.screenshot(path=str(shots / "workbook-azure.png"))
 
 
 # ---------------------------------------------------------------- saving (a small workspace of its own)

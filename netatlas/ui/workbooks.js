@@ -170,7 +170,13 @@ function workbookPage(main, wb, isDraft) {
   function paramValue(p) { return values[p.name] ?? p.value ?? ""; }
 
   function paramInput(p) {
-    const set = (v) => { values[p.name] = v; remember(); runAll(); };
+    const set = (v) => {
+      values[p.name] = v;
+      remember();
+      // drop-downs whose query names this parameter are filled again
+      if (wb.parameters.some((q) => q.query && q.name !== p.name && q.query.includes(`{${p.name}`))) drawParams();
+      runAll();
+    };
     const attrs = { dataset: { param: p.name }, title: p.note || p.label };
     let input;
     if (p.type === "timerange") {
