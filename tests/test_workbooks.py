@@ -243,10 +243,19 @@ def test_formats_of_parameters(client):
     error(run(client, "f", workbook=wb, parameters={"Computer": "no-such-machine"}), 404, "MACHINE_NOT_FOUND")
 
 
+def queries_ok(client) -> float:
+    from test_server import request
+    text = request(client.port, "GET", "/metrics").body
+    return sum(float(line.split()[-1]) for line in text.splitlines()
+               if line.startswith('netatlas_queries_total{outcome="ok"}'))
+
+
 def test_stored_workbook_runs_by_id(client):
     wid = client.admin("POST", "/api/workbooks", small_workbook("By id")).body["id"]
+    before = queries_ok(client)
     r = run(client, "count", id=wid)
     assert r.status == 200 and r.body["tables"][0]["rows"][0][0] > 0
+    assert queries_ok(client) == before + 1         # counted as /api/query's queries are
     client.admin("DELETE", f"/api/workbooks/{wid}")
 
 

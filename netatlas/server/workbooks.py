@@ -166,8 +166,11 @@ async def run(request: Request) -> Response:
     except wbs.WorkbookError as e:
         raise _http(e) from None
     except (KqlError, QueryLimitError, QueryExecutionError) as e:
-        status = next(s for cls, s, _ in query_view.FAILURES if isinstance(e, cls))
+        status, outcome = next((s, o) for cls, s, o in query_view.FAILURES if isinstance(e, cls))
+        svc.metrics.queries.inc(outcome=outcome)        # a tile's query counts as /api/query's do
         info = e.to_json()
         info.pop("display", None)
         raise HttpError(status, info.pop("code", e.code), info.pop("message", str(e)), **info) from None
+    if "tables" in out:
+        svc.metrics.queries.inc(outcome="ok")
     return json_response(out)

@@ -335,7 +335,10 @@ function workbookPage(main, wb, isDraft) {
     };
     const select = (options, current) => h("select", options.map((o) => h("option", { value: o, selected: o === current }, o)));
     const params = wb.parameters.map((p, i) => h("div.wb-edit-param", { dataset: { index: i } },
-      field("Name", bind(p, "name", h("input.wb-param-name"))),
+      field("Name", bind(p, "name", h("input.wb-param-name"), ((old) => () => {
+        for (const t of wb.tiles) if (t.timeRange === old) t.timeRange = p.name;     // the tiles bound to it follow
+        drawEditor();
+      })(p.name))),
       field("Type", bind(p, "type", select(PARAMETER_TYPES, p.type), drawEditor)),
       field("Label", bind(p, "label", h("input"))),
       field("Default value", bind(p, "value", h("input.wb-param-value", { placeholder: p.type === "timerange" ? "P1D" : "" }))),
