@@ -8,6 +8,7 @@ A backup is a directory:
     workspace.json    the workspace's id and keys (mode 0600)
     .demo-loaded      when the workspace holds the demo datacenter (netatlas up's marker)
     alerts.json       the alert rules, their state and history (alerts.py), when there are any
+    workbooks/        the saved workbooks (netatlas/workbooks.py), one JSON file each
     backup.json       the manifest: when, netatlas and schema versions, workspace id, rows per
                       table and batch ids stored
 
@@ -34,6 +35,7 @@ MANIFEST = "backup.json"
 DEMO_MARKER = ".demo-loaded"          # up.DEMO_MARKER (up.py is not imported: it loads the server)
 ALERTS_FILE = "alerts.json"           # alerts.FILE: alert rules, state and history (written atomically)
 COPIED = (WORKSPACE_FILE, DEMO_MARKER, ALERTS_FILE)
+WORKBOOKS_DIR = "workbooks"           # workbooks.Store's directory: each of its *.json files is copied
 # what a workspace directory holds besides the database, removed by a forced restore
 WORKSPACE_FILES = (DB_FILE, DB_FILE + ".wal", WORKSPACE_FILE, DEMO_MARKER, ALERTS_FILE)
 
@@ -67,6 +69,12 @@ def snapshot(ws, data_dir: Path | None, target: Path) -> dict:
             if data_dir is not None and (Path(data_dir) / name).exists():
                 shutil.copy2(Path(data_dir) / name, target / name)
                 files.append(name)
+        workbooks = Path(data_dir) / WORKBOOKS_DIR if data_dir is not None else None
+        if workbooks is not None and workbooks.is_dir():
+            (target / WORKBOOKS_DIR).mkdir()
+            for path in sorted(workbooks.glob("*.json")):
+                shutil.copy2(path, target / WORKBOOKS_DIR / path.name)
+                files.append(f"{WORKBOOKS_DIR}/{path.name}")
         if (target / WORKSPACE_FILE).exists():
             os.chmod(target / WORKSPACE_FILE, 0o600)
         manifest = {"created": started.isoformat().replace("+00:00", "Z"), "netatlas": __version__,
@@ -128,11 +136,17 @@ def restore(backup: Path, data_dir: Path, *, force: bool = False) -> dict:
                 pass                                         # a workspace too new or broken: replaced
         for name in WORKSPACE_FILES:
             (data_dir / name).unlink(missing_ok=True)
+        shutil.rmtree(data_dir / WORKBOOKS_DIR, ignore_errors=True)
     data_dir.mkdir(parents=True, exist_ok=True)
     for name in manifest.get("files", [DB_FILE]):
-        tmp = data_dir / f".{name}.restoring"
+        parts = Path(name).parts
+        if Path(name).is_absolute() or ".." in parts or len(parts) > 2 or (len(parts) == 2 and parts[0] != WORKBOOKS_DIR):
+            raise BackupError(f"the backup's manifest lists {name!r}, which is not a file of a workspace")
+        dest = data_dir / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.parent / f".{dest.name}.restoring"
         shutil.copy2(backup / name, tmp)
-        os.replace(tmp, data_dir / name)
+        os.replace(tmp, dest)
     with connect(data_dir, geoip=False) as ws:
         found = {t: ws.connection.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in manifest["rows"]}
         upgrade = ws.upgrade

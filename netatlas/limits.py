@@ -64,3 +64,16 @@ MAX_ALERT_QUERY_CHARS = 10_000  # characters of a rule's KQL query
 MAX_ALERT_HISTORY = 2_000       # history entries kept (fired, resolved, muted, errors), the oldest dropped
 MAX_ALERT_INSTANCES = 1_000     # dimension combinations one evaluation may make (past it: an error entry)
 MAX_ALERT_WEBHOOKS = 10         # webhook URLs of one rule
+
+# Workbooks (netatlas/workbooks.py): saved pages of parameters and query tiles
+WORKBOOK_MAX_BYTES = 256 * 1024     # one workbook's JSON (netatlas's format), as stored
+WORKBOOK_MAX_TILES = 60             # tiles of one workbook (text and unsupported ones count)
+WORKBOOK_MAX_PARAMETERS = 24        # parameters of one workbook
+WORKBOOK_MAX_QUERY_CHARS = 32_000   # the KQL of one tile
+WORKBOOK_MAX_TEXT_CHARS = 16_000    # a text tile's markdown, a title or a parameter's value
+WORKBOOKS_MAX = 500                 # workbooks stored in one workspace
+WORKBOOK_TILE_ROWS = 10_000         # rows one tile's query returns (its result is cut past it)
+WORKBOOK_MAX_CHOICES = 1_000        # choices of a drop-down parameter (its query's rows)
+WORKBOOK_IMPORT_MAX_BYTES = 1024 * 1024   # an imported workbook's JSON (Azure's or netatlas's)
+WORKBOOK_IMPORT_MAX_ITEMS = 400     # items of an Azure workbook, its groups' items included
+WORKBOOK_IMPORT_MAX_DEPTH = 8       # groups inside groups of an Azure workbook

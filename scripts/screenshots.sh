@@ -14,7 +14,7 @@ if [[ ! -x /usr/bin/chromium ]]; then
 fi
 rc=0
 NETATLAS_SCREENSHOTS_DIR="$PWD/docs/screenshots" "${PYTHON:-python}" -m pytest -q -p no:cacheprovider \
-    tests/test_ui_browser.py tests/test_performance_browser.py "$@" || rc=$?
+    tests/test_ui_browser.py tests/test_performance_browser.py tests/test_workbooks_browser.py "$@" || rc=$?
 if ((rc == 5)); then
     echo "scripts/screenshots.sh: pytest ran no test, so no screenshot was written" >&2
     exit 1

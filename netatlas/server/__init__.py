@@ -24,6 +24,8 @@
 | ``GET /api/schema``, ``GET /api/samples`` | Bearer, query key | tables, columns, function and operator names; the seed queries | ``views.py`` |
 | ``GET /api/alerts/rules``, ``GET /api/alerts/rules/{id}``, ``GET /api/alerts/history`` | Bearer, query key | alert rules with their state; the history of fired, resolved, muted, errors | ``alerts.py`` (``netatlas/alerts.py``) |
 | ``POST``/``PUT``/``DELETE /api/alerts/rules[/{id}]``, ``POST /api/alerts/rules/{id}/enable``, ``/disable``, ``/evaluate[?at=]``, ``POST /api/alerts/evaluate`` | Bearer, admin key | create, change, remove, switch and evaluate alert rules | ``alerts.py`` |
+| ``GET /api/workbooks``, ``GET /api/workbooks/{id}``; ``POST /api/workbooks``, ``PUT``/``DELETE /api/workbooks/{id}`` | Bearer, query key; admin key to write | saved workbooks (parameters and query tiles) in DIR/workbooks/, the built-in Service Map one (docs/web-api.md) | ``workbooks.py`` (``netatlas/workbooks.py``) |
+| ``POST /api/workbooks/import``, ``POST /api/workbooks/run`` | Bearer, query key | a workbook's JSON (netatlas's or Azure Monitor's) as netatlas's; one tile run with the parameters' values | ``workbooks.py`` |
 | ``POST /api/export?format=parquet`` | Bearer, query key | the body of ``/api/query``; the result as a Parquet file | ``ui.py`` |
 | ``POST /api/session`` (``{"key"}``), ``GET``, ``DELETE /api/session`` | the key in the body; the session cookie | sign in to the web UI (an HttpOnly, SameSite=Strict session cookie, session_ttl), who is signed in, sign out | ``sessions.py`` |
 | ``POST /api/shares``, ``GET /api/shares``, ``DELETE /api/shares/{id}`` | Bearer, admin key | read-only share links that expire (``X-Netatlas-Share: <token>``: query-only access) | ``sessions.py`` |

@@ -24,9 +24,7 @@ from ..keys import KeyStore
 from ..metrics import Metrics, add_storage_metrics
 from ..pool import QueryBusyError
 from . import azure, backup, health, ingest, machines, query, retention, threatintel, views
-from . import alerts
-from . import ui
-from . import sessions
+from . import alerts, sessions, ui, workbooks
 from .http import HttpError, error_response
 from .settings import Settings
 
@@ -73,6 +71,14 @@ ROUTES = (
     Route("/api/shares", sessions.create_share, methods=["POST"]),
     Route("/api/shares", sessions.list_shares, methods=["GET"]),
     Route("/api/shares/{id}", sessions.revoke_share, methods=["DELETE"]),
+    # workbooks (workbooks.py): import and run before /api/workbooks/{id}
+    Route("/api/workbooks", workbooks.list_, methods=["GET"]),
+    Route("/api/workbooks", workbooks.create, methods=["POST"]),
+    Route("/api/workbooks/import", workbooks.import_, methods=["POST"]),
+    Route("/api/workbooks/run", workbooks.run, methods=["POST"]),
+    Route("/api/workbooks/{id}", workbooks.get, methods=["GET"]),
+    Route("/api/workbooks/{id}", workbooks.update, methods=["PUT"]),
+    Route("/api/workbooks/{id}", workbooks.delete, methods=["DELETE"]),
     # Azure's protocols (server/azure/): the Kusto REST API, ...
     *azure.ROUTES,
     Route("/healthz", health.healthz, methods=["GET"]),

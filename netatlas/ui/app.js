@@ -12,6 +12,7 @@ const PAGES = {
   network: { title: "Network", load: () => import("./network.js") },
   performance: { title: "Performance", load: () => import("./performance.js") },
   alerts: { title: "Alerts", load: () => import("./alerts.js") },
+  workbooks: { title: "Workbooks", load: () => import("./workbooks.js") },
 };
 const DEFAULT_PAGE = "map";
 
@@ -108,6 +109,8 @@ async function route() {
 const navigated = () => { if (location.href !== routed.href) route(); };
 window.addEventListener("hashchange", navigated);
 window.addEventListener("popstate", navigated);
+// a page shown inside another (a workbook's map tile): without the top bar
+if (window.self !== window.top) document.documentElement.classList.add("embedded");
 window.addEventListener("netatlas:unauthorized", (e) => {
   session.who = null;
   const code = e.detail.code || "401";
