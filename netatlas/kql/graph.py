@@ -32,7 +32,7 @@ from .plan import GRAPH_OPERATORS, OPERATORS, Rel
 from .planner import _chain
 from .relations import aliased, scope_of
 from .scalars import to_bool
-from .typed import cast, col, ident
+from .typed import cast, col, fn, ident
 
 CYCLES = ("unique_edges", "all", "none")
 ITEM_FUNCTIONS = {"map", "all", "any"}     # functions over a variable edge's items (or its inner_nodes)
@@ -121,9 +121,18 @@ def op_make_graph(pl, rel: Rel, op: s.Operator) -> Rel:
                     _err(f"the nodes tables' '{c}' is {merged[c][0]} in one and {typ} in the other", key_span, "KQL_TYPE")
                 merged.setdefault(c, (typ, []))[1].append(col(c, alias))
         # a node in both tables merges their properties (the first table's where both have one)
+        # a node only the edges name has its id under the nodes tables' key columns (the reference's
+        # graph-to-table nodes: Mallory, named by edges only, shows name=Mallory)
+        keys = {key for _, key, _ in a["nodes"]}
+        nowhere = _chain(exp.And, [exp.Is(this=col(key, f"_p{i}"), expression=exp.null())
+                                   for i, (_, key, _) in enumerate(a["nodes"])])
         props = []
         for c, (typ, sources) in merged.items():
-            rest = sources[1:] + ([exp.Literal.string("")] if typ == T.STRING else [])
+            blank = [exp.Literal.string("")] if typ == T.STRING else []
+            if c in keys:
+                blank = [exp.Case(ifs=[exp.If(this=nowhere.copy(), true=col("__id", "_i"))],
+                                  default=blank[0] if blank else None)]
+            rest = sources[1:] + blank
             props.append(aliased(exp.Coalesce(this=sources[0], expressions=rest) if rest else sources[0], c))
         nodes_sql = exp.Select(expressions=[col("__id", "_i"), *props, number]).from_(
             exp.Subquery(this=ids, alias=exp.TableAlias(this=ident("_i"))), copy=False)
@@ -170,25 +179,31 @@ def op_graph_to_table(pl, rel: Rel, op: s.Operator) -> Rel:
         select = [col(c) for c, _ in cols]
         if "with_node_id" in part["ids"]:
             name = part["ids"]["with_node_id"][0]
-            cols.append((name, T.LONG))
-            select.append(aliased(col("__n"), name))
+            cols.insert(0, (name, T.LONG))
+            select.insert(0, aliased(_node_hash(g, col("__id")), name))
         if not cols:
             _err("the graph's nodes have no properties to give", part["span"],
                  hint="give make-graph a nodes table (with Nodes on Id) or with_node_id=Name, "
                       "or ask graph-to-table nodes with_node_id=Name")
         sql = exp.Select(expressions=select).from_(exp.Table(this=ident(g.nodes)), copy=False)
         return Rel(sql, cols, None, part["as"])
-    cols = list(g.edge_cols)
-    select = [col(c, "_e") for c, _ in cols]
-    sql = exp.Select(expressions=select).from_(_table(g.edges, "_e"), copy=False)
-    for k, alias, end in (("with_source_id", "_ns", "__s"), ("with_target_id", "_nt", "__t")):
+    ids, id_cols = [], []
+    for k, end in (("with_source_id", "__s"), ("with_target_id", "__t")):
         if k in part["ids"]:
             name = part["ids"][k][0]
-            cols.append((name, T.LONG))
-            select.append(aliased(col("__n", alias), name))
-            sql = sql.join(_table(g.nodes, alias), on=_eq(col("__id", alias), col(end, "_e")), join_type="left",
-                           copy=False)
+            id_cols.append((name, T.LONG))
+            ids.append(aliased(_node_hash(g, col(end)), name))
+    cols = id_cols + list(g.edge_cols)
+    sql = exp.Select(expressions=ids + [col(c) for c, _ in g.edge_cols]).from_(exp.Table(this=ident(g.edges)),
+                                                                                 copy=False)
     return Rel(sql, cols, None, part["as"])
+
+
+def _node_hash(g: Graph, node_id: exp.Expression) -> exp.Expression:
+    """A node's id as graph-to-table's with_node_id= / with_source_id= / with_target_id= give it:
+    Kusto's hash() of the id, XXH64 of its text (the reference's Alice is -3122868243544336885)."""
+    text = node_id if g.id_type == T.STRING else cast(node_id, T.STRING)
+    return fn("netatlas_xxhash64", exp.Coalesce(this=text, expressions=[exp.Literal.string("")]))
 
 
 # ---- graph-match ---------------------------------------------------------------------------
@@ -457,8 +472,9 @@ class _Match:
                         seq.append((None, None))      # the next edge's left end
                     continue
                 n = per_el.get(id(el), 1)
-                # a variable edge's items follow its edges' direction: <-[e*1..3]- from right to left
-                order = range(n - 1, -1, -1) if el["dir"] == "<-" else range(n)
+                # a variable edge's items come in the pattern's order, left to right, whatever the edges'
+                # direction: (a)<-[e*1..3]-(b) lists first the edge at a (the reference's org example)
+                order = range(n)
                 for j in order:
                     a = pl.fresh("_e")
                     items.append([exp.Subquery(this=_edge_view(g, el["dir"]), alias=exp.TableAlias(this=ident(a))), a,
@@ -475,7 +491,7 @@ class _Match:
                     if j != order[-1]:            # a node inside the variable edge
                         seq.append((None, left))
                         if el["name"] in self.inner:
-                            k = j - 1 if el["dir"] == "<-" else j        # its place along the edges' direction
+                            k = j                                        # its place along the pattern
                             b = pl.fresh("_n")
                             items.append([_table(g.nodes, b), b, [_eq(col("__id", b), left)]])
                             for c, t in g.node_cols:
