@@ -315,7 +315,9 @@ class _Match:
         if self.output not in ("any", "all"):
             _err(f"output must be any or all, not '{self.output}'", output[1])
         cycles = a["params"].get("cycles")
-        self.cycles = cycles[0] if cycles else "unique_edges"
+        # a shortest path is a simple path: no node twice, its ends included (the reference's all()
+        # example finds no path from North back to North)
+        self.cycles = cycles[0] if cycles else "none" if self.shortest else "unique_edges"
         if self.cycles not in CYCLES:
             _err(f"cycles must be one of {', '.join(CYCLES)}, not '{self.cycles}'", cycles[1])
         self.patterns = a["patterns"]
