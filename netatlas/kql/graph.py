@@ -95,8 +95,10 @@ def op_make_graph(pl, rel: Rel, op: s.Operator) -> Rel:
         if part is None:
             return idc
         ptext = to_string(Typed(pc, ptype)).sql      # length-prefixed: no two (P, id) read alike
-        return exp.Concat(expressions=[exp.Cast(this=exp.Length(this=ptext), to=T.storage(T.STRING)),
-                                       exp.Literal.string(":"), ptext.copy(), to_string(Typed(idc, id_type)).sql])
+        out = exp.Cast(this=exp.Length(this=ptext), to=T.storage(T.STRING))
+        for part_sql in (exp.Literal.string(":"), ptext.copy(), to_string(Typed(idc, id_type)).sql):
+            out = exp.DPipe(this=out, expression=part_sql, safe=True)
+        return exp.Paren(this=out)
     edges = pl.fresh("_gedges")
     # numbered in the order of their values: a store that computes a CTE at each use (ClickHouse)
     # numbers every edge the same way each time (rows alike in all but a dynamic value may swap)
