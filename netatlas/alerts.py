@@ -37,7 +37,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
-from .errors import KqlError, NetatlasError, QueryExecutionError, QueryLimitError
+from .errors import AlertError, KqlError, NetatlasError, QueryExecutionError, QueryLimitError
 from .limits import (MAX_ALERT_HISTORY, MAX_ALERT_INSTANCES, MAX_ALERT_QUERY_CHARS, MAX_ALERT_RULES,
                      MAX_ALERT_WEBHOOKS)
 
@@ -51,20 +51,6 @@ MIN_FREQUENCY = timedelta(minutes=1)
 MAX_SPAN = timedelta(days=30)            # the longest window, frequency and mute
 EVALUATION_TIMEOUT = 60.0
 EVALUATION_ROWS = 100_000                # rows an evaluation reads (past it: an error entry)
-
-
-class AlertError(NetatlasError):
-    """A rule that cannot be stored, or a request about rules that cannot be answered; ``field``
-    names the offending field, ``status`` the HTTP status it deserves."""
-    code = "ALERT_INVALID"
-
-    def __init__(self, message: str, field: str | None = None, *, code: str = "ALERT_INVALID",
-                 status: int = 400, **extra):
-        super().__init__(message)
-        self.field, self.code, self.status, self.extra = field, code, status, extra
-
-    def to_json(self) -> dict:
-        return {"code": self.code, "message": str(self), "field": self.field, **self.extra}
 
 
 # ---------------------------------------------------------------- times

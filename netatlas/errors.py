@@ -291,5 +291,19 @@ class MarkerError(NetatlasError):
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130     # what a command exits with
 
 
+class AlertError(NetatlasError):
+    """A rule that cannot be stored, or a request about rules that cannot be answered; ``field``
+    names the offending field, ``status`` the HTTP status it deserves."""
+    code = "ALERT_INVALID"
+
+    def __init__(self, message: str, field: str | None = None, *, code: str = "ALERT_INVALID",
+                 status: int = 400, **extra):
+        super().__init__(message)
+        self.field, self.code, self.status, self.extra = field, code, status, extra
+
+    def to_json(self) -> dict:
+        return {"code": self.code, "message": str(self), "field": self.field, **self.extra}
+
+
 class UsageError(Exception):
     """A mistake on the command line (not in the KQL text): exit 2 with the message."""

@@ -23,7 +23,7 @@ MAX_FUNCTION_DEPTH = 32         # user functions (let f = (...) {...}) calling e
 MAX_SCALAR_NODES = 20_000       # SQL nodes of one scalar let's value (let s2 = s1 + s1 doubles)
 MAX_PLAN_STEPS = 10_000         # planner steps (one per expression or operator planned; hand-written
 PLAN_STEPS_PER_TOKEN = 4        # queries need about one per token) ... plus this many per token
-MAX_GRAPH_PATH = 8              # edges of one variable-length graph-match edge (-[e*1..N]->): each
+MAX_GRAPH_PATH = 10             # edges of one variable-length graph-match edge (-[e*1..N]->): each
                                 # length is a chain of joins of its own, UNION ALL of them all
 MAX_GRAPH_LEGS = 64             # those chains in one graph-match (the lengths of its variable edges
                                 # multiplied)

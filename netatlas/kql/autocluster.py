@@ -106,7 +106,7 @@ def _const(args, i, default, conv, what, plugin="autocluster"):
 
 
 def find_segments(rows: list[tuple], ndims: int, size_weight: float, weighted: bool = False, check=None):
-    """Greedy segments: [(pattern {dimension index: value}, count over all rows)], largest first.
+    """Greedy segments: [(pattern {dimension index: value}, count over all rows)], best first.
     ``check``: called every few hundred rows (the query's deadline)."""
     if not rows:
         return []
@@ -138,9 +138,7 @@ def find_segments(rows: list[tuple], ndims: int, size_weight: float, weighted: b
         pattern = dict(best)
         chosen.append(pattern)
         left = [r for r in left if any(r[d] != v for d, v in pattern.items())]
-    out = []
-    for pattern in chosen:
-        n = sum(weight(r) for r in rows if all(r[d] == v for d, v in pattern.items()))
-        out.append((pattern, n))
-    out.sort(key=lambda pc: (-pc[1], sorted(pc[0].items())))
-    return out
+    # in the order they were chosen, as Kusto lists them (its reference example gives a 512-row
+    # segment before an 898-row one); Count is over all the rows
+    return [(pattern, sum(weight(r) for r in rows if all(r[d] == v for d, v in pattern.items())))
+            for pattern in chosen]

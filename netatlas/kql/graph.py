@@ -31,8 +31,8 @@ from . import types as T
 from .plan import GRAPH_OPERATORS, OPERATORS, Rel
 from .planner import _chain
 from .relations import aliased, scope_of
-from .scalars import to_bool
-from .typed import cast, col, ident
+from .scalars import to_bool, to_string
+from .typed import Typed, cast, col, fn, ident
 
 CYCLES = ("unique_edges", "all", "none")
 ITEM_FUNCTIONS = {"map", "all", "any"}     # functions over a variable edge's items (or its inner_nodes)
@@ -79,6 +79,26 @@ def op_make_graph(pl, rel: Rel, op: s.Operator) -> Rel:
              f"{types[tgt]}", a["arrow"], "KQL_TYPE")
     if id_type == T.DYNAMIC:
         _err("a node id cannot be dynamic", a["source"][1], "KQL_TYPE", hint="convert it with tostring()")
+    # partitioned-by P (op): one graph per value of P, a node being (P, id): its key is the two as
+    # text (__id) and its id alone is __raw; the graph operator runs over them all at once (an edge
+    # joins the nodes of its own partition only)
+    part = a.get("partition")
+    if part is not None:
+        if part[0] not in types:
+            _err(f"unknown column '{part[0]}'", part[1], "KQL_UNKNOWN_COLUMN", did_you_mean(part[0], rel.names()))
+        if types[part[0]] == T.DYNAMIC:
+            _err("a partition column cannot be dynamic", part[1], "KQL_TYPE", hint="convert it with tostring()")
+    ptype = types[part[0]] if part is not None else None
+
+    def key_of(idc, pc=None):
+        """A node's key: its id, or (partitioned) its partition value and id as one text."""
+        if part is None:
+            return idc
+        ptext = to_string(Typed(pc, ptype)).sql      # length-prefixed: no two (P, id) read alike
+        out = exp.Cast(this=exp.Length(this=ptext), to=T.storage(T.STRING))
+        for part_sql in (exp.Literal.string(":"), ptext.copy(), to_string(Typed(idc, id_type)).sql):
+            out = exp.DPipe(this=out, expression=part_sql, safe=True)
+        return exp.Paren(this=out)
     edges = pl.fresh("_gedges")
     # numbered in the order of their values: a store that computes a CTE at each use (ClickHouse)
     # numbers every edge the same way each time (rows alike in all but a dynamic value may swap)
@@ -86,11 +106,15 @@ def op_make_graph(pl, rel: Rel, op: s.Operator) -> Rel:
                                                              and t != T.DYNAMIC]]
     sql = pl.wrap(rel, [col(c) for c, _ in rel.cols] + [
         aliased(exp.Window(this=exp.RowNumber(), order=exp.Order(expressions=order)), "__eid"),
-        aliased(col(src), "__s"), aliased(col(tgt), "__t")])
+        aliased(key_of(col(src), col(part[0]) if part else None), "__s"),
+        aliased(key_of(col(tgt), col(part[0]) if part else None), "__t")])
     pl.ctes.append((edges, sql, True))
 
-    ends = exp.Union(this=exp.select(aliased(col("__s"), "__id")).from_(exp.Table(this=ident(edges))),
-                     expression=exp.select(col("__t")).from_(exp.Table(this=ident(edges))), distinct=True)
+    raw = [aliased(col(src), "__raw")] if part else []
+    ends = exp.Union(this=exp.select(aliased(col("__s"), "__id"), *raw).from_(exp.Table(this=ident(edges))),
+                     expression=exp.select(col("__t"), *([col(tgt)] if part else [])).from_(
+                         exp.Table(this=ident(edges))), distinct=True)
+    own = col("__raw", "_i") if part else col("__id", "_i")     # the node's id alone
     number = aliased(exp.Window(this=exp.RowNumber(), order=exp.Order(expressions=[exp.Ordered(this=col("__id", "_i"))])), "__n")
     if len(a["nodes"]) > 2:
         _err("make-graph takes at most two nodes tables", a["nodes"][2][2], "KQL_ARGUMENTS")
@@ -105,25 +129,40 @@ def op_make_graph(pl, rel: Rel, op: s.Operator) -> Rel:
             if ntypes[key] != id_type:
                 _err(f"the nodes table's '{key}' is {ntypes[key]}, but the edges' node ids are {id_type}", key_span,
                      "KQL_TYPE")
-            ids = exp.Union(this=ids, expression=exp.select(col(key)).from_(
+            if part is not None and ntypes.get(part[0]) != ptype:
+                _err(f"the nodes table needs the partition column '{part[0]}' ({ptype})", key_span, "KQL_UNKNOWN_COLUMN",
+                     hint="partitioned-by needs the partition column in the edges and in every nodes table")
+            ids = exp.Union(this=ids, expression=exp.select(
+                key_of(col(key), col(part[0]) if part else None), *([col(key)] if part else [])).from_(
                 exp.Subquery(this=nrel.sql, alias=exp.TableAlias(this=ident(pl.fresh())))), distinct=True)
             # one row per node id: the first in the order of its values (Kusto keeps any one of them)
-            first = exp.Window(this=exp.RowNumber(), partition_by=[col(key)], order=exp.Order(
+            first = exp.Window(this=exp.RowNumber(), partition_by=[col(key)] + ([col(part[0])] if part else []),
+                               order=exp.Order(
                 expressions=[exp.Ordered(this=col(c)) for c, t in nrel.cols if t != T.DYNAMIC]))
             one = exp.Select(expressions=[col(c) for c, _ in nrel.cols]).from_(exp.Subquery(
                 this=pl.wrap(nrel, [col(c) for c, _ in nrel.cols] + [aliased(first, "__first")]),
                 alias=exp.TableAlias(this=ident(pl.fresh()))), copy=False).where(
                 exp.EQ(this=col("__first"), expression=exp.Literal.number(1)), copy=False)
             alias = f"_p{len(joins)}"
-            joins.append((exp.Subquery(this=one, alias=exp.TableAlias(this=ident(alias))), _eq(col(key, alias), col("__id", "_i"))))
+            joins.append((exp.Subquery(this=one, alias=exp.TableAlias(this=ident(alias))),
+                          _eq(key_of(col(key, alias), col(part[0], alias) if part else None), col("__id", "_i"))))
             for c, typ in nrel.cols:
                 if c in merged and merged[c][0] != typ:
                     _err(f"the nodes tables' '{c}' is {merged[c][0]} in one and {typ} in the other", key_span, "KQL_TYPE")
                 merged.setdefault(c, (typ, []))[1].append(col(c, alias))
         # a node in both tables merges their properties (the first table's where both have one)
+        # a node only the edges name has its id under the nodes tables' key columns (the reference's
+        # graph-to-table nodes: Mallory, named by edges only, shows name=Mallory)
+        keys = {key for _, key, _ in a["nodes"]}
+        nowhere = _chain(exp.And, [exp.Is(this=col(key, f"_p{i}"), expression=exp.null())
+                                   for i, (_, key, _) in enumerate(a["nodes"])])
         props = []
         for c, (typ, sources) in merged.items():
-            rest = sources[1:] + ([exp.Literal.string("")] if typ == T.STRING else [])
+            blank = [exp.Literal.string("")] if typ == T.STRING else []
+            if c in keys:
+                blank = [exp.Case(ifs=[exp.If(this=nowhere.copy(), true=own.copy())],
+                                  default=blank[0] if blank else None)]
+            rest = sources[1:] + blank
             props.append(aliased(exp.Coalesce(this=sources[0], expressions=rest) if rest else sources[0], c))
         nodes_sql = exp.Select(expressions=[col("__id", "_i"), *props, number]).from_(
             exp.Subquery(this=ids, alias=exp.TableAlias(this=ident("_i"))), copy=False)
@@ -135,13 +174,24 @@ def op_make_graph(pl, rel: Rel, op: s.Operator) -> Rel:
         extra = []
         if a["node_id"]:
             node_cols = [(a["node_id"][0], id_type)]
-            extra = [aliased(col("__id", "_i"), a["node_id"][0])]
+            extra = [aliased(own.copy(), a["node_id"][0])]
         nodes_sql = exp.Select(expressions=[col("__id", "_i"), *extra, number]).from_(
             exp.Subquery(this=ends, alias=exp.TableAlias(this=ident("_i"))), copy=False)
     nodes = pl.fresh("_gnodes")
     pl.ctes.append((nodes, nodes_sql, True))
-    return Graph(exp.select(exp.Star()).from_(exp.Table(this=ident(nodes))), [], None,
-                 edges=edges, edge_cols=list(rel.cols), nodes=nodes, node_cols=node_cols, id_type=id_type)
+    g = Graph(exp.select(exp.Star()).from_(exp.Table(this=ident(nodes))), [], None,
+              edges=edges, edge_cols=list(rel.cols), nodes=nodes, node_cols=node_cols,
+              id_type=T.STRING if part else id_type)
+    if part is None:
+        return g
+    inner = a["inner"]
+    if inner.name not in GRAPH_OPERATORS:
+        _err(f"partitioned-by applies a graph operator (graph-match, graph-shortest-paths), not {inner.name}",
+             inner.span)
+    if inner.name == "graph-to-table":
+        _err("graph-to-table is not supported after partitioned-by here", inner.span, "KQL_NOT_SUPPORTED",
+             hint="graph-match ... project the properties you need")
+    return GRAPH[inner.name](pl, g, inner)
 
 
 def _graph(rel, op) -> Graph:
@@ -170,25 +220,31 @@ def op_graph_to_table(pl, rel: Rel, op: s.Operator) -> Rel:
         select = [col(c) for c, _ in cols]
         if "with_node_id" in part["ids"]:
             name = part["ids"]["with_node_id"][0]
-            cols.append((name, T.LONG))
-            select.append(aliased(col("__n"), name))
+            cols.insert(0, (name, T.LONG))
+            select.insert(0, aliased(_node_hash(g, col("__id")), name))
         if not cols:
             _err("the graph's nodes have no properties to give", part["span"],
                  hint="give make-graph a nodes table (with Nodes on Id) or with_node_id=Name, "
                       "or ask graph-to-table nodes with_node_id=Name")
         sql = exp.Select(expressions=select).from_(exp.Table(this=ident(g.nodes)), copy=False)
         return Rel(sql, cols, None, part["as"])
-    cols = list(g.edge_cols)
-    select = [col(c, "_e") for c, _ in cols]
-    sql = exp.Select(expressions=select).from_(_table(g.edges, "_e"), copy=False)
-    for k, alias, end in (("with_source_id", "_ns", "__s"), ("with_target_id", "_nt", "__t")):
+    ids, id_cols = [], []
+    for k, end in (("with_source_id", "__s"), ("with_target_id", "__t")):
         if k in part["ids"]:
             name = part["ids"][k][0]
-            cols.append((name, T.LONG))
-            select.append(aliased(col("__n", alias), name))
-            sql = sql.join(_table(g.nodes, alias), on=_eq(col("__id", alias), col(end, "_e")), join_type="left",
-                           copy=False)
+            id_cols.append((name, T.LONG))
+            ids.append(aliased(_node_hash(g, col(end)), name))
+    cols = id_cols + list(g.edge_cols)
+    sql = exp.Select(expressions=ids + [col(c) for c, _ in g.edge_cols]).from_(exp.Table(this=ident(g.edges)),
+                                                                                 copy=False)
     return Rel(sql, cols, None, part["as"])
+
+
+def _node_hash(g: Graph, node_id: exp.Expression) -> exp.Expression:
+    """A node's id as graph-to-table's with_node_id= / with_source_id= / with_target_id= give it:
+    Kusto's hash() of the id, XXH64 of its text (the reference's Alice is -3122868243544336885)."""
+    text = node_id if g.id_type == T.STRING else cast(node_id, T.STRING)
+    return fn("netatlas_xxhash64", exp.Coalesce(this=text, expressions=[exp.Literal.string("")]))
 
 
 # ---- graph-match ---------------------------------------------------------------------------
@@ -261,7 +317,9 @@ class _Match:
         if self.output not in ("any", "all"):
             _err(f"output must be any or all, not '{self.output}'", output[1])
         cycles = a["params"].get("cycles")
-        self.cycles = cycles[0] if cycles else "unique_edges"
+        # a shortest path is a simple path: no node twice, its ends included (the reference's all()
+        # example finds no path from North back to North)
+        self.cycles = cycles[0] if cycles else "none" if self.shortest else "unique_edges"
         if self.cycles not in CYCLES:
             _err(f"cycles must be one of {', '.join(CYCLES)}, not '{self.cycles}'", cycles[1])
         self.patterns = a["patterns"]
@@ -457,8 +515,9 @@ class _Match:
                         seq.append((None, None))      # the next edge's left end
                     continue
                 n = per_el.get(id(el), 1)
-                # a variable edge's items follow its edges' direction: <-[e*1..3]- from right to left
-                order = range(n - 1, -1, -1) if el["dir"] == "<-" else range(n)
+                # a variable edge's items come in the pattern's order, left to right, whatever the edges'
+                # direction: (a)<-[e*1..3]-(b) lists first the edge at a (the reference's org example)
+                order = range(n)
                 for j in order:
                     a = pl.fresh("_e")
                     items.append([exp.Subquery(this=_edge_view(g, el["dir"]), alias=exp.TableAlias(this=ident(a))), a,
@@ -475,7 +534,7 @@ class _Match:
                     if j != order[-1]:            # a node inside the variable edge
                         seq.append((None, left))
                         if el["name"] in self.inner:
-                            k = j - 1 if el["dir"] == "<-" else j        # its place along the edges' direction
+                            k = j                                        # its place along the pattern
                             b = pl.fresh("_n")
                             items.append([_table(g.nodes, b), b, [_eq(col("__id", b), left)]])
                             for c, t in g.node_cols:

@@ -681,8 +681,16 @@ class Parser:
             self.advance(), self.advance()
             t = self.ident("a property name for the node id")
             node_id = (t.value, t.span)
+        partition = inner = None
+        if self.tok.is_word("partitioned-by"):        # one graph per value, the graph operator on each
+            self.advance()
+            c = self.ident("the partition column")
+            partition = (c.value, c.span)
+            self.expect_op("(")
+            inner = self.operator()
+            self.expect_op(")")
         return {"source": (src.value, src.span), "target": (tgt.value, tgt.span), "nodes": nodes,
-                "node_id": node_id, "arrow": arrow_span}
+                "node_id": node_id, "arrow": arrow_span, "partition": partition, "inner": inner}
 
     def op_graph_match(self):
         params = {}

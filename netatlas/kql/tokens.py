@@ -22,7 +22,7 @@ COMPOUND_NAMES = {
     "project-away", "project-rename", "project-reorder", "project-keep", "project-smart",
     "mv-expand", "mv-apply", "parse-where", "parse-kv", "top-nested", "top-hitters",
     "make-series", "make-graph", "order-by", "sort-by",
-    "graph-match", "graph-to-table", "graph-shortest-paths",
+    "graph-match", "graph-to-table", "graph-shortest-paths", "partitioned-by",
 }
 # their prefixes, for names of more than two words (graph-to-table)
 COMPOUND_PREFIXES = {"-".join(n.split("-")[:k]) for n in COMPOUND_NAMES for k in range(2, n.count("-") + 1)}

@@ -94,7 +94,7 @@ FUNCTIONS: dict[str, str] = {
         "ipv4_is_private", "ipv4_masked", "ipv4_prefix", "ipv6_compare", "json_list", "make_bag",
         "make_set_dynamic", "mv_list", "parse_ipv4", "parse_ipv6", "parse_json", "parse_url", "real_str",
         "set_difference", "set_intersect", "set_union", "timespan_str", "todatetime",
-        "totimespan", "url_encode")},
+        "totimespan", "url_encode", "xxhash64")},
     # the series_* functions (functions/series.py): series as JSON text in, JSON text out
     **{f"netatlas_series_{name}": "the runtime's" for name in SERIES_RUNTIME},
 }

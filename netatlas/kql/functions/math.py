@@ -129,3 +129,32 @@ for _k, (_f, _flags) in {"hash_sha256": (exp.SHA2, {"length": N(256)}), "hash_sh
                          "hash_md5": (exp.MD5, {})}.items():
     scalar(_k, "s", T.STRING)(lambda x, _f=_f, _flags=_flags: exp.Coalesce(
         this=fn(_f, x.sql, **{k: v.copy() for k, v in _flags.items()}), expressions=[exp.Literal.string("")]))
+
+
+# ---- geospatial ------------------------------------------------------------------------------
+
+EARTH_RADIUS_M = 6_371_010     # Kusto's sphere: its reference's Seattle to Los Angeles, 1546754.35197381 m
+
+
+@scalar("geo_distance_2points", "rrrr", T.REAL)
+def geo_distance_2points(lon1, lat1, lon2, lat2):
+    """The great-circle distance in metres (haversine on Kusto's sphere); null for a coordinate out
+    of range (longitude -180..180, latitude -90..90)."""
+    def rad(x):
+        return fn(exp.Radians, cast(x.sql, T.REAL))
+
+    def half_sin_sq(a, b):
+        return exp.Pow(this=fn(exp.Sin, exp.Div(this=exp.Paren(this=exp.Sub(this=rad(b), expression=rad(a))),
+                                                expression=N(2))), expression=N(2))
+    h = exp.Add(this=half_sin_sq(lat1, lat2), expression=exp.Mul(
+        this=exp.Mul(this=fn(exp.Cos, rad(lat1)), expression=fn(exp.Cos, rad(lat2))),
+        expression=half_sin_sq(lon1, lon2)))
+    # h can pass 1 by a rounding error for antipodes: asin would be NaN
+    h = exp.Case(ifs=[exp.If(this=exp.GT(this=h, expression=N(1)), true=N(1))], default=h)
+    d = exp.Mul(this=N(2 * EARTH_RADIUS_M), expression=fn(exp.Asin, fn(exp.Sqrt, h)))
+
+    def outside(x, bound):
+        return exp.Not(this=exp.Between(this=cast(x.sql, T.REAL), low=N(-bound), high=N(bound)))
+    bad = exp.Or(this=exp.Or(this=outside(lon1, 180), expression=outside(lat1, 90)),
+                 expression=exp.Or(this=outside(lon2, 180), expression=outside(lat2, 90)))
+    return exp.Case(ifs=[exp.If(this=bad, true=exp.null())], default=d)

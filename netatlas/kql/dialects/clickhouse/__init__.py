@@ -603,6 +603,7 @@ FUNCTIONS = {
                                              expression=N(60_000)),
     "netatlas_format_timespan": _format_timespan,
     "netatlas_url_encode": _url_encode,
+    "netatlas_xxhash64": lambda n: call("reinterpretAsInt64", call("xxHash64", args(n)[0])),
     "netatlas_todatetime": lambda n: call("parseDateTime64BestEffortOrNull", args(n)[0], N(6), L("UTC")),
 }
 

@@ -1,0 +1,1 @@
+SELECT "SegmentId", "Count", "Percent", "State", "EventType", "Damage" FROM (VALUES (0, CAST(4574 AS BIGINT), CAST(77.73623385452073 AS DOUBLE), '', '', 'NO'), (1, CAST(1310 AS BIGINT), CAST(22.263766145479266 AS DOUBLE), '', '', 'YES')) AS "_v10"("SegmentId", "Count", "Percent", "State", "EventType", "Damage") LIMIT 500001
