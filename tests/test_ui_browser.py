@@ -574,8 +574,25 @@ def test_the_network_chart_by_wave_lists_the_crossing_and_a_move_changes_it(page
     assert after[busiest] not in {colours[m] for m in colours}
     assert all(after[m] == colours[m] for m in colours if m != busiest)
     assert int(page.get_attribute("#network", "data-waves")) == new
+    # the move is in the address: a reload (or a copied link) shows the same moved plan
+    assert f"moves={busiest}%3A{new}" in page.url or f"moves={busiest}:{new}" in page.url
+    page.reload()
+    page.wait_for_function(f"() => document.querySelector('#crossing-total') && "
+                           f"document.querySelector('#crossing-total').dataset.bytes === '{expected}'")
     page.click("#move-reset")
     page.wait_for_function(f"() => document.querySelector('#crossing-total').dataset.bytes === '{report['crossing_bytes']}'")
+    assert "moves=" not in page.url
+    # by community: the plan's communities, one colour each, a different one for each
+    page.select_option("#colour-by", "community")
+    page.wait_for_selector("#network[data-colour='community']")
+    page.wait_for_function(f"() => document.querySelector('#network').dataset.communities === '{len(report['communities'])}'")
+    assert page.locator("#waves-panel").is_hidden()
+    community_of = {m: i for i, members in enumerate(report["communities"]) for m in members}
+    by_community = {}
+    for machine, colour in node_colours(page).items():
+        by_community.setdefault(community_of.get(machine, -1), set()).add(colour)
+    assert all(len(c) == 1 for c in by_community.values())
+    assert len({next(iter(c)) for c in by_community.values()}) == len(by_community) > 1
     # back to subnets: the waves' list goes away
     page.select_option("#colour-by", "subnet")
     page.wait_for_selector("#network[data-colour='subnet']")

@@ -2,7 +2,9 @@
 // graph, edges weighted by bytes or links, nodes coloured by subnet (click a subnet in the legend
 // to hide it), a click on a machine opens its details. Coloured by wave (GET /api/waves, waves.js):
 // a colour per migration wave, the machine pairs crossing between waves listed beside the chart,
-// and a machine can be moved to another wave to see the crossing traffic change (in the browser).
+// and a machine can be moved to another wave to see the crossing traffic change (in the browser;
+// the moves are kept in the address). Coloured by community: the plan's communities (machines that
+// talk together, the shared services' groups last), a colour each.
 // A subnet's colour is the same in every view (a hash into SUBNET_COLOURS, kept: subnetColour); the
 // machines keep their places between filters and redraws (POSITIONS); the hubs (most
 // connected) and the selected machine are labelled, the selection ringed.
@@ -44,19 +46,37 @@ export function subnetColour(subnet) {
   return SUBNET_COLOURS[assigned[subnet] % SUBNET_COLOURS.length];
 }
 
+const COLOUR_BY = ["subnet", "wave", "community"];
+
+// The user's moves of machines to other waves in the address: "machine:wave,machine:wave".
+function movesFrom(text) {
+  const out = {};
+  for (const item of (text || "").split(",")) {
+    const at = item.lastIndexOf(":");
+    const n = Number(item.slice(at + 1));
+    if (at > 0 && Number.isInteger(n) && n > 0) out[item.slice(0, at)] = n;
+  }
+  return out;
+}
+
+function movesText(moves) {
+  return Object.entries(moves).sort().map(([id, n]) => `${id}:${n}`).join(",");
+}
+
 export async function mount(main) {
   const params = hashParams();
   const state = { subnet: params.subnet || "", weight: params.weight || "bytes", exclude: params.exclude || "",
     onlyFailing: params.only_failing === "1", data: null, selected: params.sel || "",
-    colourBy: params.colour === "wave" ? "wave" : "subnet", waveSize: params.wave_size || "", report: null, moves: {} };
+    colourBy: COLOUR_BY.includes(params.colour) ? params.colour : "subnet", waveSize: params.wave_size || "", report: null,
+    moves: movesFrom(params.moves) };
   let chart = null, seq = 0, waveSeq = 0, alive = true;
 
   const time = timeRangeFrom({ range: params.range || "1h", from: params.from, to: params.to }, () => load());
   const colourBy = h("select#colour-by", { onchange: () => { state.colourBy = colourBy.value; load(); } },
-    h("option", { value: "subnet" }, "subnet"), h("option", { value: "wave" }, "wave"));
+    COLOUR_BY.map((c) => h("option", { value: c }, c)));
   colourBy.value = state.colourBy;
   const waveSize = h("input#wave-size", { type: "number", min: "1", placeholder: "no limit", value: state.waveSize,
-    onchange: () => { state.waveSize = waveSize.value.trim(); if (state.colourBy === "wave") load(); } });
+    onchange: () => { state.waveSize = waveSize.value.trim(); if (planned()) load(); } });
   const subnet = h("input#subnet", { placeholder: "10.1.0.0/16", value: state.subnet,
     onchange: () => { state.subnet = subnet.value.trim(); load(); } });
   const weight = h("select#weight", { onchange: () => { state.weight = weight.value; load(); } },
@@ -94,8 +114,9 @@ export async function mount(main) {
   // The chart's state in the address; push: a user's step (a filter changed), Back returns before it.
   function remember(push = false) {
     setHashParams("network", { ...time.params(), subnet: state.subnet, weight: state.weight === "bytes" ? "" : state.weight,
-      exclude: state.exclude, only_failing: state.onlyFailing ? 1 : "", colour: state.colourBy === "wave" ? "wave" : "",
-      wave_size: state.colourBy === "wave" ? state.waveSize : "", sel: state.selected, find: find.value.trim() }, push);
+      exclude: state.exclude, only_failing: state.onlyFailing ? 1 : "", colour: state.colourBy === "subnet" ? "" : state.colourBy,
+      wave_size: planned() ? state.waveSize : "", sel: state.selected, find: find.value.trim(),
+      moves: state.colourBy === "wave" ? movesText(state.moves) : "" }, push);
   }
 
   async function load(push = true) {
@@ -107,11 +128,13 @@ export async function mount(main) {
       const range = time.value();
       const [data, report] = await Promise.all([
         api.get("/api/network", { ...range, subnet: state.subnet, weight: state.weight, exclude: state.exclude }),
-        state.colourBy === "wave" ? loadWaves(range) : null]);
+        planned() ? loadWaves(range) : null]);
       if (mine !== seq || !alive) return;
       state.data = data;
       if (report) {
-        if (JSON.stringify(report.waves) !== JSON.stringify(state.report && state.report.waves)) state.moves = {};
+        // another plan (range, cap, weight): the user's moves were over the old one (the first
+        // plan keeps the moves the address brought)
+        if (state.report && JSON.stringify(report.waves) !== JSON.stringify(state.report.waves)) state.moves = {};
         state.report = report;
       }
       draw(true);
@@ -131,8 +154,20 @@ export async function mount(main) {
       weight: state.weight === "links" ? "connections" : "bytes", exclude: state.exclude });
   }
 
+  function planned() {           // colouring that needs the migration plan (GET /api/waves)
+    return state.colourBy === "wave" || state.colourBy === "community";
+  }
+
   function byWave() {
     return state.colourBy === "wave" && state.report;
+  }
+
+  // machine -> community number (from 1) of the plan; the shared services' groups come last
+  function byCommunity() {
+    if (state.colourBy !== "community" || !state.report) return null;
+    const out = {};
+    state.report.communities.forEach((members, i) => { for (const m of members) out[m] = i + 1; });
+    return out;
   }
 
   // Where the chart put each machine, so a recolouring keeps the picture.
@@ -154,9 +189,12 @@ export async function mount(main) {
     if (!data) return;
     for (const [id, xy] of Object.entries(positions())) POSITIONS.set(id, xy);
     const at = keep ? Object.fromEntries(POSITIONS) : {};
-    const waves = byWave() ? assignment(state.report, state.moves) : null;
-    const count = waves ? Math.max(state.report.waves.length, ...Object.values(waves)) : 0;
-    const waveNames = Array.from({ length: count }, (_, i) => `wave ${i + 1}`).concat(["no wave"]);
+    const communities = byCommunity();
+    const waves = byWave() ? assignment(state.report, state.moves) : communities;
+    const noun = communities ? "community" : "wave";
+    const count = communities ? state.report.communities.length
+      : waves ? Math.max(state.report.waves.length, ...Object.values(waves)) : 0;
+    const waveNames = Array.from({ length: count }, (_, i) => `${noun} ${i + 1}`).concat([`no ${noun}`]);
     const waveOf = (id) => (waves && waves[id]) || 0;
     const category = (n) => (waves ? (waveOf(n.id) ? waveOf(n.id) - 1 : count) : subnets.indexOf(n.subnet || "other"));
     const degree = new Map();
@@ -186,11 +224,12 @@ export async function mount(main) {
       color: PALETTE,
       tooltip: { confine: true, formatter: (p) => (p.dataType === "edge"
         ? `${p.data.sourceName} → ${p.data.targetName}<br>${fmtBytes(p.data.bytes)} · ${fmtNum(p.data.links)} links${p.data.failed ? ` · <b style="color:#d13438">${fmtNum(p.data.failed)} failed</b>` : ""}`
-        : `<b>${p.data.name}</b><br>${p.data.subnet}${waves ? ` · ${p.data.wave ? `wave ${p.data.wave}` : "no wave"}` : ""}<br>${fmtBytes(p.data.bytes)} · ${fmtNum(p.data.links)} links`) },
+        : `<b>${p.data.name}</b><br>${p.data.subnet}${waves ? ` · ${p.data.wave ? `${noun} ${p.data.wave}` : `no ${noun}`}` : ""}<br>${fmtBytes(p.data.bytes)} · ${fmtNum(p.data.links)} links`) },
       legend: [{ data: names, type: "scroll", bottom: 0 }],
       series: [{
         type: "graph", layout: "force", roam: true, draggable: true, zoom: 1,
-        categories: waves ? waveNames.map((s, i) => ({ name: s, itemStyle: { color: waveColour(i < count ? i + 1 : 0) } }))
+        categories: waves ? waveNames.map((s, i) => ({ name: s, itemStyle: { color: i >= count ? waveColour(0)
+          : communities ? SUBNET_COLOURS[i % SUBNET_COLOURS.length] : waveColour(i + 1) } }))
           : subnets.map((s) => ({ name: s, itemStyle: { color: subnetColour(s) } })),
         force: { repulsion: many ? 160 : 900, gravity: many ? 0.12 : 0.06, edgeLength: many ? [40, 180] : [80, 260], friction: 0.2,
           layoutAnimation: nodes.length > 300 },
@@ -220,11 +259,12 @@ export async function mount(main) {
     box.dataset.ready = "1";
     box.dataset.nodes = String(nodes.length);
     box.dataset.edges = String(edges.length);
-    box.dataset.colour = waves ? "wave" : "subnet";
+    box.dataset.colour = state.colourBy;
     box.dataset.selected = state.selected || "";
     box.dataset.labelled = String(pinned.size);
-    if (waves) box.dataset.waves = String(count); else delete box.dataset.waves;
-    showWaves(waves);
+    if (waves && !communities) box.dataset.waves = String(count); else delete box.dataset.waves;
+    if (communities) box.dataset.communities = String(count); else delete box.dataset.communities;
+    showWaves(communities ? null : waves);
   }
 
   // The side list: the crossing traffic under the current waves, and the move of a machine.
@@ -264,9 +304,10 @@ export async function mount(main) {
             state.selected = id;
             const original = assignment(report)[id];
             if (n === original) delete state.moves[id]; else state.moves[id] = n;
+            remember(true);
             draw(true);
           } }, "Move"),
-          h("button#move-reset", { type: "button", disabled: !moved, onclick: () => { state.moves = {}; draw(true); } },
+          h("button#move-reset", { type: "button", disabled: !moved, onclick: () => { state.moves = {}; remember(true); draw(true); } },
             "Undo moves"))),
       h("table.grid.small#crossing-list",
         h("thead", h("tr", h("th", "from"), h("th", "to"), h("th", "bytes"), h("th", "waves"))),
