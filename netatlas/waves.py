@@ -483,7 +483,7 @@ def waves_of(deps: list[Dependency], machines: dict[str, dict], options: Options
         "range": span or {}, "weight": options.weight, "max_wave_size": cap, "seed": options.seed,
         "library": library(),
         "communities": [[names[m] for m in c] for c in found],
-        "shared": [{"machine": names[m], "computer": machines[names[m]]["computer"], **info}
+        "shared_services": [{"machine": names[m], "computer": machines[names[m]]["computer"], **info}
                    for m, info in sorted(hubs.items())],
         "waves": report_waves,
         "crossing": crossing,
@@ -509,10 +509,10 @@ def format_text(report: dict) -> str:
     out = [f"{len(report['waves'])} waves, {len(report['communities'])} communities; crossing: "
            f"{len(report['crossing'])} dependencies, {report['crossing_bytes']} bytes, "
            f"{report['crossing_connections']} connections ({report['backward']} backward)"]
-    if report.get("shared"):
+    if report.get("shared_services"):
         out.append("shared services: " + ", ".join(
             f"{s['computer'] or s['machine']} ({s['peers']} peers in {s['communities']} communities)"
-            for s in report["shared"]))
+            for s in report["shared_services"]))
     for w in report["waves"]:
         out.append(f"\nwave {w['wave']}: {len(w['machines'])} machines")
         for m in w["machines"]:

@@ -119,8 +119,8 @@ def test_without_the_exclusion_the_backup_server_is_a_shared_service_moved_first
     0.74), peeled off as a shared service, so the tiers are still found exactly and the backup
     server, called by all and calling none, moves first."""
     report = plan(ws, options(exclude=frozenset()))
-    assert [s["machine"] for s in report["shared"]] == ["m-backup"]
-    assert report["shared"][0]["peers"] == 22 and report["shared"][0]["communities"] == 4
+    assert [s["machine"] for s in report["shared_services"]] == ["m-backup"]
+    assert report["shared_services"][0]["peers"] == 22 and report["shared_services"][0]["communities"] == 4
     found = [set(c) for c in report["communities"]]
     assert sorted(map(sorted, found)) == sorted(map(sorted, tiers() + [{"m-backup"}]))
     assert wave_sets(report)[0] == {"m-backup"}
@@ -131,7 +131,7 @@ def test_without_the_exclusion_the_backup_server_is_a_shared_service_moved_first
 def test_a_busy_machine_inside_one_community_is_not_a_shared_service(ws):
     """The planted tiers' machines all call each other (the busiest has 6 peers of its own tier):
     no machine is a hub without the backup server."""
-    assert plan(ws, options())["shared"] == []
+    assert plan(ws, options())["shared_services"] == []
 
 
 @pytest.mark.parametrize("cap", [1, 3, 4, 6])

@@ -58,12 +58,12 @@ def test_no_wave_mixes_two_applications_and_pairs_stay_together(report, truth):
 
 
 def test_shared_services_are_found_and_move_first_or_last(report, truth):
-    shared = {s["computer"] for s in report["shared"]}
+    shared = {s["computer"] for s in report["shared_services"]}
     tiers = {c: t for c, (t, _) in truth.items()}
     # every domain controller and monitoring server, and nothing but shared infrastructure
     assert {c for c, t in tiers.items() if t in ("dc", "mon")} <= shared
     assert {tiers[c] for c in shared} <= INFRASTRUCTURE
-    for s in report["shared"]:
+    for s in report["shared_services"]:
         assert s["peers"] >= 3 and s["communities"] >= 3 and 0.5 <= s["participation"] <= 1
     wave_of = {c: w["wave"] for w in report["waves"] for c in computers(w)}
     linked = {m["computer"] for w in report["waves"] for m in w["machines"]
