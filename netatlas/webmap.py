@@ -14,13 +14,14 @@ The map is built in named, timed steps (the timings go out as the ``Server-Timin
 |---|---|---|---|
 | inventory | the range | ``Machine`` per id: latest VMComputer (+ VMComputerTags_CL) within LOOKBACK before the end | ``INVENTORY``, ``TAGS``, ``inventory()`` |
 | focus | ``Selection`` (machine, all, tag:K=V, subnet:CIDR) | the focus machine ids | ``SELECTORS`` |
-| flows | range, focus, ``Options`` | rows of VMConnection summed per (machine, process, direction, remote address, port, loopback?); the loopback ones set apart when hidden | ``FLOWS`` (the raw query the benchmark compares with), ``loopback_apart()`` |
-| before | the same one day earlier | rows, for each edge's status | ``FLOWS`` |
-| resolve | remote addresses | address -> monitored machine | ``machines.resolve`` |
+| remotes | both windows (the range and the same range ``COMPARE`` earlier), focus, ``Options`` | each remote address with its DNS name and country | ``REMOTES`` |
+| resolve | remote addresses | address -> monitored machine (``machines.resolve``); each address classified once (``remote_ends``: loopback, monitored and its machine, public and its internet place, private) | ``remote_ends`` |
+| flows | both windows, the classification as parameters | VMConnection folded in SQL: summed per (process, direction, remote address, port) per window, looked up in the classification (``lookup``), then summed per edge key (opener process, direction, kind, the machine it resolves to or the place, port); one row per edge and window, the group ends' addresses joined | ``FOLD`` (``map_query`` picks the focus and exclusion filters' text) |
 | listeners | machines | (machine, port, loopback?) -> the process bound there | ``LISTENERS`` (VMBoundPort) |
+| fold | the FOLD rows | ``Edge``s: one per (source, target, port), the listener looked up (``Ends.folded``, the ``ENDS`` table); each edge ``failing`` (``failing``: at least ``Options.failure_rate`` of its link attempts failed) and its ``status()`` against the same edge a day earlier | ``fold_map``, ``fold()`` |
 | processes | machines | process -> display name | ``PROCESSES`` (VMProcess) |
-| fold | rows + the above | ``Edge``s: one per (source, target, port); the hidden loopback rows' too, to count them | ``Ends.classify`` (the ``ENDS`` table), ``fold()`` |
-| shape | edges now and before | the JSON answer with each edge's ``status`` (``status()``) | ``map_json()`` |
+| shape | edges | the JSON answer (``map_json``); "only failures" keeps the failing edges and their ends | ``build_map`` |
+| group | the answer, ``group_by``, ``open`` | ``grouped``: machines by role, /24 or tag, edges summed between groups | ``grouped()``, ``GROUP_BY`` |
 | heartbeats | the machines of the answer | each machine's ``last_heartbeat`` and ``heartbeat_stopped`` (older than ``STALE`` as of the range's end) | ``HEARTBEATS`` (Heartbeat, else InsightsMetrics' Computer Heartbeat), ``last_heartbeats()``, ``heartbeat_state()`` |
 
 An edge goes from the process that opened the connection to the process that accepted it (found
@@ -182,9 +183,8 @@ VMComputerTags_CL
 | where TimeGenerated >= since and TimeGenerated < stop
 | summarize arg_max(TimeGenerated, Tags) by Machine"""
 
-# The raw query that feeds the map: VMConnection of the range summed per process and remote end.
-# Loopback rows (both ends loopback) are kept apart rather than filtered out, so that the map can
-# say how many connections "hide loopback" hid.
+# The raw query bench/web.py compares the map with (the map fed on it in Python before it folded in
+# SQL, ``FOLD``): VMConnection of the range summed per process and remote end.
 FLOWS = """declare query_parameters(start:datetime, stop:datetime, everything:bool, focus:dynamic,
     addresses:dynamic, exclude:dynamic);
 VMConnection
@@ -218,30 +218,26 @@ REMOTES = """VMConnection
 | where TimeGenerated >= since and TimeGenerated < stop
 {focus}{exclude}| summarize Dns = max(RemoteDnsQuestions), Country = max(RemoteCountry) by RemoteIp"""
 
-LOOPBACK_ROW = """| extend Loopback = (SourceIp startswith "127." or SourceIp == "::1")
-    and (DestinationIp startswith "127." or DestinationIp == "::1")
-"""
 FOLD = """let ends = print RemoteIp = ips, Kind = kinds, Far = fars, Place = places
     | mv-expand RemoteIp to typeof(string), Kind to typeof(string), Far to typeof(string), Place to typeof(string);
 union (VMConnection
     | where TimeGenerated >= start and TimeGenerated < stop
-    {focus}{exclude}{loopback}| summarize Links = sum(LinksEstablished), Failed = sum(LinksFailed), Sent = sum(BytesSent),
+    {focus}{exclude}| summarize Links = sum(LinksEstablished), Failed = sum(LinksFailed), Sent = sum(BytesSent),
         Received = sum(BytesReceived), Responses = sum(Responses), ResponseTime = sum(ResponseTimeSum),
         Records = count(), Malicious = countif(MaliciousIp != ""), arg_max(TimeGenerated, LinksLive),
-        Computer = take_any(Computer), ProcessName = take_any(ProcessName)
-        by Machine, Process, Direction, RemoteIp, DestinationPort, Loopback
-    | project Now = true, Machine, Process, Direction, RemoteIp, DestinationPort, Loopback, Links = tolong(Links),
+        Machine = take_any(Machine), Computer = take_any(Computer), ProcessName = take_any(ProcessName)
+        by Process, Direction, RemoteIp, DestinationPort
+    | project Now = true, Machine, Process, Direction, RemoteIp, DestinationPort, Links = tolong(Links),
         Failed = tolong(Failed), Sent = tolong(Sent), Received = tolong(Received), Responses = tolong(Responses),
         ResponseTime = tolong(ResponseTime), Records = tolong(Records), Malicious = tolong(Malicious),
         LinksLive = tolong(LinksLive), Computer, ProcessName),
   (VMConnection
     | where TimeGenerated >= since and TimeGenerated < start
-    {focus}{exclude}{loopback}| summarize Links = sum(LinksEstablished), Failed = sum(LinksFailed), Records = count(),
-        Computer = take_any(Computer), ProcessName = take_any(ProcessName)
-        by Machine, Process, Direction, RemoteIp, DestinationPort, Loopback
-    | project Now = false, Machine, Process, Direction, RemoteIp, DestinationPort, Loopback, Links = tolong(Links),
+    {focus}{exclude}| summarize Links = sum(LinksEstablished), Failed = sum(LinksFailed), Records = count(),
+        Machine = take_any(Machine) by Process, Direction, RemoteIp, DestinationPort
+    | project Now = false, Machine, Process, Direction, RemoteIp, DestinationPort, Links = tolong(Links),
         Failed = tolong(Failed), Sent = long(0), Received = long(0), Responses = long(0), ResponseTime = long(0),
-        Records = tolong(Records), Malicious = long(0), LinksLive = long(0), Computer, ProcessName)
+        Records = tolong(Records), Malicious = long(0), LinksLive = long(0), Computer = "", ProcessName = "")
 | lookup kind=leftouter ends on RemoteIp
 | extend Kind = iff(isempty(Kind), "private", Kind)
 | where Direction == "outbound" or (Direction == "inbound" and Kind in ("public", "private"))
@@ -252,13 +248,13 @@ union (VMConnection
 | summarize Links = sum(Links), Failed = sum(Failed), Sent = sum(Sent), Received = sum(Received),
     Responses = sum(Responses), ResponseTime = sum(ResponseTime), Records = sum(Records),
     Malicious = sum(Malicious), LinksLive = sum(LinksLive), Ips = strcat_array(make_set_if(GroupIp, Grouped), " "),
-    Computer = take_any(Computer), ProcessName = take_any(ProcessName)
-    by Now, Machine, Process, Direction, Kind, Far, Place, DestinationPort, Loopback"""
+    Machine = take_any(Machine), Computer = take_any(Computer), ProcessName = take_any(ProcessName)
+    by Now, Process, Direction, Kind, Far, Place, DestinationPort
+| extend Loopback = Kind == 'loopback'"""
 
 
 def map_query(body: str, everything: bool, exclude: bool) -> str:
-    return MAP_PARAMETERS + body.format(focus=FOCUS_FILTER[everything], exclude=EXCLUDE_FILTER[exclude],
-                                        loopback=LOOPBACK_ROW)
+    return MAP_PARAMETERS + body.format(focus=FOCUS_FILTER[everything], exclude=EXCLUDE_FILTER[exclude])
 
 
 LISTENERS = """declare query_parameters(since:datetime, stop:datetime, machines:dynamic);
@@ -963,6 +959,9 @@ def groups_json(edges) -> list[dict]:
 
 
 def _address_order(a: str):
+    parts = a.split(".")        # dotted IPv4 without leading zeros: its number, without ipaddress
+    if len(parts) == 4 and all(p.isdigit() and (p == "0" or p[0] != "0") and int(p) < 256 for p in parts):
+        return (4, ((int(parts[0]) * 256 + int(parts[1])) * 256 + int(parts[2])) * 256 + int(parts[3]), a)
     ip = addresses.parse(a)
     return (ip.version, int(ip), a) if ip is not None else (9, 0, a)
 
