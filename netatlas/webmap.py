@@ -624,6 +624,8 @@ class Edge:
         return "e-" + hashlib.blake2b(f"{self.source}>{self.target}:{self.port}".encode(), digest_size=8).hexdigest()
 
     def add(self, r: dict, inbound: bool) -> None:
+        if "Ips" in r:
+            return self.add_folded(r, inbound)
         self.links += r.get("Links") or 0
         self.failed += r.get("Failed") or 0
         self.live += r.get("LinksLive") or 0
@@ -633,15 +635,25 @@ class Edge:
         self.responses += r.get("Responses") or 0
         self.response_sum += r.get("ResponseTime") or 0
         self.records += r.get("Records") or 0
-        if "Ips" in r:               # a FOLD row: the addresses of its groups' ends, space-separated
-            if r["Ips"]:
-                self.ips.update(r["Ips"].split())
-            self.malicious |= bool(r.get("Malicious"))
-            return
         self.ips.add(r["RemoteIp"])
         if r.get("Country"):
             self.countries[r["Country"]] = self.countries.get(r["Country"], 0) + 1
         self.malicious |= bool(r.get("Malicious"))
+
+    def add_folded(self, r: dict, inbound: bool) -> None:
+        """A FOLD row (every column there; the groups' addresses space-separated in Ips)."""
+        self.links += r["Links"] or 0
+        self.failed += r["Failed"] or 0
+        self.live += r["LinksLive"] or 0
+        sent, received = r["Sent"] or 0, r["Received"] or 0
+        self.sent += received if inbound else sent
+        self.received += sent if inbound else received
+        self.responses += r["Responses"] or 0
+        self.response_sum += r["ResponseTime"] or 0
+        self.records += r["Records"] or 0
+        if r["Ips"]:
+            self.ips.update(r["Ips"].split())
+        self.malicious |= bool(r["Malicious"])
 
     def json(self) -> dict:
         return {"id": self.id, "source": self.source, "target": self.target, "port": self.port,
@@ -652,10 +664,11 @@ class Edge:
 
 
 def fold(rows: list[dict], ends: Ends, options: Options,
-         process_names: dict[str, tuple[str, str]], classify=Ends.classify) -> dict[tuple, Edge]:
+         process_names: dict[str, tuple[str, str]], classify=Ends.classify, light: bool = False) -> dict[tuple, Edge]:
     """Flow rows (or FOLD rows, with ``classify=Ends.folded``) -> edges by (source, target, port);
     ``process_names`` learns each process's (machine, name). Rows whose other end is an excluded
-    process are left out."""
+    process are left out. ``light``: only links and failed links are summed (the day before,
+    for ``status``)."""
     edges: dict[tuple, Edge] = {}
     for r in rows:
         end = classify(ends, r)
@@ -671,7 +684,11 @@ def fold(rows: list[dict], ends: Ends, options: Options,
         e = edges.get(key)
         if e is None:
             e = edges[key] = Edge(end.source, end.target, r["DestinationPort"], end.group)
-        e.add(r, end.inbound)
+        if light:
+            e.links += r["Links"] or 0
+            e.failed += r["Failed"] or 0
+        else:
+            e.add(r, end.inbound)
     return edges
 
 
@@ -738,7 +755,7 @@ def fold_map(src: Source, selection: Selection, span: Span, options: Options) ->
     ends = Ends(machines, resolved, listeners)
     names: dict[str, tuple[str, str]] = {}
     edges = src.step("fold", fold, rows, ends, options, names, Ends.folded)
-    edges_before = src.step("fold", fold, rows_before, ends, options, {}, Ends.folded)
+    edges_before = src.step("fold", fold, rows_before, ends, options, {}, Ends.folded, True)
     loopback = src.step("fold", fold, hidden, ends, options, {}, Ends.folded)
     for group in (edges, loopback):
         for e in group.values():
@@ -915,7 +932,8 @@ def map_json(span: Span, focus: list[str], machines: dict[str, Machine], edges: 
              loopback_hidden: int = 0) -> dict:
     computers = {r["Machine"]: r["Computer"] for r in rows}
     on_map = dict.fromkeys(focus)
-    for e in sorted(edges.values(), key=lambda e: e.key):
+    ordered = sorted(edges.values(), key=lambda e: e.key)
+    for e in ordered:
         for n in (e.source, e.target):
             if n.startswith("p-"):
                 on_map.setdefault(owners[n])
@@ -933,7 +951,7 @@ def map_json(span: Span, focus: list[str], machines: dict[str, Machine], edges: 
         out_machines.append(dict(m.json(), focus=mid in focused, processes=processes.get(mid, [])))
     return {"range": span.json(), "focus": focus, "machines": out_machines,
             "groups": groups_json(edges.values()),
-            "edges": [e.json() for e in sorted(edges.values(), key=lambda e: e.key)],
+            "edges": [e.json() for e in ordered],
             "loopback_hidden": loopback_hidden}
 
 
