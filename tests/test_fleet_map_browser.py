@@ -44,7 +44,6 @@ def fleet_page(fleet_server):
 
 def open_map(page, extra: str = "") -> None:
     page.goto(f"{page.base}/#/map?group=all&{page.span}{extra}")
-    page.wait_for_function("() => document.querySelector('#cy') && document.querySelector('#cy').dataset.ready !== '1' || true")
     wait_map(page)
 
 
@@ -88,6 +87,10 @@ def test_the_fleet_map_opens_grouped_with_every_group_name_legible(fleet_page):
     kept = [k for k in placed if k in after and k != target["id"]]
     assert kept and all(placed[k] == after[k] for k in kept)
     assert before
+    # its machines carry their status icons (OS, agent, ...): an SVG drawn in the box
+    icons = page.evaluate("(id) => window.netatlasMap.getElementById(id).children().map((n) => n.data('icons'))",
+                          target["id"])
+    assert icons and all(i and i.startswith("data:image/svg+xml") for i in icons)
 
 
 def test_a_failed_edge_is_hoverable_and_its_tooltip_names_it(fleet_page):
