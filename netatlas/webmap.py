@@ -896,12 +896,10 @@ def grouped(answer: dict, by: str, open_groups=(), rate: float = FAILURE_RATE) -
         for end in (a, b):
             if end in groups:
                 groups[end]["failing_edges"] += bool(e["failing"])
-    for a in outside.values():
-        if a.get("malicious"):
-            for (s, t) in edges:
-                for end in (s, t):
-                    if end in groups and node_of.get(a["id"]) in (s, t):
-                        groups[end]["malicious"] = True
+        # a group talking with a malicious address (a member edge to or from it) is flagged
+        for mine, other in ((a, e["target"]), (b, e["source"])):
+            if mine in groups and outside.get(other, {}).get("malicious"):
+                groups[mine]["malicious"] = True
     out_edges = []
     for (a, b), x in sorted(edges.items()):
         x["failing"] = failing(x["links"], x["failed"], rate)

@@ -90,6 +90,11 @@ def test_the_fleet_map_opens_grouped_by_role_with_edges_summed_between_groups(by
     for key, e in got.items():
         assert {f: e[f] for f in SUMS} == want[key], key
         assert e["failing"] == webmap.failing(e["links"], e["failed"], m["failure_rate"])
+    # a group is flagged malicious when one of its machines' edges goes to or comes from a malicious address
+    bad = {g2["id"] for g2 in m["groups"] if g2["malicious"]}
+    flagged = {nodes[e["source"]] for e in m["edges"] if e["target"] in bad} | {
+        nodes[e["target"]] for e in m["edges"] if e["source"] in bad}
+    assert {grp["id"] for grp in g["groups"] if grp["malicious"]} == {n for n in flagged if n.startswith("c-")}
     ids = [i for e in g["edges"] for i in e["members"]]
     assert sorted(ids) == sorted(e["id"] for e in m["edges"])
     by_id = {e["id"]: e for e in m["edges"]}
