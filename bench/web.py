@@ -14,6 +14,12 @@ workspace (`netatlas workspace serve` on loopback) and times `GET /api/map?group
 (up to the parsed JSON) against `POST /api/query` of the raw query. Each figure is the median of
 --repeat interleaved runs after one warm-up. Goal: the map answers in under a second over HTTP
 (PASS/MISS; --check exits 1 on a MISS).
+
+--busy times the busy fleet instead (issue 17): 1,000 machines with BUSY_RECORDS (5M) VMConnection
+records in the last 24 hours. It is the demo of 1,000 machines over 2 days (`netatlas.demo.generate`,
+about 1.8M records a day) whose last day is copied, shifted by multiples of 15 seconds, by a bulk
+INSERT ... SELECT in DuckDB until that day holds 5M records; cached in bench/.data/busy-1000x2/
+while its marker (bench-busy.json) matches.
 """
 from __future__ import annotations
 
@@ -31,6 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import seeds  # noqa: E402  (ensure_data, Server: the demo workspace and the served workspace of seeds.py)
 
 GOAL_SECONDS = 1.0
+BUSY_MACHINES = 1000
+BUSY_DAYS = 2
+BUSY_RECORDS = 5_000_000
+BUSY_MARKER = "bench-busy.json"
 HTTP_TIMEOUT = 300.0
 
 
@@ -71,6 +81,55 @@ def _post(url: str, key: str, body: dict) -> bytes:
                                  headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT) as r:
         return r.read()
+
+
+def ensure_busy(data_dir: Path, end: datetime, write=print) -> float | None:
+    """The busy fleet in data_dir (module docstring): reused while its marker matches, else built;
+    the seconds it took to build, None when reused."""
+    import netatlas
+    import netatlas.demo
+    want = {"machines": BUSY_MACHINES, "days": BUSY_DAYS, "records_last_day": BUSY_RECORDS,
+            "end": end.strftime("%Y-%m-%dT%H:%M:%SZ"), "version": 1}
+    marker, db = data_dir / BUSY_MARKER, data_dir / "netatlas.duckdb"
+    try:
+        have = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        have = {}
+    if have == want and db.exists():
+        return None
+    if seeds.DATA_DIR.resolve() not in data_dir.resolve().parents and db.exists():
+        raise SystemExit(f"{data_dir} is not under {seeds.DATA_DIR} and holds a workspace: give an empty directory")
+    marker.unlink(missing_ok=True)
+    for f in (db, data_dir / "netatlas.duckdb.wal"):
+        f.unlink(missing_ok=True)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    write(f"generating the busy fleet in {data_dir} (about 2 minutes)...")
+    t0 = time.perf_counter()
+    ws = netatlas.connect(data_dir)
+    try:
+        netatlas.demo.generate(ws, machines=BUSY_MACHINES, days=BUSY_DAYS, seed=seeds.SEED, end=end)
+        con = ws.connection
+        con.execute("SET enable_progress_bar = false")
+        lo, hi = (end - timedelta(days=1)).replace(tzinfo=None), end.replace(tzinfo=None)
+        count = lambda: con.execute("SELECT count(*) FROM VMConnection WHERE TimeGenerated >= ? AND "  # noqa: E731
+                                    "TimeGenerated < ?", [lo, hi]).fetchone()[0]
+        base, k = count(), 1
+        while (missing := BUSY_RECORDS - count()) > 0:
+            shift = 15 * k
+            con.execute(f"INSERT INTO VMConnection SELECT * REPLACE (TimeGenerated + INTERVAL {shift} SECOND "
+                        f"AS TimeGenerated) FROM VMConnection WHERE TimeGenerated >= ? AND TimeGenerated < ? "
+                        f"AND TimeGenerated + INTERVAL {shift} SECOND < ? LIMIT {missing}",
+                        [lo, hi, hi])
+            k += 1
+        con.execute("CHECKPOINT")
+        for table in ws.catalogue.names():
+            ws.set_retention(table, seeds.RETENTION_DAYS_MAX)
+    finally:
+        ws.close()
+    marker.write_text(json.dumps(want, indent=2) + "\n")
+    seconds = time.perf_counter() - t0
+    write(f"busy fleet: {base:,} demo records in the last day, copied up to {BUSY_RECORDS:,} in {seconds:.0f} s")
+    return seconds
 
 
 def in_process(ws, start: datetime, end: datetime, repeat: int) -> tuple[dict, dict, dict]:
@@ -122,6 +181,9 @@ def main(argv=None, write=print) -> int:
     p.add_argument("--in-process", action="store_true",
                    help="generate the demo with netatlas.demo.generate in this process, not the CLI")
     p.add_argument("--check", action="store_true", help="exit 1 when the map misses the goal")
+    p.add_argument("--busy", action="store_true",
+                   help=f"the busy fleet: {BUSY_MACHINES} machines, {BUSY_RECORDS:,} records in the last 24 hours "
+                        "(bench/.data/busy-1000x2)")
     args = p.parse_args(argv)
     if args.repeat < 1:
         p.error("--repeat must be at least 1")
@@ -129,14 +191,21 @@ def main(argv=None, write=print) -> int:
     import duckdb
     import netatlas
 
-    data_dir = args.data or seeds.DATA_DIR / f"demo-{args.machines}x{args.days}"
-    data = seeds.ensure_data(data_dir, args.machines, args.days, args.seed, args.end, in_process=args.in_process,
-                             write=write)
     end = args.end
     start = end - timedelta(hours=args.hours)
-    how = f"generated in {data.seconds:.1f} s" if data.seconds is not None else "reused"
-    write(f"demo workspace: {args.machines} machines x {args.days} days (seed {args.seed}) to "
-          f"{end:%Y-%m-%d %H:%M} UTC ({how}, {data_dir})")
+    if args.busy:
+        data_dir = args.data or seeds.DATA_DIR / f"busy-{BUSY_MACHINES}x{BUSY_DAYS}"
+        seconds = ensure_busy(data_dir, end, write)
+        how = f"generated in {seconds:.1f} s" if seconds is not None else "reused"
+        write(f"busy fleet: {BUSY_MACHINES} machines, {BUSY_RECORDS:,} records in the last day to "
+              f"{end:%Y-%m-%d %H:%M} UTC ({how}, {data_dir})")
+    else:
+        data_dir = args.data or seeds.DATA_DIR / f"demo-{args.machines}x{args.days}"
+        data = seeds.ensure_data(data_dir, args.machines, args.days, args.seed, args.end,
+                                 in_process=args.in_process, write=write)
+        how = f"generated in {data.seconds:.1f} s" if data.seconds is not None else "reused"
+        write(f"demo workspace: {args.machines} machines x {args.days} days (seed {args.seed}) to "
+              f"{end:%Y-%m-%d %H:%M} UTC ({how}, {data_dir})")
     ws = netatlas.connect(data_dir)
     try:   # the server's retention pass at start uses the wall clock: keep the dated demo whole
         for table in ws.catalogue.names():

@@ -14,13 +14,14 @@ The map is built in named, timed steps (the timings go out as the ``Server-Timin
 |---|---|---|---|
 | inventory | the range | ``Machine`` per id: latest VMComputer (+ VMComputerTags_CL) within LOOKBACK before the end | ``INVENTORY``, ``TAGS``, ``inventory()`` |
 | focus | ``Selection`` (machine, all, tag:K=V, subnet:CIDR) | the focus machine ids | ``SELECTORS`` |
-| flows | range, focus, ``Options`` | rows of VMConnection summed per (machine, process, direction, remote address, port, loopback?); the loopback ones set apart when hidden | ``FLOWS`` (the raw query the benchmark compares with), ``loopback_apart()`` |
-| before | the same one day earlier | rows, for each edge's status | ``FLOWS`` |
-| resolve | remote addresses | address -> monitored machine | ``machines.resolve`` |
+| remotes | both windows (the range and the same range ``COMPARE`` earlier), focus, ``Options`` | each remote address with its DNS name and country | ``REMOTES`` |
+| resolve | remote addresses | address -> monitored machine (``machines.resolve``); each address classified once (``remote_ends``: loopback, monitored and its machine, public and its internet place, private) | ``remote_ends`` |
+| flows | both windows, the classification as parameters | VMConnection folded in SQL: summed per (process, direction, remote address, port) per window, looked up in the classification (``lookup``), then summed per edge key (opener process, direction, kind, the machine it resolves to or the place, port); one row per edge and window, the group ends' addresses joined | ``FOLD`` (``map_query`` picks the focus and exclusion filters' text) |
 | listeners | machines | (machine, port, loopback?) -> the process bound there | ``LISTENERS`` (VMBoundPort) |
+| fold | the FOLD rows | ``Edge``s: one per (source, target, port), the listener looked up (``Ends.folded``, the ``ENDS`` table); each edge ``failing`` (``failing``: at least ``Options.failure_rate`` of its link attempts failed) and its ``status()`` against the same edge a day earlier | ``fold_map``, ``fold()`` |
 | processes | machines | process -> display name | ``PROCESSES`` (VMProcess) |
-| fold | rows + the above | ``Edge``s: one per (source, target, port); the hidden loopback rows' too, to count them | ``Ends.classify`` (the ``ENDS`` table), ``fold()`` |
-| shape | edges now and before | the JSON answer with each edge's ``status`` (``status()``) | ``map_json()`` |
+| shape | edges | the JSON answer (``map_json``); "only failures" keeps the failing edges and their ends | ``build_map`` |
+| group | the answer, ``group_by``, ``open`` | ``grouped``: machines by role, /24 or tag, edges summed between groups | ``grouped()``, ``GROUP_BY`` |
 | heartbeats | the machines of the answer | each machine's ``last_heartbeat`` and ``heartbeat_stopped`` (older than ``STALE`` as of the range's end) | ``HEARTBEATS`` (Heartbeat, else InsightsMetrics' Computer Heartbeat), ``last_heartbeats()``, ``heartbeat_state()`` |
 
 An edge goes from the process that opened the connection to the process that accepted it (found
@@ -55,6 +56,7 @@ TOP = 10                            # machines and processes of /api/usage
 PORTS_WINDOW = timedelta(hours=1)   # bound ports of /api/machines/{id}: the last hour the machine reported
 WEIGHTS = ("bytes", "links")
 STALE = timedelta(minutes=5)        # a machine whose last heartbeat is older than this (as of the range's end) stopped
+FAILURE_RATE = 0.05                 # an edge fails when at least this share of its links over the range failed
 
 
 
@@ -79,6 +81,7 @@ class Options:
     only_failures: bool = False
     hide_loopback: bool = True
     exclude: tuple[str, ...] = ()            # process names left out (compared case-insensitively)
+    failure_rate: float = FAILURE_RATE       # the share of failed links that makes an edge fail (``failing``)
 
     @cached_property
     def _excluded(self) -> frozenset:
@@ -180,9 +183,8 @@ VMComputerTags_CL
 | where TimeGenerated >= since and TimeGenerated < stop
 | summarize arg_max(TimeGenerated, Tags) by Machine"""
 
-# The raw query that feeds the map: VMConnection of the range summed per process and remote end.
-# Loopback rows (both ends loopback) are kept apart rather than filtered out, so that the map can
-# say how many connections "hide loopback" hid.
+# The raw query bench/web.py compares the map with (the map fed on it in Python before it folded in
+# SQL, ``FOLD``): VMConnection of the range summed per process and remote end.
 FLOWS = """declare query_parameters(start:datetime, stop:datetime, everything:bool, focus:dynamic,
     addresses:dynamic, exclude:dynamic);
 VMConnection
@@ -196,6 +198,64 @@ VMConnection
     Records = count(), Malicious = countif(MaliciousIp != ""), Dns = max(RemoteDnsQuestions),
     Country = max(RemoteCountry), arg_max(TimeGenerated, LinksLive)
     by Machine, Computer, Process, ProcessName, Direction, RemoteIp, DestinationPort, Loopback"""
+
+# The map's own queries fold in SQL (``fold_query``): REMOTES lists the remote addresses of both
+# windows (the range and the day before it) with what names them, Python classifies each address
+# once (``remote_ends``), and FOLD sums the records of both windows per edge key (opener process,
+# direction, what the remote end is, the machine it resolves to or the place it is in, port) with
+# that classification looked up in SQL. The focus and exclusion filters are pieces of text chosen by
+# the request's shape (never values); the values are parameters.
+FOCUS_FILTER = {
+    True: "",
+    False: '| where Machine in (focus) or (Direction == "outbound" and RemoteIp in (addresses))\n',
+}
+EXCLUDE_FILTER = {False: "", True: "| where ProcessName !in~ (exclude)\n"}
+MAP_PARAMETERS = """declare query_parameters(since:datetime, start:datetime, stop:datetime, focus:dynamic,
+    addresses:dynamic, exclude:dynamic, ips:dynamic, kinds:dynamic, fars:dynamic, places:dynamic);
+"""
+
+REMOTES = """VMConnection
+| where TimeGenerated >= since and TimeGenerated < stop
+{focus}{exclude}| summarize Dns = max(RemoteDnsQuestions), Country = max(RemoteCountry) by RemoteIp"""
+
+FOLD = """let ends = print RemoteIp = ips, Kind = kinds, Far = fars, Place = places
+    | mv-expand RemoteIp to typeof(string), Kind to typeof(string), Far to typeof(string), Place to typeof(string);
+union (VMConnection
+    | where TimeGenerated >= start and TimeGenerated < stop
+    {focus}{exclude}| summarize Links = sum(LinksEstablished), Failed = sum(LinksFailed), Sent = sum(BytesSent),
+        Received = sum(BytesReceived), Responses = sum(Responses), ResponseTime = sum(ResponseTimeSum),
+        Records = count(), Malicious = countif(MaliciousIp != ""), arg_max(TimeGenerated, LinksLive),
+        Machine = take_any(Machine), Computer = take_any(Computer), ProcessName = take_any(ProcessName)
+        by Process, Direction, RemoteIp, DestinationPort
+    | project Now = true, Machine, Process, Direction, RemoteIp, DestinationPort, Links = tolong(Links),
+        Failed = tolong(Failed), Sent = tolong(Sent), Received = tolong(Received), Responses = tolong(Responses),
+        ResponseTime = tolong(ResponseTime), Records = tolong(Records), Malicious = tolong(Malicious),
+        LinksLive = tolong(LinksLive), Computer, ProcessName),
+  (VMConnection
+    | where TimeGenerated >= since and TimeGenerated < start
+    {focus}{exclude}| summarize Links = sum(LinksEstablished), Failed = sum(LinksFailed), Records = count(),
+        Machine = take_any(Machine) by Process, Direction, RemoteIp, DestinationPort
+    | project Now = false, Machine, Process, Direction, RemoteIp, DestinationPort, Links = tolong(Links),
+        Failed = tolong(Failed), Sent = long(0), Received = long(0), Responses = long(0), ResponseTime = long(0),
+        Records = tolong(Records), Malicious = long(0), LinksLive = long(0), Computer = "", ProcessName = "")
+| lookup kind=leftouter ends on RemoteIp
+| extend Kind = iff(isempty(Kind), "private", Kind)
+| where Direction == "outbound" or (Direction == "inbound" and Kind in ("public", "private"))
+| extend Far = case(Kind == "loopback", Machine, Kind == "monitored", Far, ""),
+    Place = iff(Direction == "outbound" and Kind == "public", Place, ""),
+    GroupIp = iff(Kind in ("public", "private"), RemoteIp, "")
+| extend Grouped = isnotempty(GroupIp)
+| summarize Links = sum(Links), Failed = sum(Failed), Sent = sum(Sent), Received = sum(Received),
+    Responses = sum(Responses), ResponseTime = sum(ResponseTime), Records = sum(Records),
+    Malicious = sum(Malicious), LinksLive = sum(LinksLive), Ips = strcat_array(make_set_if(GroupIp, Grouped), " "),
+    Machine = take_any(Machine), Computer = take_any(Computer), ProcessName = take_any(ProcessName)
+    by Now, Process, Direction, Kind, Far, Place, DestinationPort
+| extend Loopback = Kind == 'loopback'"""
+
+
+def map_query(body: str, everything: bool, exclude: bool) -> str:
+    return MAP_PARAMETERS + body.format(focus=FOCUS_FILTER[everything], exclude=EXCLUDE_FILTER[exclude])
+
 
 LISTENERS = """declare query_parameters(since:datetime, stop:datetime, machines:dynamic);
 VMBoundPort
@@ -410,6 +470,31 @@ def dns_name(value: str) -> str:
     return next((str(n).strip().strip('"') for n in names if str(n).strip().strip('"')), "")
 
 
+def place_of(dns: str | None, country: str | None) -> str:
+    """The internet group of a public address: its DNS name, else its country."""
+    return dns_name(dns or "") or country or "unknown location"
+
+
+def remote_ends(rows: list[dict], resolved: dict[str, list[dict]]) -> tuple[dict, dict]:
+    """REMOTES rows -> the FOLD parameters classifying each address (ips, kinds, fars, places) and
+    address -> country."""
+    params = {"ips": [], "kinds": [], "fars": [], "places": []}
+    countries = {}
+    for r in rows:
+        ip = r["RemoteIp"]
+        if ip is None:
+            continue
+        hits = resolved.get(ip)
+        kind = remote_kind(ip, hits)
+        params["ips"].append(ip)
+        params["kinds"].append(kind)
+        params["fars"].append(hits[0]["machine"] if kind == "monitored" else "")
+        params["places"].append(place_of(r["Dns"], r["Country"]) if kind == "public" else "")
+        if r["Country"]:
+            countries[ip] = r["Country"]
+    return params, countries
+
+
 @dataclass
 class GroupKey:
     id: str
@@ -442,6 +527,11 @@ class Ends:
         rule = ENDS.get((r["Direction"], kind))   # a record without a Direction: no end to draw
         return rule(self, r) if rule else None
 
+    def folded(self, r: dict) -> End | None:
+        """The end of a FOLD row, whose remote end SQL already named (Kind, Far, Place)."""
+        rule = ENDS.get((r["Direction"], r["Kind"]))
+        return rule(self, r) if rule else None
+
     def computer(self, machine: str, fallback: str = "") -> str:
         m = self.machines.get(machine)
         return m.short if m else (fallback.split(".")[0] if fallback and not _is_address(fallback) else fallback)
@@ -450,11 +540,11 @@ class Ends:
         return End(r["Process"], self.listeners.at(r["Machine"], r["DestinationPort"], True))
 
     def _there(self, r: dict) -> End:
-        machine = self.resolved[r["RemoteIp"]][0]["machine"]
+        machine = r.get("Far") or self.resolved[r["RemoteIp"]][0]["machine"]
         return End(r["Process"], self.listeners.at(machine, r["DestinationPort"], False))
 
     def _internet(self, r: dict) -> End:
-        name = dns_name(r.get("Dns") or "") or r.get("Country") or "unknown location"
+        name = r.get("Place") or place_of(r.get("Dns"), r.get("Country"))
         return End(r["Process"], f"g-internet-{name}", GroupKey(f"g-internet-{name}", "internet", name))
 
     def _servers(self, r: dict) -> End:
@@ -523,6 +613,7 @@ class Edge:
     countries: dict = field(default_factory=dict)
     malicious: bool = False
     status: str = "ok"
+    failing: bool = False
 
     @property
     def key(self) -> tuple:
@@ -533,6 +624,8 @@ class Edge:
         return "e-" + hashlib.blake2b(f"{self.source}>{self.target}:{self.port}".encode(), digest_size=8).hexdigest()
 
     def add(self, r: dict, inbound: bool) -> None:
+        if "Ips" in r:
+            return self.add_folded(r, inbound)
         self.links += r.get("Links") or 0
         self.failed += r.get("Failed") or 0
         self.live += r.get("LinksLive") or 0
@@ -547,21 +640,38 @@ class Edge:
             self.countries[r["Country"]] = self.countries.get(r["Country"], 0) + 1
         self.malicious |= bool(r.get("Malicious"))
 
+    def add_folded(self, r: dict, inbound: bool) -> None:
+        """A FOLD row (every column there; the groups' addresses space-separated in Ips)."""
+        self.links += r["Links"] or 0
+        self.failed += r["Failed"] or 0
+        self.live += r["LinksLive"] or 0
+        sent, received = r["Sent"] or 0, r["Received"] or 0
+        self.sent += received if inbound else sent
+        self.received += sent if inbound else received
+        self.responses += r["Responses"] or 0
+        self.response_sum += r["ResponseTime"] or 0
+        self.records += r["Records"] or 0
+        if r["Ips"]:
+            self.ips.update(r["Ips"].split())
+        self.malicious |= bool(r["Malicious"])
+
     def json(self) -> dict:
         return {"id": self.id, "source": self.source, "target": self.target, "port": self.port,
                 "links": self.links, "failed": self.failed, "live": self.live, "bytes_sent": self.sent,
                 "bytes_received": self.received,
                 "response_ms": round(self.response_sum / self.responses, 3) if self.responses else None,
-                "status": self.status, "records": self.records}
+                "status": self.status, "failing": self.failing, "records": self.records}
 
 
 def fold(rows: list[dict], ends: Ends, options: Options,
-         process_names: dict[str, tuple[str, str]]) -> dict[tuple, Edge]:
-    """Flow rows -> edges by (source, target, port); ``process_names`` learns each process's
-    (machine, name). Rows whose other end is an excluded process are left out."""
+         process_names: dict[str, tuple[str, str]], classify=Ends.classify, light: bool = False) -> dict[tuple, Edge]:
+    """Flow rows (or FOLD rows, with ``classify=Ends.folded``) -> edges by (source, target, port);
+    ``process_names`` learns each process's (machine, name). Rows whose other end is an excluded
+    process are left out. ``light``: only links and failed links are summed (the day before,
+    for ``status``)."""
     edges: dict[tuple, Edge] = {}
     for r in rows:
-        end = ends.classify(r)
+        end = classify(ends, r)
         if end is None:
             continue
         process_names.setdefault(r["Process"], (r["Machine"], r["ProcessName"]))
@@ -574,66 +684,235 @@ def fold(rows: list[dict], ends: Ends, options: Options,
         e = edges.get(key)
         if e is None:
             e = edges[key] = Edge(end.source, end.target, r["DestinationPort"], end.group)
-        e.add(r, end.inbound)
+        if light:
+            e.links += r["Links"] or 0
+            e.failed += r["Failed"] or 0
+        else:
+            e.add(r, end.inbound)
     return edges
 
 
-def status(now: Edge, before: Edge | None) -> str:
-    """used_to_work: failing now, and one day earlier established links and no failures; new: no
-    record one day earlier; else failed (any failed link) or ok."""
-    if now.failed and before is not None and before.links > 0 and before.failed == 0:
+def failing(links: int, failed: int, rate: float = FAILURE_RATE) -> bool:
+    """An edge (or a group's aggregate) fails when at least ``rate`` of its link attempts (established
+    plus failed) over the range failed; one failed link among thousands does not make it fail."""
+    return failed > 0 and failed >= rate * (links + failed)
+
+
+def status(now: Edge, before: Edge | None, rate: float = FAILURE_RATE) -> str:
+    """used_to_work: failing now (``failing``), and one day earlier established links and no
+    failures; new: no record one day earlier; else failed (failing now) or ok."""
+    fails = failing(now.links, now.failed, rate)
+    if fails and before is not None and before.links > 0 and before.failed == 0:
         return "used_to_work"
     if before is None:
         return "new"
-    return "failed" if now.failed else "ok"
+    return "failed" if fails else "ok"
 
 
 # ---------------------------------------------------------------- the map
 
-def build_map(ws, selection: Selection, span: Span, options: Options = Options(), *,
-              timeout: float = DEFAULT_TIMEOUT, src: Source | None = None) -> dict:
-    """The dependency map of a machine or group over a range (``GET /api/map``)."""
-    src = src or Source(ws, timeout)
+@dataclass
+class Folded:
+    """What the map's steps found: the inventory, the focus, the edges of the range (those shown and
+    the loopback ones hidden) with their status, and how to name processes."""
+    machines: dict
+    focus: list
+    edges: dict
+    loopback: dict
+    names: dict
+    listeners: "Listeners"
+    rows: list
+    ends: "Ends"
+    countries: dict
+    places: dict
+
+
+def fold_map(src: Source, selection: Selection, span: Span, options: Options) -> Folded:
+    """The map's edges, folded in SQL: REMOTES, resolution and ``remote_ends``, then FOLD over the
+    range and the day before it in one query, and its rows (one per edge and window) made edges."""
     since = span.start - LOOKBACK
     machines = inventory(src.kql("inventory", INVENTORY, since=since, stop=span.end).to_dicts(),
                          src.kql("inventory", TAGS, since=since, stop=span.end).to_dicts())
     focus = src.step("focus", focus_of, selection, machines)
     everything = selection.kind == "all"
-    addresses = [] if everything else sorted({a for m in focus for a in machines[m].ips})
-    params = dict(everything=everything, focus=[] if everything else focus, addresses=addresses,
-                  exclude=list(options.exclude))
-    rows, hidden = loopback_apart(src.kql("flows", FLOWS, start=span.start, stop=span.end, **params).to_dicts(),
-                                  options)
     before = span.earlier(COMPARE)
-    rows_before, _ = loopback_apart(src.kql("before", FLOWS, start=before.start, stop=before.end,
-                                            **params).to_dicts(), options)
-    resolved = src.resolve({r["RemoteIp"] for r in rows + rows_before if r["RemoteIp"]}, span.end)
-    near = {r["Machine"] for r in rows + rows_before + hidden}
-    far = {hits[0]["machine"] for hits in resolved.values() if hits}
+    params = dict(since=before.start, start=span.start, stop=span.end, focus=[] if everything else focus,
+                  addresses=[] if everything else sorted({a for m in focus for a in machines[m].ips}),
+                  exclude=list(options.exclude), ips=[], kinds=[], fars=[], places=[])
+    texts = {name: map_query(body, everything, bool(options.exclude)) for name, body in
+             (("remotes", REMOTES), ("flows", FOLD))}
+    remotes = src.kql("remotes", texts["remotes"], **params).to_dicts()
+    resolved = src.resolve({r["RemoteIp"] for r in remotes if r["RemoteIp"]}, span.end)
+    ends_params, countries = src.step("resolve", remote_ends, remotes, resolved)
+    folded = src.kql("flows", texts["flows"], **dict(params, **ends_params)).to_dicts()
+    now_rows = [r for r in folded if r["Now"]]
+    rows, hidden = loopback_apart(now_rows, options)
+    rows_before, _ = loopback_apart([r for r in folded if not r["Now"]], options)
+    near = {r["Machine"] for r in folded}
+    far = {r["Far"] for r in folded if r["Far"]}
     listeners = Listeners(src.kql("listeners", LISTENERS, since=since, stop=span.end,
                                   machines=sorted(near | far)).to_dicts())
     ends = Ends(machines, resolved, listeners)
     names: dict[str, tuple[str, str]] = {}
-    edges = src.step("fold", fold, rows, ends, options, names)
-    edges_before = src.step("fold", fold, rows_before, ends, options, {})
-    for e in edges.values():
-        e.status = status(e, edges_before.get(e.key))
-    loopback = src.step("fold", fold, hidden, ends, options, {})
+    edges = src.step("fold", fold, rows, ends, options, names, Ends.folded)
+    edges_before = src.step("fold", fold, rows_before, ends, options, {}, Ends.folded, True)
+    loopback = src.step("fold", fold, hidden, ends, options, {}, Ends.folded)
+    for group in (edges, loopback):
+        for e in group.values():
+            e.failing = failing(e.links, e.failed, options.failure_rate)
+            e.status = status(e, edges_before.get(e.key), options.failure_rate)
+            for ip in e.ips:
+                if ip in countries:
+                    e.countries[countries[ip]] = e.countries.get(countries[ip], 0) + 1
+    places = dict(zip(ends_params["ips"], ends_params["places"]))
+    return Folded(machines, focus, edges, loopback, names, listeners, rows, ends, countries, places)
+
+
+def build_map(ws, selection: Selection, span: Span, options: Options = Options(), *,
+              timeout: float = DEFAULT_TIMEOUT, src: Source | None = None, group_by: str | None = None,
+              open_groups: tuple[str, ...] = ()) -> dict:
+    """The dependency map of a machine or group over a range (``GET /api/map``); with ``group_by``
+    its machines also grouped (``grouped``)."""
+    src = src or Source(ws, timeout)
+    f = fold_map(src, selection, span, options)
+    edges, loopback = f.edges, f.loopback
     if options.only_failures:
-        edges = {k: e for k, e in edges.items() if e.failed}
-        loopback = {k: e for k, e in loopback.items() if e.failed}
+        edges = {k: e for k, e in edges.items() if e.failing}
+        loopback = {k: e for k, e in loopback.items() if e.failing}
     loopback_hidden = len(loopback.keys() - edges.keys())
     shown = {n for e in edges.values() for n in (e.source, e.target) if n.startswith("p-")}
-    owners = {p: (names.get(p) or listeners.process.get(p))[0] for p in shown}
+    owners = {p: (f.names.get(p) or f.listeners.process.get(p))[0] for p in shown}
+    since = span.start - LOOKBACK
     display = {r["Process"]: r["DisplayName"] or r["ExecutableName"] for r in src.kql(
         "processes", PROCESSES, since=since, stop=span.end, machines=sorted(set(owners.values()))).to_dicts()}
-    answer = src.step("shape", map_json, span, focus, machines, edges, names, listeners, display, owners, rows,
-                      loopback_hidden)
+    # "only failures" keeps what fails and its ends (and the one machine asked for)
+    focus = f.focus if not options.only_failures or selection.kind == "machine" else []
+    answer = src.step("shape", map_json, span, focus, f.machines, edges, f.names, f.listeners, display, owners,
+                      f.rows, loopback_hidden)
+    answer["focus"] = f.focus
+    answer["failure_rate"] = options.failure_rate
     last = last_heartbeats(src, [m["computer"] for m in answer["machines"]], span.end)
     now = datetime.now(timezone.utc)
     for m in answer["machines"]:
         m.update(heartbeat_state(last.get(m["computer"].lower()), span.end, now))
+        m["focus"] = m["id"] in set(f.focus)
+    if group_by is not None:
+        answer["grouped"] = src.step("group", grouped, answer, group_by, open_groups, options.failure_rate)
     return answer
+
+
+# ---------------------------------------------------------------- the grouped map
+
+ROLE_TAGS = ("tier", "role")
+EXTERNAL = {"clients": ("x-clients", "Clients"), "servers": ("x-servers", "Servers without an agent"),
+            "internet": ("x-internet", "Internet")}
+
+
+def role_of(m: dict) -> str:
+    """A machine's tier or role: its tier or role tag, else its name without the trailing number
+    (web-07.contoso.local -> web)."""
+    for key in ROLE_TAGS:
+        for k, v in (m.get("tags") or {}).items():
+            if k.lower() == key and str(v).strip():
+                return str(v).strip()
+    name = m.get("computer") or m["id"]
+    short = name if _is_address(name) else name.split(".")[0]
+    return re.sub(r"[-_]?\d+$", "", short) or short
+
+
+def subnet24_of(m: dict) -> str:
+    for a in m.get("ips") or ():
+        ip = addresses.parse(a)
+        if ip is not None and ip.version == 4 and not ip.is_loopback:
+            return str(ipaddress.ip_network(f"{ip}/24", strict=False))
+    return "no IPv4 address"
+
+
+def tag_key(machines: list[dict], key: str) -> str:
+    """The tag key to group by: ``key``, else the one most machines have."""
+    if key:
+        return key
+    counts: dict[str, int] = {}
+    for m in machines:
+        for k in m.get("tags") or {}:
+            counts[k] = counts.get(k, 0) + 1
+    return max(sorted(counts), key=counts.get) if counts else ""
+
+
+GROUP_BY = {   # kind -> (machine, the tag key) -> its group's label
+    "role": lambda m, key: role_of(m),
+    "subnet": lambda m, key: subnet24_of(m),
+    "tag": lambda m, key: f"{key}={m['tags'][key]}" if key in (m.get("tags") or {}) else f"no {key or 'tag'}",
+}
+
+
+def parse_group_by(text: str) -> tuple[str, str]:
+    kind, _, key = text.strip().partition(":")
+    kind = kind.lower()
+    if kind not in GROUP_BY or (key and kind != "tag"):
+        raise WebMapError(f"group_by {text!r}: give role, subnet, tag or tag:KEY", field="group_by")
+    return kind, key.strip()
+
+
+def grouped(answer: dict, by: str, open_groups=(), rate: float = FAILURE_RATE) -> dict:
+    """The map's machines grouped (``GROUP_BY``), with its edges summed between groups: each node is a
+    group (``c-...``), a machine of an opened group, or the outside (clients, servers without an
+    agent, the internet: ``x-...``); each edge sums its member edges (``members``) and fails by the
+    same rate as one edge (``failing``), also counting its failing and used-to-work members."""
+    kind, key = parse_group_by(by)
+    key = tag_key(answer["machines"], key) if kind == "tag" else key
+    opened = set(open_groups)
+    groups: dict[str, dict] = {}
+    node_of: dict[str, str] = {}
+    for m in answer["machines"]:
+        label = GROUP_BY[kind](m, key)
+        gid = f"c-{kind}-{label}"
+        g = groups.setdefault(gid, {"id": gid, "kind": "group", "label": label, "machines": [], "open": gid in opened,
+                                    "failing_edges": 0, "heartbeat_stopped": 0, "malicious": False})
+        g["machines"].append(m["id"])
+        g["heartbeat_stopped"] += bool(m.get("heartbeat_stopped"))
+        node_of[m["id"]] = m["id"] if gid in opened else gid
+        for p in m["processes"]:
+            node_of[p["id"]] = node_of[m["id"]]
+    outside = {g["id"]: g for g in answer["groups"]}
+    nodes: dict[str, dict] = {}
+    for g in outside.values():
+        xid, label = EXTERNAL[g["kind"]]
+        node_of[g["id"]] = xid
+        x = nodes.setdefault(xid, {"id": xid, "kind": "outside", "label": label, "groups": 0, "malicious": False})
+        x["groups"] += 1
+        x["malicious"] |= bool(g.get("malicious"))
+    edges: dict[tuple, dict] = {}
+    for e in answer["edges"]:
+        a, b = node_of.get(e["source"], e["source"]), node_of.get(e["target"], e["target"])
+        x = edges.setdefault((a, b), {"source": a, "target": b, "links": 0, "failed": 0, "bytes_sent": 0,
+                                      "bytes_received": 0, "records": 0, "failing_edges": 0, "used_to_work": 0,
+                                      "members": []})
+        for f in ("links", "failed", "bytes_sent", "bytes_received", "records"):
+            x[f] += e[f]
+        x["failing_edges"] += bool(e["failing"])
+        x["used_to_work"] += e["status"] == "used_to_work"
+        x["members"].append(e["id"])
+        for end in (a, b):
+            if end in groups:
+                groups[end]["failing_edges"] += bool(e["failing"])
+        # a group talking with a malicious address (a member edge to or from it) is flagged
+        for mine, other in ((a, e["target"]), (b, e["source"])):
+            if mine in groups and outside.get(other, {}).get("malicious"):
+                groups[mine]["malicious"] = True
+    out_edges = []
+    for (a, b), x in sorted(edges.items()):
+        x["failing"] = failing(x["links"], x["failed"], rate)
+        x["status"] = ("used_to_work" if x["used_to_work"] else "failed") if x["failing"] else "ok"
+        x["id"] = "a-" + hashlib.blake2b(f"{a}>{b}".encode(), digest_size=8).hexdigest()
+        out_edges.append(x)
+    for g in groups.values():
+        g["count"] = len(g["machines"])
+    note = ""
+    if kind == "tag" and not key:
+        note = "no machine on this map has tags (VMComputerTags_CL): group by role or subnet instead"
+    return {"by": kind, "key": key, "groups": sorted(groups.values(), key=lambda g: g["label"].lower()),
+            "outside": sorted(nodes.values(), key=lambda n: n["id"]), "edges": out_edges, "note": note}
 
 
 def loopback_apart(rows: list[dict], options: Options) -> tuple[list[dict], list[dict]]:
@@ -651,7 +930,8 @@ def map_json(span: Span, focus: list[str], machines: dict[str, Machine], edges: 
              loopback_hidden: int = 0) -> dict:
     computers = {r["Machine"]: r["Computer"] for r in rows}
     on_map = dict.fromkeys(focus)
-    for e in sorted(edges.values(), key=lambda e: e.key):
+    ordered = sorted(edges.values(), key=lambda e: e.key)
+    for e in ordered:
         for n in (e.source, e.target):
             if n.startswith("p-"):
                 on_map.setdefault(owners[n])
@@ -669,7 +949,7 @@ def map_json(span: Span, focus: list[str], machines: dict[str, Machine], edges: 
         out_machines.append(dict(m.json(), focus=mid in focused, processes=processes.get(mid, [])))
     return {"range": span.json(), "focus": focus, "machines": out_machines,
             "groups": groups_json(edges.values()),
-            "edges": [e.json() for e in sorted(edges.values(), key=lambda e: e.key)],
+            "edges": [e.json() for e in ordered],
             "loopback_hidden": loopback_hidden}
 
 
@@ -695,6 +975,9 @@ def groups_json(edges) -> list[dict]:
 
 
 def _address_order(a: str):
+    parts = a.split(".")        # dotted IPv4 without leading zeros: its number, without ipaddress
+    if len(parts) == 4 and all(p.isdigit() and (p == "0" or p[0] != "0") and int(p) < 256 for p in parts):
+        return (4, ((int(parts[0]) * 256 + int(parts[1])) * 256 + int(parts[2])) * 256 + int(parts[3]), a)
     ip = addresses.parse(a)
     return (ip.version, int(ip), a) if ip is not None else (9, 0, a)
 

@@ -93,6 +93,8 @@ def test_every_ui_endpoint_answers_alike(clients):
         get("/api/map", machine=machine["computer"], **RANGE),
         get("/api/map", machine=machine["id"], only_failures="true", **RANGE),
         get("/api/map", group="subnet:10.0.0.0/8", **RANGE),
+        get("/api/map", group="all", group_by="role", **RANGE),        # issue 17: the grouped map
+        get("/api/problems", group="all", **RANGE),                    # and the problems list
         get("/api/machines", search="web"),
         get("/api/machines"),
         get(f"/api/machines/{machine['id']}"),

@@ -13,6 +13,7 @@
 | ``GET /api/machines/resolve?ip=A&ip=B`` | Bearer, query key | the monitored machine(s) each address belongs to (own address, or seen behind a NAT) | ``machines.py`` |
 | ``POST /api/backup`` | Bearer, admin key | ``{"target": DIR}``: a consistent copy of the workspace into a new or empty directory on the server (``netatlas/backup.py``) | ``backup.py`` |
 | ``GET /api/map?machine=M`` or ``?group=G`` | Bearer, query key | the dependency map of a machine or a group (all, tag:K=V, subnet:CIDR) over ``from``/``to``: machines, processes, groups, edges with status (docs/web-api.md) | ``views.py`` (``webmap.py``) |
+| ``GET /api/problems?machine=M`` or ``?group=G`` | Bearer, query key | the problems list beside the map: malicious connections, failing and used-to-work dependencies, new listening ports, each with the map's node and edge to focus on | ``views.py`` (``problems.py``) |
 | ``GET /api/machines?search=TEXT`` | Bearer, query key | machines (latest VMComputer) whose name or an address matches | ``views.py`` |
 | ``GET /api/machines/{id}`` | Bearer, query key | one machine: its latest VMComputer record, tags, processes, bound ports | ``views.py`` |
 | ``GET /api/machines/{id}/performance`` | Bearer, query key | one machine's performance charts over ``from``/``to`` (InsightsMetrics, binned) and its last heartbeat | ``views.py`` (``performance.py``) |
@@ -60,6 +61,7 @@ the Kusto and Log Analytics APIs need no key: Kqlmagic's anonymous mode; default
 Alerts (``alerts.py``, ``netatlas/alerts.py``, ``netatlas/notify.py``): alerts_interval (the scheduler's
 pass), public_url (links in notifications), smtp_host, smtp_port, smtp_from, smtp_to, smtp_starttls,
 smtp_user, smtp_password_file, smtp_ca_file (the SMTP server of e-mail actions).
+The fleet map: map_failure_rate (the share of an edge's failed link attempts that makes it failing).
 
 Ingestion headers: ``Authorization: SharedKey <workspace id>:<signature>`` and ``x-ms-date`` (see
 ``netatlas.auth``), ``Content-Type: application/json``, ``Content-Length``, optionally

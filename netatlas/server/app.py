@@ -43,6 +43,7 @@ ROUTES = (
     Route("/api/backup", backup.backup, methods=["POST"]),
     # the web UI's JSON (views.py, docs/web-api.md); /api/machines/{id} after /api/machines/resolve
     Route("/api/map", views.map_, methods=["GET"]),
+    Route("/api/problems", views.problems, methods=["GET"]),
     Route("/api/machines", views.machines, methods=["GET"]),
     Route("/api/machines/{id}", views.machine, methods=["GET"]),
     Route("/api/machines/{id}/performance", views.machine_performance, methods=["GET"]),

@@ -102,6 +102,10 @@ SETTINGS: tuple[_Setting, ...] = (
             "comma-separated addresses or CIDRs (or 'loopback') whose requests to the Kusto and Log "
             "Analytics APIs may come without a key, as query requests (Kqlmagic's kusto://anonymous); "
             "default: none, every request needs a key"),
+    # -- the fleet map (issue 17): when an edge counts as failing
+    Setting("map_failure_rate", 0.05, "number", "SHARE",
+            "share of an edge's link attempts over the range that must have failed for the map to draw it "
+            "failing (0.05: five percent; a request's failure_rate overrides it)"),
     Setting("trusted_proxies", "", "string", "ADDRESSES",
             "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For and "
             "X-Forwarded-Proto are believed (default: none, the headers are ignored)"),

@@ -2,7 +2,8 @@
 
 | endpoint | parameters | answer (``webmap``) |
 |---|---|---|
-| ``GET /api/map`` | machine or group, from, to, only_failures, hide_loopback, exclude | ``build_map`` |
+| ``GET /api/map`` | machine or group, from, to, only_failures, hide_loopback, exclude, failure_rate, group_by (role, subnet, tag, tag:KEY), open (group ids, repeatable) | ``build_map`` (``grouped`` with group_by) |
+| ``GET /api/problems`` | machine or group, from, to, hide_loopback, exclude, failure_rate | ``problems.problems`` |
 | ``GET /api/machines`` | search | ``find_machines`` |
 | ``GET /api/machines/{id}`` | | ``machine_detail`` |
 | ``GET /api/machines/{id}/performance`` | from, to | ``performance.machine_performance`` |
@@ -28,7 +29,7 @@ from datetime import datetime, timedelta, timezone
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .. import performance as perf, waves as wv, webmap
+from .. import performance as perf, problems as pb, waves as wv, webmap
 from ..auth import verify_bearer
 from ..errors import KqlError, QueryExecutionError, QueryLimitError
 from .http import HttpError, json_response, service
@@ -112,6 +113,25 @@ def _top(values: list[str]) -> int:
     return int(text)
 
 
+def _rate(values: list[str]) -> float:
+    text = values[-1].strip()
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise ValueError(f"{text!r} is not a share from 0 to 1 (0.05 for 5 %)")
+    return value
+
+
+def _group_by(values: list[str]) -> str:
+    try:
+        webmap.parse_group_by(values[-1])
+    except webmap.WebMapError as e:
+        raise ValueError(str(e).removeprefix("group_by ")) from None
+    return values[-1].strip()
+
+
 def _timespan(values: list[str]) -> timedelta:
     from ..kql.literals import parse_timespan
     text = values[-1].strip()
@@ -150,6 +170,7 @@ PARAMETERS = {
     "counter": (_choice(perf.COUNTERS), None), "stat": (_choice(perf.STATS), perf.DEFAULT_STAT),
     "top": (_top, perf.DEFAULT_TOP),
     "range": (_timespan, timedelta(days=7)), "max_wave_size": (_size, None), "pin": (_pins, {}),
+    "failure_rate": (_rate, None), "group_by": (_group_by, None), "open": (_names, ()),
 }
 # the waves' own meaning of a shared name
 WAVE_PARAMETERS = {**PARAMETERS, "weight": (_choice(wv.WEIGHTS), "bytes")}
@@ -224,17 +245,35 @@ async def answer(request: Request, fn, *args, report: webmap.Source | None = Non
     return response
 
 
-async def map_(request: Request) -> Response:
-    svc = authorized(request)
-    p = read(request, "machine", "group", "from", "to", "only_failures", "hide_loopback", "exclude")
+def map_options(svc, p: dict) -> webmap.Options:
+    rate = p["failure_rate"] if p["failure_rate"] is not None else svc.settings.map_failure_rate
+    return webmap.Options(only_failures=p.get("only_failures", False), hide_loopback=p["hide_loopback"],
+                          exclude=p["exclude"], failure_rate=rate)
+
+
+def selection_of(p: dict) -> webmap.Selection:
     try:
-        selection = webmap.Selection.parse(p["machine"], p["group"])
+        return webmap.Selection.parse(p["machine"], p["group"])
     except webmap.WebMapError as e:
         raise http_error(e) from None
-    options = webmap.Options(only_failures=p["only_failures"], hide_loopback=p["hide_loopback"],
-                             exclude=p["exclude"])
+
+
+async def map_(request: Request) -> Response:
+    svc = authorized(request)
+    p = read(request, "machine", "group", "from", "to", "only_failures", "hide_loopback", "exclude", "failure_rate",
+             "group_by", "open")
+    selection = selection_of(p)
     src = webmap.Source(svc.workspace, svc.settings.query_timeout)
-    return await answer(request, webmap.build_map, svc.workspace, selection, span_of(p), options, src=src,
+    return await answer(request, webmap.build_map, svc.workspace, selection, span_of(p), map_options(svc, p),
+                        src=src, report=src, group_by=p["group_by"], open_groups=p["open"])
+
+
+async def problems(request: Request) -> Response:
+    svc = authorized(request)
+    p = read(request, "machine", "group", "from", "to", "hide_loopback", "exclude", "failure_rate")
+    selection = selection_of(p)
+    src = webmap.Source(svc.workspace, svc.settings.query_timeout)
+    return await answer(request, pb.problems, svc.workspace, selection, span_of(p), map_options(svc, p), src=src,
                         report=src)
 
 

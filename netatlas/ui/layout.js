@@ -6,7 +6,7 @@
 // inside their parent (processes in a machine, machines in a subnet or tier). Positions are set
 // on the nodes; the caller fits the view.
 
-const SIZES = { process: [120, 22], machine: [170, 36], group: [170, 30], container: [190, 40] };
+const SIZES = { process: [120, 22], machine: [170, 36], group: [170, 30], container: [260, 52], outside: [260, 52] };
 const PAD = 10;             // inside a compound box (its style's padding)
 const LABEL = 20;           // a compound box's label, drawn above it
 const GAP_Y = 14;           // between boxes of a column

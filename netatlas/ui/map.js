@@ -5,6 +5,9 @@ import { timeRangeFrom } from "./timerange.js";
 import { h, clear, fmtBytes, fmtNum, fmtMs, fmtTime, debounce, store, notice, hashParams, setHashParams } from "./util.js";
 import { ago, machinePanel, processPanel, recordsTable } from "./details.js";
 import { layered } from "./layout.js";
+import { FLEET_STYLE, applyZoomStyles, debugHook, hoverEdges, machineIcons, wheelZoom } from "./mapview.js";
+import { problemsPanel } from "./problems.js";
+import { mapTable } from "./maptable.js";
 
 const SYSTEM_PROCESSES = "System,svchost.exe,lsass.exe,services.exe,wininit.exe,csrss.exe,smss.exe";
 const EXPAND_UP_TO = 12;        // maps of more machines than this start with the machines collapsed...
@@ -18,7 +21,8 @@ const STATUS = {
 };
 const STATUS_ORDER = Object.keys(STATUS);
 const MAX_FIT_ZOOM = 1.25;
-const COLLAPSE_GROUPS_OVER = 40;  // machines: grouped maps larger than this start with their groups collapsed
+const COLLAPSE_GROUPS_OVER = 40;  // machines: maps larger than this open grouped, their groups collapsed
+const OUTSIDE = { clients: "Clients", servers: "Other servers", internet: "Internet" };
 const GROUP_COLORS = { clients: "#f1e6f7", servers: "#fdf1dc", internet: "#e3f3ea" };
 
 let cytoscapeReady = false;
@@ -53,8 +57,8 @@ const STYLE = [
     "border-width": 1, "border-style": "dashed", "border-color": "#b6c2cf", "text-valign": "top",
     "text-halign": "center", "font-size": 12, color: "#52606d", padding: 0 } },
   { selector: "node[kind = 'container']:parent", style: { padding: 10 } },
-  { selector: "node[kind = 'container']:childless", style: { width: 190, height: 40, "text-valign": "center",
-    "text-max-width": 184, "font-size": 11,
+  { selector: "node[kind = 'container']:childless", style: { width: 260, height: 52, "text-valign": "center",
+    "text-max-width": 250, "font-size": 13,
     "background-color": "#e9eef4", "font-weight": 600 } },
   { selector: "edge", style: { width: "data(width)", "line-color": "data(color)", "target-arrow-color": "data(color)",
     "target-arrow-shape": "triangle", "curve-style": "bezier", "arrow-scale": 0.8, opacity: 0.85 } },
@@ -65,6 +69,7 @@ const STYLE = [
     "text-background-opacity": 0.85, "text-background-padding": 2, "font-weight": 600 } },
   { selector: ":selected", style: { "overlay-color": "#0b62d6", "overlay-opacity": 0.15, "overlay-padding": 4 } },
   { selector: ".faded", style: { opacity: 0.15 } },
+  ...FLEET_STYLE,
 ];
 
 // ------------------------------------------------------------------ from the answer to elements
@@ -75,18 +80,29 @@ function subnetOf(ip) {
   return ip.split(".").slice(0, 3).join(".") + ".0/24";
 }
 
+// A machine's tier or role: its tier or role tag, else its name without the trailing number (as
+// webmap.role_of: web-07.contoso.local -> web).
 function tierOf(machine) {
-  const tags = machine.tags || {};
-  if (tags.tier) return tags.tier;
-  const name = (machine.computer || "").split(".")[0];
-  const m = name.match(/^([a-z]+)[-_]?\d*$/i);
-  return m ? m[1].toLowerCase() : "other";
+  for (const [k, v] of Object.entries(machine.tags || {})) {
+    if ((k.toLowerCase() === "tier" || k.toLowerCase() === "role") && String(v).trim()) return String(v).trim();
+  }
+  const name = machine.computer || machine.id;
+  const short = /^[\d.]+$/.test(name) || name.includes(":") ? name : name.split(".")[0];
+  return short.replace(/[-_]?\d+$/, "") || short;
+}
+
+// The tag key a "by tag" map groups by: the one most of its machines have ("" when none has tags).
+export function tagKeyOf(machines) {
+  const counts = new Map();
+  for (const m of machines) for (const k of Object.keys(m.tags || {})) counts.set(k, (counts.get(k) || 0) + 1);
+  return [...counts.keys()].sort().reduce((best, k) => (!best || counts.get(k) > counts.get(best) ? k : best), "");
 }
 
 const CONTAINERS = {
   none: null,
-  subnet: (m) => `subnet ${subnetOf((m.ips || [])[0])}`,
-  tier: (m) => `tier ${tierOf(m)}`,
+  subnet: (m) => subnetOf((m.ips || []).find((a) => !a.includes(":")) || (m.ips || [])[0]),
+  tier: (m) => tierOf(m),
+  tag: (m, key) => (key && (m.tags || {})[key] !== undefined ? `${key}=${m.tags[key]}` : `no ${key || "tag"}`),
 };
 
 function mergeStatus(a, b) {
@@ -99,17 +115,27 @@ function edgeWidth(bytes, links) {
 
 // view: {groupBy, expanded: Set, collapsed: Set, collapsedContainers: Set}
 export function buildElements(data, view) {
-  const containerOf = CONTAINERS[view.groupBy];
+  const by = CONTAINERS[view.groupBy];
+  const tagKey = view.groupBy === "tag" ? tagKeyOf(data.machines) : "";
+  const containerOf = by ? (m) => by(m, tagKey) : null;
   const els = [];
   const visible = new Map();      // any endpoint id -> the id of the node it is drawn as
+  view.visible = visible;
   const failing = new Set();
-  for (const e of data.edges) if (e.failed > 0) failing.add(e.source);
+  for (const e of data.edges) if (e.failing) failing.add(e.source);
+  const malicious = new Set((data.groups || []).filter((g) => g.malicious).map((g) => g.id));
+  const threat = new Set();       // processes with an edge to or from a malicious group
+  for (const e of data.edges) {
+    if (malicious.has(e.target)) threat.add(e.source);
+    if (malicious.has(e.source)) threat.add(e.target);
+  }
   const containers = new Map();
   const manyMachines = data.machines.length > EXPAND_UP_TO;
   const fewFocus = data.machines.filter((m) => m.focus).length <= FOCUS_EXPANDED;
   for (const m of data.machines) {
-    const cid = containerOf ? `c-${containerOf(m)}` : null;
-    if (cid && !containers.has(cid)) containers.set(cid, { label: cid.slice(2), count: 0 });
+    const value = containerOf ? containerOf(m) : null;
+    const cid = containerOf ? `c-${view.groupBy}:${value}` : null;
+    if (cid && !containers.has(cid)) containers.set(cid, { label: value, count: 0 });
     if (cid) containers.get(cid).count++;
     if (cid && m.heartbeat_stopped) containers.get(cid).stopped = (containers.get(cid).stopped || 0) + 1;
     const containerShut = cid && view.collapsedContainers.has(cid);
@@ -119,9 +145,11 @@ export function buildElements(data, view) {
     const procs = m.processes || [];
     if (!containerShut) {
       const processFailing = procs.some((p) => failing.has(p.id));
+      const icons = machineIcons({ os: m.os, agent: !!m.os, stale: !!m.heartbeat_stopped,
+        threat: procs.some((p) => threat.has(p.id)) });
       els.push({ group: "nodes", data: { id: m.id, kind: "machine", label: shortName(m.computer) + (open || !procs.length ? "" : `  (${procs.length})`),
         parent: cid || undefined, focus: !!m.focus, failing: processFailing, open, stopped: !!m.heartbeat_stopped,
-        lastHeartbeat: m.last_heartbeat || undefined } });
+        lastHeartbeat: m.last_heartbeat || undefined, icons, os: m.os || "" } });
     }
     for (const p of procs) {
       visible.set(p.id, containerShut ? cid : open ? p.id : m.id);
@@ -133,7 +161,9 @@ export function buildElements(data, view) {
   for (const [cid, c] of containers) {
     const shut = view.collapsedContainers.has(cid);
     els.push({ group: "nodes", data: { id: cid, kind: "container", stopped: shut && !!c.stopped,
-      label: `${c.label} · ${c.count} machine${c.count === 1 ? "" : "s"}${shut && c.stopped ? `, ${c.stopped} without heartbeat` : ""}${shut ? " (collapsed)" : ""}` } });
+      // collapsed: short (its name and size) so that it reads at the fitted zoom of a big map
+      label: shut ? `${c.label} · ${c.count}${c.stopped ? ` · ${c.stopped} ⚠` : ""}`
+        : `${c.label} · ${c.count} machine${c.count === 1 ? "" : "s"}` } });
   }
   // Clients groups that call into one collapsed group of machines fold into one node with it.
   const callees = new Map();
@@ -144,10 +174,21 @@ export function buildElements(data, view) {
   const folded = new Map();
   for (const g of data.groups || []) {
     const into = [...(callees.get(g.id) || [])];
-    if (g.kind === "clients" && into.length === 1 && view.collapsedContainers.has(into[0])) {
+    const outside = view.collapsedContainers.size && !view.openOutside.has(g.kind) && OUTSIDE[g.kind];
+    if (!outside && g.kind === "clients" && into.length === 1 && view.collapsedContainers.has(into[0])) {
       const id = `${into[0]}-clients`;
       visible.set(g.id, id);
       const f = folded.get(id) || { label: containers.get(into[0]).label, groups: 0, malicious: false };
+      f.groups += 1;
+      f.malicious = f.malicious || !!g.malicious;
+      folded.set(id, f);
+      continue;
+    }
+    // a grouped map of many machines folds the remote ends into one node per kind, until opened
+    if (view.collapsedContainers.size && !view.openOutside.has(g.kind) && OUTSIDE[g.kind]) {
+      const id = `x-${g.kind}`;
+      visible.set(g.id, id);
+      const f = folded.get(id) || { outside: g.kind, groups: 0, malicious: false };
       f.groups += 1;
       f.malicious = f.malicious || !!g.malicious;
       folded.set(id, f);
@@ -158,6 +199,11 @@ export function buildElements(data, view) {
       malicious: !!g.malicious } });
   }
   for (const [id, f] of folded) {
+    if (f.outside) {
+      els.push({ group: "nodes", data: { id, kind: "outside", outside: f.outside, label: `${OUTSIDE[f.outside]} (${f.groups})`,
+        color: GROUP_COLORS[f.outside], malicious: f.malicious } });
+      continue;
+    }
     els.push({ group: "nodes", data: { id, kind: "group", label: `Clients of ${f.label} (${f.groups} ports)`,
       color: GROUP_COLORS.clients, malicious: f.malicious, folded: true } });
   }
@@ -169,7 +215,7 @@ export function buildElements(data, view) {
     let m = merged.get(key);
     if (!m) {
       m = { id: `v-${merged.size}`, source: s, target: t, links: 0, failed: 0, live: 0, bytes_sent: 0,
-        bytes_received: 0, records: 0, rt_weight: 0, rt_sum: 0, status: "ok", ports: new Set(), edges: [] };
+        bytes_received: 0, records: 0, rt_weight: 0, rt_sum: 0, status: "ok", ports: new Set(), edges: [], failing: false };
       merged.set(key, m);
     }
     for (const f of ["links", "failed", "live", "bytes_sent", "bytes_received", "records"]) m[f] += e[f] || 0;
@@ -180,13 +226,17 @@ export function buildElements(data, view) {
     }
     m.status = m.edges.length ? mergeStatus(m.status, e.status || "ok") : e.status || "ok";
     if (e.port !== undefined && e.port !== null) m.ports.add(e.port);
+    m.failing = m.failing || !!e.failing;
     m.edges.push(e);
   }
   const known = new Set(els.map((n) => n.data.id));
   for (const m of merged.values()) {
     if (!known.has(m.source) || !known.has(m.target)) continue;
     const bytes = m.bytes_sent + m.bytes_received;
-    els.push({ group: "edges", data: { id: m.id, source: m.source, target: m.target, status: m.status,
+    // failing (by the failure rate, webmap.failing): drawn red on top whatever the others say
+    if (!m.failing && (m.status === "failed" || m.status === "used_to_work")) m.status = "ok";
+    if (m.failing && m.status !== "used_to_work") m.status = "failed";
+    els.push({ group: "edges", data: { id: m.id, source: m.source, target: m.target, status: m.status, failing: m.failing,
       color: STATUS[m.status] ? STATUS[m.status].color : STATUS.ok.color, width: edgeWidth(bytes, m.links),
       label: m.status === "used_to_work" || m.status === "new" ? STATUS[m.status].label : undefined,
       links: m.links, failed: m.failed, live: m.live, bytes, bytes_sent: m.bytes_sent, bytes_received: m.bytes_received,
@@ -233,7 +283,8 @@ export async function mount(main) {
     onlyFailures: params.only_failures === "1",
     hideLoopback: params.hide_loopback !== "0",
     exclude: params.exclude || "",
-    groupBy: params.groupBy || "none",
+    groupBy: params.groupBy || "",      // "": automatic (grouped by the remembered choice past ~40 machines)
+    openOutside: new Set(), mode: params.mode === "table" ? "table" : "map",
     layout: params.layout || "layered",
     selected: params.sel || "",     // the selected node (machine, process, group), in the address
     expanded: new Set(), collapsed: new Set(), collapsedContainers: new Set(),
@@ -248,6 +299,9 @@ export async function mount(main) {
   const canvas = h("div.map-canvas#cy");
   const tooltip = h("div.tooltip", { hidden: true });
   const loopbackNotice = h("div.map-notice#loopback-notice", { hidden: true, role: "status" });
+  const groupNotice = h("div.map-notice#group-notice", { hidden: true, role: "status" });
+  const tableBox = h("div.map-table#map-table", { hidden: true });
+  const problems = problemsPanel({ focus: (item) => focusOn(item) });
   const details = h("aside.details#details", notice("Select a machine, a process, a group or a connection."));
 
   // --- focus: a machine (search) or a group
@@ -282,10 +336,11 @@ export async function mount(main) {
     if (!text) { suggestions.hidden = true; return; }
     try {
       const { machines } = await api.get("/api/machines", { search: text });
-      clear(suggestions, machines.slice(0, 12).map((m) => h("button.suggestion", {
+      clear(suggestions, machines.length ? machines.slice(0, 12).map((m) => h("button.suggestion", {
         onclick: () => { search.value = m.computer; pickMachine(m.id); } },
-      h("b", m.computer), " ", h("span.muted", (m.ips || []).join(", ")))));
-      suggestions.hidden = !machines.length;
+      h("b", m.computer), " ", h("span.muted", (m.ips || []).join(", "))))
+        : h("div.suggestion.muted#no-machine", `No machine is named “${text}” (a name, an id or an address).`));
+      suggestions.hidden = false;
     } catch (e) {
       clear(suggestions, notice(e.message, "error"));
       suggestions.hidden = false;
@@ -337,10 +392,15 @@ export async function mount(main) {
     onchange: () => { if (excludeBox.checked) { state.exclude = excludeText.value; load(); } } });
   const excludeBox = h("input#exclude-on", { type: "checkbox", checked: !!state.exclude,
     onchange: () => { state.exclude = excludeBox.checked ? excludeText.value : ""; load(); } });
-  const groupBy = h("select#group-by", { onchange: () => { state.groupBy = groupBy.value; collapseLarge(); draw(true); } },
-    h("option", { value: "none" }, "no grouping"), h("option", { value: "subnet" }, "group by subnet"),
-    h("option", { value: "tier" }, "group by tier"));
-  groupBy.value = state.groupBy;
+  const groupBy = h("select#group-by", { onchange: () => {
+    state.groupBy = groupBy.value;
+    store.set("mapGroupBy", groupBy.value);        // the user's choice, remembered
+    state.openOutside.clear();
+    collapseLarge(); draw(true); } },
+    h("option", { value: "none" }, "no grouping"), h("option", { value: "tier" }, "group by tier / role"),
+    h("option", { value: "subnet" }, "group by subnet"), h("option", { value: "tag" }, "group by tag"));
+  const modeButton = h("button.small#map-mode", { onclick: () => { state.mode = state.mode === "map" ? "table" : "map"; remember(true); showMode(); } },
+    state.mode === "table" ? "Show the map" : "Show as a table");
   const layoutSelect = h("select#layout", { onchange: () => { state.layout = layoutSelect.value; load(); } },
     h("option", { value: "layered" }, "layered: callers → callees"), h("option", { value: "force" }, "force-directed (fcose)"));
   layoutSelect.value = state.layout;
@@ -371,7 +431,9 @@ export async function mount(main) {
       h("div.legend-row", h("span.box.servers"), "servers of a port"),
       h("div.legend-row", h("span.box.internet"), "internet endpoints")));
 
-  clear(main, h("div.map-page", controls, h("div.map-main", status, canvas, loopbackNotice, tooltip), details));
+  clear(main, h("div.map-page", controls, h("div.map-main", status, canvas, tableBox, loopbackNotice, groupNotice, tooltip),
+    h("div.map-side", problems.element, details)));
+  controls.querySelector("section.legend").before(h("section", h("h3", "View"), modeButton));
   fillGroups();
 
   // --- loading and drawing
@@ -386,8 +448,8 @@ export async function mount(main) {
   function remember(push = false) {
     setHashParams("map", { machine: state.machine, group: state.machine ? "" : state.group, ...time.params(),
       only_failures: state.onlyFailures ? 1 : "", hide_loopback: state.hideLoopback ? "" : 0, exclude: state.exclude,
-      groupBy: state.groupBy === "none" ? "" : state.groupBy, layout: state.layout === "layered" ? "" : state.layout,
-      sel: state.selected }, push);
+      groupBy: state.groupBy, layout: state.layout === "layered" ? "" : state.layout,
+      mode: state.mode === "table" ? "table" : "", sel: state.selected }, push);
   }
 
   async function load(push = true) {
@@ -409,12 +471,14 @@ export async function mount(main) {
       if (seq !== loadSeq || !alive) return;
       state.data = data;
       state.machineDetails.clear();
+      state.openOutside.clear();
       collapseLarge();
       draw(true);
       // the selection (from the address, or kept across a filter) when it is still on the map
       const chosen = state.selected && cy.getElementById(state.selected);
       if (chosen && chosen.nonempty()) { chosen.select(); select(chosen); }
       else if (state.selected) { state.selected = ""; remember(); }
+      if (!q.group || !q.group.startsWith("list:")) problems.load(q);
     } catch (e) {
       if (seq !== loadSeq) return;
       status.textContent = e instanceof ApiError ? `${e.code}: ${e.message}` : e.message;
@@ -424,15 +488,26 @@ export async function mount(main) {
   }
 
   // A large map grouped by subnet or tier starts with its groups collapsed: a box per group.
+  // The grouping drawn: the user's, else past COLLAPSE_GROUPS_OVER machines the remembered choice
+  // (tier / role unless the user chose another), else none.
+  function groupByOf() {
+    if (state.groupBy) return state.groupBy;
+    const many = state.data && state.data.machines.length > COLLAPSE_GROUPS_OVER;
+    return many ? store.get("mapGroupBy", "tier") : "none";
+  }
+
   function collapseLarge() {
     state.collapsedContainers.clear();
-    const key = CONTAINERS[state.groupBy];
+    const by = groupByOf();
+    groupBy.value = by;
+    const key = CONTAINERS[by];
     if (!key || !state.data || state.data.machines.length <= COLLAPSE_GROUPS_OVER) return;
-    for (const m of state.data.machines) state.collapsedContainers.add(`c-${key(m)}`);
+    const tag = by === "tag" ? tagKeyOf(state.data.machines) : "";
+    for (const m of state.data.machines) state.collapsedContainers.add(`c-${by}:${key(m, tag)}`);
   }
 
   function summary(data) {
-    const failing = data.edges.filter((e) => e.failed > 0).length;
+    const failing = data.edges.filter((e) => e.failing).length;
     const usedToWork = data.edges.filter((e) => e.status === "used_to_work").length;
     const fresh = data.edges.filter((e) => e.status === "new").length;
     const stopped = data.machines.filter((m) => m.heartbeat_stopped).length;
@@ -445,14 +520,21 @@ export async function mount(main) {
       r.from ? h("span.muted", ` · ${fmtTime(r.from)} → ${fmtTime(r.to)}`) : ""];
   }
 
-  function draw(relayout) {
+  // keep: node id -> position to keep (an expand keeps everything else where it was)
+  function draw(relayout, keep) {
     const data = state.data;
     if (!data) return;
     clear(status, summary(data));
-    const elements = buildElements(data, state);
+    const view = { ...state, groupBy: groupByOf() };
+    const elements = buildElements(data, view);
+    state.visible = view.visible;
     if (!cy) {
-      cy = window.cytoscape({ container: canvas, elements, style: STYLE, minZoom: 0.05, maxZoom: 3 });
+      cy = window.cytoscape({ container: canvas, elements, style: STYLE, minZoom: 0.02, maxZoom: 4,
+        userZoomingEnabled: false });
       window.netatlasMap = cy;        // for the browser tests and the console
+      wheelZoom(cy, canvas);
+      debugHook(cy);
+      cy.on("zoom", () => applyZoomStyles(cy));
       wire();
     } else {
       cy.elements().remove();
@@ -462,7 +544,70 @@ export async function mount(main) {
       clear(status, summary(data), h("span.muted", " · nothing in this range"));
     }
     showLoopbackNotice(data);
-    if (relayout) runLayout();
+    showGroupNotice(data, view.groupBy);
+    if (relayout) runLayout(keep);
+    applyZoomStyles(cy);
+    if (state.mode === "table") showMode();
+  }
+
+  // "by tag" on machines without tags: say why every machine is in one box
+  function showGroupNotice(data, by) {
+    groupNotice.hidden = !(by === "tag" && data.machines.length && !tagKeyOf(data.machines));
+    if (!groupNotice.hidden) {
+      clear(groupNotice, h("b", "No machine of this map has tags"), " (VMComputerTags_CL has no record for them), so grouping ",
+        "by tag puts them all in one box. Group by tier / role or by subnet instead.");
+    }
+  }
+
+  function showMode() {
+    const table = state.mode === "table";
+    modeButton.textContent = table ? "Show the map" : "Show as a table";
+    canvas.hidden = table;
+    tableBox.hidden = !table;
+    if (table && state.data) clear(tableBox, mapTable(state.data, { open: (id) => { state.mode = "map"; showMode(); focusNodes([id]); } }));
+  }
+
+  // Centre the map on drawn nodes (the nodes they are drawn as when inside a collapsed box: the box
+  // is opened first, keeping the rest where it was).
+  function focusNodes(ids, edgeId) {
+    if (!cy || !state.data) return;
+    const owner = new Map();
+    for (const m of state.data.machines) for (const p of m.processes || []) owner.set(p.id, m.id);
+    const boxes = new Set();
+    for (const id of ids) {
+      const shown = state.visible.get(id) || id;
+      if (shown.startsWith("c-")) boxes.add(shown);
+      if (shown.startsWith("x-")) { state.openOutside.add(shown.slice(2)); boxes.add(shown); }
+    }
+    if (boxes.size) {
+      for (const b of boxes) state.collapsedContainers.delete(b);
+      draw(true, positions());
+    }
+    let eles = cy.collection();
+    for (const id of ids) {
+      const n = cy.getElementById(state.visible.get(id) || id);
+      if (n.nonempty()) eles = eles.union(n);
+      else if (owner.has(id)) eles = eles.union(cy.getElementById(state.visible.get(owner.get(id)) || owner.get(id)));
+    }
+    if (edgeId) {
+      const e = cy.edges().filter((x) => (x.data("edges") || []).some((m) => m.id === edgeId));
+      eles = eles.union(e);
+    }
+    if (eles.empty()) return;
+    cy.elements().unselect();
+    eles.select();
+    cy.fit(eles, 120);
+    if (cy.zoom() > 1.5) { cy.zoom(1.5); cy.center(eles); }
+    applyZoomStyles(cy);
+  }
+
+  function focusOn(item) {
+    if (state.mode === "table") { state.mode = "map"; showMode(); }
+    focusNodes(item.focus.nodes || [], item.focus.edge);
+  }
+
+  function positions() {
+    return new Map(cy.nodes().filter((n) => n.isChildless()).map((n) => [n.id(), { ...n.position() }]));
   }
 
   // Machines whose every connection is loopback would be empty boxes: say why, and offer the switch.
@@ -485,19 +630,48 @@ export async function mount(main) {
     load();
   }
 
-  // Fit the map to the view, but no closer than MAX_FIT_ZOOM (a map of three boxes stays their size).
+  // Fit the map's boxes to the view (not their labels, which semantic zoom sizes by the zoom), but
+  // no closer than MAX_FIT_ZOOM (a map of three boxes stays their size).
   function fit() {
-    cy.fit(undefined, 30);
-    if (cy.zoom() > MAX_FIT_ZOOM) {
-      cy.zoom(MAX_FIT_ZOOM);
-      cy.center();
-    }
+    const bb = cy.elements().boundingBox({ includeLabels: false, includeOverlays: false });
+    const pad = 30, w = cy.width(), ht = cy.height();
+    if (!bb.w || !bb.h || !isFinite(bb.w)) { cy.fit(undefined, pad); return; }
+    const zoom = Math.max(cy.minZoom(), Math.min(MAX_FIT_ZOOM, (w - 2 * pad) / bb.w, (ht - 2 * pad) / bb.h));
+    cy.viewport({ zoom, pan: { x: (w - zoom * (bb.x1 + bb.x2)) / 2, y: (ht - zoom * (bb.y1 + bb.y2)) / 2 } });
+    applyZoomStyles(cy);
   }
 
-  function runLayout() {
+  // After a layout, nodes drawn before go back where they were; new ones (an opened box's) move
+  // by as much as the box they came out of, so the place the user looked at stays put.
+  function restore(keep) {
+    const moved = [];
+    for (const n of cy.nodes().filter((x) => x.isChildless())) {
+      if (keep.has(n.id())) n.position(keep.get(n.id()));
+      else moved.push(n);
+    }
+    if (!moved.length) return;
+    const kept = cy.nodes().filter((x) => x.isChildless() && keep.has(x.id()));
+    const fresh = cy.collection(moved).boundingBox();
+    const all = kept.nonempty() ? kept.boundingBox() : fresh;
+    // the new nodes as a block where the box they came out of was, else right of what was kept
+    const from = keep.anchor && keep.get(keep.anchor);
+    const dx = from ? from.x - (fresh.x1 + fresh.x2) / 2 : all.x2 + 160 - fresh.x1;
+    const dy = from ? from.y - fresh.y1 - 20 : all.y1 - fresh.y1;
+    for (const n of moved) n.position({ x: n.position("x") + dx, y: n.position("y") + dy });
+  }
+
+  function runLayout(keep) {
     const n = cy.nodes().length;
     if (state.layout === "layered") {
       layered(cy);
+      if (keep) {
+        const z = cy.zoom(), pan = { ...cy.pan() };
+        restore(keep);
+        cy.viewport({ zoom: z, pan });
+        cy.emit("netatlas:laidout");
+        canvas.dataset.ready = "1";
+        return;
+      }
       fit();
       cy.emit("netatlas:laidout");
       canvas.dataset.ready = "1";
@@ -517,19 +691,22 @@ export async function mount(main) {
   }
 
   function wire() {
-    cy.on("mouseover", "edge", (evt) => {
-      const d = evt.target.data();
-      clear(tooltip,
-        h("div.tt-title", `${label(d.source)} → ${label(d.target)}`),
-        h("div", `port ${d.ports.join(", ") || "?"} · `, h("b", STATUS[d.status] ? STATUS[d.status].label : d.status)),
-        h("div", `links ${fmtNum(d.links)} · failed `, h(d.failed ? "b.bad" : "span", fmtNum(d.failed)), ` · live ${fmtNum(d.live)}`),
-        h("div", `bytes ${fmtBytes(d.bytes_sent)} sent · ${fmtBytes(d.bytes_received)} received`),
-        h("div", `response time ${fmtMs(d.response_ms)}`));
+    hoverEdges(cy, canvas, (edge, pos, same) => {
+      if (!same) {
+        const d = edge.data();
+        const attempts = d.links + d.failed;
+        clear(tooltip,
+          h("div.tt-title", `${label(d.source)} → ${label(d.target)}`),
+          h("div", `port ${d.ports.join(", ") || "?"} · `, h("b", STATUS[d.status] ? STATUS[d.status].label : d.status)),
+          h("div", `links ${fmtNum(d.links)} · failed `, h(d.failed ? "b.bad" : "span", fmtNum(d.failed)),
+            attempts && d.failed ? ` (${(100 * d.failed / attempts).toFixed(1)} %)` : "", ` · live ${fmtNum(d.live)}`),
+          h("div", `bytes ${fmtBytes(d.bytes_sent)} sent · ${fmtBytes(d.bytes_received)} received`),
+          h("div", `response time ${fmtMs(d.response_ms)}`));
+        tooltip.dataset.edge = edge.id();
+      }
       tooltip.hidden = false;
-      place(evt.renderedPosition);
-    });
-    cy.on("mousemove", "edge", (evt) => place(evt.renderedPosition));
-    cy.on("mouseout", "edge", () => { tooltip.hidden = true; });
+      place(pos);
+    }, () => { tooltip.hidden = true; delete tooltip.dataset.edge; });
     cy.on("mouseover", "node[kind = 'machine'][?stopped]", (evt) => {
       const d = evt.target.data();
       clear(tooltip, h("div.tt-title", d.label), h("div", h("b.bad", "heartbeat stopped"),
@@ -537,14 +714,28 @@ export async function mount(main) {
       tooltip.hidden = false;
       place(evt.renderedPosition);
     });
-    cy.on("mouseout", "node", () => { tooltip.hidden = true; });
-    cy.on("tap", "node", (evt) => select(evt.target));
+    cy.on("mouseout", "node", () => { if (!tooltip.dataset.edge) tooltip.hidden = true; });
+    cy.on("tap", "node", (evt) => {
+      const d = evt.target.data();
+      // groups open on click: a collapsed group of machines, or the folded remote ends
+      if ((d.kind === "container" && state.collapsedContainers.has(d.id)) || d.kind === "outside") { toggle(evt.target); return; }
+      select(evt.target);
+    });
     cy.on("tap", "edge", (evt) => showEdge(evt.target.data()));
+    // a tap near an edge (the same hover target) opens it too, whatever its drawn width
+    cy.on("tap", (evt) => {
+      if (evt.target !== cy) return;
+      const e = window.netatlasMapDebug.edgeAt(evt.renderedPosition.x, evt.renderedPosition.y);
+      if (e) showEdge(cy.getElementById(e).data());
+    });
     cy.on("tap", (evt) => { if (evt.target === cy) { state.selected = ""; remember(); clear(details, notice("Select a machine, a process, a group or a connection.")); } });
     // Cytoscape calls any two quick taps a dbltap, even on two elements: both taps must be on this node.
     let taps = [null, null];
     cy.on("tap", (evt) => { taps = [taps[1], evt.target === cy ? null : evt.target.id()]; });
-    cy.on("dbltap", "node", (evt) => { if (taps[0] === evt.target.id() && taps[1] === evt.target.id()) toggle(evt.target); });
+    cy.on("dbltap", "node", (evt) => {
+      if (Date.now() - toggledAt < 700) return;     // the second tap of a click that just opened it
+      if (taps[0] === evt.target.id() && taps[1] === evt.target.id()) toggle(evt.target);
+    });
   }
 
   function place(pos) {
@@ -557,8 +748,17 @@ export async function mount(main) {
     return n.nonempty() ? n.data("label") : id;
   }
 
+  let toggledAt = 0;
   function toggle(node) {
     const d = node.data();
+    const keep = positions();
+    keep.anchor = d.id;
+    toggledAt = Date.now();
+    if (d.kind === "outside") {
+      state.openOutside.add(d.outside);
+      draw(true, keep);
+      return;
+    }
     if (d.kind === "container") {
       if (state.collapsedContainers.has(d.id)) state.collapsedContainers.delete(d.id);
       else state.collapsedContainers.add(d.id);
@@ -569,7 +769,8 @@ export async function mount(main) {
       if (open) { state.expanded.delete(id); state.collapsed.add(id); }
       else { state.collapsed.delete(id); state.expanded.add(id); }
     }
-    draw(true);
+    // a collapsed box opened: its children are new, everything else stays where it was
+    draw(true, keep);
   }
 
   async function details_of(machineId) {
@@ -614,7 +815,9 @@ export async function mount(main) {
         g.malicious ? [h("dt", "threat"), h("dd.bad", "a malicious address (threat intelligence)")] : null,
         h("dt", "addresses"), h("dd", (g.ips || []).slice(0, 50).join(", ") + ((g.ips || []).length > 50 ? " …" : ""))));
     } else if (d.kind === "container") {
-      clear(details, h("h2", d.label), h("p.hint", "Double-click to collapse or expand this group of machines."));
+      clear(details, h("h2", d.label), h("p.hint", "Click again (or double-click) to open or close this group of machines."));
+    } else if (d.kind === "outside") {
+      clear(details, h("h2", d.label), h("p.hint", "Remote ends without an agent, folded while the map is grouped; click again to show them."));
     }
   }
 
