@@ -12,17 +12,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from test_server import Server
-from test_ui_browser import CHROMIUM, TIMEOUT_MS, VIEWPORT  # (skips the module without Chromium)
+from test_ui_browser import TIMEOUT_MS, VIEWPORT, browser  # noqa: F401 (skips the module without Chromium; browser: its fixture)
 
-from playwright.sync_api import sync_playwright  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM))
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

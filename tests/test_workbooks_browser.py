@@ -19,22 +19,10 @@ from screenshots import screenshots_dir
 from test_server import serve_filled
 from workbook_fixtures import AZURE_QUERY_TILES, AZURE_UNSUPPORTED, azure_workbook
 
-CHROMIUM = Path("/usr/bin/chromium")
+from test_ui_browser import browser  # noqa: F401,E402 (skips the module without Chromium; browser: its fixture)
+
 VIEWPORT = {"width": 1500, "height": 950}
 TIMEOUT_MS = 60_000
-
-if not CHROMIUM.exists():
-    pytest.skip(f"{CHROMIUM} is absent: the browser tests need Debian's chromium package", allow_module_level=True)
-
-from playwright.sync_api import sync_playwright  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM))
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

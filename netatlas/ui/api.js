@@ -72,6 +72,8 @@ export const api = {
   blob: (path, body, params) => call(path, { method: "POST", body, params, as: "blob" }),
   delete: (path) => call(path, { method: "DELETE" }),
   query: (query, timespan) => call("/api/query", { method: "POST", body: timespan ? { query, timespan } : { query } }),
+  // a call whose refusal the page says in place (a 401 does not sign the browser out)
+  quiet: (method, path, body) => call(path, { method, body, quiet: true }),
 };
 
 // A file download of a Blob or text made in the browser.

@@ -3,9 +3,9 @@
 // #/workbooks/<id>?TimeRange=P1D&Computer=web-01 (a shared link opens the same page; each change
 // of a value is a step Back returns from); a workbook
 // made or imported here and not saved yet is #/workbooks/draft (kept in this tab's sessionStorage).
-import { session, ApiError, api, download } from "./api.js";
+import { ApiError, api, download } from "./api.js";
 import { drawChart, chartKind } from "./charts.js";
-import { h, clear, fmtNum, notice } from "./util.js";
+import { h, clear, fmtNum, nav, notice } from "./util.js";
 
 const DRAFT = "netatlas.workbookDraft";
 const NUMERIC = new Set(["long", "int", "real", "decimal"]);
@@ -43,14 +43,8 @@ async function limited(fn) {
   try { return await fn(); } finally { running--; const next = waiting.shift(); if (next) next(); }
 }
 
-// Writes: fetch with the key, whose 403 (a query key may not write) is said in place, not a sign-out.
-async function write(method, path, body) {
-  const response = await fetch(path, { method, headers: { Authorization: `Bearer ${session.key()}`,
-    "Content-Type": "application/json" }, body: body === undefined ? undefined : JSON.stringify(body) });
-  const data = await response.json().catch(() => ({}));
-  if (!response.ok) throw new ApiError(response.status, data.error || { message: `HTTP ${response.status}` });
-  return data;
-}
+// Writes, whose 403 (a query key may not write) is said in place, not a sign-out.
+const write = (method, path, body) => api.quiet(method, path, body);
 
 function route() {
   const [path, query = ""] = location.hash.replace(/^#\/?/, "").split("?");
@@ -231,8 +225,9 @@ function workbookPage(main, wb, isDraft) {
     const shown = Object.fromEntries(wb.parameters.filter((p) => values[p.name] !== undefined && values[p.name] !== p.value)
       .map((p) => [p.name, values[p.name]]));
     const next = address(isDraft ? "draft" : wb.id, shown);
-    // a step of its own: Back returns to the values before (a hashchange, which mounts the page anew)
-    if (location.hash !== next) history.pushState(null, "", next);
+    // a step of its own: Back returns to the values before (app.js mounts the page anew for an
+    // address other than the one the app last wrote, util.nav)
+    if (location.hash !== next) { history.pushState(null, "", next); nav.href = location.href; }
   }
 
   function drawParams() {
