@@ -6,6 +6,8 @@ several columns, percentiles) return several (name, sql, type) triples.
 """
 from __future__ import annotations
 
+import json
+
 from dataclasses import dataclass
 from typing import Callable
 
@@ -167,6 +169,24 @@ def make_list_if(x, p, limit=None):
     return Typed(_json_list(_element(x), False, limit, to_bool(p).sql, of_dynamic=x.type == T.DYNAMIC), T.DYNAMIC)
 
 
+def _never_array(e: exp.Expression) -> bool:
+    """Whether a dynamic expression's value is known never to be an array: a bag packed by
+    pack()/bag_pack(), a JSON constant that is not an array, null, or a choice among those."""
+    while isinstance(e, exp.Paren):
+        e = e.this
+    if isinstance(e, exp.Case):
+        return all(_never_array(i.args["true"]) for i in e.args.get("ifs") or []) and \
+            (e.args.get("default") is None or _never_array(e.args["default"]))
+    if isinstance(e, exp.Anonymous):
+        return e.name == "json_of_pairs"
+    if isinstance(e, exp.Cast) and isinstance(e.this, exp.Literal) and e.this.is_string:
+        try:
+            return not isinstance(json.loads(e.this.this), list)
+        except ValueError:
+            return False
+    return isinstance(e, exp.Null)
+
+
 def _dynamic_set(x: Typed, limit: Typed | None, where: exp.Expression | None = None) -> Typed:
     """make_set of dynamic values: the elements of arrays, the other values themselves, each once.
     The values are made distinct before their elements are: a group's rows often repeat one array
@@ -174,7 +194,9 @@ def _dynamic_set(x: Typed, limit: Typed | None, where: exp.Expression | None = N
     agg = fn("collect_list", exp.Distinct(expressions=[x.sql]))
     if where is not None:
         agg = exp.Filter(this=agg, expression=exp.Where(this=where))
-    out = fn("netatlas_make_set_dynamic", agg)
+    # values that are never arrays (property bags packed here, JSON constants): no elements to
+    # take out, the distinct values themselves (no per-value type test)
+    out = fn("netatlas_make_set_values" if _never_array(x.sql) else "netatlas_make_set_dynamic", agg)
     if limit is not None:
         out = fn("netatlas_array_slice", out, N(0), exp.Sub(this=limit.sql, expression=N(1)))
     return Typed(out, T.DYNAMIC)

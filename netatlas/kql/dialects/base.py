@@ -92,7 +92,7 @@ FUNCTIONS: dict[str, str] = {
         "array_index_of", "array_slice", "array_sort", "bag_drop", "bag_get", "bag_put", "countof", "datetime_str", "dynamic_str",
         "format_ipv4", "format_timespan", "gettype", "indexof", "ipv4_compare", "ipv4_in_range", "json_drop_nulls",
         "ipv4_is_private", "ipv4_masked", "ipv4_prefix", "ipv6_compare", "json_list", "make_bag",
-        "make_set_dynamic", "mv_list", "parse_ipv4", "parse_ipv6", "parse_json", "parse_url", "real_str",
+        "make_set_dynamic", "make_set_values", "mv_list", "parse_ipv4", "parse_ipv6", "parse_json", "parse_url", "real_str",
         "set_difference", "set_intersect", "set_union", "timespan_str", "todatetime",
         "totimespan", "url_encode", "xxhash64")},
     # the series_* functions (functions/series.py): series as JSON text in, JSON text out

@@ -145,6 +145,7 @@ FUNCTIONS: dict[str, str] = {
         "(j, s, e) -> if(toString(JSONType(j)) != 'Array', NULL, netatlas_json_array(arraySlice(JSONExtractArrayRaw(j), "
         "if(s < 0, JSONLength(j) + s, s) + 1, "
         "greatest(if(e < 0, JSONLength(j) + e + 1, e + 1) - if(s < 0, JSONLength(j) + s, s), 0))))"),
+    "netatlas_make_set_values": "(l) -> netatlas_json_array(arrayDistinct(l))",
     "netatlas_make_set_dynamic": (
         "(l) -> netatlas_json_array(arrayDistinct(arrayFlatten(arrayMap(x -> "
         "if(toString(JSONType(x)) = 'Array', JSONExtractArrayRaw(x), [x]), l))))"),

@@ -110,6 +110,7 @@ MACROS = {
         "coalesce(TRY_CAST(regexp_extract(a, '/(\\d+)$', 1) AS BIGINT), 32), "
         "coalesce(TRY_CAST(regexp_extract(b, '/(\\d+)$', 1) AS BIGINT), 32))))::BIGINT"),
     "netatlas_ipv4_prefix": "(s) AS coalesce(TRY_CAST(regexp_extract(s, '/(\\d+)$', 1) AS BIGINT), 32)",
+    "netatlas_make_set_values": "(l) AS coalesce(to_json(list_distinct(l)), '[]')::JSON",
     "netatlas_make_set_dynamic": (
         "(l) AS coalesce(to_json(list_distinct(flatten(list_transform(l, lambda x: CASE WHEN json_type(x) = 'ARRAY' "
         "THEN CAST(x AS JSON[]) ELSE [x] END)))), '[]')::JSON"),
