@@ -222,9 +222,20 @@ def test_the_map_draws_the_machines_and_a_red_edge_for_the_failing_payment_api(p
 
     # clicking the edge lists its VMConnection records
     click_canvas(page, "#cy", edge["mx"], edge["my"])
-    page.wait_for_selector("#details .records table tbody tr")
-    header = page.locator("#details .records th").all_inner_texts()
-    assert "LinksFailed" in header and "RemoteIp" in header
+    page.wait_for_selector("#edge-records table tbody tr.record")
+    # a short row per record that fits in the panel (not 2 of 46 columns), opening to all its columns
+    assert page.locator("#edge-records th").all_inner_texts() == ["time", "direction", "links", "failed", "bytes"]
+    panel = page.locator("#details").bounding_box()
+    table = page.locator("#edge-records table").bounding_box()
+    assert table["x"] + table["width"] <= panel["x"] + panel["width"]
+    assert any(int(t.replace(",", "")) > 0 for t in page.locator("#edge-records tr.record td:nth-child(4)").all_inner_texts())
+    page.locator("#edge-records tr.record").first.click()
+    full = page.locator("#edge-records tr.record-full").first
+    assert full.is_visible() and "RemoteIp" in full.inner_text() and "LinksFailed" in full.inner_text()
+    page.click("#edge-all-columns summary")
+    every = page.locator("#edge-all-columns th").all_inner_texts()
+    assert "RemoteIp" in every and len(every) > 20
+    assert page.locator("#edge-all-columns summary").inner_text() == f"All {len(every)} columns"
 
     # clicking a payment caller shows its VMComputer record: OS and IPs
     caller = next(m for m in drawn["machines"] if m["label"].startswith("admdemo-appsvr"))
@@ -241,6 +252,18 @@ def test_the_map_draws_the_machines_and_a_red_edge_for_the_failing_payment_api(p
     page.mouse.dblclick(box["x"] + caller["x"], box["y"] + caller["y"])
     page.wait_for_function("() => window.netatlasMap.nodes(\"[kind = 'process'][machine = '%s']\").length > 0"
                            % caller["id"])
+    wait_map(page)
+    # its panel says what a click does now (not a stale "Expand processes"), and its button works both ways
+    page.wait_for_selector("#details button:has-text('Collapse')")
+    assert page.locator("#details button:has-text('Expand processes')").count() == 0
+    page.click("#details button:has-text('Collapse')")
+    page.wait_for_function("() => window.netatlasMap.nodes(\"[kind = 'process'][machine = '%s']\").length === 0"
+                           % caller["id"])
+    page.wait_for_selector("#details button:has-text('Expand processes')")
+    page.click("#details button:has-text('Expand processes')")
+    page.wait_for_function("() => window.netatlasMap.nodes(\"[kind = 'process'][machine = '%s']\").length > 0"
+                           % caller["id"])
+    page.wait_for_selector("#details button:has-text('Collapse')")
     wait_map(page)
     shot(page, "map.png")
 

@@ -3,7 +3,7 @@
 // page's range), a process (command line, version, user), and tables of records.
 import { api } from "./api.js";
 import { perfOption } from "./charts.js";
-import { h, clear, fmtNum, fmtTime, notice } from "./util.js";
+import { h, clear, fmtBytes, fmtNum, fmtTime, notice } from "./util.js";
 
 // The first of several spellings a field may have (VMComputer's column or a short name).
 export function pick(obj, ...names) {
@@ -170,6 +170,25 @@ export function processPanel(m, p, info) {
 function simpleTable(headers, rows) {
   return h("div.records", h("table.grid.small", h("thead", h("tr", headers.map((c) => h("th", c)))),
     h("tbody", rows.map((r) => h("tr", r.map((v) => h("td", text(v))))))));
+}
+
+// An edge's VMConnection records in a narrow panel: a short row each (time, direction, links,
+// failures, bytes) that opens to every column of its record.
+export function connectionRecords(columns, rows) {
+  const names = columns.map((c) => (typeof c === "string" ? c : c.name));
+  const at = (r, n) => r[names.indexOf(n)];
+  const body = h("tbody");
+  for (const r of rows) {
+    const full = h("tr.record-full", { hidden: true },
+      h("td", { colSpan: 5 }, propRows(names.map((n, i) => [n, Array.isArray(r[i]) ? r[i].map(text) : r[i]]))));
+    body.append(h("tr.record", { title: "click for every column of this record", onclick: () => { full.hidden = !full.hidden; } },
+      h("td", { title: text(at(r, "TimeGenerated")) }, at(r, "TimeGenerated") ? fmtTime(at(r, "TimeGenerated")).slice(5) : ""),
+      h("td", text(at(r, "Direction"))),
+      h("td.num", fmtNum(at(r, "LinksEstablished") || 0)), h("td.num", fmtNum(at(r, "LinksFailed") || 0)),
+      h("td.num", fmtBytes((at(r, "BytesSent") || 0) + (at(r, "BytesReceived") || 0)))), full);
+  }
+  return h("div.records", h("table.grid.small", h("thead", h("tr", ["time", "direction", "links", "failed", "bytes"]
+    .map((c) => h("th", c)))), body));
 }
 
 // Records {columns, rows}: columns as names or {name, type}.

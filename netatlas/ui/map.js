@@ -3,7 +3,7 @@
 import { api, ApiError } from "./api.js";
 import { timeRangeFrom } from "./timerange.js";
 import { h, clear, fmtBytes, fmtNum, fmtMs, fmtTime, debounce, store, notice, hashParams, setHashParams } from "./util.js";
-import { ago, machinePanel, processPanel, recordsTable } from "./details.js";
+import { ago, connectionRecords, machinePanel, processPanel, recordsTable } from "./details.js";
 import { layered } from "./layout.js";
 import { FLEET_STYLE, applyZoomStyles, debugHook, hoverEdges, machineIcons, wheelZoom } from "./mapview.js";
 import { problemsPanel } from "./problems.js";
@@ -771,6 +771,9 @@ export async function mount(main) {
     }
     // a collapsed box opened: its children are new, everything else stays where it was
     draw(true, keep);
+    // the selected box's panel drawn again as the box now is (its button says what a click does next)
+    const again = state.selected === d.id && cy.getElementById(d.id);
+    if (again && again.nonempty()) select(again);
   }
 
   async function details_of(machineId) {
@@ -837,8 +840,11 @@ export async function mount(main) {
         { source: e.source, target: e.target, port: e.port, from: range.from, to: range.to })));
       const columns = answers[0].columns;
       const rows = answers.flatMap((a) => a.rows);
+      // a short row per record that fits the panel, opening to every column of its record; the
+      // whole table (every column) one click away
       clear(details, head, h("h3", `VMConnection records (${fmtNum(rows.length)}${d.edges.length > 10 ? `, first 10 of ${d.edges.length} connections` : ""})`),
-        recordsTable(columns, rows));
+        h("div#edge-records", connectionRecords(columns, rows)),
+        h("details#edge-all-columns", h("summary", `All ${columns.length} columns`), recordsTable(columns, rows)));
     } catch (e) {
       clear(details, head, notice(e.message, "error"));
     }
