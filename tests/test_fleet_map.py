@@ -4,13 +4,14 @@ threshold, and the problems list against independent KQL."""
 from __future__ import annotations
 
 import ipaddress
-import urllib.parse
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from netatlas import webmap
+
+from test_web_api import get, kql, ok  # noqa: F401 (the map API's helpers: a GET, its 200 answer, KQL rows)
 
 SUMS = ("links", "failed", "bytes_sent", "bytes_received", "records")
 
@@ -21,23 +22,6 @@ def fleet(fleet_server):
     end = datetime.now(timezone.utc).replace(second=0, microsecond=0)
     span = {"from": webmap.iso(end - timedelta(days=1)), "to": webmap.iso(end)}
     return client, span
-
-
-def get(client, path: str, **params):
-    return client.call("GET", path + "?" + urllib.parse.urlencode(params, doseq=True))
-
-
-def ok(client, path: str, **params) -> dict:
-    r = get(client, path, **params)
-    assert r.status == 200, r.body
-    return r.body
-
-
-def kql(client, text: str) -> list[dict]:
-    r = client.query(text)
-    assert r.status == 200, r.body
-    t = r.body["tables"][0]
-    return [dict(zip([c["name"] for c in t["columns"]], row)) for row in t["rows"]]
 
 
 def rng(span: dict) -> str:
