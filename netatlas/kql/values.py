@@ -352,10 +352,9 @@ gc_paused = _GcPause()
 # (``ArrowAnswer``); an answer with any other column is fetched as rows.
 ARROW_TYPES = frozenset({"VARCHAR", "JSON", "BIGINT", "INTEGER", "SMALLINT", "TINYINT", "DOUBLE", "BOOLEAN",
                          "TIMESTAMP"})
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _INT64_MAX = 2 ** 63 - 1
-_MIN_US = (datetime(1, 1, 1) - datetime(1970, 1, 1)) // timedelta(microseconds=1)
-_MAX_US = (datetime.max - datetime(1970, 1, 1)) // timedelta(microseconds=1)
+_MIN_US = (datetime(1, 1, 1) - _NAIVE_EPOCH) // timedelta(microseconds=1)
+_MAX_US = (datetime.max - _NAIVE_EPOCH) // timedelta(microseconds=1)
 
 
 def _us_aware(v):
@@ -368,7 +367,7 @@ def _us_aware(v):
         return datetime.min.replace(tzinfo=_UTC)
     if not _MIN_US <= v <= _MAX_US:
         return None
-    return _EPOCH + timedelta(microseconds=v)
+    return _EPOCH_UTC + timedelta(microseconds=v)
 
 
 class ArrowAnswer:
