@@ -287,9 +287,16 @@ def test_the_map_of_one_machine_by_search_and_its_filters(page, base, client, sh
                          '| summarize arg_max(TimeGenerated, *) by Process')
     assert proc["ExecutableName"] == "java" and caller["label"] == proc["DisplayName"]
     # selecting a process shows its command line, version and user
-    node = page.evaluate("(id) => window.netatlasMap.getElementById(id).renderedPosition()", caller["id"])
-    click_canvas(page, "#cy", node["x"], node["y"])
-    page.wait_for_selector("#process-props dd")
+    for attempt in range(3):        # the layout may still be settling: read the node where it is now
+        wait_map(page)
+        node = page.evaluate("(id) => window.netatlasMap.getElementById(id).renderedPosition()", caller["id"])
+        click_canvas(page, "#cy", node["x"], node["y"])
+        try:
+            page.wait_for_selector("#process-props dd", timeout=5_000)
+            break
+        except Exception:
+            if attempt == 2:
+                raise
     props = page.locator("#process-props").inner_text()
     assert proc["CommandLine"] in props and proc["UserName"] in props and proc["ProductVersion"] in props
     shot(page, "map-machine.png")
