@@ -38,6 +38,9 @@ from decimal import Decimal
 from pathlib import Path
 
 from .errors import AlertError, KqlError, NetatlasError, QueryExecutionError, QueryLimitError
+from .kql.literals import short_timespan
+from .server.timespan import parse_datetime as parse_time
+from .webmap import iso as webmap_iso
 from .limits import (MAX_ALERT_HISTORY, MAX_ALERT_INSTANCES, MAX_ALERT_QUERY_CHARS, MAX_ALERT_RULES,
                      MAX_ALERT_WEBHOOKS)
 
@@ -56,12 +59,7 @@ EVALUATION_ROWS = 100_000                # rows an evaluation reads (past it: an
 # ---------------------------------------------------------------- times
 
 def iso(t: datetime | None) -> str | None:
-    return None if t is None else t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def parse_time(text: str) -> datetime:
-    t = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+    return None if t is None else webmap_iso(t)
 
 
 def parse_span(value, field: str) -> timedelta:
@@ -88,13 +86,7 @@ def parse_span(value, field: str) -> timedelta:
     return span
 
 
-def show_span(span: timedelta) -> str:
-    """timedelta -> the shortest KQL timespan that says it (5m, 1d, 90s, 1d1h is 25h)."""
-    seconds = span.total_seconds()
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
+show_span = short_timespan             # timedelta -> the shortest KQL timespan that says it
 
 
 # ---------------------------------------------------------------- rules

@@ -516,7 +516,7 @@ def waves_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_waves(args: argparse.Namespace) -> int:
-    from datetime import datetime, timedelta, timezone
+    from datetime import timedelta
     from .kql.literals import parse_timespan
     from .waves import FORMATS as WAVE_FORMATS, Options, WavesError, plan
     ticks = parse_timespan(args.range)
@@ -531,11 +531,11 @@ def cmd_waves(args: argparse.Namespace) -> int:
     exclude = frozenset(p.strip() for item in args.exclude for p in item.split(",") if p.strip())
     end = None
     if args.to is not None:
+        from .server.timespan import TimespanError, parse_datetime
         try:
-            end = datetime.fromisoformat(args.to.strip().replace("Z", "+00:00"))
-        except ValueError:
+            end = parse_datetime(args.to)
+        except TimespanError:
             raise UsageError(f"--to expects an ISO 8601 time such as 2026-11-25T00:00:00Z, got {args.to!r}") from None
-        end = end.replace(tzinfo=timezone.utc) if end.tzinfo is None else end.astimezone(timezone.utc)
     data = Path(args.data)
     require_workspace(data)
     options = Options(max_wave_size=args.max_wave_size, weight=args.weight, pins=pins, exclude=exclude,

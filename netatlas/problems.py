@@ -101,7 +101,6 @@ def new_ports(src: Source, f: webmap.Folded, span: Span, everything: bool) -> li
 def malicious(src: Source, f: webmap.Folded, span: Span, everything: bool) -> list[dict]:
     rows = src.kql("malicious", MALICIOUS.format(focus=FOCUS[everything]), start=span.start, stop=span.end,
                    focus=[] if everything else f.focus).to_dicts()
-    groups = {e.group.id: e.group for e in f.edges.values() if e.group is not None}
     out = []
     for r in rows[:MAX_PROBLEMS]:
         row = dict(r, Dns=r["RemoteDnsQuestions"], Country=r["RemoteCountry"], Place=f.places.get(r["RemoteIp"]))

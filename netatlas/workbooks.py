@@ -262,12 +262,9 @@ def validate(data, *, stored_id: str | None = None) -> dict:
 # ---------------------------------------------------------------- parameter values in queries
 
 def _duration_text(td: timedelta) -> str:
-    """A timedelta as a KQL timespan literal (7d, 4h, 30m, 90s)."""
-    s = int(td.total_seconds())
-    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
-        if s and s % n == 0:
-            return f"{s // n}{unit}"
-    return f"{max(s, 1)}s"
+    """A timedelta as a KQL timespan literal (7d, 4h, 30m, 90s), in whole seconds, at least 1s."""
+    from .kql.literals import short_timespan
+    return short_timespan(timedelta(seconds=max(int(td.total_seconds()), 1)))
 
 
 GRAINS = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=15), timedelta(minutes=30),

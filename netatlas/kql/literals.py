@@ -144,6 +144,15 @@ def format_timespan(ticks: int) -> str:
     return ("-" if neg else "") + out
 
 
+def short_timespan(td: timedelta) -> str:
+    """A timedelta as the shortest KQL timespan literal that says it: 5m, 1d, 90s (25h, not 1d1h)."""
+    seconds = td.total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
 def format_datetime_iso(d: datetime) -> str:
     if d.tzinfo is not None:
         d = d.astimezone(timezone.utc).replace(tzinfo=None)

@@ -51,6 +51,7 @@ from starlette.responses import Response
 
 from .. import auth
 from ..auth import AuthError, Credential, verify_bearer
+from ..kql.literals import parse_timespan
 from .http import HttpError, json_response, read_json_object, service
 
 COOKIE = "netatlas_session"
@@ -60,8 +61,6 @@ SHARE_HEADER = "x-netatlas-share"
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_SHARE = 90 * 86400                  # a share link lives at most 90 days
 DEFAULT_SHARE = 7 * 86400
-DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
-UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 BODY_LIMIT = 64 * 1024
 MAX_SESSIONS = 10_000                   # past it a new sign-in ends the oldest session
 
@@ -330,11 +329,12 @@ def _seconds(value) -> float:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         seconds = float(value)
     else:
-        m = DURATION.match(str(value))
-        if not m:
+        text = str(value).strip()
+        ticks = int(text) * 10_000_000 if text.isdigit() else parse_timespan(text)   # seconds, or 30m, 12h, 7d
+        if ticks is None:
             raise HttpError(400, "BAD_PARAMETER", f"expires_in: {value!r} is not seconds or a duration "
                             f"like 30m, 12h, 7d", field="expires_in")
-        seconds = int(m.group(1)) * UNITS[m.group(2)]
+        seconds = ticks / 10_000_000
     if not 0 < seconds <= MAX_SHARE:
         raise HttpError(400, "BAD_PARAMETER", f"expires_in: a share link lives 1 second to {MAX_SHARE // 86400} days",
                         field="expires_in")
