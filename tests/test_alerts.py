@@ -389,7 +389,7 @@ def test_the_alerts_page_lists_creates_switches_and_evaluates_rules(server):
             pg.fill("#alert-name", "ui rule")
             pg.fill("#alert-query", f'VMConnection | where Computer == "{host}" | where Nope > 0')
             pg.click("#alert-save")
-            pg.wait_for_function("document.querySelector('#alert-error').textContent.includes('Nope')")
+            pg.wait_for_function("document.querySelector('#alert-error')?.textContent.includes('Nope')")
             assert "line 1" in pg.inner_text("#alert-error")
             pg.fill("#alert-query", f'VMConnection | where Computer == "{host}" and LinksFailed > 0')
             pg.fill("#alert-dimensions", "RemoteIp")

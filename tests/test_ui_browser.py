@@ -164,7 +164,7 @@ def test_the_login_refuses_a_wrong_key_and_sign_out_forgets_the_key(browser, bas
 # ---------------------------------------------------------------- map
 
 def wait_map(pg) -> None:
-    pg.wait_for_function("() => window.netatlasMap && document.querySelector('#cy').dataset.ready === '1' "
+    pg.wait_for_function("() => window.netatlasMap && document.querySelector('#cy')?.dataset.ready === '1' "
                          "&& !document.querySelector('.map-status').textContent.includes('loading')")
 
 
@@ -558,7 +558,7 @@ def test_the_network_chart_draws_machine_traffic_and_opens_a_machine(page, base,
     page.keyboard.press("Enter")
     page.wait_for_function("() => location.hash.includes('subnet=10.1.0.0')")
     sub = client.call("GET", f"/api/network?from={frm}&to={to}&subnet=10.1.0.0/16&weight=links").body
-    page.wait_for_function(f"() => document.querySelector('#network').dataset.nodes === '{len(sub['nodes'])}'")
+    page.wait_for_function(f"() => document.querySelector('#network')?.dataset.nodes === '{len(sub['nodes'])}'")
 
 
 def test_the_network_chart_by_wave_lists_the_crossing_and_a_move_changes_it(page, base, client, shot):
@@ -603,11 +603,11 @@ def test_the_network_chart_by_wave_lists_the_crossing_and_a_move_changes_it(page
       const i = [...Array(data.count()).keys()].find((k) => data.getRawDataItem(k).id === id);
       return chart.convertToPixel({seriesIndex: 0}, data.getItemLayout(i)); }""", busiest)
     click_canvas(page, "#network", xy[0], xy[1])
-    page.wait_for_function(f"() => document.querySelector('#move-machine').value === {busiest!r}")
+    page.wait_for_function(f"() => document.querySelector('#move-machine')?.value === {busiest!r}")
     assert page.input_value("#move-wave") == str(wave_of[busiest])
     page.select_option("#move-wave", str(new))
     page.click("#move-apply")
-    page.wait_for_function(f"() => document.querySelector('#crossing-total').dataset.bytes === '{expected}'")
+    page.wait_for_function(f"() => document.querySelector('#crossing-total')?.dataset.bytes === '{expected}'")
     after = node_colours(page)
     assert after[busiest] not in {colours[m] for m in colours}
     assert all(after[m] == colours[m] for m in colours if m != busiest)
@@ -616,14 +616,14 @@ def test_the_network_chart_by_wave_lists_the_crossing_and_a_move_changes_it(page
     assert f"moves={busiest}%3A{new}" in page.url or f"moves={busiest}:{new}" in page.url
     page.reload()
     page.wait_for_function(f"() => document.querySelector('#crossing-total') && "
-                           f"document.querySelector('#crossing-total').dataset.bytes === '{expected}'")
+                           f"document.querySelector('#crossing-total')?.dataset.bytes === '{expected}'")
     page.click("#move-reset")
-    page.wait_for_function(f"() => document.querySelector('#crossing-total').dataset.bytes === '{report['crossing_bytes']}'")
+    page.wait_for_function(f"() => document.querySelector('#crossing-total')?.dataset.bytes === '{report['crossing_bytes']}'")
     assert "moves=" not in page.url
     # by community: the plan's communities, one colour each, a different one for each
     page.select_option("#colour-by", "community")
     page.wait_for_selector("#network[data-colour='community']")
-    page.wait_for_function(f"() => document.querySelector('#network').dataset.communities === '{len(report['communities'])}'")
+    page.wait_for_function(f"() => document.querySelector('#network')?.dataset.communities === '{len(report['communities'])}'")
     assert page.locator("#waves-panel").is_hidden()
     community_of = {m: i for i, members in enumerate(report["communities"]) for m in members}
     by_community = {}

@@ -183,7 +183,7 @@ def test_a_chart_says_how_many_series_it_shows_and_lets_the_user_pick(page, base
     assert axis == "bytes"
     page.fill("#series-count", "5")
     page.press("#series-count", "Enter")
-    page.wait_for_function("() => document.querySelector('#series-note').textContent.startsWith('5 of')")
+    page.wait_for_function("() => document.querySelector('#series-note')?.textContent.startsWith('5 of')")
     assert page.evaluate("() => window.netatlasLogs.chart.chart.getOption().series.length") == 5
     # pick two by name
     page.click("#series-choose")
@@ -193,7 +193,7 @@ def test_a_chart_says_how_many_series_it_shows_and_lets_the_user_pick(page, base
     boxes.nth(7).check()
     boxes.nth(9).check()
     page.click("#series-apply")
-    page.wait_for_function("() => document.querySelector('#series-note').textContent.startsWith('2 of')")
+    page.wait_for_function("() => document.querySelector('#series-note')?.textContent.startsWith('2 of')")
     names = page.evaluate("() => window.netatlasLogs.chart.chart.getOption().series.map((s) => s.name)")
     assert sorted(names) == sorted(wanted)
     # a bar chart of more categories than it draws says so too
@@ -245,7 +245,7 @@ def test_the_network_chart_keeps_colours_and_places_and_labels_hubs_and_the_sele
     assert sum(n["hub"] and n["label"] for n in first.values()) >= 10   # the hubs are labelled
     # a filter: the machines left keep their places and their subnets' colours
     page.click("label.check:has-text('Only connections with failures') input")
-    page.wait_for_function(f"() => +document.querySelector('#network').dataset.nodes < {len(first)}")
+    page.wait_for_function(f"() => +document.querySelector('#network')?.dataset.nodes < {len(first)}")
     page.wait_for_timeout(300)
     after = network_nodes(page)
     assert after and all(after[i]["colour"] == colours[after[i]["subnet"]] for i in after)
@@ -254,7 +254,7 @@ def test_the_network_chart_keeps_colours_and_places_and_labels_hubs_and_the_sele
     # the selection, from the address: ringed and labelled
     chosen = next(iter(after))
     page.goto(f"{base}/#/network?range=24h&only_failing=1&sel={chosen}")
-    page.wait_for_function(f"() => document.querySelector('#network').dataset.selected === {chosen!r}")
+    page.wait_for_function(f"() => document.querySelector('#network')?.dataset.selected === {chosen!r}")
     page.wait_for_selector("#net-details h2")
     picked = network_nodes(page)[chosen]
     assert picked["selected"] and picked["label"]
