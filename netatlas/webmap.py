@@ -44,6 +44,7 @@ from importlib import resources
 
 from . import addresses
 from .errors import WebMapError
+from .kql.values import gc_paused
 from .limits import DEFAULT_TIMEOUT
 
 LOOKBACK = timedelta(days=1)        # inventory, bound ports and processes reported this long before the range count
@@ -772,7 +773,16 @@ def build_map(ws, selection: Selection, span: Span, options: Options = Options()
               timeout: float = DEFAULT_TIMEOUT, src: Source | None = None, group_by: str | None = None,
               open_groups: tuple[str, ...] = ()) -> dict:
     """The dependency map of a machine or group over a range (``GET /api/map``); with ``group_by``
-    its machines also grouped (``grouped``)."""
+    its machines also grouped (``grouped``). Built with the cyclic garbage collector paused: its
+    tens of thousands of rows, edges and answer dicts hold no cycles, yet they made the collector
+    walk them again and again (0.09 s of a busy fleet's 0.9 s)."""
+    with gc_paused:
+        return _build_map(ws, selection, span, options, timeout=timeout, src=src, group_by=group_by,
+                          open_groups=open_groups)
+
+
+def _build_map(ws, selection: Selection, span: Span, options: Options, *, timeout: float,
+               src: Source | None, group_by: str | None, open_groups: tuple[str, ...]) -> dict:
     src = src or Source(ws, timeout)
     f = fold_map(src, selection, span, options)
     edges, loopback = f.edges, f.loopback

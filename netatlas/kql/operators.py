@@ -391,6 +391,14 @@ def arg_extreme(pl: Planner, rel: Rel, call: s.Call, item: s.Assign, by_names, t
         row.meta["row_columns"] = [c for c, _ in rel.cols]    # a store without row values builds the tuple
         agg = fn(ARG_EXTREMES[call.name], row, target.sql)
         keys = [n if i else target.name for i, (n, _) in enumerate(fields)]
+    elif len(fields) == 2 and target.type != T.DYNAMIC:
+        # one column beside Expr: max(Expr) and max_by(col, Expr) are that row's values (a tie on
+        # Expr has one value of Expr), without a struct per input row (0.3 s -> 0.22 s on 5M rows)
+        names = _arg_names(fields, item, taken)
+        extreme = exp.Max if call.name == "arg_max" else exp.Min
+        (_, value) = fields[1]
+        return [(names[0], target.type, extreme(this=target.sql.copy())),
+                (names[1], value.type, fn(ARG_EXTREMES[call.name], value.sql, target.sql.copy()))]
     else:
         struct = exp.Struct(expressions=[exp.PropertyEQ(this=ident(f"f{i}"), expression=t.sql)
                                          for i, (_, t) in enumerate(fields)])

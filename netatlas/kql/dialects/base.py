@@ -77,8 +77,8 @@ FUNCTIONS: dict[str, str] = {
     "is_finite": "whether a real is neither infinite nor NaN",
     "hash64": "a 64-bit hash of a value",
     "sample_variance": "aggregate: the sample variance",
-    "value_at_max": "aggregate: x at the row where y is largest",
-    "value_at_min": "aggregate: x at the row where y is smallest",
+    "value_at_max": "aggregate: x (null or not) at the row where y is largest (rows whose y is null skipped)",
+    "value_at_min": "aggregate: x (null or not) at the row where y is smallest (rows whose y is null skipped)",
     # datetimes
     "datetime_diff": "part, a, b: whole part boundaries (a string literal unit) from a to b",
     "datetime_part": "part, d: a field of a datetime (a string literal unit)",

@@ -258,8 +258,8 @@ def _arg_extreme(name):
             value = call("tuple", *[_nullable(e) for e in value.expressions])
         elif isinstance(value, (exp.Tuple, exp.Struct)):
             value = value.__class__(expressions=[_nullable(e) for e in value.expressions])
-        else:
-            value = _nullable(value)
+        else:   # argMax skips a null value as it skips a null key: a tuple of one is never null
+            return call("tupleElement", call(name, call("tuple", _nullable(value)), key), N(1))
         return call(name, value, key)
     return spell
 

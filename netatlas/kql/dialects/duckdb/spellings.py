@@ -32,8 +32,8 @@ SPELLINGS: dict[str, str] = {
     "is_finite": "isfinite",
     "hash64": "hash",
     "sample_variance": "var_samp",
-    "value_at_max": "max_by",
-    "value_at_min": "min_by",
+    "value_at_max": "arg_max_null",     # max_by skips a row whose x is null: arg_max_null keeps it
+    "value_at_min": "arg_min_null",
     "datetime_diff": "date_diff",
     "datetime_part": "date_part",
     "datetime_trunc": "date_trunc",
