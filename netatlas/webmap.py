@@ -807,7 +807,7 @@ def _build_map(ws, selection: Selection, span: Span, options: Options, *, timeou
         m.update(heartbeat_state(last.get(m["computer"].lower()), span.end, now))
         m["focus"] = m["id"] in set(f.focus)
     if group_by is not None:
-        answer["grouped"] = src.step("group", grouped, answer, group_by, open_groups, options.failure_rate)
+        answer["grouped"] = src.step("group", grouped, answer, group_by, open_groups)
     return answer
 
 
@@ -864,11 +864,13 @@ def parse_group_by(text: str) -> tuple[str, str]:
     return kind, key.strip()
 
 
-def grouped(answer: dict, by: str, open_groups=(), rate: float = FAILURE_RATE) -> dict:
+def grouped(answer: dict, by: str, open_groups=()) -> dict:
     """The map's machines grouped (``GROUP_BY``), with its edges summed between groups: each node is a
     group (``c-...``), a machine of an opened group, or the outside (clients, servers without an
-    agent, the internet: ``x-...``); each edge sums its member edges (``members``) and fails by the
-    same rate as one edge (``failing``), also counting its failing and used-to-work members."""
+    agent, the internet: ``x-...``); each edge sums its member edges (``members``), counts its
+    failing and used-to-work members, and fails when one of its members fails (by ``rate``, as
+    ``failing`` judges one edge): a dependency that fails does not vanish into a busy group's sum,
+    as the browser's grouping (ui/map.js) draws it."""
     kind, key = parse_group_by(by)
     key = tag_key(answer["machines"], key) if kind == "tag" else key
     opened = set(open_groups)
@@ -912,7 +914,7 @@ def grouped(answer: dict, by: str, open_groups=(), rate: float = FAILURE_RATE) -
                 groups[mine]["malicious"] = True
     out_edges = []
     for (a, b), x in sorted(edges.items()):
-        x["failing"] = failing(x["links"], x["failed"], rate)
+        x["failing"] = x["failing_edges"] > 0
         x["status"] = ("used_to_work" if x["used_to_work"] else "failed") if x["failing"] else "ok"
         x["id"] = "a-" + hashlib.blake2b(f"{a}>{b}".encode(), digest_size=8).hexdigest()
         out_edges.append(x)
