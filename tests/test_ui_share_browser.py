@@ -6,6 +6,7 @@ network chart's stable colours, layout and labels. On the 200-machine demo (``fl
 except the share link, which writes DIR/shares.json: a small workspace of its own."""
 from __future__ import annotations
 
+import json
 import re
 from urllib.parse import parse_qs, urlsplit
 
@@ -196,6 +197,18 @@ def test_a_chart_says_how_many_series_it_shows_and_lets_the_user_pick(page, base
     page.wait_for_function("() => document.querySelector('#series-note')?.textContent.startsWith('2 of')")
     names = page.evaluate("() => window.netatlasLogs.chart.chart.getOption().series.map((s) => s.name)")
     assert sorted(names) == sorted(wanted)
+    # the choice is in the address: a reload (or a copied address) draws the same two
+    assert sorted(json.loads(hash_params(page.url)["pick"])) == sorted(wanted)
+    assert hash_params(page.url)["series"] == "5"
+    page.reload()
+    page.wait_for_selector("#chart[data-ready='1']")
+    page.wait_for_function("() => document.querySelector('#series-note')?.textContent.startsWith('2 of')")
+    names = page.evaluate("() => window.netatlasLogs.chart.chart.getOption().series.map((s) => s.name)")
+    assert sorted(names) == sorted(wanted)
+    # a new run draws the largest again (of the count chosen)
+    page.click("#run")
+    page.wait_for_function("() => document.querySelector('#series-note')?.textContent.startsWith('5 of')")
+    assert "pick" not in hash_params(page.url)
     # a bar chart of more categories than it draws says so too
     run_query(page, "range x from 1 to 300 step 1 | project Name = strcat('n', x), Bytes = x * 1000 | render columnchart", "")
     page.wait_for_selector("#chart-cut")

@@ -91,7 +91,15 @@ export async function mount(main) {
   const spanOf = (v) => (v === "query" ? "" : v);
   const initialSpan = params.timespan !== undefined && TIMESPANS.some(([v]) => v === spanOf(params.timespan))
     ? spanOf(params.timespan) : store.get("timespan", "P1D");
-  const seriesChoice = { max: 25, only: null };     // the chart's series: how many, or which (charts.js)
+  // the chart's series: how many, or which (charts.js); in the address too (series, pick)
+  const seriesChoice = { max: 25, only: null };
+  if (fromAddress && +params.series >= 1) seriesChoice.max = Math.floor(+params.series);
+  if (fromAddress && params.pick) {
+    try {
+      const pick = JSON.parse(params.pick);
+      if (Array.isArray(pick) && pick.every((x) => typeof x === "string")) seriesChoice.only = pick;
+    } catch (e) { /* not a list: the largest series, as without it */ }
+  }
 
   const timespan = h("select#timespan", { title: "Time range applied to every table the query reads" },
     TIMESPANS.map(([v, label]) => h("option", { value: v, selected: v === initialSpan }, label)));
@@ -253,11 +261,14 @@ export async function mount(main) {
   // The query and its range in the address; push: a run is a step Back returns before.
   function remember(push) {
     const text = cm.getValue();
-    setHashParams("logs", { q: text.trim() ? text : "", timespan: timespan.value || "query" }, push);
+    setHashParams("logs", { q: text.trim() ? text : "", timespan: timespan.value || "query",
+      series: seriesChoice.max !== 25 ? String(seriesChoice.max) : "",
+      pick: seriesChoice.only ? JSON.stringify(seriesChoice.only) : "" }, push);
   }
 
-  async function run(text = cm.getValue(), span = timespan.value, push = true) {
+  async function run(text = cm.getValue(), span = timespan.value, push = true, keepSeries = false) {
     if (!text.trim()) return;
+    if (!keepSeries) seriesChoice.only = null;       // a new run draws the largest series again
     if (text === cm.getValue()) remember(push);
     clearError();
     runButton.disabled = true;
@@ -275,7 +286,6 @@ export async function mount(main) {
       stats.textContent = `${fmtNum(s.rows)} rows · ${Math.round(performance.now() - t0)} ms` + (s.truncated ? ` · cut at ${fmtNum(s.max_rows)} rows` : "");
       stats.className = s.truncated ? "stats warn" : "stats";
       exportCsv.disabled = exportParquet.disabled = false;
-      seriesChoice.only = null;
       await show(chartKind(result) ? "chart" : "table");
     } catch (e) {
       result = null;
@@ -322,7 +332,7 @@ export async function mount(main) {
     if (all.length <= 1) return clear(seriesBar, cuts);
     const count = h("input#series-count", { type: "number", min: "1", max: String(all.length), value: String(Math.min(seriesChoice.max, all.length)),
       title: "How many series to draw, the largest first",
-      onchange: () => { seriesChoice.max = Math.max(1, +count.value || 1); seriesChoice.only = null; show("chart"); } });
+      onchange: () => { seriesChoice.max = Math.max(1, +count.value || 1); seriesChoice.only = null; remember(false); show("chart"); } });
     const picker = h("div.series-picker#series-picker", { hidden: true });
     const choose = h("button.small#series-choose", { onclick: () => { picker.hidden = !picker.hidden; } }, "Choose series…");
     const ticked = new Set(chart.shownSeries);
@@ -336,7 +346,7 @@ export async function mount(main) {
     }
     fillPicker();
     clear(picker, find, list, h("div.row.buttons",
-      h("button.small.primary#series-apply", { onclick: () => { seriesChoice.only = [...ticked]; show("chart"); } }, "Draw these"),
+      h("button.small.primary#series-apply", { onclick: () => { seriesChoice.only = [...ticked]; remember(false); show("chart"); } }, "Draw these"),
       h("button.small", { onclick: () => { ticked.clear(); fillPicker(); } }, "None")));
     const shown = chart.shownSeries.length;
     clear(seriesBar, h(`span.series-note${shown < all.length ? ".warn" : ""}#series-note`,
@@ -365,7 +375,7 @@ export async function mount(main) {
   const onResize = () => chart && chart.chart.resize();
   window.addEventListener("resize", onResize);
   cm.focus();
-  if (fromAddress) run(params.q, timespan.value, false);
+  if (fromAddress) run(params.q, timespan.value, false, true);
   return () => {
     alive = false;
     window.removeEventListener("resize", onResize);
