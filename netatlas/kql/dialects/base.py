@@ -75,7 +75,6 @@ FUNCTIONS: dict[str, str] = {
     "log2": "the base-2 logarithm",
     "gamma": "the gamma function",
     "is_finite": "whether a real is neither infinite nor NaN",
-    "hash64": "a 64-bit hash of a value",
     "sample_variance": "aggregate: the sample variance",
     "value_at_max": "aggregate: x (null or not) at the row where y is largest (rows whose y is null skipped)",
     "value_at_min": "aggregate: x (null or not) at the row where y is smallest (rows whose y is null skipped)",
@@ -94,7 +93,7 @@ FUNCTIONS: dict[str, str] = {
         "ipv4_is_private", "ipv4_masked", "ipv4_prefix", "ipv6_compare", "json_list", "make_bag",
         "make_set_dynamic", "make_set_values", "mv_list", "parse_ipv4", "parse_ipv6", "parse_json", "parse_url", "real_str",
         "set_difference", "set_intersect", "set_union", "timespan_str", "todatetime",
-        "totimespan", "url_encode", "xxhash64")},
+        "totimespan", "url_encode", "xxhash64", "xxhash64_long", "xxhash64_real")},
     # the series_* functions (functions/series.py): series as JSON text in, JSON text out
     **{f"netatlas_series_{name}": "the runtime's" for name in SERIES_RUNTIME},
 }

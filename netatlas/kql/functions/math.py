@@ -86,13 +86,48 @@ def sign(x):
     return cast(fn(exp.Sign, x.sql), T.REAL)
 
 
+def _ticks(x: Typed) -> exp.Expression:
+    """A datetime's ticks (100 ns since 0001-01-01), as tolong() gives them."""
+    return exp.Add(this=exp.Mul(this=fn("epoch_microseconds", x.sql), expression=N(10)),
+                   expression=N(621355968000000000))
+
+
+# Kusto's hash(): XXH64 (seed 0) of the value's bytes (the reference's hash("World") and
+# hash(datetime("2015-01-01")) checked): a string's UTF-8 text; a long's, an int's, a timespan's
+# and a datetime's ticks as 8 bytes little-endian; a real's IEEE double. Other types (bool, guid,
+# dynamic) hash their text (the reference shows none of them).
+HASHED = {
+    T.STRING: lambda x: fn("netatlas_xxhash64", x.sql),
+    T.LONG: lambda x: fn("netatlas_xxhash64_long", x.sql),
+    T.INT: lambda x: fn("netatlas_xxhash64_long", exp.Cast(this=x.sql, to=T.storage(T.LONG))),
+    T.TIMESPAN: lambda x: fn("netatlas_xxhash64_long", x.sql),
+    T.DATETIME: lambda x: fn("netatlas_xxhash64_long", _ticks(x)),
+    T.REAL: lambda x: fn("netatlas_xxhash64_real", x.sql),
+}
+
+
 @scalar("hash", "ai?", T.LONG)
 def hash_(x, mod=None):
     from ..scalars import to_string
-    h = cast(exp.Mod(this=fn("hash64", to_string(x).sql), expression=N(9223372036854775807)), T.LONG)
-    if mod is not None:
-        h = exp.Mod(this=h, expression=mod.sql)
-    return h
+    h = HASHED.get(x.type, lambda v: fn("netatlas_xxhash64", to_string(v).sql))(x)
+    if mod is None:
+        return h
+    # modulo mod of the hash read as an unsigned 64-bit number: 0 .. mod - 1 (a negative hash h is
+    # h + 2^64; 2^64 mod m is computed from 2^63 - 1 so that nothing leaves 64 bits)
+    m = mod.sql
+    r63 = exp.Mod(this=exp.Paren(this=exp.Add(this=exp.Mod(this=N(9223372036854775807), expression=m.copy()),
+                                              expression=N(1))), expression=m.copy())
+    r64 = exp.Mod(this=exp.Mul(this=exp.Paren(this=r63), expression=N(2)), expression=m.copy())
+    low = exp.Mod(this=h.copy(), expression=m.copy())
+    negative = exp.Mod(this=exp.Paren(this=exp.Add(this=exp.Add(this=low, expression=r64), expression=m.copy())),
+                       expression=m.copy())
+    return exp.Case(ifs=[exp.If(this=exp.LT(this=h.copy(), expression=N(0)), true=negative)],
+                    default=exp.Mod(this=h, expression=m.copy()))
+
+
+@scalar("hash_xxhash64", "ai?", T.LONG)
+def hash_xxhash64(x, mod=None):
+    return hash_(x, mod)     # hash()'s algorithm, under its own name (the same reference examples)
 
 
 @scalar("rand", "n?", T.REAL)

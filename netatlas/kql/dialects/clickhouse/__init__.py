@@ -574,7 +574,6 @@ SPELLINGS = {
     "log2": "log2",
     "gamma": "tgamma",
     "is_finite": "isFinite",
-    "hash64": "xxHash64",
     "sample_variance": "varSamp",
     "datetime_diff": "dateDiff",
     "epoch_microseconds": "toUnixTimestamp64Micro",
@@ -604,6 +603,8 @@ FUNCTIONS = {
     "netatlas_format_timespan": _format_timespan,
     "netatlas_url_encode": _url_encode,
     "netatlas_xxhash64": lambda n: call("reinterpretAsInt64", call("xxHash64", args(n)[0])),
+    "netatlas_xxhash64_long": lambda n: call("reinterpretAsInt64", call("xxHash64", call("toInt64", args(n)[0]))),
+    "netatlas_xxhash64_real": lambda n: call("reinterpretAsInt64", call("xxHash64", call("toFloat64", args(n)[0]))),
     "netatlas_todatetime": lambda n: call("parseDateTime64BestEffortOrNull", args(n)[0], N(6), L("UTC")),
 }
 

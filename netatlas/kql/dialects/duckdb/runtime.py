@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import struct
 
 from ...literals import format_timespan, parse_datetime, parse_timespan, timespan_format_tokens
 
@@ -263,9 +264,21 @@ def _round(acc: int, lane: int) -> int:
 def _xxhash64(s: str | None):
     """XXH64 (seed 0) of the string's UTF-8 bytes as a signed 64-bit number: Kusto's hash() of a
     string, and its graphs' node ids (ClickHouse's xxHash64)."""
-    if s is None:
-        return None
-    b = s.encode("utf-8")
+    return None if s is None else _xxh64(s.encode("utf-8"))
+
+
+def _xxhash64_long(v: int | None):
+    """XXH64 of a long's 8 bytes, little-endian: Kusto's hash() of a long, a timespan or a
+    datetime's ticks (ClickHouse's xxHash64 of an Int64)."""
+    return None if v is None else _xxh64(int(v).to_bytes(8, "little", signed=True))
+
+
+def _xxhash64_real(v: float | None):
+    """XXH64 of a real's IEEE double, little-endian (ClickHouse's xxHash64 of a Float64)."""
+    return None if v is None else _xxh64(struct.pack("<d", v))
+
+
+def _xxh64(b: bytes) -> int:
     n, i = len(b), 0
     if n >= 32:
         v = [(_P1 + _P2) & _M64, _P2, 0, (-_P1) & _M64]
@@ -295,6 +308,8 @@ def _xxhash64(s: str | None):
 
 UDFS = [
     ("netatlas_xxhash64", _xxhash64, ["VARCHAR"], "BIGINT"),
+    ("netatlas_xxhash64_long", _xxhash64_long, ["BIGINT"], "BIGINT"),
+    ("netatlas_xxhash64_real", _xxhash64_real, ["DOUBLE"], "BIGINT"),
     ("netatlas_todatetime", _todatetime, ["VARCHAR"], "TIMESTAMP"),
     ("netatlas_totimespan", _totimespan, ["VARCHAR"], "BIGINT"),
     ("netatlas_ipv6_compare", _ipv6_compare, ["VARCHAR", "VARCHAR", "BIGINT"], "BIGINT"),

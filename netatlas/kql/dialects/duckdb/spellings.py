@@ -30,7 +30,6 @@ SPELLINGS: dict[str, str] = {
     "log2": "log2",
     "gamma": "gamma",
     "is_finite": "isfinite",
-    "hash64": "hash",
     "sample_variance": "var_samp",
     "value_at_max": "arg_max_null",     # max_by skips a row whose x is null: arg_max_null keeps it
     "value_at_min": "arg_min_null",
