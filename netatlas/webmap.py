@@ -868,8 +868,8 @@ def grouped(answer: dict, by: str, open_groups=()) -> dict:
     """The map's machines grouped (``GROUP_BY``), with its edges summed between groups: each node is a
     group (``c-...``), a machine of an opened group, or the outside (clients, servers without an
     agent, the internet: ``x-...``); each edge sums its member edges (``members``), counts its
-    failing and used-to-work members, and fails when one of its members fails (by ``rate``, as
-    ``failing`` judges one edge): a dependency that fails does not vanish into a busy group's sum,
+    failing and used-to-work members, and fails when one of its members fails (each member
+    judged by the map's failure rate, ``failing``): a dependency that fails does not vanish into a busy group's sum,
     as the browser's grouping (ui/map.js) draws it."""
     kind, key = parse_group_by(by)
     key = tag_key(answer["machines"], key) if kind == "tag" else key
