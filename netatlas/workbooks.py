@@ -14,6 +14,15 @@ value is put into a tile's query where it says ``{Name}`` or ``{Name:format}`` (
 formats are ``FORMATS``), as Azure's workbooks do; a tile whose ``timeRange`` names a time range
 parameter runs over that range (every table limited to it, the query API's timespan).
 
+A ``multi`` parameter (a multi-select drop-down; text or machine) keeps its selected values as a
+JSON array in its value (``'["web-01","web-02"]'``; "" or "[]": none); ``{Name}`` is each value in
+its ``quote`` (``QUOTES``: ' by default, ", or none), escaped as a KQL string literal needs, joined
+by its ``delimiter`` (, by default): ``where Computer in ({Name})``; ``{Name:label}`` the values
+joined by ", "; none selected is ``PARAMETER_MISSING``, as Azure says the parameter is not set.
+A tile's ``visibleWhen`` (``[{"parameter", "comparison": "equals"|"not_equals", "value"}]``, all
+must hold; ``Values.visible``) hides it: the UI does not run it, ``/api/workbooks/run`` answers
+``{"visible": false}``.
+
 Tiles (``TILE_TYPES``): ``query`` (its ``visualization``: a table, a chart of ``charts.js``, tiles
 of numbers, or ``auto``: what the query's ``render`` says), ``map`` (the dependency map of a
 ``machine`` or a ``group``, parameters allowed), ``text`` (markdown) and ``unsupported`` (an
@@ -27,7 +36,10 @@ it is read only.
 Azure Monitor's gallery format (``{"version": "Notebook/1.0", "items": [...]}``) is converted by
 ``from_azure``: parameters (items of type 9), KQL queries (type 3, queryType 0) with their
 visualization, markdown (type 1), groups (type 12) flattened in place; anything else becomes an
-``unsupported`` tile saying what it was. Bounds: ``netatlas/limits.py`` (``WORKBOOK_*``).
+``unsupported`` tile saying what it was. Multi-select drop-downs keep ``multiSelect``, ``quote``,
+``delimiter`` and their list of values; items' ``conditionalVisibility`` / ``conditionalVisibilities``
+(``AZURE_COMPARISONS``; a group's passed down to its items) become ``visibleWhen``, and a condition
+netatlas cannot take leaves the item visible with a ``note`` (counted as not supported). Bounds: ``netatlas/limits.py`` (``WORKBOOK_*``).
 """
 from __future__ import annotations
 
@@ -56,7 +68,14 @@ REFERENCE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([A-Za-z]+))?\}")
 WRAPPED = re.compile(r"(?:datetime\s*\(\s*|['\"])\Z", re.I)     # what a reference's own datetime() would repeat
 
 WORKBOOK_KEYS = {"format", "version", "id", "title", "description", "parameters", "tiles", "source", "builtin"}
-PARAMETER_KEYS = {"name", "type", "label", "value", "required", "choices", "query", "note"}
+PARAMETER_KEYS = {"name", "type", "label", "value", "required", "choices", "query", "note", "multi", "quote",
+                  "delimiter"}
+MULTI_TYPES = ("text", "machine")        # the types a multi-select parameter may be
+QUOTES = ("'", '"', "")                  # what a multi parameter's values are wrapped in ("": bare, for numbers)
+COMPARISONS = ("equals", "not_equals")   # a visibleWhen condition's
+CONDITION_KEYS = {"parameter", "comparison", "value"}
+# tile keys every type takes (besides id, type, title, size)
+COMMON_TILE_KEYS = {"visibleWhen", "note"}
 # tile type -> its keys besides id, type, title, size
 TILE_KEYS = {
     "query": {"query", "visualization", "timeRange", "timespan", "tiles"},
@@ -139,8 +158,28 @@ def _parameter(p, i: int) -> dict:
     kind = _choice(p.get("type"), PARAMETER_TYPES, f"{where}.type")
     out = {"name": name, "type": kind, "label": _text(p.get("label"), f"{where}.label") or name,
            "value": _text(p.get("value"), f"{where}.value")}
-    if out["value"] and kind in VALUE_CHECKS:
-        VALUE_CHECKS[kind](out["value"], f"{where}.value")
+    multi = p.get("multi")
+    if multi is not None and not isinstance(multi, bool):
+        raise WorkbookError("must be true or false", f"{where}.multi")
+    if multi:
+        if kind not in MULTI_TYPES:
+            raise WorkbookError(f"a {kind} parameter takes one value; multi is for {' and '.join(MULTI_TYPES)}",
+                                f"{where}.multi")
+        quote = p.get("quote", "'")
+        if quote not in QUOTES:
+            raise WorkbookError(f"{quote!r} is not a quote: one of ' \" or \"\" (none)", f"{where}.quote")
+        delimiter = _text(p.get("delimiter", ","), f"{where}.delimiter", limit=limits.WORKBOOK_MAX_DELIMITER_CHARS)
+        if "\n" in delimiter or "\r" in delimiter:
+            raise WorkbookError("a delimiter is on one line", f"{where}.delimiter")
+        out.update(multi=True, quote=quote, delimiter=delimiter,
+                   value=_multi_text(multi_values(out["value"], f"{where}.value")))
+    else:
+        for key in ("quote", "delimiter"):
+            if p.get(key) is not None:
+                raise WorkbookError("only a multi parameter (multi: true) takes a quote and a delimiter",
+                                    f"{where}.{key}")
+        if out["value"] and kind in VALUE_CHECKS:
+            VALUE_CHECKS[kind](out["value"], f"{where}.value")
     if p.get("required") is not None:
         if not isinstance(p["required"], bool):
             raise WorkbookError("must be true or false", f"{where}.required")
@@ -159,12 +198,53 @@ def _parameter(p, i: int) -> dict:
     return out
 
 
+def multi_values(value: str, where: str) -> list[str]:
+    """A multi parameter's value: a JSON array of strings in its text ("" or "[]": nothing selected)."""
+    if not value.strip():
+        return []
+    try:
+        values = json.loads(value)
+    except ValueError:
+        values = None
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise WorkbookError('a multi parameter\'s value is a JSON array of strings, such as ["web-01","web-02"] '
+                            '("" or [] when nothing is selected)', where)
+    if len(values) > limits.WORKBOOK_MAX_CHOICES:
+        raise WorkbookError(f"{len(values)} values selected, more than the limit of {limits.WORKBOOK_MAX_CHOICES}",
+                            where, code="WORKBOOK_TOO_LARGE")
+    return values
+
+
+def _multi_text(values: list[str]) -> str:
+    """The stored text of a multi parameter's values, as the UI's JSON.stringify writes it."""
+    return json.dumps(values, ensure_ascii=False, separators=(",", ":")) if values else ""
+
+
+def _conditions(spec, where: str, params: dict[str, dict]) -> list[dict]:
+    if not isinstance(spec, list) or len(spec) > limits.WORKBOOK_MAX_CONDITIONS:
+        raise WorkbookError(f"must be a list of at most {limits.WORKBOOK_MAX_CONDITIONS} conditions "
+                            '{"parameter", "comparison": equals or not_equals, "value"}', where)
+    out = []
+    for j, c in enumerate(spec):
+        at = f"{where}[{j}]"
+        if not isinstance(c, dict):
+            raise WorkbookError("must be an object {parameter, comparison, value}", at)
+        _unknown(c, CONDITION_KEYS, at)
+        name = _text(c.get("parameter"), f"{at}.parameter", required=True)
+        if name not in params:
+            raise WorkbookError(f"{name!r} is not a parameter of this workbook", f"{at}.parameter")
+        out.append({"parameter": name,
+                    "comparison": _choice(c.get("comparison"), COMPARISONS, f"{at}.comparison", default="equals"),
+                    "value": _text(c.get("value"), f"{at}.value")})
+    return out
+
+
 def _tile(t, i: int, params: dict[str, dict]) -> dict:
     where = f"tiles[{i}]"
     if not isinstance(t, dict):
         raise WorkbookError("must be an object", where)
     kind = _choice(t.get("type"), TILE_TYPES, f"{where}.type")
-    _unknown(t, {"id", "type", "title", "size"} | TILE_KEYS[kind], where)
+    _unknown(t, {"id", "type", "title", "size"} | COMMON_TILE_KEYS | TILE_KEYS[kind], where)
     tid = _text(t.get("id"), f"{where}.id", required=True)
     if not ID.fullmatch(tid):
         raise WorkbookError(f"{tid!r} is not a tile id (lower-case letters, digits and -, at most 64)", f"{where}.id")
@@ -199,6 +279,10 @@ def _tile(t, i: int, params: dict[str, dict]) -> dict:
         out["note"] = _text(t.get("note"), f"{where}.note")
         if t.get("original") is not None:
             out["original"] = t["original"]
+    if kind != "unsupported" and t.get("note"):     # what an import could not bring over of this tile
+        out["note"] = _text(t["note"], f"{where}.note")
+    if t.get("visibleWhen") is not None and t["visibleWhen"] != []:
+        out["visibleWhen"] = _conditions(t["visibleWhen"], f"{where}.visibleWhen", params)
     return out
 
 
@@ -285,6 +369,12 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("'", "\\'")
 
 
+def _quoted(value: str, quote: str) -> str:
+    """A value inside ``quote``s of a KQL string literal: its backslashes and quotes escaped (bare
+    values, ``quote`` "", are put in as they are, as Azure's workbooks do)."""
+    return value.replace("\\", "\\\\").replace(quote, "\\" + quote) if quote else value
+
+
 def time_range(value: str, now: datetime | None = None) -> tuple[datetime, datetime]:
     from .server.timespan import parse_timespan
     return parse_timespan(value, now)
@@ -323,13 +413,18 @@ class Values:
         if not isinstance(given, dict):
             raise WorkbookError("must be an object of name: value", "parameters")
         self.values = {}
+        self.lists: dict[str, list[str]] = {}      # a multi parameter's selected values
         for name, p in self.params.items():
             v = given.get(name)
             if v is None or v == "":
                 v = p["value"]
+            if p.get("multi") and isinstance(v, list):     # the API takes the list itself too
+                v = json.dumps(v, ensure_ascii=False, separators=(",", ":"))
             if not isinstance(v, str):
                 raise WorkbookError(f"must be a string, got {type(v).__name__}", f"parameters.{name}")
-            if v and p["type"] in VALUE_CHECKS:
+            if p.get("multi"):
+                self.lists[name] = multi_values(v, f"parameters.{name}")
+            elif v and p["type"] in VALUE_CHECKS:
                 VALUE_CHECKS[p["type"]](v, f"parameters.{name}")
             self.values[name] = v
 
@@ -338,9 +433,43 @@ class Values:
             self._machines = self._inventory() if self._inventory else {}
         return self._machines
 
+    def visible(self, tile: dict) -> bool:
+        """Whether every condition of the tile's ``visibleWhen`` holds for these values."""
+        return all((self.compared(c["parameter"]) == c["value"]) == (c["comparison"] == "equals")
+                   for c in tile.get("visibleWhen") or ())
+
+    def compared(self, name: str) -> str:
+        """The text a condition compares: the value; a multi parameter's values joined by ","."""
+        return ",".join(self.lists[name]) if name in self.lists else self.values.get(name, "")
+
+    def _multi(self, name: str, fmt: str, context: str) -> str:
+        p, values = self.params[name], self.lists[name]
+        if not values:
+            raise WorkbookError(f"the parameter {name} has no value: nothing is selected", f"parameters.{name}",
+                                code="PARAMETER_MISSING")
+        if fmt == "label" or (context == "text" and not fmt):
+            return ", ".join(values)
+        if p["type"] == "machine" and fmt == "id":
+            from .webmap import machine_named
+            ids = []
+            for v in values:
+                m = machine_named(self.machines(), v)
+                if m is None:
+                    raise WorkbookError(f"no machine is named {v!r}", f"parameters.{name}", status=404,
+                                        code="MACHINE_NOT_FOUND")
+                ids.append(m.id)
+            values = ids
+        elif fmt not in ("", "value"):
+            raise WorkbookError(f"{{{name}:{fmt}}}: the formats of a multi {p['type']} parameter are "
+                                f"{', '.join(FORMATS['multi' + p['type']])}", f"parameters.{name}", code="BAD_FORMAT")
+        q = p.get("quote", "'")
+        return p.get("delimiter", ",").join(f"{q}{_quoted(v, q)}{q}" for v in values)
+
     def format(self, name: str, fmt: str, context: str) -> str:
         p, v = self.params[name], self.values[name]
         fmt = (fmt or "").lower()
+        if name in self.lists:
+            return self._multi(name, fmt, context)
         if not v:
             if fmt in ("escape", "label", "") and p["type"] != "timerange":
                 return v
@@ -399,6 +528,8 @@ FORMATS = {
     "machine": ("(none: the name given)", "id", "escape", "label"),
     "group": ("(none: all, tag:K=V, subnet:CIDR)", "machines", "ids", "escape", "label"),
     "text": ("(none)", "escape", "label"),
+    "multitext": ("(none: 'a','b', quoted and escaped, joined by the delimiter)", "label", "value"),
+    "multimachine": ("(none: 'a','b', quoted and escaped, joined by the delimiter)", "id", "label", "value"),
 }
 
 
@@ -557,6 +688,8 @@ AZURE_VISUALIZATIONS = {
     "map": "scatterchart",          # Azure's map of latitude/longitude columns: charts.js's world map
 }
 AZURE_SIZES = {0: "half", 1: "third", 2: "third", 3: "full", 4: "third"}
+AZURE_COMPARISONS = {"isEqualTo": "equals", "isNotEqualTo": "not_equals"}    # an item's conditionalVisibility
+AZURE_ALL = "value::all"        # a multi-select's "All" choice
 
 
 def is_azure(data) -> bool:
@@ -593,6 +726,39 @@ class _AzureImport:
         self.ids: set[str] = set()
         self.items = 0
         self.unsupported = 0
+        # the visibleWhen conditions of the items being read (a group's passed down to its items), and
+        # notes of conditions netatlas cannot take (their items stay visible)
+        self.conditions: tuple[dict, ...] = ()
+        self.condition_notes: tuple[str, ...] = ()
+
+    def add(self, tile: dict) -> None:
+        """A tile of the item being read, with its (and its groups') conditions."""
+        if self.conditions:
+            tile["visibleWhen"] = list(self.conditions)
+        if self.condition_notes:
+            tile["note"] = "; ".join(filter(None, (tile.get("note"), *self.condition_notes)))
+        self.tiles.append(tile)
+
+    def item_conditions(self, item: dict) -> tuple[list[dict], list[str]]:
+        """An item's conditionalVisibility / conditionalVisibilities as visibleWhen conditions; a
+        comparison netatlas does not know is left out (the item stays visible) and counted."""
+        raw = [item["conditionalVisibility"]] if isinstance(item.get("conditionalVisibility"), dict) else []
+        if isinstance(item.get("conditionalVisibilities"), list):
+            raw += item["conditionalVisibilities"]
+        conds, notes = [], []
+        for c in raw:
+            if not isinstance(c, dict):
+                continue
+            name, comparison, value = c.get("parameterName"), c.get("comparison"), c.get("value")
+            value = "" if value is None else json.dumps(value) if isinstance(value, bool) else value
+            if comparison not in AZURE_COMPARISONS or not isinstance(name, str) or \
+                    not isinstance(value, (str, int, float)):
+                self.unsupported += 1
+                notes.append(f"not supported: the condition {str(comparison)[:40]!r} on {str(name)[:64]!r} "
+                             "(the item is always shown)")
+                continue
+            conds.append({"parameter": name, "comparison": AZURE_COMPARISONS[comparison], "value": str(value)})
+        return conds, notes
 
     def tile_id(self, name) -> str:
         name = name if isinstance(name, str) else "item"
@@ -607,8 +773,8 @@ class _AzureImport:
     def unsupported_tile(self, item: dict, what: str, title: str = "") -> None:
         self.unsupported += 1
         original = {k: item.get(k) for k in ("type", "name") if isinstance(item.get(k), (int, str))}
-        self.tiles.append({"id": self.tile_id(item.get("name")), "type": "unsupported", "title": title,
-                           "note": f"not supported: {what}", "original": original})
+        self.add({"id": self.tile_id(item.get("name")), "type": "unsupported", "title": title,
+                  "note": f"not supported: {what}", "original": original})
 
     def walk(self, items, depth: int) -> None:
         if depth > limits.WORKBOOK_IMPORT_MAX_DEPTH:
@@ -623,21 +789,31 @@ class _AzureImport:
                                     code="WORKBOOK_TOO_LARGE")
             if not isinstance(item, dict):
                 continue
-            content = item.get("content") if isinstance(item.get("content"), dict) else {}
-            kind = item.get("type")
-            kind = kind if isinstance(kind, (int, str)) and not isinstance(kind, bool) else repr(kind)
-            handler = ITEM_HANDLERS.get(kind)
-            if handler is None:
-                self.unsupported_tile(item, f"Azure workbook item of type {kind!r}"
-                                      + (f" ({AZURE_ITEM_NAMES[kind]})" if kind in AZURE_ITEM_NAMES else ""),
-                                      str(content.get("title") or ""))
-                continue
+            outer = self.conditions, self.condition_notes
+            conds, notes = self.item_conditions(item)
+            self.conditions, self.condition_notes = outer[0] + tuple(conds), outer[1] + tuple(notes)
             try:
-                handler(self, item, content, depth)
-            except WorkbookError:
-                raise
-            except (TypeError, ValueError, AttributeError, KeyError) as e:     # a malformed item: shown in place
-                self.unsupported_tile(item, f"a malformed item of type {kind} ({type(e).__name__})")
+                self.item(item, depth)
+            finally:
+                self.conditions, self.condition_notes = outer
+
+    def item(self, item: dict, depth: int) -> None:
+        """One item: its handler (ITEM_HANDLERS), or an unsupported tile in its place."""
+        content = item.get("content") if isinstance(item.get("content"), dict) else {}
+        kind = item.get("type")
+        kind = kind if isinstance(kind, (int, str)) and not isinstance(kind, bool) else repr(kind)
+        handler = ITEM_HANDLERS.get(kind)
+        if handler is None:
+            self.unsupported_tile(item, f"Azure workbook item of type {kind!r}"
+                                  + (f" ({AZURE_ITEM_NAMES[kind]})" if kind in AZURE_ITEM_NAMES else ""),
+                                  str(content.get("title") or ""))
+            return
+        try:
+            handler(self, item, content, depth)
+        except WorkbookError:
+            raise
+        except (TypeError, ValueError, AttributeError, KeyError) as e:     # a malformed item: shown in place
+            self.unsupported_tile(item, f"a malformed item of type {kind} ({type(e).__name__})")
 
     # -- items
 
@@ -645,8 +821,8 @@ class _AzureImport:
         text = content.get("json")
         if not isinstance(text, str):
             return self.unsupported_tile(item, "a text item without markdown")
-        self.tiles.append({"id": self.tile_id(item.get("name") or "text"), "type": "text", "title": "",
-                           "text": text[:limits.WORKBOOK_MAX_TEXT_CHARS]})
+        self.add({"id": self.tile_id(item.get("name") or "text"), "type": "text", "title": "",
+                  "text": text[:limits.WORKBOOK_MAX_TEXT_CHARS]})
 
     def query(self, item, content, depth) -> None:
         title = str(content.get("title") or "")
@@ -674,7 +850,7 @@ class _AzureImport:
                     cols[ours] = col
             if cols:
                 tile["tiles"] = cols
-        self.tiles.append(tile)
+        self.add(tile)
 
     def parameters(self, item, content, depth) -> None:
         params = content.get("parameters")
@@ -691,9 +867,12 @@ class _AzureImport:
             else:
                 out["type"] = "text"
                 value = p.get("value")
-                if isinstance(value, list):
-                    value = ",".join(str(v) for v in value)
-                out["value"] = value if isinstance(value, str) else ""
+                if p.get("multiSelect") is True:
+                    self.multi(p, out)
+                else:
+                    if isinstance(value, list):
+                        value = ",".join(str(v) for v in value)
+                    out["value"] = value if isinstance(value, str) else ""
                 if kind == 2 and isinstance(p.get("jsonData"), str):
                     try:
                         data = json.loads(p["jsonData"])
@@ -705,17 +884,40 @@ class _AzureImport:
                     out["query"] = p["query"]
                 elif kind not in (1, 2):
                     self.unsupported += 1
-                    out["note"] = f"not supported: Azure's {AZURE_PARAMETER_TYPES.get(kind, f'type {kind}')} " \
-                                  "parameter (shown as text)"
+                    out["note"] = "; ".join(filter(None, (
+                        f"not supported: Azure's {AZURE_PARAMETER_TYPES.get(kind, f'type {kind}')} "
+                        "parameter (shown as text)", out.get("note"))))
             if len(self.params) < limits.WORKBOOK_MAX_PARAMETERS:
                 self.params.append(out)
+
+    def multi(self, p: dict, out: dict) -> None:
+        """A multi-select drop-down: its quote, delimiter and selected values (a list)."""
+        notes = []
+        quote, delimiter = p.get("quote", "'"), p.get("delimiter", ",")
+        if quote not in QUOTES:
+            notes.append(f"the quote {str(quote)[:8]!r} (' used)")
+            quote = "'"
+        if not isinstance(delimiter, str) or len(delimiter) > limits.WORKBOOK_MAX_DELIMITER_CHARS or \
+                "\n" in delimiter or "\r" in delimiter:
+            notes.append(f"the delimiter {str(delimiter)[:16]!r} (, used)")
+            delimiter = ","
+        value = p.get("value")
+        values = value if isinstance(value, list) else [value] if isinstance(value, str) and value else []
+        values = [v if isinstance(v, str) else json.dumps(v) for v in values if v is not None]
+        if AZURE_ALL in values:
+            notes.append("the \"All\" selection (nothing is selected)")
+            values = []
+        out.update(multi=True, quote=quote, delimiter=delimiter,
+                   value=_multi_text(values[:limits.WORKBOOK_MAX_CHOICES]))
+        if notes:
+            self.unsupported += 1
+            out["note"] = "not supported: " + ", ".join(notes)
 
     def group(self, item, content, depth) -> None:
         title = content.get("title")
         if isinstance(title, str) and title.strip():
             name = item.get("name") if isinstance(item.get("name"), str) else "group"
-            self.tiles.append({"id": self.tile_id(name + "-title"), "type": "text",
-                               "title": "", "text": f"### {title}"})
+            self.add({"id": self.tile_id(name + "-title"), "type": "text", "title": "", "text": f"### {title}"})
         items = content.get("items") or []
         if not isinstance(items, list):
             return self.unsupported_tile(item, "a group whose items are not a list")
@@ -735,6 +937,20 @@ def from_azure(data: dict, title: str = "") -> dict:
     for t in imp.tiles:       # a time range bound to a parameter the workbook lacks: a fixed one
         if t.get("timeRange") and t["timeRange"] not in names:
             t.pop("timeRange")
+        conds = t.pop("visibleWhen", [])
+        kept = [c for c in conds if c["parameter"] in names]
+        lost = sorted({c["parameter"] for c in conds if c["parameter"] not in names})
+        if lost:      # a parameter set by something netatlas lacks (links, a query's selection, ...)
+            imp.unsupported += 1
+            t["note"] = "; ".join(filter(None, (t.get("note"), "not supported: a condition on "
+                                                + ", ".join(lost) + ", not a parameter here (the item is always shown)")))
+        if len(kept) > limits.WORKBOOK_MAX_CONDITIONS:
+            imp.unsupported += 1
+            t["note"] = "; ".join(filter(None, (t.get("note"), f"not supported: more than "
+                                                f"{limits.WORKBOOK_MAX_CONDITIONS} conditions (the first kept)")))
+            kept = kept[:limits.WORKBOOK_MAX_CONDITIONS]
+        if kept:
+            t["visibleWhen"] = kept
     tiles = imp.tiles[:limits.WORKBOOK_MAX_TILES]
     wb = {"format": FORMAT, "version": VERSION, "title": title or "Imported Azure workbook",
           "description": f"Imported from an Azure Monitor workbook ({data.get('version')}): {len(tiles)} tiles, "

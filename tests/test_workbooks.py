@@ -15,7 +15,8 @@ from netatlas import webmap
 from netatlas import limits, workbooks as wbs
 
 from test_server import serve_filled
-from workbook_fixtures import AZURE_QUERY_TILES, AZURE_UNSUPPORTED, azure_workbook, small_workbook
+from workbook_fixtures import (AZURE_QUERY_TILES, AZURE_UNSUPPORTED, MULTI_MACHINES, azure_conditional_workbook,
+                               azure_workbook, multi_workbook, small_workbook)
 
 
 @pytest.fixture(scope="module")
@@ -386,7 +387,8 @@ def test_every_workbook_route_is_in_the_endpoint_table_and_the_doc():
 
 
 def test_the_tiles_run_on_clickhouse_too(tmp_path):
-    """The Service Map workbook's and the Azure workbook's query tiles on a chdb workspace."""
+    """The Service Map workbook's and the Azure workbooks' query tiles (multi-select values quoted
+    and escaped among them) on a chdb workspace."""
     pytest.importorskip("chdb")
     from netatlas.workspace import Workspace
     ws = Workspace(tmp_path / "ch", store="chdb")
@@ -396,7 +398,7 @@ def test_the_tiles_run_on_clickhouse_too(tmp_path):
         def inventory():
             src = webmap.Source(ws)
             return webmap.inventory(src.kql("i", webmap.LATEST_MACHINES).to_dicts(), src.kql("t", webmap.ALL_TAGS).to_dicts())
-        for wb in (wbs.builtin(), wbs.from_azure(azure_workbook())):
+        for wb in (wbs.builtin(), wbs.from_azure(azure_workbook()), wbs.from_azure(azure_conditional_workbook())):
             values = wbs.Values(wb, {}, inventory=inventory)
             for tile in (t for t in wb["tiles"] if t["type"] == "query"):
                 res = ws.query(values.expand(tile["query"]), timespan=values.timespan(tile), max_rows=limits.WORKBOOK_TILE_ROWS)
@@ -422,3 +424,194 @@ def test_a_time_range_in_its_own_datetime_or_quotes():
     with pytest.raises(wbs.WorkbookError) as e:
         values.expand("{TimeRange:sideways}")
     assert e.value.code == "BAD_FORMAT"
+
+
+# ---------------------------------------------------------------- multi-select parameters, conditional tiles
+
+def multi_broken(path: str, value):
+    wb = multi_workbook()
+    target = wb
+    parts = path.replace("]", "").replace("[", ".").split(".")
+    for p in parts[:-1]:
+        target = target[int(p)] if p.isdigit() else target[p]
+    last = parts[-1]
+    if value is DROP:
+        del target[int(last) if last.isdigit() else last]
+    else:
+        target[int(last) if last.isdigit() else last] = value
+    return wb
+
+
+DROP = object()
+
+
+@pytest.mark.parametrize("path,value,field,code", [
+    ("parameters[1].multi", "yes", "parameters[1].multi", "BAD_WORKBOOK"),
+    ("parameters[0].multi", True, "parameters[0].multi", "BAD_WORKBOOK"),            # a time range is one value
+    ("parameters[1].quote", "`", "parameters[1].quote", "BAD_WORKBOOK"),
+    ("parameters[1].quote", 1, "parameters[1].quote", "BAD_WORKBOOK"),
+    ("parameters[1].delimiter", 5, "parameters[1].delimiter", "BAD_WORKBOOK"),
+    ("parameters[1].delimiter", "," * (limits.WORKBOOK_MAX_DELIMITER_CHARS + 1), "parameters[1].delimiter",
+     "WORKBOOK_TOO_LARGE"),
+    ("parameters[1].delimiter", ",\n", "parameters[1].delimiter", "BAD_WORKBOOK"),
+    ("parameters[2].quote", "'", "parameters[2].quote", "BAD_WORKBOOK"),             # View is not multi
+    ("parameters[2].delimiter", ";", "parameters[2].delimiter", "BAD_WORKBOOK"),
+    ("parameters[1].value", "acme-demo", "parameters[1].value", "BAD_WORKBOOK"),     # not JSON
+    ("parameters[1].value", '"acme-demo"', "parameters[1].value", "BAD_WORKBOOK"),   # not an array
+    ("parameters[1].value", "[1, 2]", "parameters[1].value", "BAD_WORKBOOK"),        # not strings
+    ("parameters[1].value", json.dumps(["m"] * (limits.WORKBOOK_MAX_CHOICES + 1)), "parameters[1].value",
+     "WORKBOOK_TOO_LARGE"),
+    ("tiles[1].visibleWhen", "View == summary", "tiles[1].visibleWhen", "BAD_WORKBOOK"),
+    ("tiles[1].visibleWhen", [{"parameter": "View"}] * (limits.WORKBOOK_MAX_CONDITIONS + 1), "tiles[1].visibleWhen",
+     "BAD_WORKBOOK"),
+    ("tiles[1].visibleWhen[0]", "View", "tiles[1].visibleWhen[0]", "BAD_WORKBOOK"),
+    ("tiles[1].visibleWhen[0].parameter", "Nope", "tiles[1].visibleWhen[0].parameter", "BAD_WORKBOOK"),
+    ("tiles[1].visibleWhen[0].parameter", DROP, "tiles[1].visibleWhen[0].parameter", "BAD_WORKBOOK"),
+    ("tiles[1].visibleWhen[0].comparison", "isEqualTo", "tiles[1].visibleWhen[0].comparison", "BAD_WORKBOOK"),
+    ("tiles[1].visibleWhen[0].value", 3, "tiles[1].visibleWhen[0].value", "BAD_WORKBOOK"),
+    ("tiles[1].visibleWhen[0].colour", "red", "tiles[1].visibleWhen[0].colour", "BAD_WORKBOOK"),
+])
+def test_multi_and_condition_validation_names_the_field(client, path, value, field, code):
+    err = error(client.admin("POST", "/api/workbooks", multi_broken(path, value)), 400, code, field)
+    assert err["message"].startswith(field)
+    assert not any(f"unknown field {k!r}" in err["message"] for k in ("multi", "quote", "delimiter", "visibleWhen")), err
+
+
+def test_multi_and_conditions_are_normalized():
+    wb = multi_workbook()
+    wb["parameters"][1].update(value='[ "b", "a" ]')
+    del wb["parameters"][1]["quote"], wb["parameters"][1]["delimiter"]
+    del wb["tiles"][1]["visibleWhen"][0]["comparison"]
+    got = wbs.validate(wb)
+    p = got["parameters"][1]
+    assert (p["multi"], p["quote"], p["delimiter"], p["value"]) == (True, "'", ",", '["b","a"]')    # the defaults
+    assert got["tiles"][1]["visibleWhen"] == [{"parameter": "View", "comparison": "equals", "value": "summary"}]
+    assert "multi" not in got["parameters"][2] and "visibleWhen" not in got["tiles"][0]
+    assert wbs.validate(dict(multi_workbook(), parameters=[dict(p, value="[]")] + multi_workbook()["parameters"][:1]
+                             + multi_workbook()["parameters"][2:]))["parameters"][0]["value"] == ""
+
+
+def test_multi_values_expand_quoted_escaped_and_joined():
+    wb = multi_workbook()
+    wb["parameters"] += [{"name": "Bare", "type": "text", "multi": True, "quote": "", "delimiter": " | ", "value": '["1","2"]'},
+                         {"name": "Dq", "type": "text", "multi": True, "quote": '"', "value": ""}]
+    wb = wbs.validate(wb)
+    values = wbs.Values(wb, {"Computers": json.dumps(["web-01", "o'brien \\ x", 'say "hi"']),
+                             "Dq": ["a\"b", "c'd"]})          # the API takes the list itself too
+    assert values.expand("in ({Computers})") == "in ('web-01','o\\'brien \\\\ x','say \"hi\"')"
+    assert values.expand("in ({Computers:value})") == values.expand("in ({Computers})")
+    assert values.expand("({Dq})") == '("a\\"b","c\'d")'         # only the quote used (and \\) escaped
+    assert values.expand("{Bare}") == "1 | 2"
+    assert values.expand("{Computers:label}") == "web-01, o'brien \\ x, say \"hi\""
+    assert values.expand("Records of {Computers}", "text") == values.expand("Records of {Computers:label}")
+    with pytest.raises(wbs.WorkbookError) as e:
+        values.expand("{Computers:escape}")
+    assert e.value.code == "BAD_FORMAT" and e.value.field == "parameters.Computers"
+    for given in ({}, {"Computers": "[]"}, {"Computers": []}):     # nothing selected: not set, as Azure says
+        with pytest.raises(wbs.WorkbookError) as e:
+            wbs.Values(wb, given).expand("where Computer in ({Computers})")
+        assert (e.value.code, e.value.field) == ("PARAMETER_MISSING", "parameters.Computers")
+        with pytest.raises(wbs.WorkbookError):
+            wbs.Values(wb, given).expand("{Computers:label}", "text")
+    with pytest.raises(wbs.WorkbookError) as e:
+        wbs.Values(wb, {"Computers": "web-01"})
+    assert e.value.field == "parameters.Computers"
+    # the values really are KQL string literals: run, they come back as they were
+    import tempfile
+    ws = netatlas.connect(tempfile.mkdtemp())
+    try:
+        row = ws.query(values.expand("print a = pack_array({Computers}), b = pack_array({Dq})")).rows[0]
+        assert (json.loads(row[0]) if isinstance(row[0], str) else row[0]) == ["web-01", "o'brien \\ x", 'say "hi"']
+        assert (json.loads(row[1]) if isinstance(row[1], str) else row[1]) == ["a\"b", "c'd"]
+    finally:
+        ws.close()
+
+
+def test_multi_machine_ids(client):
+    wb = multi_workbook()
+    wb["parameters"][1]["type"] = "machine"
+    wb["tiles"] = [{"id": "ids", "type": "query", "visualization": "table",
+                    "query": "VMComputer | where Machine in ({Computers:id}) | distinct Computer | order by Computer asc"}]
+    r = run(client, "ids", workbook=wb, parameters={"Computers": json.dumps(list(MULTI_MACHINES[:2]))})
+    assert r.status == 200, r.body
+    assert [row[0] for row in r.body["tables"][0]["rows"]] == list(MULTI_MACHINES[:2])
+    assert "'m-" in r.body["query"]
+    error(run(client, "ids", workbook=wb, parameters={"Computers": '["no-such-machine"]'}), 404, "MACHINE_NOT_FOUND")
+
+
+def test_multi_and_conditional_tiles_run(client):
+    wb = multi_workbook()
+    picked = json.dumps(list(MULTI_MACHINES[:2]))
+    r = run(client, "per-machine", workbook=wb, parameters={"Computers": picked})
+    assert r.status == 200, r.body
+    assert "where Computer in ('acme-demo','admdemo-appsvr')" in r.body["query"]
+    assert [row[0] for row in r.body["tables"][0]["rows"]] == list(MULTI_MACHINES[:2])
+    assert r.body["title"] == "Records of acme-demo, admdemo-appsvr"
+    err = error(run(client, "per-machine", workbook=wb), 400, "PARAMETER_MISSING", "parameters.Computers")
+    assert "nothing is selected" in err["message"]
+    error(run(client, "per-machine", workbook=wb, parameters={"Computers": "{"}), 400, "BAD_WORKBOOK", "parameters.Computers")
+    # the choices of its query; conditions: a hidden tile is not run
+    choices = client.call("POST", "/api/workbooks/run", {"workbook": wb, "parameter": "Computers"})
+    assert choices.status == 200 and choices.body["choices"] == list(MULTI_MACHINES)
+    assert run(client, "summary", workbook=wb).body["tables"][0]["rows"][0][0] > 0
+    assert run(client, "detail", workbook=wb).body == {"tile": "detail", "visible": False}
+    assert run(client, "summary", workbook=wb, parameters={"View": "detail"}).body == {"tile": "summary", "visible": False}
+    assert len(run(client, "detail", workbook=wb, parameters={"View": "detail"}).body["tables"][0]["rows"]) == 5
+
+
+def test_multi_and_conditions_round_trip_through_export_and_import(client):
+    stored = client.admin("POST", "/api/workbooks", multi_workbook("Round trip, multi")).body
+    exported = client.call("GET", f"/api/workbooks/{stored['id']}").body
+    assert exported["parameters"][1]["multi"] and exported["tiles"][2]["visibleWhen"][0]["comparison"] == "not_equals"
+    imported = client.call("POST", "/api/workbooks/import", exported).body
+    assert imported["parameters"] == exported["parameters"] and imported["tiles"] == exported["tiles"]
+    assert imported["parameters"] == wbs.validate(multi_workbook())["parameters"]
+    client.admin("DELETE", f"/api/workbooks/{stored['id']}")
+
+
+def test_azure_import_of_multi_select_and_conditions(client):
+    r = client.call("POST", "/api/workbooks/import?title=Conditions", azure_conditional_workbook())
+    assert r.status == 200, r.body
+    wb = r.body
+    params = {p["name"]: p for p in wb["parameters"]}
+    assert {k: params["Computers"][k] for k in ("type", "multi", "quote", "delimiter", "value")} == \
+        {"type": "text", "multi": True, "quote": "'", "delimiter": ",", "value": '["acme-demo","admdemo-appsvr"]'}
+    assert params["Computers"]["query"].startswith("VMComputer")
+    assert (params["Ports"]["quote"], params["Ports"]["choices"]) == ("", ["80", "443", "1433"])
+    assert (params["Names"]["quote"], params["Names"]["delimiter"]) == ('"', " , ")
+    assert params["Everything"]["value"] == "" and "All" in params["Everything"]["note"]
+    assert "multi" not in params["View"]
+    tiles = {t["id"]: t for t in wb["tiles"]}
+    summary_only = [{"parameter": "View", "comparison": "equals", "value": "summary"}]
+    detail_only = [{"parameter": "View", "comparison": "equals", "value": "detail"}]
+    assert tiles["summary"]["visibleWhen"] == summary_only
+    assert tiles["details-title"]["visibleWhen"] == detail_only            # the group's condition, passed down
+    assert tiles["detail-note"]["visibleWhen"] == detail_only
+    assert tiles["detail-links"]["visibleWhen"] == detail_only + [
+        {"parameter": "Computers", "comparison": "not_equals", "value": ""}]
+    for tid in ("odd-condition", "tab-condition"):        # kept visible, said not supported
+        assert "visibleWhen" not in tiles[tid] and "not supported" in tiles[tid]["note"], tiles[tid]
+    assert "isGreaterThan" in tiles["odd-condition"]["note"] and "selectedTab" in tiles["tab-condition"]["note"]
+    assert wb["source"]["unsupported"] == 3 and "3 not supported" in wb["description"]
+    for tid in ("by-machine", "summary", "odd-condition", "tab-condition"):
+        out = run(client, tid, workbook=wb)
+        assert out.status == 200 and out.body["tables"][0]["rows"], (tid, out.body)
+    out = run(client, "by-machine", workbook=wb).body
+    assert "in ('acme-demo','admdemo-appsvr')" in out["query"]
+    assert sorted(row[0] for row in out["tables"][0]["rows"]) == ["acme-demo", "admdemo-appsvr"]
+    out = run(client, "by-port", workbook=wb).body
+    assert "in (80,443)" in out["query"] and sorted(row[0] for row in out["tables"][0]["rows"]) == [80, 443]
+    out = run(client, "names", workbook=wb).body
+    assert out["query"] == 'print n = array_length(pack_array("acme-demo" , "o\'brien \\"x\\\\y\\"")), last = "acme-demo" , "o\'brien \\"x\\\\y\\""'
+    assert out["tables"][0]["rows"][0][:2] == [2, "acme-demo"]
+    for tid in ("detail-links", "detail-note", "details-title"):
+        assert run(client, tid, workbook=wb).body == {"tile": tid, "visible": False}
+    detail = {"View": "detail"}
+    assert run(client, "summary", workbook=wb, parameters=detail).body["visible"] is False
+    out = run(client, "detail-links", workbook=wb, parameters=detail).body
+    assert sorted(row[0] for row in out["tables"][0]["rows"]) == ["acme-demo", "admdemo-appsvr"]
+    assert run(client, "detail-note", workbook=wb, parameters=detail).body["text"] == "Details of acme-demo, admdemo-appsvr"
+    # a stored copy keeps it all
+    stored = client.admin("POST", "/api/workbooks", wb).body
+    assert stored["tiles"] == wb["tiles"] and stored["parameters"] == wb["parameters"]
+    client.admin("DELETE", f"/api/workbooks/{stored['id']}")

@@ -17,7 +17,7 @@ from netatlas import webmap
 
 from screenshots import screenshots_dir
 from test_server import serve_filled
-from workbook_fixtures import AZURE_QUERY_TILES, AZURE_UNSUPPORTED, azure_workbook
+from workbook_fixtures import AZURE_QUERY_TILES, AZURE_UNSUPPORTED, MULTI_MACHINES, azure_workbook, multi_workbook
 
 from test_ui_browser import browser  # noqa: F401,E402 (skips the module without Chromium; browser: its fixture)
 
@@ -218,6 +218,66 @@ def test_azure_workbook_imports_with_its_queries_runnable(page, tmp_path, shots)
     page.press("label.wb-param input[data-param=Computer]", "Enter")
     page.wait_for_selector("label.wb-param select[data-param=Process][data-state=done] option[value='java']", state="attached")
     assert "not supported" in page.inner_text("#wb-params")      # the subscription picker, in place
+
+
+# ---------------------------------------------------------------- a multi-select, conditional tiles
+
+def test_multi_select_and_conditional_tiles(page, tmp_path):
+    path = tmp_path / "multi.json"
+    path.write_text(json.dumps(multi_workbook()))
+    errors_before = len(page.errors)
+    ran = []            # the tiles the page asked the server to run
+    def on_request(req):
+        if req.url.endswith("/api/workbooks/run") and req.post_data and '"tile"' in req.post_data:
+            ran.append(json.loads(req.post_data)["tile"])
+    page.on("request", on_request)
+    try:
+        page.goto(page.url.split("#")[0] + "#/workbooks")
+        page.set_input_files("#wb-import-file", str(path))
+        page.wait_for_function("() => location.hash.startsWith('#/workbooks/draft')")
+        tiles = {t["id"]: t for t in tiles_settled(page)}
+        # nothing selected: the tile says the parameter is not set; View=summary: detail hidden, not run
+        assert tiles["per-machine"]["state"] == "error" and "PARAMETER_MISSING" in tiles["per-machine"]["text"]
+        assert tiles["summary"]["state"] == "done" and tiles["summary"]["rows"] == 1
+        assert tiles["detail"]["state"] == "hidden" and not page.is_visible("section[data-tile=detail]")
+        assert "detail" not in ran
+        select = "label.wb-param select[multiple][data-param=Computers]"
+        page.wait_for_selector(f"{select}[data-state=done]")
+        assert page.eval_on_selector_all(f"{select} option", "os => os.map(o => o.value)") == list(MULTI_MACHINES)
+        page.select_option(select, list(MULTI_MACHINES[:2]))
+        page.wait_for_function("() => location.hash.includes('Computers=')")
+        tiles = {t["id"]: t for t in tiles_settled(page)}
+        per = tiles["per-machine"]
+        assert per["state"] == "done" and per["rows"] == 2, per
+        assert "in ('acme-demo','admdemo-appsvr')" in per["query"]
+        assert all(m in per["text"] for m in MULTI_MACHINES[:2]) and MULTI_MACHINES[2] not in per["text"]
+        assert page.inner_text("section[data-tile=per-machine] .wb-tile-title") == "Records of acme-demo, admdemo-appsvr"
+        # View=detail: the detail tile appears and runs, the summary goes
+        page.select_option("label.wb-param select[data-param=View]", "detail")
+        page.wait_for_function("() => location.hash.includes('View=detail')")
+        tiles = {t["id"]: t for t in tiles_settled(page)}
+        assert tiles["detail"]["state"] == "done" and tiles["detail"]["rows"] == 5 and page.is_visible("section[data-tile=detail]")
+        assert tiles["summary"]["state"] == "hidden" and not page.is_visible("section[data-tile=summary]")
+        assert "detail" in ran and ran.count("summary") == 2         # before and after the machines; not after View
+        # the selection is in the address: a reload keeps both machines selected
+        page.reload()
+        page.wait_for_selector(f"{select}[data-state=done]")
+        assert page.eval_on_selector_all(f"{select} option:checked", "os => os.map(o => o.value)") == list(MULTI_MACHINES[:2])
+        assert {t["id"]: t["state"] for t in tiles_settled(page)} == {"per-machine": "done", "summary": "hidden", "detail": "done"}
+        # the editor: "Multiple" makes View a multi-select (its value a list; the condition still holds)
+        page.click("#wb-edit")
+        page.check(".wb-edit-param[data-index='2'] input.wb-param-multi")
+        page.click("#wb-edit")
+        page.wait_for_selector("label.wb-param select[multiple][data-param=View]")
+        draft = json.loads(page.evaluate("() => sessionStorage.getItem('netatlas.workbookDraft')"))
+        view = draft["parameters"][2]
+        assert (view["multi"], view["quote"], view["delimiter"], view["value"]) == (True, "'", ",", '["summary"]')
+        assert {t["id"]: t["state"] for t in tiles_settled(page)}["detail"] == "done"
+        assert "View=%5B%22detail%22%5D" in page.url         # the value in the address became a list too
+    finally:
+        page.remove_listener("request", on_request)
+    # the tile that said PARAMETER_MISSING was a 400, as meant
+    page.errors[errors_before:] = [e for e in page.errors[errors_before:] if "status of 400" not in e]
 
 
 # ---------------------------------------------------------------- saving (a small workspace of its own)

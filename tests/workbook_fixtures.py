@@ -107,3 +107,88 @@ def small_workbook(title: str = "Checks") -> dict:
                        "visualization": "tiles", "timeRange": "TimeRange", "size": "third"},
                       {"id": "map", "type": "map", "title": "Map", "machine": "{Computer}", "timeRange": "TimeRange"},
                       {"id": "text", "type": "text", "title": "", "text": "Note: {Note}, over {TimeRange}"}]}
+
+
+# ---------------------------------------------------------------- multi-select parameters and conditional tiles
+
+MULTI_MACHINES = ("acme-demo", "admdemo-appsvr", "sql-01.contoso.local")
+
+
+def multi_workbook(title: str = "Machines side by side") -> dict:
+    """A netatlas workbook with a multi-select parameter (its choices from a query; nothing
+    selected by default) and tiles shown by a drop-down's value (``visibleWhen``)."""
+    names = ", ".join(f'"{m}"' for m in MULTI_MACHINES)
+    return {"format": "netatlas-workbook", "version": 1, "title": title,
+            "parameters": [
+                {"name": "TimeRange", "type": "timerange", "value": "P2D"},
+                {"name": "Computers", "type": "text", "label": "Machines", "multi": True, "quote": "'", "delimiter": ",",
+                 "query": f"VMComputer | where Computer in ({names}) | distinct Computer | order by Computer asc",
+                 "value": ""},
+                {"name": "View", "type": "text", "choices": ["summary", "detail"], "value": "summary"}],
+            "tiles": [
+                {"id": "per-machine", "type": "query", "title": "Records of {Computers:label}", "visualization": "table",
+                 "query": "VMConnection | where Computer in ({Computers}) | summarize Records = count() by Computer "
+                          "| order by Computer asc", "timeRange": "TimeRange"},
+                {"id": "summary", "type": "query", "title": "All records", "visualization": "table",
+                 "query": "VMConnection | summarize Records = count()", "timeRange": "TimeRange",
+                 "visibleWhen": [{"parameter": "View", "comparison": "equals", "value": "summary"}]},
+                {"id": "detail", "type": "query", "title": "Links by machine", "visualization": "table",
+                 "query": "VMConnection | summarize Links = sum(LinksEstablished) by Computer | order by Computer asc "
+                          "| take 5", "timeRange": "TimeRange",
+                 "visibleWhen": [{"parameter": "View", "comparison": "not_equals", "value": "summary"}]}]}
+
+
+def azure_conditional_workbook() -> dict:
+    """An Azure Monitor workbook of multi-select drop-downs (quoted ', bare and quoted " with
+    another delimiter; one with the "All" selection) and items shown by a condition: one item's,
+    a group's (passed down to its items, one of which has its own too), a comparison netatlas
+    lacks and a condition on a parameter the workbook does not have."""
+    query = {"queryType": 0, "resourceType": "microsoft.operationalinsights/workspaces", "size": 0,
+             "timeContextFromParameter": "TimeRange", "visualization": "table"}
+    return {
+        "version": "Notebook/1.0",
+        "items": [
+            {"type": 9, "name": "parameters", "content": {"version": "KqlParameterItem/1.0", "parameters": [
+                {"name": "TimeRange", "type": 4, "value": {"durationMs": 172800000}},
+                {"name": "Computers", "type": 2, "label": "Machines", "multiSelect": True, "quote": "'", "delimiter": ",",
+                 "query": "VMComputer | distinct Computer | order by Computer asc", "queryType": 0,
+                 "typeSettings": {"additionalResourceOptions": [], "showDefault": False},
+                 "value": ["acme-demo", "admdemo-appsvr"]},
+                {"name": "Ports", "type": 2, "multiSelect": True, "quote": "", "delimiter": ",",
+                 "jsonData": json.dumps([{"value": "80"}, {"value": "443"}, {"value": "1433"}]), "value": ["80", "443"]},
+                {"name": "Names", "type": 2, "multiSelect": True, "quote": "\"", "delimiter": " , ",
+                 "jsonData": json.dumps(["acme-demo", "o'brien \"x\\y\""]), "value": ["acme-demo", "o'brien \"x\\y\""]},
+                {"name": "Everything", "type": 2, "multiSelect": True, "jsonData": json.dumps(["a", "b"]),
+                 "typeSettings": {"selectAllValue": "*"}, "value": ["value::all"]},
+                {"name": "View", "type": 2, "jsonData": json.dumps(["summary", "detail"]), "value": "summary"},
+            ], "style": "pills", "queryType": 0}},
+            {"type": 3, "name": "by machine", "content": {
+                **query, "title": "Records of {Computers:label}",
+                "query": "VMConnection | where Computer in ({Computers}) | summarize Records = count() by Computer"}},
+            {"type": 3, "name": "by port", "content": {
+                **query, "title": "Links by port",
+                "query": "VMConnection | where DestinationPort in ({Ports}) | summarize Links = count() by DestinationPort"}},
+            {"type": 3, "name": "names", "content": {
+                **query, "title": "Names", "query": "print n = array_length(pack_array({Names})), last = {Names}"}},
+            {"type": 3, "name": "summary", "conditionalVisibility": {"parameterName": "View", "comparison": "isEqualTo",
+                                                                     "value": "summary"},
+             "content": {**query, "title": "All records", "query": "VMConnection | summarize Records = count()"}},
+            {"type": 12, "name": "details", "conditionalVisibility": {"parameterName": "View", "comparison": "isEqualTo",
+                                                                      "value": "detail"},
+             "content": {"version": "NotebookGroup/1.0", "groupType": "editable", "title": "Details", "items": [
+                 {"type": 3, "name": "detail links",
+                  "conditionalVisibilities": [{"parameterName": "Computers", "comparison": "isNotEqualTo", "value": ""}],
+                  "content": {**query, "title": "Links of the machines",
+                              "query": "VMConnection | where Computer in ({Computers}) "
+                                       "| summarize Links = sum(LinksEstablished) by Computer"}},
+                 {"type": 1, "name": "detail note", "content": {"json": "Details of {Computers:label}"}},
+             ]}},
+            {"type": 3, "name": "odd condition", "conditionalVisibility": {"parameterName": "View",
+                                                                           "comparison": "isGreaterThan", "value": "a"},
+             "content": {**query, "title": "Odd", "query": "print n = 1"}},
+            {"type": 3, "name": "tab condition", "conditionalVisibility": {"parameterName": "selectedTab",
+                                                                           "comparison": "isEqualTo", "value": "x"},
+             "content": {**query, "title": "On a tab", "query": "print n = 2"}},
+        ],
+        "$schema": "https://github.com/Microsoft/Application-Insights-Workbooks/blob/master/schema/workbook.json",
+    }

@@ -8,7 +8,7 @@
 | ``PUT /api/workbooks/{id}`` | admin | replace a stored workbook |
 | ``DELETE /api/workbooks/{id}`` | admin | remove it |
 | ``POST /api/workbooks/import`` | query | netatlas's or Azure Monitor's workbook JSON -> netatlas's (not stored) |
-| ``POST /api/workbooks/run`` | query | ``{"id" or "workbook", "tile", "parameters"}``: the tile's query with the values put in, run; ``{..., "parameter"}``: a drop-down parameter's choices (its query's first column) |
+| ``POST /api/workbooks/run`` | query | ``{"id" or "workbook", "tile", "parameters"}``: the tile's query with the values put in, run (``{"tile", "visible": false}`` and nothing run when its ``visibleWhen`` does not hold); ``{..., "parameter"}``: a drop-down parameter's choices (its query's first column) |
 
 A workbook refused is a 400 ``BAD_WORKBOOK`` (``WORKBOOK_TOO_LARGE`` past a limit) naming the
 field (``tiles[2].query``); 404 ``WORKBOOK_NOT_FOUND``; 409 ``WORKBOOK_EXISTS``,
@@ -114,6 +114,8 @@ def _run(svc, body: dict) -> dict:
         raise wbs.WorkbookError(f"the workbook has no tile {body.get('tile')!r}", "tile", status=404,
                                 code="TILE_NOT_FOUND")
     values = wbs.Values(wb, body.get("parameters"), inventory=_inventory(svc))
+    if not values.visible(tile):        # its visibleWhen does not hold: hidden, its query not run
+        return {"tile": tile["id"], "visible": False}
     try:
         span = values.timespan(tile)
         title = values.expand(tile.get("title") or "", "text")

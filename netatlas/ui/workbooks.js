@@ -3,6 +3,8 @@
 // #/workbooks/<id>?TimeRange=P1D&Computer=web-01 (a shared link opens the same page; each change
 // of a value is a step Back returns from); a workbook
 // made or imported here and not saved yet is #/workbooks/draft (kept in this tab's sessionStorage).
+// A multi-select parameter's value is a JSON array (?Computers=["a","b"]); a tile whose
+// visibleWhen does not hold is hidden and not run.
 import { ApiError, api, download } from "./api.js";
 import { drawChart, chartKind } from "./charts.js";
 import { h, clear, fmtNum, nav, notice } from "./util.js";
@@ -20,7 +22,16 @@ const TABLE_ROWS = 100;
 // a tile's fields by its type (workbooks.py TILE_KEYS): the rest is dropped when the type changes
 const TILE_KEYS = { query: ["query", "visualization", "timeRange", "timespan", "tiles"], map: ["machine", "group", "timeRange"],
   text: ["text"], unsupported: ["note", "original"] };
-const COMMON_KEYS = ["id", "type", "title", "size"];
+const COMMON_KEYS = ["id", "type", "title", "size", "visibleWhen", "note"];
+const MULTI_TYPES = ["text", "machine"];
+const QUOTES = [["'", "' (single)"], ['"', '" (double)'], ["", "none"]];
+const COMPARISONS = ["equals", "not_equals"];
+
+// A multi parameter's value: a JSON array of strings in its text ("" or "[]": nothing selected).
+function multiValues(v) {
+  if (!v || !String(v).trim()) return [];
+  try { const a = JSON.parse(v); return Array.isArray(a) ? a.filter((x) => typeof x === "string") : []; } catch { return []; }
+}
 
 const unwritten = (t) => (t.type === "query" && !(t.query || "").trim()) || (t.type === "map" && !(t.machine || "").trim() && !(t.group || "").trim());
 
@@ -29,7 +40,8 @@ function clean(wb) {
   const copy = JSON.parse(JSON.stringify(wb));
   delete copy.builtin;
   copy.tiles = copy.tiles.map((t) => Object.fromEntries(Object.entries(t).filter(([k, v]) =>
-    (COMMON_KEYS.includes(k) || (TILE_KEYS[t.type] || []).includes(k)) && (v !== "" || k === "title"))));
+    (COMMON_KEYS.includes(k) || (TILE_KEYS[t.type] || []).includes(k)) && (v !== "" || k === "title")
+    && !(k === "visibleWhen" && !v.length))));
   return copy;
 }
 
@@ -163,6 +175,41 @@ function workbookPage(main, wb, isDraft) {
   // --- parameters: one input each; a change is put in the address and runs the tiles again
   function paramValue(p) { return values[p.name] ?? p.value ?? ""; }
 
+  // A tile's visibleWhen (workbooks.Values.visible): every condition holds for the values the
+  // server would use (an empty value is the default; a multi parameter's values joined by ",").
+  function compared(name) {
+    const p = wb.parameters.find((q) => q.name === name);
+    if (!p) return "";
+    const v = values[p.name] === undefined || values[p.name] === null || values[p.name] === "" ? p.value ?? "" : values[p.name];
+    return p.multi ? multiValues(v).join(",") : v;
+  }
+  const visible = (t) => (t.visibleWhen || []).every((c) => (compared(c.parameter) === (c.value ?? "")) === ((c.comparison || "equals") === "equals"));
+
+  // A multi-select: its choices (static, its query's or, for machines, the inventory's) with the
+  // selected values ticked; the value is their JSON array ("[]": none).
+  function multiInput(p, attrs, set) {
+    const selected = multiValues(paramValue(p));
+    const fill = (choices) => {
+      const all = [...selected.filter((v) => !choices.includes(v)), ...choices];
+      clear(select, all.map((c) => h("option", { value: c, selected: selected.includes(c) }, c)));
+    };
+    const select = h("select", { ...attrs, multiple: true, size: 4,
+      onchange: () => set(JSON.stringify([...select.selectedOptions].map((o) => o.value))) });
+    fill(p.choices || []);
+    if (p.query) {
+      select.dataset.state = "loading";
+      const parameters = Object.fromEntries(wb.parameters.map((q) => [q.name, paramValue(q)]));
+      api.post("/api/workbooks/run", { workbook: clean(wb), parameter: p.name, parameters }).then((out) => {
+        fill(out.choices); select.dataset.state = "done";
+      }).catch((e) => { select.dataset.state = "error"; select.title = `The choices' query failed: ${e.message}`; });
+    } else if (p.type === "machine" && !(p.choices || []).length) {
+      select.dataset.state = "loading";
+      api.get("/api/machines").then(({ machines }) => { fill(machines.map((m) => m.computer)); select.dataset.state = "done"; })
+        .catch(() => { select.dataset.state = "error"; });
+    }
+    return select;
+  }
+
   function paramInput(p) {
     const set = (v) => {
       values[p.name] = v;
@@ -173,7 +220,9 @@ function workbookPage(main, wb, isDraft) {
     };
     const attrs = { dataset: { param: p.name }, title: p.note || p.label };
     let input;
-    if (p.type === "timerange") {
+    if (p.multi) {
+      input = multiInput(p, attrs, set);
+    } else if (p.type === "timerange") {
       const known = RANGES.some(([v]) => v === paramValue(p));
       const custom = h("input.wb-range-custom", { value: known ? "" : paramValue(p), placeholder: "start/end (ISO 8601)", hidden: known,
         onchange: () => set(custom.value.trim()) });
@@ -255,7 +304,12 @@ function workbookPage(main, wb, isDraft) {
     const heading = h("div.wb-tile-title", tile.title || "");
     const meta = h("div.hint.wb-tile-meta");
     const card = h(`section.wb-tile.size-${tile.size || "full"}`, { dataset: { tile: tile.id, type: tile.type, state: "running" } },
-      heading, body, meta);
+      heading, body, tile.note && tile.type !== "unsupported" ? h("div.hint.wb-tile-note", tile.note) : null, meta);
+    if (!visible(tile)) {       // its visibleWhen does not hold: hidden, not run (a change of a value runs runAll again)
+      card.hidden = true;
+      card.dataset.state = "hidden";
+      return card;
+    }
     if (unwritten(tile)) {
       card.dataset.state = "empty";
       clear(body, notice("No query yet: Edit, then write one."));
@@ -331,14 +385,25 @@ function workbookPage(main, wb, isDraft) {
     const select = (options, current) => h("select", options.map((o) => h("option", { value: o, selected: o === current }, o)));
     const params = wb.parameters.map((p, i) => h("div.wb-edit-param", { dataset: { index: i } },
       field("Name", bind(p, "name", h("input.wb-param-name"), ((old) => () => {
-        for (const t of wb.tiles) if (t.timeRange === old) t.timeRange = p.name;     // the tiles bound to it follow
+        for (const t of wb.tiles) {         // the tiles bound to it follow
+          if (t.timeRange === old) t.timeRange = p.name;
+          for (const c of t.visibleWhen || []) if (c.parameter === old) c.parameter = p.name;
+        }
         drawEditor();
       })(p.name))),
-      field("Type", bind(p, "type", select(PARAMETER_TYPES, p.type), drawEditor)),
+      field("Type", bind(p, "type", select(PARAMETER_TYPES, p.type), () => { if (!MULTI_TYPES.includes(p.type)) setMulti(p, false); drawEditor(); })),
       field("Label", bind(p, "label", h("input"))),
-      field("Default value", bind(p, "value", h("input.wb-param-value", { placeholder: p.type === "timerange" ? "P1D" : "" }))),
+      field("Default value", bind(p, "value", h("input.wb-param-value", { placeholder: p.type === "timerange" ? "P1D" : p.multi ? '["a","b"]' : "" }))),
+      MULTI_TYPES.includes(p.type) ? field("Multiple", h("input.wb-param-multi", { type: "checkbox", checked: !!p.multi, dataset: { field: "multi" },
+        onchange: (e) => { setMulti(p, e.target.checked); changed(); drawEditor(); } })) : null,
+      p.multi ? field("Quote", bind(p, "quote", h("select", QUOTES.map(([v, label]) => h("option", { value: v }, label))))) : null,
+      p.multi ? field("Delimiter", bind(p, "delimiter", h("input.wb-param-delimiter", { size: 4 }))) : null,
       p.type === "timerange" ? null : field("Choices: a query (its first column)", bind(p, "query", h("input.wb-param-query", { placeholder: "VMComputer | distinct Computer" }))),
-      h("button.small", { onclick: () => { wb.parameters.splice(i, 1); changed(); drawEditor(); } }, "Remove")));
+      h("button.small", { onclick: () => {
+        const [gone] = wb.parameters.splice(i, 1);
+        for (const t of wb.tiles) if (t.visibleWhen) t.visibleWhen = t.visibleWhen.filter((c) => c.parameter !== gone.name);
+        changed(); drawEditor();
+      } }, "Remove")));
     const ranges = ["", ...wb.parameters.filter((p) => p.type === "timerange").map((p) => p.name)];
     const tiles = wb.tiles.map((t, i) => {
       const parts = [
@@ -357,6 +422,7 @@ function workbookPage(main, wb, isDraft) {
       } else if (t.type === "text") {
         parts.push(field("Markdown", bind(t, "text", h("textarea.wb-text", { rows: 4 }))));
       }
+      parts.push(conditionsEditor(t));
       return h("div.wb-edit-tile", { dataset: { index: i } }, parts,
         h("div.row",
           h("button.small", { disabled: i === 0, onclick: () => { wb.tiles.splice(i - 1, 0, ...wb.tiles.splice(i, 1)); changed(); drawEditor(); } }, "Move up"),
@@ -380,6 +446,35 @@ function workbookPage(main, wb, isDraft) {
           ...(range ? { timeRange: range.name } : {}) });
         changed(); drawEditor();
       } }, "Add tile"));
+  }
+
+  // A parameter made multi (its value, and the one the page holds, a JSON array of the one it
+  // had) or single (its first value).
+  function setMulti(p, on) {
+    const toMulti = (v) => (v && !v.trim().startsWith("[") ? JSON.stringify([v]) : v || "");
+    const toSingle = (v) => multiValues(v)[0] || "";
+    if (on === !!p.multi) return;
+    const convert = on ? toMulti : toSingle;
+    p.value = convert(p.value);
+    if (values[p.name] !== undefined) { values[p.name] = convert(values[p.name]); remember(); }
+    if (on) Object.assign(p, { multi: true, quote: p.quote ?? "'", delimiter: p.delimiter ?? "," });
+    else { delete p.multi; delete p.quote; delete p.delimiter; }
+  }
+
+  // A tile's visibleWhen: a row per condition (parameter, comparison, value), all must hold.
+  function conditionsEditor(t) {
+    const names = wb.parameters.map((p) => p.name);
+    const rows = (t.visibleWhen || []).map((c, j) => h("div.wb-edit-condition", { dataset: { condition: j } },
+      h("select.wb-cond-parameter", { onchange: (e) => { c.parameter = e.target.value; changed(); } },
+        names.map((n) => h("option", { value: n, selected: n === c.parameter }, n))),
+      h("select.wb-cond-comparison", { onchange: (e) => { c.comparison = e.target.value; changed(); } },
+        COMPARISONS.map((n) => h("option", { value: n, selected: n === (c.comparison || "equals") }, n.replace("_", " ")))),
+      h("input.wb-cond-value", { value: c.value ?? "", placeholder: "value", onchange: (e) => { c.value = e.target.value; changed(); } }),
+      h("button.small", { onclick: () => { t.visibleWhen.splice(j, 1); if (!t.visibleWhen.length) delete t.visibleWhen; changed(); drawEditor(); } }, "×")));
+    return field("Visible when (all hold)", h("div.wb-edit-conditions", rows,
+      names.length ? h("button.small.wb-add-condition", { onclick: () => {
+        (t.visibleWhen ||= []).push({ parameter: names[0], comparison: "equals", value: "" }); changed(); drawEditor();
+      } }, "Add condition") : null));
   }
 
   // --- save, export, share, delete
