@@ -61,7 +61,15 @@ def _count(n: int) -> str:
 
 
 def format_table(res: Result) -> str:
-    """Aligned columns under a header line and a rule; numbers right-aligned; then the row count."""
+    """Aligned columns under a header line and a rule; numbers right-aligned; then the row count.
+    A query of several tabular statements: each table under its name, a blank line between."""
+    if not res.more:
+        return _format_one(res)
+    from .result import table_name
+    return "\n".join(f"{table_name(i)}\n{_format_one(t)}" for i, t in enumerate(res.tables()))
+
+
+def _format_one(res: Result) -> str:
     body = [[_escape(cell(v)) for v in row] for row in res.json_rows()]
     header = list(res.columns)
     widths = [max([len(h)] + [len(r[i]) for r in body]) for i, h in enumerate(header)]
@@ -83,7 +91,8 @@ def format_json(res: Result) -> str:
 
 
 def format_csv(res: Result) -> str:
-    """A header row of column names, then one row per result row (dynamic values as JSON)."""
+    """A header row of column names, then one row per result row (dynamic values as JSON); the
+    first table of a query of several."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(res.columns)

@@ -15,6 +15,7 @@ DEFAULT_MAX_RESULT_BYTES = 64 * 1024 * 1024   # bytes of a result (its JSON, est
                                 # cut, as Kusto's 64 MB (``Result.truncated_by == "max_result_bytes"``)
 
 MAX_NESTING = 64                # nested parentheses, calls, brackets, unary signs, .member/[index] steps
+MAX_RESULTS = 16                # result tables of one query (its tabular statements)
 MAX_OPERATORS = 200             # tabular operators ('| ...') in one query, all pipelines together
 MAX_JOINS = 64                  # join and lookup operators in one query
 MAX_JOIN_NESTING = 16           # joins inside the right side of a join inside ... (DuckDB's planner,

@@ -25,6 +25,13 @@ class Result:
     timings: dict[str, float] = field(default_factory=dict)
     truncated_by: str | None = None     # the limit that cut the rows: "max_rows" or "max_result_bytes"
     limit: int | None = None            # its value
+    # the results of a query's further tabular statements (Kusto's batch: `T1; T2`), in order; each
+    # has its own row and byte limits; the primary result is this one
+    more: list["Result"] = field(default_factory=list)
+
+    def tables(self) -> list["Result"]:
+        """Every result table of the query: this one, then ``more``."""
+        return [self, *self.more]
 
     @property
     def truncation(self) -> str | None:
@@ -97,25 +104,50 @@ class Result:
         return True
 
     def to_json(self, name: str = "PrimaryResult") -> dict:
+        """``tables`` lists every result table: the first named ``name``, the others Table_1,
+        Table_2... (their place, as Kusto's v1 protocol numbers its tables); a further table carries
+        its own ``render`` and ``statistics`` (rows, truncation). The top-level render and
+        statistics are the first table's."""
         rows = self._json_rows(copy=False)
+        tables = [{"name": name, "columns": self._columns_json(), "rows": rows}]
+        for i, r in enumerate(self.more, 1):
+            tables.append({"name": table_name(i), "columns": r._columns_json(), "rows": r._json_rows(copy=False),
+                           "render": r.render, "statistics": r._statistics()})
         return {
-            "tables": [{"name": name, "columns": [{"name": c, "type": t} for c, t in zip(self.columns, self.types)],
-                        "rows": rows}],
+            "tables": tables,
             "render": self.render,
-            "statistics": {"rows": len(self.rows), "truncated": self.truncated,
-                           "timings_ms": {k: round(v * 1000, 3) for k, v in self.timings.items()},
-                           **({"truncated_by": self.truncated_by, "limit": self.limit,
-                               "message": self.truncation} if self.truncated else {})},
+            "statistics": {**self._statistics(),
+                           "timings_ms": {k: round(v * 1000, 3) for k, v in self.timings.items()}},
         }
+
+    def _columns_json(self) -> list[dict]:
+        return [{"name": c, "type": t} for c, t in zip(self.columns, self.types)]
+
+    def _statistics(self) -> dict:
+        return {"rows": len(self.rows), "truncated": self.truncated,
+                **({"truncated_by": self.truncated_by, "limit": self.limit,
+                    "message": self.truncation} if self.truncated else {})}
 
     @classmethod
     def from_json(cls, doc: dict) -> "Result":
-        """The Result that ``to_json`` described (the first table), e.g. an answer of the HTTP API."""
-        table = doc["tables"][0]
+        """The Result that ``to_json`` described (every table: the first is the Result, the others
+        its ``more``), e.g. an answer of the HTTP API."""
+        first, *others = doc["tables"]
+        stats = doc.get("statistics") or {}
+        res = cls._from_table(first, doc.get("render"), stats)
+        res.timings = {k: v / 1000 for k, v in (stats.get("timings_ms") or {}).items()}
+        res.more = [cls._from_table(t, t.get("render"), t.get("statistics") or {}) for t in others]
+        return res
+
+    @classmethod
+    def _from_table(cls, table: dict, render, stats: dict) -> "Result":
         columns = [c["name"] for c in table["columns"]]
         types = [c["type"] for c in table["columns"]]
         rows = [[from_json_value(v, t) for v, t in zip(r, types)] for r in table["rows"]]
-        stats = doc.get("statistics") or {}
-        timings = {k: v / 1000 for k, v in (stats.get("timings_ms") or {}).items()}
-        return cls(columns, types, rows, doc.get("render"), bool(stats.get("truncated")), timings=timings,
+        return cls(columns, types, rows, render, bool(stats.get("truncated")),
                    truncated_by=stats.get("truncated_by"), limit=stats.get("limit"))
+
+
+def table_name(index: int) -> str:
+    """The name of a query's result table at ``index`` (0: the first): PrimaryResult, Table_1, ..."""
+    return "PrimaryResult" if index == 0 else f"Table_{index}"

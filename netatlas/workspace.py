@@ -631,13 +631,18 @@ class Workspace:
             t2 = time.perf_counter()
             raw, cut = self._fetch(cur, compiled.sql, deadline, max_rows=max_rows,
                                    max_bytes=max_result_bytes, types=compiled.types, arrow=True, prepare=True)
+            # a query of several tabular statements: each further result under its own row and byte
+            # limits, all of them under the one time limit
+            more = [(part, *self._fetch(cur, part.sql, deadline, max_rows=max_rows, max_bytes=max_result_bytes,
+                                        types=part.types, arrow=True, prepare=True)) for part in compiled.more]
         t3 = time.perf_counter()
         rows = convert_answer(raw, compiled.types)
+        more = [_result(part, convert_answer(r, part.types), c, max_rows, max_result_bytes) for part, r, c in more]
         t4 = time.perf_counter()
         timings = dict(compiled.timings, queue=t1 - t0, compile=t2 - t1, execute=t3 - t2, convert=t4 - t3)
-        limit = {"max_rows": max_rows, "max_result_bytes": max_result_bytes}.get(cut)
-        return Result(compiled.columns, compiled.types, rows, compiled.render, cut is not None, compiled.sql,
-                      timings, truncated_by=cut, limit=limit)
+        res = _result(compiled, rows, cut, max_rows, max_result_bytes, timings)
+        res.more = more
+        return res
 
     def close(self) -> None:
         if self._committer is not None:
@@ -707,6 +712,20 @@ class StoreWorkspace:
         left = deadline.left()
         if left <= 0:
             raise deadline.error()
+        t2, rows, cut = self._run(compiled, left, max_rows, max_result_bytes)
+        t3 = time.perf_counter()
+        timings = dict(compiled.timings, compile=t1 - t0, execute=t2 - t1, convert=t3 - t2)
+        res = _result(compiled, rows, cut, max_rows, max_result_bytes, timings)
+        for part in compiled.more:      # each further result: its own row and byte limits, the one time limit
+            left = deadline.left()
+            if left <= 0:
+                raise deadline.error()
+            _, rows, cut = self._run(part, left, max_rows, max_result_bytes)
+            res.more.append(_result(part, rows, cut, max_rows, max_result_bytes))
+        return res
+
+    def _run(self, compiled, left: float, max_rows: int | None, max_result_bytes: int | None):
+        """Run one result's SQL within ``left`` seconds: (when it was fetched, its rows, the limit that cut them)."""
         fetch_arrow = getattr(self.store, "fetch_arrow", None)
         table = fetch_arrow(compiled.sql, timeout=left) if fetch_arrow is not None else None
         if table is not None and fits(table, compiled.types, max_rows, max_result_bytes):
@@ -717,11 +736,7 @@ class StoreWorkspace:
             t2 = time.perf_counter()
             raw, cut = cap_rows(raw, compiled.types, max_rows, max_result_bytes)
             rows = convert_rows(raw, compiled.types, self._as_is)
-        t3 = time.perf_counter()
-        timings = dict(compiled.timings, compile=t1 - t0, execute=t2 - t1, convert=t3 - t2)
-        limit = {"max_rows": max_rows, "max_result_bytes": max_result_bytes}.get(cut)
-        return Result(compiled.columns, compiled.types, rows, compiled.render, cut is not None, compiled.sql,
-                      timings, truncated_by=cut, limit=limit)
+        return t2, rows, cut
 
     def resolve_addresses(self, addresses, lookback_days: float = 1.0, *,
                           now: datetime | None = None) -> dict[str, list[dict]]:
@@ -736,6 +751,13 @@ class StoreWorkspace:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _result(compiled, rows: list, cut: str | None, max_rows, max_result_bytes, timings: dict | None = None) -> Result:
+    """The Result of one compiled result (a Compiled or one of its ``more`` parts) and its rows."""
+    limit = {"max_rows": max_rows, "max_result_bytes": max_result_bytes}.get(cut)
+    return Result(compiled.columns, compiled.types, rows, compiled.render, cut is not None, compiled.sql,
+                  timings or {}, truncated_by=cut, limit=limit)
 
 
 def cap_rows(rows: list[tuple], types: list[str], max_rows: int | None, max_bytes: int | None):

@@ -275,3 +275,22 @@ def test_v1_answers_parse_with_the_clients_v1_reader(http_server):
     assert row["l"] == 1 and json.loads(row["y"]) == {"k": [1, 2]} and row["t"] == timedelta(hours=1)
     assert [c.column_type for c in r.primary_results[0].columns][:3] == ["long", "string", "datetime"]
     assert r.errors_count == 0
+
+
+def test_a_query_of_several_statements_gives_a_primary_result_for_each(kusto, http_server):
+    # Kusto's batch (`T1; T2`): v2 gives each a PrimaryResult table, in order, with its Visualization
+    r = kusto.execute("netatlas", "print a = 1; let x = 'y'; print b = x | render table")
+    primaries = [t for t in r.tables if t.table_kind.value == "PrimaryResult"]
+    assert [[c.column_name for c in t.columns] for t in primaries] == [["a"], ["b"]]
+    assert [t.raw_rows for t in primaries] == [[[1]], [["y"]]]
+    props = next(t for t in r.tables if t.table_kind.value == "QueryProperties").raw_rows
+    assert [(row[0], json.loads(row[2])["Visualization"]) for row in props] == [(1, None), (2, "table")]
+    # v1: Table_0 and Table_1 are the results, the table of contents lists both as query results
+    h = {"Authorization": f"Bearer {http_server.query_key}", "Content-Type": "application/json"}
+    status, _, body = http_server.request("POST", "/v1/rest/query", json.dumps(
+        {"db": "netatlas", "csl": "print a = 1; print b = 2"}).encode(), h)
+    assert status == 200
+    v1 = KustoResponseDataSetV1(body)
+    assert [t.table_kind.value for t in v1.tables] == ["PrimaryResult", "PrimaryResult", "QueryProperties",
+                                                      "QueryCompletionInformation", "TableOfContents"]
+    assert [t.raw_rows for t in v1.primary_results] == [[[1]], [[2]]]

@@ -164,3 +164,11 @@ def test_a_malformed_batch_item_is_its_own_400_never_a_500(server):
         first, second = body["responses"]
         assert first["status"] == 400 and words in first["body"]["error"]["innererror"]["message"], first
         assert second["status"] == 200 and second["body"]["tables"][0]["rows"] == [[1]]
+
+
+def test_a_query_of_several_statements_gives_a_table_for_each(logs, server):
+    r = logs.query_workspace(server.workspace_id, "print a = 1; print b = 'x', c = 2", timespan=None)
+    assert r.status == LogsQueryStatus.SUCCESS
+    assert [t.name for t in r.tables] == ["PrimaryResult", "Table_1"]
+    assert [t.columns for t in r.tables] == [["a"], ["b", "c"]]
+    assert [list(t.rows[0]) for t in r.tables] == [[1], ["x", 2]]

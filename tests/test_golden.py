@@ -58,9 +58,10 @@ def test_golden(path: pathlib.Path, ws, update_golden):
         assert "^" in str(err), "the error must show a caret under the offending text"
         return
     res = ws.query(text, now=NOW)
-    assert_matches(res, expected, d.get("ordered", False), where=str(path.relative_to(GOLDEN)))
+    assert_tables(res, expected, d.get("ordered", False), where=str(path.relative_to(GOLDEN)))
     snap = path.with_suffix(".duckdb.sql")
-    sql = ws.compile(text, now=NOW).sql
+    compiled = ws.compile(text, now=NOW)
+    sql = ";\n".join([compiled.sql, *(p.sql for p in compiled.more)])    # every result's SQL
     if update_golden or not snap.exists():
         snap.write_text(sql + "\n")
     else:
@@ -111,4 +112,14 @@ def test_golden_clickhouse(path: pathlib.Path, clickhouse):
         assert info.value.code == expected["error"], str(info.value)
         return
     res = clickhouse.query(text, now=NOW)
-    assert_matches(res, expected, d.get("ordered", False), where=f"{case} on clickhouse")
+    assert_tables(res, expected, d.get("ordered", False), where=f"{case} on clickhouse")
+
+
+def assert_tables(res, expected: dict, ordered: bool, where: str) -> None:
+    """The result against its expected.json: one table (columns, rows), or a query of several
+    results: {"tables": [{"columns", "rows"}, ...]}, every table in order."""
+    want = expected["tables"] if "tables" in expected else [expected]
+    got = res.tables()
+    assert len(got) == len(want), f"{where}: {len(got)} result tables, expected {len(want)}"
+    for i, (r, w) in enumerate(zip(got, want)):
+        assert_matches(r, w, ordered, where=where if len(want) == 1 else f"{where}, table {i}")

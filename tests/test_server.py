@@ -407,6 +407,22 @@ def test_query_parameters_fill_declared_names(client):
     assert err["line"] == 1
 
 
+def test_a_query_of_several_statements_answers_every_table(client, server):
+    r = client.query(f"range x from 1 to {MAX_ROWS + 3} step 1; print b = 'x' | render table")
+    assert r.status == 200
+    first, second = r.body["tables"]
+    assert (first["name"], len(first["rows"]), r.body["statistics"]["truncated"]) == ("PrimaryResult", MAX_ROWS, True)
+    assert (second["name"], second["rows"], second["render"]) == ("Table_1", [["x"]], {"visualization": "table"})
+    assert second["statistics"] == {"rows": 1, "truncated": False}
+    # the remote workspace (netatlas query on a held workspace) reads every table back
+    from netatlas.remote import through_server
+    with through_server(server.data) as remote:
+        res = remote.query("print a = 1; print b = 2")
+    assert [(t.columns, t.rows) for t in res.tables()] == [(["a"], [[1]]), (["b"], [[2]])]
+    err = assert_error_shape(client.query("; ".join(["print 1"] * 17)), 400, "KQL_QUERY_TOO_COMPLEX")
+    assert err["column"] == 1 + len("print 1; ") * 16
+
+
 def test_query_mistakes_are_400_with_line_column_and_hint(client):
     err = assert_error_shape(client.query('VMConnection\n| where Computr == "x"'), 400, "KQL_UNKNOWN_COLUMN")
     assert (err["line"], err["column"]) == (2, 9)

@@ -172,6 +172,23 @@ def test_the_logs_query_and_range_survive_a_reload_and_show_units(page, base):
     assert "bytes" in page.locator("#result-grid th[data-column='BytesSent']").inner_text()
 
 
+def test_a_query_of_several_statements_shows_a_picker_of_its_tables(page, base):
+    page.goto(f"{base}/#/logs")
+    page.wait_for_selector(".CodeMirror")
+    run_query(page, "print a = 1; print b = 2, c = 'x'", "P1D")
+    page.wait_for_selector("#result-table")
+    assert page.locator("#result-table option").all_inner_texts() == ["PrimaryResult (1 rows)", "Table_1 (1 rows)"]
+    assert page.locator("#result-grid th").all_inner_texts()[0].startswith("a")
+    assert "2 tables" in page.locator(".stats").inner_text()
+    page.select_option("#result-table", "1")
+    page.wait_for_selector("#result-grid th[data-column='c']")
+    assert page.locator("#result-grid tbody tr td").all_inner_texts() == ["2", "x"]
+    assert page.locator(".tabs button.tab[data-tab='table']").count() == 1      # the Table tab is still there
+    run_query(page, "print a = 1", "P1D")                  # one table: no picker
+    page.wait_for_selector("#result-grid th[data-column='a']")
+    assert page.locator("#result-table").count() == 0
+
+
 def test_a_chart_says_how_many_series_it_shows_and_lets_the_user_pick(page, base):
     page.goto(f"{base}/#/logs")
     page.wait_for_selector(".CodeMirror")

@@ -6,6 +6,7 @@ and every few hundred planner steps, and past it ``compile`` raises QueryLimitEr
 """
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,6 +26,15 @@ from ..limits import DEFAULT_MAX_ROWS, Deadline
 
 
 @dataclass
+class Part:
+    """A further result of a query of several tabular statements: its SQL and schema."""
+    sql: str
+    columns: list[str]
+    types: list[str]
+    render: dict | None
+
+
+@dataclass
 class Compiled:
     sql: str
     columns: list[str]
@@ -34,6 +44,7 @@ class Compiled:
     timings: dict[str, float] = field(default_factory=dict)
     read_now: bool = False      # the SQL depends on now (now(), ago() were planned)
     ran_sql: bool = False       # planning read the data (a plugin's helper query)
+    more: list[Part] = field(default_factory=list)  # the results of the statements after the first
 
 
 def compile(text: str, catalogue=None, *, dialect: str = "duckdb", params: dict | None = None,
@@ -57,7 +68,15 @@ def compile(text: str, catalogue=None, *, dialect: str = "duckdb", params: dict 
         plan = planner.plan(query)
         check()
         t3 = time.perf_counter()
-        sql = generate(plan, dialect, max_rows=max_rows)
+        if plan.more:
+            # generate prunes the tree in place (the CTEs too), for its own result's columns: each
+            # result is generated from its own copy of the plan
+            more = [Part(generate(_copy(Plan(r, plan.ctes, rend)), dialect, max_rows=max_rows),
+                         [c for c, _ in r.cols], [t for _, t in r.cols], rend) for r, rend in plan.more]
+            sql = generate(_copy(Plan(plan.rel, plan.ctes, plan.render)), dialect, max_rows=max_rows)
+        else:
+            more = []
+            sql = generate(plan, dialect, max_rows=max_rows)
         check()
         t4 = time.perf_counter()
     except KqlError as err:
@@ -69,11 +88,18 @@ def compile(text: str, catalogue=None, *, dialect: str = "duckdb", params: dict 
     timings.update(lex=t1 - t0, parse=t2 - t1, plan=t3 - t2, generate=t4 - t3)
     cols = plan.rel.cols
     return Compiled(sql, [c for c, _ in cols], [t for _, t in cols], plan.render, plan, timings,
-                    planner.read_now, planner.ran_sql)
+                    planner.read_now, planner.ran_sql, more)
+
+
+def _copy(plan: Plan) -> Plan:
+    """The plan with its SQL trees copied (the result's and the CTEs'), for generate to prune."""
+    rel = copy.copy(plan.rel)
+    rel.sql = plan.rel.sql.copy()
+    return Plan(rel, [(name, body.copy(), m) for name, body, m in plan.ctes], plan.render)
 
 
 def _no_deadline() -> None:
     pass
 
 
-__all__ = ["compile", "Compiled", "tokenize", "parse", "generate", "DEFAULT_MAX_ROWS", "OPERATORS", "Plan", "Planner"]
+__all__ = ["compile", "Compiled", "Part", "tokenize", "parse", "generate", "DEFAULT_MAX_ROWS", "OPERATORS", "Plan", "Planner"]

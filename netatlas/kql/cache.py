@@ -56,7 +56,24 @@ class _Entry:
         except OverflowError:
             return None
         sql = self.parts[0] + "".join(f"'{lit}'{part}" for lit, part in zip(literals, self.parts[1:]))
-        return replace(self.compiled, sql=sql)
+        if not self.compiled.more:
+            return replace(self.compiled, sql=sql)
+        # a query of several results: the template is over all their SQL texts (_sql_of)
+        first, *more = sql.split(_JOIN)
+        return replace(self.compiled, sql=first, more=[replace(p, sql=s) for p, s in zip(self.compiled.more, more)])
+
+
+# between the SQL texts of a query's results in a template (no SQL text holds it)
+_JOIN = "\x00"
+
+
+def _sql_of(compiled: Compiled) -> str:
+    """The SQL of every result of ``compiled``, the first's and its ``more``, as one text."""
+    return _JOIN.join([compiled.sql, *(p.sql for p in compiled.more)])
+
+
+def _schema(compiled: Compiled) -> list:
+    return [(c.columns, c.types, c.render) for c in (compiled, *compiled.more)]
 
 
 def _naive_utc(now: datetime | None) -> datetime:
@@ -67,9 +84,9 @@ def _naive_utc(now: datetime | None) -> datetime:
 def _template(first: Compiled, second: Compiled, since: datetime) -> _Entry | None:
     """The template of a compile at ``since`` from it and the same compile at since + NOW_PROBE,
     or None when the two differ otherwise than by literals at now plus a fixed offset."""
-    if (first.columns, first.types, first.render) != (second.columns, second.types, second.render):
+    if _schema(first) != _schema(second) or any(_JOIN in c.sql for c in (first, *first.more)):
         return None
-    a, b = _DATETIME.split(first.sql), _DATETIME.split(second.sql)
+    a, b = _DATETIME.split(_sql_of(first)), _DATETIME.split(_sql_of(second))
     if len(a) != len(b) or a[0::2] != b[0::2]:
         return None
     parts, offsets = [a[0]], []

@@ -28,7 +28,7 @@ from ..errors import KqlSemanticError, Span, did_you_mean
 from ..limits import MAX_GRAPH_JOINS, MAX_GRAPH_LEGS, MAX_GRAPH_PATH
 from . import syntax as s
 from . import types as T
-from .plan import GRAPH_OPERATORS, OPERATORS, Rel
+from .plan import GRAPH_OPERATORS, OPERATORS, Binding, Rel
 from .planner import _chain
 from .relations import aliased, scope_of
 from .scalars import to_bool, to_string
@@ -206,10 +206,31 @@ def _graph(rel, op) -> Graph:
 def op_graph_to_table(pl, rel: Rel, op: s.Operator) -> Rel:
     g = _graph(rel, op)
     parts = op.args["parts"]
-    if len(parts) > 1:
-        _err("graph-to-table gives one table here: nodes or edges", parts[1]["span"], "KQL_NOT_SUPPORTED",
-             hint="run graph-to-table nodes and graph-to-table edges in two queries")
-    part = parts[0]
+    if len(parts) == 1:
+        return _graph_table(g, parts[0])
+    # nodes as N, edges as E: two tables, bound as N and E for the statements after this one, and
+    # given as the statement's two results (the planner's _fork: the statement must end with it)
+    if len(parts) > 2 or {p["what"] for p in parts} != {"nodes", "edges"}:
+        _err("graph-to-table gives at most two tables: nodes as N, edges as E", parts[-1]["span"],
+             hint="name the nodes once and the edges once")
+    for part in parts:
+        if part["as"] is None:
+            _err(f"graph-to-table's {part['what']} needs a name here: {part['what']} as Name", part["span"],
+                 hint="nodes as N [with_node_id=C], edges as E [with_source_id=C] [with_target_id=C]")
+    if parts[0]["as"] == parts[1]["as"]:
+        _err(f"graph-to-table names both tables '{parts[1]['as']}'", parts[1]["span"], hint="give them two names")
+    tables = []
+    for part in parts:
+        name = part["as"]
+        table = pl._named(pl.shared(_graph_table(g, part), name), name)
+        pl.env[name] = Binding("table", table)
+        tables.append(table)
+    pl._fork = tables
+    return tables[0]
+
+
+def _graph_table(g: Graph, part: dict) -> Rel:
+    """One table of graph-to-table: the graph's nodes or its edges."""
     allowed = {"nodes": {"with_node_id"}, "edges": {"with_source_id", "with_target_id"}}[part["what"]]
     for k, (_, span) in part["ids"].items():
         if k not in allowed:

@@ -9,7 +9,7 @@ planner reads them here, so it never imports the operators, which import it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlglot import exp
 
@@ -58,6 +58,7 @@ class Plan:
     rel: Rel
     ctes: list[tuple[str, exp.Expression, bool]]
     render: dict | None
+    more: list = field(default_factory=list)     # the further results: (Rel, render) in order
 
 
 @dataclass

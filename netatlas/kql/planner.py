@@ -15,7 +15,7 @@ from sqlglot import exp
 
 from .. import catalogue as _catalogue   # a module: catalogue.py imports kql.types, which loads this package
 from ..errors import KqlError, KqlSemanticError, Span, did_you_mean
-from ..limits import (MAX_FUNCTION_DEPTH, MAX_PLAN_STEPS, MAX_SCALAR_NODES, MAX_TERMS, PLAN_STEPS_PER_TOKEN,
+from ..limits import (MAX_FUNCTION_DEPTH, MAX_PLAN_STEPS, MAX_RESULTS, MAX_SCALAR_NODES, MAX_TERMS, PLAN_STEPS_PER_TOKEN,
                       Deadline)
 from . import syntax as s
 from . import types as T
@@ -59,6 +59,7 @@ class Planner:
         self._params: frozenset = frozenset()    # the scalar parameters of the function being planned
         self._query: s.Query | None = None
         self._uses: Counter | None = None   # name -> how often the query names it (on first need)
+        self._fork: list[Rel] | None = None  # graph-to-table nodes as N, edges as E: its two tables
 
     def flag(self, name: str):
         """A fact of the dialect the plan is for (``dialects.base``: flags), None where it has none."""
@@ -87,26 +88,58 @@ class Planner:
 
     # ---- entry ------------------------------------------------------------------------------
     def plan(self, query: s.Query) -> Plan:
-        result = None
+        """Every tabular statement gives a result, in order (Kusto's multiple result sets); a `let`
+        between two of them applies to the later ones. The first is the Plan's ``rel``, the others
+        ``more``. A graph-to-table's two-table form gives its two (``_fork``)."""
+        results: list[tuple[Rel, dict | None]] = []
         self._query = query
-        for stmt in query.statements:
+        tabular = [i for i, st in enumerate(query.statements)
+                   if not isinstance(st, (s.Let, s.DeclareParams, s.Set))]
+        for i, stmt in enumerate(query.statements):
             self._where = stmt.span
             if isinstance(stmt, s.Let):
                 self.let(stmt)
+                self._forked(stmt.span)
             elif isinstance(stmt, s.DeclareParams):
                 self.declare(stmt)
             elif isinstance(stmt, s.Set):
                 continue
             else:
-                if result is not None:
-                    raise KqlSemanticError("a query can return only one result; only the last statement "
-                                           "may be a tabular expression", stmt.span, code="KQL_SYNTAX")
-                result = self.tabular_or_print(stmt.expr)
-        if result is None:
+                self.render = None
+                rel = self.tabular_or_print(stmt.expr)
+                given = self._forked(stmt.span, rel)
+                if given is None:
+                    given = [rel]
+                elif i != tabular[-1]:
+                    # graph-to-table nodes as N, edges as E followed by statements: it binds N and E
+                    # for them and gives no table itself. Kusto's reference example (`...; N; E`)
+                    # answers with two tables, not four: the names are its results
+                    given = []
+                for r in given:
+                    if len(results) >= MAX_RESULTS:
+                        raise KqlSemanticError(f"a query may give at most {MAX_RESULTS} results; this "
+                                               f"statement would be result {len(results) + 1}", stmt.span,
+                                               code="KQL_QUERY_TOO_COMPLEX",
+                                               hint="split the query, or join or union the tables into fewer")
+                    results.append((r, self.render))
+        if not results:
             raise KqlSemanticError("the query has no tabular expression to return (only let statements)",
                                    query.span, code="KQL_SYNTAX",
                                    hint="end the query with a tabular expression, e.g. a table name")
-        return Plan(result, self.ctes, self.render)
+        (rel, render), more = results[0], results[1:]
+        return Plan(rel, self.ctes, render, more)
+
+    def _forked(self, span: Span, rel: Rel | None = None) -> list[Rel] | None:
+        """The tables of a graph-to-table nodes as N, edges as E planned in the statement just planned
+        (graph.op_graph_to_table leaves them in ``_fork``); it must end a tabular statement."""
+        fork, self._fork = self._fork, None
+        if fork is None:
+            return None
+        if rel is None or rel is not fork[0]:
+            raise KqlSemanticError("graph-to-table nodes as N, edges as E gives two tables: it must end "
+                                   "a statement of its own", span, code="KQL_NOT_SUPPORTED",
+                                   hint="use N and E in the statements after it")
+        return list(fork)
 
     def tabular_or_print(self, node: s.Node) -> Rel:
         if self.is_tabular(node):

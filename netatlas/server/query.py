@@ -9,7 +9,9 @@ The answer is ``Result.to_json()``: ``{"tables": [{"name", "columns": [{"name", 
 "render", "statistics"}``; ``statistics.truncated`` is true when the result was cut at the
 server's max_rows (``statistics.max_rows``) or max_result_bytes (64 MB), as Kusto's result
 truncation (E_QUERY_RESULT_SET_TOO_LARGE) does: then ``statistics.truncated_by`` names the limit,
-``statistics.limit`` is its value and ``statistics.message`` says so in words. Queries run side by
+``statistics.limit`` is its value and ``statistics.message`` says so in words. A query of several
+tabular statements (``T1; T2``) answers a table for each, in order: PrimaryResult, Table_1, ...;
+each further table has its own ``render`` and ``statistics`` (rows, truncation). Queries run side by
 side (``netatlas/pool.py``); when every cursor is busy and the queue is full the answer is
 429 QUERY_BUSY with Retry-After. A mistake in the query is a 400 with ``line``,
 ``column`` and ``hint``; a query past query_timeout is a 504 (code KQL_TIMEOUT); a query the

@@ -48,6 +48,14 @@ function compare(a, b, type) {
   return String(a) < String(b) ? -1 : String(a) > String(b) ? 1 : 0;
 }
 
+// One table of a query's answer as an answer of its own (what the table and the chart draw): a
+// further table carries its own render and statistics (POST /api/query: Result.to_json).
+function tableView(result, i) {
+  if (!i) return result;
+  const t = result.tables[i];
+  return { tables: [t], render: t.render || null, statistics: t.statistics || {} };
+}
+
 // The result table: click a header to sort by it (again: the other way).
 function resultTable(result) {
   const t = result.tables[0];
@@ -84,6 +92,7 @@ export async function mount(main) {
   if (!modeDefined) { defineKql(window.CodeMirror); modeDefined = true; }
   const hint = kqlHint(window.CodeMirror);
   let result = null, chart = null, lastRequest = null, errorMarks = [], alive = true;
+  let current = 0;      // the result table shown (a query of several tabular statements gives several)
   // The address keeps the query and its range (q, timespan: "query" for "set in query"): a reload
   // or a copied address opens the same query, run.
   const params = hashParams();
@@ -283,9 +292,11 @@ export async function mount(main) {
       result = await api.post("/api/query", lastRequest);
       if (!alive) return;
       const s = result.statistics || {};
-      stats.textContent = `${fmtNum(s.rows)} rows · ${Math.round(performance.now() - t0)} ms` + (s.truncated ? ` · cut at ${fmtNum(s.max_rows)} rows` : "");
+      stats.textContent = `${fmtNum(s.rows)} rows · ${Math.round(performance.now() - t0)} ms` + (s.truncated ? ` · cut at ${fmtNum(s.max_rows)} rows` : "")
+        + (result.tables.length > 1 ? ` · ${result.tables.length} tables` : "");
       stats.className = s.truncated ? "stats warn" : "stats";
       exportCsv.disabled = exportParquet.disabled = false;
+      current = 0;
       await show(chartKind(result) ? "chart" : "table");
     } catch (e) {
       result = null;
@@ -302,8 +313,15 @@ export async function mount(main) {
 
   async function show(which) {
     if (chart) { chart.chart.dispose(); chart = null; }
-    const kind = chartKind(result);
-    clear(tabs, h(`button.tab${which === "table" ? ".active" : ""}`, { onclick: () => show("table"), dataset: { tab: "table" } }, "Table"),
+    const shown = tableView(result, current);
+    const kind = chartKind(shown);
+    // a query of several tabular statements (T1; T2) gives several tables: a picker of them
+    const picker = result.tables.length > 1 ? h("select#result-table", {
+      title: "The query's result tables, one for each tabular statement",
+      onchange: (e) => { current = Number(e.target.value); show(chartKind(tableView(result, current)) ? "chart" : "table"); },
+    }, result.tables.map((tb, i) => h("option", { value: String(i), selected: i === current },
+      `${tb.name} (${fmtNum(tb.rows.length)} rows)`))) : null;
+    clear(tabs, picker, h(`button.tab${which === "table" ? ".active" : ""}`, { onclick: () => show("table"), dataset: { tab: "table" } }, "Table"),
       kind ? h(`button.tab${which === "chart" ? ".active" : ""}`, { onclick: () => show("chart"), dataset: { tab: "chart" } },
         kind === "map" ? "World map" : `Chart (${kind})`) : null);
     output.dataset.view = which;
@@ -311,13 +329,13 @@ export async function mount(main) {
       if (kind === "map" && !geoipInfo) geoipInfo = await api.get("/api/geoip").catch(() => null);
       const box = h("div.chart-wrap#chart");
       clear(output, box);
-      chart = await drawChart(box, result, geoipInfo, seriesChoice);
+      chart = await drawChart(box, shown, geoipInfo, seriesChoice);
       box.dataset.kind = chart.kind;
       box.dataset.ready = "1";
       showSeriesBar();
     } else {
       seriesBar.hidden = true;
-      clear(output, result.tables[0].rows.length ? resultTable(result) : notice("The query returned no rows."));
+      clear(output, shown.tables[0].rows.length ? resultTable(shown) : notice("The query returned no rows."));
     }
   }
 

@@ -36,6 +36,7 @@ from ...auth import AuthError
 from ...errors import KqlError, KqlSyntaxError, QueryExecutionError, QueryLimitError
 from ...kql.values import LiteralText
 from ...pool import QueryBusyError
+from ...result import table_name
 from ..http import HttpError, read_json_object
 from .common import (authorize_query, DATABASE, NET_TYPES, V1_TYPES, BadRequest, described, is_database,
                      json_response as _json, json_rows, limits, positive_int, run, timeout_seconds)
@@ -164,16 +165,22 @@ def _truncation_error(res, request_id: str) -> dict:
                          message, request_id=request_id)
 
 
+def _tables(res) -> list:
+    """Every result table of a Result (a query of several tabular statements gives several)."""
+    return res.tables() if hasattr(res, "tables") else [res]
+
+
 def _completion_rows(res, request_id: str, v1: bool) -> list[list]:
     ok = [_now(), request_id, str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4()), 4, "Info", 0,
           "S_OK (0)", 4, "QueryInfo",
           json.dumps({"Count": 1, "Text": "Query completed successfully"})]
     rows = [ok]
-    if res.truncated:
-        err = _truncation_error(res, request_id)
-        rows.append([_now(), request_id, str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4()), 2, "Error",
-                     -2133196797, f"{TRUNCATED} (0x80DA0003)", 5, "QueryResourceConsumption",
-                     err["@message"]])
+    for table in _tables(res):
+        if table.truncated:
+            err = _truncation_error(table, request_id)
+            rows.append([_now(), request_id, str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4()), 2, "Error",
+                         -2133196797, f"{TRUNCATED} (0x80DA0003)", 5, "QueryResourceConsumption",
+                         err["@message"]])
     if not v1:
         return rows
     return [[r[0], r[5], r[6], r[7], r[11] if r[5] < 4 else "Query completed successfully", 1, str(uuid.uuid4()),
@@ -181,50 +188,63 @@ def _completion_rows(res, request_id: str, v1: bool) -> list[list]:
 
 
 def frames_v2(res, request_id: str, *, progressive: bool = False, defer: bool = False) -> list[dict]:
-    """The v2 answer of a Result: the list of frames."""
-    columns = [{"ColumnName": c, "ColumnType": t} for c, t in zip(res.columns, res.types)]
-    rows = json_rows(res)
-    error = _truncation_error(res, request_id) if res.truncated and not defer else None
+    """The v2 answer of a Result: the list of frames. A query of several tabular statements gives a
+    PrimaryResult table for each (TableId 1, 2, ...; named as Result.to_json names them), each
+    with its Visualization row in @ExtendedProperties."""
+    tables = _tables(res)
+    truncated = any(t.truncated for t in tables)
     out = [{"FrameType": "DataSetHeader", "IsProgressive": progressive, "Version": "v2.0",
             "IsFragmented": progressive, "ErrorReportingPlacement": "InData"},
            {"FrameType": "DataTable", "TableId": 0, "TableKind": "QueryProperties", "TableName": "@ExtendedProperties",
             "Columns": [{"ColumnName": "TableId", "ColumnType": "int"}, {"ColumnName": "Key", "ColumnType": "string"},
                         {"ColumnName": "Value", "ColumnType": "dynamic"}],
-            "Rows": [[1, "Visualization", visualization(res.render)]]}]
-    if progressive:
-        out.append({"FrameType": "TableHeader", "TableId": 1, "TableKind": "PrimaryResult",
-                    "TableName": "PrimaryResult", "Columns": columns})
-        if rows:
-            out.append({"FrameType": "TableFragment", "TableFragmentType": "DataAppend", "TableId": 1, "Rows": rows})
-        out.append({"FrameType": "TableCompletion", "TableId": 1, "RowCount": len(rows),
-                    **({"OneApiErrors": [{"error": error}]} if error else {})})
-    else:
-        out.append({"FrameType": "DataTable", "TableId": 1, "TableKind": "PrimaryResult", "TableName": "PrimaryResult",
-                    "Columns": columns, "Rows": rows + ([{"OneApiErrors": [{"error": error}]}] if error else [])})
-    out.append({"FrameType": "DataTable", "TableId": 2, "TableKind": "QueryCompletionInformation",
+            "Rows": [[i, "Visualization", visualization(t.render)] for i, t in enumerate(tables, 1)]}]
+    for i, table in enumerate(tables, 1):
+        columns = [{"ColumnName": c, "ColumnType": t} for c, t in zip(table.columns, table.types)]
+        rows = json_rows(table)
+        error = _truncation_error(table, request_id) if table.truncated and not defer else None
+        name = table_name(i - 1)
+        if progressive:
+            out.append({"FrameType": "TableHeader", "TableId": i, "TableKind": "PrimaryResult",
+                        "TableName": name, "Columns": columns})
+            if rows:
+                out.append({"FrameType": "TableFragment", "TableFragmentType": "DataAppend", "TableId": i,
+                            "Rows": rows})
+            out.append({"FrameType": "TableCompletion", "TableId": i, "RowCount": len(rows),
+                        **({"OneApiErrors": [{"error": error}]} if error else {})})
+        else:
+            out.append({"FrameType": "DataTable", "TableId": i, "TableKind": "PrimaryResult", "TableName": name,
+                        "Columns": columns, "Rows": rows + ([{"OneApiErrors": [{"error": error}]}] if error else [])})
+    first_cut = next((t for t in tables if t.truncated), None)
+    out.append({"FrameType": "DataTable", "TableId": len(tables) + 1, "TableKind": "QueryCompletionInformation",
                 "TableName": "QueryCompletionInformation",
                 "Columns": [{"ColumnName": c, "ColumnType": t} for c, t in COMPLETION_COLUMNS],
                 "Rows": _completion_rows(res, request_id, v1=False)})
-    out.append({"FrameType": "DataSetCompletion", "HasErrors": bool(res.truncated), "Cancelled": False,
-                **({"OneApiErrors": [{"error": _truncation_error(res, request_id)}]} if res.truncated else {})})
+    out.append({"FrameType": "DataSetCompletion", "HasErrors": truncated, "Cancelled": False,
+                **({"OneApiErrors": [{"error": _truncation_error(first_cut, request_id)}]} if truncated else {})})
     return out
 
 
 def tables_v1(res, request_id: str) -> dict:
-    """The v1 answer of a Result: the result, its properties, its status, the table of contents."""
+    """The v1 answer of a Result: the results (Table_0, Table_1, ...: one for each tabular
+    statement), their properties, the status, the table of contents."""
     def columns(pairs):
         return [{"ColumnName": c, "DataType": V1_TYPES[t], "ColumnType": t} for c, t in pairs]
-    ids = [str(uuid.uuid4()) for _ in range(3)]
-    return {"Tables": [
-        {"TableName": "Table_0", "Columns": columns(zip(res.columns, res.types)), "Rows": json_rows(res, dynamic_as_text=True)},
-        {"TableName": "Table_1", "Columns": columns([("Value", "string")]),
-         "Rows": [[json.dumps({"Visualization": json.loads(visualization(res.render))})]]},
-        {"TableName": "Table_2", "Columns": columns(STATUS_COLUMNS), "Rows": _completion_rows(res, request_id, v1=True)},
-        {"TableName": "Table_3", "Columns": columns([("Ordinal", "long"), ("Kind", "string"), ("Name", "string"),
-                                                     ("Id", "string"), ("PrettyName", "string")]),
-         "Rows": [[0, "QueryResult", "PrimaryResult", ids[0], ""],
-                  [1, "QueryProperties", "@ExtendedProperties", ids[1], ""],
-                  [2, "QueryStatus", "QueryStatus", ids[2], ""]]},
+    results = _tables(res)
+    n = len(results)
+    ids = [str(uuid.uuid4()) for _ in range(n + 2)]
+    out = [{"TableName": f"Table_{i}", "Columns": columns(zip(t.columns, t.types)),
+            "Rows": json_rows(t, dynamic_as_text=True)} for i, t in enumerate(results)]
+    return {"Tables": out + [
+        {"TableName": f"Table_{n}", "Columns": columns([("Value", "string")]),
+         "Rows": [[json.dumps({"Visualization": json.loads(visualization(t.render))})] for t in results]},
+        {"TableName": f"Table_{n + 1}", "Columns": columns(STATUS_COLUMNS),
+         "Rows": _completion_rows(res, request_id, v1=True)},
+        {"TableName": f"Table_{n + 2}", "Columns": columns([("Ordinal", "long"), ("Kind", "string"), ("Name", "string"),
+                                                            ("Id", "string"), ("PrettyName", "string")]),
+         "Rows": [*([i, "QueryResult", table_name(i), ids[i], ""] for i in range(n)),
+                  [n, "QueryProperties", "@ExtendedProperties", ids[n], ""],
+                  [n + 1, "QueryStatus", "QueryStatus", ids[n + 1], ""]]},
     ]}
 
 

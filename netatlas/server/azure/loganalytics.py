@@ -29,6 +29,7 @@ from ...auth import AuthError
 from ...errors import KqlError, KqlSyntaxError, QueryExecutionError, QueryLimitError
 from ...kql.values import LiteralText
 from ...pool import QueryBusyError
+from ...result import table_name
 from ..http import HttpError, read_json_object
 from ..timespan import TimespanError, parse_timespan
 from .common import (authorize_query, BadRequest, described, json_response as _json, json_rows, limits, run,
@@ -101,18 +102,22 @@ def _render(render: dict | None) -> dict:
 def answer(res, prefer: dict, elapsed: float) -> dict:
     """The body of a query's answer (a Result)."""
     rows = json_rows(res, dynamic_as_text=True)      # Log Analytics sends dynamic values as JSON text
-    out = {"tables": [{"name": "PrimaryResult",
-                       "columns": [{"name": c, "type": t} for c, t in zip(res.columns, res.types)],
-                       "rows": rows}]}
+    # a query of several tabular statements: a table for each (PrimaryResult, Table_1, ...)
+    tables = res.tables() if hasattr(res, "tables") else [res]
+    out = {"tables": [{"name": table_name(i),
+                       "columns": [{"name": c, "type": ty} for c, ty in zip(t.columns, t.types)],
+                       "rows": rows if i == 0 else json_rows(t, dynamic_as_text=True)}
+                      for i, t in enumerate(tables)]}
     if prefer.get("include-statistics"):
         out["statistics"] = {"query": {"executionTime": round(elapsed, 6),
                                        "datasetStatistics": [{"tableRowCount": len(rows)}],
                                        "timings_ms": {k: round(v * 1000, 3) for k, v in res.timings.items()}}}
     if prefer.get("include-render"):
         out["render"] = _render(res.render)
-    if res.truncated:
+    cut = next((t for t in tables if t.truncated), None)
+    if cut is not None:
         why = {"code": "-2133196797", "severity": 2, "severityName": "Error",
-               "message": f"Query result set has exceeded the internal limit: {res.truncation}"}
+               "message": f"Query result set has exceeded the internal limit: {cut.truncation}"}
         out["error"] = _error("PartialError", "There were some errors when processing your query.",
                               {"code": "EngineError", "message": why["message"], "innererror": why})
         out["error"]["details"] = [{"code": "EngineError", "message": why["message"], "innererror": why}]

@@ -1,0 +1,3 @@
+WITH "_let2" AS (SELECT "k" FROM (VALUES ('x', CAST(1 AS BIGINT)), ('y', CAST(2 AS BIGINT)), ('y', CAST(3 AS BIGINT))) AS "_v1"("k", "v")) SELECT "k", "n" FROM (SELECT "k", COUNT(*) AS "n" FROM (SELECT "k" FROM "_let2") AS __row3 GROUP BY "k") AS _result LIMIT 500001;
+WITH "_let2" AS (SELECT "k", "v" FROM (VALUES ('x', CAST(1 AS BIGINT)), ('y', CAST(2 AS BIGINT)), ('y', CAST(3 AS BIGINT))) AS "_v1"("k", "v")) SELECT "k", "v" FROM "_let2" AS _q4 WHERE "v" >= 2 LIMIT 500001;
+WITH "_let2" AS (SELECT "v" FROM (VALUES ('x', CAST(1 AS BIGINT)), ('y', CAST(2 AS BIGINT)), ('y', CAST(3 AS BIGINT))) AS "_v1"("k", "v")) SELECT "total" FROM (SELECT COALESCE(CAST(SUM("v") AS BIGINT), 0) AS "total" FROM "_let2" AS __row5) AS _result LIMIT 500001
