@@ -26,7 +26,8 @@ class Result:
     truncated_by: str | None = None     # the limit that cut the rows: "max_rows" or "max_result_bytes"
     limit: int | None = None            # its value
     # the results of a query's further tabular statements (Kusto's batch: `T1; T2`), in order; each
-    # has its own row and byte limits; the primary result is this one
+    # has its own row limit and an equal share of the byte limit (workspace.result_share); the primary
+    # result is this one
     more: list["Result"] = field(default_factory=list)
 
     def tables(self) -> list["Result"]:

@@ -629,18 +629,20 @@ class Workspace:
             compiled = self.compile(text, params=params, now=now, max_rows=max_rows, timespan=timespan,
                                     deadline=deadline)
             t2 = time.perf_counter()
+            # a query of several tabular statements: each result under its own row limit and its
+            # share of the byte limit (the answer stays within max_result_bytes), all of them under
+            # the one time limit
+            share = result_share(max_result_bytes, 1 + len(compiled.more))
             raw, cut = self._fetch(cur, compiled.sql, deadline, max_rows=max_rows,
-                                   max_bytes=max_result_bytes, types=compiled.types, arrow=True, prepare=True)
-            # a query of several tabular statements: each further result under its own row and byte
-            # limits, all of them under the one time limit
-            more = [(part, *self._fetch(cur, part.sql, deadline, max_rows=max_rows, max_bytes=max_result_bytes,
+                                   max_bytes=share, types=compiled.types, arrow=True, prepare=True)
+            more = [(part, *self._fetch(cur, part.sql, deadline, max_rows=max_rows, max_bytes=share,
                                         types=part.types, arrow=True, prepare=True)) for part in compiled.more]
         t3 = time.perf_counter()
         rows = convert_answer(raw, compiled.types)
-        more = [_result(part, convert_answer(r, part.types), c, max_rows, max_result_bytes) for part, r, c in more]
+        more = [_result(part, convert_answer(r, part.types), c, max_rows, share) for part, r, c in more]
         t4 = time.perf_counter()
         timings = dict(compiled.timings, queue=t1 - t0, compile=t2 - t1, execute=t3 - t2, convert=t4 - t3)
-        res = _result(compiled, rows, cut, max_rows, max_result_bytes, timings)
+        res = _result(compiled, rows, cut, max_rows, share, timings)
         res.more = more
         return res
 
@@ -712,16 +714,17 @@ class StoreWorkspace:
         left = deadline.left()
         if left <= 0:
             raise deadline.error()
-        t2, rows, cut = self._run(compiled, left, max_rows, max_result_bytes)
+        share = result_share(max_result_bytes, 1 + len(compiled.more))
+        t2, rows, cut = self._run(compiled, left, max_rows, share)
         t3 = time.perf_counter()
         timings = dict(compiled.timings, compile=t1 - t0, execute=t2 - t1, convert=t3 - t2)
-        res = _result(compiled, rows, cut, max_rows, max_result_bytes, timings)
-        for part in compiled.more:      # each further result: its own row and byte limits, the one time limit
+        res = _result(compiled, rows, cut, max_rows, share, timings)
+        for part in compiled.more:      # each further result: its own row limit, its share of the bytes, the one time limit
             left = deadline.left()
             if left <= 0:
                 raise deadline.error()
-            _, rows, cut = self._run(part, left, max_rows, max_result_bytes)
-            res.more.append(_result(part, rows, cut, max_rows, max_result_bytes))
+            _, rows, cut = self._run(part, left, max_rows, share)
+            res.more.append(_result(part, rows, cut, max_rows, share))
         return res
 
     def _run(self, compiled, left: float, max_rows: int | None, max_result_bytes: int | None):
@@ -751,6 +754,13 @@ class StoreWorkspace:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def result_share(max_result_bytes: int | None, tables: int) -> int | None:
+    """The bytes each of a query's ``tables`` result tables may take: an equal share of
+    ``max_result_bytes``, so that a query of several results (at most limits.MAX_RESULTS) answers
+    within the one limit, as a query of one does."""
+    return None if max_result_bytes is None else max(1, max_result_bytes // tables)
 
 
 def _result(compiled, rows: list, cut: str | None, max_rows, max_result_bytes, timings: dict | None = None) -> Result:

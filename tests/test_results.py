@@ -1,5 +1,5 @@
 """A query of several tabular statements (Kusto's batch, ``T1; T2``): a result for each, in order,
-on DuckDB and on ClickHouse; lets between them; each under its own row and byte limits; the count
+on DuckDB and on ClickHouse; lets between them; each under its own row limit and its share of the byte limit; the count
 limit (limits.MAX_RESULTS); the compile cache keeps them all; Result's JSON round trip; and
 graph-to-table's two-table form. Goldens: tests/golden/statements/several_results_*,
 graph/graph_to_table_nodes_and_edges_*."""
@@ -58,6 +58,20 @@ def test_each_table_has_its_own_row_limit(ws, clickhouse):
         assert [len(t.rows) for t in res.tables()] == [3, 1, 3]
         assert [t.truncated for t in res.tables()] == [True, False, False]
         assert res.truncated_by == "max_rows" and res.limit == 3
+
+
+def test_the_tables_share_the_byte_limit(ws, clickhouse):
+    """Each of n tables may take max_result_bytes / n: 16 results answer within the one limit, as one does."""
+    text = "range x from 1 to 1000 step 1 | project s = strcat('row ', x)"
+    for w in (ws, clickhouse):
+        alone = w.query(text, max_result_bytes=8_000)
+        assert alone.truncated_by == "max_result_bytes" and alone.limit == 8_000
+        both = w.query(f"{text}; {text}", max_result_bytes=8_000)
+        assert [t.truncated_by for t in both.tables()] == ["max_result_bytes"] * 2
+        assert [t.limit for t in both.tables()] == [4_000, 4_000]
+        assert all(len(t.rows) < len(alone.rows) for t in both.tables())
+        small = w.query("print a = 1; print b = 2", max_result_bytes=8_000)
+        assert not any(t.truncated for t in small.tables())
 
 
 def test_a_let_shared_by_two_results_keeps_every_column_each_reads(ws):
