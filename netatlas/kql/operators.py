@@ -754,6 +754,10 @@ def eager_summarize(pl: Planner, rel: Rel, op: s.Operator) -> Rel | None:
     jp: JoinParts = rel.join
     if op.args.get("params") or any(it.names and len(it.names) > 1 for it in op.args["aggs"] + op.args["by"]):
         return None
+    if not op.args["aggs"]:
+        # a plain `summarize by` (distinct pairs): no count to multiply out; grouping each side
+        # first only adds two groupings (outbound_dependencies: 26.0 -> 24.3 ms)
+        return None
     if any(ln is None or rn is None or ln not in jp.left.types or rn not in jp.right.types
            or not isinstance(lk.sql, exp.Column) or not isinstance(rk.sql, exp.Column) for lk, rk, ln, rn in jp.keys):
         return None                        # keys must be plain columns of each side
