@@ -105,14 +105,19 @@ def test_ids_the_builtin_and_conflicts(client):
 
 # ---------------------------------------------------------------- validation: 4xx naming the field
 
-def broken(path: str, value):
-    wb = small_workbook()
+def broken(path: str, value, wb: dict | None = None):
+    """The workbook (small_workbook by default) with the field at ``path`` set to ``value`` (DROP: removed)."""
+    wb = small_workbook() if wb is None else wb
     target = wb
     parts = path.replace("]", "").replace("[", ".").split(".")
     for p in parts[:-1]:
         target = target[int(p)] if p.isdigit() else target[p]
     last = parts[-1]
-    target[int(last) if last.isdigit() else last] = value
+    key = int(last) if last.isdigit() else last
+    if value is DROP:
+        del target[key]
+    else:
+        target[key] = value
     return wb
 
 
@@ -428,20 +433,6 @@ def test_a_time_range_in_its_own_datetime_or_quotes():
 
 # ---------------------------------------------------------------- multi-select parameters, conditional tiles
 
-def multi_broken(path: str, value):
-    wb = multi_workbook()
-    target = wb
-    parts = path.replace("]", "").replace("[", ".").split(".")
-    for p in parts[:-1]:
-        target = target[int(p)] if p.isdigit() else target[p]
-    last = parts[-1]
-    if value is DROP:
-        del target[int(last) if last.isdigit() else last]
-    else:
-        target[int(last) if last.isdigit() else last] = value
-    return wb
-
-
 DROP = object()
 
 
@@ -472,7 +463,7 @@ DROP = object()
     ("tiles[1].visibleWhen[0].colour", "red", "tiles[1].visibleWhen[0].colour", "BAD_WORKBOOK"),
 ])
 def test_multi_and_condition_validation_names_the_field(client, path, value, field, code):
-    err = error(client.admin("POST", "/api/workbooks", multi_broken(path, value)), 400, code, field)
+    err = error(client.admin("POST", "/api/workbooks", broken(path, value, multi_workbook())), 400, code, field)
     assert err["message"].startswith(field)
     assert not any(f"unknown field {k!r}" in err["message"] for k in ("multi", "quote", "delimiter", "visibleWhen")), err
 
