@@ -165,17 +165,12 @@ def _truncation_error(res, request_id: str) -> dict:
                          message, request_id=request_id)
 
 
-def _tables(res) -> list:
-    """Every result table of a Result (a query of several tabular statements gives several)."""
-    return res.tables() if hasattr(res, "tables") else [res]
-
-
 def _completion_rows(res, request_id: str, v1: bool) -> list[list]:
     ok = [_now(), request_id, str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4()), 4, "Info", 0,
           "S_OK (0)", 4, "QueryInfo",
           json.dumps({"Count": 1, "Text": "Query completed successfully"})]
     rows = [ok]
-    for table in _tables(res):
+    for table in res.tables():
         if table.truncated:
             err = _truncation_error(table, request_id)
             rows.append([_now(), request_id, str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4()), 2, "Error",
@@ -191,7 +186,7 @@ def frames_v2(res, request_id: str, *, progressive: bool = False, defer: bool = 
     """The v2 answer of a Result: the list of frames. A query of several tabular statements gives a
     PrimaryResult table for each (TableId 1, 2, ...; named as Result.to_json names them), each
     with its Visualization row in @ExtendedProperties."""
-    tables = _tables(res)
+    tables = res.tables()
     truncated = any(t.truncated for t in tables)
     out = [{"FrameType": "DataSetHeader", "IsProgressive": progressive, "Version": "v2.0",
             "IsFragmented": progressive, "ErrorReportingPlacement": "InData"},
@@ -230,7 +225,7 @@ def tables_v1(res, request_id: str) -> dict:
     statement), their properties, the status, the table of contents."""
     def columns(pairs):
         return [{"ColumnName": c, "DataType": V1_TYPES[t], "ColumnType": t} for c, t in pairs]
-    results = _tables(res)
+    results = res.tables()
     n = len(results)
     ids = [str(uuid.uuid4()) for _ in range(n + 2)]
     out = [{"TableName": f"Table_{i}", "Columns": columns(zip(t.columns, t.types)),
