@@ -103,7 +103,7 @@ def answer(res, prefer: dict, elapsed: float) -> dict:
     """The body of a query's answer (a Result)."""
     rows = json_rows(res, dynamic_as_text=True)      # Log Analytics sends dynamic values as JSON text
     # a query of several tabular statements: a table for each (PrimaryResult, Table_1, ...)
-    tables = res.tables() if hasattr(res, "tables") else [res]
+    tables = res.tables()
     out = {"tables": [{"name": table_name(i),
                        "columns": [{"name": c, "type": ty} for c, ty in zip(t.columns, t.types)],
                        "rows": rows if i == 0 else json_rows(t, dynamic_as_text=True)}
