@@ -8,8 +8,11 @@ the 20 ms port, one to the 50 ms one) asking once every 0.4 s, and 10 short conn
 port. The collector (``Collector``, eBPF or netlink) watches the namespace; its records are taken
 when it stops (``final``), so windows ending in between do not matter: the checks add up rows.
 Requests every 0.4 s against polls every 0.5 s: several exchanges between two looks, which the
-netlink collector counts from tcp_info's data segments (``netlink.Exchanges``). Response times:
-eBPF within 10 % of the handler's delay; netlink within 10 % plus a jiffy (its documented tolerance).
+netlink collector counts from tcp_info's data segments (``netlink.Exchanges``). Response times: no
+shorter than the handler's delay (less 10 %), no longer than the client itself measured around its
+exchanges (its average, its longest); netlink's with a jiffy more either way (its documented
+tolerance). A fixed ceiling (1.5 times the delay) failed on a loaded CI host, where the client
+itself waited longer: the collector was right to say so.
 
 Before issue 12 the response time was the smoothed TCP round trip (~0 ms on one host), Responses
 were counted once per poll in which both byte counters grew, and bytes counted SYN and FIN.
@@ -65,14 +68,18 @@ CLIENT = r'''
 import json, socket, sys, threading, time
 fast, slow, rounds, every, short = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
 made = {"fast": 0, "slow": 0}
+waited = {"fast": [], "slow": []}
 lock = threading.Lock()
 def ask(s, port_name):
+    t0 = time.monotonic()
     s.sendall(b"q" * %(req)d)
     got = 0
     while got < %(ans)d:
         got += len(s.recv(%(ans)d - got))
+    t1 = time.monotonic()
     with lock:
         made[port_name] += 1
+        waited[port_name].append((t1 - t0) * 1000)
 def long_lived(port, name):
     s = socket.create_connection(("127.0.0.1", port))
     for _ in range(rounds):
@@ -84,7 +91,7 @@ for port, name in ((fast, "fast"), (slow, "slow")):
     for _ in range(short):
         s = socket.create_connection(("127.0.0.1", port)); ask(s, name); s.close()
 for t in threads: t.join()
-print(json.dumps(made), flush=True)
+print(json.dumps({"made": made, "waited": waited}), flush=True)
 ''' % {"req": REQUEST, "ans": ANSWER}
 
 
@@ -115,7 +122,7 @@ def captured(request, tmp_path_factory, module_netns):
         fast, slow = map(int, server.stdout.readline().split())
         time.sleep(1.5)                            # the collector's baseline dump: the listeners
         client = in_ns(netns, CLIENT, str(fast), str(slow), str(ROUNDS), str(EVERY), str(SHORT))
-        made = json.loads(client.stdout.readline())
+        told = json.loads(client.stdout.readline())
         client.wait(timeout=60)
         time.sleep(1)
         records = c.final()["VMConnection"]
@@ -123,7 +130,8 @@ def captured(request, tmp_path_factory, module_netns):
         server.kill()
         server.wait()
         c.close()
-    return dict(kind=kind, made=made, ports={"fast": fast, "slow": slow}, records=records)
+    return dict(kind=kind, made=told["made"], waited=told["waited"], ports={"fast": fast, "slow": slow},
+                records=records)
 
 
 def rows(captured, name: str, direction: str) -> list[dict]:
@@ -159,17 +167,24 @@ def test_responses_are_the_requests_made(captured, name, direction):
 
 
 @pytest.mark.parametrize("name,direction", CASES)
-def test_the_average_response_time_is_the_handlers_delay_within_10_percent(captured, name, direction):
-    """From the request's last byte to the response's last byte: the client waits the handler's
-    delay (and the loopback's microseconds); the server answers after it."""
+def test_the_response_times_are_the_handlers_delay_as_the_client_saw_it(captured, name, direction):
+    """From the request's last byte to the response's last byte. Both sides' times lie inside
+    what the client itself measured around each exchange (from before its send to after its last
+    receive), and none is shorter than the handler's delay. On a quiet host the client's own
+    times are the delay plus the loopback's microseconds; on a loaded one a sleep or a wake-up
+    can run late, and the collector must report that lateness, not hide it: so the bounds are the
+    client's measured average and longest exchange, never a fixed multiple of the delay."""
     rs = rows(captured, name, direction)
     ms = DELAYS[name] * 1000
     slack = 0 if captured["kind"] == "ebpf" else JIFFY_MS
+    waited = captured["waited"][name]
+    seen_average, seen_longest = sum(waited) / len(waited), max(waited)
     average = total(rs, "ResponseTimeSum") / total(rs, "Responses")
-    print(f"\n{captured['kind']} {name} {direction}: average {average:.1f} ms for a {ms:.0f} ms handler")
-    assert 0.9 * ms - slack <= average <= 1.1 * ms + slack, (average, rs)
-    assert all(0.9 * ms - slack <= r["ResponseTimeMin"] <= r["ResponseTimeMax"] <= 1.5 * ms + slack
-               for r in rs if r["Responses"]), rs
+    print(f"\n{captured['kind']} {name} {direction}: average {average:.1f} ms for a {ms:.0f} ms handler; "
+          f"the client saw {seen_average:.1f} ms on average, {seen_longest:.1f} ms at most")
+    assert 0.9 * ms - slack <= average <= seen_average + slack, (average, seen_average, rs)
+    assert all(0.9 * ms - slack <= r["ResponseTimeMin"] <= r["ResponseTimeMax"] <= seen_longest + slack
+               for r in rs if r["Responses"]), (seen_longest, rs)
 
 
 def test_client_and_server_are_their_own_processes(captured):
