@@ -9,7 +9,7 @@ the other collectors, so the records are the same, minus what a connection table
 |---|---|
 | identity across polls | no socket cookie: the 4-tuple and the pid (``cookie``) |
 | LinksEstablished / LinksTerminated / LinksLive | a connection first seen established / gone from the table; only those that live across a poll (one a second by default): shorter ones are not seen |
-| Process | the pid the table gives (where the OS tells it; else the unknown process) |
+| Process | the pid the table gives (where the OS tells it; else the unknown process). A live connection first listed without a pid waits one look (``poll``): psutil walks the processes' descriptors before it reads the table, so one made in between has no owner yet, and counted then it would be established twice, as unknown and again as its process. A closing one without a pid (an orphan) is never a new connection |
 | BytesSent / BytesReceived, Responses, ResponseTime*, LinksFailed | not measured (``UNMEASURED``): left out of the records, so empty in the workspace, never 0 |
 
 The machine (VMComputer) comes from psutil and the standard library (``machine``). The network
@@ -44,6 +44,8 @@ STATES = {"ESTABLISHED": TCP_ESTABLISHED, "SYN_SENT": TCP_SYN_SENT, "SYN_RECV": 
           "FIN_WAIT1": TCP_FIN_WAIT1, "FIN_WAIT2": TCP_FIN_WAIT2, "TIME_WAIT": TCP_TIME_WAIT,
           "CLOSE": TCP_CLOSE, "CLOSE_WAIT": TCP_CLOSE_WAIT, "LAST_ACK": TCP_LAST_ACK, "LISTEN": TCP_LISTEN,
           "CLOSING": TCP_CLOSING}
+# a socket in these states without a pid is closing with no process left: not a connection to count
+CLOSING = frozenset({TCP_FIN_WAIT1, TCP_FIN_WAIT2, TCP_CLOSING, TCP_LAST_ACK, TCP_TIME_WAIT, TCP_CLOSE})
 PROCESS_RECHECK = 60.0          # seconds a process's details are kept before being read again
 UNKNOWN_PROCESS = "unknown"
 
@@ -114,6 +116,7 @@ class PortableCollector:
         self.unknown = ProcessInfo(0, 0, UNKNOWN_PROCESS, "", "", "", -1, "", time.time())
         self.stats = {"polls": 0, "poll_errors": 0, "last_poll_ms": 0.0, "max_poll_ms": 0.0}
         self._info: dict[int, tuple[float, ProcessInfo]] = {}
+        self._ownerless: set[tuple] = set()     # live connections the last look listed without a pid
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._machine_due = 0.0
@@ -140,7 +143,7 @@ class PortableCollector:
     def poll(self, now: float | None = None) -> None:
         t0 = time.monotonic()
         now = time.time() if now is None else now
-        sockets, owners = [], {}
+        sockets, owners, ownerless = [], {}, set()
         for c in self.psutil.net_connections(kind="tcp"):
             state = STATES.get(c.status)
             if state is None or not c.laddr:
@@ -149,11 +152,19 @@ class PortableCollector:
             dst, dport = (_address(c.raddr.ip), c.raddr.port) if c.raddr else (
                 "::" if c.family == socket.AF_INET6 else "0.0.0.0", 0)
             pid = c.pid or 0
+            if not pid and state != TCP_LISTEN:
+                if state in CLOSING:
+                    continue            # an orphan its process let go of: an end, never a new connection
+                ends = (c.family, src, sport, dst, dport)
+                ownerless.add(ends)
+                if ends not in self._ownerless:
+                    continue            # made after psutil walked the descriptors: its owner shows next look
             key = cookie(c.family, src, sport, dst, dport, pid)
             sockets.append(Socket(family=int(c.family), state=state, src=src, sport=sport, dst=dst, dport=dport,
                                   inode=key, uid=0, cookie=key))
             info = self._process(pid, now) if pid else None
             owners[key] = info if info is not None else self.unknown
+        self._ownerless = ownerless
         with self._lock:
             self.agg.observe(now, sockets, owners)
         ms = (time.monotonic() - t0) * 1000
