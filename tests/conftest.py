@@ -9,6 +9,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "netatlas"   # the reference files the package ships (schemas, seed queries)
 sys.path.insert(0, str(ROOT))
 
+pytest_plugins = ["background"]     # modules marked background run beside the suite (tests/background.py)
+
 
 def pytest_addoption(parser):
     parser.addoption("--update-golden", action="store_true", default=False,

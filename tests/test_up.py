@@ -15,6 +15,9 @@ import pytest
 
 from conftest import PACKAGE, ROOT
 
+# minutes of waiting on the clock: run beside the rest of the suite (tests/background.py)
+pytestmark = pytest.mark.background
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -44,6 +44,9 @@ from netatlas.agent import ebpf
 from netatlas.agent.netlink import in_netns
 from netatlas.keys import load_or_create
 
+# minutes of waiting on the clock: run beside the rest of the suite (tests/background.py)
+pytestmark = pytest.mark.background
+
 ROOT = Path(__file__).resolve().parents[2]
 INTERVAL = 5
 LONG_CHUNKS, LONG_CHUNK, LONG_EVERY = 70, 1000, 1.0     # 70,000 bytes over ~70 s

@@ -52,6 +52,9 @@ import pytest
 
 import systemd_units
 
+# minutes of waiting on the clock: run beside the rest of the suite (tests/background.py)
+pytestmark = pytest.mark.background
+
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 BLOCK = re.compile(r"^```sh second-host:(\S+)\n(.*?)^```$", re.M | re.S)
