@@ -7,7 +7,7 @@ The stages, each a function below:
 | flows | a workspace, a time range | VMConnection summed per (machine, process, direction, remote address, port) | ``FLOWS`` (KQL, so any store runs it) |
 | resolve | remote addresses | address -> monitored machine, as the map resolves them | ``resolve()``: ``Workspace.resolve_addresses`` (machines.py) |
 | graph | flows + resolution | ``Dependency``s (caller machine -> callee machine, per process and port), the undirected machine graph | ``dependencies()``, ``Graph`` |
-| communities | the graph | groups of machines that talk together, seeded Leiden (igraph + leidenalg) | ``communities()`` |
+| communities | the graph | groups of machines that talk together, seeded Leiden (igraph + leidenalg), on the graph weighted by bytes and by connections: the plan whose crossing traffic (in the weight asked for) is least is kept (``communities_by``) | ``communities()``, ``arrange()`` |
 | shared services | the graph, its communities | machines with many more peers than the median, spread over many coarse communities (participation coefficient); grouped as called (moved early) or calling (moved late) | ``shared()``, ``_shared_groups()`` |
 | cap | communities, --max-wave-size | pieces no larger than the cap (Leiden again inside, then chunks) | ``split()`` |
 | order | pieces | waves: callees before their callers | ``order()`` |
@@ -424,6 +424,23 @@ def plan(ws, options: Options) -> dict:
                     {"since": _stamp(since), "until": _stamp(until)})
 
 
+def arrange(graph: Graph, pins: dict[int, int], cap: int | None, seed: int) -> tuple[dict, list, list]:
+    """(shared services, communities, waves) of one weighting of the graph: communities and
+    shared services, each community's pieces under the cap, in order, pins applied."""
+    hubs, found = shared(graph, seed)
+    found += _shared_groups(graph, hubs)
+    linked = {m for c in found for m in c}
+    isolated = [m for m in range(len(graph.nodes)) if m not in linked]
+    # communities in order, then each one's pieces under the cap in order, next to each other
+    pieces = {c[0]: [q for p in split(graph, c, cap, seed) if (q := [m for m in p if m not in pins])]
+              for c in found}
+    ordered = [p for c in order(graph, [c for c in found if pieces[c[0]]]) for p in order(graph, pieces[c[0]])]
+    rest = [m for m in isolated if m not in pins]       # machines with no dependency: together, last
+    step = cap or max(len(rest), 1)
+    ordered += [rest[i:i + step] for i in range(0, len(rest), step)]
+    return hubs, found, pin(graph, ordered, pins, cap)
+
+
 def waves_of(deps: list[Dependency], machines: dict[str, dict], options: Options, span: dict | None = None) -> dict:
     """The report from dependencies and machines (``dependencies()``): the pure part of ``plan``."""
     cap = options.max_wave_size
@@ -438,18 +455,18 @@ def waves_of(deps: list[Dependency], machines: dict[str, dict], options: Options
         if n < 1:
             raise WavesError(f"--pin {name}={n}: waves are numbered from 1")
         pins[by_name[name]] = n
-    hubs, found = shared(graph, options.seed)
-    found += _shared_groups(graph, hubs)
-    linked = {m for c in found for m in c}
-    isolated = [m for m in range(len(graph.nodes)) if m not in linked]
-    # communities in order, then each one's pieces under the cap in order, next to each other
-    pieces = {c[0]: [q for p in split(graph, c, cap, options.seed) if (q := [m for m in p if m not in pins])]
-              for c in found}
-    ordered = [p for c in order(graph, [c for c in found if pieces[c[0]]]) for p in order(graph, pieces[c[0]])]
-    rest = [m for m in isolated if m not in pins]       # machines with no dependency: together, last
-    step = cap or max(len(rest), 1)
-    ordered += [rest[i:i + step] for i in range(0, len(rest), step)]
-    waves = pin(graph, ordered, pins, cap)
+    # The communities are found on the graph weighted each way; the plan kept is the one whose
+    # crossing traffic, in the weight asked for, is least (modularity is Leiden's aim, not ours).
+    best = None
+    for by in [options.weight] + [w for w in WEIGHTS if w != options.weight]:
+        g = graph if by == options.weight else Graph(list(machines), deps, by)
+        hubs_by, found_by, waves_by = arrange(g, pins, cap, options.seed)
+        wave_by = {m: n for n, w in enumerate(waves_by, 1) for m in w}
+        cost = sum(getattr(d, options.weight) for d in deps
+                   if wave_by[graph.index[d.caller]] != wave_by[graph.index[d.callee]])
+        if best is None or cost < best[0]:
+            best = (cost, by, hubs_by, found_by, waves_by)
+    _, communities_by, hubs, found, waves = best
     wave_of = {m: n for n, w in enumerate(waves, 1) for m in w}
     names = graph.nodes
     crossing = []
@@ -480,7 +497,8 @@ def waves_of(deps: list[Dependency], machines: dict[str, dict], options: Options
     report_waves = [{"wave": n, "machines": [machine(m) for m in w], "crossing": mine.get(n, [])}
                     for n, w in enumerate(waves, 1)]
     return {
-        "range": span or {}, "weight": options.weight, "max_wave_size": cap, "seed": options.seed,
+        "range": span or {}, "weight": options.weight, "communities_by": communities_by,
+        "max_wave_size": cap, "seed": options.seed,
         "library": library(),
         "communities": [[names[m] for m in c] for c in found],
         "shared_services": [{"machine": names[m], "computer": machines[names[m]]["computer"], **info}
@@ -508,7 +526,8 @@ CSV_COLUMNS = ("wave", "kind", "machine", "computer", "process", "ports", "peer"
 def format_text(report: dict) -> str:
     out = [f"{len(report['waves'])} waves, {len(report['communities'])} communities; crossing: "
            f"{len(report['crossing'])} dependencies, {report['crossing_bytes']} bytes, "
-           f"{report['crossing_connections']} connections ({report['backward']} backward)"]
+           f"{report['crossing_connections']} connections ({report['backward']} backward); "
+           f"communities found on {report['communities_by']}"]
     if report.get("shared_services"):
         out.append("shared services: " + ", ".join(
             f"{s['computer'] or s['machine']} ({s['peers']} peers in {s['communities']} communities)"
