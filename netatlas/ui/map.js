@@ -715,8 +715,7 @@ export async function mount(main) {
       place(evt.renderedPosition);
     });
     cy.on("mouseout", "node", () => { if (!tooltip.dataset.edge) tooltip.hidden = true; });
-    // a zoom or a pan moves what a tooltip points at: it goes (an edge's, by hoverEdges; a node's here)
-    cy.on("zoom pan", () => { if (!tooltip.dataset.edge) tooltip.hidden = true; });
+    // a zoom or a pan moves what a tooltip points at: hoverEdges hides it then, a node's as an edge's
     cy.on("tap", "node", (evt) => {
       const d = evt.target.data();
       // groups open on click: a collapsed group of machines, or the folded remote ends

@@ -102,7 +102,8 @@ export function edgeAt(cy, p) {
 }
 
 // Hover by edgeAt rather than Cytoscape's own hit test (which follows the drawn width and the
-// drawing order): show(edge, point) on entering an edge, hide() on leaving it.
+// drawing order): show(edge, point) on entering an edge, hide() on leaving it, and hide() on every
+// zoom or pan, which moves whatever a tooltip pointed at (a node's tooltip goes with it too).
 export function hoverEdges(cy, container, show, hide) {
   let current = null;
   container.addEventListener("mousemove", (ev) => {
