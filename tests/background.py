@@ -108,6 +108,7 @@ def pytest_configure(config: pytest.Config) -> None:
                                        "(tests/background.py)")
 
 
+@pytest.hookimpl(trylast=True)      # after -k and -m have deselected: only the selected tests run in the child
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
     if os.environ.get(CHILD) or config.getoption("collectonly"):
         return
