@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -30,10 +31,14 @@ CHILD = "NETATLAS_TEST_CHILD"
 WAIT_SECONDS = 1800          # a module's own run, at most (its tests' timeouts stop it well before)
 
 
+RUNNING: list["Child"] = []
+
+
 class Child:
     """One module's second pytest process and, once it ended, each test's outcome."""
 
     def __init__(self, path: Path, nodeids: list[str], config: pytest.Config):
+        RUNNING.append(self)
         self.dir = Path(tempfile.mkdtemp(prefix="netatlas-background-"))
         self.report, self.log = self.dir / "report.xml", self.dir / "output.txt"
         timeout = config.getoption("timeout", None)
@@ -130,3 +135,15 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             moved.append((t, b))
     gone = {id(t) for t, _ in moved}
     items[:] = [i for i in items if id(i) not in gone] + [b for _, b in moved]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """A run that ends early (-x, an interrupt) stops the second processes it started, as an
+    interrupt would (their namespaces and servers torn down), killed if they do not end in 30 s."""
+    for child in RUNNING:
+        if child.process.poll() is None:
+            child.process.send_signal(signal.SIGINT)      # as Ctrl-C: its fixtures tear down
+            try:
+                child.process.wait(30)
+            except subprocess.TimeoutExpired:
+                child.process.kill()
