@@ -45,7 +45,7 @@ class Child:
         args = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
                 f"--basetemp={self.dir / 'tmp'}", f"--junitxml={self.report}",
                 *([f"--timeout={timeout}"] if timeout else []), *nodeids]
-        self.path = path
+        self.path, self.names = path, {n.split("::")[-1] for n in nodeids}
         with open(self.log, "w") as out:
             self.process = subprocess.Popen(args, cwd=config.rootpath, stdout=out, stderr=subprocess.STDOUT,
                                             env=dict(os.environ, **{CHILD: "1"}))
@@ -59,7 +59,7 @@ class Child:
                 self.process.kill()
                 self.process.wait()
             self.outcomes = self._read()
-            if self.outcomes and all(state != "failed" for state, _ in self.outcomes.values()):
+            if self.names <= self.outcomes.keys() and all(state != "failed" for state, _ in self.outcomes.values()):
                 shutil.rmtree(self.dir, ignore_errors=True)     # kept, with its output, when a test failed
         return self.outcomes.get(name) or ("failed", f"no outcome for {name} (exit {self.process.returncode}):\n"
                                                       + self.log.read_text()[-6000:])
