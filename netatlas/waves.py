@@ -6,7 +6,7 @@ The stages, each a function below:
 |---|---|---|---|
 | flows | a workspace, a time range | VMConnection summed per (machine, process, direction, remote address, port) | ``FLOWS`` (KQL, so any store runs it) |
 | resolve | remote addresses | address -> monitored machine, as the map resolves them | ``resolve()``: ``Workspace.resolve_addresses`` (machines.py) |
-| graph | flows + resolution | ``Dependency``s (caller machine -> callee machine, per process and port), the undirected machine graph | ``dependencies()``, ``Graph`` |
+| graph | flows + resolution | ``Dependency``s (caller machine -> callee machine, per process and port), the undirected machine graph | ``dependencies()``, ``Graph``; ``dependencies_of()``: flows, resolve and dependencies of a workspace's range |
 | communities | the graph | groups of machines that talk together, seeded Leiden (igraph + leidenalg), on the graph weighted by bytes and by connections: the plan whose crossing traffic (in the weight asked for) is least is kept (``communities_by``) | ``communities()``, ``arrange()`` |
 | shared services | the graph, its communities | machines with many more peers than the median, spread over many coarse communities (participation coefficient); grouped as called (moved early) or calling (moved late) | ``shared()``, ``_shared_groups()`` |
 | cap | communities, --max-wave-size | pieces no larger than the cap (Leiden again inside, then chunks) | ``split()`` |
@@ -413,6 +413,12 @@ def plan(ws, options: Options) -> dict:
         raise WavesError(f"--weight must be one of {', '.join(WEIGHTS)}")
     if options.max_wave_size is not None and options.max_wave_size < 1:
         raise WavesError("--max-wave-size must be at least 1")
+    deps, machines, span = dependencies_of(ws, options)
+    return waves_of(deps, machines, options, span)
+
+
+def dependencies_of(ws, options: Options) -> tuple[list[Dependency], dict[str, dict], dict]:
+    """The dependencies and machines of a workspace's range (flows, resolve, graph's input), and the range."""
     until = (options.now or datetime.now(timezone.utc)).replace(tzinfo=None)
     since = until - options.range
     rows = flows(ws, since, until)
@@ -420,8 +426,8 @@ def plan(ws, options: Options) -> dict:
     resolved = resolve(ws, remotes, max(options.range / timedelta(days=1), 1.0), until)
     res = _run(ws, MACHINES, {"since": since, "until": until})
     inventory = {m: c for m, c in res.rows}
-    return waves_of(*dependencies(rows, resolved, frozenset(options.exclude), inventory), options,
-                    {"since": _stamp(since), "until": _stamp(until)})
+    deps, machines = dependencies(rows, resolved, frozenset(options.exclude), inventory)
+    return deps, machines, {"since": _stamp(since), "until": _stamp(until)}
 
 
 def arrange(graph: Graph, pins: dict[int, int], cap: int | None, seed: int) -> tuple[dict, list, list]:

@@ -37,7 +37,7 @@ RUNNING: list["Child"] = []
 class Child:
     """One module's second pytest process and, once it ended, each test's outcome."""
 
-    def __init__(self, path: Path, nodeids: list[str], config: pytest.Config):
+    def __init__(self, nodeids: list[str], config: pytest.Config):
         RUNNING.append(self)
         self.dir = Path(tempfile.mkdtemp(prefix="netatlas-background-"))
         self.report, self.log = self.dir / "report.xml", self.dir / "output.txt"
@@ -45,7 +45,7 @@ class Child:
         args = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
                 f"--basetemp={self.dir / 'tmp'}", f"--junitxml={self.report}",
                 *([f"--timeout={timeout}"] if timeout else []), *nodeids]
-        self.path, self.names = path, {n.split("::")[-1] for n in nodeids}
+        self.names = {n.split("::")[-1] for n in nodeids}
         with open(self.log, "w") as out:
             self.process = subprocess.Popen(args, cwd=config.rootpath, stdout=out, stderr=subprocess.STDOUT,
                                             env=dict(os.environ, **{CHILD: "1"}))
@@ -124,8 +124,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if not chosen:
         return
     moved = []
-    for path, tests in chosen.items():
-        child = Child(path, [t.nodeid for t in tests], config)
+    for tests in chosen.values():
+        child = Child([t.nodeid for t in tests], config)
         for t in tests:
             b = BackgroundItem.from_parent(t.parent, name=t.name, child=child)
             for mark in t.iter_markers():

@@ -123,12 +123,7 @@ VMConnection
 def test_the_plan_kept_crosses_least_of_both_weightings(report, fleet):
     """The communities are found on the graph weighted by bytes and by connections; the plan
     kept is the one whose crossing bytes are least, and its crossing is what the report says."""
-    until = END.replace(tzinfo=None)
-    since = until - timedelta(days=1)
-    rows = waves.flows(fleet, since, until)
-    remotes = sorted({r["RemoteIp"] for r in rows if r["Direction"] == "outbound" and r["RemoteIp"]})
-    inventory = dict(waves._run(fleet, waves.MACHINES, {"since": since, "until": until}).rows)
-    deps, machines = waves.dependencies(rows, waves.resolve(fleet, remotes, 1.0, until), frozenset(), inventory)
+    deps, machines, _ = waves.dependencies_of(fleet, waves.Options(range=timedelta(days=1), now=END))
     costs = {}
     for by in waves.WEIGHTS:
         g = waves.Graph(list(machines), deps, by)

@@ -11,8 +11,9 @@ Requests every 0.4 s against polls every 0.5 s: several exchanges between two lo
 netlink collector counts from tcp_info's data segments (``netlink.Exchanges``). Response times: no
 shorter than the handler's delay (less 10 %), no longer than the client itself measured around its
 exchanges (its average, its longest); half a millisecond more either way for the whole milliseconds
-the records hold, and netlink's with a jiffy more (its documented tolerance). A fixed ceiling (1.5 times the delay) failed on a loaded CI host, where the client
-itself waited longer: the collector was right to say so.
+the records hold, and netlink's with a jiffy more (its documented tolerance). A fixed ceiling (1.5
+times the delay) failed on a loaded CI host, where the client itself waited longer: the collector
+was right to say so.
 
 Before issue 12 the response time was the smoothed TCP round trip (~0 ms on one host), Responses
 were counted once per poll in which both byte counters grew, and bytes counted SYN and FIN.
