@@ -1,10 +1,12 @@
 """Web map benchmark: GET /api/map of every machine over 24 hours, against the raw KQL query that feeds it.
 
-    python bench/web.py [--repeat 7] [--no-http] [--hours 24] [--check]
+    python bench/web.py [--repeat 7] [--no-http] [--hours 24] [--offset 30] [--check]
 
 The data is the simulated datacenter of `netatlas demo` that bench/seeds.py uses (200 machines over
 the 7 days up to 2026-11-25 00:00 UTC, seed 1), created once in bench/.data/demo-<machines>x<days>/
-and reused while its marker matches (seeds.ensure_data). The range is the last --hours of the data.
+and reused while its marker matches (seeds.ensure_data). The range is the last --hours of the data,
+ending --offset minutes before its end (0: whole hours; 30: a partial hour at each end, which the map
+reads from VMConnection's records, the whole hours between from its hourly rollup, netatlas/rollup.py).
 
 In process it times `webmap.build_map(ws, Selection("all"), range)` (every step of the map: the
 inventory, the flows of the range and of the day before, remote resolution, bound ports, process
@@ -21,8 +23,9 @@ from the map's address to the map laid out and painted, goal under 3 s.
 --busy times the busy fleet instead (issue 17): 1,000 machines with BUSY_RECORDS (5M) VMConnection
 records in the last 24 hours. It is the demo of 1,000 machines over 2 days (`netatlas.demo.generate`,
 about 1.8M records a day) whose last day is copied, shifted by multiples of 15 seconds, by a bulk
-INSERT ... SELECT in DuckDB until that day holds 5M records; cached in bench/.data/busy-1000x2/
-while its marker (bench-busy.json) matches.
+INSERT ... SELECT in DuckDB until that day holds 5M records, and VMConnection's hourly rollup made
+again from the rows (those copies went past ingestion); cached in bench/.data/busy-1000x2/ while its
+marker (bench-busy.json) matches (a workspace made before the rollup builds it when it opens).
 """
 from __future__ import annotations
 
@@ -124,6 +127,11 @@ def ensure_busy(data_dir: Path, end: datetime, write=print) -> float | None:
                         f"AND TimeGenerated + INTERVAL {shift} SECOND < ? LIMIT {missing}",
                         [lo, hi, hi])
             k += 1
+        # the copies went in by SQL, past ingestion: VMConnection's hourly rollup made again from the rows
+        from netatlas import rollup
+        con.execute("BEGIN TRANSACTION")
+        rollup.rebuild(con)
+        con.execute("COMMIT")
         con.execute("CHECKPOINT")
         for table in ws.catalogue.names():
             ws.set_retention(table, seeds.RETENTION_DAYS_MAX)
@@ -216,6 +224,9 @@ def main(argv=None, write=print) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=7, help="timed runs per side (default 7)")
     p.add_argument("--hours", type=float, default=24, help="the range: the last HOURS of the data (default 24)")
+    p.add_argument("--offset", type=float, default=0, metavar="MINUTES",
+                   help="end the range MINUTES before the data's end (default 0: on the hour; 30 gives a range "
+                        "of partial first and last hours, as a range ending now has)")
     p.add_argument("--no-http", action="store_true", help="only in process: no server")
     p.add_argument("--data", type=Path, metavar="DIR",
                    help="workspace directory (default bench/.data/demo-<machines>x<days>, shared with seeds.py)")
@@ -239,21 +250,21 @@ def main(argv=None, write=print) -> int:
     import duckdb
     import netatlas
 
-    end = args.end
+    end = args.end - timedelta(minutes=args.offset)
     start = end - timedelta(hours=args.hours)
     if args.busy:
         data_dir = args.data or seeds.DATA_DIR / f"busy-{BUSY_MACHINES}x{BUSY_DAYS}"
-        seconds = ensure_busy(data_dir, end, write)
+        seconds = ensure_busy(data_dir, args.end, write)
         how = f"generated in {seconds:.1f} s" if seconds is not None else "reused"
         write(f"busy fleet: {BUSY_MACHINES} machines, {BUSY_RECORDS:,} records in the last day to "
-              f"{end:%Y-%m-%d %H:%M} UTC ({how}, {data_dir})")
+              f"{args.end:%Y-%m-%d %H:%M} UTC ({how}, {data_dir})")
     else:
         data_dir = args.data or seeds.DATA_DIR / f"demo-{args.machines}x{args.days}"
         data = seeds.ensure_data(data_dir, args.machines, args.days, args.seed, args.end,
                                  in_process=args.in_process, write=write)
         how = f"generated in {data.seconds:.1f} s" if data.seconds is not None else "reused"
         write(f"demo workspace: {args.machines} machines x {args.days} days (seed {args.seed}) to "
-              f"{end:%Y-%m-%d %H:%M} UTC ({how}, {data_dir})")
+              f"{args.end:%Y-%m-%d %H:%M} UTC ({how}, {data_dir})")
     ws = netatlas.connect(data_dir)
     try:   # the server's retention pass at start uses the wall clock: keep the dated demo whole
         for table in ws.catalogue.names():

@@ -39,7 +39,7 @@ from datetime import timedelta
 
 import numpy as np
 
-from . import enrich, ingest
+from . import enrich, ingest, rollup
 from .catalogue import Catalogue, Table
 from .errors import IngestError, StorageError
 from .store import duckdb as db
@@ -302,7 +302,11 @@ def store_group(con, table: Table, items: list[Pending], context: dict) -> list[
             if ids:
                 con.execute(f"INSERT INTO {ingest.BATCHES} SELECT unnest(?::VARCHAR[]), ?, unnest(?::BIGINT[]), now()",
                             [[i for i, _ in ids], table.name, [k for _, k in ids]])
-            con.execute(ingest.insert_sql(table.name, select, outbox, group), params)
+            insert = ingest.insert_sql(table.name, select, outbox, group)
+            if ingest.rolls_up(table, outbox):          # VMConnection's hourly rollup (rollup.py)
+                rollup.add(con, con.execute(f"{insert} RETURNING {rollup.returning()}", params).to_arrow_table())
+            else:
+                con.execute(insert, params)
             if len(uniq):
                 con.executemany(ingest.usage_sql(outbox, group),
                                 [(ingest._EPOCH + timedelta(seconds=int(h)), table.name,

@@ -38,7 +38,7 @@ from decimal import Decimal
 import numpy as np
 import orjson
 
-from . import enrich
+from . import enrich, rollup
 from .catalogue import REQUIRED as CATALOGUE_REQUIRED, Catalogue, Table
 from .errors import IngestError, StorageError, did_you_mean
 from .kql import types as T
@@ -710,6 +710,12 @@ def usage_sql(outbox=None, group: str | None = None) -> str:
     return insert_sql(USAGE_RAW, "SELECT ?, ?, ?, ?", outbox, group)
 
 
+def rolls_up(table: Table, outbox=None) -> bool:
+    """Whether storing a batch of ``table`` also adds to VMConnection's hourly rollup (rollup.py):
+    VMConnection's batches, where the workspace keeps the rows itself (no outbox)."""
+    return table.name == rollup.SOURCE and outbox is None
+
+
 def store(con, table: Table, source: str, enriched: dict[str, str], batch_id: str | None,
           lookups: list[enrich.Lookup] = (), outbox=None) -> tuple[int, int]:
     """One transaction: the batch id, the rows read from the batch (``source``, see
@@ -722,9 +728,19 @@ def store(con, table: Table, source: str, enriched: dict[str, str], batch_id: st
         if batch_id is not None:
             con.execute(f"INSERT INTO {BATCHES} VALUES (?, ?, 0, now())", [batch_id, table.name])
         select, params = staged_select(table, source, enriched, lookups)
-        # the hour as epoch seconds and the bytes of every row, as two numpy columns
-        rows = con.execute(f"{insert_sql(table.name, select, outbox, group)} RETURNING CAST(epoch(date_trunc('hour', "
-                           f"TimeGenerated)) AS BIGINT) AS h, CAST({size} AS BIGINT) AS b", params).fetchnumpy()
+        # the hour as epoch seconds and the bytes of every row, as two numpy columns; VMConnection's
+        # rows as stored too, for its hourly rollup (rollup.py)
+        rolled = rolls_up(table, outbox)
+        returned = con.execute(
+            f"{insert_sql(table.name, select, outbox, group)} RETURNING CAST(epoch(date_trunc('hour', "
+            f"TimeGenerated)) AS BIGINT) AS h, CAST({size} AS BIGINT) AS b"
+            + (f", {rollup.returning()}" if rolled else ""), params)
+        if rolled:
+            stored = returned.to_arrow_table()
+            rows = {"h": stored.column("h").to_numpy(), "b": stored.column("b").to_numpy()}
+            rollup.add(con, stored)
+        else:
+            rows = returned.fetchnumpy()
         hours, inverse = np.unique(rows["h"], return_inverse=True)
         sums = np.bincount(inverse, weights=rows["b"], minlength=len(hours)) if len(hours) else []
         per_hour = {_EPOCH + timedelta(seconds=int(h)): int(b) for h, b in zip(hours.tolist(), np.asarray(sums).tolist())}

@@ -19,7 +19,7 @@ from .catalogue import Catalogue
 from .errors import SchemaVersionError
 from .kql import types as T
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 META = "_netatlas_meta"
 # a table every version of the schema has: its presence tells an old database from a new file
 V1_MARKER = "_netatlas_batches"
@@ -46,9 +46,19 @@ def _v1_to_v2(con, catalogue: Catalogue) -> None:
         con.execute('DROP TABLE "Usage"')
 
 
+def _v2_to_v3(con, catalogue: Catalogue) -> None:
+    from . import rollup
+    for sql in rollup.SETUP_SQL:
+        con.execute(sql)
+    if con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = ? AND table_schema = 'main'",
+                   [rollup.SOURCE]).fetchone():
+        rollup.rebuild(con)
+
+
 # stored version -> the step to the next one
 MIGRATIONS: dict[int, Migration] = {
     1: Migration(1, "record the schema version in _netatlas_meta; Usage becomes a view", _v1_to_v2),
+    2: Migration(2, "VMConnection's hourly rollup for the map (rollup.py), built from its rows", _v2_to_v3),
 }
 
 

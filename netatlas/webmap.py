@@ -42,7 +42,7 @@ from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from importlib import resources
 
-from . import addresses
+from . import addresses, rollup
 from .errors import WebMapError
 from .kql.values import gc_paused
 from .limits import DEFAULT_TIMEOUT
@@ -141,14 +141,18 @@ def iso(t: datetime) -> str:
 class Source:
     """A workspace's KQL, each query timed under a step name, and its remote machine resolution."""
 
-    def __init__(self, ws, timeout: float = DEFAULT_TIMEOUT):
+    def __init__(self, ws, timeout: float = DEFAULT_TIMEOUT, *, rolled: bool = True):
         self.ws, self.timeout = ws, timeout
         self.timings: dict[str, float] = {}
+        # the catalogue that has VMConnection's rollup (rollup.py), where the workspace keeps one
+        # and ``rolled`` is not turned off (the tests compare both ways)
+        self.rolled = getattr(ws, "rolled_catalogue", None) if rolled else None
 
-    def kql(self, step: str, text: str, **params):
+    def kql(self, step: str, text: str, *, catalogue=None, **params):
         t0 = time.perf_counter()
         try:
-            res = self.ws.query(text, params=params, timeout=self.timeout, max_rows=MAX_ROWS)
+            extra = {"catalogue": catalogue} if catalogue is not None else {}
+            res = self.ws.query(text, params=params, timeout=self.timeout, max_rows=MAX_ROWS, **extra)
         finally:
             self.timings[step] = self.timings.get(step, 0.0) + time.perf_counter() - t0
         if res.truncated:
@@ -212,29 +216,44 @@ FOCUS_FILTER = {
 }
 EXCLUDE_FILTER = {False: "", True: "| where ProcessName !in~ (exclude)\n"}
 MAP_PARAMETERS = """declare query_parameters(since:datetime, start:datetime, stop:datetime, focus:dynamic,
-    addresses:dynamic, exclude:dynamic, ips:dynamic, kinds:dynamic, fars:dynamic, places:dynamic);
+    addresses:dynamic, exclude:dynamic, ips:dynamic, kinds:dynamic, fars:dynamic, places:dynamic,
+    before_lo:datetime, before_hi:datetime, now_lo:datetime, now_hi:datetime, all_lo:datetime, all_hi:datetime);
 """
 
-REMOTES = """VMConnection
-| where TimeGenerated >= since and TimeGenerated < stop
-{focus}{exclude}| summarize Dns = max(RemoteDnsQuestions), Country = max(RemoteCountry) by RemoteIp"""
+# Both read a window's connections as rows of the rollup's columns (rollup.py): from VMConnection's
+# records (RAW: the ClickHouse store, which keeps no rollup), or the window's whole hours from the
+# rollup and only the rest from VMConnection (ROLLED: DuckDB). {a}, {b}: the window's ends; {w}_lo,
+# {w}_hi: the whole hours inside it (rollup.hour_bounds).
+AS_ROLLED = """Machine, Computer, Process, ProcessName, Direction, RemoteIp, DestinationPort,
+        Links = LinksEstablished, Failed = LinksFailed, Sent = BytesSent, Received = BytesReceived, Responses,
+        ResponseTime = ResponseTimeSum, Records = long(1), Malicious = iff(MaliciousIp != "", long(1), long(0)),
+        Last = TimeGenerated, LinksLive, Dns = RemoteDnsQuestions, Country = RemoteCountry"""
+CONNECTIONS = {
+    False: """VMConnection
+    | where TimeGenerated >= {a} and TimeGenerated < {b}
+    | project """ + AS_ROLLED + """
+    """,
+    True: """union (VMConnection
+        | where (TimeGenerated >= {a} and TimeGenerated < {w}_lo) or (TimeGenerated >= {w}_hi and TimeGenerated < {b})
+        | project """ + AS_ROLLED + """),
+    (""" + rollup.TABLE + """ | where TimeGenerated >= {w}_lo and TimeGenerated < {w}_hi | project-away TimeGenerated)
+    """,
+}
+
+REMOTES = """{all}{focus}{exclude}| summarize Dns = max(Dns), Country = max(Country) by RemoteIp"""
 
 FOLD = """let ends = print RemoteIp = ips, Kind = kinds, Far = fars, Place = places
     | mv-expand RemoteIp to typeof(string), Kind to typeof(string), Far to typeof(string), Place to typeof(string);
-union (VMConnection
-    | where TimeGenerated >= start and TimeGenerated < stop
-    {focus}{exclude}| summarize Links = sum(LinksEstablished), Failed = sum(LinksFailed), Sent = sum(BytesSent),
-        Received = sum(BytesReceived), Responses = sum(Responses), ResponseTime = sum(ResponseTimeSum),
-        Records = count(), Malicious = countif(MaliciousIp != ""), arg_max(TimeGenerated, LinksLive),
+union ({now}{focus}{exclude}| summarize Links = sum(Links), Failed = sum(Failed), Sent = sum(Sent),
+        Received = sum(Received), Responses = sum(Responses), ResponseTime = sum(ResponseTime),
+        Records = sum(Records), Malicious = sum(Malicious), arg_max(Last, LinksLive),
         Machine = take_any(Machine), Computer = take_any(Computer), ProcessName = take_any(ProcessName)
         by Process, Direction, RemoteIp, DestinationPort
     | project Now = true, Machine, Process, Direction, RemoteIp, DestinationPort, Links = tolong(Links),
         Failed = tolong(Failed), Sent = tolong(Sent), Received = tolong(Received), Responses = tolong(Responses),
         ResponseTime = tolong(ResponseTime), Records = tolong(Records), Malicious = tolong(Malicious),
         LinksLive = tolong(LinksLive), Computer, ProcessName),
-  (VMConnection
-    | where TimeGenerated >= since and TimeGenerated < start
-    {focus}{exclude}| summarize Links = sum(LinksEstablished), Failed = sum(LinksFailed), Records = count(),
+  ({before}{focus}{exclude}| summarize Links = sum(Links), Failed = sum(Failed), Records = sum(Records),
         Machine = take_any(Machine) by Process, Direction, RemoteIp, DestinationPort
     | project Now = false, Machine, Process, Direction, RemoteIp, DestinationPort, Links = tolong(Links),
         Failed = tolong(Failed), Sent = long(0), Received = long(0), Responses = long(0), ResponseTime = long(0),
@@ -253,9 +272,24 @@ union (VMConnection
     by Now, Process, Direction, Kind, Far, Place, DestinationPort
 | extend Loopback = Kind == 'loopback'"""
 
+# the windows a map reads: (its name in the parameters, its ends' parameters)
+WINDOWS = {"now": ("start", "stop"), "before": ("since", "start"), "all": ("since", "stop")}
 
-def map_query(body: str, everything: bool, exclude: bool) -> str:
-    return MAP_PARAMETERS + body.format(focus=FOCUS_FILTER[everything], exclude=EXCLUDE_FILTER[exclude])
+
+def map_query(body: str, everything: bool, exclude: bool, rolled: bool = False) -> str:
+    """A map query's text for the request's shape: everything or a focus, an exclusion or none,
+    the connections read through the rollup or not."""
+    windows = {w: CONNECTIONS[rolled].format(a=a, b=b, w=w) for w, (a, b) in WINDOWS.items()}
+    return MAP_PARAMETERS + body.format(focus=FOCUS_FILTER[everything], exclude=EXCLUDE_FILTER[exclude], **windows)
+
+
+def window_params(since: datetime, start: datetime, stop: datetime) -> dict:
+    """The whole hours inside each window (``{w}_lo``, ``{w}_hi``), which the rollup gives."""
+    ends = {"since": since, "start": start, "stop": stop}
+    out = {}
+    for w, (a, b) in WINDOWS.items():
+        out[f"{w}_lo"], out[f"{w}_hi"] = rollup.hour_bounds(ends[a], ends[b])
+    return out
 
 
 LISTENERS = """declare query_parameters(since:datetime, stop:datetime, machines:dynamic);
@@ -739,13 +773,15 @@ def fold_map(src: Source, selection: Selection, span: Span, options: Options) ->
     before = span.earlier(COMPARE)
     params = dict(since=before.start, start=span.start, stop=span.end, focus=[] if everything else focus,
                   addresses=[] if everything else sorted({a for m in focus for a in machines[m].ips}),
-                  exclude=list(options.exclude), ips=[], kinds=[], fars=[], places=[])
-    texts = {name: map_query(body, everything, bool(options.exclude)) for name, body in
+                  exclude=list(options.exclude), ips=[], kinds=[], fars=[], places=[],
+                  **window_params(before.start, span.start, span.end))
+    rolled = src.rolled is not None
+    texts = {name: map_query(body, everything, bool(options.exclude), rolled) for name, body in
              (("remotes", REMOTES), ("flows", FOLD))}
-    remotes = src.kql("remotes", texts["remotes"], **params).to_dicts()
+    remotes = src.kql("remotes", texts["remotes"], catalogue=src.rolled, **params).to_dicts()
     resolved = src.resolve({r["RemoteIp"] for r in remotes if r["RemoteIp"]}, span.end)
     ends_params, countries = src.step("resolve", remote_ends, remotes, resolved)
-    folded = src.kql("flows", texts["flows"], **dict(params, **ends_params)).to_dicts()
+    folded = src.kql("flows", texts["flows"], catalogue=src.rolled, **dict(params, **ends_params)).to_dicts()
     now_rows = [r for r in folded if r["Now"]]
     rows, hidden = loopback_apart(now_rows, options)
     rows_before, _ = loopback_apart([r for r in folded if not r["Now"]], options)

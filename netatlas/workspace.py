@@ -1,6 +1,7 @@
 """The workspace: a store (store/; DuckDB by default) holding every catalogue table, with ingest and query."""
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import threading
@@ -14,7 +15,7 @@ from pathlib import Path
 from . import kql
 from .catalogue import Catalogue, Table
 from .errors import IngestError, KqlError, NetatlasError, QueryExecutionError, QueryLimitError
-from . import custom, dcr, ingest, migrate
+from . import custom, dcr, ingest, migrate, rollup
 from .ingest import MAX_POST_BYTES
 from .kql import types as T
 from .kql.cache import CompileCache
@@ -90,6 +91,7 @@ class Workspace:
         self._lock = threading.RLock()
         self._cursor_lock = threading.Lock()
         self._lookup_lock = threading.Lock()
+        self._rollup_lock = threading.Lock()      # compaction and rebuilds of rollup.py's hours
         self._local = threading.local()
         self._cursors: list[db.Connection] = []
         self.pool = QueryPool(self._new_cursor)
@@ -190,7 +192,7 @@ class Workspace:
                     continue   # a view over the ingest stage's byte counts (ingest.USAGE_SQL)
                 cols = ", ".join(f'"{c}" {T.storage_sql(t)}' for c, t in table.columns)
                 self.connection.execute(f'CREATE TABLE IF NOT EXISTS "{table.name}" ({cols})')
-            for sql in ingest.SETUP_SQL + ingest.USAGE_SQL:
+            for sql in ingest.SETUP_SQL + ingest.USAGE_SQL + rollup.SETUP_SQL:
                 self.connection.execute(sql)
             self.connection.execute(f'CREATE TABLE IF NOT EXISTS {RETENTION_TABLE} ("table" VARCHAR PRIMARY KEY, days INTEGER)')
 
@@ -474,26 +476,49 @@ class Workspace:
                 cutoff = now - timedelta(days=days)
                 target, column = (ingest.USAGE_RAW, "hour") if table == ingest.USAGE else (f'"{table}"', "TimeGenerated")
                 where, params = expired_or_future(column, cutoff, now)
+                hours = rollup.hours_of(cur, where, params) if table == rollup.SOURCE else []
                 n = delete_in_steps(cur, target, where, params)
                 if n:
                     deleted[table] = n
+                if hours:                 # the rollup of the hours it touched, from the rows left
+                    with self._rollup_lock:
+                        in_transaction(cur, rollup.rebuild, hours)
         finally:
             cur.close()
         self._matcher = None              # indicators may be gone
         return deleted
 
+    def compact_rollup(self, now: datetime | None = None, limit: int = rollup.COMPACT_HOURS) -> int:
+        """Merge the closed hours of VMConnection's rollup that batches added to (rollup.compact);
+        returns the hours merged. Nothing where the tables are in another store."""
+        if self.remote is not None:
+            return 0
+        cur = self._new_cursor()
+        try:
+            with self._rollup_lock:
+                return rollup.compact(cur, now or datetime.now(timezone.utc), limit)
+        finally:
+            cur.close()
+
     # ---- query --------------------------------------------------------------------------------
     # Each query holds a cursor of the pool (pool.py) from its compile to its last row fetched;
     # the plugins' planning-time queries run on the same cursor.
+    @functools.cached_property
+    def rolled_catalogue(self) -> Catalogue | None:
+        """The catalogue with VMConnection's hourly rollup (rollup.py) as a table, for the map's
+        own queries (``query(catalogue=)``); None where the tables are in another store."""
+        return None if self.remote is not None else rollup.catalogue(self.catalogue)
+
     def compile(self, text: str, *, params: dict | None = None, now: datetime | None = None,
                 max_rows: int | None = kql.DEFAULT_MAX_ROWS, timespan=None,
-                deadline: Deadline | None = None) -> kql.Compiled:
+                deadline: Deadline | None = None, catalogue: Catalogue | None = None) -> kql.Compiled:
         """Compile KQL text; with a ``deadline`` every stage, and the queries plugins run while
-        planning (bag_unpack's keys, autocluster's rows), stop at it with QueryLimitError."""
+        planning (bag_unpack's keys, autocluster's rows), stop at it with QueryLimitError.
+        ``catalogue``: another catalogue than the workspace's (``rolled_catalogue``)."""
         if self.remote is not None:
             return self.remote.compile(text, params=params, now=now, max_rows=max_rows, timespan=timespan,
                                        deadline=deadline)
-        return self.compile_cache.compile(text, self.catalogue, params=params, now=now,
+        return self.compile_cache.compile(text, catalogue or self.catalogue, params=params, now=now,
                            executor=lambda sql: self._execute(sql, deadline),
                            max_rows=None if max_rows is None else max_rows + 1, timespan=timespan, deadline=deadline)
 
@@ -609,8 +634,8 @@ class Workspace:
 
     def query(self, text: str, *, params: dict | None = None, now: datetime | None = None,
               timeout: float = DEFAULT_TIMEOUT, max_rows: int = kql.DEFAULT_MAX_ROWS, timespan=None,
-              max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES) -> Result:
-        """Run a KQL query; raises KqlError for mistakes in the text, QueryLimitError past the time limit,
+              max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES, catalogue: Catalogue | None = None) -> Result:
+        """Run a KQL query (over ``catalogue``'s tables, the workspace's by default); raises KqlError for mistakes in the text, QueryLimitError past the time limit,
         pool.QueryBusyError when every query cursor is busy and the queue is full.
 
         The time limit covers every stage: waiting for a cursor, lex, parse, plan (with the
@@ -627,7 +652,7 @@ class Workspace:
         with self.pool.cursor(deadline) as cur:
             t1 = time.perf_counter()
             compiled = self.compile(text, params=params, now=now, max_rows=max_rows, timespan=timespan,
-                                    deadline=deadline)
+                                    deadline=deadline, catalogue=catalogue)
             t2 = time.perf_counter()
             # a query of several tabular statements: each result under its own row limit and its
             # share of the byte limit (the answer stays within max_result_bytes), all of them under
@@ -889,6 +914,18 @@ def _clean(e: Exception) -> str:
     for prefix in ("Conversion Error: ", "Invalid Input Error: ", "Binder Error: ", "Out of Range Error: "):
         msg = msg.replace(prefix, "")
     return msg
+
+
+def in_transaction(cur, fn, *args):
+    """``fn(cur, *args)`` in one transaction on ``cur``: committed, or rolled back on any error."""
+    cur.execute("BEGIN TRANSACTION")
+    try:
+        out = fn(cur, *args)
+        cur.execute("COMMIT")
+    except BaseException:
+        ingest.rollback(cur)
+        raise
+    return out
 
 
 def expired_or_future(column: str, cutoff: datetime, now: datetime) -> tuple[str, list]:

@@ -12,7 +12,7 @@ import pytest
 
 import netatlas
 import netatlas.workspace
-from netatlas import migrate
+from netatlas import migrate, rollup
 from netatlas.catalogue import Catalogue, Table
 from netatlas.store.duckdb import DB_FILE
 
@@ -50,7 +50,9 @@ def test_a_v1_workspace_is_migrated_keeps_its_rows_and_takes_new_ones(tmp_path):
     data = v1_workspace(tmp_path)
     with netatlas.connect(data) as ws:
         assert ws.upgrade.found == 1 and ws.upgrade.version == migrate.SCHEMA_VERSION
-        assert ws.upgrade.steps and ws.upgrade.steps[0].startswith("1 -> 2")
+        assert [step[:6] for step in ws.upgrade.steps] == ["1 -> 2", "2 -> 3"]
+        # VMConnection's hourly rollup (rollup.py) built from the rows the old release stored
+        assert ws.connection.execute(f"SELECT sum(Records), sum(Sent) FROM {rollup.TABLE}").fetchone() == (12, 12018)
         r = ws.query("VMConnection | summarize n = count(), sent = sum(BytesSent) by Computer")
         assert r.rows == [["web-01", 12, 12018]]
         assert ws.query("VMComputer | project Computer, Ipv4Addresses").rows == [["web-01", ["10.0.0.11"]]]
@@ -82,8 +84,9 @@ def test_a_workspace_of_a_newer_version_is_refused_and_left_as_it_was(tmp_path):
     con = duckdb.connect(str(data / DB_FILE))
     con.execute(f"UPDATE {migrate.META} SET value = '{migrate.SCHEMA_VERSION + 1}' WHERE key = 'schema_version'")
     con.close()
-    with pytest.raises(migrate.SchemaVersionError, match=r"newer netatlas \(schema version 3; this netatlas "
-                       r"knows versions up to 2\)"):
+    with pytest.raises(migrate.SchemaVersionError,
+                       match=rf"newer netatlas \(schema version {migrate.SCHEMA_VERSION + 1}; this netatlas "
+                       rf"knows versions up to {migrate.SCHEMA_VERSION}\)"):
         netatlas.connect(data)
     assert raw_version(data) == migrate.SCHEMA_VERSION + 1     # and the file is released: it opens again
 

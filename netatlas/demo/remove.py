@@ -2,7 +2,8 @@
 
 Every table with a machine column (``machine_column``: Machine, the ServiceMap tables' resource
 names, else Computer) loses the rows of the marker's machines; their bytes leave ``Usage`` (the
-hourly byte counts are rewritten without them); the demo's threat-intelligence feed, its batch ids
+hourly byte counts are rewritten without them) and VMConnection's hourly rollup is made again for
+the hours they were in (rollup.py); the demo's threat-intelligence feed, its batch ids
 and its NAT senders go too. Rows of other machines are not touched. The marker stays, saying the
 demo was removed, so ``up`` neither loads it again nor goes on with it.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from .. import ingest
+from .. import ingest, rollup
 from ..catalogue import Table
 
 # tables whose machine column is not Machine
@@ -39,7 +40,7 @@ def delete_records(ws, marker, since: datetime | None = None) -> dict[str, int]:
         return _delete_in_store(ws, ids, names, since)
     con = ws.connection
     deleted = {}
-    with ws._lock:
+    with ws._lock, ws._rollup_lock:
         con.execute("BEGIN TRANSACTION")
         try:
             for table in ws.catalogue.tables.values():
@@ -60,6 +61,8 @@ def delete_records(ws, marker, since: datetime | None = None) -> dict[str, int]:
                 n = con.execute(f'DELETE FROM "{table.name}" WHERE {where}', params).fetchone()[0]
                 deleted[table.name] = n
                 _unbill(con, table.name, hours)
+                if table.name == rollup.SOURCE:             # its hourly rollup, from the rows left
+                    rollup.rebuild(con, [h for h, _ in hours])
             con.execute("DELETE FROM _netatlas_senders WHERE Machine IN (SELECT unnest(?::VARCHAR[]))", [ids])
             con.execute("COMMIT")
         except Exception:

@@ -217,7 +217,8 @@ def create_app(data_dir: str | os.PathLike, *, settings: Settings | None = None,
         svc.alerts = await run_in_threadpool(alerts.open_store, svc)
         tasks = [asyncio.create_task(retention.schedule(svc), name="netatlas-retention"),
                  asyncio.create_task(threatintel.schedule(svc), name="netatlas-threatintel"),
-                 asyncio.create_task(alerts.schedule(svc), name="netatlas-alerts")]
+                 asyncio.create_task(alerts.schedule(svc), name="netatlas-alerts"),
+                 asyncio.create_task(retention.compaction(svc), name="netatlas-rollup")]
         try:
             yield
         finally:

@@ -9,7 +9,7 @@ All three need a query key: agents hold ingest keys, and those must not be able 
 
 ``schedule`` runs a pass at start and then every retention_interval seconds; a pass that fails
 is logged and counted (``netatlas_retention_runs_total{outcome="error"}``), and the schedule
-goes on.
+goes on. ``compaction`` merges VMConnection's hourly rollup (rollup.py) every 5 minutes.
 """
 from __future__ import annotations
 
@@ -90,3 +90,19 @@ async def apply(request: Request) -> Response:
     svc = service(request)
     verify_bearer(svc.keys.identity, request.headers, role="admin", local_token=svc.local_token)
     return json_response({"deleted": await run_pass(svc)})
+
+
+async def compaction(svc) -> None:
+    """VMConnection's hourly rollup merged every rollup.COMPACT_SECONDS (rollup.compact): the
+    closed hours batches added to since the last pass."""
+    from .. import rollup
+    compact = getattr(svc.workspace, "compact_rollup", None)
+    if compact is None:
+        return
+
+    async def one_pass():
+        merged = await svc.run(compact)
+        if merged:
+            log.debug("rollup: %d hours merged", merged)
+    await every(rollup.COMPACT_SECONDS, one_pass, "rollup compaction", lambda t: None)
+
