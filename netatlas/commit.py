@@ -304,7 +304,7 @@ def store_group(con, table: Table, items: list[Pending], context: dict) -> list[
                             [[i for i, _ in ids], table.name, [k for _, k in ids]])
             insert = ingest.insert_sql(table.name, select, outbox, group)
             if ingest.rolls_up(table, outbox):          # VMConnection's hourly rollup (rollup.py)
-                rollup.add(con, con.execute(f"{insert} RETURNING {rollup.returning()}", params).to_arrow_table())
+                rollup.add(con, rollup.stored(con.execute(f"{insert} RETURNING {rollup.returning()}", params)))
             else:
                 con.execute(insert, params)
             if len(uniq):

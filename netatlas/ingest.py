@@ -736,8 +736,8 @@ def store(con, table: Table, source: str, enriched: dict[str, str], batch_id: st
             f"TimeGenerated)) AS BIGINT) AS h, CAST({size} AS BIGINT) AS b"
             + (f", {rollup.returning()}" if rolled else ""), params)
         if rolled:
-            stored = returned.to_arrow_table()
-            rows = {"h": stored.column("h").to_numpy(), "b": stored.column("b").to_numpy()}
+            stored = rollup.stored(returned)
+            rows = {"h": rollup.column(stored, "h"), "b": rollup.column(stored, "b")}
             rollup.add(con, stored)
         else:
             rows = returned.fetchnumpy()

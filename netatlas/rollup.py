@@ -27,13 +27,17 @@ rather than refusing the batch.
 """
 from __future__ import annotations
 
+import importlib.util
 from datetime import datetime, timedelta, timezone
+
+import numpy as np
 
 TABLE = "_netatlas_vmconnection_hourly"
 PENDING = "_netatlas_vmconnection_pending"      # hours whose rollup rows may not be merged yet
 SOURCE = "VMConnection"
 COMPACT_SECONDS = 300                           # the server's compaction pass, every 5 minutes
 COMPACT_HOURS = 48                              # at most this many hours merged a pass
+HAVE_ARROW = importlib.util.find_spec("pyarrow") is not None     # optional (the clickhouse extra)
 
 KEYS = (("Machine", "string"), ("Computer", "string"), ("Process", "string"), ("ProcessName", "string"),
         ("Direction", "string"), ("RemoteIp", "string"), ("DestinationPort", "int"))
@@ -87,13 +91,13 @@ def _merged(where: str) -> str:
 
 
 def add(con, rows, name: str = "__rollup_batch") -> None:
-    """In the caller's transaction: a batch's VMConnection rows (Arrow, ``READS`` at least) summed
-    per hour and key into the rollup (``summed``, in Arrow: a quarter of what planning the same
-    GROUP BY in DuckDB costs a group commit), and their hours noted as pending compaction."""
-    if not rows.num_rows:
+    """In the caller's transaction: a batch's VMConnection rows as stored (``stored``: ``READS`` at
+    least) summed per hour and key into the rollup, and their hours noted as pending compaction.
+    With pyarrow the sums are made in Arrow (``summed``: a quarter of what planning the same GROUP
+    BY in DuckDB costs a group commit), else by DuckDB over the numpy columns (``_rolled``)."""
+    if not len(column(rows, "TimeGenerated")):
         return
-    import pyarrow.compute as pc
-    partial = summed(rows)
+    partial = None if isinstance(rows, dict) else summed(rows)
     if partial is not None:
         con.from_arrow(partial).insert_into(TABLE)          # its columns in COLUMNS' order
     else:
@@ -102,8 +106,20 @@ def add(con, rows, name: str = "__rollup_batch") -> None:
             con.execute(f"INSERT INTO {TABLE} {_rolled(name)}")
         finally:
             con.unregister(name)
-    hours = pc.unique(pc.floor_temporal(rows.column("TimeGenerated"), unit="hour")).to_pylist()
-    con.execute(f"INSERT INTO {PENDING} SELECT unnest(?::TIMESTAMP[])", [hours])
+    times = np.asarray(column(rows, "TimeGenerated"), dtype="datetime64[us]")
+    con.execute(f"INSERT INTO {PENDING} SELECT unnest(?::TIMESTAMP[])",
+                [np.unique(times.astype("datetime64[h]")).tolist()])
+
+
+def stored(result):
+    """A ``RETURNING`` result's rows: an Arrow table where pyarrow is installed (the clickhouse
+    extra), else numpy columns (a dict)."""
+    return result.to_arrow_table() if HAVE_ARROW else result.fetchnumpy()
+
+
+def column(rows, name: str) -> np.ndarray:
+    """One column of ``stored``'s rows as numpy."""
+    return rows[name] if isinstance(rows, dict) else rows.column(name).to_numpy()
 
 
 # (rollup column, VMConnection column) of the sums
@@ -144,30 +160,39 @@ def returning() -> str:
     return ", ".join(f'"{c}"' for c in READS)
 
 
-def rebuild(con, hours: list[datetime] | None = None) -> int:
-    """In the caller's transaction: the rollup's rows of ``hours`` (all of them for None) replaced
-    by the sums of VMConnection's rows in those hours (after a deletion, or to build it); returns
-    the rows now in those hours."""
+def rebuild(con, hours: list[datetime] | str | None = None) -> int:
+    """In the caller's transaction: the rollup's rows of ``hours`` (a list, or the name of a table
+    of them in a column ``hour``; all of them for None) replaced by the sums of VMConnection's rows
+    in those hours (after a deletion, or to build it); returns the rows now in those hours."""
     if hours is None:
         con.execute(f"DELETE FROM {TABLE}")
         con.execute(f"DELETE FROM {PENDING}")
         return con.execute(f"INSERT INTO {TABLE} {_rolled(SOURCE)}").fetchone()[0]
-    if not hours:
+    if isinstance(hours, str):
+        listed, params = f"(SELECT hour FROM {hours})", []
+    elif hours:
+        listed, params = "(SELECT unnest(?::TIMESTAMP[]))", [sorted(hours)]
+    else:
         return 0
-    hours = sorted(hours)
-    listed = "(SELECT unnest(?::TIMESTAMP[]))"
-    con.execute(f"DELETE FROM {TABLE} WHERE TimeGenerated IN {listed}", [hours])
-    con.execute(f"DELETE FROM {PENDING} WHERE hour IN {listed}", [hours])
-    # the range first, so the scan skips the row groups outside it
-    where = f"TimeGenerated >= ? AND TimeGenerated < ? AND date_trunc('hour', TimeGenerated) IN {listed}"
-    return con.execute(f"INSERT INTO {TABLE} {_rolled(SOURCE, where)}",
-                       [hours[0], hours[-1] + timedelta(hours=1), hours]).fetchone()[0]
+    con.execute(f"DELETE FROM {TABLE} WHERE TimeGenerated IN {listed}", params)
+    con.execute(f"DELETE FROM {PENDING} WHERE hour IN {listed}", params)
+    # the range first, so the scan can skip the row groups outside it
+    where = (f"TimeGenerated >= (SELECT min(hour) FROM {listed} AS h(hour)) "
+             f"AND TimeGenerated < (SELECT max(hour) + INTERVAL 1 HOUR FROM {listed} AS h(hour)) "
+             f"AND date_trunc('hour', TimeGenerated) IN {listed}")
+    return con.execute(f"INSERT INTO {TABLE} {_rolled(SOURCE, where)}", params * 3).fetchone()[0]
 
 
-def hours_of(con, where: str, params: list) -> list[datetime]:
-    """The hours holding VMConnection rows that match ``where`` (before they are deleted)."""
-    return [r[0] for r in con.execute(
-        f"SELECT DISTINCT date_trunc('hour', TimeGenerated) FROM {SOURCE} WHERE {where}", params).fetchall()]
+HOURS = "__rollup_hours"        # the hours a deletion is about to touch (``note_hours``)
+
+
+def note_hours(con, where: str, params: list) -> int:
+    """Before VMConnection's rows matching ``where`` are deleted: their hours kept in the
+    connection's temporary table ``HOURS`` (for ``rebuild(con, HOURS)`` after; never read into
+    Python: a workspace from before the datetime checks may hold years past 9999); how many."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {HOURS} AS SELECT DISTINCT date_trunc('hour', TimeGenerated) AS hour "
+                f"FROM {SOURCE} WHERE {where}", params)
+    return con.execute(f"SELECT count(*) FROM {HOURS}").fetchone()[0]
 
 
 def compact(con, now: datetime, limit: int = COMPACT_HOURS) -> int:

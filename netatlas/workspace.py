@@ -476,13 +476,13 @@ class Workspace:
                 cutoff = now - timedelta(days=days)
                 target, column = (ingest.USAGE_RAW, "hour") if table == ingest.USAGE else (f'"{table}"', "TimeGenerated")
                 where, params = expired_or_future(column, cutoff, now)
-                hours = rollup.hours_of(cur, where, params) if table == rollup.SOURCE else []
+                touched = rollup.note_hours(cur, where, params) if table == rollup.SOURCE else 0
                 n = delete_in_steps(cur, target, where, params)
                 if n:
                     deleted[table] = n
-                if hours:                 # the rollup of the hours it touched, from the rows left
+                if touched:               # the rollup of the hours it touched, from the rows left
                     with self._rollup_lock:
-                        in_transaction(cur, rollup.rebuild, hours)
+                        in_transaction(cur, rollup.rebuild, rollup.HOURS)
         finally:
             cur.close()
         self._matcher = None              # indicators may be gone

@@ -35,6 +35,7 @@ def test_the_web_benchmark_reports_the_map_against_its_raw_query(tmp_path):
         line = next(line for line in lines if line.startswith(path + " "))
         assert re.search(r"\d+\.\d+x\s+PASS$", line), line
     assert "map steps in process" in text and "flows" in text
+    assert re.search(r"without the hourly rollup .*: \d+\.\d+ s \(\d+\.\dx the map's time\)", text), text
     if browser:
         line = next(line for line in lines if line.startswith("Chromium: "))
         assert re.search(r"drawn in \d+\.\d+ s .* goal < 3 s  PASS$", line), line
