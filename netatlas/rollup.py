@@ -7,7 +7,7 @@ ProcessName, Direction, RemoteIp, DestinationPort: the fold's key and what the m
 names by) with the records' sums (``Links`` ... ``ResponseTime``), their count, the malicious
 ones, the latest record's time and ``LinksLive``, and the greatest DNS name and country. A day of
 the busy fleet is about 420,000 of them. The map reads the range's whole hours here and only its
-partial first and last hours from VMConnection (``connections``).
+partial first and last hours from VMConnection (``webmap.CONNECTIONS``).
 
 The rollup always equals what VMConnection's rows give, because every change of VMConnection's
 rows changes it in the same transaction:

@@ -93,7 +93,7 @@ def test_each_ingestion_path_adds_its_batch(tmp_path, monkeypatch, arrow):
     t = datetime(2024, 5, 1, 10, 20, tzinfo=timezone.utc)
     with netatlas.connect(tmp_path / "ws") as ws:
         ws.set_retention("VMConnection", 4000)
-        ws.ingest("VMConnection", [record(t), record(t + timedelta(minutes=1), BytesSent=5),
+        ws.ingest("VMConnection", [record(t), record(t + timedelta(minutes=1), BytesSent=5, LinksFailed=None, LinksLive=None),
                                    record(t + timedelta(hours=1), remote="10.9.0.3")])
         ws.ingest_json("VMConnection", json.dumps([record(t + timedelta(minutes=5), LinksFailed=1),
                                                    record(t + timedelta(minutes=6), process="p-2")]))
