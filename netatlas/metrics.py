@@ -129,6 +129,10 @@ class Metrics:
                                          "Rows removed by retention, by table.", ("table",))
         self.retention_runs = Counter("netatlas_retention_runs_total",
                                       "Retention passes, by outcome.", ("outcome",))
+        self.rollup_merged = Counter("netatlas_rollup_hours_merged_total",
+                                     "Hours of VMConnection's hourly rollup merged by compaction passes.")
+        self.rollup_runs = Counter("netatlas_rollup_runs_total",
+                                   "Compaction passes of VMConnection's hourly rollup, by outcome.", ("outcome",))
         self.uptime = Gauge("netatlas_uptime_seconds", "Seconds since the server started.")
         # ingest helper (issue 11, item 17)
         self.fields_truncated = Counter("netatlas_fields_truncated_total",

@@ -323,3 +323,30 @@ def test_the_rolled_map_reads_the_rollup_for_whole_hours_only(demo):
     assert _maps(demo, webmap.Selection("all"), span)[1] == raw
     demo.connection.execute(f"UPDATE {rollup.TABLE} SET Sent = Sent + 1000000 WHERE TimeGenerated = ?", [inside])
     assert _maps(demo, webmap.Selection("all"), span)[1] != raw
+
+
+def test_the_server_compacts_the_closed_hours_at_start(tmp_path):
+    """A real server (``workspace serve``) runs the compaction pass at start: the closed hours
+    agents' minute batches left pending are merged, counted in /metrics, and still exact."""
+    import time
+    from test_commit import metric
+    from test_server import Server
+    data = tmp_path / "data"
+    t = (datetime.now(timezone.utc) - timedelta(hours=5)).replace(minute=0, second=0, microsecond=0)
+    with netatlas.connect(data) as ws:
+        for minute in range(0, 120, 3):         # two closed hours of minute batches
+            ws.ingest("VMConnection", [record(t + timedelta(minutes=minute)),
+                                       record(t + timedelta(minutes=minute), process="p-2")])
+        assert rollup_rows(ws) == 80
+    server = Server(data).start()
+    try:
+        deadline = time.monotonic() + 60
+        while metric(server.port, "netatlas_rollup_hours_merged_total") < 2:
+            assert time.monotonic() < deadline, server.log.read_text()
+            time.sleep(0.2)
+        assert metric(server.port, 'netatlas_rollup_runs_total{outcome="ok"}') >= 1
+    finally:
+        server.kill()
+    with netatlas.connect(data) as ws:
+        assert rollup_rows(ws) == 4 and assert_exact(ws) == 4
+        assert not ws.connection.execute(f"SELECT 1 FROM {rollup.PENDING}").fetchone()

@@ -9,7 +9,8 @@ All three need a query key: agents hold ingest keys, and those must not be able 
 
 ``schedule`` runs a pass at start and then every retention_interval seconds; a pass that fails
 is logged and counted (``netatlas_retention_runs_total{outcome="error"}``), and the schedule
-goes on. ``compaction`` merges VMConnection's hourly rollup (rollup.py) every 5 minutes.
+goes on. ``compaction`` merges VMConnection's hourly rollup (rollup.py) at start and every 5
+minutes (``netatlas_rollup_runs_total{outcome}``, ``netatlas_rollup_hours_merged_total``).
 """
 from __future__ import annotations
 
@@ -101,7 +102,13 @@ async def compaction(svc) -> None:
         return
 
     async def one_pass():
-        merged = await svc.run(compact)
+        try:
+            merged = await svc.run(compact)
+        except Exception:
+            svc.metrics.rollup_runs.inc(outcome="error")
+            raise
+        svc.metrics.rollup_runs.inc(outcome="ok")
+        svc.metrics.rollup_merged.inc(merged)
         if merged:
             log.debug("rollup: %d hours merged", merged)
     await every(rollup.COMPACT_SECONDS, one_pass, "rollup compaction", lambda t: None)
