@@ -41,22 +41,24 @@ HAVE_ARROW = importlib.util.find_spec("pyarrow") is not None     # optional (the
 
 KEYS = (("Machine", "string"), ("Computer", "string"), ("Process", "string"), ("ProcessName", "string"),
         ("Direction", "string"), ("RemoteIp", "string"), ("DestinationPort", "int"))
-# (column, KQL type, SQL over VMConnection's rows, SQL merging rollup rows)
+# (column, KQL type, SQL over VMConnection's rows, SQL merging rollup rows, Arrow's aggregate of a
+# batch: (its input column, the aggregate), ``summed``)
 MEASURES = (
-    ("Links", "long", "sum(LinksEstablished)", "sum(Links)"),
-    ("Failed", "long", "sum(LinksFailed)", "sum(Failed)"),
-    ("Sent", "long", "sum(BytesSent)", "sum(Sent)"),
-    ("Received", "long", "sum(BytesReceived)", "sum(Received)"),
-    ("Responses", "long", "sum(Responses)", "sum(Responses)"),
-    ("ResponseTime", "long", "sum(ResponseTimeSum)", "sum(ResponseTime)"),
-    ("Records", "long", "count(*)", "sum(Records)"),
-    ("Malicious", "long", "count(*) FILTER (WHERE MaliciousIp <> '')", "sum(Malicious)"),
-    ("Last", "datetime", "max(TimeGenerated)", "max(Last)"),
-    ("LinksLive", "long", "arg_max_null(LinksLive, TimeGenerated)", "arg_max_null(LinksLive, Last)"),
-    ("Dns", "string", "max(RemoteDnsQuestions)", "max(Dns)"),
-    ("Country", "string", "max(RemoteCountry)", "max(Country)"),
+    ("Links", "long", "sum(LinksEstablished)", "sum(Links)", ("LinksEstablished", "sum")),
+    ("Failed", "long", "sum(LinksFailed)", "sum(Failed)", ("LinksFailed", "sum")),
+    ("Sent", "long", "sum(BytesSent)", "sum(Sent)", ("BytesSent", "sum")),
+    ("Received", "long", "sum(BytesReceived)", "sum(Received)", ("BytesReceived", "sum")),
+    ("Responses", "long", "sum(Responses)", "sum(Responses)", ("Responses", "sum")),
+    ("ResponseTime", "long", "sum(ResponseTimeSum)", "sum(ResponseTime)", ("ResponseTimeSum", "sum")),
+    ("Records", "long", "count(*)", "sum(Records)", ((), "count_all")),
+    ("Malicious", "long", "count(*) FILTER (WHERE MaliciousIp <> '')", "sum(Malicious)", ("__malicious", "sum")),
+    ("Last", "datetime", "max(TimeGenerated)", "max(Last)", ("TimeGenerated", "max")),
+    ("LinksLive", "long", "arg_max_null(LinksLive, TimeGenerated)", "arg_max_null(LinksLive, Last)",
+     ("LinksLive", "last")),          # of the rows sorted by time, nulls kept: the latest record's
+    ("Dns", "string", "max(RemoteDnsQuestions)", "max(Dns)", ("RemoteDnsQuestions", "max")),
+    ("Country", "string", "max(RemoteCountry)", "max(Country)", ("RemoteCountry", "max")),
 )
-COLUMNS = (("TimeGenerated", "datetime"),) + KEYS + tuple((c, t) for c, t, _, _ in MEASURES)
+COLUMNS = (("TimeGenerated", "datetime"),) + KEYS + tuple((c, t) for c, t, *_ in MEASURES)
 # the VMConnection columns ``add`` reads from a batch's rows
 READS = ("TimeGenerated", "Machine", "Computer", "Process", "ProcessName", "Direction", "RemoteIp",
          "DestinationPort", "LinksEstablished", "LinksFailed", "BytesSent", "BytesReceived", "Responses",
@@ -79,14 +81,14 @@ SETUP_SQL = [
 
 def _rolled(source: str, where: str = "") -> str:
     """SELECT of ``source``'s VMConnection rows summed per hour and key."""
-    measures = ", ".join(f"{_fit(raw, t)} AS \"{c}\"" for c, t, raw, _ in MEASURES)
+    measures = ", ".join(f"{_fit(raw, t)} AS \"{c}\"" for c, t, raw, _, _ in MEASURES)
     return (f"SELECT date_trunc('hour', TimeGenerated) AS TimeGenerated, {_KEYS}, {measures} FROM {source}"
             f"{' WHERE ' + where if where else ''} GROUP BY ALL")
 
 
 def _merged(where: str) -> str:
     """SELECT of the rollup's rows matching ``where`` merged, one per hour and key."""
-    measures = ", ".join(f"{_fit(merge, t)} AS \"{c}\"" for c, t, _, merge in MEASURES)
+    measures = ", ".join(f"{_fit(merge, t)} AS \"{c}\"" for c, t, _, merge, _ in MEASURES)
     return f"SELECT TimeGenerated, {_KEYS}, {measures} FROM {TABLE} WHERE {where} GROUP BY ALL"
 
 
@@ -122,21 +124,20 @@ def column(rows, name: str) -> np.ndarray:
     return rows[name] if isinstance(rows, dict) else rows.column(name).to_numpy()
 
 
-# (rollup column, VMConnection column) of the sums
-SUMS = (("Links", "LinksEstablished"), ("Failed", "LinksFailed"), ("Sent", "BytesSent"),
-        ("Received", "BytesReceived"), ("Responses", "Responses"), ("ResponseTime", "ResponseTimeSum"))
-SAFE_SUM = 2.0 ** 62        # no sum of a batch can pass a long while rows x its largest value stays below
+# the batch's columns Arrow sums: no sum can pass a long while rows x the largest value stays below
+SUMMED = tuple(source for _, _, _, _, (source, agg) in MEASURES if agg == "sum" and source in READS)
+SAFE_SUM = 2.0 ** 62
 
 
 def summed(rows):
     """A batch's rows summed per hour and key as ``MEASURES`` sums them in SQL (``_rolled``), in
-    Arrow (the latest record's LinksLive: the last of the rows sorted by time); None when a sum
-    might pass a long's range (a hostile batch: DuckDB's TRY_CAST keeps it as null then)."""
+    Arrow (each measure's aggregate of its input); None when a sum might pass a long's range (a
+    hostile batch: DuckDB's TRY_CAST keeps it as null then)."""
     import pyarrow as pa
     import pyarrow.compute as pc
     n = rows.num_rows
-    for _, column in SUMS:
-        largest = pc.max(pc.abs(pc.cast(rows.column(column), pa.float64(), safe=False))).as_py()
+    for source in SUMMED:
+        largest = pc.max(pc.abs(pc.cast(rows.column(source), pa.float64(), safe=False))).as_py()
         if largest is not None and largest * n >= SAFE_SUM:
             return None
     t = rows.select(list(READS)).sort_by("TimeGenerated")
@@ -144,14 +145,12 @@ def summed(rows):
     t = t.append_column("__malicious", pc.cast(pc.not_equal(t.column("MaliciousIp"), ""), pa.int64()))
     keys = ["__hour"] + [k for k, _ in KEYS]
     g = t.group_by(keys, use_threads=False).aggregate(
-        [(column, "sum") for _, column in SUMS]
-        + [([], "count_all"), ("__malicious", "sum"), ("TimeGenerated", "max"),
-           ("LinksLive", "last", pc.ScalarAggregateOptions(skip_nulls=False)),
-           ("RemoteDnsQuestions", "max"), ("RemoteCountry", "max")])
+        [(list(source) if isinstance(source, tuple) else source, agg,
+          pc.ScalarAggregateOptions(skip_nulls=False) if agg == "last" else None)
+         for _, _, _, _, (source, agg) in MEASURES])
     named = {"TimeGenerated": "__hour", **{k: k for k, _ in KEYS},
-             **{c: f"{column}_sum" for c, column in SUMS}, "Records": "count_all", "Malicious": "__malicious_sum",
-             "Last": "TimeGenerated_max", "LinksLive": "LinksLive_last", "Dns": "RemoteDnsQuestions_max",
-             "Country": "RemoteCountry_max"}
+             **{c: agg if isinstance(source, tuple) else f"{source}_{agg}"
+                for c, _, _, _, (source, agg) in MEASURES}}
     return pa.table({c: g.column(named[c]) for c, _ in COLUMNS})
 
 

@@ -635,7 +635,8 @@ class Workspace:
     def query(self, text: str, *, params: dict | None = None, now: datetime | None = None,
               timeout: float = DEFAULT_TIMEOUT, max_rows: int = kql.DEFAULT_MAX_ROWS, timespan=None,
               max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES, catalogue: Catalogue | None = None) -> Result:
-        """Run a KQL query (over ``catalogue``'s tables, the workspace's by default); raises KqlError for mistakes in the text, QueryLimitError past the time limit,
+        """Run a KQL query (over ``catalogue``'s tables, the workspace's by default); raises
+        KqlError for mistakes in the text, QueryLimitError past the time limit,
         pool.QueryBusyError when every query cursor is busy and the queue is full.
 
         The time limit covers every stage: waiting for a cursor, lex, parse, plan (with the
