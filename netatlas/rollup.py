@@ -32,6 +32,8 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 
+from .store.duckdb import in_transaction
+
 TABLE = "_netatlas_vmconnection_hourly"
 PENDING = "_netatlas_vmconnection_pending"      # hours whose rollup rows may not be merged yet
 SOURCE = "VMConnection"
@@ -194,6 +196,15 @@ def note_hours(con, where: str, params: list) -> int:
     return con.execute(f"SELECT count(*) FROM {HOURS}").fetchone()[0]
 
 
+def _merge(con, hour: datetime) -> None:
+    """In the caller's transaction: one hour's rollup rows replaced by their merge, one per key."""
+    con.execute("CREATE OR REPLACE TEMP TABLE __rollup_merged AS " + _merged("TimeGenerated = ?"), [hour])
+    con.execute(f"DELETE FROM {TABLE} WHERE TimeGenerated = ?", [hour])
+    con.execute(f"INSERT INTO {TABLE} SELECT * FROM __rollup_merged")
+    con.execute(f"DELETE FROM {PENDING} WHERE hour = ?", [hour])
+    con.execute("DROP TABLE __rollup_merged")
+
+
 def compact(con, now: datetime, limit: int = COMPACT_HOURS) -> int:
     """Merge the rollup rows of up to ``limit`` closed hours (ended before ``now``) noted as
     pending, each hour in a transaction of its own (module doc); returns the hours merged."""
@@ -203,17 +214,7 @@ def compact(con, now: datetime, limit: int = COMPACT_HOURS) -> int:
     hours = [r[0] for r in con.execute(
         f"SELECT DISTINCT hour FROM {PENDING} WHERE hour < ? ORDER BY hour LIMIT {int(limit)}", [closed]).fetchall()]
     for hour in hours:
-        con.execute("BEGIN TRANSACTION")
-        try:
-            con.execute("CREATE OR REPLACE TEMP TABLE __rollup_merged AS " + _merged("TimeGenerated = ?"), [hour])
-            con.execute(f"DELETE FROM {TABLE} WHERE TimeGenerated = ?", [hour])
-            con.execute(f"INSERT INTO {TABLE} SELECT * FROM __rollup_merged")
-            con.execute(f"DELETE FROM {PENDING} WHERE hour = ?", [hour])
-            con.execute("DROP TABLE __rollup_merged")
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+        in_transaction(con, _merge, hour)
     return len(hours)
 
 

@@ -447,6 +447,12 @@ def arrange(graph: Graph, pins: dict[int, int], cap: int | None, seed: int) -> t
     return hubs, found, pin(graph, ordered, pins, cap)
 
 
+def crossing_cost(graph: Graph, deps: list[Dependency], waves: list[list[int]], weight: str) -> int:
+    """The ``weight`` (bytes or connections) of the dependencies whose ends are in different waves."""
+    wave_of = {m: n for n, w in enumerate(waves, 1) for m in w}
+    return sum(getattr(d, weight) for d in deps if wave_of[graph.index[d.caller]] != wave_of[graph.index[d.callee]])
+
+
 def waves_of(deps: list[Dependency], machines: dict[str, dict], options: Options, span: dict | None = None) -> dict:
     """The report from dependencies and machines (``dependencies()``): the pure part of ``plan``."""
     cap = options.max_wave_size
@@ -467,9 +473,7 @@ def waves_of(deps: list[Dependency], machines: dict[str, dict], options: Options
     for by in [options.weight] + [w for w in WEIGHTS if w != options.weight]:
         g = graph if by == options.weight else Graph(list(machines), deps, by)
         hubs_by, found_by, waves_by = arrange(g, pins, cap, options.seed)
-        wave_by = {m: n for n, w in enumerate(waves_by, 1) for m in w}
-        cost = sum(getattr(d, options.weight) for d in deps
-                   if wave_by[graph.index[d.caller]] != wave_by[graph.index[d.callee]])
+        cost = crossing_cost(graph, deps, waves_by, options.weight)
         if best is None or cost < best[0]:
             best = (cost, by, hubs_by, found_by, waves_by)
     _, communities_by, hubs, found, waves = best

@@ -482,7 +482,7 @@ class Workspace:
                     deleted[table] = n
                 if touched:               # the rollup of the hours it touched, from the rows left
                     with self._rollup_lock:
-                        in_transaction(cur, rollup.rebuild, rollup.HOURS)
+                        db.in_transaction(cur, rollup.rebuild, rollup.HOURS)
         finally:
             cur.close()
         self._matcher = None              # indicators may be gone
@@ -915,18 +915,6 @@ def _clean(e: Exception) -> str:
     for prefix in ("Conversion Error: ", "Invalid Input Error: ", "Binder Error: ", "Out of Range Error: "):
         msg = msg.replace(prefix, "")
     return msg
-
-
-def in_transaction(cur, fn, *args):
-    """``fn(cur, *args)`` in one transaction on ``cur``: committed, or rolled back on any error."""
-    cur.execute("BEGIN TRANSACTION")
-    try:
-        out = fn(cur, *args)
-        cur.execute("COMMIT")
-    except BaseException:
-        ingest.rollback(cur)
-        raise
-    return out
 
 
 def expired_or_future(column: str, cutoff: datetime, now: datetime) -> tuple[str, list]:

@@ -154,3 +154,20 @@ class DuckDBStore:
 
 __all__ = ["DuckDBStore", "copy_database", "read_table", "DB_FILE", "Error", "ConstraintException", "InterruptException", "CatalogException",
            "STORAGE_ERRORS", "install_runtime", "scratch", "re2_error", "VERSION"]
+
+
+def in_transaction(con: Connection, fn, *args):
+    """``fn(con, *args)`` in one transaction on ``con``: committed, or rolled back on any error (a
+    COMMIT that failed has ended the transaction already: that ROLLBACK's own error is not raised)."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        out = fn(con, *args)
+        con.execute("COMMIT")
+    except BaseException:
+        try:
+            con.execute("ROLLBACK")
+        except duckdb.Error:
+            pass
+        raise
+    return out
+
