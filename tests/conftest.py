@@ -1,4 +1,5 @@
 import contextlib
+import importlib.util
 import pathlib
 import subprocess
 import sys
@@ -10,6 +11,20 @@ PACKAGE = ROOT / "netatlas"   # the reference files the package ships (schemas, 
 sys.path.insert(0, str(ROOT))
 
 pytest_plugins = ["background"]     # modules marked background run beside the suite (tests/background.py)
+
+
+def load_bench(name: str):
+    """bench/<name>.py loaded as the module ``bench_<name>`` for its smoke test: registered in
+    sys.modules (dataclasses look their module up while a class is built), with bench/ on sys.path
+    (benches import seeds.py beside them)."""
+    path = ROOT / "bench" / f"{name}.py"
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def pytest_addoption(parser):

@@ -1,23 +1,12 @@
 """Smoke run of bench/azure.py: every benchmark query answers the same rows through /api/query,
 the Kusto v2 REST path, the Log Analytics query API and the Kusto SDK, on a small served workspace
 (the timings are the benchmark's business, not this test's)."""
-import importlib.util
-import sys
-from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "azure.py"
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_azure", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_bench
 
 
 def test_every_query_gives_the_same_rows_on_every_path(tmp_path):
-    bench = load_bench()
+    bench = load_bench("azure")
     lines = []
     out = bench.run(rows=5_000, repeat=1, data_dir=tmp_path, write=lines.append)
     assert [m["name"] for m in out] == [q.name for q in bench.bench_kql.bench_queries(bench.bench_kql.datetime.now())]

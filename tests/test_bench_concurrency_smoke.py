@@ -1,24 +1,13 @@
 """Smoke run of bench/concurrency.py: a real server, a few samples of 'print 1' and of a small
 ingest batch idle and beside one heavy query (stopped by a short time limit); the report has
 both requests side by side with their ratio and verdict."""
-import importlib.util
 import re
-import sys
-from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "concurrency.py"
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_concurrency", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_bench
 
 
 def test_the_concurrency_benchmark_reports_idle_and_loaded_latencies():
-    bench = load_bench()
+    bench = load_bench("concurrency")
     lines = []
     code = bench.main(["--samples", "20", "--heavy", "1", "--batch-size", "5", "--heavy-timeout", "2",
                        "--rounds", "2"],
@@ -32,7 +21,7 @@ def test_the_concurrency_benchmark_reports_idle_and_loaded_latencies():
 
 
 def test_bad_arguments_exit_2():
-    bench = load_bench()
+    bench = load_bench("concurrency")
     lines = []
     assert bench.main(["--samples", "0"], write=lines.append) == 2
     assert "--samples" in lines[0]

@@ -1,23 +1,12 @@
 """Smoke run of bench/demo.py: the demo-load benchmark loads a small datacenter both ways (frames,
 records) and reports the same records per table."""
-import importlib.util
-import sys
-from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "demo.py"
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_demo", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_bench
 
 
 def test_demo_load_benchmark_reports_both_paths(tmp_path):
     from netatlas.demo import MIN_MACHINES
-    bench = load_bench()
+    bench = load_bench("demo")
     lines_a, lines_b = [], []
     a = bench.run(MIN_MACHINES, 1, records=False, data_dir=tmp_path / "a", write=lines_a.append)
     b = bench.run(MIN_MACHINES, 1, records=True, data_dir=tmp_path / "b", write=lines_b.append)

@@ -1,17 +1,11 @@
 """Smoke run of bench/graph.py on a tiny demo (15 machines x 1 day, generated in this process): the
 3-hop graph-match counts the same trails as Python does over the graph's edges."""
-import importlib.util
-import sys
-from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "graph.py"
+from conftest import load_bench
 
 
 def test_graph_bench_counts_agree(tmp_path):
-    sys.path.insert(0, str(BENCH.parent))
-    spec = importlib.util.spec_from_file_location("bench_graph", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_bench("graph")
     lines = []
     rc = module.main(["--machines", "15", "--days", "1", "--repeat", "1", "--in-process", "--check",
                       "--data-dir", str(tmp_path / "demo")], write=lines.append)

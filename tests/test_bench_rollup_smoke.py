@@ -1,18 +1,12 @@
 """Smoke run of bench/rollup.py: a few rounds of agent batches stored with and without
 VMConnection's hourly rollup, side by side, and the compaction of the hours they made pending."""
-import importlib.util
 import re
-import sys
-from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "rollup.py"
+from conftest import load_bench
 
 
 def test_the_rollup_benchmark_reports_its_share_and_the_compaction():
-    spec = importlib.util.spec_from_file_location("bench_rollup", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    module = load_bench("rollup")
     lines = []
     assert module.main(["--batches", "60", "--repeat", "2"], write=lines.append) == 0
     text = "\n".join(lines)

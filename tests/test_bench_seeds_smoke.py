@@ -1,27 +1,16 @@
 """Smoke run of bench/seeds.py: on a tiny demo datacenter (15 machines x 1 day, generated in this
 process by netatlas.demo.generate), every seed query's hand-written DuckDB SQL gives the same
 result as netatlas, in process and through the HTTP server."""
-import importlib.util
 import re
-import sys
-from pathlib import Path
 
 import pytest
 
+from conftest import load_bench
+
 pytest.importorskip("netatlas")
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "seeds.py"
 
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_seeds", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = load_bench()
+bench = load_bench("seeds")
 
 ARGS = ["--machines", "15", "--days", "1", "--seed", "1", "--end", "2026-11-25T00:00:00Z", "--repeat", "1",
         "--in-process", "--check"]

@@ -1,26 +1,15 @@
 """Smoke run of bench/kql.py: every benchmark query gives the same result through netatlas as its
 hand-written DuckDB SQL, on a small generated VMConnection table."""
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 
+from conftest import load_bench
+
 pytest.importorskip("netatlas")
-
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "kql.py"
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_kql", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_every_benchmark_query_matches_hand_written_sql(tmp_path):
-    bench = load_bench()
+    bench = load_bench("kql")
     lines = []
     outcomes = bench.run_benchmark(rows=20_000, repeat=1, data_dir=tmp_path, compile_runs=3, write=lines.append)
 
@@ -31,7 +20,7 @@ def test_every_benchmark_query_matches_hand_written_sql(tmp_path):
 
 
 def test_generated_table_is_reused_when_the_row_count_matches(tmp_path):
-    bench = load_bench()
+    bench = load_bench("kql")
     first, second = [], []
     bench.run_benchmark(rows=5_000, repeat=1, data_dir=tmp_path, compile_runs=1, only=["top_talkers"],
                         write=first.append)

@@ -1,18 +1,13 @@
 """Smoke run of bench/waves.py: a small planted datacenter, its communities recovered, the waves
 the same from the workspace and from the graph alone, Leiden and Louvain both timed (no time goal
 asserted here)."""
-import importlib.util
 import sys
-from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "waves.py"
+from conftest import load_bench
 
 
 def test_waves_benchmark_small(capsys):
-    spec = importlib.util.spec_from_file_location("bench_waves", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    module = load_bench("waves")
     assert module.main(["--machines", "120", "--pairs", "900", "--community", "20", "--max-wave-size", "8",
                         "--compare"]) == 0
     out = capsys.readouterr().out

@@ -2,25 +2,13 @@
 process), the map of all machines is timed in process and through a real server against the raw
 KQL query, and the report has both lines with a ratio and a verdict; with Chromium installed, the
 map drawn in the browser too (--browser)."""
-import importlib.util
 import re
-import sys
-from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "web.py"
-
-
-def load_bench():
-    sys.path.insert(0, str(BENCH.parent))
-    spec = importlib.util.spec_from_file_location("bench_web", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_bench
 
 
 def test_the_web_benchmark_reports_the_map_against_its_raw_query(tmp_path):
-    bench = load_bench()
+    bench = load_bench("web")
     lines = []
     browser = bench.CHROMIUM.exists()         # the map drawn in Chromium too, where it is installed
     if not browser:
