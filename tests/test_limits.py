@@ -192,7 +192,7 @@ def test_autocluster_segment_search_checks_the_deadline():
     rows = [(str(i % 3), str(i % 5), str(i % 7), str(i % 11)) for i in range(20_000)]
     d = Deadline(0.0)
     with pytest.raises(QueryLimitError):
-        find_segments(rows, 4, 0.5, check=d.check)
+        find_segments(rows, [1] * len(rows), 4, 0.5, check=d.check)
 
 
 def test_pivot_makes_columns_up_to_its_limit_and_is_an_error_past_it(ws):

@@ -76,7 +76,9 @@ def check_segments(ws, query: str, res) -> None:
     total = ws.query(source + "| count", now=NOW).rows[0][0]
     dims = res.columns[3:]
     for seg in res.to_dicts():
-        conds = [f"tostring({d}) == {json.dumps(seg[d])}" for d in dims if seg[d] != ""]
+        # a free column shows its type's wildcard: "" for strings, null for the others
+        conds = [f"tostring({d}) == {json.dumps(seg[d])}" if isinstance(seg[d], str) else f"{d} == {json.dumps(seg[d])}"
+                 for d in dims if seg[d] not in ("", None)]
         assert conds, seg
         n = ws.query(source + "| where " + " and ".join(conds) + " | count", now=NOW).rows[0][0]
         assert seg["Count"] == n and abs(seg["Percent"] - 100.0 * n / total) < 1e-9, seg

@@ -4,8 +4,8 @@
     T | evaluate diffpatterns(SplitColumn, SplitValueA, SplitValueB [, WeightColumn, Threshold,
                               MaxDimensions, CustomWildcard, ...])
 
-Like autocluster (autocluster.py, whose argument reader ``_const`` they share), both read their
-input at plan time through the planner's executor and answer with literal rows. The read is
+Like autocluster (autocluster.py, which shares this module's argument readers and its read), both
+read their input at plan time through the planner's executor and answer with literal rows. The read is
 grouped: one row per distinct combination of the dimensions (and of the split value), with its
 count or its summed weight, so the database does the counting and Python sees few rows.
 
@@ -51,7 +51,6 @@ from .. import limits
 from ..errors import KqlSemanticError
 from . import syntax as s
 from . import types as T
-from .autocluster import _const
 from .plan import Rel
 from .relations import scope_of, values_rel
 from .scalars import to_string
@@ -64,7 +63,22 @@ EPSILON = 1e-9          # shares compared to the threshold with this slack (0.6 
 NOT_DIMENSIONS = (T.DYNAMIC,)
 
 
-# ---- arguments ------------------------------------------------------------------------------
+# ---- arguments (autocluster's too) --------------------------------------------------------------
+
+def _const(args, i, default, conv, what, plugin):
+    """Argument ``i`` (a constant) through ``conv``; ``default`` when it is left out, null or the
+    tilde '~' (Kusto's "use the default")."""
+    if len(args) <= i or (args[i].is_const and (args[i].const is None or
+                                                 (isinstance(args[i].const, str) and args[i].const == "~"))):
+        return default
+    if not args[i].is_const:
+        raise KqlSemanticError(f"{plugin}(): {what} must be a constant", args[i].span, code="KQL_ARGUMENTS")
+    try:
+        return conv(args[i].const)
+    except (TypeError, ValueError):
+        raise KqlSemanticError(f"{plugin}(): {what} cannot be {args[i].const!r}", args[i].span,
+                               code="KQL_ARGUMENTS") from None
+
 
 def _number(v) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float, Decimal)):
@@ -80,10 +94,11 @@ def _threshold(args, i, plugin, span):
     return t
 
 
-def _max_dimensions(args, i, default, plugin):
-    m = _const(args, i, default, _number, "MaxDimensions", plugin)
+def _whole(args, i, default, what, plugin):
+    """A whole-number argument of at least 1 (MaxDimensions, autocluster's NumSeeds)."""
+    m = _const(args, i, default, _number, what, plugin)
     if m < 1 or m != int(m):
-        raise KqlSemanticError(f"{plugin}(): MaxDimensions is a whole number of at least 1, not {m:g}", args[i].span,
+        raise KqlSemanticError(f"{plugin}(): {what} is a whole number of at least 1, not {m:g}", args[i].span,
                                code="KQL_ARGUMENTS")
     return int(m)
 
@@ -134,8 +149,11 @@ def _dimensions(rel: Rel, skip: set, call: s.Call, plugin) -> list[tuple[str, st
 
 
 def _read(pl, rel: Rel, call: s.Call, plugin, dims, weight: str | None, split: exp.Expression | None = None,
-          split_values: tuple = ()) -> list[tuple]:
-    """The input grouped by its dimensions (and split value): rows (values..., [split,] weight)."""
+          split_values: tuple = (), counted: bool = False, refuse: bool = True) -> list[tuple]:
+    """The input grouped by its dimensions (and split value): rows (values..., [split,] weight
+    [, rows when ``counted``]). Past limits.PATTERN_MAX_ROWS groups, a KQL_QUERY_TOO_COMPLEX
+    error; without ``refuse``, the first PATTERN_MAX_ROWS + 1 groups (the caller groups by fewer
+    columns)."""
     if pl.executor is None:
         raise KqlSemanticError(f"{plugin}() needs a workspace to read its input", call.span, code="KQL_UNSUPPORTED")
     inner = [col(c) for c, _ in dims]
@@ -146,14 +164,16 @@ def _read(pl, rel: Rel, call: s.Call, plugin, dims, weight: str | None, split: e
     inner.append(exp.alias_(w, "__weight", quoted=True))
     q = exp.Select(expressions=inner).from_(pl.finish(rel).subquery(pl.fresh(), copy=False), copy=False)
     keys = [col(c) for c, _ in dims] + ([col("__split")] if split is not None else [])
-    total = exp.Sum(this=col("__weight")) if weight else exp.Count(this=exp.Star())
-    outer = exp.Select(expressions=keys + [total]).from_(q.subquery(pl.fresh(), copy=False), copy=False)
+    total = [exp.Sum(this=col("__weight")) if weight else exp.Count(this=exp.Star())]
+    if counted:
+        total.append(exp.Count(this=exp.Star()))
+    outer = exp.Select(expressions=keys + total).from_(q.subquery(pl.fresh(), copy=False), copy=False)
     if split is not None:
         outer = outer.where(exp.In(this=col("__split"), expressions=[exp.Literal.string(v) for v in split_values]),
                             copy=False)
     outer = outer.group_by(*[k.copy() for k in keys], copy=False).limit(limits.PATTERN_MAX_ROWS + 1, copy=False)
     rows = pl.run(outer)
-    if len(rows) > limits.PATTERN_MAX_ROWS:
+    if refuse and len(rows) > limits.PATTERN_MAX_ROWS:
         raise KqlSemanticError(f"{plugin}() reads at most {limits.PATTERN_MAX_ROWS:,} distinct combinations of its "
                                f"dimensions; its input has more", call.span, code="KQL_QUERY_TOO_COMPLEX",
                                hint="filter the input, or project fewer or coarser columns (bin() the numbers)")
@@ -314,7 +334,7 @@ def basket(pl, rel: Rel, call: s.Call) -> Rel:
     args = [pl.scalar(a, scope_of(rel)) for a in call.args]
     threshold = _threshold(args, 0, "basket", call.span)
     weight = _weight_column(args, 1, rel, "basket")
-    max_dims = _max_dimensions(args, 2, BASKET_MAX_DIMENSIONS, "basket")
+    max_dims = _whole(args, 2, BASKET_MAX_DIMENSIONS, "MaxDimensions", "basket")
     wildcards = _wildcards(args, 3, "basket")
     dims = _dimensions(rel, {weight}, call, "basket")
     rows = _read(pl, rel, call, "basket", dims, weight)
@@ -355,7 +375,7 @@ def diffpatterns(pl, rel: Rel, call: s.Call) -> Rel:
     threshold = _threshold(args, 4, "diffpatterns", call.span)
     wildcards = _wildcards(args, 6, "diffpatterns")
     dims = _dimensions(rel, {weight, split.name}, call, "diffpatterns")
-    max_dims = _max_dimensions(args, 5, len(dims), "diffpatterns")
+    max_dims = _whole(args, 5, len(dims), "MaxDimensions", "diffpatterns")
     rows = _read(pl, rel, call, "diffpatterns", dims, weight, to_string(Typed(col(split.name), split.type)).sql,
                  tuple(split_values))
     n = len(dims)

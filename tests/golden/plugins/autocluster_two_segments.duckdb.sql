@@ -1,1 +1,1 @@
-SELECT "SegmentId", "Count", "Percent", "a", "b" FROM (VALUES (0, CAST(3 AS BIGINT), CAST(60.0 AS DOUBLE), 'x', 'p'), (1, CAST(2 AS BIGINT), CAST(40.0 AS DOUBLE), '', 'q')) AS "_v3"("SegmentId", "Count", "Percent", "a", "b") LIMIT 500001
+SELECT "SegmentId", "Count", "Percent", "a", "b" FROM (VALUES (0, CAST(3 AS BIGINT), CAST(60.0 AS DOUBLE), 'x', 'p'), (1, CAST(2 AS BIGINT), CAST(40.0 AS DOUBLE), '', 'q')) AS "_v4"("SegmentId", "Count", "Percent", "a", "b") LIMIT 500001

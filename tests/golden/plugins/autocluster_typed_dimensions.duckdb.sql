@@ -1,0 +1,1 @@
+SELECT "SegmentId", "Count", "Percent", "host", "port", "tls" FROM (VALUES (0, CAST(6 AS BIGINT), CAST(54.54545454545455 AS DOUBLE), '', 443, TRUE), (1, CAST(4 AS BIGINT), CAST(36.36363636363637 AS DOUBLE), '', 80, FALSE)) AS "_v4"("SegmentId", "Count", "Percent", "host", "port", "tls") LIMIT 500001

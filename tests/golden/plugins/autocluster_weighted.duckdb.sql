@@ -1,0 +1,1 @@
+SELECT "SegmentId", "Count", "Percent", "a", "b" FROM (VALUES (0, CAST(10 AS BIGINT), CAST(66.66666666666667 AS DOUBLE), 'y', 'q'), (1, CAST(3 AS BIGINT), CAST(20.0 AS DOUBLE), 'x', 'p'), (2, CAST(2 AS BIGINT), CAST(13.333333333333334 AS DOUBLE), 'y', 'r')) AS "_v4"("SegmentId", "Count", "Percent", "a", "b") LIMIT 500001
