@@ -18,6 +18,7 @@ from typing import Callable
 from .catalogue import Catalogue
 from .errors import SchemaVersionError
 from .kql import types as T
+from .store.duckdb import in_transaction
 
 SCHEMA_VERSION = 3
 META = "_netatlas_meta"
@@ -117,8 +118,7 @@ def upgrade(con, catalogue: Catalogue, create: Callable[[], None]) -> Upgrade:
         raise SchemaVersionError(
             f"the workspace was written by a newer netatlas (schema version {found}; this netatlas knows "
             f"versions up to {SCHEMA_VERSION}): upgrade netatlas, or restore a backup made by this version")
-    con.execute("BEGIN TRANSACTION")
-    try:
+    def run(con):
         steps = []
         version = found or SCHEMA_VERSION
         while version < SCHEMA_VERSION:
@@ -130,8 +130,5 @@ def upgrade(con, catalogue: Catalogue, create: Callable[[], None]) -> Upgrade:
         create()
         added = add_missing_columns(con, catalogue)
         con.execute(f"INSERT OR REPLACE INTO {META} VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    return Upgrade(found, SCHEMA_VERSION, steps, added)
+        return Upgrade(found, SCHEMA_VERSION, steps, added)
+    return in_transaction(con, run)

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from .addresses import parse as parse_address
+from .store.duckdb import in_transaction
 
 TABLE = "ThreatIntelligenceIndicator"
 THREAT_TYPES = ("Botnet", "C2", "CryptoMining", "Darknet", "DDos", "MaliciousUrl", "Malware", "Phishing", "Proxy",
@@ -409,16 +410,13 @@ def store(con, indicators: list[Indicator], source: str, now: datetime | None = 
         raise
     cols = ", ".join(f'"{c}"' for c in names)
     spec = ", ".join(f"'{c}': '{read.get(c, 'VARCHAR')}'" for c in names)
-    con.execute("BEGIN TRANSACTION")
-    try:
+    def replace(con):
         con.execute(f'DELETE FROM "{TABLE}" WHERE SourceSystem = ?', [source])
         if data:
             con.execute(f'INSERT INTO "{TABLE}" ({cols}) SELECT {cols} FROM read_json(?, format=\'array\', '
                         f'columns={{{spec}}})', [path])
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
+    try:
+        in_transaction(con, replace)
     finally:
         os.unlink(path)
     return len(data)

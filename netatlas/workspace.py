@@ -210,9 +210,7 @@ class Workspace:
             if self.remote is not None:
                 raise IngestError("custom tables are made in workspaces on DuckDB; this one keeps its tables in chdb",
                                   code="CUSTOM_TABLE_STORE")
-            con = self.connection
-            con.execute("BEGIN")
-            try:
+            def define(con):
                 if old is None:
                     cols = ", ".join(f'"{c}" {T.storage_sql(t)}' for c, t in table.columns)
                     con.execute(f'CREATE TABLE "{name}" ({cols})')
@@ -220,10 +218,7 @@ class Workspace:
                     for c, t in table.columns[len(old.columns):]:
                         con.execute(f'ALTER TABLE "{name}" ADD COLUMN "{c}" {T.storage_sql(t)}')
                 custom.save(con, table)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+            db.in_transaction(self.connection, define)
             self.catalogue.tables[name] = self._custom[name] = table
             return table
 

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from .. import ingest, rollup
 from ..catalogue import Table
+from ..store.duckdb import in_transaction
 
 # tables whose machine column is not Machine
 MACHINE_COLUMN = {"ServiceMapComputer_CL": "ResourceName_s", "ServiceMapProcess_CL": "MachineResourceName_s"}
@@ -38,36 +39,32 @@ def delete_records(ws, marker, since: datetime | None = None) -> dict[str, int]:
         return {}
     if getattr(ws, "remote", None) is not None:
         return _delete_in_store(ws, ids, names, since)
-    con = ws.connection
     deleted = {}
+
+    def delete(con):
+        for table in ws.catalogue.tables.values():
+            if table.name == ingest.USAGE or (which := machine_column(table)) is None:
+                continue
+            column, kind = which
+            where = f'"{column}" IN (SELECT unnest(?::VARCHAR[]))'
+            params: list = [ids if kind == "id" else names]
+            if since is not None:
+                where += ' AND "TimeGenerated" >= ?'
+                params.append(since.replace(tzinfo=None))
+            size = "_BilledSize" if "_BilledSize" in table.column_types else \
+                ingest.record_size_sql(table, empty_strings_absent=True)
+            hours = con.execute(f'SELECT date_trunc(\'hour\', TimeGenerated) AS h, CAST(sum({size}) AS BIGINT) '
+                                f'FROM "{table.name}" WHERE {where} GROUP BY h', params).fetchall()
+            if not hours:
+                continue
+            n = con.execute(f'DELETE FROM "{table.name}" WHERE {where}', params).fetchone()[0]
+            deleted[table.name] = n
+            _unbill(con, table.name, hours)
+            if table.name == rollup.SOURCE:             # its hourly rollup, from the rows left
+                rollup.rebuild(con, [h for h, _ in hours])
+        con.execute("DELETE FROM _netatlas_senders WHERE Machine IN (SELECT unnest(?::VARCHAR[]))", [ids])
     with ws._lock, ws._rollup_lock:
-        con.execute("BEGIN TRANSACTION")
-        try:
-            for table in ws.catalogue.tables.values():
-                if table.name == ingest.USAGE or (which := machine_column(table)) is None:
-                    continue
-                column, kind = which
-                where = f'"{column}" IN (SELECT unnest(?::VARCHAR[]))'
-                params: list = [ids if kind == "id" else names]
-                if since is not None:
-                    where += ' AND "TimeGenerated" >= ?'
-                    params.append(since.replace(tzinfo=None))
-                size = "_BilledSize" if "_BilledSize" in table.column_types else \
-                    ingest.record_size_sql(table, empty_strings_absent=True)
-                hours = con.execute(f'SELECT date_trunc(\'hour\', TimeGenerated) AS h, CAST(sum({size}) AS BIGINT) '
-                                    f'FROM "{table.name}" WHERE {where} GROUP BY h', params).fetchall()
-                if not hours:
-                    continue
-                n = con.execute(f'DELETE FROM "{table.name}" WHERE {where}', params).fetchone()[0]
-                deleted[table.name] = n
-                _unbill(con, table.name, hours)
-                if table.name == rollup.SOURCE:             # its hourly rollup, from the rows left
-                    rollup.rebuild(con, [h for h, _ in hours])
-            con.execute("DELETE FROM _netatlas_senders WHERE Machine IN (SELECT unnest(?::VARCHAR[]))", [ids])
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
+        in_transaction(ws.connection, delete)
     return deleted
 
 

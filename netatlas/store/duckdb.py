@@ -79,13 +79,7 @@ def copy_database(con: Connection, dest: Path, catalogue) -> dict:
     target = "'" + str(dest).replace("'", "''") + "'"
     con.execute(f"ATTACH {target} AS {alias}")
     try:
-        con.execute("BEGIN TRANSACTION")
-        try:
-            con.execute(f"COPY FROM DATABASE {source} TO {alias}")
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+        in_transaction(con, lambda c: c.execute(f"COPY FROM DATABASE {source} TO {alias}"))
         tables = {r[0] for r in con.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_catalog = ? AND table_type = 'BASE TABLE'",
             [alias]).fetchall()}
