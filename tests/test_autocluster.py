@@ -67,18 +67,6 @@ def test_the_search_over_grouped_rows_gives_the_row_by_row_definition():
         assert got == by_definition(rows, ndims, size_weight), seed
 
 
-def test_dimensions_past_the_limit_are_an_error(ws):
-    n = limits.PATTERN_MAX_DIMENSIONS
-
-    def cols(k):
-        return ", ".join(f"c{i} = 'v'" for i in range(k))
-    with pytest.raises(KqlError) as info:
-        ws.query(f"range r from 1 to 2 step 1 | project {cols(n + 1)} | evaluate autocluster()")
-    assert info.value.code == "KQL_QUERY_TOO_COMPLEX" and f"at most {n} dimensions" in str(info.value)
-    got = ws.query(f"range r from 1 to 2 step 1 | project {cols(n)} | evaluate autocluster()").rows
-    assert got == [[0, 2, 100.0] + ["v"] * n]
-
-
 def test_combinations_past_the_limit_are_an_error(ws, monkeypatch):
     monkeypatch.setattr(limits, "PATTERN_MAX_ROWS", 50)
     q = "range i from 1 to {} step 1 | project a = tostring(i % 3), b = strcat('b', i) | evaluate autocluster()"

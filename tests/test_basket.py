@@ -1,5 +1,6 @@
-"""basket() and diffpatterns() (netatlas/kql/basket.py): their limits, the deadline, the rules the
-goldens (tests/golden/plugins/basket_*, diffpatterns_*) do not reach."""
+"""basket() and diffpatterns() (netatlas/kql/basket.py): their limits (autocluster's dimensions
+too), the deadline, the rules the goldens (tests/golden/plugins/basket_*, diffpatterns_*) do not
+reach."""
 from __future__ import annotations
 
 import pytest
@@ -47,6 +48,12 @@ def test_dimensions_past_the_limit_are_an_error(ws):
         ws.query(f"print {cols(n + 2)} | evaluate diffpatterns(c0, 'v', 'w')")
     assert info.value.code == "KQL_QUERY_TOO_COMPLEX" and f"at most {n} dimensions" in str(info.value)
     assert ws.query(f"print {cols(n + 1)} | evaluate diffpatterns(c0, 'v', 'w')").rows == []
+    # autocluster: the same limit (over two rows: a segment holds at least two)
+    with pytest.raises(KqlError) as info:
+        ws.query(f"range r from 1 to 2 step 1 | project {cols(n + 1)} | evaluate autocluster()")
+    assert info.value.code == "KQL_QUERY_TOO_COMPLEX" and f"at most {n} dimensions" in str(info.value)
+    got = ws.query(f"range r from 1 to 2 step 1 | project {cols(n)} | evaluate autocluster()").rows
+    assert got == [[0, 2, 100.0] + ["v"] * n]
 
 
 def test_too_many_patterns_is_an_error(ws):
