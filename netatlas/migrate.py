@@ -118,6 +118,7 @@ def upgrade(con, catalogue: Catalogue, create: Callable[[], None]) -> Upgrade:
         raise SchemaVersionError(
             f"the workspace was written by a newer netatlas (schema version {found}; this netatlas knows "
             f"versions up to {SCHEMA_VERSION}): upgrade netatlas, or restore a backup made by this version")
+
     def run(con):
         steps = []
         version = found or SCHEMA_VERSION

@@ -410,6 +410,7 @@ def store(con, indicators: list[Indicator], source: str, now: datetime | None = 
         raise
     cols = ", ".join(f'"{c}"' for c in names)
     spec = ", ".join(f"'{c}': '{read.get(c, 'VARCHAR')}'" for c in names)
+
     def replace(con):
         con.execute(f'DELETE FROM "{TABLE}" WHERE SourceSystem = ?', [source])
         if data:

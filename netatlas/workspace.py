@@ -210,6 +210,7 @@ class Workspace:
             if self.remote is not None:
                 raise IngestError("custom tables are made in workspaces on DuckDB; this one keeps its tables in chdb",
                                   code="CUSTOM_TABLE_STORE")
+
             def define(con):
                 if old is None:
                     cols = ", ".join(f'"{c}" {T.storage_sql(t)}' for c, t in table.columns)

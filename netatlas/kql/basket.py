@@ -4,10 +4,11 @@
     T | evaluate diffpatterns(SplitColumn, SplitValueA, SplitValueB [, WeightColumn, Threshold,
                               MaxDimensions, CustomWildcard, ...])
 
-Like autocluster (autocluster.py, which shares this module's argument readers and its read), both
-read their input at plan time through the planner's executor and answer with literal rows. The read is
-grouped: one row per distinct combination of the dimensions (and of the split value), with its
-count or its summed weight, so the database does the counting and Python sees few rows.
+Like autocluster (autocluster.py, which shares this module's argument readers, its read and its
+search), both read their input at plan time through the planner's executor and answer with
+literal rows. The read is grouped: one row per distinct combination of the dimensions (and of the
+split value), with its count or its summed weight, so the database does the counting and Python
+sees few rows.
 
 A *pattern* assigns values to some dimensions; it matches the rows holding those values. Its
 weight is its rows' count, or their summed WeightColumn (null as 0). A null (or NaN) value is in
