@@ -315,9 +315,11 @@ class Collector:
         when a socket starts listening (before the close events: their direction depends on it)."""
         self.bpf.sync_clock()                          # the kernel half's minutes are the wall clock's
         wall = time.time() if now is None else now
-        if int(wall // 60) != self._links_minute:
-            self._read_links(wall)           # first: a minute that ended gets its links before it closes
+        # the ring buffer first: its exec events name the links' owners that are gone (a short-lived
+        # client read after them was its comm); then a minute that ended gets its links before it closes
         closes, procs, listens = self.bpf.read()
+        if int(wall // 60) != self._links_minute:
+            self._read_links(wall)
         self.stats["close_events"] += len(closes)
         if listens:          # a new listening port: dump now, so its connections count as inbound
             for tgid, inode in listens:

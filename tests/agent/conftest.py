@@ -3,11 +3,25 @@ import contextlib
 import os
 import shutil
 import subprocess
+import time
 import uuid
 
 import pytest
 
 collect_ignore = ["fixtures"]
+
+MINUTE_START_BY = 40     # seconds into a minute: later, early_in_a_minute waits for the next one
+
+
+@pytest.fixture
+def early_in_a_minute():
+    """For a test whose connections must fall in one minute's records: the records are per minute,
+    and a connection made at :59.9 and closed at :00.1 is two of them (its LinksEstablished in the
+    first, its LinksTerminated in the second). Past MINUTE_START_BY seconds into a minute, this
+    waits for the next one; such a test takes a few seconds."""
+    into = time.time() % 60
+    if into > MINUTE_START_BY:
+        time.sleep(60.5 - into)
 
 
 @contextlib.contextmanager

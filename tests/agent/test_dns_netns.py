@@ -186,9 +186,6 @@ def hosts(tmp_path_factory):
         h.teardown()
 
 
-MINUTE_START_BY = 40     # seconds into a minute: later, the test waits for the next one (it takes a few)
-
-
 def kinds():
     ok, why = ebpf.available()
     return [pytest.param("ebpf", marks=pytest.mark.skipif(not ok, reason=f"the eBPF collector cannot load: {why}")),
@@ -197,13 +194,10 @@ def kinds():
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("kind", kinds())
-def test_outbound_connections_are_named_by_the_dns_answers_the_host_received(hosts, kind, tmp_path):
-    # the connections are made and closed within one minute, so each is one record: the records
-    # are per minute, and one made at :59.9 and closed at :00.1 is two (its LinksEstablished in the
-    # first, its LinksTerminated in the second; a CI run met that). Start early in a minute.
-    into = time.time() % 60
-    if into > MINUTE_START_BY:
-        time.sleep(60.5 - into)
+def test_outbound_connections_are_named_by_the_dns_answers_the_host_received(hosts, kind, tmp_path,
+                                                                             early_in_a_minute):
+    # each connection is one record (made and closed in one minute: a final run met one made at
+    # :59.9 and closed at :00.1, two records, and kept the second)
     t0 = time.monotonic()
     ns, api, web, raw = hosts.ns, hosts.target[10], hosts.target[20], hosts.target[30]
     config = AgentConfig(workspace_url="http://127.0.0.1:9", workspace_id="t", key="dGVzdA==", collector=kind,
