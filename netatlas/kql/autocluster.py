@@ -33,7 +33,7 @@ from ..errors import KqlSemanticError
 from . import syntax as s
 from . import types as T
 from .basket import (NOT_DIMENSIONS, _cell, _check, _const, _is_value, _long, _number, _read, _real,
-                     _weight_column, _whole, _wildcards, frequent_patterns)
+                     _weight_column, _whole, _wildcards, closure, frequent_patterns)
 from .plan import Rel
 from .relations import scope_of, values_rel
 from .typed import col
@@ -129,20 +129,12 @@ def find_segments(values: list[tuple], weights: list[float], ndims: int, size_we
         return []
     least = max(MIN_LEFT * total, least_rows)
     slack = 1e-9 * total
-    counted = [(p, rows, sum(weights[i] for i in rows))
-               for p, rows in frequent_patterns(values, ndims, ndims, lambda rows: sum(weights[i] for i in rows)
-                                                >= least - slack, check, prune_implied=True)]
     # each pattern's closure (the columns all its rows hold) has its rows and a better score
     closed: dict = {}
-    for p, rows, w in counted:
-        fixed = dict(p)
-        for d in range(ndims):
-            if d not in fixed:
-                seen = {values[i][d] for i in rows}
-                if len(seen) == 1 and _is_value(v := next(iter(seen))):
-                    fixed[d] = v
-        closed.setdefault(tuple(sorted(fixed.items())), (rows, w))
-    cands = [(p, rows, w) for p, (rows, w) in closed.items()]
+    for p, rows in frequent_patterns(values, ndims, ndims, lambda rows: sum(weights[i] for i in rows) >= least - slack,
+                                     check, prune_implied=True):
+        closed.setdefault(closure(values, ndims, p, rows), rows)
+    cands = [(p, rows, sum(weights[i] for i in rows)) for p, rows in closed.items()]
     left = [w for _, _, w in cands]        # each candidate's weight among the rows not yet covered
     covered: set = set()
     left_total = total

@@ -241,6 +241,18 @@ def _pattern_key(pattern: tuple):
     return (len(pattern), pattern)
 
 
+def closure(values: list[tuple], ndims: int, pattern: tuple, rows) -> tuple:
+    """``pattern`` widened by every other column that holds one value (not null) on all its
+    ``rows``: ((dim, value), ...) sorted by dim."""
+    fixed = dict(pattern)
+    for d in range(ndims):
+        if d not in fixed:
+            seen = {values[i][d] for i in rows}
+            if len(seen) == 1 and _is_value(v := next(iter(seen))):
+                fixed[d] = v
+    return tuple(sorted(fixed.items()))
+
+
 def basket_segments(values: list[tuple], weights: list[float], ndims: int, threshold: float, max_dims: int,
                     check=None) -> list[tuple[tuple, float]]:
     """basket's answer: [(closed pattern, weight)], by weight descending (the module's rules)."""
@@ -254,15 +266,7 @@ def basket_segments(values: list[tuple], weights: list[float], ndims: int, thres
 
     closures: dict = {}
     for pattern, rows in frequent_patterns(values, ndims, max_dims, frequent, check, prune_implied=True):
-        fixed = dict(pattern)
-        for d in range(ndims):
-            if d not in fixed:
-                seen = {values[i][d] for i in rows}
-                if len(seen) == 1:
-                    v = next(iter(seen))
-                    if _is_value(v):
-                        fixed[d] = v
-        closed = tuple(sorted(fixed.items()))
+        closed = closure(values, ndims, pattern, rows)
         if closed not in closures:
             closures[closed] = sum(weights[i] for i in rows)
     return sorted(closures.items(), key=lambda pc: (-pc[1], _pattern_key(pc[0])))

@@ -112,4 +112,3 @@ async def compaction(svc) -> None:
         if merged:
             log.debug("rollup: %d hours merged", merged)
     await every(rollup.COMPACT_SECONDS, one_pass, "rollup compaction", lambda t: None)
-

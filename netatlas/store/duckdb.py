@@ -147,7 +147,7 @@ class DuckDBStore:
 
 
 __all__ = ["DuckDBStore", "copy_database", "read_table", "DB_FILE", "Error", "ConstraintException", "InterruptException", "CatalogException",
-           "STORAGE_ERRORS", "install_runtime", "scratch", "re2_error", "VERSION"]
+           "STORAGE_ERRORS", "install_runtime", "scratch", "re2_error", "VERSION", "in_transaction"]
 
 
 def in_transaction(con: Connection, fn, *args):
@@ -164,4 +164,3 @@ def in_transaction(con: Connection, fn, *args):
             pass
         raise
     return out
-
